@@ -1,0 +1,65 @@
+"""The ``rag-relax`` console script: thin dispatch over the sub-command modules in ``_cli/``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from rag_relax_plugins import __version__
+
+__all__ = ["build_parser", "main"]
+
+
+def _commands() -> list[object]:
+    """Import every sub-command module of :mod:`rag_relax_plugins._cli`, sorted by name."""
+    from rag_relax_plugins import _cli
+
+    modules = []
+    for info in sorted(pkgutil.iter_modules(_cli.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        modules.append(importlib.import_module(f"rag_relax_plugins._cli.{info.name}"))
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with one sub-parser per command module."""
+    parser = argparse.ArgumentParser(
+        prog="rag-relax",
+        description="Learned, differentiable retrieval and reranking for RAG.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _commands():
+        name = module.NAME  # type: ignore[attr-defined]
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)  # type: ignore[attr-defined]
+        module.add_arguments(p)  # type: ignore[attr-defined]
+        p.set_defaults(_run=module.run)  # type: ignore[attr-defined]
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``rag-relax``; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"rag-relax {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Device helpers: one place that chooses a device, and an autocast context that is a no-op on CPU.
+
+Core ops never move tensors: they create new tensors on their inputs' device. Only constructors
+(models, indexes, encoders) call :func:`resolve_device`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+__all__ = ["autocast", "resolve_device", "supports_dtype"]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Return ``device`` as a :class:`torch.device`, or the best available one when ``None``.
+
+    ``None`` resolves to CUDA, then Apple MPS, then CPU.
+
+    Raises:
+        ValueError: for an unknown device string, or a CUDA/MPS device that is not available.
+    """
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or None, got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was requested but CUDA is not available")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {device!r} was requested but MPS is not available")
+    return dev
+
+
+def supports_dtype(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether mixed precision in ``dtype`` is worth enabling on ``device``."""
+    if device.type == "cuda":
+        return dtype == torch.float16 or (dtype == torch.bfloat16 and torch.cuda.is_bf16_supported())
+    if device.type == "mps":
+        return dtype == torch.float16
+    return False
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device | str, dtype: torch.dtype | str | None = None) -> Iterator[None]:
+    """Mixed-precision context for ``device``; a no-op on CPU, or when ``dtype`` is ``None``.
+
+    Args:
+        device: the device the computation runs on.
+        dtype: ``torch.bfloat16``/``torch.float16`` or ``"bf16"``/``"fp16"``; ``None`` disables it.
+    """
+    dev = torch.device(device)
+    if isinstance(dtype, str):
+        table = {"bf16": torch.bfloat16, "fp16": torch.float16, "no": None, "none": None, "fp32": None}
+        if dtype not in table:
+            raise ValueError(f"dtype must be one of {sorted(table)}, got {dtype!r}")
+        dtype = table[dtype]
+    if dtype is None or dev.type == "cpu" or not supports_dtype(dev, dtype):
+        yield
+        return
+    with torch.autocast(device_type=dev.type, dtype=dtype):
+        yield

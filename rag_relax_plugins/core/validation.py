@@ -1,0 +1,84 @@
+"""Boundary checks shared by the core ops: each raises ``ValueError``/``TypeError`` naming the
+argument and what was received. Pure functions, no device movement."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "check_finite",
+    "check_floating",
+    "check_k",
+    "check_mask",
+    "check_ndim",
+    "check_positive",
+    "check_same_shape",
+]
+
+
+def check_floating(name: str, x: object) -> torch.Tensor:
+    """Require a floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_ndim(name: str, x: torch.Tensor, ndims: int | tuple[int, ...]) -> None:
+    """Require ``x.dim()`` to be one of ``ndims``."""
+    allowed = (ndims,) if isinstance(ndims, int) else ndims
+    if x.dim() not in allowed:
+        want = " or ".join(f"{d}-D" for d in allowed)
+        raise ValueError(f"{name} must be {want}, got shape {tuple(x.shape)}")
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Reject NaN and +-inf (masked positions should be handled by a mask, not by inf)."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf values; pass a mask for invalid positions")
+
+
+def check_k(name: str, k: object, n: int | None = None) -> int:
+    """Require an integer ``1 <= k`` (and ``k <= n`` when ``n`` is given)."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}")
+    if n is not None and k > n:
+        raise ValueError(f"{name} must be <= {n} (the number of items), got {k}")
+    return k
+
+
+def check_positive(name: str, value: float) -> float:
+    """Require a finite, strictly positive number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return float(value)
+
+
+def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Require two tensors of the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_mask(name: str, mask: torch.Tensor | None, like_name: str, like: torch.Tensor) -> torch.Tensor:
+    """Validate an optional boolean mask shaped like ``like``; ``None`` means all valid."""
+    if mask is None:
+        return torch.ones_like(like, dtype=torch.bool)
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor, got dtype {mask.dtype}")
+    if mask.shape != like.shape:
+        raise ValueError(
+            f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(mask.shape)}"
+        )
+    return mask

