@@ -58,11 +58,20 @@ test-fast: $(VENV)/.dev
 test-slow: $(VENV)/.dev
 	$(PY) -m pytest -q -m slow
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev $(VENV)/.torchsort
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
-bench-core: $(VENV)/.dev
+# torchsort is only a yardstick for the soft-rank benchmark (never a dependency). It compiles a C++
+# extension (a few minutes, once); a stub nvcc on PATH breaks its build, so PATH hides /usr/local/bin.
+$(VENV)/.torchsort: | $(VENV)/.dev
+	-PATH="$$(echo "$$PATH" | tr ':' '\n' | grep -vx /usr/local/bin | paste -sd: -)" \
+		$(PIP) install -q --no-build-isolation --no-deps "torchsort==0.1.10" \
+		|| echo "torchsort did not build: the soft-rank benchmark reports its ratio as n/a"
+	@touch $@
+
+bench-core: $(VENV)/.dev $(VENV)/.torchsort
 	$(PY) benchmarks/bench_core_ops.py
+	$(PY) benchmarks/render_core_table.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -91,8 +91,8 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
 def print_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
     """Print a fixed-width table (benchmarks print; the library never does)."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
     print(line)
     print("  ".join("-" * w for w in widths))
     for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_maxsim  # noqa: E402
-import bench_relaxed_topk  # noqa: E402
-import bench_soft_rank  # noqa: E402
-from _common import print_table, write_results  # noqa: E402
+import bench_maxsim
+import bench_relaxed_topk
+import bench_soft_rank
+from _common import print_table, write_results
 
 
 def import_time_ms(runs: int = 7) -> float:

@@ -1,0 +1,127 @@
+"""Contrastive losses for bi-encoders: InfoNCE with in-batch negatives, and triplet margin.
+
+References:
+    - InfoNCE: van den Oord et al., "Representation Learning with Contrastive Predictive Coding",
+      2018; in-batch negatives as in Henderson et al. 2017 and sentence-transformers'
+      MultipleNegativesRankingLoss.
+    - Triplet margin: Schroff et al., "FaceNet", CVPR 2015.
+
+Relations: InfoNCE is ListNet with a one-hot target over the in-batch candidates
+(:mod:`rag_relax_plugins.core.ranking_losses`).
+
+Example:
+    >>> import torch
+    >>> q, d = torch.randn(8, 16), torch.randn(8, 16)
+    >>> loss = info_nce(q, d, temperature=0.05)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from rag_relax_plugins.core.validation import (
+    check_finite,
+    check_floating,
+    check_ndim,
+    check_positive,
+)
+
+__all__ = ["info_nce", "triplet_margin"]
+
+
+def info_nce(
+    query: torch.Tensor,
+    docs: torch.Tensor,
+    *,
+    temperature: float = 0.05,
+    similarity: Literal["cosine", "dot", "neg_l2"] = "cosine",
+    symmetric: bool = False,
+) -> torch.Tensor:
+    """InfoNCE with in-batch negatives (and optional hard negatives).
+
+    Row ``i``'s positive is ``docs[i]`` (or ``docs[i, 0]``); every other document in the batch
+    (all positives and all hard negatives of other rows, and row ``i``'s own hard negatives) is a
+    negative.
+
+    Args:
+        query: ``(B, D) x float``.
+        docs: ``(B, D)`` positives, or ``(B, 1 + M, D)`` positive followed by ``M`` hard negatives.
+        temperature: softmax temperature > 0.
+        similarity: ``"cosine"``, ``"dot"`` or ``"neg_l2"`` (negative squared Euclidean distance,
+            for models whose retrieval geometry is Euclidean).
+        symmetric: also add the document-to-query direction (positives only).
+
+    Returns:
+        Scalar mean loss.
+    """
+    check_floating("query", query)
+    check_ndim("query", query, 2)
+    check_floating("docs", docs)
+    check_ndim("docs", docs, (2, 3))
+    check_finite("query", query)
+    check_finite("docs", docs)
+    temperature = check_positive("temperature", temperature)
+    b = query.shape[0]
+    if docs.shape[0] != b or docs.shape[-1] != query.shape[-1]:
+        raise ValueError(f"docs must be (B, D) or (B, 1+M, D) matching query {tuple(query.shape)}, got {tuple(docs.shape)}")
+    if b == 0:
+        raise ValueError("query must hold at least one row")
+    cand = docs if docs.dim() == 2 else docs.reshape(-1, docs.shape[-1])  # (B*(1+M), D)
+    per_row = 1 if docs.dim() == 2 else docs.shape[1]
+    logits = _sim(query, cand, similarity) / temperature  # (B, B*(1+M))
+    target = torch.arange(b, device=query.device) * per_row
+    loss = F.cross_entropy(logits, target)
+    if symmetric:
+        pos = docs if docs.dim() == 2 else docs[:, 0]
+        loss = 0.5 * (loss + F.cross_entropy(_sim(pos, query, similarity) / temperature, torch.arange(b, device=query.device)))
+    return loss
+
+
+def _sim(a: torch.Tensor, b: torch.Tensor, similarity: str) -> torch.Tensor:
+    if similarity == "cosine":
+        return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+    if similarity == "dot":
+        return a @ b.T
+    if similarity == "neg_l2":
+        return -torch.cdist(a, b).pow(2)
+    raise ValueError(f"similarity must be 'cosine', 'dot' or 'neg_l2', got {similarity!r}")
+
+
+def triplet_margin(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    *,
+    margin: float = 1.0,
+    distance: Literal["euclidean", "cosine"] = "euclidean",
+) -> torch.Tensor:
+    """Mean of ``max(0, d(a, p) - d(a, n) + margin)``.
+
+    Args:
+        anchor, positive, negative: ``(B, D) x float`` each.
+        margin: >= 0.
+        distance: ``"euclidean"`` (L2) or ``"cosine"`` (``1 - cos``).
+    """
+    for name, t in (("anchor", anchor), ("positive", positive), ("negative", negative)):
+        check_floating(name, t)
+        check_ndim(name, t, 2)
+        check_finite(name, t)
+    if not (anchor.shape == positive.shape == negative.shape):
+        raise ValueError(
+            f"anchor, positive and negative must share a shape, got {tuple(anchor.shape)}, "
+            f"{tuple(positive.shape)}, {tuple(negative.shape)}"
+        )
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+        raise ValueError(f"margin must be a number >= 0, got {margin!r}")
+    if distance == "euclidean":
+        dp = (anchor - positive).norm(dim=-1)
+        dn = (anchor - negative).norm(dim=-1)
+    elif distance == "cosine":
+        dp = 1 - F.cosine_similarity(anchor, positive, dim=-1)
+        dn = 1 - F.cosine_similarity(anchor, negative, dim=-1)
+    else:
+        raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
+    return F.relu(dp - dn + margin).mean()

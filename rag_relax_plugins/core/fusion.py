@@ -1,0 +1,221 @@
+"""Rank fusion: combine several rankings or score lists into one.
+
+- Reciprocal rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009): ``sum_r w_r / (k + rank_r(d))``
+  with 1-indexed ranks and ``k = 60`` by default.
+- CombSUM and CombMNZ (Fox & Shaw, TREC-2 1994) over normalised scores.
+- Distribution-based score fusion (DBSF, as in Qdrant's ``score_fusion.rs``): each list is
+  normalised with ``(s - (mu - 3 sigma)) / (6 sigma)`` using the sample standard deviation
+  (``n - 1``, Welford in Qdrant), then summed. Departures: scores are clipped to [0, 1] (Qdrant
+  does not clip) and weights are accepted.
+
+Every function returns ``[(doc_id, fused_score), ...]`` best first. Ties keep the order in which
+documents first appear: list by list in the order given, and within a list by rank (for score
+lists: by descending raw score, equal raw scores in the mapping's iteration order). Results are
+therefore deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from rag_relax_plugins.core.metrics import DocId, Ranking
+
+__all__ = [
+    "comb_mnz",
+    "comb_sum",
+    "distribution_based_fusion",
+    "reciprocal_rank_fusion",
+    "weighted_rrf",
+]
+
+Fused = list[tuple[DocId, float]]
+
+
+def _check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    if weights is None:
+        return [1.0] * n
+    if len(weights) != n:
+        raise ValueError(f"weights must have one entry per list ({n}), got {len(weights)}")
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise TypeError(f"weights must hold numbers, got {type(w).__name__}")
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(f"weights must be finite and >= 0, got {w}")
+    return [float(w) for w in weights]
+
+
+def _check_top_n(top_n: int | None) -> None:
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+        raise ValueError(f"top_n must be an int >= 1 or None, got {top_n!r}")
+
+
+def _finish(scores: dict[DocId, float], first_seen: dict[DocId, int], top_n: int | None) -> Fused:
+    items = sorted(scores.items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))
+    return items if top_n is None else items[:top_n]
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Ranking],
+    k: int = 60,
+    weights: Sequence[float] | None = None,
+    top_n: int | None = None,
+) -> Fused:
+    """Weighted reciprocal rank fusion.
+
+    Args:
+        rankings: lists of document ids, each best first.
+        k: the RRF constant (>= 0); larger values flatten the contribution of top ranks.
+        weights: one weight per ranking (default all 1: plain RRF).
+        top_n: keep only the best ``top_n`` documents.
+
+    Returns:
+        ``[(doc_id, score)]`` sorted by fused score.
+    """
+    if not rankings:
+        raise ValueError("rankings must hold at least one ranking")
+    if isinstance(rankings, (str, bytes)):
+        raise TypeError("rankings must be a sequence of rankings, not a string")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be an int >= 0, got {k!r}")
+    ws = _check_weights(weights, len(rankings))
+    _check_top_n(top_n)
+    scores: dict[DocId, float] = {}
+    first: dict[DocId, int] = {}
+    for i, (w, ranking) in enumerate(zip(ws, rankings, strict=True)):
+        if isinstance(ranking, (str, bytes)):
+            raise TypeError(f"rankings[{i}] must be a sequence of document ids, not a string")
+        if len(set(ranking)) != len(ranking):
+            raise ValueError(f"rankings[{i}] must list each document id at most once")
+        for rank, doc in enumerate(ranking, start=1):
+            first.setdefault(doc, len(first))
+            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
+    return _finish(scores, first, top_n)
+
+
+def _check_score_lists(score_lists: Sequence[Mapping[DocId, float]]) -> None:
+    if not score_lists:
+        raise ValueError("score_lists must hold at least one list")
+    for i, sl in enumerate(score_lists):
+        if not isinstance(sl, Mapping):
+            raise TypeError(f"score_lists[{i}] must be a mapping {{doc_id: score}}, got {type(sl).__name__}")
+        for doc, s in sl.items():
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
+                raise ValueError(f"score_lists[{i}][{doc!r}] must be a finite number, got {s!r}")
+
+
+def _normalise(sl: Mapping[DocId, float], how: str) -> dict[DocId, float]:
+    if not sl:
+        return {}
+    vals = list(sl.values())
+    if how == "none":
+        return dict(sl)
+    if how == "minmax":
+        lo, hi = min(vals), max(vals)
+        span = hi - lo
+        return {d: ((s - lo) / span if span > 0 else 1.0) for d, s in sl.items()}
+    if how == "zscore":
+        mu = sum(vals) / len(vals)
+        sd = math.sqrt(sum((v - mu) ** 2 for v in vals) / len(vals))
+        return {d: ((s - mu) / sd if sd > 0 else 0.0) for d, s in sl.items()}
+    if how == "dbsf":
+        if len(vals) < 2:
+            return {d: 0.5 for d in sl}
+        mu = sum(vals) / len(vals)
+        sd = math.sqrt(sum((v - mu) ** 2 for v in vals) / (len(vals) - 1))  # sample std, as Qdrant
+        if sd == 0:
+            return {d: 0.5 for d in sl}
+        lo = mu - 3 * sd
+        return {d: min(1.0, max(0.0, (s - lo) / (6 * sd))) for d, s in sl.items()}
+    raise ValueError(f"normalization must be 'minmax', 'zscore' or 'none', got {how!r}")
+
+
+def _combine(
+    score_lists: Sequence[Mapping[DocId, float]],
+    normalization: str,
+    weights: Sequence[float] | None,
+    top_n: int | None,
+    mnz: bool,
+) -> Fused:
+    _check_score_lists(score_lists)
+    if normalization not in ("minmax", "zscore", "none", "dbsf"):
+        raise ValueError(f"normalization must be 'minmax', 'zscore' or 'none', got {normalization!r}")
+    ws = _check_weights(weights, len(score_lists))
+    _check_top_n(top_n)
+    scores: dict[DocId, float] = {}
+    hits: dict[DocId, int] = {}
+    first: dict[DocId, int] = {}
+    for w, sl in zip(ws, score_lists, strict=True):
+        # keep each list's own best-first order for first appearance
+        for doc, s in sorted(_normalise(sl, normalization).items(), key=lambda kv: -sl[kv[0]]):
+            first.setdefault(doc, len(first))
+            scores[doc] = scores.get(doc, 0.0) + w * s
+            hits[doc] = hits.get(doc, 0) + 1
+    if mnz:
+        scores = {d: s * hits[d] for d, s in scores.items()}
+    return _finish(scores, first, top_n)
+
+
+def comb_sum(
+    score_lists: Sequence[Mapping[DocId, float]],
+    normalization: str = "minmax",
+    weights: Sequence[float] | None = None,
+    top_n: int | None = None,
+) -> Fused:
+    """CombSUM: the (weighted) sum of each document's normalised scores.
+
+    Args:
+        score_lists: one ``{doc_id: score}`` mapping per retriever (higher is better).
+        normalization: ``"minmax"`` (to [0, 1]; a list of equal scores maps to 1), ``"zscore"``
+            (population standard deviation; a list of equal scores maps to 0) or ``"none"``.
+        weights: one finite weight >= 0 per list (default all 1).
+        top_n: keep only the best ``top_n`` documents.
+
+    Returns:
+        ``[(doc_id, score)]`` best first; a document absent from a list contributes 0 there.
+    """
+    return _combine(score_lists, normalization, weights, top_n, mnz=False)
+
+
+def comb_mnz(
+    score_lists: Sequence[Mapping[DocId, float]],
+    normalization: str = "minmax",
+    weights: Sequence[float] | None = None,
+    top_n: int | None = None,
+) -> Fused:
+    """CombMNZ: CombSUM times the number of lists that contain the document.
+
+    Arguments and return value as :func:`comb_sum`.
+    """
+    return _combine(score_lists, normalization, weights, top_n, mnz=True)
+
+
+def distribution_based_fusion(
+    score_lists: Sequence[Mapping[DocId, float]],
+    weights: Sequence[float] | None = None,
+    top_n: int | None = None,
+) -> Fused:
+    """Distribution-based score fusion: normalise each list by ``mu +- 3 sigma``, clip, sum.
+
+    Args:
+        score_lists: one ``{doc_id: score}`` mapping per retriever (higher is better).
+        weights: one finite weight >= 0 per list (default all 1, as Qdrant).
+        top_n: keep only the best ``top_n`` documents.
+
+    Returns:
+        ``[(doc_id, score)]`` best first. A list with one document, or whose scores are all
+        equal, maps every document to 0.5 (as Qdrant).
+    """
+    return _combine(score_lists, "dbsf", weights, top_n, mnz=False)
+
+
+def weighted_rrf(
+    rankings: Sequence[Ranking],
+    weights: Sequence[float],
+    k: int = 60,
+    top_n: int | None = None,
+) -> Fused:
+    """Weighted RRF, ``sum_r w_r / (k + rank_r(d))``: :func:`reciprocal_rank_fusion` with weights required."""
+    if weights is None:
+        raise ValueError("weights must be given for weighted_rrf (use reciprocal_rank_fusion for plain RRF)")
+    return reciprocal_rank_fusion(rankings, k=k, weights=weights, top_n=top_n)

@@ -1,0 +1,280 @@
+"""Gumbel-softmax and relaxed top-k masks.
+
+The relaxed top-k mask is the selection operator of Gumbel Reranking (Huang et al., "Gumbel
+Reranking: Differentiable End-to-End Reranker Optimization", ACL 2025): reranker scores are scaled
+by ``kappa``, perturbed with Gumbel noise and relaxed with temperature ``tau``; the mask then
+enters a reader's attention as ``log(mask)`` (:func:`attention_log_mask`).
+
+Three relaxations are offered:
+
+- ``"l2x"``: element-wise maximum of ``k`` independent Gumbel-softmax samples (Chen et al.,
+  "Learning to Explain", ICML 2018), the form used by Gumbel Reranking. Values lie in ``[0, 1]``;
+  the sum is at most ``k``.
+- ``"subset"``: sequential relaxed sampling without replacement (Xie & Ermon, "Reparameterizable
+  Subset Sampling via Continuous Relaxations", IJCAI 2019). The ``k`` rounds are inherently
+  sequential; each round is vectorised over the batch and the items. The mask sums to ``k``; an
+  entry can exceed 1 when ``tau`` is large relative to the score gaps (a property of the
+  relaxation, not clipped here so that the sum stays exactly ``k``).
+- ``"straight_through"``: the hard top-k of the perturbed scores in the forward pass, the
+  gradient of the ``"subset"`` relaxation in the backward pass.
+
+All functions take ``(B, N)`` or ``(N,)`` scores and return tensors on the input's device and
+dtype. Randomness comes from an explicit :class:`torch.Generator` (on the scores' device) or an
+explicit ``noise`` tensor, so results are reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from rag_relax_plugins.core.validation import (
+    check_finite,
+    check_floating,
+    check_k,
+    check_mask,
+    check_ndim,
+    check_positive,
+)
+
+__all__ = [
+    "RelaxedTopKMode",
+    "attention_log_mask",
+    "gumbel_softmax",
+    "hard_topk_mask",
+    "relaxed_topk",
+    "sample_gumbel",
+]
+
+RelaxedTopKMode = Literal["l2x", "subset", "straight_through"]
+_MODES = ("l2x", "subset", "straight_through")
+
+
+def sample_gumbel(
+    shape: tuple[int, ...] | torch.Size,
+    *,
+    like: torch.Tensor,
+    generator: torch.Generator | None = None,
+    eps: float = 1e-10,
+) -> torch.Tensor:
+    """Standard Gumbel noise ``-log(-log(U))``, ``U ~ Uniform(0, 1)``.
+
+    Args:
+        shape: output shape.
+        like: a tensor whose device and floating dtype the noise takes.
+        generator: optional generator; it must live on ``like.device``.
+        eps: clamp for the uniform draw, keeping the noise finite.
+
+    Returns:
+        ``shape x like.dtype`` noise on ``like.device``.
+    """
+    check_floating("like", like)
+    u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    u = u.clamp(min=eps, max=1.0 - eps)
+    return -torch.log(-torch.log(u))
+
+
+def _prepare(
+    scores: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Validate ``scores`` (B, N) or (N,), return a 2-D view, a 2-D mask, and whether it was 1-D."""
+    check_floating("scores", scores)
+    check_ndim("scores", scores, (1, 2))
+    if scores.shape[-1] == 0:
+        raise ValueError(f"scores must hold at least one item, got shape {tuple(scores.shape)}")
+    check_finite("scores", scores)
+    valid = check_mask("mask", mask, "scores", scores)
+    squeeze = scores.dim() == 1
+    if squeeze:
+        # (N,) -> (1, N)
+        scores, valid = scores.unsqueeze(0), valid.unsqueeze(0)
+    return scores, valid, squeeze
+
+
+def _min_valid(valid: torch.Tensor) -> int:
+    return int(valid.sum(dim=-1).min().item())
+
+
+def gumbel_softmax(
+    logits: torch.Tensor,
+    tau: float = 1.0,
+    *,
+    hard: bool = False,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+    dim: int = -1,
+) -> torch.Tensor:
+    """Gumbel-softmax sample ``softmax((logits + g) / tau)`` (Jang et al.; Maddison et al., 2017).
+
+    Args:
+        logits: ``(..., N) x float`` unnormalised log-probabilities.
+        tau: temperature > 0; ``tau -> 0`` approaches a one-hot sample.
+        hard: return the one-hot arg-max in the forward pass with the soft gradient
+            (straight-through).
+        generator: generator for the noise (on ``logits.device``).
+        noise: explicit Gumbel noise shaped like ``logits`` (overrides ``generator``); pass zeros
+            for a deterministic softmax.
+        dim: the dimension to normalise over.
+
+    Returns:
+        Tensor shaped like ``logits``, summing to 1 over ``dim``.
+    """
+    check_floating("logits", logits)
+    check_finite("logits", logits)
+    tau = check_positive("tau", tau)
+    if noise is None:
+        noise = sample_gumbel(logits.shape, like=logits, generator=generator)
+    elif noise.shape != logits.shape:
+        raise ValueError(f"noise must have the shape of logits {tuple(logits.shape)}, got {tuple(noise.shape)}")
+    y = torch.softmax((logits + noise) / tau, dim=dim)
+    if not hard:
+        return y
+    index = y.argmax(dim=dim, keepdim=True)
+    y_hard = torch.zeros_like(y).scatter_(dim, index, 1.0)
+    return y_hard - y.detach() + y
+
+
+def hard_topk_mask(scores: torch.Tensor, k: int, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Deterministic 0/1 mask of the ``k`` largest scores (ties go to the lower index).
+
+    Args:
+        scores: ``(B, N)`` or ``(N,)`` float scores.
+        k: number of items to keep, ``1 <= k <= `` valid items of every row.
+        mask: optional ``bool`` mask shaped like ``scores``; False items are never selected.
+
+    Returns:
+        Float mask shaped like ``scores`` with exactly ``k`` ones per row.
+    """
+    s, valid, squeeze = _prepare(scores, mask)
+    check_k("k", k, _min_valid(valid))
+    filled = s.masked_fill(~valid, float("-inf"))
+    # stable sort keeps the lower index first among ties
+    order = torch.sort(filled, dim=-1, descending=True, stable=True).indices[:, :k]
+    out = torch.zeros_like(s).scatter_(-1, order, 1.0)
+    return out.squeeze(0) if squeeze else out
+
+
+def _subset_relaxation(perturbed: torch.Tensor, valid: torch.Tensor, k: int, tau: float) -> torch.Tensor:
+    """Xie & Ermon (2019) relaxed subset: k softmax rounds with ``log(1 - p)`` updates.
+
+    Args:
+        perturbed: ``(B, N)`` scaled scores plus Gumbel noise.
+        valid: ``(B, N) x bool``.
+        k: subset size.
+        tau: temperature.
+
+    Returns:
+        ``(B, N)`` mask in [0, 1] summing to ``k`` over valid items.
+    """
+    neg = torch.finfo(perturbed.dtype).min / 4
+    logits = perturbed.masked_fill(~valid, neg)
+    khot = torch.zeros_like(perturbed)
+    onehot = torch.zeros_like(perturbed)
+    tiny = torch.finfo(perturbed.dtype).tiny
+    for _ in range(k):  # sequential in k by construction; vectorised over (B, N)
+        logits = logits + torch.log((1.0 - onehot).clamp_min(tiny))
+        onehot = torch.softmax(logits / tau, dim=-1)
+        khot = khot + onehot
+    return khot
+
+
+def relaxed_topk(
+    scores: torch.Tensor,
+    k: int,
+    *,
+    mode: RelaxedTopKMode = "l2x",
+    tau: float = 0.5,
+    kappa: float = 1.0,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    add_noise: bool = True,
+) -> torch.Tensor:
+    """Differentiable top-``k`` selection mask (Gumbel Reranking's relaxed top-k).
+
+    Scores are scaled by ``kappa`` and perturbed with Gumbel noise ``g``; then:
+
+    - ``"l2x"``: ``m_i = max_j softmax((kappa * s + g_j) / tau)_i`` over ``k`` independent noise
+      draws ``g_1..g_k`` (all ``k`` softmaxes computed in one batched op);
+    - ``"subset"``: ``k`` rounds of ``p_j = softmax(a_j / tau)``, ``a_{j+1} = a_j + log(1 - p_j)``,
+      ``a_1 = kappa * s + g``; mask ``= sum_j p_j``;
+    - ``"straight_through"``: hard top-k of ``kappa * s + g`` forward, ``"subset"`` gradient backward.
+
+    Args:
+        scores: ``(B, N)`` or ``(N,)`` float reranker scores.
+        k: number of items to select, ``1 <= k <=`` valid items of every row.
+        mode: ``"l2x"`` (default), ``"subset"`` or ``"straight_through"``.
+        tau: temperature > 0; ``tau -> 0`` with no noise gives the hard top-k mask (``"subset"``,
+            ``"straight_through"``) or the top-1 one-hot (``"l2x"``, whose k draws then coincide).
+        kappa: scale > 0 applied to the scores before the noise (sharpens the sampling distribution).
+        generator: generator for the noise, on the scores' device.
+        noise: explicit noise, ``(k, B, N)`` for ``"l2x"`` or ``(B, N)`` otherwise (for the 1-D
+            form drop ``B``); overrides ``generator``. Used for reproducible tests.
+        mask: optional ``bool`` mask shaped like ``scores``; False items get (numerically) zero mass.
+        add_noise: ``False`` for a deterministic relaxation (evaluation).
+
+    Returns:
+        Float mask shaped like ``scores``: in ``[0, 1]`` for ``"l2x"`` and
+        ``"straight_through"`` (forward); non-negative and summing to ``k`` for ``"subset"``.
+
+    Raises:
+        ValueError: bad ``k``, ``tau``, ``kappa``, ``mode``, shapes, or non-finite scores.
+        TypeError: non-float scores or a non-bool mask.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    s, valid, squeeze = _prepare(scores, mask)
+    check_k("k", k, _min_valid(valid))
+    tau = check_positive("tau", tau)
+    kappa = check_positive("kappa", kappa)
+    scaled = s * kappa
+    draws = (k,) if mode == "l2x" else ()
+    if noise is not None:
+        expected = (*draws, *scores.shape)
+        if tuple(noise.shape) != expected:
+            raise ValueError(f"noise must have shape {expected} for mode {mode!r}, got {tuple(noise.shape)}")
+        g = noise.unsqueeze(-2) if squeeze else noise
+        g = g.to(dtype=s.dtype)
+    elif add_noise:
+        g = sample_gumbel((*draws, *s.shape), like=s, generator=generator)
+    else:
+        g = torch.zeros((*draws, *s.shape), dtype=s.dtype, device=s.device)
+
+    if mode == "l2x":
+        neg = torch.finfo(s.dtype).min / 4
+        # (k, B, N): k independent Gumbel-softmax samples in one batched softmax
+        logits = (scaled.unsqueeze(0) + g).masked_fill(~valid.unsqueeze(0), neg)
+        out = torch.softmax(logits / tau, dim=-1).amax(dim=0)
+    else:
+        perturbed = scaled + g
+        out = _subset_relaxation(perturbed, valid, k, tau)
+        if mode == "straight_through":
+            hard = hard_topk_mask(perturbed.detach(), k, mask=valid)
+            out = hard - out.detach() + out
+    return out.squeeze(0) if squeeze else out
+
+
+def attention_log_mask(mask: torch.Tensor, *, floor: float | None = None) -> torch.Tensor:
+    """``log(mask)`` clamped to a finite floor, to add to attention logits.
+
+    A document whose mask is 1 is attended as usual (bias 0); a mask of 0 becomes a large finite
+    negative bias, which removes the document after the softmax without producing NaN in the
+    backward pass.
+
+    Args:
+        mask: float tensor of any shape with values in ``[0, 1]``.
+        floor: the smallest bias; defaults to ``finfo(dtype).min / 2`` (the half keeps room for
+            adding the model's own causal bias without overflow).
+
+    Returns:
+        Tensor shaped like ``mask``; differentiable where ``mask > 0``.
+    """
+    check_floating("mask", mask)
+    if bool(((mask < 0) | (mask > 1) | torch.isnan(mask)).any()):
+        raise ValueError("mask values must lie in [0, 1]")
+    low = torch.finfo(mask.dtype).min / 2 if floor is None else float(floor)
+    tiny = torch.finfo(mask.dtype).tiny
+    logm = torch.log(mask.clamp_min(tiny)).clamp_min(low)
+    # exactly-zero entries get the floor itself (log(tiny) alone is only about -87 in fp32)
+    return torch.where(mask > 0, logm, torch.full_like(logm, low))

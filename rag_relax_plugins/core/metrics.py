@@ -1,0 +1,298 @@
+"""Information-retrieval metrics over ranked id lists and graded relevance judgements.
+
+A *ranking* is a sequence of document ids, best first. *Qrels* map document ids to graded
+relevance; a grade > 0 is relevant, a missing id has grade 0. Definitions follow trec_eval (and
+so ``ir-measures``/pytrec_eval, which the tests compare against to 1e-6):
+
+- ``recall@k`` = relevant retrieved in the top k / all relevant;
+- ``precision@k`` = relevant in the top k / k (trec_eval's P_k divides by k even when the
+  ranking is shorter);
+- ``hit_rate@k`` = 1 if any relevant document is in the top k (ir-measures ``Success@k``);
+- ``mrr`` / ``mrr@k`` = 1 / rank of the first relevant document (0 if none);
+- ``ndcg@k``: DCG with a ``log2(rank + 1)`` discount over the ideal DCG of all judged documents.
+  ``gain="linear"`` uses the grade itself (trec_eval's ``ndcg_cut``); ``gain="exponential"``
+  uses ``2**grade - 1`` (Burges et al. 2005). With binary grades they coincide;
+- ``map@k`` = sum of precision at each relevant rank within k, divided by the number of relevant
+  documents in total (trec_eval's ``map_cut``, ir-measures ``AP@k``).
+
+Queries with no relevant document score 0 on every metric by default; ``skip_empty=True`` leaves
+them out of the mean instead. This matches trec_eval/ir-measures: a query present in the qrels with
+only non-relevant judgements is averaged in with 0, while a query absent from the qrels is skipped.
+
+Grades are compared with ``> 0``; trec_eval's binary measures use ``rel >= 1``, which is the same
+for the integer grades that TREC qrels hold.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "METRIC_NAMES",
+    "DocId",
+    "Qrels",
+    "Ranking",
+    "average_precision_at_k",
+    "evaluate",
+    "evaluate_per_query",
+    "hit_rate_at_k",
+    "ndcg_at_k",
+    "precision_at_k",
+    "rankings_from_scores",
+    "recall_at_k",
+    "reciprocal_rank",
+]
+
+DocId = str | int
+Ranking = Sequence[DocId]
+"""Document ids, best first (any hashable id works at run time)."""
+Qrels = Mapping[DocId, float]
+"""Graded relevance per document id; > 0 is relevant, a missing id has grade 0."""
+
+METRIC_NAMES = ("recall", "precision", "hit_rate", "mrr", "ndcg", "ndcg_linear", "map")
+_METRIC_RE = re.compile(r"^(recall|precision|hit_rate|mrr|ndcg|ndcg_linear|map)(?:@(\d+))?$")
+
+
+def _check_k(k: object, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}")
+    return k
+
+
+def _check_ranking(ranking: Ranking) -> None:
+    if isinstance(ranking, (str, bytes)):
+        raise TypeError("ranking must be a sequence of document ids, not a string")
+    if len(set(ranking)) != len(ranking):
+        seen: set[Hashable] = set()
+        dup = next(d for d in ranking if d in seen or seen.add(d))  # type: ignore[func-returns-value]
+        raise ValueError(f"ranking contains the document id {dup!r} more than once")
+
+
+def _relevant(qrels: Qrels) -> int:
+    return sum(1 for g in qrels.values() if g > 0)
+
+
+def recall_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
+    """Fraction of the relevant documents found in the top ``k`` (0 when none is relevant)."""
+    _check_k(k)
+    _check_ranking(ranking)
+    n_rel = _relevant(qrels)
+    if n_rel == 0:
+        return 0.0
+    return sum(1 for d in ranking[:k] if qrels.get(d, 0) > 0) / n_rel
+
+
+def precision_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
+    """Relevant documents in the top ``k`` divided by ``k``."""
+    _check_k(k)
+    _check_ranking(ranking)
+    return sum(1 for d in ranking[:k] if qrels.get(d, 0) > 0) / k
+
+
+def hit_rate_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
+    """1.0 when at least one relevant document is in the top ``k``, else 0.0."""
+    _check_k(k)
+    _check_ranking(ranking)
+    return 1.0 if any(qrels.get(d, 0) > 0 for d in ranking[:k]) else 0.0
+
+
+def reciprocal_rank(ranking: Ranking, qrels: Qrels, k: int | None = None) -> float:
+    """``1 / rank`` of the first relevant document within the top ``k`` (all when ``None``)."""
+    if k is not None:
+        _check_k(k)
+    _check_ranking(ranking)
+    cut = ranking if k is None else ranking[:k]
+    for i, d in enumerate(cut, start=1):
+        if qrels.get(d, 0) > 0:
+            return 1.0 / i
+    return 0.0
+
+
+def _gain(grade: float, gain: str) -> float:
+    return float(grade) if gain == "linear" else 2.0 ** float(grade) - 1.0
+
+
+def ndcg_at_k(ranking: Ranking, qrels: Qrels, k: int, gain: str = "exponential") -> float:
+    """Normalised discounted cumulative gain at ``k``.
+
+    Args:
+        ranking: document ids, best first.
+        qrels: graded relevance; grades <= 0 contribute no gain.
+        k: cut-off.
+        gain: ``"exponential"`` (``2**g - 1``) or ``"linear"`` (``g``, as trec_eval).
+    """
+    _check_k(k)
+    _check_ranking(ranking)
+    if gain not in ("exponential", "linear"):
+        raise ValueError(f"gain must be 'exponential' or 'linear', got {gain!r}")
+    dcg = sum(
+        _gain(qrels.get(d, 0), gain) / math.log2(i + 1)
+        for i, d in enumerate(ranking[:k], start=1)
+        if qrels.get(d, 0) > 0
+    )
+    ideal = sorted((g for g in qrels.values() if g > 0), reverse=True)[:k]
+    idcg = sum(_gain(g, gain) / math.log2(i + 1) for i, g in enumerate(ideal, start=1))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def average_precision_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
+    """Average precision over the top ``k``, divided by the total number of relevant documents."""
+    _check_k(k)
+    _check_ranking(ranking)
+    n_rel = _relevant(qrels)
+    if n_rel == 0:
+        return 0.0
+    hits, total = 0, 0.0
+    for i, d in enumerate(ranking[:k], start=1):
+        if qrels.get(d, 0) > 0:
+            hits += 1
+            total += hits / i
+    return total / n_rel
+
+
+def _parse(name: str) -> tuple[str, int | None]:
+    m = _METRIC_RE.match(name)
+    if not m:
+        raise ValueError(
+            f"unknown metric {name!r}; expected one of {METRIC_NAMES} with '@k' "
+            "(e.g. 'recall@10', 'ndcg@10', 'mrr', 'map@100')"
+        )
+    base, k = m.group(1), m.group(2)
+    if k is None and base != "mrr":
+        raise ValueError(f"metric {name!r} needs a cut-off, e.g. '{base}@10'")
+    return base, (int(k) if k is not None else None)
+
+
+def _from_grades(base: str, k: int | None, grades: list[float], qrels: Qrels, n_rel: int) -> float:
+    """One metric from the grades of the ranked documents (validation already done)."""
+    cut = grades if k is None else grades[:k]
+    if base == "mrr":
+        return next((1.0 / i for i, g in enumerate(cut, start=1) if g > 0), 0.0)
+    assert k is not None  # guaranteed by _parse
+    if base == "hit_rate":
+        return 1.0 if any(g > 0 for g in cut) else 0.0
+    if base == "precision":
+        return sum(1 for g in cut if g > 0) / k
+    if n_rel == 0:
+        return 0.0
+    if base == "recall":
+        return sum(1 for g in cut if g > 0) / n_rel
+    if base == "map":
+        hits, total = 0, 0.0
+        for i, g in enumerate(cut, start=1):
+            if g > 0:
+                hits += 1
+                total += hits / i
+        return total / n_rel
+    gain = "linear" if base == "ndcg_linear" else "exponential"
+    dcg = sum(_gain(g, gain) / math.log2(i + 1) for i, g in enumerate(cut, start=1) if g > 0)
+    ideal = sorted((g for g in qrels.values() if g > 0), reverse=True)[:k]
+    idcg = sum(_gain(g, gain) / math.log2(i + 1) for i, g in enumerate(ideal, start=1))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def evaluate_per_query(
+    rankings: Sequence[Ranking],
+    qrels: Sequence[Qrels],
+    metrics: Sequence[str],
+    *,
+    skip_empty: bool = False,
+) -> dict[str, list[float]]:
+    """Every metric for every query.
+
+    Args:
+        rankings: one ranking per query.
+        qrels: one qrels mapping per query, aligned with ``rankings``.
+        metrics: names such as ``"recall@10"``, ``"precision@5"``, ``"hit_rate@10"``, ``"mrr"``,
+            ``"mrr@10"``, ``"ndcg@10"`` (exponential gain), ``"ndcg_linear@10"``, ``"map@100"``.
+        skip_empty: leave out queries without any relevant document.
+
+    Returns:
+        ``{metric: [value per kept query]}``.
+    """
+    if len(rankings) != len(qrels):
+        raise ValueError(f"rankings and qrels must have the same length, got {len(rankings)} and {len(qrels)}")
+    if isinstance(metrics, str):
+        raise TypeError("metrics must be a sequence of metric names, not a single string")
+    parsed = [(name, *_parse(name)) for name in metrics]
+    # grades are needed up to the largest cut-off; an uncut "mrr" needs the whole ranking
+    depth = None if any(k is None for _, _, k in parsed) else max((k or 0 for _, _, k in parsed), default=0)
+    out: dict[str, list[float]] = {name: [] for name in metrics}
+    for i, (ranking, q) in enumerate(zip(rankings, qrels, strict=True)):
+        try:
+            _check_ranking(ranking)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"rankings[{i}]: {err}") from None
+        n_rel = _relevant(q)
+        if skip_empty and n_rel == 0:
+            continue
+        head = ranking if depth is None else ranking[:depth]
+        grades = [q.get(d, 0) for d in head]
+        for name, base, k in parsed:
+            out[name].append(_from_grades(base, k, grades, q, n_rel))
+    return out
+
+
+def evaluate(
+    rankings: Sequence[Ranking],
+    qrels: Sequence[Qrels],
+    metrics: Sequence[str],
+    *,
+    skip_empty: bool = False,
+) -> dict[str, float]:
+    """Mean of each metric over queries (see :func:`evaluate_per_query` for the arguments)."""
+    if len(rankings) == 0:
+        raise ValueError("rankings must hold at least one query")
+    per = evaluate_per_query(rankings, qrels, metrics, skip_empty=skip_empty)
+    return {name: (sum(vals) / len(vals) if vals else 0.0) for name, vals in per.items()}
+
+
+def rankings_from_scores(
+    scores: torch.Tensor,
+    ids: Sequence[DocId] | int | None = None,
+    k: int | None = None,
+) -> list[list[DocId]]:
+    """Top-``k`` document ids per row of a score matrix.
+
+    Ties are broken by the lower column index: a stable descending sort is used rather than
+    ``torch.topk``, whose order among equal scores is unspecified (and differs across devices).
+
+    Args:
+        scores: ``(B, N) x float`` scores, higher is better; NaN/inf are rejected.
+        ids: the ``N`` document ids; column positions ``0..N-1`` when ``None``. For backward
+            compatibility an ``int`` here is read as ``k`` (old order ``(scores, k, ids)``).
+        k: how many ids per query, capped at ``N``; all ``N`` when ``None``.
+
+    Returns:
+        ``B`` lists of ids, best first.
+    """
+    import torch
+
+    from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
+
+    id_list: object = ids
+    cut: object = k
+    if isinstance(ids, int) and not isinstance(ids, bool):
+        id_list, cut = k, ids  # legacy call rankings_from_scores(scores, k, ids)
+    if id_list is not None and (isinstance(id_list, (str, bytes)) or not isinstance(id_list, Sequence)):
+        raise TypeError(f"ids must be a sequence of document ids or None, got {type(id_list).__name__}")
+    check_floating("scores", scores)
+    check_ndim("scores", scores, 2)
+    check_finite("scores", scores)
+    n = scores.shape[1]
+    top = n if cut is None else _check_k(cut)
+    if id_list is not None and len(id_list) != n:
+        raise ValueError(f"ids must have one entry per column of scores ({n}), got {len(id_list)}")
+    order = torch.sort(scores.detach(), dim=1, descending=True, stable=True).indices[:, : min(top, n)]
+    rows: list[list[int]] = order.cpu().tolist()
+    if id_list is None:
+        return [list(r) for r in rows]
+    return [[id_list[i] for i in r] for r in rows]

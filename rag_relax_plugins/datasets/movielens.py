@@ -1,0 +1,209 @@
+"""MovieLens-100k loader (Harper & Konstan, 2015; GroupLens research-use terms) and its
+leave-last-out split, as used for next-item retrieval in the RAILS/MoL experiments.
+
+Files: ``movielens-100k/ml-100k.{inter,user,item}``, tab-separated with typed headers such as
+``user_id:token``. Ids are kept as the integers in the files (1-based).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from rag_relax_plugins.datasets.paths import data_root, require_file
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["Movie", "MovieLens", "Rating", "User", "leave_last_out", "load_movielens"]
+
+
+class Rating(NamedTuple):
+    """One interaction: ``(user, item, rating, timestamp)``."""
+
+    user: int
+    item: int
+    rating: float
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class User:
+    """A MovieLens user."""
+
+    id: int
+    age: int
+    gender: str
+    occupation: str
+    zip_code: str
+
+
+@dataclass(frozen=True)
+class Movie:
+    """A MovieLens movie: title, release year (0 when unknown) and genres."""
+
+    id: int
+    title: str
+    year: int
+    genres: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MovieLens:
+    """MovieLens-100k.
+
+    Attributes:
+        interactions: all ratings sorted by ``(timestamp, file order)``.
+        users: ``{user_id: User}``.
+        items: ``{item_id: Movie}``.
+    """
+
+    interactions: tuple[Rating, ...]
+    users: dict[int, User]
+    items: dict[int, Movie]
+
+    @property
+    def num_users(self) -> int:
+        """Number of users in the user table."""
+        return len(self.users)
+
+    @property
+    def num_items(self) -> int:
+        """Number of movies in the item table."""
+        return len(self.items)
+
+    def as_tensors(
+        self, ratings: tuple[Rating, ...] | list[Rating] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Columns of ``ratings`` (default: all interactions) as tensors.
+
+        Returns:
+            ``{"user": (N,) x long, "item": (N,) x long, "rating": (N,) x float32,
+            "timestamp": (N,) x long}``.
+        """
+        import torch
+
+        rows = self.interactions if ratings is None else ratings
+        return {
+            "user": torch.tensor([r.user for r in rows], dtype=torch.long),
+            "item": torch.tensor([r.item for r in rows], dtype=torch.long),
+            "rating": torch.tensor([r.rating for r in rows], dtype=torch.float32),
+            "timestamp": torch.tensor([r.timestamp for r in rows], dtype=torch.long),
+        }
+
+
+def _read_tsv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
+    """``(line_number, fields)`` of a typed-header TSV after checking its header names."""
+    with open(path, encoding="utf-8") as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        names = tuple(h.split(":", 1)[0] for h in header)
+        if names[: len(columns)] != columns:
+            raise ValueError(
+                f"{path}: line 1 header must start with {list(columns)}, got {list(names)}"
+            )
+        rows = []
+        for lineno, line in enumerate(fh, start=2):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < len(columns):
+                raise ValueError(
+                    f"{path}: line {lineno} has {len(fields)} fields, expected {len(columns)}"
+                )
+            rows.append((lineno, fields))
+    return rows
+
+
+def _int(value: str, path: Path, lineno: int, what: str) -> int:
+    try:
+        return int(float(value))
+    except ValueError as exc:
+        raise ValueError(f"{path}: line {lineno} has a malformed {what} {value!r}") from exc
+
+
+def load_movielens(path: str | os.PathLike[str] | None = None) -> MovieLens:
+    """Load MovieLens-100k.
+
+    Args:
+        path: the folder holding ``ml-100k.{inter,user,item}`` (or its parent); default
+            ``data_root()/movielens-100k``.
+
+    Raises:
+        FileNotFoundError: a file is missing (names the path and ``RAG_RELAX_DATA``).
+        ValueError: a malformed line (with its number).
+    """
+    folder = data_root() / "movielens-100k" if path is None else Path(path)
+    if not (folder / "ml-100k.inter").exists() and (folder / "movielens-100k").is_dir():
+        folder = folder / "movielens-100k"
+    inter = require_file(folder / "ml-100k.inter", "MovieLens interactions file")
+    user_file = require_file(folder / "ml-100k.user", "MovieLens user file")
+    item_file = require_file(folder / "ml-100k.item", "MovieLens item file")
+
+    ratings = []
+    for n, f in _read_tsv(inter, ("user_id", "item_id", "rating", "timestamp")):
+        try:
+            rating = float(f[2])
+        except ValueError as exc:
+            raise ValueError(f"{inter}: line {n} has a malformed rating {f[2]!r}") from exc
+        ratings.append(
+            Rating(
+                _int(f[0], inter, n, "user_id"),
+                _int(f[1], inter, n, "item_id"),
+                rating,
+                _int(f[3], inter, n, "timestamp"),
+            )
+        )
+    ratings.sort(key=lambda r: r.timestamp)  # stable: ties keep file order
+
+    users = {}
+    for n, f in _read_tsv(user_file, ("user_id", "age", "gender", "occupation", "zip_code")):
+        uid = _int(f[0], user_file, n, "user_id")
+        users[uid] = User(uid, _int(f[1], user_file, n, "age"), f[2], f[3], f[4])
+
+    items = {}
+    for n, f in _read_tsv(item_file, ("item_id", "movie_title", "release_year", "class")):
+        iid = _int(f[0], item_file, n, "item_id")
+        year = int(f[2]) if f[2].strip().isdigit() else 0  # the file has "unkonwn" and blanks
+        items[iid] = Movie(iid, f[1], year, tuple(f[3].split()))
+    return MovieLens(interactions=tuple(ratings), users=users, items=items)
+
+
+def leave_last_out(
+    ml: MovieLens, *, valid: bool = True, min_train: int = 1
+) -> tuple[list[Rating], list[Rating], list[Rating]]:
+    """Per-user chronological split: last rating -> test, second last -> valid, rest -> train.
+
+    Ratings are ordered by ``(timestamp, file order)``, so ties are broken deterministically. A
+    user keeps at least ``min_train`` training ratings: with too few ratings the valid and then
+    the test item are not held out.
+
+    Args:
+        ml: the data set.
+        valid: hold out a validation item per user; ``False`` returns an empty valid list.
+        min_train: training ratings each user keeps (>= 0).
+
+    Returns:
+        ``(train, valid, test)`` lists of :class:`Rating`, each sorted by time.
+    """
+    if isinstance(min_train, bool) or not isinstance(min_train, int) or min_train < 0:
+        raise ValueError(f"min_train must be an int >= 0, got {min_train!r}")
+    by_user: dict[int, list[int]] = defaultdict(list)
+    for pos, r in enumerate(ml.interactions):
+        by_user[r.user].append(pos)
+    role: dict[int, int] = {}  # position -> 1 valid, 2 test
+    for positions in by_user.values():
+        held = 2 if valid else 1
+        held = max(0, min(held, len(positions) - min_train))
+        if held >= 1:
+            role[positions[-1]] = 2
+        if held >= 2:
+            role[positions[-2]] = 1
+    train: list[Rating] = []
+    val: list[Rating] = []
+    test: list[Rating] = []
+    for pos, r in enumerate(ml.interactions):
+        (train, val, test)[role.get(pos, 0)].append(r)
+    return train, val, test

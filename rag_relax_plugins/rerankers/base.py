@@ -1,0 +1,108 @@
+"""The interface every reranker implements, and the validation they share.
+
+A reranker scores ``N`` candidate texts against one query and returns them best first. The
+framework adapters (LangChain compressors, LlamaIndex postprocessors) only ever call
+:meth:`BaseReranker.rerank` / :meth:`BaseReranker.score`, so any subclass plugs into both.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["BaseReranker", "RerankResult", "check_candidates", "check_top_n"]
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """One reranked candidate.
+
+    Attributes:
+        index: position of the candidate in the input list.
+        score: the raw reranker score (higher is better); its scale depends on the reranker.
+    """
+
+    index: int
+    score: float
+
+
+def check_top_n(top_n: object, *, allow_none: bool = True) -> int | None:
+    """Validate ``top_n``: ``None`` (keep all, when allowed) or an int >= 1.
+
+    Raises:
+        TypeError: not an int (``bool`` is rejected).
+        ValueError: ``top_n < 1``.
+    """
+    if top_n is None and allow_none:
+        return None
+    if isinstance(top_n, bool) or not isinstance(top_n, int):
+        raise TypeError(f"top_n must be an int >= 1{' or None' if allow_none else ''}, got {top_n!r}")
+    if top_n < 1:
+        raise ValueError(f"top_n must be >= 1, got {top_n}")
+    return top_n
+
+
+def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:
+    """Validate a query string and a sequence of candidate strings.
+
+    An empty candidate list is allowed (rerankers return ``[]``); a non-string entry is not.
+
+    Raises:
+        TypeError: ``query`` not a ``str``, ``documents`` not a sequence, or an entry not a ``str``
+            (the message gives its position and type).
+    """
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a str, got {type(query).__name__}")
+    if isinstance(documents, str) or not isinstance(documents, Sequence):
+        raise TypeError(f"documents must be a sequence of str, got {type(documents).__name__}")
+    out: list[str] = []
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, str):
+            raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
+        out.append(doc)
+    return query, out
+
+
+class BaseReranker(abc.ABC):
+    """Scores candidates for a query; subclasses implement :meth:`score`.
+
+    Subclasses must be deterministic at inference (same inputs, same scores) and run scoring under
+    ``torch.inference_mode()``.
+    """
+
+    @abc.abstractmethod
+    def score(self, query: str, documents: Sequence[str]) -> torch.Tensor:
+        """Score every candidate.
+
+        Args:
+            query: the query text.
+            documents: ``N >= 1`` candidate texts.
+
+        Returns:
+            ``(N,) x float32`` on the CPU, higher is better, finite.
+        """
+
+    def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None) -> list[RerankResult]:
+        """Candidates best first (ties keep input order), cut to ``top_n`` when given.
+
+        Args:
+            query: the query text.
+            documents: candidate texts; ``[]`` gives ``[]``.
+            top_n: how many to keep (``None``: all). Larger than ``N`` keeps all ``N``.
+
+        Raises:
+            TypeError, ValueError: bad query, documents or ``top_n``.
+        """
+        query, docs = check_candidates(query, documents)
+        n = check_top_n(top_n)
+        if not docs:
+            return []
+        scores = self.score(query, docs).detach().to("cpu", torch.float32)
+        if scores.shape != (len(docs),):
+            raise RuntimeError(f"{type(self).__name__}.score returned shape {tuple(scores.shape)}, expected ({len(docs)},)")
+        order = torch.sort(scores, descending=True, stable=True).indices.tolist()
+        keep = order if n is None else order[:n]
+        return [RerankResult(index=i, score=float(scores[i])) for i in keep]

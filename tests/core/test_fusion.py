@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rag_relax_plugins.core.fusion import (
+    comb_mnz,
+    comb_sum,
+    distribution_based_fusion,
+    reciprocal_rank_fusion,
+    weighted_rrf,
+)
+
+
+def test_rrf_hand_worked():
+    # a: 1/61 + 1/62 ; b: 1/62 + 1/61 ; c: 1/63 ; d: 1/63
+    out = reciprocal_rank_fusion([["a", "b", "c"], ["b", "a", "d"]], k=60)
+    assert [d for d, _ in out] == ["a", "b", "c", "d"]  # a and b tie: a appeared first
+    assert out[0][1] == pytest.approx(1 / 61 + 1 / 62)
+    assert out[2][1] == pytest.approx(1 / 63)
+
+
+def test_weighted_rrf_and_top_n():
+    out = reciprocal_rank_fusion([["a", "b"], ["b", "a"]], k=0, weights=[1.0, 3.0], top_n=1)
+    # a: 1/1 + 3/2 = 2.5 ; b: 1/2 + 3/1 = 3.5
+    assert out == [("b", pytest.approx(3.5))]
+
+
+def test_comb_sum_and_mnz_hand_worked():
+    lists = [{"a": 10.0, "b": 5.0, "c": 0.0}, {"b": 2.0, "d": 1.0}]
+    # minmax: list1 a=1, b=.5, c=0 ; list2 b=1, d=0
+    s = dict(comb_sum(lists))
+    assert s == {"a": 1.0, "b": 1.5, "c": 0.0, "d": 0.0}
+    m = dict(comb_mnz(lists))
+    assert m["b"] == pytest.approx(3.0) and m["a"] == pytest.approx(1.0)
+    assert [d for d, _ in comb_sum(lists)][:2] == ["b", "a"]
+
+
+def test_rrf_positional_and_weighted_alias():
+    lists = [["a", "b", "c"], ["c", "b"]]
+    # k=1 positional: a 1/2 ; b 1/3 + 1/3 ; c 1/4 + 1/2
+    out = reciprocal_rank_fusion(lists, 1)
+    assert [d for d, _ in out] == ["c", "b", "a"]
+    assert dict(out) == pytest.approx({"a": 0.5, "b": 2 / 3, "c": 0.75})
+    # weights [2, 1], k=60: a 2/61 ; b 2/62 + 1/62 ; c 2/63 + 1/61
+    w = dict(weighted_rrf(lists, [2.0, 1.0]))
+    assert w == pytest.approx({"a": 2 / 61, "b": 3 / 62, "c": 2 / 63 + 1 / 61})
+    assert weighted_rrf(lists, [1.0, 1.0], k=60) == reciprocal_rank_fusion(lists, k=60)
+
+
+def test_comb_sum_zscore_and_none():
+    lists = [{"a": 3.0, "b": 1.0}, {"b": 5.0}]
+    # zscore (population sd = 1): a 1, b -1 ; single-item list -> 0
+    assert dict(comb_sum(lists, "zscore")) == pytest.approx({"a": 1.0, "b": -1.0})
+    assert comb_sum(lists, "none") == [("b", 6.0), ("a", 3.0)]
+    assert comb_sum(lists, "none", [1.0, 0.0]) == [("a", 3.0), ("b", 1.0)]
+
+
+def test_dbsf_hand_worked():
+    # scores 3, 2, 1: mean 2, sample sd 1 (as Qdrant); lo = 2 - 3 = -1 ; (s - lo) / 6
+    out = dict(distribution_based_fusion([{"a": 3.0, "b": 2.0, "c": 1.0}]))
+    assert out == pytest.approx({"a": 4 / 6, "b": 0.5, "c": 2 / 6})
+    # two lists summed, weights applied after normalisation
+    two = dict(distribution_based_fusion([{"a": 3.0, "b": 2.0, "c": 1.0}, {"c": 10.0, "a": 0.0}], [1.0, 2.0]))
+    # second list: mean 5, sd sqrt(50) ; c -> (5 + 3 sd) / (6 sd), a -> (3 sd - 5) / (6 sd)
+    sd = math.sqrt(50)
+    assert two["c"] == pytest.approx(2 / 6 + 2 * (5 + 3 * sd) / (6 * sd))
+    assert two["a"] == pytest.approx(4 / 6 + 2 * (3 * sd - 5) / (6 * sd))
+    assert dict(distribution_based_fusion([{"a": 1.0, "b": 1.0}])) == {"a": 0.5, "b": 0.5}
+    assert distribution_based_fusion([{"a": 7.0}]) == [("a", 0.5)]
+
+
+def test_dbsf_clips_outliers():
+    # ten zeros and one 100: the outlier sits (n - 1) / sqrt(n) = 3.015 sd above the mean -> clipped
+    scores = {f"d{i}": 0.0 for i in range(10)} | {"top": 100.0}
+    out = dict(distribution_based_fusion([scores]))
+    assert out["top"] == 1.0
+    assert 0.0 < out["d0"] < 0.5
+
+
+def test_ties_follow_first_appearance():
+    out = comb_sum([{"x": 1.0, "y": 0.0}, {"y": 1.0, "x": 0.0}])
+    assert out == [("x", 1.0), ("y", 1.0)]
+    out = reciprocal_rank_fusion([["p", "q"], ["q", "p"]])
+    assert [d for d, _ in out] == ["p", "q"]
+
+
+_ids = st.lists(st.integers(0, 30), unique=True, min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_ids, min_size=1, max_size=4))
+def test_rrf_properties(rankings):
+    out = reciprocal_rank_fusion(rankings)
+    docs = [d for d, _ in out]
+    assert sorted(docs) == sorted({d for r in rankings for d in r})
+    scores = [s for _, s in out]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0 < s <= len(rankings) / 61 + 1e-12 for s in scores)
+    assert out == reciprocal_rank_fusion(rankings)  # deterministic
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.dictionaries(st.integers(0, 20), st.floats(-1e3, 1e3), min_size=1, max_size=10), min_size=1, max_size=4))
+def test_score_fusion_ranges(score_lists):
+    n = len(score_lists)
+    for fused in (comb_sum(score_lists), distribution_based_fusion(score_lists)):
+        assert all(-1e-9 <= s <= n + 1e-9 for _, s in fused)
+    mnz = dict(comb_mnz(score_lists))
+    total = dict(comb_sum(score_lists))
+    for d, s in total.items():
+        hits = sum(1 for sl in score_lists if d in sl)
+        assert mnz[d] == pytest.approx(s * hits)
+
+
+def test_fusion_bad_input():
+    with pytest.raises(ValueError, match="at least one"):
+        reciprocal_rank_fusion([])
+    with pytest.raises(ValueError, match="weights must have one entry"):
+        reciprocal_rank_fusion([["a"]], weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="at most once"):
+        reciprocal_rank_fusion([["a", "a"]])
+    with pytest.raises(ValueError, match="finite number"):
+        comb_sum([{"a": float("nan")}])
+    with pytest.raises(ValueError, match="normalization"):
+        comb_sum([{"a": 1.0}], normalization="rank")
+    with pytest.raises(ValueError, match="top_n"):
+        reciprocal_rank_fusion([["a"]], top_n=0)
+    with pytest.raises(ValueError, match="k must be"):
+        reciprocal_rank_fusion([["a"]], k=-1)
+    with pytest.raises(ValueError, match="weights must be finite"):
+        comb_sum([{"a": 1.0}], weights=[float("inf")])
+    with pytest.raises(ValueError, match="weights must have one entry"):
+        distribution_based_fusion([{"a": 1.0}], weights=[])
+    with pytest.raises(ValueError, match="at least one"):
+        distribution_based_fusion([])
+    with pytest.raises(ValueError, match="finite number"):
+        distribution_based_fusion([{"a": float("inf")}])
+    with pytest.raises(TypeError, match="not a string"):
+        reciprocal_rank_fusion(["abc"])
+    with pytest.raises(TypeError, match="must be a mapping"):
+        comb_mnz([["a", "b"]])  # type: ignore[list-item]

@@ -1,0 +1,276 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rag_relax_plugins.core.gumbel import (
+    attention_log_mask,
+    gumbel_softmax,
+    hard_topk_mask,
+    relaxed_topk,
+    sample_gumbel,
+)
+
+# ---------- brute-force references: one element at a time, plain Python floats ----------
+
+
+def _softmax_list(xs, tau):
+    m = max(x / tau for x in xs)
+    ex = [np.exp(x / tau - m) for x in xs]
+    z = sum(ex)
+    return [e / z for e in ex]
+
+
+def ref_l2x(scores, noise, tau, kappa):
+    """scores (B, N), noise (k, B, N) -> (B, N), looping over rows, draws and elements."""
+    k, b, n = noise.shape
+    out = np.zeros((b, n))
+    for r in range(b):
+        for j in range(k):
+            p = _softmax_list([kappa * scores[r][i] + noise[j][r][i] for i in range(n)], tau)
+            for i in range(n):
+                out[r][i] = max(out[r][i], p[i])
+    return out
+
+
+def ref_subset(scores, noise, k, tau, kappa):
+    b, n = scores.shape
+    out = np.zeros((b, n))
+    for r in range(b):
+        a = [kappa * scores[r][i] + noise[r][i] for i in range(n)]
+        p = [0.0] * n
+        for _ in range(k):
+            a = [a[i] + np.log(max(1.0 - p[i], np.finfo(np.float64).tiny)) for i in range(n)]
+            p = _softmax_list(a, tau)
+            for i in range(n):
+                out[r][i] += p[i]
+    return out
+
+
+# ---------- correctness ----------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_l2x_matches_reference(seed):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(3, 7, generator=g, dtype=torch.float64)
+    noise = sample_gumbel((4, 3, 7), like=s, generator=g)
+    out = relaxed_topk(s, 4, mode="l2x", tau=0.7, kappa=1.3, noise=noise)
+    ref = ref_l2x(s.numpy(), noise.numpy(), 0.7, 1.3)
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_subset_matches_reference(seed):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(3, 9, generator=g, dtype=torch.float64)
+    noise = sample_gumbel((3, 9), like=s, generator=g)
+    out = relaxed_topk(s, 3, mode="subset", tau=0.4, kappa=2.0, noise=noise)
+    ref = ref_subset(s.numpy(), noise.numpy(), 3, 0.4, 2.0)
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-10)
+
+
+def test_straight_through_forward_is_hard_topk_of_perturbed_scores():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(4, 10, generator=g, dtype=torch.float64)
+    noise = sample_gumbel((4, 10), like=s, generator=g)
+    out = relaxed_topk(s, 3, mode="straight_through", tau=0.5, noise=noise)
+    np.testing.assert_allclose(out.detach().numpy(), hard_topk_mask(s + noise, 3).numpy(), atol=1e-12)
+
+
+def test_subset_sums_to_k_for_any_tau():
+    s = torch.randn(8, 20, dtype=torch.float64)
+    for tau in (0.01, 0.3, 1.0, 10.0):
+        out = relaxed_topk(s, 5, mode="subset", tau=tau, generator=torch.Generator().manual_seed(1))
+        np.testing.assert_allclose(out.sum(-1).numpy(), 5.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["subset", "straight_through"])
+def test_small_tau_without_noise_gives_hard_topk(mode):
+    # well-separated scores (gaps >= 0.1): the relaxation's leftover mass is exp(-gap / tau)
+    s = torch.stack([torch.randperm(30, generator=torch.Generator().manual_seed(i)) for i in range(6)])
+    s = s.to(torch.float64) / 10
+    out = relaxed_topk(s, 4, mode=mode, tau=1e-3, add_noise=False)
+    np.testing.assert_allclose(out.detach().numpy(), hard_topk_mask(s, 4).numpy(), atol=1e-6)
+
+
+def test_l2x_small_tau_without_noise_is_top1_and_in_unit_interval():
+    s = torch.randn(5, 12, dtype=torch.float64)
+    out = relaxed_topk(s, 3, mode="l2x", tau=1e-4, add_noise=False)
+    np.testing.assert_allclose(out.numpy(), hard_topk_mask(s, 1).numpy(), atol=1e-6)
+    noisy = relaxed_topk(s, 3, mode="l2x", tau=0.2, generator=torch.Generator().manual_seed(3))
+    assert float(noisy.min()) >= 0 and float(noisy.max()) <= 1
+    assert bool((noisy.sum(-1) <= 3 + 1e-9).all())
+
+
+def test_hard_topk_matches_torch_topk():
+    s = torch.randn(7, 50)
+    mask = hard_topk_mask(s, 6)
+    idx = torch.topk(s, 6).indices
+    assert torch.equal(mask.nonzero()[:, 1].view(7, 6).sort().values, idx.sort().values)
+
+
+def test_masked_items_are_never_selected():
+    s = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0]])
+    valid = torch.tensor([[False, True, True, False, True]])
+    for mode in ("l2x", "subset", "straight_through"):
+        out = relaxed_topk(s, 2, mode=mode, tau=0.5, mask=valid, generator=torch.Generator().manual_seed(0))
+        assert float(out[~valid].abs().max()) < 1e-12
+    assert hard_topk_mask(s, 2, mask=valid).tolist() == [[0.0, 1.0, 1.0, 0.0, 0.0]]
+
+
+def test_one_dimensional_input():
+    s = torch.randn(10)
+    out = relaxed_topk(s, 3, mode="subset", generator=torch.Generator().manual_seed(0))
+    assert out.shape == (10,)
+    assert abs(float(out.sum()) - 3.0) < 1e-4
+
+
+def test_seeded_determinism():
+    s = torch.randn(4, 25)
+    a = relaxed_topk(s, 5, generator=torch.Generator().manual_seed(7))
+    b = relaxed_topk(s, 5, generator=torch.Generator().manual_seed(7))
+    c = relaxed_topk(s, 5, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_output_follows_input_dtype():
+    for dtype in (torch.float32, torch.float64):
+        out = relaxed_topk(torch.randn(2, 6, dtype=dtype), 2, generator=torch.Generator().manual_seed(0))
+        assert out.dtype == dtype
+
+
+# ---------- gradients ----------
+
+
+@pytest.mark.parametrize("mode", ["l2x", "subset", "straight_through"])
+def test_gradcheck_relaxed_topk(mode):
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(2, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    shape = (3, 2, 6) if mode == "l2x" else (2, 6)
+    noise = sample_gumbel(shape, like=s.detach(), generator=g)
+    fn = lambda x: relaxed_topk(x, 3, mode=mode, tau=0.7, kappa=1.5, noise=noise)  # noqa: E731
+    if mode == "straight_through":
+        # forward is piecewise constant; check the backward is the subset relaxation's
+        out = fn(s)
+        w = torch.randn_like(out)
+        (grad_st,) = torch.autograd.grad((out * w).sum(), s)
+        ref = relaxed_topk(s, 3, mode="subset", tau=0.7, kappa=1.5, noise=noise)
+        (grad_ref,) = torch.autograd.grad((ref * w).sum(), s)
+        torch.testing.assert_close(grad_st, grad_ref)
+    else:
+        assert torch.autograd.gradcheck(fn, (s,))
+
+
+def test_gradcheck_gumbel_softmax_and_log_mask():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    noise = sample_gumbel((3, 5), like=x.detach(), generator=g)
+    assert torch.autograd.gradcheck(lambda t: gumbel_softmax(t, 0.6, noise=noise), (x,))
+    m = torch.rand(4, dtype=torch.float64, generator=g).clamp(0.05, 0.95).requires_grad_()
+    assert torch.autograd.gradcheck(attention_log_mask, (m,))
+
+
+def test_gradients_reach_scorer_parameters():
+    torch.manual_seed(0)
+    scorer = torch.nn.Linear(8, 1)
+    docs = torch.randn(4, 10, 8)
+    target = torch.zeros(4, 10)
+    target[:, :3] = 1.0
+    mask = relaxed_topk(scorer(docs).squeeze(-1), 3, generator=torch.Generator().manual_seed(0))
+    loss = ((mask - target) ** 2).sum()
+    loss.backward()
+    assert scorer.weight.grad is not None and float(scorer.weight.grad.abs().sum()) > 0
+
+
+def test_rebuilding_the_mask_from_numpy_loses_the_gradient():
+    scorer = torch.nn.Linear(8, 1)
+    docs = torch.randn(2, 6, 8)
+    mask = relaxed_topk(scorer(docs).squeeze(-1), 2, generator=torch.Generator().manual_seed(0))
+    rebuilt = torch.from_numpy(mask.detach().numpy())  # the common mistake
+    assert not rebuilt.requires_grad
+
+
+def test_hard_gumbel_softmax_is_one_hot_with_soft_gradient():
+    x = torch.randn(4, 6, requires_grad=True)
+    y = gumbel_softmax(x, 0.5, hard=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(y.sum(-1), torch.ones(4))
+    assert set(y.detach().unique().tolist()) <= {0.0, 1.0}
+    (y * torch.randn(4, 6)).sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_attention_log_mask_values():
+    m = torch.tensor([1.0, 0.5, 0.0])
+    out = attention_log_mask(m)
+    assert out[0] == 0 and abs(float(out[1]) - np.log(0.5)) < 1e-6
+    assert torch.isfinite(out).all() and float(out[2]) < -1e30
+    with pytest.raises(ValueError, match="mask values"):
+        attention_log_mask(torch.tensor([1.5]))
+
+
+# ---------- properties ----------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    b=st.integers(1, 4),
+    data=st.data(),
+    tau=st.floats(0.05, 5.0),
+    mode=st.sampled_from(["l2x", "subset", "straight_through"]),
+)
+def test_mask_properties(n, b, data, tau, mode):
+    k = data.draw(st.integers(1, n))
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    s = torch.randn(b, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    out = relaxed_topk(s, k, mode=mode, tau=tau, generator=torch.Generator().manual_seed(seed))
+    assert out.shape == (b, n)
+    assert float(out.min()) >= -1e-9
+    if mode != "subset":
+        assert float(out.max()) <= 1 + 1e-9
+    if mode == "l2x":
+        assert bool((out.sum(-1) <= k + 1e-6).all())
+    else:
+        np.testing.assert_allclose(out.sum(-1).detach().numpy(), k, atol=1e-6)
+
+
+# ---------- bad input ----------
+
+
+def test_bad_input_errors():
+    s = torch.randn(2, 5)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        relaxed_topk(s, 0)
+    with pytest.raises(ValueError, match="k must be <= 5"):
+        relaxed_topk(s, 6)
+    with pytest.raises(TypeError, match="k must be an int"):
+        relaxed_topk(s, 2.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least one item"):
+        relaxed_topk(torch.empty(2, 0), 1)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        relaxed_topk(torch.tensor([[1.0, float("nan")]]), 1)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        relaxed_topk(torch.tensor([[1.0, float("inf")]]), 1)
+    with pytest.raises(TypeError, match="floating-point"):
+        relaxed_topk(torch.tensor([[1, 2, 3]]), 1)
+    with pytest.raises(ValueError, match="mask must have the shape"):
+        relaxed_topk(s, 1, mask=torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(TypeError, match="bool tensor"):
+        relaxed_topk(s, 1, mask=torch.ones(2, 5))
+    with pytest.raises(ValueError, match="tau must be"):
+        relaxed_topk(s, 1, tau=0.0)
+    with pytest.raises(ValueError, match="kappa must be"):
+        relaxed_topk(s, 1, kappa=-1.0)
+    with pytest.raises(ValueError, match="mode must be"):
+        relaxed_topk(s, 1, mode="soft")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="noise must have shape"):
+        relaxed_topk(s, 2, mode="l2x", noise=torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="scores must be 1-D or 2-D"):
+        relaxed_topk(torch.randn(2, 3, 4), 1)
+    with pytest.raises(ValueError, match="k must be <= 2"):
+        relaxed_topk(s, 3, mask=torch.tensor([[True, True, False, False, False]] * 2))

