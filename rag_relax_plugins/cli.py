@@ -8,13 +8,14 @@ import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from rag_relax_plugins import __version__
 
 __all__ = ["build_parser", "main"]
 
 
-def _commands() -> list[object]:
+def _commands() -> list[ModuleType]:
     """Import every sub-command module of :mod:`rag_relax_plugins._cli`, sorted by name."""
     from rag_relax_plugins import _cli
 

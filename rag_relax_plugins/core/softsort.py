@@ -24,7 +24,13 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.isotonic import block_softmax, isotonic_decreasing, isotonic_vjp
-from rag_relax_plugins.core.validation import check_finite, check_floating, check_k, check_ndim, check_positive
+from rag_relax_plugins.core.validation import (
+    check_finite,
+    check_floating,
+    check_k,
+    check_ndim,
+    check_positive,
+)
 
 __all__ = [
     "neural_sort",

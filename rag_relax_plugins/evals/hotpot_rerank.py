@@ -11,13 +11,13 @@ questions with none present are skipped (``skip_empty``) and counted in the resu
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from rag_relax_plugins.core.metrics import evaluate
+from rag_relax_plugins.core.metrics import DocId, evaluate
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample
 from rag_relax_plugins.embedders.base import TextEncoder
 
@@ -125,7 +125,7 @@ def rerank_hotpot(
     gen = torch.Generator().manual_seed(seed)
     random_rankings = [torch.randperm(len(rows), generator=gen).tolist() for rows in para_rows]
     data_rankings = [list(range(len(rows))) for rows in para_rows]
-    qrels: list[dict[Hashable, float]] = [{i: 1.0 for i in ex.gold_indices} for ex in examples]
+    qrels: list[dict[DocId, float]] = [{i: 1.0 for i in ex.gold_indices} for ex in examples]
 
     gold_present: dict[int, int] = {}
     for judged in qrels:
