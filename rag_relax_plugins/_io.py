@@ -1,0 +1,116 @@
+"""Atomic file and folder writes shared by every layer that saves something (no heavy imports).
+
+A save never leaves a half-written file or folder where a reader looks:
+
+- :func:`atomic_write_text` / :func:`atomic_write_json` write a temporary file in the same folder,
+  flush it to disk, then ``os.replace`` it over the target (atomic on POSIX and Windows).
+- :func:`atomic_folder` calls ``write(tmp)`` on a fresh temporary folder beside the target and
+  swaps it in only after ``write`` returned. Replacing an existing folder takes two renames (old
+  folder aside, new folder in); :func:`find_saved_folder` recovers the previous folder if a crash
+  fell between them, so a reader always finds a complete save.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_folder", "atomic_write_json", "atomic_write_text", "find_saved_folder"]
+
+_OLD = ".old-"
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; creates the parent folder. Returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON atomically. NaN and infinity are refused (they are not JSON).
+
+    Raises:
+        TypeError: ``obj`` holds something JSON cannot represent.
+        ValueError: ``obj`` holds NaN or infinity.
+    """
+    return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+def atomic_folder(target: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Fill a temporary folder with ``write(tmp)``, then move it to ``target`` atomically.
+
+    If ``write`` raises, the temporary folder is removed and an existing ``target`` is untouched.
+    An existing ``target`` is first renamed to a hidden ``.<name>.old-*`` sibling, the new folder
+    renamed into place, then the old one deleted; see :func:`find_saved_folder` for the recovery
+    of the instant between the two renames.
+
+    Args:
+        target: the folder to create or replace.
+        write: fills the folder it is given (same file system as ``target``).
+
+    Returns:
+        ``target`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: ``target`` exists and is not a folder.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"target must be a folder path, got an existing file: {target}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}{_OLD}", dir=target.parent))
+        old.rmdir()  # only the unique name is wanted
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    return target
+
+
+def find_saved_folder(folder: str | os.PathLike[str], marker: str = "config.json") -> Path:
+    """The folder a reader should load: ``folder`` itself, or the backup a crash left behind.
+
+    Args:
+        folder: the folder that was saved with :func:`atomic_folder`.
+        marker: a file every complete save contains.
+
+    Returns:
+        ``folder`` if it holds ``marker``; else, when ``folder`` is missing, the newest complete
+        ``.<name>.old-*`` sibling (a crash between the two renames of a replacement).
+
+    Raises:
+        FileNotFoundError: no complete save is found (the message names ``folder`` and ``marker``).
+    """
+    folder = Path(folder)
+    if (folder / marker).is_file():
+        return folder
+    if not folder.exists() and folder.parent.is_dir():
+        backups = [p for p in folder.parent.glob(f".{folder.name}{_OLD}*") if (p / marker).is_file()]
+        if backups:
+            return max(backups, key=lambda p: p.stat().st_mtime)
+    raise FileNotFoundError(f"no saved folder at {folder} (expected a {marker} inside it)")
