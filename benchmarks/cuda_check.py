@@ -97,7 +97,7 @@ def main() -> None:
             torch.manual_seed(0)
             gpu = fn(dev)
             assert isinstance(gpu, torch.Tensor) and gpu.device.type == "cuda"
-            err = float((gpu.cpu() - cpu).abs().max())  # type: ignore[operator]
+            err = float((gpu.detach().cpu() - cpu.detach()).abs().max())  # type: ignore[operator]
             status = "ok" if err < 1e-8 else "MISMATCH"
         except Exception as exc:
             err, status = float("nan"), f"error: {exc}"

@@ -1,0 +1,139 @@
+"""Maximal marginal relevance (MMR) selection over a scored candidate set.
+
+MMR (Carbonell & Goldstein, SIGIR 1998) picks ``k`` items greedily; at each step it takes
+
+    argmax_{i not selected}  lambda * rel(i) - (1 - lambda) * max_{j selected} sim(i, j)
+
+so a result that repeats an already chosen one is pushed down. The function here is agnostic to
+where the numbers come from: the vector stores pass the learned (MoL) query-document score as
+``relevance`` and the cosine between the candidates' document embeddings as ``similarity``.
+
+Departures from the paper: relevance and similarity are taken as given (the paper uses one
+similarity for both); ties are broken by the lower candidate position, so the output is
+deterministic; the first pick is the most relevant candidate (the paper's formula gives the same
+pick when nothing is selected yet). LangChain's ``maximal_marginal_relevance`` uses cosine to the
+query for relevance; here the caller decides.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from rag_relax_plugins.core.validation import check_finite, check_floating, check_k, check_ndim
+
+__all__ = ["mmr_select", "mmr_select_by_embeddings", "mmr_select_reference"]
+
+
+def _check_inputs(
+    relevance: torch.Tensor, similarity: torch.Tensor, k: int, lambda_mult: float
+) -> tuple[int, float]:
+    check_floating("relevance", relevance)
+    check_ndim("relevance", relevance, 1)
+    check_floating("similarity", similarity)
+    check_ndim("similarity", similarity, 2)
+    n = relevance.shape[0]
+    if similarity.shape != (n, n):
+        raise ValueError(
+            f"similarity must have shape ({n}, {n}) to match relevance, got {tuple(similarity.shape)}"
+        )
+    check_finite("relevance", relevance)
+    check_finite("similarity", similarity)
+    check_k("k", k)
+    if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)):
+        raise TypeError(f"lambda_mult must be a number, got {type(lambda_mult).__name__}")
+    if not math.isfinite(lambda_mult) or not 0.0 <= lambda_mult <= 1.0:
+        raise ValueError(f"lambda_mult must lie in [0, 1], got {lambda_mult}")
+    return min(k, n), float(lambda_mult)
+
+
+def mmr_select(
+    relevance: torch.Tensor, similarity: torch.Tensor, k: int, lambda_mult: float = 0.5
+) -> torch.Tensor:
+    """Greedy MMR: indices of ``min(k, N)`` candidates in selection order.
+
+    Args:
+        relevance: ``(N,) x float`` relevance of each candidate to the query (higher is better).
+        similarity: ``(N, N) x float`` candidate-candidate similarity (e.g. cosine).
+        k: number of candidates to select (>= 1); capped at ``N``.
+        lambda_mult: weight of relevance in ``[0, 1]``; 1 is a plain top-k by relevance,
+            0 maximal diversity.
+
+    Returns:
+        ``(min(k, N),) x long`` candidate positions, on ``relevance``'s device; empty when
+        ``N == 0``.
+
+    Raises:
+        TypeError / ValueError: on non-float inputs, mismatched shapes, NaN/inf, ``k < 1`` or
+            ``lambda_mult`` outside ``[0, 1]``.
+    """
+    steps, lam = _check_inputs(relevance, similarity, k, lambda_mult)
+    n = relevance.shape[0]
+    out = torch.empty(steps, dtype=torch.long, device=relevance.device)
+    if steps == 0:
+        return out
+    with torch.no_grad():
+        rel = relevance.to(torch.float64)
+        sim = similarity.to(torch.float64)
+        taken = torch.zeros(n, dtype=torch.bool, device=relevance.device)
+        # running max similarity of every candidate to the selected set; -inf before any pick
+        max_sim = torch.full((n,), -math.inf, dtype=torch.float64, device=relevance.device)
+        for step in range(steps):
+            if step == 0:
+                gain = rel.clone()
+            else:
+                gain = lam * rel - (1.0 - lam) * max_sim
+            gain[taken] = -math.inf
+            # argmax returns the first maximal position: ties go to the lower index
+            pick = int(torch.argmax(gain))
+            out[step] = pick
+            taken[pick] = True
+            max_sim = torch.maximum(max_sim, sim[:, pick])  # sim(i, pick) for every i
+    return out
+
+
+def mmr_select_by_embeddings(
+    relevance: torch.Tensor, embeddings: torch.Tensor, k: int, lambda_mult: float = 0.5
+) -> torch.Tensor:
+    """MMR with the cosine between candidate embeddings as the redundancy.
+
+    Args:
+        relevance: ``(N,) x float`` relevance of each candidate (e.g. its MoL score).
+        embeddings: ``(N, D) x float`` candidate embeddings (zero rows have cosine 0 to all).
+        k: number of candidates to select; capped at ``N``.
+        lambda_mult: relevance weight in ``[0, 1]``.
+
+    Returns:
+        ``(min(k, N),) x long`` candidate positions in selection order.
+    """
+    check_floating("embeddings", embeddings)
+    check_ndim("embeddings", embeddings, 2)
+    if embeddings.shape[0] != relevance.shape[0]:
+        raise ValueError(
+            f"embeddings must have one row per candidate ({relevance.shape[0]}), got shape {tuple(embeddings.shape)}"
+        )
+    unit = torch.nn.functional.normalize(embeddings.to(torch.float64), dim=-1)
+    return mmr_select(relevance, unit @ unit.T, k, lambda_mult)  # (N, N) cosine
+
+
+def mmr_select_reference(
+    relevance: list[float], similarity: list[list[float]], k: int, lambda_mult: float = 0.5
+) -> list[int]:
+    """Pure-Python MMR with the same tie rule, the brute-force reference for tests."""
+    n = len(relevance)
+    chosen: list[int] = []
+    while len(chosen) < min(k, n):
+        best, best_gain = -1, -math.inf
+        for i in range(n):
+            if i in chosen:
+                continue
+            if not chosen:
+                gain = relevance[i]
+            else:
+                red = max(similarity[i][j] for j in chosen)
+                gain = lambda_mult * relevance[i] - (1 - lambda_mult) * red
+            if gain > best_gain:
+                best, best_gain = i, gain
+        chosen.append(best)
+    return chosen

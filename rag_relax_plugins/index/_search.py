@@ -1,0 +1,235 @@
+"""The retrieval algorithms behind :class:`~rag_relax_plugins.index.MoLIndex` (pure torch).
+
+Implements the strategies documented in :mod:`rag_relax_plugins.index.strategies` (RAILS,
+Ding & Zhai, WWW 2025, Algorithms 1-3 and the exact two-pass retrieval). Every function takes the
+cached item state and returns ``(scores (B, K), rows (B, K))`` best first, where rows are
+positions in the item state; missing results have ``score = -inf`` and ``row = -1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from rag_relax_plugins.core.mol import (
+    MoLItemState,
+    MoLQueryState,
+    MoLSimilarity,
+    mol_component_dots,
+)
+from rag_relax_plugins.index.first_stage import VectorSearcher
+from rag_relax_plugins.index.strategies import (
+    BruteForce,
+    Combined,
+    ExactTwoPass,
+    Strategy,
+    TopKAvg,
+    TopKPerEmbd,
+)
+
+__all__ = ["SearchContext", "brute_force", "exact_two_pass", "rerank", "run_strategy"]
+
+logger = logging.getLogger(__name__)
+
+_RERANK_ELEMENTS = 1 << 24  # gathered candidate component elements per rerank chunk
+_RANGE_ELEMENTS = 1 << 22  # (B, n, P) elements per range-search chunk
+_BOUND_MARGIN = 1e-4  # slack on the exact bound, absorbs float rounding between kernels
+
+
+@dataclass
+class SearchContext:
+    """What a strategy needs: the similarity, the cached items and lazily built first stages.
+
+    Attributes:
+        similarity: the (eval-mode) MoL similarity.
+        items: cached state, components ``(N, P_x, d_P)``, gate ``(N, P)``.
+        per_embd: returns the first stage over the ``N * P_x`` component vectors.
+        avg: returns the first stage over the ``N`` mean item components.
+    """
+
+    similarity: MoLSimilarity
+    items: MoLItemState
+    per_embd: Callable[[], VectorSearcher]
+    avg: Callable[[], VectorSearcher]
+
+
+def _finish(scores: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return scores, rows.masked_fill(torch.isinf(scores), -1)
+
+
+def brute_force(
+    sim: MoLSimilarity,
+    queries: MoLQueryState,
+    items: MoLItemState,
+    k: int,
+    *,
+    rows: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top ``k`` by scoring every item.
+
+    ``rows`` (``(m,) x long``) scores only a gathered subset (small filters); ``allowed``
+    (``(N,) x bool``) scores everything in place and masks the rest (large filters, no copy).
+    """
+    if allowed is not None:
+        scores = sim.score_all(queries, items).masked_fill(~allowed.unsqueeze(0), -math.inf)
+        return _finish(*scores.topk(min(k, scores.shape[1]), dim=1))
+    sub = items if rows is None else items.select(rows)
+    b = len(queries)
+    if len(sub) == 0:
+        empty = torch.empty(b, 0, device=queries.components.device)
+        return empty, empty.long()
+    scores = sim.score_all(queries, sub)  # (B, m)
+    top_s, top_i = scores.topk(min(k, scores.shape[1]), dim=1)
+    if rows is not None:
+        top_i = rows[top_i]
+    return _finish(top_s, top_i)
+
+
+def rerank(
+    sim: MoLSimilarity,
+    queries: MoLQueryState,
+    items: MoLItemState,
+    candidates: torch.Tensor,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact MoL rerank of per-query candidates.
+
+    Args:
+        candidates: ``(B, C) x long`` item rows; ``-1`` and duplicates are ignored.
+        k: results per query.
+
+    Returns:
+        ``(scores (B, min(k, C)), rows)``, best first.
+    """
+    b, c = candidates.shape
+    if c == 0:
+        return brute_force(sim, queries, items, k, rows=candidates.new_empty(0))
+    cand, _ = candidates.sort(dim=1)
+    invalid = cand < 0
+    invalid[:, 1:] |= cand[:, 1:] == cand[:, :-1]  # duplicates after sorting
+    safe = cand.clamp_min(0)
+    per_query = c * items.components.shape[-2] * items.components.shape[-1]
+    step = max(1, _RERANK_ELEMENTS // max(1, per_query))
+    parts = []
+    for start in range(0, b, step):
+        sl = slice(start, start + step)
+        sub_q = MoLQueryState(queries.components[sl], queries.gate[sl])
+        parts.append(sim.score_candidates(sub_q, items.select(safe[sl])))  # (b', C)
+    scores = torch.cat(parts).masked_fill(invalid, -math.inf)
+    top_s, pos = scores.topk(min(k, c), dim=1)
+    return _finish(top_s, safe.gather(1, pos))
+
+
+def _per_embd_candidates(
+    ctx: SearchContext, queries: MoLQueryState, n: int, allowed: torch.Tensor | None
+) -> torch.Tensor:
+    b, p_q, d = queries.components.shape
+    p_x = ctx.items.components.shape[1]
+    vec_allowed = None if allowed is None else allowed.repeat_interleave(p_x)
+    pos = ctx.per_embd().search(
+        queries.components.reshape(b * p_q, d), n, vec_allowed
+    )  # (B*P_q, n')
+    rows = torch.where(pos >= 0, torch.div(pos, p_x, rounding_mode="floor"), pos)
+    return rows.reshape(b, -1)  # (B, P_q * n')
+
+
+def _avg_candidates(
+    ctx: SearchContext, queries: MoLQueryState, n: int, allowed: torch.Tensor | None
+) -> torch.Tensor:
+    return ctx.avg().search(queries.components.mean(dim=1), n, allowed)  # (B, n')
+
+
+def _range_mask(
+    sim: MoLSimilarity, queries: MoLQueryState, items: MoLItemState, bound: torch.Tensor
+) -> torch.Tensor:
+    """``(B, N) x bool``: items whose best component logit reaches ``bound`` ``(B,)``."""
+    b, n = len(queries), len(items)
+    out = torch.empty(b, n, dtype=torch.bool, device=queries.components.device)
+    step = max(1, _RANGE_ELEMENTS // max(1, b * sim.config.num_pairs))
+    dtype = queries.components.dtype
+    for start in range(0, n, step):
+        comps = items.components[start : start + step].to(dtype)
+        best = mol_component_dots(queries.components, comps).amax(dim=-1)  # (B, n)
+        out[:, start : start + step] = best >= bound.unsqueeze(1)
+    return out
+
+
+def exact_two_pass(
+    ctx: SearchContext, queries: MoLQueryState, k: int, budget: int, allowed: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top ``k`` by the two-pass algorithm (see :class:`ExactTwoPass`)."""
+    sim, items = ctx.similarity, ctx.items
+    tau = sim.config.tau
+    # pass 1: any candidate set gives a valid threshold. Per-component top-k hits often share
+    # items (fewer than k distinct), so the k items of the average logit are added: >= k
+    # distinct candidates whenever >= k items are allowed.
+    cand = torch.cat(
+        [_per_embd_candidates(ctx, queries, k, allowed), _avg_candidates(ctx, queries, k, allowed)],
+        dim=1,
+    )
+    first = rerank(sim, queries, items, cand, k)[0]
+    kth = (
+        first[:, -1]
+        if first.shape[1] >= k
+        else torch.full((len(queries),), -math.inf, device=first.device)
+    )
+    bound = kth * tau - _BOUND_MARGIN * kth.abs().clamp_min(1.0) * tau
+    # pass 2: range search on max_ij s_ij >= S * tau, then exact rerank
+    mask = _range_mask(sim, queries, items, bound)
+    if allowed is not None:
+        mask &= allowed.unsqueeze(0)
+    counts = mask.sum(dim=1)
+    b = len(queries)
+    out_s = torch.full((b, k), -math.inf, device=first.device)
+    out_r = torch.full((b, k), -1, dtype=torch.long, device=first.device)
+    small = counts <= budget
+    if bool(small.any()):
+        idx = small.nonzero().squeeze(1)
+        width = int(counts[idx].max())
+        cand = torch.full((len(idx), width), -1, dtype=torch.long, device=first.device)
+        for j, q in enumerate(idx.tolist()):
+            rows = mask[q].nonzero().squeeze(1)
+            cand[j, : len(rows)] = rows
+        sub_q = MoLQueryState(queries.components[idx], queries.gate[idx])
+        s, r = rerank(sim, sub_q, items, cand, k)
+        out_s[idx, : s.shape[1]], out_r[idx, : r.shape[1]] = s, r
+    if not bool(small.all()):
+        idx = (~small).nonzero().squeeze(1)
+        logger.debug(
+            "ExactTwoPass: %d queries exceeded budget=%d, falling back to brute force",
+            len(idx),
+            budget,
+        )
+        sub_q = MoLQueryState(queries.components[idx], queries.gate[idx])
+        s, r = brute_force(sim, sub_q, items, k, allowed=allowed)
+        out_s[idx, : s.shape[1]], out_r[idx, : r.shape[1]] = s, r
+    width = min(k, len(items) if allowed is None else int(allowed.sum()))
+    return out_s[:, :width], out_r[:, :width]
+
+
+def run_strategy(
+    ctx: SearchContext,
+    queries: MoLQueryState,
+    k: int,
+    strategy: Strategy,
+    allowed: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dispatch ``strategy`` over the items allowed by ``allowed`` (``(N,) x bool`` or ``None``)."""
+    sim, items = ctx.similarity, ctx.items
+    if isinstance(strategy, BruteForce):
+        return brute_force(sim, queries, items, k, allowed=allowed)
+    if isinstance(strategy, ExactTwoPass):
+        return exact_two_pass(ctx, queries, k, strategy.budget, allowed)
+    parts: list[torch.Tensor] = []
+    if isinstance(strategy, (TopKPerEmbd, Combined)):
+        n = strategy.n if isinstance(strategy, TopKPerEmbd) else strategy.n_per_embd
+        parts.append(_per_embd_candidates(ctx, queries, n, allowed))
+    if isinstance(strategy, (TopKAvg, Combined)):
+        n = strategy.n if isinstance(strategy, TopKAvg) else strategy.n_avg
+        parts.append(_avg_candidates(ctx, queries, n, allowed))
+    return rerank(sim, queries, items, torch.cat(parts, dim=1), k)

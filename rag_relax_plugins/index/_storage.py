@@ -1,0 +1,82 @@
+"""Row storage with amortised O(1) appends for the index caches.
+
+Vector stores often add a few items at a time; concatenating the whole cache on every ``add``
+would cost O(N) per call (O(N^2) over a corpus). :class:`RowBuffer` keeps a capacity that
+grows by half when full and exposes the filled rows as a view.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rag_relax_plugins.core.mol import MoLConfig, MoLItemState
+
+__all__ = ["ItemStore", "RowBuffer"]
+
+_MIN_CAPACITY = 16
+
+
+class RowBuffer:
+    """Rows ``(n, *shape)`` stored in a buffer of capacity ``>= n``.
+
+    Args:
+        data: the initial rows (kept as the buffer, not copied).
+    """
+
+    def __init__(self, data: torch.Tensor) -> None:
+        self._buf = data
+        self._n = int(data.shape[0])
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def data(self) -> torch.Tensor:
+        """The filled rows, a view ``(n, *shape)`` of the buffer (writes go to the buffer)."""
+        return self._buf[: self._n]
+
+    def append(self, rows: torch.Tensor) -> None:
+        """Append ``(m, *shape)`` rows, growing the buffer geometrically when full."""
+        need = self._n + int(rows.shape[0])
+        if need > self._buf.shape[0]:
+            capacity = max(need, int(1.5 * self._buf.shape[0]), _MIN_CAPACITY)
+            grown = torch.empty(
+                (capacity, *self._buf.shape[1:]), dtype=self._buf.dtype, device=self._buf.device
+            )
+            grown[: self._n] = self._buf[: self._n]
+            self._buf = grown
+        self._buf[self._n : need] = rows.to(self._buf.dtype)
+        self._n = need
+
+    def replace(self, data: torch.Tensor) -> None:
+        """Use ``data`` as the new rows (e.g. after deleting rows)."""
+        self._buf = data
+        self._n = int(data.shape[0])
+
+
+class ItemStore:
+    """The index caches: raw features ``(N, D_x)`` fp32, components ``(N, P_x, d_P)`` in the
+    cache dtype and gate logits ``(N, P)`` fp32, each a :class:`RowBuffer`."""
+
+    def __init__(self, config: MoLConfig, cache_dtype: torch.dtype, device: torch.device) -> None:
+        c = config
+        self.features = RowBuffer(torch.empty(0, c.item_dim, device=device))
+        comps = torch.empty(
+            0, c.num_item_embeddings, c.component_dim, device=device, dtype=cache_dtype
+        )
+        self.components = RowBuffer(comps)
+        self.gate = RowBuffer(torch.empty(0, c.num_pairs, device=device))
+
+    @property
+    def state(self) -> MoLItemState:
+        """Views of the cached item state."""
+        return MoLItemState(self.components.data, self.gate.data)
+
+    def set_state(self, state: MoLItemState) -> None:
+        self.components.replace(state.components)
+        self.gate.replace(state.gate)
+
+    def append(self, features: torch.Tensor, state: MoLItemState) -> None:
+        self.features.append(features)
+        self.components.append(state.components)
+        self.gate.append(state.gate)

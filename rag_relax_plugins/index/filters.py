@@ -1,0 +1,117 @@
+"""Filters and input checks for :class:`~rag_relax_plugins.index.MoLIndex`.
+
+A filter restricts the searchable ids *before* scoring (pre-filtering), never by post-filtering
+a fixed fetch. A filter is one of:
+
+- ``None``: the whole index;
+- a sequence of ids (shared by all queries);
+- a sequence of ``B`` sequences of ids (one subset per query);
+- a ``dict``: items whose metadata has every ``key == value``;
+- a callable ``predicate(metadata: dict) -> bool``.
+
+Ids inside a filter must exist (``ValueError`` otherwise). When fewer than ``k`` items pass the
+filter, search returns the ones that exist: the score tensor is ``(B, K)`` with
+``K = min(k, max allowed)``; a query with fewer hits has ``-inf`` scores in its trailing
+columns and a shorter id list. Subsets of at most ``exact_filter_threshold`` items are always
+scored exactly (brute force over the subset); larger ones go through the chosen strategy with the
+subset as a mask in the first stage. :func:`group_filter` turns a filter into groups of queries
+that share a row subset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["Filter", "check_ids", "check_metadata", "group_filter"]
+
+Filter = (
+    Sequence[str]
+    | Sequence[Sequence[str]]
+    | Mapping[str, Any]
+    | Callable[[dict[str, Any]], bool]
+    | None
+)
+
+
+def group_filter(
+    filter: Filter,
+    b: int,
+    rows_of: Callable[[str, Sequence[str]], torch.Tensor],
+    ids_where: Callable[[Any], list[str]],
+    device: torch.device,
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Resolve ``filter`` into groups of query indices sharing one row subset.
+
+    Args:
+        filter: see :data:`Filter`.
+        b: number of queries ``B``.
+        rows_of: maps ``(argument name, ids)`` to ``(m,) x long`` rows, raising on unknown ids.
+        ids_where: maps a dict or predicate to the matching ids.
+        device: device of the returned tensors.
+
+    Returns:
+        ``[(query indices (B',) x long, rows (m,) x long or None for no restriction), ...]``.
+    """
+    everyone = torch.arange(b, device=device)
+    if filter is None:
+        return [(everyone, None)]
+    if isinstance(filter, Mapping) or callable(filter):
+        return [(everyone, rows_of("filter", ids_where(filter)).unique())]
+    if isinstance(filter, str) or not isinstance(filter, Sequence):
+        raise TypeError(
+            f"filter must be None, a sequence of ids, a list of per-query id lists, a dict or a callable, got {type(filter).__name__}"
+        )
+    if all(isinstance(f, str) for f in filter):
+        return [(everyone, rows_of("filter", filter).unique())]  # type: ignore[arg-type]
+    if len(filter) != b:
+        raise ValueError(
+            f"a per-query filter must have one id list per query ({b}), got {len(filter)}"
+        )
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for q, subset in enumerate(filter):
+        if isinstance(subset, str) or not isinstance(subset, Sequence):
+            raise TypeError(f"filter[{q}] must be a sequence of ids, got {type(subset).__name__}")
+        groups.setdefault(tuple(sorted(set(subset))), []).append(q)
+    return [
+        (torch.tensor(qs, device=device), rows_of(f"filter[{qs[0]}]", list(key)).unique())
+        for key, qs in groups.items()
+    ]
+
+
+def check_ids(name: str, ids: object, *, unique: bool) -> list[str]:
+    """Require a sequence of ``str`` ids (unique when ``unique``); returns it as a list."""
+    if isinstance(ids, str) or not isinstance(ids, Sequence):
+        raise TypeError(f"{name} must be a sequence of str, got {type(ids).__name__}")
+    out = list(ids)
+    bad = [i for i in out if not isinstance(i, str)]
+    if bad:
+        raise TypeError(
+            f"{name} must contain only str ids, got {type(bad[0]).__name__} ({bad[0]!r})"
+        )
+    if unique and len(set(out)) != len(out):
+        dups = sorted({i for i in out if out.count(i) > 1})[:5]
+        raise ValueError(f"{name} must be unique, got duplicates {dups!r}")
+    return out
+
+
+def check_metadata(metadata: Sequence[dict[str, Any]] | None, n: int) -> list[dict[str, Any]]:
+    """Require ``n`` JSON-serialisable dicts (``None`` -> empty dicts); returns JSON copies."""
+    if metadata is None:
+        return [{} for _ in range(n)]
+    if isinstance(metadata, (str, Mapping)) or not isinstance(metadata, Sequence):
+        raise TypeError(f"metadata must be a list of dicts or None, got {type(metadata).__name__}")
+    if len(metadata) != n:
+        raise ValueError(f"metadata must have one dict per id ({n}), got {len(metadata)}")
+    out = []
+    for i, m in enumerate(metadata):
+        if not isinstance(m, Mapping):
+            raise TypeError(f"metadata[{i}] must be a dict, got {type(m).__name__}")
+        try:
+            out.append(json.loads(json.dumps(dict(m))))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metadata[{i}] must be JSON-serialisable: {exc}") from exc
+    return out

@@ -1,0 +1,229 @@
+"""First-stage vector search for the MoL index: exact torch matmul, or FAISS flat / HNSW / IVF.
+
+A first stage searches a set of ``M`` vectors by inner product and returns, per query, the
+positions of the best ``n`` vectors. The MoL index keeps two: one over the ``N * P_x`` item
+component vectors (``TopKPerEmbd``; vector ``v`` belongs to item row ``v // P_x``) and one over
+the ``N`` mean item components (``TopKAvg``).
+
+Filters are applied *before* scoring: the torch backend masks the score matrix chunk by chunk,
+FAISS receives an ``IDSelectorBitmap`` in its search parameters (flat, HNSW and IVF all honour
+it), so a restrictive filter still returns ``n`` allowed vectors when they exist (for HNSW/IVF up
+to the usual approximation). FAISS is optional; ``kind="torch"`` needs nothing beyond torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from rag_relax_plugins._errors import require
+
+__all__ = ["FaissSearcher", "FirstStageConfig", "TorchSearcher", "VectorSearcher", "build_searcher"]
+
+Kind = Literal["torch", "flat", "hnsw", "ivf"]
+_KINDS = ("torch", "flat", "hnsw", "ivf")
+_CHUNK_ELEMENTS = 1 << 23
+
+
+@dataclass(frozen=True)
+class FirstStageConfig:
+    """Which first stage the approximate strategies use, and its knobs.
+
+    Attributes:
+        kind: ``"torch"`` (exact chunked matmul, no extra dependency), ``"flat"`` (FAISS
+            ``IndexFlatIP``, exact), ``"hnsw"`` (``IndexHNSWFlat``) or ``"ivf"`` (``IndexIVFFlat``).
+        hnsw_m: HNSW graph degree.
+        hnsw_ef_construction: HNSW build beam width.
+        hnsw_ef_search: HNSW search beam width (raised to ``n`` when a search asks for more).
+        ivf_nlist: IVF cells; ``None`` picks ``4 * sqrt(M)`` (at most ``M / 39``, at least 1).
+        ivf_nprobe: IVF cells visited per query.
+        seed: k-means seed for IVF training (deterministic builds).
+    """
+
+    kind: Kind = "torch"
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 64
+    hnsw_ef_search: int = 128
+    ivf_nlist: int | None = None
+    ivf_nprobe: int = 16
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
+        for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.ivf_nlist is not None and (
+            not isinstance(self.ivf_nlist, int) or self.ivf_nlist < 1
+        ):
+            raise ValueError(f"ivf_nlist must be None or an int >= 1, got {self.ivf_nlist!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FirstStageConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown FirstStageConfig keys: {unknown}")
+        return cls(**data)
+
+
+class VectorSearcher:
+    """Inner-product top-``n`` over ``M`` vectors; subclasses implement :meth:`search`."""
+
+    exact: bool = False
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def search(
+        self, queries: torch.Tensor, n: int, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Best ``n`` vector positions per query.
+
+        Args:
+            queries: ``(Q, d) x float``.
+            n: vectors per query.
+            allowed: ``(M,) x bool`` mask of searchable vectors, or ``None`` for all.
+
+        Returns:
+            ``(Q, n') x long`` positions, best first, ``n' = min(n, M)``; ``-1`` where fewer
+            than ``n'`` allowed vectors were found.
+        """
+        raise NotImplementedError
+
+    def add(self, vectors: torch.Tensor) -> None:
+        """Append ``(m, d)`` vectors (positions continue from ``len(self)``)."""
+        raise NotImplementedError
+
+
+class TorchSearcher(VectorSearcher):
+    """Exact search by chunked matmul over a tensor it holds (no copy of a view it is given)."""
+
+    exact = True
+
+    def __init__(self, vectors: torch.Tensor) -> None:
+        self.vectors = vectors
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    def add(self, vectors: torch.Tensor) -> None:
+        self.vectors = torch.cat([self.vectors, vectors.to(self.vectors.dtype)])
+
+    def search(
+        self, queries: torch.Tensor, n: int, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        m = len(self)
+        n = min(n, m)
+        q = queries.to(torch.float32)
+        chunk = max(n, _CHUNK_ELEMENTS // max(1, q.shape[0]))
+        best_s = torch.full((q.shape[0], 0), -math.inf, device=q.device)
+        best_i = torch.zeros((q.shape[0], 0), dtype=torch.long, device=q.device)
+        for start in range(0, m, chunk):
+            block = self.vectors[start : start + chunk].to(torch.float32)
+            scores = q @ block.T  # (Q, chunk)
+            if allowed is not None:
+                scores = scores.masked_fill(~allowed[start : start + chunk].unsqueeze(0), -math.inf)
+            s, i = scores.topk(min(n, scores.shape[1]), dim=1)
+            best_s = torch.cat([best_s, s], dim=1)
+            best_i = torch.cat([best_i, i + start], dim=1)
+            if best_s.shape[1] > n:
+                best_s, pos = best_s.topk(n, dim=1)
+                best_i = best_i.gather(1, pos)
+        return best_i.masked_fill(torch.isinf(best_s), -1)
+
+
+class FaissSearcher(VectorSearcher):
+    """A FAISS index (flat, HNSW or IVF) over inner product; positions are FAISS sequential ids."""
+
+    def __init__(self, config: FirstStageConfig, index: Any) -> None:
+        self.config = config
+        self.index = index
+        self.exact = config.kind == "flat"
+
+    @classmethod
+    def build(cls, config: FirstStageConfig, vectors: torch.Tensor) -> FaissSearcher:
+        """Build (and for IVF, train with a fixed seed) an index over ``(M, d)`` vectors."""
+        faiss = require("faiss", "faiss")
+        x = np.ascontiguousarray(vectors.detach().to("cpu", torch.float32).numpy())
+        m, d = x.shape
+        if config.kind == "flat":
+            index = faiss.IndexFlatIP(d)
+        elif config.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = config.hnsw_ef_construction
+        elif config.kind == "ivf":
+            nlist = config.ivf_nlist or int(4 * math.sqrt(max(m, 1)))
+            nlist = max(1, min(nlist, m // 39 if m >= 39 else 1))
+            quantizer = faiss.IndexFlatIP(d)
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.cp.seed = config.seed
+            if m == 0:
+                raise ValueError("cannot train an IVF first stage on zero vectors")
+            sample = x
+            if m > 64 * nlist:  # k-means on a seeded sample of 64 points per cell
+                rng = np.random.default_rng(config.seed)
+                sample = x[np.sort(rng.choice(m, 64 * nlist, replace=False))]
+            index.train(sample)
+        else:  # pragma: no cover - FirstStageConfig validates kind
+            raise ValueError(f"not a FAISS kind: {config.kind!r}")
+        if m:
+            index.add(x)
+        return cls(config, index)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, vectors: torch.Tensor) -> None:
+        self.index.add(np.ascontiguousarray(vectors.detach().to("cpu", torch.float32).numpy()))
+
+    def _params(self, n: int, allowed: torch.Tensor | None) -> Any:
+        faiss = require("faiss", "faiss")
+        kwargs: dict[str, Any] = {}
+        if allowed is not None:
+            bits = np.packbits(allowed.detach().to("cpu").numpy().astype(bool), bitorder="little")
+            kwargs["sel"] = faiss.IDSelectorBitmap(bits)
+        if self.config.kind == "hnsw":
+            return faiss.SearchParametersHNSW(efSearch=max(self.config.hnsw_ef_search, n), **kwargs)
+        if self.config.kind == "ivf":
+            return faiss.SearchParametersIVF(nprobe=self.config.ivf_nprobe, **kwargs)
+        return faiss.SearchParameters(**kwargs) if kwargs else None
+
+    def search(
+        self, queries: torch.Tensor, n: int, allowed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        n = min(n, len(self))
+        q = np.ascontiguousarray(queries.detach().to("cpu", torch.float32).numpy())
+        params = self._params(n, allowed)
+        _, labels = (
+            self.index.search(q, n, params=params)
+            if params is not None
+            else self.index.search(q, n)
+        )
+        return torch.from_numpy(labels).to(device=queries.device, dtype=torch.long)
+
+    def write(self, path: str) -> None:
+        """Write with ``faiss.write_index`` (FAISS's own format, no pickle)."""
+        require("faiss", "faiss").write_index(self.index, path)
+
+    @classmethod
+    def read(cls, config: FirstStageConfig, path: str) -> FaissSearcher:
+        """Read a file written by :meth:`write`."""
+        return cls(config, require("faiss", "faiss").read_index(path))
+
+
+def build_searcher(config: FirstStageConfig, vectors: torch.Tensor) -> VectorSearcher:
+    """A searcher of ``config.kind`` over ``(M, d)`` vectors."""
+    if config.kind == "torch":
+        return TorchSearcher(vectors)
+    return FaissSearcher.build(config, vectors)

@@ -1,0 +1,396 @@
+"""The MoL / RAILS index: cached item state, add / upsert / delete by id, filtered batch search.
+
+RAILS: Ding & Zhai, "Retrieval with Learned Similarities" (WWW 2025, arXiv 2407.15462). The index
+runs the item towers of a :class:`~rag_relax_plugins.core.mol.MoLSimilarity` once per item and
+caches the component embeddings ``(N, P_x, d_P)`` (fp32 by default, bf16/fp16 optional) and the
+item gate logits ``(N, P)``; search never re-runs the item towers. The raw item features
+``(N, D_x)`` are kept too (for MMR and for re-encoding after retraining, :meth:`MoLIndex.reencode`).
+
+Filters restrict the searchable ids *before* scoring (forms and semantics in
+:mod:`rag_relax_plugins.index.filters`). Strategies: :mod:`rag_relax_plugins.index.strategies`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rag_relax_plugins.core.device import resolve_device
+from rag_relax_plugins.core.mol import MoLItemState, MoLSimilarity
+from rag_relax_plugins.core.validation import check_finite, check_floating, check_k, check_ndim
+from rag_relax_plugins.index._search import SearchContext, brute_force, run_strategy
+from rag_relax_plugins.index._storage import ItemStore
+from rag_relax_plugins.index.filters import Filter, check_ids, check_metadata, group_filter
+from rag_relax_plugins.index.first_stage import (
+    FaissSearcher,
+    FirstStageConfig,
+    TorchSearcher,
+    VectorSearcher,
+    build_searcher,
+)
+from rag_relax_plugins.index.strategies import BruteForce, Strategy, check_strategy
+
+__all__ = ["Filter", "MoLIndex"]
+
+logger = logging.getLogger(__name__)
+
+_CACHE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_ENCODE_BATCH = 65536
+
+
+class MoLIndex:
+    """A searchable set of items scored by a MoL similarity.
+
+    Args:
+        similarity: the :class:`MoLSimilarity` (moved to ``device``, put in eval mode). For an
+            untrained cosine index use ``MoLSimilarity.cosine(dim)``.
+        first_stage: :class:`FirstStageConfig` or a kind (``"torch"``, ``"flat"``, ``"hnsw"``,
+            ``"ivf"``) for the approximate strategies' candidate generation.
+        cache_dtype: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` for cached components.
+        device: ``None`` resolves CUDA, then MPS, then CPU.
+        exact_filter_threshold: filtered subsets up to this size are scored by brute force.
+
+    Example::
+
+        index = MoLIndex(MoLSimilarity.cosine(384), device="cpu")
+        index.add(["a", "b"], torch.randn(2, 384), metadata=[{"lang": "en"}, {"lang": "fr"}])
+        scores, ids = index.search(torch.randn(1, 384), k=1, filter={"lang": "fr"})
+    """
+
+    def __init__(
+        self,
+        similarity: MoLSimilarity,
+        *,
+        first_stage: FirstStageConfig | str = "torch",
+        cache_dtype: str = "fp32",
+        device: str | torch.device | None = None,
+        exact_filter_threshold: int = 20_000,
+    ) -> None:
+        if not isinstance(similarity, MoLSimilarity):
+            raise TypeError(f"similarity must be a MoLSimilarity, got {type(similarity).__name__}")
+        if isinstance(first_stage, str):
+            first_stage = FirstStageConfig(kind=first_stage)  # type: ignore[arg-type]
+        if not isinstance(first_stage, FirstStageConfig):
+            raise TypeError(
+                f"first_stage must be a FirstStageConfig or a kind string, got {type(first_stage).__name__}"
+            )
+        if cache_dtype not in _CACHE_DTYPES:
+            raise ValueError(
+                f"cache_dtype must be one of {sorted(_CACHE_DTYPES)}, got {cache_dtype!r}"
+            )
+        check_k("exact_filter_threshold", exact_filter_threshold)
+        self.device = resolve_device(device)
+        self.similarity = similarity.to(self.device).eval()
+        self.first_stage = first_stage
+        self.cache_dtype = cache_dtype
+        self.exact_filter_threshold = exact_filter_threshold
+        c = similarity.config
+        self._ids: list[str] = []
+        self._rows: dict[str, int] = {}
+        self._metadata: list[dict[str, Any]] = []
+        self._store = ItemStore(c, _CACHE_DTYPES[cache_dtype], self.device)
+        self._searchers: dict[str, VectorSearcher | None] = {"per_embd": None, "avg": None}
+
+    # ------------------------------------------------------------------ storage views
+    @property
+    def _features(self) -> torch.Tensor:
+        return self._store.features.data  # (N, D_x) fp32 raw features
+
+    @_features.setter
+    def _features(self, value: torch.Tensor) -> None:
+        self._store.features.replace(value)
+
+    @property
+    def _items(self) -> MoLItemState:
+        return self._store.state
+
+    @_items.setter
+    def _items(self, state: MoLItemState) -> None:
+        self._store.set_state(state)
+
+    # ------------------------------------------------------------------ inspection
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._rows
+
+    @property
+    def ids(self) -> list[str]:
+        """All ids, in storage order (a copy)."""
+        return list(self._ids)
+
+    @property
+    def item_state(self) -> MoLItemState:
+        """Cached state: components ``(N, P_x, d_P)`` in the cache dtype, gate ``(N, P)``."""
+        return self._items
+
+    def _rows_of(self, name: str, ids: Sequence[str]) -> torch.Tensor:
+        ids = check_ids(name, ids, unique=False)
+        missing = [i for i in ids if i not in self._rows]
+        if missing:
+            raise ValueError(f"{name} contains {len(missing)} unknown id(s), e.g. {missing[:5]!r}")
+        return torch.tensor([self._rows[i] for i in ids], dtype=torch.long, device=self.device)
+
+    def get_metadata(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Metadata dicts (copies) of ``ids``, in order; unknown ids raise ``ValueError``."""
+        return [json.loads(json.dumps(self._metadata[int(r)])) for r in self._rows_of("ids", ids)]
+
+    def get_features(self, ids: Sequence[str]) -> torch.Tensor:
+        """Raw item features ``(len(ids), D_x) x float32`` of ``ids``, in order."""
+        return self._features[self._rows_of("ids", ids)].clone()
+
+    def ids_where(
+        self, predicate: Callable[[dict[str, Any]], bool] | Mapping[str, Any]
+    ) -> list[str]:
+        """Ids whose metadata satisfies a predicate or matches every ``key: value`` of a dict."""
+        if isinstance(predicate, Mapping):
+            want = dict(predicate)
+            return [
+                i
+                for i, m in zip(self._ids, self._metadata, strict=True)
+                if all(k in m and m[k] == v for k, v in want.items())
+            ]
+        if not callable(predicate):
+            raise TypeError(
+                f"predicate must be a callable or a dict, got {type(predicate).__name__}"
+            )
+        return [i for i, m in zip(self._ids, self._metadata, strict=True) if predicate(m)]
+
+    # ------------------------------------------------------------------ mutation
+    @torch.inference_mode()
+    def add(
+        self,
+        ids: Sequence[str],
+        item_features: torch.Tensor,
+        metadata: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        """Insert items, replacing existing ids (upsert).
+
+        Args:
+            ids: ``N`` unique string ids.
+            item_features: ``(N, D_x) x float`` raw item features.
+            metadata: ``N`` JSON-serialisable dicts, or ``None`` (empty dicts).
+        """
+        ids = check_ids("ids", ids, unique=True)
+        check_floating("item_features", item_features)
+        check_ndim("item_features", item_features, 2)
+        c = self.similarity.config
+        if item_features.shape != (len(ids), c.item_dim):
+            raise ValueError(
+                f"item_features must have shape ({len(ids)}, {c.item_dim}) for {len(ids)} ids, got {tuple(item_features.shape)}"
+            )
+        check_finite("item_features", item_features)
+        metas = check_metadata(metadata, len(ids))
+        if not ids:
+            return
+        feats = item_features.detach().to(self.device, torch.float32)
+        state = self._encode(feats)
+        exists = torch.tensor([i in self._rows for i in ids], device=self.device)
+        if bool(exists.any()):
+            pos = exists.nonzero().squeeze(1)
+            rows = torch.tensor([self._rows[ids[int(p)]] for p in pos], device=self.device)
+            self._features[rows] = feats[pos]
+            self._items.components[rows] = state.components[pos]
+            self._items.gate[rows] = state.gate[pos]
+            for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
+                self._metadata[r] = metas[p]
+            self._invalidate()
+        new = (~exists).nonzero().squeeze(1)
+        if len(new):
+            start = len(self._ids)
+            for j, p in enumerate(new.tolist()):
+                self._rows[ids[p]] = start + j
+                self._ids.append(ids[p])
+                self._metadata.append(metas[p])
+            self._store.append(feats[new], state.select(new))
+            self._append_to_searchers(state.components[new])
+
+    def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> None:
+        """Remove ``ids``; unknown ids raise ``ValueError`` unless ``missing_ok=True``."""
+        ids = check_ids("ids", ids, unique=False)
+        if not missing_ok:
+            self._rows_of("ids", ids)
+        gone = {i for i in ids if i in self._rows}
+        if not gone:
+            return
+        keep_rows = [r for r, i in enumerate(self._ids) if i not in gone]
+        keep = torch.tensor(keep_rows, dtype=torch.long, device=self.device)
+        self._ids = [self._ids[r] for r in keep_rows]
+        self._metadata = [self._metadata[r] for r in keep_rows]
+        self._rows = {i: r for r, i in enumerate(self._ids)}
+        self._features = self._features[keep]
+        self._items = self._items.select(keep)
+        self._invalidate()
+
+    @torch.inference_mode()
+    def reencode(self) -> None:
+        """Re-run the item towers on the stored raw features (after the similarity was retrained)."""
+        self.similarity.eval()
+        self._items = self._encode(self._features)
+        self._invalidate()
+
+    def _encode(self, feats: torch.Tensor) -> MoLItemState:
+        parts = [
+            self.similarity.encode_items(feats[s : s + _ENCODE_BATCH])
+            for s in range(0, len(feats), _ENCODE_BATCH)
+        ]
+        if not parts:
+            return self._items.select(torch.empty(0, dtype=torch.long, device=self.device))
+        dtype = _CACHE_DTYPES[self.cache_dtype]
+        return MoLItemState(
+            torch.cat([p.components for p in parts]).to(dtype), torch.cat([p.gate for p in parts])
+        )
+
+    # ------------------------------------------------------------------ first stages
+    def _invalidate(self) -> None:
+        self._searchers = {"per_embd": None, "avg": None}
+
+    def _vectors(self, name: str) -> torch.Tensor:
+        comps = self._items.components
+        if name == "per_embd":
+            return comps.reshape(-1, comps.shape[-1])  # (N * P_x, d_P), vector v -> item v // P_x
+        return comps.to(torch.float32).mean(dim=1)  # (N, d_P) mean item component
+
+    def _searcher(self, name: str) -> VectorSearcher:
+        searcher = self._searchers[name]
+        if searcher is None or len(searcher) != (
+            len(self) * (self._items.components.shape[1] if name == "per_embd" else 1)
+        ):
+            searcher = build_searcher(self.first_stage, self._vectors(name))
+            self._searchers[name] = searcher
+        return searcher
+
+    def _append_to_searchers(self, components: torch.Tensor) -> None:
+        for name, searcher in self._searchers.items():
+            if searcher is None:
+                continue
+            if isinstance(searcher, TorchSearcher):
+                self._searchers[name] = None  # a view of the cache; rebuilt for free
+            elif name == "per_embd":
+                searcher.add(components.reshape(-1, components.shape[-1]))
+            else:
+                searcher.add(components.to(torch.float32).mean(dim=1))
+
+    def configure_first_stage(self, **changes: Any) -> None:
+        """Change search-time knobs (``hnsw_ef_search``, ``ivf_nprobe``) without rebuilding.
+
+        Build-time fields (``kind``, ``hnsw_m``, ``ivf_nlist``, ...) require a new index.
+        """
+        allowed = {"hnsw_ef_search", "ivf_nprobe"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise ValueError(f"only {sorted(allowed)} can change after construction, got {unknown}")
+        self.first_stage = dataclasses.replace(self.first_stage, **changes)
+        for searcher in self._searchers.values():
+            if isinstance(searcher, FaissSearcher):
+                searcher.config = self.first_stage
+
+    def build(self) -> None:
+        """(Re)build both first stages now from the cache.
+
+        They are otherwise built at the first search that needs them, extended on ``add`` and
+        rebuilt after an upsert or delete. Call this after large additions to an IVF stage: its
+        cells were trained on the vectors present at its last build.
+        """
+        self._invalidate()
+        if len(self):
+            self._searcher("per_embd")
+            self._searcher("avg")
+
+    # ------------------------------------------------------------------ search
+    @torch.inference_mode()
+    def search(
+        self,
+        query_features: torch.Tensor,
+        k: int,
+        *,
+        strategy: Strategy | None = None,
+        filter: Filter = None,
+    ) -> tuple[torch.Tensor, list[list[str]]]:
+        """Top ``k`` items per query, best first.
+
+        Args:
+            query_features: ``(B, D_q) x float``.
+            k: results per query (``>= 1``); fewer are returned when fewer items exist or pass
+                the filter (see :mod:`rag_relax_plugins.index.filters`).
+            strategy: :class:`BruteForce` (default), ``TopKPerEmbd``, ``TopKAvg``, ``Combined``
+                or ``ExactTwoPass``.
+            filter: see :mod:`rag_relax_plugins.index.filters`; applied before scoring.
+
+        Returns:
+            ``(scores (B, K) x float32 on the index device, ids)`` with ``ids[b]`` the ids of
+            query ``b`` (length ``K`` unless its filter allowed fewer items).
+        """
+        strategy = check_strategy(BruteForce() if strategy is None else strategy)
+        check_k("k", k)
+        if not len(self):
+            raise ValueError("cannot search an empty index: add items first")
+        check_floating("query_features", query_features)
+        check_ndim("query_features", query_features, 2)
+        c = self.similarity.config
+        if query_features.shape[1] != c.query_dim:
+            raise ValueError(
+                f"query_features must have shape (B, {c.query_dim}), got {tuple(query_features.shape)}"
+            )
+        check_finite("query_features", query_features)
+        b = query_features.shape[0]
+        if b == 0:
+            return torch.empty(0, 0, device=self.device), []
+        queries = self.similarity.encode_queries(
+            query_features.detach().to(self.device, torch.float32)
+        )
+        ctx = SearchContext(
+            self.similarity,
+            self._items,
+            lambda: self._searcher("per_embd"),
+            lambda: self._searcher("avg"),
+        )
+        results: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0), torch.empty(0))] * b
+        for qidx, rows in self._filter_groups(filter, b):
+            sub = type(queries)(queries.components[qidx], queries.gate[qidx])
+            if rows is None:
+                s, r = run_strategy(ctx, sub, k, strategy, None)
+            elif len(rows) <= self.exact_filter_threshold:
+                s, r = brute_force(self.similarity, sub, self._items, k, rows=rows)
+            else:
+                allowed = torch.zeros(len(self), dtype=torch.bool, device=self.device)
+                allowed[rows] = True
+                s, r = run_strategy(ctx, sub, k, strategy, allowed)
+            for j, q in enumerate(qidx.tolist()):
+                results[q] = (s[j], r[j])
+        width = max(int((r >= 0).sum()) for _, r in results)
+        scores = torch.full((b, width), -math.inf, device=self.device)
+        out_ids: list[list[str]] = []
+        for q, (s, r) in enumerate(results):
+            valid = r >= 0
+            n = int(valid.sum())
+            scores[q, :n] = s[valid][:width].float()
+            out_ids.append([self._ids[i] for i in r[valid][:width].tolist()])
+        return scores, out_ids
+
+    def _filter_groups(
+        self, filter: Filter, b: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        return group_filter(filter, b, self._rows_of, self.ids_where, self.device)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | Path) -> None:
+        """Write the index to ``folder`` atomically (see :mod:`rag_relax_plugins.index.persistence`)."""
+        from rag_relax_plugins.index.persistence import save_index
+
+        save_index(self, Path(folder))
+
+    @classmethod
+    def load(cls, folder: str | Path, *, device: str | torch.device | None = None) -> MoLIndex:
+        """Load an index written by :meth:`save` (format version checked)."""
+        from rag_relax_plugins.index.persistence import load_index
+
+        return load_index(Path(folder), device=device)

@@ -1,0 +1,392 @@
+"""LangChain ``VectorStore`` over the MoL / RAILS index.
+
+The store keeps ``id -> (text, metadata)`` next to a :class:`~rag_relax_plugins.index.MoLIndex`
+that holds the document vectors. It converts ``Document`` objects to texts and metadata, embeds
+texts with a LangChain ``Embeddings``, and delegates scoring, filtering (as an id subset handed to
+the index before scoring) and persistence of the vectors to the index. It holds no math.
+
+Scores. ``similarity_search_with_score`` returns the raw MoL score ``phi`` (higher is better).
+With no trained head the store uses ``MoLSimilarity.cosine(dim)``, so ``phi`` is the cosine in
+``[-1, 1]`` and a stored text is its own best match. Relevance in ``[0, 1]``
+(``similarity_search_with_relevance_scores`` and the ``similarity_score_threshold`` retriever) is
+``(1 + tau * phi) / 2``: for the cosine head (``tau = 1``) the usual ``(1 + cos) / 2``; for a
+trained head ``tau * phi`` is a convex mix of cosines (the gate is a softmax), so it also lies in
+``[-1, 1]`` and the mapping is exact and monotone, not a heuristic squashing.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+
+from rag_relax_plugins.core.mmr import mmr_select_by_embeddings
+from rag_relax_plugins.core.mol import MoLSimilarity
+from rag_relax_plugins.index import MoLIndex, Strategy
+from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
+
+__all__ = ["MoLVectorStore"]
+
+_SEARCH_KWARGS = frozenset({"filter", "strategy"})
+
+DocFilter = dict[str, Any] | Callable[[Document], bool]
+
+
+class MoLVectorStore(VectorStore):
+    """A LangChain vector store scored by a Mixture-of-Logits similarity (RAILS index).
+
+    Setup:
+        ``pip install "rag-relax-plugins[langchain]"``
+
+    Key init args:
+        embedding: the LangChain ``Embeddings`` for documents (``embed_documents``) and queries
+            (``embed_query``). Its dimension must match the similarity's ``item_dim`` /
+            ``query_dim``.
+        similarity: a (trained) :class:`~rag_relax_plugins.core.mol.MoLSimilarity`; ``None``
+            builds ``MoLSimilarity.cosine(dim)`` at the first ``add`` (exactly cosine).
+        index: an *empty* :class:`~rag_relax_plugins.index.MoLIndex` to use instead of building
+            one (e.g. with a FAISS first stage or a custom ``exact_filter_threshold``); to reopen
+            a saved store use :meth:`load_local`.
+        strategy: the index's retrieval strategy (default ``BruteForce()``, exact).
+        device / first_stage / cache_dtype: passed to the ``MoLIndex`` the store builds.
+
+    Instantiate:
+        .. code-block:: python
+
+            from rag_relax_plugins.langchain import MoLVectorStore
+            store = MoLVectorStore(embeddings)                      # untrained: cosine
+            store = MoLVectorStore(embeddings, similarity=trained)  # a trained MoL head
+
+    Usage:
+        .. code-block:: python
+
+            ids = store.add_texts(["a cat", "a dog"], metadatas=[{"k": 1}, {"k": 2}])
+            store.similarity_search("cat", k=1, filter={"k": 1})
+            store.as_retriever(search_type="mmr", search_kwargs={"k": 2}).invoke("cat")
+            store.save_local("my_store"); MoLVectorStore.load_local("my_store", embeddings)
+
+    Filters (``filter=``): a dict of metadata equalities (every key must be present and equal) or a
+    callable ``Document -> bool``. They select an id subset that the index searches; the result
+    has ``k`` documents whenever at least ``k`` pass.
+    """
+
+    def __init__(
+        self,
+        embedding: Embeddings,
+        *,
+        similarity: MoLSimilarity | None = None,
+        index: MoLIndex | None = None,
+        strategy: Strategy | None = None,
+        device: str | torch.device | None = None,
+        first_stage: str = "torch",
+        cache_dtype: str = "fp32",
+    ) -> None:
+        if not isinstance(embedding, Embeddings):
+            raise TypeError(f"embedding must be a langchain Embeddings, got {type(embedding).__name__}")
+        if similarity is not None and index is not None:
+            raise ValueError("pass either similarity or index, not both")
+        if similarity is not None and not isinstance(similarity, MoLSimilarity):
+            raise TypeError(f"similarity must be a MoLSimilarity, got {type(similarity).__name__}")
+        if index is not None and not isinstance(index, MoLIndex):
+            raise TypeError(f"index must be a MoLIndex, got {type(index).__name__}")
+        if index is not None and len(index):
+            raise ValueError("index must be empty (use load_local to reopen a saved store)")
+        self._embedding = embedding
+        self._strategy = strategy
+        self._index_kwargs: dict[str, Any] = {
+            "device": device, "first_stage": first_stage, "cache_dtype": cache_dtype,
+        }
+        self._index: MoLIndex | None = index
+        if similarity is not None:
+            self._index = MoLIndex(similarity, **self._index_kwargs)
+        self._docs: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def embeddings(self) -> Embeddings:
+        """The embedding model used for documents and queries."""
+        return self._embedding
+
+    @property
+    def index(self) -> MoLIndex | None:
+        """The underlying MoL index (``None`` until the first add when no head was given)."""
+        return self._index
+
+    def __len__(self) -> int:
+        """Number of stored documents."""
+        return len(self._docs)
+
+    def __bool__(self) -> bool:
+        """Always true: an empty store is still a store (frameworks test ``if vector_store:``)."""
+        return True
+
+    # ------------------------------------------------------------------ writing
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str | None] | None = None,  # type: ignore[override]
+        **kwargs: Any,
+    ) -> list[str]:
+        """Embed and add ``texts``; an existing id is replaced (upsert).
+
+        Args:
+            texts: ``N`` strings.
+            metadatas: ``N`` dicts (deep-copied; the caller's are never mutated) or ``None``.
+            ids: ``N`` ids; ``None`` entries (or ``ids=None``) get a fresh ``uuid4``.
+
+        Returns:
+            The ``N`` ids, in input order.
+        """
+        if kwargs:
+            raise TypeError(f"add_texts got unexpected keyword arguments {sorted(kwargs)}")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
+        n = len(texts)
+        if metadatas is not None and len(metadatas) != n:
+            raise ValueError(f"metadatas must have one dict per text ({n}), got {len(metadatas)}")
+        if ids is not None and len(ids) != n:
+            raise ValueError(f"ids must have one entry per text ({n}), got {len(ids)}")
+        metas = [{} if metadatas is None else _copy_metadata(metadatas[i], i) for i in range(n)]
+        out: list[str] = []
+        for i in range(n):
+            given = None if ids is None else ids[i]
+            if given is not None and not isinstance(given, str):
+                raise TypeError(f"ids[{i}] must be a str or None, got {type(given).__name__}")
+            if given == "":
+                raise ValueError(f"ids[{i}] must not be empty")
+            out.append(str(uuid.uuid4()) if given is None else given)
+        if len(set(out)) != n:
+            raise ValueError("ids must be unique within one call")
+        if n == 0:
+            return []
+        vectors = _as_matrix(self._embedding.embed_documents(texts), n, "embed_documents")
+        with self._lock:
+            index = self._ensure_index(vectors.shape[1])
+            index.add(out, vectors)
+            for id_, text, meta in zip(out, texts, metas, strict=True):
+                self._docs[id_] = (text, meta)
+        return out
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
+        """Delete ``ids`` (missing ids are ignored); ``ids=None`` deletes everything."""
+        if kwargs:
+            raise TypeError(f"delete got unexpected keyword arguments {sorted(kwargs)}")
+        with self._lock:
+            targets = list(self._docs) if ids is None else [i for i in ids if i in self._docs]
+            if targets and self._index is not None:
+                self._index.delete(targets, missing_ok=True)
+            for i in targets:
+                del self._docs[i]
+        return True
+
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """Documents of ``ids`` in the given order; unknown ids are skipped."""
+        with self._lock:
+            return [self._document(i) for i in ids if i in self._docs]
+
+    # ------------------------------------------------------------------ search
+    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        """The ``k`` documents with the highest MoL score for ``query``."""
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, **kwargs)]
+
+    def similarity_search_with_score(  # type: ignore[override]
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """``(document, raw MoL score)`` pairs, best first (``filter=`` / ``strategy=`` accepted)."""
+        _check_k(k)
+        _check_kwargs(kwargs)
+        if not self._docs:
+            return []
+        return self.similarity_search_with_score_by_vector(self._embedding.embed_query(query), k, **kwargs)
+
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, **kwargs: Any
+    ) -> list[Document]:
+        """The ``k`` best documents for a query vector."""
+        return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, **kwargs)]
+
+    def similarity_search_with_score_by_vector(
+        self, embedding: list[float], k: int = 4, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """``(document, raw MoL score)`` pairs for a query vector, best first."""
+        _check_k(k)
+        _check_kwargs(kwargs)
+        with self._lock:
+            scores, ids = self._search(embedding, k, kwargs.get("filter"), kwargs.get("strategy"))
+            return [(self._document(i), s) for i, s in zip(ids, scores, strict=True)]
+
+    def _select_relevance_score_fn(self) -> Callable[[float], float]:
+        """``phi -> (1 + tau * phi) / 2`` in ``[0, 1]`` (see the module docstring)."""
+        tau = self._index.similarity.config.tau if self._index is not None else 1.0
+        return lambda score: min(1.0, max(0.0, (1.0 + tau * score) / 2.0))
+
+    def max_marginal_relevance_search(
+        self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
+    ) -> list[Document]:
+        """MMR over the ``fetch_k`` best documents (see :meth:`max_marginal_relevance_search_by_vector`)."""
+        _check_k(k)
+        if not self._docs:
+            return []
+        return self.max_marginal_relevance_search_by_vector(
+            self._embedding.embed_query(query), k, fetch_k, lambda_mult, **kwargs
+        )
+
+    def max_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """Maximal marginal relevance (Carbonell & Goldstein, 1998).
+
+        Relevance is the MoL score of each of the ``fetch_k`` best (filtered) documents; the
+        redundancy between two candidates is the cosine of their document embeddings. See
+        :func:`rag_relax_plugins.core.mmr.mmr_select`.
+        """
+        _check_k(k)
+        _check_k(fetch_k, "fetch_k")
+        _check_kwargs(kwargs)
+        with self._lock:
+            scores, ids = self._search(embedding, max(k, fetch_k), kwargs.get("filter"), kwargs.get("strategy"))
+            if not ids:
+                return []
+            if self._index is None:  # pragma: no cover - _search returned hits, so it exists
+                return []
+            feats = self._index.get_features(ids)
+            rel = torch.tensor(scores, dtype=torch.float32, device=feats.device)
+            picks = mmr_select_by_embeddings(rel, feats, k, lambda_mult)
+            return [self._document(ids[p]) for p in picks.tolist()]
+
+    def _search(
+        self, embedding: Sequence[float], k: int, filter: DocFilter | None, strategy: Strategy | None
+    ) -> tuple[list[float], list[str]]:
+        """Raw ``(scores, ids)`` of one query vector, best first; ``[]`` when nothing matches."""
+        if self._index is None or not self._docs:
+            return [], []
+        allowed = None if filter is None else self._filter_ids(filter)
+        if allowed is not None and not allowed:
+            return [], []
+        query = _as_matrix([embedding], 1, "embedding")
+        if query.shape[1] != self._index.similarity.config.query_dim:
+            raise ValueError(
+                f"the query embedding has {query.shape[1]} dimensions but the similarity expects "
+                f"query_dim={self._index.similarity.config.query_dim}"
+            )
+        scores, ids = self._index.search(
+            query, k, strategy=strategy if strategy is not None else self._strategy, filter=allowed
+        )
+        hits = ids[0]
+        return scores[0, : len(hits)].tolist(), hits
+
+    def _filter_ids(self, filter: DocFilter) -> list[str]:
+        """Ids whose document passes ``filter`` (the pre-filter subset handed to the index)."""
+        if isinstance(filter, dict):
+            want = filter
+            return [
+                i for i, (_, m) in self._docs.items()
+                if all(key in m and m[key] == value for key, value in want.items())
+            ]
+        if callable(filter):
+            # the callable sees a Document with a shallow copy of the metadata (cheap: O(N) per query)
+            return [
+                i for i, (text, m) in self._docs.items()
+                if filter(Document(page_content=text, metadata=dict(m), id=i))
+            ]
+        raise TypeError(f"filter must be a dict of metadata values or a callable, got {type(filter).__name__}")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_texts(
+        cls,
+        texts: list[str],
+        embedding: Embeddings,
+        metadatas: list[dict[str, Any]] | None = None,
+        *,
+        ids: list[str] | None = None,
+        **kwargs: Any,
+    ) -> MoLVectorStore:
+        """A new store holding ``texts`` (``kwargs`` go to the constructor)."""
+        store = cls(embedding, **kwargs)
+        store.add_texts(texts, metadatas, ids=ids)  # type: ignore[arg-type]
+        return store
+
+    # ------------------------------------------------------------------ persistence
+    def save_local(self, folder: str | Path) -> None:
+        """Write the store to ``folder`` atomically: ``store.json`` (texts, metadata) + ``index/``.
+
+        Metadata must be JSON-serialisable (tuples come back as lists). No pickle. See
+        :mod:`rag_relax_plugins.langchain._mol_store_io`.
+        """
+        with self._lock:
+            write_store(folder, self._index, self._docs)
+
+    @classmethod
+    def load_local(
+        cls,
+        folder: str | Path,
+        embeddings: Embeddings,
+        *,
+        device: str | torch.device | None = None,
+        strategy: Strategy | None = None,
+    ) -> MoLVectorStore:
+        """Reopen a store written by :meth:`save_local` (format version checked)."""
+        store = cls(embeddings, strategy=strategy, device=device)
+        store._index, store._docs = read_store(folder, device)
+        return store
+
+    # ------------------------------------------------------------------ helpers
+    def _ensure_index(self, dim: int) -> MoLIndex:
+        if self._index is None:
+            self._index = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs)
+        c = self._index.similarity.config
+        if dim != c.item_dim:
+            raise ValueError(f"the embedding gives {dim}-d vectors but the similarity expects item_dim={c.item_dim}")
+        return self._index
+
+    def _document(self, id_: str) -> Document:
+        text, meta = self._docs[id_]
+        return Document(page_content=text, metadata=copy.deepcopy(meta), id=id_)
+
+
+def _copy_metadata(meta: object, i: int) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise TypeError(f"metadatas[{i}] must be a dict, got {type(meta).__name__}")
+    return copy.deepcopy(meta)
+
+
+def _as_matrix(rows: Sequence[Sequence[float]], n: int, name: str) -> torch.Tensor:
+    """``(n, D) x float32`` from embedding rows, checking the count and a common width."""
+    if len(rows) != n:
+        raise ValueError(f"{name} returned {len(rows)} vectors for {n} inputs")
+    widths = {len(r) for r in rows}
+    if len(widths) != 1 or 0 in widths:
+        raise ValueError(f"{name} must give non-empty vectors of one width, got widths {sorted(widths)}")
+    return torch.tensor(rows if isinstance(rows, list) else list(rows), dtype=torch.float32)
+
+
+def _check_k(k: object, name: str = "k") -> None:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}")
+
+
+def _check_kwargs(kwargs: dict[str, Any]) -> None:
+    unknown = sorted(set(kwargs) - _SEARCH_KWARGS)
+    if unknown:
+        raise TypeError(f"unexpected search keyword arguments {unknown}; accepted: {sorted(_SEARCH_KWARGS)}")

@@ -1,0 +1,97 @@
+"""LlamaIndex ``MetadataFilters`` evaluated on a node's metadata dict (for pre-filtering).
+
+Semantics follow llama-index-core's ``build_metadata_filter_fn`` (``SimpleVectorStore``), plus
+nested ``MetadataFilters`` and the ``NOT`` condition:
+
+- a missing key (or a ``None`` value) matches only ``NE`` and ``NIN`` (and ``IS_EMPTY``);
+- ``EQ NE GT GTE LT LTE`` compare the value; ``IN NIN`` test membership of the value in the
+  filter's list; ``CONTAINS`` tests the filter value in a list-valued field; ``ANY ALL`` test
+  a list of filter values against a list-valued field; ``TEXT_MATCH`` is a substring test
+  (``TEXT_MATCH_INSENSITIVE`` case-insensitive); ``IS_EMPTY`` matches missing, ``""`` or ``[]``;
+- an ordering between incomparable types (``"a" > 1``) is a non-match, not an error;
+- ``AND`` needs every filter, ``OR`` any, ``NOT`` none of them; an empty filter list matches all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from llama_index.core.vector_stores.types import (
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+)
+
+__all__ = ["check_filters", "matches"]
+
+_ORDER: dict[FilterOperator, Callable[[Any, Any], bool]] = {
+    FilterOperator.GT: lambda a, b: a > b,
+    FilterOperator.GTE: lambda a, b: a >= b,
+    FilterOperator.LT: lambda a, b: a < b,
+    FilterOperator.LTE: lambda a, b: a <= b,
+}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple, set)) else [value]
+
+
+def _one(flt: MetadataFilter, metadata: Mapping[str, Any]) -> bool:
+    op = flt.operator
+    value = flt.value
+    actual = metadata.get(flt.key)
+    if op == FilterOperator.IS_EMPTY:
+        return actual is None or actual in ("", [])
+    if actual is None:
+        return op in (FilterOperator.NE, FilterOperator.NIN)
+    if op == FilterOperator.EQ:
+        return bool(actual == value)
+    if op == FilterOperator.NE:
+        return bool(actual != value)
+    if op in _ORDER:
+        try:
+            return bool(_ORDER[op](actual, value))
+        except TypeError:
+            return False
+    if op == FilterOperator.IN:
+        return actual in _as_list(value)
+    if op == FilterOperator.NIN:
+        return actual not in _as_list(value)
+    if op == FilterOperator.CONTAINS:
+        return isinstance(actual, (list, tuple, set)) and value in actual
+    if op == FilterOperator.ANY:
+        return isinstance(actual, (list, tuple, set)) and any(v in actual for v in _as_list(value))
+    if op == FilterOperator.ALL:
+        return isinstance(actual, (list, tuple, set)) and all(v in actual for v in _as_list(value))
+    if op in (FilterOperator.TEXT_MATCH, FilterOperator.TEXT_MATCH_INSENSITIVE):
+        if not isinstance(actual, str) or not isinstance(value, str):
+            return False
+        if op == FilterOperator.TEXT_MATCH_INSENSITIVE:
+            return value.lower() in actual.lower()
+        return value in actual
+    raise ValueError(f"filters: unsupported operator {op!r}")
+
+
+def matches(filters: MetadataFilters, metadata: Mapping[str, Any]) -> bool:
+    """Whether ``metadata`` passes ``filters`` (see the module docstring)."""
+    results = (
+        matches(f, metadata) if isinstance(f, MetadataFilters) else _one(f, metadata)
+        for f in filters.filters
+    )
+    condition = filters.condition or FilterCondition.AND
+    if condition == FilterCondition.AND:
+        return all(results)
+    if condition == FilterCondition.OR:
+        return any(results) if filters.filters else True
+    if condition == FilterCondition.NOT:
+        return not any(results)
+    raise ValueError(f"filters: unsupported condition {condition!r}")
+
+
+def check_filters(filters: object) -> MetadataFilters | None:
+    """``None`` or a ``MetadataFilters``; anything else is a ``TypeError`` naming ``filters``."""
+    if filters is None or isinstance(filters, MetadataFilters):
+        return filters
+    raise TypeError(f"filters must be a MetadataFilters or None, got {type(filters).__name__}")

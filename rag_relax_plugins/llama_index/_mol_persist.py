@@ -1,0 +1,112 @@
+"""On-disk layout of the LlamaIndex MoL vector store (JSON manifest + index folder, no pickle).
+
+``persist_path`` (e.g. ``storage/default__vector_store.json``, what ``StorageContext.persist``
+asks for) is a JSON manifest: format name and version, the node ids, one record per node (node
+type, ref doc id, metadata, and the node JSON without its embedding as a string) and the name of
+a sibling folder
+``<manifest name>.index-<random>`` written by :meth:`MoLIndex.save`.
+
+Crash safety: the new index folder is written completely (atomically, by the index) before the
+manifest is replaced with ``os.replace`` from a temporary file in the same folder; the previous
+index folder is deleted only after that. A crash leaves either the old manifest with its old
+folder or the new manifest with its new folder (at worst an orphan folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rag_relax_plugins.index import MoLIndex
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Record", "check_local_fs", "read_store", "write_store"]
+
+FORMAT_NAME = "rag-relax-mol-llamaindex-store"
+FORMAT_VERSION = 1
+
+Record = tuple[str, "str | None", dict[str, Any], str]
+"""What the store keeps per node: ``(node type, ref doc id, metadata, node JSON without embedding)``.
+
+A plain tuple of strings and a flat metadata dict: CPython's cyclic garbage collector untracks
+such objects, so 100,000 stored nodes do not slow down every collection (nested node dicts did).
+"""
+
+
+def check_local_fs(fs: object) -> None:
+    """Only the local filesystem is supported (``fs=None`` or an fsspec ``file`` filesystem)."""
+    if fs is None:
+        return
+    proto = getattr(fs, "protocol", ())
+    protocols = (proto,) if isinstance(proto, str) else tuple(proto)
+    if "file" not in protocols:
+        raise ValueError(f"fs must be None or a local filesystem, got {type(fs).__name__}")
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME or data.get("format_version") != FORMAT_VERSION:
+        got = (data.get("format"), data.get("format_version")) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path} is not a {FORMAT_NAME} v{FORMAT_VERSION} manifest (got {got!r})")
+    return data
+
+
+def _previous_folder(path: Path) -> str | None:
+    try:
+        folder = _read_manifest(path).get("index_folder")
+    except (OSError, ValueError):
+        return None  # no manifest, or a foreign file that is simply replaced
+    return folder if isinstance(folder, str) else None
+
+
+def write_store(path: Path, index: MoLIndex | None, ids: list[str], records: list[Record]) -> None:
+    """Write ``index`` and the node records under ``path`` (see the module docstring)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = _previous_folder(path)
+    folder = None
+    if index is not None:
+        folder = f"{path.name}.index-{uuid.uuid4().hex[:12]}"
+        index.save(path.parent / folder)
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "index_folder": folder,
+        "ids": ids,
+        "records": [{"type": t, "ref_doc_id": r, "metadata": m, "node": n} for t, r, m, n in records],
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        if folder is not None:
+            shutil.rmtree(path.parent / folder, ignore_errors=True)
+        raise
+    if old and old != folder:
+        shutil.rmtree(path.parent / old, ignore_errors=True)
+
+
+def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex | None, dict[str, Record]]:
+    """``(index or None, {node id: record})`` from a manifest written by :func:`write_store`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no MoL vector store manifest at {path}")
+    data = _read_manifest(path)
+    folder = data.get("index_folder")
+    index = None if folder is None else MoLIndex.load(path.parent / folder, device=device)
+    ids, records = data["ids"], data["records"]
+    held = set() if index is None else set(index.ids)
+    if len(ids) != len(records) or set(ids) != held:
+        raise ValueError(f"{path}: the manifest and its index folder disagree on the stored ids")
+    return index, {
+        i: (rec["type"], rec["ref_doc_id"], rec["metadata"], rec["node"]) for i, rec in zip(ids, records, strict=True)
+    }

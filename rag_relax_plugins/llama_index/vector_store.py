@@ -1,0 +1,374 @@
+"""LlamaIndex vector store over the MoL / RAILS index (``stores_text=True``).
+
+The store keeps every node (as JSON, without its embedding) next to a
+:class:`~rag_relax_plugins.index.MoLIndex` that holds the node embeddings. It converts nodes to
+ids, vectors and metadata, evaluates ``MetadataFilters`` / ``node_ids`` / ``doc_ids`` into an id
+subset that the index searches (pre-filtering), and delegates scoring and vector persistence to
+the index. It holds no math.
+
+Scores. ``VectorStoreQueryResult.similarities`` are raw MoL scores ``phi`` (higher is better).
+With no trained head the store uses ``MoLSimilarity.cosine(dim)``: ``phi`` is the cosine in
+``[-1, 1]``, as in LlamaIndex's ``SimpleVectorStore``. ``store.relevance(score)`` maps a score
+to ``[0, 1]`` with ``(1 + tau * phi) / 2``, exact for any MoL head (``tau * phi`` is a
+softmax-weighted mix of cosines).
+
+Persistence: ``persist(path)`` writes the JSON manifest ``path`` and the index into a sibling
+folder; see :mod:`rag_relax_plugins.llama_index._mol_persist` for the layout and crash safety.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import torch
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.schema import BaseNode, ImageNode, IndexNode, MetadataMode, Node, TextNode
+from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryMode,
+    VectorStoreQueryResult,
+)
+from pydantic import PrivateAttr
+
+from rag_relax_plugins.core.mmr import mmr_select_by_embeddings
+from rag_relax_plugins.core.mol import MoLSimilarity
+from rag_relax_plugins.index import MoLIndex, Strategy
+from rag_relax_plugins.llama_index._mol_filters import check_filters, matches
+from rag_relax_plugins.llama_index._mol_persist import (
+    Record,
+    check_local_fs,
+    read_store,
+    write_store,
+)
+
+__all__ = ["MoLVectorStore"]
+
+DEFAULT_PERSIST_FNAME = "vector_store.json"
+_NODE_TYPES: dict[str, type[BaseNode]] = {
+    cls.class_name(): cls for cls in (TextNode, Node, IndexNode, ImageNode)
+}
+
+
+class MoLVectorStore(BasePydanticVectorStore):
+    """A LlamaIndex vector store scored by a Mixture-of-Logits similarity (RAILS index).
+
+    Setup:
+        ``pip install "rag-relax-plugins[llamaindex]"``
+
+    Key init args:
+        similarity: a (trained) :class:`~rag_relax_plugins.core.mol.MoLSimilarity`; ``None``
+            builds ``MoLSimilarity.cosine(dim)`` at the first ``add`` (exactly cosine).
+        embed_model: optional LlamaIndex embedding used for nodes added without an embedding and
+            for queries that carry only ``query_str``. ``VectorStoreIndex`` embeds for you.
+        strategy: the index's retrieval strategy (default ``BruteForce()``, exact).
+        device / first_stage / cache_dtype: passed to the ``MoLIndex`` the store builds.
+
+    Usage:
+        .. code-block:: python
+
+            from llama_index.core import StorageContext, VectorStoreIndex
+            from rag_relax_plugins.llama_index import MoLVectorStore
+
+            store = MoLVectorStore()
+            ctx = StorageContext.from_defaults(vector_store=store)
+            index = VectorStoreIndex.from_documents(docs, storage_context=ctx, embed_model=emb)
+            nodes = index.as_retriever(similarity_top_k=3).retrieve("question")
+            ctx.persist("storage")
+            store = MoLVectorStore.from_persist_dir("storage")
+
+    Query modes: ``DEFAULT`` and ``MMR`` (``mmr_threshold`` is the relevance weight, default 0.5;
+    candidates are the ``similarity_top_k * mmr_prefetch_factor`` best, factor 4 by default).
+    ``query(..., strategy=...)`` (or ``vector_store_kwargs={"strategy": ...}`` on a retriever)
+    overrides the store's strategy for one query.
+    ``node_ids`` / ``doc_ids`` restrict the search when non-empty (``[]`` means no restriction).
+    """
+
+    stores_text: bool = True
+    flat_metadata: bool = False
+
+    _index: MoLIndex | None = PrivateAttr(default=None)
+    _nodes: dict[str, Record] = PrivateAttr(default_factory=dict)
+    _embed_model: BaseEmbedding | None = PrivateAttr(default=None)
+    _strategy: Strategy | None = PrivateAttr(default=None)
+    _index_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _lock: Any = PrivateAttr(default_factory=threading.RLock)
+
+    def __init__(
+        self,
+        similarity: MoLSimilarity | None = None,
+        *,
+        embed_model: BaseEmbedding | None = None,
+        strategy: Strategy | None = None,
+        device: str | torch.device | None = None,
+        first_stage: str = "torch",
+        cache_dtype: str = "fp32",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if similarity is not None and not isinstance(similarity, MoLSimilarity):
+            raise TypeError(f"similarity must be a MoLSimilarity, got {type(similarity).__name__}")
+        if embed_model is not None and not isinstance(embed_model, BaseEmbedding):
+            raise TypeError(f"embed_model must be a llama_index BaseEmbedding, got {type(embed_model).__name__}")
+        self._embed_model = embed_model
+        self._strategy = strategy
+        self._index_kwargs = {"device": device, "first_stage": first_stage, "cache_dtype": cache_dtype}
+        if similarity is not None:
+            self._index = MoLIndex(similarity, **self._index_kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MoLVectorStore"
+
+    @property
+    def client(self) -> MoLIndex | None:
+        """The underlying :class:`MoLIndex` (``None`` until the first add when no head was given)."""
+        return self._index
+
+    def __len__(self) -> int:
+        """Number of stored documents."""
+        return len(self._nodes)
+
+    def __bool__(self) -> bool:
+        """Always true: an empty store is still a store (frameworks test ``if vector_store:``)."""
+        return True
+
+    def relevance(self, score: float) -> float:
+        """Relevance in ``[0, 1]`` of a raw score: ``(1 + tau * score) / 2`` with the head's ``tau``."""
+        tau = self._index.similarity.config.tau if self._index is not None else 1.0
+        return min(1.0, max(0.0, (1.0 + tau * score) / 2.0))
+
+    # ------------------------------------------------------------------ writing
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
+        """Add nodes (upsert by ``node_id``); the caller's nodes are not modified.
+
+        Each node needs an embedding, or an ``embed_model`` must be set on the store.
+        """
+        nodes = list(nodes)
+        for i, node in enumerate(nodes):
+            if not isinstance(node, BaseNode):
+                raise TypeError(f"nodes[{i}] must be a llama_index BaseNode, got {type(node).__name__}")
+        ids = [node.node_id for node in nodes]
+        if len(set(ids)) != len(ids):
+            raise ValueError("nodes must have unique node_id values within one add call")
+        if not nodes:
+            return []
+        vectors = self._node_vectors(nodes)
+        records = [_record(node) for node in nodes]
+        with self._lock:
+            index = self._ensure_index(vectors.shape[1])
+            index.add(ids, vectors)
+            for id_, rec in zip(ids, records, strict=True):
+                self._nodes[id_] = rec
+        return ids
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Delete every node whose ``ref_doc_id`` is ``ref_doc_id`` (none: no-op)."""
+        with self._lock:
+            self._remove([i for i, rec in self._nodes.items() if rec[1] == ref_doc_id])
+
+    def delete_nodes(
+        self,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        """Delete the nodes in ``node_ids`` that pass ``filters`` (``None`` = no restriction, as upstream)."""
+        with self._lock:
+            self._remove(self._subset(node_ids, check_filters(filters)))
+
+    def clear(self) -> None:
+        """Remove every node."""
+        with self._lock:
+            self._remove(list(self._nodes))
+
+    def _remove(self, ids: list[str]) -> None:
+        if ids and self._index is not None:
+            self._index.delete(ids, missing_ok=True)
+        for i in ids:
+            self._nodes.pop(i, None)
+
+    # ------------------------------------------------------------------ reading
+    def get_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None
+    ) -> list[BaseNode]:
+        """Nodes in ``node_ids`` (in that order; unknown ids skipped) that pass ``filters``."""
+        with self._lock:
+            return [_node(self._nodes[i]) for i in self._subset(node_ids, check_filters(filters))]
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """Top ``similarity_top_k`` nodes for ``query`` (``DEFAULT`` or ``MMR`` mode)."""
+        if not isinstance(query, VectorStoreQuery):
+            raise TypeError(f"query must be a VectorStoreQuery, got {type(query).__name__}")
+        k = query.similarity_top_k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"query.similarity_top_k must be an int >= 1, got {k!r}")
+        if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
+            raise ValueError(f"query.mode {query.mode!r} is not supported (DEFAULT or MMR)")
+        filters = check_filters(query.filters)
+        mmr = query.mode == VectorStoreQueryMode.MMR
+        lam = 0.5 if query.mmr_threshold is None else query.mmr_threshold
+        if mmr and not 0.0 <= lam <= 1.0:
+            raise ValueError(f"query.mmr_threshold must lie in [0, 1] (the relevance weight), got {lam}")
+        prefetch = kwargs.get("mmr_prefetch_factor", 4)
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"mmr_prefetch_factor must be an int >= 1, got {prefetch!r}")
+        vector = self._query_vector(query)
+        with self._lock:
+            if self._index is None or not self._nodes:
+                return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+            allowed = self._select(query.node_ids, filters, query.doc_ids)
+            if allowed is not None and not allowed:
+                return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+            fetch = k * prefetch if mmr else k
+            scores_t, hits = self._index.search(vector, fetch, strategy=kwargs.get("strategy", self._strategy), filter=allowed)
+            ids = hits[0]
+            scores = scores_t[0, : len(ids)].tolist()
+            if mmr and ids:
+                rel = torch.tensor(scores, dtype=torch.float32)
+                picks = mmr_select_by_embeddings(rel, self._index.get_features(ids).cpu(), k, lam).tolist()
+                ids, scores = [ids[p] for p in picks], [scores[p] for p in picks]
+            return VectorStoreQueryResult(nodes=[_node(self._nodes[i]) for i in ids], similarities=scores, ids=ids)
+
+    def _query_vector(self, query: VectorStoreQuery) -> torch.Tensor:
+        if query.query_embedding is not None:
+            emb = query.query_embedding
+        elif query.query_str is not None and self._embed_model is not None:
+            emb = self._embed_model.get_query_embedding(query.query_str)
+        else:
+            raise ValueError("query.query_embedding is None: pass an embedding or set embed_model on the store")
+        if len(emb) == 0:
+            raise ValueError("query.query_embedding must be a non-empty vector")
+        if self._index is not None and len(emb) != self._index.similarity.config.query_dim:
+            raise ValueError(
+                f"query.query_embedding has {len(emb)} dimensions but the similarity expects "
+                f"query_dim={self._index.similarity.config.query_dim}"
+            )
+        return torch.tensor([list(emb)], dtype=torch.float32)
+
+    def _select(
+        self, node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None
+    ) -> list[str] | None:
+        """Query restriction: ids passing every given restriction, ``None`` when there is none.
+
+        Empty ``node_ids`` / ``doc_ids`` mean no restriction (``VectorStoreIndex`` passes ``[]``).
+        """
+        if not node_ids and not doc_ids and filters is None:
+            return None
+        return self._subset(node_ids or None, filters, doc_ids or None)
+
+    def _subset(
+        self, node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None = None
+    ) -> list[str]:
+        """Stored ids in ``node_ids`` (all when ``None``) of ``doc_ids`` that pass ``filters``."""
+        candidates = list(self._nodes) if node_ids is None else [i for i in dict.fromkeys(node_ids) if i in self._nodes]
+        refs = None if doc_ids is None else set(doc_ids)
+        return [
+            i for i in candidates
+            if (refs is None or self._nodes[i][1] in refs)
+            and (filters is None or matches(filters, self._nodes[i][2]))
+        ]
+
+    # ------------------------------------------------------------------ async (worker thread)
+    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+        return await asyncio.to_thread(self.add, nodes, **kwargs)
+
+    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        await asyncio.to_thread(self.delete, ref_doc_id, **delete_kwargs)
+
+    async def adelete_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
+    ) -> None:
+        await asyncio.to_thread(self.delete_nodes, node_ids, filters, **delete_kwargs)
+
+    async def aclear(self) -> None:
+        await asyncio.to_thread(self.clear)
+
+    async def aget_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None
+    ) -> list[BaseNode]:
+        return await asyncio.to_thread(self.get_nodes, node_ids, filters)
+
+    async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        return await asyncio.to_thread(self.query, query, **kwargs)
+
+    # ------------------------------------------------------------------ persistence
+    def persist(self, persist_path: str, fs: fsspec.AbstractFileSystem | None = None) -> None:
+        """Write the manifest ``persist_path`` and its index folder (see the module docstring)."""
+        check_local_fs(fs)
+        with self._lock:
+            ids = list(self._nodes)
+            write_store(Path(persist_path), self._index, ids, [self._nodes[i] for i in ids])
+
+    @classmethod
+    def from_persist_path(
+        cls,
+        persist_path: str,
+        fs: fsspec.AbstractFileSystem | None = None,
+        *,
+        embed_model: BaseEmbedding | None = None,
+        strategy: Strategy | None = None,
+        device: str | torch.device | None = None,
+    ) -> MoLVectorStore:
+        """Load a store written by :meth:`persist` (format version checked)."""
+        check_local_fs(fs)
+        store = cls(embed_model=embed_model, strategy=strategy, device=device)
+        store._index, store._nodes = read_store(Path(persist_path), device)
+        return store
+
+    @classmethod
+    def from_persist_dir(
+        cls,
+        persist_dir: str = "./storage",
+        namespace: str = "default",
+        fs: fsspec.AbstractFileSystem | None = None,
+        **kwargs: Any,
+    ) -> MoLVectorStore:
+        """Load ``<persist_dir>/<namespace>__vector_store.json`` (what ``StorageContext.persist`` writes)."""
+        return cls.from_persist_path(os.path.join(persist_dir, f"{namespace}__{DEFAULT_PERSIST_FNAME}"), fs, **kwargs)
+
+    # ------------------------------------------------------------------ helpers
+    def _ensure_index(self, dim: int) -> MoLIndex:
+        if self._index is None:
+            self._index = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs)
+        if dim != self._index.similarity.config.item_dim:
+            raise ValueError(
+                f"node embeddings are {dim}-d but the similarity expects item_dim={self._index.similarity.config.item_dim}"
+            )
+        return self._index
+
+    def _node_vectors(self, nodes: list[BaseNode]) -> torch.Tensor:
+        missing = [i for i, node in enumerate(nodes) if node.embedding is None]
+        if missing and self._embed_model is None:
+            raise ValueError(f"nodes[{missing[0]}] has no embedding and the store has no embed_model")
+        rows: list[list[float] | None] = [node.embedding for node in nodes]
+        if missing and self._embed_model is not None:
+            texts = [nodes[i].get_content(metadata_mode=MetadataMode.EMBED) for i in missing]
+            for i, emb in zip(missing, self._embed_model.get_text_embedding_batch(texts), strict=True):
+                rows[i] = emb
+        widths = {len(r) for r in rows if r is not None}
+        if len(widths) != 1 or 0 in widths:
+            raise ValueError(f"node embeddings must be non-empty and of one width, got widths {sorted(widths)}")
+        return torch.tensor(rows, dtype=torch.float32)
+
+
+def _record(node: BaseNode) -> Record:
+    """``(type, ref doc id, metadata copy, node JSON without the embedding)``, see :data:`Record`."""
+    data = node.to_dict()
+    data["embedding"] = None
+    encoded = json.dumps(data)
+    return (node.class_name(), node.ref_doc_id, json.loads(encoded).get("metadata", {}), encoded)
+
+
+def _node(record: Record) -> BaseNode:
+    """A fresh node object (parsed from JSON: never shared with the store's state)."""
+    cls = _NODE_TYPES.get(record[0], TextNode)
+    return cls.from_dict(json.loads(record[3]))

@@ -1,0 +1,169 @@
+"""MoL similarity: reduction to a scaled dot product, gradients, caching paths, the MI loss."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rag_relax_plugins.core.mol import (
+    MoLConfig,
+    MoLItemState,
+    MoLSimilarity,
+    mol_component_dots,
+    mol_mi_loss,
+)
+
+
+def _sim(
+    p_q: int = 2, p_x: int = 3, d: int = 5, dq: int = 8, dx: int = 6, **kw: Any
+) -> MoLSimilarity:
+    torch.manual_seed(0)
+    cfg = MoLConfig(
+        query_dim=dq,
+        item_dim=dx,
+        num_query_embeddings=p_q,
+        num_item_embeddings=p_x,
+        component_dim=d,
+        gate_hidden_dim=7,
+        **kw,
+    )
+    return MoLSimilarity(cfg)
+
+
+def test_single_pair_is_scaled_dot_product() -> None:
+    sim = _sim(p_q=1, p_x=1, tau=0.05).eval()
+    q, x = torch.randn(4, 8), torch.randn(9, 6)
+    scores, aux = sim(q, x)
+    fq = F.normalize(sim.query_proj(q), dim=-1)
+    gx = F.normalize(sim.item_proj(x), dim=-1)
+    torch.testing.assert_close(scores, fq @ gx.T / 0.05)
+    assert aux == {}
+
+
+def test_cosine_builder_is_exact_cosine() -> None:
+    sim = MoLSimilarity.cosine(12, tau=0.5)
+    q, x = torch.randn(3, 12), torch.randn(7, 12)
+    scores, _ = sim(q, x)
+    torch.testing.assert_close(scores, F.normalize(q, dim=-1) @ F.normalize(x, dim=-1).T / 0.5)
+    # self-maximal: every item is its own best match
+    s_self, _ = sim(x, x)
+    assert torch.equal(s_self.argmax(dim=1), torch.arange(7))
+
+
+def test_score_is_convex_mixture_of_component_logits() -> None:
+    sim = _sim().eval()
+    q, x = torch.randn(4, 8), torch.randn(10, 6)
+    qs, xs = sim.encode_queries(q), sim.encode_items(x)
+    dots = mol_component_dots(qs.components, xs.components)  # (B, N, P)
+    scores, weights = sim.mix(dots, qs.gate, xs.gate)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(4, 10))
+    tau = sim.config.tau
+    assert bool((scores <= dots.amax(-1) / tau + 1e-4).all())
+    assert bool((scores >= dots.amin(-1) / tau - 1e-4).all())
+    # pair p = i * P_x + j is <f_i(q), g_j(x)>
+    torch.testing.assert_close(dots[1, 2, 1 * 3 + 2], qs.components[1, 1] @ xs.components[2, 2])
+
+
+def test_cached_paths_match_forward() -> None:
+    sim = _sim().eval()
+    q, x = torch.randn(5, 8), torch.randn(23, 6)
+    ref, _ = sim(q, x)
+    qs, xs = sim.encode_queries(q), sim.encode_items(x)
+    for chunk in (1, 4, None):
+        torch.testing.assert_close(sim.score_all(qs, xs, chunk_size=chunk), ref)
+    rows = torch.randint(0, 23, (5, 6))
+    torch.testing.assert_close(sim.score_candidates(qs, xs.select(rows)), ref.gather(1, rows))
+    # per-query candidate features give the same numbers as gathered cached state
+    cand_scores, _ = sim(q, x[rows])
+    torch.testing.assert_close(cand_scores, ref.gather(1, rows))
+    # a bf16 cache is cast per chunk and stays close
+    half = xs.to(dtype=torch.bfloat16)
+    torch.testing.assert_close(
+        sim.score_all(qs, MoLItemState(half.components, xs.gate)), ref, atol=0.3, rtol=0.02
+    )
+
+
+def test_gradcheck_float64() -> None:
+    sim = _sim(p_q=2, p_x=2, d=3, dq=4, dx=3).double().train()
+    q = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+
+    def fn(q: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores, aux = sim(q, x)
+        return scores, aux["mol_mi"]
+
+    assert torch.autograd.gradcheck(fn, (q, x), eps=1e-6, atol=1e-5)
+    xk = torch.randn(3, 4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda q, x: sim(q, x)[0], (q, xk), eps=1e-6, atol=1e-5)
+
+
+def test_aux_loss_only_in_training_and_uses_positives() -> None:
+    sim = _sim(mi_loss_weight=1e-3).train()
+    q, x = torch.randn(4, 8), torch.randn(6, 6)
+    _, aux = sim(q, x)
+    assert set(aux) == {"mol_mi"} and aux["mol_mi"].dim() == 0
+    _, aux_pos = sim(q, x, positives=torch.tensor([5, 4, 3, 2]))
+    assert not torch.allclose(aux["mol_mi"], aux_pos["mol_mi"])
+    assert sim.eval()(q, x)[1] == {}
+    with pytest.raises(ValueError, match="positives"):
+        sim.train()(q, x, positives=torch.tensor([0, 1, 2, 9]))
+    with pytest.raises(ValueError, match="positives"):
+        sim(q, x[:2])
+
+
+def test_mi_loss_values() -> None:
+    p = 4
+    # every pair uses a different single logit: marginal uniform, conditional zero
+    assert mol_mi_loss(torch.eye(p)).item() == pytest.approx(-math.log(p), abs=1e-6)
+    # all pairs on the same logit: both entropies zero
+    one = torch.zeros(5, p)
+    one[:, 2] = 1
+    assert mol_mi_loss(one).item() == pytest.approx(0.0, abs=1e-6)
+    # uniform mixtures: -log P + log P = 0
+    assert mol_mi_loss(torch.full((3, p), 1 / p)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_softmax_dropout_only_in_training() -> None:
+    sim = _sim(softmax_dropout=0.5)
+    q, x = torch.randn(4, 8), torch.randn(6, 6)
+    sim.eval()
+    assert torch.equal(sim(q, x)[0], sim(q, x)[0])
+    sim.train()
+    torch.manual_seed(1)
+    a = sim(q, x)[0]
+    b = sim(q, x)[0]
+    assert not torch.equal(a, b)
+
+
+def test_config_round_trip_and_validation() -> None:
+    cfg = MoLConfig(query_dim=3, item_dim=4)
+    assert MoLConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.num_pairs == 16
+    with pytest.raises(ValueError, match="tau"):
+        MoLConfig(query_dim=3, item_dim=3, tau=0.0)
+    with pytest.raises(ValueError, match="softmax_dropout"):
+        MoLConfig(query_dim=3, item_dim=3, softmax_dropout=1.0)
+    with pytest.raises(TypeError, match="component_dim"):
+        MoLConfig(query_dim=3, item_dim=3, component_dim=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown MoLConfig keys"):
+        MoLConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="identity_init"):
+        MoLConfig(query_dim=3, item_dim=3, identity_init=True)
+
+
+def test_input_validation_names_the_argument() -> None:
+    sim = _sim()
+    with pytest.raises(ValueError, match="query_features"):
+        sim(torch.randn(2, 7), torch.randn(3, 6))
+    with pytest.raises(ValueError, match="item_features"):
+        sim(torch.randn(2, 8), torch.randn(3, 5))
+    with pytest.raises(TypeError, match="query_features"):
+        sim(torch.ones(2, 8, dtype=torch.long), torch.randn(3, 6))
+    with pytest.raises(ValueError, match="item_features"):
+        sim(torch.randn(2, 8), torch.randn(3, 4, 6))
+    with pytest.raises(TypeError, match="config"):
+        MoLSimilarity({"query_dim": 3})  # type: ignore[arg-type]

@@ -1,0 +1,68 @@
+"""First stages against a brute-force top-n reference (torch chunking, masks, FAISS flat)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from rag_relax_plugins.index import first_stage as fs
+from rag_relax_plugins.index.first_stage import FirstStageConfig, TorchSearcher, build_searcher
+
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
+
+
+def _reference(
+    q: torch.Tensor, x: torch.Tensor, n: int, allowed: torch.Tensor | None
+) -> torch.Tensor:
+    scores = q @ x.T
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    top_s, top_i = scores.topk(min(n, x.shape[0]), dim=1)
+    return top_i.masked_fill(torch.isinf(top_s), -1)
+
+
+def test_torch_searcher_chunks_match_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    x, q = torch.randn(1000, 8), torch.randn(5, 8)
+    monkeypatch.setattr(fs, "_CHUNK_ELEMENTS", 5 * 70)  # 70-row chunks, n spans several chunks
+    allowed = torch.rand(1000) < 0.3
+    searcher = TorchSearcher(x)
+    for n, mask in ((10, None), (150, None), (40, allowed)):
+        assert torch.equal(searcher.search(q, n, mask), _reference(q, x, n, mask))
+
+
+def test_fewer_allowed_than_n_pads_with_minus_one() -> None:
+    x, q = torch.randn(50, 4), torch.randn(2, 4)
+    allowed = torch.zeros(50, dtype=torch.bool)
+    allowed[[3, 7, 9]] = True
+    got = TorchSearcher(x).search(q, 6, allowed)
+    assert got.shape == (2, 6)
+    assert all(sorted(row[:3].tolist()) == [3, 7, 9] for row in got)
+    assert bool((got[:, 3:] == -1).all())
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+def test_faiss_flat_matches_torch_and_honours_the_mask() -> None:
+    torch.manual_seed(1)
+    x, q = torch.randn(400, 6), torch.randn(4, 6)
+    allowed = torch.rand(400) < 0.5
+    flat = build_searcher(FirstStageConfig(kind="flat"), x)
+    assert flat.exact and len(flat) == 400
+    assert torch.equal(flat.search(q, 12), _reference(q, x, 12, None))
+    got = flat.search(q, 12, allowed)
+    assert torch.equal(got, _reference(q, x, 12, allowed))
+    flat.add(torch.randn(10, 6))
+    assert len(flat) == 410
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        FirstStageConfig(kind="annoy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ivf_nprobe"):
+        FirstStageConfig(ivf_nprobe=0)
+    with pytest.raises(ValueError, match="unknown FirstStageConfig keys"):
+        FirstStageConfig.from_dict({"kind": "torch", "nprobe": 3})
+    cfg = FirstStageConfig(kind="hnsw", hnsw_m=16)
+    assert FirstStageConfig.from_dict(cfg.to_dict()) == cfg

@@ -1,0 +1,197 @@
+"""MoLIndex: add / upsert / delete by id, filters, metadata, validation errors."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from rag_relax_plugins._errors import MissingExtraError
+from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+from rag_relax_plugins.index import Combined, ExactTwoPass, MoLIndex, TopKAvg, TopKPerEmbd
+
+
+def _sim() -> MoLSimilarity:
+    torch.manual_seed(0)
+    return MoLSimilarity(
+        MoLConfig(
+            query_dim=8,
+            item_dim=8,
+            num_query_embeddings=2,
+            num_item_embeddings=2,
+            component_dim=4,
+            gate_hidden_dim=4,
+        )
+    )
+
+
+@pytest.fixture
+def index() -> MoLIndex:
+    idx = MoLIndex(_sim(), device="cpu")
+    torch.manual_seed(1)
+    idx.add(
+        [f"d{i}" for i in range(50)],
+        torch.randn(50, 8),
+        metadata=[{"parity": i % 2, "name": f"n{i}"} for i in range(50)],
+    )
+    return idx
+
+
+def test_cosine_index_returns_each_text_first() -> None:
+    idx = MoLIndex(MoLSimilarity.cosine(16), device="cpu")
+    x = torch.randn(30, 16)
+    idx.add([str(i) for i in range(30)], x)
+    scores, ids = idx.search(x, 3)
+    assert [row[0] for row in ids] == [str(i) for i in range(30)]
+    torch.testing.assert_close(scores[:, 0], torch.ones(30))
+
+
+def test_upsert_replaces_features_and_metadata(index: MoLIndex) -> None:
+    target = torch.randn(1, 8)
+    index.add(["d3"], target * 5, metadata=[{"parity": 9}])
+    assert len(index) == 50
+    assert index.get_metadata(["d3"]) == [{"parity": 9}]
+    torch.testing.assert_close(index.get_features(["d3"]), target * 5)
+    index.add(["new"], torch.randn(1, 8))
+    assert len(index) == 51 and "new" in index and index.get_metadata(["new"]) == [{}]
+
+
+def test_delete_then_search_never_returns_deleted(index: MoLIndex) -> None:
+    gone = [f"d{i}" for i in range(0, 50, 3)]
+    q = torch.randn(4, 8)
+    index.search(q, 5, strategy=TopKPerEmbd(10))  # build first stages before deleting
+    index.delete(gone)
+    assert len(index) == 50 - len(gone)
+    for strategy in (None, TopKPerEmbd(100), TopKAvg(50), Combined(100, 50), ExactTwoPass(100)):
+        _, ids = index.search(q, len(index), strategy=strategy)
+        assert not set(gone) & {i for row in ids for i in row}
+        assert all(len(row) == len(index) for row in ids)
+    with pytest.raises(ValueError, match="unknown id"):
+        index.delete(["d0"])
+    index.delete(["d0", "d1"], missing_ok=True)
+    assert "d1" not in index
+
+
+def test_filters_are_applied_before_scoring(index: MoLIndex) -> None:
+    q = torch.randn(3, 8)
+    # shared id subset smaller than k: what exists is returned
+    scores, ids = index.search(q, 10, filter=["d1", "d7", "d9"])
+    assert scores.shape == (3, 3) and all(sorted(r) == ["d1", "d7", "d9"] for r in ids)
+    # metadata dict and predicate
+    _, ids = index.search(q, 5, filter={"parity": 1})
+    assert all(
+        index.get_metadata(r) == [m for m in index.get_metadata(r) if m["parity"] == 1] for r in ids
+    )
+    _, ids2 = index.search(q, 5, filter=lambda m: m["parity"] == 1)
+    assert ids == ids2
+    # per-query subsets of different sizes: padded with -inf, shorter id lists
+    scores, ids = index.search(q, 4, filter=[["d1"], ["d2", "d3"], ["d4", "d5", "d6", "d8", "d10"]])
+    assert scores.shape == (3, 4)
+    assert ids[0] == ["d1"] and sorted(ids[1]) == ["d2", "d3"] and len(ids[2]) == 4
+    assert torch.isinf(scores[0, 1:]).all() and torch.isfinite(scores[2]).all()
+    # the large-subset path (mask in the first stage) matches the exact subset path
+    index.exact_filter_threshold = 1
+    ref = index.search(q, 5, filter={"parity": 0})
+    index.exact_filter_threshold = 10_000
+    assert index.search(q, 5, filter={"parity": 0})[1] == ref[1]
+    # an empty subset gives empty results
+    scores, ids = index.search(q, 5, filter=[])
+    assert scores.shape == (3, 0) and ids == [[], [], []]
+
+
+def test_search_is_deterministic_and_sorted(index: MoLIndex) -> None:
+    q = torch.randn(5, 8)
+    a, b = index.search(q, 10), index.search(q, 10)
+    assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    assert bool((a[0][:, :-1] >= a[0][:, 1:]).all())
+    empty_scores, empty_ids = index.search(torch.randn(0, 8), 3)
+    assert empty_scores.shape == (0, 0) and empty_ids == []
+
+
+def test_first_stage_knobs_and_rebuild(index: MoLIndex) -> None:
+    q = torch.randn(2, 8)
+    before = index.search(q, 5, strategy=TopKAvg(50))
+    index.build()  # forced rebuild from the cache gives the same (exact torch) results
+    after = index.search(q, 5, strategy=TopKAvg(50))
+    assert torch.equal(before[0], after[0]) and before[1] == after[1]
+    index.configure_first_stage(ivf_nprobe=4)
+    assert index.first_stage.ivf_nprobe == 4
+    with pytest.raises(ValueError, match="can change after construction"):
+        index.configure_first_stage(kind="hnsw")
+
+
+def test_bf16_cache_is_close_to_fp32() -> None:
+    x, q = torch.randn(40, 8), torch.randn(3, 8)
+    ref = MoLIndex(_sim(), device="cpu")
+    half = MoLIndex(_sim(), device="cpu", cache_dtype="bf16")
+    for idx in (ref, half):
+        idx.add([str(i) for i in range(40)], x)
+    assert half.item_state.components.dtype == torch.bfloat16
+    _, i_ref = ref.search(q, 1)
+    _, i_half = half.search(q, 40)
+    assert all(a[0] in b[:3] for a, b in zip(i_ref, i_half, strict=True))
+
+
+def test_bad_input_raises_clear_errors(index: MoLIndex) -> None:
+    empty = MoLIndex(_sim(), device="cpu")
+    with pytest.raises(ValueError, match="empty index"):
+        empty.search(torch.randn(1, 8), 1)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        index.search(torch.randn(1, 8), 0)
+    with pytest.raises(ValueError, match=r"query_features must have shape \(B, 8\)"):
+        index.search(torch.randn(1, 7), 1)
+    with pytest.raises(ValueError, match="query_features contains NaN"):
+        index.search(torch.full((1, 8), float("nan")), 1)
+    with pytest.raises(ValueError, match="item_features must have shape"):
+        index.add(["x"], torch.randn(1, 9))
+    with pytest.raises(ValueError, match="item_features must have shape"):
+        index.add(["x", "y"], torch.randn(1, 8))
+    with pytest.raises(ValueError, match="ids must be unique"):
+        index.add(["x", "x"], torch.randn(2, 8))
+    with pytest.raises(TypeError, match="only str ids"):
+        index.add([1], torch.randn(1, 8))  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="metadata must have one dict per id"):
+        index.add(["x"], torch.randn(1, 8), metadata=[{}, {}])
+    with pytest.raises(ValueError, match="JSON-serialisable"):
+        index.add(["x"], torch.randn(1, 8), metadata=[{"a": object()}])
+    with pytest.raises(ValueError, match="unknown id"):
+        index.get_metadata(["nope"])
+    with pytest.raises(ValueError, match="filter contains 1 unknown id"):
+        index.search(torch.randn(1, 8), 1, filter=["d1", "nope"])
+    with pytest.raises(ValueError, match="one id list per query"):
+        index.search(torch.randn(2, 8), 1, filter=[["d1"]])
+    with pytest.raises(ValueError, match="cache_dtype"):
+        MoLIndex(_sim(), cache_dtype="int8", device="cpu")
+    assert len(index) == 50  # failed calls changed nothing
+
+
+def test_torch_first_stage_needs_no_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now fails
+    idx = MoLIndex(_sim(), device="cpu")
+    idx.add([str(i) for i in range(20)], torch.randn(20, 8))
+    assert idx.search(torch.randn(2, 8), 3, strategy=Combined(5, 5))[0].shape == (2, 3)
+    flat = MoLIndex(_sim(), first_stage="flat", device="cpu")
+    flat.add([str(i) for i in range(20)], torch.randn(20, 8))
+    with pytest.raises(MissingExtraError, match=r"rag-relax-plugins\[faiss\]"):
+        flat.search(torch.randn(1, 8), 3, strategy=TopKAvg(5))
+
+
+def test_many_small_adds_match_one_bulk_add() -> None:
+    torch.manual_seed(3)
+    x, q = torch.randn(60, 8), torch.randn(3, 8)
+    ids = [f"x{i}" for i in range(60)]
+    bulk, small = MoLIndex(_sim(), device="cpu"), MoLIndex(_sim(), device="cpu")
+    bulk.add(ids, x)
+    for i in range(60):  # interleave searches so first stages are extended, not rebuilt
+        small.add([ids[i]], x[i : i + 1])
+        if i % 17 == 0:
+            small.search(q, 1, strategy=TopKAvg(5))
+    assert small._store.features._buf.shape[0] >= 60  # geometric capacity growth
+    for strategy in (None, TopKAvg(60), Combined(120, 60)):
+        a, b = bulk.search(q, 10, strategy=strategy), small.search(q, 10, strategy=strategy)
+        torch.testing.assert_close(a[0], b[0])
+        assert a[1] == b[1]
+    small.delete(ids[::2])
+    small.add(["late"], x[:1])
+    assert len(small) == 31 and small.get_features(["late"]).shape == (1, 8)

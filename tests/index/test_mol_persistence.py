@@ -1,0 +1,148 @@
+"""MoLIndex persistence: bit-identical round trip, atomic save, format checks, no pickle."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+from rag_relax_plugins.index import Combined, FirstStageConfig, MoLIndex, TopKAvg, persistence
+
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
+
+
+def _index(
+    first_stage: FirstStageConfig | str = "torch", cache_dtype: str = "fp32", n: int = 300
+) -> MoLIndex:
+    torch.manual_seed(0)
+    sim = MoLSimilarity(
+        MoLConfig(
+            query_dim=8,
+            item_dim=6,
+            num_query_embeddings=2,
+            num_item_embeddings=2,
+            component_dim=4,
+            gate_hidden_dim=4,
+        )
+    )
+    idx = MoLIndex(sim, first_stage=first_stage, cache_dtype=cache_dtype, device="cpu")
+    idx.add(
+        [f"i{k}" for k in range(n)],
+        torch.randn(n, 6),
+        metadata=[{"k": k, "t": [k, "x"]} for k in range(n)],
+    )
+    return idx
+
+
+def _all_results(idx: MoLIndex, q: torch.Tensor) -> list[tuple[torch.Tensor, list[list[str]]]]:
+    return [idx.search(q, 9, strategy=s) for s in (None, TopKAvg(30), Combined(20, 20))]
+
+
+CASES: list[tuple[FirstStageConfig | str, str]] = [("torch", "fp32"), ("torch", "bf16")]
+if HAS_FAISS:
+    CASES += [
+        (FirstStageConfig(kind="hnsw"), "fp32"),
+        (FirstStageConfig(kind="ivf", ivf_nprobe=2), "fp16"),
+    ]
+
+
+@pytest.mark.parametrize(("first_stage", "dtype"), CASES)
+def test_round_trip_is_bit_identical(
+    tmp_path: Path, first_stage: FirstStageConfig | str, dtype: str
+) -> None:
+    idx = _index(first_stage, dtype)
+    q = torch.randn(4, 8)
+    before = _all_results(idx, q)
+    idx.save(tmp_path / "ix")
+    files = {p.name for p in (tmp_path / "ix").iterdir()}
+    assert {
+        "config.json",
+        "similarity.safetensors",
+        "items.safetensors",
+        "ids.json",
+        "metadata.json",
+    } <= files
+    assert not any(p.suffix in {".pkl", ".pt", ".bin"} for p in (tmp_path / "ix").iterdir())
+    if isinstance(first_stage, FirstStageConfig):
+        assert {"per_embd.faiss", "avg.faiss"} <= files
+    loaded = MoLIndex.load(tmp_path / "ix", device="cpu")
+    after = _all_results(loaded, q)
+    for (s1, i1), (s2, i2) in zip(before, after, strict=True):
+        assert torch.equal(s1, s2) and i1 == i2
+    assert loaded.get_metadata(["i5"]) == [{"k": 5, "t": [5, "x"]}]
+    assert loaded.item_state.components.dtype == idx.item_state.components.dtype
+    # the loaded index stays mutable
+    loaded.delete(["i0"])
+    loaded.add(["z"], torch.randn(1, 6))
+    assert len(loaded) == 300 and "z" in loaded
+
+
+def test_crash_during_save_keeps_previous_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idx = _index()
+    q = torch.randn(3, 8)
+    idx.save(tmp_path / "ix")
+    expected = MoLIndex.load(tmp_path / "ix", device="cpu").search(q, 5)
+    idx.add(["extra"], torch.randn(1, 6) * 100)
+
+    real = persistence._write_json
+
+    def failing(path: Path, data: object) -> None:
+        if path.name == "metadata.json":
+            raise OSError("disk full (simulated)")
+        real(path, data)
+
+    monkeypatch.setattr(persistence, "_write_json", failing)
+    with pytest.raises(OSError, match="simulated"):
+        idx.save(tmp_path / "ix")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]  # temp folder cleaned up
+    again = MoLIndex.load(tmp_path / "ix", device="cpu")
+    got = again.search(q, 5)
+    assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
+    assert "extra" not in again
+
+
+def test_crash_between_renames_loads_previous_version(tmp_path: Path) -> None:
+    idx = _index(n=20)
+    idx.save(tmp_path / "ix")
+    (tmp_path / "ix").rename(tmp_path / ".ix.old-deadbeef")  # as if the process died mid-swap
+    loaded = MoLIndex.load(tmp_path / "ix", device="cpu")
+    assert len(loaded) == 20
+
+
+def test_load_checks_format(tmp_path: Path) -> None:
+    idx = _index(n=10)
+    idx.save(tmp_path / "ix")
+    cfg_path = tmp_path / "ix" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps({**cfg, "format_version": 99}))
+    with pytest.raises(ValueError, match="format version 99"):
+        MoLIndex.load(tmp_path / "ix")
+    cfg_path.write_text(json.dumps({**cfg, "format": "something-else"}))
+    with pytest.raises(ValueError, match="not a MoL index"):
+        MoLIndex.load(tmp_path / "ix")
+    wrong = {**cfg, "similarity": {**cfg["similarity"], "component_dim": 5}}
+    cfg_path.write_text(json.dumps(wrong))
+    with pytest.raises(ValueError, match=r"does not match config\.json"):
+        MoLIndex.load(tmp_path / "ix")
+    cfg_path.write_text(json.dumps({**cfg, "num_items": 11}))
+    with pytest.raises(ValueError, match="inconsistent"):
+        MoLIndex.load(tmp_path / "ix")
+    with pytest.raises(ValueError, match="no MoL index found"):
+        MoLIndex.load(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="directory"):
+        idx.save(tmp_path / "file")
+
+
+def test_overwrite_replaces_contents(tmp_path: Path) -> None:
+    a, b = _index(n=10), _index(n=25)
+    a.save(tmp_path / "ix")
+    b.save(tmp_path / "ix")
+    assert len(MoLIndex.load(tmp_path / "ix", device="cpu")) == 25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]

@@ -1,0 +1,254 @@
+"""Contract tests for the LangChain MoLVectorStore beyond the standard suite: filters as
+pre-filtering, relevance scores, MMR, retriever search types, trained heads, persistence,
+validation and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+from rag_relax_plugins.embedders.hashing import HashingEncoder
+from rag_relax_plugins.langchain.vectorstore import MoLVectorStore
+
+DIM = 64
+
+
+class HashingEmbeddings(Embeddings):
+    """Deterministic LangChain embeddings over the library's hashing encoder (test double)."""
+
+    def __init__(self) -> None:
+        self.enc = HashingEncoder(dim=DIM, normalize=True)
+        self.calls = 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        return [[float(x) for x in row] for row in self.enc.encode(list(texts)).tolist()]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+TEXTS = ["the cat sat on the mat", "a dog barked at the mailman", "stock markets fell today", "the kitten chased a cat toy"]
+METAS = [{"animal": "cat", "n": 0}, {"animal": "dog", "n": 1}, {"topic": "finance", "n": 2}, {"animal": "cat", "n": 3}]
+
+
+@pytest.fixture()
+def store() -> MoLVectorStore:
+    return MoLVectorStore.from_texts(TEXTS, HashingEmbeddings(), metadatas=METAS, ids=["a", "b", "c", "d"])
+
+
+def test_self_match_raw_score_and_relevance(store: MoLVectorStore) -> None:
+    (doc, score), *_ = store.similarity_search_with_score(TEXTS[1], k=4)
+    assert doc == Document(page_content=TEXTS[1], metadata=METAS[1], id="b")
+    assert score == pytest.approx(1.0, abs=1e-5)  # cosine head: raw score is the cosine
+    rel = store.similarity_search_with_relevance_scores(TEXTS[1], k=4)
+    raw = store.similarity_search_with_score(TEXTS[1], k=4)
+    assert [r for _, r in rel] == pytest.approx([(1 + s) / 2 for _, s in raw])
+    assert all(0.0 <= r <= 1.0 for _, r in rel)
+
+
+def test_by_vector_equals_by_text(store: MoLVectorStore) -> None:
+    emb = store.embeddings.embed_query("cat")
+    assert store.similarity_search_by_vector(emb, k=3) == store.similarity_search("cat", k=3)
+
+
+def test_dict_and_callable_filters(store: MoLVectorStore) -> None:
+    docs = store.similarity_search("stock markets", k=4, filter={"animal": "cat"})
+    assert sorted(str(d.id) for d in docs) == ["a", "d"]
+    docs = store.similarity_search("cat", k=4, filter=lambda d: d.metadata["n"] >= 2)
+    assert sorted(str(d.id) for d in docs) == ["c", "d"]
+    assert store.similarity_search("cat", k=2, filter={"animal": "bird"}) == []
+
+
+def test_filter_is_prefiltering_not_a_fixed_fetch() -> None:
+    text = "the quick brown fox"
+    store = MoLVectorStore(HashingEmbeddings())
+    store.add_texts([text] * 200, [{"keep": False}] * 200)
+    store.add_texts(["zebra"], [{"keep": True}], ids=["far"])
+    assert [d.id for d in store.similarity_search(text, k=1, filter={"keep": True})] == ["far"]
+
+
+def test_inputs_not_mutated_and_results_are_copies(store: MoLVectorStore) -> None:
+    meta = {"tags": ["x"]}
+    docs = [Document(page_content="new text", metadata=meta)]
+    (new_id,) = store.add_documents(docs)
+    assert docs[0].id is None and meta == {"tags": ["x"]}
+    meta["tags"].append("changed-after-add")
+    got = store.get_by_ids([new_id])[0]
+    assert got.metadata == {"tags": ["x"]}
+    got.metadata["tags"].append("changed-result")
+    assert store.get_by_ids([new_id])[0].metadata == {"tags": ["x"]}
+
+
+def test_upsert_and_generated_ids(store: MoLVectorStore) -> None:
+    store.add_texts(["a new text for a"], [{"animal": "bird"}], ids=["a"])
+    assert len(store) == 4 and len(store.index) == 4  # type: ignore[arg-type]
+    assert store.get_by_ids(["a"]) == [Document(page_content="a new text for a", metadata={"animal": "bird"}, id="a")]
+    ids = store.add_texts(["x", "y"])
+    assert len(set(ids)) == 2 and all(len(i) == 36 for i in ids)  # uuid4 strings
+
+
+def test_delete_all(store: MoLVectorStore) -> None:
+    assert store.delete() is True
+    assert len(store) == 0 and store.similarity_search("cat") == []
+
+
+def test_mmr_prefers_diverse_results() -> None:
+    store = MoLVectorStore(HashingEmbeddings())
+    store.add_texts(["red apples and green apples", "red apples and green apples", "apples are fruit"], ids=["a", "b", "c"])
+    plain = [d.id for d in store.similarity_search("red apples", k=2)]
+    mmr = [d.id for d in store.max_marginal_relevance_search("red apples", k=2, fetch_k=3, lambda_mult=0.3)]
+    assert set(plain) == {"a", "b"}
+    assert mmr[0] in {"a", "b"} and mmr[1] == "c"
+    assert [d.id for d in store.max_marginal_relevance_search("red apples", k=3, lambda_mult=1.0)] == [d.id for d in store.similarity_search("red apples", k=3)]
+    assert [d.id for d in store.max_marginal_relevance_search("red apples", k=2, filter=lambda d: d.id != "a")] in (["b", "c"], ["c", "b"])
+
+
+def test_retriever_search_types(store: MoLVectorStore) -> None:
+    sim = store.as_retriever(search_kwargs={"k": 2}).invoke("cat")
+    assert len(sim) == 2
+    mmr = store.as_retriever(search_type="mmr", search_kwargs={"k": 2, "fetch_k": 4}).invoke("cat")
+    assert len(mmr) == 2
+    thr = store.as_retriever(search_type="similarity_score_threshold", search_kwargs={"k": 4, "score_threshold": 0.99})
+    assert [d.id for d in thr.invoke(TEXTS[3])] == ["d"]
+    filt = store.as_retriever(search_kwargs={"k": 4, "filter": {"animal": "dog"}}).invoke("cat")
+    assert [d.id for d in filt] == ["b"]
+
+
+async def test_async_variants(store: MoLVectorStore) -> None:
+    ids = await store.aadd_texts(["async text"], [{"x": 1}], ids=["z"])
+    assert ids == ["z"]
+    assert (await store.asimilarity_search("async text", k=1))[0].id == "z"
+    assert (await store.asimilarity_search_with_relevance_scores("async text", k=1))[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert len(await store.amax_marginal_relevance_search("cat", k=2)) == 2
+    assert [d.id for d in await store.aget_by_ids(["z"])] == ["z"]
+    await store.adelete(["z"])
+    assert await store.aget_by_ids(["z"]) == []
+    docs = await store.as_retriever(search_kwargs={"k": 1}).ainvoke(TEXTS[0])
+    assert docs[0].id == "a"
+
+
+async def test_concurrent_adds_and_searches_stay_consistent() -> None:
+    store = MoLVectorStore(HashingEmbeddings())
+    await asyncio.gather(
+        *[store.aadd_texts([f"text {i}"], ids=[f"id{i}"]) for i in range(20)],
+        *[store.asimilarity_search("text", k=3) for _ in range(10)],
+    )
+    assert len(store) == 20 and sorted(store.index.ids) == sorted(f"id{i}" for i in range(20))  # type: ignore[union-attr]
+
+
+def test_trained_head_matches_brute_force_mol() -> None:
+    torch.manual_seed(0)
+    sim = MoLSimilarity(MoLConfig(query_dim=DIM, item_dim=DIM, num_query_embeddings=2, num_item_embeddings=3, component_dim=8)).eval()
+    emb = HashingEmbeddings()
+    store = MoLVectorStore.from_texts(TEXTS, emb, similarity=sim, ids=["a", "b", "c", "d"])
+    got = store.similarity_search_with_score("cat toys", k=4)
+    with torch.no_grad():
+        ref = sim(torch.tensor([emb.embed_query("cat toys")]), torch.tensor(emb.embed_documents(TEXTS)))[0][0]
+    order = torch.argsort(ref, descending=True).tolist()
+    assert [d.id for d, _ in got] == [["a", "b", "c", "d"][i] for i in order]
+    assert [s for _, s in got] == pytest.approx(ref[order].tolist(), abs=1e-5)
+    rel = store.similarity_search_with_relevance_scores("cat toys", k=4)
+    tau = sim.config.tau
+    assert [r for _, r in rel] == pytest.approx([(1 + tau * s) / 2 for _, s in got], abs=1e-6)
+    assert all(0.0 <= r <= 1.0 for _, r in rel)
+
+
+def test_save_load_roundtrip_atomic_and_no_pickle(store: MoLVectorStore, tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    store.save_local(folder)
+    store.save_local(folder)  # overwrite in place
+    assert {p.suffix for p in folder.rglob("*") if p.is_file()} <= {".json", ".safetensors"}
+    assert [p.name for p in tmp_path.iterdir()] == ["store"]  # no temp folders left behind
+    loaded = MoLVectorStore.load_local(folder, HashingEmbeddings())
+    assert loaded.similarity_search_with_score("cat", k=4) == store.similarity_search_with_score("cat", k=4)
+    assert loaded.get_by_ids(["c"]) == store.get_by_ids(["c"])
+    loaded.add_texts(["after load"], ids=["e"])
+    assert loaded.similarity_search("after load", k=1)[0].id == "e"
+
+
+def test_load_rejects_wrong_format(tmp_path: Path) -> None:
+    (tmp_path / "store.json").write_text(json.dumps({"format": "other", "format_version": 1}))
+    with pytest.raises(ValueError, match="rag-relax-mol-langchain-store"):
+        MoLVectorStore.load_local(tmp_path, HashingEmbeddings())
+    with pytest.raises(FileNotFoundError):
+        MoLVectorStore.load_local(tmp_path / "missing", HashingEmbeddings())
+
+
+def test_save_rejects_non_json_metadata(tmp_path: Path) -> None:
+    store = MoLVectorStore.from_texts(["x"], HashingEmbeddings(), metadatas=[{"obj": object()}])
+    with pytest.raises(ValueError, match="JSON"):
+        store.save_local(tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_validation_names_the_argument(store: MoLVectorStore) -> None:
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        store.similarity_search("cat", k=0)
+    with pytest.raises(TypeError, match="fetch_k"):
+        store.max_marginal_relevance_search("cat", fetch_k=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="metadatas"):
+        store.add_texts(["a", "b"], [{}])
+    with pytest.raises(ValueError, match="ids"):
+        store.add_texts(["a", "b"], ids=["1"])
+    with pytest.raises(ValueError, match="unique"):
+        store.add_texts(["a", "b"], ids=["1", "1"])
+    with pytest.raises(ValueError, match=r"ids\[0\] must not be empty"):
+        store.add_texts(["a"], ids=[""])
+    with pytest.raises(TypeError, match=r"ids\[0\]"):
+        store.add_texts(["a"], ids=[3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        store.add_texts(["a", 3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="unexpected search keyword"):
+        store.similarity_search("cat", fliter={"animal": "cat"})
+    with pytest.raises(TypeError, match="filter"):
+        store.similarity_search("cat", filter=["a"])
+    with pytest.raises(ValueError, match="query_dim"):
+        store.similarity_search_by_vector([1.0, 0.0], k=1)
+    with pytest.raises(ValueError, match="item_dim"):
+        MoLVectorStore(HashingEmbeddings(), similarity=MoLSimilarity.cosine(8)).add_texts(["x"])
+    with pytest.raises(TypeError, match="embedding"):
+        MoLVectorStore("not an embedding")  # type: ignore[arg-type]
+    assert len(store) == 4  # failed calls changed nothing
+
+
+def test_strategy_per_call_matches_brute_force(store: MoLVectorStore) -> None:
+    from rag_relax_plugins.index import ExactTwoPass
+
+    exact = store.similarity_search_with_score("cat", k=3, strategy=ExactTwoPass(budget=100))
+    brute = store.similarity_search_with_score("cat", k=3)
+    assert [d for d, _ in exact] == [d for d, _ in brute]
+    assert [s for _, s in exact] == pytest.approx([s for _, s in brute], abs=1e-6)
+    with pytest.raises(TypeError, match="strategy"):  # the kwarg really reaches the index
+        store.similarity_search("cat", strategy="bogus")
+
+
+@pytest.mark.slow
+def test_adapter_overhead_benchmark_smoke() -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_mol_adapters.py"
+    out = subprocess.run([sys.executable, str(script), "--docs", "2000", "--rounds", "1", "--no-write"],
+                         capture_output=True, text=True, check=True, timeout=600)
+    assert "langchain" in out.stdout and "llamaindex" in out.stdout and "bar <= 1.2x" in out.stdout
+
+
+def test_index_argument_must_be_empty_and_is_used() -> None:
+    from rag_relax_plugins.index import MoLIndex
+
+    index = MoLIndex(MoLSimilarity.cosine(DIM), device="cpu", exact_filter_threshold=5)
+    store = MoLVectorStore(HashingEmbeddings(), index=index)
+    store.add_texts(TEXTS, ids=["a", "b", "c", "d"])
+    assert store.index is index and len(index) == 4
+    with pytest.raises(ValueError, match="empty"):
+        MoLVectorStore(HashingEmbeddings(), index=index)
+    with pytest.raises(ValueError, match="not both"):
+        MoLVectorStore(HashingEmbeddings(), index=index, similarity=MoLSimilarity.cosine(DIM))

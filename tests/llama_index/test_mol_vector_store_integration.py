@@ -1,0 +1,182 @@
+"""The LlamaIndex MoLVectorStore inside LlamaIndex: VectorStoreIndex, StorageContext persistence,
+retrievers (sync and async) and a query engine with MockLLM (no OpenAI), plus the persist format."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llama_index.core import Document, StorageContext, VectorStoreIndex, load_index_from_storage
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.llms import MockLLM
+from llama_index.core.schema import TextNode
+from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
+
+from rag_relax_plugins.embedders.hashing import HashingEncoder
+from rag_relax_plugins.llama_index.vector_store import MoLVectorStore
+
+
+class HashingEmbedding(BaseEmbedding):
+    """Deterministic LlamaIndex embedding over the library's hashing encoder (test double)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(model_name="hashing", **kwargs)
+
+    def _vec(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in r] for r in HashingEncoder(dim=64, normalize=True).encode(texts).tolist()]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._vec([query])[0]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._vec([text])[0]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+@pytest.fixture(autouse=True)
+def _no_openai(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any OpenAI import fail, whether or not the package is installed here."""
+    for name in ("openai", "llama_index.llms.openai", "llama_index.embeddings.openai"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+EMB = HashingEmbedding()
+DOCS = [
+    Document(text="Paris is the capital of France.", doc_id="fr", metadata={"country": "France"}),
+    Document(text="Berlin is the capital of Germany.", doc_id="de", metadata={"country": "Germany"}),
+    Document(text="Madrid is the capital of Spain.", doc_id="es", metadata={"country": "Spain"}),
+]
+
+
+def _index() -> tuple[VectorStoreIndex, MoLVectorStore]:
+    store = MoLVectorStore()
+    ctx = StorageContext.from_defaults(vector_store=store)
+    index = VectorStoreIndex.from_documents(DOCS, storage_context=ctx, embed_model=EMB)
+    return index, store
+
+
+def test_from_documents_and_retriever_top_k() -> None:
+    index, store = _index()
+    assert len(store) == 3
+    nodes = index.as_retriever(similarity_top_k=2).retrieve("Berlin is the capital of Germany.")
+    assert len(nodes) == 2
+    assert nodes[0].node.ref_doc_id == "de"  # node text is embedded with its metadata: cos < 1
+    assert nodes[0].score is not None and nodes[1].score is not None
+    assert 1.0 >= nodes[0].score > nodes[1].score
+
+
+def test_from_vector_store_over_a_filled_store() -> None:
+    _, store = _index()
+    index = VectorStoreIndex.from_vector_store(store, embed_model=EMB)
+    nodes = index.as_retriever(similarity_top_k=1).retrieve("Madrid Spain")
+    assert [n.node.ref_doc_id for n in nodes] == ["es"]
+
+
+def test_retriever_metadata_filters() -> None:
+    index, _ = _index()
+    flt = MetadataFilters(filters=[MetadataFilter(key="country", value="Spain")])
+    nodes = index.as_retriever(similarity_top_k=3, filters=flt).retrieve("Paris France")
+    assert [n.node.metadata["country"] for n in nodes] == ["Spain"]
+
+
+def test_strategy_through_vector_store_kwargs() -> None:
+    from rag_relax_plugins.index import ExactTwoPass
+
+    index, _ = _index()
+    plain = index.as_retriever(similarity_top_k=2).retrieve("capital of Spain")
+    exact = index.as_retriever(similarity_top_k=2, vector_store_kwargs={"strategy": ExactTwoPass(budget=10)}).retrieve("capital of Spain")
+    assert [n.node.node_id for n in exact] == [n.node.node_id for n in plain]
+    with pytest.raises(TypeError, match="strategy"):  # the kwarg really reaches the index
+        index.as_retriever(vector_store_kwargs={"strategy": "bogus"}).retrieve("capital")
+
+
+async def test_aretrieve() -> None:
+    index, _ = _index()
+    nodes = await index.as_retriever(similarity_top_k=2).aretrieve("Paris is the capital of France.")
+    assert len(nodes) == 2 and nodes[0].node.ref_doc_id == "fr"
+
+
+def test_query_engine_with_mock_llm() -> None:
+    index, _ = _index()
+    engine = index.as_query_engine(llm=MockLLM(), similarity_top_k=1)
+    response = engine.query("capital of Spain")
+    assert [n.node.ref_doc_id for n in response.source_nodes] == ["es"]
+    assert isinstance(str(response), str)
+
+
+def test_insert_and_delete_ref_doc() -> None:
+    index, store = _index()
+    index.insert(Document(text="Rome is the capital of Italy.", doc_id="it"))
+    assert len(store) == 4
+    index.delete_ref_doc("fr")
+    assert len(store) == 3
+    refs = {n.node.ref_doc_id for n in index.as_retriever(similarity_top_k=5).retrieve("capital")}
+    assert refs == {"de", "es", "it"}
+
+
+def test_storage_context_persist_and_load_index(tmp_path: Path) -> None:
+    index, _ = _index()
+    before = [(n.node.node_id, n.score) for n in index.as_retriever(similarity_top_k=3).retrieve("capital of Germany")]
+    index.storage_context.persist(persist_dir=str(tmp_path))
+    assert (tmp_path / "default__vector_store.json").is_file()
+
+    store = MoLVectorStore.from_persist_dir(str(tmp_path))
+    ctx = StorageContext.from_defaults(persist_dir=str(tmp_path), vector_store=store)
+    loaded = load_index_from_storage(ctx, embed_model=EMB)
+    after = [(n.node.node_id, n.score) for n in loaded.as_retriever(similarity_top_k=3).retrieve("capital of Germany")]
+    assert [a for a, _ in after] == [b for b, _ in before]
+    assert [s for _, s in after] == pytest.approx([s for _, s in before], abs=1e-6)
+
+
+def test_persist_layout_is_json_and_safetensors_and_replaces_old_folder(tmp_path: Path) -> None:
+    _, store = _index()
+    path = tmp_path / "vs.json"
+    store.persist(str(path))
+    first = json.loads(path.read_text())["index_folder"]
+    store.add([TextNode(id_="extra", text="Lisbon", embedding=EMB.get_text_embedding("Lisbon"))])
+    store.persist(str(path))
+    second = json.loads(path.read_text())["index_folder"]
+    assert first != second and not (tmp_path / first).exists() and (tmp_path / second).is_dir()
+    files = {p.suffix for p in tmp_path.rglob("*") if p.is_file()}
+    assert files <= {".json", ".safetensors"}  # no pickle anywhere
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    loaded = MoLVectorStore.from_persist_path(str(path))
+    assert len(loaded) == 4 and loaded.get_nodes(["extra"])[0].get_content() == "Lisbon"
+    spain = MetadataFilters(filters=[MetadataFilter(key="country", value="Spain")])
+    assert [n.ref_doc_id for n in loaded.get_nodes(filters=spain)] == ["es"]  # metadata survives
+    loaded.delete("es")  # ref doc ids survive
+    assert len(loaded) == 3
+
+
+def test_failed_persist_keeps_previous_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, store = _index()
+    path = tmp_path / "vs.json"
+    store.persist(str(path))
+    good = path.read_text()
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full")
+
+    folders_before = sorted(p.name for p in tmp_path.iterdir())
+    monkeypatch.setattr(json, "dump", boom)  # the manifest write fails after the index was saved
+    store.clear()
+    with pytest.raises(OSError, match="disk full"):
+        store.persist(str(path))
+    monkeypatch.undo()
+    assert path.read_text() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == folders_before  # new folder cleaned up
+    assert len(MoLVectorStore.from_persist_path(str(path))) == 3
+
+
+def test_load_rejects_foreign_files(tmp_path: Path) -> None:
+    bad = tmp_path / "default__vector_store.json"
+    bad.write_text(json.dumps({"embedding_dict": {}}))
+    with pytest.raises(ValueError, match="manifest"):
+        MoLVectorStore.from_persist_dir(str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        MoLVectorStore.from_persist_path(str(tmp_path / "missing.json"))
