@@ -27,7 +27,8 @@ def test_examples_exist():
     [pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.name in SLOW else []) for p in EXAMPLES],
 )
 def test_example_runs(script: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg",
+           "RAG_RELAX_EXAMPLE_OUT": str(tmp_path)}  # examples that write files write them here
     proc = subprocess.run(
         [sys.executable, str(script)], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )

@@ -1,0 +1,185 @@
+"""Multi-hop reranking quality on HotpotQA distractor (issue 5): cosine, MaxSim, cross-encoder scorer
+before training, after G-Rerank (answer-only supervision) and after supervised training.
+
+Fixed split of ``distractor_500.jsonl``: first 400 rows train, last 100 test. Recall@2, Recall@5 and
+MRR of the gold (supporting-fact) paragraphs present in the context, overall and per question type.
+
+    .venv/bin/python benchmarks/bench_rerankers_quality.py                       # full (GPU advised)
+    .venv/bin/python benchmarks/bench_rerankers_quality.py --train-rows 40 --epochs 1   # CPU smoke
+
+Writes ``benchmarks/results/rerankers_quality.json`` (everything) and merges the issue's keys into
+``benchmarks/results/rerankers.json`` (shared with the MaxSim benchmark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import RESULTS, machine, print_table, today, write_results
+
+from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor
+from rag_relax_plugins.rerankers.gumbel import GumbelReranker
+from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
+from rag_relax_plugins.training.grerank_eval import evaluate_reranker, hotpot_split
+
+
+def _maxsim_rows(test: list[Any], backbone: str | None, device: str | None) -> dict[str, Any]:
+    """Row (b): MaxSim untrained, from helper E's MaxSimReranker when it is importable."""
+    try:
+        from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
+    except ImportError as exc:
+        return {"skipped": f"MaxSimReranker not importable: {exc}"}
+    try:
+        r = MaxSimReranker(MaxSimConfig(backbone=backbone) if backbone else None, device=device)
+    except Exception as exc:  # constructor differs: report rather than guess
+        return {"skipped": f"MaxSimReranker() failed: {type(exc).__name__}: {exc}"}
+    return evaluate_reranker(r, test)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train-rows", type=int, default=400)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--sup-epochs", type=int, default=2)
+    ap.add_argument("--variant", default="independent", choices=["concatenated", "independent"])
+    ap.add_argument("--doc-tokens", type=int, default=48)
+    ap.add_argument("--tau", type=float, default=None)
+    ap.add_argument("--kappa", type=float, default=None)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--accum", type=int, default=4)
+    ap.add_argument("--backbone", default=None, help="MiniLM folder (default: offline package)")
+    ap.add_argument(
+        "--reader-path", default=None, help="converted reader folder (default: cached SmolLM2)"
+    )
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--runs", default="runs/bench_quality")
+    ap.add_argument("--name", default="rerankers_quality")
+    ap.add_argument(
+        "--scorer", default="cross", choices=["cross", "bi"], help="scorer of rows (c)-(e)"
+    )
+    ap.add_argument(
+        "--only-grerank",
+        action="store_true",
+        help="rows (c) and (d) only, no merge into rerankers.json",
+    )
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = ap.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = load_hotpotqa_distractor()
+    train, test = hotpot_split(rows, 400)
+    train = train[: args.train_rows]
+    res: dict[str, Any] = {"train_rows": len(train), "test_rows": len(test), "args": vars(args)}
+    extra = {k: v for k, v in (("tau", args.tau), ("kappa", args.kappa)) if v is not None}
+
+    def fresh() -> GumbelReranker:
+        return GumbelReranker(
+            args.scorer, backbone=args.backbone, max_length=128, device=args.device, seed=0, **extra
+        )
+
+    t0 = time.perf_counter()
+    res["a_cosine"] = evaluate_reranker(
+        GumbelReranker("bi", backbone=args.backbone, device=args.device), test
+    )
+    res["b_maxsim_untrained"] = (
+        {"skipped": "--only-grerank"}
+        if args.only_grerank
+        else _maxsim_rows(test, args.backbone, args.device)
+    )
+    res["c_scorer_before"] = evaluate_reranker(fresh(), test)
+    common = dict(
+        epochs=args.epochs,
+        variant=args.variant,
+        doc_tokens=args.doc_tokens,
+        learning_rate=args.lr,
+        head_learning_rate=args.head_lr,
+        grad_accum_steps=args.accum,
+        reader_path=args.reader_path,
+        device=args.device,
+        show_progress=True,
+        save_every_steps=10_000,
+        **extra,
+    )
+    g = train_grerank(
+        GRerankConfig(output_dir=f"{args.runs}/grerank", supervision="reader", **common),
+        examples=train,
+        reranker=fresh(),
+    )
+    res["d_grerank"] = evaluate_reranker(
+        GumbelReranker.from_pretrained(g.model_dir, device=args.device), test
+    )
+    res["grerank_seconds_per_example"] = g.seconds_per_example
+    res["grerank_loss_first_last"] = [g.history["loss"][:5], g.history["loss"][-5:]]
+    if args.only_grerank:
+        res["e_supervised"] = {"skipped": "--only-grerank"}
+    else:
+        common["epochs"] = args.sup_epochs
+        s = train_grerank(
+            GRerankConfig(output_dir=f"{args.runs}/supervised", supervision="labels", **common),
+            examples=train,
+            reranker=fresh(),
+        )
+        res["e_supervised"] = evaluate_reranker(
+            GumbelReranker.from_pretrained(s.model_dir, device=args.device), test
+        )
+        res["supervised_seconds_per_example"] = s.seconds_per_example
+    res["device"] = str(torch.device(args.device) if args.device else "auto")
+    res["total_seconds"] = time.perf_counter() - t0
+
+    table: list[tuple[str, ...]] = []
+    for key in ("a_cosine", "b_maxsim_untrained", "c_scorer_before", "d_grerank", "e_supervised"):
+        r = res[key]
+        if "all" not in r:
+            table.append((key, "-", "-", "-", "-", "-"))
+            continue
+        table.append(
+            (
+                key,
+                f"{r['all']['recall@2']:.3f}",
+                f"{r['all']['recall@5']:.3f}",
+                f"{r['all']['mrr']:.3f}",
+                f"{r.get('bridge', {}).get('recall@2', float('nan')):.3f}",
+                f"{r.get('comparison', {}).get('recall@2', float('nan')):.3f}",
+            )
+        )
+    print_table(table, ("row", "R@2", "R@5", "MRR", "R@2 bridge", "R@2 comparison"))
+    print(f"G-Rerank s/example: {g.seconds_per_example:.3f}")
+    print(write_results(args.name, res))
+    if args.only_grerank:
+        return
+
+    # merge the issue's keys into the shared rerankers.json (MaxSim keys come from bench_maxsim*)
+    shared = RESULTS / "rerankers.json"
+    data: dict[str, Any] = (
+        json.loads(shared.read_text(encoding="utf-8")) if shared.is_file() else {}
+    )
+    data.update(
+        {
+            "recall2_cosine": res["a_cosine"]["all"]["recall@2"],
+            "recall2_scorer_before": res["c_scorer_before"]["all"]["recall@2"],
+            "recall2_grerank": res["d_grerank"]["all"]["recall@2"],
+            "recall5_grerank": res["d_grerank"]["all"]["recall@5"],
+            "recall2_supervised": res["e_supervised"]["all"]["recall@2"],
+            "grerank_seconds_per_example": g.seconds_per_example,
+            "grerank_device": machine(),
+            "grerank_date": today(),
+        }
+    )
+    if "all" in res["b_maxsim_untrained"]:
+        data.setdefault("recall2_maxsim_untrained", res["b_maxsim_untrained"]["all"]["recall@2"])
+    data.setdefault("machine", machine())
+    data.setdefault("date", today())
+    tmp = Path(shared).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(shared)  # atomic: the file is shared with the MaxSim benchmark
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""``rag-relax train-maxsim``: train the MaxSim reranker's projection on HotpotQA (contrastive).
+
+Example::
+
+    rag-relax train-maxsim --output runs/maxsim --epochs 4 --eval
+
+Rows ``[0, --train-rows)`` of ``hotpotqa/distractor_500.jsonl`` train (the last ``--val-rows``
+of them select ``best_model``); with ``--eval`` the remaining rows are the test split, scored
+before and after training. See :mod:`rag_relax_plugins.training.maxsim_train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+NAME = "train-maxsim"
+HELP = "train the MaxSim reranker's projection contrastively (in-batch + hard negatives) on HotpotQA"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--output", "-o", required=True, help="output folder (models, checkpoints, curves)")
+    a("--data", default=None, help="distractor JSONL or data folder (default: $RAG_RELAX_DATA or ../shared/data)")
+    a("--train-rows", type=int, default=400, help="first N rows train, the rest test (default 400)")
+    a("--val-rows", type=int, default=40, help="last M training rows select best_model (default 40; 0: none)")
+    a("--evidence", action="store_true", help="add hotpotqa/evidence_500.jsonl as extra training pairs")
+    a("--backbone", default=None, help="local sentence-transformers folder (default: offline MiniLM)")
+    a("--projection-dim", type=int, default=128, help="projection size (default 128; 0: no projection)")
+    a("--max-seq-length", type=int, default=256)
+    a("--train-last-layers", type=int, default=0, help="also fine-tune the last N backbone layers (slow on CPU)")
+    a("--epochs", type=int, default=4)
+    a("--batch-size", type=int, default=16)
+    a("--hard-negatives", type=int, default=8, help="distractors per question and step (default 8)")
+    a("--learning-rate", type=float, default=1e-3)
+    a("--backbone-learning-rate", type=float, default=2e-5)
+    a("--temperature", type=float, default=0.05)
+    a("--max-steps", type=int, default=None)
+    a("--seed", type=int, default=0)
+    a("--device", default=None)
+    a("--resume-from", default=None, help="a checkpoint_epoch_N folder")
+    a("--cache-dir", default=None, help="token cache folder (default: OUTPUT/token_cache)")
+    a("--eval", action="store_true", help="print Recall@2/@5 and MRR on the test rows before and after")
+    a("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
+    from rag_relax_plugins.training.maxsim_data import TokenCache, hotpot_split
+    from rag_relax_plugins.training.maxsim_train import (
+        MaxSimTrainConfig,
+        evaluate_groups,
+        train_maxsim,
+    )
+
+    cfg = MaxSimTrainConfig(
+        output_dir=args.output, data=args.data, train_rows=args.train_rows, val_rows=args.val_rows,
+        evidence=args.evidence, backbone=args.backbone,
+        projection_dim=args.projection_dim or None, max_seq_length=args.max_seq_length,
+        train_last_layers=args.train_last_layers, epochs=args.epochs, batch_size=args.batch_size,
+        hard_negatives=args.hard_negatives, learning_rate=args.learning_rate,
+        backbone_learning_rate=args.backbone_learning_rate, temperature=args.temperature,
+        max_steps=args.max_steps, seed=args.seed, device=args.device, resume_from=args.resume_from,
+        cache_dir=args.cache_dir, show_progress=not args.no_progress,
+    )
+    split = hotpot_split(cfg.data, train_rows=cfg.train_rows, val_rows=cfg.val_rows, evidence=cfg.evidence)
+    reranker = MaxSimReranker(cfg.model_config(), device=cfg.device)
+    report: dict[str, object] = {}
+    cache_dir = cfg.cache_dir or f"{cfg.output_dir}/token_cache"
+
+    def test_metrics(model: MaxSimReranker) -> dict[str, dict[str, float]]:
+        q = TokenCache.build(model, split.queries.texts, marker=model.config.query_marker, cache_dir=cache_dir)
+        t = TokenCache.build(model, split.texts.texts, marker=model.config.document_marker, cache_dir=cache_dir)
+        return evaluate_groups(model, split.test, q, t)
+
+    if args.eval and cfg.train_last_layers == 0:
+        report["test_before"] = test_metrics(reranker)
+    result = train_maxsim(cfg, split.train, split.queries.texts, split.texts.texts,
+                          val_groups=split.val, reranker=reranker)
+    report["steps"] = result["steps"]
+    report["output_dir"] = result["output_dir"]
+    if args.eval:
+        best = MaxSimReranker.load(f"{cfg.output_dir}/best_model", encoder=reranker.encoder)
+        report["test_after"] = test_metrics(best)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,80 @@
+"""``rag-relax train-reranker``: G-Rerank end-to-end reranker training (see ``training/grerank.py``)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "train-reranker"
+HELP = "train a Gumbel reranker from a frozen reader's answer loss (G-Rerank) or from labels"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--output", "-o", required=True, help="output folder (final_model/, checkpoints, curves.png)")
+    a(
+        "--data",
+        default=None,
+        help="HotpotQA distractor JSONL or data folder (default: shared data)",
+    )
+    a(
+        "--supervision",
+        choices=["reader", "labels"],
+        default="reader",
+        help="reader: answer NLL only (G-Rerank); labels: ListNet on supporting facts (reference)",
+    )
+    a("--train-size", type=int, default=400, help="first N rows of the file are the training split")
+    a("--max-train-rows", type=int, default=None)
+    a("--epochs", type=int, default=1)
+    a("--scorer", choices=["cross", "bi"], default="cross")
+    a("--backbone", default=None, help="local scorer backbone folder (default: offline MiniLM)")
+    a("--init-from", default=None, help="start from a saved GumbelReranker folder")
+    a("--resume-from", default=None, help="a checkpoint_step_N folder to resume from")
+    a("--k", type=int, default=2)
+    a("--mode", choices=["l2x", "subset"], default="l2x")
+    a("--tau", type=float, default=None, help="temperature (default: the library default)")
+    a("--kappa", type=float, default=None, help="score scale (default: the library default)")
+    a("--reader", default=None, help="local causal LM folder (default: offline SmolLM2, cached)")
+    a("--variant", choices=["independent", "concatenated"], default="independent")
+    a("--doc-tokens", type=int, default=48)
+    a("--learning-rate", type=float, default=2e-5)
+    a("--head-learning-rate", type=float, default=1e-3)
+    a("--grad-accum-steps", type=int, default=4)
+    a("--max-steps", type=int, default=None)
+    a("--save-every-steps", type=int, default=25)
+    a("--seed", type=int, default=0)
+    a("--device", default=None)
+    a("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
+
+    extra = {k: v for k, v in (("tau", args.tau), ("kappa", args.kappa)) if v is not None}
+    cfg = GRerankConfig(
+        output_dir=args.output,
+        data_path=args.data,
+        supervision=args.supervision,
+        train_size=args.train_size,
+        max_train_rows=args.max_train_rows,
+        epochs=args.epochs,
+        scorer=args.scorer,
+        backbone=args.backbone,
+        init_from=args.init_from,
+        resume_from=args.resume_from,
+        k=args.k,
+        mode=args.mode,
+        reader_path=args.reader,
+        variant=args.variant,
+        doc_tokens=args.doc_tokens,
+        learning_rate=args.learning_rate,
+        head_learning_rate=args.head_learning_rate,
+        grad_accum_steps=args.grad_accum_steps,
+        max_steps=args.max_steps,
+        save_every_steps=args.save_every_steps,
+        seed=args.seed,
+        device=args.device,
+        show_progress=not args.no_progress,
+        **extra,
+    )
+    train_grerank(cfg)
+    return 0

@@ -1,0 +1,208 @@
+"""LlamaIndex node postprocessors over any :class:`~rag_relax_plugins.rerankers.base.BaseReranker`.
+
+One implementation (:class:`RerankerPostprocessor`) does the LlamaIndex side; :class:`MaxSimRerank`
+and :class:`GumbelRerank` only say how to build their reranker from a saved folder. They are
+pydantic components: ``to_dict()`` / ``from_dict()`` round-trip their configuration (a reranker
+passed as an instance is not serialised; pass ``model_path`` for a declarable config).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from rag_relax_plugins.rerankers.base import BaseReranker, check_top_n
+
+__all__ = ["GumbelRerank", "MaxSimRerank", "RerankerPostprocessor"]
+
+RETRIEVAL_SCORE_KEY = "retrieval_score"
+
+
+class RerankerPostprocessor(BaseNodePostprocessor):
+    """Reorder retrieved nodes with a reranker and keep the best ``top_n``.
+
+    Returned ``NodeWithScore`` objects are new; their ``score`` is the reranker's raw score. With
+    ``keep_retrieval_score=True`` the node is copied with the incoming (retrieval) score in
+    ``metadata["retrieval_score"]``; the caller's nodes are never mutated. Node text is taken with
+    ``MetadataMode.EMBED`` (as LlamaIndex's own rerankers do).
+
+    Setup:
+        ``pip install "rag-relax-plugins[llamaindex,st]"``
+
+    Key init args:
+        reranker: a ready :class:`~rag_relax_plugins.rerankers.base.BaseReranker`.
+        top_n: nodes kept (``None``: all, reordered). Default 3.
+        keep_retrieval_score: copy the retrieval score into the node metadata.
+
+    Instantiate:
+        .. code-block:: python
+
+            query_engine = index.as_query_engine(
+                similarity_top_k=10, node_postprocessors=[RerankerPostprocessor(reranker=r, top_n=3)]
+            )
+    """
+
+    top_n: int | None = Field(default=3, description="nodes kept after reranking (None: all)")
+    keep_retrieval_score: bool = Field(
+        default=False, description="copy the retrieval score into metadata['retrieval_score']"
+    )
+    _reranker: BaseReranker = PrivateAttr()
+
+    def __init__(self, *, reranker: BaseReranker | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if reranker is None:
+            reranker = self._build_reranker()
+        if not isinstance(reranker, BaseReranker):
+            raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
+        self._reranker = reranker
+
+    @field_validator("top_n", mode="before")
+    @classmethod
+    def _check_top_n(cls, value: object) -> int | None:
+        return check_top_n(value)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RerankerPostprocessor"
+
+    def _build_reranker(self) -> BaseReranker:
+        raise ValueError(f"{type(self).__name__} needs reranker= (a BaseReranker instance)")
+
+    @property
+    def reranker(self) -> BaseReranker:
+        """The wrapped reranker."""
+        return self._reranker
+
+    def relevance(self, score: float) -> float:
+        """Map a raw score to ``[0, 1]`` (default: the logistic sigmoid)."""
+        return 1.0 / (1.0 + math.exp(-score)) if score >= 0 else math.exp(score) / (1.0 + math.exp(score))
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        if query_bundle is None:
+            raise ValueError("query_bundle is required: pass query_bundle= or query_str=")
+        if not isinstance(query_bundle.query_str, str):
+            raise TypeError(f"query_bundle.query_str must be a str, got {type(query_bundle.query_str).__name__}")
+        if isinstance(nodes, (str, bytes)) or not isinstance(nodes, (list, tuple)):
+            raise TypeError(f"nodes must be a list of NodeWithScore, got {type(nodes).__name__}")
+        texts = []
+        for i, n in enumerate(nodes):
+            if not isinstance(n, NodeWithScore):
+                raise TypeError(f"nodes[{i}] must be a NodeWithScore, got {type(n).__name__}")
+            text = n.node.get_content(metadata_mode=MetadataMode.EMBED)
+            if not isinstance(text, str):
+                raise TypeError(f"nodes[{i}] content must be a str, got {type(text).__name__}")
+            texts.append(text)
+        if not texts:
+            return []
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.QUERY_STR: query_bundle.query_str,
+                EventPayload.TOP_K: self.top_n,
+            },
+        ) as event:
+            out = []
+            for r in self._reranker.rerank(query_bundle.query_str, texts, top_n=self.top_n):
+                src = nodes[r.index]
+                node = src.node
+                if self.keep_retrieval_score:
+                    node = node.model_copy(update={"metadata": {**node.metadata, RETRIEVAL_SCORE_KEY: src.score}})
+                out.append(NodeWithScore(node=node, score=r.score))
+            event.on_end(payload={EventPayload.NODES: out})
+        return out
+
+
+class MaxSimRerank(RerankerPostprocessor):
+    """ColBERT-style late-interaction reranking (:class:`rag_relax_plugins.rerankers.maxsim.MaxSimReranker`).
+
+    Node scores are the mean over query tokens of the best cosine, in ``[-1, 1]``
+    (:meth:`relevance` maps them to ``[0, 1]`` as ``(s + 1) / 2``).
+
+    Key init args:
+        model_path: folder written by ``MaxSimReranker.save`` / ``rag-relax train-maxsim``
+            (``None`` with no ``reranker``: untrained MaxSim over the offline MiniLM).
+        reranker: a ready reranker instead of ``model_path``.
+        device, batch_size, top_n, keep_retrieval_score.
+
+    Instantiate:
+        .. code-block:: python
+
+            from rag_relax_plugins.llama_index import MaxSimRerank
+            engine = index.as_query_engine(
+                similarity_top_k=10,
+                node_postprocessors=[MaxSimRerank(model_path="runs/maxsim/best_model", top_n=3)],
+            )
+    """
+
+    model_path: str | None = Field(default=None, description="saved MaxSim reranker folder")
+    device: str | None = Field(default=None, description="cpu, cuda, mps or None")
+    batch_size: int = Field(default=32, ge=1, description="texts per forward pass")
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MaxSimRerank"
+
+    def _build_reranker(self) -> BaseReranker:
+        from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
+
+        if self.model_path is None:
+            return MaxSimReranker(MaxSimConfig(projection_dim=None), device=self.device, batch_size=self.batch_size)
+        return MaxSimReranker.load(self.model_path, device=self.device, batch_size=self.batch_size)
+
+    def relevance(self, score: float) -> float:
+        """``(s + 1) / 2`` clamped to ``[0, 1]``."""
+        return min(1.0, max(0.0, (score + 1.0) / 2.0))
+
+
+class GumbelRerank(RerankerPostprocessor):
+    """Reranking with a (G-Rerank trained) Gumbel reranker's scorer, deterministic at inference.
+
+    Node scores are the scorer's raw logits (:meth:`relevance` = sigmoid).
+
+    Key init args:
+        model_path: folder written by ``GumbelReranker.save_pretrained`` /
+            ``rag-relax train-reranker`` (``None`` with no ``reranker``: an untrained scorer).
+        reranker: a ready :class:`rag_relax_plugins.rerankers.gumbel.GumbelReranker` (or any
+            ``BaseReranker``).
+        device, top_n, keep_retrieval_score.
+
+    Instantiate:
+        .. code-block:: python
+
+            from rag_relax_plugins.llama_index import GumbelRerank
+            engine = index.as_query_engine(
+                similarity_top_k=10,
+                node_postprocessors=[GumbelRerank(model_path="runs/grerank/best_model", top_n=3)],
+            )
+    """
+
+    model_path: str | None = Field(default=None, description="saved Gumbel reranker folder")
+    device: str | None = Field(default=None, description="cpu, cuda, mps or None")
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "GumbelRerank"
+
+    def _build_reranker(self) -> BaseReranker:
+        from rag_relax_plugins.rerankers.gumbel import GumbelReranker
+
+        if self.model_path is None:
+            return GumbelReranker(device=self.device)
+        return GumbelReranker.from_pretrained(self.model_path, device=self.device)

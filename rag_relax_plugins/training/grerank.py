@@ -1,0 +1,358 @@
+"""G-Rerank: train a reranker end to end from a frozen reader's answer loss (Gumbel Reranking).
+
+Huang et al., "Gumbel Reranking: Differentiable End-to-End Reranker Optimization" (ACL 2025): for
+each question the reranker scores all candidate documents, a relaxed top-k mask is sampled from
+the scores (Gumbel noise, scale ``kappa``, temperature ``tau``), the frozen reader reads every
+document with ``log(mask_i)`` added to the attention to document ``i`` (:mod:`..readers.dma`), and
+the loss is the negative log-likelihood of the gold answer. Only the reranker is updated; no
+relevance labels are used. ``supervision="labels"`` trains the same scorer with a listwise loss
+(ListNet) on the supporting-fact paragraphs instead: the supervised reference of the benchmarks.
+
+Departures from the paper: a 135M reader (SmolLM2) instead of a 7B one; documents truncated to
+``doc_tokens`` tokens; both DMA layouts are available, the default is the paper's independent
+encoding, which gave SmolLM2 the larger gold-vs-distractor NLL gap (1.70 vs 0.95 nats on 60 rows,
+``benchmarks/bench_grerank_signal.py``; docs/gumbel_reranker.md); one question per optimiser
+micro-step with gradient accumulation.
+
+Commands::
+
+    rag-relax train-reranker --output runs/grerank --epochs 1 --max-train-rows 200
+    rag-relax train-reranker --output runs/grerank --resume-from runs/grerank/checkpoint_step_20
+    rag-relax train-reranker --output runs/supervised --supervision labels
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from rag_relax_plugins.core.ranking_losses import list_net_loss
+from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
+from rag_relax_plugins.readers.dma import ReaderLayout
+from rag_relax_plugins.rerankers.gumbel import DEFAULT_KAPPA, DEFAULT_TAU, GumbelReranker
+from rag_relax_plugins.training.grerank_checkpoint import load_checkpoint, save_checkpoint
+from rag_relax_plugins.training.grerank_eval import hotpot_split
+
+__all__ = ["GRerankConfig", "GRerankResult", "train_grerank"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GRerankConfig:
+    """All options of a G-Rerank (or supervised-reference) run, saved as ``train_config.json``."""
+
+    output_dir: str = "runs/grerank"
+    data_path: str | None = None  # distractor JSONL or data folder (default: the shared data)
+    train_size: int = 400  # the fixed split: first 400 rows train
+    max_train_rows: int | None = None  # use only the first N training rows
+    supervision: Literal["reader", "labels"] = "reader"
+    epochs: int = 1
+    scorer: str = "cross"
+    backbone: str | None = None
+    init_from: str | None = None  # start from a saved GumbelReranker folder
+    scorer_max_length: int = 128
+    trainable_layers: int = -1
+    k: int = 2
+    mode: Literal["l2x", "subset"] = "l2x"
+    tau: float = DEFAULT_TAU
+    kappa: float = DEFAULT_KAPPA
+    reader_path: str | None = None  # default: the offline SmolLM2
+    variant: Literal["concatenated", "independent"] = "independent"
+    doc_tokens: int = 48
+    learning_rate: float = 2e-5
+    head_learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    grad_accum_steps: int = 4
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None
+    save_every_steps: int = 25
+    keep_checkpoints: int = 2
+    resume_from: str | None = None
+    seed: int = 0
+    device: str | None = None
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.supervision not in ("reader", "labels"):
+            raise ValueError(f"supervision must be 'reader' or 'labels', got {self.supervision!r}")
+        for name in (
+            "epochs",
+            "grad_accum_steps",
+            "doc_tokens",
+            "k",
+            "save_every_steps",
+            "keep_checkpoints",
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        for name in ("max_train_rows", "max_steps"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
+        for name in ("learning_rate", "head_learning_rate", "tau", "kappa", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GRerankConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown GRerankConfig keys: {unknown}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class GRerankResult:
+    """What a run produced: the final model folder, the loss history and the timing."""
+
+    model_dir: Path
+    history: dict[str, list[float]]
+    seconds_per_example: float
+    examples_seen: int
+
+
+def _reranker(cfg: GRerankConfig) -> GumbelReranker:
+    if cfg.resume_from is not None:
+        return GumbelReranker.from_pretrained(Path(cfg.resume_from) / "reranker", device=cfg.device)
+    if cfg.init_from is not None:
+        r = GumbelReranker.from_pretrained(cfg.init_from, device=cfg.device)
+        r.k, r.mode, r.tau, r.kappa = cfg.k, cfg.mode, cfg.tau, cfg.kappa
+        return r
+    return GumbelReranker(
+        cfg.scorer,
+        backbone=cfg.backbone,
+        k=cfg.k,
+        mode=cfg.mode,
+        tau=cfg.tau,
+        kappa=cfg.kappa,
+        max_length=cfg.scorer_max_length,
+        trainable_layers=cfg.trainable_layers,
+        device=cfg.device,
+        seed=cfg.seed,
+    )
+
+
+def _optimizer(reranker: GumbelReranker, cfg: GRerankConfig) -> torch.optim.Optimizer:
+    head: list[torch.nn.Parameter] = []
+    body: list[torch.nn.Parameter] = []
+    for name, p in reranker.scorer.named_parameters():
+        if p.requires_grad:
+            (body if name.startswith("backbone.") else head).append(p)
+    groups = [
+        {"params": body, "lr": cfg.learning_rate},
+        {"params": head, "lr": cfg.head_learning_rate},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+
+
+def example_loss(
+    reranker: GumbelReranker,
+    ex: HotpotExample,
+    *,
+    reader: Any = None,
+    layout: ReaderLayout | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor | None:
+    """The training loss of one question (scalar), or ``None`` when it gives no signal.
+
+    With a ``reader``: answer NLL under the relaxed top-k mask (G-Rerank). Without: ListNet on the
+    supporting-fact paragraphs (``None`` when none is present).
+    """
+    if not ex.paragraphs or (reader is not None and not ex.answer.strip()):
+        return None
+    texts = ex.paragraph_texts()
+    scores = reranker.training_scores(ex.question, texts)  # (N,)
+    if reader is None:
+        rel = torch.zeros_like(scores)
+        if not ex.gold_indices:
+            return None
+        rel[list(ex.gold_indices)] = 1.0
+        return list_net_loss(scores.unsqueeze(0), rel.unsqueeze(0))
+    mask = reranker.training_mask(scores, generator=generator)  # (N,) relaxed top-k
+    lay = layout if layout is not None else reader.layout(ex.question, texts, ex.answer)
+    return reader.layout_nll(lay, mask.to(reader.device)).mean()
+
+
+def train_grerank(
+    cfg: GRerankConfig,
+    *,
+    examples: list[HotpotExample] | None = None,
+    reranker: GumbelReranker | None = None,
+    reader: Any = None,
+) -> GRerankResult:
+    """Run G-Rerank (``supervision="reader"``) or the supervised reference (``"labels"``).
+
+    Args:
+        cfg: the run options.
+        examples: training questions (default: the first ``train_size`` rows of the shared file,
+            cut to ``max_train_rows``).
+        reranker: a reranker to train in place (default: built from ``cfg``).
+        reader: a :class:`~rag_relax_plugins.readers.causal_lm.CausalLMReader` (default: built
+            from ``cfg`` when ``supervision="reader"``).
+
+    Returns:
+        :class:`GRerankResult`; ``output_dir`` holds ``final_model/``, ``checkpoint_step_N/``,
+        ``history.json``, ``train_config.json`` and ``curves.png``.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(
+        json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8"
+    )
+    if examples is None:
+        examples = hotpot_split(load_hotpotqa_distractor(cfg.data_path), cfg.train_size)[0]
+    if cfg.max_train_rows is not None:
+        examples = examples[: cfg.max_train_rows]
+    if not examples:
+        raise ValueError("no training examples")
+    torch.manual_seed(cfg.seed)
+    reranker = reranker if reranker is not None else _reranker(cfg)
+    if cfg.supervision == "reader" and reader is None:
+        from rag_relax_plugins.readers.causal_lm import CausalLMReader
+
+        reader = CausalLMReader(
+            cfg.reader_path, variant=cfg.variant, doc_tokens=cfg.doc_tokens, device=cfg.device
+        )
+    if cfg.supervision == "labels":
+        reader = None
+    opt = _optimizer(reranker, cfg)
+    gen = torch.Generator(device=reranker.device).manual_seed(cfg.seed)
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "pos": 0,
+        "step": 0,
+        "history": {"loss": [], "seconds": []},
+    }
+    if cfg.resume_from is not None:
+        state = load_checkpoint(Path(cfg.resume_from), optimizer=opt, generator=gen)
+    history: dict[str, list[float]] = state["history"]
+    n = len(examples)
+    per_epoch = -(-n // cfg.grad_accum_steps)
+    total = (
+        per_epoch * cfg.epochs
+        if cfg.max_steps is None
+        else min(cfg.max_steps, per_epoch * cfg.epochs)
+    )
+    layouts: dict[int, ReaderLayout] = {}
+    bar = tqdm(
+        total=total,
+        initial=state["step"],
+        disable=not cfg.show_progress,
+        desc=f"train ({cfg.supervision})",
+    )
+    step, seen, busy = int(state["step"]), 0, 0.0
+    done = step >= total
+    for epoch in range(int(state["epoch"]), cfg.epochs):
+        if done:
+            break
+        order = torch.randperm(
+            n, generator=torch.Generator().manual_seed(cfg.seed + epoch)
+        ).tolist()
+        start = int(state["pos"]) if epoch == int(state["epoch"]) else 0
+        acc, acc_n, t0 = 0.0, 0, time.perf_counter()
+        for pos in range(start, n):
+            i = order[pos]
+            if not examples[i].paragraphs:  # nothing to rank: no signal
+                loss = None
+            elif reader is not None and i not in layouts:
+                ex = examples[i]
+                layouts[i] = reader.layout(ex.question, ex.paragraph_texts(), ex.answer)
+            if examples[i].paragraphs:
+                loss = example_loss(
+                    reranker, examples[i], reader=reader, layout=layouts.get(i), generator=gen
+                )
+            if loss is not None:
+                (loss / cfg.grad_accum_steps).backward()
+                acc += float(loss.detach())
+                acc_n += 1
+            seen += 1
+            if (pos + 1) % cfg.grad_accum_steps and pos != n - 1:
+                continue
+            torch.nn.utils.clip_grad_norm_(reranker.parameters(), cfg.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            elapsed = time.perf_counter() - t0
+            busy += elapsed
+            history["loss"].append(acc / max(acc_n, 1))
+            history["seconds"].append(elapsed)
+            bar.update(1)
+            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
+            acc, acc_n, t0 = 0.0, 0, time.perf_counter()
+            next_state = {
+                "epoch": epoch if pos + 1 < n else epoch + 1,
+                "pos": (pos + 1) % n,
+                "step": step,
+                "history": history,
+            }
+            done = step >= total
+            if step % cfg.save_every_steps == 0 or done or pos == n - 1:
+                save_checkpoint(
+                    out / f"checkpoint_step_{step}",
+                    reranker=reranker,
+                    optimizer=opt,
+                    generator=gen,
+                    state=next_state,
+                )
+                _prune(out, cfg.keep_checkpoints)
+            if done:
+                break
+    bar.close()
+    reranker.scorer.eval()
+    model_dir = reranker.save_pretrained(out / "final_model")
+    (out / "history.json").write_text(json.dumps(history) + "\n", encoding="utf-8")
+    plot_curves(history, out / "curves.png", title=f"G-Rerank ({cfg.supervision})")
+    return GRerankResult(
+        model_dir=model_dir,
+        history=history,
+        seconds_per_example=busy / max(seen, 1),
+        examples_seen=seen,
+    )
+
+
+def _prune(out: Path, keep: int) -> None:
+    ckpts = sorted(out.glob("checkpoint_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    for old in ckpts[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def plot_curves(history: dict[str, list[float]], path: Path, *, title: str = "training") -> bool:
+    """Loss per optimiser step (and a moving average) as a PNG; ``False`` without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib not installed: no curves PNG")
+        return False
+    loss = history.get("loss", [])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(loss) + 1), loss, lw=0.8, alpha=0.5, label="loss")
+    w = max(1, len(loss) // 10)
+    if len(loss) >= w > 1:
+        avg = torch.tensor(loss).unfold(0, w, 1).mean(dim=1).tolist()
+        ax.plot(range(w, len(loss) + 1), avg, lw=1.8, label=f"moving average ({w})")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

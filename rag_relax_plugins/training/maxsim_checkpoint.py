@@ -1,0 +1,60 @@
+"""Checkpoint and curve I/O of the MaxSim training loop (safetensors + JSON, atomic, no pickle)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
+
+__all__ = ["load_optimizer", "plot_history", "save_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+
+def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    def write(tmp: Path) -> None:
+        reranker.save(tmp / "model")
+        sd = opt.state_dict()
+        tensors = {f"{pid}.{k}": v.detach().cpu().contiguous() for pid, st in sd["state"].items()
+                   for k, v in st.items() if isinstance(v, torch.Tensor)}
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "optimizer.json").write_text(json.dumps({"param_groups": sd["param_groups"]}), encoding="utf-8")
+        (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
+
+    atomic_folder(folder, write)
+
+
+def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, t in load_file(str(folder / "optimizer.safetensors")).items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = t
+    groups = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))["param_groups"]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> None:
+    """Loss per step and validation MRR per epoch as a PNG; skipped without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        log.warning("matplotlib not installed: no loss curve PNG")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(history["step_loss"])
+    axes[0].set(xlabel="optimiser step", ylabel="InfoNCE loss", title="training loss")
+    axes[1].plot(range(1, len(history["val_mrr"]) + 1), history["val_mrr"], marker="o")
+    axes[1].set(xlabel="epoch", ylabel="validation MRR (or -train loss)", title="selection metric")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,255 @@
+"""Training data for the MaxSim reranker, and a cache of frozen-backbone token vectors.
+
+A :class:`QueryGroup` is one query with its candidate texts (row ids into a shared text table)
+and which candidates are gold. HotpotQA distractor questions give groups of ~10 paragraphs with 2
+gold ones and 8 distractors (natural hard negatives); the HotpotQA evidence file gives
+(question, gold sentences) groups with a single candidate (in-batch negatives only).
+
+When the backbone is frozen its token vectors never change, so :class:`TokenCache` computes them
+once (batched, under inference mode) and stores them packed in ``float16`` (half the memory; the
+projection runs in ``float32``). A cache file is named by a fingerprint of the backbone, marker,
+``max_seq_length`` and the texts, so a stale cache is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rag_relax_plugins.datasets.hotpotqa import HotpotEvidence, HotpotExample
+from rag_relax_plugins.rerankers.maxsim import MaxSimReranker, PackedTokens
+
+__all__ = [
+    "HotpotSplit",
+    "QueryGroup",
+    "TextTable",
+    "TokenCache",
+    "evidence_groups",
+    "hotpot_groups",
+    "hotpot_split",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QueryGroup:
+    """One query and its candidates.
+
+    Attributes:
+        query: row of the query in the query table.
+        candidates: rows of the candidate texts in the text table, in data order.
+        gold: positions in ``candidates`` of the gold (positive) texts.
+        type: question type (``"bridge"``, ``"comparison"``, ``"evidence"``...).
+    """
+
+    query: int
+    candidates: tuple[int, ...]
+    gold: tuple[int, ...]
+    type: str = ""
+
+
+class TextTable:
+    """Unique strings with stable row ids (first occurrence order)."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._rows: dict[str, int] = {}
+
+    def add(self, text: str) -> int:
+        """Row of ``text`` (added when new)."""
+        row = self._rows.get(text)
+        if row is None:
+            row = self._rows[text] = len(self.texts)
+            self.texts.append(text)
+        return row
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def hotpot_groups(
+    examples: Sequence[HotpotExample], queries: TextTable, texts: TextTable, *, skip_no_gold: bool = True
+) -> list[QueryGroup]:
+    """Groups from HotpotQA distractor questions (candidates = the context paragraphs).
+
+    Args:
+        examples: distractor questions.
+        queries, texts: tables the question and paragraph strings are added to.
+        skip_no_gold: leave out questions none of whose gold paragraphs is in the context.
+    """
+    out = []
+    for ex in examples:
+        gold = ex.gold_indices
+        if skip_no_gold and not gold:
+            continue
+        cands = tuple(texts.add(t) for t in ex.paragraph_texts())
+        out.append(QueryGroup(queries.add(ex.question), cands, tuple(gold), ex.type))
+    return out
+
+
+def evidence_groups(items: Sequence[HotpotEvidence], queries: TextTable, texts: TextTable) -> list[QueryGroup]:
+    """Groups from HotpotQA evidence rows: the joined gold sentences are the only candidate."""
+    out = []
+    for ev in items:
+        passage = " ".join(s.strip() for s in ev.evidence if s.strip())
+        if passage:
+            out.append(QueryGroup(queries.add(ev.question), (texts.add(passage),), (0,), "evidence"))
+    return out
+
+
+def _fingerprint(reranker: MaxSimReranker, marker: str, texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    meta = {
+        "backbone": str(getattr(reranker.encoder, "model_path", type(reranker.encoder).__name__)),
+        "marker": marker,
+        "max_seq_length": reranker.config.max_seq_length,
+        "token_dim": reranker.config.token_dim,
+    }
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:20]
+
+
+class TokenCache:
+    """Packed frozen-backbone token vectors of a list of texts.
+
+    Attributes:
+        packed: ``(T, D) x float16`` tokens with ``(N + 1,)`` offsets (see :class:`PackedTokens`).
+    """
+
+    def __init__(self, packed: PackedTokens) -> None:
+        self.packed = packed
+
+    @classmethod
+    def build(
+        cls,
+        reranker: MaxSimReranker,
+        texts: Sequence[str],
+        *,
+        marker: str,
+        cache_dir: str | os.PathLike[str] | None = None,
+        show_progress: bool = False,
+    ) -> TokenCache:
+        """Encode ``marker + text`` for every text (or load the matching cache file).
+
+        Args:
+            reranker: supplies the backbone (its projection is not applied).
+            texts: ``N`` strings.
+            marker: the query or document marker.
+            cache_dir: folder for ``tokens-<fingerprint>.safetensors``; ``None`` disables the file.
+            show_progress: progress bar over backbone batches.
+        """
+        path = None
+        if cache_dir is not None and reranker.config.trained_layers == 0:  # shipped weights only
+            path = Path(cache_dir) / f"tokens-{_fingerprint(reranker, marker, texts)}.safetensors"
+            if path.is_file():
+                t = load_file(str(path))
+                log.info("loaded %d cached token sequences from %s", len(texts), path)
+                return cls(PackedTokens(tokens=t["tokens"], offsets=t["offsets"]))
+        packed = reranker.backbone_tokens(list(texts), marker=marker, show_progress=show_progress)
+        packed = PackedTokens(tokens=packed.tokens.to("cpu", torch.float16), offsets=packed.offsets.cpu())
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            save_file({"tokens": packed.tokens.contiguous(), "offsets": packed.offsets.contiguous()}, str(tmp))
+            os.replace(tmp, path)
+        return cls(packed)
+
+    def __len__(self) -> int:
+        return int(self.packed.offsets.numel() - 1)
+
+    def gather(self, rows: Sequence[int], device: torch.device) -> PackedTokens:
+        """Packed ``float32`` tokens of ``rows`` (in that order) on ``device``.
+
+        Returns:
+            :class:`PackedTokens` ``(T', D)`` with ``(len(rows) + 1,)`` offsets.
+        """
+        off = self.packed.offsets
+        starts, ends = off[list(rows)], off[[r + 1 for r in rows]]
+        lengths = ends - starts  # (n,)
+        # token index of every gathered row: start of its text + position inside it
+        owner = torch.repeat_interleave(torch.arange(len(rows)), lengths)
+        first = torch.cumsum(lengths, 0) - lengths
+        idx = starts[owner] + torch.arange(int(lengths.sum())) - first[owner]
+        tokens = self.packed.tokens[idx].to(device, torch.float32)
+        offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)]).to(device)
+        return PackedTokens(tokens=tokens, offsets=offsets)
+
+    def padded(self, rows: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ``float32`` tokens of ``rows``.
+
+        Returns:
+            ``((B, L, D) x float32, (B, L) x bool)`` with zeros at padding.
+        """
+        packed = self.gather(rows, device)
+        lengths = packed.lengths
+        width = max(1, int(lengths.max())) if len(rows) else 1
+        mask = torch.arange(width, device=device)[None, :] < lengths[:, None]  # (B, L)
+        out = packed.tokens.new_zeros(len(rows), width, packed.tokens.shape[-1])
+        out[mask] = packed.tokens  # row-major order of the mask = packed order
+        return out, mask
+
+
+@dataclass
+class HotpotSplit:
+    """Fixed split of the HotpotQA distractor file for reranker training and evaluation.
+
+    Attributes:
+        train, val, test: groups (``val`` = the last ``val_rows`` of the training rows; ``test`` =
+            every row after ``train_rows``). Questions without a gold paragraph are left out.
+        queries, texts: the string tables the groups index.
+    """
+
+    train: list[QueryGroup]
+    val: list[QueryGroup]
+    test: list[QueryGroup]
+    queries: TextTable
+    texts: TextTable
+
+
+def hotpot_split(
+    data: str | os.PathLike[str] | None = None,
+    *,
+    train_rows: int = 400,
+    val_rows: int = 0,
+    evidence: bool = False,
+) -> HotpotSplit:
+    """Load the distractor file and split it: rows ``[0, train_rows)`` train, the rest test.
+
+    Args:
+        data: the distractor JSONL, or the data folder (default ``$RAG_RELAX_DATA`` / ``../shared/data``).
+        train_rows: rows used for training (400 of the shared 500-row file).
+        val_rows: the last ``val_rows`` training rows are held out for model selection.
+        evidence: add the ``hotpotqa/evidence_500.jsonl`` rows as extra training groups (it has
+            no overlap with the distractor file).
+    """
+    from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor, load_hotpotqa_evidence
+
+    if not 0 <= val_rows < train_rows:
+        raise ValueError(f"val_rows must satisfy 0 <= val_rows < train_rows, got {val_rows} and {train_rows}")
+    rows = load_hotpotqa_distractor(data)
+    if len(rows) <= train_rows:
+        raise ValueError(f"train_rows must be < the {len(rows)} rows of the distractor file, got {train_rows}")
+    queries, texts = TextTable(), TextTable()
+    fit = train_rows - val_rows
+    train = hotpot_groups(rows[:fit], queries, texts)
+    val = hotpot_groups(rows[fit:train_rows], queries, texts)
+    test = hotpot_groups(rows[train_rows:], queries, texts)
+    if evidence:
+        folder = None
+        if data is not None:
+            p = Path(data)
+            folder = p.parent.parent if p.is_file() else p  # .../hotpotqa/distractor_500.jsonl -> data root
+        train += evidence_groups(load_hotpotqa_evidence(folder), queries, texts)
+    return HotpotSplit(train=train, val=val, test=test, queries=queries, texts=texts)

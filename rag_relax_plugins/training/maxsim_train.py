@@ -1,0 +1,386 @@
+"""Contrastive training of the MaxSim reranker's projection (late interaction learned, not borrowed).
+
+Loss: InfoNCE (van den Oord et al., 2018) over MaxSim scores. For every (query, gold text) pair the
+candidates are that gold text, the query's own non-gold candidates (for HotpotQA the 8 distractor
+paragraphs: hard negatives) and every candidate of the other queries in the batch (in-batch
+negatives); the query's other gold texts are masked out. Scores are the mean-over-query-tokens
+MaxSim in ``[-1, 1]`` divided by ``temperature`` (ColBERT trains the summed score with a softmax
+over one positive and one hard negative; here many negatives, as in later ColBERT versions).
+
+With the backbone frozen (default) its token vectors are computed once
+(:class:`~rag_relax_plugins.training.maxsim_data.TokenCache`) and each step only runs the
+projection and MaxSim: an epoch over 400 HotpotQA questions takes seconds on a CPU.
+``train_last_layers=N`` also fine-tunes the final ``N`` transformer layers (full forward per
+step; use a GPU).
+
+Python API: :func:`train_maxsim` with a :class:`MaxSimTrainConfig`; ``rag-relax train-maxsim``
+wraps it::
+
+    rag-relax train-maxsim --output runs/maxsim --epochs 4 --projection-dim 128
+
+Writes ``train_config.json``, ``training.log``, ``checkpoint_epoch_N/`` (reranker, optimiser
+state, trainer state), ``best_model/`` (best validation MRR), ``final_model/``, ``history.json``
+and ``loss_curves.png``; ``resume_from`` continues from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rag_relax_plugins.core.metrics import evaluate
+from rag_relax_plugins.rerankers.maxsim import (
+    MaxSimConfig,
+    MaxSimReranker,
+    PackedTokens,
+    pack_tokens,
+)
+from rag_relax_plugins.training.maxsim_checkpoint import (
+    load_optimizer,
+    plot_history,
+    save_checkpoint,
+)
+from rag_relax_plugins.training.maxsim_data import QueryGroup, TokenCache
+
+__all__ = ["MaxSimTrainConfig", "evaluate_groups", "group_info_nce", "train_maxsim"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MaxSimTrainConfig:
+    """All options of :func:`train_maxsim` (saved as ``train_config.json``)."""
+
+    output_dir: str = "runs/maxsim"
+    data: str | None = None  # distractor JSONL or data folder (default: $RAG_RELAX_DATA)
+    train_rows: int = 400  # the first N distractor rows are training data (the rest: test)
+    val_rows: int = 40  # the last M of those select best_model (0: the final epoch is best)
+    evidence: bool = False  # add hotpotqa/evidence_500 pairs (in-batch negatives only)
+    backbone: str | None = None
+    projection_dim: int | None = 128
+    max_seq_length: int = 256
+    train_last_layers: int = 0
+    epochs: int = 4
+    batch_size: int = 16
+    hard_negatives: int = 8  # distractors kept per question and step (sampled)
+    learning_rate: float = 1e-3
+    backbone_learning_rate: float = 2e-5
+    weight_decay: float = 0.0
+    temperature: float = 0.05
+    max_steps: int | None = None
+    seed: int = 0
+    device: str | None = None
+    resume_from: str | None = None
+    cache_dir: str | None = None  # frozen-backbone token cache (default: <output_dir>/token_cache)
+    show_progress: bool = True
+    save_checkpoints: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_seq_length", "train_rows"):
+            if isinstance(getattr(self, name), bool) or int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
+        for name in ("val_rows", "hard_negatives", "train_last_layers"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.val_rows >= self.train_rows:
+            raise ValueError(f"val_rows must be < train_rows ({self.train_rows}), got {self.val_rows}")
+        for name in ("learning_rate", "backbone_learning_rate", "temperature"):
+            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MaxSimTrainConfig:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown training options: {unknown}")
+        return cls(**data)
+
+    def model_config(self, token_dim: int = 384) -> MaxSimConfig:
+        return MaxSimConfig(backbone=self.backbone, projection_dim=self.projection_dim,
+                            max_seq_length=self.max_seq_length, token_dim=token_dim,
+                            trained_layers=self.train_last_layers, seed=self.seed)
+
+
+def group_info_nce(
+    scores: torch.Tensor, gold: Sequence[Sequence[int]], *, temperature: float
+) -> torch.Tensor:
+    """InfoNCE with several positives per query, one softmax per (query, positive) pair.
+
+    Args:
+        scores: ``(B, C) x float`` scores of every query against every candidate of the batch.
+        gold: for each of the ``B`` queries, the columns of its positives (at least one each).
+        temperature: softmax temperature > 0.
+
+    Returns:
+        Scalar mean over pairs of ``-log softmax`` of the positive, where the row's candidates are
+        all columns except the query's other positives.
+    """
+    if scores.dim() != 2 or len(gold) != scores.shape[0]:
+        raise ValueError(f"scores must be (B, C) with B = len(gold) = {len(gold)}, got {tuple(scores.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    rows, targets = [], []
+    is_gold = torch.zeros_like(scores, dtype=torch.bool)
+    for b, cols in enumerate(gold):
+        if not cols:
+            raise ValueError(f"gold[{b}] must hold at least one positive column")
+        for c in cols:
+            rows.append(b)
+            targets.append(c)
+            is_gold[b, c] = True
+    r = torch.tensor(rows, device=scores.device)
+    t = torch.tensor(targets, device=scores.device)
+    drop = is_gold[r].clone()  # (P, C): the query's positives ...
+    drop[torch.arange(len(rows), device=scores.device), t] = False  # ... except this pair's one
+    logits = (scores[r] / temperature).masked_fill(drop, float("-inf"))
+    return F.cross_entropy(logits, t)
+
+
+def _batch_scores(
+    reranker: MaxSimReranker, q: tuple[torch.Tensor, torch.Tensor], docs: PackedTokens
+) -> torch.Tensor:
+    """``(B, C)`` scores from backbone query tokens ``(B, Lq, D)`` and packed document tokens."""
+    q_vecs = reranker.head(q[0]) * q[1][..., None]  # (B, Lq, d) zero at padding
+    return reranker.score_tokens(q_vecs, q[1], reranker.head(docs.tokens), docs.offsets)
+
+
+def evaluate_groups(
+    reranker: MaxSimReranker,
+    groups: Sequence[QueryGroup],
+    queries: TokenCache,
+    texts: TokenCache,
+    *,
+    metrics: Sequence[str] = ("recall@2", "recall@5", "mrr"),
+) -> dict[str, dict[str, float]]:
+    """Rank each group's candidates with the reranker's head over cached backbone tokens.
+
+    Returns:
+        ``{"all": {metric: mean}, <type>: {...}, ...}`` with ``"n"`` (questions) in each entry.
+    """
+    if not groups:
+        raise ValueError("groups must not be empty")
+    dev = reranker.device
+    rankings: list[list[str | int]] = []
+    with torch.inference_mode():
+        for g in groups:
+            q = queries.padded([g.query], dev)
+            s = _batch_scores(reranker, q, texts.gather(g.candidates, dev))[0]
+            rankings.append(torch.sort(s, descending=True, stable=True).indices.tolist())
+    qrels: list[dict[str | int, float]] = [{i: 1.0 for i in g.gold} for g in groups]
+    out: dict[str, dict[str, float]] = {}
+    for name in ["all", *sorted({g.type for g in groups})]:
+        keep = [i for i, g in enumerate(groups) if name in ("all", g.type)]
+        res = evaluate([rankings[i] for i in keep], [qrels[i] for i in keep], list(metrics), skip_empty=True)
+        out[name] = {**res, "n": float(len(keep))}
+    return out
+
+
+def _online_tokens(reranker: MaxSimReranker, texts: list[str], marker: str) -> PackedTokens:
+    """Backbone token vectors with gradients (for ``train_last_layers > 0``)."""
+    enc: Any = reranker.encoder
+    feats = enc.tokenizer([marker + t for t in texts], padding=True, truncation=True,
+                          max_length=reranker.config.max_seq_length, return_tensors="pt")
+    feats = {k: v.to(reranker.device) for k, v in feats.items()}
+    hidden = enc.model[0](dict(feats))["token_embeddings"].float()  # (B, L, D)
+    from rag_relax_plugins.embedders.base import TokenEmbeddings
+
+    return pack_tokens(TokenEmbeddings(hidden, feats["attention_mask"].bool()))
+
+
+def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Seeded shuffle per epoch (depends only on seed and epoch: resuming reproduces it)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 10_007 + epoch)).tolist()
+    return [order[s : s + batch_size] for s in range(0, n, batch_size) if len(order[s : s + batch_size]) >= 2]
+
+
+def _sample_candidates(g: QueryGroup, k: int, gen: torch.Generator) -> tuple[list[int], list[int]]:
+    """The group's gold rows and up to ``k`` sampled non-gold rows (table ids)."""
+    gold = [g.candidates[i] for i in g.gold]
+    neg = [c for i, c in enumerate(g.candidates) if i not in g.gold]
+    if len(neg) > k:
+        neg = [neg[i] for i in torch.randperm(len(neg), generator=gen)[:k].tolist()]
+    return gold, neg
+
+
+def training_step_loss(reranker: MaxSimReranker, batch: Sequence[QueryGroup], cfg: MaxSimTrainConfig, *,
+                       gen: torch.Generator, queries: TokenCache | None, texts: TokenCache | None,
+                       query_strings: Sequence[str], text_strings: Sequence[str]) -> torch.Tensor:
+    """Loss of one batch of groups (cached tokens when the backbone is frozen, else online)."""
+    cols: list[int] = []  # table rows of the batch's candidates, deduplicated
+    where: dict[int, int] = {}
+    gold_cols: list[list[int]] = []
+    for g in batch:
+        gold, neg = _sample_candidates(g, cfg.hard_negatives, gen)
+        for row in gold + neg:
+            if row not in where:
+                where[row] = len(cols)
+                cols.append(row)
+        gold_cols.append([where[r] for r in gold])
+    dev = reranker.device
+    if queries is not None and texts is not None:
+        q = queries.padded([g.query for g in batch], dev)
+        docs = texts.gather(cols, dev)
+    else:
+        qp = _online_tokens(reranker, [query_strings[g.query] for g in batch], reranker.config.query_marker)
+        docs = _online_tokens(reranker, [text_strings[c] for c in cols], reranker.config.document_marker)
+        q = TokenCache(qp).padded(range(len(batch)), dev)  # type: ignore[arg-type]
+    scores = _batch_scores(reranker, q, docs)  # (B, C)
+    return group_info_nce(scores, gold_cols, temperature=cfg.temperature)
+
+
+def train_maxsim(
+    cfg: MaxSimTrainConfig,
+    groups: Sequence[QueryGroup],
+    query_strings: Sequence[str],
+    text_strings: Sequence[str],
+    *,
+    val_groups: Sequence[QueryGroup] = (),
+    reranker: MaxSimReranker | None = None,
+) -> dict[str, Any]:
+    """Train the projection (and optionally the last backbone layers) of a MaxSim reranker.
+
+    Args:
+        cfg: options; ``cfg.output_dir`` receives models, checkpoints, logs and curves.
+        groups: training groups (see :mod:`~rag_relax_plugins.training.maxsim_data`).
+        query_strings, text_strings: the tables the groups' rows index.
+        val_groups: groups whose MRR selects ``best_model`` (none: the final epoch).
+        reranker: start from this reranker (e.g. sharing a loaded encoder); default: a new one
+            from ``cfg.model_config()`` (or the checkpoint's model when resuming).
+
+    Returns:
+        ``{"history", "output_dir", "steps", "best_val_mrr"}``.
+    """
+    if len(groups) < 2:
+        raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "training.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    old_level = log.level
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        return _train(cfg, out, groups, query_strings=query_strings, text_strings=text_strings,
+                      val_groups=val_groups, reranker=reranker)
+    finally:
+        log.setLevel(old_level)
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, query_strings: Sequence[str],
+           text_strings: Sequence[str], val_groups: Sequence[QueryGroup],
+           reranker: MaxSimReranker | None) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    ck = Path(cfg.resume_from) if cfg.resume_from else None
+    if ck is not None and not (ck / "trainer_state.json").is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ck} (expected trainer_state.json inside)")
+    if reranker is None:
+        reranker = (MaxSimReranker.load(ck / "model", device=cfg.device) if ck is not None
+                    else MaxSimReranker(cfg.model_config(), device=cfg.device))
+    elif ck is not None:
+        reranker = MaxSimReranker.load(ck / "model", encoder=reranker.encoder)
+    if cfg.train_last_layers and reranker.config.trained_layers != cfg.train_last_layers:
+        reranker.config = replace(reranker.config, trained_layers=cfg.train_last_layers)
+    frozen = cfg.train_last_layers == 0
+    groups_ = [{"params": list(reranker.head.parameters()), "lr": cfg.learning_rate}]
+    backbone_params = list(reranker.trainable_backbone_parameters(cfg.train_last_layers).values()) if not frozen else []
+    if backbone_params:  # gradients only for the unfrozen layers (the backbone stays in eval mode)
+        backbone: Any = reranker.encoder
+        for p in backbone.model.parameters():
+            p.requires_grad_(False)
+        for p in backbone_params:
+            p.requires_grad_(True)
+        groups_.append({"params": backbone_params, "lr": cfg.backbone_learning_rate})
+    opt = torch.optim.AdamW(groups_, weight_decay=cfg.weight_decay)
+    cache_dir = cfg.cache_dir or str(out / "token_cache")
+    q_cache = t_cache = None
+    if frozen:
+        q_cache = TokenCache.build(reranker, query_strings, marker=reranker.config.query_marker, cache_dir=cache_dir)
+        t_cache = TokenCache.build(reranker, text_strings, marker=reranker.config.document_marker,
+                                   cache_dir=cache_dir, show_progress=cfg.show_progress)
+    elif val_groups:
+        log.warning("validation with train_last_layers > 0 re-encodes the validation texts each epoch")
+    per_epoch = len(_batches(len(groups), cfg.batch_size, cfg.seed, 0))
+    total = per_epoch * cfg.epochs if cfg.max_steps is None else min(per_epoch * cfg.epochs, cfg.max_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(1, total)))
+    history: dict[str, list[float]] = {"step_loss": [], "train_loss": [], "val_mrr": []}
+    start_epoch, step, best = 0, 0, -math.inf
+    if ck is not None:
+        state = json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
+        load_optimizer(opt, ck)
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+        log.info("resumed from %s at epoch %d, step %d", ck, start_epoch, step)
+    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-maxsim")
+    for epoch in range(start_epoch, cfg.epochs):
+        if step >= total:
+            break
+        gen = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch)  # negative sampling
+        reranker.head.train()
+        losses: list[float] = []
+        for idx in _batches(len(groups), cfg.batch_size, cfg.seed, epoch):
+            loss = training_step_loss(reranker, [groups[i] for i in idx], cfg, gen=gen, queries=q_cache,
+                                      texts=t_cache, query_strings=query_strings, text_strings=text_strings)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            history["step_loss"].append(losses[-1])
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if step >= total:
+                break
+        reranker.head.eval()
+        history["train_loss"].append(sum(losses) / max(1, len(losses)))
+        val = (_validate(reranker, val_groups, q_cache=q_cache, t_cache=t_cache,
+                         query_strings=query_strings, text_strings=text_strings)
+               if val_groups else -history["train_loss"][-1])
+        history["val_mrr"].append(val)
+        log.info("epoch %d train_loss %.5f val %.5f", epoch + 1, history["train_loss"][-1], val)
+        if val > best:
+            best = val
+            reranker.save(out / "best_model")
+        if cfg.save_checkpoints:
+            state = {"epoch": epoch + 1, "step": step, "best": best, "history": history, "scheduler": sched.state_dict()}
+            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state)
+    bar.close()
+    reranker.save(out / "final_model")
+    (out / "history.json").write_text(json.dumps(history), encoding="utf-8")
+    plot_history(history, out / "loss_curves.png")
+    return {"history": history, "output_dir": str(out), "steps": step, "best_val_mrr": best}
+
+
+def _validate(reranker: MaxSimReranker, val_groups: Sequence[QueryGroup], *, q_cache: TokenCache | None,
+              t_cache: TokenCache | None, query_strings: Sequence[str], text_strings: Sequence[str]) -> float:
+    """Validation MRR (with a trained backbone, the validation texts are encoded afresh)."""
+    if q_cache is not None and t_cache is not None:
+        return evaluate_groups(reranker, val_groups, q_cache, t_cache, metrics=("mrr",))["all"]["mrr"]
+    rows = sorted({c for g in val_groups for c in g.candidates})
+    where = {r: i for i, r in enumerate(rows)}
+    texts = TokenCache(reranker.backbone_tokens([text_strings[r] for r in rows], marker=reranker.config.document_marker))
+    local = [QueryGroup(g.query, tuple(where[c] for c in g.candidates), g.gold, g.type) for g in val_groups]
+    if q_cache is None:
+        q_cache = TokenCache(reranker.backbone_tokens(list(query_strings), marker=reranker.config.query_marker))
+    return evaluate_groups(reranker, local, q_cache, texts, metrics=("mrr",))["all"]["mrr"]

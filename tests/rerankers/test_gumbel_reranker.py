@@ -1,0 +1,185 @@
+"""GumbelReranker: scoring, rerank contract, training mask, persistence, validation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from _gumbel_helpers import tiny_scorer
+
+from rag_relax_plugins.rerankers.base import BaseReranker
+from rag_relax_plugins.rerankers.gumbel import GumbelReranker, relevance
+
+Q = "which fruit is red?"
+DOCS = [
+    "apples are red fruit",
+    "stones are grey",
+    "the sky is blue",
+    "cherries are red too",
+    "sand",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: several times faster on a shared, oversubscribed CPU; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def reranker(minilm_path: str) -> GumbelReranker:
+    return GumbelReranker(tiny_scorer(minilm_path), k=2, batch_size=2, device="cpu")
+
+
+def test_is_a_base_reranker(reranker: GumbelReranker) -> None:
+    assert isinstance(reranker, BaseReranker)
+
+
+def test_score_shape_dtype_and_determinism(reranker: GumbelReranker) -> None:
+    s = reranker.score(Q, DOCS)
+    assert s.shape == (5,) and s.dtype == torch.float32 and s.device.type == "cpu"
+    assert torch.equal(s, reranker.score(Q, DOCS))
+    assert not reranker.scorer.training
+
+
+def test_batching_does_not_change_scores(reranker: GumbelReranker) -> None:
+    small = reranker.score(Q, DOCS)
+    reranker.batch_size = 16
+    assert torch.allclose(small, reranker.score(Q, DOCS), atol=1e-5)
+
+
+def test_rerank_order_and_top_n(reranker: GumbelReranker) -> None:
+    scores = reranker.score(Q, DOCS)
+    res = reranker.rerank(Q, DOCS, top_n=3)
+    assert [r.index for r in res] == torch.sort(scores, descending=True, stable=True).indices[
+        :3
+    ].tolist()
+    assert [r.score for r in res] == sorted((r.score for r in res), reverse=True)
+    assert len(reranker.rerank(Q, DOCS, top_n=50)) == 5
+    assert reranker.rerank(Q, []) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "docs", "top_n", "exc"),
+    [
+        (Q, DOCS, 0, ValueError),
+        (Q, DOCS, 1.5, TypeError),
+        (Q, ["ok", 3], None, TypeError),
+        (7, DOCS, None, TypeError),
+        (Q, "not a list", None, TypeError),
+    ],
+)
+def test_rerank_bad_input(
+    reranker: GumbelReranker, query: object, docs: object, top_n: object, exc: type
+) -> None:
+    with pytest.raises(exc):
+        reranker.rerank(query, docs, top_n=top_n)  # type: ignore[arg-type]
+
+
+def test_score_rejects_empty(reranker: GumbelReranker) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        reranker.score(Q, [])
+
+
+def test_training_mask_and_gradients(reranker: GumbelReranker) -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = reranker.training_scores(Q, DOCS)
+    mask = reranker.training_mask(scores, generator=gen)
+    md = mask.detach()
+    assert md.shape == (5,) and bool(((md >= 0) & (md <= 1)).all()) and float(md.sum()) <= 2 + 1e-5
+    (mask * torch.arange(5.0)).sum().backward()
+    head = reranker.scorer.get_parameter("head.weight")
+    assert head.grad is not None and float(head.grad.abs().sum()) > 0
+    again = reranker.training_mask(scores.detach(), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(mask.detach(), again)
+
+
+def test_training_mask_clips_k_to_candidates(reranker: GumbelReranker) -> None:
+    m = reranker.training_mask(torch.tensor([0.1]), k=3)
+    assert m.shape == (1,)
+
+
+def test_hard_topk_is_deterministic(reranker: GumbelReranker) -> None:
+    s = torch.tensor([0.1, 2.0, -1.0, 1.5])
+    assert reranker.hard_topk(s).tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_subset_mode_sums_to_k(minilm_path: str) -> None:
+    r = GumbelReranker(tiny_scorer(minilm_path), k=2, mode="subset", device="cpu")
+    m = r.training_mask(torch.randn(6), generator=torch.Generator().manual_seed(1))
+    assert torch.isclose(m.sum(), torch.tensor(2.0), atol=1e-4)
+
+
+def test_save_and_load_round_trip(reranker: GumbelReranker, tmp_path: Path) -> None:
+    with torch.no_grad():
+        reranker.scorer.get_parameter("head.weight").add_(0.1)
+    folder = reranker.save_pretrained(tmp_path / "model")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # atomic: no temp left
+    assert (folder / "model.safetensors").is_file() and not list(folder.rglob("*.bin"))
+    loaded = GumbelReranker.from_pretrained(folder, device="cpu")
+    assert torch.allclose(loaded.score(Q, DOCS), reranker.score(Q, DOCS), atol=1e-6)
+    assert (loaded.k, loaded.mode, loaded.tau, loaded.kappa) == (
+        reranker.k,
+        reranker.mode,
+        reranker.tau,
+        reranker.kappa,
+    )
+
+
+def test_load_errors(reranker: GumbelReranker, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        GumbelReranker.from_pretrained(tmp_path / "missing")
+    folder = reranker.save_pretrained(tmp_path / "m")
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "format_version": 99}))
+    with pytest.raises(ValueError, match="format_version"):
+        GumbelReranker.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"k": 0}, ValueError),
+        ({"mode": "topk"}, ValueError),
+        ({"tau": 0.0}, ValueError),
+        ({"kappa": -1.0}, ValueError),
+        ({"batch_size": 0}, ValueError),
+    ],
+)
+def test_constructor_validation(minilm_path: str, kwargs: dict, exc: type) -> None:
+    with pytest.raises(exc):
+        GumbelReranker(tiny_scorer(minilm_path), **kwargs)
+
+
+def test_constructor_rejects_unknown_scorer() -> None:
+    with pytest.raises(TypeError, match="scorer"):
+        GumbelReranker(scorer=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="scorer"):
+        GumbelReranker(scorer="colbert")
+
+
+def test_relevance_mapping(reranker: GumbelReranker) -> None:
+    assert reranker.relevance(0.0) == 0.5 == relevance(0.0)
+    assert 0.0 < relevance(-50.0) < relevance(1.0) < relevance(50.0) <= 1.0
+
+
+@pytest.mark.models
+def test_bi_scorer_ranks_like_minilm_cosine(minilm_path: str) -> None:
+    """The untrained bi-encoder scorer is the MiniLM cosine (row (a) of the benchmark)."""
+    from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
+
+    r = GumbelReranker("bi", backbone=minilm_path, device="cpu")
+    enc = SentenceTransformerEncoder(minilm_path, device="cpu")
+    q = enc.encode([Q], normalize=True)
+    d = enc.encode(DOCS, normalize=True)
+    cos = (d @ q.T).squeeze(1)
+    assert torch.allclose(r.score(Q, DOCS) / r.scorer.log_scale.exp().item(), cos, atol=1e-4)  # type: ignore[operator]
+    assert r.relevance(float(r.score(Q, DOCS)[0])) == pytest.approx(
+        (float(cos[0]) + 1) / 2, abs=1e-4
+    )

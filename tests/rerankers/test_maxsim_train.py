@@ -1,0 +1,157 @@
+"""Contrastive MaxSim training: loss, token cache, loop, checkpoints and resume (hashing encoder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rag_relax_plugins.embedders.hashing import HashingEncoder
+from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
+from rag_relax_plugins.training.maxsim_data import QueryGroup, TextTable, TokenCache, hotpot_split
+from rag_relax_plugins.training.maxsim_train import (
+    MaxSimTrainConfig,
+    evaluate_groups,
+    group_info_nce,
+    train_maxsim,
+)
+
+DIM = 48
+TOPICS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+
+
+def make_reranker() -> MaxSimReranker:
+    return MaxSimReranker(MaxSimConfig(projection_dim=8, token_dim=DIM, seed=0), encoder=HashingEncoder(dim=DIM, seed=2))
+
+
+def synthetic() -> tuple[list[QueryGroup], TextTable, TextTable]:
+    queries, texts = TextTable(), TextTable()
+    groups = []
+    for i, topic in enumerate(TOPICS):
+        cands = [f"{TOPICS[(i + j) % len(TOPICS)]} notes number {j} about things" for j in range(4)]
+        rows = tuple(texts.add(c) for c in cands)
+        groups.append(QueryGroup(queries.add(f"tell me about {topic}"), rows, (0,), "bridge" if i % 2 else "comparison"))
+    return groups, queries, texts
+
+
+def test_group_info_nce_single_positive_is_cross_entropy() -> None:
+    torch.manual_seed(0)
+    s = torch.randn(4, 4, dtype=torch.float64, requires_grad=True)
+    loss = group_info_nce(s, [[0], [1], [2], [3]], temperature=0.5)
+    ref = F.cross_entropy(s / 0.5, torch.arange(4))
+    torch.testing.assert_close(loss, ref)
+    assert torch.autograd.gradcheck(lambda x: group_info_nce(x, [[0], [1, 2], [2], [3]], temperature=0.5), (s,))
+
+
+def test_group_info_nce_masks_other_positives() -> None:
+    s = torch.tensor([[2.0, 1.0, 0.5, -1.0]])
+    loss = group_info_nce(s, [[0, 1]], temperature=1.0)
+    # pair (0, col 0): candidates {0, 2, 3}; pair (0, col 1): candidates {1, 2, 3}
+    a = -torch.log_softmax(torch.tensor([2.0, 0.5, -1.0]), 0)[0]
+    b = -torch.log_softmax(torch.tensor([1.0, 0.5, -1.0]), 0)[0]
+    torch.testing.assert_close(loss, (a + b) / 2)
+    with pytest.raises(ValueError, match="gold"):
+        group_info_nce(s, [[]], temperature=1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        group_info_nce(s, [[0]], temperature=0.0)
+    with pytest.raises(ValueError, match="scores"):
+        group_info_nce(s, [[0], [1]], temperature=1.0)
+
+
+def test_token_cache_matches_direct_encoding(tmp_path: Path) -> None:
+    rr = make_reranker()
+    texts = ["one two three", "four", "five six"]
+    cache = TokenCache.build(rr, texts, marker="[D] ", cache_dir=tmp_path)
+    direct = rr.backbone_tokens(texts, marker="[D] ")
+    got = cache.gather([2, 0], torch.device("cpu"))
+    lengths = direct.lengths.tolist()
+    assert got.lengths.tolist() == [lengths[2], lengths[0]]
+    want = torch.cat([direct.tokens[direct.offsets[2] : direct.offsets[3]], direct.tokens[: direct.offsets[1]]])
+    torch.testing.assert_close(got.tokens, want, atol=2e-3, rtol=2e-3)  # stored as float16
+    padded, mask = cache.padded([1, 2], torch.device("cpu"))
+    assert padded.shape[:2] == mask.shape and mask.sum(1).tolist() == [lengths[1], lengths[2]]
+    assert float(padded[~mask].abs().sum()) == 0.0
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".safetensors"
+    again = TokenCache.build(rr, texts, marker="[D] ", cache_dir=tmp_path)  # from the file
+    assert torch.equal(again.packed.tokens, cache.packed.tokens)
+    TokenCache.build(rr, texts, marker="[Q] ", cache_dir=tmp_path)  # another marker: another file
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        MaxSimTrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="val_rows"):
+        MaxSimTrainConfig(train_rows=10, val_rows=10)
+    with pytest.raises(ValueError, match="temperature"):
+        MaxSimTrainConfig(temperature=0)
+    with pytest.raises(ValueError, match="unknown"):
+        MaxSimTrainConfig.from_dict({"lr": 1})
+    cfg = MaxSimTrainConfig(epochs=2)
+    assert MaxSimTrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_train_writes_outputs_improves_and_resumes_exactly(tmp_path: Path) -> None:
+    groups, queries, texts = synthetic()
+    cfg = MaxSimTrainConfig(output_dir=str(tmp_path / "a"), epochs=3, batch_size=4, hard_negatives=2,
+                            learning_rate=0.05, temperature=0.1, seed=1, show_progress=False)
+    rr = make_reranker()
+    q = TokenCache(rr.backbone_tokens(queries.texts, marker="[Q] "))
+    t = TokenCache(rr.backbone_tokens(texts.texts, marker="[D] "))
+    before = evaluate_groups(rr, groups, q, t)
+    result = train_maxsim(cfg, groups, queries.texts, texts.texts, val_groups=groups[:4], reranker=rr)
+    hist = result["history"]
+    assert result["steps"] == 6 and len(hist["step_loss"]) == 6 and len(hist["val_mrr"]) == 3
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    out = tmp_path / "a"
+    for name in ("best_model", "final_model", "checkpoint_epoch_1", "checkpoint_epoch_3", "loss_curves.png",
+                 "history.json", "train_config.json", "training.log"):
+        assert (out / name).exists(), name
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # atomic writes left nothing behind
+    after = evaluate_groups(rr, groups, q, t)
+    assert set(after) == {"all", "bridge", "comparison"} and after["all"]["n"] == 8
+    assert after["all"]["mrr"] >= before["all"]["mrr"]
+
+    # resume from epoch 1 in a fresh run: same final weights as the uninterrupted run
+    cfg2 = MaxSimTrainConfig(**{**cfg.to_dict(), "output_dir": str(tmp_path / "b"),
+                                "resume_from": str(out / "checkpoint_epoch_1")})
+    res2 = train_maxsim(cfg2, groups, queries.texts, texts.texts, val_groups=groups[:4], reranker=make_reranker())
+    assert res2["steps"] == 6
+    a = MaxSimReranker.load(out / "final_model", encoder=HashingEncoder(dim=DIM, seed=2))
+    b = MaxSimReranker.load(tmp_path / "b" / "final_model", encoder=HashingEncoder(dim=DIM, seed=2))
+    torch.testing.assert_close(a.head.proj.weight, b.head.proj.weight)  # type: ignore[union-attr]
+    assert json.loads((tmp_path / "b" / "history.json").read_text())["step_loss"] == pytest.approx(hist["step_loss"])
+
+
+def test_train_rejects_bad_input(tmp_path: Path) -> None:
+    groups, queries, texts = synthetic()
+    cfg = MaxSimTrainConfig(output_dir=str(tmp_path), show_progress=False)
+    with pytest.raises(ValueError, match="at least 2"):
+        train_maxsim(cfg, groups[:1], queries.texts, texts.texts, reranker=make_reranker())
+    bad = MaxSimTrainConfig(output_dir=str(tmp_path), resume_from=str(tmp_path / "nope"), show_progress=False)
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        train_maxsim(bad, groups, queries.texts, texts.texts, reranker=make_reranker())
+
+
+def test_hotpot_split(data_dir: Path) -> None:
+    split = hotpot_split(data_dir, train_rows=400, val_rows=40, evidence=False)
+    assert 300 < len(split.train) <= 360 and 0 < len(split.val) <= 40 and 60 < len(split.test) <= 100
+    train_q = {g.query for g in split.train + split.val}
+    assert train_q.isdisjoint({g.query for g in split.test})
+    for g in split.train[:20]:
+        assert g.gold and all(0 <= i < len(g.candidates) for i in g.gold)
+    with_ev = hotpot_split(data_dir, train_rows=400, val_rows=40, evidence=True)
+    assert len(with_ev.train) > len(split.train) and with_ev.train[-1].type == "evidence"
+    with pytest.raises(ValueError, match="train_rows"):
+        hotpot_split(data_dir, train_rows=500)
+
+
+def test_cli_parser_has_train_maxsim() -> None:
+    from rag_relax_plugins.cli import build_parser
+
+    args = build_parser().parse_args(["train-maxsim", "-o", "x", "--epochs", "2", "--projection-dim", "0"])
+    assert args.epochs == 2 and args.projection_dim == 0 and args.train_rows == 400
