@@ -58,8 +58,14 @@ test-fast: $(VENV)/.dev
 test-slow: $(VENV)/.dev
 	$(PY) -m pytest -q -m slow
 
-bench: $(VENV)/.dev $(VENV)/.torchsort
-	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
+# The CPU benchmarks (each prints its ratio table and writes benchmarks/results/*.json; an hour or
+# more in all on 2 cores). The G-Rerank quality and signal runs need a GPU: docs/gumbel_reranker.md
+# gives their commands (benchmarks/gpu/run_grerank_gpu.sh); cuda_check.py / cuda_mol_check.py prove
+# the CUDA path on a GPU machine.
+BENCHES := bench_mol_scale bench_mol_adapters bench_mol_quality bench_gaussian bench_maxsim_reranker bench_grerank_timing
+
+bench: bench-core
+	@set -e; for b in $(BENCHES); do echo "== $$b"; $(PY) benchmarks/$$b.py; done
 
 # torchsort is only a yardstick for the soft-rank benchmark (never a dependency). It compiles a C++
 # extension (a few minutes, once); a stub nvcc on PATH breaks its build, so PATH hides /usr/local/bin.

@@ -1,0 +1,147 @@
+"""Checkpoints of the MoL/two-tower trainer: safetensors + JSON, written atomically, no pickle.
+
+A checkpoint folder ``checkpoint_step_N`` holds:
+
+- ``model.safetensors``: the model's ``state_dict`` (persistent buffers and parameters);
+- ``optimizer.safetensors`` + ``optimizer.json``: the optimiser state flattened to tensors
+  (``"<param index>.<name>"``) plus its param groups and non-tensor entries;
+- ``trainer_state.json``: format version, step, the training config and the loss history.
+
+It is written to a temporary folder in the same parent and renamed into place, so a crash never
+leaves a half-written checkpoint; loading checks the format version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from rag_relax_plugins._io import atomic_folder
+
+__all__ = [
+    "FORMAT_VERSION",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_model_weights",
+    "save_checkpoint",
+    "save_model_weights",
+]
+
+FORMAT_VERSION = 1
+_CKPT_RE = re.compile(r"^checkpoint_step_(\d+)$")
+
+
+def _tensors(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def save_model_weights(model: nn.Module, folder: Path) -> None:
+    """Write ``model.state_dict()`` to ``folder/model.safetensors`` (shared tensors are cloned)."""
+    tensors = {k: v.clone() for k, v in _tensors(model.state_dict()).items()}
+    save_file(tensors, str(folder / "model.safetensors"))
+
+
+def load_model_weights(model: nn.Module, folder: str | os.PathLike[str]) -> None:
+    """Load ``folder/model.safetensors`` into ``model`` (strict: every key must match)."""
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model weights at {path}")
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {path} does not match the model: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}"
+        )
+
+
+def _save_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    meta = {"param_groups": sd["param_groups"], "scalars": scalars}
+    (folder / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, folder: Path, device: torch.device) -> None:
+    meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, t in load_file(str(folder / "optimizer.safetensors")).items():
+        pid, name = key.split(".", 1)
+        # Adam's "step" stays on CPU; moment buffers follow the parameters
+        state.setdefault(int(pid), {})[name] = t if name == "step" else t.to(device)
+    for pid, extra in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(extra)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(
+    folder: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+) -> Path:
+    """Atomically write a checkpoint folder (see the module docstring); returns its path."""
+
+    def write(tmp: Path) -> None:
+        save_model_weights(model, tmp)
+        _save_optimizer(optimizer, tmp)
+        state = {"format_version": FORMAT_VERSION, **trainer_state}
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+
+    return atomic_folder(folder, write)
+
+
+def load_checkpoint(
+    folder: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """Load a checkpoint into ``model`` (and ``optimizer``); returns the trainer state.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a checkpoint.
+        ValueError: unknown format version, or weights that do not match the model.
+    """
+    path = Path(folder)
+    state_file = path / "trainer_state.json"
+    if not state_file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)")
+    state: dict[str, Any] = json.loads(state_file.read_text(encoding="utf-8"))
+    version = state.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"checkpoint {path} has format_version {version!r}; this version reads {FORMAT_VERSION}")
+    load_model_weights(model, path)
+    if optimizer is not None:
+        dev = device or next((p.device for p in model.parameters()), torch.device("cpu"))
+        _load_optimizer(optimizer, path, dev)
+    return state
+
+
+def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
+    """The ``checkpoint_step_N`` folder with the largest ``N`` in ``directory``, or ``None``."""
+    d = Path(directory)
+    if not d.is_dir():
+        return None
+    found = [
+        (int(m.group(1)), p)
+        for p in d.iterdir()
+        if p.is_dir() and (m := _CKPT_RE.match(p.name)) and (p / "trainer_state.json").is_file()
+    ]
+    return max(found)[1] if found else None

@@ -1,0 +1,139 @@
+"""Deterministic evaluation of two-tower / MoL retrieval models over the whole catalogue.
+
+- :func:`score_all`: brute-force scores of queries against every item, batched, under
+  ``torch.inference_mode()`` (item vectors computed once).
+- :func:`next_item_metrics`: HR@k, NDCG@k and MRR of one held-out target per query, from the
+  target's rank among the non-excluded items (fast path; ties broken by the lower item id, as
+  :func:`~rag_relax_plugins.core.metrics.rankings_from_scores`). The tests check it against the
+  ranked-list metrics of :mod:`rag_relax_plugins.core.metrics`.
+- :func:`ranked_metrics`: metrics over graded qrels through :func:`core.metrics.evaluate`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from rag_relax_plugins.core.metrics import evaluate, rankings_from_scores
+from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
+from rag_relax_plugins.training.mol_towers import TwoTowerModel
+
+__all__ = ["next_item_metrics", "ranked_metrics", "score_all"]
+
+
+@torch.inference_mode()
+def score_all(model: TwoTowerModel, queries: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    """Scores of every query against every item ``0..num_items-1``.
+
+    Args:
+        model: a two-tower model (switched to eval mode; restored afterwards).
+        queries: ``(B, ...)`` query inputs for the query tower.
+        batch_size: queries per forward pass.
+
+    Returns:
+        ``(B, num_items) x float32`` on the CPU.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    try:
+        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+        items = model.item_tower(torch.arange(model.num_items, device=dev))  # (N, Dx)
+        out = []
+        for s in range(0, queries.shape[0], batch_size):
+            q = model.query_tower(queries[s : s + batch_size].to(dev))  # (b, Dq)
+            scores, _ = model.score(q, items)  # (b, N)
+            out.append(scores.float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, model.num_items)
+    finally:
+        model.train(was_training)
+
+
+def next_item_metrics(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    exclude: torch.Tensor | None = None,
+    *,
+    ks: Sequence[int] = (10, 50),
+) -> dict[str, float]:
+    """Hit rate, NDCG and MRR of a single relevant item per query.
+
+    The rank of the target counts items that score higher, plus items that tie with a lower
+    id, among items not excluded (the target itself is never excluded).
+
+    Args:
+        scores: ``(B, N) x float`` finite scores.
+        targets: ``(B,) x long`` the relevant item of each query.
+        exclude: ``(B, N) x bool``, True for items removed from the ranking (seen items, padding).
+        ks: cut-offs for ``hr@k`` and ``ndcg@k``.
+
+    Returns:
+        ``{"hr@k": ..., "ndcg@k": ..., "mrr": ...}`` averaged over the ``B`` queries.
+    """
+    check_floating("scores", scores)
+    check_ndim("scores", scores, 2)
+    check_finite("scores", scores)
+    b, n = scores.shape
+    if b == 0:
+        raise ValueError("scores must hold at least one query")
+    if not isinstance(targets, torch.Tensor) or targets.dtype != torch.long or targets.shape != (b,):
+        raise ValueError(f"targets must be a long tensor of shape ({b},)")
+    if int(targets.min()) < 0 or int(targets.max()) >= n:
+        raise ValueError(f"targets must lie in [0, {n})")
+    keep = torch.ones_like(scores, dtype=torch.bool) if exclude is None else ~exclude
+    if keep.shape != scores.shape:
+        raise ValueError(f"exclude must have shape {tuple(scores.shape)}, got {tuple(keep.shape)}")
+    rows = torch.arange(b, device=scores.device)
+    keep = keep.clone()
+    keep[rows, targets] = True
+    t_score = scores[rows, targets][:, None]  # (B, 1)
+    col = torch.arange(n, device=scores.device)[None, :]
+    ahead = (scores > t_score) | ((scores == t_score) & (col < targets[:, None]))
+    rank = ((ahead & keep).sum(dim=1) + 1).double()  # (B,) 1-based
+    out: dict[str, float] = {}
+    for k in ks:
+        hit = rank <= k
+        out[f"hr@{k}"] = float(hit.double().mean())
+        out[f"ndcg@{k}"] = float(torch.where(hit, 1.0 / torch.log2(rank + 1.0), 0.0).mean())
+    out["mrr"] = float((1.0 / rank).mean())
+    return out
+
+
+def ranked_metrics(
+    scores: torch.Tensor,
+    doc_ids: Sequence[Any],
+    qrels: Sequence[dict[Any, int]],
+    metrics: Sequence[str] = ("recall@10", "ndcg@10"),
+    *,
+    depth: int = 100,
+    skip_empty: bool = True,
+) -> dict[str, float]:
+    """IR metrics of score rows against graded qrels (via :mod:`rag_relax_plugins.core.metrics`).
+
+    Args:
+        scores: ``(B, N) x float``.
+        doc_ids: the ``N`` document ids.
+        qrels: ``B`` mappings ``{doc_id: grade}``.
+        metrics: metric names understood by :func:`core.metrics.evaluate`.
+        depth: ranking depth kept per query (must cover the metrics' cut-offs).
+        skip_empty: leave out queries without a relevant document.
+    """
+    cut = max((int(m.split("@")[1]) for m in metrics if "@" in m), default=depth)
+    if cut > depth:
+        raise ValueError(f"depth ({depth}) must be >= the largest cut-off ({cut})")
+    rankings = rankings_from_scores(scores, list(doc_ids), k=min(depth, scores.shape[1]))
+    return evaluate(rankings, list(qrels), list(metrics), skip_empty=skip_empty)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    if not values:
+        raise ValueError("values must not be empty")
+    m = sum(values) / len(values)
+    if len(values) == 1:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))

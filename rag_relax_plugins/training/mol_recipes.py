@@ -1,0 +1,281 @@
+"""Ready-made MoL vs dot-product setups for MovieLens and HotpotQA (used by the CLI and benchmark).
+
+- MovieLens-100k (learned ids): item tower = an item-id table of width ``D``; query tower =
+  :class:`~rag_relax_plugins.training.mol_towers.HistoryQueryTower` over the last ``L`` items,
+  sharing that table. The scorer is either cosine / tau on the ``D``-wide tower outputs, or MoL
+  with ``P_q x P_x`` components of width ``d_P = D / P_x`` so that a cached item takes the same
+  ``D`` floats under both scorers (the same embedding budget).
+- HotpotQA (frozen features): both towers look up precomputed MiniLM vectors; MoL learns the
+  component projections and the gate on top; the baseline is MiniLM cosine (no training).
+
+A trained model is saved as ``config.json`` (recipe, sizes) + ``model.safetensors`` (trainable
+weights only), plus, for MoL, the head alone as ``similarity_config.json`` +
+``similarity.safetensors``, all written atomically. :func:`load_recipe_model` rebuilds the whole
+model; :func:`load_similarity` only the :class:`MoLSimilarity` head (e.g. for a ``MoLIndex`` or a
+``MoLVectorStore`` over the same frozen encoder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+from rag_relax_plugins.training.mol_checkpoint import (
+    load_model_weights,
+    save_model_weights,
+)
+from rag_relax_plugins.training.mol_towers import (
+    DotProductSimilarity,
+    FeatureTower,
+    HistoryQueryTower,
+    IdEmbeddingTower,
+    TwoTowerModel,
+)
+
+__all__ = [
+    "RecipeConfig",
+    "build_hotpot_model",
+    "build_movielens_model",
+    "identity_warm_start",
+    "load_recipe_model",
+    "load_similarity",
+    "save_recipe_model",
+]
+
+RECIPE_FORMAT = "rag-relax-mol-recipe"
+RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """Model sizes shared by both recipes.
+
+    Attributes:
+        similarity: ``"mol"`` or ``"dot"`` (cosine / tau).
+        embedding_dim: ``D`` of the item-id table (MovieLens only).
+        max_len: history length ``L`` (MovieLens only).
+        encoder: ``"pool"`` or ``"transformer"`` history encoder (MovieLens only).
+        num_query_embeddings / num_item_embeddings: ``P_q`` / ``P_x``.
+        component_dim: ``d_P``; ``None`` means ``D / P_x`` (MovieLens, same budget) or the
+            feature width (HotpotQA, identity warm start).
+        tau: temperature of both scorers.
+        gate_hidden_dim: MoL gate MLP width.
+        softmax_dropout: MoL softmax dropout.
+        mi_loss_weight: weight of L_MI inside the MoL module.
+        dropout: dropout in the history encoder.
+        warm_start_noise: MovieLens only: ``None`` initialises the MoL projections at random
+            (as the paper); a number starts them as the identity plus that much noise (see
+            :func:`identity_warm_start`; needs ``component_dim == embedding_dim``), so the
+            untrained MoL equals the cosine / tau baseline.
+    """
+
+    similarity: str = "mol"
+    embedding_dim: int = 64
+    max_len: int = 50
+    encoder: str = "pool"
+    num_query_embeddings: int = 4
+    num_item_embeddings: int = 4
+    component_dim: int | None = None
+    tau: float = 0.05
+    gate_hidden_dim: int = 64
+    softmax_dropout: float = 0.0
+    mi_loss_weight: float = 1e-3
+    dropout: float = 0.1
+    warm_start_noise: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.similarity not in ("mol", "dot"):
+            raise ValueError(f"similarity must be 'mol' or 'dot', got {self.similarity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable fields."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RecipeConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are rejected by name."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown recipe options: {sorted(unknown)}")
+        return cls(**data)
+
+    def mol_config(self, query_dim: int, item_dim: int, default_component_dim: int) -> MoLConfig:
+        """The :class:`MoLConfig` for towers of the given widths."""
+        return MoLConfig(
+            query_dim=query_dim,
+            item_dim=item_dim,
+            num_query_embeddings=self.num_query_embeddings,
+            num_item_embeddings=self.num_item_embeddings,
+            component_dim=self.component_dim or default_component_dim,
+            tau=self.tau,
+            gate_hidden_dim=self.gate_hidden_dim,
+            softmax_dropout=self.softmax_dropout,
+            mi_loss_weight=self.mi_loss_weight,
+        )
+
+
+def build_movielens_model(num_items: int, recipe: RecipeConfig) -> TwoTowerModel:
+    """Item-id table + history encoder + MoL or cosine scorer (see the module docstring).
+
+    Parameters are initialised from the global torch RNG: seed it (``torch.manual_seed``) first.
+    """
+    d = recipe.embedding_dim
+    if recipe.similarity == "mol" and recipe.component_dim is None and d % recipe.num_item_embeddings:
+        raise ValueError(
+            f"embedding_dim ({d}) must be divisible by num_item_embeddings ({recipe.num_item_embeddings})"
+        )
+    items = IdEmbeddingTower(num_items, d, padding_idx=0)
+    query = HistoryQueryTower(items, recipe.max_len, encoder=recipe.encoder, dropout=recipe.dropout)
+    sim: torch.nn.Module
+    if recipe.similarity == "dot":
+        sim = DotProductSimilarity(normalize=True, tau=recipe.tau)
+    else:
+        mol = MoLSimilarity(recipe.mol_config(d, d, d // recipe.num_item_embeddings))
+        if recipe.warm_start_noise is not None:
+            if mol.config.component_dim != d:
+                raise ValueError(
+                    f"warm_start_noise needs component_dim == embedding_dim ({d}), got {mol.config.component_dim}"
+                )
+            identity_warm_start(mol, recipe.warm_start_noise, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
+        sim = mol
+    return TwoTowerModel(query, items, sim, num_items, excluded_items=(0,))
+
+
+@torch.no_grad()
+def identity_warm_start(sim: MoLSimilarity, noise: float = 0.0, *, seed: int = 0) -> None:
+    """Start every MoL component as (close to) the identity, so the untrained MoL is cosine / tau.
+
+    Each of the ``P_q`` query and ``P_x`` item component projections becomes ``I`` (when
+    ``d_P == D``) or a random semi-orthogonal ``d_P x D`` map, plus ``noise * N(0, 1/D)``. With
+    all components equal to the cosine, the mixture equals it whatever the gate says; training
+    then departs from the frozen encoder's own similarity instead of from a random one. This is a
+    departure from the paper (which trains MoL from scratch on learned encoders).
+    """
+    c = sim.config
+    if c.query_dim != c.item_dim:
+        raise ValueError(f"identity_warm_start needs query_dim == item_dim, got {c.query_dim} and {c.item_dim}")
+    g = torch.Generator().manual_seed(seed)
+    dim, dp = c.query_dim, c.component_dim
+    if dp == dim:
+        base = torch.eye(dim)
+    else:
+        a = torch.randn(max(dim, dp), min(dim, dp), generator=g)
+        qmat = torch.linalg.qr(a).Q  # orthonormal columns
+        base = qmat.T[:dp, :dim] if dp <= dim else qmat[:dp, :dim]
+    for proj, count in ((sim.query_proj, c.num_query_embeddings), (sim.item_proj, c.num_item_embeddings)):
+        w = base.repeat(count, 1)  # (count * d_P, D), same map for every component
+        w = w + noise * torch.randn(w.shape, generator=g) / dim**0.5
+        proj.weight.copy_(w.to(proj.weight.dtype))
+        if proj.bias is not None:
+            proj.bias.zero_()
+
+
+def build_hotpot_model(
+    query_features: torch.Tensor,
+    doc_features: torch.Tensor,
+    recipe: RecipeConfig,
+    *,
+    warm_start_noise: float = 0.1,
+    seed: int = 0,
+) -> TwoTowerModel:
+    """Frozen-feature towers + MoL (identity warm start) or cosine over the features.
+
+    Args:
+        query_features: ``(Q, D) x float`` one row per training (or test) question.
+        doc_features: ``(N, D) x float`` one row per corpus document.
+        recipe: sizes; ``component_dim=None`` uses ``D``.
+        warm_start_noise: see :func:`identity_warm_start`.
+        seed: seeds the warm-start noise.
+    """
+    d = doc_features.shape[1]
+    qt, it = FeatureTower(query_features), FeatureTower(doc_features)
+    sim: torch.nn.Module
+    if recipe.similarity == "dot":
+        sim = DotProductSimilarity(normalize=True, tau=recipe.tau)
+    else:
+        mol = MoLSimilarity(recipe.mol_config(query_features.shape[1], d, d))
+        identity_warm_start(mol, warm_start_noise, seed=seed)
+        sim = mol
+    return TwoTowerModel(qt, it, sim, doc_features.shape[0])
+
+
+def save_recipe_model(
+    model: TwoTowerModel, folder: str | os.PathLike[str], *, dataset: str, recipe: RecipeConfig, extra: dict[str, Any] | None = None
+) -> Path:
+    """Atomically write ``config.json`` + ``model.safetensors`` (frozen features are not saved)."""
+    meta = {
+        "format": RECIPE_FORMAT,
+        "format_version": RECIPE_VERSION,
+        "dataset": dataset,
+        "num_items": model.num_items,
+        "recipe": recipe.to_dict(),
+        **(extra or {}),
+    }
+
+    def write(tmp: Path) -> None:
+        save_model_weights(model, tmp)
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        if isinstance(model.similarity, MoLSimilarity):
+            sim_cfg = model.similarity.config.to_dict()
+            (tmp / "similarity_config.json").write_text(json.dumps(sim_cfg, indent=2), encoding="utf-8")
+            state = {k: v.detach().cpu().contiguous() for k, v in model.similarity.state_dict().items()}
+            save_file(state, str(tmp / "similarity.safetensors"))
+
+    return atomic_folder(folder, write)
+
+
+def load_similarity(folder: str | os.PathLike[str]) -> MoLSimilarity:
+    """The trained :class:`MoLSimilarity` head of a model saved by :func:`save_recipe_model`.
+
+    Raises:
+        FileNotFoundError: the folder holds no MoL head (e.g. a dot-product model).
+    """
+    path = Path(folder)
+    cfg_file, weights = path / "similarity_config.json", path / "similarity.safetensors"
+    if not (cfg_file.is_file() and weights.is_file()):
+        raise FileNotFoundError(f"no MoL head at {path} (expected similarity_config.json and similarity.safetensors)")
+    sim = MoLSimilarity(MoLConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8"))))
+    sim.load_state_dict(load_file(str(weights)))
+    return sim.eval()
+
+
+def load_recipe_model(
+    folder: str | os.PathLike[str],
+    *,
+    query_features: torch.Tensor | None = None,
+    doc_features: torch.Tensor | None = None,
+) -> tuple[TwoTowerModel, dict[str, Any]]:
+    """Rebuild a model saved by :func:`save_recipe_model` (HotpotQA needs the features again).
+
+    Returns:
+        ``(model in eval mode, config dict)``.
+
+    Raises:
+        FileNotFoundError / ValueError: missing files, unknown format or version, missing features.
+    """
+    path = Path(folder)
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"no saved model at {path} (missing config.json)")
+    meta: dict[str, Any] = json.loads(cfg_file.read_text(encoding="utf-8"))
+    if meta.get("format") != RECIPE_FORMAT or meta.get("format_version") != RECIPE_VERSION:
+        raise ValueError(f"{cfg_file} is not a {RECIPE_FORMAT} v{RECIPE_VERSION} model")
+    recipe = RecipeConfig.from_dict(meta["recipe"])
+    if meta["dataset"] == "movielens":
+        model = build_movielens_model(int(meta["num_items"]), recipe)
+    elif meta["dataset"] == "hotpotqa":
+        if query_features is None or doc_features is None:
+            raise ValueError("query_features and doc_features are required to load a HotpotQA model")
+        model = build_hotpot_model(query_features, doc_features, recipe)
+    else:
+        raise ValueError(f"unknown dataset {meta['dataset']!r} in {cfg_file}")
+    load_model_weights(model, path)
+    return model.eval(), meta

@@ -1,0 +1,261 @@
+"""End-to-end runs: data -> model -> training -> evaluation, for MovieLens and HotpotQA.
+
+:func:`run_movielens` and :func:`run_hotpot` back ``rag-relax train-mol`` and
+``benchmarks/bench_mol_quality.py``. Both return a JSON-serialisable report
+``{"dataset", "similarity", "seed", "metrics", "history", "steps", ...}``.
+
+Evaluation protocols:
+
+- MovieLens: leave-last-out; each user's query is the last ``L`` training items, the target is
+  the held-out last item, ranked against **all** items except the user's training items (and the
+  padding id): HR@10, HR@50, NDCG@10, NDCG@50, MRR.
+- HotpotQA: the test half of the questions against the whole open corpus (all unique paragraphs
+  of the distractor file); Recall@10 and nDCG@10 over the gold paragraphs present in the corpus;
+  test questions without such a paragraph are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rag_relax_plugins.training.mol_data import (
+    NextItemData,
+    OpenCorpusSplit,
+    hotpot_open_split,
+    movielens_next_item,
+)
+from rag_relax_plugins.training.mol_eval import next_item_metrics, ranked_metrics, score_all
+from rag_relax_plugins.training.mol_recipes import (
+    RecipeConfig,
+    build_hotpot_model,
+    build_movielens_model,
+    save_recipe_model,
+)
+from rag_relax_plugins.training.mol_towers import DotProductSimilarity, TwoTowerModel
+from rag_relax_plugins.training.mol_train import MoLTrainConfig, train_retrieval
+
+__all__ = ["HotpotFeatures", "encode_hotpot", "hotpot_cosine_metrics", "run_hotpot", "run_movielens"]
+
+MOVIELENS_METRICS = ("hr@10", "hr@50", "ndcg@10", "ndcg@50", "mrr")
+HOTPOT_METRICS = ("recall@10", "ndcg@10")
+
+
+def _init_model(build: Any, seed: int) -> TwoTowerModel:
+    """Build a model with parameters drawn from ``seed`` without touching the caller's RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model: TwoTowerModel = build()
+    return model
+
+
+def run_movielens(
+    cfg: MoLTrainConfig,
+    recipe: RecipeConfig,
+    *,
+    data: NextItemData | str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    save_to: str | os.PathLike[str] | None = None,
+    eval_each_epoch: bool = False,
+) -> dict[str, Any]:
+    """Train and evaluate a MovieLens next-item retriever (MoL or cosine, per ``recipe``).
+
+    Args:
+        cfg: training options (``cfg.seed`` also seeds the initial weights).
+        recipe: model sizes.
+        data: prepared :class:`NextItemData`, or the MovieLens folder (default: the shared data).
+        resume: continue from the latest checkpoint in ``cfg.checkpoint_dir``.
+        save_to: write the trained model there (:func:`save_recipe_model`).
+        eval_each_epoch: also record test metrics after every epoch (for the loss-curve plot).
+    """
+    if not isinstance(data, NextItemData):
+        from rag_relax_plugins.datasets.movielens import load_movielens
+
+        data = movielens_next_item(load_movielens(data), max_len=recipe.max_len)
+    if data.max_len != recipe.max_len:
+        raise ValueError(f"data was built with max_len={data.max_len}, recipe has {recipe.max_len}")
+    d = data
+    model = _init_model(lambda: build_movielens_model(d.num_items, recipe), cfg.seed)
+
+    def evaluate(m: TwoTowerModel) -> dict[str, float]:
+        return next_item_metrics(score_all(m, d.test_histories), d.test_targets, d.test_seen, ks=(10, 50))
+
+    t0 = time.perf_counter()
+    result = train_retrieval(model, d.train, cfg, resume=resume, eval_fn=evaluate if eval_each_epoch else None)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate(model)
+    if save_to is not None:
+        save_recipe_model(model, save_to, dataset="movielens", recipe=recipe)
+    return {
+        "dataset": "movielens",
+        "similarity": recipe.similarity,
+        "seed": cfg.seed,
+        "metrics": metrics,
+        "steps": result.steps,
+        "train_seconds": seconds,
+        "num_train_pairs": int(d.train.items.shape[0]),
+        "num_test_users": int(d.test_targets.shape[0]),
+        "num_items": d.num_items - 1,
+        "history": result.history,
+    }
+
+
+@dataclass(frozen=True)
+class HotpotFeatures:
+    """MiniLM (or other encoder) features of a :class:`OpenCorpusSplit`, computed once.
+
+    Attributes:
+        split: the split the rows follow.
+        train_queries: ``(Q_train, D) x float32``.
+        test_queries: ``(Q_test, D) x float32``.
+        docs: ``(N, D) x float32``.
+    """
+
+    split: OpenCorpusSplit
+    train_queries: torch.Tensor
+    test_queries: torch.Tensor
+    docs: torch.Tensor
+
+
+def _texts_digest(split: OpenCorpusSplit) -> str:
+    h = hashlib.sha256()
+    for part in (split.train_questions, split.test_questions, split.doc_texts):
+        for t in part:
+            h.update(t.encode("utf-8"))
+            h.update(b"\0")
+        h.update(b"\1")
+    return h.hexdigest()
+
+
+def encode_hotpot(
+    split: OpenCorpusSplit,
+    encoder: Any,
+    *,
+    batch_size: int = 64,
+    show_progress: bool = False,
+    cache: str | os.PathLike[str] | None = None,
+) -> HotpotFeatures:
+    """Encode questions and paragraphs with a :class:`~rag_relax_plugins.embedders.base.TextEncoder`.
+
+    Args:
+        split: from :func:`hotpot_open_split`.
+        encoder: anything with ``encode(texts, batch_size=, normalize=, show_progress=)``.
+        batch_size: texts per forward pass.
+        show_progress: progress bars of the encoder.
+        cache: optional ``.safetensors`` file: reused when it holds features of the same texts
+            (checked by a SHA-256 of all texts), written atomically otherwise.
+    """
+    from safetensors.torch import load_file, save_file
+
+    digest = _texts_digest(split)
+    if cache is not None and Path(cache).is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(cache), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        if meta.get("texts_sha256") == digest:
+            t = load_file(str(cache))
+            return HotpotFeatures(split, t["train_queries"], t["test_queries"], t["docs"])
+
+    def enc(texts: list[str]) -> torch.Tensor:
+        return encoder.encode(texts, batch_size=batch_size, normalize=True, show_progress=show_progress).float().cpu()
+
+    feats = HotpotFeatures(split, enc(split.train_questions), enc(split.test_questions), enc(split.doc_texts))
+    if cache is not None:
+        path = Path(cache)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one writer per process
+        tensors = {"train_queries": feats.train_queries, "test_queries": feats.test_queries, "docs": feats.docs}
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"texts_sha256": digest})
+        os.replace(tmp, path)
+    return feats
+
+
+def _hotpot_scores(model: TwoTowerModel, query_features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``(Q, N)`` scores of new query features against every document of ``model``."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+            items = model.item_tower(torch.arange(model.num_items, device=dev))  # (N, D)
+            rows = [
+                model.score(query_features[s : s + batch_size].to(dev), items)[0].float().cpu()
+                for s in range(0, query_features.shape[0], batch_size)
+            ]
+        return torch.cat(rows)
+    finally:
+        model.train(was)
+
+
+def hotpot_cosine_metrics(features: HotpotFeatures) -> dict[str, float]:
+    """Test metrics of plain cosine over the frozen features (the untrained baseline)."""
+    scores, _ = DotProductSimilarity(normalize=True)(features.test_queries, features.docs)
+    return ranked_metrics(scores, features.split.doc_ids, features.split.test_qrels, HOTPOT_METRICS)
+
+
+def run_hotpot(
+    cfg: MoLTrainConfig,
+    recipe: RecipeConfig,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    features: HotpotFeatures | None = None,
+    model_path: str | None = None,
+    resume: bool = False,
+    save_to: str | os.PathLike[str] | None = None,
+    warm_start_noise: float = 0.1,
+) -> dict[str, Any]:
+    """Train a MoL head over frozen features of HotpotQA and evaluate it on the test questions.
+
+    Args:
+        cfg: training options.
+        recipe: MoL sizes (``similarity="dot"`` trains nothing and reports cosine).
+        data: the distractor file or data folder (used when ``features`` is None).
+        features: precomputed :class:`HotpotFeatures` (reuse across seeds).
+        model_path: sentence-transformers folder (default: the offline MiniLM).
+        resume: continue from the latest checkpoint in ``cfg.checkpoint_dir``.
+        save_to: write the trained model there.
+        warm_start_noise: noise of the identity warm start of the MoL projections.
+    """
+    if features is None:
+        from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor
+        from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
+
+        split = hotpot_open_split(load_hotpotqa_distractor(data))
+        encoder = SentenceTransformerEncoder(model_path, device=cfg.device)
+        cache = Path(save_to).parent / "features.safetensors" if save_to is not None else None
+        features = encode_hotpot(split, encoder, show_progress=cfg.show_progress, cache=cache)
+    split = features.split
+    cosine = hotpot_cosine_metrics(features)
+    report: dict[str, Any] = {
+        "dataset": "hotpotqa",
+        "similarity": recipe.similarity,
+        "seed": cfg.seed,
+        "cosine_metrics": cosine,
+        "num_train_pairs": int(split.train_pairs.items.shape[0]),
+        "num_test_queries": sum(1 for q in split.test_qrels if q),
+        "num_docs": len(split.doc_ids),
+    }
+    if recipe.similarity == "dot":
+        return {**report, "metrics": cosine, "steps": 0, "train_seconds": 0.0, "history": {"step_loss": []}}
+    f = features
+    model = _init_model(
+        lambda: build_hotpot_model(f.train_queries, f.docs, recipe, warm_start_noise=warm_start_noise, seed=cfg.seed),
+        cfg.seed,
+    )
+
+    def evaluate(m: TwoTowerModel) -> dict[str, float]:
+        return ranked_metrics(_hotpot_scores(m, f.test_queries), split.doc_ids, split.test_qrels, HOTPOT_METRICS)
+
+    t0 = time.perf_counter()
+    result = train_retrieval(model, split.train_pairs, cfg, resume=resume)
+    seconds = time.perf_counter() - t0
+    if save_to is not None:
+        save_recipe_model(model, save_to, dataset="hotpotqa", recipe=recipe, extra={"warm_start_noise": warm_start_noise})
+    return {**report, "metrics": evaluate(model), "steps": result.steps, "train_seconds": seconds, "history": result.history}

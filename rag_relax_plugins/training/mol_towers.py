@@ -1,0 +1,285 @@
+"""Query and item towers, a dot-product scorer, and the two-tower model the MoL trainer optimises.
+
+A :class:`TwoTowerModel` is ``query_tower`` + ``item_tower`` + ``similarity``:
+
+- ``query_tower(inputs) -> (B, Dq)``: any module; inputs are whatever one training example's
+  query is (a padded item history ``(B, L) x long``, a question index ``(B,) x long``...);
+- ``item_tower(ids) -> (M, Dx)``: any module mapping item ids ``(M,) x long`` to vectors;
+- ``similarity(q, x) -> (scores (B, M), aux_losses)``: a Mixture-of-Logits module
+  (:class:`rag_relax_plugins.core.mol.MoLSimilarity`) or :class:`DotProductSimilarity`.
+
+Provided towers: :class:`IdEmbeddingTower` (learned item-id table, the MovieLens setting),
+:class:`HistoryQueryTower` (a one-layer SASRec-style encoder over the last ``L`` items of a user,
+sharing the item table) and :class:`FeatureTower` (frozen precomputed features such as MiniLM
+vectors, looked up by index: the common RAG case).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
+
+__all__ = [
+    "DotProductSimilarity",
+    "FeatureTower",
+    "HistoryQueryTower",
+    "IdEmbeddingTower",
+    "TwoTowerModel",
+]
+
+
+def _check_ids(name: str, ids: object, n: int) -> torch.Tensor:
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
+    if ids.dtype != torch.long:
+        raise TypeError(f"{name} must be a long tensor, got dtype {ids.dtype}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+        raise ValueError(
+            f"{name} must hold ids in [0, {n}), got values in [{int(ids.min())}, {int(ids.max())}]"
+        )
+    return ids
+
+
+class DotProductSimilarity(nn.Module):
+    """Dot product (or cosine) scorer with the similarity-module contract: ``<q, x> / tau``.
+
+    Args:
+        normalize: L2-normalise both sides first (cosine similarity).
+        tau: temperature dividing the scores (as :class:`~rag_relax_plugins.core.mol.MoLSimilarity`
+            does, so that both feed the same sampled softmax).
+    """
+
+    def __init__(self, normalize: bool = False, tau: float = 1.0) -> None:
+        super().__init__()
+        if not tau > 0:
+            raise ValueError(f"tau must be > 0, got {tau!r}")
+        self.normalize = normalize
+        self.tau = float(tau)
+
+    def forward(self, query: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Score every query against every item.
+
+        Args:
+            query: ``(B, D) x float``.
+            items: ``(M, D) x float``.
+
+        Returns:
+            ``(scores, {})`` with scores ``(B, M) x float``; no auxiliary losses.
+        """
+        check_ndim("query", query, 2)
+        check_ndim("items", items, 2)
+        if query.shape[1] != items.shape[1]:
+            raise ValueError(
+                f"query and items must have the same dimension, got {query.shape[1]} and {items.shape[1]}"
+            )
+        if self.normalize:
+            query, items = F.normalize(query, dim=-1), F.normalize(items, dim=-1)
+        return query @ items.T / self.tau, {}
+
+
+class IdEmbeddingTower(nn.Module):
+    """Learned item-id embeddings ``(num_items, dim)``; id 0 may be reserved as padding.
+
+    Args:
+        num_items: table size ``N`` (ids ``0..N-1``).
+        dim: embedding size ``D``.
+        padding_idx: an id whose row stays zero (e.g. ``0`` for padded histories), or ``None``.
+        init_std: standard deviation of the normal initialisation.
+    """
+
+    def __init__(self, num_items: int, dim: int, *, padding_idx: int | None = 0, init_std: float = 0.02) -> None:
+        super().__init__()
+        if num_items < 1 or dim < 1:
+            raise ValueError(f"num_items and dim must be >= 1, got {num_items} and {dim}")
+        self.embedding = nn.Embedding(num_items, dim, padding_idx=padding_idx)
+        nn.init.normal_(self.embedding.weight, std=init_std)
+        if padding_idx is not None:
+            with torch.no_grad():
+                self.embedding.weight[padding_idx].zero_()
+
+    @property
+    def num_items(self) -> int:
+        return int(self.embedding.num_embeddings)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embedding.embedding_dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """``(M,) x long`` ids -> ``(M, D) x float`` embeddings."""
+        return self.embedding(_check_ids("ids", ids, self.num_items))
+
+
+class HistoryQueryTower(nn.Module):
+    """A user's next-item query from the last ``L`` items of their history.
+
+    Two encoders share the item table of the item tower (as SASRec does, Kang & McAuley, ICDM
+    2018):
+
+    - ``"pool"`` (default, cheap on CPU): a softmax-weighted mean of the item embeddings with a
+      learned weight per recency position, followed by a residual MLP and a LayerNorm;
+    - ``"transformer"``: ``E[items] * sqrt(D) + P[positions]`` through one pre-norm Transformer
+      encoder layer, the output at the most recent position, layer-normalised.
+
+    Args:
+        items: the item tower whose table is shared.
+        max_len: ``L``, history positions used.
+        encoder: ``"pool"`` or ``"transformer"``.
+        num_heads: attention heads of the transformer encoder (must divide ``D``).
+        dropout: dropout inside the encoder.
+    """
+
+    def __init__(
+        self,
+        items: IdEmbeddingTower,
+        max_len: int = 50,
+        *,
+        encoder: str = "pool",
+        num_heads: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        if encoder not in ("pool", "transformer"):
+            raise ValueError(f"encoder must be 'pool' or 'transformer', got {encoder!r}")
+        d = items.dim
+        self.items = items
+        self.max_len = max_len
+        self.encoder = encoder
+        self.norm = nn.LayerNorm(d)
+        if encoder == "pool":
+            # recency logits start favouring recent items: position L-1 is the most recent
+            self.recency = nn.Parameter(torch.linspace(-1.0, 1.0, max_len))
+            self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * d, d))
+        else:
+            if d % num_heads:
+                raise ValueError(f"num_heads must divide the item dimension {d}, got {num_heads}")
+            self.position = nn.Embedding(max_len, d)
+            nn.init.normal_(self.position.weight, std=0.02)
+            self.layer = nn.TransformerEncoderLayer(
+                d, num_heads, dim_feedforward=2 * d, dropout=dropout, batch_first=True, norm_first=True
+            )
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        """Encode histories.
+
+        Args:
+            history: ``(B, L) x long`` item ids, right-aligned (most recent last), ``0`` = padding;
+                every row needs at least one item (its last column non-zero).
+
+        Returns:
+            ``(B, D) x float`` queries.
+        """
+        check_ndim("history", history, 2)
+        _check_ids("history", history, self.items.num_items)
+        if history.shape[1] != self.max_len:
+            raise ValueError(f"history must have {self.max_len} columns, got {history.shape[1]}")
+        if bool((history[:, -1] == 0).any()):
+            raise ValueError("history rows must end with an item (right-aligned, 0 = padding only on the left)")
+        pad = history == 0  # (B, L) True at padding
+        emb = self.items.embedding(history)  # (B, L, D)
+        if self.encoder == "pool":
+            w = self.recency[None, :].masked_fill(pad, float("-inf")).softmax(dim=1)  # (B, L)
+            pooled = (w.unsqueeze(-1) * emb).sum(dim=1)  # (B, D)
+            return self.norm(pooled + self.mlp(pooled))
+        pos = torch.arange(self.max_len, device=history.device)
+        h = emb * math.sqrt(self.items.dim) + self.position(pos)[None]  # (B, L, D)
+        out = self.layer(h, src_key_padding_mask=pad)  # padded keys masked; last position is real
+        return self.norm(out[:, -1])
+
+
+class FeatureTower(nn.Module):
+    """Frozen precomputed features looked up by index (e.g. MiniLM vectors of a corpus).
+
+    The features are a non-persistent buffer: checkpoints hold only trainable weights, and the
+    caller supplies the same features when rebuilding the model.
+
+    Args:
+        features: ``(N, D) x float`` one row per query or item.
+        adapter: ``"none"`` (features as they are) or ``"linear"`` (a trainable ``D x D`` map
+            initialised to the identity).
+    """
+
+    def __init__(self, features: torch.Tensor, *, adapter: str = "none") -> None:
+        super().__init__()
+        check_floating("features", features)
+        check_ndim("features", features, 2)
+        check_finite("features", features)
+        if features.shape[0] < 1:
+            raise ValueError("features must hold at least one row")
+        if adapter not in ("none", "linear"):
+            raise ValueError(f"adapter must be 'none' or 'linear', got {adapter!r}")
+        self.features: torch.Tensor
+        self.register_buffer("features", features.detach().clone(), persistent=False)
+        self.adapter: nn.Module = nn.Identity()
+        if adapter == "linear":
+            lin = nn.Linear(features.shape[1], features.shape[1])
+            with torch.no_grad():
+                lin.weight.copy_(torch.eye(features.shape[1]))
+                lin.bias.zero_()
+            self.adapter = lin
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """``(M,) x long`` row indices -> ``(M, D) x float`` (adapted) features."""
+        ids = _check_ids("ids", ids, int(self.features.shape[0]))
+        return self.adapter(self.features[ids])
+
+
+class TwoTowerModel(nn.Module):
+    """``query_tower`` + ``item_tower`` + ``similarity`` (see the module docstring).
+
+    Args:
+        query_tower: maps a batch of query inputs to ``(B, Dq)``.
+        item_tower: maps ``(M,) x long`` ids to ``(M, Dx)``.
+        similarity: ``(q, x) -> (scores (B, M), aux_losses dict)``.
+        num_items: size of the item catalogue (ids ``0..N-1``) used for sampling and evaluation.
+        excluded_items: ids that are never candidates (e.g. the padding id 0).
+    """
+
+    def __init__(
+        self,
+        query_tower: nn.Module,
+        item_tower: nn.Module,
+        similarity: nn.Module,
+        num_items: int,
+        *,
+        excluded_items: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__()
+        if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
+            raise ValueError(f"num_items must be an int >= 1, got {num_items!r}")
+        self.query_tower = query_tower
+        self.item_tower = item_tower
+        self.similarity = similarity
+        self.num_items = num_items
+        self.excluded_items = tuple(int(i) for i in excluded_items)
+
+    def forward(self, queries: Any, item_ids: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scores of every query against the given items.
+
+        Args:
+            queries: a batch of query inputs for ``query_tower`` (``B`` rows).
+            item_ids: ``(M,) x long``.
+
+        Returns:
+            ``(scores (B, M) x float, aux_losses)``.
+        """
+        return self.score(self.query_tower(queries), self.item_tower(item_ids))
+
+    def score(self, query_emb: torch.Tensor, item_emb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Similarity of encoded queries ``(B, Dq)`` and encoded items ``(M, Dx)``."""
+        out = self.similarity(query_emb, item_emb)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("similarity must return (scores, aux_losses)")
+        return out[0], dict(out[1])

@@ -1,0 +1,307 @@
+"""Training loop for learned similarities (Mixture-of-Logits) over any query/item towers.
+
+Implements the training recipe of Ding & Zhai, "Retrieval with Learned Similarities" (WWW 2025,
+arXiv 2407.15462): a sampled softmax over MoL scores with in-batch negatives (optionally
+plus uniformly sampled negatives with logQ correction, see :mod:`.mol_loss`) and the
+load-balancing / mutual-information loss ``L_MI`` that the MoL module returns among its auxiliary
+losses, weighted by ``mi_weight``. Departures from the paper: one uniform-negative pool shared by
+the batch; a linear warm-up + cosine LR schedule (the paper's optimiser settings are not
+replicated).
+
+Python API::
+
+    from rag_relax_plugins.training.mol_train import MoLTrainConfig, PairData, train_retrieval
+    cfg = MoLTrainConfig(epochs=5, batch_size=256, lr=1e-3, num_negatives=128, mi_weight=0.01,
+                         checkpoint_dir="runs/mol/checkpoints")
+    result = train_retrieval(model, PairData(queries, items, num_items), cfg)
+
+``rag-relax train-mol`` wraps it for MovieLens and HotpotQA (see ``_cli/train_mol.py``).
+
+Determinism and resume: batch order depends only on ``(seed, epoch)``, sampled negatives and
+dropout only on ``(seed, step)`` (each step runs under a forked RNG seeded from them), and the LR
+is a pure function of the step. A checkpoint therefore needs only the weights, the optimiser
+state, the step and the history: a run interrupted at any step and resumed produces the same
+loss curve and weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rag_relax_plugins.core.device import autocast, resolve_device
+from rag_relax_plugins.training.mol_checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from rag_relax_plugins.training.mol_loss import mixed_log_q, sampled_softmax_loss
+from rag_relax_plugins.training.mol_towers import TwoTowerModel
+from rag_relax_plugins.training.mol_train_config import MoLTrainConfig, PairData
+
+__all__ = ["MoLTrainConfig", "PairData", "TrainResult", "lr_at", "plot_loss_curve", "train_retrieval"]
+
+log = logging.getLogger(__name__)
+
+# options that may change between an interrupted run and its resumption
+_RUNTIME_ONLY = {"max_steps", "show_progress", "device", "checkpoint_dir", "save_every_steps", "keep_checkpoints"}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_retrieval` returns."""
+
+    history: dict[str, Any]
+    steps: int
+    checkpoint: Path | None = None
+
+
+def lr_at(step: int, *, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> float:
+    """LR multiplier for optimiser step ``step`` (0-based): linear warm-up, then cosine decay.
+
+    Pure function: ``(step + 1) / warmup_steps`` during warm-up, then
+    ``min_ratio + (1 - min_ratio) * (1 + cos(pi * t)) / 2`` with ``t`` going from 0 to 1 over the
+    remaining steps.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    t = min(1.0, (step - warmup_steps) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**63 - 1)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed((seed * 10_007 + epoch * 31 + 5) % (2**63 - 1))
+    return torch.randperm(n, generator=g)
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 else 0)  # a last batch of one pair has no in-batch negative
+
+
+def _sample_negatives(data: PairData, s: int, g: torch.Generator) -> torch.Tensor:
+    if s == 0:
+        return torch.empty(0, dtype=torch.long)
+    allowed = data.num_items - len(set(data.excluded_items))
+    if allowed < 1:
+        raise ValueError("every item is excluded; no negatives can be drawn")
+    draws = torch.randint(0, data.num_items, (s * 2 + 8,), generator=g)
+    if data.excluded_items:
+        bad = torch.tensor(sorted(set(data.excluded_items)), dtype=torch.long)
+        draws = draws[~torch.isin(draws, bad)]
+        while draws.numel() < s:  # rare: many excluded ids
+            more = torch.randint(0, data.num_items, (s,), generator=g)
+            draws = torch.cat([draws, more[~torch.isin(more, bad)]])
+    return draws[:s]
+
+
+def training_step_loss(
+    model: TwoTowerModel,
+    queries: Any,
+    positives: torch.Tensor,
+    negatives: torch.Tensor,
+    cfg: MoLTrainConfig,
+    *,
+    item_probs: torch.Tensor | None = None,
+    query_keys: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one batch: sampled softmax over ``[positives; negatives]`` + ``mi_weight * aux``.
+
+    Args:
+        queries: ``B`` query inputs; positives: ``(B,) x long``; negatives: ``(S,) x long``.
+        item_probs: ``(N,)`` positive shares for the logQ correction, or ``None``.
+        query_keys: ``(B,) x long`` query identity of each row, or ``None``.
+    """
+    cand = torch.cat([positives, negatives])  # (B + S,) candidate ids, positives first
+    scores, aux = model(queries, cand)  # (B, B + S)
+    log_q = None
+    if cfg.logq_correction and item_probs is not None:
+        log_q = mixed_log_q(cand, item_probs, batch_size=positives.shape[0], num_uniform=negatives.shape[0])
+    exclude = None
+    if query_keys is not None:  # other positives of the same query are not negatives
+        b = positives.shape[0]
+        exclude = torch.zeros(b, cand.shape[0], dtype=torch.bool, device=scores.device)
+        exclude[:, :b] = query_keys[:, None] == query_keys[None, :]
+    ce = sampled_softmax_loss(
+        scores.float(), positives, cand, log_q=log_q, temperature=cfg.temperature, exclude=exclude
+    )
+    parts = {"softmax": float(ce.detach())}
+    total = ce
+    for name, value in aux.items():
+        parts[name] = float(value.detach())
+        if cfg.mi_weight > 0:
+            total = total + cfg.mi_weight * value.float()
+    return total, parts
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: MoLTrainConfig) -> None:
+    now = cfg.to_dict()
+    diff = sorted(k for k in now if k not in _RUNTIME_ONLY and saved.get(k) != now[k])
+    if diff:
+        raise ValueError(f"cannot resume: the checkpoint was trained with different options {diff}")
+
+
+def train_retrieval(
+    model: TwoTowerModel,
+    data: PairData,
+    cfg: MoLTrainConfig,
+    *,
+    resume: bool | str = False,
+    eval_fn: Callable[[TwoTowerModel], dict[str, float]] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data``; see the module docstring for the loss and determinism.
+
+    Args:
+        model: the two-tower model (moved to ``cfg.device``).
+        data: training pairs.
+        cfg: options.
+        resume: ``True`` resumes from the latest checkpoint in ``cfg.checkpoint_dir`` (if any),
+            a path resumes from that checkpoint folder, ``False`` starts fresh.
+        eval_fn: called on the model (in eval mode) after each epoch; its metrics go to
+            ``history["eval"]``.
+
+    Returns:
+        :class:`TrainResult` with ``history`` = ``{"step_loss": [...], "step_parts": [...],
+        "epoch_loss": [...], "eval": [...]}`` and the last checkpoint path.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(model, TwoTowerModel):
+        raise TypeError(f"model must be a TwoTowerModel, got {type(model).__name__}")
+    if data.num_items != model.num_items:
+        raise ValueError(f"data.num_items ({data.num_items}) must equal model.num_items ({model.num_items})")
+    dev = resolve_device(cfg.device)
+    model.to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = data.items.shape[0]
+    spe = _steps_per_epoch(n, cfg.batch_size)
+    total = spe * cfg.epochs
+    item_probs = data.item_probs().to(dev) if cfg.logq_correction else None
+    history: dict[str, Any] = {"step_loss": [], "step_parts": [], "epoch_loss": [], "eval": []}
+    step = 0
+    last_ckpt: Path | None = None
+    if resume:
+        src: Path | None
+        if isinstance(resume, str):
+            src = Path(resume)
+        else:
+            src = latest_checkpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+        if src is not None:
+            state = load_checkpoint(src, model, opt, device=dev)
+            _check_resume_config(state["config"], cfg)
+            step, history, last_ckpt = int(state["step"]), state["history"], src
+            log.info("resumed from %s at step %d", src, step)
+    stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
+    bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-mol")
+    fork_devices = [dev.index or 0] if dev.type == "cuda" else []
+
+    def checkpoint() -> Path | None:
+        if cfg.checkpoint_dir is None:
+            return None
+        state = {"step": step, "config": cfg.to_dict(), "history": history}
+        path = save_checkpoint(Path(cfg.checkpoint_dir) / f"checkpoint_step_{step}", model, opt, state)
+        _prune(Path(cfg.checkpoint_dir), cfg.keep_checkpoints)
+        return path
+
+    while step < stop:
+        epoch, i = divmod(step, spe)
+        order = _epoch_order(n, cfg.seed, epoch)
+        idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+        model.train()
+        with torch.random.fork_rng(devices=fork_devices):
+            seed = _step_seed(cfg.seed, step)
+            torch.manual_seed(seed)
+            g = torch.Generator().manual_seed(seed)
+            negs = _sample_negatives(data, cfg.num_negatives, g).to(dev)
+            with autocast(dev, cfg.mixed_precision):
+                keys = None if data.query_keys is None else data.query_keys[idx].to(dev)
+                loss, parts = training_step_loss(
+                    model, data.queries[idx].to(dev), data.items[idx].to(dev), negs, cfg,
+                    item_probs=item_probs, query_keys=keys,
+                )
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss is {loss_value} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            for grp in opt.param_groups:
+                grp["lr"] = cfg.lr * lr_at(step, total_steps=total, warmup_steps=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio)
+            opt.step()
+        step += 1
+        history["step_loss"].append(loss_value)
+        history["step_parts"].append(parts)
+        bar.update(1)
+        bar.set_postfix(loss=f"{history['step_loss'][-1]:.4f}")
+        if step % spe == 0:
+            history["epoch_loss"].append(sum(history["step_loss"][-spe:]) / spe)
+            log.info("epoch %d loss %.5f", step // spe, history["epoch_loss"][-1])
+            if eval_fn is not None:
+                model.eval()
+                history["eval"].append({"epoch": step // spe, **eval_fn(model)})
+                log.info("epoch %d eval %s", step // spe, history["eval"][-1])
+        if (step % spe == 0 or (cfg.save_every_steps and step % cfg.save_every_steps == 0)) and cfg.checkpoint_dir:
+            last_ckpt = checkpoint()
+    bar.close()
+    if cfg.checkpoint_dir and step == stop and (last_ckpt is None or not last_ckpt.name.endswith(f"_{step}")):
+        last_ckpt = checkpoint()
+    model.eval()
+    return TrainResult(history=history, steps=step, checkpoint=last_ckpt)
+
+
+def _prune(directory: Path, keep: int) -> None:
+    found = sorted(
+        (int(p.name.rsplit("_", 1)[1]), p)
+        for p in directory.glob("checkpoint_step_*")
+        if p.is_dir() and p.name.rsplit("_", 1)[1].isdigit()
+    )
+    for _, p in found[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def plot_loss_curve(history: dict[str, Any], path: str | Path, *, title: str = "MoL training") -> Path | None:
+    """Write the per-step loss (and per-epoch eval metrics, if any) as a PNG (matplotlib, Agg).
+
+    Returns the path, or ``None`` when matplotlib (the ``plot`` extra) is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning('matplotlib is not installed (pip install "rag-relax-plugins[plot]"): no loss curve PNG')
+        return None
+    evals = history.get("eval") or []
+    fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(10 if evals else 5, 4), squeeze=False)
+    ax = axes[0][0]
+    ax.plot(range(1, len(history["step_loss"]) + 1), history["step_loss"], lw=0.8, label="step")
+    ax.set(xlabel="optimiser step", ylabel="loss", title=title)
+    if evals:
+        ax2 = axes[0][1]
+        for key in [k for k in evals[0] if k != "epoch"]:
+            ax2.plot([e["epoch"] for e in evals], [e[key] for e in evals], marker="o", label=key)
+        ax2.set(xlabel="epoch", title="evaluation")
+        ax2.legend()
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out

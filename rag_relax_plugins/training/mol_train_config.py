@@ -1,0 +1,141 @@
+"""Options and training pairs of the MoL trainer (:mod:`rag_relax_plugins.training.mol_train`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+
+__all__ = ["MoLTrainConfig", "PairData"]
+
+
+@dataclass(frozen=True)
+class MoLTrainConfig:
+    """All training options (saved in every checkpoint's ``trainer_state.json``).
+
+    Attributes:
+        epochs: passes over the training pairs.
+        batch_size: pairs per step (``B``, also the number of in-batch candidates).
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps before cosine decay to ``min_lr_ratio * lr``.
+        min_lr_ratio: final LR as a fraction of ``lr``.
+        num_negatives: ``S`` uniformly sampled negatives shared by the batch (0: in-batch only).
+        logq_correction: subtract the log expected sample count of each candidate.
+        temperature: softmax temperature applied to the scores.
+        mi_weight: weight of the similarity module's auxiliary losses (``L_MI``).
+        max_grad_norm: gradient clipping norm (``None``: no clipping).
+        seed: seeds batch order, negatives, dropout and nothing else global.
+        device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None`` (best available).
+        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (autocast; a no-op on CPU).
+        checkpoint_dir: folder for ``checkpoint_step_N``; ``None`` disables checkpoints.
+        save_every_steps: also checkpoint every N steps (``None``: at the end of each epoch only).
+        keep_checkpoints: how many most recent checkpoints to keep.
+        max_steps: stop after this many steps in total (the schedule still spans ``epochs``).
+        show_progress: tqdm progress bar.
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    num_negatives: int = 0
+    logq_correction: bool = True
+    temperature: float = 1.0
+    mi_weight: float = 0.0
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+    device: str | None = None
+    mixed_precision: str = "no"
+    checkpoint_dir: str | None = None
+    save_every_steps: int | None = None
+    keep_checkpoints: int = 2
+    max_steps: int | None = None
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "keep_checkpoints"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        for name in ("warmup_steps", "num_negatives", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        for name in ("save_every_steps", "max_steps"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
+        for name in ("lr", "temperature"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        for name in ("weight_decay", "mi_weight"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be None or > 0, got {self.max_grad_norm!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MoLTrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are rejected by name."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PairData:
+    """Training pairs: one query input and one positive item id per row.
+
+    Attributes:
+        queries: ``(N, ...)`` query inputs, indexed along dim 0 and fed to the query tower.
+        items: ``(N,) x long`` positive item ids in ``[0, num_items)``.
+        num_items: catalogue size; uniform negatives are drawn from it.
+        excluded_items: ids never drawn as negatives (e.g. the padding id 0).
+        query_keys: optional ``(N,) x long`` query identity; rows with the same key are the same
+            query, so their positives are not used as negatives for each other.
+    """
+
+    queries: torch.Tensor
+    items: torch.Tensor
+    num_items: int
+    excluded_items: tuple[int, ...] = ()
+    query_keys: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.queries, torch.Tensor):
+            raise TypeError(f"queries must be a torch.Tensor, got {type(self.queries).__name__}")
+        if not isinstance(self.items, torch.Tensor) or self.items.dtype != torch.long or self.items.dim() != 1:
+            raise TypeError("items must be a 1-D long tensor of item ids")
+        if self.queries.shape[0] != self.items.shape[0]:
+            raise ValueError(
+                f"queries and items must have the same number of rows, got {self.queries.shape[0]} and {self.items.shape[0]}"
+            )
+        if self.items.shape[0] < 2:
+            raise ValueError(f"need at least 2 training pairs (in-batch negatives), got {self.items.shape[0]}")
+        if int(self.items.min()) < 0 or int(self.items.max()) >= self.num_items:
+            raise ValueError(f"items must lie in [0, num_items={self.num_items})")
+        if self.query_keys is not None and (
+            self.query_keys.dtype != torch.long or self.query_keys.shape != self.items.shape
+        ):
+            raise ValueError("query_keys must be None or a long tensor shaped like items")
+
+    def item_probs(self) -> torch.Tensor:
+        """``(num_items,) x float32`` share of each item among the positives."""
+        counts = torch.bincount(self.items, minlength=self.num_items).float()
+        return counts / counts.sum()

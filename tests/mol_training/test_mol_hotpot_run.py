@@ -1,0 +1,68 @@
+"""HotpotQA run with the hashing test double: feature cache, cosine baseline, MoL head training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rag_relax_plugins.datasets.hotpotqa import HotpotExample
+from rag_relax_plugins.embedders.hashing import HashingEncoder
+from rag_relax_plugins.training.mol_data import hotpot_open_split
+from rag_relax_plugins.training.mol_recipes import RecipeConfig
+from rag_relax_plugins.training.mol_runs import encode_hotpot, hotpot_cosine_metrics, run_hotpot
+from rag_relax_plugins.training.mol_train import MoLTrainConfig
+
+TOPICS = ["volcano lava eruption", "honey bees colony", "chess opening grandmaster", "coffee beans roast",
+          "rain flood valley", "stock market investors", "python programming language", "eiffel tower paris"]
+
+
+def _examples() -> list[HotpotExample]:
+    out = []
+    for i in range(16):
+        topic = TOPICS[i % len(TOPICS)]
+        gold = (f"Gold {i}", (f"All about {topic}, part {i}.",))
+        other = (f"Other {i}", (f"Unrelated text number {i} on {TOPICS[(i + 3) % len(TOPICS)]}.",))
+        out.append(HotpotExample(f"q{i}", f"What about {topic} {i}?", "x", "bridge", "easy",
+                                 (gold, other), ((f"Gold {i}", 0),)))
+    return out
+
+
+class _Counting(HashingEncoder):
+    calls = 0
+
+    def encode(self, texts, **kw):  # type: ignore[no-untyped-def, override]
+        type(self).calls += 1
+        return super().encode(texts, **kw)
+
+
+def test_feature_cache_is_reused_only_for_the_same_texts(tmp_path):
+    split = hotpot_open_split(_examples())
+    enc = _Counting(dim=64)
+    cache = tmp_path / "f.safetensors"
+    a = encode_hotpot(split, enc, cache=cache)
+    calls = _Counting.calls
+    b = encode_hotpot(split, enc, cache=cache)
+    assert _Counting.calls == calls  # served from the cache
+    torch.testing.assert_close(a.docs, b.docs)
+    other = hotpot_open_split(_examples(), split_seed=1)
+    encode_hotpot(other, enc, cache=cache)
+    assert _Counting.calls == calls + 3  # different texts: encoded again
+
+
+def test_run_hotpot_trains_a_head_and_reports_cosine(tmp_path):
+    split = hotpot_open_split(_examples())
+    feats = encode_hotpot(split, HashingEncoder(dim=32))
+    cosine = hotpot_cosine_metrics(feats)
+    assert 0.0 < cosine["recall@10"] <= 1.0
+    cfg = MoLTrainConfig(epochs=3, batch_size=4, lr=1e-3, num_negatives=4, device="cpu", show_progress=False)
+    recipe = RecipeConfig(num_query_embeddings=2, num_item_embeddings=2)
+    rep = run_hotpot(cfg, recipe, features=feats, save_to=tmp_path / "model", warm_start_noise=0.0)
+    assert rep["cosine_metrics"] == cosine
+    assert rep["steps"] == 6 and set(rep["metrics"]) == {"recall@10", "ndcg@10"}
+    assert (tmp_path / "model" / "similarity.safetensors").is_file()
+    # a near-zero learning rate keeps the identity warm start: the head then ranks like cosine
+    still = run_hotpot(MoLTrainConfig(epochs=1, batch_size=4, lr=1e-12, device="cpu", show_progress=False),
+                       recipe, features=feats, warm_start_noise=0.0)
+    assert still["metrics"] == pytest.approx(cosine)
+    dot = run_hotpot(cfg, RecipeConfig(similarity="dot"), features=feats)
+    assert dot["metrics"] == cosine and dot["steps"] == 0

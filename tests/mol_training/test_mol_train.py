@@ -1,0 +1,189 @@
+"""Training loop: config, LR schedule, learning on tiny data, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+from rag_relax_plugins.training.mol_checkpoint import (
+    FORMAT_VERSION,
+    latest_checkpoint,
+    load_checkpoint,
+)
+from rag_relax_plugins.training.mol_eval import next_item_metrics, score_all
+from rag_relax_plugins.training.mol_towers import (
+    DotProductSimilarity,
+    FeatureTower,
+    IdEmbeddingTower,
+    TwoTowerModel,
+)
+from rag_relax_plugins.training.mol_train import (
+    MoLTrainConfig,
+    PairData,
+    lr_at,
+    plot_loss_curve,
+    train_retrieval,
+)
+
+
+def _toy(n_items: int = 12, n_pairs: int = 96, seed: int = 0) -> PairData:
+    """Query q likes item (5 q + 1) mod n: a permutation to be learned from ids."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randint(0, n_items, (n_pairs,), generator=g)
+    return PairData(q, (5 * q + 1) % n_items, n_items)
+
+
+def _model(sim: str = "mol", n_items: int = 12, seed: int = 0) -> TwoTowerModel:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        qt = IdEmbeddingTower(n_items, 8, padding_idx=None, init_std=1.0)
+        it = IdEmbeddingTower(n_items, 8, padding_idx=None, init_std=1.0)
+        if sim == "mol":
+            s: torch.nn.Module = MoLSimilarity(
+                MoLConfig(query_dim=8, item_dim=8, num_query_embeddings=2, num_item_embeddings=2,
+                          component_dim=4, gate_hidden_dim=8, softmax_dropout=0.1, mi_loss_weight=1e-2)
+            )
+        else:
+            s = DotProductSimilarity(normalize=True, tau=0.1)
+        return TwoTowerModel(qt, it, s, n_items)
+
+
+def _cfg(**kw) -> MoLTrainConfig:
+    base = {"epochs": 3, "batch_size": 16, "lr": 0.05, "num_negatives": 4, "warmup_steps": 2, "seed": 3,
+            "device": "cpu", "show_progress": False}
+    base.update(kw)
+    return MoLTrainConfig(**base)
+
+
+def test_config_round_trip_and_validation():
+    cfg = _cfg(checkpoint_dir="x", mi_weight=0.5)
+    assert MoLTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="unknown training options"):
+        MoLTrainConfig.from_dict({"epochs": 1, "learning_rate": 1.0})
+    for bad, match in [({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"), ({"batch_size": 1.5}, "batch_size"),
+                       ({"num_negatives": -1}, "num_negatives"), ({"mi_weight": float("nan")}, "mi_weight"),
+                       ({"mixed_precision": "fp8"}, "mixed_precision"), ({"max_steps": 0}, "max_steps")]:
+        with pytest.raises(ValueError, match=match):
+            MoLTrainConfig(**bad)
+
+
+def test_lr_schedule_is_pure_warmup_then_cosine():
+    assert lr_at(0, total_steps=10, warmup_steps=4) == pytest.approx(0.25)
+    assert lr_at(3, total_steps=10, warmup_steps=4) == pytest.approx(1.0)
+    assert lr_at(4, total_steps=10, warmup_steps=4) == pytest.approx(1.0)
+    assert lr_at(7, total_steps=10, warmup_steps=4) == pytest.approx(0.5)
+    assert lr_at(10, total_steps=10, warmup_steps=4, min_ratio=0.1) == pytest.approx(0.1)
+    vals = [lr_at(s, total_steps=20) for s in range(20)]
+    assert all(a >= b for a, b in itertools.pairwise(vals))
+
+
+def test_pair_data_validation():
+    with pytest.raises(ValueError, match="same number of rows"):
+        PairData(torch.zeros(3, dtype=torch.long), torch.zeros(2, dtype=torch.long), 4)
+    with pytest.raises(ValueError, match="num_items"):
+        PairData(torch.zeros(2, dtype=torch.long), torch.tensor([0, 4]), 4)
+    with pytest.raises(ValueError, match="at least 2"):
+        PairData(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long), 4)
+
+
+@pytest.mark.parametrize("sim", ["mol", "dot"])
+def test_training_learns_the_toy_task(sim):
+    data = _toy()
+    model = _model(sim)
+    queries = torch.arange(12)
+    targets = (5 * queries + 1) % 12
+    before = next_item_metrics(score_all(model, queries), targets, ks=(1,))["hr@1"]
+    result = train_retrieval(model, data, _cfg(epochs=12))
+    after = next_item_metrics(score_all(model, queries), targets, ks=(1,))["hr@1"]
+    assert after >= 0.9 > before
+    losses = result.history["step_loss"]
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    if sim == "mol":  # the MoL module's L_MI is reported and (weighted) trained
+        assert "mol_mi" in result.history["step_parts"][0]
+
+
+def test_training_does_not_touch_the_global_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train_retrieval(_model(), _toy(), _cfg(epochs=1))
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_seeded_runs_are_identical_and_seeds_differ():
+    a = train_retrieval(_model(), _toy(), _cfg()).history["step_loss"]
+    b = train_retrieval(_model(), _toy(), _cfg()).history["step_loss"]
+    c = train_retrieval(_model(), _toy(), _cfg(seed=4)).history["step_loss"]
+    assert a == b
+    assert a != c
+
+
+@pytest.mark.parametrize("stop", [4, 6])  # 6 steps per epoch: mid-epoch and epoch boundary
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, stop):
+    data = _toy()
+    full_model = _model()
+    full = train_retrieval(full_model, data, _cfg(checkpoint_dir=str(tmp_path / "full")))
+
+    part_model = _model()
+    cfg = _cfg(checkpoint_dir=str(tmp_path / "run"), save_every_steps=2)
+    first = train_retrieval(part_model, data, _cfg(checkpoint_dir=cfg.checkpoint_dir, save_every_steps=2, max_steps=stop))
+    assert first.steps == stop
+    assert latest_checkpoint(tmp_path / "run").name == f"checkpoint_step_{stop}"
+    fresh = _model(seed=99)  # different initial weights: everything must come from the checkpoint
+    resumed = train_retrieval(fresh, data, cfg, resume=True)
+    assert resumed.steps == full.steps == 18
+    assert resumed.history["step_loss"] == full.history["step_loss"]
+    assert resumed.history["epoch_loss"] == full.history["epoch_loss"]
+    for (name, p), q in zip(full_model.state_dict().items(), fresh.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_checkpoints_are_pruned_versioned_and_checked(tmp_path):
+    ck = tmp_path / "ck"
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), save_every_steps=1, keep_checkpoints=2))
+    names = sorted(p.name for p in ck.iterdir())
+    assert names == ["checkpoint_step_17", "checkpoint_step_18"]
+    assert not any(p.name.startswith(".") for p in ck.iterdir())  # no temporary folders left
+    state = json.loads((ck / "checkpoint_step_18" / "trainer_state.json").read_text())
+    assert state["format_version"] == FORMAT_VERSION and state["step"] == 18
+    with pytest.raises(ValueError, match="different options"):
+        train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), lr=0.01), resume=True)
+    state["format_version"] = 99
+    (ck / "checkpoint_step_18" / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="format_version"):
+        load_checkpoint(ck / "checkpoint_step_18", _model())
+    with pytest.raises(ValueError, match="does not match"):
+        load_checkpoint(ck / "checkpoint_step_17", _model("dot"))
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope", _model())
+
+
+def test_feature_towers_keep_features_out_of_checkpoints(tmp_path):
+    feats = torch.randn(12, 8, generator=torch.Generator().manual_seed(0))
+    model = TwoTowerModel(FeatureTower(feats), FeatureTower(feats, adapter="linear"), DotProductSimilarity(True, 0.1), 12)
+    train_retrieval(model, _toy(), _cfg(epochs=1, checkpoint_dir=str(tmp_path)))
+    from safetensors.torch import load_file
+
+    keys = set(load_file(str(latest_checkpoint(tmp_path) / "model.safetensors")))
+    assert keys == {"item_tower.adapter.weight", "item_tower.adapter.bias"}
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(TypeError, match="TwoTowerModel"):
+        train_retrieval(torch.nn.Linear(2, 2), _toy(), _cfg())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_items"):
+        train_retrieval(_model(n_items=13), _toy(), _cfg())
+    frozen = TwoTowerModel(FeatureTower(torch.randn(12, 4)), FeatureTower(torch.randn(12, 4)), DotProductSimilarity(), 12)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train_retrieval(frozen, _toy(), _cfg())
+
+
+def test_loss_curve_png(tmp_path):
+    result = train_retrieval(_model(), _toy(), _cfg(epochs=2))
+    result.history["eval"] = [{"epoch": 1, "hr@10": 0.1}, {"epoch": 2, "hr@10": 0.2}]
+    path = plot_loss_curve(result.history, tmp_path / "curve.png")
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
