@@ -73,7 +73,7 @@ def atomic_folder(target: str | os.PathLike[str], write: Callable[[Path], None])
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
-        raise ValueError(f"target must be a folder path, got an existing file: {target}")
+        raise ValueError(f"target must be a directory path, got an existing file: {target}")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

@@ -1,0 +1,53 @@
+"""``rag-relax evaluate``: IR metrics and embedding diagnostics of a saved Gaussian embedder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "evaluate"
+HELP = "evaluate a saved Gaussian embedder on an eval.json (Recall@k, MRR, nDCG@10, MAP@100, SIGReg, rank)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the evaluation."""
+    parser.add_argument("--model", required=True, help="saved model folder (e.g. runs/g/best_model)")
+    parser.add_argument("--eval-file", required=True, help="eval.json written by prepare-data (corpus, queries, qrels)")
+    parser.add_argument("--output", "-o", default=None, help="write the JSON report here")
+    parser.add_argument("--baseline", nargs="?", const="auto", default=None, metavar="BACKBONE",
+                        help="also evaluate an untrained sentence-transformers model with cosine similarity "
+                             "(default: the model's frozen backbone, or the offline MiniLM if it was fine-tuned)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model and the evaluation file, print a table, optionally write JSON."""
+    from pathlib import Path
+
+    from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+    from rag_relax_plugins.training.gaussian_data import load_eval_file
+    from rag_relax_plugins.training.gaussian_eval import evaluate_model, format_table, write_report
+
+    if not (Path(args.model) / "config.json").is_file():
+        raise FileNotFoundError(f"no saved model at {args.model} (missing config.json)")
+    data = load_eval_file(args.eval_file)
+    model = GaussianEmbedder.load(args.model, device=args.device)
+    result = evaluate_model(model, data, batch_size=args.batch_size)
+    sys.stdout.write(format_table(result) + "\n")
+    if args.baseline:
+        from rag_relax_plugins.embedders.gaussian import EncoderBackbone
+        from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
+
+        base: object
+        if args.baseline != "auto":
+            base = SentenceTransformerEncoder(args.baseline, device=args.device)
+        elif isinstance(model.backbone, EncoderBackbone):
+            base = model.backbone.encoder
+        else:  # a fine-tuned backbone is saved with the model: compare with the offline MiniLM
+            base = SentenceTransformerEncoder(model.config.backbone if model.config.freeze == "all" else None, device=args.device)
+        result["baseline"] = evaluate_model(base, data, batch_size=args.batch_size, geometry="cosine")
+        sys.stdout.write("\nbaseline (backbone, cosine)\n" + format_table(result["baseline"]) + "\n")
+    if args.output:
+        write_report(result, args.output)
+    return 0

@@ -1,0 +1,354 @@
+"""Isotropic Gaussian embedder: a sentence-transformers backbone plus a projection head.
+
+RAGCUN proposed training a retrieval embedder whose (un-normalised) outputs follow an isotropic
+Gaussian; here the isotropy term is SIGReg from LeJEPA (Balestriero & LeCun, 2025; see
+:mod:`rag_relax_plugins.core.isotropy`), with RAGCUN's covariance penalty as a baseline. The head
+is ``Linear -> GELU -> Dropout -> Linear``. The retrieval geometry (Euclidean distance or inner
+product) is part of the config and used by :meth:`GaussianEmbedder.score`, the retriever
+(:mod:`rag_relax_plugins.embedders.gaussian_retriever`) and the LangChain / LlamaIndex adapters.
+
+Saved as a folder: ``config.json`` + ``head.safetensors``, plus a ``backbone/``
+sentence-transformers folder (its weights in safetensors) unless the whole backbone is frozen,
+in which case the config refers to the backbone's source (``None`` = the offline MiniLM package).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins.core.device import resolve_device
+from rag_relax_plugins.embedders._gaussian_backbone import (
+    EncoderBackbone,
+    default_backbone_path,
+    embedding_dim,
+    load_sentence_transformer,
+    transformer_parts,
+)
+from rag_relax_plugins.embedders._texts import check_batch_size, check_texts
+from rag_relax_plugins.embedders.gaussian_config import GEOMETRIES, GaussianConfig
+
+__all__ = [
+    "EncoderBackbone",
+    "GaussianConfig",
+    "GaussianEmbedder",
+    "ProjectionHead",
+    "default_backbone_path",
+    "geometry_scores",
+    "relevance_from_scores",
+]
+
+
+def _check_geometry(geometry: object) -> str:
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    return str(geometry)
+
+
+def geometry_scores(queries: torch.Tensor, docs: torch.Tensor, geometry: str) -> torch.Tensor:
+    """Similarity scores under ``geometry`` (higher is better).
+
+    Args:
+        queries: ``(B, D) x float``.
+        docs: ``(N, D) x float``.
+        geometry: ``"euclidean"`` (minus the L2 distance) or ``"inner_product"``.
+
+    Returns:
+        ``(B, N) x float`` on the inputs' device.
+    """
+    geometry = _check_geometry(geometry)
+    if queries.dim() != 2 or docs.dim() != 2:
+        raise ValueError(
+            f"queries and docs must be 2-D, got shapes {tuple(queries.shape)} and {tuple(docs.shape)}"
+        )
+    if queries.shape[-1] != docs.shape[-1]:
+        raise ValueError(
+            f"queries and docs must share the last dimension, got {queries.shape[-1]} and {docs.shape[-1]}"
+        )
+    if geometry == "euclidean":
+        # exact distances (cdist's matmul shortcut loses precision for nearby points)
+        return -torch.cdist(queries, docs, compute_mode="donot_use_mm_for_euclid_dist")
+    return queries @ docs.T
+
+
+def relevance_from_scores(scores: torch.Tensor, geometry: str, dim: int) -> torch.Tensor:
+    """Map raw scores to relevances in ``[0, 1]`` (monotone, so rankings are unchanged).
+
+    - ``"euclidean"`` (score ``= -dist``): ``exp(-dist^2 / (2 D))``: 1 for identical vectors,
+      ``exp(-1)`` for two independent ``N(0, I_D)`` vectors.
+    - ``"inner_product"``: ``sigmoid(score / sqrt(D))``: the inner product of two independent
+      ``N(0, I_D)`` vectors has standard deviation ``sqrt(D)``.
+
+    Args:
+        scores: ``(...) x float`` raw scores from :func:`geometry_scores`.
+        geometry: the geometry that produced them.
+        dim: embedding dimension ``D`` (>= 1).
+    """
+    geometry = _check_geometry(geometry)
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    if geometry == "euclidean":
+        return torch.exp(-(scores**2) / (2 * dim))
+    return torch.sigmoid(scores / math.sqrt(dim))
+
+
+class ProjectionHead(nn.Module):
+    """``Linear(in, hidden) -> GELU -> Dropout -> Linear(hidden, out)``, un-normalised output.
+
+    ``init="identity"`` (default) starts from a map that preserves the backbone's geometry: with
+    ``W1 = [I; -I]`` and ``W2 = s [P, -P]``, ``GELU(x) - GELU(-x) = x`` gives ``s P x`` exactly
+    (without dropout), where ``P`` is a seeded semi-orthogonal ``(out, in)`` matrix (the identity
+    when ``out == in``) and ``s = sqrt(in)`` scales unit-norm backbone vectors to unit
+    per-dimension variance. Training then moves away from a good retriever instead of from a
+    random projection (which, on a few thousand pairs, loses most of the pre-trained quality).
+    This is a departure from RAGCUN, whose head starts from PyTorch's default (random) init;
+    ``init="random"`` reproduces that.
+
+    Args:
+        in_dim: backbone dimension ``H``.
+        hidden_dim: hidden width (``>= 2 H`` for the identity init).
+        out_dim: output dimension ``D``.
+        dropout: dropout probability between the layers.
+        init: ``"identity"`` or ``"random"``.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, dropout: float, init: str = "identity") -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim)
+        )
+        if init == "identity":
+            self._identity_init(in_dim, hidden_dim, out_dim)
+        elif init != "random":
+            raise ValueError(f"init must be 'identity' or 'random', got {init!r}")
+
+    @torch.no_grad()
+    def _identity_init(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        if hidden_dim < 2 * in_dim:
+            raise ValueError(f"identity init needs hidden_dim >= 2 * in_dim ({2 * in_dim}), got {hidden_dim}")
+        g = torch.Generator().manual_seed(0)
+        if out_dim == in_dim:
+            proj = torch.eye(in_dim)
+        else:  # semi-orthogonal (out, in): orthonormal rows or columns
+            q, _ = torch.linalg.qr(torch.randn(max(in_dim, out_dim), min(in_dim, out_dim), generator=g))
+            proj = q.T if out_dim < in_dim else q
+        eye = torch.eye(in_dim)
+        lin1, lin2 = self.net[0], self.net[3]
+        if not isinstance(lin1, nn.Linear) or not isinstance(lin2, nn.Linear):  # pragma: no cover
+            raise TypeError("unexpected head layout")
+        lin1.weight.zero_()
+        lin1.weight[:in_dim] = eye
+        lin1.weight[in_dim : 2 * in_dim] = -eye
+        lin1.bias.zero_()
+        lin2.weight.zero_()
+        scale = in_dim**0.5
+        lin2.weight[:, :in_dim] = scale * proj
+        lin2.weight[:, in_dim : 2 * in_dim] = -scale * proj
+        lin2.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_dim) x float -> (B, out_dim) x float``."""
+        return self.net(x)
+
+
+class GaussianEmbedder(nn.Module):
+    """Backbone + projection head; implements the ``TextEncoder`` protocol.
+
+    In training mode the frozen parts of the backbone stay in eval mode (no dropout), so a
+    frozen backbone gives the same features in training and at inference.
+
+    Args:
+        config: the model configuration (see :class:`GaussianConfig`).
+        device: ``None`` picks CUDA, then MPS, then CPU.
+        backbone: an already loaded ``SentenceTransformer`` to use instead of loading
+            ``config.backbone`` (the config still records where it comes from).
+
+    Example:
+        >>> model = GaussianEmbedder(GaussianConfig(output_dim=128, freeze="all"), device="cpu")
+        >>> vecs = model.encode(["a query", "a document"])  # (2, 128) x float32
+        >>> scores = model.score(vecs[:1], vecs)  # (1, 2), minus Euclidean distances
+    """
+
+    def __init__(self, config: GaussianConfig | None = None, *, device: str | torch.device | None = None, backbone: Any = None) -> None:
+        super().__init__()
+        if config is not None and not isinstance(config, GaussianConfig):
+            raise TypeError(f"config must be a GaussianConfig or None, got {type(config).__name__}")
+        self.config = config or GaussianConfig()
+        target = resolve_device(device)
+        if backbone is None and (self.config.backbone or "").startswith("hashing:"):
+            backbone = EncoderBackbone.from_spec(str(self.config.backbone))
+        if backbone is None:
+            backbone = load_sentence_transformer(self.config.backbone)
+        if self.config.max_seq_length is not None:
+            backbone.max_seq_length = self.config.max_seq_length
+        self.backbone = backbone
+        in_dim = embedding_dim(backbone)
+        self.head = ProjectionHead(in_dim, self.config.hidden_dim or 2 * in_dim, self.config.output_dim, self.config.dropout, self.config.head_init)
+        self._frozen_modules: list[nn.Module] = []
+        self.apply_freeze()
+        self.to(target)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def dim(self) -> int:
+        """Output dimension ``D``."""
+        return self.config.output_dim
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return next(self.head.parameters()).device
+
+    @property
+    def geometry(self) -> str:
+        """``"euclidean"`` or ``"inner_product"``."""
+        return self.config.geometry
+
+    def apply_freeze(self) -> None:
+        """Set ``requires_grad`` of the backbone according to ``config.freeze``."""
+        is_encoder = isinstance(self.backbone, EncoderBackbone)
+        for p in self.backbone.parameters():
+            p.requires_grad_(self.config.freeze != "all")
+        self._frozen_modules = [self.backbone] if self.config.freeze == "all" or is_encoder else []
+        if self.config.freeze == "first_n" and self.config.freeze_layers > 0:
+            emb, layers = transformer_parts(self.backbone)
+            if not layers:
+                raise ValueError("freeze='first_n' needs a backbone with transformer layers (BERT-like)")
+            if self.config.freeze_layers > len(layers):
+                raise ValueError(f"freeze_layers must be <= {len(layers)} for this backbone, got {self.config.freeze_layers}")
+            self._frozen_modules = ([emb] if emb is not None else []) + layers[: self.config.freeze_layers]
+            for module in self._frozen_modules:
+                for p in module.parameters():
+                    p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> GaussianEmbedder:
+        """Like :meth:`nn.Module.train`, but frozen backbone parts always stay in eval mode."""
+        super().train(mode)
+        for module in getattr(self, "_frozen_modules", []):
+            module.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward / encode
+    def backbone_features(self, texts: list[str]) -> torch.Tensor:
+        """Backbone sentence embeddings, with gradients where not frozen: ``(B, H) x float``."""
+        texts = check_texts(texts)
+        if isinstance(self.backbone, EncoderBackbone):
+            return self.backbone.encode(texts).to(self.device)
+        tok = getattr(self.backbone, "preprocess", None) or self.backbone.tokenize
+        feats = tok(texts)
+        feats = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
+        return self.backbone(feats)["sentence_embedding"]
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        """Embed ``texts`` with gradients: ``(B, D) x float``."""
+        return self.head(self.backbone_features(texts))
+
+    def encode(self, texts: list[str], *, batch_size: int = 32, normalize: bool = False, show_progress: bool = False) -> torch.Tensor:
+        """Embed ``texts`` deterministically: eval mode, ``torch.inference_mode``, batched.
+
+        Args:
+            texts: ``N`` strings (a list, not a bare str).
+            batch_size: texts per backbone forward (>= 1); sentence-transformers sorts the texts
+                by length into batches.
+            normalize: L2-normalise the output (changes the geometry; off by default).
+            show_progress: show a tqdm bar.
+
+        Returns:
+            ``(N, D) x float32`` on the model's device; ``(0, D)`` for an empty list. An ordinary
+            tensor (not an inference tensor).
+        """
+        texts = check_texts(texts)
+        bs = check_batch_size(batch_size)
+        if not texts:
+            return torch.zeros(0, self.dim, device=self.device)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                if isinstance(self.backbone, EncoderBackbone):
+                    feats = self.backbone.encode(texts)
+                else:
+                    feats = self.backbone.encode(
+                        texts, batch_size=bs, convert_to_tensor=True,
+                        show_progress_bar=show_progress, device=str(self.device),
+                    )
+                out = self.head(feats.to(self.device)).float()
+                if normalize:
+                    out = torch.nn.functional.normalize(out, dim=-1)
+        finally:
+            self.train(was_training)
+        return out.clone()  # outside inference mode: a normal tensor
+
+    def score(self, queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
+        """``(B, D), (N, D) -> (B, N)`` scores under the configured geometry (higher is better)."""
+        return geometry_scores(queries, docs, self.geometry)
+
+    def relevance(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores of :meth:`score` mapped to ``[0, 1]`` (see :func:`relevance_from_scores`)."""
+        return relevance_from_scores(scores, self.geometry, self.dim)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``config.json``, ``head.safetensors`` (and ``backbone/``) atomically to ``path``.
+
+        The folder is written next to ``path`` under a temporary name and renamed into place,
+        so an interrupted save never leaves a half-written model.
+        """
+        def write(tmp: Path) -> None:
+            cfg = self.config.to_dict()
+            if isinstance(self.backbone, EncoderBackbone):
+                cfg["backbone"] = self.backbone.spec
+            elif self.config.freeze != "all":
+                self.backbone.save(str(tmp / "backbone"), safe_serialization=True)
+                cfg["backbone"] = None
+                cfg["backbone_subfolder"] = "backbone"
+            # else: frozen backbone, the config's reference (None = the MiniLM package) is enough
+            head = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+            save_file(head, str(tmp / "head.safetensors"))
+            (tmp / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+
+        return atomic_folder(path, write)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None, **overrides: Any) -> GaussianEmbedder:
+        """Load a folder written by :meth:`save` onto ``device`` (CPU, CUDA or MPS).
+
+        Args:
+            path: the saved folder.
+            device: target device; ``None`` picks the best available.
+            overrides: config fields to change (e.g. ``freeze="first_n", freeze_layers=4`` to
+                fine-tune a saved model with another freezing); ``output_dim``, ``hidden_dim``
+                and ``backbone`` cannot be overridden (the weights fix them).
+
+        Raises:
+            FileNotFoundError: no ``config.json`` / ``head.safetensors`` in ``path``.
+            ValueError: unknown format version or config keys, or a forbidden override.
+        """
+        folder = Path(path)
+        cfg_file, head_file = folder / "config.json", folder / "head.safetensors"
+        if not cfg_file.is_file() or not head_file.is_file():
+            raise FileNotFoundError(f"no Gaussian embedder at {folder} (needs config.json and head.safetensors)")
+        try:
+            data = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{cfg_file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+        fixed = {"output_dim", "hidden_dim", "backbone", "head_init"} & set(overrides)
+        if fixed:
+            raise ValueError(f"cannot override {sorted(fixed)} when loading a saved model")
+        sub = data.pop("backbone_subfolder", None)
+        if sub is not None:
+            data["backbone"] = str(folder / sub)
+        data.update(overrides)
+        model = cls(GaussianConfig.from_dict(data), device="cpu")
+        model.head.load_state_dict(load_file(str(head_file)))
+        model.to(resolve_device(device))
+        return model

@@ -1,0 +1,96 @@
+"""Configuration of the isotropic Gaussian embedder (a frozen dataclass saved as ``config.json``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["FORMAT_VERSION", "FREEZE_MODES", "GEOMETRIES", "HEAD_INITS", "GaussianConfig"]
+
+FORMAT_VERSION = 1
+GEOMETRIES = ("euclidean", "inner_product")
+FREEZE_MODES = ("none", "all", "first_n")
+HEAD_INITS = ("identity", "random")
+
+
+def _check_int(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        what = "an int" + (" or None" if optional else "")
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class GaussianConfig:
+    """Everything needed to rebuild a :class:`~rag_relax_plugins.embedders.gaussian.GaussianEmbedder`.
+
+    Attributes:
+        backbone: local sentence-transformers folder; ``None`` means the offline MiniLM package;
+            ``"hashing:DIM[:SEED]"`` selects the model-free hashing encoder (a frozen test double).
+        output_dim: dimension ``D`` of the projection head's output (>= 1).
+        hidden_dim: hidden width of the head; ``None`` uses twice the backbone dimension (which
+            the identity initialisation needs).
+        dropout: dropout between the two head layers, in ``[0, 1)``.
+        head_init: ``"identity"`` (geometry-preserving start, see ``ProjectionHead``) or ``"random"``.
+        freeze: ``"none"``, ``"all"`` (whole backbone) or ``"first_n"`` (token embeddings plus
+            the first ``freeze_layers`` transformer layers).
+        freeze_layers: number of early layers frozen when ``freeze == "first_n"``.
+        geometry: retrieval geometry used by every score, retriever and adapter:
+            ``"euclidean"`` (score = minus the L2 distance) or ``"inner_product"``.
+        max_seq_length: token limit of the backbone; ``None`` keeps the backbone's own.
+    """
+
+    backbone: str | None = None
+    output_dim: int = 384
+    hidden_dim: int | None = None
+    dropout: float = 0.1
+    head_init: str = "identity"
+    freeze: str = "none"
+    freeze_layers: int = 0
+    geometry: str = "euclidean"
+    max_seq_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backbone is not None and not isinstance(self.backbone, str):
+            raise TypeError(f"backbone must be a str path or None, got {type(self.backbone).__name__}")
+        _check_int("output_dim", self.output_dim, 1)
+        _check_int("hidden_dim", self.hidden_dim, 1, optional=True)
+        _check_int("freeze_layers", self.freeze_layers, 0)
+        _check_int("max_seq_length", self.max_seq_length, 1, optional=True)
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, (int, float))
+            or not math.isfinite(self.dropout)
+            or not 0.0 <= self.dropout < 1.0
+        ):
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+        if self.freeze not in FREEZE_MODES:
+            raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {self.freeze!r}")
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, with the format version."""
+        return {"format_version": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GaussianConfig:
+        """Inverse of :meth:`to_dict`; rejects unknown format versions and keys."""
+        if not isinstance(data, dict):
+            raise TypeError(f"data must be a dict, got {type(data).__name__}")
+        version = data.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"unsupported Gaussian embedder format_version {version!r} (expected {FORMAT_VERSION})"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known - {"format_version"}
+        if unknown:
+            raise ValueError(f"unknown keys in Gaussian embedder config: {sorted(unknown)}")
+        return cls(**{k: v for k, v in data.items() if k in known})

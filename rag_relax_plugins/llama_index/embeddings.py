@@ -1,0 +1,118 @@
+"""LlamaIndex ``BaseEmbedding`` over the isotropic Gaussian embedder."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding, SimilarityMode
+from pydantic import Field, PrivateAttr
+
+__all__ = ["GaussianEmbedding"]
+
+
+class GaussianEmbedding(BaseEmbedding):
+    """LlamaIndex embedding backed by a :class:`~rag_relax_plugins.embedders.gaussian.GaussianEmbedder`.
+
+    Texts are embedded in batches of ``embed_batch_size`` (one forward pass per batch, through
+    ``_get_text_embeddings``); queries and texts can get instruction prefixes. The geometry is
+    :attr:`geometry` (from the model config):
+
+    - raw, un-normalised vectors by default; :meth:`similarity` with the default mode scores
+      them under the model's geometry (other modes behave as in LlamaIndex);
+    - with ``cosine_max_norm=M`` the vectors are transformed so that cosine similarity (what
+      ``VectorStoreIndex``'s default ``SimpleVectorStore`` uses) ranks exactly like the model's
+      geometry; see :mod:`rag_relax_plugins.embedders.gaussian_transforms`.
+
+    Setup:
+        ``pip install "rag-relax-plugins[llamaindex,st]"``
+
+    Key init args:
+        model_path: folder written by ``GaussianEmbedder.save`` / ``rag-relax train``.
+        model: an already loaded ``GaussianEmbedder`` (instead of ``model_path``).
+        device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None``.
+        query_instruction / text_instruction: prefixes added before encoding.
+        cosine_max_norm: enable the cosine-compatible transform.
+
+    Instantiate:
+        .. code-block:: python
+
+            from llama_index.core import VectorStoreIndex
+            from rag_relax_plugins.llama_index import GaussianEmbedding
+            embed_model = GaussianEmbedding(model_path="runs/g/best_model", cosine_max_norm=1536.0)
+            index = VectorStoreIndex.from_documents(docs, embed_model=embed_model)
+    """
+
+    model_path: str | None = Field(default=None, description="folder of a saved Gaussian embedder")
+    device: str | None = Field(default=None, description="cpu, cuda, mps or None (best available)")
+    query_instruction: str = Field(default="", description="prefix added to queries")
+    text_instruction: str = Field(default="", description="prefix added to documents")
+    cosine_max_norm: float | None = Field(default=None, gt=0, description="enable the cosine-compatible transform")
+    _model: Any = PrivateAttr()
+
+    def __init__(self, model_path: str | None = None, *, model: Any = None, **kwargs: Any) -> None:
+        if model is None and model_path is None:
+            raise ValueError("pass model_path (a saved Gaussian embedder folder) or model")
+        if model is not None and not all(hasattr(model, a) for a in ("encode", "score", "geometry")):
+            raise TypeError(f"model must be a GaussianEmbedder, got {type(model).__name__}")
+        kwargs.setdefault("model_name", str(model_path or "gaussian-embedder"))
+        super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)  # type: ignore[call-arg]
+        if model is None:
+            from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+
+            model = GaussianEmbedder.load(str(model_path), device=self.device)
+        self._model = model
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Name used in LlamaIndex serialisation."""
+        return "GaussianEmbedding"
+
+    @property
+    def geometry(self) -> str:
+        """The model's retrieval geometry: ``"euclidean"`` or ``"inner_product"``."""
+        return str(self._model.geometry)
+
+    def _encode(self, texts: list[str], prefix: str, *, query: bool) -> list[list[float]]:
+        if not texts:
+            return []
+        vecs = self._model.encode([prefix + t for t in texts], batch_size=self.embed_batch_size)
+        if self.cosine_max_norm is not None:
+            from rag_relax_plugins.embedders import gaussian_transforms as tf
+
+            vecs = (tf.cosine_compatible_queries(vecs, self.geometry) if query
+                    else tf.cosine_compatible_documents(vecs, self.geometry, self.cosine_max_norm))
+        return [[float(x) for x in row] for row in vecs.cpu().tolist()]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._encode([query], self.query_instruction, query=True)[0]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._encode([text], self.text_instruction, query=False)[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(list(texts), self.text_instruction, query=False)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+    def similarity(
+        self,
+        embedding1: list[float],
+        embedding2: list[float],
+        mode: SimilarityMode = SimilarityMode.DEFAULT,
+    ) -> float:
+        """Similarity of two raw vectors; ``DEFAULT`` uses the model's geometry, not cosine."""
+        if mode != SimilarityMode.DEFAULT or self.cosine_max_norm is not None:
+            return super().similarity(embedding1, embedding2, mode)
+        import torch
+
+        a = torch.tensor([embedding1], dtype=torch.float32)
+        b = torch.tensor([embedding2], dtype=torch.float32)
+        return float(self._model.score(a, b)[0, 0])

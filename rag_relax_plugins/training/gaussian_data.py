@@ -1,0 +1,319 @@
+"""Data preparation for the Gaussian embedder: pairs from CSV, JSON/JSONL or raw documents.
+
+Inputs:
+
+- CSV with a header ``query,positive[,negative]``;
+- JSON (a list of objects) or JSONL (one object per line) with ``query``, ``positive`` and an
+  optional ``negative``;
+- raw documents (``.txt``: one document per paragraph, separated by blank lines; or a folder of
+  ``.txt`` files; or JSONL with a ``text`` field and ``"kind": "documents"`` passed explicitly).
+  Synthetic pairs follow the inverse cloze task (Lee et al., ACL 2019): one sentence of the
+  document is the query and the rest of the document the positive; a random other document is
+  the optional negative.
+
+Malformed rows are reported with their line number (never skipped). Outputs in ``output_dir``:
+``train.jsonl``, ``val.jsonl``, ``test.jsonl`` and ``eval.json`` (``corpus``, ``queries``,
+``qrels`` over the test pairs, with every document of every split in the corpus).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag_relax_plugins._io import atomic_write_json
+
+__all__ = ["Pair", "load_eval_file", "load_pairs", "prepare_data", "read_documents", "split_pairs", "synthesize_pairs"]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training example: a query, its positive document, and an optional hard negative."""
+
+    query: str
+    positive: str
+    negative: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"query": self.query, "positive": self.positive}
+        if self.negative is not None:
+            d["negative"] = self.negative
+        return d
+
+
+def _pair_from(obj: Any, where: str) -> Pair:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected an object with 'query' and 'positive', got {type(obj).__name__}")
+    q, p, n = obj.get("query"), obj.get("positive"), obj.get("negative")
+    if not isinstance(q, str) or not q.strip():
+        raise ValueError(f"{where}: 'query' must be a non-empty string, got {q!r}")
+    if not isinstance(p, str) or not p.strip():
+        raise ValueError(f"{where}: 'positive' must be a non-empty string, got {p!r}")
+    if n is not None and (not isinstance(n, str) or not n.strip()):
+        raise ValueError(f"{where}: 'negative' must be a non-empty string when present, got {n!r}")
+    return Pair(q, p, n)
+
+
+def _csv_pairs(file: Path, text: str) -> list[Pair]:
+    """Rows of a ``query,positive[,negative]`` CSV; quoted fields may span lines."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+        ok = header[:2] == ["query", "positive"] and (len(header) == 2 or header[2:] == ["negative"])
+        if not ok:
+            raise ValueError(f"{file}:1: header must be 'query,positive[,negative]', got {','.join(header)!r}")
+        pairs: list[Pair] = []
+        start = reader.line_num + 1
+        for row in reader:
+            where = f"{file}:{start}"
+            start = reader.line_num + 1
+            if not row or not any(c.strip() for c in row):
+                continue  # blank line
+            if len(row) != len(header):
+                raise ValueError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
+            cells = [c if c.strip() else None for c in row]
+            pairs.append(_pair_from(dict(zip(header, cells, strict=True)), where))
+    except csv.Error as exc:
+        raise ValueError(f"{file}:{reader.line_num}: malformed CSV ({exc})") from exc
+    return pairs
+
+
+def _jsonl_pairs(file: Path, text: str) -> list[Pair]:
+    pairs = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{file}:{lineno}: invalid JSON ({exc.msg})") from exc
+        pairs.append(_pair_from(obj, f"{file}:{lineno}"))
+    return pairs
+
+
+def _json_array_pairs(file: Path, text: str) -> list[Pair]:
+    """Items of a JSON array, each reported with the line where it starts."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+    if not isinstance(data, list):
+        raise ValueError(f"{file}:1: expected a JSON list of objects, got {type(data).__name__}")
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    pairs = []
+    for i in range(len(data)):
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        obj, end = decoder.raw_decode(text, pos)
+        pairs.append(_pair_from(obj, f"{file}:{text.count(chr(10), 0, pos) + 1}: item {i}"))
+        pos = end
+    return pairs
+
+
+def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
+    """Read pairs from ``.csv`` (header ``query,positive[,negative]``), ``.json`` or ``.jsonl``.
+
+    A ``.json`` file holds a list of objects (or, if it does not start with ``[``, one object
+    per line). Blank lines are ignored; every malformed row is an error naming the file and line.
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: empty file, unknown extension or malformed row (with its line number).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"pairs file not found: {file}")
+    text = file.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise ValueError(f"{file} is empty")
+    suffix = file.suffix.lower()
+    if suffix == ".csv":
+        pairs = _csv_pairs(file, text)
+    elif suffix == ".jsonl" or (suffix == ".json" and not text.lstrip().startswith("[")):
+        pairs = _jsonl_pairs(file, text)
+    elif suffix == ".json":
+        pairs = _json_array_pairs(file, text)
+    else:
+        raise ValueError(f"{file}: unsupported extension {suffix!r} (use .csv, .json or .jsonl)")
+    if not pairs:
+        raise ValueError(f"{file} holds no pairs")
+    return pairs
+
+
+def read_documents(path: str | os.PathLike[str]) -> list[str]:
+    """Raw documents from a ``.txt`` file (blank-line separated), a folder of ``.txt``, or JSONL ``text``."""
+    src = Path(path)
+    if src.is_dir():
+        docs = [f.read_text(encoding="utf-8").strip() for f in sorted(src.glob("*.txt"))]
+    elif not src.is_file():
+        raise FileNotFoundError(f"documents not found: {src}")
+    elif src.suffix.lower() == ".jsonl":
+        docs = []
+        for lineno, line in enumerate(src.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{src}:{lineno}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise ValueError(f"{src}:{lineno}: expected an object with a string 'text'")
+            docs.append(obj["text"].strip())
+    else:
+        docs = [d.strip() for d in re.split(r"\n\s*\n", src.read_text(encoding="utf-8"))]
+    docs = [d for d in docs if d]
+    if not docs:
+        raise ValueError(f"{src} holds no documents")
+    return docs
+
+
+_SENT = re.compile(r"(?<=[.!?])\s+")
+
+
+def synthesize_pairs(docs: Sequence[str], *, negatives: bool = False, seed: int = 0) -> list[Pair]:
+    """Inverse-cloze pairs (Lee et al., ACL 2019): a random sentence as query, the rest as positive.
+
+    A document with a single sentence gives (first half of its words, the whole document). With
+    ``negatives``, each pair's negative is the *positive* text of a random other document, so
+    every text of the evaluation corpus has the same form (no full document that still contains
+    a query sentence verbatim).
+
+    Args:
+        docs: ``N`` non-empty documents.
+        negatives: add a negative to every pair (needs ``N >= 2``).
+        seed: seed of the sentence and negative choices.
+    """
+    if len(docs) == 0:
+        raise ValueError("docs must not be empty")
+    if negatives and len(docs) < 2:
+        raise ValueError("negatives need at least 2 documents")
+    rng = random.Random(seed)
+    base: list[tuple[str, str]] = []
+    for doc in docs:
+        sents = [s for s in _SENT.split(doc) if s.strip()]
+        if len(sents) >= 2:
+            j = rng.randrange(len(sents))
+            base.append((sents[j], " ".join(sents[:j] + sents[j + 1 :])))
+        else:
+            words = doc.split()
+            base.append((" ".join(words[: max(1, len(words) // 2)]), doc))
+    pairs = []
+    for i, (query, positive) in enumerate(base):
+        neg = None
+        if negatives:
+            k = rng.randrange(len(base) - 1)
+            neg = base[k if k < i else k + 1][1]
+        pairs.append(Pair(query, positive, neg))
+    return pairs
+
+
+def split_pairs(pairs: Sequence[Pair], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), *, seed: int = 0) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """Seeded shuffle and split into train / val / test; val and test get >= 1 pair when possible."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    if len(pairs) < 3:
+        raise ValueError(f"need at least 3 pairs to split, got {len(pairs)}")
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n = len(pairs)
+    n_val = max(1, round(n * fractions[1])) if fractions[1] > 0 else 0
+    n_test = max(1, round(n * fractions[2])) if fractions[2] > 0 else 0
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise ValueError(f"fractions {fractions} leave no training pairs out of {n}")
+    sel = [pairs[i] for i in order]
+    return sel[:n_train], sel[n_train : n_train + n_val], sel[n_train + n_val :]
+
+
+def build_eval(test: Sequence[Pair], everything: Sequence[Pair]) -> dict[str, Any]:
+    """Evaluation set: every document of ``everything`` as the corpus, ``test`` queries and qrels."""
+    ids: dict[str, str] = {}
+    for p in everything:
+        for text in (p.positive, p.negative):
+            if text is not None and text not in ids:
+                ids[text] = f"d{len(ids)}"
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for p in test:
+        qid = f"q{len(queries)}"
+        queries[qid] = p.query
+        qrels[qid] = {ids[p.positive]: 1}
+    return {"corpus": {v: k for k, v in ids.items()}, "queries": queries, "qrels": qrels}
+
+
+def load_eval_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check an ``eval.json`` (``corpus``, ``queries``, ``qrels``)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"evaluation file not found: {file}")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+    for key in ("corpus", "queries", "qrels"):
+        if not isinstance(data.get(key), dict) or not data[key]:
+            raise ValueError(f"{file}: '{key}' must be a non-empty object")
+    unknown = {d for rel in data["qrels"].values() for d in rel} - set(data["corpus"])
+    if unknown:
+        raise ValueError(f"{file}: qrels name documents missing from the corpus: {sorted(unknown)[:5]}")
+    return data  # type: ignore[no-any-return]
+
+
+def _write_jsonl(path: Path, pairs: Sequence[Pair]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for p in pairs:
+            fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def prepare_data(
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    kind: str = "auto",
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    negatives: bool = False,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Read ``input_path``, split it and write train/val/test JSONL plus ``eval.json``.
+
+    Args:
+        input_path: CSV/JSON/JSONL pairs, or raw documents.
+        output_dir: created if needed.
+        kind: ``"pairs"``, ``"documents"`` or ``"auto"`` (``.txt`` and folders are documents).
+        fractions: train / val / test fractions.
+        negatives: for documents, add a random other document as the negative.
+        seed: shuffling and synthesis seed.
+
+    Returns:
+        ``{"train", "val", "test", "eval"}`` -> written paths.
+    """
+    src = Path(input_path)
+    if kind == "auto":
+        kind = "documents" if src.is_dir() or src.suffix.lower() == ".txt" else "pairs"
+    if kind == "pairs":
+        pairs = load_pairs(src)
+    elif kind == "documents":
+        pairs = synthesize_pairs(read_documents(src), negatives=negatives, seed=seed)
+    else:
+        raise ValueError(f"kind must be 'auto', 'pairs' or 'documents', got {kind!r}")
+    train, val, test = split_pairs(pairs, fractions, seed=seed)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"train": out / "train.jsonl", "val": out / "val.jsonl", "test": out / "test.jsonl", "eval": out / "eval.json"}
+    _write_jsonl(paths["train"], train)
+    _write_jsonl(paths["val"], val)
+    _write_jsonl(paths["test"], test)
+    ev = build_eval(test if test else val, pairs)
+    atomic_write_json(paths["eval"], ev, indent=1)
+    return paths

@@ -1,0 +1,214 @@
+"""Training options and objective of the Gaussian embedder: the config, LR schedule and loss.
+
+Loss = contrastive (InfoNCE with in-batch negatives, default; or the triplet margin loss)
++ ``lambda_isotropy`` x isotropy term (SIGReg, default; RAGCUN's covariance penalty; or none)
++ ``lambda_reg`` x variance hinge toward ``target_std`` + ``lambda_predictor`` x predictor loss.
+Every score follows the model's geometry: InfoNCE logits are minus squared Euclidean distances
+(``"euclidean"``) or inner products (``"inner_product"``) over a temperature.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import torch
+
+from rag_relax_plugins.core.contrastive import info_nce, triplet_margin
+from rag_relax_plugins.core.isotropy import (
+    PredictorHead,
+    covariance_isotropy_penalty,
+    predictor_loss,
+    sigreg,
+    variance_regularization,
+)
+from rag_relax_plugins.embedders.gaussian_config import GEOMETRIES, GaussianConfig
+
+__all__ = ["TrainConfig", "contrastive_loss", "isotropy_loss", "lr_at", "training_loss"]
+
+_INTS = {"epochs": 1, "batch_size": 2, "grad_accum_steps": 1, "num_slices": 1, "warmup_steps": 0, "seed": 0}
+_NONNEG = ("weight_decay", "lambda_isotropy", "lambda_reg", "lambda_predictor", "margin", "dropout")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """All training options, defaults in one place (saved as ``train_config.json``).
+
+    ``output_dim`` and ``geometry`` default to ``None``: 384 and ``"euclidean"`` for a new
+    model, the saved model's values with ``init_model`` / ``resume_from`` (a different explicit
+    value is an error). ``freeze_early_layers``: ``0`` trains the whole backbone, ``N`` freezes
+    the token embeddings and the first ``N`` layers, ``-1`` freezes the whole backbone.
+    ``temperature`` ``None`` picks ``0.1 * D`` (Euclidean, on squared distances) or ``0.05 * D``
+    (inner product): for vectors of norm ``sqrt(D)`` both equal cosine similarity at 0.05.
+    """
+
+    train_file: str = ""
+    output_dir: str = "runs/gaussian"
+    val_file: str | None = None
+    backbone: str | None = None
+    init_model: str | None = None
+    resume_from: str | None = None
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    head_learning_rate: float | None = None
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    grad_accum_steps: int = 1
+    max_steps: int | None = None
+    output_dim: int | None = None
+    dropout: float = 0.1
+    freeze_early_layers: int = 0
+    geometry: str | None = None
+    loss: str = "infonce"
+    temperature: float | None = None
+    margin: float = 1.0
+    isotropy: str = "sigreg"
+    lambda_isotropy: float = 0.05
+    num_slices: int = 256
+    lambda_reg: float = 0.0
+    target_std: float = 1.0
+    predictor: bool = False
+    lambda_predictor: float = 0.1
+    mixed_precision: str = "no"
+    seed: int = 0
+    device: str | None = None
+    max_grad_norm: float = 1.0
+    show_progress: bool = True
+    save_checkpoints: bool = True
+
+    def __post_init__(self) -> None:
+        for name, low in _INTS.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+            if v < low:
+                raise ValueError(f"{name} must be >= {low}, got {v!r}")
+        for name, v in (("output_dim", self.output_dim), ("max_steps", self.max_steps)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {v!r}")
+        for name in ("learning_rate", "target_std", "max_grad_norm", "head_learning_rate", "temperature"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        for name in _NONNEG:
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.dropout >= 1:
+            raise ValueError(f"dropout must be < 1, got {self.dropout!r}")
+        if isinstance(self.freeze_early_layers, bool) or not isinstance(self.freeze_early_layers, int) or self.freeze_early_layers < -1:
+            raise ValueError(f"freeze_early_layers must be an int >= -1, got {self.freeze_early_layers!r}")
+        choices = {"loss": ("infonce", "triplet"), "isotropy": ("sigreg", "covariance", "none"),
+                   "mixed_precision": ("no", "bf16", "fp16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.geometry is not None and self.geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be one of {GEOMETRIES} or None, got {self.geometry!r}")
+        if self.init_model is not None and self.resume_from is not None:
+            raise ValueError("pass init_model or resume_from, not both (a checkpoint holds its model)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        return cls(**data)
+
+    def freeze_fields(self) -> dict[str, Any]:
+        """``freeze`` / ``freeze_layers`` of the model config from ``freeze_early_layers``."""
+        if self.freeze_early_layers == -1:
+            return {"freeze": "all", "freeze_layers": 0}
+        if self.freeze_early_layers > 0:
+            return {"freeze": "first_n", "freeze_layers": self.freeze_early_layers}
+        return {"freeze": "none", "freeze_layers": 0}
+
+    def model_config(self) -> GaussianConfig:
+        """The configuration of a new model."""
+        return GaussianConfig(backbone=self.backbone, output_dim=self.output_dim or 384, dropout=self.dropout,
+                              geometry=self.geometry or "euclidean", **self.freeze_fields())
+
+
+def lr_at(step: int, *, warmup_steps: int, total_steps: int) -> float:
+    """LR multiplier for optimiser step ``step`` (0-based): linear warm-up, then linear decay to 0.
+
+    A pure function of the optimiser step (not the epoch); ``LambdaLR`` calls it once per step.
+    """
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    remaining = max(1, total_steps - warmup_steps)
+    return max(0.0, 1.0 - (step - warmup_steps) / remaining)
+
+
+def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None, cfg: TrainConfig, geometry: str) -> torch.Tensor:
+    """InfoNCE (in-batch negatives, ``neg`` as extra hard negatives) or triplet loss under ``geometry``.
+
+    Args:
+        q: ``(B, D) x float`` queries.
+        d: ``(B, D) x float`` positives.
+        neg: ``(B, D)`` or ``(B, M, D) x float`` hard negatives of each query, or ``None``.
+        cfg: temperature, margin and loss choice.
+        geometry: ``"euclidean"`` or ``"inner_product"``.
+
+    Returns:
+        ``() x float``.
+    """
+    if neg is not None and neg.dim() == 2:
+        neg = neg[:, None]  # (B, 1, D)
+    if neg is not None and (neg.dim() != 3 or neg.shape[0] != q.shape[0] or neg.shape[2] != q.shape[1]):
+        raise ValueError(f"neg must be (B, D) or (B, M, D) with B, D = {tuple(q.shape)}, got {tuple(neg.shape)}")
+    if cfg.loss == "infonce":
+        temp = cfg.temperature or (0.1 if geometry == "euclidean" else 0.05) * q.shape[-1]
+        docs = d if neg is None else torch.cat([d[:, None], neg], dim=1)  # (B, 1 + M, D): positive first
+        sim: Literal["neg_l2", "dot"] = "neg_l2" if geometry == "euclidean" else "dot"
+        return info_nce(q, docs, temperature=temp, similarity=sim)
+    if neg is None:
+        neg = d.roll(1, dims=0)[:, None]  # another row's positive as the negative, (B, 1, D)
+    m = neg.shape[1]
+    qm, dm, nm = (x.reshape(-1, q.shape[1]) for x in (q.repeat_interleave(m, 0), d.repeat_interleave(m, 0), neg))
+    if geometry == "euclidean":
+        return triplet_margin(qm, dm, nm, margin=cfg.margin, distance="euclidean")
+    return torch.relu(cfg.margin - (qm * dm).sum(-1) + (qm * nm).sum(-1)).mean()
+
+
+def isotropy_loss(x: torch.Tensor, cfg: TrainConfig, step: int) -> torch.Tensor:
+    """The configured isotropy term on ``(N, D)`` embeddings; SIGReg draws fresh slices each step."""
+    if cfg.isotropy == "sigreg":
+        return sigreg(x, num_slices=cfg.num_slices, seed=cfg.seed * 1_000_003 + step)
+    if cfg.isotropy == "covariance":
+        return covariance_isotropy_penalty(x)
+    return x.new_zeros(())
+
+
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def training_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None, cfg: TrainConfig, step: int, *,
+                  geometry: str = "euclidean", predictor: PredictorHead | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its weighted parts from query / positive / negative embeddings.
+
+    Shapes: ``q`` and ``d`` ``(B, D)``, ``neg`` ``(B, D)``, ``(B, M, D)`` or ``None``.
+
+    The regularisers see every embedding of the batch (queries, positives, negatives). Half
+    precision inputs (autocast) are upcast, so the loss is computed in float32 (or float64).
+    """
+    q, d = _upcast(q), _upcast(d)
+    neg = None if neg is None else _upcast(neg)
+    parts = {"contrastive": contrastive_loss(q, d, neg, cfg, geometry)}
+    both = torch.cat([q, d] if neg is None else [q, d, neg.reshape(-1, q.shape[1])])  # every embedding, (N, D)
+    if cfg.lambda_isotropy > 0 and cfg.isotropy != "none":
+        parts["isotropy"] = cfg.lambda_isotropy * isotropy_loss(both, cfg, step)
+    if cfg.lambda_reg > 0:
+        parts["variance"] = cfg.lambda_reg * variance_regularization(both, cfg.target_std)
+    if predictor is not None:
+        parts["predictor"] = cfg.lambda_predictor * predictor_loss(predictor(q), d)
+    total = torch.stack(list(parts.values())).sum()
+    return total, {k: float(v.detach()) for k, v in parts.items()}

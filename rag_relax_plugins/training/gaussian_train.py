@@ -1,0 +1,256 @@
+"""Training loop of the Gaussian embedder: contrastive loss + isotropy (SIGReg) + variance terms.
+
+Python API: :func:`train` with a :class:`TrainConfig`; ``rag-relax train`` wraps it. Outputs in
+``output_dir``: ``train_config.json``, ``training.log``, ``checkpoint_epoch_N/`` (resumable: model,
+optimiser, scheduler, RNG, epoch/step; see :mod:`.gaussian_checkpoint`), ``best_model/`` (lowest
+validation loss), ``final_model/``, ``history.json`` and ``loss_curves.png``.
+
+Commands::
+
+    rag-relax prepare-data docs.txt --output data/
+    rag-relax train --train-file data/train.jsonl --val-file data/val.jsonl --output runs/g \\
+        --epochs 3 --batch-size 32 --lambda-isotropy 0.05 --freeze-early-layers 4
+    rag-relax train ... --resume-from runs/g/checkpoint_epoch_2     # continue a run
+    rag-relax train ... --init-model runs/g/best_model               # fine-tune a saved model
+
+Determinism: batches depend only on ``seed`` and the epoch; dropout draws from the global torch
+generator, whose state is checkpointed; SIGReg slices are seeded by ``seed`` and the step. A
+resumed run therefore reproduces the loss curve of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rag_relax_plugins._io import atomic_write_json
+from rag_relax_plugins.core.device import autocast, resolve_device, supports_dtype
+from rag_relax_plugins.core.isotropy import PredictorHead
+from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+from rag_relax_plugins.training.gaussian_checkpoint import load_checkpoint_state, save_checkpoint
+from rag_relax_plugins.training.gaussian_data import Pair, load_pairs
+from rag_relax_plugins.training.gaussian_objective import (
+    TrainConfig,
+    contrastive_loss,
+    isotropy_loss,
+    lr_at,
+    training_loss,
+)
+
+__all__ = ["TrainConfig", "contrastive_loss", "isotropy_loss", "lr_at", "make_batches", "train", "training_loss"]
+
+log = logging.getLogger(__name__)
+
+
+def make_batches(pairs: Sequence[Pair], batch_size: int, seed: int, epoch: int, min_size: int = 2) -> list[list[Pair]]:
+    """Seeded per-epoch shuffle into batches (a function of seed and epoch only, so resumable).
+
+    Batches smaller than ``min_size`` are dropped (a single pair has no in-batch negative).
+    """
+    g = torch.Generator().manual_seed(seed * 10_007 + epoch)
+    order = torch.randperm(len(pairs), generator=g).tolist()
+    chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    return [[pairs[i] for i in c] for c in chunks if len(c) >= min_size]
+
+
+def _embed(model: GaussianEmbedder, batch: list[Pair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One forward pass over queries, positives (and negatives when every pair has one)."""
+    negs = [p.negative for p in batch if p.negative is not None]
+    has_neg = len(negs) == len(batch)
+    out = model([p.query for p in batch] + [p.positive for p in batch] + (negs if has_neg else []))
+    b = len(batch)
+    return out[:b], out[b : 2 * b], (out[2 * b :] if has_neg else None)
+
+
+@torch.no_grad()
+def _val_loss(model: GaussianEmbedder, pairs: Sequence[Pair], cfg: TrainConfig, dev: torch.device) -> float:
+    """Mean loss over the validation pairs (eval mode, fixed slices and batches)."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in make_batches(pairs, cfg.batch_size, cfg.seed, 0, min_size=min(2, len(pairs))):
+        with autocast(dev, None if cfg.mixed_precision == "no" else cfg.mixed_precision):
+            q, d, n = _embed(model, batch)
+        total += training_loss(q, d, n, cfg, step=0, geometry=model.geometry)[0].item() * len(batch)
+        count += len(batch)
+    model.train()
+    return total / count if count else float("nan")
+
+
+def _build_model(cfg: TrainConfig, dev: torch.device) -> GaussianEmbedder:
+    """A new model, a fine-tuning start (``init_model``) or the checkpoint's model."""
+    source = cfg.init_model if cfg.init_model is not None else (
+        str(Path(cfg.resume_from) / "model") if cfg.resume_from is not None else None
+    )
+    if source is None:
+        return GaussianEmbedder(cfg.model_config(), device=dev)
+    model = GaussianEmbedder.load(source, device=dev, dropout=cfg.dropout, **cfg.freeze_fields())
+    for name in ("output_dim", "geometry"):
+        want = getattr(cfg, name)
+        if want is not None and want != getattr(model.config, name):
+            raise ValueError(f"{name}={want!r} differs from the saved model's {getattr(model.config, name)!r} ({source})")
+    return model
+
+
+def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[str, Any]:
+    """Train a Gaussian embedder; see the module docstring for what is written.
+
+    Args:
+        cfg: all options.
+        model: an already built model to train instead of building one from ``cfg`` (not
+            allowed together with ``resume_from`` or ``init_model``).
+
+    Returns:
+        ``{"history", "output_dir", "steps", "best_val_loss", "steps_per_second"}``.
+
+    Raises:
+        FileNotFoundError: missing train/val file or checkpoint.
+        ValueError: malformed data, too few pairs, incompatible checkpoint or options.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
+    if model is not None and (cfg.resume_from is not None or cfg.init_model is not None):
+        raise ValueError("pass model, or resume_from / init_model in cfg, not both")
+    if cfg.resume_from is not None and not (Path(cfg.resume_from) / "trainer_state.json").is_file():
+        raise FileNotFoundError(f"checkpoint not found: {cfg.resume_from} (expected trainer_state.json inside)")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "training.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    log.addHandler(handler)
+    old_level = log.level
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        return _train(cfg, out, model)
+    finally:
+        log.setLevel(old_level)
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    train_pairs = load_pairs(cfg.train_file)
+    val_pairs = load_pairs(cfg.val_file) if cfg.val_file else []
+    dev = resolve_device(cfg.device)
+    amp = None if cfg.mixed_precision == "no" else cfg.mixed_precision
+    if amp is not None and not supports_dtype(dev, torch.bfloat16 if amp == "bf16" else torch.float16):
+        log.warning("mixed_precision=%s is not supported on %s; training in float32", amp, dev)
+    model = _build_model(cfg, dev) if model is None else model
+    model.to(dev).train()
+    predictor = PredictorHead(model.dim).to(dev) if cfg.predictor else None
+    head_lr = cfg.head_learning_rate or cfg.learning_rate * 10
+    groups: list[dict[str, Any]] = [{"params": list(model.head.parameters()), "lr": head_lr}]
+    backbone_params = [p for p in model.backbone.parameters() if p.requires_grad]
+    if backbone_params:
+        groups.append({"params": backbone_params, "lr": cfg.learning_rate})
+    if predictor is not None:
+        groups.append({"params": list(predictor.parameters()), "lr": head_lr})
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    n_batches = len(make_batches(train_pairs, cfg.batch_size, cfg.seed, 0))
+    if n_batches == 0:
+        raise ValueError(f"train_file must hold at least 2 pairs, got {len(train_pairs)}")
+    total = math.ceil(n_batches / cfg.grad_accum_steps) * cfg.epochs
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, warmup_steps=cfg.warmup_steps, total_steps=total))
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16" and dev.type == "cuda")
+    history: dict[str, list[float]] = {"step_loss": [], "train_loss": [], "val_loss": []}
+    start_epoch, step, best = 0, 0, float("inf")
+    if cfg.resume_from is not None:
+        state = load_checkpoint_state(Path(cfg.resume_from), optimizer=opt, scheduler=sched, predictor=predictor)
+        start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+        log.info("resumed from %s at epoch %d, step %d", cfg.resume_from, start_epoch, step)
+    atomic_write_json(out / "train_config.json", cfg.to_dict())
+    bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train", unit="step")
+    t_start, steps_done = time.perf_counter(), 0
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+        epoch_losses: list[float] = []
+        group_losses: list[float] = []
+        opt.zero_grad(set_to_none=True)
+        batches = make_batches(train_pairs, cfg.batch_size, cfg.seed, epoch)
+        for i, batch in enumerate(batches):
+            group_start = i - i % cfg.grad_accum_steps
+            group_size = min(cfg.grad_accum_steps, len(batches) - group_start)  # last group may be short
+            with autocast(dev, amp):
+                q, d, n = _embed(model, batch)
+            loss, parts = training_loss(q, d, n, cfg, step, geometry=model.geometry, predictor=predictor)
+            scaler.scale(loss / group_size).backward()
+            epoch_losses.append(loss.item())
+            group_losses.append(loss.item())
+            if len(group_losses) < group_size:
+                continue
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            step += 1
+            steps_done += 1
+            history["step_loss"].append(sum(group_losses) / len(group_losses))
+            group_losses = []
+            bar.update(1)
+            bar.set_postfix(loss=f"{history['step_loss'][-1]:.4f}")
+            log.info("epoch %d step %d loss %.5f %s lr %.3g", epoch + 1, step, history["step_loss"][-1],
+                     {k: round(v, 5) for k, v in parts.items()}, sched.get_last_lr()[0])
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                break
+        history["train_loss"].append(sum(epoch_losses) / max(1, len(epoch_losses)))
+        val = _val_loss(model, val_pairs, cfg, dev) if val_pairs else history["train_loss"][-1]
+        if not math.isfinite(val):
+            log.warning("validation loss is %s; selecting best_model by training loss", val)
+            val = history["train_loss"][-1]
+        history["val_loss"].append(val)
+        log.info("epoch %d train_loss %.5f val_loss %.5f", epoch + 1, history["train_loss"][-1], val)
+        if val < best:
+            best = val
+            model.save(out / "best_model")
+        if cfg.save_checkpoints:
+            state = {"epoch": epoch + 1, "step": step, "best": best, "history": history}
+            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", model=model, optimizer=opt, scheduler=sched,
+                            predictor=predictor, state=state)
+    elapsed = time.perf_counter() - t_start
+    bar.close()
+    model.save(out / "final_model")
+    if not (out / "best_model").exists():  # e.g. resumed after the last epoch
+        model.save(out / "best_model")
+    _plot(history, out / "loss_curves.png")
+    atomic_write_json(out / "history.json", history, indent=None)
+    return {"history": history, "output_dir": str(out), "steps": step, "best_val_loss": best,
+            "steps_per_second": steps_done / elapsed if elapsed > 0 and steps_done else float("nan")}
+
+
+def _plot(history: dict[str, list[float]], path: Path) -> None:
+    """Loss curves (per optimiser step, and per epoch) as a PNG; skipped without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        log.warning('matplotlib not installed (pip install "rag-relax-plugins[plot]"): no loss curve PNG')
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(range(1, len(history["step_loss"]) + 1), history["step_loss"])
+    axes[0].set(xlabel="optimiser step", ylabel="loss", title="training loss")
+    epochs = range(1, len(history["train_loss"]) + 1)
+    axes[1].plot(epochs, history["train_loss"], marker="o", label="train")
+    axes[1].plot(epochs, history["val_loss"], marker="o", label="val")
+    axes[1].set(xlabel="epoch", ylabel="loss", title="per epoch")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,137 @@
+"""Data-preparation edge cases and training options of the Gaussian pipeline (hashing backbone)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag_relax_plugins.cli import main
+from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+from rag_relax_plugins.training.gaussian_data import (
+    load_eval_file,
+    load_pairs,
+    prepare_data,
+    read_documents,
+    synthesize_pairs,
+)
+from rag_relax_plugins.training.gaussian_train import TrainConfig, make_batches, train
+
+DOCS = [f"Topic {w} is discussed here. It has facts about {w} and more {w}." for w in
+        ("cats", "dogs", "stocks", "rain", "python", "paris", "bees", "lava", "chess", "coffee", "tea", "golf")]
+
+
+@pytest.fixture
+def pairs_file(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(p.to_dict()) for p in synthesize_pairs(DOCS, negatives=True)), encoding="utf-8")
+    return path
+
+
+def _cfg(tmp_path, train_file, **kw) -> TrainConfig:
+    base = dict(train_file=str(train_file), output_dir=str(tmp_path / "run"), backbone="hashing:32", output_dim=8,
+                batch_size=4, learning_rate=1e-3, head_learning_rate=1e-2, num_slices=8, show_progress=False,
+                device="cpu", save_checkpoints=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_csv_quoted_multiline_and_line_numbers(tmp_path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text('query,positive,negative\n"q1","a doc\nspanning lines",\n\nq2,d2,n2\nq3,,n3\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"p.csv:6: 'positive' must be a non-empty string"):
+        load_pairs(path)
+    path.write_text('query,positive,negative\n"q1","a doc\nspanning lines",\nq2,d2,n2\n', encoding="utf-8")
+    pairs = load_pairs(path)
+    assert pairs[0].positive == "a doc\nspanning lines" and pairs[0].negative is None and pairs[1].negative == "n2"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("empty.json", "  \n", "empty"),
+        ("empty.jsonl", "", "empty"),
+        ("header_only.csv", "query,positive\n", "no pairs"),
+        ("items.json", '[\n  {"query": "q", "positive": "d"},\n  {"query": "q"}\n]', r"items.json:3: item 1"),
+        ("obj.json", '{"query": "q", "positive": "d"}\n{"query": 3, "positive": "d"}\n', r"obj.json:2"),
+        ("bad.json", '[{"query": "q",,}]', r"bad.json:1: invalid JSON"),
+        ("notlist.json", '[1]', r"notlist.json:1: item 0"),
+        ("p.txt", "q,d", "unsupported extension"),
+    ],
+)
+def test_more_bad_files(tmp_path, name, content, match) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=match):
+        load_pairs(path)
+
+
+def test_documents_folder_jsonl_and_eval_file(tmp_path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, d in enumerate(DOCS):
+        (folder / f"{i:02d}.txt").write_text(d, encoding="utf-8")
+    assert read_documents(folder) == DOCS
+    jl = tmp_path / "docs.jsonl"
+    jl.write_text("\n".join(json.dumps({"text": d}) for d in DOCS) + '\n{"body": 1}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"docs.jsonl:13"):
+        read_documents(jl)
+    paths = prepare_data(folder, tmp_path / "out", fractions=(0.5, 0.25, 0.25), seed=1)
+    assert [len(load_pairs(paths[k])) for k in ("train", "val", "test")] == [6, 3, 3]
+    ev = load_eval_file(paths["eval"])
+    assert len(ev["queries"]) == 3 and all(len(r) == 1 for r in ev["qrels"].values())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no documents"):
+        prepare_data(tmp_path / "empty", tmp_path / "out2")
+    bad = tmp_path / "bad_eval.json"
+    bad.write_text(json.dumps({"corpus": {"d": "x"}, "queries": {"q": "y"}, "qrels": {"q": {"zz": 1}}}))
+    with pytest.raises(ValueError, match="missing from the corpus"):
+        load_eval_file(bad)
+
+
+def test_batches_seeded_and_accumulation_steps(tmp_path, pairs_file) -> None:
+    pairs = load_pairs(pairs_file)
+    assert make_batches(pairs, 5, 1, 0) == make_batches(pairs, 5, 1, 0) != make_batches(pairs, 5, 1, 1)
+    assert [len(b) for b in make_batches(pairs, 5, 0, 0)] == [5, 5, 2]
+    assert [len(b) for b in make_batches(pairs[:11], 5, 0, 0)] == [5, 5]  # a lone last pair is dropped
+    out = train(_cfg(tmp_path, pairs_file, epochs=2, batch_size=2, grad_accum_steps=4, warmup_steps=1))
+    assert out["steps"] == 4  # 6 batches per epoch -> groups of 4 and 2 -> 2 optimiser steps per epoch
+    lrs = [float(line.rsplit("lr ", 1)[1]) for line in (tmp_path / "run" / "training.log").read_text().splitlines() if " lr " in line]
+    assert lrs == pytest.approx([1e-2 * x for x in (1.0, 2 / 3, 1 / 3, 0.0)], rel=1e-3)  # stepped per optimiser step
+
+
+def test_predictor_mixed_precision_and_resume_with_predictor(tmp_path, pairs_file) -> None:
+    cfg = _cfg(tmp_path, pairs_file, epochs=2, predictor=True, mixed_precision="bf16", save_checkpoints=True, seed=5)
+    full = train(cfg)
+    assert (tmp_path / "run" / "checkpoint_epoch_1" / "predictor.safetensors").is_file()
+    resumed = train(_cfg(tmp_path / "r", pairs_file, epochs=2, predictor=True, mixed_precision="bf16", seed=5,
+                         resume_from=str(tmp_path / "run" / "checkpoint_epoch_1")))
+    assert resumed["history"]["step_loss"] == pytest.approx(full["history"]["step_loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="predictor"):
+        train(_cfg(tmp_path / "r2", pairs_file, epochs=2, seed=5, resume_from=str(tmp_path / "run" / "checkpoint_epoch_1")))
+
+
+def test_option_conflicts_and_errors(tmp_path, pairs_file) -> None:
+    model = GaussianEmbedder(_cfg(tmp_path, pairs_file).model_config(), device="cpu")
+    model.save(tmp_path / "init")
+    with pytest.raises(ValueError, match="output_dim=16 differs"):
+        train(_cfg(tmp_path, pairs_file, output_dim=16, init_model=str(tmp_path / "init")))
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig(train_file="x", init_model="a", resume_from="b")
+    with pytest.raises(ValueError, match="not both"):
+        train(_cfg(tmp_path, pairs_file, init_model=str(tmp_path / "init")), model=model)
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(train_file="x", batch_size=1)
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig(train_file="x", learning_rate=float("nan"))
+    with pytest.raises(ValueError, match="isotropy"):
+        TrainConfig(train_file="x", isotropy="whitening")
+    with pytest.raises(FileNotFoundError, match="pairs file"):
+        train(_cfg(tmp_path, tmp_path / "missing.jsonl"))
+    ft = train(_cfg(tmp_path / "ft", pairs_file, init_model=str(tmp_path / "init"), geometry="euclidean"))
+    assert ft["steps"] == 3
+    rc = main(["train", "--train-file", str(pairs_file), "--output", str(tmp_path / "x"), "--backbone", "hashing:32",
+               "--resume-from", str(tmp_path / "no_checkpoint"), "--no-progress", "--device", "cpu"])
+    assert rc == 2
+    rc = main(["train", "--train-file", str(pairs_file), "--output", str(tmp_path / "x"), "--output-dim", "0"])
+    assert rc == 2
