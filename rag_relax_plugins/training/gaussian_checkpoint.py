@@ -18,41 +18,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 
 __all__ = ["CHECKPOINT_VERSION", "load_checkpoint_state", "save_checkpoint"]
 
 CHECKPOINT_VERSION = 1
-
-
-def _save_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[k] = v
-    save_file(tensors, str(folder / "optimizer.safetensors"))
-    meta = {"param_groups": sd["param_groups"], "scalars": scalars}
-    (folder / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
-    meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
-    state: dict[int, dict[str, Any]] = {}
-    for key, t in load_file(str(folder / "optimizer.safetensors")).items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = t
-    for pid, extra in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(extra)
-    if len(meta["param_groups"]) != len(opt.param_groups):
-        raise ValueError(
-            f"checkpoint {folder} has {len(meta['param_groups'])} optimiser parameter groups, the "
-            f"current run {len(opt.param_groups)}: resume with the same freezing and predictor options"
-        )
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def save_checkpoint(
@@ -68,7 +38,7 @@ def save_checkpoint(
 
     def write(tmp: Path) -> None:
         model.save(tmp / "model")
-        _save_optimizer(optimizer, tmp)
+        save_optimizer_state(optimizer, tmp)
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -102,7 +72,7 @@ def load_checkpoint_state(
     state: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
     if state.get("format_version") != CHECKPOINT_VERSION:
         raise ValueError(f"unsupported checkpoint format_version {state.get('format_version')!r} in {folder}")
-    _load_optimizer(optimizer, folder)
+    load_optimizer_state(optimizer, folder, hint="resume with the same freezing and predictor options")
     scheduler.load_state_dict(state["scheduler"])
     rng = load_file(str(folder / "rng.safetensors"))
     torch.set_rng_state(rng["torch"])

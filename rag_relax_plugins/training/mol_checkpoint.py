@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 
 __all__ = [
     "FORMAT_VERSION",
@@ -62,33 +63,6 @@ def load_model_weights(model: nn.Module, folder: str | os.PathLike[str]) -> None
         )
 
 
-def _save_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[k] = v
-    save_file(tensors, str(folder / "optimizer.safetensors"))
-    meta = {"param_groups": sd["param_groups"], "scalars": scalars}
-    (folder / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, folder: Path, device: torch.device) -> None:
-    meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
-    state: dict[int, dict[str, Any]] = {}
-    for key, t in load_file(str(folder / "optimizer.safetensors")).items():
-        pid, name = key.split(".", 1)
-        # Adam's "step" stays on CPU; moment buffers follow the parameters
-        state.setdefault(int(pid), {})[name] = t if name == "step" else t.to(device)
-    for pid, extra in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(extra)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def save_checkpoint(
     folder: str | os.PathLike[str],
     model: nn.Module,
@@ -99,7 +73,7 @@ def save_checkpoint(
 
     def write(tmp: Path) -> None:
         save_model_weights(model, tmp)
-        _save_optimizer(optimizer, tmp)
+        save_optimizer_state(optimizer, tmp)
         state = {"format_version": FORMAT_VERSION, **trainer_state}
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
@@ -110,10 +84,10 @@ def load_checkpoint(
     folder: str | os.PathLike[str],
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
-    *,
-    device: torch.device | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint into ``model`` (and ``optimizer``); returns the trainer state.
+
+    The optimizer's moments follow its parameters' device (``Optimizer.load_state_dict``).
 
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint.
@@ -129,8 +103,7 @@ def load_checkpoint(
         raise ValueError(f"checkpoint {path} has format_version {version!r}; this version reads {FORMAT_VERSION}")
     load_model_weights(model, path)
     if optimizer is not None:
-        dev = device or next((p.device for p in model.parameters()), torch.device("cpu"))
-        _load_optimizer(optimizer, path, dev)
+        load_optimizer_state(optimizer, path)
     return state
 
 

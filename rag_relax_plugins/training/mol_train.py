@@ -202,7 +202,7 @@ def train_retrieval(
         else:
             src = latest_checkpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         if src is not None:
-            state = load_checkpoint(src, model, opt, device=dev)
+            state = load_checkpoint(src, model, opt)
             _check_resume_config(state["config"], cfg)
             step, history, last_ckpt = int(state["step"]), state["history"], src
             log.info("resumed from %s at step %d", src, step)

@@ -1,0 +1,56 @@
+"""Optimizer state as safetensors + JSON (no pickle), shared by every trainer's checkpoints.
+
+Tensors (Adam moments, step counters) go to ``optimizer.safetensors`` under ``"<param id>.<name>"``;
+non-tensor state and the parameter groups go to ``optimizer.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ["load_optimizer_state", "save_optimizer_state"]
+
+
+def save_optimizer_state(opt: torch.optim.Optimizer, folder: Path) -> None:
+    """Write ``opt.state_dict()`` into ``folder`` (``optimizer.safetensors`` + ``optimizer.json``)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    meta = {"param_groups": sd["param_groups"], "scalars": scalars}
+    (folder / "optimizer.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str = "") -> None:
+    """Load what :func:`save_optimizer_state` wrote into ``opt``.
+
+    ``Optimizer.load_state_dict`` moves the moments to each parameter's device and dtype.
+
+    Raises:
+        ValueError: the checkpoint's number of parameter groups differs from ``opt``'s (the
+            message ends with ``hint``, e.g. which options must match to resume).
+    """
+    meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, t in load_file(str(folder / "optimizer.safetensors")).items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = t
+    for pid, extra in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(extra)
+    if len(meta["param_groups"]) != len(opt.param_groups):
+        raise ValueError(
+            f"checkpoint {folder} has {len(meta['param_groups'])} optimiser parameter groups, the "
+            f"current run {len(opt.param_groups)}{': ' + hint if hint else ''}"
+        )
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
