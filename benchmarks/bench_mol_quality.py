@@ -1,8 +1,9 @@
 """Quality of Mixture-of-Logits retrieval vs dot product / cosine, 3 seeds each (mean and std).
 
 1. MovieLens-100k, leave-last-out next-item retrieval over all items (the user's training items
-   excluded from the ranking): MoL vs cosine/tau with the same item-id embedding budget
-   (``D = P_x * d_P`` floats per item), same history encoder, same loss and negatives.
+   excluded from the ranking): MoL vs cosine/tau with the same learned item-id embedding budget
+   (one ``D``-wide table row per item), the same history-encoder family, loss and schedule by
+   default; each model's own validated options come from ``--dot-set`` / ``--mol-set``.
    HR@10, HR@50, NDCG@10, MRR.
 2. HotpotQA open corpus (all unique paragraphs of ``distractor_500.jsonl``; half the questions
    train, the other half test): a MoL head over frozen MiniLM features vs MiniLM cosine.
@@ -15,6 +16,16 @@ Run (from the repository root)::
 Writes its keys (``movielens_hr10_mol``, ``movielens_hr10_dot``, ``hotpot_ndcg10_mol``,
 ``hotpot_ndcg10_cosine``, ``mol_quality_details``, ``machine``, ``date``) into
 ``benchmarks/results/mol.json``, keeping the other keys of that file.
+
+Choosing MovieLens hyper-parameters without the test split: ``--split valid`` trains without
+each user's last two items and scores the second-to-last (leave-second-to-last-out); the run is
+appended as one trial to ``benchmarks/results/mol_validation.json`` (nothing else is written).
+``--models dot`` / ``--models mol`` runs one model; ``--dot-set KEY=VALUE ...`` and
+``--mol-set KEY=VALUE ...`` override any :class:`RecipeConfig` or :class:`MoLTrainConfig` field
+of one model (e.g. ``--mol-set num_interests=4 lr=3e-3``), after the shared flags::
+
+    nice -n 10 .venv/bin/python benchmarks/bench_mol_quality.py --skip-hotpot --split valid \
+        --seeds 0 --models mol --mol-set num_interests=4
 """
 
 from __future__ import annotations
@@ -46,44 +57,78 @@ def _fmt(values: list[float]) -> str:
     return f"{m:.4f} ± {s:.4f}"
 
 
-def _movielens_seed(args: argparse.Namespace, seed: int, data: Any = None) -> dict[str, dict[str, Any]]:
-    """Train and evaluate both models for one seed (a worker process when ``--jobs`` > 1)."""
-    import torch
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["lr=3e-3", "num_interests=4"]`` -> ``{"lr": 0.003, "num_interests": 4}`` (JSON values)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"override {item!r} must be KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
 
+
+def _model_configs(args: argparse.Namespace, sim: str, seed: int) -> tuple[Any, Any]:
+    """``(MoLTrainConfig, RecipeConfig)`` of one MovieLens model: shared flags, then overrides."""
+    import dataclasses
+
+    from rag_relax_plugins.training.mol_recipes import RecipeConfig
+    from rag_relax_plugins.training.mol_train import MoLTrainConfig
+
+    cfg = MoLTrainConfig(
+        epochs=args.ml_epochs, batch_size=args.ml_batch_size, lr=args.ml_lr,
+        num_negatives=args.ml_negatives, seed=seed, device="cpu", show_progress=False,
+    )
+    recipe = RecipeConfig(
+        similarity=sim, embedding_dim=args.dim, max_len=args.max_len,
+        num_query_embeddings=args.pq, num_item_embeddings=args.px, tau=0.05,
+        mi_loss_weight=args.mi_weight, component_dim=args.component_dim or None,
+        warm_start_noise=None if args.ml_noise < 0 else args.ml_noise,
+        num_interests=args.interests, item_mlp_hidden=args.item_mlp_hidden,
+    )
+    over = _parse_overrides(args.dot_set if sim == "dot" else args.mol_set)
+    bad = sorted(set(over) - set(cfg.to_dict()) - set(recipe.to_dict()) | ({"seed", "similarity", "max_len"} & set(over)))
+    if bad:
+        raise SystemExit(f"--{sim}-set: unknown or fixed options {bad}")
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in over.items() if k in cfg.to_dict()})
+    recipe = dataclasses.replace(recipe, **{k: v for k, v in over.items() if k in recipe.to_dict()})
+    return cfg, recipe
+
+
+def _movielens_data(args: argparse.Namespace) -> Any:
     from rag_relax_plugins.datasets.movielens import load_movielens
     from rag_relax_plugins.training.mol_data import movielens_next_item
-    from rag_relax_plugins.training.mol_recipes import RecipeConfig
+
+    ml = load_movielens(args.data and Path(args.data) / "movielens-100k")
+    return movielens_next_item(ml, max_len=args.max_len, split=args.split)
+
+
+def _movielens_seed(args: argparse.Namespace, seed: int, data: Any = None) -> dict[str, dict[str, Any]]:
+    """Train and evaluate the models for one seed (a worker process when ``--jobs`` > 1)."""
+    import torch
+
     from rag_relax_plugins.training.mol_runs import run_movielens
-    from rag_relax_plugins.training.mol_train import MoLTrainConfig
 
     torch.set_num_threads(args.threads)
     if data is None:
-        data = movielens_next_item(load_movielens(args.data and Path(args.data) / "movielens-100k"), max_len=args.max_len)
+        data = _movielens_data(args)
     out: dict[str, dict[str, Any]] = {}
-    for sim in ("dot", "mol"):
-        cfg = MoLTrainConfig(
-            epochs=args.ml_epochs, batch_size=args.ml_batch_size, lr=args.ml_lr,
-            num_negatives=args.ml_negatives, seed=seed, device="cpu", show_progress=False,
-        )
-        recipe = RecipeConfig(
-            similarity=sim, embedding_dim=args.dim, max_len=args.max_len,
-            num_query_embeddings=args.pq, num_item_embeddings=args.px, tau=0.05,
-            mi_loss_weight=args.mi_weight, component_dim=args.component_dim or None,
-            warm_start_noise=None if args.ml_noise < 0 else args.ml_noise,
-        )
+    for sim in args.models:
+        cfg, recipe = _model_configs(args, sim, seed)
         rep = run_movielens(cfg, recipe, data=data)
+        rep["train_config"], rep["recipe"] = cfg.to_dict(), recipe.to_dict()
         rep.pop("history")
         out[sim] = rep
-        print(f"  movielens seed {seed} {sim}: " + "  ".join(f"{k} {rep['metrics'][k]:.4f}" for k in ML_METRICS)
+        print(f"  movielens ({args.split}) seed {seed} {sim}: " + "  ".join(f"{k} {rep['metrics'][k]:.4f}" for k in ML_METRICS)
               + f"  ({rep['train_seconds']:.0f} s)", flush=True)
     return out
 
 
 def bench_movielens(args: argparse.Namespace) -> dict[str, Any]:
-    from rag_relax_plugins.datasets.movielens import load_movielens
-    from rag_relax_plugins.training.mol_data import movielens_next_item
-
-    data = movielens_next_item(load_movielens(args.data and Path(args.data) / "movielens-100k"), max_len=args.max_len)
+    data = _movielens_data(args)
     if args.jobs > 1:  # one process per seed; each result is deterministic given its seed
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -92,14 +137,14 @@ def bench_movielens(args: argparse.Namespace) -> dict[str, Any]:
             per_seed = list(pool.map(_movielens_seed, [args] * len(args.seeds), args.seeds))
     else:
         per_seed = [_movielens_seed(args, seed, data) for seed in args.seeds]
-    runs: dict[str, list[dict[str, Any]]] = {"dot": [r["dot"] for r in per_seed], "mol": [r["mol"] for r in per_seed]}
-    return {"runs": runs, "config": {"epochs": args.ml_epochs, "batch_size": args.ml_batch_size, "lr": args.ml_lr,
-                                     "num_negatives": args.ml_negatives, "embedding_dim": args.dim,
-                                     "max_len": args.max_len, "P_q": args.pq, "P_x": args.px,
-                                     "component_dim": args.component_dim or args.dim // args.px, "tau": 0.05,
-                                     "mi_loss_weight": args.mi_weight, "warm_start_noise": args.ml_noise,
-                                     "encoder": "pool", "train_pairs": int(data.train.items.shape[0]),
-                                     "test_users": int(data.test_targets.shape[0])}}
+    runs: dict[str, list[dict[str, Any]]] = {sim: [r[sim] for r in per_seed] for sim in args.models}
+    config: dict[str, Any] = {"split": args.split, "train_pairs": int(data.train.items.shape[0]),
+                              "eval_users": int(data.test_targets.shape[0])}
+    for sim in args.models:  # the full options of each model (identical across seeds but the seed)
+        cfg = dict(runs[sim][0]["train_config"])
+        cfg.pop("seed")
+        config[sim] = {"train": cfg, "recipe": runs[sim][0]["recipe"]}
+    return {"runs": runs, "config": config}
 
 
 def bench_hotpot(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,6 +224,14 @@ def main() -> int:
     p.add_argument("--px", type=int, default=4)
     p.add_argument("--component-dim", type=int, default=64, help="MoL d_P on MovieLens (0: D / P_x)")
     p.add_argument("--ml-noise", type=float, default=0.1, help="identity warm start noise (-1: random init)")
+    p.add_argument("--interests", type=int, default=1, help="interest vectors of the history encoder (both models)")
+    p.add_argument("--item-mlp-hidden", type=int, default=0, help="residual MLP after the item table (0: none)")
+    p.add_argument("--split", choices=("test", "valid"), default="test",
+                   help="MovieLens target: last item (test) or second-to-last (valid, for tuning)")
+    p.add_argument("--models", nargs="+", choices=("dot", "mol"), default=["dot", "mol"])
+    p.add_argument("--dot-set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for the dot model")
+    p.add_argument("--mol-set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for the MoL model")
+    p.add_argument("--trial-name", default="", help="label of a --split valid trial")
     p.add_argument("--hp-epochs", type=int, default=20)
     p.add_argument("--hp-batch-size", type=int, default=64)
     p.add_argument("--hp-lr", type=float, default=1e-4)
@@ -189,8 +242,13 @@ def main() -> int:
     p.add_argument("--hp-component-dim", type=int, default=None)
     p.add_argument("--hp-noise", type=float, default=0.1)
     p.add_argument("--feature-cache", default=None, help="optional .safetensors cache of the MiniLM features")
-    p.add_argument("--output", default=str(RESULTS / "mol.json"))
+    p.add_argument("--output", default=None,
+                   help="default: benchmarks/results/mol.json (test) or mol_validation.json (valid)")
     args = p.parse_args()
+    if args.output is None:
+        args.output = str(RESULTS / ("mol.json" if args.split == "test" else "mol_validation.json"))
+    if args.split == "valid" and not args.skip_hotpot:
+        raise SystemExit("--split valid is for MovieLens only: add --skip-hotpot")
 
     import torch
 
@@ -201,21 +259,40 @@ def main() -> int:
                                "note": "2-core machine shared by several agents; timings are indicative only"}
     t0 = time.perf_counter()
     if not args.skip_movielens:
-        print("MovieLens-100k leave-last-out next item (all items; training items excluded)", flush=True)
+        target = "last item (test)" if args.split == "test" else "second-to-last item (validation)"
+        print(f"MovieLens-100k next item, target = {target} (all items; training items excluded)", flush=True)
         ml = bench_movielens(args)
         rows = []
         summary: dict[str, Any] = {}
         for sim, label in (("dot", "dot product (cosine/tau)"), ("mol", "MoL")):
+            if sim not in ml["runs"]:
+                continue
             vals = {k: [r["metrics"][k] for r in ml["runs"][sim]] for k in ML_METRICS}
             summary[sim] = {k: dict(zip(("mean", "std"), _mean_std(v), strict=False)) | {"per_seed": v} for k, v in vals.items()}
             rows.append((label, *(_fmt(vals[k]) for k in ML_METRICS)))
         print_table(rows, ("model", *ML_METRICS))
-        gain = summary["mol"]["hr@10"]["mean"] / summary["dot"]["hr@10"]["mean"] - 1
-        print(f"MoL vs dot HR@10: {100 * gain:+.1f}% relative (bar: +5%)\n", flush=True)
+        gain = None
+        if "dot" in summary and "mol" in summary:
+            gain = summary["mol"]["hr@10"]["mean"] / summary["dot"]["hr@10"]["mean"] - 1
+            print(f"MoL vs dot HR@10: {100 * gain:+.1f}% relative (bar: +5%)\n", flush=True)
+        train_seconds = {s: [r["train_seconds"] for r in ml["runs"][s]] for s in ml["runs"]}
+        if args.split == "valid":  # one tuning trial: appended to the trial log, nothing else written
+            trial = {"name": args.trial_name, "command": command.strip(), "date": today(), "seeds": args.seeds,
+                     "summary": summary, "config": ml["config"], "train_seconds": train_seconds}
+            log_path = Path(args.output)
+            trials = json.loads(log_path.read_text(encoding="utf-8")).get("trials", []) if log_path.is_file() else []
+            merge_results(log_path, {"machine": machine(), "protocol": (
+                "MovieLens-100k leave-second-to-last-out: each user's last item dropped, second-to-last item "
+                "is the target, ranked against all items minus the user's training items"),
+                "trials": [*trials, trial]})
+            print(f"appended trial {args.trial_name!r} to {log_path}")
+            return 0
+        if gain is None:
+            raise SystemExit("the test split needs both models (--models dot mol)")
         updates["movielens_hr10_mol"] = summary["mol"]["hr@10"]["mean"]
         updates["movielens_hr10_dot"] = summary["dot"]["hr@10"]["mean"]
         details["movielens"] = {"command": command.strip(), "summary": summary, "hr10_relative_gain": gain, "config": ml["config"],
-                                "train_seconds": {s: [r["train_seconds"] for r in ml["runs"][s]] for s in ml["runs"]}}
+                                "train_seconds": train_seconds}
     if not args.skip_hotpot:
         print("HotpotQA open corpus: MoL head over frozen MiniLM vs MiniLM cosine (test half)", flush=True)
         hp = bench_hotpot(args)

@@ -4,6 +4,8 @@
   setting). Training pairs are ``(last L items before t, item at t)`` for every position ``t >= 2``
   of each user's training sequence; each user's test query is the last ``L`` training items and
   the target is the held-out last item. Item ids are MovieLens ids (1-based); id 0 is padding.
+  ``split="valid"`` is the matching validation protocol (leave-second-to-last-out): the last
+  item is dropped, the second-to-last is the target, training stops before it.
 - :func:`hotpot_open_split`: all unique paragraphs of the HotpotQA distractor file as the
   corpus, questions as queries, present gold paragraphs as relevant; a fixed seeded split puts
   half of the questions in training (one pair per question and gold paragraph) and half in test.
@@ -53,6 +55,8 @@ class NextItemData:
             are excluded from the ranking.
         num_items: ``max item id + 1`` (id 0 is padding and never a candidate).
         max_len: ``L``.
+        split: ``"test"`` (the ``test_*`` fields hold each user's last item) or ``"valid"``
+            (they hold the second-to-last item; the last one is in no field).
     """
 
     train: PairData
@@ -61,22 +65,31 @@ class NextItemData:
     test_seen: torch.Tensor
     num_items: int
     max_len: int
+    split: str = "test"
 
 
-def movielens_next_item(ml: MovieLens, *, max_len: int = 50) -> NextItemData:
-    """Build next-item pairs and the leave-last-out test set from MovieLens.
+def movielens_next_item(ml: MovieLens, *, max_len: int = 50, split: str = "test") -> NextItemData:
+    """Build next-item pairs and a leave-last-out evaluation set from MovieLens.
 
-    Uses :func:`~rag_relax_plugins.datasets.movielens.leave_last_out` with ``valid=False``: each
-    user's last rating (by time) is the test target, all others are training interactions. Users
-    whose last item was not held out (a single rating) have no test query.
+    ``split="test"`` uses :func:`~rag_relax_plugins.datasets.movielens.leave_last_out` with
+    ``valid=False``: each user's last rating (by time) is the target, all others are training
+    interactions. ``split="valid"`` (for choosing hyper-parameters without touching the test
+    item) uses ``valid=True``: the last rating is discarded, the second-to-last is the target,
+    the rest are training interactions. Users whose target was not held out (too few ratings)
+    have no evaluation query.
 
     Args:
         ml: the loaded data set.
         max_len: history length ``L`` of a query.
+        split: ``"test"`` or ``"valid"``.
     """
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be an int >= 1, got {max_len!r}")
-    train, _, test = leave_last_out(ml, valid=False)
+    if split not in ("test", "valid"):
+        raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
+    train, valid, test = leave_last_out(ml, valid=split == "valid")
+    if split == "valid":
+        test = valid  # the held-out last items (``test``) are not used at all
     num_items = max(max(ml.items, default=0), max((r.item for r in ml.interactions), default=0)) + 1
     seqs: dict[int, list[int]] = {}
     for r in train:  # already sorted by time
@@ -100,7 +113,7 @@ def movielens_next_item(ml: MovieLens, *, max_len: int = 50) -> NextItemData:
         seen[row, torch.tensor(seqs[u], dtype=torch.long)] = True
     seen[:, 0] = True
     pairs = PairData(torch.cat(hist), torch.cat(nxt), num_items, excluded_items=(0,))
-    return NextItemData(pairs, histories, targets, seen, num_items, max_len)
+    return NextItemData(pairs, histories, targets, seen, num_items, max_len, split)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Ready-made MoL vs dot-product setups for MovieLens and HotpotQA (used by the CLI and benchmark).
 
-- MovieLens-100k (learned ids): item tower = an item-id table of width ``D``; query tower =
+- MovieLens-100k (learned ids): item tower = an item-id table of width ``D`` (optionally followed
+  by a residual MLP, ``item_mlp_hidden``); query tower =
   :class:`~rag_relax_plugins.training.mol_towers.HistoryQueryTower` over the last ``L`` items,
-  sharing that table. The scorer is either cosine / tau on the ``D``-wide tower outputs, or MoL
+  sharing that table, with ``num_interests`` pooled interest vectors (MoL reads one query
+  component from each; the cosine baseline gets them through a learned ``H * D -> D`` map). The scorer is either cosine / tau on the ``D``-wide tower outputs, or MoL
   with ``P_q x P_x`` components of width ``d_P = D / P_x`` so that a cached item takes the same
   ``D`` floats under both scorers (the same embedding budget).
 - HotpotQA (frozen features): both towers look up precomputed MiniLM vectors; MoL learns the
@@ -75,6 +77,9 @@ class RecipeConfig:
             (as the paper); a number starts them as the identity plus that much noise (see
             :func:`identity_warm_start`; needs ``component_dim == embedding_dim``), so the
             untrained MoL equals the cosine / tau baseline.
+        num_interests: MovieLens only: ``H`` interest vectors of the pooled history encoder.
+        item_mlp_hidden: MovieLens only: hidden width of a residual MLP after the item-id table
+            (``0``: none); the learned per-item floats stay ``embedding_dim``.
     """
 
     similarity: str = "mol"
@@ -90,10 +95,16 @@ class RecipeConfig:
     mi_loss_weight: float = 1e-3
     dropout: float = 0.1
     warm_start_noise: float | None = None
+    num_interests: int = 1
+    item_mlp_hidden: int = 0
 
     def __post_init__(self) -> None:
         if self.similarity not in ("mol", "dot"):
             raise ValueError(f"similarity must be 'mol' or 'dot', got {self.similarity!r}")
+        for name, low in (("num_interests", 1), ("item_mlp_hidden", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable fields."""
@@ -132,13 +143,17 @@ def build_movielens_model(num_items: int, recipe: RecipeConfig) -> TwoTowerModel
         raise ValueError(
             f"embedding_dim ({d}) must be divisible by num_item_embeddings ({recipe.num_item_embeddings})"
         )
-    items = IdEmbeddingTower(num_items, d, padding_idx=0)
-    query = HistoryQueryTower(items, recipe.max_len, encoder=recipe.encoder, dropout=recipe.dropout)
+    items = IdEmbeddingTower(num_items, d, padding_idx=0, mlp_hidden=recipe.item_mlp_hidden)
+    query = HistoryQueryTower(
+        items, recipe.max_len, encoder=recipe.encoder, dropout=recipe.dropout,
+        num_interests=recipe.num_interests,
+        interest_combine="linear" if recipe.similarity == "dot" else "concat",
+    )
     sim: torch.nn.Module
     if recipe.similarity == "dot":
         sim = DotProductSimilarity(normalize=True, tau=recipe.tau)
     else:
-        mol = MoLSimilarity(recipe.mol_config(d, d, d // recipe.num_item_embeddings))
+        mol = MoLSimilarity(recipe.mol_config(query.out_dim, d, d // recipe.num_item_embeddings))
         if recipe.warm_start_noise is not None:
             if mol.config.component_dim != d:
                 raise ValueError(
@@ -158,20 +173,30 @@ def identity_warm_start(sim: MoLSimilarity, noise: float = 0.0, *, seed: int = 0
     all components equal to the cosine, the mixture equals it whatever the gate says; training
     then departs from the frozen encoder's own similarity instead of from a random one. This is a
     departure from the paper (which trains MoL from scratch on learned encoders).
+
+    Query features made of ``k`` concatenated ``D``-wide vectors (``query_dim = k * item_dim``,
+    e.g. the ``k`` interests of a multi-interest history encoder): query component ``i`` starts
+    as that map applied to block ``i mod k`` (zero on the other blocks), so each component reads
+    one interest and the untrained MoL mixes the cosines of the interests.
     """
     c = sim.config
-    if c.query_dim != c.item_dim:
-        raise ValueError(f"identity_warm_start needs query_dim == item_dim, got {c.query_dim} and {c.item_dim}")
+    if c.query_dim % c.item_dim:
+        raise ValueError(
+            f"identity_warm_start needs query_dim to be a multiple of item_dim, got {c.query_dim} and {c.item_dim}"
+        )
+    blocks = c.query_dim // c.item_dim
     g = torch.Generator().manual_seed(seed)
-    dim, dp = c.query_dim, c.component_dim
+    dim, dp = c.item_dim, c.component_dim
     if dp == dim:
         base = torch.eye(dim)
     else:
         a = torch.randn(max(dim, dp), min(dim, dp), generator=g)
         qmat = torch.linalg.qr(a).Q  # orthonormal columns
         base = qmat.T[:dp, :dim] if dp <= dim else qmat[:dp, :dim]
-    for proj, count in ((sim.query_proj, c.num_query_embeddings), (sim.item_proj, c.num_item_embeddings)):
-        w = base.repeat(count, 1)  # (count * d_P, D), same map for every component
+    for proj, count, k in ((sim.query_proj, c.num_query_embeddings, blocks), (sim.item_proj, c.num_item_embeddings, 1)):
+        w = torch.zeros(count * dp, k * dim)  # (count * d_P, k * D)
+        for i in range(count):  # component i reads block i mod k
+            w[i * dp : (i + 1) * dp, (i % k) * dim : (i % k + 1) * dim] = base
         w = w + noise * torch.randn(w.shape, generator=g) / dim**0.5
         proj.weight.copy_(w.to(proj.weight.dtype))
         if proj.bias is not None:

@@ -86,22 +86,45 @@ class DotProductSimilarity(nn.Module):
 class IdEmbeddingTower(nn.Module):
     """Learned item-id embeddings ``(num_items, dim)``; id 0 may be reserved as padding.
 
+    With ``mlp_hidden > 0`` the tower returns ``e + MLP(e)`` (Linear -> GELU -> Linear, the last
+    layer zero-initialised so the untrained tower returns the table rows): a nonlinear item
+    feature from the same ``dim`` learned floats per item (the MoL paper derives item-side
+    components from shared networks over the item embedding). :class:`HistoryQueryTower` always
+    reads the raw table.
+
     Args:
         num_items: table size ``N`` (ids ``0..N-1``).
         dim: embedding size ``D``.
         padding_idx: an id whose row stays zero (e.g. ``0`` for padded histories), or ``None``.
         init_std: standard deviation of the normal initialisation.
+        mlp_hidden: hidden width of the optional residual MLP (``0``: none).
     """
 
-    def __init__(self, num_items: int, dim: int, *, padding_idx: int | None = 0, init_std: float = 0.02) -> None:
+    def __init__(
+        self,
+        num_items: int,
+        dim: int,
+        *,
+        padding_idx: int | None = 0,
+        init_std: float = 0.02,
+        mlp_hidden: int = 0,
+    ) -> None:
         super().__init__()
         if num_items < 1 or dim < 1:
             raise ValueError(f"num_items and dim must be >= 1, got {num_items} and {dim}")
+        if isinstance(mlp_hidden, bool) or not isinstance(mlp_hidden, int) or mlp_hidden < 0:
+            raise ValueError(f"mlp_hidden must be an int >= 0, got {mlp_hidden!r}")
         self.embedding = nn.Embedding(num_items, dim, padding_idx=padding_idx)
         nn.init.normal_(self.embedding.weight, std=init_std)
         if padding_idx is not None:
             with torch.no_grad():
                 self.embedding.weight[padding_idx].zero_()
+        self.mlp: nn.Module | None = None
+        if mlp_hidden:
+            out = nn.Linear(mlp_hidden, dim)
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+            self.mlp = nn.Sequential(nn.Linear(dim, mlp_hidden), nn.GELU(), out)
 
     @property
     def num_items(self) -> int:
@@ -112,8 +135,9 @@ class IdEmbeddingTower(nn.Module):
         return int(self.embedding.embedding_dim)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """``(M,) x long`` ids -> ``(M, D) x float`` embeddings."""
-        return self.embedding(_check_ids("ids", ids, self.num_items))
+        """``(M,) x long`` ids -> ``(M, D) x float`` embeddings (``e + MLP(e)`` with an MLP)."""
+        e = self.embedding(_check_ids("ids", ids, self.num_items))
+        return e if self.mlp is None else e + self.mlp(e)
 
 
 class HistoryQueryTower(nn.Module):
@@ -127,12 +151,23 @@ class HistoryQueryTower(nn.Module):
     - ``"transformer"``: ``E[items] * sqrt(D) + P[positions]`` through one pre-norm Transformer
       encoder layer, the output at the most recent position, layer-normalised.
 
+    Multi-interest pooling (``encoder="pool"``, ``num_interests = H > 1``): ``H`` pools, each
+    with its own recency logits (initial slopes spread over time scales, from long- to
+    short-term) plus a content term ``w_h . e`` (self-attentive multi-interest extraction, as in
+    ComiRec-SA, Cen et al., KDD 2020), share the residual MLP and LayerNorm; the output is the
+    ``H`` interest vectors concatenated, ``(B, H * D)``, row ``b`` laid out as ``(H, D)``. A
+    Mixture-of-Logits scorer reads one query component from each interest (see
+    ``mol_recipes.identity_warm_start``); a single-vector scorer needs ``interest_combine="linear"``,
+    a learned ``H * D -> D`` map initialised to the mean of the interests.
+
     Args:
         items: the item tower whose table is shared.
         max_len: ``L``, history positions used.
         encoder: ``"pool"`` or ``"transformer"``.
         num_heads: attention heads of the transformer encoder (must divide ``D``).
         dropout: dropout inside the encoder.
+        num_interests: ``H``, pooled interest vectors (``"pool"`` only).
+        interest_combine: ``"concat"`` (output ``(B, H * D)``) or ``"linear"`` (output ``(B, D)``).
     """
 
     def __init__(
@@ -143,21 +178,41 @@ class HistoryQueryTower(nn.Module):
         encoder: str = "pool",
         num_heads: int = 2,
         dropout: float = 0.1,
+        num_interests: int = 1,
+        interest_combine: str = "concat",
     ) -> None:
         super().__init__()
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         if encoder not in ("pool", "transformer"):
             raise ValueError(f"encoder must be 'pool' or 'transformer', got {encoder!r}")
+        if isinstance(num_interests, bool) or not isinstance(num_interests, int) or num_interests < 1:
+            raise ValueError(f"num_interests must be an int >= 1, got {num_interests!r}")
+        if num_interests > 1 and encoder != "pool":
+            raise ValueError("num_interests > 1 needs encoder='pool'")
+        if interest_combine not in ("concat", "linear"):
+            raise ValueError(f"interest_combine must be 'concat' or 'linear', got {interest_combine!r}")
         d = items.dim
         self.items = items
         self.max_len = max_len
         self.encoder = encoder
+        self.num_interests = num_interests
         self.norm = nn.LayerNorm(d)
+        self.combine: nn.Linear | None = None
         if encoder == "pool":
-            # recency logits start favouring recent items: position L-1 is the most recent
-            self.recency = nn.Parameter(torch.linspace(-1.0, 1.0, max_len))
+            # recency logits start favouring recent items: position L-1 is the most recent; with
+            # several interests the slopes span time scales (long-term ... short-term)
+            # (shape (L,) with one interest, as saved by earlier versions; (H, L) otherwise)
+            slopes = 2.0 ** (torch.arange(num_interests, dtype=torch.float32) - (num_interests - 1) / 2)
+            recency = slopes[:, None] * torch.linspace(-1.0, 1.0, max_len)[None, :]  # (H, L)
+            self.recency = nn.Parameter(recency[0] if num_interests == 1 else recency)
+            self.content: nn.Linear | None = nn.Linear(d, num_interests, bias=False) if num_interests > 1 else None
             self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * d, d))
+            if num_interests > 1 and interest_combine == "linear":
+                self.combine = nn.Linear(num_interests * d, d)
+                with torch.no_grad():  # starts as the mean of the interests
+                    self.combine.weight.copy_(torch.eye(d).repeat(1, num_interests) / num_interests)
+                    self.combine.bias.zero_()
         else:
             if d % num_heads:
                 raise ValueError(f"num_heads must divide the item dimension {d}, got {num_heads}")
@@ -167,6 +222,11 @@ class HistoryQueryTower(nn.Module):
                 d, num_heads, dim_feedforward=2 * d, dropout=dropout, batch_first=True, norm_first=True
             )
 
+    @property
+    def out_dim(self) -> int:
+        """Width of the output: ``D``, or ``H * D`` for concatenated interests."""
+        return self.items.dim * (self.num_interests if self.combine is None else 1)
+
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         """Encode histories.
 
@@ -175,7 +235,7 @@ class HistoryQueryTower(nn.Module):
                 every row needs at least one item (its last column non-zero).
 
         Returns:
-            ``(B, D) x float`` queries.
+            ``(B, D) x float`` queries, or ``(B, H * D)`` with ``H > 1`` interests concatenated.
         """
         check_ndim("history", history, 2)
         _check_ids("history", history, self.items.num_items)
@@ -186,9 +246,14 @@ class HistoryQueryTower(nn.Module):
         pad = history == 0  # (B, L) True at padding
         emb = self.items.embedding(history)  # (B, L, D)
         if self.encoder == "pool":
-            w = self.recency[None, :].masked_fill(pad, float("-inf")).softmax(dim=1)  # (B, L)
-            pooled = (w.unsqueeze(-1) * emb).sum(dim=1)  # (B, D)
-            return self.norm(pooled + self.mlp(pooled))
+            recency = self.recency.view(self.num_interests, self.max_len)  # (H, L)
+            logits = recency[None].expand(history.shape[0], -1, -1)  # (B, H, L)
+            if self.content is not None:
+                logits = logits + self.content(emb).transpose(1, 2)  # + (B, H, L) content term
+            w = logits.masked_fill(pad[:, None, :], float("-inf")).softmax(dim=-1)  # (B, H, L)
+            pooled = w @ emb  # (B, H, L) @ (B, L, D) -> (B, H, D)
+            out = self.norm(pooled + self.mlp(pooled)).flatten(1)  # (B, H * D)
+            return out if self.combine is None else self.combine(out)
         pos = torch.arange(self.max_len, device=history.device)
         h = emb * math.sqrt(self.items.dim) + self.position(pos)[None]  # (B, L, D)
         out = self.layer(h, src_key_padding_mask=pad)  # padded keys masked; last position is real
