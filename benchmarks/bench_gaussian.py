@@ -9,21 +9,30 @@ MiniLM with cosine similarity. SNLI: hypothesis -> premise retrieval on the SNLI
 
 Frozen-backbone runs train the projection head on cached backbone features (exactly what a
 frozen backbone computes; see ``_gaussian_feats.py``), 3 seeds per variant. Unfrozen runs train
-MiniLM's last layers end to end with :func:`rag_relax_plugins.training.gaussian_train.train`,
-starting from the frozen-stage model (short: CPU time), fewer seeds.
+MiniLM's last layers + the head end to end with
+:func:`rag_relax_plugins.training.gaussian_train.train`; with ``--unfreeze-cache`` the frozen
+layers' output is cached per text (exact), which makes 150 steps and the corpus re-encoding
+after each seed affordable on a CPU; ``--unfreeze-val`` picks ``best_model`` by the loss on the
+held-out validation questions.
 
 Also: FAISS HNSW recall@10 relative to exact search (base cosine vs trained Euclidean),
 encode throughput against bare sentence-transformers, training steps/s on CPU.
 
-Run (``--help`` for the knobs; the unfrozen stage first, since the main run includes its file)::
+Run (``--help`` for the knobs). The reported "trained" model is the unfrozen SIGReg recipe::
 
-    nice -n 10 .venv/bin/python benchmarks/bench_gaussian.py --stage unfrozen --unfreeze-seeds 1
+    U="--stage unfrozen --unfreeze-seeds 3 --unfreeze-steps 150 --unfreeze-lr 5e-5 --unfreeze-warmup 10 --unfreeze-cache --unfreeze-val"
+    nice -n 5 .venv/bin/python benchmarks/bench_gaussian.py $U --unfrozen-name gaussian_unfrozen_cached
+    nice -n 5 .venv/bin/python benchmarks/bench_gaussian.py $U --unfreeze-isotropy none --unfrozen-name gaussian_unfrozen_cached_none
+    nice -n 5 .venv/bin/python benchmarks/bench_gaussian.py $U --unfreeze-isotropy covariance --unfrozen-name gaussian_unfrozen_cached_cov
+    # frozen stage (head on cached features, 3 seeds per isotropy variant, ANN, speed), merging the above:
     nice -n 10 .venv/bin/python benchmarks/bench_gaussian.py --seeds 3 --epochs 10 --negatives 7 \
-        --head-lr 3e-4 --snli-per-epoch 250 --lambda-isotropy 0.05
-    nice -n 10 .venv/bin/python benchmarks/bench_gaussian.py --stage merge --unfrozen-name a,b  # pool seeds
+        --head-lr 3e-4 --snli-per-epoch 250 --lambda-isotropy 0.05 --headline last2_unfrozen_150steps/sigreg \
+        --unfrozen-name "gaussian_unfrozen,gaussian_unfrozen_s1,gaussian_unfrozen_s2;gaussian_unfrozen_cached;gaussian_unfrozen_cached_none;gaussian_unfrozen_cached_cov"
+    # or, with an existing results/gaussian.json, only re-merge (same --unfrozen-name / --headline):
+    nice -n 10 .venv/bin/python benchmarks/bench_gaussian.py --stage merge --headline ... --unfrozen-name ...
 
-Torch runs on one thread: on a shared, oversubscribed machine two threads made every step
-~10x slower.
+Torch runs on one thread by default (``--threads``): on a shared, oversubscribed machine two
+threads made every step ~10x slower.
 """
 
 from __future__ import annotations
@@ -155,59 +164,156 @@ def ms(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def unfrozen_run(data: dict[str, Any], args: argparse.Namespace, seed: int) -> dict[str, Any]:
+def _pair_rows(items: list[dict[str, Any]], g: random.Random) -> list[dict[str, str]]:
+    """(question, gold paragraph, one random distractor of the same question) rows."""
+    return [{"query": it["query"], "positive": p, "negative": g.choice(it["negatives"])} for it in items for p in it["positives"]]
+
+
+def _val_items(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Training-style items of the held-out validation questions (gold + distractors from the corpus)."""
+    from rag_relax_plugins.datasets import load_hotpotqa_distractor
+
+    by_q = {ex.question: ex for ex in load_hotpotqa_distractor()}
+    items = []
+    for q in data["val_queries"].values():
+        ex = by_q[q]
+        pos = [data["corpus"][t] for t in ex.gold_titles if t in data["corpus"]]
+        neg = [data["corpus"][t] for t in ex.titles if t not in set(ex.gold_titles) and t in data["corpus"]]
+        if pos and neg:
+            items.append({"query": q, "positives": pos, "negatives": neg})
+    return items
+
+
+def unfrozen_run(data: dict[str, Any], args: argparse.Namespace, seed: int, model: GaussianEmbedder | None = None) -> dict[str, Any]:
     """Train MiniLM's last ``6 - unfreeze_freeze`` layers + the head end to end (library ``train``).
 
     Starts from the identity head (the untrained model ranks like cosine MiniLM), trains on the
     HotpotQA training pairs, each with a hard negative, then encodes the corpus and evaluates.
+    With ``--unfreeze-val`` the held-out validation questions' pairs pick ``best_model`` (lowest
+    validation loss over epochs), which is evaluated. ``model`` (already built, with its prefix
+    cache enabled under ``--unfreeze-cache``) is trained in place instead of a new one.
     """
     from rag_relax_plugins.training.gaussian_train import train
 
     g = random.Random(seed)
-    rows = [{"query": it["query"], "positive": p, "negative": g.choice(it["negatives"])} for it in data["train_items"] for p in it["positives"]]
+    rows = _pair_rows(data["train_items"], g)
+    val_rows = _pair_rows(_val_items(data), g) if args.unfreeze_val else []
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+        if val_rows:
+            (Path(tmp) / "val.jsonl").write_text("\n".join(json.dumps(r) for r in val_rows), encoding="utf-8")
         cfg = TrainConfig(train_file=str(Path(tmp) / "train.jsonl"), output_dir=str(Path(tmp) / "run"), output_dim=args.output_dim,
+                          val_file=str(Path(tmp) / "val.jsonl") if val_rows else None,
                           geometry=args.geometry, freeze_early_layers=args.unfreeze_freeze, batch_size=args.unfreeze_batch,
-                          epochs=100, max_steps=args.unfreeze_steps, learning_rate=args.unfreeze_lr, head_learning_rate=args.head_lr,
-                          warmup_steps=5, seed=seed, isotropy="sigreg", lambda_isotropy=args.lambda_isotropy,
-                          save_checkpoints=False, show_progress=False, device="cpu")
+                          epochs=1000, max_steps=args.unfreeze_steps, learning_rate=args.unfreeze_lr, head_learning_rate=args.head_lr,
+                          warmup_steps=args.unfreeze_warmup, seed=seed, isotropy=args.unfreeze_isotropy, lambda_isotropy=args.lambda_isotropy,
+                          save_checkpoints=False, show_progress=False, device="cpu", cache_frozen_prefix=args.unfreeze_cache)
         t0 = time.perf_counter()
-        out = train(cfg)
+        out = train(cfg, model=model)
         train_s = time.perf_counter() - t0
-        model = GaussianEmbedder.load(Path(tmp) / "run" / "final_model", device="cpu")
+        chosen = "best_model" if val_rows else "final_model"
+        if model is not None and val_rows:
+            state = GaussianEmbedder.load(Path(tmp) / "run" / chosen, device="cpu").state_dict()
+            model.load_state_dict(state)  # the cache (frozen layers) stays valid: only trained weights change
+        elif model is None:
+            model = GaussianEmbedder.load(Path(tmp) / "run" / chosen, device="cpu")
+            if args.unfreeze_cache:
+                model.enable_prefix_cache()
+    best_epoch = 1 + min(range(len(out["history"]["val_loss"])), key=out["history"]["val_loss"].__getitem__) if val_rows else None
     t0 = time.perf_counter()
     c = model.encode(list(data["corpus"].values()), batch_size=32)
     q = model.encode(list(data["queries"].values()), batch_size=32)
     met = _metrics(q, c, list(data["corpus"]), [data["qrels"][k] for k in data["queries"]], args.geometry)
-    return {"ndcg10": met["ndcg@10"], "recall10": met["recall@10"], "mrr": met["mrr"], "steps": out["steps"],
-            "train_seconds": train_s, "train_steps_per_s": out["steps_per_second"],
-            "encode_eval_seconds": time.perf_counter() - t0, "pairs": len(rows)}
+    res = {"ndcg10": met["ndcg@10"], "recall10": met["recall@10"], "mrr": met["mrr"], "steps": out["steps"],
+           "train_seconds": train_s, "train_steps_per_s": out["steps_per_second"],
+           "encode_eval_seconds": time.perf_counter() - t0, "pairs": len(rows)}
+    diag = embedding_diagnostics(c)
+    res.update({"sigreg": diag["sigreg"], "effective_rank": diag["effective_rank"]})
+    sn = data.get("snli_test")
+    if sn is not None:
+        s = _metrics(model.encode(list(sn["queries"].values()), batch_size=64), model.encode(list(sn["corpus"].values()), batch_size=64),
+                     list(sn["corpus"]), [sn["qrels"][k] for k in sn["queries"]], args.geometry)
+        res["snli_recall10"] = s["recall@10"]
+    qa = model.encode(data["all_questions"], batch_size=32)
+    for ef in (16, 64):
+        res[f"hnsw_recall10_ratio_ef{ef}"] = hnsw_recall(c, qa, args.geometry, ef_search=ef)
+    if val_rows:
+        vq = model.encode(list(data["val_queries"].values()), batch_size=32)
+        vm = _metrics(vq, c, list(data["corpus"]), [data["val_qrels"][k] for k in data["val_queries"]], args.geometry)
+        res.update({"val_ndcg10": vm["ndcg@10"], "best_epoch": best_epoch, "val_loss": out["history"]["val_loss"]})
+    return res
 
 
 def run_unfrozen(args: argparse.Namespace) -> None:
-    """The unfrozen stage on its own (writes ``results/gaussian_unfrozen.json``)."""
+    """The unfrozen stage on its own (writes ``results/<unfrozen_name>.json``).
+
+    With ``--unfreeze-cache`` one model is built, its frozen-prefix cache filled once (corpus and
+    training texts) and reset to the initial weights before each seed: seeds share the cached
+    states of the frozen layers, which no seed changes.
+    """
     data = hotpot()
+    if not args.unfreeze_no_snli:
+        data["snli_test"] = snli_test()
+    model, init = None, None
+    if args.unfreeze_cache:
+        model = GaussianEmbedder(GaussianConfig(output_dim=args.output_dim, geometry=args.geometry, freeze="first_n",
+                                                freeze_layers=args.unfreeze_freeze), device="cpu")
+        model.enable_prefix_cache()
+        init = copy.deepcopy(model.state_dict())
     runs = []
     for seed in range(args.unfreeze_first_seed, args.unfreeze_first_seed + args.unfreeze_seeds):
-        runs.append(unfrozen_run(data, args, seed))
+        if model is not None and init is not None:
+            model.load_state_dict(init)
+        runs.append(unfrozen_run(data, args, seed, model))
         print(f"unfrozen seed {seed}: {runs[-1]}", flush=True)
-    agg = {k: ms([float(r[k]) for r in runs]) for k in runs[0]}
+    agg = {k: ms([float(r[k]) for r in runs]) for k in runs[0] if k not in ("val_loss", "best_epoch")}
     write_results(args.unfrozen_name, {"args": vars(args), "runs": runs, "mean_std": agg,
-                                        "what": f"last {6 - args.unfreeze_freeze} MiniLM layers + head, {args.unfreeze_steps} steps"})
+                                        "what": f"last {6 - args.unfreeze_freeze} MiniLM layers + head, {args.unfreeze_steps} steps, "
+                                                f"isotropy={args.unfreeze_isotropy}"})
 
 
-def merge_unfrozen(res: dict[str, Any], rows: list[tuple[str, ...]], names: str) -> None:
-    """Add the runs of ``results/<name>.json`` files (``--stage unfrozen``) to the results, pooled."""
-    files = [RESULTS / f"{n}.json" for n in names.split(",")]
-    found = [json.loads(f.read_text(encoding="utf-8")) for f in files if f.is_file()]
-    if not found:
+def _group_key(a: dict[str, Any]) -> str:
+    """Ablation key of an unfrozen stage, e.g. ``last2_unfrozen_150steps/sigreg``."""
+    sel = "_valsel" if a.get("unfreeze_val") else ""  # best epoch by validation loss, else the final model
+    return f"last{6 - a['unfreeze_freeze']}_unfrozen_{a['unfreeze_steps']}steps{sel}/{a.get('unfreeze_isotropy', 'sigreg')}"
+
+
+def merge_unfrozen(res: dict[str, Any], rows: list[tuple[str, ...]], names: str, headline: str | None = None) -> None:
+    """Add unfrozen stages to the results: ``names`` = groups separated by ``;``, files of a group
+    (seeds of one configuration) separated by ``,`` and pooled.
+
+    ``headline`` (a group's ablation key) becomes the reported "trained" model
+    (``hotpot_ndcg10_trained_mean`` etc.); the frozen SIGReg head stays under ``*_frozen_sigreg*``.
+    """
+    for group in filter(None, names.split(";")):
+        files = [RESULTS / f"{n}.json" for n in group.split(",")]
+        found = [json.loads(f.read_text(encoding="utf-8")) for f in files if f.is_file()]
+        if not found:
+            continue
+        runs = [r for un in found for r in un["runs"]]
+        keys = [k for k in runs[0] if k not in ("val_loss", "best_epoch") and all(k in r for r in runs)]
+        agg = {k: ms([float(r[k]) for r in runs]) for k in keys}
+        a = found[0]["args"]
+        res["ablation"][_group_key(a)] = {"args": a, "runs": runs, "mean_std": agg, "files": [f.name for f in files if f.is_file()]}
+    if headline is None:
         return
-    runs = [r for un in found for r in un["runs"]]
-    agg = {k: ms([float(r[k]) for r in runs]) for k in runs[0]}
-    a = found[0]["args"]
-    res["ablation"][f"last{6 - a['unfreeze_freeze']}_unfrozen/sigreg"] = {"args": a, "runs": runs, "mean_std": agg,
-                                                                          "files": [f.name for f in files if f.is_file()]}
+    entry = res["ablation"][headline]
+    agg = entry["mean_std"]
+    if "hotpot_ndcg10_frozen_sigreg_mean" not in res:  # keep the frozen head's figures under their own names
+        for k in ("hotpot_ndcg10_trained_mean", "hotpot_ndcg10_trained_std", "snli_recall10_trained", "snli_recall10_trained_std",
+                  "hnsw_recall10_ratio_trained", "hnsw_recall10_ratio_trained_ef16", "hnsw_recall10_ratio_trained_ef16_std",
+                  "hnsw_recall10_ratio_trained_ef64", "hnsw_recall10_ratio_trained_ef64_std", "hotpot_ndcg10_gain_points"):
+            if k in res:
+                res[k.replace("trained", "frozen_sigreg") if "trained" in k else k + "_frozen_sigreg"] = res[k]
+    res["trained_model"] = headline
+    res["hotpot_ndcg10_trained_mean"], res["hotpot_ndcg10_trained_std"] = agg["ndcg10"]
+    res["hotpot_ndcg10_gain_points"] = 100 * (agg["ndcg10"][0] - res["hotpot_ndcg10_base"])
+    if "snli_recall10" in agg:
+        res["snli_recall10_trained"], res["snli_recall10_trained_std"] = agg["snli_recall10"]
+    for ef in (16, 64):
+        if f"hnsw_recall10_ratio_ef{ef}" in agg:
+            res[f"hnsw_recall10_ratio_trained_ef{ef}"], res[f"hnsw_recall10_ratio_trained_ef{ef}_std"] = agg[f"hnsw_recall10_ratio_ef{ef}"]
+    res["hnsw_recall10_ratio_trained"] = res["hnsw_recall10_ratio_trained_ef16"]
     res["train_steps_per_s_cpu_unfrozen_run"] = agg["train_steps_per_s"][0]
 
 
@@ -220,21 +326,23 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
         agg, n = entry["mean_std"], str(len(entry["runs"]))
         def cell(k: str, agg: dict[str, Any] = agg) -> str:
             return f"{agg[k][0]:.4f} ± {agg[k][1]:.4f}" if k in agg else "-"
+        def one(k: str, fmt: str, agg: dict[str, Any] = agg) -> str:
+            return format(agg[k][0], fmt) if k in agg else "-"
         if key.startswith("frozen/"):
             label = f"frozen backbone, isotropy={key.split('/')[1]}"
-            rows.append((label, n, cell("ndcg10"), cell("recall10"), cell("snli_recall10"), f"{agg['sigreg'][0]:.1f}",
-                         f"{agg['effective_rank'][0]:.0f}"))
         else:
             a = entry["args"]
-            label = f"last {6 - a['unfreeze_freeze']} layers unfrozen, {a['unfreeze_steps']} steps, sigreg"
-            rows.append((label, n, cell("ndcg10"), cell("recall10"), "-", "-", "-"))
+            label = (f"last {6 - a['unfreeze_freeze']} layers unfrozen, {a['unfreeze_steps']} steps, lr {a['unfreeze_lr']:g}, "
+                     f"isotropy={a.get('unfreeze_isotropy', 'sigreg')}" + (", best epoch by val. loss" if a.get("unfreeze_val") else ""))
+        rows.append((label, n, cell("ndcg10"), cell("recall10"), cell("snli_recall10"), one("sigreg", ".1f"), one("effective_rank", ".0f")))
     return rows
 
 
 def run_merge(args: argparse.Namespace) -> None:
     """Merge a finished unfrozen stage into an existing ``results/gaussian.json`` and print the table."""
     res = json.loads((RESULTS / "gaussian.json").read_text(encoding="utf-8"))
-    merge_unfrozen(res, [], args.unfrozen_name)
+    res["ablation"] = {k: v for k, v in res["ablation"].items() if k.startswith("frozen/")}  # re-merged below
+    merge_unfrozen(res, [], args.unfrozen_name, args.headline)
     res["table_rows"] = table_rows(res)
     print_table(res["table_rows"], TABLE_HEADER)
     print(f"wrote {write_results('gaussian', res)}")
@@ -290,14 +398,23 @@ def main() -> None:
     ap.add_argument("--unfreeze-first-seed", type=int, default=0)
     ap.add_argument("--unfreeze-lr", type=float, default=2e-5)
     ap.add_argument("--unfrozen-name", default="gaussian_unfrozen",
-                    help="results file of the unfrozen stage; for --stage merge a comma-separated list whose runs are pooled")
+                    help="results file of the unfrozen stage; for merging: groups separated by ';', each a comma-separated list of files whose runs are pooled")
     ap.add_argument("--unfreeze-steps", type=int, default=40)
     ap.add_argument("--unfreeze-batch", type=int, default=16)
     ap.add_argument("--unfreeze-freeze", type=int, default=4, help="freeze_early_layers of the unfrozen stage")
+    ap.add_argument("--unfreeze-warmup", type=int, default=5, help="warm-up steps of the unfrozen stage")
+    ap.add_argument("--headline", default=None,
+                    help="ablation key reported as the trained model (e.g. last2_unfrozen_150steps/sigreg); default: the frozen SIGReg head")
+    ap.add_argument("--unfreeze-isotropy", default="sigreg", choices=["sigreg", "covariance", "none"])
+    ap.add_argument("--unfreeze-no-snli", action="store_true", help="skip the SNLI evaluation of the unfrozen stage")
+    ap.add_argument("--unfreeze-cache", action="store_true", help="cache the frozen layers' output (exact; faster)")
+    ap.add_argument("--unfreeze-val", action="store_true",
+                    help="select best_model by the validation questions' loss (else the final model)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     ap.add_argument("--speed-repeats", type=int, default=5, help="interleaved encode timings (0 skips the speed part)")
     ap.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/gaussian.json")
     args = ap.parse_args()
-    torch.set_num_threads(1)  # the machine is shared: one thread avoids oversubscription stalls
+    torch.set_num_threads(args.threads)  # on a shared machine one thread avoids oversubscription stalls
     if args.stage == "unfrozen":
         run_unfrozen(args)
         return
@@ -366,7 +483,7 @@ def main() -> None:
         res["hnsw_recall10_ratio_trained"] = res["hnsw_recall10_ratio_trained_ef16"]
     if args.speed_repeats > 0:
         res.update(speed(st, list(data["corpus"].values())[:128], snli[:64], args.speed_repeats))
-    merge_unfrozen(res, rows, args.unfrozen_name)
+    merge_unfrozen(res, rows, args.unfrozen_name, args.headline)
     res["table_rows"] = table_rows(res)
     print()
     print_table(res["table_rows"], TABLE_HEADER)

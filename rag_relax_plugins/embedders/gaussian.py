@@ -33,6 +33,7 @@ from rag_relax_plugins.embedders._gaussian_backbone import (
     load_sentence_transformer,
     transformer_parts,
 )
+from rag_relax_plugins.embedders._prefix_cache import FrozenPrefixCache
 from rag_relax_plugins.embedders._texts import check_batch_size, check_texts
 from rag_relax_plugins.embedders.gaussian_config import GEOMETRIES, GaussianConfig
 
@@ -193,6 +194,7 @@ class GaussianEmbedder(nn.Module):
         in_dim = embedding_dim(backbone)
         self.head = ProjectionHead(in_dim, self.config.hidden_dim or 2 * in_dim, self.config.output_dim, self.config.dropout, self.config.head_init)
         self._frozen_modules: list[nn.Module] = []
+        self._prefix_cache: FrozenPrefixCache | None = None
         self.apply_freeze()
         self.to(target)
 
@@ -213,7 +215,8 @@ class GaussianEmbedder(nn.Module):
         return self.config.geometry
 
     def apply_freeze(self) -> None:
-        """Set ``requires_grad`` of the backbone according to ``config.freeze``."""
+        """Set ``requires_grad`` of the backbone according to ``config.freeze`` (drops a prefix cache)."""
+        self._prefix_cache = None
         is_encoder = isinstance(self.backbone, EncoderBackbone)
         for p in self.backbone.parameters():
             p.requires_grad_(self.config.freeze != "all")
@@ -237,12 +240,37 @@ class GaussianEmbedder(nn.Module):
             module.eval()
         return self
 
+    def enable_prefix_cache(self, max_texts: int = 100_000) -> FrozenPrefixCache:
+        """Cache the frozen layers' output per text (``freeze="first_n"`` only).
+
+        Later :meth:`forward` / :meth:`encode` calls on a cached text run only the trainable
+        layers: training for several epochs over the same texts, or re-encoding a corpus after
+        each epoch, gets cheaper by about ``N / L`` (see :mod:`._prefix_cache`). Calling it again
+        keeps the cached states. Call :meth:`disable_prefix_cache` before changing the frozen
+        weights (:meth:`apply_freeze` drops the cache itself).
+
+        Raises:
+            ValueError: the model does not freeze its first ``N >= 1`` layers, or the backbone
+                is not BERT-like.
+        """
+        if self.config.freeze != "first_n" or self.config.freeze_layers < 1 or isinstance(self.backbone, EncoderBackbone):
+            raise ValueError("the prefix cache needs freeze='first_n' with freeze_layers >= 1 on a transformer backbone")
+        if self._prefix_cache is None or self._prefix_cache.max_texts != max_texts:
+            self._prefix_cache = FrozenPrefixCache(self.backbone, self.config.freeze_layers, max_texts=max_texts)
+        return self._prefix_cache  # an enabled cache is kept, with its states
+
+    def disable_prefix_cache(self) -> None:
+        """Drop the prefix cache (a no-op when none is enabled)."""
+        self._prefix_cache = None
+
     # ------------------------------------------------------------------ forward / encode
     def backbone_features(self, texts: list[str]) -> torch.Tensor:
         """Backbone sentence embeddings, with gradients where not frozen: ``(B, H) x float``."""
         texts = check_texts(texts)
         if isinstance(self.backbone, EncoderBackbone):
             return self.backbone.encode(texts).to(self.device)
+        if self._prefix_cache is not None:
+            return self._prefix_cache.sentence_embeddings(texts, self.device)
         tok = getattr(self.backbone, "preprocess", None) or self.backbone.tokenize
         feats = tok(texts)
         feats = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
@@ -273,9 +301,16 @@ class GaussianEmbedder(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode():
+            # the prefix cache keeps tensors for later training steps: no inference tensors there
+            with torch.no_grad() if self._prefix_cache is not None else torch.inference_mode():
                 if isinstance(self.backbone, EncoderBackbone):
                     feats = self.backbone.encode(texts)
+                elif self._prefix_cache is not None:
+                    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
+                    parts = [self._prefix_cache.sentence_embeddings([texts[i] for i in order[s : s + bs]], self.device)
+                             for s in range(0, len(texts), bs)]
+                    feats = torch.empty_like(torch.cat(parts))
+                    feats[torch.tensor(order, device=feats.device)] = torch.cat(parts)
                 else:
                     feats = self.backbone.encode(
                         texts, batch_size=bs, convert_to_tensor=True,

@@ -39,6 +39,9 @@ class TrainConfig:
     model, the saved model's values with ``init_model`` / ``resume_from`` (a different explicit
     value is an error). ``freeze_early_layers``: ``0`` trains the whole backbone, ``N`` freezes
     the token embeddings and the first ``N`` layers, ``-1`` freezes the whole backbone.
+    ``cache_frozen_prefix`` keeps the frozen layers' output per text in memory (exact; later
+    epochs and the validation passes run only the trainable layers; see
+    :meth:`~rag_relax_plugins.embedders.gaussian.GaussianEmbedder.enable_prefix_cache`).
     ``temperature`` ``None`` picks ``0.1 * D`` (Euclidean, on squared distances) or ``0.05 * D``
     (inner product): for vectors of norm ``sqrt(D)`` both equal cosine similarity at 0.05.
     """
@@ -77,6 +80,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     show_progress: bool = True
     save_checkpoints: bool = True
+    cache_frozen_prefix: bool = False
 
     def __post_init__(self) -> None:
         for name, low in _INTS.items():
@@ -107,6 +111,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.geometry is not None and self.geometry not in GEOMETRIES:
             raise ValueError(f"geometry must be one of {GEOMETRIES} or None, got {self.geometry!r}")
+        if self.cache_frozen_prefix and self.freeze_early_layers < 1:
+            raise ValueError("cache_frozen_prefix needs freeze_early_layers >= 1 (the cached layers must be frozen)")
         if self.init_model is not None and self.resume_from is not None:
             raise ValueError("pass init_model or resume_from, not both (a checkpoint holds its model)")
 

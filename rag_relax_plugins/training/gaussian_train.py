@@ -147,6 +147,9 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
         log.warning("mixed_precision=%s is not supported on %s; training in float32", amp, dev)
     model = _build_model(cfg, dev) if model is None else model
     model.to(dev).train()
+    had_cache = model._prefix_cache is not None
+    if cfg.cache_frozen_prefix:
+        model.enable_prefix_cache()
     predictor = PredictorHead(model.dim).to(dev) if cfg.predictor else None
     head_lr = cfg.head_learning_rate or cfg.learning_rate * 10
     groups: list[dict[str, Any]] = [{"params": list(model.head.parameters()), "lr": head_lr}]
@@ -224,6 +227,8 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
                             predictor=predictor, state=state)
     elapsed = time.perf_counter() - t_start
     bar.close()
+    if not had_cache:  # a cache the caller enabled (e.g. shared across runs) stays
+        model.disable_prefix_cache()
     model.save(out / "final_model")
     if not (out / "best_model").exists():  # e.g. resumed after the last epoch
         model.save(out / "best_model")
