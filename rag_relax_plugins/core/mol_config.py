@@ -6,12 +6,12 @@ validate a configuration without building the module.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+
+from rag_relax_plugins.core.config_dict import DictConfig
 
 __all__ = ["MoLConfig", "MoLItemState", "MoLQueryState"]
 
@@ -24,7 +24,7 @@ def _check_int(name: str, value: object, minimum: int) -> None:
 
 
 @dataclass(frozen=True)
-class MoLConfig:
+class MoLConfig(DictConfig):
     """All hyper-parameters of :class:`~rag_relax_plugins.core.mol.MoLSimilarity`.
 
     Attributes:
@@ -41,6 +41,8 @@ class MoLConfig:
             ``P_q = P_x = 1`` and ``query_dim = item_dim = component_dim``); with it an untrained
             similarity is exactly ``cos(q, x) / tau``. See :meth:`MoLSimilarity.cosine`.
     """
+
+    _config_name = "MoLConfig keys"
 
     query_dim: int
     item_dim: int
@@ -90,21 +92,6 @@ class MoLConfig:
     def num_pairs(self) -> int:
         """``P = P_q * P_x``, the number of component pairs (logits) mixed by the gate."""
         return self.num_query_embeddings * self.num_item_embeddings
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (round-trips through :meth:`from_dict`)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MoLConfig:
-        """Build a config from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
-        if not isinstance(data, dict):
-            raise TypeError(f"data must be a dict, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown MoLConfig keys: {unknown}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

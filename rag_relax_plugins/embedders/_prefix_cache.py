@@ -119,12 +119,13 @@ class FrozenPrefixCache:
         feats = tok(texts)
         return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
 
-    def sentence_embeddings(self, texts: list[str], device: torch.device) -> torch.Tensor:
+    def sentence_embeddings(self, texts: list[str], device: torch.device, *, chunk: int | None = None) -> torch.Tensor:
         """Sentence embeddings of ``texts`` through the cache, with gradients in the trainable part.
 
         Args:
             texts: ``B`` strings.
             device: the model's device.
+            chunk: texts per pass through the trainable layers (default: the cache's ``chunk``).
 
         Returns:
             ``(B, H) x float``: what ``backbone(tokenize(texts))["sentence_embedding"]`` returns
@@ -133,8 +134,9 @@ class FrozenPrefixCache:
         missing = list(dict.fromkeys(t for t in texts if t not in self._states))
         self.misses += len(missing)
         self.hits += len(texts) - len(missing)
-        for start in range(0, len(missing), 64):
-            self._fill(missing[start : start + 64], device)
+        size = self.chunk if chunk is None else chunk
+        for start in range(0, len(missing), max(size, 64)):
+            self._fill(missing[start : start + max(size, 64)], device)
         cached = []
         for t in texts:
             state = self._states.get(t)
@@ -145,8 +147,8 @@ class FrozenPrefixCache:
             cached.append(state)
         # texts of similar length share a sub-batch: less padding through the trainable layers
         order = sorted(range(len(texts)), key=lambda i: cached[i].shape[0])
-        outs = [self._suffix([texts[i] for i in order[s : s + self.chunk]], [cached[i] for i in order[s : s + self.chunk]], device)
-                for s in range(0, len(texts), self.chunk)]
+        outs = [self._suffix([texts[i] for i in order[s : s + size]], [cached[i] for i in order[s : s + size]], device)
+                for s in range(0, len(texts), size)]
         inverse = torch.empty(len(texts), dtype=torch.long, device=device)
         inverse[torch.tensor(order, device=device)] = torch.arange(len(texts), device=device)
         return torch.cat(outs)[inverse]  # back to the order of ``texts``

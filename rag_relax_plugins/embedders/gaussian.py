@@ -259,6 +259,11 @@ class GaussianEmbedder(nn.Module):
             self._prefix_cache = FrozenPrefixCache(self.backbone, self.config.freeze_layers, max_texts=max_texts)
         return self._prefix_cache  # an enabled cache is kept, with its states
 
+    @property
+    def prefix_cache(self) -> FrozenPrefixCache | None:
+        """The enabled frozen-prefix cache, or ``None``."""
+        return self._prefix_cache
+
     def disable_prefix_cache(self) -> None:
         """Drop the prefix cache (a no-op when none is enabled)."""
         self._prefix_cache = None
@@ -305,12 +310,8 @@ class GaussianEmbedder(nn.Module):
             with torch.no_grad() if self._prefix_cache is not None else torch.inference_mode():
                 if isinstance(self.backbone, EncoderBackbone):
                     feats = self.backbone.encode(texts)
-                elif self._prefix_cache is not None:
-                    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
-                    parts = [self._prefix_cache.sentence_embeddings([texts[i] for i in order[s : s + bs]], self.device)
-                             for s in range(0, len(texts), bs)]
-                    feats = torch.empty_like(torch.cat(parts))
-                    feats[torch.tensor(order, device=feats.device)] = torch.cat(parts)
+                elif self._prefix_cache is not None:  # sorts by length and runs chunks of batch_size itself
+                    feats = self._prefix_cache.sentence_embeddings(texts, self.device, chunk=bs)
                 else:
                     feats = self.backbone.encode(
                         texts, batch_size=bs, convert_to_tensor=True,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from rag_relax_plugins.core.config_dict import DictConfig
 
 __all__ = ["FORMAT_VERSION", "FREEZE_MODES", "GEOMETRIES", "HEAD_INITS", "GaussianConfig"]
 
@@ -25,7 +27,7 @@ def _check_int(name: str, value: object, minimum: int, *, optional: bool = False
 
 
 @dataclass(frozen=True)
-class GaussianConfig:
+class GaussianConfig(DictConfig):
     """Everything needed to rebuild a :class:`~rag_relax_plugins.embedders.gaussian.GaussianEmbedder`.
 
     Attributes:
@@ -43,6 +45,8 @@ class GaussianConfig:
             ``"euclidean"`` (score = minus the L2 distance) or ``"inner_product"``.
         max_seq_length: token limit of the backbone; ``None`` keeps the backbone's own.
     """
+
+    _config_name = "keys in Gaussian embedder config"
 
     backbone: str | None = None
     output_dim: int = 384
@@ -77,7 +81,7 @@ class GaussianConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, with the format version."""
-        return {"format_version": FORMAT_VERSION, **asdict(self)}
+        return {"format_version": FORMAT_VERSION, **super().to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GaussianConfig:
@@ -89,8 +93,4 @@ class GaussianConfig:
             raise ValueError(
                 f"unsupported Gaussian embedder format_version {version!r} (expected {FORMAT_VERSION})"
             )
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known - {"format_version"}
-        if unknown:
-            raise ValueError(f"unknown keys in Gaussian embedder config: {sorted(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return super().from_dict({k: v for k, v in data.items() if k != "format_version"})

@@ -13,7 +13,6 @@ to the usual approximation). FAISS is optional; ``kind="torch"`` needs nothing b
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from rag_relax_plugins._errors import require
+from rag_relax_plugins.core.config_dict import DictConfig
 
 __all__ = ["FaissSearcher", "FirstStageConfig", "TorchSearcher", "VectorSearcher", "build_searcher"]
 
@@ -31,7 +31,7 @@ _CHUNK_ELEMENTS = 1 << 23
 
 
 @dataclass(frozen=True)
-class FirstStageConfig:
+class FirstStageConfig(DictConfig):
     """Which first stage the approximate strategies use, and its knobs.
 
     Attributes:
@@ -44,6 +44,8 @@ class FirstStageConfig:
         ivf_nprobe: IVF cells visited per query.
         seed: k-means seed for IVF training (deterministic builds).
     """
+
+    _config_name = "FirstStageConfig keys"
 
     kind: Kind = "torch"
     hnsw_m: int = 32
@@ -64,17 +66,6 @@ class FirstStageConfig:
             not isinstance(self.ivf_nlist, int) or self.ivf_nlist < 1
         ):
             raise ValueError(f"ivf_nlist must be None or an int >= 1, got {self.ivf_nlist!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FirstStageConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown FirstStageConfig keys: {unknown}")
-        return cls(**data)
 
 
 class VectorSearcher:

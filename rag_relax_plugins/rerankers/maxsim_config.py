@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from rag_relax_plugins.core.config_dict import DictConfig
 
 __all__ = ["MaxSimConfig", "check_int"]
 
 
 @dataclass(frozen=True)
-class MaxSimConfig:
+class MaxSimConfig(DictConfig):
     """Everything that defines a MaxSim reranker (saved as ``config.json``).
 
     Attributes:
@@ -23,6 +24,8 @@ class MaxSimConfig:
             reranker (set by training with ``train_last_layers``; 0 = backbone as shipped).
         seed: seed of the projection's initialisation.
     """
+
+    _config_name = "MaxSimConfig fields"
 
     backbone: str | None = None
     projection_dim: int | None = 128
@@ -50,17 +53,6 @@ class MaxSimConfig:
     def output_dim(self) -> int:
         """Dimension of the scored token vectors."""
         return self.token_dim if self.projection_dim is None else self.projection_dim
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MaxSimConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown MaxSimConfig fields: {unknown}")
-        return cls(**data)
 
 
 def check_int(name: str, value: object, minimum: int) -> int:

@@ -10,11 +10,12 @@ Every score follows the model's geometry: InfoNCE logits are minus squared Eucli
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
+from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.core.contrastive import info_nce, triplet_margin
 from rag_relax_plugins.core.isotropy import (
     PredictorHead,
@@ -32,7 +33,7 @@ _NONNEG = ("weight_decay", "lambda_isotropy", "lambda_reg", "lambda_predictor", 
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DictConfig):
     """All training options, defaults in one place (saved as ``train_config.json``).
 
     ``output_dim`` and ``geometry`` default to ``None``: 384 and ``"euclidean"`` for a new
@@ -45,6 +46,8 @@ class TrainConfig:
     ``temperature`` ``None`` picks ``0.1 * D`` (Euclidean, on squared distances) or ``0.05 * D``
     (inner product): for vectors of norm ``sqrt(D)`` both equal cosine similarity at 0.05.
     """
+
+    _config_name = "training options"
 
     train_file: str = ""
     output_dir: str = "runs/gaussian"
@@ -115,18 +118,6 @@ class TrainConfig:
             raise ValueError("cache_frozen_prefix needs freeze_early_layers >= 1 (the cached layers must be frozen)")
         if self.init_model is not None and self.resume_from is not None:
             raise ValueError("pass init_model or resume_from, not both (a checkpoint holds its model)")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown training options: {sorted(unknown)}")
-        return cls(**data)
 
     def freeze_fields(self) -> dict[str, Any]:
         """``freeze`` / ``freeze_layers`` of the model config from ``freeze_early_layers``."""

@@ -147,7 +147,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
         log.warning("mixed_precision=%s is not supported on %s; training in float32", amp, dev)
     model = _build_model(cfg, dev) if model is None else model
     model.to(dev).train()
-    had_cache = model._prefix_cache is not None
+    had_cache = model.prefix_cache is not None
     if cfg.cache_frozen_prefix:
         model.enable_prefix_cache()
     predictor = PredictorHead(model.dim).to(dev) if cfg.predictor else None

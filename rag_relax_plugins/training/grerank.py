@@ -27,12 +27,13 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
 from rag_relax_plugins.readers.dma import ReaderLayout
@@ -46,8 +47,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class GRerankConfig:
+class GRerankConfig(DictConfig):
     """All options of a G-Rerank (or supervised-reference) run, saved as ``train_config.json``."""
+
+    _config_name = "GRerankConfig keys"
 
     output_dir: str = "runs/grerank"
     data_path: str | None = None  # distractor JSONL or data folder (default: the shared data)
@@ -101,17 +104,6 @@ class GRerankConfig:
         for name in ("learning_rate", "head_learning_rate", "tau", "kappa", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GRerankConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown GRerankConfig keys: {unknown}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,14 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.core.metrics import evaluate
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
@@ -56,8 +57,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class MaxSimTrainConfig:
+class MaxSimTrainConfig(DictConfig):
     """All options of :func:`train_maxsim` (saved as ``train_config.json``)."""
+
+    _config_name = "training options"
 
     output_dir: str = "runs/maxsim"
     data: str | None = None  # distractor JSONL or data folder (default: $RAG_RELAX_DATA)
@@ -99,16 +102,6 @@ class MaxSimTrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MaxSimTrainConfig:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown training options: {unknown}")
-        return cls(**data)
 
     def model_config(self, token_dim: int = 384) -> MaxSimConfig:
         return MaxSimConfig(backbone=self.backbone, projection_dim=self.projection_dim,

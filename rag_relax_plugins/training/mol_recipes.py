@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
 from rag_relax_plugins.training.mol_checkpoint import (
     load_model_weights,
@@ -57,7 +58,7 @@ RECIPE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class RecipeConfig:
+class RecipeConfig(DictConfig):
     """Model sizes shared by both recipes.
 
     Attributes:
@@ -82,6 +83,8 @@ class RecipeConfig:
             (``0``: none); the learned per-item floats stay ``embedding_dim``.
     """
 
+    _config_name = "recipe options"
+
     similarity: str = "mol"
     embedding_dim: int = 64
     max_len: int = 50
@@ -105,18 +108,6 @@ class RecipeConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable fields."""
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RecipeConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are rejected by name."""
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown recipe options: {sorted(unknown)}")
-        return cls(**data)
 
     def mol_config(self, query_dim: int, item_dim: int, default_component_dim: int) -> MoLConfig:
         """The :class:`MoLConfig` for towers of the given widths."""

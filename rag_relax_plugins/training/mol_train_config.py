@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
+
+from rag_relax_plugins.core.config_dict import DictConfig
 
 __all__ = ["MoLTrainConfig", "PairData"]
 
 
 @dataclass(frozen=True)
-class MoLTrainConfig:
+class MoLTrainConfig(DictConfig):
     """All training options (saved in every checkpoint's ``trainer_state.json``).
 
     Attributes:
@@ -36,6 +37,8 @@ class MoLTrainConfig:
         max_steps: stop after this many steps in total (the schedule still spans ``epochs``).
         show_progress: tqdm progress bar.
     """
+
+    _config_name = "training options"
 
     epochs: int = 10
     batch_size: int = 256
@@ -84,18 +87,6 @@ class MoLTrainConfig:
             raise ValueError(f"max_grad_norm must be None or > 0, got {self.max_grad_norm!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MoLTrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are rejected by name."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown training options: {sorted(unknown)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

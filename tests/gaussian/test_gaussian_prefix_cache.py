@@ -89,7 +89,7 @@ def test_enabling_twice_keeps_states_and_apply_freeze_drops_them(minilm_path) ->
     model.disable_prefix_cache()
     assert model.enable_prefix_cache() is not cache
     model.apply_freeze()
-    assert model._prefix_cache is None
+    assert model.prefix_cache is None
 
 
 def test_bad_configurations_raise(minilm_path) -> None:
@@ -123,7 +123,7 @@ def test_training_with_cache_matches_training_without(minilm_path, tmp_path) -> 
                           save_checkpoints=False, cache_frozen_prefix=cached, learning_rate=1e-4)
         model = _model(no_dropout=True)
         out = train(cfg, model=model)
-        assert model._prefix_cache is None  # train() drops the cache it made
+        assert model.prefix_cache is None  # train() drops the cache it made
         losses.append(out["history"]["step_loss"] + out["history"]["val_loss"])
     assert len(losses[0]) == 6
     assert torch.allclose(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-4)
