@@ -6,6 +6,10 @@ MRR of the gold (supporting-fact) paragraphs present in the context, overall and
 
     .venv/bin/python benchmarks/bench_rerankers_quality.py                       # full (GPU advised)
     .venv/bin/python benchmarks/bench_rerankers_quality.py --train-rows 40 --epochs 1   # CPU smoke
+    .venv/bin/python benchmarks/bench_rerankers_quality.py --epochs 4 --cache-reader-states --threads 2  # CPU
+
+Besides the rows, it reports the expected Recall@2 of a random order (chance), and the paired
+difference (d) - (c) in Recall@2 over the test questions with its standard error.
 
 Writes ``benchmarks/results/rerankers_quality.json`` (everything) and merges the issue's keys into
 ``benchmarks/results/rerankers.json`` (shared with the MaxSim benchmark).
@@ -25,7 +29,34 @@ from _common import RESULTS, machine, print_table, today, write_results
 from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
-from rag_relax_plugins.training.grerank_eval import evaluate_reranker, hotpot_split
+from rag_relax_plugins.training.grerank_eval import (
+    evaluate_rankings,
+    evaluate_reranker,
+    hotpot_split,
+    rank_examples,
+)
+
+
+def _recall_at(examples: list[Any], rankings: list[list[int]], k: int) -> list[float]:
+    """Per judged question: the fraction of its gold paragraphs in the top ``k``."""
+    out: list[float] = []
+    for ex, ranking in zip(examples, rankings, strict=True):
+        gold = set(ex.gold_indices)
+        if gold:
+            out.append(len(gold & set(ranking[:k])) / len(gold))
+    return out
+
+
+def _paired(after: list[float], before: list[float]) -> dict[str, float]:
+    """Mean paired difference and its standard error (``n - 1`` in the variance)."""
+    d = torch.tensor(after, dtype=torch.float64) - torch.tensor(before, dtype=torch.float64)
+    return {"mean": float(d.mean()), "se": float(d.std() / len(d) ** 0.5), "n": float(len(d))}
+
+
+def _chance(examples: list[Any], k: int) -> float:
+    """Expected Recall@k of a uniformly random order: ``k / N`` per judged question."""
+    vals = [min(k, len(ex.paragraphs)) / len(ex.paragraphs) for ex in examples if ex.gold_indices]
+    return sum(vals) / len(vals)
 
 
 def _maxsim_rows(test: list[Any], backbone: str | None, device: str | None) -> dict[str, Any]:
@@ -50,8 +81,8 @@ def main() -> None:
     ap.add_argument("--doc-tokens", type=int, default=48)
     ap.add_argument("--tau", type=float, default=None)
     ap.add_argument("--kappa", type=float, default=None)
-    ap.add_argument("--lr", type=float, default=2e-5)
-    ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--head-lr", type=float, default=3e-3)
     ap.add_argument("--accum", type=int, default=4)
     ap.add_argument("--backbone", default=None, help="MiniLM folder (default: offline package)")
     ap.add_argument(
@@ -69,6 +100,12 @@ def main() -> None:
         help="rows (c) and (d) only, no merge into rerankers.json",
     )
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the scorer head and of training")
+    ap.add_argument(
+        "--cache-reader-states",
+        action="store_true",
+        help="keep the reader's document states after epoch 1 (~24 MB per training question)",
+    )
     args = ap.parse_args()
 
     if args.threads:
@@ -81,7 +118,12 @@ def main() -> None:
 
     def fresh() -> GumbelReranker:
         return GumbelReranker(
-            args.scorer, backbone=args.backbone, max_length=128, device=args.device, seed=0, **extra
+            args.scorer,
+            backbone=args.backbone,
+            max_length=128,
+            device=args.device,
+            seed=args.seed,
+            **extra,
         )
 
     t0 = time.perf_counter()
@@ -93,7 +135,9 @@ def main() -> None:
         if args.only_grerank
         else _maxsim_rows(test, args.backbone, args.device)
     )
-    res["c_scorer_before"] = evaluate_reranker(fresh(), test)
+    res["chance_recall@2"] = _chance(test, 2)
+    c_rank = rank_examples(fresh(), test)
+    res["c_scorer_before"] = evaluate_rankings(test, c_rank)
     common = dict(
         epochs=args.epochs,
         variant=args.variant,
@@ -105,17 +149,37 @@ def main() -> None:
         device=args.device,
         show_progress=True,
         save_every_steps=10_000,
+        seed=args.seed,
         **extra,
     )
     g = train_grerank(
-        GRerankConfig(output_dir=f"{args.runs}/grerank", supervision="reader", **common),
+        GRerankConfig(
+            output_dir=f"{args.runs}/grerank",
+            supervision="reader",
+            cache_reader_states=args.cache_reader_states,
+            **common,
+        ),
         examples=train,
         reranker=fresh(),
     )
-    res["d_grerank"] = evaluate_reranker(
-        GumbelReranker.from_pretrained(g.model_dir, device=args.device), test
-    )
+    d_rank = rank_examples(GumbelReranker.from_pretrained(g.model_dir, device=args.device), test)
+    res["d_grerank"] = evaluate_rankings(test, d_rank)
+    res["d_minus_c_recall@2"] = {
+        group: _paired(
+            _recall_at(sub, [d_rank[i] for i in idx], 2),
+            _recall_at(sub, [c_rank[i] for i in idx], 2),
+        )
+        for group in ("all", "bridge", "comparison")
+        for idx in [[i for i, ex in enumerate(test) if group in ("all", ex.type)]]
+        for sub in [[test[i] for i in idx]]
+    }
     res["grerank_seconds_per_example"] = g.seconds_per_example
+    steps_per_epoch = -(-len(train) // args.accum)
+    secs = g.history["seconds"]
+    res["grerank_seconds_per_example_by_epoch"] = [
+        sum(secs[e : e + steps_per_epoch]) / len(train)
+        for e in range(0, len(secs), steps_per_epoch)
+    ]
     res["grerank_loss_first_last"] = [g.history["loss"][:5], g.history["loss"][-5:]]
     if args.only_grerank:
         res["e_supervised"] = {"skipped": "--only-grerank"}
@@ -150,7 +214,15 @@ def main() -> None:
             )
         )
     print_table(table, ("row", "R@2", "R@5", "MRR", "R@2 bridge", "R@2 comparison"))
-    print(f"G-Rerank s/example: {g.seconds_per_example:.3f}")
+    dc = res["d_minus_c_recall@2"]
+    print(
+        f"chance R@2 {res['chance_recall@2']:.3f}; (d) - (c) R@2: "
+        + ", ".join(f"{k} {v['mean']:+.3f} +- {v['se']:.3f} (n={v['n']:.0f})" for k, v in dc.items())
+    )
+    print(
+        "G-Rerank s/example by epoch: "
+        + ", ".join(f"{v:.3f}" for v in res["grerank_seconds_per_example_by_epoch"])
+    )
     print(write_results(args.name, res))
     if args.only_grerank:
         return

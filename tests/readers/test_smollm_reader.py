@@ -151,3 +151,79 @@ def test_document_cache_gives_the_same_nll_and_gradient(reader: Any) -> None:
             torch.ones(3),
             cache_documents=True,
         )
+
+
+def test_stored_document_states_serve_every_mask(reader: Any) -> None:
+    """encode_documents once, then any mask: same NLL and gradient as computing from scratch."""
+    lay = reader.layout(Q, DOCS, "Paris", variant="independent")
+    states = reader.encode_documents(lay)
+    snapshot = [(k.clone(), v.clone()) for k, v in states.key_values]
+    assert states.length == int((lay.segment < 3).sum()) and states.nbytes > 0
+    for values in ([0.9, 0.3, 0.6], [0.1, 1.0, 0.2], [1.0, 1.0, 1.0]):
+        got: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for kw in ({"cache_documents": False}, {"document_states": states}):
+            mask = torch.tensor(values, requires_grad=True)
+            nll = reader.layout_nll(lay, mask, **kw)
+            nll.sum().backward()
+            assert mask.grad is not None
+            got.append((nll.detach(), mask.grad))
+        assert torch.allclose(got[0][0], got[1][0], atol=1e-4)
+        assert torch.allclose(got[0][1], got[1][1], atol=1e-4)
+    # a batch of masks through the same states
+    masks = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    with torch.no_grad():
+        batched = reader.layout_nll(lay, masks, document_states=states)
+        plain = reader.layout_nll(lay, masks, cache_documents=False)
+    assert torch.allclose(batched, plain, atol=1e-4)
+    # using the states never changes them (every call builds a fresh cache around them)
+    for (k, v), (k0, v0) in zip(states.key_values, snapshot, strict=True):
+        assert torch.equal(k, k0) and torch.equal(v, v0)
+
+
+def test_document_states_are_checked_against_the_layout(reader: Any) -> None:
+    lay = reader.layout(Q, DOCS, "Paris", variant="independent")
+    other = reader.layout(Q, list(reversed(DOCS)), "Paris", variant="independent")
+    states = reader.encode_documents(lay)
+    assert states.matches(lay) and not states.matches(other)
+    with pytest.raises(ValueError, match="another layout"):
+        reader.layout_nll(other, torch.ones(3), document_states=states)
+    conc = reader.layout(Q, DOCS, "Paris", variant="concatenated")
+    with pytest.raises(ValueError, match="independent"):
+        reader.encode_documents(conc)
+    with pytest.raises(ValueError, match="independent"):
+        reader.layout_nll(conc, torch.ones(3), document_states=states)
+
+
+def test_training_with_stored_states_equals_training_without(
+    reader: Any, minilm_path: str, tmp_path: Path
+) -> None:
+    """cache_reader_states changes the cost of later epochs, not the run: same losses, same model."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rerankers"))
+    from _gumbel_helpers import example, tiny_scorer
+
+    from rag_relax_plugins.rerankers.gumbel import GumbelReranker
+    from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
+
+    examples = [example(i, n=3) for i in range(3)]
+    runs = []
+    for cache in (False, True):
+        r = GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu", tau=0.5)
+        cfg = GRerankConfig(
+            output_dir=str(tmp_path / str(cache)),
+            epochs=2,
+            grad_accum_steps=1,
+            device="cpu",
+            show_progress=False,
+            head_learning_rate=0.05,
+            learning_rate=1e-3,
+            save_every_steps=100,
+            cache_reader_states=cache,
+        )
+        res = train_grerank(cfg, examples=examples, reranker=r, reader=reader)
+        runs.append((res.history["loss"], [p.detach().clone() for p in r.parameters()]))
+    assert len(runs[0][0]) == 6
+    assert torch.allclose(torch.tensor(runs[0][0]), torch.tensor(runs[1][0]), atol=1e-4)
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        assert torch.allclose(a, b, atol=1e-4)

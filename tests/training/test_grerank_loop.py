@@ -119,6 +119,7 @@ def test_examples_without_paragraphs_are_skipped(minilm_path: str) -> None:
         {"tau": 0.0},
         {"max_steps": 0},
         {"grad_accum_steps": True},
+        {"cache_reader_states": True, "variant": "concatenated"},
     ],
 )
 def test_config_validation(kw: dict) -> None:
