@@ -201,25 +201,17 @@ def test_training_with_stored_states_equals_training_without(
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rerankers"))
-    from _gumbel_helpers import example, tiny_scorer
+    from _gumbel_helpers import example, grerank_config, tiny_scorer
 
     from rag_relax_plugins.rerankers.gumbel import GumbelReranker
-    from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
+    from rag_relax_plugins.training.grerank import train_grerank
 
     examples = [example(i, n=3) for i in range(3)]
     runs = []
     for cache in (False, True):
         r = GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu", tau=0.5)
-        cfg = GRerankConfig(
-            output_dir=str(tmp_path / str(cache)),
-            epochs=2,
-            grad_accum_steps=1,
-            device="cpu",
-            show_progress=False,
-            head_learning_rate=0.05,
-            learning_rate=1e-3,
-            save_every_steps=100,
-            cache_reader_states=cache,
+        cfg = grerank_config(
+            tmp_path / str(cache), epochs=2, save_every_steps=100, cache_reader_states=cache
         )
         res = train_grerank(cfg, examples=examples, reranker=r, reader=reader)
         runs.append((res.history["loss"], [p.detach().clone() for p in r.parameters()]))

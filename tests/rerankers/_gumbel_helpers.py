@@ -63,3 +63,21 @@ class FakeReader:
     def layout_nll(self, layout: Any, doc_mask: torch.Tensor) -> torch.Tensor:
         m = doc_mask if doc_mask.dim() == 2 else doc_mask.unsqueeze(0)
         return -torch.log(m[:, 0] / m.sum(dim=1).clamp_min(1e-6) + 1e-6) * self.frozen
+
+
+def grerank_config(output_dir: Any, **kw: object) -> Any:
+    """A small, fast G-Rerank config for tests (CPU, no progress bar, one question per step)."""
+    from rag_relax_plugins.training.grerank import GRerankConfig
+
+    base: dict[str, object] = dict(
+        output_dir=str(output_dir),
+        epochs=1,
+        grad_accum_steps=1,
+        device="cpu",
+        show_progress=False,
+        head_learning_rate=0.05,
+        learning_rate=1e-3,
+        save_every_steps=2,
+    )
+    base.update(kw)
+    return GRerankConfig(**base)  # type: ignore[arg-type]

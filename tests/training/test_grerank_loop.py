@@ -12,7 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rerankers"))
 
-from _gumbel_helpers import FakeReader, example, tiny_scorer
+from _gumbel_helpers import FakeReader, example, grerank_config, tiny_scorer
 
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training.grerank import GRerankConfig, example_loss, train_grerank
@@ -35,18 +35,8 @@ def make(minilm_path: str, seed: int = 0) -> GumbelReranker:
 
 
 def cfg(tmp: Path, **kw: object) -> GRerankConfig:
-    base = dict(
-        output_dir=str(tmp),
-        epochs=1,
-        grad_accum_steps=1,
-        device="cpu",
-        show_progress=False,
-        head_learning_rate=0.05,
-        learning_rate=1e-3,
-        save_every_steps=2,
-    )
-    base.update(kw)
-    return GRerankConfig(**base)  # type: ignore[arg-type]
+    config: GRerankConfig = grerank_config(tmp, **kw)
+    return config
 
 
 def test_reader_loss_reaches_reranker_not_reader(minilm_path: str) -> None:
