@@ -129,7 +129,10 @@ def load_index(folder: Path, *, device: str | torch.device | None = None) -> MoL
         device=device,
         exact_filter_threshold=config["exact_filter_threshold"],
     )
-    tensors = load_file(str(folder / "items.safetensors"))
+    # fresh, allocator-aligned copies: load_file's buffers can start at any byte offset, and some
+    # CPU matmul kernels round differently on unaligned data (search results would then differ
+    # from the saved index in the last bit)
+    tensors = {k: t.clone() for k, t in load_file(str(folder / "items.safetensors")).items()}
     with open(folder / "ids.json", encoding="utf-8") as fh:
         ids = json.load(fh)
     with open(folder / "metadata.json", encoding="utf-8") as fh:
