@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from _common import RESULTS, machine, print_table, today, write_results
 
+from rag_relax_plugins.core.metrics import recall_at_k
 from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
@@ -38,13 +39,12 @@ from rag_relax_plugins.training.grerank_eval import (
 
 
 def _recall_at(examples: list[Any], rankings: list[list[int]], k: int) -> list[float]:
-    """Per judged question: the fraction of its gold paragraphs in the top ``k``."""
-    out: list[float] = []
-    for ex, ranking in zip(examples, rankings, strict=True):
-        gold = set(ex.gold_indices)
-        if gold:
-            out.append(len(gold & set(ranking[:k])) / len(gold))
-    return out
+    """Per judged question (one with a gold paragraph): Recall@``k`` of its gold paragraphs."""
+    return [
+        recall_at_k(ranking, {g: 1.0 for g in ex.gold_indices}, k)
+        for ex, ranking in zip(examples, rankings, strict=True)
+        if ex.gold_indices
+    ]
 
 
 def _paired(after: list[float], before: list[float]) -> dict[str, float]:

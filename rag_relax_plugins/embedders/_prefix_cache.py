@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rag_relax_plugins.core.validation import check_k
+
 __all__ = ["FrozenPrefixCache"]
 
 
@@ -78,9 +80,8 @@ class FrozenPrefixCache:
             raise ValueError("the frozen-prefix cache needs a BERT-like backbone (auto_model.embeddings + encoder.layer)")
         if isinstance(num_frozen, bool) or not isinstance(num_frozen, int) or not 1 <= num_frozen <= len(layers):
             raise ValueError(f"num_frozen must be an int in [1, {len(layers)}], got {num_frozen!r}")
-        for name, v in (("max_texts", max_texts), ("chunk", chunk)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        check_k("max_texts", max_texts)
+        check_k("chunk", chunk)
         self.backbone = backbone
         self.num_frozen = num_frozen
         self.max_texts = max_texts
