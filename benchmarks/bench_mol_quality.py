@@ -3,7 +3,8 @@
 1. MovieLens-100k, leave-last-out next-item retrieval over all items (the user's training items
    excluded from the ranking): MoL vs cosine/tau with the same learned item-id embedding budget
    (one ``D``-wide table row per item), the same history-encoder family, loss and schedule by
-   default; each model's own validated options come from ``--dot-set`` / ``--mol-set``.
+   default; each model's own validated options come from ``--dot-set`` / ``--mol-set`` (defaults:
+   ``DOT_DEFAULT`` / ``MOL_DEFAULT`` below, both with a per-user query vector).
    HR@10, HR@50, NDCG@10, MRR.
 2. HotpotQA open corpus (all unique paragraphs of ``distractor_500.jsonl``; half the questions
    train, the other half test): a MoL head over frozen MiniLM features vs MiniLM cosine.
@@ -20,7 +21,8 @@ Writes its keys (``movielens_hr10_mol``, ``movielens_hr10_dot``, ``hotpot_ndcg10
 Choosing MovieLens hyper-parameters without the test split: ``--split valid`` trains without
 each user's last two items and scores the second-to-last (leave-second-to-last-out); the run is
 appended as one trial to ``benchmarks/results/mol_validation.json`` (nothing else is written).
-``--models dot`` / ``--models mol`` runs one model; ``--dot-set KEY=VALUE ...`` and
+``--models dot`` / ``--models mol`` runs one model (on the test split only with another
+``--output`` file: a side run that ``mol.json`` never mixes in); ``--dot-set KEY=VALUE ...`` and
 ``--mol-set KEY=VALUE ...`` override any :class:`RecipeConfig` or :class:`MoLTrainConfig` field
 of one model (e.g. ``--mol-set num_interests=4 lr=3e-3``), after the shared flags::
 
@@ -44,6 +46,11 @@ from _common import RESULTS, machine, print_table, today
 
 ML_METRICS = ("hr@10", "hr@50", "ndcg@10", "mrr")
 HP_METRICS = ("recall@10", "ndcg@10")
+# Each model's options chosen on the validation split (trials in benchmarks/results/mol_validation.json;
+# docs/mol_training.md): the dot product's best at D = 64 (trial D11) and MoL's best (trial M12).
+DOT_DEFAULT = ("item_mlp_hidden=128", "num_negatives=512", "user_embedding=true", "num_interests=4")
+MOL_DEFAULT = ("user_embedding=true", "num_interests=4", "num_negatives=512", "num_query_embeddings=8",
+               "num_item_embeddings=8", "warm_start_noise=0.3")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -138,13 +145,22 @@ def bench_movielens(args: argparse.Namespace) -> dict[str, Any]:
     else:
         per_seed = [_movielens_seed(args, seed, data) for seed in args.seeds]
     runs: dict[str, list[dict[str, Any]]] = {sim: [r[sim] for r in per_seed] for sim in args.models}
+    paired = None
+    if "dot" in runs and "mol" in runs:  # per-user paired difference of the seed-averaged hits
+        from rag_relax_plugins.training.mol_eval import paired_hit_difference
+
+        paired = {f"hr@{k}": paired_hit_difference([r["test_ranks"] for r in runs["mol"]],
+                                                   [r["test_ranks"] for r in runs["dot"]], k=k) for k in (10, 50)}
+    for reps in runs.values():
+        for rep in reps:
+            rep.pop("test_ranks", None)
     config: dict[str, Any] = {"split": args.split, "train_pairs": int(data.train.items.shape[0]),
                               "eval_users": int(data.test_targets.shape[0])}
     for sim in args.models:  # the full options of each model (identical across seeds but the seed)
         cfg = dict(runs[sim][0]["train_config"])
         cfg.pop("seed")
         config[sim] = {"train": cfg, "recipe": runs[sim][0]["recipe"]}
-    return {"runs": runs, "config": config}
+    return {"runs": runs, "config": config, "paired": paired}
 
 
 def bench_hotpot(args: argparse.Namespace) -> dict[str, Any]:
@@ -229,9 +245,11 @@ def main() -> int:
     p.add_argument("--split", choices=("test", "valid"), default="test",
                    help="MovieLens target: last item (test) or second-to-last (valid, for tuning)")
     p.add_argument("--models", nargs="+", choices=("dot", "mol"), default=["dot", "mol"])
-    p.add_argument("--dot-set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for the dot model")
-    p.add_argument("--mol-set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for the MoL model")
-    p.add_argument("--trial-name", default="", help="label of a --split valid trial")
+    p.add_argument("--dot-set", nargs="*", default=list(DOT_DEFAULT), metavar="KEY=VALUE",
+                   help=f"overrides for the dot model (default: {' '.join(DOT_DEFAULT)}; pass none to clear)")
+    p.add_argument("--mol-set", nargs="*", default=list(MOL_DEFAULT), metavar="KEY=VALUE",
+                   help=f"overrides for the MoL model (default: {' '.join(MOL_DEFAULT)}; pass none to clear)")
+    p.add_argument("--trial-name", default="", help="label of a --split valid trial (or of a one-model test run)")
     p.add_argument("--hp-epochs", type=int, default=20)
     p.add_argument("--hp-batch-size", type=int, default=64)
     p.add_argument("--hp-lr", type=float, default=1e-4)
@@ -274,11 +292,17 @@ def main() -> int:
         gain = None
         if "dot" in summary and "mol" in summary:
             gain = summary["mol"]["hr@10"]["mean"] / summary["dot"]["hr@10"]["mean"] - 1
-            print(f"MoL vs dot HR@10: {100 * gain:+.1f}% relative (bar: +5%)\n", flush=True)
+            print(f"MoL vs dot HR@10: {100 * gain:+.1f}% relative (bar: +5%)", flush=True)
+            pr = ml["paired"]["hr@10"]
+            print(f"paired over {int(pr['queries'])} users (hits averaged over seeds): HR@10 difference "
+                  f"{pr['diff']:+.4f} +- {pr['diff_se']:.4f} (SE), {100 * pr['relative']:+.1f}% +- "
+                  f"{100 * pr['relative_se']:.1f}% relative\n", flush=True)
         train_seconds = {s: [r["train_seconds"] for r in ml["runs"][s]] for s in ml["runs"]}
         if args.split == "valid":  # one tuning trial: appended to the trial log, nothing else written
             trial = {"name": args.trial_name, "command": command.strip(), "date": today(), "seeds": args.seeds,
                      "summary": summary, "config": ml["config"], "train_seconds": train_seconds}
+            if ml["paired"] is not None:
+                trial["paired_mol_minus_dot"] = ml["paired"]
             log_path = Path(args.output)
             trials = json.loads(log_path.read_text(encoding="utf-8")).get("trials", []) if log_path.is_file() else []
             merge_results(log_path, {"machine": machine(), "protocol": (
@@ -287,12 +311,21 @@ def main() -> int:
                 "trials": [*trials, trial]})
             print(f"appended trial {args.trial_name!r} to {log_path}")
             return 0
-        if gain is None:
-            raise SystemExit("the test split needs both models (--models dot mol)")
+        if gain is None:  # one model on the test split: a side run, never into mol.json
+            if Path(args.output).resolve() == (RESULTS / "mol.json").resolve():
+                raise SystemExit("one model on the test split writes only to another --output file "
+                                 "(mol.json needs both models: --models dot mol)")
+            if not args.trial_name:
+                raise SystemExit("a one-model test run needs --trial-name (its key in --output)")
+            merge_results(Path(args.output), {"machine": machine(), "runs": {args.trial_name: {
+                "command": command.strip(), "date": today(), "summary": summary, "config": ml["config"],
+                "train_seconds": train_seconds}}}, nested=("runs",))
+            print(f"wrote run {args.trial_name!r} to {args.output}")
+            return 0
         updates["movielens_hr10_mol"] = summary["mol"]["hr@10"]["mean"]
         updates["movielens_hr10_dot"] = summary["dot"]["hr@10"]["mean"]
         details["movielens"] = {"command": command.strip(), "summary": summary, "hr10_relative_gain": gain, "config": ml["config"],
-                                "train_seconds": train_seconds}
+                                "paired_mol_minus_dot": ml["paired"], "train_seconds": train_seconds}
     if not args.skip_hotpot:
         print("HotpotQA open corpus: MoL head over frozen MiniLM vs MiniLM cosine (test half)", flush=True)
         hp = bench_hotpot(args)

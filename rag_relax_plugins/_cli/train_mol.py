@@ -8,6 +8,9 @@ Examples::
     rag-relax train-mol --dataset movielens --similarity dot --output runs/dot-ml
     # HotpotQA open corpus: MoL head over frozen MiniLM features (half the questions train)
     rag-relax train-mol --dataset hotpotqa --output runs/mol-hotpot
+    # MoL with the paper's per-user query component, 4 history interests and 8 query components
+    rag-relax train-mol --dataset movielens --user-embedding --num-interests 4 --num-query-embeddings 8 \
+        --output runs/mol-ml-user
     # continue an interrupted run (same options plus --resume)
     rag-relax train-mol --dataset movielens --output runs/mol-ml --resume
 
@@ -45,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--num-item-embeddings", type=int, default=4, help="P_x")
     a("--component-dim", type=int, default=None, help="d_P; default: D (movielens, with the warm start) or D/P_x, the feature width (hotpotqa)")
     a("--warm-start-noise", type=float, default=0.1, help="identity warm start of the MoL projections; -1: random init (movielens)")
+    a("--num-interests", type=int, default=1, help="interest vectors of the pooled history encoder (movielens)")
+    a("--item-mlp-hidden", type=int, default=0, help="residual MLP width after the item-id table, 0: none (movielens)")
+    a("--user-embedding", action="store_true", help="learn a vector per user id in the query tower (movielens)")
+    a("--user-dropout", type=float, default=0.5, help="dropout on the user vector in training (movielens)")
     a("--model", default=None, help="local sentence-transformers folder for HotpotQA (default: offline MiniLM)")
     a("--seed", type=int, default=0)
     a("--device", default=None, help="cpu, cuda, mps (default: best available)")
@@ -87,8 +94,11 @@ def run(args: argparse.Namespace) -> int:
         similarity=args.similarity, embedding_dim=args.embedding_dim, max_len=args.max_len, encoder=args.encoder,
         num_query_embeddings=args.num_query_embeddings, num_item_embeddings=args.num_item_embeddings,
         component_dim=component_dim, tau=args.tau, mi_loss_weight=args.mi_weight,
-        warm_start_noise=noise if ml else None,
+        warm_start_noise=noise if ml else None, num_interests=args.num_interests,
+        item_mlp_hidden=args.item_mlp_hidden, user_embedding=args.user_embedding, user_dropout=args.user_dropout,
     )
+    if not ml and (args.num_interests != 1 or args.item_mlp_hidden or args.user_embedding):
+        raise ValueError("--num-interests, --item-mlp-hidden and --user-embedding apply to --dataset movielens only")
     if args.dataset == "movielens":
         report = run_movielens(cfg, recipe, data=args.data, resume=args.resume, save_to=out / "model")
     else:

@@ -5,7 +5,10 @@
   of each user's training sequence; each user's test query is the last ``L`` training items and
   the target is the held-out last item. Item ids are MovieLens ids (1-based); id 0 is padding.
   ``split="valid"`` is the matching validation protocol (leave-second-to-last-out): the last
-  item is dropped, the second-to-last is the target, training stops before it.
+  item is dropped, the second-to-last is the target, training stops before it. Every pair and
+  query also records its user; :meth:`NextItemData.with_user_ids` prefixes the queries with that
+  id for a query tower with a per-user embedding
+  (:class:`~rag_relax_plugins.training.mol_user_tower.UserQueryTower`).
 - :func:`hotpot_open_split`: all unique paragraphs of the HotpotQA distractor file as the
   corpus, questions as queries, present gold paragraphs as relevant; a fixed seeded split puts
   half of the questions in training (one pair per question and gold paragraph) and half in test.
@@ -14,7 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -57,6 +60,11 @@ class NextItemData:
         max_len: ``L``.
         split: ``"test"`` (the ``test_*`` fields hold each user's last item) or ``"valid"``
             (they hold the second-to-last item; the last one is in no field).
+        train_users: ``(N,) x long`` the user of each training pair (``None``: unknown).
+        test_users: ``(U,) x long`` the user of each test query (``None``: unknown).
+        num_users: ``max user id + 1``; id 0 is never a real user (MovieLens ids are 1-based).
+        user_column: ``True`` when ``train.queries`` and ``test_histories`` are
+            ``(., 1 + L)``: the user id, then the history (see :meth:`with_user_ids`).
     """
 
     train: PairData
@@ -66,6 +74,29 @@ class NextItemData:
     num_items: int
     max_len: int
     split: str = "test"
+    train_users: torch.Tensor | None = None
+    test_users: torch.Tensor | None = None
+    num_users: int = 0
+    user_column: bool = False
+
+    def with_user_ids(self) -> NextItemData:
+        """The same data with every query prefixed by its user id: ``(N, 1 + L) x long``.
+
+        The input of :class:`~rag_relax_plugins.training.mol_user_tower.UserQueryTower`. Returns
+        ``self`` when the column is already there.
+
+        Raises:
+            ValueError: the data carries no user ids.
+        """
+        if self.user_column:
+            return self
+        if self.train_users is None or self.test_users is None:
+            raise ValueError("this NextItemData has no user ids (train_users / test_users are None)")
+        t = self.train
+        queries = torch.cat([self.train_users[:, None], t.queries], dim=1)  # (N, 1 + L)
+        pairs = PairData(queries, t.items, t.num_items, excluded_items=t.excluded_items, query_keys=t.query_keys)
+        histories = torch.cat([self.test_users[:, None], self.test_histories], dim=1)  # (U, 1 + L)
+        return replace(self, train=pairs, test_histories=histories, user_column=True)
 
 
 def movielens_next_item(ml: MovieLens, *, max_len: int = 50, split: str = "test") -> NextItemData:
@@ -94,13 +125,14 @@ def movielens_next_item(ml: MovieLens, *, max_len: int = 50, split: str = "test"
     seqs: dict[int, list[int]] = {}
     for r in train:  # already sorted by time
         seqs.setdefault(r.user, []).append(r.item)
-    hist, nxt = [], []
-    for items in seqs.values():
+    hist, nxt, users = [], [], []
+    for user, items in seqs.items():
         if len(items) < 2:
             continue
         windows = sequence_windows(torch.tensor(items, dtype=torch.long), max_len)
         hist.append(windows[:-1])  # history ending at t - 1
         nxt.append(torch.tensor(items[1:], dtype=torch.long))  # predicts item t
+        users.append(torch.full((len(items) - 1,), user, dtype=torch.long))
     if not hist:
         raise ValueError("no user has two training interactions; nothing to train on")
     test_users = [r.user for r in test if r.user in seqs]
@@ -113,7 +145,11 @@ def movielens_next_item(ml: MovieLens, *, max_len: int = 50, split: str = "test"
         seen[row, torch.tensor(seqs[u], dtype=torch.long)] = True
     seen[:, 0] = True
     pairs = PairData(torch.cat(hist), torch.cat(nxt), num_items, excluded_items=(0,))
-    return NextItemData(pairs, histories, targets, seen, num_items, max_len, split)
+    num_users = max(max(ml.users, default=0), max(seqs, default=0)) + 1
+    return NextItemData(
+        pairs, histories, targets, seen, num_items, max_len, split,
+        train_users=torch.cat(users), test_users=torch.tensor(test_users, dtype=torch.long), num_users=num_users,
+    )
 
 
 @dataclass(frozen=True)

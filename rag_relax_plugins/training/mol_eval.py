@@ -21,7 +21,7 @@ from rag_relax_plugins.core.metrics import evaluate, rankings_from_scores
 from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
 from rag_relax_plugins.training.mol_towers import TwoTowerModel
 
-__all__ = ["next_item_metrics", "ranked_metrics", "score_all"]
+__all__ = ["mean_std", "next_item_metrics", "paired_hit_difference", "ranked_metrics", "score_all", "target_ranks"]
 
 
 @torch.inference_mode()
@@ -53,26 +53,19 @@ def score_all(model: TwoTowerModel, queries: torch.Tensor, *, batch_size: int = 
         model.train(was_training)
 
 
-def next_item_metrics(
-    scores: torch.Tensor,
-    targets: torch.Tensor,
-    exclude: torch.Tensor | None = None,
-    *,
-    ks: Sequence[int] = (10, 50),
-) -> dict[str, float]:
-    """Hit rate, NDCG and MRR of a single relevant item per query.
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """1-based rank of each query's single relevant item.
 
-    The rank of the target counts items that score higher, plus items that tie with a lower
-    id, among items not excluded (the target itself is never excluded).
+    The rank counts items that score higher, plus items that tie with a lower id, among items
+    not excluded (the target itself is never excluded).
 
     Args:
         scores: ``(B, N) x float`` finite scores.
         targets: ``(B,) x long`` the relevant item of each query.
         exclude: ``(B, N) x bool``, True for items removed from the ranking (seen items, padding).
-        ks: cut-offs for ``hr@k`` and ``ndcg@k``.
 
     Returns:
-        ``{"hr@k": ..., "ndcg@k": ..., "mrr": ...}`` averaged over the ``B`` queries.
+        ``(B,) x long`` ranks in ``[1, N]``.
     """
     check_floating("scores", scores)
     check_ndim("scores", scores, 2)
@@ -93,7 +86,28 @@ def next_item_metrics(
     t_score = scores[rows, targets][:, None]  # (B, 1)
     col = torch.arange(n, device=scores.device)[None, :]
     ahead = (scores > t_score) | ((scores == t_score) & (col < targets[:, None]))
-    rank = ((ahead & keep).sum(dim=1) + 1).double()  # (B,) 1-based
+    return (ahead & keep).sum(dim=1) + 1  # (B,) 1-based
+
+
+def next_item_metrics(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    exclude: torch.Tensor | None = None,
+    *,
+    ks: Sequence[int] = (10, 50),
+) -> dict[str, float]:
+    """Hit rate, NDCG and MRR of a single relevant item per query (from :func:`target_ranks`).
+
+    Args:
+        scores: ``(B, N) x float`` finite scores.
+        targets: ``(B,) x long`` the relevant item of each query.
+        exclude: ``(B, N) x bool``, True for items removed from the ranking (seen items, padding).
+        ks: cut-offs for ``hr@k`` and ``ndcg@k``.
+
+    Returns:
+        ``{"hr@k": ..., "ndcg@k": ..., "mrr": ...}`` averaged over the ``B`` queries.
+    """
+    rank = target_ranks(scores, targets, exclude).double()  # (B,)
     out: dict[str, float] = {}
     for k in ks:
         hit = rank <= k
@@ -137,3 +151,36 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if len(values) == 1:
         return m, 0.0
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def paired_hit_difference(ranks_a: Sequence[Sequence[int]], ranks_b: Sequence[Sequence[int]], k: int = 10) -> dict[str, float]:
+    """Paired comparison of two models' hit rates on the same queries, over several seeds.
+
+    Each query's hit rate is averaged over the seeds of each model, then the per-query
+    differences ``a - b`` give the mean difference (the HR@k difference of the seed means) and
+    its standard error over queries (sample standard deviation / sqrt(#queries)), i.e. the
+    uncertainty that comes from the finite set of evaluation queries.
+
+    Args:
+        ranks_a: one sequence of ``Q`` 1-based target ranks per seed of model A.
+        ranks_b: the same for model B (same queries, same order; any number of seeds).
+        k: the hit cut-off.
+
+    Returns:
+        ``{"hr_a", "hr_b", "diff", "diff_se", "relative", "relative_se", "queries"}``; the
+        relative figures divide by ``hr_b``.
+    """
+    if not ranks_a or not ranks_b:
+        raise ValueError("ranks_a and ranks_b need at least one seed each")
+    a = torch.tensor([list(r) for r in ranks_a], dtype=torch.float64)  # (S_a, Q)
+    b = torch.tensor([list(r) for r in ranks_b], dtype=torch.float64)  # (S_b, Q)
+    if a.shape[1] != b.shape[1] or a.shape[1] < 2:
+        raise ValueError(f"both models need the same >= 2 queries, got {a.shape[1]} and {b.shape[1]}")
+    hit_a, hit_b = (a <= k).double().mean(0), (b <= k).double().mean(0)  # (Q,) per-query hit rate
+    d = hit_a - hit_b
+    q = d.shape[0]
+    se = float(d.std(unbiased=True) / math.sqrt(q))
+    hr_a, hr_b = float(hit_a.mean()), float(hit_b.mean())
+    rel = hr_a / hr_b - 1 if hr_b > 0 else float("nan")
+    return {"hr_a": hr_a, "hr_b": hr_b, "diff": float(d.mean()), "diff_se": se, "relative": rel,
+            "relative_se": se / hr_b if hr_b > 0 else float("nan"), "queries": float(q)}

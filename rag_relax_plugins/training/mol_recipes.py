@@ -4,7 +4,9 @@
   by a residual MLP, ``item_mlp_hidden``); query tower =
   :class:`~rag_relax_plugins.training.mol_towers.HistoryQueryTower` over the last ``L`` items,
   sharing that table, with ``num_interests`` pooled interest vectors (MoL reads one query
-  component from each; the cosine baseline gets them through a learned ``H * D -> D`` map). The scorer is either cosine / tau on the ``D``-wide tower outputs, or MoL
+  component from each; the cosine baseline gets them through a learned ``H * D -> D`` map);
+  with ``user_embedding=True`` the query tower also learns a vector per user id (the paper's extra
+  query component: one more MoL query block, or added to the dot product's query vector). The scorer is either cosine / tau on the ``D``-wide tower outputs, or MoL
   with ``P_q x P_x`` components of width ``d_P = D / P_x`` so that a cached item takes the same
   ``D`` floats under both scorers (the same embedding budget).
 - HotpotQA (frozen features): both towers look up precomputed MiniLM vectors; MoL learns the
@@ -42,6 +44,7 @@ from rag_relax_plugins.training.mol_towers import (
     IdEmbeddingTower,
     TwoTowerModel,
 )
+from rag_relax_plugins.training.mol_user_tower import UserQueryTower
 
 __all__ = [
     "RecipeConfig",
@@ -81,6 +84,13 @@ class RecipeConfig(DictConfig):
         num_interests: MovieLens only: ``H`` interest vectors of the pooled history encoder.
         item_mlp_hidden: MovieLens only: hidden width of a residual MLP after the item-id table
             (``0``: none); the learned per-item floats stay ``embedding_dim``.
+        user_embedding: MovieLens only: add a learned ``embedding_dim``-wide vector per user id
+            to the query tower (:class:`~rag_relax_plugins.training.mol_user_tower.UserQueryTower`;
+            the paper's extra query component). MoL reads it as one more block of its query
+            features (concatenated; with the warm start, query component ``H`` starts on it), the
+            dot product adds it to the history vector. Queries then carry the user id
+            (:meth:`~rag_relax_plugins.training.mol_data.NextItemData.with_user_ids`).
+        user_dropout: dropout on the user vector in training (the paper's 0.5).
     """
 
     _config_name = "recipe options"
@@ -100,10 +110,16 @@ class RecipeConfig(DictConfig):
     warm_start_noise: float | None = None
     num_interests: int = 1
     item_mlp_hidden: int = 0
+    user_embedding: bool = False
+    user_dropout: float = 0.5
 
     def __post_init__(self) -> None:
         if self.similarity not in ("mol", "dot"):
             raise ValueError(f"similarity must be 'mol' or 'dot', got {self.similarity!r}")
+        if not isinstance(self.user_embedding, bool):
+            raise TypeError(f"user_embedding must be a bool, got {self.user_embedding!r}")
+        if isinstance(self.user_dropout, bool) or not isinstance(self.user_dropout, (int, float)) or not 0 <= self.user_dropout < 1:
+            raise ValueError(f"user_dropout must be a number in [0, 1), got {self.user_dropout!r}")
         for name, low in (("num_interests", 1), ("item_mlp_hidden", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -124,10 +140,15 @@ class RecipeConfig(DictConfig):
         )
 
 
-def build_movielens_model(num_items: int, recipe: RecipeConfig) -> TwoTowerModel:
-    """Item-id table + history encoder + MoL or cosine scorer (see the module docstring).
+def build_movielens_model(num_items: int, recipe: RecipeConfig, *, num_users: int = 0) -> TwoTowerModel:
+    """Item-id table + history encoder (+ user embedding) + MoL or cosine scorer (module docstring).
 
     Parameters are initialised from the global torch RNG: seed it (``torch.manual_seed``) first.
+
+    Args:
+        num_items: item-id table size (id 0 is padding).
+        recipe: model sizes.
+        num_users: user-id table size; required (>= 2) with ``recipe.user_embedding``.
     """
     d = recipe.embedding_dim
     if recipe.similarity == "mol" and recipe.component_dim is None and d % recipe.num_item_embeddings:
@@ -135,11 +156,19 @@ def build_movielens_model(num_items: int, recipe: RecipeConfig) -> TwoTowerModel
             f"embedding_dim ({d}) must be divisible by num_item_embeddings ({recipe.num_item_embeddings})"
         )
     items = IdEmbeddingTower(num_items, d, padding_idx=0, mlp_hidden=recipe.item_mlp_hidden)
-    query = HistoryQueryTower(
+    history = HistoryQueryTower(
         items, recipe.max_len, encoder=recipe.encoder, dropout=recipe.dropout,
         num_interests=recipe.num_interests,
         interest_combine="linear" if recipe.similarity == "dot" else "concat",
     )
+    query: HistoryQueryTower | UserQueryTower = history
+    if recipe.user_embedding:
+        if num_users < 2:
+            raise ValueError(f"recipe.user_embedding needs num_users >= 2, got {num_users!r}")
+        query = UserQueryTower(
+            history, num_users, dropout=float(recipe.user_dropout),
+            combine="sum" if recipe.similarity == "dot" else "concat",
+        )
     sim: torch.nn.Module
     if recipe.similarity == "dot":
         sim = DotProductSimilarity(normalize=True, tau=recipe.tau)
@@ -235,6 +264,8 @@ def save_recipe_model(
         "recipe": recipe.to_dict(),
         **(extra or {}),
     }
+    if isinstance(model.query_tower, UserQueryTower):
+        meta["num_users"] = model.query_tower.num_users
 
     def write(tmp: Path) -> None:
         save_model_weights(model, tmp)
@@ -286,7 +317,7 @@ def load_recipe_model(
         raise ValueError(f"{cfg_file} is not a {RECIPE_FORMAT} v{RECIPE_VERSION} model")
     recipe = RecipeConfig.from_dict(meta["recipe"])
     if meta["dataset"] == "movielens":
-        model = build_movielens_model(int(meta["num_items"]), recipe)
+        model = build_movielens_model(int(meta["num_items"]), recipe, num_users=int(meta.get("num_users", 0)))
     elif meta["dataset"] == "hotpotqa":
         if query_features is None or doc_features is None:
             raise ValueError("query_features and doc_features are required to load a HotpotQA model")

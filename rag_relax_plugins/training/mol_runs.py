@@ -8,7 +8,8 @@ Evaluation protocols:
 
 - MovieLens: leave-last-out; each user's query is the last ``L`` training items, the target is
   the held-out last item, ranked against **all** items except the user's training items (and the
-  padding id): HR@10, HR@50, NDCG@10, NDCG@50, MRR.
+  padding id): HR@10, HR@50, NDCG@10, NDCG@50, MRR; the report also keeps each query's target
+  rank (``test_ranks``) for paired comparisons (:func:`~.mol_eval.paired_hit_difference`).
 - HotpotQA: the test half of the questions against the whole open corpus (all unique paragraphs
   of the distractor file); Recall@10 and nDCG@10 over the gold paragraphs present in the corpus;
   test questions without such a paragraph are skipped.
@@ -31,7 +32,12 @@ from rag_relax_plugins.training.mol_data import (
     hotpot_open_split,
     movielens_next_item,
 )
-from rag_relax_plugins.training.mol_eval import next_item_metrics, ranked_metrics, score_all
+from rag_relax_plugins.training.mol_eval import (
+    next_item_metrics,
+    ranked_metrics,
+    score_all,
+    target_ranks,
+)
 from rag_relax_plugins.training.mol_recipes import (
     RecipeConfig,
     build_hotpot_model,
@@ -80,8 +86,12 @@ def run_movielens(
         data = movielens_next_item(load_movielens(data), max_len=recipe.max_len)
     if data.max_len != recipe.max_len:
         raise ValueError(f"data was built with max_len={data.max_len}, recipe has {recipe.max_len}")
+    if recipe.user_embedding:
+        data = data.with_user_ids()  # queries become (., 1 + L): user id, then history
+    elif data.user_column:
+        raise ValueError("data queries carry user ids but recipe.user_embedding is False")
     d = data
-    model = _init_model(lambda: build_movielens_model(d.num_items, recipe), cfg.seed)
+    model = _init_model(lambda: build_movielens_model(d.num_items, recipe, num_users=d.num_users), cfg.seed)
 
     def evaluate(m: TwoTowerModel) -> dict[str, float]:
         return next_item_metrics(score_all(m, d.test_histories), d.test_targets, d.test_seen, ks=(10, 50))
@@ -89,7 +99,9 @@ def run_movielens(
     t0 = time.perf_counter()
     result = train_retrieval(model, d.train, cfg, resume=resume, eval_fn=evaluate if eval_each_epoch else None)
     seconds = time.perf_counter() - t0
-    metrics = evaluate(model)
+    scores = score_all(model, d.test_histories)
+    metrics = next_item_metrics(scores, d.test_targets, d.test_seen, ks=(10, 50))
+    ranks = target_ranks(scores, d.test_targets, d.test_seen)
     if save_to is not None:
         save_recipe_model(model, save_to, dataset="movielens", recipe=recipe)
     return {
@@ -102,6 +114,7 @@ def run_movielens(
         "num_train_pairs": int(d.train.items.shape[0]),
         "num_test_users": int(d.test_targets.shape[0]),
         "num_items": d.num_items - 1,
+        "test_ranks": ranks.tolist(),
         "history": result.history,
     }
 

@@ -9,8 +9,10 @@ from rag_relax_plugins.core.metrics import evaluate, rankings_from_scores
 from rag_relax_plugins.training.mol_eval import (
     mean_std,
     next_item_metrics,
+    paired_hit_difference,
     ranked_metrics,
     score_all,
+    target_ranks,
 )
 from rag_relax_plugins.training.mol_towers import DotProductSimilarity, FeatureTower, TwoTowerModel
 
@@ -83,3 +85,31 @@ def test_mean_std():
     assert mean_std([4.0]) == (4.0, 0.0)
     with pytest.raises(ValueError):
         mean_std([])
+
+
+def test_target_ranks_match_the_position_in_the_explicit_ranking():
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 4, (10, 12), generator=g).float()  # ties broken by the lower id
+    targets = torch.randint(0, 12, (10,), generator=g)
+    exclude = torch.rand(10, 12, generator=g) < 0.3
+    ranks = target_ranks(scores, targets, exclude)
+    for row, (ranking, ex) in enumerate(zip(rankings_from_scores(scores), exclude.tolist())):
+        kept = [i for i in ranking if not ex[i] or i == int(targets[row])]
+        assert int(ranks[row]) == kept.index(int(targets[row])) + 1
+    assert ranks.dtype == torch.long
+
+
+def test_paired_hit_difference_by_hand():
+    # 4 queries; model A: two seeds, model B: one seed
+    a = [[1, 20, 3, 50], [1, 2, 30, 50]]  # hits@10 per query averaged: 1, 0.5, 0.5, 0
+    b = [[5, 40, 40, 2]]  # 1, 0, 0, 1
+    got = paired_hit_difference(a, b, k=10)
+    d = torch.tensor([0.0, 0.5, 0.5, -1.0], dtype=torch.float64)
+    assert got["hr_a"] == pytest.approx(0.5) and got["hr_b"] == pytest.approx(0.5)
+    assert got["diff"] == pytest.approx(0.0)
+    assert got["diff_se"] == pytest.approx(float(d.std() / 2))
+    assert got["relative"] == pytest.approx(0.0) and got["queries"] == 4
+    with pytest.raises(ValueError, match="same"):
+        paired_hit_difference([[1, 2, 3]], [[1, 2]])
+    with pytest.raises(ValueError, match="at least one seed"):
+        paired_hit_difference([], [[1, 2]])
