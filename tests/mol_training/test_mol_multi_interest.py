@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
-from rag_relax_plugins.datasets.movielens import Movie, MovieLens, Rating
 from rag_relax_plugins.training.mol_data import movielens_next_item
 from rag_relax_plugins.training.mol_eval import score_all
 from rag_relax_plugins.training.mol_recipes import (
@@ -20,17 +19,9 @@ from rag_relax_plugins.training.mol_recipes import (
 from rag_relax_plugins.training.mol_towers import HistoryQueryTower, IdEmbeddingTower
 
 
-def _ml() -> MovieLens:
-    # user 1: items 1,2,3,4,6 by time; user 2: 2,5,3; user 3: a single rating
-    rows = [(1, 1, 0), (1, 2, 1), (2, 2, 2), (1, 3, 3), (2, 5, 4), (1, 4, 5), (2, 3, 6), (3, 6, 7), (1, 6, 8)]
-    ratings = tuple(Rating(u, i, 4.0, t) for u, i, t in rows)
-    items = {i: Movie(i, f"m{i}", 1990, ("Drama",)) for i in range(1, 7)}
-    return MovieLens(interactions=ratings, users={}, items=items)
-
-
-def test_valid_split_targets_the_second_to_last_item_and_never_sees_the_last():
-    test = movielens_next_item(_ml(), max_len=2)
-    valid = movielens_next_item(_ml(), max_len=2, split="valid")
+def test_valid_split_targets_the_second_to_last_item_and_never_sees_the_last(toy_movielens):
+    test = movielens_next_item(toy_movielens, max_len=2)
+    valid = movielens_next_item(toy_movielens, max_len=2, split="valid")
     assert (test.split, valid.split) == ("test", "valid")
     assert test.test_targets.tolist() == [3, 6]  # last items (rows ordered by the target's time)
     # validation: user 2 trains on 2 only and predicts 5; user 1 trains on 1,2,3 and predicts 4
@@ -43,7 +34,7 @@ def test_valid_split_targets_the_second_to_last_item_and_never_sees_the_last():
     assert 6 not in valid.train.items.tolist() and 6 not in valid.test_histories.flatten().tolist()
     assert valid.test_seen[0].nonzero().flatten().tolist() == [0, 2]
     with pytest.raises(ValueError, match="split"):
-        movielens_next_item(_ml(), max_len=2, split="train")
+        movielens_next_item(toy_movielens, max_len=2, split="train")
 
 
 def test_multi_interest_tower_shapes_padding_and_combine():

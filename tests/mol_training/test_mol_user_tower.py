@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rag_relax_plugins.datasets.movielens import Movie, MovieLens, Rating
 from rag_relax_plugins.training.mol_data import movielens_next_item
 from rag_relax_plugins.training.mol_eval import score_all
 from rag_relax_plugins.training.mol_recipes import (
@@ -20,16 +19,8 @@ from rag_relax_plugins.training.mol_train import MoLTrainConfig
 from rag_relax_plugins.training.mol_user_tower import UserQueryTower
 
 
-def _ml() -> MovieLens:
-    # user 1: items 1,2,3,4,6 by time; user 2: 2,5,3; user 3: a single rating
-    rows = [(1, 1, 0), (1, 2, 1), (2, 2, 2), (1, 3, 3), (2, 5, 4), (1, 4, 5), (2, 3, 6), (3, 6, 7), (1, 6, 8)]
-    ratings = tuple(Rating(u, i, 4.0, t) for u, i, t in rows)
-    items = {i: Movie(i, f"m{i}", 1990, ("Drama",)) for i in range(1, 7)}
-    return MovieLens(interactions=ratings, users={}, items=items)
-
-
-def test_next_item_data_records_users_and_prefixes_queries_with_them():
-    data = movielens_next_item(_ml(), max_len=2)
+def test_next_item_data_records_users_and_prefixes_queries_with_them(toy_movielens):
+    data = movielens_next_item(toy_movielens, max_len=2)
     # pairs: user 1 trains on 1,2,3,4 (3 pairs), user 2 on 2,5 (1 pair); user 3 has one rating
     assert data.train_users.tolist() == [1, 1, 1, 2]
     assert data.test_users.tolist() == [2, 1]  # rows ordered by the target's time
@@ -112,12 +103,12 @@ def test_mol_warm_start_gives_the_user_vector_its_own_query_component():
 
 
 @pytest.mark.parametrize("similarity", ["mol", "dot"])
-def test_user_recipes_train_save_and_load(tmp_path, similarity):
+def test_user_recipes_train_save_and_load(tmp_path, similarity, toy_movielens):
     recipe = RecipeConfig(similarity=similarity, embedding_dim=8, max_len=2, num_query_embeddings=2,
                           num_item_embeddings=2, component_dim=8, user_embedding=True, user_dropout=0.2,
                           warm_start_noise=0.1 if similarity == "mol" else None)
     cfg = MoLTrainConfig(epochs=2, batch_size=2, lr=1e-2, num_negatives=2, seed=0, device="cpu", show_progress=False)
-    data = movielens_next_item(_ml(), max_len=2)
+    data = movielens_next_item(toy_movielens, max_len=2)
     report = run_movielens(cfg, recipe, data=data, save_to=tmp_path / "m")
     assert report["steps"] == 4 and set(report["metrics"]) >= {"hr@10", "mrr"}
     model, meta = load_recipe_model(tmp_path / "m")
