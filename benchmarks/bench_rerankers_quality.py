@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from _common import RESULTS, machine, print_table, today, write_results
 
-from rag_relax_plugins.core.metrics import recall_at_k
+from rag_relax_plugins.core.metrics import paired_difference, recall_at_k
 from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
@@ -45,12 +45,6 @@ def _recall_at(examples: list[Any], rankings: list[list[int]], k: int) -> list[f
         for ex, ranking in zip(examples, rankings, strict=True)
         if ex.gold_indices
     ]
-
-
-def _paired(after: list[float], before: list[float]) -> dict[str, float]:
-    """Mean paired difference and its standard error (``n - 1`` in the variance)."""
-    d = torch.tensor(after, dtype=torch.float64) - torch.tensor(before, dtype=torch.float64)
-    return {"mean": float(d.mean()), "se": float(d.std() / len(d) ** 0.5), "n": float(len(d))}
 
 
 def _chance(examples: list[Any], k: int) -> float:
@@ -165,7 +159,7 @@ def main() -> None:
     d_rank = rank_examples(GumbelReranker.from_pretrained(g.model_dir, device=args.device), test)
     res["d_grerank"] = evaluate_rankings(test, d_rank)
     res["d_minus_c_recall@2"] = {
-        group: _paired(
+        group: paired_difference(
             _recall_at(sub, [d_rank[i] for i in idx], 2),
             _recall_at(sub, [c_rank[i] for i in idx], 2),
         )

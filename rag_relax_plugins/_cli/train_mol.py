@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if not ml and (args.num_interests != 1 or args.item_mlp_hidden or args.user_embedding):
         raise ValueError("--num-interests, --item-mlp-hidden and --user-embedding apply to --dataset movielens only")
+    if args.user_dropout != 0.5 and not args.user_embedding:
+        raise ValueError("--user-dropout needs --user-embedding")
     if args.dataset == "movielens":
         report = run_movielens(cfg, recipe, data=args.data, resume=args.resume, save_to=out / "model")
     else:

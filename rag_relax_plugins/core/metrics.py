@@ -43,6 +43,7 @@ __all__ = [
     "evaluate_per_query",
     "hit_rate_at_k",
     "ndcg_at_k",
+    "paired_difference",
     "precision_at_k",
     "rankings_from_scores",
     "recall_at_k",
@@ -253,6 +254,29 @@ def evaluate(
         raise ValueError("rankings must hold at least one query")
     per = evaluate_per_query(rankings, qrels, metrics, skip_empty=skip_empty)
     return {name: (sum(vals) / len(vals) if vals else 0.0) for name, vals in per.items()}
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Mean of the per-query differences ``a - b`` and its standard error.
+
+    For two systems evaluated on the same queries (same order): ``mean`` is the difference of
+    their means, ``se`` the sample standard deviation of the differences (``n - 1``) over
+    ``sqrt(n)``, the uncertainty that comes from the finite set of queries.
+
+    Returns:
+        ``{"mean": ..., "se": ..., "n": ...}``.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"a and b must score the same queries, got {len(a)} and {len(b)} values")
+    n = len(a)
+    if n < 2:
+        raise ValueError(f"a paired standard error needs at least 2 queries, got {n}")
+    d = [float(x) - float(y) for x, y in zip(a, b, strict=True)]
+    if not all(math.isfinite(v) for v in d):
+        raise ValueError("a and b must be finite")
+    m = sum(d) / n
+    se = math.sqrt(sum((v - m) ** 2 for v in d) / (n - 1) / n)
+    return {"mean": m, "se": se, "n": float(n)}
 
 
 def rankings_from_scores(

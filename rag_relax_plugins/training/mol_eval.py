@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins.core.metrics import evaluate, rankings_from_scores
-from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
+from rag_relax_plugins.core.metrics import evaluate, paired_difference, rankings_from_scores
+from rag_relax_plugins.core.validation import check_finite, check_floating, check_k, check_ndim
 from rag_relax_plugins.training.mol_towers import TwoTowerModel
 
-__all__ = ["mean_std", "next_item_metrics", "paired_hit_difference", "ranked_metrics", "score_all", "target_ranks"]
+__all__ = ["mean_std", "next_item_metrics", "paired_hit_difference", "rank_metrics", "ranked_metrics", "score_all",
+           "target_ranks"]
 
 
 @torch.inference_mode()
@@ -107,9 +108,18 @@ def next_item_metrics(
     Returns:
         ``{"hr@k": ..., "ndcg@k": ..., "mrr": ...}`` averaged over the ``B`` queries.
     """
-    rank = target_ranks(scores, targets, exclude).double()  # (B,)
+    return rank_metrics(target_ranks(scores, targets, exclude), ks=ks)
+
+
+def rank_metrics(ranks: torch.Tensor, *, ks: Sequence[int] = (10, 50)) -> dict[str, float]:
+    """``hr@k``, ``ndcg@k`` and ``mrr`` averaged over ``(B,)`` 1-based target ranks (:func:`target_ranks`)."""
+    check_ndim("ranks", ranks, 1)
+    if ranks.numel() == 0 or int(ranks.min()) < 1:
+        raise ValueError("ranks must hold at least one 1-based rank")
+    rank = ranks.double()
     out: dict[str, float] = {}
     for k in ks:
+        check_k("ks", k)
         hit = rank <= k
         out[f"hr@{k}"] = float(hit.double().mean())
         out[f"ndcg@{k}"] = float(torch.where(hit, 1.0 / torch.log2(rank + 1.0), 0.0).mean())
@@ -170,17 +180,18 @@ def paired_hit_difference(ranks_a: Sequence[Sequence[int]], ranks_b: Sequence[Se
         ``{"hr_a", "hr_b", "diff", "diff_se", "relative", "relative_se", "queries"}``; the
         relative figures divide by ``hr_b``.
     """
+    check_k("k", k)
     if not ranks_a or not ranks_b:
         raise ValueError("ranks_a and ranks_b need at least one seed each")
-    a = torch.tensor([list(r) for r in ranks_a], dtype=torch.float64)  # (S_a, Q)
-    b = torch.tensor([list(r) for r in ranks_b], dtype=torch.float64)  # (S_b, Q)
-    if a.shape[1] != b.shape[1] or a.shape[1] < 2:
-        raise ValueError(f"both models need the same >= 2 queries, got {a.shape[1]} and {b.shape[1]}")
-    hit_a, hit_b = (a <= k).double().mean(0), (b <= k).double().mean(0)  # (Q,) per-query hit rate
-    d = hit_a - hit_b
-    q = d.shape[0]
-    se = float(d.std(unbiased=True) / math.sqrt(q))
-    hr_a, hr_b = float(hit_a.mean()), float(hit_b.mean())
+    hits = []
+    for name, seeds in (("ranks_a", ranks_a), ("ranks_b", ranks_b)):
+        if len({len(r) for r in seeds}) != 1:
+            raise ValueError(f"every seed of {name} must rank the same queries, got lengths {[len(r) for r in seeds]}")
+        r = torch.tensor([list(x) for x in seeds], dtype=torch.float64)  # (S, Q)
+        hits.append((r <= k).double().mean(0).tolist())  # (Q,) per-query hit rate over the seeds
+    hit_a, hit_b = hits
+    pd = paired_difference(hit_a, hit_b)
+    hr_a, hr_b = sum(hit_a) / len(hit_a), sum(hit_b) / len(hit_b)
     rel = hr_a / hr_b - 1 if hr_b > 0 else float("nan")
-    return {"hr_a": hr_a, "hr_b": hr_b, "diff": float(d.mean()), "diff_se": se, "relative": rel,
-            "relative_se": se / hr_b if hr_b > 0 else float("nan"), "queries": float(q)}
+    return {"hr_a": hr_a, "hr_b": hr_b, "diff": pd["mean"], "diff_se": pd["se"], "relative": rel,
+            "relative_se": pd["se"] / hr_b if hr_b > 0 else float("nan"), "queries": pd["n"]}

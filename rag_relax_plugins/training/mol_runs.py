@@ -34,6 +34,7 @@ from rag_relax_plugins.training.mol_data import (
 )
 from rag_relax_plugins.training.mol_eval import (
     next_item_metrics,
+    rank_metrics,
     ranked_metrics,
     score_all,
     target_ranks,
@@ -99,9 +100,8 @@ def run_movielens(
     t0 = time.perf_counter()
     result = train_retrieval(model, d.train, cfg, resume=resume, eval_fn=evaluate if eval_each_epoch else None)
     seconds = time.perf_counter() - t0
-    scores = score_all(model, d.test_histories)
-    metrics = next_item_metrics(scores, d.test_targets, d.test_seen, ks=(10, 50))
-    ranks = target_ranks(scores, d.test_targets, d.test_seen)
+    ranks = target_ranks(score_all(model, d.test_histories), d.test_targets, d.test_seen)
+    metrics = rank_metrics(ranks, ks=(10, 50))
     if save_to is not None:
         save_recipe_model(model, save_to, dataset="movielens", recipe=recipe)
     return {

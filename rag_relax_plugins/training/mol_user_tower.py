@@ -50,7 +50,7 @@ class UserQueryTower(nn.Module):
         super().__init__()
         if isinstance(num_users, bool) or not isinstance(num_users, int) or num_users < 2:
             raise ValueError(f"num_users must be an int >= 2 (id 0 is the unknown user), got {num_users!r}")
-        if not 0.0 <= dropout < 1.0:
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if combine not in ("concat", "sum"):
             raise ValueError(f"combine must be 'concat' or 'sum', got {combine!r}")

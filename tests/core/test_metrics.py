@@ -166,3 +166,19 @@ def test_bad_input():
         M.evaluate([["a"]], [{"a": 1}], "mrr")
     with pytest.raises(ValueError, match="gain"):
         M.ndcg_at_k(["a"], {"a": 1}, 1, gain="log")
+
+
+def test_paired_difference_mean_and_standard_error():
+    a, b = [1.0, 0.5, 0.5, 0.0], [1.0, 0.0, 0.0, 1.0]
+    d = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
+    got = M.paired_difference(a, b)
+    assert got["mean"] == pytest.approx(float(d.mean()))
+    assert got["se"] == pytest.approx(float(d.std(unbiased=True) / 2))
+    assert got["n"] == 4
+    assert M.paired_difference([2.0, 3.0], [1.0, 2.0]) == {"mean": 1.0, "se": 0.0, "n": 2.0}
+    with pytest.raises(ValueError, match="same queries"):
+        M.paired_difference([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="at least 2"):
+        M.paired_difference([1.0], [0.0])
+    with pytest.raises(ValueError, match="finite"):
+        M.paired_difference([1.0, float("nan")], [0.0, 0.0])

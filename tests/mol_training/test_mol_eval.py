@@ -10,6 +10,7 @@ from rag_relax_plugins.training.mol_eval import (
     mean_std,
     next_item_metrics,
     paired_hit_difference,
+    rank_metrics,
     ranked_metrics,
     score_all,
     target_ranks,
@@ -113,3 +114,21 @@ def test_paired_hit_difference_by_hand():
         paired_hit_difference([[1, 2, 3]], [[1, 2]])
     with pytest.raises(ValueError, match="at least one seed"):
         paired_hit_difference([], [[1, 2]])
+    with pytest.raises(ValueError, match="every seed of ranks_a"):
+        paired_hit_difference([[1, 2], [1, 2, 3]], [[1, 2]])
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        paired_hit_difference(a, b, k=0)
+
+
+def test_rank_metrics_equal_next_item_metrics_and_reject_bad_ranks():
+    g = torch.Generator().manual_seed(5)
+    scores = torch.randn(8, 30, generator=g)
+    targets = torch.randint(0, 30, (8,), generator=g)
+    ranks = target_ranks(scores, targets)
+    assert rank_metrics(ranks, ks=(5, 10)) == next_item_metrics(scores, targets, ks=(5, 10))
+    assert rank_metrics(torch.tensor([1, 2]), ks=(1,)) == pytest.approx(
+        {"hr@1": 0.5, "ndcg@1": 0.5, "mrr": 0.75})
+    with pytest.raises(ValueError, match="1-based"):
+        rank_metrics(torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="ks must be >= 1"):
+        rank_metrics(ranks, ks=(0,))

@@ -87,3 +87,5 @@ def test_train_mol_user_embedding_interests_and_item_mlp(tiny_movielens, tmp_pat
     assert score_all(model, torch.tensor([[3, 1, 2, 3]])).shape == (1, 13)
     assert main(["train-mol", "--dataset", "hotpotqa", "--output", str(tmp_path / "hp"), "--user-embedding"]) != 0
     assert "movielens only" in capsys.readouterr().err
+    assert main(_args(tiny_movielens, tmp_path / "nodrop", "--user-dropout", "0.2")) != 0
+    assert "--user-dropout needs --user-embedding" in capsys.readouterr().err
