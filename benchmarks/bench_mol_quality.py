@@ -221,7 +221,8 @@ def merge_results(path: Path, updates: dict[str, Any], nested: tuple[str, ...] =
     os.replace(tmp, path)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options (also the defaults of ``diag_mol_query_sets.py``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--data", default=None, help="shared data folder (default: $RAG_RELAX_DATA or ../shared/data)")
@@ -262,7 +263,11 @@ def main() -> int:
     p.add_argument("--feature-cache", default=None, help="optional .safetensors cache of the MiniLM features")
     p.add_argument("--output", default=None,
                    help="default: benchmarks/results/mol.json (test) or mol_validation.json (valid)")
-    args = p.parse_args()
+    return p
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     if args.output is None:
         args.output = str(RESULTS / ("mol.json" if args.split == "test" else "mol_validation.json"))
     if args.split == "valid" and not args.skip_hotpot:

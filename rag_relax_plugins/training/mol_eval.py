@@ -42,13 +42,14 @@ def score_all(model: TwoTowerModel, queries: torch.Tensor, *, batch_size: int = 
     was_training = model.training
     model.eval()
     try:
-        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-        items = model.item_tower(torch.arange(model.num_items, device=dev))  # (N, Dx)
-        out = []
-        for s in range(0, queries.shape[0], batch_size):
-            q = model.query_tower(queries[s : s + batch_size].to(dev))  # (b, Dq)
-            scores, _ = model.score(q, items)  # (b, N)
-            out.append(scores.float().cpu())
+        with torch.no_grad():  # evaluation only: no autograd graph over the catalogue
+            dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+            items = model.item_tower(torch.arange(model.num_items, device=dev))  # (N, Dx)
+            out = []
+            for s in range(0, queries.shape[0], batch_size):
+                q = model.query_tower(queries[s : s + batch_size].to(dev))  # (b, Dq)
+                scores, _ = model.score(q, items)  # (b, N)
+                out.append(scores.float().cpu())
         return torch.cat(out) if out else torch.zeros(0, model.num_items)
     finally:
         model.train(was_training)
