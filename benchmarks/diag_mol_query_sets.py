@@ -12,8 +12,9 @@ two held-out targets per user against all items minus the user's earlier items:
 
 With the weights fixed, a change in a model's standing between the two columns comes from the
 queries (which items happen to be held out), not from training. The paired figures compare every
-model with the first one per user (hits averaged over the seeds); ``shift`` is the per-user
-difference of those paired differences (test minus valid) with its standard error over users.
+model with the first one per user (each user's HR@10, HR@50, NDCG@10 and reciprocal rank
+averaged over the seeds); ``shift`` is the per-user difference of those paired differences
+(test minus valid) with its standard error over users, per metric.
 
 Run (from the repository root; the dot products D9 and D11 of docs/mol_training.md, about 5
 minutes; ``--with-mol`` adds MoL trial M12, about 30 minutes a seed)::
@@ -21,12 +22,14 @@ minutes; ``--with-mol`` adds MoL trial M12, about 30 minutes a seed)::
     nice -n 10 .venv/bin/python benchmarks/diag_mol_query_sets.py --jobs 2 --with-mol
 
 ``--model NAME dot|mol KEY=VALUE ...`` replaces the default models (the options are the
-``--dot-set`` / ``--mol-set`` overrides of ``bench_mol_quality.py`` on its defaults). Writes ``benchmarks/results/mol_query_sets.json``.
+``--dot-set`` / ``--mol-set`` overrides of ``bench_mol_quality.py`` on its defaults). Writes
+``benchmarks/results/mol_query_sets.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -106,9 +109,22 @@ def _run_one(job: tuple[str, str, tuple[str, ...], int, str | None]) -> dict[str
     return out
 
 
-def _per_user_hits(runs: list[dict[str, Any]], split: str, users: list[int], k: int = 10) -> list[float]:
-    """Hit@k of each user averaged over the seeds."""
-    return [sum(r["ranks"][split][u] <= k for r in runs) / len(runs) for u in users]
+METRICS = ("hr@10", "hr@50", "ndcg@10", "mrr")
+
+
+def _user_metric(rank: int, metric: str) -> float:
+    """One query's value of ``metric`` (as :func:`~rag_relax_plugins.training.mol_eval.rank_metrics`)."""
+    if metric == "mrr":
+        return 1.0 / rank
+    name, k = metric.split("@")
+    if rank > int(k):
+        return 0.0
+    return 1.0 if name == "hr" else 1.0 / math.log2(rank + 1)
+
+
+def _per_user(runs: list[dict[str, Any]], split: str, users: list[int], metric: str) -> list[float]:
+    """Each user's ``metric`` averaged over the seeds."""
+    return [sum(_user_metric(r["ranks"][split][u], metric) for r in runs) / len(runs) for u in users]
 
 
 def main() -> int:
@@ -163,25 +179,34 @@ def main() -> int:
         entry: dict[str, Any] = {"similarity": sim, "overrides": list(over), "config": runs[0]["config"],
                                  "train_seconds": [r["train_seconds"] for r in runs]}
         for split in QUERY_SETS:
-            vals = {m: [r["metrics"][split][m] for r in runs] for m in ("hr@10", "hr@50", "ndcg@10", "mrr")}
+            vals = {m: [r["metrics"][split][m] for r in runs] for m in METRICS}
             entry[split] = {m: dict(zip(("mean", "std"), mean_std(v), strict=True)) | {"per_seed": v} for m, v in vals.items()}
-        if name != ref:
-            for split in QUERY_SETS:
-                d = paired_difference(_per_user_hits(runs, split, users[split]), _per_user_hits(by_model[ref], split, users[split]))
-                entry[f"paired_hr10_minus_{ref}_{split}"] = d
-            gap = {split: [a - b for a, b in zip(_per_user_hits(runs, split, common), _per_user_hits(by_model[ref], split, common),
-                                                 strict=True)] for split in QUERY_SETS}
-            entry[f"shift_test_minus_valid_vs_{ref}"] = paired_difference(gap["test"], gap["valid"])
+        if name != ref:  # per-user paired differences against the reference, per query set and metric
+            paired: dict[str, Any] = {}
+            shift: dict[str, Any] = {}
+            for metric in METRICS:
+                paired[metric] = {split: paired_difference(_per_user(runs, split, users[split], metric),
+                                                           _per_user(by_model[ref], split, users[split], metric))
+                                  for split in QUERY_SETS}
+                gap = {split: [a - b for a, b in zip(_per_user(runs, split, common, metric),
+                                                     _per_user(by_model[ref], split, common, metric), strict=True)]
+                       for split in QUERY_SETS}
+                shift[metric] = paired_difference(gap["test"], gap["valid"])
+            entry[f"paired_minus_{ref}"], entry[f"shift_test_minus_valid_vs_{ref}"] = paired, shift
         report[name] = entry
-        rows.append((name, sim, *(_fmt(entry[split]["hr@10"]["per_seed"]) for split in QUERY_SETS)))
-    print_table(rows, ("model", "scorer", "valid HR@10", "test HR@10"))
+        rows.append((name, sim, *(_fmt(entry[split][m]["per_seed"]) for m in ("hr@10", "mrr") for split in QUERY_SETS)))
+    print_table(rows, ("model", "scorer", "valid HR@10", "test HR@10", "valid MRR", "test MRR"))
+    shift_rows = []
     for name, _, _ in models[1:]:
         e = report[name]
-        pv, pt = e[f"paired_hr10_minus_{ref}_valid"], e[f"paired_hr10_minus_{ref}_test"]
-        sh = e[f"shift_test_minus_valid_vs_{ref}"]
-        print(f"{name} - {ref} HR@10, paired over users: valid {pv['mean']:+.4f} +- {pv['se']:.4f}, "
-              f"test {pt['mean']:+.4f} +- {pt['se']:.4f}; shift {sh['mean']:+.4f} +- {sh['se']:.4f} "
-              f"({sh['mean'] / sh['se']:+.1f} SE, {int(sh['n'])} users)", flush=True)
+        for metric in METRICS:
+            pv, pt = (e[f"paired_minus_{ref}"][metric][split] for split in QUERY_SETS)
+            sh = e[f"shift_test_minus_valid_vs_{ref}"][metric]
+            shift_rows.append((f"{name} - {ref}", metric, f"{pv['mean']:+.4f} ± {pv['se']:.4f}", f"{pt['mean']:+.4f} ± {pt['se']:.4f}",
+                               f"{sh['mean']:+.4f} ± {sh['se']:.4f}", f"{sh['mean'] / sh['se']:+.1f}"))
+    if shift_rows:
+        print(f"\npaired over {len(common)} users (each user's value averaged over the seeds; ± one standard error):")
+        print_table(shift_rows, ("models", "metric", "valid", "test", "shift (test - valid)", "shift / SE"))
     seconds = time.perf_counter() - t0
     merge_results(Path(args.output), {"machine": machine(), "date": today(), "command": command.strip(),
                                       "seeds": args.seeds, "reference": ref, "models": report,

@@ -26,11 +26,15 @@ def test_query_set_diagnostic_writes_both_query_sets_and_the_shift(data_dir, tmp
         for split in ("valid", "test"):
             assert 0.0 < entry[split]["hr@10"]["mean"] <= entry[split]["hr@50"]["mean"] < 1.0
     two = report["models"]["two"]
-    shift = two["shift_test_minus_valid_vs_one"]
-    valid, test = two["paired_hr10_minus_one_valid"], two["paired_hr10_minus_one_test"]
-    assert shift["n"] == valid["n"] == test["n"] == 943
-    assert shift["mean"] == pytest.approx(test["mean"] - valid["mean"], abs=1e-9)  # same users in both sets
-    assert shift["se"] > 0
+    for metric in ("hr@10", "hr@50", "ndcg@10", "mrr"):
+        shift = two["shift_test_minus_valid_vs_one"][metric]
+        valid, test = (two["paired_minus_one"][metric][split] for split in ("valid", "test"))
+        assert shift["n"] == valid["n"] == test["n"] == 943
+        assert shift["mean"] == pytest.approx(test["mean"] - valid["mean"], abs=1e-9)  # same users in both sets
+        assert shift["se"] > 0
+        for split, paired in (("valid", valid), ("test", test)):  # paired mean = difference of the seed means
+            diff = two[split][metric]["mean"] - report["models"]["one"][split][metric]["mean"]
+            assert paired["mean"] == pytest.approx(diff, abs=1e-9)
     assert two["config"]["recipe"]["num_interests"] == 2 and two["config"]["train"]["epochs"] == 1
     assert "shift" in run.stdout
 
