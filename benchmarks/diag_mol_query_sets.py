@@ -50,6 +50,7 @@ from bench_mol_quality import (
 from bench_mol_quality import build_parser as bench_parser
 
 QUERY_SETS = ("valid", "test")
+METRICS = ("hr@10", "hr@50", "ndcg@10", "mrr")
 PROTOCOL = ("trained on MovieLens-100k without each user's last two items; 'valid' ranks the second-to-last item "
             "from the history up to the third-to-last, 'test' the last item from the history up to the "
             "second-to-last, against all items minus the user's earlier items; same weights for both")
@@ -107,9 +108,6 @@ def _run_one(job: tuple[str, str, tuple[str, ...], int, str | None]) -> dict[str
     print(f"  {name} seed {seed}: " + "  ".join(
         f"{split} HR@10 {out['metrics'][split]['hr@10']:.4f}" for split in QUERY_SETS) + f"  ({out['train_seconds']:.0f} s)", flush=True)
     return out
-
-
-METRICS = ("hr@10", "hr@50", "ndcg@10", "mrr")
 
 
 def _user_metric(rank: int, metric: str) -> float:
