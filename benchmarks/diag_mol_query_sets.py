@@ -29,7 +29,6 @@ minutes; ``--with-mol`` adds MoL trial M12, about 30 minutes a seed)::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -110,19 +109,14 @@ def _run_one(job: tuple[str, str, tuple[str, ...], int, str | None]) -> dict[str
     return out
 
 
-def _user_metric(rank: int, metric: str) -> float:
-    """One query's value of ``metric`` (as :func:`~rag_relax_plugins.training.mol_eval.rank_metrics`)."""
-    if metric == "mrr":
-        return 1.0 / rank
-    name, k = metric.split("@")
-    if rank > int(k):
-        return 0.0
-    return 1.0 if name == "hr" else 1.0 / math.log2(rank + 1)
-
-
 def _per_user(runs: list[dict[str, Any]], split: str, users: list[int], metric: str) -> list[float]:
     """Each user's ``metric`` averaged over the seeds."""
-    return [sum(_user_metric(r["ranks"][split][u], metric) for r in runs) / len(runs) for u in users]
+    import torch
+
+    from rag_relax_plugins.training.mol_eval import query_rank_metric
+
+    ranks = torch.tensor([[r["ranks"][split][u] for u in users] for r in runs])  # (S, U)
+    return query_rank_metric(ranks, metric).mean(0).tolist()
 
 
 def main() -> int:

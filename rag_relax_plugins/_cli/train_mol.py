@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--num-interests", type=int, default=1, help="interest vectors of the pooled history encoder (movielens)")
     a("--item-mlp-hidden", type=int, default=0, help="residual MLP width after the item-id table, 0: none (movielens)")
     a("--user-embedding", action="store_true", help="learn a vector per user id in the query tower (movielens)")
-    a("--user-dropout", type=float, default=0.5, help="dropout on the user vector in training (movielens)")
+    a("--user-dropout", type=float, default=None, help="dropout on the user vector in training, default 0.5 (movielens)")
     a("--model", default=None, help="local sentence-transformers folder for HotpotQA (default: offline MiniLM)")
     a("--seed", type=int, default=0)
     a("--device", default=None, help="cpu, cuda, mps (default: best available)")
@@ -95,11 +95,12 @@ def run(args: argparse.Namespace) -> int:
         num_query_embeddings=args.num_query_embeddings, num_item_embeddings=args.num_item_embeddings,
         component_dim=component_dim, tau=args.tau, mi_loss_weight=args.mi_weight,
         warm_start_noise=noise if ml else None, num_interests=args.num_interests,
-        item_mlp_hidden=args.item_mlp_hidden, user_embedding=args.user_embedding, user_dropout=args.user_dropout,
+        item_mlp_hidden=args.item_mlp_hidden, user_embedding=args.user_embedding,
+        **({} if args.user_dropout is None else {"user_dropout": args.user_dropout}),
     )
     if not ml and (args.num_interests != 1 or args.item_mlp_hidden or args.user_embedding):
         raise ValueError("--num-interests, --item-mlp-hidden and --user-embedding apply to --dataset movielens only")
-    if args.user_dropout != 0.5 and not args.user_embedding:
+    if args.user_dropout is not None and not args.user_embedding:
         raise ValueError("--user-dropout needs --user-embedding")
     if args.dataset == "movielens":
         report = run_movielens(cfg, recipe, data=args.data, resume=args.resume, save_to=out / "model")

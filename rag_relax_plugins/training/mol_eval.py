@@ -6,6 +6,8 @@
   target's rank among the non-excluded items (fast path; ties broken by the lower item id, as
   :func:`~rag_relax_plugins.core.metrics.rankings_from_scores`). The tests check it against the
   ranked-list metrics of :mod:`rag_relax_plugins.core.metrics`.
+- :func:`target_ranks`, :func:`query_rank_metric`, :func:`rank_metrics`: the same in steps
+  (ranks, per-query values, means), for paired comparisons (:func:`paired_hit_difference`).
 - :func:`ranked_metrics`: metrics over graded qrels through :func:`core.metrics.evaluate`.
 """
 
@@ -21,8 +23,8 @@ from rag_relax_plugins.core.metrics import evaluate, paired_difference, rankings
 from rag_relax_plugins.core.validation import check_finite, check_floating, check_k, check_ndim
 from rag_relax_plugins.training.mol_towers import TwoTowerModel
 
-__all__ = ["mean_std", "next_item_metrics", "paired_hit_difference", "rank_metrics", "ranked_metrics", "score_all",
-           "target_ranks"]
+__all__ = ["mean_std", "next_item_metrics", "paired_hit_difference", "query_rank_metric", "rank_metrics", "ranked_metrics",
+           "score_all", "target_ranks"]
 
 
 @torch.inference_mode()
@@ -42,14 +44,13 @@ def score_all(model: TwoTowerModel, queries: torch.Tensor, *, batch_size: int = 
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():  # evaluation only: no autograd graph over the catalogue
-            dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-            items = model.item_tower(torch.arange(model.num_items, device=dev))  # (N, Dx)
-            out = []
-            for s in range(0, queries.shape[0], batch_size):
-                q = model.query_tower(queries[s : s + batch_size].to(dev))  # (b, Dq)
-                scores, _ = model.score(q, items)  # (b, N)
-                out.append(scores.float().cpu())
+        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+        items = model.item_tower(torch.arange(model.num_items, device=dev))  # (N, Dx)
+        out = []
+        for s in range(0, queries.shape[0], batch_size):
+            q = model.query_tower(queries[s : s + batch_size].to(dev))  # (b, Dq)
+            scores, _ = model.score(q, items)  # (b, N)
+            out.append(scores.float().cpu())
         return torch.cat(out) if out else torch.zeros(0, model.num_items)
     finally:
         model.train(was_training)
@@ -112,19 +113,41 @@ def next_item_metrics(
     return rank_metrics(target_ranks(scores, targets, exclude), ks=ks)
 
 
-def rank_metrics(ranks: torch.Tensor, *, ks: Sequence[int] = (10, 50)) -> dict[str, float]:
-    """``hr@k``, ``ndcg@k`` and ``mrr`` averaged over ``(B,)`` 1-based target ranks (:func:`target_ranks`)."""
-    check_ndim("ranks", ranks, 1)
+def query_rank_metric(ranks: torch.Tensor, metric: str) -> torch.Tensor:
+    """Each query's ``hr@k``, ``ndcg@k`` or ``mrr`` from its 1-based target rank.
+
+    Args:
+        ranks: ``(..., Q)`` 1-based target ranks (:func:`target_ranks`), e.g. ``(S, Q)`` for
+            ``S`` seeds.
+        metric: ``"hr@k"``, ``"ndcg@k"`` or ``"mrr"``.
+
+    Returns:
+        ``ranks.shape x float64`` values (hit 0/1, ``1 / log2(rank + 1)`` within the cut-off,
+        ``1 / rank``).
+    """
     if ranks.numel() == 0 or int(ranks.min()) < 1:
         raise ValueError("ranks must hold at least one 1-based rank")
     rank = ranks.double()
+    if metric == "mrr":
+        return 1.0 / rank
+    name, _, cut = metric.partition("@")
+    if name not in ("hr", "ndcg") or not cut.isdigit():
+        raise ValueError(f"metric must be 'hr@k', 'ndcg@k' or 'mrr', got {metric!r}")
+    k = int(cut)
+    check_k("k", k)
+    hit = rank <= k
+    return hit.double() if name == "hr" else torch.where(hit, 1.0 / torch.log2(rank + 1.0), 0.0)
+
+
+def rank_metrics(ranks: torch.Tensor, *, ks: Sequence[int] = (10, 50)) -> dict[str, float]:
+    """``hr@k``, ``ndcg@k`` and ``mrr`` averaged over ``(B,)`` 1-based target ranks (:func:`target_ranks`)."""
+    check_ndim("ranks", ranks, 1)
     out: dict[str, float] = {}
     for k in ks:
         check_k("ks", k)
-        hit = rank <= k
-        out[f"hr@{k}"] = float(hit.double().mean())
-        out[f"ndcg@{k}"] = float(torch.where(hit, 1.0 / torch.log2(rank + 1.0), 0.0).mean())
-    out["mrr"] = float((1.0 / rank).mean())
+        for name in ("hr", "ndcg"):
+            out[f"{name}@{k}"] = float(query_rank_metric(ranks, f"{name}@{k}").mean())
+    out["mrr"] = float(query_rank_metric(ranks, "mrr").mean())
     return out
 
 
@@ -188,8 +211,8 @@ def paired_hit_difference(ranks_a: Sequence[Sequence[int]], ranks_b: Sequence[Se
     for name, seeds in (("ranks_a", ranks_a), ("ranks_b", ranks_b)):
         if len({len(r) for r in seeds}) != 1:
             raise ValueError(f"every seed of {name} must rank the same queries, got lengths {[len(r) for r in seeds]}")
-        r = torch.tensor([list(x) for x in seeds], dtype=torch.float64)  # (S, Q)
-        hits.append((r <= k).double().mean(0).tolist())  # (Q,) per-query hit rate over the seeds
+        r = torch.tensor([list(x) for x in seeds], dtype=torch.long)  # (S, Q)
+        hits.append(query_rank_metric(r, f"hr@{k}").mean(0).tolist())  # (Q,) per-query hit rate over the seeds
     hit_a, hit_b = hits
     pd = paired_difference(hit_a, hit_b)
     hr_a, hr_b = sum(hit_a) / len(hit_a), sum(hit_b) / len(hit_b)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from rag_relax_plugins.core.validation import check_ndim
-from rag_relax_plugins.training.mol_towers import HistoryQueryTower
+from rag_relax_plugins.training.mol_towers import HistoryQueryTower, _check_ids
 
 __all__ = ["UserQueryTower"]
 
@@ -88,18 +88,12 @@ class UserQueryTower(nn.Module):
             ``(B, D_h + D) x float`` (concat) or ``(B, D)`` (sum).
         """
         check_ndim("queries", queries, 2)
-        if queries.dtype != torch.long:
-            raise TypeError(f"queries must be a long tensor, got dtype {queries.dtype}")
         if queries.shape[1] != 1 + self.history.max_len:
             raise ValueError(
                 f"queries must have 1 + max_len = {1 + self.history.max_len} columns (user id, history), "
                 f"got {queries.shape[1]}"
             )
-        users = queries[:, 0]
-        if users.numel() and (int(users.min()) < 0 or int(users.max()) >= self.num_users):
-            raise ValueError(
-                f"user ids must lie in [0, {self.num_users}), got values in [{int(users.min())}, {int(users.max())}]"
-            )
+        users = _check_ids("user ids", queries[:, 0], self.num_users)  # long, in [0, num_users)
         h = self.history(queries[:, 1:])  # (B, D_h)
         u = self.dropout(self.users(users))  # (B, D)
         return torch.cat([h, u], dim=1) if self.combine == "concat" else h + u

@@ -10,6 +10,7 @@ from rag_relax_plugins.training.mol_eval import (
     mean_std,
     next_item_metrics,
     paired_hit_difference,
+    query_rank_metric,
     rank_metrics,
     ranked_metrics,
     score_all,
@@ -132,3 +133,19 @@ def test_rank_metrics_equal_next_item_metrics_and_reject_bad_ranks():
         rank_metrics(torch.tensor([0, 2]))
     with pytest.raises(ValueError, match="ks must be >= 1"):
         rank_metrics(ranks, ks=(0,))
+
+
+def test_query_rank_metric_per_query_values_and_errors():
+    ranks = torch.tensor([[1, 3, 12], [2, 10, 11]])  # (seeds, queries)
+    assert query_rank_metric(ranks, "hr@10").tolist() == [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+    assert query_rank_metric(ranks[0], "ndcg@10").tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert query_rank_metric(ranks[1], "mrr").tolist() == pytest.approx([0.5, 0.1, 1 / 11])
+    for metric in ("hr@10", "ndcg@10", "mrr"):  # rank_metrics averages exactly these values
+        assert float(query_rank_metric(ranks[0], metric).mean()) == pytest.approx(rank_metrics(ranks[0], ks=(10,))[metric])
+    for bad in ("recall@10", "hr@", "hr@x", "mrr@10"):
+        with pytest.raises(ValueError, match="metric must be"):
+            query_rank_metric(ranks, bad)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        query_rank_metric(ranks, "hr@0")
+    with pytest.raises(ValueError, match="1-based"):
+        query_rank_metric(torch.tensor([0, 1]), "mrr")

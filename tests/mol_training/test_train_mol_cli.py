@@ -89,3 +89,5 @@ def test_train_mol_user_embedding_interests_and_item_mlp(tiny_movielens, tmp_pat
     assert "movielens only" in capsys.readouterr().err
     assert main(_args(tiny_movielens, tmp_path / "nodrop", "--user-dropout", "0.2")) != 0
     assert "--user-dropout needs --user-embedding" in capsys.readouterr().err
+    assert main(_args(tiny_movielens, tmp_path / "nodrop", "--user-dropout", "0.5")) != 0  # the default value too
+    assert "--user-dropout needs --user-embedding" in capsys.readouterr().err
