@@ -145,18 +145,21 @@ def mixed_log_q(
     *,
     batch_size: int,
     num_uniform: int,
+    num_sampleable: int | None = None,
 ) -> torch.Tensor:
     """Log expected count of each candidate under mixed (in-batch + uniform) sampling.
 
     An item ``j`` appears among the ``B`` in-batch positives ``B * p(j)`` times in expectation
-    (``p`` = its share of training positives) and among ``S`` uniform draws over ``N`` items
-    ``S / N`` times, so ``q(j) = B p(j) + S / N`` (Yang et al. 2020).
+    (``p`` = its share of training positives) and among ``S`` uniform draws over the ``N'`` items
+    that may be drawn ``S / N'`` times, so ``q(j) = B p(j) + S / N'`` (Yang et al. 2020).
 
     Args:
         candidate_ids: ``(M,) x long`` ids in ``[0, N)``.
         item_probs: ``(N,) x float`` sampling probability of each item as a positive (sums to 1).
         batch_size: ``B`` (>= 1).
         num_uniform: ``S`` (>= 0).
+        num_sampleable: ``N'``, the number of ids the uniform draws come from (the catalogue
+            minus the ids never drawn, e.g. padding); default ``N = len(item_probs)``.
 
     Returns:
         ``(M,) x float`` ``log q``; items with ``q = 0`` get ``log(1e-12)``.
@@ -168,11 +171,15 @@ def mixed_log_q(
     if isinstance(num_uniform, bool) or not isinstance(num_uniform, int) or num_uniform < 0:
         raise ValueError(f"num_uniform must be an int >= 0, got {num_uniform!r}")
     n = item_probs.shape[0]
+    if num_sampleable is None:
+        num_sampleable = n
+    if isinstance(num_sampleable, bool) or not isinstance(num_sampleable, int) or not 1 <= num_sampleable <= n:
+        raise ValueError(f"num_sampleable must be an int in [1, {n}], got {num_sampleable!r}")
     if not isinstance(candidate_ids, torch.Tensor) or candidate_ids.dtype != torch.long:
         raise TypeError("candidate_ids must be a long tensor")
     check_ndim("candidate_ids", candidate_ids, 1)
     if candidate_ids.numel() and (int(candidate_ids.min()) < 0 or int(candidate_ids.max()) >= n):
         raise ValueError(f"candidate_ids must lie in [0, {n}), got values outside")
-    q = batch_size * item_probs[candidate_ids] + num_uniform / n
+    q = batch_size * item_probs[candidate_ids] + num_uniform / num_sampleable
     return torch.log(q.clamp_min(1e-12)).to(item_probs.dtype) if q.numel() else q
 

@@ -11,7 +11,7 @@ replicated).
 Python API::
 
     from rag_relax_plugins.training.mol_train import MoLTrainConfig, PairData, train_retrieval
-    cfg = MoLTrainConfig(epochs=5, batch_size=256, lr=1e-3, num_negatives=128, mi_weight=0.01,
+    cfg = MoLTrainConfig(epochs=5, batch_size=256, lr=1e-3, num_negatives=128,
                          checkpoint_dir="runs/mol/checkpoints")
     result = train_retrieval(model, PairData(queries, items, num_items), cfg)
 
@@ -94,8 +94,7 @@ def _steps_per_epoch(n: int, batch_size: int) -> int:
 def _sample_negatives(data: PairData, s: int, g: torch.Generator) -> torch.Tensor:
     if s == 0:
         return torch.empty(0, dtype=torch.long)
-    allowed = data.num_items - len(set(data.excluded_items))
-    if allowed < 1:
+    if data.num_sampleable() < 1:
         raise ValueError("every item is excluded; no negatives can be drawn")
     draws = torch.randint(0, data.num_items, (s * 2 + 8,), generator=g)
     if data.excluded_items:
@@ -116,6 +115,8 @@ def training_step_loss(
     *,
     item_probs: torch.Tensor | None = None,
     query_keys: torch.Tensor | None = None,
+    relevant_codes: torch.Tensor | None = None,
+    num_sampleable: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch: sampled softmax over ``[positives; negatives]`` + ``mi_weight * aux``.
 
@@ -123,17 +124,26 @@ def training_step_loss(
         queries: ``B`` query inputs; positives: ``(B,) x long``; negatives: ``(S,) x long``.
         item_probs: ``(N,)`` positive shares for the logQ correction, or ``None``.
         query_keys: ``(B,) x long`` query identity of each row, or ``None``.
+        relevant_codes: sorted ``key * N + item`` of every relevant pair
+            (:meth:`PairData.relevant_codes`): a candidate relevant to the row's query is masked
+            in every column. ``None`` with ``query_keys``: only in-batch columns of the same key.
+        num_sampleable: ids the uniform negatives come from (logQ); default ``N``.
     """
     cand = torch.cat([positives, negatives])  # (B + S,) candidate ids, positives first
     scores, aux = model(queries, cand)  # (B, B + S)
     log_q = None
     if cfg.logq_correction and item_probs is not None:
-        log_q = mixed_log_q(cand, item_probs, batch_size=positives.shape[0], num_uniform=negatives.shape[0])
+        log_q = mixed_log_q(cand, item_probs, batch_size=positives.shape[0], num_uniform=negatives.shape[0],
+                            num_sampleable=num_sampleable)
     exclude = None
-    if query_keys is not None:  # other positives of the same query are not negatives
+    if query_keys is not None:  # other relevant items of the same query are not negatives
         b = positives.shape[0]
-        exclude = torch.zeros(b, cand.shape[0], dtype=torch.bool, device=scores.device)
-        exclude[:, :b] = query_keys[:, None] == query_keys[None, :]
+        if relevant_codes is not None:
+            codes = query_keys[:, None] * model.num_items + cand[None, :]  # (B, B + S)
+            exclude = torch.isin(codes, relevant_codes)
+        else:
+            exclude = torch.zeros(b, cand.shape[0], dtype=torch.bool, device=scores.device)
+            exclude[:, :b] = query_keys[:, None] == query_keys[None, :]
     ce = sampled_softmax_loss(
         scores.float(), positives, cand, log_q=log_q, temperature=cfg.temperature, exclude=exclude
     )
@@ -192,6 +202,8 @@ def train_retrieval(
     spe = _steps_per_epoch(n, cfg.batch_size)
     total = spe * cfg.epochs
     item_probs = data.item_probs().to(dev) if cfg.logq_correction else None
+    codes = data.relevant_codes()
+    relevant = None if codes is None else codes.to(dev)
     history: dict[str, Any] = {"step_loss": [], "step_parts": [], "epoch_loss": [], "eval": []}
     step = 0
     last_ckpt: Path | None = None
@@ -232,7 +244,8 @@ def train_retrieval(
                 keys = None if data.query_keys is None else data.query_keys[idx].to(dev)
                 loss, parts = training_step_loss(
                     model, data.queries[idx].to(dev), data.items[idx].to(dev), negs, cfg,
-                    item_probs=item_probs, query_keys=keys,
+                    item_probs=item_probs, query_keys=keys, relevant_codes=relevant,
+                    num_sampleable=data.num_sampleable(),
                 )
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):

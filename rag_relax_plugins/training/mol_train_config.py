@@ -26,7 +26,9 @@ class MoLTrainConfig(DictConfig):
         num_negatives: ``S`` uniformly sampled negatives shared by the batch (0: in-batch only).
         logq_correction: subtract the log expected sample count of each candidate.
         temperature: softmax temperature applied to the scores.
-        mi_weight: weight of the similarity module's auxiliary losses (``L_MI``).
+        mi_weight: multiplier of the similarity module's auxiliary losses (``L_MI``), which
+            arrive already weighted (``MoLConfig.mi_loss_weight``, 1e-3): 1 adds them as the
+            module weights them, 0 trains without them.
         max_grad_norm: gradient clipping norm (``None``: no clipping).
         seed: seeds batch order, negatives, dropout and nothing else global.
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None`` (best available).
@@ -49,7 +51,7 @@ class MoLTrainConfig(DictConfig):
     num_negatives: int = 0
     logq_correction: bool = True
     temperature: float = 1.0
-    mi_weight: float = 0.0
+    mi_weight: float = 1.0
     max_grad_norm: float | None = 1.0
     seed: int = 0
     device: str | None = None
@@ -99,7 +101,8 @@ class PairData:
         num_items: catalogue size; uniform negatives are drawn from it.
         excluded_items: ids never drawn as negatives (e.g. the padding id 0).
         query_keys: optional ``(N,) x long`` query identity; rows with the same key are the same
-            query, so their positives are not used as negatives for each other.
+            query, so each row's relevant items (the positives of its key) are never negatives
+            for it, whether they come in the batch or among the sampled negatives.
     """
 
     queries: torch.Tensor
@@ -125,6 +128,20 @@ class PairData:
             self.query_keys.dtype != torch.long or self.query_keys.shape != self.items.shape
         ):
             raise ValueError("query_keys must be None or a long tensor shaped like items")
+
+    def relevant_codes(self) -> torch.Tensor | None:
+        """Sorted unique ``key * num_items + item`` of every (query key, positive) pair, or ``None``.
+
+        ``None`` when ``query_keys`` is ``None``; used to mask a query's other relevant items
+        wherever they appear among its candidates.
+        """
+        if self.query_keys is None:
+            return None
+        return torch.unique(self.query_keys * self.num_items + self.items)
+
+    def num_sampleable(self) -> int:
+        """Ids uniform negatives are drawn from: ``num_items`` minus the excluded ids."""
+        return self.num_items - len({i for i in self.excluded_items if 0 <= i < self.num_items})
 
     def item_probs(self) -> torch.Tensor:
         """``(num_items,) x float32`` share of each item among the positives."""

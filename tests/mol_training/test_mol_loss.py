@@ -75,6 +75,10 @@ def test_mixed_log_q_values():
     got = mixed_log_q(torch.tensor([0, 1, 3]), probs, batch_size=4, num_uniform=8)
     want = torch.log(torch.tensor([4 * 0.5 + 2.0, 4 * 0.25 + 2.0, 2.0]))
     torch.testing.assert_close(got, want)
+    sampleable = mixed_log_q(torch.tensor([0, 1, 3]), probs, batch_size=4, num_uniform=8, num_sampleable=len(probs) - 1)
+    torch.testing.assert_close(sampleable, torch.log(4 * probs[[0, 1, 3]] + 8 / (len(probs) - 1)))
+    with pytest.raises(ValueError, match="num_sampleable"):
+        mixed_log_q(torch.tensor([0]), probs, batch_size=4, num_uniform=8, num_sampleable=len(probs) + 1)
     no_uniform = mixed_log_q(torch.tensor([3]), probs, batch_size=4, num_uniform=0)
     assert no_uniform.item() == pytest.approx(math.log(1e-12))
 

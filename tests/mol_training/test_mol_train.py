@@ -102,8 +102,49 @@ def test_training_learns_the_toy_task(sim):
     assert after >= 0.9 > before
     losses = result.history["step_loss"]
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
-    if sim == "mol":  # the MoL module's L_MI is reported and (weighted) trained
+    if sim == "mol":  # the MoL module's L_MI is reported
         assert "mol_mi" in result.history["step_parts"][0]
+
+
+def test_mi_loss_is_trained_by_default_and_mi_weight_scales_it():
+    """L_MI enters the loss with the default mi_weight=1; mi_weight=0 equals a module without it."""
+    assert MoLTrainConfig().mi_weight == 1.0
+    data = _toy()
+    base = train_retrieval(_model(), data, _cfg(epochs=1, mi_weight=0.0)).history
+    with_mi = train_retrieval(_model(), data, _cfg(epochs=1)).history
+    # the first step's loss is the softmax loss plus the (weighted) L_MI of the same weights
+    parts = with_mi["step_parts"][0]
+    assert with_mi["step_loss"][0] == pytest.approx(parts["softmax"] + parts["mol_mi"], rel=1e-5, abs=1e-6)
+    assert base["step_loss"][0] == pytest.approx(base["step_parts"][0]["softmax"], rel=1e-6)
+    assert with_mi["step_loss"][1:] != base["step_loss"][1:]  # the gradient of L_MI changed the weights
+    no_mi_model = _model()
+    no_mi_model.similarity.config = MoLConfig.from_dict({**no_mi_model.similarity.config.to_dict(), "mi_loss_weight": 0.0})
+    no_mi = train_retrieval(no_mi_model, data, _cfg(epochs=1)).history
+    assert no_mi["step_loss"] == pytest.approx(base["step_loss"], rel=1e-6)
+
+
+def test_sampled_negatives_that_are_relevant_to_the_query_are_masked():
+    """A sampled negative holding another positive of the row's query key is not a negative."""
+    from rag_relax_plugins.training.mol_loss import sampled_softmax_loss_reference
+    from rag_relax_plugins.training.mol_train import training_step_loss
+
+    # query key 0 has positives 1 and 3; key 1 has positive 2
+    data = PairData(torch.tensor([0, 0, 1]), torch.tensor([1, 3, 2]), 6, query_keys=torch.tensor([0, 0, 1]))
+    assert data.relevant_codes().tolist() == [1, 3, 8]
+    model = _model("dot", n_items=6).eval()
+    pos, negs = torch.tensor([1, 2]), torch.tensor([3, 4, 1])  # rows: key 0 (pos 1), key 1 (pos 2)
+    keys = torch.tensor([0, 1])
+    cfg = _cfg(logq_correction=False)
+    got, _ = training_step_loss(model, torch.tensor([0, 1]), pos, negs, cfg, query_keys=keys,
+                                relevant_codes=data.relevant_codes())
+    cand = torch.cat([pos, negs])
+    scores, _ = model(torch.tensor([0, 1]), cand)
+    exclude = torch.zeros(2, 5, dtype=torch.bool)
+    exclude[0, 2] = True  # item 3 is relevant to key 0; item 1 in column 4 is row 0's accidental hit
+    want = sampled_softmax_loss_reference(scores.float(), pos, cand, exclude=exclude)
+    torch.testing.assert_close(got, want)
+    in_batch_only, _ = training_step_loss(model, torch.tensor([0, 1]), pos, negs, cfg, query_keys=keys)
+    assert float(in_batch_only) > float(got)  # item 3 counted as a negative for key 0 there
 
 
 def test_training_does_not_touch_the_global_rng():
