@@ -39,15 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--warmup-steps", type=int, default=0)
     a("--num-negatives", type=int, default=None, help="uniform negatives per batch besides in-batch ones; default: 128 (movielens), 512 (hotpotqa)")
     a("--no-logq", action="store_true", help="disable the logQ correction")
-    a("--mi-weight", type=float, default=1e-3, help="weight of the MoL load-balancing loss L_MI")
+    a("--mi-weight", type=float, default=1e-3, help="weight of the MoL load-balancing loss L_MI (0: off)")
     a("--tau", type=float, default=0.05, help="temperature of the scorer")
-    a("--embedding-dim", type=int, default=64, help="item-id embedding width D (MovieLens)")
-    a("--max-len", type=int, default=50, help="history length L (MovieLens)")
-    a("--encoder", choices=["pool", "transformer"], default="pool", help="history encoder (MovieLens)")
+    a("--embedding-dim", type=int, default=None, help="item-id embedding width D, default 64 (movielens)")
+    a("--max-len", type=int, default=None, help="history length L, default 50 (movielens)")
+    a("--encoder", choices=["pool", "transformer"], default=None, help="history encoder, default pool (movielens)")
     a("--num-query-embeddings", type=int, default=4, help="P_q")
     a("--num-item-embeddings", type=int, default=4, help="P_x")
     a("--component-dim", type=int, default=None, help="d_P; default: D (movielens, with the warm start) or D/P_x, the feature width (hotpotqa)")
-    a("--warm-start-noise", type=float, default=0.1, help="identity warm start of the MoL projections; -1: random init (movielens)")
+    a("--warm-start-noise", type=float, default=0.1,
+      help="identity warm start of the MoL projections (noise scale); -1: random init (movielens only)")
     a("--num-interests", type=int, default=1, help="interest vectors of the pooled history encoder (movielens)")
     a("--item-mlp-hidden", type=int, default=0, help="residual MLP width after the item-id table, 0: none (movielens)")
     a("--user-embedding", action="store_true", help="learn a vector per user id in the query tower (movielens)")
@@ -76,10 +77,21 @@ def run(args: argparse.Namespace) -> int:
     def pick(value: object, movielens: object, hotpot: object) -> Any:
         return (movielens if ml else hotpot) if value is None else value
 
+    if not ml:
+        given = [flag for flag, value in (("--embedding-dim", args.embedding_dim), ("--max-len", args.max_len),
+                                          ("--encoder", args.encoder), ("--num-interests", args.num_interests != 1 or None),
+                                          ("--item-mlp-hidden", args.item_mlp_hidden or None),
+                                          ("--user-embedding", args.user_embedding or None)) if value is not None]
+        if args.warm_start_noise < 0:
+            given.append("--warm-start-noise -1 (random init)")
+        if given:
+            raise ValueError(f"{', '.join(given)}: MovieLens options, not used by --dataset hotpotqa "
+                             "(its features come from the frozen sentence encoder; its head starts at the identity)")
+    embedding_dim = 64 if args.embedding_dim is None else args.embedding_dim
     noise = None if args.warm_start_noise < 0 else args.warm_start_noise
     component_dim = args.component_dim
     if ml and component_dim is None:
-        component_dim = args.embedding_dim if noise is not None else None
+        component_dim = embedding_dim if noise is not None else None
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     cfg = MoLTrainConfig(
@@ -91,15 +103,14 @@ def run(args: argparse.Namespace) -> int:
         save_every_steps=args.save_every_steps, max_steps=args.max_steps, show_progress=not args.no_progress,
     )
     recipe = RecipeConfig(
-        similarity=args.similarity, embedding_dim=args.embedding_dim, max_len=args.max_len, encoder=args.encoder,
+        similarity=args.similarity, embedding_dim=embedding_dim, max_len=50 if args.max_len is None else args.max_len,
+        encoder=args.encoder or "pool",
         num_query_embeddings=args.num_query_embeddings, num_item_embeddings=args.num_item_embeddings,
         component_dim=component_dim, tau=args.tau, mi_loss_weight=args.mi_weight,
         warm_start_noise=noise if ml else None, num_interests=args.num_interests,
         item_mlp_hidden=args.item_mlp_hidden, user_embedding=args.user_embedding,
         **({} if args.user_dropout is None else {"user_dropout": args.user_dropout}),
     )
-    if not ml and (args.num_interests != 1 or args.item_mlp_hidden or args.user_embedding):
-        raise ValueError("--num-interests, --item-mlp-hidden and --user-embedding apply to --dataset movielens only")
     if args.user_dropout is not None and not args.user_embedding:
         raise ValueError("--user-dropout needs --user-embedding")
     if args.dataset == "movielens":
@@ -107,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = run_hotpot(
             cfg, recipe, data=args.data, model_path=args.model, resume=args.resume, save_to=out / "model",
-            warm_start_noise=0.0 if noise is None else noise,
+            warm_start_noise=args.warm_start_noise,
         )
     png = plot_loss_curve(report["history"], out / "loss_curve.png", title=f"train-mol {args.dataset} ({args.similarity})")
     summary = {k: v for k, v in report.items() if k != "history"}

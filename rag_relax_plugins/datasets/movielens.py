@@ -148,14 +148,10 @@ def load_movielens(path: str | os.PathLike[str] | None = None) -> MovieLens:
             rating = float(f[2])
         except ValueError as exc:
             raise ValueError(f"{inter}: line {n} has a malformed rating {f[2]!r}") from exc
-        ratings.append(
-            Rating(
-                _int(f[0], inter, n, "user_id"),
-                _int(f[1], inter, n, "item_id"),
-                rating,
-                _int(f[3], inter, n, "timestamp"),
-            )
-        )
+        user, item = _int(f[0], inter, n, "user_id"), _int(f[1], inter, n, "item_id")
+        if user < 1 or item < 1:  # ids are 1-based; 0 is the padding id of the sequence models
+            raise ValueError(f"{inter}: line {n} has user_id {user} / item_id {item}; ids must be >= 1")
+        ratings.append(Rating(user, item, rating, _int(f[3], inter, n, "timestamp")))
     ratings.sort(key=lambda r: r.timestamp)  # stable: ties keep file order
 
     users = {}
@@ -176,7 +172,8 @@ def leave_last_out(
 ) -> tuple[list[Rating], list[Rating], list[Rating]]:
     """Per-user chronological split: last rating -> test, second last -> valid, rest -> train.
 
-    Ratings are ordered by ``(timestamp, file order)``, so ties are broken deterministically. A
+    Ratings are ordered by ``(timestamp, order in ml.interactions)`` (a stable sort, so an
+    unsorted hand-built ``MovieLens`` is split by time too) and ties are broken deterministically. A
     user keeps at least ``min_train`` training ratings: with too few ratings the valid and then
     the test item are not held out.
 
@@ -190,8 +187,9 @@ def leave_last_out(
     """
     if isinstance(min_train, bool) or not isinstance(min_train, int) or min_train < 0:
         raise ValueError(f"min_train must be an int >= 0, got {min_train!r}")
+    ratings = sorted(ml.interactions, key=lambda r: r.timestamp)  # stable: ties keep their order
     by_user: dict[int, list[int]] = defaultdict(list)
-    for pos, r in enumerate(ml.interactions):
+    for pos, r in enumerate(ratings):
         by_user[r.user].append(pos)
     role: dict[int, int] = {}  # position -> 1 valid, 2 test
     for positions in by_user.values():
@@ -204,6 +202,6 @@ def leave_last_out(
     train: list[Rating] = []
     val: list[Rating] = []
     test: list[Rating] = []
-    for pos, r in enumerate(ml.interactions):
+    for pos, r in enumerate(ratings):
         (train, val, test)[role.get(pos, 0)].append(r)
     return train, val, test

@@ -6,9 +6,11 @@
   sharing that table, with ``num_interests`` pooled interest vectors (MoL reads one query
   component from each; the cosine baseline gets them through a learned ``H * D -> D`` map);
   with ``user_embedding=True`` the query tower also learns a vector per user id (the paper's extra
-  query component: one more MoL query block, or added to the dot product's query vector). The scorer is either cosine / tau on the ``D``-wide tower outputs, or MoL
-  with ``P_q x P_x`` components of width ``d_P = D / P_x`` so that a cached item takes the same
-  ``D`` floats under both scorers (the same embedding budget).
+  query component: one more MoL query block, or added to the dot product's query vector). The
+  scorer is either cosine / tau on the ``D``-wide tower outputs, or MoL with ``P_q x P_x``
+  components of width ``d_P`` (``component_dim``; the CLI and benchmark use ``d_P = D`` with the
+  identity warm start). Both models learn the same ``D`` floats per item (the embedding budget);
+  a MoL index caches ``P_x * d_P`` floats per item against ``D`` for the dot product.
 - HotpotQA (frozen features): both towers look up precomputed MiniLM vectors; MoL learns the
   component projections and the gate on top; the baseline is MiniLM cosine (no training).
 

@@ -26,8 +26,11 @@ loss curve and weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,12 +166,53 @@ def _check_resume_config(saved: dict[str, Any], cfg: MoLTrainConfig) -> None:
         raise ValueError(f"cannot resume: the checkpoint was trained with different options {diff}")
 
 
+_SIMPLE = (bool, int, float, str, type(None))
+
+
+def run_signature(model: TwoTowerModel, data: PairData) -> dict[str, str]:
+    """SHA-256 fingerprints of what a resumed run must share with the interrupted one.
+
+    ``"model"``: every submodule's class, ``extra_repr`` (e.g. dropout rates), public attributes
+    of simple types (``tau``, ``normalize``, ``max_len`` ...) and ``config.to_dict()`` where it
+    has one (e.g. :class:`~rag_relax_plugins.core.mol.MoLConfig`); the weights' names and shapes
+    are checked when they load. ``"data"``: the pair tensors, ``num_items``, the excluded ids and
+    the query keys.
+    """
+    parts: list[Any] = []
+    for name, mod in model.named_modules():
+        attrs = {k: v for k, v in sorted(vars(mod).items())
+                 if not k.startswith("_") and k != "training" and isinstance(v, _SIMPLE)}
+        to_dict = getattr(getattr(mod, "config", None), "to_dict", None)
+        conf = to_dict() if callable(to_dict) else None
+        parts.append([name, type(mod).__name__, mod.extra_repr(), attrs, conf])
+    model_hash = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    h = hashlib.sha256(json.dumps([data.num_items, sorted(data.excluded_items)]).encode())
+    for t in (data.queries, data.items, data.query_keys):
+        if t is None:
+            h.update(b"none")
+            continue
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return {"model": model_hash, "data": h.hexdigest()}
+
+
+def _check_resume_signature(saved: dict[str, str] | None, now: dict[str, str]) -> None:
+    if saved is None:  # a checkpoint written before signatures existed
+        log.warning("checkpoint has no model/data signature; resuming without checking them")
+        return
+    diff = sorted(k for k in now if saved.get(k) != now[k])
+    if diff:
+        what = {"model": "a different model configuration (e.g. tau, dropout, MoL options)",
+                "data": "different training data"}
+        raise ValueError("cannot resume: the checkpoint was trained with " + " and ".join(what[k] for k in diff))
+
+
 def train_retrieval(
     model: TwoTowerModel,
     data: PairData,
     cfg: MoLTrainConfig,
     *,
-    resume: bool | str = False,
+    resume: bool | str | os.PathLike[str] = False,
     eval_fn: Callable[[TwoTowerModel], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data``; see the module docstring for the loss and determinism.
@@ -177,8 +221,11 @@ def train_retrieval(
         model: the two-tower model (moved to ``cfg.device``).
         data: training pairs.
         cfg: options.
-        resume: ``True`` resumes from the latest checkpoint in ``cfg.checkpoint_dir`` (if any),
-            a path resumes from that checkpoint folder, ``False`` starts fresh.
+        resume: ``True`` resumes from the latest checkpoint in ``cfg.checkpoint_dir`` (if any;
+            none found starts fresh, with a log message), a path (``str`` or ``PathLike``)
+            resumes from that checkpoint folder, ``False`` starts fresh. The checkpoint must come
+            from the same training options (runtime-only ones aside), model configuration and
+            data (:func:`run_signature`), else ``ValueError``.
         eval_fn: called on the model (in eval mode) after each epoch; its metrics go to
             ``history["eval"]``.
 
@@ -207,17 +254,25 @@ def train_retrieval(
     history: dict[str, Any] = {"step_loss": [], "step_parts": [], "epoch_loss": [], "eval": []}
     step = 0
     last_ckpt: Path | None = None
-    if resume:
+    signature = run_signature(model, data)
+    # fp16 autocast needs loss scaling (gradients underflow otherwise); a no-op in every other case
+    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.mixed_precision == "fp16" and dev.type == "cuda")
+    if resume is not False:
         src: Path | None
-        if isinstance(resume, str):
+        if isinstance(resume, (str, os.PathLike)):
             src = Path(resume)
         else:
             src = latest_checkpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         if src is not None:
             state = load_checkpoint(src, model, opt)
             _check_resume_config(state["config"], cfg)
+            _check_resume_signature(state.get("signature"), signature)
+            if scaler.is_enabled() and state.get("grad_scaler"):
+                scaler.load_state_dict(state["grad_scaler"])
             step, history, last_ckpt = int(state["step"]), state["history"], src
             log.info("resumed from %s at step %d", src, step)
+        else:
+            log.info("resume requested but no checkpoint found in %s: starting fresh", cfg.checkpoint_dir)
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-mol")
     fork_devices = [dev.index or 0] if dev.type == "cuda" else []
@@ -225,9 +280,11 @@ def train_retrieval(
     def checkpoint() -> Path | None:
         if cfg.checkpoint_dir is None:
             return None
-        state = {"step": step, "config": cfg.to_dict(), "history": history}
+        state = {"step": step, "config": cfg.to_dict(), "history": history, "signature": signature}
+        if scaler.is_enabled():
+            state["grad_scaler"] = scaler.state_dict()
         path = save_checkpoint(Path(cfg.checkpoint_dir) / f"checkpoint_step_{step}", model, opt, state)
-        _prune(Path(cfg.checkpoint_dir), cfg.keep_checkpoints)
+        _prune(Path(cfg.checkpoint_dir), cfg.keep_checkpoints, current=step)
         return path
 
     while step < stop:
@@ -251,12 +308,14 @@ def train_retrieval(
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss is {loss_value} at step {step}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if cfg.max_grad_norm is not None:
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             for grp in opt.param_groups:
                 grp["lr"] = cfg.lr * lr_at(step, total_steps=total, warmup_steps=cfg.warmup_steps, min_ratio=cfg.min_lr_ratio)
-            opt.step()
+            scaler.step(opt)  # skips the step when fp16 gradients overflowed
+            scaler.update()
         step += 1
         history["step_loss"].append(loss_value)
         history["step_parts"].append(parts)
@@ -278,13 +337,21 @@ def train_retrieval(
     return TrainResult(history=history, steps=step, checkpoint=last_ckpt)
 
 
-def _prune(directory: Path, keep: int) -> None:
+def _prune(directory: Path, keep: int, *, current: int) -> None:
+    """Keep the ``keep`` newest checkpoints up to step ``current`` (the one just written among them).
+
+    Checkpoints of later steps (left by an earlier run when this one resumed from an older
+    checkpoint) are neither counted nor deleted; a warning names them.
+    """
     found = sorted(
         (int(p.name.rsplit("_", 1)[1]), p)
         for p in directory.glob("checkpoint_step_*")
         if p.is_dir() and p.name.rsplit("_", 1)[1].isdigit()
     )
-    for _, p in found[:-keep]:
+    later = [p.name for s, p in found if s > current]
+    if later:
+        log.warning("%s holds checkpoints past step %d from an earlier run: %s", directory, current, later)
+    for _, p in [(s, p) for s, p in found if s <= current][:-keep]:
         shutil.rmtree(p, ignore_errors=True)
 
 

@@ -162,3 +162,17 @@ def test_malformed_snli_and_movielens(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="line 3"):
         load_movielens(ml)
+    (ml / "ml-100k.inter").write_text(  # id 0 is the padding id of the sequence models
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t3\t100\n1\t0\t3\t101\n"
+    )
+    with pytest.raises(ValueError, match=r"line 3.*ids must be >= 1"):
+        load_movielens(ml)
+
+
+def test_leave_last_out_orders_by_time_whatever_the_input_order() -> None:
+    from rag_relax_plugins.datasets.movielens import MovieLens, Rating
+
+    rows = (Rating(1, 1, 4.0, 100), Rating(1, 2, 4.0, 300), Rating(1, 3, 4.0, 200))  # not by time
+    train, valid, test = leave_last_out(MovieLens(interactions=rows, users={}, items={}), valid=False)
+    assert [r.item for r in test] == [2]  # the latest rating, not the last row
+    assert [r.item for r in train] == [1, 3]

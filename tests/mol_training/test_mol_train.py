@@ -228,3 +228,43 @@ def test_loss_curve_png(tmp_path):
     result.history["eval"] = [{"epoch": 1, "hr@10": 0.1}, {"epoch": 2, "hr@10": 0.2}]
     path = plot_loss_curve(result.history, tmp_path / "curve.png")
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_rejects_a_changed_model_or_data_and_takes_a_path(tmp_path):
+    ck = tmp_path / "ck"
+    data = _toy()
+    train_retrieval(_model(), data, _cfg(checkpoint_dir=str(ck), max_steps=4))
+    state = json.loads((ck / "checkpoint_step_4" / "trainer_state.json").read_text())
+    assert set(state["signature"]) == {"model", "data"}
+    other_tau = _model()
+    other_tau.similarity.config = MoLConfig.from_dict({**other_tau.similarity.config.to_dict(), "tau": 0.5})
+    with pytest.raises(ValueError, match="different model configuration"):
+        train_retrieval(other_tau, data, _cfg(checkpoint_dir=str(ck)), resume=True)
+    with pytest.raises(ValueError, match="different training data"):
+        train_retrieval(_model(), _toy(seed=1), _cfg(checkpoint_dir=str(ck)), resume=True)
+    dot = TwoTowerModel(IdEmbeddingTower(12, 8, padding_idx=None), IdEmbeddingTower(12, 8, padding_idx=None),
+                        DotProductSimilarity(normalize=True, tau=0.1), 12)
+    train_retrieval(dot, data, _cfg(checkpoint_dir=str(tmp_path / "dot"), max_steps=2))
+    dot.similarity.tau = 0.2
+    with pytest.raises(ValueError, match="different model configuration"):
+        train_retrieval(dot, data, _cfg(checkpoint_dir=str(tmp_path / "dot")), resume=True)
+    # a pathlib.Path resumes from that folder, with no checkpoint_dir in the new options
+    by_path = train_retrieval(_model(seed=7), data, _cfg(max_steps=6), resume=ck / "checkpoint_step_4")
+    by_str = train_retrieval(_model(seed=8), data, _cfg(max_steps=6), resume=str(ck / "checkpoint_step_4"))
+    fresh = train_retrieval(_model(seed=7), data, _cfg(max_steps=6))
+    assert by_path.history["step_loss"] == by_str.history["step_loss"] != fresh.history["step_loss"]
+    # a checkpoint without a signature (written before signatures existed) still resumes
+    del state["signature"]
+    (ck / "checkpoint_step_4" / "trainer_state.json").write_text(json.dumps(state))
+    assert train_retrieval(_model(), data, _cfg(max_steps=5), resume=ck / "checkpoint_step_4").steps == 5
+
+
+def test_resuming_an_older_checkpoint_keeps_the_one_it_writes(tmp_path):
+    ck = tmp_path / "ck"
+    data = _toy()
+    train_retrieval(_model(), data, _cfg(checkpoint_dir=str(ck), save_every_steps=2, keep_checkpoints=20, max_steps=8))
+    result = train_retrieval(_model(), data, _cfg(checkpoint_dir=str(ck), save_every_steps=2, keep_checkpoints=1,
+                                                  max_steps=6), resume=ck / "checkpoint_step_4")
+    assert result.checkpoint is not None and result.checkpoint.name == "checkpoint_step_6"
+    assert result.checkpoint.is_dir()
+    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint_step_6", "checkpoint_step_8"]

@@ -85,8 +85,12 @@ def test_train_mol_user_embedding_interests_and_item_mlp(tiny_movielens, tmp_pat
     model, _ = load_recipe_model(out / "model")
     # queries are [user id, history]: (1, 1 + L)
     assert score_all(model, torch.tensor([[3, 1, 2, 3]])).shape == (1, 13)
-    assert main(["train-mol", "--dataset", "hotpotqa", "--output", str(tmp_path / "hp"), "--user-embedding"]) != 0
-    assert "movielens only" in capsys.readouterr().err
+    for flags in (["--user-embedding"], ["--embedding-dim", "32"], ["--encoder", "pool"], ["--max-len", "9"],
+                  ["--warm-start-noise", "-1"], ["--num-interests", "2"]):
+        assert main(["train-mol", "--dataset", "hotpotqa", "--output", str(tmp_path / "hp"), *flags]) != 0
+        err = capsys.readouterr().err
+        assert flags[0] in err and "not used by --dataset hotpotqa" in err
+    assert not (tmp_path / "hp").exists()  # rejected before anything is written
     assert main(_args(tiny_movielens, tmp_path / "nodrop", "--user-dropout", "0.2")) != 0
     assert "--user-dropout needs --user-embedding" in capsys.readouterr().err
     assert main(_args(tiny_movielens, tmp_path / "nodrop", "--user-dropout", "0.5")) != 0  # the default value too
