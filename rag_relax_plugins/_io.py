@@ -7,7 +7,9 @@ A save never leaves a half-written file or folder where a reader looks:
 - :func:`atomic_folder` calls ``write(tmp)`` on a fresh temporary folder beside the target and
   swaps it in only after ``write`` returned. Replacing an existing folder takes two renames (old
   folder aside, new folder in); :func:`find_saved_folder` recovers the previous folder if a crash
-  fell between them, so a reader always finds a complete save.
+  fell between them, so a reader always finds a complete save. Every saved folder holds a
+  :data:`SAVE_MARKER` file, and an existing folder is only replaced when it is a save (never a
+  folder of the user's that happens to be at the target path).
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_folder", "atomic_write_json", "atomic_write_text", "find_saved_folder"]
+__all__ = [
+    "SAVE_MARKER",
+    "atomic_folder",
+    "atomic_write_json",
+    "atomic_write_text",
+    "find_saved_folder",
+]
 
 _OLD = ".old-"
+SAVE_MARKER = ".rag_relax_save.json"
+"""Marker file :func:`atomic_folder` writes into every folder it saves (JSON; loaders ignore it)."""
+_MARKER_FORMAT = "rag-relax-plugins-save"
+_MARKER_NOTE = "written by rag_relax_plugins; the next save to this folder replaces it whole"
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -53,7 +65,45 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
 
 
-def atomic_folder(target: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+def _is_empty(folder: Path) -> bool:
+    return next(folder.iterdir(), None) is None
+
+
+def _covered(old: Path, new: Path) -> bool:
+    """Every entry of ``old`` (recursively) is also written in ``new``, as the same kind."""
+    for entry in old.iterdir():
+        twin = new / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            if not (twin.is_dir() and _covered(entry, twin)):
+                return False
+        elif not twin.is_file():
+            return False
+    return True
+
+
+def _replaceable(target: Path, replace_if_contains: tuple[str, ...]) -> bool:
+    """``target`` (an existing folder) is empty, or a save: a marker or legacy file is in it."""
+    return _is_empty(target) or any(
+        (target / name).is_file() for name in (SAVE_MARKER, *replace_if_contains)
+    )
+
+
+def _refuse(target: Path) -> ValueError:
+    sample = sorted(p.name for p in target.iterdir())
+    shown = ", ".join(sample[:5]) + (", ..." if len(sample) > 5 else "")
+    return ValueError(
+        f"refusing to replace the existing folder {target}: it is not empty ({shown}) and was "
+        f"not written by a rag-relax-plugins save (no {SAVE_MARKER} in it); nothing was "
+        "changed. Save into a new or empty folder, or delete this one first."
+    )
+
+
+def atomic_folder(
+    target: str | os.PathLike[str],
+    write: Callable[[Path], None],
+    *,
+    replace_if_contains: tuple[str, ...] = (),
+) -> Path:
     """Fill a temporary folder with ``write(tmp)``, then move it to ``target`` atomically.
 
     If ``write`` raises, the temporary folder is removed and an existing ``target`` is untouched.
@@ -61,23 +111,51 @@ def atomic_folder(target: str | os.PathLike[str], write: Callable[[Path], None])
     renamed into place, then the old one deleted; see :func:`find_saved_folder` for the recovery
     of the instant between the two renames.
 
+    Every folder written gets a small JSON marker file :data:`SAVE_MARKER` (loaders ignore it).
+    An existing ``target`` is replaced only when it is a save and nothing of the user's can be
+    lost; that is, when it
+
+    - is empty, or
+    - holds :data:`SAVE_MARKER` (written by this function), or
+    - holds a file named in ``replace_if_contains`` (how the caller recognises its own saves
+      made before the marker existed), or
+    - holds only entries that the new save writes too (same names and kinds, recursively): an
+      older save of the same layout, whose every file is about to be replaced anyway.
+
+    Anything else (``index.save("data/")`` on a folder with the user's files) raises
+    ``ValueError`` and changes nothing.
+
     Args:
         target: the folder to create or replace.
         write: fills the folder it is given (same file system as ``target``).
+        replace_if_contains: file names that mark a folder as a save of the caller's, for saves
+            made before :data:`SAVE_MARKER` existed (e.g. ``("items.safetensors",)``).
 
     Returns:
         ``target`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: ``target`` exists and is not a folder.
+        ValueError: ``target`` exists and is not a folder, or is a folder that is not a save
+            (see above); the temporary folder is removed and ``target`` left as it was.
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise ValueError(f"target must be a directory path, got an existing file: {target}")
+    names = tuple(replace_if_contains)
+    if not all(isinstance(n, str) and n and "/" not in n for n in names):
+        raise ValueError(f"replace_if_contains must hold plain file names, got {names!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         write(tmp)
+        marker = {"format": _MARKER_FORMAT, "format_version": 1, "note": _MARKER_NOTE}
+        (tmp / SAVE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        if (
+            target.is_dir()
+            and not _replaceable(target, names)
+            and not _covered(target, tmp)
+        ):
+            raise _refuse(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -4,9 +4,10 @@ MMR (Carbonell & Goldstein, SIGIR 1998) picks ``k`` items greedily; at each step
 
     argmax_{i not selected}  lambda * rel(i) - (1 - lambda) * max_{j selected} sim(i, j)
 
-so a result that repeats an already chosen one is pushed down. The function here is agnostic to
-where the numbers come from: the vector stores pass the learned (MoL) query-document score as
-``relevance`` and the cosine between the candidates' document embeddings as ``similarity``.
+so a result that repeats an already chosen one is pushed down. :func:`mmr_select` is agnostic to
+where the numbers come from; :func:`mmr_select_mol` is what the vector stores call: relevance is
+the MoL score rescaled to the cosine's range (``tau * phi``), redundancy the cosine between the
+candidates' document embeddings.
 
 Departures from the paper: relevance and similarity are taken as given (the paper uses one
 similarity for both); ties are broken by the lower candidate position, so the output is
@@ -23,7 +24,7 @@ import torch
 
 from rag_relax_plugins.core.validation import check_finite, check_floating, check_k, check_ndim
 
-__all__ = ["mmr_select", "mmr_select_by_embeddings", "mmr_select_reference"]
+__all__ = ["mmr_select", "mmr_select_by_embeddings", "mmr_select_mol", "mmr_select_reference"]
 
 
 def _check_inputs(
@@ -115,6 +116,40 @@ def mmr_select_by_embeddings(
         )
     unit = torch.nn.functional.normalize(embeddings.to(torch.float64), dim=-1)
     return mmr_select(relevance, unit @ unit.T, k, lambda_mult)  # (N, N) cosine
+
+
+def mmr_select_mol(
+    scores: torch.Tensor, embeddings: torch.Tensor, k: int, lambda_mult: float = 0.5, *, tau: float
+) -> torch.Tensor:
+    """MMR over MoL candidates, relevance and redundancy on the same ``[-1, 1]`` scale.
+
+    The raw MoL score ``phi = sum_p pi_p s_p / tau`` lies in ``[-1/tau, 1/tau]`` (the ``s_p`` are
+    cosines, ``pi`` a softmax), while the redundancy, a cosine, lies in ``[-1, 1]``. Mixing them
+    as they are would make ``lambda_mult`` nearly inert for a trained head (``tau = 0.05``: the
+    relevance term is 20 times larger). The relevance used here is therefore ``tau * phi``, a
+    convex mix of cosines in ``[-1, 1]``; for the untrained cosine head (``tau = 1``) it is the
+    cosine to the query, which makes this LangChain's usual cosine MMR.
+
+    Args:
+        scores: ``(N,) x float`` raw MoL scores ``phi`` of the candidates.
+        embeddings: ``(N, D) x float`` candidate document embeddings (the redundancy is their cosine).
+        k: number of candidates to select; capped at ``N``.
+        lambda_mult: relevance weight in ``[0, 1]``.
+        tau: the similarity's temperature (``MoLConfig.tau``), ``> 0``.
+
+    Returns:
+        ``(min(k, N),) x long`` candidate positions in selection order.
+
+    Raises:
+        TypeError / ValueError: on a non-numeric or non-positive ``tau``, or as
+            :func:`mmr_select_by_embeddings`.
+    """
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise TypeError(f"tau must be a number, got {type(tau).__name__}")
+    if not math.isfinite(tau) or tau <= 0:
+        raise ValueError(f"tau must be a finite number > 0, got {tau}")
+    check_floating("scores", scores)
+    return mmr_select_by_embeddings(scores.to(torch.float64) * float(tau), embeddings, k, lambda_mult)
 
 
 def mmr_select_reference(

@@ -250,11 +250,19 @@ class MoLSimilarity(nn.Module):
             queries: from :meth:`encode_queries`, ``B`` queries.
             items: from :meth:`encode_items`, components ``(N, P_x, d_P)``, gate ``(N, P)``; may
                 be stored in bf16/fp16 (each chunk is cast to the queries' dtype).
-            chunk_size: items per chunk; default keeps ``B * chunk * P`` near 4M elements.
+            chunk_size: items per chunk, an int ``>= 1``; ``None`` (default) keeps
+                ``B * chunk * P`` near 4M elements.
 
         Returns:
             ``(B, N) x float`` scores ``phi(q, x)``.
+
+        Raises:
+            ValueError: ``chunk_size`` is not ``None`` or an int ``>= 1``; mismatched shapes.
         """
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be an int >= 1 or None, got {chunk_size!r}")
         self._check_pair(queries, items)
         if items.components.dim() != 3:
             raise ValueError(

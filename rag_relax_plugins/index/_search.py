@@ -31,7 +31,15 @@ from rag_relax_plugins.index.strategies import (
     TopKPerEmbd,
 )
 
-__all__ = ["SearchContext", "brute_force", "exact_two_pass", "rerank", "run_strategy"]
+__all__ = [
+    "SearchContext",
+    "brute_force",
+    "dedupe",
+    "exact_two_pass",
+    "rerank",
+    "run_strategy",
+    "search_groups",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +98,26 @@ def brute_force(
     return _finish(top_s, top_i)
 
 
+def dedupe(candidates: torch.Tensor) -> torch.Tensor:
+    """Distinct candidates per query, compacted to the front.
+
+    Args:
+        candidates: ``(B, C) x long`` item rows, ``-1`` for none, duplicates allowed.
+
+    Returns:
+        ``(B, C') x long``, each row's distinct valid rows ascending then ``-1`` padding, with
+        ``C'`` the largest number of distinct rows of any query.
+    """
+    cand, _ = candidates.sort(dim=1)
+    invalid = cand < 0
+    invalid[:, 1:] |= cand[:, 1:] == cand[:, :-1]  # duplicates after sorting
+    big = torch.iinfo(torch.long).max
+    cand, _ = cand.masked_fill(invalid, big).sort(dim=1)  # (B, C), valid rows first
+    width = int((~invalid).sum(dim=1).max()) if cand.numel() else 0
+    cand = cand[:, :width]
+    return cand.masked_fill(cand == big, -1)
+
+
 def rerank(
     sim: MoLSimilarity,
     queries: MoLQueryState,
@@ -97,21 +125,21 @@ def rerank(
     candidates: torch.Tensor,
     k: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact MoL rerank of per-query candidates.
+    """Exact MoL rerank of per-query candidates (de-duplicated before scoring).
 
     Args:
         candidates: ``(B, C) x long`` item rows; ``-1`` and duplicates are ignored.
         k: results per query.
 
     Returns:
-        ``(scores (B, min(k, C)), rows)``, best first.
+        ``(scores (B, min(k, C')), rows)``, best first, ``C'`` the most distinct candidates of
+        any query; a query with fewer has ``-inf`` / ``-1`` in its trailing columns.
     """
-    b, c = candidates.shape
+    cand = dedupe(candidates)  # (B, C')
+    b, c = cand.shape
     if c == 0:
         return brute_force(sim, queries, items, k, rows=candidates.new_empty(0))
-    cand, _ = candidates.sort(dim=1)
     invalid = cand < 0
-    invalid[:, 1:] |= cand[:, 1:] == cand[:, :-1]  # duplicates after sorting
     safe = cand.clamp_min(0)
     per_query = c * items.components.shape[-2] * items.components.shape[-1]
     step = max(1, _RERANK_ELEMENTS // max(1, per_query))
@@ -225,11 +253,86 @@ def run_strategy(
         return brute_force(sim, queries, items, k, allowed=allowed)
     if isinstance(strategy, ExactTwoPass):
         return exact_two_pass(ctx, queries, k, strategy.budget, allowed)
+    # every candidate budget is at least k, so a strategy never returns fewer than k results
+    # for want of candidates (see the strategies' module docstring)
     parts: list[torch.Tensor] = []
-    if isinstance(strategy, (TopKPerEmbd, Combined)):
-        n = strategy.n if isinstance(strategy, TopKPerEmbd) else strategy.n_per_embd
-        parts.append(_per_embd_candidates(ctx, queries, n, allowed))
-    if isinstance(strategy, (TopKAvg, Combined)):
-        n = strategy.n if isinstance(strategy, TopKAvg) else strategy.n_avg
-        parts.append(_avg_candidates(ctx, queries, n, allowed))
+    if isinstance(strategy, TopKAvg):
+        parts.append(_avg_candidates(ctx, queries, max(strategy.n, k), allowed))
+    if isinstance(strategy, Combined):
+        parts.append(_avg_candidates(ctx, queries, max(strategy.n_avg, k), allowed))
+        parts.append(_per_embd_candidates(ctx, queries, max(strategy.n_per_embd, k), allowed))
+    if isinstance(strategy, TopKPerEmbd):
+        parts.append(_per_embd_candidates(ctx, queries, max(strategy.n, k), allowed))
+        parts = [_top_up_per_embd(ctx, queries, parts[0], k, allowed)]
     return rerank(sim, queries, items, torch.cat(parts, dim=1), k)
+
+
+def _top_up_per_embd(
+    ctx: SearchContext,
+    queries: MoLQueryState,
+    cand: torch.Tensor,
+    k: int,
+    allowed: torch.Tensor | None,
+) -> torch.Tensor:
+    """Per-component hits can repeat items (up to ``P_x`` vectors per item): a query left with
+    fewer than ``k`` distinct items, while more are allowed, searches ``k * P_x`` vectors per
+    component instead, which holds at least ``k`` distinct items (exact first stage)."""
+    cand = dedupe(cand)  # (B, C')
+    wanted = min(k, len(ctx.items) if allowed is None else int(allowed.sum()))
+    short = (cand >= 0).sum(dim=1) < wanted
+    if not bool(short.any()):
+        return cand
+    idx = short.nonzero().squeeze(1)
+    sub = MoLQueryState(queries.components[idx], queries.gate[idx])
+    more = dedupe(_per_embd_candidates(ctx, sub, k * ctx.items.components.shape[1], allowed))
+    width = max(cand.shape[1], more.shape[1])
+    out = torch.full((len(cand), width), -1, dtype=torch.long, device=cand.device)
+    out[:, : cand.shape[1]] = cand
+    out[idx] = -1
+    out[idx, : more.shape[1]] = more
+    return out
+
+
+def search_groups(
+    ctx: SearchContext,
+    queries: MoLQueryState,
+    k: int,
+    strategy: Strategy,
+    groups: list[tuple[torch.Tensor, torch.Tensor | None]],
+    *,
+    exact_filter_threshold: int,
+) -> tuple[torch.Tensor, list[list[int]]]:
+    """Run ``strategy`` per filter group and assemble the padded result.
+
+    Args:
+        groups: ``[(query indices, allowed rows or None), ...]`` from
+            :func:`~rag_relax_plugins.index.filters.group_filter`.
+        exact_filter_threshold: row subsets up to this size are scored by brute force.
+
+    Returns:
+        ``(scores (B, K) x float32, rows)``: ``K`` the most results of any query, ``rows[b]``
+        the item rows of query ``b`` best first; shorter queries have ``-inf`` trailing scores.
+    """
+    b, n_items = len(queries), len(ctx.items)
+    device = queries.components.device
+    results: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0), torch.empty(0))] * b
+    for qidx, rows in groups:
+        sub = MoLQueryState(queries.components[qidx], queries.gate[qidx])
+        if rows is None:
+            s, r = run_strategy(ctx, sub, k, strategy, None)
+        elif len(rows) <= exact_filter_threshold:
+            s, r = brute_force(ctx.similarity, sub, ctx.items, k, rows=rows)
+        else:
+            allowed = torch.zeros(n_items, dtype=torch.bool, device=device)
+            allowed[rows] = True
+            s, r = run_strategy(ctx, sub, k, strategy, allowed)
+        for j, q in enumerate(qidx.tolist()):
+            results[q] = (s[j], r[j])
+    width = max(int((r >= 0).sum()) for _, r in results)
+    scores = torch.full((b, width), -math.inf, device=device)
+    out_rows: list[list[int]] = []
+    for q, (s, r) in enumerate(results):
+        valid = r >= 0
+        scores[q, : int(valid.sum())] = s[valid][:width].float()
+        out_rows.append(r[valid][:width].tolist())
+    return scores, out_rows

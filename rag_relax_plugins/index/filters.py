@@ -6,10 +6,13 @@ a fixed fetch. A filter is one of:
 - ``None``: the whole index;
 - a sequence of ids (shared by all queries);
 - a sequence of ``B`` sequences of ids (one subset per query);
-- a ``dict``: items whose metadata has every ``key == value``;
+- a ``dict``: items whose metadata has every ``key == value`` (JSON equality, see
+  :func:`metadata_matches`: booleans match only booleans, so ``{"flag": True}`` does not match
+  ``1`` or ``1.0``; ``1`` does match ``1.0``);
 - a callable ``predicate(metadata: dict) -> bool``.
 
-Ids inside a filter must exist (``ValueError`` otherwise). When fewer than ``k`` items pass the
+Ids inside a filter must be strings (``TypeError`` otherwise, naming the offending element) and
+must exist (``ValueError`` otherwise). When fewer than ``k`` items pass the
 filter, search returns the ones that exist: the score tensor is ``(B, K)`` with
 ``K = min(k, max allowed)``; a query with fewer hits has ``-inf`` scores in its trailing
 columns and a shorter id list. Subsets of at most ``exact_filter_threshold`` items are always
@@ -26,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Filter", "check_ids", "check_metadata", "group_filter"]
+__all__ = ["Filter", "check_ids", "check_metadata", "group_filter", "metadata_matches"]
 
 Filter = (
     Sequence[str]
@@ -65,21 +68,51 @@ def group_filter(
         raise TypeError(
             f"filter must be None, a sequence of ids, a list of per-query id lists, a dict or a callable, got {type(filter).__name__}"
         )
-    if all(isinstance(f, str) for f in filter):
-        return [(everyone, rows_of("filter", filter).unique())]  # type: ignore[arg-type]
+    if any(isinstance(f, str) for f in filter) or not any(_is_id_list(f) for f in filter):
+        # a shared id list (possibly empty); check_ids names a non-str element
+        return [(everyone, rows_of("filter", check_ids("filter", filter, unique=False)).unique())]
     if len(filter) != b:
         raise ValueError(
             f"a per-query filter must have one id list per query ({b}), got {len(filter)}"
         )
     groups: dict[tuple[str, ...], list[int]] = {}
     for q, subset in enumerate(filter):
-        if isinstance(subset, str) or not isinstance(subset, Sequence):
-            raise TypeError(f"filter[{q}] must be a sequence of ids, got {type(subset).__name__}")
-        groups.setdefault(tuple(sorted(set(subset))), []).append(q)
+        if not _is_id_list(subset):
+            raise TypeError(
+                f"filter[{q}] must be a sequence of ids (a per-query filter holds one id list "
+                f"per query), got {type(subset).__name__}"
+            )
+        key = tuple(sorted(set(check_ids(f"filter[{q}]", subset, unique=False))))
+        groups.setdefault(key, []).append(q)
     return [
         (torch.tensor(qs, device=device), rows_of(f"filter[{qs[0]}]", list(key)).unique())
         for key, qs in groups.items()
     ]
+
+
+def _is_id_list(x: object) -> bool:
+    return isinstance(x, Sequence) and not isinstance(x, str)
+
+
+def _json_equal(a: object, b: object) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if _is_id_list(a) and _is_id_list(b):
+        la, lb = list(a), list(b)  # type: ignore[call-overload]
+        return len(la) == len(lb) and all(_json_equal(x, y) for x, y in zip(la, lb, strict=True))
+    return a == b
+
+
+def metadata_matches(metadata: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """Whether ``metadata`` has every ``key: value`` of ``want`` (JSON equality).
+
+    Values compare as JSON values, recursively: booleans equal only booleans (Python's
+    ``True == 1`` is not a match), numbers compare numerically (``1`` matches ``1.0``), lists
+    and dicts element by element.
+    """
+    return all(k in metadata and _json_equal(metadata[k], v) for k, v in want.items())
 
 
 def check_ids(name: str, ids: object, *, unique: bool) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,22 @@ import torch
 
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.mol import MoLItemState, MoLSimilarity
-from rag_relax_plugins.core.validation import check_finite, check_floating, check_k, check_ndim
-from rag_relax_plugins.index._search import SearchContext, brute_force, run_strategy
+from rag_relax_plugins.core.validation import check_k
+from rag_relax_plugins.index._guards import (
+    check_encoded,
+    check_float32_module,
+    eval_mode,
+    float32_features,
+)
+from rag_relax_plugins.index._search import SearchContext, search_groups
 from rag_relax_plugins.index._storage import ItemStore
-from rag_relax_plugins.index.filters import Filter, check_ids, check_metadata, group_filter
+from rag_relax_plugins.index.filters import (
+    Filter,
+    check_ids,
+    check_metadata,
+    group_filter,
+    metadata_matches,
+)
 from rag_relax_plugins.index.first_stage import (
     FaissSearcher,
     FirstStageConfig,
@@ -49,8 +60,10 @@ class MoLIndex:
     """A searchable set of items scored by a MoL similarity.
 
     Args:
-        similarity: the :class:`MoLSimilarity` (moved to ``device``, put in eval mode). For an
-            untrained cosine index use ``MoLSimilarity.cosine(dim)``.
+        similarity: the :class:`MoLSimilarity` (moved to ``device``, put in eval mode), with
+            float32 parameters. ``add``, ``search`` and ``reencode`` always run it in eval mode
+            (and restore its mode afterwards), so a training loop sharing the module cannot make
+            search random. For an untrained cosine index use ``MoLSimilarity.cosine(dim)``.
         first_stage: :class:`FirstStageConfig` or a kind (``"torch"``, ``"flat"``, ``"hnsw"``,
             ``"ivf"``) for the approximate strategies' candidate generation.
         cache_dtype: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` for cached components.
@@ -86,6 +99,7 @@ class MoLIndex:
                 f"cache_dtype must be one of {sorted(_CACHE_DTYPES)}, got {cache_dtype!r}"
             )
         check_k("exact_filter_threshold", exact_filter_threshold)
+        check_float32_module("similarity", similarity)
         self.device = resolve_device(device)
         self.similarity = similarity.to(self.device).eval()
         self.first_stage = first_stage
@@ -114,6 +128,12 @@ class MoLIndex:
     @_items.setter
     def _items(self, state: MoLItemState) -> None:
         self._store.set_state(state)
+
+    def empty_like(self, similarity: MoLSimilarity) -> MoLIndex:
+        """A new, empty index over ``similarity`` with this one's settings (first stage, cache
+        dtype, device, exact-filter threshold)."""
+        return MoLIndex(similarity, first_stage=self.first_stage, cache_dtype=self.cache_dtype,
+                        device=self.device, exact_filter_threshold=self.exact_filter_threshold)
 
     # ------------------------------------------------------------------ inspection
     def __len__(self) -> int:
@@ -150,13 +170,17 @@ class MoLIndex:
     def ids_where(
         self, predicate: Callable[[dict[str, Any]], bool] | Mapping[str, Any]
     ) -> list[str]:
-        """Ids whose metadata satisfies a predicate or matches every ``key: value`` of a dict."""
+        """Ids whose metadata satisfies a predicate or matches every ``key: value`` of a dict.
+
+        Dict values match by JSON equality (:func:`~rag_relax_plugins.index.filters.metadata_matches`):
+        booleans match only booleans (``{"flag": True}`` does not match ``1``).
+        """
         if isinstance(predicate, Mapping):
             want = dict(predicate)
             return [
                 i
                 for i, m in zip(self._ids, self._metadata, strict=True)
-                if all(k in m and m[k] == v for k, v in want.items())
+                if metadata_matches(m, want)
             ]
         if not callable(predicate):
             raise TypeError(
@@ -178,21 +202,19 @@ class MoLIndex:
             ids: ``N`` unique string ids.
             item_features: ``(N, D_x) x float`` raw item features.
             metadata: ``N`` JSON-serialisable dicts, or ``None`` (empty dicts).
+
+        Raises:
+            ValueError: bad shapes, NaN/inf features, features beyond the float32 range, or
+                features whose encoded states are not finite; nothing is added then.
         """
         ids = check_ids("ids", ids, unique=True)
-        check_floating("item_features", item_features)
-        check_ndim("item_features", item_features, 2)
-        c = self.similarity.config
-        if item_features.shape != (len(ids), c.item_dim):
-            raise ValueError(
-                f"item_features must have shape ({len(ids)}, {c.item_dim}) for {len(ids)} ids, got {tuple(item_features.shape)}"
-            )
-        check_finite("item_features", item_features)
+        dim = self.similarity.config.item_dim
+        feats = float32_features("item_features", item_features, dim, self.device, rows=len(ids))
         metas = check_metadata(metadata, len(ids))
         if not ids:
             return
-        feats = item_features.detach().to(self.device, torch.float32)
         state = self._encode(feats)
+        check_encoded("item_features", state.components, state.gate)
         exists = torch.tensor([i in self._rows for i in ids], device=self.device)
         if bool(exists.any()):
             pos = exists.nonzero().squeeze(1)
@@ -232,16 +254,24 @@ class MoLIndex:
 
     @torch.inference_mode()
     def reencode(self) -> None:
-        """Re-run the item towers on the stored raw features (after the similarity was retrained)."""
-        self.similarity.eval()
-        self._items = self._encode(self._features)
+        """Re-run the item towers on the stored raw features (after the similarity was retrained).
+
+        Raises:
+            ValueError: the retrained similarity is not float32 or gives non-finite states (the
+                cache is then left as it was).
+        """
+        state = self._encode(self._features)
+        check_encoded("the stored features", state.components, state.gate)
+        self._items = state
         self._invalidate()
 
     def _encode(self, feats: torch.Tensor) -> MoLItemState:
-        parts = [
-            self.similarity.encode_items(feats[s : s + _ENCODE_BATCH])
-            for s in range(0, len(feats), _ENCODE_BATCH)
-        ]
+        check_float32_module("similarity", self.similarity)
+        with eval_mode(self.similarity):
+            parts = [
+                self.similarity.encode_items(feats[s : s + _ENCODE_BATCH])
+                for s in range(0, len(feats), _ENCODE_BATCH)
+            ]
         if not parts:
             return self._items.select(torch.empty(0, dtype=torch.long, device=self.device))
         dtype = _CACHE_DTYPES[self.cache_dtype]
@@ -306,7 +336,6 @@ class MoLIndex:
             self._searcher("avg")
 
     # ------------------------------------------------------------------ search
-    @torch.inference_mode()
     def search(
         self,
         query_features: torch.Tensor,
@@ -327,59 +356,45 @@ class MoLIndex:
 
         Returns:
             ``(scores (B, K) x float32 on the index device, ids)`` with ``ids[b]`` the ids of
-            query ``b`` (length ``K`` unless its filter allowed fewer items).
+            query ``b`` (length ``K`` unless its filter allowed fewer items; see
+            :mod:`rag_relax_plugins.index.strategies` for the padding). The scores are ordinary
+            tensors (not inference tensors): in-place ops and autograd work on them.
+
+        Raises:
+            ValueError: bad shapes or ``k``, an empty index, NaN/inf queries or queries beyond
+                the float32 range, unknown ids in ``filter``.
+            TypeError: a malformed ``filter`` or ``strategy``.
         """
+        with torch.inference_mode(), eval_mode(self.similarity):
+            scores, ids = self._search(query_features, k, strategy, filter)
+        return scores.clone(), ids  # cloned outside inference mode: an ordinary tensor
+
+    def _search(
+        self, query_features: torch.Tensor, k: int, strategy: Strategy | None, filter: Filter
+    ) -> tuple[torch.Tensor, list[list[str]]]:
         strategy = check_strategy(BruteForce() if strategy is None else strategy)
         check_k("k", k)
         if not len(self):
             raise ValueError("cannot search an empty index: add items first")
-        check_floating("query_features", query_features)
-        check_ndim("query_features", query_features, 2)
-        c = self.similarity.config
-        if query_features.shape[1] != c.query_dim:
-            raise ValueError(
-                f"query_features must have shape (B, {c.query_dim}), got {tuple(query_features.shape)}"
-            )
-        check_finite("query_features", query_features)
-        b = query_features.shape[0]
+        dim = self.similarity.config.query_dim
+        feats = float32_features("query_features", query_features, dim, self.device)
+        b = feats.shape[0]
         if b == 0:
             return torch.empty(0, 0, device=self.device), []
-        queries = self.similarity.encode_queries(
-            query_features.detach().to(self.device, torch.float32)
-        )
+        check_float32_module("similarity", self.similarity)
+        queries = self.similarity.encode_queries(feats)
+        check_encoded("query_features", queries.components, queries.gate)
         ctx = SearchContext(
             self.similarity,
             self._items,
             lambda: self._searcher("per_embd"),
             lambda: self._searcher("avg"),
         )
-        results: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0), torch.empty(0))] * b
-        for qidx, rows in self._filter_groups(filter, b):
-            sub = type(queries)(queries.components[qidx], queries.gate[qidx])
-            if rows is None:
-                s, r = run_strategy(ctx, sub, k, strategy, None)
-            elif len(rows) <= self.exact_filter_threshold:
-                s, r = brute_force(self.similarity, sub, self._items, k, rows=rows)
-            else:
-                allowed = torch.zeros(len(self), dtype=torch.bool, device=self.device)
-                allowed[rows] = True
-                s, r = run_strategy(ctx, sub, k, strategy, allowed)
-            for j, q in enumerate(qidx.tolist()):
-                results[q] = (s[j], r[j])
-        width = max(int((r >= 0).sum()) for _, r in results)
-        scores = torch.full((b, width), -math.inf, device=self.device)
-        out_ids: list[list[str]] = []
-        for q, (s, r) in enumerate(results):
-            valid = r >= 0
-            n = int(valid.sum())
-            scores[q, :n] = s[valid][:width].float()
-            out_ids.append([self._ids[i] for i in r[valid][:width].tolist()])
-        return scores, out_ids
-
-    def _filter_groups(
-        self, filter: Filter, b: int
-    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        return group_filter(filter, b, self._rows_of, self.ids_where, self.device)
+        groups = group_filter(filter, b, self._rows_of, self.ids_where, self.device)
+        scores, rows = search_groups(
+            ctx, queries, k, strategy, groups, exact_filter_threshold=self.exact_filter_threshold
+        )
+        return scores, [[self._ids[r] for r in row] for row in rows]
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> None:

@@ -9,12 +9,18 @@ Layout of an index folder (``FORMAT_VERSION`` 1)::
     metadata.json           the N metadata dicts, in row order
     per_embd.faiss          FAISS first stages (faiss.write_index), only when built and current
     avg.faiss
+    .rag_relax_save.json    the save marker of :func:`~rag_relax_plugins._io.atomic_folder`
 
 Atomic save: everything is written into a temporary sibling folder ``.<name>.tmp-<random>``;
 then an existing ``<name>`` is renamed to ``.<name>.old-<random>``, the new folder is renamed to
 ``<name>``, and only then is the old one deleted. A crash while writing leaves ``<name>``
 untouched; a crash between the two renames leaves the previous index in the ``.old`` folder,
 which :func:`load_index` picks up (with a warning) when ``<name>`` is missing.
+
+An existing ``<name>`` is replaced only if it is a save (it holds the marker, or
+``items.safetensors`` for folders saved before the marker existed, or only files an index
+writes) or is empty; ``index.save("data/")`` on a folder of the user's raises ``ValueError`` and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -82,9 +88,28 @@ def _write_contents(index: MoLIndex, tmp: Path) -> None:
     _write_json(tmp / "config.json", config)  # last: a folder without it is never complete
 
 
+_LEGACY_MARKERS = ("items.safetensors",)  # in every index folder saved before SAVE_MARKER
+_REQUIRED = ("similarity.safetensors", "items.safetensors", "ids.json", "metadata.json")
+_CONFIG_KEYS = (
+    "similarity",
+    "first_stage",
+    "cache_dtype",
+    "exact_filter_threshold",
+    "num_items",
+)
+_FAISS_NAMES = ("per_embd", "avg")
+
+
 def save_index(index: MoLIndex, folder: Path) -> None:
-    """Atomically write ``index`` to ``folder`` (replacing a previous index there)."""
-    atomic_folder(folder, lambda tmp: _write_contents(index, tmp))
+    """Atomically write ``index`` to ``folder``, replacing a previous index there.
+
+    Raises:
+        ValueError: ``folder`` exists and is not an index folder (or any other save of this
+            library); nothing is changed (see :func:`~rag_relax_plugins._io.atomic_folder`).
+    """
+    atomic_folder(
+        folder, lambda tmp: _write_contents(index, tmp), replace_if_contains=_LEGACY_MARKERS
+    )
 
 
 def _resolve_folder(folder: Path) -> Path:
@@ -97,72 +122,146 @@ def _resolve_folder(folder: Path) -> Path:
     return found
 
 
-def load_index(folder: Path, *, device: str | torch.device | None = None) -> MoLIndex:
-    """Load an index written by :func:`save_index`.
+def _read_json(folder: Path, name: str) -> Any:
+    path = folder / name
+    if not path.is_file():
+        raise ValueError(f"{folder} is not a complete MoL index: {name} is missing")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
-    Raises:
-        ValueError: missing folder, wrong format name or version, or inconsistent files.
-    """
-    from rag_relax_plugins.index.mol_index import MoLIndex
 
-    folder = _resolve_folder(Path(folder))
-    with open(folder / "config.json", encoding="utf-8") as fh:
-        config = json.load(fh)
+def _read_tensors(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    path = folder / name
+    if not path.is_file():
+        raise ValueError(f"{folder} is not a complete MoL index: {name} is missing")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    config = _read_json(folder, "config.json")
+    if not isinstance(config, dict):
+        raise ValueError(f"{folder}/config.json must hold a JSON object, got {type(config).__name__}")
     if config.get("format") != FORMAT_NAME:
         raise ValueError(f"{folder} is not a MoL index (format={config.get('format')!r})")
     if config.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{folder} has index format version {config.get('format_version')!r}; this library reads version {FORMAT_VERSION}"
         )
-    similarity = MoLSimilarity(MoLConfig.from_dict(config["similarity"]))
+    missing = [key for key in _CONFIG_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"{folder}/config.json is missing the key(s) {missing}")
+    n = config["num_items"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"{folder}/config.json: num_items must be an int >= 0, got {n!r}")
+    faiss_files = config.get("faiss_files", [])
+    if not isinstance(faiss_files, list) or not set(faiss_files) <= set(_FAISS_NAMES):
+        raise ValueError(
+            f"{folder}/config.json: faiss_files must be a list of {list(_FAISS_NAMES)}, got {faiss_files!r}"
+        )
+    return config
+
+
+def _build(folder: Path, config: dict[str, Any], device: str | torch.device | None) -> MoLIndex:
+    """The empty index described by ``config.json``, with the saved similarity weights."""
+    from rag_relax_plugins.index.mol_index import MoLIndex
+
     try:
-        similarity.load_state_dict(load_file(str(folder / "similarity.safetensors")))
+        similarity = MoLSimilarity(MoLConfig.from_dict(config["similarity"]))
+        first_stage = FirstStageConfig.from_dict(config["first_stage"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{folder}/config.json holds an invalid configuration: {exc}") from exc
+    weights = _read_tensors(folder, "similarity.safetensors")
+    try:
+        similarity.load_state_dict(weights)
     except RuntimeError as exc:  # missing / unexpected / mis-shaped weights
         raise ValueError(
             f"{folder}/similarity.safetensors does not match config.json: {exc}"
         ) from exc
-    first_stage = FirstStageConfig.from_dict(config["first_stage"])
-    index = MoLIndex(
-        similarity,
-        first_stage=first_stage,
-        cache_dtype=config["cache_dtype"],
-        device=device,
-        exact_filter_threshold=config["exact_filter_threshold"],
-    )
+    bad = [k for k, t in weights.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+    if bad:
+        raise ValueError(f"{folder}/similarity.safetensors: {bad[0]} contains NaN or inf values")
+    try:
+        return MoLIndex(
+            similarity,
+            first_stage=first_stage,
+            cache_dtype=config["cache_dtype"],
+            device=device,
+            exact_filter_threshold=config["exact_filter_threshold"],
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{folder}/config.json holds an invalid setting: {exc}") from exc
+
+
+def _check_items(
+    folder: Path, tensors: dict[str, torch.Tensor], index: MoLIndex, n: int
+) -> None:
+    mol = index.similarity.config
+    want = {
+        "features": ((n, mol.item_dim), torch.float32),
+        "components": ((n, mol.num_item_embeddings, mol.component_dim), index.item_state.components.dtype),
+        "gate": ((n, mol.num_pairs), torch.float32),
+    }
+    for key, (shape, dtype) in want.items():
+        where = f"{folder}/items.safetensors"
+        if key not in tensors:
+            raise ValueError(f"{where} has no {key!r} tensor")
+        t = tensors[key]
+        if t.shape[:1] != (n,):
+            raise ValueError(
+                f"{folder} is inconsistent: {n} items in config.json, {key} has {t.shape[0] if t.dim() else 0} rows"
+            )
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{where}: {key} has shape {tuple(t.shape)}, expected {shape}")
+        if t.dtype != dtype:
+            raise ValueError(
+                f"{where}: {key} has dtype {t.dtype}, expected {dtype} (cache_dtype={index.cache_dtype!r})"
+            )
+        if not bool(t.isfinite().all()):
+            raise ValueError(f"{where}: {key} contains NaN or inf values")
+
+
+def load_index(folder: Path, *, device: str | torch.device | None = None) -> MoLIndex:
+    """Load an index written by :func:`save_index`.
+
+    Every file is checked (presence, JSON / safetensors syntax, keys, shapes, dtypes against
+    ``cache_dtype``, finiteness, id and metadata types) before anything is returned.
+
+    Raises:
+        ValueError: missing folder or file, wrong format name or version, a missing or invalid
+            config key, or files that are inconsistent with each other (the message names the
+            file and what is wrong).
+    """
+    folder = _resolve_folder(Path(folder))
+    config = _read_config(folder)
+    index = _build(folder, config, device)
+    n = config["num_items"]
     # fresh, allocator-aligned copies: load_file's buffers can start at any byte offset, and some
     # CPU matmul kernels round differently on unaligned data (search results would then differ
     # from the saved index in the last bit)
-    tensors = {k: t.clone() for k, t in load_file(str(folder / "items.safetensors")).items()}
-    with open(folder / "ids.json", encoding="utf-8") as fh:
-        ids = json.load(fh)
-    with open(folder / "metadata.json", encoding="utf-8") as fh:
-        metadata = json.load(fh)
-    n = config["num_items"]
-    if not (
-        len(ids)
-        == len(metadata)
-        == n
-        == tensors["features"].shape[0]
-        == tensors["components"].shape[0]
-        == tensors["gate"].shape[0]
-    ):
+    tensors = {k: t.clone() for k, t in _read_tensors(folder, "items.safetensors").items()}
+    ids = _read_json(folder, "ids.json")
+    metadata = _read_json(folder, "metadata.json")
+    if not isinstance(ids, list) or not isinstance(metadata, list):
+        raise ValueError(f"{folder}: ids.json and metadata.json must each hold a JSON list")
+    if not len(ids) == len(metadata) == n:
         raise ValueError(
             f"{folder} is inconsistent: {n} items in config.json, {len(ids)} ids, {len(metadata)} metadata rows"
         )
-    mol = similarity.config
-    want = {
-        "features": (n, mol.item_dim),
-        "components": (n, mol.num_item_embeddings, mol.component_dim),
-        "gate": (n, mol.num_pairs),
-    }
-    for key, shape in want.items():
-        if tuple(tensors[key].shape) != shape:
-            raise ValueError(
-                f"{folder}/items.safetensors: {key} has shape {tuple(tensors[key].shape)}, "
-                f"expected {shape}"
-            )
-    if len(set(ids)) != len(ids) or not all(isinstance(i, str) for i in ids):
+    _check_items(folder, tensors, index, n)
+    if not all(isinstance(i, str) for i in ids) or len(set(ids)) != len(ids):
         raise ValueError(f"{folder}/ids.json must hold unique string ids")
+    bad_rows = [r for r, m in enumerate(metadata) if not isinstance(m, dict)]
+    if bad_rows:
+        raise ValueError(
+            f"{folder}/metadata.json: every row must be a JSON object, row {bad_rows[0]} is "
+            f"{type(metadata[bad_rows[0]]).__name__}"
+        )
     dev = index.device
     index._ids = list(ids)
     index._rows = {i: r for r, i in enumerate(ids)}
@@ -170,5 +269,8 @@ def load_index(folder: Path, *, device: str | torch.device | None = None) -> MoL
     index._features = tensors["features"].to(dev)
     index._items = MoLItemState(tensors["components"].to(dev), tensors["gate"].to(dev))
     for name in config.get("faiss_files", []):
-        index._searchers[name] = FaissSearcher.read(first_stage, str(folder / f"{name}.faiss"))
+        path = folder / f"{name}.faiss"
+        if not path.is_file():
+            raise ValueError(f"{folder} is not a complete MoL index: {path.name} is missing")
+        index._searchers[name] = FaissSearcher.read(index.first_stage, str(path))
     return index

@@ -39,6 +39,15 @@ convex combination at inference, ``phi(q, x) <= max_ij s_ij(q, x) / tau``.
     (logged at DEBUG level). Step 3 always runs over exact (torch) scores, whatever first stage
     the index uses.
 
+Candidate budgets are at least ``k``: a search with ``k`` larger than ``n`` (or ``n_per_embd``,
+``n_avg``) uses ``k`` for that budget, and a :class:`TopKPerEmbd` query whose component hits hold
+fewer than ``k`` distinct items (up to ``P_x`` hits can be the same item) searches ``k * P_x``
+vectors per component instead. Candidates are de-duplicated before the rerank, so results never
+repeat an id. With an exact first stage (``"torch"``, ``"flat"``) every strategy therefore returns
+``min(k, allowed items)`` results; only an approximate FAISS stage (HNSW, IVF with few probes)
+can return fewer. Padding convention: the score tensor is ``(B, K)`` with ``K`` the most results
+of any query; a query with fewer has ``-inf`` scores in its trailing columns and a shorter id list.
+
 Approximate strategies equal :class:`BruteForce` when their candidates cover the corpus (e.g.
 ``n >= N`` with an exact first stage).
 """

@@ -2,13 +2,18 @@
 
 A saved store is a folder::
 
-    store.json   format name and version, the ids and, in the same order, texts and metadata
+    store.json   format name and version, the ids and, in the same order, texts and metadata,
+                 and whether the store built its cosine head itself (``auto_head``, optional)
     index/       the MoLIndex folder (config.json, similarity.safetensors, items.safetensors, ...)
 
 The folder is written into a temporary sibling and renamed into place
-(:func:`rag_relax_plugins._io.atomic_folder`), so a crash never leaves a
-half-written store. Metadata must be JSON-serialisable: a value that is not fails the save before
-anything is written (tuples come back as lists).
+(:func:`rag_relax_plugins._io.atomic_folder`), so a crash never leaves a half-written store;
+:func:`read_store` finds the previous save through :func:`rag_relax_plugins._io.find_saved_folder`
+if a crash fell between the two renames of a replacement. Metadata must be JSON-serialisable with
+string keys (at every depth): anything else fails the save before anything is written, and a
+previous save stays intact (JSON would turn ``{1: "one"}`` into ``{"1": "one"}`` silently, and a
+filter on the key would stop matching). Tuples come back as lists. The embedding model and the
+search strategy are not saved.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins._io import atomic_folder, find_saved_folder
 from rag_relax_plugins.index import MoLIndex
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_store", "write_store"]
@@ -30,12 +35,35 @@ FORMAT_VERSION = 1
 Docs = dict[str, tuple[str, dict[str, Any]]]
 
 
-def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs) -> None:
-    """Write ``docs`` (id -> (text, metadata)) and ``index`` to ``folder`` atomically."""
+def _check_keys(value: Any, where: str) -> None:
+    """Raise ``ValueError`` on a dict key that is not a ``str`` anywhere inside ``value``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(
+                    f"metadata keys must be strings to save the store (JSON would turn {key!r} into "
+                    f"{json.dumps(str(key))}); got {type(key).__name__} key {key!r} in {where}"
+                )
+            _check_keys(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_keys(item, f"{where}[{i}]")
+
+
+def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_head: bool = False) -> None:
+    """Write ``docs`` (id -> (text, metadata)) and ``index`` to ``folder`` atomically.
+
+    Raises:
+        ValueError: a metadata value is not JSON-serialisable or a key is not a string (nothing is
+            written; an earlier save in ``folder`` is untouched).
+    """
     ids = list(docs)
+    for i in ids:
+        _check_keys(docs[i][1], f"the metadata of id {i!r}")
     payload = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
+        "auto_head": auto_head,
         "ids": ids,
         "texts": [docs[i][0] for i in ids],
         "metadatas": [docs[i][1] for i in ids],
@@ -50,15 +78,24 @@ def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs) -> None:
         if index is not None:
             index.save(tmp / "index")
 
-    atomic_folder(folder, write)
+    atomic_folder(folder, write, replace_if_contains=("store.json",))
 
 
-def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[MoLIndex | None, Docs]:
-    """``(index or None, docs)`` from a folder written by :func:`write_store` (version checked)."""
-    folder = Path(folder)
+def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[MoLIndex | None, Docs, bool]:
+    """``(index or None, docs, auto_head)`` from a folder written by :func:`write_store`.
+
+    The format version is checked; ``folder`` may also be recovered from the ``.<name>.old-*``
+    sibling a crash between the two renames of a replacing save leaves behind.
+
+    Raises:
+        FileNotFoundError: no complete save at ``folder``.
+        ValueError: another format or version, or ``store.json`` and ``index/`` disagree.
+    """
+    try:
+        folder = find_saved_folder(folder, "store.json")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"no MoL store at {folder} (missing store.json)") from exc
     path = folder / "store.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no MoL store at {folder} (missing store.json)")
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME or data.get("format_version") != FORMAT_VERSION:
         got = (data.get("format"), data.get("format_version")) if isinstance(data, dict) else type(data).__name__
@@ -68,4 +105,5 @@ def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[M
     held = set() if index is None else set(index.ids)
     if not (len(ids) == len(texts) == len(metas)) or set(ids) != held:
         raise ValueError(f"{folder}: store.json and index/ disagree on the stored ids")
-    return index, {i: (t, m) for i, t, m in zip(ids, texts, metas, strict=True)}
+    docs = {i: (t, m) for i, t, m in zip(ids, texts, metas, strict=True)}
+    return index, docs, data.get("auto_head") is True

@@ -28,14 +28,19 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from rag_relax_plugins.core.mmr import mmr_select_by_embeddings
+from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.index import MoLIndex, Strategy
+from rag_relax_plugins.langchain._mol_checks import (
+    as_matrix,
+    check_k,
+    check_search_kwargs,
+    copy_metadata,
+)
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 
 __all__ = ["MoLVectorStore"]
 
-_SEARCH_KWARGS = frozenset({"filter", "strategy"})
 
 DocFilter = dict[str, Any] | Callable[[Document], bool]
 
@@ -76,6 +81,15 @@ class MoLVectorStore(VectorStore):
     Filters (``filter=``): a dict of metadata equalities (every key must be present and equal) or a
     callable ``Document -> bool``. They select an id subset that the index searches; the result
     has ``k`` documents whenever at least ``k`` pass.
+
+    Search keyword arguments: ``filter`` and ``strategy`` (the index's retrieval strategy for one
+    call). ``fetch_k`` and ``lambda_mult`` are accepted and ignored by the similarity searches
+    (drop-in for ``as_retriever(search_kwargs={"k": 2, "fetch_k": 10})``); any other keyword is
+    a ``TypeError``.
+
+    Embedding width: a head built by the store (no ``similarity=`` / ``index=``) follows the
+    embedding; once the store is empty again (``delete()``), vectors of another width may be
+    added and a new cosine head is built. A given head keeps its width.
     """
 
     def __init__(
@@ -107,6 +121,8 @@ class MoLVectorStore(VectorStore):
         self._index: MoLIndex | None = index
         if similarity is not None:
             self._index = MoLIndex(similarity, **self._index_kwargs)
+        # True while the head is the cosine the store built itself (its width may change when empty)
+        self._auto_head = False
         self._docs: dict[str, tuple[str, dict[str, Any]]] = {}
         self._lock = threading.RLock()
 
@@ -159,7 +175,7 @@ class MoLVectorStore(VectorStore):
             raise ValueError(f"metadatas must have one dict per text ({n}), got {len(metadatas)}")
         if ids is not None and len(ids) != n:
             raise ValueError(f"ids must have one entry per text ({n}), got {len(ids)}")
-        metas = [{} if metadatas is None else _copy_metadata(metadatas[i], i) for i in range(n)]
+        metas = [{} if metadatas is None else copy_metadata(metadatas[i], i) for i in range(n)]
         out: list[str] = []
         for i in range(n):
             given = None if ids is None else ids[i]
@@ -172,7 +188,7 @@ class MoLVectorStore(VectorStore):
             raise ValueError("ids must be unique within one call")
         if n == 0:
             return []
-        vectors = _as_matrix(self._embedding.embed_documents(texts), n, "embed_documents")
+        vectors = as_matrix(self._embedding.embed_documents(texts), n, "embed_documents")
         with self._lock:
             index = self._ensure_index(vectors.shape[1])
             index.add(out, vectors)
@@ -206,8 +222,8 @@ class MoLVectorStore(VectorStore):
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """``(document, raw MoL score)`` pairs, best first (``filter=`` / ``strategy=`` accepted)."""
-        _check_k(k)
-        _check_kwargs(kwargs)
+        check_k(k)
+        check_search_kwargs(kwargs)
         if not self._docs:
             return []
         return self.similarity_search_with_score_by_vector(self._embedding.embed_query(query), k, **kwargs)
@@ -222,8 +238,8 @@ class MoLVectorStore(VectorStore):
         self, embedding: list[float], k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """``(document, raw MoL score)`` pairs for a query vector, best first."""
-        _check_k(k)
-        _check_kwargs(kwargs)
+        check_k(k)
+        check_search_kwargs(kwargs)
         with self._lock:
             scores, ids = self._search(embedding, k, kwargs.get("filter"), kwargs.get("strategy"))
             return [(self._document(i), s) for i, s in zip(ids, scores, strict=True)]
@@ -237,7 +253,7 @@ class MoLVectorStore(VectorStore):
         self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
     ) -> list[Document]:
         """MMR over the ``fetch_k`` best documents (see :meth:`max_marginal_relevance_search_by_vector`)."""
-        _check_k(k)
+        check_k(k)
         if not self._docs:
             return []
         return self.max_marginal_relevance_search_by_vector(
@@ -254,13 +270,14 @@ class MoLVectorStore(VectorStore):
     ) -> list[Document]:
         """Maximal marginal relevance (Carbonell & Goldstein, 1998).
 
-        Relevance is the MoL score of each of the ``fetch_k`` best (filtered) documents; the
-        redundancy between two candidates is the cosine of their document embeddings. See
-        :func:`rag_relax_plugins.core.mmr.mmr_select`.
+        Relevance is ``tau * phi``, the MoL score of each of the ``fetch_k`` best (filtered)
+        documents on the cosine's ``[-1, 1]`` scale; the redundancy between two candidates is the
+        cosine of their document embeddings, so ``lambda_mult`` means the same for any ``tau``.
+        See :func:`rag_relax_plugins.core.mmr.mmr_select_mol`.
         """
-        _check_k(k)
-        _check_k(fetch_k, "fetch_k")
-        _check_kwargs(kwargs)
+        check_k(k)
+        check_k(fetch_k, "fetch_k")
+        check_search_kwargs(kwargs)
         with self._lock:
             scores, ids = self._search(embedding, max(k, fetch_k), kwargs.get("filter"), kwargs.get("strategy"))
             if not ids:
@@ -268,8 +285,8 @@ class MoLVectorStore(VectorStore):
             if self._index is None:  # pragma: no cover - _search returned hits, so it exists
                 return []
             feats = self._index.get_features(ids)
-            rel = torch.tensor(scores, dtype=torch.float32, device=feats.device)
-            picks = mmr_select_by_embeddings(rel, feats, k, lambda_mult)
+            phi = torch.tensor(scores, dtype=torch.float64, device=feats.device)
+            picks = mmr_select_mol(phi, feats, k, lambda_mult, tau=self._index.similarity.config.tau)
             return [self._document(ids[p]) for p in picks.tolist()]
 
     def _search(
@@ -281,7 +298,7 @@ class MoLVectorStore(VectorStore):
         allowed = None if filter is None else self._filter_ids(filter)
         if allowed is not None and not allowed:
             return [], []
-        query = _as_matrix([embedding], 1, "embedding")
+        query = as_matrix([embedding], 1, "embedding")
         if query.shape[1] != self._index.similarity.config.query_dim:
             raise ValueError(
                 f"the query embedding has {query.shape[1]} dimensions but the similarity expects "
@@ -329,11 +346,12 @@ class MoLVectorStore(VectorStore):
     def save_local(self, folder: str | Path) -> None:
         """Write the store to ``folder`` atomically: ``store.json`` (texts, metadata) + ``index/``.
 
-        Metadata must be JSON-serialisable (tuples come back as lists). No pickle. See
+        Metadata must be JSON-serialisable with string keys, else a ``ValueError`` and nothing is
+        written (tuples come back as lists). The embedding model and strategy are not saved. See
         :mod:`rag_relax_plugins.langchain._mol_store_io`.
         """
         with self._lock:
-            write_store(folder, self._index, self._docs)
+            write_store(folder, self._index, self._docs, auto_head=self._auto_head)
 
     @classmethod
     def load_local(
@@ -344,15 +362,22 @@ class MoLVectorStore(VectorStore):
         device: str | torch.device | None = None,
         strategy: Strategy | None = None,
     ) -> MoLVectorStore:
-        """Reopen a store written by :meth:`save_local` (format version checked)."""
+        """Reopen a store written by :meth:`save_local` (format version checked).
+
+        Neither the embedding model nor the search strategy is saved: pass them again. A crash
+        between the two renames of a replacing save is recovered (the previous save is loaded).
+        """
         store = cls(embeddings, strategy=strategy, device=device)
-        store._index, store._docs = read_store(folder, device)
+        store._index, store._docs, store._auto_head = read_store(folder, device)
         return store
 
     # ------------------------------------------------------------------ helpers
     def _ensure_index(self, dim: int) -> MoLIndex:
         if self._index is None:
             self._index = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs)
+            self._auto_head = True
+        elif self._auto_head and not self._docs and len(self._index) == 0 and dim != self._index.similarity.config.item_dim:
+            self._index = self._index.empty_like(MoLSimilarity.cosine(dim))  # empty self-built head: follow the embedding
         c = self._index.similarity.config
         if dim != c.item_dim:
             raise ValueError(f"the embedding gives {dim}-d vectors but the similarity expects item_dim={c.item_dim}")
@@ -362,31 +387,3 @@ class MoLVectorStore(VectorStore):
         text, meta = self._docs[id_]
         return Document(page_content=text, metadata=copy.deepcopy(meta), id=id_)
 
-
-def _copy_metadata(meta: object, i: int) -> dict[str, Any]:
-    if not isinstance(meta, dict):
-        raise TypeError(f"metadatas[{i}] must be a dict, got {type(meta).__name__}")
-    return copy.deepcopy(meta)
-
-
-def _as_matrix(rows: Sequence[Sequence[float]], n: int, name: str) -> torch.Tensor:
-    """``(n, D) x float32`` from embedding rows, checking the count and a common width."""
-    if len(rows) != n:
-        raise ValueError(f"{name} returned {len(rows)} vectors for {n} inputs")
-    widths = {len(r) for r in rows}
-    if len(widths) != 1 or 0 in widths:
-        raise ValueError(f"{name} must give non-empty vectors of one width, got widths {sorted(widths)}")
-    return torch.tensor(rows if isinstance(rows, list) else list(rows), dtype=torch.float32)
-
-
-def _check_k(k: object, name: str = "k") -> None:
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"{name} must be >= 1, got {k}")
-
-
-def _check_kwargs(kwargs: dict[str, Any]) -> None:
-    unknown = sorted(set(kwargs) - _SEARCH_KWARGS)
-    if unknown:
-        raise TypeError(f"unexpected search keyword arguments {unknown}; accepted: {sorted(_SEARCH_KWARGS)}")

@@ -5,8 +5,9 @@ nested ``MetadataFilters`` and the ``NOT`` condition:
 
 - a missing key (or a ``None`` value) matches only ``NE`` and ``NIN`` (and ``IS_EMPTY``);
 - ``EQ NE GT GTE LT LTE`` compare the value; ``IN NIN`` test membership of the value in the
-  filter's list; ``CONTAINS`` tests the filter value in a list-valued field; ``ANY ALL`` test
-  a list of filter values against a list-valued field; ``TEXT_MATCH`` is a substring test
+  filter's list; ``CONTAINS`` tests the filter value in a list-valued field, or as a substring
+  of a string field (``SimpleVectorStore`` evaluates ``value in field`` for both); ``ANY ALL``
+  test a list of filter values against a list-valued field; ``TEXT_MATCH`` is a substring test
   (``TEXT_MATCH_INSENSITIVE`` case-insensitive); ``IS_EMPTY`` matches missing, ``""`` or ``[]``;
 - an ordering between incomparable types (``"a" > 1``) is a non-match, not an error;
 - ``AND`` needs every filter, ``OR`` any, ``NOT`` none of them; an empty filter list matches all.
@@ -60,6 +61,8 @@ def _one(flt: MetadataFilter, metadata: Mapping[str, Any]) -> bool:
     if op == FilterOperator.NIN:
         return actual not in _as_list(value)
     if op == FilterOperator.CONTAINS:
+        if isinstance(actual, str):
+            return isinstance(value, str) and value in actual  # substring, as SimpleVectorStore
         return isinstance(actual, (list, tuple, set)) and value in actual
     if op == FilterOperator.ANY:
         return isinstance(actual, (list, tuple, set)) and any(v in actual for v in _as_list(value))

@@ -10,12 +10,20 @@ Crash safety: the new index folder is written completely (atomically, by the ind
 manifest is replaced with ``os.replace`` from a temporary file in the same folder; the previous
 index folder is deleted only after that. A crash leaves either the old manifest with its old
 folder or the new manifest with its new folder (at worst an orphan folder).
+
+The manifest names its index folder; only a plain sibling name of the pattern this module writes
+(``<name>.index-<12 hex digits>``: no path separator, no ``..``) is accepted, by
+:func:`read_store` and before :func:`write_store` deletes the previous folder. A crafted manifest
+(``"../victim"``, an absolute path) is a ``ValueError`` and nothing is loaded, written or deleted.
+The manifest also records whether the store built its cosine head itself (``auto_head``). The
+embedding model and the search strategy are not persisted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -30,6 +38,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Record", "check_local_fs", "read_st
 
 FORMAT_NAME = "rag-relax-mol-llamaindex-store"
 FORMAT_VERSION = 1
+_INDEX_FOLDER = re.compile(r"[^/\\]+\.index-[0-9a-f]{12}")
 
 Record = tuple[str, "str | None", dict[str, Any], str]
 """What the store keeps per node: ``(node type, ref doc id, metadata, node JSON without embedding)``.
@@ -57,16 +66,41 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
+def _index_folder(data: dict[str, Any], path: Path) -> str | None:
+    """The manifest's ``index_folder``: ``None`` or a plain sibling name written by :func:`write_store`."""
+    folder = data.get("index_folder")
+    if folder is None:
+        return None
+    if (
+        not isinstance(folder, str)
+        or _INDEX_FOLDER.fullmatch(folder) is None
+        or Path(folder).name != folder
+        or (os.altsep is not None and os.altsep in folder)
+    ):
+        raise ValueError(
+            f"{path}: index_folder must be a sibling folder name like '<manifest>.index-<12 hex digits>' "
+            f"(no path separators or '..'), got {folder!r}; refusing to load or delete it"
+        )
+    return folder
+
+
 def _previous_folder(path: Path) -> str | None:
     try:
-        folder = _read_manifest(path).get("index_folder")
+        data = _read_manifest(path)
     except (OSError, ValueError):
         return None  # no manifest, or a foreign file that is simply replaced
-    return folder if isinstance(folder, str) else None
+    return _index_folder(data, path)  # a crafted name is a ValueError: nothing is written or deleted
 
 
-def write_store(path: Path, index: MoLIndex | None, ids: list[str], records: list[Record]) -> None:
-    """Write ``index`` and the node records under ``path`` (see the module docstring)."""
+def write_store(
+    path: Path, index: MoLIndex | None, ids: list[str], records: list[Record], *, auto_head: bool = False
+) -> None:
+    """Write ``index`` and the node records under ``path`` (see the module docstring).
+
+    Raises:
+        ValueError: the existing manifest at ``path`` names an index folder that is not a plain
+            sibling name (nothing is written or deleted).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     old = _previous_folder(path)
     folder = None
@@ -77,6 +111,7 @@ def write_store(path: Path, index: MoLIndex | None, ids: list[str], records: lis
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "index_folder": folder,
+        "auto_head": auto_head,
         "ids": ids,
         "records": [{"type": t, "ref_doc_id": r, "metadata": m, "node": n} for t, r, m, n in records],
     }
@@ -96,17 +131,18 @@ def write_store(path: Path, index: MoLIndex | None, ids: list[str], records: lis
         shutil.rmtree(path.parent / old, ignore_errors=True)
 
 
-def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex | None, dict[str, Record]]:
-    """``(index or None, {node id: record})`` from a manifest written by :func:`write_store`."""
+def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex | None, dict[str, Record], bool]:
+    """``(index or None, {node id: record}, auto_head)`` from a manifest written by :func:`write_store`."""
     if not path.is_file():
         raise FileNotFoundError(f"no MoL vector store manifest at {path}")
     data = _read_manifest(path)
-    folder = data.get("index_folder")
+    folder = _index_folder(data, path)
     index = None if folder is None else MoLIndex.load(path.parent / folder, device=device)
     ids, records = data["ids"], data["records"]
     held = set() if index is None else set(index.ids)
     if len(ids) != len(records) or set(ids) != held:
         raise ValueError(f"{path}: the manifest and its index folder disagree on the stored ids")
-    return index, {
+    nodes = {
         i: (rec["type"], rec["ref_doc_id"], rec["metadata"], rec["node"]) for i, rec in zip(ids, records, strict=True)
     }
+    return index, nodes, data.get("auto_head") is True

@@ -39,7 +39,7 @@ from llama_index.core.vector_stores.types import (
 )
 from pydantic import PrivateAttr
 
-from rag_relax_plugins.core.mmr import mmr_select_by_embeddings
+from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.llama_index._mol_filters import check_filters, matches
@@ -85,8 +85,11 @@ class MoLVectorStore(BasePydanticVectorStore):
             ctx.persist("storage")
             store = MoLVectorStore.from_persist_dir("storage")
 
-    Query modes: ``DEFAULT`` and ``MMR`` (``mmr_threshold`` is the relevance weight, default 0.5;
-    candidates are the ``similarity_top_k * mmr_prefetch_factor`` best, factor 4 by default).
+    Query modes: ``DEFAULT`` and ``MMR`` (``mmr_threshold`` is the relevance weight, default 0.5,
+    read from ``query(..., mmr_threshold=...)`` first, i.e. ``vector_store_kwargs`` on a retriever
+    as ``SimpleVectorStore`` does, then from ``VectorStoreQuery.mmr_threshold``; relevance is
+    ``tau * score`` on the cosine's scale; candidates are the
+    ``similarity_top_k * mmr_prefetch_factor`` best, factor 4 by default).
     ``query(..., strategy=...)`` (or ``vector_store_kwargs={"strategy": ...}`` on a retriever)
     overrides the store's strategy for one query.
     ``node_ids`` / ``doc_ids`` restrict the search when non-empty (``[]`` means no restriction).
@@ -100,6 +103,7 @@ class MoLVectorStore(BasePydanticVectorStore):
     _embed_model: BaseEmbedding | None = PrivateAttr(default=None)
     _strategy: Strategy | None = PrivateAttr(default=None)
     _index_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _auto_head: bool = PrivateAttr(default=False)
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
 
     def __init__(
@@ -215,9 +219,7 @@ class MoLVectorStore(BasePydanticVectorStore):
             raise ValueError(f"query.mode {query.mode!r} is not supported (DEFAULT or MMR)")
         filters = check_filters(query.filters)
         mmr = query.mode == VectorStoreQueryMode.MMR
-        lam = 0.5 if query.mmr_threshold is None else query.mmr_threshold
-        if mmr and not 0.0 <= lam <= 1.0:
-            raise ValueError(f"query.mmr_threshold must lie in [0, 1] (the relevance weight), got {lam}")
+        lam = _mmr_weight(kwargs.get("mmr_threshold"), query.mmr_threshold) if mmr else 0.5
         prefetch = kwargs.get("mmr_prefetch_factor", 4)
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ValueError(f"mmr_prefetch_factor must be an int >= 1, got {prefetch!r}")
@@ -233,8 +235,9 @@ class MoLVectorStore(BasePydanticVectorStore):
             ids = hits[0]
             scores = scores_t[0, : len(ids)].tolist()
             if mmr and ids:
-                rel = torch.tensor(scores, dtype=torch.float32)
-                picks = mmr_select_by_embeddings(rel, self._index.get_features(ids).cpu(), k, lam).tolist()
+                phi = torch.tensor(scores, dtype=torch.float64)
+                feats = self._index.get_features(ids).cpu()
+                picks = mmr_select_mol(phi, feats, k, lam, tau=self._index.similarity.config.tau).tolist()
                 ids, scores = [ids[p] for p in picks], [scores[p] for p in picks]
             return VectorStoreQueryResult(nodes=[_node(self._nodes[i]) for i in ids], similarities=scores, ids=ids)
 
@@ -306,7 +309,7 @@ class MoLVectorStore(BasePydanticVectorStore):
         check_local_fs(fs)
         with self._lock:
             ids = list(self._nodes)
-            write_store(Path(persist_path), self._index, ids, [self._nodes[i] for i in ids])
+            write_store(Path(persist_path), self._index, ids, [self._nodes[i] for i in ids], auto_head=self._auto_head)
 
     @classmethod
     def from_persist_path(
@@ -318,10 +321,14 @@ class MoLVectorStore(BasePydanticVectorStore):
         strategy: Strategy | None = None,
         device: str | torch.device | None = None,
     ) -> MoLVectorStore:
-        """Load a store written by :meth:`persist` (format version checked)."""
+        """Load a store written by :meth:`persist` (format version checked).
+
+        Neither the embedding model nor the strategy is persisted: pass ``embed_model=`` again for
+        queries that carry only ``query_str`` (``VectorStoreIndex`` embeds queries itself).
+        """
         check_local_fs(fs)
         store = cls(embed_model=embed_model, strategy=strategy, device=device)
-        store._index, store._nodes = read_store(Path(persist_path), device)
+        store._index, store._nodes, store._auto_head = read_store(Path(persist_path), device)
         return store
 
     @classmethod
@@ -339,6 +346,9 @@ class MoLVectorStore(BasePydanticVectorStore):
     def _ensure_index(self, dim: int) -> MoLIndex:
         if self._index is None:
             self._index = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs)
+            self._auto_head = True
+        elif self._auto_head and not self._nodes and len(self._index) == 0 and dim != self._index.similarity.config.item_dim:
+            self._index = self._index.empty_like(MoLSimilarity.cosine(dim))  # empty self-built head: follow the width
         if dim != self._index.similarity.config.item_dim:
             raise ValueError(
                 f"node embeddings are {dim}-d but the similarity expects item_dim={self._index.similarity.config.item_dim}"
@@ -358,6 +368,20 @@ class MoLVectorStore(BasePydanticVectorStore):
         if len(widths) != 1 or 0 in widths:
             raise ValueError(f"node embeddings must be non-empty and of one width, got widths {sorted(widths)}")
         return torch.tensor(rows, dtype=torch.float32)
+
+
+def _mmr_weight(from_kwargs: object, from_query: object) -> float:
+    """The MMR relevance weight: ``query(mmr_threshold=...)``, else the query's, else 0.5."""
+    name, lam = "mmr_threshold", from_kwargs
+    if lam is None:
+        name, lam = "query.mmr_threshold", from_query
+    if lam is None:
+        return 0.5
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+        raise TypeError(f"{name} must be a number in [0, 1] (the relevance weight), got {type(lam).__name__}")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1] (the relevance weight), got {lam}")
+    return float(lam)
 
 
 def _record(node: BaseNode) -> Record:

@@ -46,7 +46,7 @@ def save_checkpoint(
         full = {"format_version": CHECKPOINT_VERSION, **state}
         (tmp / "trainer_state.json").write_text(json.dumps(full), encoding="utf-8")
 
-    return atomic_folder(target, write)
+    return atomic_folder(target, write, replace_if_contains=("trainer_state.json",))
 
 
 def load_checkpoint(

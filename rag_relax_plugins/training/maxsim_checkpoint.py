@@ -28,7 +28,7 @@ def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Opt
         (tmp / "optimizer.json").write_text(json.dumps({"param_groups": sd["param_groups"]}), encoding="utf-8")
         (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
 
-    atomic_folder(folder, write)
+    atomic_folder(folder, write, replace_if_contains=("trainer_state.json",))
 
 
 def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:

@@ -75,6 +75,9 @@ def test_cached_paths_match_forward() -> None:
     qs, xs = sim.encode_queries(q), sim.encode_items(x)
     for chunk in (1, 4, None):
         torch.testing.assert_close(sim.score_all(qs, xs, chunk_size=chunk), ref)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="chunk_size must be an int >= 1 or None"):
+            sim.score_all(qs, xs, chunk_size=bad)  # type: ignore[arg-type]
     rows = torch.randint(0, 23, (5, 6))
     torch.testing.assert_close(sim.score_candidates(qs, xs.select(rows)), ref.gather(1, rows))
     # per-query candidate features give the same numbers as gathered cached state

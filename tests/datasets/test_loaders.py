@@ -173,6 +173,6 @@ def test_leave_last_out_orders_by_time_whatever_the_input_order() -> None:
     from rag_relax_plugins.datasets.movielens import MovieLens, Rating
 
     rows = (Rating(1, 1, 4.0, 100), Rating(1, 2, 4.0, 300), Rating(1, 3, 4.0, 200))  # not by time
-    train, valid, test = leave_last_out(MovieLens(interactions=rows, users={}, items={}), valid=False)
+    train, _valid, test = leave_last_out(MovieLens(interactions=rows, users={}, items={}), valid=False)
     assert [r.item for r in test] == [2]  # the latest rating, not the last row
     assert [r.item for r in train] == [1, 3]

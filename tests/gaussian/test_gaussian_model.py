@@ -116,7 +116,7 @@ def test_save_frozen_refers_to_package_and_is_atomic(tmp_path) -> None:
     model = GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8, dropout=0.0), device="cpu")
     model.save(tmp_path / "m")
     model.save(tmp_path / "m")  # overwrite in place
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "head.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".rag_relax_save.json", "config.json", "head.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
     (tmp_path / "m" / "head.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"head\.safetensors"):

@@ -90,11 +90,19 @@ def test_filters_are_applied_before_scoring(index: MoLIndex) -> None:
     assert scores.shape == (3, 4)
     assert ids[0] == ["d1"] and sorted(ids[1]) == ["d2", "d3"] and len(ids[2]) == 4
     assert torch.isinf(scores[0, 1:]).all() and torch.isfinite(scores[2]).all()
-    # the large-subset path (mask in the first stage) matches the exact subset path
+    # the large-subset path: the filter is a mask inside an approximate strategy's first stage.
+    # TopKAvg(5) retrieves only 5 candidates: all 5 must pass the filter (a post-filter of the
+    # 5 best unfiltered candidates would leave about half), and covering the subset gives the
+    # exact filtered result of the small-subset (brute force) path
+    ref = index.search(q, 5, filter={"parity": 0})  # 25 rows <= threshold: brute force
     index.exact_filter_threshold = 1
-    ref = index.search(q, 5, filter={"parity": 0})
+    s, ids = index.search(q, 5, strategy=TopKAvg(5), filter={"parity": 0})
+    assert s.shape == (3, 5) and all(int(i[1:]) % 2 == 0 for row in ids for i in row)
+    unfiltered = index.search(q, 5, strategy=TopKAvg(5))[1]
+    assert any(int(i[1:]) % 2 for row in unfiltered for i in row)  # the mask mattered
+    got = index.search(q, 5, strategy=TopKAvg(25), filter={"parity": 0})
+    assert got[1] == ref[1] and torch.equal(got[0], ref[0])
     index.exact_filter_threshold = 10_000
-    assert index.search(q, 5, filter={"parity": 0})[1] == ref[1]
     # an empty subset gives empty results
     scores, ids = index.search(q, 5, filter=[])
     assert scores.shape == (3, 0) and ids == [[], [], []]
@@ -121,16 +129,27 @@ def test_first_stage_knobs_and_rebuild(index: MoLIndex) -> None:
         index.configure_first_stage(kind="hnsw")
 
 
-def test_bf16_cache_is_close_to_fp32() -> None:
+@pytest.mark.parametrize(
+    ("dtype", "torch_dtype", "atol"),
+    [("bf16", torch.bfloat16, 0.06), ("fp16", torch.float16, 0.008)],
+)
+def test_half_caches_are_close_to_fp32(dtype: str, torch_dtype: torch.dtype, atol: float) -> None:
+    torch.manual_seed(5)
     x, q = torch.randn(40, 8), torch.randn(3, 8)
     ref = MoLIndex(_sim(), device="cpu")
-    half = MoLIndex(_sim(), device="cpu", cache_dtype="bf16")
+    half = MoLIndex(_sim(), device="cpu", cache_dtype=dtype)
     for idx in (ref, half):
         idx.add([str(i) for i in range(40)], x)
-    assert half.item_state.components.dtype == torch.bfloat16
-    _, i_ref = ref.search(q, 1)
-    _, i_half = half.search(q, 40)
-    assert all(a[0] in b[:3] for a, b in zip(i_ref, i_half, strict=True))
+    assert half.item_state.components.dtype == torch_dtype
+    s_ref, i_ref = ref.search(q, 40)
+    s_half, i_half = half.search(q, 40)
+    # every item's score, matched by id, is within the rounding of the cache dtype (scores up to
+    # ~13 here; measured max errors 0.023 (bf16) and 0.0028 (fp16), bounds ~2.5x that)
+    for b in range(3):
+        by_id = dict(zip(i_ref[b], s_ref[b].tolist(), strict=True))
+        want = torch.tensor([by_id[i] for i in i_half[b]])
+        torch.testing.assert_close(s_half[b], want, rtol=0, atol=atol)
+    assert not torch.equal(s_half, s_ref)  # the cache really is rounded
 
 
 def test_bad_input_raises_clear_errors(index: MoLIndex) -> None:
@@ -161,6 +180,12 @@ def test_bad_input_raises_clear_errors(index: MoLIndex) -> None:
         index.search(torch.randn(1, 8), 1, filter=["d1", "nope"])
     with pytest.raises(ValueError, match="one id list per query"):
         index.search(torch.randn(2, 8), 1, filter=[["d1"]])
+    with pytest.raises(TypeError, match=r"filter must contain only str ids, got int \(3\)"):
+        index.search(torch.randn(2, 8), 1, filter=["d1", 3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"filter\[0\] must contain only str ids, got int \(3\)"):
+        index.search(torch.randn(1, 8), 1, filter=[["d1", 3]])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"filter\[1\] must be a sequence of ids"):
+        index.search(torch.randn(2, 8), 1, filter=[["d1"], 3])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="cache_dtype"):
         MoLIndex(_sim(), cache_dtype="int8", device="cpu")
     assert len(index) == 50  # failed calls changed nothing
@@ -195,3 +220,85 @@ def test_many_small_adds_match_one_bulk_add() -> None:
     small.delete(ids[::2])
     small.add(["late"], x[:1])
     assert len(small) == 31 and small.get_features(["late"]).shape == (1, 8)
+
+
+def test_features_beyond_float32_range_are_rejected(index: MoLIndex) -> None:
+    big = torch.full((1, 8), 1e300, dtype=torch.float64)  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match="item_features has values outside the float32 range"):
+        index.add(["big"], big)
+    with pytest.raises(ValueError, match="query_features has values outside the float32 range"):
+        index.search(big, 3)
+    assert "big" not in index and len(index) == 50
+    # finite float32 features whose encoded states overflow are rejected as well
+    with torch.no_grad():
+        index.similarity.item_gate.outer.weight.mul_(1e37)
+    with pytest.raises(ValueError, match="NaN or inf states"):
+        index.add(["huge"], torch.full((1, 8), 1e3))
+    assert "huge" not in index and bool(torch.isfinite(index.item_state.gate).all())
+
+
+def test_search_runs_in_eval_mode_whatever_the_module_mode() -> None:
+    torch.manual_seed(0)
+    cfg = MoLConfig(
+        query_dim=8, item_dim=8, num_query_embeddings=2, num_item_embeddings=2,
+        component_dim=4, gate_hidden_dim=4, softmax_dropout=0.5,
+    )
+    sim = MoLSimilarity(cfg)
+    idx = MoLIndex(sim, device="cpu")
+    idx.add([str(i) for i in range(60)], torch.randn(60, 8))
+    q = torch.randn(3, 8)
+    strategies = (None, ExactTwoPass(20), TopKAvg(10))
+    ref = [idx.search(q, 7, strategy=s) for s in strategies]
+    sim.train()  # e.g. a training loop sharing the module
+    sim.dot_gate.eval()  # mixed submodule modes are restored exactly
+    for _ in range(3):
+        for strategy, (s_ref, i_ref) in zip(strategies, ref, strict=True):
+            s, ids = idx.search(q, 7, strategy=strategy)
+            assert torch.equal(s, s_ref) and ids == i_ref
+    idx.add(["new"], torch.randn(1, 8))
+    idx.reencode()
+    assert sim.training and sim.query_gate.training and not sim.dot_gate.training
+
+
+def test_search_returns_ordinary_tensors(index: MoLIndex) -> None:
+    scores, _ = index.search(torch.randn(2, 8), 3)
+    assert not scores.is_inference()
+    scores.clamp_(min=0)  # in-place ops work
+    assert bool((scores >= 0).all())
+
+
+def test_similarity_must_be_float32() -> None:
+    with pytest.raises(ValueError, match=r"float32 parameters .* torch\.float64 .* similarity\.float\(\)"):
+        MoLIndex(_sim().double(), device="cpu")
+    with pytest.raises(ValueError, match=r"torch\.bfloat16"):
+        MoLIndex(_sim().bfloat16(), device="cpu")
+    idx = MoLIndex(_sim(), device="cpu")
+    idx.similarity.double()  # cast after construction: caught before any matmul
+    with pytest.raises(ValueError, match="float32 parameters"):
+        idx.add(["a"], torch.randn(1, 8))
+    assert len(idx) == 0
+
+
+def test_dict_filters_match_booleans_only_to_booleans() -> None:
+    idx = MoLIndex(_sim(), device="cpu")
+    meta = [{"flag": True}, {"flag": 1}, {"flag": 1.0}, {"flag": False}, {"flag": [True]}, {}]
+    idx.add(list("abcdef"), torch.randn(6, 8), metadata=meta)
+    assert idx.ids_where({"flag": True}) == ["a"]
+    assert idx.ids_where({"flag": 1}) == ["b", "c"]  # JSON numbers: 1 == 1.0
+    assert idx.ids_where({"flag": False}) == ["d"]
+    assert idx.ids_where({"flag": [1]}) == []
+    assert idx.ids_where({"flag": [True]}) == ["e"]
+    assert idx.search(torch.randn(1, 8), 5, filter={"flag": True})[1] == [["a"]]
+
+
+def test_empty_like_keeps_the_settings_and_takes_a_new_similarity() -> None:
+    src = MoLIndex(MoLSimilarity.cosine(8), first_stage="torch", cache_dtype="bf16", device="cpu",
+                   exact_filter_threshold=7)
+    src.add(["a"], torch.randn(1, 8))
+    twin = src.empty_like(MoLSimilarity.cosine(16))
+    assert len(twin) == 0 and len(src) == 1
+    assert (twin.first_stage, twin.cache_dtype, twin.device, twin.exact_filter_threshold) == (
+        src.first_stage, "bf16", src.device, 7)
+    assert twin.similarity.config.item_dim == 16
+    twin.add(["b"], torch.randn(1, 16))
+    assert twin.search(torch.randn(1, 16), k=1)[1] == [["b"]]

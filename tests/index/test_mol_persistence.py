@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from rag_relax_plugins._io import SAVE_MARKER
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
 from rag_relax_plugins.index import Combined, FirstStageConfig, MoLIndex, TopKAvg, persistence
 
@@ -65,6 +68,7 @@ def test_round_trip_is_bit_identical(
         "items.safetensors",
         "ids.json",
         "metadata.json",
+        SAVE_MARKER,
     } <= files
     assert not any(p.suffix in {".pkl", ".pt", ".bin"} for p in (tmp_path / "ix").iterdir())
     if isinstance(first_stage, FirstStageConfig):
@@ -146,3 +150,79 @@ def test_overwrite_replaces_contents(tmp_path: Path) -> None:
     b.save(tmp_path / "ix")
     assert len(MoLIndex.load(tmp_path / "ix", device="cpu")) == 25
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]
+
+
+def test_save_refuses_a_folder_with_unrelated_files(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "my_thesis.txt").write_text("irreplaceable")
+    (folder / "config.json").write_text('{"mine": true}')
+    with pytest.raises(ValueError, match=r"refusing to replace .*nothing was changed"):
+        _index(n=10).save(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "my_thesis.txt"]
+    assert (folder / "my_thesis.txt").read_text() == "irreplaceable"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temp folder left
+
+
+def test_save_over_an_index_saved_before_the_marker(tmp_path: Path) -> None:
+    _index(n=10).save(tmp_path / "ix")
+    (tmp_path / "ix" / SAVE_MARKER).unlink()  # as written by an older version
+    (tmp_path / "ix" / "per_embd.faiss").write_bytes(b"stale")  # a file the new save omits
+    _index(n=25).save(tmp_path / "ix")
+    assert len(MoLIndex.load(tmp_path / "ix", device="cpu")) == 25
+    assert not (tmp_path / "ix" / "per_embd.faiss").exists()
+    assert (tmp_path / "ix" / SAVE_MARKER).is_file()
+
+
+def _rewrite_items(folder: Path, **changes: torch.Tensor) -> None:
+    tensors = load_file(str(folder / "items.safetensors"))
+    save_file({**tensors, **changes}, str(folder / "items.safetensors"))
+
+
+def test_load_reports_corrupt_files_as_value_errors(tmp_path: Path) -> None:
+    idx = _index(n=10, cache_dtype="bf16")
+    good = tmp_path / "good"
+    idx.save(good)
+
+    def broken(name: str) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        return folder
+
+    f = broken("dtype")
+    comps = load_file(str(f / "items.safetensors"))["components"]
+    _rewrite_items(f, components=comps.float())
+    with pytest.raises(ValueError, match=r"components has dtype torch\.float32, expected torch\.bfloat16"):
+        MoLIndex.load(f)
+    f = broken("nan")
+    feats = load_file(str(f / "items.safetensors"))["features"]
+    _rewrite_items(f, features=torch.full_like(feats, float("nan")))
+    with pytest.raises(ValueError, match="features contains NaN or inf"):
+        MoLIndex.load(f)
+    f = broken("key")
+    cfg = json.loads((f / "config.json").read_text())
+    del cfg["cache_dtype"]
+    (f / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"missing the key\(s\) \['cache_dtype'\]"):
+        MoLIndex.load(f)
+    f = broken("items")
+    (f / "items.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"not a complete MoL index: items\.safetensors is missing"):
+        MoLIndex.load(f)
+    f = broken("meta")
+    (f / "metadata.json").write_text(json.dumps([{}] * 9 + [[1, 2]]))
+    with pytest.raises(ValueError, match="row 9 is list"):
+        MoLIndex.load(f)
+    f = broken("json")
+    (f / "ids.json").write_text("[not json")
+    with pytest.raises(ValueError, match=r"ids\.json is not valid JSON"):
+        MoLIndex.load(f)
+    f = broken("faiss")
+    (f / "config.json").write_text(json.dumps({**cfg, "cache_dtype": "bf16", "faiss_files": ["../x"]}))
+    with pytest.raises(ValueError, match="faiss_files"):
+        MoLIndex.load(f)
+    f = broken("threshold")
+    (f / "config.json").write_text(json.dumps({**cfg, "cache_dtype": "bf16", "exact_filter_threshold": 0}))
+    with pytest.raises(ValueError, match="exact_filter_threshold"):
+        MoLIndex.load(f)
+    assert len(MoLIndex.load(good, device="cpu")) == 10  # the untouched copy still loads

@@ -135,3 +135,49 @@ def test_strategy_validation() -> None:
     with pytest.raises(TypeError, match="strategy"):
         index.search(torch.randn(1, 12), 3, strategy="TopKAvg")  # type: ignore[arg-type]
     assert index.search(torch.randn(1, 12), 3, strategy=BruteForce())[0].shape == (1, 3)
+
+
+def test_candidate_budget_is_at_least_k() -> None:
+    index = _index(n=200)
+    q = torch.randn(3, 12)
+    for strategy in (TopKPerEmbd(1), TopKAvg(5), Combined(3, 3)):
+        s, ids = index.search(q, 10, strategy=strategy)
+        assert s.shape == (3, 10) and bool(torch.isfinite(s).all()), strategy
+        assert all(len(row) == len(set(row)) == 10 for row in ids), strategy
+
+
+def test_per_embd_tops_up_when_component_hits_repeat_items() -> None:
+    # every item's P_x = 3 components are identical, so the top n component vectors name only
+    # about n / 3 distinct items: the strategy must still return k distinct items
+    index = _index(n=100, p_q=1, p_x=3)
+    sim = index.similarity
+    with torch.no_grad():
+        sim.item_proj.weight.copy_(sim.item_proj.weight[:6].repeat(3, 1))
+        sim.item_proj.bias.copy_(sim.item_proj.bias[:6].repeat(3))
+    index.reencode()
+    _, ids = index.search(torch.randn(4, 12), 9, strategy=TopKPerEmbd(9))
+    assert all(len(row) == len(set(row)) == 9 for row in ids)
+
+
+def test_results_never_repeat_ids_and_are_complete() -> None:
+    for seed in range(10):
+        index = _index(n=40 + 7 * seed, seed=seed, adversarial=seed % 3 == 0, p_x=1 + seed % 4)
+        index.exact_filter_threshold = 1 + seed % 2 * 1000  # both filter paths
+        q = torch.randn(4, 12)
+        allowed = [f"d{i}" for i in range(0, len(index), 1 + seed % 3)]
+        for flt in (None, allowed):
+            pool = len(index) if flt is None else len(allowed)
+            for k in (1, 5, 17, pool + 3):
+                strategies = (
+                    BruteForce(),
+                    TopKPerEmbd(1 + seed % 4),
+                    TopKAvg(2 + seed % 5),
+                    Combined(1 + seed % 3, 1 + seed % 2),
+                    ExactTwoPass(1 + seed * 5),
+                )
+                for strategy in strategies:
+                    s, ids = index.search(q, k, strategy=strategy, filter=flt)
+                    want = min(k, pool)
+                    assert s.shape == (4, want), (seed, k, strategy)
+                    assert all(len(row) == len(set(row)) == want for row in ids), (seed, k, strategy)
+                    assert bool(torch.isfinite(s).all()) and bool((s[:, :-1] >= s[:, 1:]).all())

@@ -111,6 +111,100 @@ def test_mmr_prefers_diverse_results() -> None:
     assert [d.id for d in store.max_marginal_relevance_search("red apples", k=2, filter=lambda d: d.id != "a")] in (["b", "c"], ["c", "b"])
 
 
+def test_mmr_relevance_is_on_the_cosine_scale_for_any_tau() -> None:
+    # the cosine head with temperature tau scores cos / tau; MMR must rescale it (tau * phi) so
+    # that lambda_mult weighs it against the cosine redundancy as it does for tau = 1
+    texts = ["red apples and green apples", "red apples and green apples", "apples are fruit"]
+    ids = ["a", "b", "c"]
+    emb = HashingEmbeddings()
+    unit = MoLVectorStore.from_texts(texts, emb, ids=ids, similarity=MoLSimilarity.cosine(DIM))
+    hot = MoLVectorStore.from_texts(texts, emb, ids=ids, similarity=MoLSimilarity.cosine(DIM, tau=0.05))
+    assert set(d.id for d in hot.similarity_search("red apples", k=2)) == {"a", "b"}
+    mmr = [d.id for d in hot.max_marginal_relevance_search("red apples", k=2, fetch_k=3, lambda_mult=0.5)]
+    assert mmr[0] in {"a", "b"} and mmr[1] == "c"  # raw phi (~16.6 vs 8.0) would have picked the duplicate
+    for lam in (0.0, 0.2, 0.5, 0.8, 1.0):
+        got = [d.id for d in hot.max_marginal_relevance_search("red apples", k=3, fetch_k=3, lambda_mult=lam)]
+        assert got == [d.id for d in unit.max_marginal_relevance_search("red apples", k=3, fetch_k=3, lambda_mult=lam)]
+
+
+def test_mmr_with_a_trained_head_matches_the_reference_on_tau_phi() -> None:
+    from rag_relax_plugins.core.mmr import mmr_select_reference
+
+    torch.manual_seed(1)
+    sim = MoLSimilarity(MoLConfig(query_dim=DIM, item_dim=DIM, num_query_embeddings=2, num_item_embeddings=3, component_dim=8)).eval()
+    assert sim.config.tau != 1.0
+    emb = HashingEmbeddings()
+    texts = [f"{w} {v}" for w in ("cat", "dog", "fish", "bird") for v in ("runs", "sleeps", "eats")]
+    store = MoLVectorStore.from_texts(texts, emb, similarity=sim, ids=[str(i) for i in range(len(texts))])
+    hits = store.similarity_search_with_score("a cat eats", k=len(texts))
+    tau = sim.config.tau
+    vecs = torch.tensor(store.embeddings.embed_documents([d.page_content for d, _ in hits]), dtype=torch.float64)
+    unit = torch.nn.functional.normalize(vecs, dim=-1)
+    cos = (unit @ unit.T).tolist()
+    raw = [s for _, s in hits]
+    for lam in (0.2, 0.5, 0.8):
+        want = mmr_select_reference([tau * s for s in raw], cos, 5, lam)
+        got = [d.id for d in store.max_marginal_relevance_search("a cat eats", k=5, fetch_k=len(texts), lambda_mult=lam)]
+        assert got == [hits[i][0].id for i in want]
+    # at lambda 0.5 the choice differs from the similarity order and from MMR on the raw phi
+    want = mmr_select_reference([tau * s for s in raw], cos, 5, 0.5)
+    assert want != list(range(5)) and want != mmr_select_reference(raw, cos, 5, 0.5)
+
+
+def test_unclipped_tau_phi_of_a_random_head_lies_in_minus_one_one() -> None:
+    # the relevance map clips (1 + tau * phi) / 2 to [0, 1] only against rounding: tau * phi
+    # itself must already lie in [-1, 1] (a softmax mix of cosines), so the clip is a no-op
+    torch.manual_seed(0)
+    sim = MoLSimilarity(MoLConfig(query_dim=DIM, item_dim=DIM, num_query_embeddings=4, num_item_embeddings=4, component_dim=8)).eval()
+    with torch.no_grad():
+        phi = sim(10 * torch.randn(40, DIM), 10 * torch.randn(300, DIM))[0]
+    scaled = sim.config.tau * phi
+    assert sim.config.tau < 1 and phi.abs().max() > 1.0  # raw scores leave [-1, 1] ...
+    assert scaled.min() >= -1.0 - 1e-6 and scaled.max() <= 1.0 + 1e-6  # ... tau * phi does not
+    emb = HashingEmbeddings()
+    store = MoLVectorStore.from_texts(TEXTS, emb, similarity=sim, ids=["a", "b", "c", "d"])
+    fn = store._select_relevance_score_fn()
+    for _, score in store.similarity_search_with_score("cat", k=4):
+        assert -1.0 <= sim.config.tau * score <= 1.0
+        assert fn(score) == pytest.approx((1 + sim.config.tau * score) / 2, abs=1e-12)  # not clipped
+
+
+def test_similarity_search_accepts_and_ignores_mmr_kwargs(store: MoLVectorStore) -> None:
+    plain = store.similarity_search("cat", k=2)
+    assert store.as_retriever(search_kwargs={"k": 2, "fetch_k": 10}).invoke("cat") == plain
+    assert store.as_retriever(search_kwargs={"k": 2, "fetch_k": 10, "lambda_mult": 0.3}).invoke("cat") == plain
+    assert store.similarity_search_with_score("cat", k=2, fetch_k=3) == store.similarity_search_with_score("cat", k=2)
+    with pytest.raises(TypeError, match=r"unexpected search keyword arguments \['bogus'\]"):
+        store.as_retriever(search_kwargs={"k": 2, "bogus": 1}).invoke("cat")
+
+
+def test_empty_self_built_store_accepts_a_new_width(tmp_path: Path) -> None:
+    class Narrow(HashingEmbeddings):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = HashingEncoder(dim=32, normalize=True)
+
+    store = MoLVectorStore.from_texts(["a cat", "a dog"], HashingEmbeddings(), ids=["a", "b"])
+    with pytest.raises(ValueError, match="item_dim=64"):  # not empty: the width is fixed
+        store._embedding = Narrow()
+        store.add_texts(["x"])
+    store.delete()
+    store.add_texts(["a fish", "a bird"], ids=["f", "g"])  # empty again: 32-d vectors are fine
+    assert store.index is not None and store.index.similarity.config.item_dim == 32
+    assert store.similarity_search("a fish", k=1)[0].id == "f"
+    store.delete(["f", "g"])
+    store.save_local(tmp_path / "s")  # the flag survives save / load
+    loaded = MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
+    loaded.add_texts(["a cat"], ids=["c"])
+    assert loaded.index is not None and loaded.index.similarity.config.item_dim == 64
+    given = MoLVectorStore(HashingEmbeddings(), similarity=MoLSimilarity.cosine(DIM))
+    given.add_texts(["x"])
+    given.delete()
+    given._embedding = Narrow()
+    with pytest.raises(ValueError, match="item_dim=64"):  # a given head keeps its width
+        given.add_texts(["y"])
+
+
 def test_retriever_search_types(store: MoLVectorStore) -> None:
     sim = store.as_retriever(search_kwargs={"k": 2}).invoke("cat")
     assert len(sim) == 2
@@ -187,6 +281,37 @@ def test_save_rejects_non_json_metadata(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="JSON"):
         store.save_local(tmp_path / "s")
     assert not (tmp_path / "s").exists()
+    good = MoLVectorStore.from_texts(["x"], HashingEmbeddings(), metadatas=[{"n": 1}], ids=["x"])
+    good.save_local(tmp_path / "s")
+    good.add_texts(["y"], [{"obj": object()}], ids=["y"])
+    with pytest.raises(ValueError, match="JSON"):
+        good.save_local(tmp_path / "s")
+    loaded = MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())  # the earlier save survives
+    assert loaded.get_by_ids(["x", "y"]) == [Document(page_content="x", metadata={"n": 1}, id="x")]
+    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("meta", [{1: "one"}, {"outer": {2: "x"}}, {"rows": [{None: 1}]}])
+def test_save_rejects_non_string_metadata_keys(tmp_path: Path, meta: dict[object, object]) -> None:
+    store = MoLVectorStore.from_texts(["x"], HashingEmbeddings(), metadatas=[{"ok": True}], ids=["x"])
+    store.save_local(tmp_path / "s")
+    store.add_texts(["y"], [meta], ids=["y"])  # type: ignore[list-item]
+    assert [d.id for d in store.similarity_search("y", k=2, filter=meta)] == ["y"]  # fine in memory
+    with pytest.raises(ValueError, match="keys must be strings"):
+        store.save_local(tmp_path / "s")  # JSON would turn the key into a string: refused
+    loaded = MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
+    assert len(loaded) == 1 and loaded.get_by_ids(["x"])[0].metadata == {"ok": True}
+
+
+def test_load_recovers_a_crash_between_the_two_renames(tmp_path: Path) -> None:
+    store = MoLVectorStore.from_texts(TEXTS, HashingEmbeddings(), metadatas=METAS, ids=["a", "b", "c", "d"])
+    store.save_local(tmp_path / "st")
+    # atomic_folder moves the old folder aside before renaming the new one in: a crash between
+    # the two renames leaves only the hidden backup
+    (tmp_path / "st").rename(tmp_path / ".st.old-abc123")
+    loaded = MoLVectorStore.load_local(tmp_path / "st", HashingEmbeddings())
+    assert loaded.similarity_search_with_score("cat", k=4) == store.similarity_search_with_score("cat", k=4)
+    assert loaded.get_by_ids(["b"]) == store.get_by_ids(["b"])
 
 
 def test_validation_names_the_argument(store: MoLVectorStore) -> None:
@@ -252,3 +377,18 @@ def test_index_argument_must_be_empty_and_is_used() -> None:
         MoLVectorStore(HashingEmbeddings(), index=index)
     with pytest.raises(ValueError, match="not both"):
         MoLVectorStore(HashingEmbeddings(), index=index, similarity=MoLSimilarity.cosine(DIM))
+
+
+def test_mmr_select_mol_rescales_by_tau_and_validates_it() -> None:
+    from rag_relax_plugins.core.mmr import mmr_select_by_embeddings, mmr_select_mol
+
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(10, 6, generator=g)
+    cos = torch.rand(10, generator=g) * 2 - 1
+    for tau in (1.0, 0.05):
+        got = mmr_select_mol(cos / tau, emb, 5, 0.5, tau=tau).tolist()
+        assert got == mmr_select_by_embeddings(cos, emb, 5, 0.5).tolist()  # invariant to tau
+    with pytest.raises(ValueError, match="tau"):
+        mmr_select_mol(cos, emb, 5, 0.5, tau=0.0)
+    with pytest.raises(TypeError, match="tau"):
+        mmr_select_mol(cos, emb, 5, 0.5, tau=True)

@@ -178,6 +178,7 @@ F = FilterOperator
         (MetadataFilter(key="animal", value=["dog", "bird"], operator=F.IN), {"n2"}),
         (MetadataFilter(key="animal", value=["dog"], operator=F.NIN), {"n1", "n3", "n4"}),
         (MetadataFilter(key="tags", value="small", operator=F.CONTAINS), {"n1"}),
+        (MetadataFilter(key="animal", value="at", operator=F.CONTAINS), {"n1", "n4"}),  # substring of a str
         (MetadataFilter(key="tags", value=["pet"], operator=F.ANY), {"n1", "n2"}),
         (MetadataFilter(key="tags", value=["pet", "small"], operator=F.ALL), {"n1"}),
         (MetadataFilter(key="topic", value="FIN", operator=F.TEXT_MATCH_INSENSITIVE), {"n3"}),
@@ -187,6 +188,24 @@ F = FilterOperator
 def test_filter_operators_prefilter_the_search(store: MoLVectorStore, flt: MetadataFilter, expected: set[str]) -> None:
     res = run(store, _q("stock markets", k=4, filters=MetadataFilters(filters=[flt])))
     assert set(res.ids) == expected  # k=4 >= every subset: all matching nodes come back
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        MetadataFilter(key="tags", value="pet", operator=F.CONTAINS),
+        MetadataFilter(key="animal", value="at", operator=F.CONTAINS),
+        MetadataFilter(key="animal", value="cat", operator=F.CONTAINS),
+        MetadataFilter(key="animal", value="x", operator=F.CONTAINS),
+    ],
+)
+def test_contains_matches_simple_vector_store(store: MoLVectorStore, flt: MetadataFilter) -> None:
+    from llama_index.core.vector_stores import SimpleVectorStore
+
+    simple = SimpleVectorStore()
+    simple.add(_nodes())
+    query = _q("cat", k=4, filters=MetadataFilters(filters=[flt]))
+    assert set(run(store, query).ids) == set(simple.query(query).ids or [])
 
 
 def test_and_or_not_and_nested(store: MoLVectorStore) -> None:
@@ -239,6 +258,40 @@ def test_mmr_mode_avoids_duplicates() -> None:
     assert mmr.ids[0] in {"a", "b"} and mmr.ids[1] == "c"
 
 
+def test_mmr_relevance_is_on_the_cosine_scale_for_any_tau() -> None:
+    from rag_relax_plugins.core.mol import MoLSimilarity
+
+    texts = {"a": "red apples and green apples", "b": "red apples and green apples", "c": "apples are fruit"}
+    nodes = [TextNode(id_=i, text=t, embedding=EMB.get_text_embedding(t)) for i, t in texts.items()]
+    unit, hot = MoLVectorStore(MoLSimilarity.cosine(DIM)), MoLVectorStore(MoLSimilarity.cosine(DIM, tau=0.05))
+    unit.add(nodes)
+    hot.add(nodes)
+    assert set(run(hot, _q("red apples", k=2)).ids) == {"a", "b"}
+    mmr = run(hot, _q("red apples", k=2, mode=VectorStoreQueryMode.MMR, mmr_threshold=0.5))
+    assert mmr.ids[0] in {"a", "b"} and mmr.ids[1] == "c"  # raw phi (~16.6 vs 8.0) picked the duplicate
+    assert mmr.similarities == pytest.approx([s / 0.05 for s in run(unit, _q("red apples", k=3)).similarities[::2]], rel=1e-5)
+    for lam in (0.0, 0.2, 0.5, 0.8, 1.0):
+        q = _q("red apples", k=3, mode=VectorStoreQueryMode.MMR, mmr_threshold=lam)
+        assert run(hot, q).ids == run(unit, q).ids
+
+
+def test_mmr_threshold_from_kwargs_first_then_query_then_default() -> None:
+    s = MoLVectorStore()
+    texts = ["cat cat cat", "cat cat cat mat", "cat cat dog", "stock market", "cat"]
+    s.add([TextNode(id_=f"n{i}", text=t, embedding=EMB.get_text_embedding(t)) for i, t in enumerate(texts)])
+    def mmr(query_thr: float | None = None, **kwargs: Any) -> list[str]:
+        return run(s, _q("cat", k=3, mode=VectorStoreQueryMode.MMR, mmr_threshold=query_thr), **kwargs).ids
+    relevant, diverse = mmr(1.0), mmr(0.0)
+    assert relevant == run(s, _q("cat", k=3)).ids and diverse != relevant
+    assert mmr(mmr_threshold=1.0) == relevant and mmr(mmr_threshold=0.0) == diverse  # kwargs alone
+    assert mmr(1.0, mmr_threshold=0.0) == diverse and mmr(0.0, mmr_threshold=1.0) == relevant  # kwargs win
+    assert mmr(0.5, mmr_threshold=None) == mmr(0.5) == mmr()  # None falls through; default 0.5
+    with pytest.raises(ValueError, match="mmr_threshold"):
+        mmr(mmr_threshold=1.5)
+    with pytest.raises(TypeError, match="mmr_threshold"):
+        mmr(mmr_threshold="0.5")
+
+
 def test_validation_errors(store: MoLVectorStore) -> None:
     with pytest.raises(ValueError, match="similarity_top_k"):
         run(store, _q("cat", k=0))
@@ -288,6 +341,46 @@ def test_trained_head_scores_match_the_similarity() -> None:
     tau = sim.config.tau
     assert [s.relevance(x) for x in res.similarities] == pytest.approx([(1 + tau * x) / 2 for x in res.similarities])
     assert all(0.0 <= s.relevance(x) <= 1.0 for x in res.similarities)
+
+
+def test_unclipped_tau_phi_of_a_random_head_lies_in_minus_one_one() -> None:
+    from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+
+    torch.manual_seed(0)
+    sim = MoLSimilarity(MoLConfig(query_dim=DIM, item_dim=DIM, num_query_embeddings=3, num_item_embeddings=4, component_dim=8)).eval()
+    s = MoLVectorStore(sim)
+    g = torch.Generator().manual_seed(1)
+    s.add([TextNode(id_=f"r{i}", text="r", embedding=(5 * torch.randn(DIM, generator=g)).tolist()) for i in range(200)])
+    tau = sim.config.tau
+    for _ in range(5):
+        res = run(s, VectorStoreQuery(query_embedding=(5 * torch.randn(DIM, generator=g)).tolist(), similarity_top_k=200))
+        assert tau < 1 and max(abs(x) for x in res.similarities) > 1.0  # raw scores leave [-1, 1] ...
+        assert all(-1.0 <= tau * x <= 1.0 for x in res.similarities)  # ... tau * phi does not
+        assert [s.relevance(x) for x in res.similarities] == pytest.approx([(1 + tau * x) / 2 for x in res.similarities], abs=1e-12)
+
+
+def test_empty_self_built_store_accepts_a_new_width(tmp_path: Any) -> None:
+    from rag_relax_plugins.core.mol import MoLSimilarity
+
+    s = MoLVectorStore()
+    s.add(_nodes())
+    narrow = [TextNode(id_=f"w{i}", text="t", embedding=[float(i + 1)] + [0.0] * 31) for i in range(2)]
+    with pytest.raises(ValueError, match="item_dim=64"):  # not empty: the width is fixed
+        s.add(narrow)
+    s.clear()
+    assert s.add(narrow) == ["w0", "w1"]  # empty again: a 32-d cosine head is built
+    assert s.client is not None and s.client.similarity.config.item_dim == 32
+    assert run(s, VectorStoreQuery(query_embedding=[1.0] + [0.0] * 31, similarity_top_k=1)).ids == ["w0"]
+    s.delete_nodes(["w0", "w1"])
+    s.persist(str(tmp_path / "vs.json"))  # the flag survives persist / load
+    loaded = MoLVectorStore.from_persist_path(str(tmp_path / "vs.json"))
+    loaded.add(_nodes()[:1])
+    assert loaded.client is not None and loaded.client.similarity.config.item_dim == DIM
+    given = MoLVectorStore(MoLSimilarity.cosine(DIM))
+    given.add(_nodes())
+    given.clear()
+    with pytest.raises(ValueError, match="item_dim=64"):  # a given head keeps its width
+        given.add(narrow)
 
 
 async def test_async_variants() -> None:

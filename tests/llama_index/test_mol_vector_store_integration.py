@@ -180,3 +180,69 @@ def test_load_rejects_foreign_files(tmp_path: Path) -> None:
         MoLVectorStore.from_persist_dir(str(tmp_path))
     with pytest.raises(FileNotFoundError):
         MoLVectorStore.from_persist_path(str(tmp_path / "missing.json"))
+
+
+def _mmr_index() -> VectorStoreIndex:
+    texts = ["cat cat cat", "cat cat cat mat", "cat cat dog", "stock market", "cat"]
+    store = MoLVectorStore()
+    store.add([TextNode(id_=f"n{i}", text=t, embedding=EMB.get_text_embedding(t)) for i, t in enumerate(texts)])
+    return VectorStoreIndex.from_vector_store(store, embed_model=EMB)
+
+
+def test_retriever_mmr_threshold_through_vector_store_kwargs() -> None:
+    # VectorIndexRetriever hands vector_store_kwargs to query() as **kwargs (SimpleVectorStore
+    # reads kwargs["mmr_threshold"]); the threshold must reach the MMR selection
+    index = _mmr_index()
+    def ids(thr: float) -> list[str]:
+        retriever = index.as_retriever(similarity_top_k=3, vector_store_query_mode="mmr", vector_store_kwargs={"mmr_threshold": thr})
+        return [n.node.node_id for n in retriever.retrieve("cat")]
+    plain = [n.node.node_id for n in index.as_retriever(similarity_top_k=3).retrieve("cat")]
+    assert ids(1.0) == plain  # all relevance: the similarity order
+    assert ids(0.0) != plain and len(set(ids(0.0))) == 3  # all diversity: another choice
+    with pytest.raises(ValueError, match="mmr_threshold"):
+        ids(2.0)
+
+
+async def test_aretrieve_mmr_threshold_through_vector_store_kwargs() -> None:
+    index = _mmr_index()
+    async def ids(thr: float) -> list[str]:
+        retriever = index.as_retriever(similarity_top_k=3, vector_store_query_mode="mmr", vector_store_kwargs={"mmr_threshold": thr})
+        return [n.node.node_id for n in await retriever.aretrieve("cat")]
+    sync = index.as_retriever(similarity_top_k=3, vector_store_query_mode="mmr", vector_store_kwargs={"mmr_threshold": 0.0})
+    assert await ids(0.0) == [n.node.node_id for n in sync.retrieve("cat")]
+    assert await ids(0.0) != await ids(1.0)
+
+
+@pytest.mark.parametrize("crafted", ["../victim", "victim", "/abs/victim", "sub/vs.json.index-0123456789ab", ".."])
+def test_crafted_manifest_index_folder_is_refused(tmp_path: Path, crafted: str) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("x")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "victim").mkdir()  # a plain sibling that is not ours is refused too
+    path = tmp_path / "store" / "vs.json"
+    manifest = {"format": "rag-relax-mol-llamaindex-store", "format_version": 1,
+                "index_folder": crafted, "ids": [], "records": []}
+    path.write_text(json.dumps(manifest))
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="index_folder"):
+        MoLVectorStore.from_persist_path(str(path))
+    _, store = _index()
+    with pytest.raises(ValueError, match="index_folder"):
+        store.persist(str(path))
+    assert (victim / "keep.txt").read_text() == "x"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # nothing written or deleted
+    assert json.loads(path.read_text()) == manifest
+
+
+def test_loaded_store_needs_embed_model_again_for_text_queries(tmp_path: Path) -> None:
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+
+    _, store = _index()
+    store.persist(str(tmp_path / "vs.json"))
+    bare = MoLVectorStore.from_persist_path(str(tmp_path / "vs.json"))
+    with pytest.raises(ValueError, match="embed_model"):
+        bare.query(VectorStoreQuery(query_str="capital of Spain", similarity_top_k=1))
+    again = MoLVectorStore.from_persist_path(str(tmp_path / "vs.json"), embed_model=EMB)
+    res = again.query(VectorStoreQuery(query_str="capital of Spain", similarity_top_k=1))
+    assert res.nodes is not None and [n.ref_doc_id for n in res.nodes] == ["es"]

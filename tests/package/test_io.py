@@ -1,4 +1,5 @@
-"""Atomic writes (rag_relax_plugins._io): a crash at any point leaves a complete save readable."""
+"""Atomic writes (rag_relax_plugins._io): a crash at any point leaves a complete save readable, and
+a save never deletes a folder that is not a save (the user's files survive)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag_relax_plugins._io import (
+    SAVE_MARKER,
     atomic_folder,
     atomic_write_json,
     atomic_write_text,
@@ -90,3 +92,77 @@ def test_atomic_text_and_json(tmp_path: Path) -> None:
     atomic_write_text(path, "plain")
     assert path.read_text(encoding="utf-8") == "plain"
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.json"]
+
+
+def _user_folder(root: Path) -> Path:
+    folder = root / "data"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "thesis.txt").write_text("irreplaceable", encoding="utf-8")
+    (folder / "sub" / "table.csv").write_text("1,2", encoding="utf-8")
+    return folder
+
+
+def test_every_save_holds_a_json_marker(tmp_path: Path) -> None:
+    target = atomic_folder(tmp_path / "m", _write("v1"))
+    marker = json.loads((target / SAVE_MARKER).read_text(encoding="utf-8"))
+    assert marker["format"] == "rag-relax-plugins-save" and marker["format_version"] == 1
+    assert sorted(p.name for p in target.iterdir()) == sorted([SAVE_MARKER, "config.json", "data.txt"])
+
+
+def test_folder_with_unrelated_files_is_refused_and_left_intact(tmp_path: Path) -> None:
+    folder = _user_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"refusing to replace .*data.*nothing was changed"):
+        atomic_folder(folder, _write("v1"))
+    assert (folder / "thesis.txt").read_text(encoding="utf-8") == "irreplaceable"
+    assert (folder / "sub" / "table.csv").read_text(encoding="utf-8") == "1,2"
+    assert sorted(p.name for p in folder.iterdir()) == ["sub", "thesis.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # the temp folder is removed
+
+
+def _folder(path: Path, files: dict[str, str]) -> Path:
+    path.mkdir()
+    for name, text in files.items():
+        (path / name).write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_file_the_save_writes_does_not_make_a_user_folder_replaceable(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "proj", {"config.json": '{"mine": 1}', "notes.md": "keep"})
+    with pytest.raises(ValueError, match="refusing"):
+        atomic_folder(folder, _write("v1"))
+    assert (folder / "notes.md").is_file() and (folder / "config.json").read_text() == '{"mine": 1}'
+    # a user file inside a subfolder the save also writes is protected too
+    (folder / "notes.md").unlink()
+    (folder / "sub").mkdir()
+    (folder / "sub" / "mine.txt").write_text("keep", encoding="utf-8")
+
+    def with_sub(tmp: Path) -> None:
+        _write("v1")(tmp)
+        (tmp / "sub").mkdir()
+    with pytest.raises(ValueError, match="refusing"):
+        atomic_folder(folder, with_sub)
+    assert (folder / "sub" / "mine.txt").is_file()
+
+
+def test_saves_replace_saves(tmp_path: Path) -> None:
+    target = tmp_path / "m"
+    atomic_folder(target, _write("v1"))
+    atomic_folder(target, _write("v2"))  # holds the marker
+    assert (target / "data.txt").read_text(encoding="utf-8") == "v2"
+    (tmp_path / "empty").mkdir()
+    atomic_folder(tmp_path / "empty", _write("v3"))  # an empty folder
+    assert (tmp_path / "empty" / "data.txt").read_text(encoding="utf-8") == "v3"
+
+
+def test_saves_made_before_the_marker_can_be_overwritten(tmp_path: Path) -> None:
+    legacy = _folder(tmp_path / "legacy", {"config.json": "{}", "data.txt": "old"})
+    atomic_folder(legacy, _write("new"))  # same layout: every old file is rewritten
+    assert (legacy / "data.txt").read_text(encoding="utf-8") == "new"
+    # an older layout with a file the new save no longer writes: only via the caller's names
+    older = _folder(tmp_path / "older", {"weights.bin": "old", "config.json": "{}"})
+    with pytest.raises(ValueError, match="refusing"):
+        atomic_folder(older, _write("new"))
+    atomic_folder(older, _write("new"), replace_if_contains=("weights.bin",))
+    assert sorted(p.name for p in older.iterdir()) == sorted([SAVE_MARKER, "config.json", "data.txt"])
+    with pytest.raises(ValueError, match="replace_if_contains"):
+        atomic_folder(older, _write("x"), replace_if_contains=("../x",))

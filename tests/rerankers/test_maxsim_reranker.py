@@ -169,7 +169,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     with torch.no_grad():
         rr.head.proj.weight.mul_(1.5).add_(0.01)  # type: ignore[union-attr]
     folder = rr.save(tmp_path / "m")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [".rag_relax_save.json", "config.json", "model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
     back = MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM, seed=1))
     assert back.config == rr.config
