@@ -149,7 +149,11 @@ class MoLIndex:
 
     @property
     def item_state(self) -> MoLItemState:
-        """Cached state: components ``(N, P_x, d_P)`` in the cache dtype, gate ``(N, P)``."""
+        """Cached state: components ``(N, P_x, d_P)`` in the cache dtype, gate ``(N, P)``.
+
+        The index's own tensors (no copy), computed under ``torch.inference_mode``: treat them as
+        read-only, and ``.clone()`` them before an in-place change or use in autograd.
+        """
         return self._items
 
     def _rows_of(self, name: str, ids: Sequence[str]) -> torch.Tensor:
