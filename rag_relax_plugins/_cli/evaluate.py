@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", default=None, help="write the JSON report here")
     parser.add_argument("--baseline", nargs="?", const="auto", default=None, metavar="BACKBONE",
                         help="also evaluate an untrained sentence-transformers model with cosine similarity "
-                             "(default: the model's frozen backbone, or the offline MiniLM if it was fine-tuned)")
+                             "(default: the untrained backbone the model started from, never a fine-tuned one)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
 
@@ -44,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
             base = SentenceTransformerEncoder(args.baseline, device=args.device)
         elif isinstance(model.backbone, EncoderBackbone):
             base = model.backbone.encoder
-        else:  # a fine-tuned backbone is saved with the model: compare with the offline MiniLM
-            base = SentenceTransformerEncoder(model.config.backbone if model.config.freeze == "all" else None, device=args.device)
+        else:  # the untrained source (None = the offline MiniLM); the model's own copy if untouched
+            source = model.base_backbone if model.backbone_fine_tuned else model.config.backbone
+            base = SentenceTransformerEncoder(source, device=args.device)
         result["baseline"] = evaluate_model(base, data, batch_size=args.batch_size, geometry="cosine")
         sys.stdout.write("\nbaseline (backbone, cosine)\n" + format_table(result["baseline"]) + "\n")
     if args.output:

@@ -12,9 +12,10 @@ Three relaxations are offered:
   the sum is at most ``k``.
 - ``"subset"``: sequential relaxed sampling without replacement (Xie & Ermon, "Reparameterizable
   Subset Sampling via Continuous Relaxations", IJCAI 2019). The ``k`` rounds are inherently
-  sequential; each round is vectorised over the batch and the items. The mask sums to ``k``; an
-  entry can exceed 1 when ``tau`` is large relative to the score gaps (a property of the
-  relaxation, not clipped here so that the sum stays exactly ``k``).
+  sequential; each round is vectorised over the batch and the items. The rounds' sum can give an
+  item more than 1 when ``tau`` is large relative to the score gaps; departing from the paper, the
+  sum is then mapped onto the capped simplex ``{m in [0, 1]^N, sum m = k}`` by differentiable
+  water-filling (:func:`_cap_at_one`), so the mask is a valid attention mask and still sums to ``k``.
 - ``"straight_through"``: the hard top-k of the perturbed scores in the forward pass, the
   gradient of the ``"subset"`` relaxation in the backward pass.
 
@@ -165,7 +166,8 @@ def _subset_relaxation(perturbed: torch.Tensor, valid: torch.Tensor, k: int, tau
         tau: temperature.
 
     Returns:
-        ``(B, N)`` mask in [0, 1] summing to ``k`` over valid items.
+        ``(B, N)`` mask in ``[0, 1]`` summing to ``k`` over valid items (the rounds' sum, capped at
+        1 by :func:`_cap_at_one`).
     """
     neg = torch.finfo(perturbed.dtype).min / 4
     logits = perturbed.masked_fill(~valid, neg)
@@ -176,7 +178,37 @@ def _subset_relaxation(perturbed: torch.Tensor, valid: torch.Tensor, k: int, tau
         logits = logits + torch.log((1.0 - onehot).clamp_min(tiny))
         onehot = torch.softmax(logits / tau, dim=-1)
         khot = khot + onehot
-    return khot
+    return _cap_at_one(khot, k)
+
+
+def _cap_at_one(khot: torch.Tensor, k: int) -> torch.Tensor:
+    """Map non-negative ``(B, N)`` rows summing to ``k`` into ``[0, 1]`` keeping the sum ``k``.
+
+    Water-filling: entries above 1 are set to 1 and their excess is shared among the entries below
+    1 in proportion to their values (a rescale, so zero entries - masked items - stay zero); an
+    entry pushed above 1 by the share is capped in the next round. Each round caps at least one
+    more entry and at most ``k - 1`` entries can be capped, so ``k`` rounds reach the fixed point;
+    a round with nothing above 1 changes nothing. Differentiable almost everywhere (``where`` and
+    a rescale). Where the uncapped entries hold no mass (numerical underflow) the row keeps a sum
+    below ``k``.
+
+    Args:
+        khot: ``(B, N) x float`` non-negative rows summing to ``k``.
+        k: the row sum.
+
+    Returns:
+        ``(B, N)`` rows in ``[0, 1]`` summing to ``min(k, N)`` up to rounding.
+    """
+    x = khot
+    for _ in range(k):
+        capped = x >= 1.0
+        free = torch.where(capped, torch.zeros_like(x), x)  # (B, N) mass below the cap
+        free_sum = free.sum(dim=-1, keepdim=True)  # (B, 1)
+        room = k - capped.sum(dim=-1, keepdim=True).to(x.dtype)  # (B, 1) mass the free entries get
+        has_free = free_sum > 0
+        scale = torch.where(has_free, room / torch.where(has_free, free_sum, torch.ones_like(free_sum)), 1.0)
+        x = torch.where(capped, torch.ones_like(x), free * scale)
+    return x.clamp(max=1.0)  # rounding only: the fixed point is already <= 1
 
 
 def relaxed_topk(
@@ -198,7 +230,8 @@ def relaxed_topk(
     - ``"l2x"``: ``m_i = max_j softmax((kappa * s + g_j) / tau)_i`` over ``k`` independent noise
       draws ``g_1..g_k`` (all ``k`` softmaxes computed in one batched op);
     - ``"subset"``: ``k`` rounds of ``p_j = softmax(a_j / tau)``, ``a_{j+1} = a_j + log(1 - p_j)``,
-      ``a_1 = kappa * s + g``; mask ``= sum_j p_j``;
+      ``a_1 = kappa * s + g``; mask ``= sum_j p_j`` mapped into ``[0, 1]`` with the same sum
+      (entries above 1 capped, the excess shared among the others in proportion);
     - ``"straight_through"``: hard top-k of ``kappa * s + g`` forward, ``"subset"`` gradient backward.
 
     Args:
@@ -215,8 +248,8 @@ def relaxed_topk(
         add_noise: ``False`` for a deterministic relaxation (evaluation).
 
     Returns:
-        Float mask shaped like ``scores``: in ``[0, 1]`` for ``"l2x"`` and
-        ``"straight_through"`` (forward); non-negative and summing to ``k`` for ``"subset"``.
+        Float mask shaped like ``scores`` with values in ``[0, 1]``; summing to ``k`` for
+        ``"subset"`` and ``"straight_through"`` (forward), at most ``k`` for ``"l2x"``.
 
     Raises:
         ValueError: bad ``k``, ``tau``, ``kappa``, ``mode``, shapes, or non-finite scores.

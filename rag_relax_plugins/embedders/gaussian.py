@@ -8,12 +8,18 @@ product) is part of the config and used by :meth:`GaussianEmbedder.score`, the r
 (:mod:`rag_relax_plugins.embedders.gaussian_retriever`) and the LangChain / LlamaIndex adapters.
 
 Saved as a folder: ``config.json`` + ``head.safetensors``, plus a ``backbone/``
-sentence-transformers folder (its weights in safetensors) unless the whole backbone is frozen,
-in which case the config refers to the backbone's source (``None`` = the offline MiniLM package).
+sentence-transformers folder (its weights in safetensors). The only saves without ``backbone/``
+are those whose backbone is the untouched offline MiniLM package (``backbone: null``, whole
+backbone frozen) or the hashing double (``"hashing:..."``): a saved model never depends on
+another folder or on the working directory, so saving over the folder it was loaded from is
+safe. ``config.json`` also records the untrained source of the backbone (``base_backbone``) and
+whether the backbone may have been trained (``backbone_fine_tuned``), which ``rag-relax evaluate
+--baseline`` uses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -46,6 +52,18 @@ __all__ = [
     "geometry_scores",
     "relevance_from_scores",
 ]
+
+
+def _is_local_folder(backbone: str | None) -> bool:
+    """``backbone`` names a local folder (not ``None`` = the MiniLM package, nor a hashing spec)."""
+    return backbone is not None and not backbone.startswith("hashing:")
+
+
+def _absolute(backbone: str | None) -> str | None:
+    """An existing local backbone folder as an absolute path (so it does not depend on the cwd)."""
+    if _is_local_folder(backbone) and Path(str(backbone)).expanduser().is_dir():
+        return str(Path(str(backbone)).expanduser().resolve())
+    return backbone
 
 
 def _check_geometry(geometry: object) -> str:
@@ -188,6 +206,12 @@ class GaussianEmbedder(nn.Module):
             backbone = EncoderBackbone.from_spec(str(self.config.backbone))
         if backbone is None:
             backbone = load_sentence_transformer(self.config.backbone)
+        if _absolute(self.config.backbone) != self.config.backbone:  # relative folder: pin it now
+            self.config = dataclasses.replace(self.config, backbone=_absolute(self.config.backbone))
+        self.base_backbone: str | None = self.config.backbone
+        """Untrained source of the backbone weights: ``None`` (MiniLM package), a spec or an absolute folder."""
+        self.backbone_fine_tuned = False
+        """Whether the backbone weights may differ from :attr:`base_backbone` (set by :meth:`load`)."""
         if self.config.max_seq_length is not None:
             backbone.max_seq_length = self.config.max_seq_length
         self.backbone = backbone
@@ -337,17 +361,26 @@ class GaussianEmbedder(nn.Module):
         """Write ``config.json``, ``head.safetensors`` (and ``backbone/``) atomically to ``path``.
 
         The folder is written next to ``path`` under a temporary name and renamed into place,
-        so an interrupted save never leaves a half-written model.
+        so an interrupted save never leaves a half-written model. ``backbone/`` is written from
+        the weights in memory unless the backbone is the untouched, frozen MiniLM package or the
+        hashing double, so the save is self-contained and may replace the folder the model was
+        loaded from.
         """
+        is_encoder = isinstance(self.backbone, EncoderBackbone)
+        fine_tuned = not is_encoder and (self.backbone_fine_tuned or self.config.freeze != "all")
+
         def write(tmp: Path) -> None:
             cfg = self.config.to_dict()
             if isinstance(self.backbone, EncoderBackbone):
                 cfg["backbone"] = self.backbone.spec
-            elif self.config.freeze != "all":
+            elif fine_tuned or self.config.backbone is not None:
+                # weights written from memory: valid even when saving over the folder they came from
                 self.backbone.save(str(tmp / "backbone"), safe_serialization=True)
                 cfg["backbone"] = None
                 cfg["backbone_subfolder"] = "backbone"
-            # else: frozen backbone, the config's reference (None = the MiniLM package) is enough
+            # else: the untouched, frozen MiniLM package: the reference None is enough
+            cfg["base_backbone"] = self.base_backbone
+            cfg["backbone_fine_tuned"] = fine_tuned
             head = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
             save_file(head, str(tmp / "head.safetensors"))
             (tmp / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
@@ -382,9 +415,17 @@ class GaussianEmbedder(nn.Module):
             raise ValueError(f"cannot override {sorted(fixed)} when loading a saved model")
         sub = data.pop("backbone_subfolder", None)
         if sub is not None:
-            data["backbone"] = str(folder / sub)
+            data["backbone"] = str((folder / sub).resolve())
+        # provenance; saves older than these keys: a written backbone was trainable (its base
+        # unknown, taken as the MiniLM package), a referenced one is its own base
+        base = data.pop("base_backbone", None if sub is not None else data.get("backbone"))
+        fine_tuned = bool(data.pop("backbone_fine_tuned", sub is not None))
         data.update(overrides)
         model = cls(GaussianConfig.from_dict(data), device="cpu")
+        if base is not None and not isinstance(base, str):
+            raise ValueError(f"{cfg_file}: 'base_backbone' must be a string or null, got {base!r}")
+        model.base_backbone = base
+        model.backbone_fine_tuned = fine_tuned
         model.head.load_state_dict(load_file(str(head_file)))
         model.to(resolve_device(device))
         return model

@@ -174,7 +174,9 @@ class MaxSimReranker(RerankerCompressor):
 class GumbelReranker(RerankerCompressor):
     """Reranking with a (G-Rerank trained) Gumbel reranker's scorer, deterministic at inference.
 
-    ``relevance_score = sigmoid(logit)`` of the scorer's one-logit head.
+    ``relevance_score`` is the wrapped reranker's own mapping (``GumbelReranker.relevance``):
+    ``sigmoid(logit)`` for the cross-encoder scorer, ``(cos + 1) / 2`` for the bi-encoder scorer;
+    ``sigmoid`` for any other ``BaseReranker``.
 
     Key init args:
         model_path: folder written by ``GumbelReranker.save_pretrained`` /
@@ -189,7 +191,7 @@ class GumbelReranker(RerankerCompressor):
         .. code-block:: python
 
             from rag_relax_plugins.langchain import GumbelReranker
-            compressor = GumbelReranker(model_path="runs/grerank/best_model", top_n=3)
+            compressor = GumbelReranker(model_path="runs/grerank/final_model", top_n=3)
     """
 
     model_path: str | None = Field(default=None, description="saved Gumbel reranker folder")
@@ -204,3 +206,8 @@ class GumbelReranker(RerankerCompressor):
         if self.model_path is None:
             return _Gumbel(device=self.device)
         return _Gumbel.from_pretrained(self.model_path, device=self.device)
+
+    def relevance(self, score: float) -> float:
+        """The wrapped reranker's ``relevance(score)`` when it has one, else ``sigmoid(score)``."""
+        own = getattr(self.reranker, "relevance", None)
+        return float(own(score)) if callable(own) else super().relevance(score)

@@ -171,7 +171,8 @@ class MaxSimRerank(RerankerPostprocessor):
 class GumbelRerank(RerankerPostprocessor):
     """Reranking with a (G-Rerank trained) Gumbel reranker's scorer, deterministic at inference.
 
-    Node scores are the scorer's raw logits (:meth:`relevance` = sigmoid).
+    Node scores are the scorer's raw scores; :meth:`relevance` is the wrapped reranker's own
+    mapping (sigmoid of the cross-encoder logit, ``(cos + 1) / 2`` for the bi-encoder scorer).
 
     Key init args:
         model_path: folder written by ``GumbelReranker.save_pretrained`` /
@@ -186,7 +187,7 @@ class GumbelRerank(RerankerPostprocessor):
             from rag_relax_plugins.llama_index import GumbelRerank
             engine = index.as_query_engine(
                 similarity_top_k=10,
-                node_postprocessors=[GumbelRerank(model_path="runs/grerank/best_model", top_n=3)],
+                node_postprocessors=[GumbelRerank(model_path="runs/grerank/final_model", top_n=3)],
             )
     """
 
@@ -206,3 +207,8 @@ class GumbelRerank(RerankerPostprocessor):
         if self.model_path is None:
             return GumbelReranker(device=self.device)
         return GumbelReranker.from_pretrained(self.model_path, device=self.device)
+
+    def relevance(self, score: float) -> float:
+        """The wrapped reranker's ``relevance(score)`` when it has one, else ``sigmoid(score)``."""
+        own = getattr(self.reranker, "relevance", None)
+        return float(own(score)) if callable(own) else super().relevance(score)

@@ -3,14 +3,19 @@
 A ``checkpoint_epoch_N/`` folder holds ``model/`` (a saved ``GaussianEmbedder``),
 ``optimizer.safetensors`` + ``optimizer.json`` (the optimiser state flattened into tensors and
 JSON scalars), ``rng.safetensors`` (CPU and CUDA generator states), ``predictor.safetensors``
-when a predictor head is trained, and ``trainer_state.json`` (format version, epoch, step, best
-validation loss, scheduler state, loss history). Folders are written under a temporary name
-and renamed into place, so a crash never leaves a half-written checkpoint.
+when a predictor head is trained, ``best_model/`` when the best epoch so far is an earlier one
+(otherwise ``model/`` is the best model), and ``trainer_state.json`` (format version, epoch,
+step, best validation loss and its epoch, scheduler state, fp16 ``GradScaler`` state, loss
+history). A resumed run restores ``best_model/`` from it, so resuming into a new output folder
+keeps ``best_model/`` and ``best_val_loss`` consistent. Folders are written under a temporary
+name and renamed into place, so a crash never leaves a half-written checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,9 @@ from safetensors.torch import load_file, save_file
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 
-__all__ = ["CHECKPOINT_VERSION", "load_checkpoint_state", "save_checkpoint"]
+log = logging.getLogger(__name__)
+
+__all__ = ["CHECKPOINT_VERSION", "load_checkpoint_state", "restore_best_model", "save_checkpoint"]
 
 CHECKPOINT_VERSION = 1
 
@@ -33,11 +40,22 @@ def save_checkpoint(
     scheduler: Any,
     predictor: torch.nn.Module | None,
     state: dict[str, Any],
+    scaler: torch.amp.GradScaler | None = None,
+    best_model: Path | None = None,
 ) -> Path:
-    """Write a resumable checkpoint folder at ``target`` (atomically)."""
+    """Write a resumable checkpoint folder at ``target`` (atomically).
+
+    Args:
+        state: JSON-ready trainer state (epoch, step, best, best_epoch, history).
+        scaler: the loss scaler; its state (scalars only; empty when disabled) is saved.
+        best_model: a saved best model of an earlier epoch, copied in as ``best_model/``;
+            ``None`` when ``model`` itself is the best so far (or there is none).
+    """
 
     def write(tmp: Path) -> None:
         model.save(tmp / "model")
+        if best_model is not None:
+            shutil.copytree(best_model, tmp / "best_model")
         save_optimizer_state(optimizer, tmp)
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -47,7 +65,8 @@ def save_checkpoint(
         if predictor is not None:
             weights = {k: v.detach().cpu().contiguous() for k, v in predictor.state_dict().items()}
             save_file(weights, str(tmp / "predictor.safetensors"))
-        full = {"format_version": CHECKPOINT_VERSION, **state, "scheduler": scheduler.state_dict()}
+        full = {"format_version": CHECKPOINT_VERSION, **state, "scheduler": scheduler.state_dict(),
+                "grad_scaler": scaler.state_dict() if scaler is not None else {}}
         (tmp / "trainer_state.json").write_text(json.dumps(full), encoding="utf-8")
 
     return atomic_folder(target, write, replace_if_contains=("trainer_state.json",))
@@ -59,8 +78,12 @@ def load_checkpoint_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     predictor: torch.nn.Module | None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, Any]:
-    """Restore optimiser, scheduler, RNG and predictor from ``folder``; return the trainer state.
+    """Restore optimiser, scheduler, RNG, predictor and loss scaler from ``folder``; return the trainer state.
+
+    A checkpoint without scaler state (written without fp16 scaling, or by an older version)
+    leaves an enabled ``scaler`` at its initial scale, with a warning.
 
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint.
@@ -85,4 +108,35 @@ def load_checkpoint_state(
         if not pfile.is_file():
             raise ValueError(f"checkpoint {folder} has no predictor head but the run uses one")
         predictor.load_state_dict(load_file(str(pfile)))
+    if scaler is not None and scaler.is_enabled():
+        saved = state.get("grad_scaler") or {}
+        if saved:
+            scaler.load_state_dict(saved)
+        else:
+            log.warning("checkpoint %s has no loss-scaler state; fp16 scaling restarts from its initial scale", folder)
     return state
+
+
+def restore_best_model(folder: Path, state: dict[str, Any], target: Path) -> bool:
+    """Copy the best model of checkpoint ``folder`` to ``target`` (atomically); ``False`` if it has none.
+
+    The best model is ``folder/model`` when ``state["best_epoch"]`` is the checkpoint's own
+    epoch, else ``folder/best_model``. Checkpoints written before ``best_epoch`` existed, or
+    before any finite validation loss, have none.
+    """
+    best_epoch = state.get("best_epoch")
+    if best_epoch is None:
+        return False
+    source = folder / ("model" if best_epoch == state.get("epoch") else "best_model")
+    if not (source / "config.json").is_file():
+        return False
+
+    def write(tmp: Path) -> None:
+        for entry in source.iterdir():
+            if entry.is_dir():
+                shutil.copytree(entry, tmp / entry.name)
+            else:
+                shutil.copy2(entry, tmp / entry.name)
+
+    atomic_folder(target, write, replace_if_contains=("head.safetensors",))
+    return True

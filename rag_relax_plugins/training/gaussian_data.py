@@ -8,8 +8,9 @@ Inputs:
 - raw documents (``.txt``: one document per paragraph, separated by blank lines; or a folder of
   ``.txt`` files; or JSONL with a ``text`` field and ``"kind": "documents"`` passed explicitly).
   Synthetic pairs follow the inverse cloze task (Lee et al., ACL 2019): one sentence of the
-  document is the query and the rest of the document the positive; a random other document is
-  the optional negative.
+  document is the query and the rest of the document the positive; a random other document *of
+  the same split* is the optional negative (so no validation or test positive is ever a
+  training negative).
 
 Malformed rows are reported with their line number (never skipped). Outputs in ``output_dir``:
 ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` and ``eval.json`` (``corpus``, ``queries``,
@@ -31,7 +32,16 @@ from typing import Any
 
 from rag_relax_plugins._io import atomic_write_json
 
-__all__ = ["Pair", "load_eval_file", "load_pairs", "prepare_data", "read_documents", "split_pairs", "synthesize_pairs"]
+__all__ = [
+    "Pair",
+    "add_negatives",
+    "load_eval_file",
+    "load_pairs",
+    "prepare_data",
+    "read_documents",
+    "split_pairs",
+    "synthesize_pairs",
+]
 
 
 @dataclass(frozen=True)
@@ -185,7 +195,9 @@ def synthesize_pairs(docs: Sequence[str], *, negatives: bool = False, seed: int 
     A document with a single sentence gives (first half of its words, the whole document). With
     ``negatives``, each pair's negative is the *positive* text of a random other document, so
     every text of the evaluation corpus has the same form (no full document that still contains
-    a query sentence verbatim).
+    a query sentence verbatim). The negatives come from all of ``docs``: split first and use
+    :func:`add_negatives` per split to keep held-out documents out of the training negatives
+    (what :func:`prepare_data` does).
 
     Args:
         docs: ``N`` non-empty documents.
@@ -214,6 +226,33 @@ def synthesize_pairs(docs: Sequence[str], *, negatives: bool = False, seed: int 
             neg = base[k if k < i else k + 1][1]
         pairs.append(Pair(query, positive, neg))
     return pairs
+
+
+def add_negatives(pairs: Sequence[Pair], *, pool: Sequence[Pair] | None = None, seed: int = 0) -> list[Pair]:
+    """Give every pair the positive of another pair as its negative (same form as the corpus).
+
+    Args:
+        pairs: the pairs of one split; their existing negatives are replaced.
+        pool: pairs whose positives are drawn from; ``None`` uses ``pairs`` themselves. A pair's
+            own positive is never its negative.
+        seed: seed of the draws.
+
+    Returns:
+        New pairs; a pair whose pool holds no other positive keeps ``negative=None``.
+    """
+    candidates = list(dict.fromkeys(p.positive for p in (pairs if pool is None else pool)))
+    index = {c: i for i, c in enumerate(candidates)}
+    rng = random.Random(seed)
+    out = []
+    for p in pairs:
+        own = index.get(p.positive)
+        n = len(candidates) - (own is not None)  # candidates other than the pair's own positive
+        neg = None
+        if n > 0:
+            k = rng.randrange(n)
+            neg = candidates[k + 1 if own is not None and k >= own else k]
+        out.append(Pair(p.query, p.positive, neg))
+    return out
 
 
 def split_pairs(pairs: Sequence[Pair], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), *, seed: int = 0) -> tuple[list[Pair], list[Pair], list[Pair]]:
@@ -292,7 +331,9 @@ def prepare_data(
         output_dir: created if needed.
         kind: ``"pairs"``, ``"documents"`` or ``"auto"`` (``.txt`` and folders are documents).
         fractions: train / val / test fractions.
-        negatives: for documents, add a random other document as the negative.
+        negatives: for documents, add as the negative a random other document of the same
+            split (a single-pair validation or test split draws from the training documents,
+            never the reverse).
         seed: shuffling and synthesis seed.
 
     Returns:
@@ -304,10 +345,17 @@ def prepare_data(
     if kind == "pairs":
         pairs = load_pairs(src)
     elif kind == "documents":
-        pairs = synthesize_pairs(read_documents(src), negatives=negatives, seed=seed)
+        docs = read_documents(src)
+        if negatives and len(docs) < 2:
+            raise ValueError("negatives need at least 2 documents")
+        pairs = synthesize_pairs(docs, seed=seed)
     else:
         raise ValueError(f"kind must be 'auto', 'pairs' or 'documents', got {kind!r}")
     train, val, test = split_pairs(pairs, fractions, seed=seed)
+    if kind == "documents" and negatives:  # within each split: held-out positives never train
+        train = add_negatives(train, seed=seed)
+        val, test = (add_negatives(part, pool=part if len(part) > 1 else part + train, seed=seed + k)
+                     for k, part in ((1, val), (2, test)))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"train": out / "train.jsonl", "val": out / "val.jsonl", "test": out / "test.jsonl", "eval": out / "eval.json"}

@@ -33,7 +33,11 @@ from rag_relax_plugins._io import atomic_write_json
 from rag_relax_plugins.core.device import autocast, resolve_device, supports_dtype
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
-from rag_relax_plugins.training.gaussian_checkpoint import load_checkpoint_state, save_checkpoint
+from rag_relax_plugins.training.gaussian_checkpoint import (
+    load_checkpoint_state,
+    restore_best_model,
+    save_checkpoint,
+)
 from rag_relax_plugins.training.gaussian_data import Pair, load_pairs
 from rag_relax_plugins.training.gaussian_objective import (
     TrainConfig,
@@ -82,6 +86,43 @@ def _val_loss(model: GaussianEmbedder, pairs: Sequence[Pair], cfg: TrainConfig, 
     return total / count if count else float("nan")
 
 
+def _same_backbone(a: str | None, b: str | None) -> bool:
+    """Two backbone references name the same thing (folders compared as resolved paths)."""
+    if a is None or b is None or a.startswith("hashing:") or b.startswith("hashing:"):
+        return a == b
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _check_against_model(cfg: TrainConfig, model: GaussianEmbedder, source: str, *, settable: bool) -> None:
+    """Refuse options of ``cfg`` that the model actually trained would silently ignore.
+
+    ``output_dim`` / ``geometry`` / ``backbone`` are checked when set (not ``None``). With
+    ``settable=False`` (a model passed to :func:`train`), ``dropout`` and
+    ``freeze_early_layers`` are checked too, unless they keep the :class:`TrainConfig` default
+    (then the model's own values are used); with ``init_model`` / ``resume_from`` they are
+    applied to the loaded model instead.
+    """
+    for name in ("output_dim", "geometry"):
+        want = getattr(cfg, name)
+        if want is not None and want != getattr(model.config, name):
+            raise ValueError(f"{name}={want!r} differs from the {source}'s {getattr(model.config, name)!r}")
+    if cfg.backbone is not None and not any(
+        _same_backbone(cfg.backbone, b) for b in (model.base_backbone, model.config.backbone)
+    ):
+        raise ValueError(f"backbone={cfg.backbone!r} differs from the {source}'s backbone "
+                         f"{model.base_backbone or 'offline MiniLM'!r}: drop the backbone option (the model brings its own)")
+    if settable:
+        return
+    defaults = TrainConfig()
+    if cfg.dropout not in (defaults.dropout, model.config.dropout):
+        raise ValueError(f"dropout={cfg.dropout!r} differs from the {source}'s {model.config.dropout!r}")
+    have = (model.config.freeze, model.config.freeze_layers if model.config.freeze == "first_n" else 0)
+    want_freeze = cfg.freeze_fields()
+    if cfg.freeze_early_layers != defaults.freeze_early_layers and (want_freeze["freeze"], want_freeze["freeze_layers"]) != have:
+        raise ValueError(f"freeze_early_layers={cfg.freeze_early_layers!r} differs from the {source}'s freezing "
+                         f"(freeze={have[0]!r}, freeze_layers={have[1]})")
+
+
 def _build_model(cfg: TrainConfig, dev: torch.device) -> GaussianEmbedder:
     """A new model, a fine-tuning start (``init_model``) or the checkpoint's model."""
     source = cfg.init_model if cfg.init_model is not None else (
@@ -90,10 +131,7 @@ def _build_model(cfg: TrainConfig, dev: torch.device) -> GaussianEmbedder:
     if source is None:
         return GaussianEmbedder(cfg.model_config(), device=dev)
     model = GaussianEmbedder.load(source, device=dev, dropout=cfg.dropout, **cfg.freeze_fields())
-    for name in ("output_dim", "geometry"):
-        want = getattr(cfg, name)
-        if want is not None and want != getattr(model.config, name):
-            raise ValueError(f"{name}={want!r} differs from the saved model's {getattr(model.config, name)!r} ({source})")
+    _check_against_model(cfg, model, f"saved model ({source})", settable=True)
     return model
 
 
@@ -103,7 +141,9 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     Args:
         cfg: all options.
         model: an already built model to train instead of building one from ``cfg`` (not
-            allowed together with ``resume_from`` or ``init_model``).
+            allowed together with ``resume_from`` or ``init_model``). Its own dropout and
+            freezing are used: ``cfg.output_dim`` / ``geometry`` / ``backbone`` must match it
+            when set, ``cfg.dropout`` / ``freeze_early_layers`` when changed from their defaults.
 
     Returns:
         ``{"history", "output_dir", "steps", "best_val_loss", "steps_per_second"}``.
@@ -145,7 +185,10 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
     amp = None if cfg.mixed_precision == "no" else cfg.mixed_precision
     if amp is not None and not supports_dtype(dev, torch.bfloat16 if amp == "bf16" else torch.float16):
         log.warning("mixed_precision=%s is not supported on %s; training in float32", amp, dev)
-    model = _build_model(cfg, dev) if model is None else model
+    if model is None:
+        model = _build_model(cfg, dev)
+    else:
+        _check_against_model(cfg, model, "model passed to train()", settable=False)
     model.to(dev).train()
     had_cache = model.prefix_cache is not None
     if cfg.cache_frozen_prefix:
@@ -167,12 +210,20 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, warmup_steps=cfg.warmup_steps, total_steps=total))
+    # fp16 loss scaling on CUDA only; on MPS fp16 autocast runs unscaled (bf16 is the safer choice)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16" and dev.type == "cuda")
+    if amp == "fp16" and dev.type == "mps":
+        log.warning("mixed_precision=fp16 on MPS runs without loss scaling; prefer bf16")
     history: dict[str, list[float]] = {"step_loss": [], "train_loss": [], "val_loss": []}
-    start_epoch, step, best = 0, 0, float("inf")
+    start_epoch, step, best, best_epoch = 0, 0, float("inf"), None
     if cfg.resume_from is not None:
-        state = load_checkpoint_state(Path(cfg.resume_from), optimizer=opt, scheduler=sched, predictor=predictor)
+        state = load_checkpoint_state(Path(cfg.resume_from), optimizer=opt, scheduler=sched, predictor=predictor,
+                                      scaler=scaler)
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+        best_epoch = state.get("best_epoch")
+        if not restore_best_model(Path(cfg.resume_from), state, out / "best_model") and math.isfinite(best):
+            log.warning("checkpoint %s holds no best model (older format): best_model/ will not match "
+                        "best_val_loss %.5f unless a later epoch improves on it", cfg.resume_from, best)
         log.info("resumed from %s at epoch %d, step %d", cfg.resume_from, start_epoch, step)
     atomic_write_json(out / "train_config.json", cfg.to_dict())
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train", unit="step")
@@ -219,19 +270,22 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
         history["val_loss"].append(val)
         log.info("epoch %d train_loss %.5f val_loss %.5f", epoch + 1, history["train_loss"][-1], val)
         if val < best:
-            best = val
+            best, best_epoch = val, epoch + 1
             model.save(out / "best_model")
         if cfg.save_checkpoints:
-            state = {"epoch": epoch + 1, "step": step, "best": best, "history": history}
+            state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history}
+            earlier_best = out / "best_model" if best_epoch is not None and best_epoch != epoch + 1 else None
             save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", model=model, optimizer=opt, scheduler=sched,
-                            predictor=predictor, state=state)
+                            predictor=predictor, state=state, scaler=scaler, best_model=earlier_best)
     elapsed = time.perf_counter() - t_start
     bar.close()
     if not had_cache:  # a cache the caller enabled (e.g. shared across runs) stays
         model.disable_prefix_cache()
     model.save(out / "final_model")
-    if not (out / "best_model").exists():  # e.g. resumed after the last epoch
+    if not (out / "best_model").exists():  # no finite loss, or an old checkpoint without its best model
         model.save(out / "best_model")
+        if history["val_loss"]:
+            best = history["val_loss"][-1]  # what best_model/ now holds
     _plot(history, out / "loss_curves.png")
     atomic_write_json(out / "history.json", history, indent=None)
     return {"history": history, "output_dir": str(out), "steps": step, "best_val_loss": best,

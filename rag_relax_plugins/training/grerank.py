@@ -147,6 +147,32 @@ def _reranker(cfg: GRerankConfig) -> GumbelReranker:
     )
 
 
+def _load_checkpoint_weights(reranker: GumbelReranker, folder: Path) -> None:
+    """Load the scorer weights of checkpoint ``folder`` into a caller-supplied ``reranker``."""
+    from safetensors.torch import load_file
+
+    file = folder / "reranker" / "model.safetensors"
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {folder} (expected reranker/model.safetensors inside)")
+    reranker.scorer.load_state_dict(load_file(str(file), device=str(reranker.device)))
+
+
+def _apply_selection(reranker: GumbelReranker, cfg: GRerankConfig) -> None:
+    """Make the reranker's ``k``, ``mode``, ``tau``, ``kappa`` those of ``cfg`` (what
+    ``train_config.json`` records), logging any value that was different."""
+    wanted = {"k": cfg.k, "mode": cfg.mode, "tau": cfg.tau, "kappa": cfg.kappa}
+    changed = {name: (getattr(reranker, name), v) for name, v in wanted.items() if getattr(reranker, name) != v}
+    if changed:
+        log.info("G-Rerank uses the config's selection settings (reranker -> config): %s", changed)
+    reranker.k, reranker.mode, reranker.tau, reranker.kappa = cfg.k, cfg.mode, cfg.tau, cfg.kappa
+
+
+def _group_size(pos: int, n: int, accum: int) -> int:
+    """Questions in the accumulation group of epoch position ``pos``: ``accum``, or fewer for the
+    last, partial group of an epoch (so every optimiser step averages over its own questions)."""
+    return min(accum, n - (pos // accum) * accum)
+
+
 def _optimizer(reranker: GumbelReranker, cfg: GRerankConfig) -> torch.optim.Optimizer:
     head: list[torch.nn.Parameter] = []
     body: list[torch.nn.Parameter] = []
@@ -205,7 +231,9 @@ def train_grerank(
         cfg: the run options.
         examples: training questions (default: the first ``train_size`` rows of the shared file,
             cut to ``max_train_rows``).
-        reranker: a reranker to train in place (default: built from ``cfg``).
+        reranker: a reranker to train in place (default: built from ``cfg``). Its ``k``, ``mode``,
+            ``tau`` and ``kappa`` are set to ``cfg``'s (as recorded in ``train_config.json``); with
+            ``cfg.resume_from`` the checkpoint's scorer weights are loaded into it.
         reader: a :class:`~rag_relax_plugins.readers.causal_lm.CausalLMReader` (default: built
             from ``cfg`` when ``supervision="reader"``).
 
@@ -227,7 +255,11 @@ def train_grerank(
     if not examples:
         raise ValueError("no training examples")
     torch.manual_seed(cfg.seed)
-    reranker = reranker if reranker is not None else _reranker(cfg)
+    if reranker is None:
+        reranker = _reranker(cfg)
+    elif cfg.resume_from is not None:
+        _load_checkpoint_weights(reranker, Path(cfg.resume_from))
+    _apply_selection(reranker, cfg)
     if cfg.supervision == "reader" and reader is None:
         from rag_relax_plugins.readers.causal_lm import CausalLMReader
 
@@ -291,7 +323,7 @@ def train_grerank(
                     generator=gen,
                 )
             if loss is not None:
-                (loss / cfg.grad_accum_steps).backward()
+                (loss / _group_size(pos, n, cfg.grad_accum_steps)).backward()
                 acc += float(loss.detach())
                 acc_n += 1
             seen += 1

@@ -7,8 +7,9 @@ gold ones and 8 distractors (natural hard negatives); the HotpotQA evidence file
 
 When the backbone is frozen its token vectors never change, so :class:`TokenCache` computes them
 once (batched, under inference mode) and stores them packed in ``float16`` (half the memory; the
-projection runs in ``float32``). A cache file is named by a fingerprint of the backbone, marker,
-``max_seq_length`` and the texts, so a stale cache is never reused.
+projection runs in ``float32``). A cache file is named by a fingerprint of the encoder actually
+used (class, model path, its own truncation length, seed and settings, trained-layer weights), the
+marker, the config's ``max_seq_length`` and the texts, so a stale cache is not reused.
 """
 
 from __future__ import annotations
@@ -106,15 +107,33 @@ def evidence_groups(items: Sequence[HotpotEvidence], queries: TextTable, texts: 
     return out
 
 
+# encoder attributes that determine its token vectors (those it has are part of the fingerprint)
+_ENCODER_KEYS = ("model_path", "max_seq_length", "dim", "seed", "ngram_range", "char_ngram_range", "normalize")
+
+
 def _fingerprint(reranker: MaxSimReranker, marker: str, texts: Sequence[str]) -> str:
+    """Key of the vectors of ``texts``: the encoder actually used (class, model path, effective
+    truncation length, seed and other settings), the weights of any trained backbone layers, the
+    marker, the config's length and token size, and the texts."""
     h = hashlib.sha256()
+    enc = reranker.encoder
+    encoder = {"class": f"{type(enc).__module__}.{type(enc).__qualname__}"}
+    for key in _ENCODER_KEYS:
+        value = getattr(enc, key, None)
+        if value is not None:
+            encoder[key] = str(value)
     meta = {
-        "backbone": str(getattr(reranker.encoder, "model_path", type(reranker.encoder).__name__)),
+        "encoder": encoder,
         "marker": marker,
         "max_seq_length": reranker.config.max_seq_length,
         "token_dim": reranker.config.token_dim,
+        "trained_layers": reranker.config.trained_layers,
     }
     h.update(json.dumps(meta, sort_keys=True).encode())
+    if reranker.config.trained_layers:  # fine-tuned top layers: their weights shape the vectors
+        for name, p in sorted(reranker.trainable_backbone_parameters(reranker.config.trained_layers).items()):
+            h.update(name.encode())
+            h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     for t in texts:
         h.update(t.encode("utf-8"))
         h.update(b"\x00")

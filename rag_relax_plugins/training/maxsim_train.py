@@ -20,7 +20,9 @@ wraps it::
 
 Writes ``train_config.json``, ``training.log``, ``checkpoint_epoch_N/`` (reranker, optimiser
 state, trainer state), ``best_model/`` (best validation MRR), ``final_model/``, ``history.json``
-and ``loss_curves.png``; ``resume_from`` continues from a checkpoint.
+and ``loss_curves.png``; ``resume_from`` continues from a checkpoint. A run stopped by ``max_steps``
+inside an epoch writes that epoch's checkpoint with its position (batches done, their losses, the
+negative-sampling generator state), so a resume finishes the epoch instead of skipping its rest.
 """
 
 from __future__ import annotations
@@ -103,10 +105,26 @@ class MaxSimTrainConfig(DictConfig):
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps!r}")
 
-    def model_config(self, token_dim: int = 384) -> MaxSimConfig:
+    def model_config(self, token_dim: int | None = None) -> MaxSimConfig:
+        """The reranker config of this run; ``token_dim`` defaults to the backbone's hidden size
+        (read offline from its ``config.json``; 384, MiniLM's, for the default backbone)."""
+        if token_dim is None:
+            token_dim = _backbone_hidden_size(self.backbone)
         return MaxSimConfig(backbone=self.backbone, projection_dim=self.projection_dim,
                             max_seq_length=self.max_seq_length, token_dim=token_dim,
                             trained_layers=self.train_last_layers, seed=self.seed)
+
+
+def _backbone_hidden_size(backbone: str | None) -> int:
+    """Hidden size from a local backbone folder's ``config.json`` (384 without one: MiniLM)."""
+    file = Path(backbone) / "config.json" if backbone is not None else None
+    if file is None or not file.is_file():
+        return 384
+    meta = json.loads(file.read_text(encoding="utf-8"))
+    for key in ("hidden_size", "d_model", "dim"):
+        if isinstance(meta.get(key), int):
+            return int(meta[key])
+    return 384
 
 
 def group_info_nce(
@@ -316,22 +334,31 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
     total = per_epoch * cfg.epochs if cfg.max_steps is None else min(per_epoch * cfg.epochs, cfg.max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(1, total)))
     history: dict[str, list[float]] = {"step_loss": [], "train_loss": [], "val_mrr": []}
-    start_epoch, step, best = 0, 0, -math.inf
+    start_epoch, start_batch, step, best = 0, 0, 0, -math.inf
+    resumed_losses: list[float] = []  # losses of the batches done in start_epoch before a mid-epoch stop
+    resumed_rng: list[int] | None = None  # negative-sampling generator state at that stop
     if ck is not None:
         state = json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
         load_optimizer(opt, ck)
         sched.load_state_dict(state["scheduler"])
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
-        log.info("resumed from %s at epoch %d, step %d", ck, start_epoch, step)
+        start_batch = int(state.get("batch", 0))
+        resumed_losses, resumed_rng = list(state.get("epoch_losses", [])), state.get("negative_rng")
+        log.info("resumed from %s at epoch %d, batch %d, step %d", ck, start_epoch, start_batch, step)
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-maxsim")
     for epoch in range(start_epoch, cfg.epochs):
         if step >= total:
             break
         gen = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch)  # negative sampling
+        skip = start_batch if epoch == start_epoch else 0  # batches done before a mid-epoch stop
+        losses: list[float] = list(resumed_losses) if skip else []
+        if skip and resumed_rng is not None:
+            gen.set_state(torch.tensor(resumed_rng, dtype=torch.uint8))
         reranker.head.train()
-        losses: list[float] = []
-        for idx in _batches(len(groups), cfg.batch_size, cfg.seed, epoch):
+        batches = _batches(len(groups), cfg.batch_size, cfg.seed, epoch)
+        done = skip
+        for idx in batches[skip:]:
             loss = training_step_loss(reranker, [groups[i] for i in idx], cfg, gen=gen, queries=q_cache,
                                       texts=t_cache, query_strings=query_strings, text_strings=text_strings)
             opt.zero_grad(set_to_none=True)
@@ -343,9 +370,17 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
             history["step_loss"].append(losses[-1])
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            done += 1
             if step >= total:
                 break
         reranker.head.eval()
+        if done < len(batches) and cfg.save_checkpoints:
+            # stopped mid-epoch (max_steps): record the position, the epoch's losses so far and the
+            # sampling generator, before this partial epoch's summary enters the history, so that a
+            # resume finishes the epoch exactly as an uninterrupted run would
+            state = {"epoch": epoch, "batch": done, "epoch_losses": losses, "negative_rng": gen.get_state().tolist(),
+                     "step": step, "best": best, "history": history, "scheduler": sched.state_dict()}
+            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state)
         history["train_loss"].append(sum(losses) / max(1, len(losses)))
         val = (_validate(reranker, val_groups, q_cache=q_cache, t_cache=t_cache,
                          query_strings=query_strings, text_strings=text_strings)
@@ -355,7 +390,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         if val > best:
             best = val
             reranker.save(out / "best_model")
-        if cfg.save_checkpoints:
+        if cfg.save_checkpoints and done == len(batches):
             state = {"epoch": epoch + 1, "step": step, "best": best, "history": history, "scheduler": sched.state_dict()}
             save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state)
     bar.close()

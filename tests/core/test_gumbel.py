@@ -47,7 +47,19 @@ def ref_subset(scores, noise, k, tau, kappa):
             p = _softmax_list(a, tau)
             for i in range(n):
                 out[r][i] += p[i]
+        out[r] = ref_cap_at_one(list(out[r]), k)
     return out
+
+
+def ref_cap_at_one(x, k):
+    """Water-filling onto {m in [0, 1]^n, sum m = k}: cap, share the excess in proportion, repeat."""
+    x = list(x)
+    while max(x) > 1.0:
+        capped = [v >= 1.0 for v in x]
+        free = sum(v for v, c in zip(x, capped) if not c)
+        room = k - sum(capped)
+        x = [1.0 if c else v * room / free for v, c in zip(x, capped)]
+    return x
 
 
 # ---------- correctness ----------
@@ -71,6 +83,55 @@ def test_subset_matches_reference(seed):
     out = relaxed_topk(s, 3, mode="subset", tau=0.4, kappa=2.0, noise=noise)
     ref = ref_subset(s.numpy(), noise.numpy(), 3, 0.4, 2.0)
     np.testing.assert_allclose(out.numpy(), ref, atol=1e-10)
+
+
+def test_subset_mask_stays_in_unit_interval_and_sums_to_k():
+    # the rounds' sum alone would give [1.5, 0.25, 0.25] here (the old, uncapped behaviour)
+    m = relaxed_topk(torch.tensor([10.0, 0.0, 0.0], dtype=torch.float64), 2, mode="subset", tau=1.0, add_noise=False)
+    np.testing.assert_allclose(m.numpy(), [1.0, 0.5, 0.5], atol=1e-9)
+    g = torch.Generator().manual_seed(0)
+    for k, tau in ((1, 5.0), (2, 1.0), (4, 3.0), (9, 0.5), (10, 2.0)):
+        s = torch.randn(16, 10, generator=g, dtype=torch.float64) * 3
+        out = relaxed_topk(s, k, mode="subset", tau=tau, generator=g)
+        assert float(out.max()) <= 1.0 and float(out.min()) >= 0.0
+        np.testing.assert_allclose(out.sum(-1).numpy(), min(k, 10), atol=1e-9)
+    # the mask sums to k over valid items only, masked items stay at zero
+    valid = torch.tensor([[True, True, False, True, False]])
+    out = relaxed_topk(torch.tensor([[9.0, 0.0, 5.0, 0.0, 4.0]]), 2, mode="subset", mask=valid, add_noise=False)
+    assert float(out[~valid].abs().max()) < 1e-12 and abs(float(out.sum()) - 2) < 1e-5
+
+
+def test_subset_mask_is_accepted_by_the_reader_attention_mask():
+    from rag_relax_plugins.readers.dma import ReaderLayout, dma_attention_mask
+
+    seg = torch.tensor([-1, 0, 0, 1, 1, 2, 2, 3, 3])  # prefix, 3 documents, suffix
+    layout = ReaderLayout(
+        input_ids=torch.zeros(9, dtype=torch.long),
+        position_ids=torch.arange(9),
+        segment=seg,
+        num_docs=3,
+        answer_start=8,
+        variant="independent",
+    )
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        m = relaxed_topk(torch.randn(3, generator=g) * 3, 2, mode="subset", tau=1.0, generator=g)
+        bias = dma_attention_mask(layout, m)
+        assert bool(torch.isfinite(bias).any())
+        attention_log_mask(m)
+
+
+@pytest.mark.parametrize("tau", [0.7, 3.0])
+def test_gradcheck_subset_when_entries_are_capped(tau):
+    g = torch.Generator().manual_seed(1)
+    s = (torch.randn(3, 6, dtype=torch.float64, generator=g) * 3).requires_grad_()
+    noise = sample_gumbel((3, 6), like=s.detach(), generator=g)
+    fn = lambda x: relaxed_topk(x, 3, mode="subset", tau=tau, noise=noise)  # noqa: E731
+    out = fn(s)
+    assert bool((out.detach() == 1.0).any())  # the capped branch is exercised
+    assert torch.autograd.gradcheck(fn, (s,))
+    (grad,) = torch.autograd.grad((out * torch.randn_like(out)).sum(), s)
+    assert bool(torch.isfinite(grad).all())
 
 
 def test_straight_through_forward_is_hard_topk_of_perturbed_scores():
@@ -234,8 +295,7 @@ def test_mask_properties(n, b, data, tau, mode):
     out = relaxed_topk(s, k, mode=mode, tau=tau, generator=torch.Generator().manual_seed(seed))
     assert out.shape == (b, n)
     assert float(out.min()) >= -1e-9
-    if mode != "subset":
-        assert float(out.max()) <= 1 + 1e-9
+    assert float(out.max()) <= 1.0
     if mode == "l2x":
         assert bool((out.sum(-1) <= k + 1e-6).all())
     else:

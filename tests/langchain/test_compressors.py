@@ -184,3 +184,18 @@ def test_gumbel_from_saved_folder(tmp_path: Path, minilm_path: str) -> None:
     assert [d.id for d in out] == [f"d{r.index}" for r in ref]
     assert [d.metadata["rerank_score"] for d in out] == pytest.approx([r.score for r in ref], abs=1e-5)
     assert out[0].metadata["relevance_score"] == pytest.approx(relevance(ref[0].score), abs=1e-6)
+
+
+def test_gumbel_relevance_uses_the_wrapped_rerankers_mapping(minilm_path: str) -> None:
+    """Bi-encoder scorer: score = scale * cos, relevance = (cos + 1) / 2, not sigmoid(score)."""
+    from rag_relax_plugins.rerankers.gumbel import GumbelReranker as GumbelModel
+    from rag_relax_plugins.rerankers.gumbel import relevance
+
+    model = GumbelModel("bi", backbone=minilm_path, max_length=32, device="cpu", seed=3)
+    out = GumbelReranker(reranker=model, top_n=None).compress_documents(docs(), QUERY)
+    scale = float(model.scorer.log_scale.detach().exp())  # type: ignore[union-attr, operator]
+    for d in out:
+        raw = d.metadata["rerank_score"]
+        assert d.metadata["relevance_score"] == pytest.approx((raw / scale + 1) / 2, abs=1e-6)
+    raws = [d.metadata["rerank_score"] for d in out]
+    assert any(abs(d.metadata["relevance_score"] - relevance(r)) > 0.05 for d, r in zip(out, raws))

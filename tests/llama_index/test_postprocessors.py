@@ -187,3 +187,13 @@ def test_gumbel_from_saved_folder(tmp_path: Path, minilm_path: str) -> None:
     ref = model.rerank(QUERY, seen, top_n=2)
     assert [n.node.node_id for n in out] == [f"n{r.index}" for r in ref]
     assert [n.score for n in out] == pytest.approx([r.score for r in ref], abs=1e-5)
+
+
+def test_gumbel_relevance_uses_the_wrapped_rerankers_mapping(minilm_path: str) -> None:
+    from rag_relax_plugins.rerankers.gumbel import GumbelReranker as GumbelModel
+
+    model = GumbelModel("bi", backbone=minilm_path, max_length=32, device="cpu", seed=3)
+    post = GumbelRerank(reranker=model, top_n=2)
+    scale = float(model.scorer.log_scale.detach().exp())  # type: ignore[union-attr, operator]
+    for raw in (-0.5 * scale, 0.0, 0.9 * scale):
+        assert post.relevance(raw) == pytest.approx(model.relevance(raw)) == pytest.approx((raw / scale + 1) / 2)

@@ -82,6 +82,37 @@ def test_token_cache_matches_direct_encoding(tmp_path: Path) -> None:
     assert len(list(tmp_path.iterdir())) == 2
 
 
+def test_token_cache_is_keyed_by_the_encoder_actually_used(tmp_path: Path) -> None:
+    """Same config, different encoders (hashing seed; truncation length): never a shared cache file."""
+    from rag_relax_plugins.training.maxsim_data import _fingerprint
+
+    texts = ["alpha bravo charlie delta echo foxtrot golf hotel " * 3]
+    cfg = MaxSimConfig(projection_dim=None, token_dim=32)
+    a = MaxSimReranker(cfg, encoder=HashingEncoder(dim=32, seed=1))
+    b = MaxSimReranker(cfg, encoder=HashingEncoder(dim=32, seed=2))
+    ca = TokenCache.build(a, texts, marker="[D] ", cache_dir=tmp_path)
+    cb = TokenCache.build(b, texts, marker="[D] ", cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2
+    assert not torch.equal(ca.packed.tokens, cb.packed.tokens)
+    direct = b.backbone_tokens(texts, marker="[D] ").tokens
+    torch.testing.assert_close(cb.packed.tokens.float(), direct, atol=2e-3, rtol=2e-3)
+    # an encoder's own truncation length is part of the key (SentenceTransformerEncoder.max_seq_length)
+    long_enc, short_enc = HashingEncoder(dim=32, seed=1), HashingEncoder(dim=32, seed=1)
+    long_enc.max_seq_length, short_enc.max_seq_length = 256, 16  # type: ignore[attr-defined]
+    fl = _fingerprint(MaxSimReranker(cfg, encoder=long_enc), "[D] ", texts)
+    fs = _fingerprint(MaxSimReranker(cfg, encoder=short_enc), "[D] ", texts)
+    assert fl != fs
+    assert fl == _fingerprint(MaxSimReranker(cfg, encoder=long_enc), "[D] ", texts)  # deterministic
+
+
+def test_model_config_token_dim_follows_the_backbone(tmp_path: Path, minilm_path: str) -> None:
+    assert MaxSimTrainConfig().model_config().token_dim == 384
+    assert MaxSimTrainConfig(backbone=minilm_path).model_config().token_dim == 384
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 768}))
+    assert MaxSimTrainConfig(backbone=str(tmp_path)).model_config().token_dim == 768
+    assert MaxSimTrainConfig(backbone=str(tmp_path)).model_config(token_dim=32).token_dim == 32
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         MaxSimTrainConfig(batch_size=0)
@@ -125,6 +156,41 @@ def test_train_writes_outputs_improves_and_resumes_exactly(tmp_path: Path) -> No
     b = MaxSimReranker.load(tmp_path / "b" / "final_model", encoder=HashingEncoder(dim=DIM, seed=2))
     torch.testing.assert_close(a.head.proj.weight, b.head.proj.weight)  # type: ignore[union-attr]
     assert json.loads((tmp_path / "b" / "history.json").read_text())["step_loss"] == pytest.approx(hist["step_loss"])
+
+
+def test_resume_after_a_mid_epoch_stop_finishes_the_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """max_steps=2 inside a 4-batch epoch, then resume: the same batches and sampled negatives as an
+    uninterrupted run, step by step, and the same number of steps and epoch summaries."""
+    from rag_relax_plugins.training import maxsim_train
+
+    calls: list[tuple[list[int], torch.Tensor]] = []
+    real = maxsim_train.training_step_loss
+
+    def spy(reranker: MaxSimReranker, batch: list, cfg: MaxSimTrainConfig, **kw: object) -> torch.Tensor:
+        gen = kw["gen"]
+        assert isinstance(gen, torch.Generator)
+        calls.append(([g.query for g in batch], gen.get_state().clone()))
+        return real(reranker, batch, cfg, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(maxsim_train, "training_step_loss", spy)
+    groups, queries, texts = synthetic()  # 8 groups, batch 2: 4 steps per epoch
+    base = dict(epochs=2, batch_size=2, val_rows=0, train_rows=10, show_progress=False, hard_negatives=2)
+    full = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "full"), **base), groups, queries.texts,
+                        texts.texts, reranker=make_reranker())
+    full_calls, calls[:] = list(calls), []
+    train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "part"), max_steps=2, **base), groups,
+                 queries.texts, texts.texts, reranker=make_reranker())
+    ck = tmp_path / "part" / "checkpoint_epoch_1"
+    state = json.loads((ck / "trainer_state.json").read_text())
+    assert state["epoch"] == 0 and state["batch"] == 2 and len(state["epoch_losses"]) == 2
+    assert state["history"]["train_loss"] == []  # the partial epoch is not summarised in the checkpoint
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "part"), resume_from=str(ck), **base), groups,
+                       queries.texts, texts.texts, reranker=make_reranker())
+    assert res["steps"] == full["steps"] == 8
+    assert len(res["history"]["step_loss"]) == 8 and len(res["history"]["train_loss"]) == 2
+    assert len(calls) == len(full_calls) == 8
+    for (qa, ga), (qb, gb) in zip(calls, full_calls):
+        assert qa == qb and torch.equal(ga, gb)
 
 
 def test_train_rejects_bad_input(tmp_path: Path) -> None:

@@ -35,7 +35,10 @@ def make(minilm_path: str, seed: int = 0) -> GumbelReranker:
 
 
 def cfg(tmp: Path, **kw: object) -> GRerankConfig:
-    config: GRerankConfig = grerank_config(tmp, **kw)
+    """A test config whose selection settings match :func:`make` (k=1, tau=0.5): the trainer
+    applies the config's values to the reranker it is given."""
+    base: dict[str, object] = {"k": 1, "tau": 0.5, **kw}
+    config: GRerankConfig = grerank_config(tmp, **base)
     return config
 
 
@@ -67,14 +70,19 @@ def test_reader_signal_raises_gold_scores(minilm_path: str, tmp_path: Path) -> N
     assert len(hist["loss"]) == 12
 
 
-def test_resume_reproduces_an_uninterrupted_run(minilm_path: str, tmp_path: Path) -> None:
+def _full_and_interrupted(minilm_path: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """An uninterrupted run (its reranker) and the step-2 checkpoint of the same run stopped early."""
     full = make(minilm_path)
     train_grerank(cfg(tmp_path / "a"), examples=EXAMPLES, reranker=full, reader=FakeReader())
     part = make(minilm_path)
     train_grerank(
         cfg(tmp_path / "b", max_steps=2), examples=EXAMPLES, reranker=part, reader=FakeReader()
     )
-    ckpt = tmp_path / "b" / "checkpoint_step_2"
+    return full, tmp_path / "b" / "checkpoint_step_2"
+
+
+def test_resume_reproduces_an_uninterrupted_run(minilm_path: str, tmp_path: Path) -> None:
+    full, ckpt = _full_and_interrupted(minilm_path, tmp_path)
     assert (ckpt / "trainer_state.json").is_file() and (ckpt / "rng.safetensors").is_file()
     res = train_grerank(
         cfg(tmp_path / "b", resume_from=str(ckpt)), examples=EXAMPLES, reader=FakeReader()
@@ -151,3 +159,69 @@ def test_cli_command_is_registered() -> None:
     assert (
         args.command == "train-reranker" and args.max_steps == 3 and args.variant == "concatenated"
     )
+
+
+def test_config_selection_settings_are_applied_to_a_passed_reranker(
+    minilm_path: str, tmp_path: Path
+) -> None:
+    r = GumbelReranker(tiny_scorer(minilm_path), k=1, tau=0.5, kappa=1.0, device="cpu")
+    seen: list[tuple[int, str, float, float, float]] = []
+    orig = r.training_mask
+
+    def spy(scores: torch.Tensor, **kw: object) -> torch.Tensor:
+        m = orig(scores, **kw)  # type: ignore[arg-type]
+        seen.append((r.k, r.mode, r.tau, r.kappa, float(m.detach().sum())))
+        return m
+
+    r.training_mask = spy  # type: ignore[method-assign]
+    c = cfg(tmp_path, k=3, mode="subset", tau=4.0, kappa=8.0, max_steps=2)
+    train_grerank(c, examples=EXAMPLES[:2], reranker=r, reader=FakeReader())
+    assert seen and all(s[:4] == (3, "subset", 4.0, 8.0) for s in seen)
+    assert all(abs(s[4] - 3.0) < 1e-4 for s in seen)  # subset masks sum to k
+    logged = json.loads((tmp_path / "train_config.json").read_text())
+    saved = json.loads((tmp_path / "final_model" / "config.json").read_text())
+    for key in ("k", "mode", "tau", "kappa"):
+        assert logged[key] == saved[key] == getattr(c, key)
+
+
+def test_resume_with_a_fresh_reranker_loads_the_checkpoint_weights(
+    minilm_path: str, tmp_path: Path
+) -> None:
+    full, ckpt = _full_and_interrupted(minilm_path, tmp_path)
+    fresh = make(minilm_path, seed=1)  # different initial weights: they must be replaced
+    res = train_grerank(
+        cfg(tmp_path / "c", resume_from=str(ckpt)),
+        examples=EXAMPLES,
+        reranker=fresh,
+        reader=FakeReader(),
+    )
+    q, docs = EXAMPLES[0].question, EXAMPLES[0].paragraph_texts()
+    assert torch.allclose(fresh.score(q, docs), full.score(q, docs), atol=1e-5)
+    resumed = GumbelReranker.from_pretrained(res.model_dir)
+    assert torch.allclose(resumed.score(q, docs), full.score(q, docs), atol=1e-5)
+    assert len(res.history["loss"]) == 6
+
+
+def test_partial_last_accumulation_group_is_averaged_over_its_own_size(
+    minilm_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two questions with grad_accum_steps=4 (one partial group of 2) give the same gradient as
+    grad_accum_steps=2 (one full group of 2): both are the mean over the two questions."""
+    norms: list[float] = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def record(params: object, max_norm: float) -> torch.Tensor:
+        total = clip(params, max_norm)  # type: ignore[arg-type]
+        norms.append(float(total))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", record)
+    for accum in (4, 2):
+        train_grerank(
+            cfg(tmp_path / str(accum), grad_accum_steps=accum),
+            examples=EXAMPLES[:2],
+            reranker=make(minilm_path),
+            reader=FakeReader(),
+        )
+    assert len(norms) == 2 and norms[0] > 0
+    assert abs(norms[0] - norms[1]) < 1e-5 * norms[1]
