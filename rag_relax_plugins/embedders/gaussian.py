@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,11 @@ from rag_relax_plugins.embedders._gaussian_backbone import (
 )
 from rag_relax_plugins.embedders._prefix_cache import FrozenPrefixCache
 from rag_relax_plugins.embedders._texts import check_batch_size, check_texts
-from rag_relax_plugins.embedders.gaussian_config import GEOMETRIES, GaussianConfig
+from rag_relax_plugins.embedders.gaussian_config import GaussianConfig
+from rag_relax_plugins.embedders.gaussian_geometry import (
+    geometry_scores,
+    relevance_from_scores,
+)
 
 __all__ = [
     "EncoderBackbone",
@@ -64,59 +67,6 @@ def _absolute(backbone: str | None) -> str | None:
     if _is_local_folder(backbone) and Path(str(backbone)).expanduser().is_dir():
         return str(Path(str(backbone)).expanduser().resolve())
     return backbone
-
-
-def _check_geometry(geometry: object) -> str:
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
-    return str(geometry)
-
-
-def geometry_scores(queries: torch.Tensor, docs: torch.Tensor, geometry: str) -> torch.Tensor:
-    """Similarity scores under ``geometry`` (higher is better).
-
-    Args:
-        queries: ``(B, D) x float``.
-        docs: ``(N, D) x float``.
-        geometry: ``"euclidean"`` (minus the L2 distance) or ``"inner_product"``.
-
-    Returns:
-        ``(B, N) x float`` on the inputs' device.
-    """
-    geometry = _check_geometry(geometry)
-    if queries.dim() != 2 or docs.dim() != 2:
-        raise ValueError(
-            f"queries and docs must be 2-D, got shapes {tuple(queries.shape)} and {tuple(docs.shape)}"
-        )
-    if queries.shape[-1] != docs.shape[-1]:
-        raise ValueError(
-            f"queries and docs must share the last dimension, got {queries.shape[-1]} and {docs.shape[-1]}"
-        )
-    if geometry == "euclidean":
-        # exact distances (cdist's matmul shortcut loses precision for nearby points)
-        return -torch.cdist(queries, docs, compute_mode="donot_use_mm_for_euclid_dist")
-    return queries @ docs.T
-
-
-def relevance_from_scores(scores: torch.Tensor, geometry: str, dim: int) -> torch.Tensor:
-    """Map raw scores to relevances in ``[0, 1]`` (monotone, so rankings are unchanged).
-
-    - ``"euclidean"`` (score ``= -dist``): ``exp(-dist^2 / (2 D))``: 1 for identical vectors,
-      ``exp(-1)`` for two independent ``N(0, I_D)`` vectors.
-    - ``"inner_product"``: ``sigmoid(score / sqrt(D))``: the inner product of two independent
-      ``N(0, I_D)`` vectors has standard deviation ``sqrt(D)``.
-
-    Args:
-        scores: ``(...) x float`` raw scores from :func:`geometry_scores`.
-        geometry: the geometry that produced them.
-        dim: embedding dimension ``D`` (>= 1).
-    """
-    geometry = _check_geometry(geometry)
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
-    if geometry == "euclidean":
-        return torch.exp(-(scores**2) / (2 * dim))
-    return torch.sigmoid(scores / math.sqrt(dim))
 
 
 class ProjectionHead(nn.Module):
