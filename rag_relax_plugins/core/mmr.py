@@ -22,7 +22,13 @@ import math
 
 import torch
 
-from rag_relax_plugins.core.validation import check_finite, check_floating, check_k, check_ndim
+from rag_relax_plugins.core.validation import (
+    check_finite,
+    check_floating,
+    check_k,
+    check_ndim,
+    check_positive,
+)
 
 __all__ = ["mmr_select", "mmr_select_by_embeddings", "mmr_select_mol", "mmr_select_reference"]
 
@@ -144,12 +150,9 @@ def mmr_select_mol(
         TypeError / ValueError: on a non-numeric or non-positive ``tau``, or as
             :func:`mmr_select_by_embeddings`.
     """
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
-        raise TypeError(f"tau must be a number, got {type(tau).__name__}")
-    if not math.isfinite(tau) or tau <= 0:
-        raise ValueError(f"tau must be a finite number > 0, got {tau}")
+    tau = check_positive("tau", tau)
     check_floating("scores", scores)
-    return mmr_select_by_embeddings(scores.to(torch.float64) * float(tau), embeddings, k, lambda_mult)
+    return mmr_select_by_embeddings(scores.to(torch.float64) * tau, embeddings, k, lambda_mult)
 
 
 def mmr_select_reference(

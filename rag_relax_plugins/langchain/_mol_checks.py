@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["IGNORED_SEARCH_KWARGS", "SEARCH_KWARGS", "as_matrix", "check_k", "check_search_kwargs", "copy_metadata"]
+__all__ = ["IGNORED_SEARCH_KWARGS", "SEARCH_KWARGS", "as_matrix", "check_search_kwargs", "copy_metadata"]
 
 SEARCH_KWARGS = frozenset({"filter", "strategy"})
 # common LangChain search kwargs that do not apply to a plain similarity search (``as_retriever``
@@ -32,14 +32,6 @@ def as_matrix(rows: Sequence[Sequence[float]], n: int, name: str) -> torch.Tenso
     if len(widths) != 1 or 0 in widths:
         raise ValueError(f"{name} must give non-empty vectors of one width, got widths {sorted(widths)}")
     return torch.tensor(rows if isinstance(rows, list) else list(rows), dtype=torch.float32)
-
-
-def check_k(k: object, name: str = "k") -> None:
-    """``k`` (or ``name``) must be an int >= 1."""
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"{name} must be >= 1, got {k}")
 
 
 def check_search_kwargs(kwargs: dict[str, Any]) -> None:

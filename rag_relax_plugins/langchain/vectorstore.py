@@ -30,10 +30,10 @@ from langchain_core.vectorstores import VectorStore
 
 from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
+from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.langchain._mol_checks import (
     as_matrix,
-    check_k,
     check_search_kwargs,
     copy_metadata,
 )
@@ -222,7 +222,7 @@ class MoLVectorStore(VectorStore):
         self, query: str, k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """``(document, raw MoL score)`` pairs, best first (``filter=`` / ``strategy=`` accepted)."""
-        check_k(k)
+        check_k("k", k)
         check_search_kwargs(kwargs)
         if not self._docs:
             return []
@@ -238,7 +238,7 @@ class MoLVectorStore(VectorStore):
         self, embedding: list[float], k: int = 4, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """``(document, raw MoL score)`` pairs for a query vector, best first."""
-        check_k(k)
+        check_k("k", k)
         check_search_kwargs(kwargs)
         with self._lock:
             scores, ids = self._search(embedding, k, kwargs.get("filter"), kwargs.get("strategy"))
@@ -253,7 +253,7 @@ class MoLVectorStore(VectorStore):
         self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
     ) -> list[Document]:
         """MMR over the ``fetch_k`` best documents (see :meth:`max_marginal_relevance_search_by_vector`)."""
-        check_k(k)
+        check_k("k", k)
         if not self._docs:
             return []
         return self.max_marginal_relevance_search_by_vector(
@@ -275,8 +275,8 @@ class MoLVectorStore(VectorStore):
         cosine of their document embeddings, so ``lambda_mult`` means the same for any ``tau``.
         See :func:`rag_relax_plugins.core.mmr.mmr_select_mol`.
         """
-        check_k(k)
-        check_k(fetch_k, "fetch_k")
+        check_k("k", k)
+        check_k("fetch_k", fetch_k)
         check_search_kwargs(kwargs)
         with self._lock:
             scores, ids = self._search(embedding, max(k, fetch_k), kwargs.get("filter"), kwargs.get("strategy"))
