@@ -251,6 +251,7 @@ def train_retrieval(
     item_probs = data.item_probs().to(dev) if cfg.logq_correction else None
     codes = data.relevant_codes()
     relevant = None if codes is None else codes.to(dev)
+    sampleable = data.num_sampleable()  # per run, not per step
     history: dict[str, Any] = {"step_loss": [], "step_parts": [], "epoch_loss": [], "eval": []}
     step = 0
     last_ckpt: Path | None = None
@@ -302,7 +303,7 @@ def train_retrieval(
                 loss, parts = training_step_loss(
                     model, data.queries[idx].to(dev), data.items[idx].to(dev), negs, cfg,
                     item_probs=item_probs, query_keys=keys, relevant_codes=relevant,
-                    num_sampleable=data.num_sampleable(),
+                    num_sampleable=sampleable,
                 )
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
