@@ -3,19 +3,27 @@
 A save never leaves a half-written file or folder where a reader looks:
 
 - :func:`atomic_write_text` / :func:`atomic_write_json` write a temporary file in the same folder,
-  flush it to disk, then ``os.replace`` it over the target (atomic on POSIX and Windows).
+  flush it to disk, then ``os.replace`` it over the target (atomic on POSIX and Windows) and
+  flush the folder.
 - :func:`atomic_folder` calls ``write(tmp)`` on a fresh temporary folder beside the target and
   swaps it in only after ``write`` returned. Replacing an existing folder takes two renames (old
   folder aside, new folder in); :func:`find_saved_folder` recovers the previous folder if a crash
   fell between them, so a reader always finds a complete save. Every saved folder holds a
   :data:`SAVE_MARKER` file, and an existing folder is only replaced when it is a save (never a
   folder of the user's that happens to be at the target path).
+
+Durability: file contents and folder entries are flushed to disk (``fsync``) before each rename
+makes them visible, and the parent folder after it, so a power loss cannot leave a renamed-in
+save with empty files. A backup a crash left between the two renames is deleted by the next
+successful save of the same folder. A temporary ``.<name>.tmp-*`` folder left by a process killed
+*during* ``write`` is never touched (it may belong to a save still running); delete it by hand.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -52,6 +60,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(target.parent)
     return target
 
 
@@ -63,6 +72,48 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
         ValueError: ``obj`` holds NaN or infinity.
     """
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (names created or renamed in it) to disk; POSIX only."""
+    if os.name != "posix":  # Windows cannot open a folder for fsync; NTFS journals renames
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # a few file systems refuse fsync on folders; the rename stays atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every regular file under ``folder``, then every folder (deepest first), to disk."""
+    flags = os.O_RDONLY if os.name == "posix" else os.O_RDWR  # Windows needs write access
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                continue
+            fd = os.open(path, flags)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(root))
+
+
+def _backups(folder: Path) -> list[Path]:
+    """The ``.<name>.old-XXXXXXXX`` siblings :func:`atomic_folder` made for ``folder``."""
+    if not folder.parent.is_dir():
+        return []
+    # mkdtemp's random suffix is [a-z0-9_]; a dot after it (".a.old-x.y") is someone else's
+    pattern = re.compile(rf"\.{re.escape(folder.name)}{re.escape(_OLD)}\w+")
+    return [
+        p
+        for p in folder.parent.iterdir()
+        if pattern.fullmatch(p.name) and p.is_dir() and not p.is_symlink()
+    ]
 
 
 def _is_empty(folder: Path) -> bool:
@@ -107,9 +158,11 @@ def atomic_folder(
     """Fill a temporary folder with ``write(tmp)``, then move it to ``target`` atomically.
 
     If ``write`` raises, the temporary folder is removed and an existing ``target`` is untouched.
-    An existing ``target`` is first renamed to a hidden ``.<name>.old-*`` sibling, the new folder
-    renamed into place, then the old one deleted; see :func:`find_saved_folder` for the recovery
-    of the instant between the two renames.
+    The new folder's files are flushed to disk (``fsync``) before any rename. An existing
+    ``target`` is then renamed to a hidden ``.<name>.old-*`` sibling, the new folder renamed into
+    place, the parent folder flushed and the old one deleted; see :func:`find_saved_folder` for
+    the recovery of the instant between the two renames. Backups that an earlier crash left
+    there are deleted once the new folder is in place.
 
     Every folder written gets a small JSON marker file :data:`SAVE_MARKER` (loaders ignore it).
     An existing ``target`` is replaced only when it is a save and nothing of the user's can be
@@ -156,17 +209,23 @@ def atomic_folder(
             and not _covered(target, tmp)
         ):
             raise _refuse(target)
+        _fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    stale = _backups(target)  # left by a crash between two renames; superseded by this save
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}{_OLD}", dir=target.parent))
         old.rmdir()  # only the unique name is wanted
         os.replace(target, old)
         os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(target.parent)
+        stale.append(old)
     else:
         os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    for backup in stale:
+        shutil.rmtree(backup, ignore_errors=True)
     return target
 
 
@@ -187,8 +246,8 @@ def find_saved_folder(folder: str | os.PathLike[str], marker: str = "config.json
     folder = Path(folder)
     if (folder / marker).is_file():
         return folder
-    if not folder.exists() and folder.parent.is_dir():
-        backups = [p for p in folder.parent.glob(f".{folder.name}{_OLD}*") if (p / marker).is_file()]
+    if not folder.exists():
+        backups = [p for p in _backups(folder) if (p / marker).is_file()]
         if backups:
             return max(backups, key=lambda p: p.stat().st_mtime)
     raise FileNotFoundError(f"no saved folder at {folder} (expected a {marker} inside it)")

@@ -3,17 +3,16 @@
 The :class:`~rag_relax_plugins.core.mol.MoLSimilarity` an index scores with is the caller's module:
 a training loop may switch it back to train mode (softmax dropout would then make search random
 and :class:`~rag_relax_plugins.index.ExactTwoPass` inexact) or cast it to another dtype. Every
-index operation therefore runs it under :func:`eval_mode` and checks its dtype first.
+index operation therefore runs it under :func:`~rag_relax_plugins.core.modes.eval_mode` (re-exported
+here) and checks its dtype first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
+from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
 
 __all__ = [
@@ -23,18 +22,6 @@ __all__ = [
     "eval_mode",
     "float32_features",
 ]
-
-
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` (and every submodule) in eval mode; restore each one's mode on exit."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def check_float32_module(name: str, module: nn.Module) -> None:

@@ -7,7 +7,8 @@ nested ``MetadataFilters`` and the ``NOT`` condition:
 - ``EQ NE GT GTE LT LTE`` compare the value; ``IN NIN`` test membership of the value in the
   filter's list; ``CONTAINS`` tests the filter value in a list-valued field, or as a substring
   of a string field (``SimpleVectorStore`` evaluates ``value in field`` for both); ``ANY ALL``
-  test a list of filter values against a list-valued field; ``TEXT_MATCH`` is a substring test
+  test each of a list of filter values the same way (member of a list-valued field, substring of
+  a string field) and need one of them / all of them; ``TEXT_MATCH`` is a substring test
   (``TEXT_MATCH_INSENSITIVE`` case-insensitive); ``IS_EMPTY`` matches missing, ``""`` or ``[]``;
 - an ordering between incomparable types (``"a" > 1``) is a non-match, not an error;
 - ``AND`` needs every filter, ``OR`` any, ``NOT`` none of them; an empty filter list matches all.
@@ -39,6 +40,17 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple, set)) else [value]
 
 
+def _contains(actual: Any, value: Any) -> bool:
+    """``value in actual`` as ``SimpleVectorStore`` evaluates it, without its ``TypeError``s.
+
+    A string field is searched for ``value`` as a substring (``value`` must be a string too); a
+    list-valued field for ``value`` as a member; any other field contains nothing.
+    """
+    if isinstance(actual, str):
+        return isinstance(value, str) and value in actual
+    return isinstance(actual, (list, tuple, set)) and value in actual
+
+
 def _one(flt: MetadataFilter, metadata: Mapping[str, Any]) -> bool:
     op = flt.operator
     value = flt.value
@@ -61,13 +73,11 @@ def _one(flt: MetadataFilter, metadata: Mapping[str, Any]) -> bool:
     if op == FilterOperator.NIN:
         return actual not in _as_list(value)
     if op == FilterOperator.CONTAINS:
-        if isinstance(actual, str):
-            return isinstance(value, str) and value in actual  # substring, as SimpleVectorStore
-        return isinstance(actual, (list, tuple, set)) and value in actual
+        return _contains(actual, value)
     if op == FilterOperator.ANY:
-        return isinstance(actual, (list, tuple, set)) and any(v in actual for v in _as_list(value))
+        return any(_contains(actual, v) for v in _as_list(value))
     if op == FilterOperator.ALL:
-        return isinstance(actual, (list, tuple, set)) and all(v in actual for v in _as_list(value))
+        return all(_contains(actual, v) for v in _as_list(value))
     if op in (FilterOperator.TEXT_MATCH, FilterOperator.TEXT_MATCH_INSENSITIVE):
         if not isinstance(actual, str) or not isinstance(value, str):
             return False

@@ -27,6 +27,7 @@ import torch
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.gumbel import RelaxedTopKMode, hard_topk_mask, relaxed_topk
+from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.validation import check_k, check_positive
 from rag_relax_plugins.rerankers.base import BaseReranker, check_candidates
 from rag_relax_plugins.rerankers.cross_encoder import PairScorer, build_scorer, load_scorer
@@ -126,16 +127,11 @@ class GumbelReranker(BaseReranker):
         query, docs = check_candidates(query, documents)
         if not docs:
             raise ValueError("documents must hold at least one candidate to score")
-        was_training = self.scorer.training
-        self.scorer.eval()
-        try:
-            with torch.inference_mode():
-                parts = [
-                    self.scorer(query, docs[i : i + self.batch_size]).float().cpu()
-                    for i in range(0, len(docs), self.batch_size)
-                ]
-        finally:
-            self.scorer.train(was_training)
+        with torch.inference_mode(), eval_mode(self.scorer):
+            parts = [
+                self.scorer(query, docs[i : i + self.batch_size]).float().cpu()
+                for i in range(0, len(docs), self.batch_size)
+            ]
         return torch.cat(parts)
 
     def relevance(self, score: float) -> float:

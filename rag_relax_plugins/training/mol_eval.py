@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.metrics import evaluate, paired_difference, rankings_from_scores
+from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.validation import check_finite, check_floating, check_k, check_ndim
 from rag_relax_plugins.training.mol_towers import TwoTowerModel
 
@@ -41,9 +42,7 @@ def score_all(model: TwoTowerModel, queries: torch.Tensor, *, batch_size: int = 
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         dev = next((p.device for p in model.parameters()), torch.device("cpu"))
         items = model.item_tower(torch.arange(model.num_items, device=dev))  # (N, Dx)
         out = []
@@ -52,8 +51,6 @@ def score_all(model: TwoTowerModel, queries: torch.Tensor, *, batch_size: int = 
             scores, _ = model.score(q, items)  # (b, N)
             out.append(scores.float().cpu())
         return torch.cat(out) if out else torch.zeros(0, model.num_items)
-    finally:
-        model.train(was_training)
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.training.mol_data import (
     NextItemData,
     OpenCorpusSplit,
@@ -192,19 +193,14 @@ def encode_hotpot(
 
 def _hotpot_scores(model: TwoTowerModel, query_features: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """``(Q, N)`` scores of new query features against every document of ``model``."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-            items = model.item_tower(torch.arange(model.num_items, device=dev))  # (N, D)
-            rows = [
-                model.score(query_features[s : s + batch_size].to(dev), items)[0].float().cpu()
-                for s in range(0, query_features.shape[0], batch_size)
-            ]
-        return torch.cat(rows)
-    finally:
-        model.train(was)
+    with torch.inference_mode(), eval_mode(model):
+        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+        items = model.item_tower(torch.arange(model.num_items, device=dev))  # (N, D)
+        rows = [
+            model.score(query_features[s : s + batch_size].to(dev), items)[0].float().cpu()
+            for s in range(0, query_features.shape[0], batch_size)
+        ]
+    return torch.cat(rows)
 
 
 def hotpot_cosine_metrics(features: HotpotFeatures) -> dict[str, float]:

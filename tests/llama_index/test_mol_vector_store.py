@@ -197,6 +197,12 @@ def test_filter_operators_prefilter_the_search(store: MoLVectorStore, flt: Metad
         MetadataFilter(key="animal", value="at", operator=F.CONTAINS),
         MetadataFilter(key="animal", value="cat", operator=F.CONTAINS),
         MetadataFilter(key="animal", value="x", operator=F.CONTAINS),
+        # ANY / ALL test each value like CONTAINS: members of a list, substrings of a string
+        MetadataFilter(key="tags", value=["pet", "nope"], operator=F.ANY),
+        MetadataFilter(key="tags", value=["pet", "small"], operator=F.ALL),
+        MetadataFilter(key="animal", value=["ca", "zz"], operator=F.ANY),
+        MetadataFilter(key="animal", value=["c", "t"], operator=F.ALL),
+        MetadataFilter(key="animal", value=["c", "zz"], operator=F.ALL),
     ],
 )
 def test_contains_matches_simple_vector_store(store: MoLVectorStore, flt: MetadataFilter) -> None:

@@ -166,3 +166,57 @@ def test_saves_made_before_the_marker_can_be_overwritten(tmp_path: Path) -> None
     assert sorted(p.name for p in older.iterdir()) == sorted([SAVE_MARKER, "config.json", "data.txt"])
     with pytest.raises(ValueError, match="replace_if_contains"):
         atomic_folder(older, _write("x"), replace_if_contains=("../x",))
+
+
+def test_the_next_save_deletes_the_backup_a_crash_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "model"
+    atomic_folder(target, _write("v1"))
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_die(src, dst):  # type: ignore[no-untyped-def]
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_folder(target, _write("v2"))
+    monkeypatch.setattr(os, "replace", real_replace)
+    (backup,) = [p for p in tmp_path.iterdir() if p.name.startswith(".model.old-")]
+    # names that only look alike are not backups of "model": never deleted
+    lookalikes = [tmp_path / ".model.old-abcdefgh.keep", tmp_path / "model.old-abcdefgh", tmp_path / ".model.older"]
+    for p in lookalikes:
+        p.mkdir()
+    atomic_folder(target, _write("v3"))  # the target is missing: the save recreates it
+    assert (target / "data.txt").read_text(encoding="utf-8") == "v3"
+    assert not backup.exists()
+    (unfinished,) = [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.tmp-")]  # never touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", unfinished, *(p.name for p in lookalikes)])
+    assert find_saved_folder(target) == target
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names fsync'd descriptors through /proc (Linux)")
+def test_files_reach_the_disk_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "model"
+    atomic_folder(target, _write("v1"))
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):  # type: ignore[no-untyped-def]
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_folder(target, _write("v2"))
+    first_replace = next(i for i, e in enumerate(events) if e[0] == "replace")
+    synced_before = {Path(p).name for kind, p in events[:first_replace] if kind == "fsync"}
+    assert {"data.txt", "config.json", SAVE_MARKER} <= synced_before
+    assert any(Path(p).name.startswith(".model.tmp-") for kind, p in events[:first_replace] if kind == "fsync")
+    assert events[-1] == ("fsync", str(tmp_path))  # the parent's new entries, after the renames
