@@ -67,6 +67,10 @@ def test_score_all_is_deterministic_and_restores_mode():
     b = score_all(model, torch.arange(7), batch_size=7)
     assert model.training
     torch.testing.assert_close(a, b)
+    # a submodule the caller keeps in eval mode (a frozen tower) stays there afterwards
+    model.query_tower.eval()
+    score_all(model, torch.arange(7))
+    assert model.training and model.item_tower.training and not model.query_tower.training
     # cosine is self-maximal: each row's best item is itself
     assert torch.equal(a.argmax(1), torch.arange(7))
 
