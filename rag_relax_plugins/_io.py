@@ -2,7 +2,7 @@
 
 A save never leaves a half-written file or folder where a reader looks:
 
-- :func:`atomic_write_text` / :func:`atomic_write_json` write a temporary file in the same folder,
+- :func:`atomic_write_bytes` / :func:`atomic_write_text` / :func:`atomic_write_json` write a temporary file in the same folder,
   flush it to disk, then ``os.replace`` it over the target (atomic on POSIX and Windows) and
   flush the folder.
 - :func:`atomic_folder` calls ``write(tmp)`` on a fresh temporary folder beside the target and
@@ -33,6 +33,7 @@ from typing import Any
 __all__ = [
     "SAVE_MARKER",
     "atomic_folder",
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "find_saved_folder",
@@ -47,13 +48,18 @@ _MARKER_NOTE = "written by rag_relax_plugins; the next save to this folder repla
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; creates the parent folder. Returns the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; creates the parent folder. Returns the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

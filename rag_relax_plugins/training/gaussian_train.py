@@ -33,6 +33,7 @@ from rag_relax_plugins._io import atomic_write_json
 from rag_relax_plugins.core.device import autocast, resolve_device, supports_dtype
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+from rag_relax_plugins.training._run_files import pyplot, save_png
 from rag_relax_plugins.training.gaussian_checkpoint import (
     load_checkpoint_state,
     restore_best_model,
@@ -294,13 +295,8 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
 
 def _plot(history: dict[str, list[float]], path: Path) -> None:
     """Loss curves (per optimiser step, and per epoch) as a PNG; skipped without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        log.warning('matplotlib not installed (pip install "rag-relax-plugins[plot]"): no loss curve PNG')
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     axes[0].plot(range(1, len(history["step_loss"]) + 1), history["step_loss"])
@@ -310,6 +306,4 @@ def _plot(history: dict[str, list[float]], path: Path) -> None:
     axes[1].plot(epochs, history["val_loss"], marker="o", label="val")
     axes[1].set(xlabel="epoch", ylabel="loss", title="per epoch")
     axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_png(fig, path)

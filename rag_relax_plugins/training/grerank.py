@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
 from rag_relax_plugins.readers.dma import ReaderLayout
 from rag_relax_plugins.rerankers.gumbel import DEFAULT_KAPPA, DEFAULT_TAU, GumbelReranker
+from rag_relax_plugins.training._run_files import prune_checkpoints, pyplot, save_png
 from rag_relax_plugins.training.grerank_checkpoint import load_checkpoint, save_checkpoint
 from rag_relax_plugins.training.grerank_eval import hotpot_split
 
@@ -355,7 +355,7 @@ def train_grerank(
                     generator=gen,
                     state=next_state,
                 )
-                _prune(out, cfg.keep_checkpoints)
+                prune_checkpoints(out, cfg.keep_checkpoints, current=step)
             if done:
                 break
     bar.close()
@@ -371,21 +371,10 @@ def train_grerank(
     )
 
 
-def _prune(out: Path, keep: int) -> None:
-    ckpts = sorted(out.glob("checkpoint_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
-    for old in ckpts[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def plot_curves(history: dict[str, list[float]], path: Path, *, title: str = "training") -> bool:
     """Loss per optimiser step (and a moving average) as a PNG; ``False`` without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib not installed: no curves PNG")
+    plt = pyplot()
+    if plt is None:
         return False
     loss = history.get("loss", [])
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -394,11 +383,7 @@ def plot_curves(history: dict[str, list[float]], path: Path, *, title: str = "tr
     if len(loss) >= w > 1:
         avg = torch.tensor(loss).unfold(0, w, 1).mean(dim=1).tolist()
         ax.plot(range(w, len(loss) + 1), avg, lw=1.8, label=f"moving average ({w})")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
+    ax.set(xlabel="optimiser step", ylabel="loss", title=title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
     return True

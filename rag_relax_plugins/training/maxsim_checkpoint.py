@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,9 @@ from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
+from rag_relax_plugins.training._run_files import pyplot, save_png
 
 __all__ = ["load_optimizer", "plot_history", "save_checkpoint"]
-
-log = logging.getLogger(__name__)
 
 
 def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
@@ -42,19 +40,12 @@ def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
 
 def plot_history(history: dict[str, list[float]], path: Path) -> None:
     """Loss per step and validation MRR per epoch as a PNG; skipped without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        log.warning("matplotlib not installed: no loss curve PNG")
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     axes[0].plot(history["step_loss"])
     axes[0].set(xlabel="optimiser step", ylabel="InfoNCE loss", title="training loss")
     axes[1].plot(range(1, len(history["val_mrr"]) + 1), history["val_mrr"], marker="o")
     axes[1].set(xlabel="epoch", ylabel="validation MRR (or -train loss)", title="selection metric")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_png(fig, path)

@@ -36,10 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from rag_relax_plugins.core.config_dict import DictConfig
-from rag_relax_plugins.core.metrics import evaluate
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
     MaxSimReranker,
@@ -52,6 +50,11 @@ from rag_relax_plugins.training.maxsim_checkpoint import (
     save_checkpoint,
 )
 from rag_relax_plugins.training.maxsim_data import QueryGroup, TokenCache
+from rag_relax_plugins.training.maxsim_objective import (
+    batch_scores,
+    evaluate_groups,
+    group_info_nce,
+)
 
 __all__ = ["MaxSimTrainConfig", "evaluate_groups", "group_info_nce", "train_maxsim"]
 
@@ -127,80 +130,6 @@ def _backbone_hidden_size(backbone: str | None) -> int:
     return 384
 
 
-def group_info_nce(
-    scores: torch.Tensor, gold: Sequence[Sequence[int]], *, temperature: float
-) -> torch.Tensor:
-    """InfoNCE with several positives per query, one softmax per (query, positive) pair.
-
-    Args:
-        scores: ``(B, C) x float`` scores of every query against every candidate of the batch.
-        gold: for each of the ``B`` queries, the columns of its positives (at least one each).
-        temperature: softmax temperature > 0.
-
-    Returns:
-        Scalar mean over pairs of ``-log softmax`` of the positive, where the row's candidates are
-        all columns except the query's other positives.
-    """
-    if scores.dim() != 2 or len(gold) != scores.shape[0]:
-        raise ValueError(f"scores must be (B, C) with B = len(gold) = {len(gold)}, got {tuple(scores.shape)}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    rows, targets = [], []
-    is_gold = torch.zeros_like(scores, dtype=torch.bool)
-    for b, cols in enumerate(gold):
-        if not cols:
-            raise ValueError(f"gold[{b}] must hold at least one positive column")
-        for c in cols:
-            rows.append(b)
-            targets.append(c)
-            is_gold[b, c] = True
-    r = torch.tensor(rows, device=scores.device)
-    t = torch.tensor(targets, device=scores.device)
-    drop = is_gold[r].clone()  # (P, C): the query's positives ...
-    drop[torch.arange(len(rows), device=scores.device), t] = False  # ... except this pair's one
-    logits = (scores[r] / temperature).masked_fill(drop, float("-inf"))
-    return F.cross_entropy(logits, t)
-
-
-def _batch_scores(
-    reranker: MaxSimReranker, q: tuple[torch.Tensor, torch.Tensor], docs: PackedTokens
-) -> torch.Tensor:
-    """``(B, C)`` scores from backbone query tokens ``(B, Lq, D)`` and packed document tokens."""
-    q_vecs = reranker.head(q[0]) * q[1][..., None]  # (B, Lq, d) zero at padding
-    return reranker.score_tokens(q_vecs, q[1], reranker.head(docs.tokens), docs.offsets)
-
-
-def evaluate_groups(
-    reranker: MaxSimReranker,
-    groups: Sequence[QueryGroup],
-    queries: TokenCache,
-    texts: TokenCache,
-    *,
-    metrics: Sequence[str] = ("recall@2", "recall@5", "mrr"),
-) -> dict[str, dict[str, float]]:
-    """Rank each group's candidates with the reranker's head over cached backbone tokens.
-
-    Returns:
-        ``{"all": {metric: mean}, <type>: {...}, ...}`` with ``"n"`` (questions) in each entry.
-    """
-    if not groups:
-        raise ValueError("groups must not be empty")
-    dev = reranker.device
-    rankings: list[list[str | int]] = []
-    with torch.inference_mode():
-        for g in groups:
-            q = queries.padded([g.query], dev)
-            s = _batch_scores(reranker, q, texts.gather(g.candidates, dev))[0]
-            rankings.append(torch.sort(s, descending=True, stable=True).indices.tolist())
-    qrels: list[dict[str | int, float]] = [{i: 1.0 for i in g.gold} for g in groups]
-    out: dict[str, dict[str, float]] = {}
-    for name in ["all", *sorted({g.type for g in groups})]:
-        keep = [i for i, g in enumerate(groups) if name in ("all", g.type)]
-        res = evaluate([rankings[i] for i in keep], [qrels[i] for i in keep], list(metrics), skip_empty=True)
-        out[name] = {**res, "n": float(len(keep))}
-    return out
-
-
 def _online_tokens(reranker: MaxSimReranker, texts: list[str], marker: str) -> PackedTokens:
     """Backbone token vectors with gradients (for ``train_last_layers > 0``)."""
     enc: Any = reranker.encoder
@@ -250,7 +179,7 @@ def training_step_loss(reranker: MaxSimReranker, batch: Sequence[QueryGroup], cf
         qp = _online_tokens(reranker, [query_strings[g.query] for g in batch], reranker.config.query_marker)
         docs = _online_tokens(reranker, [text_strings[c] for c in cols], reranker.config.document_marker)
         q = TokenCache(qp).padded(range(len(batch)), dev)  # type: ignore[arg-type]
-    scores = _batch_scores(reranker, q, docs)  # (B, C)
+    scores = batch_scores(reranker, q, docs)  # (B, C)
     return group_info_nce(scores, gold_cols, temperature=cfg.temperature)
 
 

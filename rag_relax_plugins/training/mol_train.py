@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.device import autocast, resolve_device
+from rag_relax_plugins.training._run_files import prune_checkpoints, pyplot, save_png
 from rag_relax_plugins.training.mol_checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -285,7 +285,7 @@ def train_retrieval(
         if scaler.is_enabled():
             state["grad_scaler"] = scaler.state_dict()
         path = save_checkpoint(Path(cfg.checkpoint_dir) / f"checkpoint_step_{step}", model, opt, state)
-        _prune(Path(cfg.checkpoint_dir), cfg.keep_checkpoints, current=step)
+        prune_checkpoints(Path(cfg.checkpoint_dir), cfg.keep_checkpoints, current=step)
         return path
 
     while step < stop:
@@ -338,36 +338,13 @@ def train_retrieval(
     return TrainResult(history=history, steps=step, checkpoint=last_ckpt)
 
 
-def _prune(directory: Path, keep: int, *, current: int) -> None:
-    """Keep the ``keep`` newest checkpoints up to step ``current`` (the one just written among them).
-
-    Checkpoints of later steps (left by an earlier run when this one resumed from an older
-    checkpoint) are neither counted nor deleted; a warning names them.
-    """
-    found = sorted(
-        (int(p.name.rsplit("_", 1)[1]), p)
-        for p in directory.glob("checkpoint_step_*")
-        if p.is_dir() and p.name.rsplit("_", 1)[1].isdigit()
-    )
-    later = [p.name for s, p in found if s > current]
-    if later:
-        log.warning("%s holds checkpoints past step %d from an earlier run: %s", directory, current, later)
-    for _, p in [(s, p) for s, p in found if s <= current][:-keep]:
-        shutil.rmtree(p, ignore_errors=True)
-
-
 def plot_loss_curve(history: dict[str, Any], path: str | Path, *, title: str = "MoL training") -> Path | None:
     """Write the per-step loss (and per-epoch eval metrics, if any) as a PNG (matplotlib, Agg).
 
     Returns the path, or ``None`` when matplotlib (the ``plot`` extra) is not installed.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning('matplotlib is not installed (pip install "rag-relax-plugins[plot]"): no loss curve PNG')
+    plt = pyplot()
+    if plt is None:
         return None
     evals = history.get("eval") or []
     fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(10 if evals else 5, 4), squeeze=False)
@@ -380,9 +357,4 @@ def plot_loss_curve(history: dict[str, Any], path: str | Path, *, title: str = "
             ax2.plot([e["epoch"] for e in evals], [e[key] for e in evals], marker="o", label=key)
         ax2.set(xlabel="epoch", title="evaluation")
         ax2.legend()
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_png(fig, path)
