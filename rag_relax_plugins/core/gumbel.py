@@ -68,12 +68,21 @@ def sample_gumbel(
         eps: clamp for the uniform draw, keeping the noise finite.
 
     Returns:
-        ``shape x like.dtype`` noise on ``like.device``.
+        ``shape x like.dtype`` noise on ``like.device``. For float16 / bfloat16 ``like`` the draw
+        and the logs run in float32 and the noise is then cast: drawn in half precision, ``U``
+        can round to 0 (infinite noise, float16) or have only 8 random bits (bfloat16 noise that
+        never exceeds 5.5).
     """
     check_floating("like", like)
-    u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    work = _work_dtype(like.dtype)
+    u = torch.rand(shape, generator=generator, device=like.device, dtype=work)
     u = u.clamp(min=eps, max=1.0 - eps)
-    return -torch.log(-torch.log(u))
+    return (-torch.log(-torch.log(u))).to(like.dtype)
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for the half-precision types (too coarse for logs of probabilities), else ``dtype``."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def _prepare(
@@ -156,44 +165,76 @@ def hard_topk_mask(scores: torch.Tensor, k: int, *, mask: torch.Tensor | None = 
     return out.squeeze(0) if squeeze else out
 
 
+def _log1m_softmax(z: torch.Tensor) -> torch.Tensor:
+    """``log(1 - softmax(z))`` along the last dim, exact even where a probability rounds to 1.
+
+    ``log1p(-p)`` is accurate for every entry but the row's largest, whose probability is the only
+    one that can exceed 1/2 (``p_i <= p_top`` and ``p_i + p_top <= 1``); for that entry
+    ``log(1 - p_top) = logsumexp(z_others) - logsumexp(z)``, which stays finite and exact when
+    ``p_top`` rounds to 1 (a clamp at ``tiny`` would cap the penalty at about -87 in float32).
+
+    Args:
+        z: ``(B, N) x float`` logits with at least two finite entries per row.
+
+    Returns:
+        ``(B, N)`` values ``<= 0``; gradients finite.
+    """
+    top = z.argmax(dim=-1, keepdim=True)  # (B, 1)
+    lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (B, 1)
+    p_rest = torch.exp(z - lse).scatter(-1, top, 0.0)  # (B, N) top entry zeroed, set below
+    log_top = torch.logsumexp(z.scatter(-1, top, float("-inf")), dim=-1, keepdim=True) - lse
+    return torch.log1p(-p_rest).scatter(-1, top, log_top)
+
+
 def _subset_relaxation(perturbed: torch.Tensor, valid: torch.Tensor, k: int, tau: float) -> torch.Tensor:
     """Xie & Ermon (2019) relaxed subset: k softmax rounds with ``log(1 - p)`` updates.
 
+    Runs in float32 for half-precision input (cast back at the end); the update uses the exact
+    :func:`_log1m_softmax`. The rounds' sum is kept in log space too (``log_khot``, the
+    ``logsumexp`` of the rounds' ``log_softmax``), so :func:`_cap_at_one` can share an excess in
+    proportion even where the probabilities underflow to 0.
+
     Args:
         perturbed: ``(B, N)`` scaled scores plus Gumbel noise.
-        valid: ``(B, N) x bool``.
+        valid: ``(B, N) x bool``; at least ``k`` True per row.
         k: subset size.
         tau: temperature.
 
     Returns:
-        ``(B, N)`` mask in ``[0, 1]`` summing to ``k`` over valid items (the rounds' sum, capped at
-        1 by :func:`_cap_at_one`).
+        ``(B, N)`` mask in ``[0, 1]`` summing to ``k`` over valid items (the rounds' sum mapped
+        onto the capped simplex by :func:`_cap_at_one`), in ``perturbed``'s dtype.
     """
-    neg = torch.finfo(perturbed.dtype).min / 4
-    logits = perturbed.masked_fill(~valid, neg)
-    khot = torch.zeros_like(perturbed)
-    onehot = torch.zeros_like(perturbed)
-    tiny = torch.finfo(perturbed.dtype).tiny
-    for _ in range(k):  # sequential in k by construction; vectorised over (B, N)
-        logits = logits + torch.log((1.0 - onehot).clamp_min(tiny))
-        onehot = torch.softmax(logits / tau, dim=-1)
-        khot = khot + onehot
-    return _cap_at_one(khot, k)
+    work = _work_dtype(perturbed.dtype)
+    neg = torch.finfo(work).min / 4  # finite: masked items never produce inf or NaN
+    logits = perturbed.to(work)  # (B, N)
+    khot = torch.zeros_like(logits)
+    log_rounds = []
+    for j in range(k):  # sequential in k by construction; vectorised over (B, N)
+        z = (logits / tau).masked_fill(~valid, neg)  # (B, N)
+        log_p = torch.log_softmax(z, dim=-1)  # (B, N), finite
+        khot = khot + log_p.exp()
+        log_rounds.append(log_p)
+        if j + 1 < k:
+            logits = logits + _log1m_softmax(z)
+    log_khot = torch.logsumexp(torch.stack(log_rounds), dim=0)  # (k, B, N) -> (B, N)
+    return _cap_at_one(khot, log_khot, k).to(perturbed.dtype)
 
 
-def _cap_at_one(khot: torch.Tensor, k: int) -> torch.Tensor:
+def _cap_at_one(khot: torch.Tensor, log_khot: torch.Tensor, k: int) -> torch.Tensor:
     """Map non-negative ``(B, N)`` rows summing to ``k`` into ``[0, 1]`` keeping the sum ``k``.
 
     Water-filling: entries above 1 are set to 1 and their excess is shared among the entries below
-    1 in proportion to their values (a rescale, so zero entries - masked items - stay zero); an
-    entry pushed above 1 by the share is capped in the next round. Each round caps at least one
-    more entry and at most ``k - 1`` entries can be capped, so ``k`` rounds reach the fixed point;
-    a round with nothing above 1 changes nothing. Differentiable almost everywhere (``where`` and
-    a rescale). Where the uncapped entries hold no mass (numerical underflow) the row keeps a sum
-    below ``k``.
+    1 in proportion to their values; an entry pushed above 1 by the share is capped in the next
+    round. Each round caps at least one more entry and at most ``k - 1`` entries can be capped,
+    so ``k`` rounds reach the fixed point; a round with nothing above 1 changes nothing. The
+    proportional shares are a softmax of ``log_khot`` over the uncapped entries, so they stay
+    exact where ``khot`` itself underflowed to 0 (an item that took a whole round's mass twice,
+    e.g. at a small ``tau`` with large score gaps): the row still sums to ``k``. Differentiable
+    almost everywhere (``where`` and a softmax), with finite gradients.
 
     Args:
-        khot: ``(B, N) x float`` non-negative rows summing to ``k``.
+        khot: ``(B, N) x float`` non-negative rows summing to ``k`` (which entries exceed 1).
+        log_khot: ``(B, N) x float`` its logarithm, finite (masked items hugely negative).
         k: the row sum.
 
     Returns:
@@ -201,13 +242,15 @@ def _cap_at_one(khot: torch.Tensor, k: int) -> torch.Tensor:
     """
     x = khot
     for _ in range(k):
-        capped = x >= 1.0
-        free = torch.where(capped, torch.zeros_like(x), x)  # (B, N) mass below the cap
-        free_sum = free.sum(dim=-1, keepdim=True)  # (B, 1)
+        capped = x >= 1.0  # (B, N)
         room = k - capped.sum(dim=-1, keepdim=True).to(x.dtype)  # (B, 1) mass the free entries get
-        has_free = free_sum > 0
-        scale = torch.where(has_free, room / torch.where(has_free, free_sum, torch.ones_like(free_sum)), 1.0)
-        x = torch.where(capped, torch.ones_like(x), free * scale)
+        free_logits = log_khot.masked_fill(capped, float("-inf"))  # (B, N)
+        top = free_logits.amax(dim=-1, keepdim=True).detach()  # (B, 1) a stabiliser only
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # every entry capped
+        e = torch.exp(free_logits - top)  # (B, N) 0 at capped entries
+        total = e.sum(dim=-1, keepdim=True)  # (B, 1) >= 1 unless every entry is capped
+        share = e / torch.where(total > 0, total, torch.ones_like(total))
+        x = torch.where(capped, torch.ones_like(x), room * share)
     return x.clamp(max=1.0)  # rounding only: the fixed point is already <= 1
 
 
