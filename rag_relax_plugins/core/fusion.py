@@ -127,7 +127,7 @@ def _normalise(sl: Mapping[DocId, float], how: str) -> dict[DocId, float]:
             return {d: 0.5 for d in sl}
         lo = mu - 3 * sd
         return {d: min(1.0, max(0.0, (s - lo) / (6 * sd))) for d, s in sl.items()}
-    raise ValueError(f"normalization must be 'minmax', 'zscore' or 'none', got {how!r}")
+    raise ValueError(f"normalization must be 'minmax', 'zscore', 'dbsf' or 'none', got {how!r}")
 
 
 def _combine(
@@ -139,7 +139,7 @@ def _combine(
 ) -> Fused:
     _check_score_lists(score_lists)
     if normalization not in ("minmax", "zscore", "none", "dbsf"):
-        raise ValueError(f"normalization must be 'minmax', 'zscore' or 'none', got {normalization!r}")
+        raise ValueError(f"normalization must be 'minmax', 'zscore', 'dbsf' or 'none', got {normalization!r}")
     ws = _check_weights(weights, len(score_lists))
     _check_top_n(top_n)
     scores: dict[DocId, float] = {}

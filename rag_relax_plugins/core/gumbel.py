@@ -340,16 +340,27 @@ def attention_log_mask(mask: torch.Tensor, *, floor: float | None = None) -> tor
 
     Args:
         mask: float tensor of any shape with values in ``[0, 1]``.
-        floor: the smallest bias; defaults to ``finfo(dtype).min / 2`` (the half keeps room for
-            adding the model's own causal bias without overflow).
+        floor: the smallest bias, a finite number ``<= 0`` within the dtype's range; defaults to
+            ``finfo(dtype).min / 2`` (the half keeps room for adding the model's own causal bias
+            without overflow).
 
     Returns:
         Tensor shaped like ``mask``; differentiable where ``mask > 0``.
+
+    Raises:
+        ValueError: mask values outside ``[0, 1]``, or a ``floor`` above 0 (it would raise every
+            bias to it) or below the dtype's range.
     """
     check_floating("mask", mask)
     if bool(((mask < 0) | (mask > 1) | torch.isnan(mask)).any()):
         raise ValueError("mask values must lie in [0, 1]")
-    low = torch.finfo(mask.dtype).min / 2 if floor is None else float(floor)
+    lowest = torch.finfo(mask.dtype).min
+    if floor is not None:
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)):
+            raise TypeError(f"floor must be a number, got {type(floor).__name__}")
+        if not lowest <= floor <= 0:
+            raise ValueError(f"floor must lie in [{lowest:.4g}, 0] for {mask.dtype}, got {floor}")
+    low = lowest / 2 if floor is None else float(floor)
     tiny = torch.finfo(mask.dtype).tiny
     logm = torch.log(mask.clamp_min(tiny)).clamp_min(low)
     # exactly-zero entries get the floor itself (log(tiny) alone is only about -87 in fp32)

@@ -64,7 +64,7 @@ def _prep_query(
             raise ValueError(
                 f"query_weights must have shape {tuple(q_mask.shape)}, got {tuple(query_weights.shape)}"
             )
-        weights = weights * query_weights
+        weights = weights * query_weights.to(q.dtype)  # the output keeps the tokens' dtype
     return q, weights
 
 
@@ -156,9 +156,9 @@ def maxsim_pairwise(
     if q.shape[0] != d.shape[0] or q.shape[-1] != d.shape[-1]:
         raise ValueError(f"q and d must have the same batch and dimension, got {tuple(q.shape)} and {tuple(d.shape)}")
     _check_dtypes(q, "d", d)
+    q, weights = _prep_query(q, qm, query_weights, similarity)  # validates even for empty documents
     if d.shape[1] == 0:  # empty documents score 0
         return q.new_zeros(q.shape[0])
-    q, weights = _prep_query(q, qm, query_weights, similarity)
     if similarity == "cosine":
         d = F.normalize(d, dim=-1)
     sim = torch.bmm(q, d.transpose(1, 2)).masked_fill(~dm.unsqueeze(1), float("-inf"))  # (B, Lq, Ld)

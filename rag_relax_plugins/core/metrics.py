@@ -169,6 +169,8 @@ def _parse(name: str) -> tuple[str, int | None]:
     base, k = m.group(1), m.group(2)
     if k is None and base != "mrr":
         raise ValueError(f"metric {name!r} needs a cut-off, e.g. '{base}@10'")
+    if k is not None and int(k) < 1:
+        raise ValueError(f"metric {name!r}: the cut-off k must be >= 1, got {int(k)}")
     return base, (int(k) if k is not None else None)
 
 

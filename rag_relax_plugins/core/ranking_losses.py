@@ -31,6 +31,7 @@ import torch
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,
+    check_k,
     check_ndim,
     check_positive,
 )
@@ -77,6 +78,16 @@ def _check_gains(relevance: torch.Tensor, mask: torch.Tensor) -> None:
     """NDCG gains ``2^rel - 1`` need ``rel >= 0`` on the valid items."""
     if bool((relevance < 0).logical_and(mask).any()):
         raise ValueError("relevance must be >= 0 on valid items for NDCG-based losses")
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``num / den`` on valid rows, 0 elsewhere, never dividing by 0.
+
+    A clamp such as ``den.clamp_min(1e-12)`` is 0 in float16 (``0 / 0`` on rows with nothing to
+    rank), and even where :func:`_reduce` hides the value a NaN would flow back through the
+    gradient; dividing by 1 on invalid rows keeps both finite.
+    """
+    return torch.where(valid, num / torch.where(valid, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
 def _reduce(per_row: torch.Tensor, valid_rows: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -183,7 +194,7 @@ def approx_ndcg_loss(
         relevance: ``(B, n) x float`` graded labels, ``>= 0`` on valid items (gain ``2^rel - 1``).
         mask: ``(B, n) x bool`` or ``None``; True marks a real item (``None``: all real).
         temperature: sigmoid temperature ``T > 0``.
-        k: NDCG cutoff (``None``: the whole list).
+        k: NDCG cutoff, an int >= 1 (``None``: the whole list).
         reduction: ``"mean"`` over rows with something to rank, ``"sum"`` or ``"none"``.
 
     Returns:
@@ -192,6 +203,8 @@ def approx_ndcg_loss(
     s, r, m = _prepare(scores, relevance, mask)
     _check_gains(r, m)
     temperature = check_positive("temperature", temperature)
+    if k is not None:
+        check_k("k", k)
     diff = (s.unsqueeze(1) - s.unsqueeze(2)) / temperature  # (B, i, j) = (s_j - s_i)/T
     pair = torch.sigmoid(diff) * m.unsqueeze(1).to(s.dtype)
     eye = torch.eye(s.shape[1], dtype=torch.bool, device=s.device)
@@ -199,7 +212,7 @@ def approx_ndcg_loss(
     dcg = _dcg_terms(r, ranks, k).masked_fill(~m, 0.0).sum(1)
     idcg = _ideal_dcg(r, m, k)
     valid = m.any(1) & (idcg > 0)
-    return _reduce(1.0 - dcg / idcg.clamp_min(1e-12), valid, reduction)
+    return _reduce(1.0 - _ratio(dcg, idcg, valid), valid, reduction)
 
 
 def lambda_loss(
@@ -240,8 +253,9 @@ def lambda_loss(
     ranks = torch.empty_like(order).scatter_(
         1, order, torch.arange(1, n + 1, device=s.device).expand_as(order)
     ).to(s.dtype)
-    idcg = _ideal_dcg(r, m, None).clamp_min(1e-12)
-    g = (torch.pow(2.0, r) - 1.0) / idcg.unsqueeze(1)
+    idcg = _ideal_dcg(r, m, None)
+    g = torch.pow(2.0, r) - 1.0
+    g = g / torch.where(idcg > 0, idcg, torch.ones_like(idcg)).unsqueeze(1)  # no gain: no pairs
     inv_d = 1.0 / torch.log2(1.0 + ranks)
     rank_gap = (ranks.unsqueeze(2) - ranks.unsqueeze(1)).abs()
     delta = (1.0 / torch.log2(1.0 + rank_gap.clamp_min(1)) - 1.0 / torch.log2(2.0 + rank_gap)).abs()
@@ -307,7 +321,7 @@ def neural_ndcg_loss(
         relevance: ``(B, n) x float`` graded labels, ``>= 0`` on valid items.
         mask: ``(B, n) x bool`` or ``None``; True marks a real item (``None``: all real).
         temperature: NeuralSort temperature ``> 0``.
-        k: NDCG cutoff (``None``: the whole list).
+        k: NDCG cutoff, an int >= 1 (``None``: the whole list).
         sinkhorn_iters: Sinkhorn scaling iterations (0: the row-stochastic NeuralSort matrix).
         reduction: ``"mean"`` over rows with something to rank, ``"sum"`` or ``"none"``.
 
@@ -317,6 +331,8 @@ def neural_ndcg_loss(
     s, r, m = _prepare(scores, relevance, mask)
     _check_gains(r, m)
     temperature = check_positive("temperature", temperature)
+    if k is not None:
+        check_k("k", k)
     if isinstance(sinkhorn_iters, bool) or not isinstance(sinkhorn_iters, int) or sinkhorn_iters < 0:
         raise ValueError(f"sinkhorn_iters must be an int >= 0, got {sinkhorn_iters!r}")
     p = _sinkhorn(_neural_sort(s, m, temperature), sinkhorn_iters)
@@ -332,7 +348,7 @@ def neural_ndcg_loss(
     dcg = (sorted_gains * disc).sum(1)
     idcg = _ideal_dcg(r, m, k)
     valid = m.any(1) & (idcg > 0)
-    return _reduce(1.0 - dcg / idcg.clamp_min(1e-12), valid, reduction)
+    return _reduce(1.0 - _ratio(dcg, idcg, valid), valid, reduction)
 
 
 def soft_spearman_loss(
@@ -372,5 +388,7 @@ def soft_spearman_loss(
         return (x - x.sum(1, keepdim=True) / n) * mf
 
     a, b = centred(soft), centred(hard)
-    corr = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
-    return _reduce(1.0 - corr, m.sum(1) > 1, reduction)
+    # a row whose labels are all tied has no order to learn: left out, as rows of < 2 items
+    valid = (m.sum(1) > 1) & (b.abs().amax(dim=1) > 0)
+    corr = _ratio((a * b).sum(1), a.norm(dim=1) * b.norm(dim=1), valid)
+    return _reduce(1.0 - corr, valid, reduction)

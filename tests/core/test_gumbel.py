@@ -323,6 +323,11 @@ def test_attention_log_mask_values():
     assert torch.isfinite(out).all() and float(out[2]) < -1e30
     with pytest.raises(ValueError, match="mask values"):
         attention_log_mask(torch.tensor([1.5]))
+    assert float(attention_log_mask(m, floor=-50.0)[2]) == -50.0
+    with pytest.raises(ValueError, match="floor must lie in"):
+        attention_log_mask(m, floor=5.0)  # returned 5 for every entry
+    with pytest.raises(ValueError, match="floor must lie in"):
+        attention_log_mask(m.half(), floor=-1e9)  # beyond float16's range
 
 
 # ---------- properties ----------

@@ -15,6 +15,20 @@ def test_zero_length_documents_score_zero():
     assert maxsim_packed(q, torch.randn(0, 4), torch.tensor([0])).shape == (2, 0)
     assert maxsim_packed(q, torch.randn(0, 4), torch.tensor([0, 0, 0])).tolist() == [[0.0, 0.0]] * 2
     assert maxsim(q, torch.randn(0, 6, 4)).shape == (2, 0)
+    # arguments are checked even when every document is empty
+    with pytest.raises(ValueError, match="similarity must be"):
+        maxsim_pairwise(q, torch.randn(2, 0, 4), similarity="bogus")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="query_weights must have shape"):
+        maxsim_pairwise(q, torch.randn(2, 0, 4), query_weights=torch.ones(7, 7))
+
+
+def test_float64_query_weights_keep_the_tokens_dtype():
+    q, d = torch.randn(2, 3, 4), torch.randn(5, 6, 4)
+    w = torch.rand(2, 3, dtype=torch.float64)
+    out = maxsim(q, d, query_weights=w)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, maxsim(q, d, query_weights=w.float()))
+    assert maxsim_pairwise(q, d[:2], query_weights=w).dtype == torch.float32
 
 
 def test_dtype_mismatch_and_offset_type_are_type_errors():

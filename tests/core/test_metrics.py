@@ -156,6 +156,9 @@ def test_bad_input():
         M.evaluate([["a"]], [{"a": 1}], ["f1@3"])
     with pytest.raises(ValueError, match="needs a cut-off"):
         M.evaluate([["a"]], [{"a": 1}], ["ndcg"])
+    for name in ("recall@0", "precision@0", "mrr@0", "ndcg@0", "map@0", "hit_rate@0"):
+        with pytest.raises(ValueError, match="cut-off k must be >= 1"):  # was 0.0, or ZeroDivisionError
+            M.evaluate([["a"]], [{"a": 1}], [name])
     with pytest.raises(ValueError, match="at least one query"):
         M.evaluate([], [], ["mrr"])
     with pytest.raises(TypeError, match="not a string"):

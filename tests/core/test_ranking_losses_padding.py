@@ -122,6 +122,36 @@ def test_argument_errors():
         neural_ndcg_loss(s, r.abs(), sinkhorn_iters=-1)
     with pytest.raises(TypeError, match="mask must be a bool tensor"):
         list_net_loss(s, r, torch.ones(1, 3))
+    for loss in (approx_ndcg_loss, neural_ndcg_loss):  # k=0 gave a loss of 0 for every row
+        with pytest.raises(ValueError, match="k must be >= 1"):
+            loss(s, r.abs(), k=0)
+        with pytest.raises(TypeError, match="k must be an int"):
+            loss(s, r.abs(), k=2.5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="k must be an int"):
+            loss(s, r.abs(), k=True)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("loss", [approx_ndcg_loss, neural_ndcg_loss, lambda_loss, soft_spearman_loss])
+def test_half_precision_rows_with_nothing_to_rank_give_finite_gradients(loss):
+    # an all-zero relevance row (no gain) and an all-tied row: 1e-12 clamps are 0 in float16, and
+    # 0 / 0 on such rows made NaN gradients (review 2026-12-02)
+    s = torch.randn(3, 5, dtype=torch.float16, requires_grad=True)
+    r = torch.tensor([[2.0, 0.0, 1.0, 0.0, 3.0], [0.0] * 5, [1.0] * 5], dtype=torch.float16)
+    out = loss(s, r, reduction="none")
+    assert bool(torch.isfinite(out).all())
+    out.sum().backward()
+    assert s.grad is not None and bool(torch.isfinite(s.grad).all())
+    # the no-gain row has nothing to rank (the tied row still has a gradient under the NDCG
+    # relaxations, whose approximate NDCG of a tied list is not exactly 1)
+    assert float(s.grad[1].abs().sum()) == 0.0 and float(out[1].detach().abs()) == 0.0
+
+
+def test_soft_spearman_leaves_out_rows_whose_labels_are_all_tied():
+    s = torch.tensor([[0.3, -1.0, 2.0], [0.5, 0.1, -0.2]])
+    r = torch.tensor([[2.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    per_row = soft_spearman_loss(s, r, reduction="none")
+    assert float(per_row[1]) == 0.0  # was a constant 1.0, and averaged into the mean
+    torch.testing.assert_close(soft_spearman_loss(s, r), per_row[0])
 
 
 def test_info_nce_hard_negatives_match_loop():
