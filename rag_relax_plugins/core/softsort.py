@@ -230,8 +230,8 @@ def soft_sort_matrix(scores: torch.Tensor, tau: float = 1.0, descending: bool = 
 
     ``P = softmax(-|sort(s)[:, None] - s[None, :]| / tau)`` (the paper's d = |.|); row ``i``
     softly selects the ``i``-th largest score (``descending=True``) or smallest. Rows sum to 1;
-    ``tau -> 0`` gives the hard permutation. The sort itself is not differentiated through
-    (gradients flow through ``s`` in both places, as in the paper).
+    ``tau -> 0`` gives the hard permutation. Gradients flow through ``s`` in both places, the
+    sorted values included (as in the paper); only the sorting permutation is piecewise constant.
 
     Args:
         scores: ``(n,)`` or ``(B, n)`` x float, finite.
