@@ -54,7 +54,8 @@ def sample_slices(
     Args:
         dim: embedding dimension ``D`` (>= 1).
         num_slices: number of directions ``S`` (>= 1).
-        seed: seed for a fresh generator (ignored when ``generator`` is given).
+        seed: seed for a fresh generator (ignored when ``generator`` is given); ``None`` means
+            0: the directions are deterministic unless a ``generator`` is passed.
         generator: a CPU ``torch.Generator``.
         device: where the result lives.
         dtype: floating dtype of the result.
@@ -147,7 +148,8 @@ def sigreg(
         num_points: trapezoid points on ``[0, t_max]``.
         t_max: upper integration limit.
         seed: seed of the directions (vary it per step for fresh slices; the same seed on every
-            rank gives the same slices, and with a process group rank 0's slices are broadcast).
+            rank gives the same slices, and with a process group rank 0's slices are broadcast);
+            ``None`` means 0, not fresh random directions.
         slices: ``(D, S) x float`` directions to use instead of sampling.
 
     Returns:
