@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["TextEncoder", "TokenEmbeddings", "TokenEncoder"]
+__all__ = ["TextEncoder", "TokenEmbeddings", "TokenEncoder", "encoder_settings"]
+
+# encoder attributes that determine its vectors (the ones an encoder has)
+_SETTING_NAMES = ("model_path", "max_seq_length", "dim", "seed", "ngram_range", "char_ngram_range", "normalize")
+
+
+def encoder_settings(encoder: Any) -> dict[str, str]:
+    """The encoder's class and the settings it has that shape its vectors, as strings.
+
+    For cache keys of computed vectors (a model folder, truncation length, a hashing encoder's
+    seed and n-grams); weights changed in place are not covered, callers check those separately.
+    """
+    out = {"class": f"{type(encoder).__module__}.{type(encoder).__qualname__}"}
+    for name in _SETTING_NAMES:
+        value = getattr(encoder, name, None)
+        if value is not None:
+            out[name] = str(value)
+    return out
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins.datasets.hotpotqa import HotpotEvidence, HotpotExample
+from rag_relax_plugins.embedders.base import encoder_settings
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker, PackedTokens
 
 __all__ = [
@@ -107,23 +108,13 @@ def evidence_groups(items: Sequence[HotpotEvidence], queries: TextTable, texts: 
     return out
 
 
-# encoder attributes that determine its token vectors (those it has are part of the fingerprint)
-_ENCODER_KEYS = ("model_path", "max_seq_length", "dim", "seed", "ngram_range", "char_ngram_range", "normalize")
-
-
 def _fingerprint(reranker: MaxSimReranker, marker: str, texts: Sequence[str]) -> str:
     """Key of the vectors of ``texts``: the encoder actually used (class, model path, effective
     truncation length, seed and other settings), the weights of any trained backbone layers, the
     marker, the config's length and token size, and the texts."""
     h = hashlib.sha256()
-    enc = reranker.encoder
-    encoder = {"class": f"{type(enc).__module__}.{type(enc).__qualname__}"}
-    for key in _ENCODER_KEYS:
-        value = getattr(enc, key, None)
-        if value is not None:
-            encoder[key] = str(value)
     meta = {
-        "encoder": encoder,
+        "encoder": encoder_settings(reranker.encoder),
         "marker": marker,
         "max_seq_length": reranker.config.max_seq_length,
         "token_dim": reranker.config.token_dim,

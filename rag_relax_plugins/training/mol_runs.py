@@ -18,6 +18,8 @@ Evaluation protocols:
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.modes import eval_mode
+from rag_relax_plugins.embedders.base import encoder_settings
 from rag_relax_plugins.training.mol_data import (
     NextItemData,
     OpenCorpusSplit,
@@ -50,6 +53,8 @@ from rag_relax_plugins.training.mol_towers import DotProductSimilarity, TwoTower
 from rag_relax_plugins.training.mol_train import MoLTrainConfig, train_retrieval
 
 __all__ = ["HotpotFeatures", "encode_hotpot", "hotpot_cosine_metrics", "run_hotpot", "run_movielens"]
+
+log = logging.getLogger(__name__)
 
 MOVIELENS_METRICS = ("hr@10", "hr@50", "ndcg@10", "ndcg@50", "mrr")
 HOTPOT_METRICS = ("recall@10", "ndcg@10")
@@ -162,23 +167,31 @@ def encode_hotpot(
         encoder: anything with ``encode(texts, batch_size=, normalize=, show_progress=)``.
         batch_size: texts per forward pass.
         show_progress: progress bars of the encoder.
-        cache: optional ``.safetensors`` file: reused when it holds features of the same texts
-            (checked by a SHA-256 of all texts), written atomically otherwise.
+        cache: optional ``.safetensors`` file, written atomically. It is reused only when it holds
+            features of the same texts (a SHA-256 of all texts) from the same encoder (its class
+            and settings, e.g. the model folder) and a fresh encoding of the first question and
+            the first paragraph matches the stored rows (new weights in the same folder); else
+            everything is encoded again and the file replaced.
     """
     from safetensors.torch import load_file, save_file
 
-    digest = _texts_digest(split)
+    def enc(texts: list[str]) -> torch.Tensor:
+        return encoder.encode(texts, batch_size=batch_size, normalize=True, show_progress=show_progress).float().cpu()
+
+    digest, enc_key = _texts_digest(split), json.dumps(encoder_settings(encoder), sort_keys=True)
     if cache is not None and Path(cache).is_file():
         from safetensors import safe_open
 
         with safe_open(str(cache), framework="pt") as fh:
             meta = fh.metadata() or {}
-        if meta.get("texts_sha256") == digest:
+        if meta.get("texts_sha256") == digest and meta.get("encoder") == enc_key:
             t = load_file(str(cache))
-            return HotpotFeatures(split, t["train_queries"], t["test_queries"], t["docs"])
-
-    def enc(texts: list[str]) -> torch.Tensor:
-        return encoder.encode(texts, batch_size=batch_size, normalize=True, show_progress=show_progress).float().cpu()
+            stored = HotpotFeatures(split, t["train_queries"], t["test_queries"], t["docs"])
+            probe = enc([split.train_questions[0], split.doc_texts[0]])  # (2, D)
+            kept = torch.stack([stored.train_queries[0], stored.docs[0]])
+            if probe.shape == kept.shape and torch.allclose(probe, kept, atol=1e-4, rtol=1e-3):
+                return stored
+            log.info("%s was written by an encoder with other weights: encoding again", cache)
 
     feats = HotpotFeatures(split, enc(split.train_questions), enc(split.test_questions), enc(split.doc_texts))
     if cache is not None:
@@ -186,7 +199,8 @@ def encode_hotpot(
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one writer per process
         tensors = {"train_queries": feats.train_queries, "test_queries": feats.test_queries, "docs": feats.docs}
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"texts_sha256": digest})
+        meta = {"texts_sha256": digest, "encoder": enc_key}
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
         os.replace(tmp, path)
     return feats
 

@@ -42,11 +42,11 @@ def test_feature_cache_is_reused_only_for_the_same_texts(tmp_path):
     a = encode_hotpot(split, enc, cache=cache)
     calls = _Counting.calls
     b = encode_hotpot(split, enc, cache=cache)
-    assert _Counting.calls == calls  # served from the cache
+    assert _Counting.calls == calls + 1  # served from the cache (one call: the 2-text probe)
     torch.testing.assert_close(a.docs, b.docs)
     other = hotpot_open_split(_examples(), split_seed=1)
     encode_hotpot(other, enc, cache=cache)
-    assert _Counting.calls == calls + 3  # different texts: encoded again
+    assert _Counting.calls == calls + 4  # different texts: encoded again (3 calls)
 
 
 def test_run_hotpot_trains_a_head_and_reports_cosine(tmp_path):
@@ -66,3 +66,28 @@ def test_run_hotpot_trains_a_head_and_reports_cosine(tmp_path):
     assert still["metrics"] == pytest.approx(cosine)
     dot = run_hotpot(cfg, RecipeConfig(similarity="dot"), features=feats)
     assert dot["metrics"] == cosine and dot["steps"] == 0
+
+
+def test_feature_cache_is_not_reused_for_another_encoder(tmp_path):
+    # review 2026-12-02: `train-mol --dataset hotpotqa --model other` reused MiniLM's features
+    split = hotpot_open_split(_examples())
+    cache = tmp_path / "f.safetensors"
+    a = encode_hotpot(split, _Counting(dim=64), cache=cache)
+    calls = _Counting.calls
+    other_seed = encode_hotpot(split, _Counting(dim=64, seed=5), cache=cache)  # another setting
+    assert _Counting.calls == calls + 3 and not torch.allclose(a.docs, other_seed.docs)
+
+
+class _Retrained(_Counting):
+    """Same class and settings, other vectors: weights changed in the same model folder."""
+
+    def encode(self, texts, **kw):  # type: ignore[no-untyped-def]
+        return torch.nn.functional.normalize(super().encode(texts, **kw) + 0.5, dim=-1)
+
+
+def test_feature_cache_is_not_reused_when_the_weights_changed(tmp_path):
+    split = hotpot_open_split(_examples())
+    cache = tmp_path / "f.safetensors"
+    encode_hotpot(split, _Counting(dim=64), cache=cache)
+    fresh = encode_hotpot(split, _Retrained(dim=64), cache=cache)
+    torch.testing.assert_close(fresh.docs, _Retrained(dim=64).encode(split.doc_texts, normalize=True).float())
