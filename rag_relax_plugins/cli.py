@@ -40,8 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
         name = module.NAME  # type: ignore[attr-defined]
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)  # type: ignore[attr-defined]
         module.add_arguments(p)  # type: ignore[attr-defined]
-        p.set_defaults(_run=module.run)  # type: ignore[attr-defined]
+        p.set_defaults(_run=module.run, _output_kind=getattr(module, "OUTPUT_KIND", "dir"))  # type: ignore[attr-defined]
     return parser
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an ``--output`` of the wrong kind before a command does any work."""
+    from pathlib import Path
+
+    out = getattr(args, "output", None)
+    if not out:
+        return
+    path = Path(out)
+    if args._output_kind == "dir" and path.exists() and not path.is_dir():
+        raise ValueError(f"--output {out} is an existing file; give a folder (new or from an earlier run)")
+    if args._output_kind == "file" and path.is_dir():
+        raise ValueError(f"--output {out} is a folder; give the path of the JSON file to write")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,8 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_output(args)
         return int(args._run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: missing, existing or unwritable paths
+        logging.getLogger(__name__).debug("rag-relax %s failed", args.command, exc_info=True)  # -v: traceback
         print(f"rag-relax {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 NAME = "evaluate"
+OUTPUT_KIND = "file"  # --output is a JSON file (the other commands write folders)
 HELP = "evaluate a saved Gaussian embedder on an eval.json (Recall@k, MRR, nDCG@10, MAP@100, SIGReg, rank)"
 
 

@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions (default 0.8,0.1,0.1)")
     parser.add_argument("--negatives", action="store_true", help="documents: add a random other document as negative")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace train/val/test.jsonl and eval.json in OUTPUT")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--split must be three comma-separated numbers, got {args.split!r}") from exc
     if len(parts) != 3:
         raise ValueError(f"--split must be three comma-separated numbers, got {args.split!r}")
-    paths = prepare_data(args.input, args.output, kind=args.kind, fractions=parts, negatives=args.negatives, seed=args.seed)  # type: ignore[arg-type]
+    paths = prepare_data(args.input, args.output, kind=args.kind, fractions=parts, negatives=args.negatives, seed=args.seed,
+                         overwrite=args.overwrite)  # type: ignore[arg-type]
     for name, path in paths.items():
         logging.getLogger(__name__).info("wrote %s: %s", name, path)
     return 0

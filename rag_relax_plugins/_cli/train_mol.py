@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--num-item-embeddings", type=int, default=4, help="P_x")
     a("--component-dim", type=int, default=None, help="d_P; default: D (movielens, with the warm start) or D/P_x, the feature width (hotpotqa)")
     a("--warm-start-noise", type=float, default=0.1,
-      help="identity warm start of the MoL projections (noise scale); -1: random init (movielens only)")
+      help="identity warm start of the MoL projections (noise scale); any negative value, e.g. -1: "
+           "random init (movielens only)")
     a("--num-interests", type=int, default=1, help="interest vectors of the pooled history encoder (movielens)")
     a("--item-mlp-hidden", type=int, default=0, help="residual MLP width after the item-id table, 0: none (movielens)")
     a("--user-embedding", action="store_true", help="learn a vector per user id in the query tower (movielens)")
@@ -63,12 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import logging
     import sys
     from pathlib import Path
     from typing import Any
 
+    from rag_relax_plugins._io import atomic_write_json
     from rag_relax_plugins.training.mol_recipes import RecipeConfig
     from rag_relax_plugins.training.mol_runs import run_hotpot, run_movielens
     from rag_relax_plugins.training.mol_train import MoLTrainConfig, plot_loss_curve
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         given = [flag for flag, value in (("--embedding-dim", args.embedding_dim), ("--max-len", args.max_len),
                                           ("--encoder", args.encoder), ("--num-interests", args.num_interests != 1 or None),
                                           ("--item-mlp-hidden", args.item_mlp_hidden or None),
-                                          ("--user-embedding", args.user_embedding or None)) if value is not None]
+                                          ("--user-embedding", args.user_embedding or None),
+                                          ("--user-dropout", args.user_dropout)) if value is not None]
         if args.warm_start_noise < 0:
             given.append("--warm-start-noise -1 (random init)")
         if given:
@@ -92,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     component_dim = args.component_dim
     if ml and component_dim is None:
         component_dim = embedding_dim if noise is not None else None
+    if args.user_dropout is not None and not args.user_embedding:
+        raise ValueError("--user-dropout needs --user-embedding")
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = MoLTrainConfig(
         epochs=pick(args.epochs, 8, 20), batch_size=pick(args.batch_size, 128, 64),
         lr=pick(args.lr, 1e-3, 1e-4), num_negatives=pick(args.num_negatives, 128, 512),
@@ -111,8 +114,7 @@ def run(args: argparse.Namespace) -> int:
         item_mlp_hidden=args.item_mlp_hidden, user_embedding=args.user_embedding,
         **({} if args.user_dropout is None else {"user_dropout": args.user_dropout}),
     )
-    if args.user_dropout is not None and not args.user_embedding:
-        raise ValueError("--user-dropout needs --user-embedding")
+    out.mkdir(parents=True, exist_ok=True)  # every option checked: nothing is written before
     if args.dataset == "movielens":
         report = run_movielens(cfg, recipe, data=args.data, resume=args.resume, save_to=out / "model")
     else:
@@ -122,8 +124,8 @@ def run(args: argparse.Namespace) -> int:
         )
     png = plot_loss_curve(report["history"], out / "loss_curve.png", title=f"train-mol {args.dataset} ({args.similarity})")
     summary = {k: v for k, v in report.items() if k != "history"}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out / "history.json").write_text(json.dumps(report["history"]), encoding="utf-8")
+    atomic_write_json(out / "metrics.json", summary)
+    atomic_write_json(out / "history.json", report["history"], indent=None)
     metrics = report["metrics"]
     sys.stdout.write("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + "\n")
     logging.getLogger(__name__).info("wrote %s%s", out, f" and {png}" if png else "")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import random
 import re
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag_relax_plugins._io import atomic_write_json
+from rag_relax_plugins._io import atomic_write_json, atomic_write_text
 
 __all__ = [
     "Pair",
@@ -257,7 +258,8 @@ def add_negatives(pairs: Sequence[Pair], *, pool: Sequence[Pair] | None = None, 
 
 def split_pairs(pairs: Sequence[Pair], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), *, seed: int = 0) -> tuple[list[Pair], list[Pair], list[Pair]]:
     """Seeded shuffle and split into train / val / test; val and test get >= 1 pair when possible."""
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+    if (len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions)
+            or abs(sum(fractions) - 1.0) > 1e-6):
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
     if len(pairs) < 3:
         raise ValueError(f"need at least 3 pairs to split, got {len(pairs)}")
@@ -298,9 +300,20 @@ def load_eval_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{file}: expected an object with 'corpus', 'queries' and 'qrels', got {type(data).__name__}")
     for key in ("corpus", "queries", "qrels"):
         if not isinstance(data.get(key), dict) or not data[key]:
             raise ValueError(f"{file}: '{key}' must be a non-empty object")
+    for key in ("corpus", "queries"):
+        bad = next((k for k, v in data[key].items() if not isinstance(v, str)), None)
+        if bad is not None:
+            raise ValueError(f"{file}: {key}[{bad!r}] must be a string (the text), got {type(data[key][bad]).__name__}")
+    for qid, rel in data["qrels"].items():
+        if not isinstance(rel, dict) or not all(
+            isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) for g in rel.values()
+        ):
+            raise ValueError(f"{file}: qrels[{qid!r}] must map document ids to numeric grades, e.g. {{\"d0\": 1}}")
     unknown = {d for rel in data["qrels"].values() for d in rel} - set(data["corpus"])
     if unknown:
         raise ValueError(f"{file}: qrels name documents missing from the corpus: {sorted(unknown)[:5]}")
@@ -308,11 +321,7 @@ def load_eval_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _write_jsonl(path: Path, pairs: Sequence[Pair]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for p in pairs:
-            fh.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in pairs))
 
 
 def prepare_data(
@@ -323,6 +332,7 @@ def prepare_data(
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     negatives: bool = False,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Read ``input_path``, split it and write train/val/test JSONL plus ``eval.json``.
 
@@ -335,11 +345,26 @@ def prepare_data(
             split (a single-pair validation or test split draws from the training documents,
             never the reverse).
         seed: shuffling and synthesis seed.
+        overwrite: replace output files that already exist (refused otherwise).
 
     Returns:
         ``{"train", "val", "test", "eval"}`` -> written paths.
+
+    Raises:
+        ValueError: an output file is the input itself (never overwritten), output files exist and
+            ``overwrite`` is False, or the fractions leave no validation or test pair for
+            ``eval.json``; nothing is written then.
     """
     src = Path(input_path)
+    out = Path(output_dir)
+    paths = {"train": out / "train.jsonl", "val": out / "val.jsonl", "test": out / "test.jsonl", "eval": out / "eval.json"}
+    inputs = {p.resolve() for p in ([src] if src.is_file() else src.rglob("*") if src.is_dir() else [])}
+    clash = [str(p) for p in paths.values() if p.resolve() in inputs]
+    if clash:
+        raise ValueError(f"refusing to write {', '.join(clash)}: it is an input file; choose another --output")
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace them")
     if kind == "auto":
         kind = "documents" if src.is_dir() or src.suffix.lower() == ".txt" else "pairs"
     if kind == "pairs":
@@ -356,9 +381,9 @@ def prepare_data(
         train = add_negatives(train, seed=seed)
         val, test = (add_negatives(part, pool=part if len(part) > 1 else part + train, seed=seed + k)
                      for k, part in ((1, val), (2, test)))
-    out = Path(output_dir)
+    if not val and not test:
+        raise ValueError(f"fractions {fractions} leave no validation or test pair to build eval.json from")
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"train": out / "train.jsonl", "val": out / "val.jsonl", "test": out / "test.jsonl", "eval": out / "eval.json"}
     _write_jsonl(paths["train"], train)
     _write_jsonl(paths["val"], val)
     _write_jsonl(paths["test"], test)

@@ -126,6 +126,9 @@ class RecipeConfig(DictConfig):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        cd = self.component_dim  # None picks the default; 0 used to mean it too, silently
+        if cd is not None and (isinstance(cd, bool) or not isinstance(cd, int) or cd < 1):
+            raise ValueError(f"component_dim must be an int >= 1 or None (the default), got {cd!r}")
 
     def mol_config(self, query_dim: int, item_dim: int, default_component_dim: int) -> MoLConfig:
         """The :class:`MoLConfig` for towers of the given widths."""
@@ -134,7 +137,7 @@ class RecipeConfig(DictConfig):
             item_dim=item_dim,
             num_query_embeddings=self.num_query_embeddings,
             num_item_embeddings=self.num_item_embeddings,
-            component_dim=self.component_dim or default_component_dim,
+            component_dim=default_component_dim if self.component_dim is None else self.component_dim,
             tau=self.tau,
             gate_hidden_dim=self.gate_hidden_dim,
             softmax_dropout=self.softmax_dropout,

@@ -87,6 +87,41 @@ def test_documents_folder_jsonl_and_eval_file(tmp_path) -> None:
     bad.write_text(json.dumps({"corpus": {"d": "x"}, "queries": {"q": "y"}, "qrels": {"q": {"zz": 1}}}))
     with pytest.raises(ValueError, match="missing from the corpus"):
         load_eval_file(bad)
+    for content, match in (([1, 2], "expected an object"),  # was an AttributeError
+                           ({"corpus": {"d": "x"}, "queries": {"q": "y"}, "qrels": {"q": 5}}, r"qrels\['q'\] must map"),
+                           ({"corpus": {"d": 3}, "queries": {"q": "y"}, "qrels": {"q": {"d": 1}}}, r"corpus\['d'\] must be a string")):
+        bad.write_text(json.dumps(content))
+        with pytest.raises(ValueError, match=match):
+            load_eval_file(bad)
+
+
+def test_prepare_data_never_overwrites_its_input_or_existing_files(tmp_path) -> None:
+    src = tmp_path / "d" / "train.jsonl"
+    src.parent.mkdir()
+    lines = [json.dumps({"query": f"q{i}", "positive": f"p{i}"}) for i in range(20)]
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    before = src.read_bytes()
+    for overwrite in (False, True):  # review 2026-12-02: the input went from 20 lines to 16
+        with pytest.raises(ValueError, match="it is an input file"):
+            prepare_data(src, src.parent, overwrite=overwrite)
+    assert src.read_bytes() == before and sorted(p.name for p in src.parent.iterdir()) == ["train.jsonl"]
+    out = tmp_path / "out"
+    prepare_data(src, out)
+    (out / "eval.json").write_text("mine", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"already exist.*--overwrite"):
+        prepare_data(src, out, seed=3)
+    assert (out / "eval.json").read_text(encoding="utf-8") == "mine"
+    prepare_data(src, out, seed=3, overwrite=True)
+    assert load_eval_file(out / "eval.json")["queries"]
+
+
+@pytest.mark.parametrize("fractions", [(float("nan"), 0.0, 0.0), (1.0, 0.0, 0.0), (0.5, float("inf"), 0.0)])
+def test_prepare_data_refuses_fractions_that_leave_no_eval_set(tmp_path, fractions) -> None:
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps({"query": f"q{i}", "positive": f"p{i}"}) + "\n" for i in range(10)), encoding="utf-8")
+    with pytest.raises(ValueError, match="fractions"):
+        prepare_data(src, tmp_path / "out", fractions=fractions)
+    assert not (tmp_path / "out").exists()  # nothing written
 
 
 def test_batches_seeded_and_accumulation_steps(tmp_path, pairs_file) -> None:

@@ -86,7 +86,7 @@ def test_train_mol_user_embedding_interests_and_item_mlp(tiny_movielens, tmp_pat
     # queries are [user id, history]: (1, 1 + L)
     assert score_all(model, torch.tensor([[3, 1, 2, 3]])).shape == (1, 13)
     for flags in (["--user-embedding"], ["--embedding-dim", "32"], ["--encoder", "pool"], ["--max-len", "9"],
-                  ["--warm-start-noise", "-1"], ["--num-interests", "2"]):
+                  ["--warm-start-noise", "-1"], ["--num-interests", "2"], ["--user-dropout", "0.3"]):
         assert main(["train-mol", "--dataset", "hotpotqa", "--output", str(tmp_path / "hp"), *flags]) != 0
         err = capsys.readouterr().err
         assert flags[0] in err and "not used by --dataset hotpotqa" in err
@@ -95,3 +95,6 @@ def test_train_mol_user_embedding_interests_and_item_mlp(tiny_movielens, tmp_pat
     assert "--user-dropout needs --user-embedding" in capsys.readouterr().err
     assert main(_args(tiny_movielens, tmp_path / "nodrop", "--user-dropout", "0.5")) != 0  # the default value too
     assert "--user-dropout needs --user-embedding" in capsys.readouterr().err
+    assert not (tmp_path / "nodrop").exists()  # checked before the output folder is made
+    assert main(_args(tiny_movielens, tmp_path / "cd0", "--component-dim", "0")) != 0  # meant "default", silently
+    assert "component_dim must be an int >= 1" in capsys.readouterr().err

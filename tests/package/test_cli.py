@@ -32,3 +32,33 @@ def test_every_command_has_help():
     assert sub.choices, "no sub-commands discovered"
     for name, p in sub.choices.items():
         assert p.description, f"{name} has no description"
+
+
+@pytest.mark.parametrize("command", [["prepare-data", "in.txt"], ["train", "--train-file", "t.jsonl"],
+                                     ["train-mol", "--dataset", "movielens"], ["train-maxsim"],
+                                     ["train-reranker"]])
+def test_an_output_that_is_a_file_is_a_clear_error(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("keep", encoding="utf-8")
+    assert main([*command, "--output", "afile"]) == 2  # was a FileExistsError traceback
+    err = capsys.readouterr().err
+    assert "error: --output afile is an existing file" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "keep"
+
+
+def test_evaluate_refuses_a_folder_as_output_before_evaluating(tmp_path, capsys):
+    (tmp_path / "outdir").mkdir()
+    assert main(["evaluate", "--model", str(tmp_path / "nomodel"), "--eval-file", "x.json",
+                 "--output", str(tmp_path / "outdir")]) == 2
+    assert "is a folder; give the path of the JSON file" in capsys.readouterr().err
+
+
+def test_os_errors_are_reported_without_a_traceback(tmp_path, capsys, monkeypatch):
+    import rag_relax_plugins._cli.prepare_data as prep
+
+    def denied(args):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x"))
+
+    monkeypatch.setattr(prep, "run", denied)
+    assert main(["prepare-data", "in.txt", "--output", str(tmp_path / "o")]) == 2
+    assert "error: [Errno 13] Permission denied" in capsys.readouterr().err
