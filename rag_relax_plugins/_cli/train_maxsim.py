@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         t = TokenCache.build(model, split.texts.texts, marker=model.config.document_marker, cache_dir=cache_dir)
         return evaluate_groups(model, split.test, q, t)
 
-    if args.eval and cfg.train_last_layers == 0:
+    if args.eval:  # before training; with --train-last-layers its cache is keyed by those layers' weights
         report["test_before"] = test_metrics(reranker)
     result = train_maxsim(cfg, split.train, split.queries.texts, split.texts.texts,
                           val_groups=split.val, reranker=reranker)
