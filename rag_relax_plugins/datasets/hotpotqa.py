@@ -125,23 +125,72 @@ def _str_field(obj: dict[str, Any], key: str, path: Path, lineno: int) -> str:
     return value
 
 
+def _malformed(path: Path, lineno: int, field: str, expected: str, value: object) -> ValueError:
+    """The error for a field of the wrong shape: file, line, field, expectation, value received."""
+    got = f"{type(value).__name__} {value!r:.60}"  # the repr cut to 60 characters
+    return ValueError(f"{path}: line {lineno} field {field} must be {expected}, got {got}")
+
+
+def _parse_context(
+    value: object, path: Path, lineno: int
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``context`` as ``((title, (sentence, ...)), ...)``; each entry must be ``[str, [str, ...]]``."""
+    if not isinstance(value, list):
+        raise _malformed(path, lineno, "'context'", "a list of [title, sentences] pairs", value)
+    paragraphs = []
+    for k, entry in enumerate(value):
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise _malformed(path, lineno, f"'context'[{k}]", "a [title, sentences] pair", entry)
+        title, sentences = entry
+        if not isinstance(title, str):
+            raise _malformed(path, lineno, f"'context'[{k}][0] (title)", "a string", title)
+        if not isinstance(sentences, list):
+            raise _malformed(
+                path, lineno, f"'context'[{k}][1] (sentences)", "a list of strings", sentences
+            )
+        for j, sentence in enumerate(sentences):
+            if not isinstance(sentence, str):
+                raise _malformed(path, lineno, f"'context'[{k}][1][{j}]", "a string", sentence)
+        paragraphs.append((title, tuple(sentences)))
+    return tuple(paragraphs)
+
+
+def _parse_facts(value: object, path: Path, lineno: int) -> tuple[tuple[str, int], ...]:
+    """``supporting_facts`` as ``((title, sentence index), ...)``; each entry ``[str, int >= 0]``."""
+    if not isinstance(value, list):
+        raise _malformed(
+            path, lineno, "'supporting_facts'", "a list of [title, sentence index] pairs", value
+        )
+    facts = []
+    for k, entry in enumerate(value):
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise _malformed(
+                path, lineno, f"'supporting_facts'[{k}]", "a [title, sentence index] pair", entry
+            )
+        title, index = entry
+        if not isinstance(title, str):
+            raise _malformed(path, lineno, f"'supporting_facts'[{k}][0] (title)", "a string", title)
+        # bool is a subclass of int, and a float such as 1.7 must not be truncated to 1
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise _malformed(
+                path, lineno, f"'supporting_facts'[{k}][1] (sentence index)", "an int >= 0", index
+            )
+        facts.append((title, index))
+    return tuple(facts)
+
+
 def _parse_distractor(obj: dict[str, Any], path: Path, lineno: int) -> HotpotExample:
     require_keys(obj, ("question", "answer", "context", "supporting_facts"), path, lineno)
-    try:
-        paragraphs = tuple((str(t), tuple(str(s) for s in sents)) for t, sents in obj["context"])
-        facts = tuple((str(t), int(i)) for t, i in obj["supporting_facts"])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{path}: line {lineno} has a malformed 'context' or 'supporting_facts' ({exc})"
-        ) from exc
+    if "_id" in obj and not isinstance(obj["_id"], str):
+        raise _malformed(path, lineno, "'_id'", "a string", obj["_id"])
     return HotpotExample(
-        id=str(obj.get("_id", f"line-{lineno}")),
+        id=obj.get("_id", f"line-{lineno}"),
         question=_str_field(obj, "question", path, lineno),
         answer=_str_field(obj, "answer", path, lineno),
         type=_str_field(obj, "type", path, lineno),
         level=_str_field(obj, "level", path, lineno),
-        paragraphs=paragraphs,
-        supporting_facts=facts,
+        paragraphs=_parse_context(obj["context"], path, lineno),
+        supporting_facts=_parse_facts(obj["supporting_facts"], path, lineno),
     )
 
 
@@ -157,7 +206,10 @@ def load_hotpotqa_distractor(
 
     Raises:
         FileNotFoundError: no such file (the message names the path and ``RAG_RELAX_DATA``).
-        ValueError: a malformed line (the message gives its number).
+        ValueError: a malformed line: not a JSON object, a missing field, a ``context`` entry
+            that is not ``[title: str, sentences: list of str]``, a ``supporting_facts`` entry that
+            is not ``[title: str, sentence index: int >= 0]``, or a non-string ``_id`` (the
+            message names the file, the line number and the field).
     """
     limit = check_limit(limit)
     file = _resolve(path, DISTRACTOR_FILE, "HotpotQA distractor file")

@@ -7,7 +7,9 @@ Files: ``movielens-100k/ml-100k.{inter,user,item}``, tab-separated with typed he
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,11 +119,33 @@ def _read_tsv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, list[str]
     return rows
 
 
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
 def _int(value: str, path: Path, lineno: int, what: str) -> int:
+    """An integer field: optional sign and ASCII digits (``"2.7"`` or ``"1e3"`` is an error)."""
+    text = value.strip()
+    if not _INT.fullmatch(text):
+        raise ValueError(f"{path}: line {lineno} field {what} must be an integer, got {value!r}")
+    return int(text)
+
+
+def _rating(value: str, path: Path, lineno: int) -> float:
+    """A finite float (``"nan"`` and ``"inf"`` are errors)."""
     try:
-        return int(float(value))
+        rating = float(value)
     except ValueError as exc:
-        raise ValueError(f"{path}: line {lineno} has a malformed {what} {value!r}") from exc
+        raise ValueError(f"{path}: line {lineno} has a malformed rating {value!r}") from exc
+    if not math.isfinite(rating):
+        raise ValueError(f"{path}: line {lineno} field rating must be finite, got {value!r}")
+    return rating
+
+
+def _check_new_id(seen: dict[int, int], key: int, path: Path, lineno: int, what: str) -> None:
+    """Raise when ``key`` was already read (``seen`` maps each id to its line number)."""
+    if key in seen:
+        raise ValueError(f"{path}: line {lineno} repeats {what} {key} (first on line {seen[key]})")
+    seen[key] = lineno
 
 
 def load_movielens(path: str | os.PathLike[str] | None = None) -> MovieLens:
@@ -133,7 +157,10 @@ def load_movielens(path: str | os.PathLike[str] | None = None) -> MovieLens:
 
     Raises:
         FileNotFoundError: a file is missing (names the path and ``RAG_RELAX_DATA``).
-        ValueError: a malformed line (with its number).
+        ValueError: a malformed line (the message names the file and the line number): an
+            integer field (ids, timestamp, age) that is not an integer, a rating that is not a
+            finite number, an id below 1, an id repeated in the user or item table, or an
+            interaction whose user or item is not in those tables (the first such line).
     """
     folder = data_root() / "movielens-100k" if path is None else Path(path)
     if not (folder / "ml-100k.inter").exists() and (folder / "movielens-100k").is_dir():
@@ -142,28 +169,39 @@ def load_movielens(path: str | os.PathLike[str] | None = None) -> MovieLens:
     user_file = require_file(folder / "ml-100k.user", "MovieLens user file")
     item_file = require_file(folder / "ml-100k.item", "MovieLens item file")
 
-    ratings = []
+    lines_and_ratings = []
     for n, f in _read_tsv(inter, ("user_id", "item_id", "rating", "timestamp")):
-        try:
-            rating = float(f[2])
-        except ValueError as exc:
-            raise ValueError(f"{inter}: line {n} has a malformed rating {f[2]!r}") from exc
+        rating = _rating(f[2], inter, n)
         user, item = _int(f[0], inter, n, "user_id"), _int(f[1], inter, n, "item_id")
         if user < 1 or item < 1:  # ids are 1-based; 0 is the padding id of the sequence models
-            raise ValueError(f"{inter}: line {n} has user_id {user} / item_id {item}; ids must be >= 1")
-        ratings.append(Rating(user, item, rating, _int(f[3], inter, n, "timestamp")))
-    ratings.sort(key=lambda r: r.timestamp)  # stable: ties keep file order
+            raise ValueError(
+                f"{inter}: line {n} has user_id {user} / item_id {item}; ids must be >= 1"
+            )
+        lines_and_ratings.append((n, Rating(user, item, rating, _int(f[3], inter, n, "timestamp"))))
 
     users = {}
+    user_lines: dict[int, int] = {}
     for n, f in _read_tsv(user_file, ("user_id", "age", "gender", "occupation", "zip_code")):
         uid = _int(f[0], user_file, n, "user_id")
+        _check_new_id(user_lines, uid, user_file, n, "user_id")
         users[uid] = User(uid, _int(f[1], user_file, n, "age"), f[2], f[3], f[4])
 
     items = {}
+    item_lines: dict[int, int] = {}
     for n, f in _read_tsv(item_file, ("item_id", "movie_title", "release_year", "class")):
         iid = _int(f[0], item_file, n, "item_id")
-        year = int(f[2]) if f[2].strip().isdigit() else 0  # the file has "unkonwn" and blanks
+        _check_new_id(item_lines, iid, item_file, n, "item_id")
+        year_text = f[2].strip()  # the file has "unkonwn" and blanks
+        year = int(year_text) if year_text.isascii() and year_text.isdigit() else 0
         items[iid] = Movie(iid, f[1], year, tuple(f[3].split()))
+
+    for n, r in lines_and_ratings:  # file order, so the first offending line is named
+        if r.user not in users:
+            raise ValueError(f"{inter}: line {n} has user_id {r.user}, which is not in {user_file}")
+        if r.item not in items:
+            raise ValueError(f"{inter}: line {n} has item_id {r.item}, which is not in {item_file}")
+    ratings = [r for _, r in lines_and_ratings]
+    ratings.sort(key=lambda r: r.timestamp)  # stable: ties keep file order
     return MovieLens(interactions=tuple(ratings), users=users, items=items)
 
 

@@ -41,7 +41,8 @@ def load_snli(
 
     Args:
         split: ``"train"`` (the 100k sample) or ``"test"``.
-        path: the ``.jsonl.gz`` file, or a folder holding ``snli/<file>``; default ``data_root()``.
+        path: the ``.jsonl.gz`` file, a folder holding ``snli/<file>`` or the ``snli`` folder itself;
+            default ``data_root()``.
         limit: stop after this many kept pairs.
         labels: keep only these gold labels, e.g. ``("entailment", "neutral", "contradiction")``
             to drop the ``-`` pairs; ``None`` keeps all.
@@ -66,7 +67,9 @@ def load_snli(
         file = require_file(data_root() / default, f"SNLI {split} file")
     else:
         p = Path(path)
-        file = require_file(p / default if p.is_dir() else p, f"SNLI {split} file")
+        if p.is_dir():  # the data root (holding snli/) or the snli folder itself
+            p = p / default if (p / default).is_file() else p / default.name
+        file = require_file(p, f"SNLI {split} file")
     out: list[SNLIPair] = []
     if limit == 0:
         return out
