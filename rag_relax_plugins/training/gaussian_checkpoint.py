@@ -6,8 +6,9 @@ JSON scalars), ``rng.safetensors`` (CPU and CUDA generator states), ``predictor.
 when a predictor head is trained, ``best_model/`` when the best epoch so far is an earlier one
 (otherwise ``model/`` is the best model), and ``trainer_state.json`` (format version, epoch,
 step, best validation loss and its epoch, scheduler state, fp16 ``GradScaler`` state, loss
-history). A resumed run restores ``best_model/`` from it, so resuming into a new output folder
-keeps ``best_model/`` and ``best_val_loss`` consistent. Folders are written under a temporary
+history, and the run's options under ``"config"``, compared on resume by :func:`check_resume`).
+A resumed run restores ``best_model/`` from it, so resuming into a new output folder keeps
+``best_model/`` and ``best_val_loss`` consistent. Folders are written under a temporary
 name and renamed into place, so a crash never leaves a half-written checkpoint.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,51 @@ from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
+from rag_relax_plugins.training._resume_check import check_resume_options, resume_options
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_VERSION", "load_checkpoint_state", "restore_best_model", "save_checkpoint"]
+__all__ = ["CHECKPOINT_VERSION", "RESUME_RUNTIME_ONLY", "check_resume", "checkpoint_options", "load_checkpoint_state",
+           "restore_best_model", "save_checkpoint"]
 
 CHECKPOINT_VERSION = 1
+
+# TrainConfig options a resume may change; every other one must equal the checkpoint's. Not
+# ``epochs`` or ``max_steps``: the LR schedule decays to 0 at step
+# ``min(ceil(batches / grad_accum_steps) * epochs, max_steps)`` (``lr_at``), and a ``max_steps``
+# stop inside an epoch saves that epoch as finished (a resume would skip the rest of it).
+RESUME_RUNTIME_ONLY = frozenset({
+    "output_dir",  # where this run writes (the checkpoint's best model is copied there)
+    "resume_from",  # the checkpoint itself
+    "init_model",  # the weights come from the checkpoint (init_model and resume_from exclude each other)
+    # the checkpoint's model brings them; a value given is checked against that model
+    "backbone", "output_dim", "geometry",
+    "device", "show_progress", "save_checkpoints",  # where and how visibly it runs, what it keeps
+    "cache_frozen_prefix",  # exact: the frozen layers' outputs are stored, not changed
+})
+_PATH_OPTIONS = ("train_file", "val_file")
+
+
+def checkpoint_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's options (``TrainConfig.to_dict()``) as a checkpoint stores them and a resume
+    compares them: local paths made absolute."""
+    return resume_options(config, _PATH_OPTIONS)
+
+
+def check_resume(folder: Path, config: Mapping[str, Any]) -> None:
+    """Refuse to resume checkpoint ``folder`` with options ``config`` (``TrainConfig.to_dict()``)
+    other than its own, :data:`RESUME_RUNTIME_ONLY` aside. A checkpoint written before the
+    options were stored resumes unchecked, with a warning.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a checkpoint.
+        ValueError: different options, named with both values.
+    """
+    file = folder / "trainer_state.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
+    saved = json.loads(file.read_text(encoding="utf-8")).get("config")
+    check_resume_options(saved, checkpoint_options(config), RESUME_RUNTIME_ONLY, folder)
 
 
 def save_checkpoint(
@@ -46,7 +87,7 @@ def save_checkpoint(
     """Write a resumable checkpoint folder at ``target`` (atomically).
 
     Args:
-        state: JSON-ready trainer state (epoch, step, best, best_epoch, history).
+        state: JSON-ready trainer state (epoch, step, best, best_epoch, history, config).
         scaler: the loss scaler; its state (scalars only; empty when disabled) is saved.
         best_model: a saved best model of an earlier epoch, copied in as ``best_model/``;
             ``None`` when ``model`` itself is the best so far (or there is none).

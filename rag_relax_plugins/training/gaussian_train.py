@@ -15,7 +15,9 @@ Commands::
 
 Determinism: batches depend only on ``seed`` and the epoch; dropout draws from the global torch
 generator, whose state is checkpointed; SIGReg slices are seeded by ``seed`` and the step. A
-resumed run therefore reproduces the loss curve of an uninterrupted one.
+resumed run therefore reproduces the loss curve of an uninterrupted one. It must use the
+checkpoint's options, except the runtime-only ones in ``gaussian_checkpoint.RESUME_RUNTIME_ONLY``
+(else ``ValueError`` before anything is written).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training._run_files import pyplot, save_png
 from rag_relax_plugins.training.gaussian_checkpoint import (
+    check_resume,
+    checkpoint_options,
     load_checkpoint_state,
     restore_best_model,
     save_checkpoint,
@@ -151,14 +155,16 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
 
     Raises:
         FileNotFoundError: missing train/val file or checkpoint.
-        ValueError: malformed data, too few pairs, incompatible checkpoint or options.
+        ValueError: malformed data, too few pairs, incompatible checkpoint or options; a resume
+            whose options differ from the checkpoint's, runtime-only ones aside (raised before
+            anything is written).
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if model is not None and (cfg.resume_from is not None or cfg.init_model is not None):
         raise ValueError("pass model, or resume_from / init_model in cfg, not both")
-    if cfg.resume_from is not None and not (Path(cfg.resume_from) / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"checkpoint not found: {cfg.resume_from} (expected trainer_state.json inside)")
+    if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
+        check_resume(Path(cfg.resume_from), cfg.to_dict())
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "training.log", encoding="utf-8")
@@ -227,6 +233,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
                         "best_val_loss %.5f unless a later epoch improves on it", cfg.resume_from, best)
         log.info("resumed from %s at epoch %d, step %d", cfg.resume_from, start_epoch, step)
     atomic_write_json(out / "train_config.json", cfg.to_dict())
+    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train", unit="step")
     t_start, steps_done = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
@@ -274,7 +281,8 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
             best, best_epoch = val, epoch + 1
             model.save(out / "best_model")
         if cfg.save_checkpoints:
-            state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history}
+            state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
+                     "config": options}
             earlier_best = out / "best_model" if best_epoch is not None and best_epoch != epoch + 1 else None
             save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", model=model, optimizer=opt, scheduler=sched,
                             predictor=predictor, state=state, scaler=scaler, best_model=earlier_best)

@@ -19,6 +19,9 @@ Commands::
     rag-relax train-reranker --output runs/grerank --epochs 1 --max-train-rows 200
     rag-relax train-reranker --output runs/grerank --resume-from runs/grerank/checkpoint_step_20
     rag-relax train-reranker --output runs/supervised --supervision labels
+
+A resume must use the checkpoint's options, except the runtime-only ones in
+``grerank_checkpoint.RESUME_RUNTIME_ONLY`` (else ``ValueError`` before anything is written).
 """
 
 from __future__ import annotations
@@ -38,7 +41,12 @@ from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_dis
 from rag_relax_plugins.readers.dma import ReaderLayout
 from rag_relax_plugins.rerankers.gumbel import DEFAULT_KAPPA, DEFAULT_TAU, GumbelReranker
 from rag_relax_plugins.training._run_files import prune_checkpoints, pyplot, save_png
-from rag_relax_plugins.training.grerank_checkpoint import load_checkpoint, save_checkpoint
+from rag_relax_plugins.training.grerank_checkpoint import (
+    check_resume,
+    checkpoint_options,
+    load_checkpoint,
+    save_checkpoint,
+)
 from rag_relax_plugins.training.grerank_eval import hotpot_split
 
 if TYPE_CHECKING:
@@ -240,9 +248,16 @@ def train_grerank(
     Returns:
         :class:`GRerankResult`; ``output_dir`` holds ``final_model/``, ``checkpoint_step_N/``,
         ``history.json``, ``train_config.json`` and ``curves.png``.
+
+    Raises:
+        FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
+        ValueError: no training examples; a resume whose options differ from the checkpoint's,
+            runtime-only ones aside (raised before anything is written).
     """
     from tqdm.auto import tqdm
 
+    if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
+        check_resume(Path(cfg.resume_from), cfg.to_dict())
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(
@@ -286,6 +301,7 @@ def train_grerank(
         if cfg.max_steps is None
         else min(cfg.max_steps, per_epoch * cfg.epochs)
     )
+    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint
     layouts: dict[int, ReaderLayout] = {}
     states: dict[int, DocumentStates] = {}  # cfg.cache_reader_states: filled on first visit
     bar = tqdm(
@@ -345,6 +361,7 @@ def train_grerank(
                 "pos": (pos + 1) % n,
                 "step": step,
                 "history": history,
+                "config": options,
             }
             done = step >= total
             if step % cfg.save_every_steps == 0 or done or pos == n - 1:

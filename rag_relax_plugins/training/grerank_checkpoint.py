@@ -3,13 +3,15 @@
 A ``checkpoint_step_N/`` folder holds ``reranker/`` (a :class:`GumbelReranker` folder),
 ``optimizer.safetensors`` + ``optimizer.json`` (optimiser state flattened into tensors and JSON
 scalars), ``rng.safetensors`` (the Gumbel-noise generator state) and ``trainer_state.json``
-(format version, epoch, position in the epoch, optimiser step, loss history). Folders are written
-under a temporary name and renamed into place, so a crash never leaves a half-written checkpoint.
+(format version, epoch, position in the epoch, optimiser step, loss history and the run's
+options under ``"config"``, compared on resume: :func:`check_resume`). Folders are written under
+a temporary name and renamed into place, so a crash never leaves a half-written checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,54 @@ from safetensors.torch import load_file, save_file
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
+from rag_relax_plugins.training._resume_check import check_resume_options, resume_options
 
-__all__ = ["CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "RESUME_RUNTIME_ONLY",
+    "check_resume",
+    "checkpoint_options",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 CHECKPOINT_VERSION = 1
+
+# GRerankConfig options a resume may change; every other one must equal the checkpoint's.
+RESUME_RUNTIME_ONLY = frozenset({
+    "output_dir",  # where this run writes
+    "resume_from",  # the checkpoint itself
+    "init_from",  # the weights come from the checkpoint (resume_from takes precedence)
+    # when to stop: the learning rates are constant (no schedule over the run's length) and the
+    # question order depends only on seed and epoch, so a longer run continues the shorter one
+    "epochs", "max_steps",
+    "save_every_steps", "keep_checkpoints",  # which checkpoints are written and kept
+    "device", "show_progress",  # where and how visibly it runs
+    "cache_reader_states",  # exact: stored document states give the same losses and weights (tested)
+})
+_PATH_OPTIONS = ("data_path", "backbone", "reader_path")
+
+
+def checkpoint_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's options (``GRerankConfig.to_dict()``) as a checkpoint stores them and a resume
+    compares them: local paths made absolute."""
+    return resume_options(config, _PATH_OPTIONS)
+
+
+def check_resume(folder: Path, config: Mapping[str, Any]) -> None:
+    """Refuse to resume checkpoint ``folder`` with options ``config`` (``GRerankConfig.to_dict()``)
+    other than its own, :data:`RESUME_RUNTIME_ONLY` aside. A checkpoint written before the
+    options were stored resumes unchecked, with a warning.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a checkpoint.
+        ValueError: different options, named with both values.
+    """
+    file = folder / "trainer_state.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
+    saved = json.loads(file.read_text(encoding="utf-8")).get("config")
+    check_resume_options(saved, checkpoint_options(config), RESUME_RUNTIME_ONLY, folder)
 
 
 def save_checkpoint(

@@ -1,8 +1,13 @@
-"""Checkpoint and curve I/O of the MaxSim training loop (safetensors + JSON, atomic, no pickle)."""
+"""Checkpoint and curve I/O of the MaxSim training loop (safetensors + JSON, atomic, no pickle).
+
+A checkpoint's ``trainer_state.json`` holds the run's options under ``"config"``, compared on
+resume (:func:`check_resume`).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +16,47 @@ from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
+from rag_relax_plugins.training._resume_check import check_resume_options, resume_options
 from rag_relax_plugins.training._run_files import pyplot, save_png
 
-__all__ = ["load_optimizer", "plot_history", "save_checkpoint"]
+__all__ = ["RESUME_RUNTIME_ONLY", "check_resume", "checkpoint_options", "load_optimizer", "plot_history",
+           "save_checkpoint"]
+
+# MaxSimTrainConfig options a resume may change; every other one must equal the checkpoint's
+# (``epochs`` too: the linear LR decay ends at step ``batches_per_epoch * epochs``).
+RESUME_RUNTIME_ONLY = frozenset({
+    "output_dir",  # where this run writes
+    "resume_from",  # the checkpoint itself
+    "device", "show_progress", "save_checkpoints",  # where and how visibly it runs, what it keeps
+    "cache_dir",  # where the frozen backbone's token vectors are cached (rebuilt there: the same vectors)
+    # the documented stop-and-continue: a run stopped by max_steps saves its position inside the
+    # epoch and a resume continues with another max_steps, or none (the LR decay then follows the
+    # new run's max_steps, so the resumed run equals an uninterrupted one only from there on)
+    "max_steps",
+})
+_PATH_OPTIONS = ("data", "backbone")
+
+
+def checkpoint_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's options (``MaxSimTrainConfig.to_dict()``) as a checkpoint stores them and a resume
+    compares them: local paths made absolute."""
+    return resume_options(config, _PATH_OPTIONS)
+
+
+def check_resume(folder: Path, config: Mapping[str, Any]) -> None:
+    """Refuse to resume checkpoint ``folder`` with options ``config`` (``MaxSimTrainConfig.to_dict()``)
+    other than its own, :data:`RESUME_RUNTIME_ONLY` aside. A checkpoint written before the
+    options were stored resumes unchecked, with a warning.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a checkpoint.
+        ValueError: different options, named with both values.
+    """
+    file = folder / "trainer_state.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
+    saved = json.loads(file.read_text(encoding="utf-8")).get("config")
+    check_resume_options(saved, checkpoint_options(config), RESUME_RUNTIME_ONLY, folder)
 
 
 def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -23,6 +23,8 @@ state, trainer state), ``best_model/`` (best validation MRR), ``final_model/``, 
 and ``loss_curves.png``; ``resume_from`` continues from a checkpoint. A run stopped by ``max_steps``
 inside an epoch writes that epoch's checkpoint with its position (batches done, their losses, the
 negative-sampling generator state), so a resume finishes the epoch instead of skipping its rest.
+A resume must use the checkpoint's options, except the runtime-only ones in
+``maxsim_checkpoint.RESUME_RUNTIME_ONLY`` (else ``ValueError`` before anything is written).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from rag_relax_plugins.rerankers.maxsim import (
     pack_tokens,
 )
 from rag_relax_plugins.training.maxsim_checkpoint import (
+    check_resume,
+    checkpoint_options,
     load_optimizer,
     plot_history,
     save_checkpoint,
@@ -204,9 +208,17 @@ def train_maxsim(
 
     Returns:
         ``{"history", "output_dir", "steps", "best_val_mrr"}``.
+
+    Raises:
+        FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
+        ValueError: fewer than 2 groups; a resume whose options differ from the checkpoint's,
+            runtime-only ones aside (raised before anything is written).
     """
     if len(groups) < 2:
         raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
+    ck = Path(cfg.resume_from) if cfg.resume_from else None
+    if ck is not None:  # a missing checkpoint or other options: refused before anything is written
+        check_resume(ck, cfg.to_dict())
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "training.log", encoding="utf-8")
@@ -231,8 +243,6 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
 
     torch.manual_seed(cfg.seed)
     ck = Path(cfg.resume_from) if cfg.resume_from else None
-    if ck is not None and not (ck / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ck} (expected trainer_state.json inside)")
     if reranker is None:
         reranker = (MaxSimReranker.load(ck / "model", device=cfg.device) if ck is not None
                     else MaxSimReranker(cfg.model_config(), device=cfg.device))
@@ -275,6 +285,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         resumed_losses, resumed_rng = list(state.get("epoch_losses", [])), state.get("negative_rng")
         log.info("resumed from %s at epoch %d, batch %d, step %d", ck, start_epoch, start_batch, step)
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-maxsim")
     for epoch in range(start_epoch, cfg.epochs):
         if step >= total:
@@ -308,7 +319,8 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
             # sampling generator, before this partial epoch's summary enters the history, so that a
             # resume finishes the epoch exactly as an uninterrupted run would
             state = {"epoch": epoch, "batch": done, "epoch_losses": losses, "negative_rng": gen.get_state().tolist(),
-                     "step": step, "best": best, "history": history, "scheduler": sched.state_dict()}
+                     "step": step, "best": best, "history": history, "scheduler": sched.state_dict(),
+                     "config": options}
             save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state)
         history["train_loss"].append(sum(losses) / max(1, len(losses)))
         val = (_validate(reranker, val_groups, q_cache=q_cache, t_cache=t_cache,
@@ -320,7 +332,8 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
             best = val
             reranker.save(out / "best_model")
         if cfg.save_checkpoints and done == len(batches):
-            state = {"epoch": epoch + 1, "step": step, "best": best, "history": history, "scheduler": sched.state_dict()}
+            state = {"epoch": epoch + 1, "step": step, "best": best, "history": history,
+                     "scheduler": sched.state_dict(), "config": options}
             save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state)
     bar.close()
     reranker.save(out / "final_model")

@@ -1,0 +1,70 @@
+"""The rule shared by the trainers' ``resume_from``: a checkpoint resumes only with its own options.
+
+Each trainer stores its options in the checkpoint (:func:`resume_options`) and, before it writes
+anything or changes any weight, compares them with the new run's (:func:`check_resume_options`).
+Options that shape the run (data, model, loss, optimiser, schedule, seed ...) must be equal;
+each trainer names the few runtime-only ones that may change (device, progress bar, output and
+checkpoint paths ...) and says why. ``train-mol`` applies the same rule
+(:func:`rag_relax_plugins.training.mol_train.train_retrieval`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["check_resume_options", "resume_options"]
+
+log = logging.getLogger(__name__)
+
+
+def resume_options(config: Mapping[str, Any], paths: Iterable[str] = ()) -> dict[str, Any]:
+    """``config`` as stored in a checkpoint and compared on resume.
+
+    The options named in ``paths`` that hold an existing local path are made absolute, so a
+    resume started from another working directory (or with ``./x`` for ``x``) compares the same
+    files; other values (``None``, hub names, ``hashing:64``) are kept as they are.
+    """
+    out = dict(config)
+    for name in paths:
+        value = out.get(name)
+        if isinstance(value, str) and value:
+            path = Path(value).expanduser()
+            if path.exists():
+                out[name] = str(path.resolve())
+    return out
+
+
+def check_resume_options(
+    saved: Mapping[str, Any] | None,
+    now: Mapping[str, Any],
+    runtime_only: Iterable[str],
+    where: str | Path,
+) -> None:
+    """Refuse to resume checkpoint ``where`` with options other than those it was trained with.
+
+    Args:
+        saved: the options stored in the checkpoint (:func:`resume_options` of the interrupted
+            run); ``None`` for a checkpoint written before they were stored: resumes with a
+            warning, unchecked.
+        now: the new run's options, through the same :func:`resume_options`.
+        runtime_only: names that may differ (the caller documents why each one may).
+        where: the checkpoint, for the messages.
+
+    Options the checkpoint does not record (added to the trainer after it was written) are not
+    checked.
+
+    Raises:
+        ValueError: ``"cannot resume from <where>: different options: name (checkpoint X, now Y), ..."``.
+    """
+    if saved is None:
+        log.warning("checkpoint %s does not store its training options (older format): resuming "
+                    "without checking that they match this run's", where)
+        return
+    skip = set(runtime_only)
+    diff = [f"{k} (checkpoint {saved[k]!r}, now {now[k]!r})"
+            for k in sorted(now) if k not in skip and k in saved and saved[k] != now[k]]
+    if diff:
+        raise ValueError(f"cannot resume from {where}: different options: {', '.join(diff)}")
