@@ -41,10 +41,15 @@ class DocumentStates:
     Attributes:
         input_ids: ``(S,) x long`` the tokens these states were computed from (checked on use).
         key_values: per layer ``(keys, values)``, each ``(1, kv_heads, S, head_dim)``.
+        position_ids: ``(S,) x long`` their positions, and
+        segment: ``(S,) x long`` their documents (checked on use too: the same tokens split into
+            other documents have other positions and attention, so other states).
     """
 
     input_ids: torch.Tensor
     key_values: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    position_ids: torch.Tensor
+    segment: torch.Tensor
 
     @property
     def length(self) -> int:
@@ -55,9 +60,15 @@ class DocumentStates:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.key_values)
 
     def matches(self, layout: ReaderLayout) -> bool:
-        """Whether ``layout`` starts with exactly these prefix and document tokens."""
+        """Whether ``layout`` starts with exactly these prefix and document tokens, positions and
+        document boundaries."""
         s = _document_end(layout)
-        return s == self.length and torch.equal(layout.input_ids[:s], self.input_ids)
+        return (
+            s == self.length
+            and torch.equal(layout.input_ids[:s], self.input_ids)
+            and torch.equal(layout.position_ids[:s], self.position_ids)
+            and torch.equal(layout.segment[:s], self.segment)
+        )
 
 
 def _document_end(layout: ReaderLayout) -> int:
@@ -137,10 +148,14 @@ class CausalLMReader:
         Args:
             layout: the prompt layout (``T`` tokens, ``N`` documents).
             doc_mask: ``(N,)`` or ``(B, N) x float`` in ``[0, 1]``.
-            keep_from: first position whose logits are returned (default 0).
+            keep_from: first position whose logits are returned, ``0 <= keep_from < T``
+                (default 0).
 
         Returns:
             ``(B, T - keep_from, V) x float`` logits.
+
+        Raises:
+            ValueError: ``keep_from`` outside ``[0, T - 1]``.
         """
         m = doc_mask if doc_mask.dim() == 2 else doc_mask.unsqueeze(0)
         b = m.shape[0]
@@ -148,6 +163,10 @@ class CausalLMReader:
         ids = layout.input_ids.to(self.device).unsqueeze(0).expand(b, -1)  # (B, T)
         pos = layout.position_ids.to(self.device).unsqueeze(0).expand(b, -1)  # (B, T)
         start = 0 if keep_from is None else keep_from
+        # keep_from = T would pass logits_to_keep=0, which transformers reads as "all positions"
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < layout.length:
+            raise ValueError(f"keep_from must be an int in [0, {layout.length - 1}] (T = {layout.length}), "
+                             f"got {keep_from!r}")
         out = self.model(
             input_ids=ids,
             attention_mask=attn,
@@ -261,7 +280,8 @@ class CausalLMReader:
         )
         cache = first.past_key_values
         kv = tuple((layer.keys, layer.values) for layer in cache.layers)
-        return DocumentStates(input_ids=layout.input_ids[:s].clone(), key_values=kv)
+        return DocumentStates(input_ids=layout.input_ids[:s].clone(), key_values=kv,
+                              position_ids=layout.position_ids[:s].clone(), segment=layout.segment[:s].clone())
 
     def _cached_logits(
         self,

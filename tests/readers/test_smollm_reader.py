@@ -192,6 +192,23 @@ def test_document_states_are_checked_against_the_layout(reader: Any) -> None:
         reader.encode_documents(conc)
     with pytest.raises(ValueError, match="independent"):
         reader.layout_nll(conc, torch.ones(3), document_states=states)
+    # the same tokens split into other documents: other positions and attention, other states
+    one = reader.layout(Q, ["Paris is\nthe capital"], "Paris", variant="independent")
+    two = reader.layout(Q, ["Paris is", "the capital"], "Paris", variant="independent")
+    if torch.equal(one.input_ids, two.input_ids):  # true for SmolLM2's tokenizer
+        split_states = reader.encode_documents(one)
+        assert not split_states.matches(two)  # review 2026-12-02: accepted, with a wrong NLL
+        with pytest.raises(ValueError, match="another layout"):
+            reader.layout_nll(two, torch.ones(2), document_states=split_states)
+
+
+def test_layout_logits_keep_from_is_checked(reader: Any) -> None:
+    lay = reader.layout(Q, DOCS, "Paris", variant="independent")
+    with torch.no_grad():
+        assert reader.layout_logits(lay, torch.ones(3), keep_from=lay.length - 1).shape[1] == 1
+        for bad in (lay.length, -1, lay.length + 3):  # keep_from=T returned all T positions
+            with pytest.raises(ValueError, match="keep_from must be"):
+                reader.layout_logits(lay, torch.ones(3), keep_from=bad)
 
 
 def test_training_with_stored_states_equals_training_without(
