@@ -81,7 +81,7 @@ class HashingEncoder:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         self._dim = dim
-        self.seed = seed
+        self._seed = seed
         self.ngram_range = _check_range(ngram_range, "ngram_range")
         self.char_ngram_range = _check_range(char_ngram_range, "char_ngram_range", allow_zero=True)
         self.normalize = bool(normalize)
@@ -93,6 +93,11 @@ class HashingEncoder:
     def dim(self) -> int:
         """Output dimension ``D``."""
         return self._dim
+
+    @property
+    def seed(self) -> int:
+        """Hash seed (read-only: the hash key and the memo of buckets are built from it)."""
+        return self._seed
 
     def __repr__(self) -> str:
         return (

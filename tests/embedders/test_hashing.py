@@ -126,3 +126,12 @@ def test_bad_constructor_args(kwargs: dict[str, object], match: str) -> None:
 def test_bad_batch_size() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         HashingEncoder().encode(["x"], batch_size=0)
+
+
+def test_seed_is_read_only() -> None:
+    # the hash key is built from it: a reassigned seed left the vectors on the old one while
+    # cache keys (embedders.base.encoder_settings) reported the new one
+    enc = HashingEncoder(dim=16, seed=3)
+    with pytest.raises(AttributeError):
+        enc.seed = 1  # type: ignore[misc]
+    assert enc.seed == 3
