@@ -99,7 +99,7 @@ def build_layout(
         variant: ``"independent"`` or ``"concatenated"``.
         doc_tokens: tokens kept per document (>= 1).
         doc_span: positions reserved for a document in the independent variant (default
-            ``doc_tokens + 1``, the newline included); the suffix starts after it.
+            ``doc_tokens`` plus the newline's tokens, one for SmolLM2); the suffix starts after it.
         instruction: system instruction.
 
     Returns:
@@ -122,14 +122,15 @@ def build_layout(
     for j, d in enumerate(documents):
         if not isinstance(d, str):
             raise TypeError(f"documents[{j}] must be a str, got {type(d).__name__}")
-    span = doc_tokens + 1 if doc_span is None else doc_span
-    if span < doc_tokens + 1:
-        raise ValueError(f"doc_span must be >= doc_tokens + 1 = {doc_tokens + 1}, got {doc_span}")
+    newline = _ids(tokenizer, "\n")
+    span = doc_tokens + len(newline) if doc_span is None else doc_span
+    if span < doc_tokens + len(newline):  # else the suffix would share positions with documents
+        raise ValueError(f"doc_span must be >= doc_tokens + {len(newline)} (the newline's tokens) = "
+                         f"{doc_tokens + len(newline)}, got {doc_span}")
 
     prefix = _ids(
         tokenizer, f"<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\nDocuments:\n"
     )
-    newline = _ids(tokenizer, "\n")
     docs = [_ids(tokenizer, d)[:doc_tokens] + newline for d in documents]
     suffix = _ids(tokenizer, f"Question: {question}<|im_end|>\n<|im_start|>assistant\n")
     ans = _ids(tokenizer, answer) if answer is not None else []

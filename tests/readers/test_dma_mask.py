@@ -25,6 +25,25 @@ def layout(variant: str = "independent", **kw: object) -> ReaderLayout:
     return build_layout(TOK, "q?", DOCS, "ans", variant=variant, doc_tokens=5, **kw)  # type: ignore[arg-type]
 
 
+class TwoTokenNewline(CharTokenizer):
+    """A tokenizer that encodes the newline as two tokens (as some SentencePiece vocabularies do)."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        ids: list[int] = []
+        for c in text:
+            ids += [7, 8] if c == "\n" else [ord(c) % 251]
+        return {"input_ids": ids}
+
+
+def test_suffix_positions_never_overlap_documents_with_a_multi_token_newline() -> None:
+    lay = build_layout(TwoTokenNewline(), "q?", DOCS, "ans", variant="independent", doc_tokens=5)
+    seg, pos = lay.segment, lay.position_ids
+    last_doc_pos = int(pos[(seg >= 0) & (seg < 3)].max())
+    assert int(pos[seg == 3].min()) == last_doc_pos + 1  # the suffix used to reuse the last position
+    with pytest.raises(ValueError, match="newline's tokens"):
+        build_layout(TwoTokenNewline(), "q?", DOCS, "ans", variant="independent", doc_tokens=5, doc_span=6)
+
+
 def test_layout_segments_positions_independent() -> None:
     lay = layout("independent")
     seg, pos = lay.segment, lay.position_ids
