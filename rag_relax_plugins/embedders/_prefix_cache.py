@@ -131,7 +131,12 @@ class FrozenPrefixCache:
         Returns:
             ``(B, H) x float``: what ``backbone(tokenize(texts))["sentence_embedding"]`` returns
             (to float rounding), computing only layers ``N+1..L``, pooling and later modules.
+
+        Raises:
+            ValueError: ``texts`` is empty.
         """
+        if not texts:  # (0, H) would need the trainable layers' output width: refuse clearly instead
+            raise ValueError("texts must hold at least one string")
         missing = list(dict.fromkeys(t for t in texts if t not in self._states))
         self.misses += len(missing)
         self.hits += len(texts) - len(missing)
