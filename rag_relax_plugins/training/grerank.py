@@ -40,11 +40,12 @@ from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
 from rag_relax_plugins.readers.dma import ReaderLayout
 from rag_relax_plugins.rerankers.gumbel import DEFAULT_KAPPA, DEFAULT_TAU, GumbelReranker
-from rag_relax_plugins.training._run_files import prune_checkpoints, pyplot, save_png
+from rag_relax_plugins.training._run_files import prune_checkpoints
 from rag_relax_plugins.training.grerank_checkpoint import (
     check_resume,
     checkpoint_options,
     load_checkpoint,
+    plot_curves,
     save_checkpoint,
 )
 from rag_relax_plugins.training.grerank_eval import hotpot_split
@@ -269,6 +270,9 @@ def train_grerank(
         examples = examples[: cfg.max_train_rows]
     if not examples:
         raise ValueError("no training examples")
+    if cfg.supervision == "reader" and cfg.k >= max(len(ex.paragraphs) for ex in examples):
+        log.warning("k=%d keeps every paragraph of every question (at most %d): the mask selects nothing "
+                    "and the reader's loss gives the scorer no signal", cfg.k, max(len(ex.paragraphs) for ex in examples))
     torch.manual_seed(cfg.seed)
     if reranker is None:
         reranker = _reranker(cfg)
@@ -386,21 +390,3 @@ def train_grerank(
         seconds_per_example=busy / max(seen, 1),
         examples_seen=seen,
     )
-
-
-def plot_curves(history: dict[str, list[float]], path: Path, *, title: str = "training") -> bool:
-    """Loss per optimiser step (and a moving average) as a PNG; ``False`` without matplotlib."""
-    plt = pyplot()
-    if plt is None:
-        return False
-    loss = history.get("loss", [])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(range(1, len(loss) + 1), loss, lw=0.8, alpha=0.5, label="loss")
-    w = max(1, len(loss) // 10)
-    if len(loss) >= w > 1:
-        avg = torch.tensor(loss).unfold(0, w, 1).mean(dim=1).tolist()
-        ax.plot(range(w, len(loss) + 1), avg, lw=1.8, label=f"moving average ({w})")
-    ax.set(xlabel="optimiser step", ylabel="loss", title=title)
-    ax.legend()
-    save_png(fig, path, dpi=110)
-    return True

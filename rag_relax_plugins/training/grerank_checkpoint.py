@@ -1,4 +1,4 @@
-"""Resumable checkpoints of the G-Rerank trainer, without pickle.
+"""Resumable checkpoints and the loss curve of the G-Rerank trainer, without pickle.
 
 A ``checkpoint_step_N/`` folder holds ``reranker/`` (a :class:`GumbelReranker` folder),
 ``optimizer.safetensors`` + ``optimizer.json`` (optimiser state flattened into tensors and JSON
@@ -22,6 +22,7 @@ from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import check_resume_options, resume_options
+from rag_relax_plugins.training._run_files import pyplot, save_png
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -29,6 +30,7 @@ __all__ = [
     "check_resume",
     "checkpoint_options",
     "load_checkpoint",
+    "plot_curves",
     "save_checkpoint",
 ]
 
@@ -124,3 +126,21 @@ def load_checkpoint(
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     return state
+
+
+def plot_curves(history: dict[str, list[float]], path: Path, *, title: str = "training") -> bool:
+    """Loss per optimiser step (and a moving average) as a PNG; ``False`` without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return False
+    loss = history.get("loss", [])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(loss) + 1), loss, lw=0.8, alpha=0.5, label="loss")
+    w = max(1, len(loss) // 10)
+    if len(loss) >= w > 1:
+        avg = torch.tensor(loss).unfold(0, w, 1).mean(dim=1).tolist()
+        ax.plot(range(w, len(loss) + 1), avg, lw=1.8, label=f"moving average ({w})")
+    ax.set(xlabel="optimiser step", ylabel="loss", title=title)
+    ax.legend()
+    save_png(fig, path, dpi=110)
+    return True

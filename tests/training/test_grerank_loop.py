@@ -225,3 +225,13 @@ def test_partial_last_accumulation_group_is_averaged_over_its_own_size(
         )
     assert len(norms) == 2 and norms[0] > 0
     assert abs(norms[0] - norms[1]) < 1e-5 * norms[1]
+
+
+def test_k_covering_every_paragraph_warns_that_there_is_no_signal(
+    minilm_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    n = max(len(e.paragraphs) for e in EXAMPLES)
+    with caplog.at_level("WARNING", logger="rag_relax_plugins.training.grerank"):
+        train_grerank(cfg(tmp_path, k=n, max_steps=1), examples=EXAMPLES, reranker=make(minilm_path),
+                      reader=FakeReader())
+    assert f"k={n} keeps every paragraph" in caplog.text
