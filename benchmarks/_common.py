@@ -1,14 +1,29 @@
-"""Helpers shared by the benchmark scripts: machine description, timing, result files."""
+"""Helpers shared by the benchmark scripts: machine description, timing, result files, bars.
+
+A benchmark checks its bars (the issue's pass/fail criteria) after writing its figures and exits
+with :func:`check_bars`'s status, so that a missed bar fails the run (``make bench``) without
+losing the figures::
+
+    def main() -> int:
+        ...  # measure, print the table, write benchmarks/results/<name>.json
+        return check_bars([Bar("speedup vs loop", speedup, ">=", 3.0, "x")])
+
+    if __name__ == "__main__":
+        raise SystemExit(main())
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
+import operator
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +111,63 @@ def print_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+}
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One pass/fail criterion: ``value op threshold`` (e.g. a speedup ``>= 50``).
+
+    ``value`` ``None`` or NaN means the figure was not measured: the bar is missed.
+    ``unit`` is printed after both numbers (``"x"``, ``" ms"``).
+    """
+
+    name: str
+    value: float | None
+    op: str
+    threshold: float
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValueError(f"op must be one of {sorted(_OPS)}, got {self.op!r}")
+
+    @property
+    def met(self) -> bool:
+        if self.value is None or math.isnan(self.value):
+            return False
+        return _OPS[self.op](self.value, self.threshold)
+
+    def line(self) -> str:
+        """``bar <name>: <value> <op> <threshold>: met`` (or ``MISSED``)."""
+        value = "n/a" if self.value is None else f"{self.value:.4g}{self.unit}"
+        return (
+            f"bar {self.name}: {value} {self.op} {self.threshold:.4g}{self.unit}: "
+            + ("met" if self.met else "MISSED")
+        )
+
+
+def check_bars(bars: Sequence[Bar], *, none_reason: str = "") -> int:
+    """Print one line per bar; return the exit status: 0 when every bar is met, else 1.
+
+    A run with no bar (a side run, a smaller size than the bar is defined on) prints
+    ``none_reason`` and returns 0.
+    """
+    if not bars:
+        print("no bar checked" + (f": {none_reason}" if none_reason else ""))
+        return 0
+    for bar in bars:
+        print(bar.line())
+    missed = [b.name for b in bars if not b.met]
+    if missed:
+        print(f"{len(missed)} of {len(bars)} bars MISSED: {', '.join(missed)}")
+        return 1
+    return 0

@@ -8,6 +8,13 @@ are indexed and B = 32 queries retrieve K = 100.
 
 Reported per strategy: recall@100 relative to BruteForce MoL, latency, speedup vs BruteForce and
 ratio to FAISS ``IndexFlatIP`` top-100 over the N x 64 mean item components (same queries).
+Every row (BruteForce and ExactTwoPass included) is timed the same way: one warm-up call, then
+the best of two calls, in each interleaved round.
+
+Bars (issue 3, defined on N = 1,000,000 and K = 100; a smaller run checks none): the best
+approximate strategy (the fastest with relative recall@100 >= 0.99, else the one with the highest
+recall) has relative recall@100 >= 0.99, is >= 50x faster than BruteForce and <= 1.5x FAISS flat
+(worst round). The figures are written first; the exit status is 1 when a bar is missed.
 
     nice -n 10 .venv/bin/python benchmarks/bench_mol_scale.py            # N = 1,000,000
     .venv/bin/python benchmarks/bench_mol_scale.py --n 100000 --steps 100 --no-write   # quick look
@@ -23,7 +30,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import RESULTS, best_time, machine, print_table, today
+from _common import RESULTS, Bar, best_time, check_bars, machine, print_table, today
 
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
 from rag_relax_plugins.index import (
@@ -37,6 +44,8 @@ from rag_relax_plugins.index import (
 )
 
 D_ITEM, D_QUERY, CLUSTERS = 64, 128, 4096
+BAR_N, BAR_K = 1_000_000, 100  # the setting the issue's bars are defined on
+EXACT = "ExactTwoPass(20000)"
 
 
 class Synthetic:
@@ -76,7 +85,29 @@ def train(sim: MoLSimilarity, data: Synthetic, steps: int, batch: int) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def best_approximate(results: dict[str, dict[str, float]]) -> str:
+    """Name of the best approximate strategy in ``results`` (``{name: {"recall", "ms", ...}}``).
+
+    The fastest one with relative recall@100 >= 0.99; when none reaches it, the one with the
+    highest recall (whose recall bar is then missed). BruteForce and ExactTwoPass are exact.
+    """
+    approx = {n: r for n, r in results.items() if n not in ("BruteForce", EXACT)}
+    ok = {n: r for n, r in approx.items() if r["recall"] >= 0.99}
+    if ok:
+        return min(ok, key=lambda n: ok[n]["ms"])
+    return max(approx, key=lambda n: approx[n]["recall"])
+
+
+def scale_bars(best: dict[str, float]) -> list[Bar]:
+    """Issue 3's bars on the best approximate strategy's figures (``recall``, ``speedup``, ...)."""
+    return [
+        Bar("best strategy relative recall@100", best["recall"], ">=", 0.99),
+        Bar("best strategy speedup vs BruteForce (worst round)", best["speedup"], ">=", 50, "x"),
+        Bar("best strategy ratio to FAISS flat (worst round)", best["ratio_to_flat"], "<=", 1.5, "x"),
+    ]
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -151,19 +182,28 @@ def main() -> None:
         recalls[name] = recall(index.search(q, k, strategy=strategy)[1])  # type: ignore[arg-type]
         print(f"{name}: recall {recalls[name]:.4f}", flush=True)
 
-    # Timing in interleaved rounds: BruteForce, FAISS flat and every strategy are timed close
-    # together in each round (BruteForce first in even rounds, last in odd ones), so a change of
-    # the shared machine's load between rounds does not bias a ratio. Reported: the best latency
-    # over rounds, the *smallest* per-round speedup and the *largest* per-round ratio to flat.
+    # the exact algorithm: recall once (this also warms it up); timed in the rounds like the others
+    exact_nprobe = 64  # its first stage only seeds the threshold; the setting the earlier runs had
+    index.configure_first_stage(ivf_nprobe=exact_nprobe)
+    exact_scores, exact_ids = index.search(q, k, strategy=ExactTwoPass(20_000))
+    exact_rec = recall(exact_ids)
+    timed = [*candidates, (EXACT, ExactTwoPass(20_000), exact_nprobe)]
+
+    # Timing in interleaved rounds: BruteForce, FAISS flat, every strategy and ExactTwoPass are
+    # timed close together in each round (BruteForce first in even rounds, last in odd ones), so
+    # a change of the shared machine's load between rounds does not bias a ratio. Every row is
+    # timed alike: one warm-up call, then the best of 2 (BruteForce: ~2.2 s a call at N = 1M).
+    # Reported: the best latency over rounds, the *smallest* per-round speedup and the *largest*
+    # per-round ratio to flat.
     def bf_time() -> float:
-        return best_time(lambda: index.search(q, k, strategy=BruteForce()), repeats=1, warmup=0)
+        return best_time(lambda: index.search(q, k, strategy=BruteForce()), repeats=2)
 
     rounds: list[tuple[float, float, dict[str, float]]] = []
     for r in range(args.rounds):
         t_bf = bf_time() if r % 2 == 0 else 0.0
         t_flat = best_time(lambda: flat.search(qmean, k), repeats=3)
         t: dict[str, float] = {}
-        for name, strategy, nprobe in candidates:
+        for name, strategy, nprobe in timed:
             index.configure_first_stage(ivf_nprobe=nprobe)
             t[name] = best_time(lambda s=strategy: index.search(q, k, strategy=s), repeats=2)  # type: ignore[misc]
         t_bf = t_bf or bf_time()
@@ -175,7 +215,8 @@ def main() -> None:
         ("BruteForce", "1.0000", f"{bf_s * 1e3:.1f}", "1.0", f"{bf_s / flat_s:.2f}")
     ]
     results: dict[str, dict[str, float]] = {"BruteForce": {"recall": 1.0, "ms": bf_s * 1e3}}
-    for name, _, _ in candidates:
+    recalls[EXACT] = exact_rec
+    for name, _, _ in timed:
         sec = min(r[2][name] for r in rounds)
         speedup = min(r[0] / r[2][name] for r in rounds)
         to_flat = max(r[2][name] / r[1] for r in rounds)
@@ -188,21 +229,6 @@ def main() -> None:
         rows.append(
             (name, f"{recalls[name]:.4f}", f"{sec * 1e3:.1f}", f"{speedup:.1f}", f"{to_flat:.2f}")
         )
-    # the exact algorithm: range search scans all N * P_x components, so it is timed once
-    t0 = time.perf_counter()
-    exact_scores, exact_ids = index.search(q, k, strategy=ExactTwoPass(20_000))
-    ex_s = time.perf_counter() - t0
-    exact_rec = recall(exact_ids)
-    results["ExactTwoPass(20000)"] = {"recall": exact_rec, "ms": ex_s * 1e3}
-    rows.append(
-        (
-            "ExactTwoPass(20000)",
-            f"{exact_rec:.4f}",
-            f"{ex_s * 1e3:.1f}",
-            f"{bf_s / ex_s:.1f}",
-            f"{ex_s / flat_s:.2f}",
-        )
-    )
     rows.append(
         ("FAISS flat IP (N x 64)", "-", f"{flat_s * 1e3:.1f}", f"{bf_s / flat_s:.1f}", "1.00")
     )
@@ -217,12 +243,8 @@ def main() -> None:
         ),
     )
 
-    approx = {n: r for n, r in results.items() if n not in ("BruteForce", "ExactTwoPass(20000)")}
-    ok = {n: r for n, r in approx.items() if r["recall"] >= 0.99}
-    best_name = (
-        min(ok, key=lambda n: ok[n]["ms"]) if ok else max(approx, key=lambda n: approx[n]["recall"])
-    )
-    best = approx[best_name]
+    best_name = best_approximate(results)
+    best = results[best_name]
     n_items = len(index)
     cache_bytes = sum(
         t.element_size() * t.numel()
@@ -249,8 +271,10 @@ def main() -> None:
     print(
         f"exact two-pass max |score diff| vs BruteForce: {(exact_scores - ref_scores).abs().max().item():.2e}"
     )
+    bars = scale_bars(best) if (args.n, k) == (BAR_N, BAR_K) else []
+    none_reason = f"the bars are defined on N = {BAR_N:,}, K = {BAR_K}; this run: N = {args.n:,}, K = {k}"
     if args.no_write:
-        return
+        return check_bars(bars, none_reason=none_reason)
     path = RESULTS / "mol.json"
     merged = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     merged.update(
@@ -298,7 +322,8 @@ def main() -> None:
     tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     print(f"wrote {path}")
+    return check_bars(bars, none_reason=none_reason)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -12,7 +12,12 @@ Besides the rows, it reports the expected Recall@2 of a random order (chance), a
 difference (d) - (c) in Recall@2 over the test questions with its standard error.
 
 Writes ``benchmarks/results/rerankers_quality.json`` (everything) and merges the issue's keys into
-``benchmarks/results/rerankers.json`` (shared with the MaxSim benchmark).
+``benchmarks/results/rerankers.json`` (shared with the MaxSim benchmark), among them
+``recall2_chance`` and ``recall2_grerank_minus_before`` (the paired (d) - (c) per question type).
+
+Bar (issue 5): (d) - (c) Recall@2 >= 0.05 over all judged test questions, for the cross-encoder
+scorer trained on the 400 training rows (smoke runs with fewer rows and ``--scorer bi`` side runs
+have none). Checked after the results are written; the exit status is 1 when it is missed.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import RESULTS, machine, print_table, today, write_results
+from _common import RESULTS, Bar, check_bars, machine, print_table, today, write_results
 
 from rag_relax_plugins.core.metrics import paired_difference, recall_at_k
 from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor
@@ -48,9 +53,23 @@ def _recall_at(examples: list[Any], rankings: list[list[int]], k: int) -> list[f
 
 
 def _chance(examples: list[Any], k: int) -> float:
-    """Expected Recall@k of a uniformly random order: ``k / N`` per judged question."""
+    """Expected Recall@k of a uniformly random order, averaged over the judged questions.
+
+    A question with ``g`` gold paragraphs among ``N`` expects ``g * min(k, N) / N`` of them in its
+    top ``k``, i.e. Recall@k = ``min(k, N) / N`` (0.2 for k = 2, N = 10), whatever ``g``.
+    """
     vals = [min(k, len(ex.paragraphs)) / len(ex.paragraphs) for ex in examples if ex.gold_indices]
     return sum(vals) / len(vals)
+
+
+BAR_TRAIN_ROWS = 400  # the issue's setting (first 400 rows train)
+GAIN_BAR = 0.05  # (d) - (c) Recall@2
+
+
+def quality_bars(res: dict[str, Any]) -> list[Bar]:
+    """The (d) - (c) Recall@2 bar on a results dict (``res["d_minus_c_recall@2"]["all"]["mean"]``)."""
+    gain = res["d_minus_c_recall@2"]["all"]["mean"]
+    return [Bar("Recall@2 (d) G-Rerank - (c) before training", gain, ">=", GAIN_BAR)]
 
 
 def _maxsim_rows(test: list[Any], backbone: str | None, device: str | None) -> dict[str, Any]:
@@ -66,7 +85,7 @@ def _maxsim_rows(test: list[Any], backbone: str | None, device: str | None) -> d
     return evaluate_reranker(r, test)
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train-rows", type=int, default=400)
     ap.add_argument("--epochs", type=int, default=2)
@@ -218,8 +237,11 @@ def main() -> None:
         + ", ".join(f"{v:.3f}" for v in res["grerank_seconds_per_example_by_epoch"])
     )
     print(write_results(args.name, res))
+    bars = quality_bars(res) if args.scorer == "cross" and len(train) == BAR_TRAIN_ROWS else []
+    none_reason = (f"the bar is defined for the cross-encoder scorer on {BAR_TRAIN_ROWS} training rows; "
+                   f"this run: --scorer {args.scorer}, {len(train)} rows")
     if args.only_grerank:
-        return
+        return check_bars(bars, none_reason=none_reason)
 
     # merge the issue's keys into the shared rerankers.json (MaxSim keys come from bench_maxsim*)
     shared = RESULTS / "rerankers.json"
@@ -233,9 +255,17 @@ def main() -> None:
             "recall2_grerank": res["d_grerank"]["all"]["recall@2"],
             "recall5_grerank": res["d_grerank"]["all"]["recall@5"],
             "recall2_supervised": res["e_supervised"]["all"]["recall@2"],
+            "recall2_chance": res["chance_recall@2"],
+            "recall2_grerank_minus_before": res["d_minus_c_recall@2"],
             "grerank_seconds_per_example": g.seconds_per_example,
             "grerank_device": machine(),
             "grerank_date": today(),
+            "grerank_note": (
+                f"recall2_* and grerank_seconds_per_example: {res['device']} run of "
+                f"bench_rerankers_quality.py ({args.epochs} epochs, {len(train)} training rows"
+                + (", stored reader states" if args.cache_reader_states else "")
+                + f"; everything in {args.name}.json)"
+            ),
         }
     )
     if "all" in res["b_maxsim_untrained"]:
@@ -245,7 +275,8 @@ def main() -> None:
     tmp = Path(shared).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(shared)  # atomic: the file is shared with the MaxSim benchmark
+    return check_bars(bars, none_reason=none_reason)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -2,7 +2,8 @@
 matches the CPU result; then time a few GPU figures.
 
 Run on a machine with a GPU (no install needed beyond torch and numpy):
-``PYTHONPATH=. python benchmarks/cuda_check.py``. Writes results/cuda_check.json.
+``PYTHONPATH=. python benchmarks/cuda_check.py``. Writes results/cuda_check.json, then exits
+with status 1 when an op fails or disagrees with the CPU (``all_ok`` false).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_time, print_table, write_results
+from _common import Bar, best_time, check_bars, print_table, write_results
 
 
 def _cases() -> list[tuple[str, Callable[[torch.device], object]]]:
@@ -85,7 +86,7 @@ def _mol_case(dev: torch.device) -> torch.Tensor:
     return scores
 
 
-def main() -> None:
+def main() -> int:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
     dev = torch.device("cuda")
@@ -127,7 +128,8 @@ def main() -> None:
     results["all_ok"] = all(r[1] == "ok" for r in rows)
     print(results)
     write_results("cuda_check", results)
+    return check_bars([Bar("every core op on CUDA matches the CPU (all_ok)", float(results["all_ok"]), "==", 1)])
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

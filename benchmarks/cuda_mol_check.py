@@ -5,6 +5,10 @@ Run on a machine with a GPU: ``PYTHONPATH=. python benchmarks/cuda_mol_check.py`
 (torch only; FAISS is not needed: the first stage is the exact torch matmul). Writes
 ``results/cuda_mol.json``. Same synthetic data and head as ``bench_mol_scale.py``; the
 "flat" baseline here is a plain torch matmul top-100 over the N x 64 mean item components.
+
+Exit status 1 (after writing) when the CPU and GPU indexes disagree (``cpu_gpu_agree`` false):
+for some strategy an id overlap below ``MIN_OVERLAP`` (ties aside, the ids are the same) or a
+score difference above ``MAX_SCORE_DIFF`` (float32 rounding).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_time, print_table, write_results
+from _common import Bar, best_time, check_bars, print_table, write_results
 from bench_mol_scale import CLUSTERS, D_ITEM, D_QUERY, Synthetic, train
 
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
@@ -30,6 +34,9 @@ from rag_relax_plugins.index import (
     TopKPerEmbd,
 )
 
+MIN_OVERLAP = 0.99  # CPU vs GPU top-100 ids at N = 20k (near-ties may swap an item or two)
+MAX_SCORE_DIFF = 1e-4  # CPU vs GPU scores (float32)
+
 
 def build(sim: MoLSimilarity, items: torch.Tensor, device: str) -> MoLIndex:
     index = MoLIndex(copy.deepcopy(sim), first_stage="torch", device=device)
@@ -39,7 +46,7 @@ def build(sim: MoLSimilarity, items: torch.Tensor, device: str) -> MoLIndex:
     return index
 
 
-def main() -> None:
+def main() -> int:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
     torch.manual_seed(0)
@@ -55,6 +62,8 @@ def main() -> None:
     small = data.items(torch.randint(0, CLUSTERS, (20_000,), generator=data.g))
     cpu, gpu = build(sim, small, "cpu"), build(sim, small, "cuda")
     rows = []
+    overlaps: list[float] = []
+    diffs: list[float] = []
     for name, strategy in [("BruteForce", BruteForce()), ("TopKAvg(500)", TopKAvg(500)),
                            ("TopKPerEmbd(200)", TopKPerEmbd(200)), ("ExactTwoPass(5000)", ExactTwoPass(5000))]:
         s_cpu, i_cpu = cpu.search(q, 100, strategy=strategy)
@@ -65,7 +74,12 @@ def main() -> None:
         rows.append((name, f"{same:.4f}", f"{err:.1e}"))
         results[f"cpu_gpu_overlap_{name}"] = same
         results[f"cpu_gpu_max_score_diff_{name}"] = err
+        overlaps.append(same)
+        diffs.append(err)
     print_table(rows, ("strategy (N=20k)", "id overlap CPU vs GPU", "max |score diff|"))
+    agreement = [Bar("CPU vs GPU id overlap (worst strategy)", min(overlaps), ">=", MIN_OVERLAP),
+                 Bar("CPU vs GPU max |score diff| (worst strategy)", max(diffs), "<=", MAX_SCORE_DIFF)]
+    results["cpu_gpu_agree"] = all(b.met for b in agreement)
 
     # 2. N = 1M on the GPU
     items = data.items(torch.randint(0, CLUSTERS, (1_000_000,), generator=data.g))
@@ -95,7 +109,8 @@ def main() -> None:
         results.update(gpu_best_strategy=best[0], gpu_best_relative_recall=best[1],
                        gpu_best_speedup_vs_bruteforce=t_brute / best[2])
     print(f"wrote {write_results('cuda_mol', results)}")
+    return check_bars(agreement)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
