@@ -10,12 +10,13 @@ checkpoint paths ...) and says why. ``train-mol`` applies the same rule
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_resume_options", "resume_options"]
+__all__ = ["check_checkpoint_options", "check_resume_options", "resume_options"]
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +69,25 @@ def check_resume_options(
             for k in sorted(now) if k not in skip and k in saved and saved[k] != now[k]]
     if diff:
         raise ValueError(f"cannot resume from {where}: different options: {', '.join(diff)}")
+
+
+def check_checkpoint_options(
+    folder: Path, config: Mapping[str, Any], *, runtime_only: Iterable[str], paths: Iterable[str] = ()
+) -> None:
+    """:func:`check_resume_options` against the ``"config"`` of ``folder/trainer_state.json``.
+
+    Args:
+        folder: the checkpoint.
+        config: the new run's options (``to_dict()`` of its config).
+        runtime_only: names that may differ.
+        paths: options holding local paths (compared as absolute paths).
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a checkpoint (no ``trainer_state.json``).
+        ValueError: different options, named with both values.
+    """
+    file = folder / "trainer_state.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
+    saved = json.loads(file.read_text(encoding="utf-8")).get("config")
+    check_resume_options(saved, resume_options(config, paths), runtime_only, folder)

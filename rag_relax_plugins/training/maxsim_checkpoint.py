@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
-from rag_relax_plugins.training._resume_check import check_resume_options, resume_options
+from rag_relax_plugins.training._resume_check import check_checkpoint_options, resume_options
 from rag_relax_plugins.training._run_files import pyplot, save_png
 
 __all__ = ["RESUME_RUNTIME_ONLY", "check_resume", "checkpoint_options", "load_optimizer", "plot_history",
@@ -38,25 +38,13 @@ _PATH_OPTIONS = ("data", "backbone")
 
 
 def checkpoint_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's options (``MaxSimTrainConfig.to_dict()``) as a checkpoint stores them and a resume
-    compares them: local paths made absolute."""
+    """``MaxSimTrainConfig.to_dict()`` as stored in a checkpoint (local paths absolute)."""
     return resume_options(config, _PATH_OPTIONS)
 
 
 def check_resume(folder: Path, config: Mapping[str, Any]) -> None:
-    """Refuse to resume checkpoint ``folder`` with options ``config`` (``MaxSimTrainConfig.to_dict()``)
-    other than its own, :data:`RESUME_RUNTIME_ONLY` aside. A checkpoint written before the
-    options were stored resumes unchecked, with a warning.
-
-    Raises:
-        FileNotFoundError: ``folder`` is not a checkpoint.
-        ValueError: different options, named with both values.
-    """
-    file = folder / "trainer_state.json"
-    if not file.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
-    saved = json.loads(file.read_text(encoding="utf-8")).get("config")
-    check_resume_options(saved, checkpoint_options(config), RESUME_RUNTIME_ONLY, folder)
+    """Refuse a resume of ``folder`` with other options than its own (see ``_resume_check``)."""
+    check_checkpoint_options(folder, config, runtime_only=RESUME_RUNTIME_ONLY, paths=_PATH_OPTIONS)
 
 
 def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -48,8 +48,8 @@ def test_crash_during_write_keeps_the_previous_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
-def test_crash_between_the_two_renames_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "model"
+def _crash_between_the_renames(target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Save v1 to ``target``, then die while saving v2, after the old folder was moved aside."""
     atomic_folder(target, _write("v1"))
     real_replace = os.replace
     calls = []
@@ -64,6 +64,11 @@ def test_crash_between_the_two_renames_is_recovered(tmp_path: Path, monkeypatch:
     with pytest.raises(KeyboardInterrupt):
         atomic_folder(target, _write("v2"))
     monkeypatch.setattr(os, "replace", real_replace)
+
+
+def test_crash_between_the_two_renames_is_recovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "model"
+    _crash_between_the_renames(target, monkeypatch)
     assert not target.exists()
     recovered = find_saved_folder(target)
     assert (recovered / "data.txt").read_text(encoding="utf-8") == "v1"
@@ -170,20 +175,7 @@ def test_saves_made_before_the_marker_can_be_overwritten(tmp_path: Path) -> None
 
 def test_the_next_save_deletes_the_backup_a_crash_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "model"
-    atomic_folder(target, _write("v1"))
-    real_replace = os.replace
-    calls = []
-
-    def replace_then_die(src, dst):  # type: ignore[no-untyped-def]
-        calls.append((src, dst))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        atomic_folder(target, _write("v2"))
-    monkeypatch.setattr(os, "replace", real_replace)
+    _crash_between_the_renames(target, monkeypatch)
     (backup,) = [p for p in tmp_path.iterdir() if p.name.startswith(".model.old-")]
     # names that only look alike are not backups of "model": never deleted
     lookalikes = [tmp_path / ".model.old-abcdefgh.keep", tmp_path / "model.old-abcdefgh", tmp_path / ".model.older"]
