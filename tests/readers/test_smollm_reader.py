@@ -7,7 +7,6 @@ tests skip, and the slow test below performs the one-off conversion (~1-2 minute
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,7 @@ Q = "What is the capital of France?"
 DOCS = ["Paris is the capital of France.", "The Moon orbits Earth.", "Berlin is in Germany."]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: several times faster on a shared, oversubscribed CPU; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,7 @@ from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
 from rag_relax_plugins.training.maxsim_data import QueryGroup, TextTable
 from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig, train_maxsim
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: faster on a shared, oversubscribed CPU; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
