@@ -75,7 +75,28 @@ class ReaderLayout:
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of template text: control-token strings such as ``<|im_end|>`` are parsed."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _special_strings(tokenizer: Any) -> list[str]:
+    """The strings the tokenizer turns into control tokens (``<|im_end|>``, ``<|im_start|>`` ...)."""
+    names = list(getattr(tokenizer, "all_special_tokens", []) or [])
+    added = getattr(tokenizer, "get_added_vocab", None)
+    if callable(added):
+        names += list(added())
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def _text_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of user text (a document, question or answer): control-token strings inside it
+    stay plain text, so a document holding ``<|im_end|>`` cannot end the prompt's turn.
+
+    Text without such strings tokenises exactly as :func:`_ids` does.
+    """
+    if not any(s in text for s in _special_strings(tokenizer)):
+        return _ids(tokenizer, text)
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
 
 def build_layout(
@@ -131,9 +152,13 @@ def build_layout(
     prefix = _ids(
         tokenizer, f"<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\nDocuments:\n"
     )
-    docs = [_ids(tokenizer, d)[:doc_tokens] + newline for d in documents]
-    suffix = _ids(tokenizer, f"Question: {question}<|im_end|>\n<|im_start|>assistant\n")
-    ans = _ids(tokenizer, answer) if answer is not None else []
+    docs = [_text_ids(tokenizer, d)[:doc_tokens] + newline for d in documents]
+    suffix_end = "<|im_end|>\n<|im_start|>assistant\n"
+    if any(sp in question for sp in _special_strings(tokenizer)):  # keep the question plain text
+        suffix = _ids(tokenizer, "Question:") + _text_ids(tokenizer, " " + question) + _ids(tokenizer, suffix_end)
+    else:  # one string, as it always tokenised
+        suffix = _ids(tokenizer, f"Question: {question}{suffix_end}")
+    ans = _text_ids(tokenizer, answer) if answer is not None else []
 
     ids: list[int] = list(prefix)
     seg: list[int] = [-1] * len(prefix)
