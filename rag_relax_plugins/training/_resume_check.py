@@ -10,6 +10,7 @@ checkpoint paths ...) and says why. ``train-mol`` applies the same rule
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -26,7 +27,10 @@ def resume_options(config: Mapping[str, Any], paths: Iterable[str] = ()) -> dict
 
     The options named in ``paths`` that hold an existing local path are made absolute, so a
     resume started from another working directory (or with ``./x`` for ``x``) compares the same
-    files; other values (``None``, hub names, ``hashing:64``) are kept as they are.
+    files; other values (``None``, hub names, ``hashing:64``) are kept as they are. A path that is
+    a file also gets ``<name>_sha256``, the SHA-256 of its content, so a data file edited in place
+    between the run and its resume is refused too (folders, e.g. model folders, are compared by
+    path only).
     """
     out = dict(config)
     for name in paths:
@@ -35,7 +39,17 @@ def resume_options(config: Mapping[str, Any], paths: Iterable[str] = ()) -> dict
             path = Path(value).expanduser()
             if path.exists():
                 out[name] = str(path.resolve())
+            if path.is_file():
+                out[f"{name}_sha256"] = _sha256(path)
     return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def check_resume_options(

@@ -73,8 +73,22 @@ def test_local_paths_compare_as_the_same_file(tmp_path: Path, monkeypatch: pytes
     rel = resume_options({"train_file": "./pairs.jsonl", "backbone": "hashing:64"}, ["train_file", "backbone"])
     absolute = resume_options({"train_file": str(tmp_path / "pairs.jsonl"), "backbone": "hashing:64"},
                               ["train_file"])
-    want = {"train_file": str((tmp_path / "pairs.jsonl").resolve()), "backbone": "hashing:64"}
+    digest = hashlib.sha256(b"{}").hexdigest()
+    want = {"train_file": str((tmp_path / "pairs.jsonl").resolve()), "train_file_sha256": digest,
+            "backbone": "hashing:64"}
     assert rel == absolute == want
+
+
+def test_gaussian_resume_after_the_data_file_changed_is_refused(gaussian_run: GaussianRun) -> None:
+    opts, run = gaussian_run
+    pairs = Path(opts["train_file"])
+    original = pairs.read_bytes()
+    try:  # same path, other content: edited in place between the run and its resume
+        pairs.write_bytes(original + original.splitlines(keepends=True)[0])
+        with pytest.raises(ValueError, match=r"train_file_sha256 \(checkpoint"):
+            train(TrainConfig(output_dir=str(run), resume_from=str(run / "checkpoint_epoch_1"), **opts))
+    finally:
+        pairs.write_bytes(original)
 
 
 # --- rag-relax train (Gaussian embedder) -------------------------------------------------------
