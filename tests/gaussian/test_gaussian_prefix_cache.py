@@ -106,6 +106,8 @@ def test_bad_configurations_raise(minilm_path) -> None:
         FrozenPrefixCache(model.backbone, 2, max_texts=0)
     with pytest.raises(ValueError, match="chunk"):
         FrozenPrefixCache(model.backbone, 2, chunk=0)
+    with pytest.raises(ValueError, match="at least one string"):  # was torch.cat of nothing
+        FrozenPrefixCache(model.backbone, 2).sentence_embeddings([], torch.device("cpu"))
     with pytest.raises(ValueError, match="BERT-like"):
         FrozenPrefixCache([nn.Identity()], 2)
 
