@@ -3,8 +3,8 @@
 The :class:`~rag_relax_plugins.core.mol.MoLSimilarity` an index scores with is the caller's module:
 a training loop may switch it back to train mode (softmax dropout would then make search random
 and :class:`~rag_relax_plugins.index.ExactTwoPass` inexact) or cast it to another dtype. Every
-index operation therefore runs it under :func:`~rag_relax_plugins.core.modes.eval_mode` (re-exported
-here) and checks its dtype first.
+index operation therefore runs it under :func:`~rag_relax_plugins.core.modes.eval_mode` and
+checks its dtype first.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
 
 __all__ = [
     "check_encoded",
     "check_float32_module",
     "check_representable",
-    "eval_mode",
     "float32_features",
 ]
 

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.device import resolve_device
+from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.mol import MoLItemState, MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index._guards import (
     check_encoded,
     check_float32_module,
-    eval_mode,
     float32_features,
 )
 from rag_relax_plugins.index._search import SearchContext, search_groups

@@ -88,13 +88,14 @@ def _special_strings(tokenizer: Any) -> list[str]:
     return [n for n in dict.fromkeys(names) if n]
 
 
-def _text_ids(tokenizer: Any, text: str) -> list[int]:
+def _text_ids(tokenizer: Any, text: str, specials: list[str]) -> list[int]:
     """Token ids of user text (a document, question or answer): control-token strings inside it
-    stay plain text, so a document holding ``<|im_end|>`` cannot end the prompt's turn.
+    (``specials``, from :func:`_special_strings`) stay plain text, so a document holding
+    ``<|im_end|>`` cannot end the prompt's turn.
 
     Text without such strings tokenises exactly as :func:`_ids` does.
     """
-    if not any(s in text for s in _special_strings(tokenizer)):
+    if not any(s in text for s in specials):
         return _ids(tokenizer, text)
     return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
@@ -152,13 +153,14 @@ def build_layout(
     prefix = _ids(
         tokenizer, f"<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\nDocuments:\n"
     )
-    docs = [_text_ids(tokenizer, d)[:doc_tokens] + newline for d in documents]
+    specials = _special_strings(tokenizer)  # once per layout
+    docs = [_text_ids(tokenizer, d, specials)[:doc_tokens] + newline for d in documents]
     suffix_end = "<|im_end|>\n<|im_start|>assistant\n"
-    if any(sp in question for sp in _special_strings(tokenizer)):  # keep the question plain text
-        suffix = _ids(tokenizer, "Question:") + _text_ids(tokenizer, " " + question) + _ids(tokenizer, suffix_end)
+    if any(sp in question for sp in specials):  # keep the question plain text
+        suffix = _ids(tokenizer, "Question:") + _text_ids(tokenizer, " " + question, specials) + _ids(tokenizer, suffix_end)
     else:  # one string, as it always tokenised
         suffix = _ids(tokenizer, f"Question: {question}{suffix_end}")
-    ans = _text_ids(tokenizer, answer) if answer is not None else []
+    ans = _text_ids(tokenizer, answer, specials) if answer is not None else []
 
     ids: list[int] = list(prefix)
     seg: list[int] = [-1] * len(prefix)

@@ -3,7 +3,7 @@
 - :func:`prune_checkpoints` keeps the newest ``checkpoint_step_N/`` folders of a run without ever
   deleting the one just written (a run resumed from an older checkpoint writes steps below those
   an earlier run left) or a folder whose name is not ``checkpoint_step_<digits>``.
-- :func:`pyplot` imports matplotlib's pyplot on the ``Agg`` backend, or warns once and returns
+- :func:`pyplot` imports matplotlib's pyplot on the ``Agg`` backend, or logs a warning and returns
   ``None`` when the ``plot`` extra is missing; :func:`save_png` writes a figure atomically.
 """
 

@@ -358,8 +358,8 @@ def prepare_data(
     src = Path(input_path)
     out = Path(output_dir)
     paths = {"train": out / "train.jsonl", "val": out / "val.jsonl", "test": out / "test.jsonl", "eval": out / "eval.json"}
-    inputs = {p.resolve() for p in ([src] if src.is_file() else src.rglob("*") if src.is_dir() else [])}
-    clash = [str(p) for p in paths.values() if p.resolve() in inputs]
+    # a folder input is read as its *.txt files, never the .jsonl / .json written here
+    clash = [str(p) for p in paths.values() if src.is_file() and p.resolve() == src.resolve()]
     if clash:
         raise ValueError(f"refusing to write {', '.join(clash)}: it is an input file; choose another --output")
     existing = [str(p) for p in paths.values() if p.exists()]

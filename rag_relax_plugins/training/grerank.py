@@ -270,9 +270,10 @@ def train_grerank(
         examples = examples[: cfg.max_train_rows]
     if not examples:
         raise ValueError("no training examples")
-    if cfg.supervision == "reader" and cfg.k >= max(len(ex.paragraphs) for ex in examples):
+    most = max(len(ex.paragraphs) for ex in examples)
+    if cfg.supervision == "reader" and cfg.k >= most:
         log.warning("k=%d keeps every paragraph of every question (at most %d): the mask selects nothing "
-                    "and the reader's loss gives the scorer no signal", cfg.k, max(len(ex.paragraphs) for ex in examples))
+                    "and the reader's loss gives the scorer no signal", cfg.k, most)
     torch.manual_seed(cfg.seed)
     if reranker is None:
         reranker = _reranker(cfg)

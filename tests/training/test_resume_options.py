@@ -93,14 +93,8 @@ def test_gaussian_resume_after_the_data_file_changed_is_refused(gaussian_run: Ga
 
 # --- rag-relax train (Gaussian embedder) -------------------------------------------------------
 
-DOCS = [
-    "Cats are small felines. They purr when content and hunt mice at night.",
-    "Dogs are loyal companions. They bark at strangers and love long walks.",
-    "The stock market fell sharply. Investors worried about interest rates.",
-    "Rain is expected tomorrow. Forecasters warn of flooding in the valley.",
-    "Python is a programming language. It is popular for data science work.",
-    "The Eiffel Tower is in Paris. Millions of tourists visit it every year.",
-]
+DOCS = [f"Topic {w} is discussed here. It has facts about {w} and more {w}." for w in
+        ("cats", "dogs", "stocks", "rain", "python", "paris")]
 
 
 GaussianRun = tuple[dict[str, Any], Path]
