@@ -168,31 +168,57 @@ def hard_topk_mask(scores: torch.Tensor, k: int, *, mask: torch.Tensor | None = 
 def _log1m_softmax(z: torch.Tensor) -> torch.Tensor:
     """``log(1 - softmax(z))`` along the last dim, exact even where a probability rounds to 1.
 
+    Args:
+        z: ``(B, N) x float`` logits with at least two finite entries per row.
+
+    Returns:
+        ``(B, N)`` values ``<= 0``; gradients finite. See :func:`_softmax_round`.
+    """
+    return _softmax_round(z)[1]
+
+
+def _softmax_round(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round of the subset relaxation: ``log_softmax(z)`` and ``log(1 - softmax(z))``.
+
     ``log1p(-p)`` is accurate for every entry but the row's largest, whose probability is the only
     one that can exceed 1/2 (``p_i <= p_top`` and ``p_i + p_top <= 1``); for that entry
-    ``log(1 - p_top) = logsumexp(z_others) - logsumexp(z)``, which stays finite and exact when
-    ``p_top`` rounds to 1 (a clamp at ``tiny`` would cap the penalty at about -87 in float32).
+    ``log(1 - p_top) = log(sum of the other p_i)``, a sum of positives with no cancellation. Where
+    that sum falls below ``sqrt(tiny)`` (the top entry dominates by more than about 40 nats in
+    float32, and the sum may have lost precision or be 0) it is replaced by
+    ``logsumexp(z_others) - logsumexp(z)``, exact and finite when ``p_top`` rounds to 1 (a clamp
+    at ``tiny`` would cap the penalty at about -87 in float32). That fallback costs a host sync on
+    an accelerator, and is computed only for batches that need it.
 
     Args:
         z: ``(B, N) x float`` logits with at least two finite entries per row.
 
     Returns:
-        ``(B, N)`` values ``<= 0``; gradients finite.
+        ``(log_p, log1m_p)``, both ``(B, N)``, finite, with finite gradients.
     """
-    top = z.argmax(dim=-1, keepdim=True)  # (B, 1)
     lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (B, 1)
-    p_rest = torch.exp(z - lse).scatter(-1, top, 0.0)  # (B, N) top entry zeroed, set below
-    log_top = torch.logsumexp(z.scatter(-1, top, float("-inf")), dim=-1, keepdim=True) - lse
-    return torch.log1p(-p_rest).scatter(-1, top, log_top)
+    log_p = z - lse  # (B, N) log_softmax
+    top = log_p.argmax(dim=-1, keepdim=True)  # (B, 1)
+    p_rest = log_p.exp().scatter(-1, top, 0.0)  # (B, N) top entry zeroed, set below
+    rest = p_rest.sum(dim=-1, keepdim=True)  # (B, 1) 1 - p_top
+    floor = torch.finfo(z.dtype).tiny ** 0.5
+    small = rest < floor  # (B, 1)
+    if bool(small.any()):
+        exact = torch.logsumexp(z.scatter(-1, top, float("-inf")), dim=-1, keepdim=True) - lse
+        log_top = torch.where(small, exact, torch.log(rest.clamp_min(floor)))
+    else:
+        log_top = torch.log(rest)
+    return log_p, torch.log1p(-p_rest).scatter(-1, top, log_top)
 
 
 def _subset_relaxation(perturbed: torch.Tensor, valid: torch.Tensor, k: int, tau: float) -> torch.Tensor:
     """Xie & Ermon (2019) relaxed subset: k softmax rounds with ``log(1 - p)`` updates.
 
     Runs in float32 for half-precision input (cast back at the end); the update uses the exact
-    :func:`_log1m_softmax`. The rounds' sum is kept in log space too (``log_khot``, the
-    ``logsumexp`` of the rounds' ``log_softmax``), so :func:`_cap_at_one` can share an excess in
-    proportion even where the probabilities underflow to 0.
+    :func:`_softmax_round`, in the scaled space ``z = a / tau`` (``z += log(1 - p) / tau``; masked
+    items sit at a large finite negative value and their ``log(1 - p)`` is 0). The rounds' sum is
+    kept in log space too (``log_khot``, the ``logsumexp`` of the rounds' ``log_softmax``), so
+    :func:`_cap_at_one` can share an excess in proportion even where the probabilities underflow
+    to 0.
 
     Args:
         perturbed: ``(B, N)`` scaled scores plus Gumbel noise.
@@ -206,16 +232,15 @@ def _subset_relaxation(perturbed: torch.Tensor, valid: torch.Tensor, k: int, tau
     """
     work = _work_dtype(perturbed.dtype)
     neg = torch.finfo(work).min / 4  # finite: masked items never produce inf or NaN
-    logits = perturbed.to(work)  # (B, N)
-    khot = torch.zeros_like(logits)
+    z = (perturbed.to(work) / tau).masked_fill(~valid, neg)  # (B, N)
+    khot = torch.zeros_like(z)
     log_rounds = []
     for j in range(k):  # sequential in k by construction; vectorised over (B, N)
-        z = (logits / tau).masked_fill(~valid, neg)  # (B, N)
-        log_p = torch.log_softmax(z, dim=-1)  # (B, N), finite
+        log_p, log1m_p = _softmax_round(z)  # (B, N) each
         khot = khot + log_p.exp()
         log_rounds.append(log_p)
         if j + 1 < k:
-            logits = logits + _log1m_softmax(z)
+            z = z + log1m_p / tau
     log_khot = torch.logsumexp(torch.stack(log_rounds), dim=0)  # (k, B, N) -> (B, N)
     return _cap_at_one(khot, log_khot, k).to(perturbed.dtype)
 
@@ -226,7 +251,8 @@ def _cap_at_one(khot: torch.Tensor, log_khot: torch.Tensor, k: int) -> torch.Ten
     Water-filling: entries above 1 are set to 1 and their excess is shared among the entries below
     1 in proportion to their values; an entry pushed above 1 by the share is capped in the next
     round. Each round caps at least one more entry and at most ``k - 1`` entries can be capped,
-    so ``k`` rounds reach the fixed point; a round with nothing above 1 changes nothing. The
+    so ``k`` rounds reach the fixed point; the loop stops at the first round with nothing above 1
+    (one host sync per round on an accelerator; most rows need no round at all). The
     proportional shares are a softmax of ``log_khot`` over the uncapped entries, so they stay
     exact where ``khot`` itself underflowed to 0 (an item that took a whole round's mass twice,
     e.g. at a small ``tau`` with large score gaps): the row still sums to ``k``. Differentiable
@@ -242,6 +268,8 @@ def _cap_at_one(khot: torch.Tensor, log_khot: torch.Tensor, k: int) -> torch.Ten
     """
     x = khot
     for _ in range(k):
+        if not bool((x > 1.0).any()):  # fixed point reached (usual at once): skip the rounds left
+            break
         capped = x >= 1.0  # (B, N)
         room = k - capped.sum(dim=-1, keepdim=True).to(x.dtype)  # (B, 1) mass the free entries get
         free_logits = log_khot.masked_fill(capped, float("-inf"))  # (B, N)

@@ -186,6 +186,22 @@ def test_log1m_softmax_is_exact_where_the_top_probability_rounds_to_one():
     assert bool(torch.isfinite(out).all())
 
 
+def test_log1m_softmax_mixes_the_fast_and_the_exact_rows_of_one_batch():
+    from rag_relax_plugins.core.gumbel import _log1m_softmax
+
+    # row 0: the others' mass (~e^-60) is below sqrt(tiny) in float32, so the logsumexp path runs;
+    # row 1: an ordinary row, summed directly. Both must match a float64 reference.
+    z = torch.tensor([[60.0, 0.0, -1.0, -2.0], [0.5, 0.2, -0.1, 0.3]], requires_grad=True)
+    out = _log1m_softmax(z)
+    z64 = z.detach().double()
+    lse = torch.logsumexp(z64, -1, keepdim=True)
+    ref = torch.log1p(-torch.softmax(z64, -1))
+    ref[0, 0] = torch.logsumexp(z64[0, 1:], 0) - lse[0, 0]
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    assert z.grad is not None and bool(torch.isfinite(z.grad).all())
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_gumbel_noise_is_finite_and_not_truncated(dtype):
     like = torch.zeros(1, dtype=dtype)
