@@ -130,7 +130,7 @@ class GRerankResult:
     """What a run produced: the final model folder, the loss history and the timing."""
 
     model_dir: Path
-    history: dict[str, list[float]]
+    history: dict[str, list[Any]]  # "loss": float, or None for a step with no signal; "seconds"
     seconds_per_example: float
     examples_seen: int
 
@@ -298,7 +298,7 @@ def train_grerank(
     }
     if cfg.resume_from is not None:
         state = load_checkpoint(Path(cfg.resume_from), optimizer=opt, generator=gen)
-    history: dict[str, list[float]] = state["history"]
+    history: dict[str, list[Any]] = state["history"]
     n = len(examples)
     per_epoch = -(-n // cfg.grad_accum_steps)
     total = (
@@ -356,10 +356,11 @@ def train_grerank(
             step += 1
             elapsed = time.perf_counter() - t0
             busy += elapsed
-            history["loss"].append(acc / max(acc_n, 1))
+            # a step whose examples all gave no signal has no loss (None, JSON null), not 0.0
+            history["loss"].append(acc / acc_n if acc_n else None)
             history["seconds"].append(elapsed)
             bar.update(1)
-            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
+            bar.set_postfix(loss="-" if not acc_n else f"{acc / acc_n:.3f}")
             acc, acc_n, t0 = 0.0, 0, time.perf_counter()
             next_state = {
                 "epoch": epoch if pos + 1 < n else epoch + 1,

@@ -116,18 +116,29 @@ def load_checkpoint(
     return state
 
 
-def plot_curves(history: dict[str, list[float]], path: Path, *, title: str = "training") -> bool:
-    """Loss per optimiser step (and a moving average) as a PNG; ``False`` without matplotlib."""
+def plot_curves(history: Mapping[str, list[Any]], path: Path, *, title: str = "training") -> bool:
+    """Loss per optimiser step (and a moving average) as a PNG; ``False`` without matplotlib.
+
+    Steps without a loss (``None``: none of their examples gave a signal) are gaps in the curve
+    and are left out of the moving average.
+    """
     plt = pyplot()
     if plt is None:
         return False
-    loss = history.get("loss", [])
+    loss = torch.tensor(
+        [float("nan") if v is None else float(v) for v in history.get("loss", [])],
+        dtype=torch.float64,
+    )  # (steps,)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(range(1, len(loss) + 1), loss, lw=0.8, alpha=0.5, label="loss")
+    ax.plot(range(1, len(loss) + 1), loss.tolist(), lw=0.8, alpha=0.5, label="loss")
     w = max(1, len(loss) // 10)
     if len(loss) >= w > 1:
-        avg = torch.tensor(loss).unfold(0, w, 1).mean(dim=1).tolist()
-        ax.plot(range(w, len(loss) + 1), avg, lw=1.8, label=f"moving average ({w})")
+        windows = loss.unfold(0, w, 1)  # (steps - w + 1, w)
+        known = ~torch.isnan(windows)
+        counts = known.sum(dim=1)
+        avg = torch.where(known, windows, 0.0).sum(dim=1) / counts.clamp_min(1)
+        avg = torch.where(counts > 0, avg, float("nan"))
+        ax.plot(range(w, len(loss) + 1), avg.tolist(), lw=1.8, label=f"moving average ({w})")
     ax.set(xlabel="optimiser step", ylabel="loss", title=title)
     ax.legend()
     save_png(fig, path, dpi=110)

@@ -102,6 +102,32 @@ def test_examples_without_paragraphs_are_skipped(minilm_path: str) -> None:
     assert example_loss(make(minilm_path), replace(EXAMPLES[0], supporting_facts=())) is None
 
 
+def test_a_step_without_signal_logs_no_loss(minilm_path: str, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    # one example per step; the second has no paragraphs, so its step has nothing to learn from
+    data = [EXAMPLES[0], replace(EXAMPLES[1], paragraphs=()), EXAMPLES[2]]
+    res = train_grerank(
+        cfg(tmp_path, supervision="labels", epochs=1, grad_accum_steps=1),
+        examples=data,
+        reranker=make(minilm_path),
+    )
+    order = torch.randperm(3, generator=torch.Generator().manual_seed(0)).tolist()
+    empty_step = order.index(1)
+    assert res.history["loss"][empty_step] is None  # was 0.0, a perfect loss on the curve
+    assert all(isinstance(v, float) for i, v in enumerate(res.history["loss"]) if i != empty_step)
+    assert json.loads((tmp_path / "history.json").read_text())["loss"][empty_step] is None
+
+
+def test_loss_curve_leaves_gaps_for_steps_without_loss(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from rag_relax_plugins.training.grerank_checkpoint import plot_curves
+
+    loss = [None if i % 7 == 0 else 1.0 / (i + 1) for i in range(40)]
+    assert plot_curves({"loss": loss}, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize(
     "kw",
     [
