@@ -103,7 +103,7 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-def print_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+def print_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
     """Print a fixed-width table (benchmarks print; the library never does)."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))

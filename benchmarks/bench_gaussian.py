@@ -92,8 +92,10 @@ def _metrics(q: torch.Tensor, d: torch.Tensor, ids: list[str], qrels: list[dict[
 
 def _batches(data: dict[str, Any], snli: list[tuple[str, str]], bs: int, g: random.Random, snli_per_epoch: int, m: int) -> list[dict[str, Any]]:
     """One epoch of single-source batches: HotpotQA (with ``m`` hard negatives), evidence, SNLI."""
-    hp = [(it["query"], p, [g.choice(it["negatives"]) for _ in range(m)]) for it in data["train_items"] for p in it["positives"]]
-    ev, sn = list(data["evidence_pairs"]), g.sample(snli, min(snli_per_epoch, len(snli)))
+    hp: list[tuple[Any, ...]] = [(it["query"], p, [g.choice(it["negatives"]) for _ in range(m)])
+                                 for it in data["train_items"] for p in it["positives"]]
+    ev: list[tuple[Any, ...]] = list(data["evidence_pairs"])
+    sn: list[tuple[Any, ...]] = list(g.sample(snli, min(snli_per_epoch, len(snli))))
     out = []
     for rows in (hp, ev, sn):
         g.shuffle(rows)
@@ -334,7 +336,7 @@ def merge_unfrozen(res: dict[str, Any], rows: list[tuple[str, ...]], names: str,
 def table_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
     """The quality table from the results dict: base, then every ablation entry."""
     base = res["base"]
-    rows = [("MiniLM, cosine (untrained)", "-", f"{base['hotpot']['ndcg@10']:.4f}", f"{base['hotpot']['recall@10']:.4f}",
+    rows: list[tuple[str, ...]] = [("MiniLM, cosine (untrained)", "-", f"{base['hotpot']['ndcg@10']:.4f}", f"{base['hotpot']['recall@10']:.4f}",
              f"{base['snli']['recall@10']:.4f}", f"{base['diag']['sigreg']:.1f}", f"{base['diag']['effective_rank']:.0f}")]
     for key, entry in res["ablation"].items():
         agg, n = entry["mean_std"], str(len(entry["runs"]))
@@ -475,7 +477,7 @@ def main() -> int:
     res["hotpot_ndcg10_base"], res["snli_recall10_base"] = base["hotpot"]["ndcg@10"], base["snli"]["recall@10"]
     res["base"] = base
     print(f"base MiniLM cosine: HotpotQA nDCG@10 {base['hotpot']['ndcg@10']:.4f}, SNLI R@10 {base['snli']['recall@10']:.4f}", flush=True)
-    rows = [("MiniLM, cosine (untrained)", "-", f"{base['hotpot']['ndcg@10']:.4f}", f"{base['hotpot']['recall@10']:.4f}",
+    rows: list[tuple[str, ...]] = [("MiniLM, cosine (untrained)", "-", f"{base['hotpot']['ndcg@10']:.4f}", f"{base['hotpot']['recall@10']:.4f}",
              f"{base['snli']['recall@10']:.4f}", f"{base['diag']['sigreg']:.1f}", f"{base['diag']['effective_rank']:.0f}")]
     ablation: dict[str, Any] = {}
     heads: dict[int, ProjectionHead] = {}

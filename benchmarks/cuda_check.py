@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Bar, best_time, check_bars, print_table, write_results
 
 
-def _cases() -> list[tuple[str, Callable[[torch.device], object]]]:
+def _cases() -> list[tuple[str, Callable[[torch.device], torch.Tensor]]]:
     from rag_relax_plugins.core import gumbel, maxsim, ranking_losses
 
-    cases: list[tuple[str, Callable[[torch.device], object]]] = []
+    cases: list[tuple[str, Callable[[torch.device], torch.Tensor]]] = []
 
     def topk(dev: torch.device) -> torch.Tensor:
         s = torch.linspace(-2, 2, 64, dtype=torch.float64).view(4, 16).to(dev).requires_grad_()
@@ -90,7 +90,8 @@ def main() -> int:
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
     dev = torch.device("cuda")
-    rows, results = [], {}
+    rows: list[tuple[str, ...]] = []
+    results: dict[str, object] = {}
     for name, fn in _cases():
         try:
             torch.manual_seed(0)
@@ -98,7 +99,7 @@ def main() -> int:
             torch.manual_seed(0)
             gpu = fn(dev)
             assert isinstance(gpu, torch.Tensor) and gpu.device.type == "cuda"
-            err = float((gpu.detach().cpu() - cpu.detach()).abs().max())  # type: ignore[operator]
+            err = float((gpu.detach().cpu() - cpu.detach()).abs().max())
             status = "ok" if err < 1e-8 else "MISMATCH"
         except Exception as exc:
             err, status = float("nan"), f"error: {exc}"
@@ -125,10 +126,11 @@ def main() -> int:
     results["gpu_soft_rank_ms_b32_n1000_fwd_bwd"] = (
         best_time(lambda: soft_rank(r).sum().backward(), repeats=20, warmup=3, sync=sync) * 1e3
     )
-    results["all_ok"] = all(r[1] == "ok" for r in rows)
+    all_ok = all(row[1] == "ok" for row in rows)
+    results["all_ok"] = all_ok
     print(results)
     write_results("cuda_check", results)
-    return check_bars([Bar("every core op on CUDA matches the CPU (all_ok)", float(results["all_ok"]), "==", 1)])
+    return check_bars([Bar("every core op on CUDA matches the CPU (all_ok)", float(all_ok), "==", 1)])
 
 
 if __name__ == "__main__":

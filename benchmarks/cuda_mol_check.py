@@ -30,6 +30,7 @@ from rag_relax_plugins.index import (
     Combined,
     ExactTwoPass,
     MoLIndex,
+    Strategy,
     TopKAvg,
     TopKPerEmbd,
 )
@@ -61,11 +62,12 @@ def main() -> int:
     # 1. the same index on CPU and GPU: identical ids (ties aside), scores within float32 rounding
     small = data.items(torch.randint(0, CLUSTERS, (20_000,), generator=data.g))
     cpu, gpu = build(sim, small, "cpu"), build(sim, small, "cuda")
-    rows = []
+    rows: list[tuple[str, ...]] = []
     overlaps: list[float] = []
     diffs: list[float] = []
-    for name, strategy in [("BruteForce", BruteForce()), ("TopKAvg(500)", TopKAvg(500)),
-                           ("TopKPerEmbd(200)", TopKPerEmbd(200)), ("ExactTwoPass(5000)", ExactTwoPass(5000))]:
+    small_cases: list[tuple[str, Strategy]] = [("BruteForce", BruteForce()), ("TopKAvg(500)", TopKAvg(500)),
+                           ("TopKPerEmbd(200)", TopKPerEmbd(200)), ("ExactTwoPass(5000)", ExactTwoPass(5000))]
+    for name, strategy in small_cases:
         s_cpu, i_cpu = cpu.search(q, 100, strategy=strategy)
         s_gpu, i_gpu = gpu.search(q.cuda(), 100, strategy=strategy)
         assert s_gpu.device.type == "cuda"
@@ -93,12 +95,16 @@ def main() -> int:
     t_flat = best_time(lambda: torch.topk(qm @ means.T, 100, dim=1), repeats=10, sync=sync)
     rows = [("BruteForce", "1.0000", f"{t_brute * 1e3:.1f}", "1.0", f"{t_brute / t_flat:.2f}")]
     best: tuple[str, float, float] | None = None
-    for name, strategy in [("TopKAvg(500)", TopKAvg(500)), ("TopKAvg(1000)", TopKAvg(1000)),
-                           ("TopKPerEmbd(200)", TopKPerEmbd(200)), ("Combined(100, 500)", Combined(100, 500)),
-                           ("ExactTwoPass(20000)", ExactTwoPass(20000))]:
+    cases: list[tuple[str, Strategy]] = [("TopKAvg(500)", TopKAvg(500)), ("TopKAvg(1000)", TopKAvg(1000)),
+                                         ("TopKPerEmbd(200)", TopKPerEmbd(200)), ("Combined(100, 500)", Combined(100, 500)),
+                                         ("ExactTwoPass(20000)", ExactTwoPass(20000))]
+    for name, strategy in cases:
         _, ids = index.search(qg, 100, strategy=strategy)
         recall = sum(len(set(a) & set(b)) for a, b in zip(ids, exact_ids, strict=True)) / (32 * 100)
-        t = best_time(lambda s=strategy: index.search(qg, 100, strategy=s), repeats=5, sync=sync)
+        def run(s: Strategy = strategy) -> object:
+            return index.search(qg, 100, strategy=s)
+
+        t = best_time(run, repeats=5, sync=sync)
         rows.append((name, f"{recall:.4f}", f"{t * 1e3:.1f}", f"{t_brute / t:.1f}", f"{t / t_flat:.2f}"))
         results[f"gpu_{name}"] = {"relative_recall_at_100": recall, "ms": t * 1e3, "speedup_vs_bruteforce": t_brute / t}
         if recall >= 0.99 and (best is None or t < best[2]):
