@@ -146,7 +146,7 @@ def main() -> int:
         index.add([str(i) for i in range(sl.start, min(sl.stop, args.n))], data.items(clusters[sl]))
     add_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    index._searcher("avg")  # the per-component first stage is built at its first use
+    index.build(["avg"])  # the per-component first stage is built at its first use
     build_s = time.perf_counter() - t0
     print(
         f"indexed {args.n:,} items in {add_s:.1f} s, IVF first stage over means built in {build_s:.1f} s",
@@ -255,8 +255,8 @@ def main() -> int:
         b._buf.element_size() * b._buf.numel()
         for b in (store.features, store.components, store.gate)
     )
-    per_embd = index._searcher("per_embd").index  # type: ignore[attr-defined]
-    avg = index._searcher("avg").index  # type: ignore[attr-defined]
+    per_embd = index._first_stages.get("per_embd", index.item_state.components).index  # type: ignore[attr-defined]
+    avg = index._first_stages.get("avg", index.item_state.components).index  # type: ignore[attr-defined]
     ivf_bytes = sum(ix.ntotal * (ix.code_size + 8) + ix.nlist * ix.d * 4 for ix in (per_embd, avg))
     print(
         f"best approximate strategy: {best_name}: relative recall@100 {best['recall']:.4f}, "

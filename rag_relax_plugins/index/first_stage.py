@@ -14,7 +14,7 @@ to the usual approximation). FAISS is optional; ``kind="torch"`` needs nothing b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -23,7 +23,16 @@ import torch
 from rag_relax_plugins._errors import require
 from rag_relax_plugins.core.config_dict import DictConfig
 
-__all__ = ["FaissSearcher", "FirstStageConfig", "TorchSearcher", "VectorSearcher", "build_searcher"]
+__all__ = [
+    "STAGES",
+    "FaissSearcher",
+    "FirstStageConfig",
+    "FirstStages",
+    "TorchSearcher",
+    "VectorSearcher",
+    "build_searcher",
+    "stage_vectors",
+]
 
 Kind = Literal["torch", "flat", "hnsw", "ivf"]
 _KINDS = ("torch", "flat", "hnsw", "ivf")
@@ -218,3 +227,101 @@ def build_searcher(config: FirstStageConfig, vectors: torch.Tensor) -> VectorSea
     if config.kind == "torch":
         return TorchSearcher(vectors)
     return FaissSearcher.build(config, vectors)
+
+
+STAGES = ("per_embd", "avg")
+
+
+def stage_vectors(name: str, components: torch.Tensor) -> torch.Tensor:
+    """The vectors the first stage ``name`` searches, from cached item components ``(N, P_x, d_P)``.
+
+    ``"per_embd"``: every component, ``(N * P_x, d_P)`` (vector ``v`` -> item row ``v // P_x``),
+    in the cache dtype (a view); ``"avg"``: the mean component per item, ``(N, d_P) x float32``.
+    """
+    if name == "per_embd":
+        return components.reshape(-1, components.shape[-1])  # (N * P_x, d_P)
+    if name == "avg":
+        return components.to(torch.float32).mean(dim=1)  # (N, d_P)
+    raise ValueError(f"first stage must be one of {STAGES}, got {name!r}")
+
+
+class FirstStages:
+    """The MoL index's two first stages (:data:`STAGES`) over its cached item components.
+
+    Each is built at its first use (:meth:`get`), extended when items are appended
+    (:meth:`append`; a torch stage, a view of the cache, is simply dropped and rebuilt for free),
+    and dropped when rows change in place or disappear (:meth:`invalidate`: upsert, delete,
+    re-encode). A stage whose length no longer matches the cache is rebuilt, never searched.
+
+    Args:
+        config: the :class:`FirstStageConfig` both stages use.
+    """
+
+    def __init__(self, config: FirstStageConfig) -> None:
+        self.config = config
+        self._searchers: dict[str, VectorSearcher | None] = dict.fromkeys(STAGES)
+
+    def invalidate(self) -> None:
+        """Drop both stages (the next search rebuilds what it needs)."""
+        self._searchers = dict.fromkeys(STAGES)
+
+    @staticmethod
+    def _expected_len(name: str, components: torch.Tensor) -> int:
+        n, p_x = int(components.shape[0]), int(components.shape[1])
+        return n * p_x if name == "per_embd" else n
+
+    def current(self, name: str, components: torch.Tensor) -> VectorSearcher | None:
+        """The stage ``name`` if it is built and matches ``components`` ``(N, P_x, d_P)``, else ``None``."""
+        searcher = self._searchers[name]
+        if searcher is None or len(searcher) != self._expected_len(name, components):
+            return None
+        return searcher
+
+    def get(self, name: str, components: torch.Tensor) -> VectorSearcher:
+        """The stage ``name`` over ``components`` ``(N, P_x, d_P)``, built now if needed."""
+        searcher = self.current(name, components)
+        if searcher is None:
+            searcher = build_searcher(self.config, stage_vectors(name, components))
+            self._searchers[name] = searcher
+        return searcher
+
+    def append(self, components: torch.Tensor) -> None:
+        """Extend the built stages with the components ``(m, P_x, d_P)`` of appended items."""
+        for name, searcher in self._searchers.items():
+            if searcher is None:
+                continue
+            if isinstance(searcher, TorchSearcher):
+                self._searchers[name] = None  # a view of the cache; rebuilt for free
+            else:
+                searcher.add(stage_vectors(name, components))
+
+    def configure(self, **changes: Any) -> FirstStageConfig:
+        """Change search-time knobs (``hnsw_ef_search``, ``ivf_nprobe``) of both stages in place.
+
+        Raises:
+            ValueError: any other field (those shape a build: make a new index).
+        """
+        allowed = {"hnsw_ef_search", "ivf_nprobe"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise ValueError(f"only {sorted(allowed)} can change after construction, got {unknown}")
+        self.config = replace(self.config, **changes)
+        for searcher in self._searchers.values():
+            if isinstance(searcher, FaissSearcher):
+                searcher.config = self.config
+        return self.config
+
+    def faiss_files(self, components: torch.Tensor) -> dict[str, FaissSearcher]:
+        """The built FAISS stages that match ``components`` (what a save writes), by name."""
+        out = {}
+        for name in STAGES:
+            searcher = self.current(name, components)
+            if isinstance(searcher, FaissSearcher):
+                out[name] = searcher
+        return out
+
+    def restore(self, name: str, searcher: FaissSearcher) -> None:
+        """Install a stage read from a save (checked against the cache at its first use)."""
+        if name not in STAGES:
+            raise ValueError(f"first stage must be one of {STAGES}, got {name!r}")
+        self._searchers[name] = searcher

@@ -12,7 +12,6 @@ Filters restrict the searchable ids *before* scoring (forms and semantics in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -40,11 +39,10 @@ from rag_relax_plugins.index.filters import (
     metadata_matches,
 )
 from rag_relax_plugins.index.first_stage import (
+    STAGES,
     FaissSearcher,
     FirstStageConfig,
-    TorchSearcher,
-    VectorSearcher,
-    build_searcher,
+    FirstStages,
 )
 from rag_relax_plugins.index.strategies import BruteForce, Strategy, check_strategy
 
@@ -102,7 +100,7 @@ class MoLIndex:
         check_float32_module("similarity", similarity)
         self.device = resolve_device(device)
         self.similarity = similarity.to(self.device).eval()
-        self.first_stage = first_stage
+        self._first_stages = FirstStages(first_stage)
         self.cache_dtype = cache_dtype
         self.exact_filter_threshold = exact_filter_threshold
         c = similarity.config
@@ -110,7 +108,11 @@ class MoLIndex:
         self._rows: dict[str, int] = {}
         self._metadata: list[dict[str, Any]] = []
         self._store = ItemStore(c, _CACHE_DTYPES[cache_dtype], self.device)
-        self._searchers: dict[str, VectorSearcher | None] = {"per_embd": None, "avg": None}
+
+    @property
+    def first_stage(self) -> FirstStageConfig:
+        """The first stages' configuration (search-time knobs: :meth:`configure_first_stage`)."""
+        return self._first_stages.config
 
     # ------------------------------------------------------------------ storage views
     @property
@@ -228,7 +230,7 @@ class MoLIndex:
             self._items.gate[rows] = state.gate[pos]
             for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
                 self._metadata[r] = metas[p]
-            self._invalidate()
+            self._first_stages.invalidate()
         new = (~exists).nonzero().squeeze(1)
         if len(new):
             start = len(self._ids)
@@ -237,7 +239,7 @@ class MoLIndex:
                 self._ids.append(ids[p])
                 self._metadata.append(metas[p])
             self._store.append(feats[new], state.select(new))
-            self._append_to_searchers(state.components[new])
+            self._first_stages.append(state.components[new])
 
     def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> None:
         """Remove ``ids``; unknown ids raise ``ValueError`` unless ``missing_ok=True``."""
@@ -254,7 +256,7 @@ class MoLIndex:
         self._rows = {i: r for r, i in enumerate(self._ids)}
         self._features = self._features[keep]
         self._items = self._items.select(keep)
-        self._invalidate()
+        self._first_stages.invalidate()
 
     @torch.inference_mode()
     def reencode(self) -> None:
@@ -267,7 +269,7 @@ class MoLIndex:
         state = self._encode(self._features)
         check_encoded("the stored features", state.components, state.gate)
         self._items = state
-        self._invalidate()
+        self._first_stages.invalidate()
 
     def _encode(self, feats: torch.Tensor) -> MoLItemState:
         check_float32_module("similarity", self.similarity)
@@ -284,60 +286,28 @@ class MoLIndex:
         )
 
     # ------------------------------------------------------------------ first stages
-    def _invalidate(self) -> None:
-        self._searchers = {"per_embd": None, "avg": None}
-
-    def _vectors(self, name: str) -> torch.Tensor:
-        comps = self._items.components
-        if name == "per_embd":
-            return comps.reshape(-1, comps.shape[-1])  # (N * P_x, d_P), vector v -> item v // P_x
-        return comps.to(torch.float32).mean(dim=1)  # (N, d_P) mean item component
-
-    def _searcher(self, name: str) -> VectorSearcher:
-        searcher = self._searchers[name]
-        if searcher is None or len(searcher) != (
-            len(self) * (self._items.components.shape[1] if name == "per_embd" else 1)
-        ):
-            searcher = build_searcher(self.first_stage, self._vectors(name))
-            self._searchers[name] = searcher
-        return searcher
-
-    def _append_to_searchers(self, components: torch.Tensor) -> None:
-        for name, searcher in self._searchers.items():
-            if searcher is None:
-                continue
-            if isinstance(searcher, TorchSearcher):
-                self._searchers[name] = None  # a view of the cache; rebuilt for free
-            elif name == "per_embd":
-                searcher.add(components.reshape(-1, components.shape[-1]))
-            else:
-                searcher.add(components.to(torch.float32).mean(dim=1))
-
     def configure_first_stage(self, **changes: Any) -> None:
         """Change search-time knobs (``hnsw_ef_search``, ``ivf_nprobe``) without rebuilding.
 
         Build-time fields (``kind``, ``hnsw_m``, ``ivf_nlist``, ...) require a new index.
         """
-        allowed = {"hnsw_ef_search", "ivf_nprobe"}
-        unknown = sorted(set(changes) - allowed)
-        if unknown:
-            raise ValueError(f"only {sorted(allowed)} can change after construction, got {unknown}")
-        self.first_stage = dataclasses.replace(self.first_stage, **changes)
-        for searcher in self._searchers.values():
-            if isinstance(searcher, FaissSearcher):
-                searcher.config = self.first_stage
+        self._first_stages.configure(**changes)
 
-    def build(self) -> None:
-        """(Re)build both first stages now from the cache.
+    def build(self, stages: Sequence[str] = STAGES) -> None:
+        """(Re)build first stages now from the cache: both by default, or ``"per_embd"`` /
+        ``"avg"`` (the ``TopKPerEmbd`` and ``TopKAvg`` candidates).
 
         They are otherwise built at the first search that needs them, extended on ``add`` and
         rebuilt after an upsert or delete. Call this after large additions to an IVF stage: its
         cells were trained on the vectors present at its last build.
         """
-        self._invalidate()
+        unknown = [s for s in stages if s not in STAGES]
+        if isinstance(stages, str) or unknown:
+            raise ValueError(f"stages must be a sequence of {STAGES}, got {stages!r}")
+        self._first_stages.invalidate()
         if len(self):
-            self._searcher("per_embd")
-            self._searcher("avg")
+            for name in stages:
+                self._first_stages.get(name, self._items.components)
 
     # ------------------------------------------------------------------ search
     def search(
@@ -388,11 +358,12 @@ class MoLIndex:
         check_float32_module("similarity", self.similarity)
         queries = self.similarity.encode_queries(feats)
         check_encoded("query_features", queries.components, queries.gate)
+        comps = self._items.components
         ctx = SearchContext(
             self.similarity,
             self._items,
-            lambda: self._searcher("per_embd"),
-            lambda: self._searcher("avg"),
+            lambda: self._first_stages.get("per_embd", comps),
+            lambda: self._first_stages.get("avg", comps),
         )
         groups = group_filter(filter, b, self._rows_of, self.ids_where, self.device)
         scores, rows = search_groups(
@@ -401,6 +372,22 @@ class MoLIndex:
         return scores, [[self._ids[r] for r in row] for row in rows]
 
     # ------------------------------------------------------------------ persistence
+    def _restore(
+        self,
+        ids: list[str],
+        metadata: list[dict[str, Any]],
+        features: torch.Tensor,
+        state: MoLItemState,
+        stages: Mapping[str, FaissSearcher],
+    ) -> None:
+        """Fill this empty index with checked contents read by :func:`~.persistence.load_index`."""
+        self._ids, self._metadata = list(ids), list(metadata)
+        self._rows = {i: r for r, i in enumerate(self._ids)}
+        self._features = features
+        self._items = state
+        for name, searcher in stages.items():
+            self._first_stages.restore(name, searcher)
+
     def save(self, folder: str | Path) -> None:
         """Write the index to ``folder`` atomically (see :mod:`rag_relax_plugins.index.persistence`)."""
         from rag_relax_plugins.index.persistence import save_index

@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder, find_saved_folder
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
-from rag_relax_plugins.index.first_stage import FaissSearcher, FirstStageConfig
+from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
 
 if TYPE_CHECKING:
     from rag_relax_plugins.index.mol_index import MoLIndex
@@ -63,10 +63,9 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 def _write_contents(index: MoLIndex, tmp: Path) -> None:
     """Write every file of the index into ``tmp`` (an empty folder)."""
     written = []
-    for name, searcher in index._searchers.items():
-        if isinstance(searcher, FaissSearcher) and searcher is index._searcher(name):
-            searcher.write(str(tmp / f"{name}.faiss"))
-            written.append(name)
+    for name, searcher in index._first_stages.faiss_files(index.item_state.components).items():
+        searcher.write(str(tmp / f"{name}.faiss"))  # only stages that match the cache
+        written.append(name)
     config = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -97,7 +96,6 @@ _CONFIG_KEYS = (
     "exact_filter_threshold",
     "num_items",
 )
-_FAISS_NAMES = ("per_embd", "avg")
 
 
 def save_index(index: MoLIndex, folder: Path) -> None:
@@ -160,9 +158,9 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"{folder}/config.json: num_items must be an int >= 0, got {n!r}")
     faiss_files = config.get("faiss_files", [])
-    if not isinstance(faiss_files, list) or not set(faiss_files) <= set(_FAISS_NAMES):
+    if not isinstance(faiss_files, list) or not set(faiss_files) <= set(STAGES):
         raise ValueError(
-            f"{folder}/config.json: faiss_files must be a list of {list(_FAISS_NAMES)}, got {faiss_files!r}"
+            f"{folder}/config.json: faiss_files must be a list of {list(STAGES)}, got {faiss_files!r}"
         )
     return config
 
@@ -262,15 +260,13 @@ def load_index(folder: Path, *, device: str | torch.device | None = None) -> MoL
             f"{folder}/metadata.json: every row must be a JSON object, row {bad_rows[0]} is "
             f"{type(metadata[bad_rows[0]]).__name__}"
         )
-    dev = index.device
-    index._ids = list(ids)
-    index._rows = {i: r for r, i in enumerate(ids)}
-    index._metadata = list(metadata)
-    index._features = tensors["features"].to(dev)
-    index._items = MoLItemState(tensors["components"].to(dev), tensors["gate"].to(dev))
+    stages = {}
     for name in config.get("faiss_files", []):
         path = folder / f"{name}.faiss"
         if not path.is_file():
             raise ValueError(f"{folder} is not a complete MoL index: {path.name} is missing")
-        index._searchers[name] = FaissSearcher.read(index.first_stage, str(path))
+        stages[name] = FaissSearcher.read(index.first_stage, str(path))
+    dev = index.device
+    state = MoLItemState(tensors["components"].to(dev), tensors["gate"].to(dev))
+    index._restore(ids, metadata, tensors["features"].to(dev), state, stages)
     return index

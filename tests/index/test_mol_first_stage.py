@@ -66,3 +66,41 @@ def test_config_validation() -> None:
         FirstStageConfig.from_dict({"kind": "torch", "nprobe": 3})
     cfg = FirstStageConfig(kind="hnsw", hnsw_m=16)
     assert FirstStageConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_first_stages_build_lazily_extend_and_rebuild_when_stale() -> None:
+    torch.manual_seed(2)
+    comps = torch.randn(30, 3, 4)  # (N, P_x, d_P)
+    stages = fs.FirstStages(FirstStageConfig(kind="torch"))
+    assert stages.current("avg", comps) is None  # nothing built yet
+    avg = stages.get("avg", comps)
+    assert len(avg) == 30 and stages.get("avg", comps) is avg  # built once, reused
+    assert torch.equal(fs.stage_vectors("avg", comps), comps.mean(dim=1))
+    per = stages.get("per_embd", comps)
+    assert len(per) == 90 and torch.equal(per.vectors[4], comps[1, 1])  # vector v -> row v // P_x
+    more = torch.cat([comps, torch.randn(5, 3, 4)])
+    stages.append(more[30:])
+    assert stages.current("avg", more) is None  # a torch stage is dropped (a view), rebuilt free
+    assert len(stages.get("avg", more)) == 35
+    assert stages.current("per_embd", comps) is None  # length no longer matches: never searched
+    with pytest.raises(ValueError, match="first stage"):
+        fs.stage_vectors("mean", comps)
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+def test_first_stages_extend_faiss_on_append_and_share_search_knobs() -> None:
+    torch.manual_seed(3)
+    comps = torch.randn(40, 2, 4)
+    stages = fs.FirstStages(FirstStageConfig(kind="hnsw"))
+    per = stages.get("per_embd", comps)
+    more = torch.cat([comps, torch.randn(6, 2, 4)])
+    stages.append(more[40:])
+    assert stages.current("per_embd", more) is per and len(per) == 92  # extended in place
+    assert set(stages.faiss_files(more)) == {"per_embd"}  # "avg" never built: nothing to save
+    assert stages.faiss_files(comps) == {}  # a stage that does not match the cache is not saved
+    stages.configure(hnsw_ef_search=7)
+    assert isinstance(per, fs.FaissSearcher) and per.config.hnsw_ef_search == 7
+    with pytest.raises(ValueError, match="only"):
+        stages.configure(hnsw_m=8)
+    stages.invalidate()
+    assert stages.current("per_embd", more) is None

@@ -127,6 +127,15 @@ def test_first_stage_knobs_and_rebuild(index: MoLIndex) -> None:
     assert index.first_stage.ivf_nprobe == 4
     with pytest.raises(ValueError, match="can change after construction"):
         index.configure_first_stage(kind="hnsw")
+    with pytest.raises(AttributeError):
+        index.first_stage = index.first_stage  # type: ignore[misc]  # read-only: configure_first_stage
+    index.build(["avg"])  # one stage only
+    comps = index.item_state.components
+    assert index._first_stages.current("avg", comps) is not None
+    assert index._first_stages.current("per_embd", comps) is None
+    for bad in ("avg", ["mean"]):
+        with pytest.raises(ValueError, match="stages must be"):
+            index.build(bad)
 
 
 @pytest.mark.parametrize(
