@@ -32,8 +32,11 @@ from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
+from rag_relax_plugins.index.filters import metadata_matches
 from rag_relax_plugins.langchain._mol_checks import (
     as_matrix,
+    check_batch_size,
+    check_dict_filter,
     check_search_kwargs,
     copy_metadata,
 )
@@ -78,14 +81,17 @@ class MoLVectorStore(VectorStore):
             store.as_retriever(search_type="mmr", search_kwargs={"k": 2}).invoke("cat")
             store.save_local("my_store"); MoLVectorStore.load_local("my_store", embeddings)
 
-    Filters (``filter=``): a dict of metadata equalities (every key must be present and equal) or a
-    callable ``Document -> bool``. They select an id subset that the index searches; the result
-    has ``k`` documents whenever at least ``k`` pass.
+    Filters (``filter=``): a dict of metadata equalities (every key must be present and equal as
+    JSON values: ``True`` does not match ``1``, a tuple matches the equal list, as after a
+    save/load round trip; operator dicts such as ``{"$in": [...]}`` raise ``TypeError``) or a
+    callable ``Document -> bool`` (it receives copies: it cannot change the store). They select
+    an id subset that the index searches; the result has ``k`` documents whenever at least ``k``
+    pass.
 
     Search keyword arguments: ``filter`` and ``strategy`` (the index's retrieval strategy for one
-    call). ``fetch_k`` and ``lambda_mult`` are accepted and ignored by the similarity searches
-    (drop-in for ``as_retriever(search_kwargs={"k": 2, "fetch_k": 10})``); any other keyword is
-    a ``TypeError``.
+    call). ``fetch_k``, ``lambda_mult`` and ``score_threshold`` are accepted and ignored by the
+    similarity searches (drop-in for ``as_retriever(search_kwargs={"k": 2, "fetch_k": 10})``);
+    any other keyword is a ``TypeError``.
 
     Embedding width: a head built by the store (no ``similarity=`` / ``index=``) follows the
     embedding; once the store is empty again (``delete()``), vectors of another width may be
@@ -146,12 +152,13 @@ class MoLVectorStore(VectorStore):
         return True
 
     # ------------------------------------------------------------------ writing
-    def add_texts(
+    def add_texts(  # type: ignore[override]
         self,
         texts: Iterable[str],
         metadatas: list[dict[str, Any]] | None = None,
         *,
-        ids: list[str | None] | None = None,  # type: ignore[override]
+        ids: list[str | None] | None = None,
+        batch_size: int | None = None,
         **kwargs: Any,
     ) -> list[str]:
         """Embed and add ``texts``; an existing id is replaced (upsert).
@@ -160,12 +167,16 @@ class MoLVectorStore(VectorStore):
             texts: ``N`` strings.
             metadatas: ``N`` dicts (deep-copied; the caller's are never mutated) or ``None``.
             ids: ``N`` ids; ``None`` entries (or ``ids=None``) get a fresh ``uuid4``.
+            batch_size: texts per ``embed_documents`` call (``None``: one call); every text is
+                embedded before anything is added, so a failing batch adds nothing.
+                ``langchain_core.indexing.index`` passes it.
 
         Returns:
             The ``N`` ids, in input order.
         """
         if kwargs:
             raise TypeError(f"add_texts got unexpected keyword arguments {sorted(kwargs)}")
+        batch = check_batch_size(batch_size)
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
@@ -188,13 +199,37 @@ class MoLVectorStore(VectorStore):
             raise ValueError("ids must be unique within one call")
         if n == 0:
             return []
-        vectors = as_matrix(self._embedding.embed_documents(texts), n, "embed_documents")
+        step = n if batch is None else batch
+        vectors = torch.cat([
+            as_matrix(self._embedding.embed_documents(texts[s : s + step]), len(texts[s : s + step]), "embed_documents")
+            for s in range(0, n, step)
+        ])
         with self._lock:
             index = self._ensure_index(vectors.shape[1])
             index.add(out, vectors)
             for id_, text, meta in zip(out, texts, metas, strict=True):
                 self._docs[id_] = (text, meta)
         return out
+
+    def add_documents(
+        self, documents: list[Document], ids: list[str | None] | None = None, **kwargs: Any
+    ) -> list[str]:
+        """Add ``documents`` (upsert); ids from ``ids``, else each ``Document.id``, else a ``uuid4``.
+
+        As ``InMemoryVectorStore``: ``ids=None`` (or ``[]``) uses the documents' own ids.
+        Other keyword arguments (``batch_size``) go to :meth:`add_texts`.
+        """
+        documents = list(documents)
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, Document):
+                raise TypeError(f"documents[{i}] must be a langchain Document, got {type(doc).__name__}")
+        chosen: list[str | None] = list(ids) if ids else [doc.id for doc in documents]
+        return self.add_texts(
+            [doc.page_content for doc in documents],
+            [doc.metadata for doc in documents],
+            ids=chosen,
+            **kwargs,
+        )
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
         """Delete ``ids`` (missing ids are ignored); ``ids=None`` deletes everything."""
@@ -313,16 +348,13 @@ class MoLVectorStore(VectorStore):
     def _filter_ids(self, filter: DocFilter) -> list[str]:
         """Ids whose document passes ``filter`` (the pre-filter subset handed to the index)."""
         if isinstance(filter, dict):
-            want = filter
-            return [
-                i for i, (_, m) in self._docs.items()
-                if all(key in m and m[key] == value for key, value in want.items())
-            ]
+            check_dict_filter(filter)
+            return [i for i, (_, m) in self._docs.items() if metadata_matches(m, filter)]
         if callable(filter):
-            # the callable sees a Document with a shallow copy of the metadata (cheap: O(N) per query)
+            # the callable sees a Document with a deep copy of the metadata: it cannot change the store
             return [
                 i for i, (text, m) in self._docs.items()
-                if filter(Document(page_content=text, metadata=dict(m), id=i))
+                if filter(Document(page_content=text, metadata=copy.deepcopy(m), id=i))
             ]
         raise TypeError(f"filter must be a dict of metadata values or a callable, got {type(filter).__name__}")
 

@@ -11,7 +11,12 @@ nested ``MetadataFilters`` and the ``NOT`` condition:
   a string field) and need one of them / all of them; ``TEXT_MATCH`` is a substring test
   (``TEXT_MATCH_INSENSITIVE`` case-insensitive); ``IS_EMPTY`` matches missing, ``""`` or ``[]``;
 - an ordering between incomparable types (``"a" > 1``) is a non-match, not an error;
-- ``AND`` needs every filter, ``OR`` any, ``NOT`` none of them; an empty filter list matches all.
+- ``AND`` needs every filter, ``OR`` any, ``NOT`` none of them; an empty filter list matches all;
+- the keys llama-index-core adds to every stored node's metadata (``node_to_metadata_dict``) can
+  be filtered on as in ``SimpleVectorStore``: ``doc_id``, ``ref_doc_id`` and ``document_id``
+  (the node's ``ref_doc_id``, or ``"None"``) and ``_node_type`` (its class name); they take
+  precedence over node metadata of the same name, as upstream (:data:`NODE_FIELDS`,
+  :func:`filter_keys`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
 )
 
-__all__ = ["check_filters", "matches"]
+__all__ = ["NODE_FIELDS", "check_filters", "filter_keys", "matches", "with_node_fields"]
+
+NODE_FIELDS = frozenset({"doc_id", "ref_doc_id", "document_id", "_node_type"})
 
 _ORDER: dict[FilterOperator, Callable[[Any, Any], bool]] = {
     FilterOperator.GT: lambda a, b: a > b,
@@ -108,3 +115,17 @@ def check_filters(filters: object) -> MetadataFilters | None:
     if filters is None or isinstance(filters, MetadataFilters):
         return filters
     raise TypeError(f"filters must be a MetadataFilters or None, got {type(filters).__name__}")
+
+
+def filter_keys(filters: MetadataFilters) -> set[str]:
+    """Every metadata key ``filters`` reads, nested filters included."""
+    keys: set[str] = set()
+    for f in filters.filters:
+        keys |= filter_keys(f) if isinstance(f, MetadataFilters) else {f.key}
+    return keys
+
+
+def with_node_fields(metadata: Mapping[str, Any], node_type: str, ref_doc_id: str | None) -> dict[str, Any]:
+    """``metadata`` plus the :data:`NODE_FIELDS` core's ``node_to_metadata_dict`` stores (a new dict)."""
+    ref = ref_doc_id or "None"
+    return {**metadata, "_node_type": node_type, "document_id": ref, "doc_id": ref, "ref_doc_id": ref}

@@ -42,7 +42,13 @@ from pydantic import PrivateAttr
 from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.index import MoLIndex, Strategy
-from rag_relax_plugins.llama_index._mol_filters import check_filters, matches
+from rag_relax_plugins.llama_index._mol_filters import (
+    NODE_FIELDS,
+    check_filters,
+    filter_keys,
+    matches,
+    with_node_fields,
+)
 from rag_relax_plugins.llama_index._mol_persist import (
     Record,
     check_local_fs,
@@ -231,7 +237,9 @@ class MoLVectorStore(BasePydanticVectorStore):
             if allowed is not None and not allowed:
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
             fetch = k * prefetch if mmr else k
-            scores_t, hits = self._index.search(vector, fetch, strategy=kwargs.get("strategy", self._strategy), filter=allowed)
+            strategy = kwargs.get("strategy")
+            strategy = self._strategy if strategy is None else strategy
+            scores_t, hits = self._index.search(vector, fetch, strategy=strategy, filter=allowed)
             ids = hits[0]
             scores = scores_t[0, : len(ids)].tolist()
             if mmr and ids:
@@ -250,7 +258,7 @@ class MoLVectorStore(BasePydanticVectorStore):
             raise ValueError("query.query_embedding is None: pass an embedding or set embed_model on the store")
         if len(emb) == 0:
             raise ValueError("query.query_embedding must be a non-empty vector")
-        if self._index is not None and len(emb) != self._index.similarity.config.query_dim:
+        if self._index is not None and self._nodes and len(emb) != self._index.similarity.config.query_dim:
             raise ValueError(
                 f"query.query_embedding has {len(emb)} dimensions but the similarity expects "
                 f"query_dim={self._index.similarity.config.query_dim}"
@@ -274,10 +282,16 @@ class MoLVectorStore(BasePydanticVectorStore):
         """Stored ids in ``node_ids`` (all when ``None``) of ``doc_ids`` that pass ``filters``."""
         candidates = list(self._nodes) if node_ids is None else [i for i in dict.fromkeys(node_ids) if i in self._nodes]
         refs = None if doc_ids is None else set(doc_ids)
+        node_fields = filters is not None and bool(filter_keys(filters) & NODE_FIELDS)
+
+        def passes(rec: Record) -> bool:
+            if filters is None:
+                return True
+            return matches(filters, with_node_fields(rec[2], rec[0], rec[1]) if node_fields else rec[2])
+
         return [
             i for i in candidates
-            if (refs is None or self._nodes[i][1] in refs)
-            and (filters is None or matches(filters, self._nodes[i][2]))
+            if (refs is None or self._nodes[i][1] in refs) and passes(self._nodes[i])
         ]
 
     # ------------------------------------------------------------------ async (worker thread)
@@ -386,7 +400,7 @@ def _mmr_weight(from_kwargs: object, from_query: object) -> float:
 
 def _record(node: BaseNode) -> Record:
     """``(type, ref doc id, metadata copy, node JSON without the embedding)``, see :data:`Record`."""
-    data = node.to_dict()
+    data = node.to_dict(mode="json")  # JSON types, as core's node_to_metadata_dict (datetime -> str)
     data["embedding"] = None
     encoded = json.dumps(data)
     return (node.class_name(), node.ref_doc_id, json.loads(encoded).get("metadata", {}), encoded)

@@ -6,34 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
 from rag_relax_plugins.embedders.hashing import HashingEncoder
 from rag_relax_plugins.langchain.vectorstore import MoLVectorStore
 
-DIM = 64
-
-
-class HashingEmbeddings(Embeddings):
-    """Deterministic LangChain embeddings over the library's hashing encoder (test double)."""
-
-    def __init__(self) -> None:
-        self.enc = HashingEncoder(dim=DIM, normalize=True)
-        self.calls = 0
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        self.calls += 1
-        return [[float(x) for x in row] for row in self.enc.encode(list(texts)).tolist()]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _lc_helpers import DIM, HashingEmbeddings
 
 TEXTS = ["the cat sat on the mat", "a dog barked at the mailman", "stock markets fell today", "the kitten chased a cat toy"]
 METAS = [{"animal": "cat", "n": 0}, {"animal": "dog", "n": 1}, {"topic": "finance", "n": 2}, {"animal": "cat", "n": 3}]

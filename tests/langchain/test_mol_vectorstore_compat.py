@@ -1,0 +1,116 @@
+"""LangChain MoLVectorStore against ``InMemoryVectorStore`` where users rely on core behaviour:
+the indexing API, ``add_documents`` ids, leftover retriever kwargs and dict / callable filters."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.indexing import InMemoryRecordManager, index
+from langchain_core.vectorstores import InMemoryVectorStore
+
+from rag_relax_plugins.langchain.vectorstore import MoLVectorStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _lc_helpers import HashingEmbeddings
+
+
+def _docs() -> list[Document]:
+    return [Document("a cat on a mat", metadata={"source": "s1"}),
+            Document("a dog in the fog", metadata={"source": "s2"})]
+
+
+@pytest.mark.parametrize("store_cls", [MoLVectorStore, InMemoryVectorStore])
+def test_langchain_indexing_api_adds_and_cleans_up(store_cls: type) -> None:
+    store = store_cls(HashingEmbeddings())
+    rm = InMemoryRecordManager("ns")
+    rm.create_schema()
+    first = index(_docs(), rm, store, cleanup="full", source_id_key="source")  # passes batch_size
+    assert (first["num_added"], first["num_deleted"]) == (2, 0)
+    again = index(_docs()[:1], rm, store, cleanup="full", source_id_key="source")
+    assert (again["num_skipped"], again["num_deleted"]) == (1, 1)
+    assert [d.page_content for d in store.similarity_search("cat", k=5)] == ["a cat on a mat"]
+
+
+async def test_langchain_async_indexing_api() -> None:
+    from langchain_core.indexing import aindex
+
+    store = MoLVectorStore(HashingEmbeddings())
+    rm = InMemoryRecordManager("ns")
+    await rm.acreate_schema()
+    res = await aindex(_docs(), rm, store, cleanup="full", source_id_key="source")
+    assert res["num_added"] == 2 and len(store) == 2
+
+
+def test_batch_size_embeds_in_batches_and_is_checked() -> None:
+    emb = HashingEmbeddings()
+    store = MoLVectorStore(emb)
+    ids = store.add_texts([f"text {i}" for i in range(5)], batch_size=2)
+    assert emb.calls == 3 and len(ids) == 5
+    ref = MoLVectorStore(HashingEmbeddings())
+    ref.add_texts([f"text {i}" for i in range(5)], ids=ids)
+    got = store.similarity_search_with_score("text 3", k=5)
+    want = ref.similarity_search_with_score("text 3", k=5)
+    assert [(d.id, s) for d, s in got] == [(d.id, s) for d, s in want]
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="batch_size"):
+            store.add_texts(["x"], batch_size=bad)  # type: ignore[arg-type]
+    assert len(store) == 5
+
+
+@pytest.mark.parametrize("ids", [None, []])
+def test_add_documents_uses_document_ids_when_ids_is_empty(ids: list[str] | None) -> None:
+    docs = [Document("x", id="X"), Document("y")]
+    ours = MoLVectorStore(HashingEmbeddings()).add_documents(docs, ids=ids)
+    ref = InMemoryVectorStore(HashingEmbeddings()).add_documents(docs, ids=ids)
+    assert ours[0] == ref[0] == "X" and len(ours[1]) == 36  # the id-less document gets a uuid4
+    store = MoLVectorStore(HashingEmbeddings())
+    assert store.add_documents(docs, ids=["a", "b"]) == ["a", "b"]  # explicit ids win
+    with pytest.raises(TypeError, match="documents\\[0\\]"):
+        store.add_documents(["x"])  # type: ignore[list-item]
+
+
+def test_leftover_score_threshold_is_ignored_by_similarity_and_mmr() -> None:
+    store = MoLVectorStore.from_texts(["a cat", "a dog"], HashingEmbeddings())
+    for search_type in ("similarity", "mmr"):
+        retriever = store.as_retriever(search_type=search_type, search_kwargs={"k": 1, "score_threshold": 0.2})
+        assert [d.page_content for d in retriever.invoke("a cat")] == ["a cat"]
+
+
+def _filter_store() -> MoLVectorStore:
+    store = MoLVectorStore(HashingEmbeddings())
+    store.add_texts(["a", "b", "c", "d"], [{"flag": True}, {"flag": 1}, {"t": (1, 2)}, {"t": [1, 2]}],
+                    ids=list("abcd"))
+    return store
+
+
+def test_dict_filters_use_json_equality_before_and_after_a_save(tmp_path: Path) -> None:
+    store = _filter_store()
+    ids = lambda s, f: sorted(d.id for d in s.similarity_search("a", k=5, filter=f))  # noqa: E731
+    assert ids(store, {"flag": True}) == ["a"]  # was ["a", "b"]: Python's True == 1
+    assert ids(store, {"flag": 1}) == ["b"]
+    assert ids(store, {"t": [1, 2]}) == ["c", "d"]  # the tuple matches the equal list ...
+    store.save_local(tmp_path / "s")
+    again = MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
+    assert ids(again, {"t": [1, 2]}) == ["c", "d"]  # ... as it does after a save (JSON lists)
+    assert ids(again, {"flag": True}) == ["a"]
+
+
+@pytest.mark.parametrize("bad", [{"flag": {"$in": [1]}}, {"$and": [{"flag": 1}]}])
+def test_operator_dict_filters_are_refused_not_silently_empty(bad: dict) -> None:
+    with pytest.raises(TypeError, match="operator filters"):
+        _filter_store().similarity_search("a", k=5, filter=bad)
+
+
+def test_callable_filter_cannot_change_stored_metadata() -> None:
+    store = MoLVectorStore(HashingEmbeddings())
+    store.add_texts(["x"], [{"tags": ["a"]}], ids=["x"])
+
+    def mutate(doc: Document) -> bool:
+        doc.metadata["tags"].append("MUT")
+        return True
+
+    assert len(store.similarity_search("x", k=1, filter=mutate)) == 1
+    assert store.get_by_ids(["x"])[0].metadata == {"tags": ["a"]}

@@ -1,0 +1,102 @@
+"""LlamaIndex MoLVectorStore against ``SimpleVectorStore`` where users rely on core behaviour:
+filters on the node fields core stores (doc_id, ref_doc_id, document_id, _node_type), JSON-mode
+metadata, queries on an emptied store and an explicit ``strategy=None``."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core.schema import IndexNode, TextNode
+from llama_index.core.vector_stores import SimpleVectorStore
+from llama_index.core.vector_stores.types import (
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+    VectorStoreQuery,
+)
+
+from rag_relax_plugins.index import TopKAvg
+from rag_relax_plugins.llama_index.vector_store import MoLVectorStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_mol_vector_store import EMB
+
+
+def _ids(store: Any, filters: MetadataFilters) -> list[str]:
+    ctx = StorageContext.from_defaults(vector_store=store)
+    docs = [Document(text="Paris is the capital of France", doc_id="fr", metadata={"doc_id": "mine"}),
+            Document(text="Berlin is the capital of Germany", doc_id="de")]
+    index = VectorStoreIndex.from_documents(docs, storage_context=ctx, embed_model=EMB)
+    hits = index.as_retriever(similarity_top_k=3, filters=filters).retrieve("capital")
+    return sorted(h.node.ref_doc_id or "" for h in hits)
+
+
+@pytest.mark.parametrize("key", ["doc_id", "ref_doc_id", "document_id"])
+def test_filters_on_the_ref_doc_id_keys_match_simple_vector_store(key: str) -> None:
+    flt = MetadataFilters(filters=[MetadataFilter(key=key, value="de")])
+    assert _ids(MoLVectorStore(), flt) == _ids(SimpleVectorStore(), flt) == ["de"]
+    # the node field takes precedence over node metadata of the same name, as upstream
+    mine = MetadataFilters(filters=[MetadataFilter(key=key, value="mine")])
+    assert _ids(MoLVectorStore(), mine) == _ids(SimpleVectorStore(), mine) == []
+
+
+def test_node_type_and_nested_filters_read_the_node_fields() -> None:
+    store = MoLVectorStore()
+    store.add([TextNode(text="t", id_="t", embedding=EMB.get_text_embedding("t")),
+               IndexNode(text="i", id_="i", index_id="x", embedding=EMB.get_text_embedding("i"))])
+    nested = MetadataFilters(
+        filters=[MetadataFilters(filters=[MetadataFilter(key="_node_type", value="IndexNode")]),
+                 MetadataFilter(key="doc_id", value="None")],
+        condition=FilterCondition.AND,
+    )
+    assert [n.node_id for n in store.get_nodes(filters=nested)] == ["i"]
+    none = MetadataFilters(filters=[MetadataFilter(key="ref_doc_id", value="x", operator=FilterOperator.NE)])
+    assert sorted(n.node_id for n in store.get_nodes(filters=none)) == ["i", "t"]
+    assert "doc_id" not in store.get_nodes(["t"])[0].metadata  # not added to the node itself
+
+
+def test_metadata_with_datetime_is_stored_in_json_mode_as_upstream() -> None:
+    when = datetime.datetime(2024, 1, 2, 3, 4, 5)
+    ours, ref = MoLVectorStore(), SimpleVectorStore()
+    for store in (ours, ref):
+        ctx = StorageContext.from_defaults(vector_store=store)
+        VectorStoreIndex.from_documents([Document(text="x", doc_id="d", metadata={"when": when})],
+                                        storage_context=ctx, embed_model=EMB)
+    node = ours.get_nodes()[0]
+    assert node.metadata == {"when": "2024-01-02T03:04:05"}
+    result = ours.query(VectorStoreQuery(query_embedding=EMB.get_query_embedding("x"), similarity_top_k=1))
+    assert result.nodes is not None and result.nodes[0].metadata == node.metadata
+
+
+def test_an_emptied_store_answers_a_query_of_any_width_with_nothing() -> None:
+    store = MoLVectorStore()
+    store.add([TextNode(text="a", id_="a", embedding=[1.0, 0.0, 0.0])])
+    store.clear()
+    result = store.query(VectorStoreQuery(query_embedding=[1.0, 0.0], similarity_top_k=1))
+    assert result.ids == [] and result.nodes == []
+    store.add([TextNode(text="b", id_="b", embedding=[0.0, 1.0])])  # a self-built head follows
+    assert store.query(VectorStoreQuery(query_embedding=[0.0, 1.0], similarity_top_k=1)).ids == ["b"]
+    with pytest.raises(ValueError, match="query_dim"):
+        store.query(VectorStoreQuery(query_embedding=[1.0, 0.0, 0.0], similarity_top_k=1))
+
+
+def test_explicit_strategy_none_keeps_the_store_strategy(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MoLVectorStore(strategy=TopKAvg(2))
+    store.add([TextNode(text=t, id_=t, embedding=EMB.get_text_embedding(t)) for t in ("a", "b", "c")])
+    seen: list[object] = []
+    assert store.client is not None
+    search = store.client.search
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("strategy"))
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "search", spy)
+    store.query(VectorStoreQuery(query_embedding=EMB.get_query_embedding("a"), similarity_top_k=1), strategy=None)
+    assert seen == [TopKAvg(2)]
