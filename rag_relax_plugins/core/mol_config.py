@@ -13,7 +13,9 @@ import torch
 
 from rag_relax_plugins.core.config_dict import DictConfig
 
-__all__ = ["MoLConfig", "MoLItemState", "MoLQueryState"]
+__all__ = ["MIN_TAU", "MoLConfig", "MoLItemState", "MoLQueryState"]
+
+MIN_TAU = 1e-6  # the smallest temperature: scores stay below 1e6 in magnitude
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -33,7 +35,8 @@ class MoLConfig(DictConfig):
         num_query_embeddings: ``P_q``, query component embeddings ``f_i(q)``.
         num_item_embeddings: ``P_x``, item component embeddings ``g_j(x)``.
         component_dim: ``d_P``, width of every component embedding (L2-normalised).
-        tau: temperature; the score is ``sum_p pi_p <f, g> / tau`` (paper default 0.05).
+        tau: temperature; the score is ``sum_p pi_p <f, g> / tau`` (paper default 0.05), at
+            least :data:`MIN_TAU`.
         gate_hidden_dim: ``H``, hidden width of the query-side and item-side gating MLPs.
         softmax_dropout: dropout on the gating weights ``pi``, active in training mode only.
         mi_loss_weight: weight of the mutual-information load-balancing loss (paper: 1e-3).
@@ -70,8 +73,11 @@ class MoLConfig(DictConfig):
                 or not math.isfinite(value)
             ):
                 raise TypeError(f"{name} must be a finite number, got {value!r}")
-        if self.tau <= 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
+        if not self.tau >= MIN_TAU:
+            raise ValueError(
+                f"tau must be >= {MIN_TAU} (scores are unit-vector logits / tau in float32; "
+                f"smaller values overflow or make every score a tie), got {self.tau}"
+            )
         if not 0.0 <= self.softmax_dropout < 1.0:
             raise ValueError(f"softmax_dropout must be in [0, 1), got {self.softmax_dropout}")
         if self.mi_loss_weight < 0:

@@ -3,7 +3,9 @@
 Implements the strategies documented in :mod:`rag_relax_plugins.index.strategies` (RAILS,
 Ding & Zhai, WWW 2025, Algorithms 1-3 and the exact two-pass retrieval). Every function takes the
 cached item state and returns ``(scores (B, K), rows (B, K))`` best first, where rows are
-positions in the item state; missing results have ``score = -inf`` and ``row = -1``.
+positions in the item state; missing results have ``score = -inf`` and ``row = -1``. Equal scores
+are ordered by ascending row (:func:`topk_lowest_rows`), so exact duplicates come back in the
+same order from every strategy.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ logger = logging.getLogger(__name__)
 
 _RERANK_ELEMENTS = 1 << 24  # gathered candidate component elements per rerank chunk
 _RANGE_ELEMENTS = 1 << 22  # (B, n, P) elements per range-search chunk
-_BOUND_MARGIN = 1e-4  # slack on the exact bound, absorbs float rounding between kernels
+# slack on the exact bound, in logit units (components are unit vectors, so logits lie in [-1, 1]):
+# absorbs float32 rounding between the range-search and rerank kernels, whatever tau is
+_BOUND_MARGIN = 1e-4
 
 
 @dataclass
@@ -69,6 +73,36 @@ def _finish(scores: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, tor
     return scores, rows.masked_fill(torch.isinf(scores), -1)
 
 
+def topk_lowest_rows(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top ``k`` columns per row, best first, equal scores by ascending column.
+
+    ``torch.topk`` leaves the order of ties (and which tied column is kept at the cut) to the
+    kernel; callers pass columns in ascending item-row order, so this makes exact duplicates come
+    back the same way from every strategy.
+
+    Args:
+        scores: ``(B, C) x float``, no NaN.
+        k: ``<= C``.
+
+    Returns:
+        ``(top scores (B, k), columns (B, k) x long)``.
+    """
+    top_s, top_i = scores.topk(k, dim=1)  # (B, k) best first, ties in kernel order
+    order = top_i.argsort(dim=1)  # by column, then stably by score: ties by ascending column
+    top_s, top_i = top_s.gather(1, order), top_i.gather(1, order)
+    order = top_s.argsort(dim=1, descending=True, stable=True)
+    top_s, top_i = top_s.gather(1, order), top_i.gather(1, order)
+    if k == 0:
+        return top_s, top_i
+    kth = top_s[:, -1:]  # (B, 1)
+    # a tie at the cut may have kept a higher column than an excluded one: rare, fixed per row
+    cut = torch.isfinite(kth.squeeze(1)) & ((scores == kth).sum(dim=1) > (top_s == kth).sum(dim=1))
+    for q in cut.nonzero().squeeze(1).tolist():
+        keep = int((top_s[q] > kth[q]).sum())
+        top_i[q, keep:] = (scores[q] == kth[q]).nonzero().squeeze(1)[: k - keep]
+    return top_s, top_i
+
+
 def brute_force(
     sim: MoLSimilarity,
     queries: MoLQueryState,
@@ -85,14 +119,14 @@ def brute_force(
     """
     if allowed is not None:
         scores = sim.score_all(queries, items).masked_fill(~allowed.unsqueeze(0), -math.inf)
-        return _finish(*scores.topk(min(k, scores.shape[1]), dim=1))
+        return _finish(*topk_lowest_rows(scores, min(k, scores.shape[1])))
     sub = items if rows is None else items.select(rows)
     b = len(queries)
     if len(sub) == 0:
         empty = torch.empty(b, 0, device=queries.components.device)
         return empty, empty.long()
-    scores = sim.score_all(queries, sub)  # (B, m)
-    top_s, top_i = scores.topk(min(k, scores.shape[1]), dim=1)
+    scores = sim.score_all(queries, sub)  # (B, m); ``rows`` ascend (group_filter), so do columns
+    top_s, top_i = topk_lowest_rows(scores, min(k, scores.shape[1]))
     if rows is not None:
         top_i = rows[top_i]
     return _finish(top_s, top_i)
@@ -149,7 +183,7 @@ def rerank(
         sub_q = MoLQueryState(queries.components[sl], queries.gate[sl])
         parts.append(sim.score_candidates(sub_q, items.select(safe[sl])))  # (b', C)
     scores = torch.cat(parts).masked_fill(invalid, -math.inf)
-    top_s, pos = scores.topk(min(k, c), dim=1)
+    top_s, pos = topk_lowest_rows(scores, min(k, c))  # dedupe sorted each row's candidates
     return _finish(top_s, safe.gather(1, pos))
 
 
@@ -193,6 +227,10 @@ def exact_two_pass(
     """Exact top ``k`` by the two-pass algorithm (see :class:`ExactTwoPass`)."""
     sim, items = ctx.similarity, ctx.items
     tau = sim.config.tau
+    k = min(k, len(items) if allowed is None else int(allowed.sum()))  # buffers never exceed N
+    if k == 0:
+        empty = torch.empty(len(queries), 0, device=queries.components.device)
+        return empty, empty.long()
     # pass 1: any candidate set gives a valid threshold. Per-component top-k hits often share
     # items (fewer than k distinct), so the k items of the average logit are added: >= k
     # distinct candidates whenever >= k items are allowed.
@@ -200,15 +238,19 @@ def exact_two_pass(
         [_per_embd_candidates(ctx, queries, k, allowed), _avg_candidates(ctx, queries, k, allowed)],
         dim=1,
     )
-    first = rerank(sim, queries, items, cand, k)[0]
+    first, first_rows = rerank(sim, queries, items, cand, k)
     kth = (
         first[:, -1]
         if first.shape[1] >= k
         else torch.full((len(queries),), -math.inf, device=first.device)
     )
-    bound = kth * tau - _BOUND_MARGIN * kth.abs().clamp_min(1.0) * tau
-    # pass 2: range search on max_ij s_ij >= S * tau, then exact rerank
+    # an absolute slack in logit units: kth * tau is a convex mix of unit-vector dot products
+    bound = kth * tau - _BOUND_MARGIN
+    # pass 2: range search on max_ij s_ij >= S * tau, then exact rerank; pass 1's top k are in
+    # the range set by construction, added explicitly so that rounding can never drop one
     mask = _range_mask(sim, queries, items, bound)
+    hit = first_rows >= 0
+    mask[hit.nonzero()[:, 0], first_rows[hit]] = True
     if allowed is not None:
         mask &= allowed.unsqueeze(0)
     counts = mask.sum(dim=1)
@@ -236,8 +278,7 @@ def exact_two_pass(
         sub_q = MoLQueryState(queries.components[idx], queries.gate[idx])
         s, r = brute_force(sim, sub_q, items, k, allowed=allowed)
         out_s[idx, : s.shape[1]], out_r[idx, : r.shape[1]] = s, r
-    width = min(k, len(items) if allowed is None else int(allowed.sum()))
-    return out_s[:, :width], out_r[:, :width]
+    return out_s, out_r
 
 
 def run_strategy(

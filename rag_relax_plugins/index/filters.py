@@ -9,7 +9,7 @@ a fixed fetch. A filter is one of:
 - a ``dict``: items whose metadata has every ``key == value`` (JSON equality, see
   :func:`metadata_matches`: booleans match only booleans, so ``{"flag": True}`` does not match
   ``1`` or ``1.0``; ``1`` does match ``1.0``);
-- a callable ``predicate(metadata: dict) -> bool``.
+- a callable ``predicate(metadata: Mapping) -> bool`` (a read-only view of the stored dict).
 
 Ids inside a filter must be strings (``TypeError`` otherwise, naming the offending element) and
 must exist (``ValueError`` otherwise). When fewer than ``k`` items pass the
@@ -132,7 +132,12 @@ def check_ids(name: str, ids: object, *, unique: bool) -> list[str]:
 
 
 def check_metadata(metadata: Sequence[dict[str, Any]] | None, n: int) -> list[dict[str, Any]]:
-    """Require ``n`` JSON-serialisable dicts (``None`` -> empty dicts); returns JSON copies."""
+    """Require ``n`` JSON-serialisable dicts (``None`` -> empty dicts); returns JSON copies.
+
+    Strict JSON: keys must be strings at every depth (``json.dumps`` would turn ``{1: "a"}``
+    into ``{"1": "a"}`` and let it overwrite a ``"1"`` key) and numbers finite (``NaN`` is not
+    JSON and equals nothing, so a filter on it could never match).
+    """
     if metadata is None:
         return [{} for _ in range(n)]
     if isinstance(metadata, (str, Mapping)) or not isinstance(metadata, Sequence):
@@ -143,8 +148,29 @@ def check_metadata(metadata: Sequence[dict[str, Any]] | None, n: int) -> list[di
     for i, m in enumerate(metadata):
         if not isinstance(m, Mapping):
             raise TypeError(f"metadata[{i}] must be a dict, got {type(m).__name__}")
+        bad_key = _non_string_keys(m)
+        if bad_key:
+            raise ValueError(
+                f"metadata[{i}] must have string keys at every depth, got {type(bad_key[0]).__name__} "
+                f"key {bad_key[0]!r}"
+            )
         try:
-            out.append(json.loads(json.dumps(dict(m))))
+            out.append(json.loads(json.dumps(dict(m), allow_nan=False)))
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"metadata[{i}] must be JSON-serialisable: {exc}") from exc
+            raise ValueError(f"metadata[{i}] must be JSON-serialisable (finite numbers): {exc}") from exc
     return out
+
+
+def _non_string_keys(value: object) -> list[object]:
+    """``[key]``: the first non-``str`` dict key inside ``value`` (nested dicts and lists); ``[]`` if none."""
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            found = [key] if not isinstance(key, str) else _non_string_keys(inner)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for inner in value:
+            found = _non_string_keys(inner)
+            if found:
+                return found
+    return []

@@ -72,9 +72,11 @@ class FirstStageConfig(DictConfig):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if self.ivf_nlist is not None and (
-            not isinstance(self.ivf_nlist, int) or self.ivf_nlist < 1
+            isinstance(self.ivf_nlist, bool) or not isinstance(self.ivf_nlist, int) or self.ivf_nlist < 1
         ):
             raise ValueError(f"ivf_nlist must be None or an int >= 1, got {self.ivf_nlist!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
+            raise ValueError(f"seed must be an int in [0, 2**31) (FAISS k-means seed), got {self.seed!r}")
 
 
 class VectorSearcher:

@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -174,12 +175,14 @@ class MoLIndex:
         return self._features[self._rows_of("ids", ids)].clone()
 
     def ids_where(
-        self, predicate: Callable[[dict[str, Any]], bool] | Mapping[str, Any]
+        self, predicate: Callable[[Mapping[str, Any]], bool] | Mapping[str, Any]
     ) -> list[str]:
         """Ids whose metadata satisfies a predicate or matches every ``key: value`` of a dict.
 
         Dict values match by JSON equality (:func:`~rag_relax_plugins.index.filters.metadata_matches`):
-        booleans match only booleans (``{"flag": True}`` does not match ``1``).
+        booleans match only booleans (``{"flag": True}`` does not match ``1``). A predicate gets
+        a read-only mapping of each item's metadata (``MappingProxyType``; nested lists and dicts
+        are the stored ones: do not modify them).
         """
         if isinstance(predicate, Mapping):
             want = dict(predicate)
@@ -192,7 +195,9 @@ class MoLIndex:
             raise TypeError(
                 f"predicate must be a callable or a dict, got {type(predicate).__name__}"
             )
-        return [i for i, m in zip(self._ids, self._metadata, strict=True) if predicate(m)]
+        # a read-only view of each stored dict (no copy: O(N) per query must stay cheap);
+        # nested values are the stored ones, and a predicate must not modify them
+        return [i for i, m in zip(self._ids, self._metadata, strict=True) if predicate(MappingProxyType(m))]
 
     # ------------------------------------------------------------------ mutation
     @torch.inference_mode()

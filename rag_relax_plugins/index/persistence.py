@@ -158,7 +158,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"{folder}/config.json: num_items must be an int >= 0, got {n!r}")
     faiss_files = config.get("faiss_files", [])
-    if not isinstance(faiss_files, list) or not set(faiss_files) <= set(STAGES):
+    if not isinstance(faiss_files, list) or not all(isinstance(f, str) and f in STAGES for f in faiss_files):
         raise ValueError(
             f"{folder}/config.json: faiss_files must be a list of {list(STAGES)}, got {faiss_files!r}"
         )
@@ -265,7 +265,17 @@ def load_index(folder: Path, *, device: str | torch.device | None = None) -> MoL
         path = folder / f"{name}.faiss"
         if not path.is_file():
             raise ValueError(f"{folder} is not a complete MoL index: {path.name} is missing")
-        stages[name] = FaissSearcher.read(index.first_stage, str(path))
+        try:
+            searcher = FaissSearcher.read(index.first_stage, str(path))
+        except RuntimeError as exc:  # FAISS reports a corrupt or truncated file this way
+            raise ValueError(f"{path} is not a readable FAISS index: {exc}") from exc
+        d = int(searcher.index.d)
+        if d != index.similarity.config.component_dim:
+            raise ValueError(
+                f"{path} holds {d}-d vectors, but the index components are "
+                f"{index.similarity.config.component_dim}-d"
+            )
+        stages[name] = searcher
     dev = index.device
     state = MoLItemState(tensors["components"].to(dev), tensors["gate"].to(dev))
     index._restore(ids, metadata, tensors["features"].to(dev), state, stages)

@@ -1,0 +1,171 @@
+"""Edge cases found by the index review: ExactTwoPass with huge k and tiny tau, tie order across
+strategies, strict metadata, read-only predicates, corrupt FAISS files, first-stage options."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import torch
+
+from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+from rag_relax_plugins.index import (
+    BruteForce,
+    Combined,
+    ExactTwoPass,
+    FirstStageConfig,
+    MoLIndex,
+    TopKAvg,
+    TopKPerEmbd,
+)
+from rag_relax_plugins.index._search import topk_lowest_rows
+
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _sim(p_q: int = 2, p_x: int = 3, tau: float = 0.05) -> MoLSimilarity:
+    return MoLSimilarity(MoLConfig(query_dim=12, item_dim=10, num_query_embeddings=p_q,
+                                   num_item_embeddings=p_x, component_dim=6, gate_hidden_dim=8, tau=tau))
+
+
+def test_exact_two_pass_sizes_its_buffers_by_the_items_not_by_k() -> None:
+    torch.manual_seed(0)
+    idx = MoLIndex(_sim(), device="cpu")
+    idx.add([f"d{i}" for i in range(100)], torch.randn(100, 10))
+    q = torch.randn(4, 12)
+    tracemalloc.start()
+    scores, ids = idx.search(q, 10**7, strategy=ExactTwoPass())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert scores.shape == (4, 100) and ids == idx.search(q, 10**7)[1]
+    assert peak < 50 * 2**20  # was (B, k) buffers: 458 MB at k = 1e7 for 100 items
+    assert idx.search(q, 10**12, strategy=ExactTwoPass())[0].shape == (4, 100)  # was an alloc error
+
+
+@pytest.mark.parametrize("tau", [1e-4, 1e-6])
+def test_exact_two_pass_stays_exact_at_tiny_tau(tau: float) -> None:
+    # items almost orthogonal to the first query: its logits are ~1e-5, below the old slack's
+    # floor (1e-4 * tau in logit units), so rounding between kernels dropped true top-k items
+    torch.manual_seed(15)
+    d = 256
+    sim = MoLSimilarity(MoLConfig(query_dim=d, item_dim=d, num_query_embeddings=1, num_item_embeddings=1,
+                                  component_dim=d, tau=tau, identity_init=True))
+    idx = MoLIndex(sim, device="cpu")
+    q = torch.randn(4, d)
+    qn = q[0] / q[0].norm()
+    x = torch.randn(500, d)
+    x = x - (x @ qn).unsqueeze(1) * qn + 1e-5 * torch.randn(500, 1) * qn
+    idx.add([f"d{i}" for i in range(500)], x)
+    exact = idx.search(q, 10)
+    got = idx.search(q, 10, strategy=ExactTwoPass())
+    assert [len(r) for r in got[1]] == [10] * 4 and got[1] == exact[1]
+
+
+def test_mol_config_refuses_a_tau_that_overflows_float32_scores() -> None:
+    with pytest.raises(ValueError, match="tau must be >="):
+        MoLConfig(query_dim=4, item_dim=4, tau=1e-39)
+    MoLConfig(query_dim=4, item_dim=4, tau=1e-6)
+
+
+def test_topk_lowest_rows_orders_ties_by_column() -> None:
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (64, 30), generator=g).float()  # many ties
+    scores[0, 10:] = -math.inf  # masked columns: they only pad (their rows become -1 later)
+    for k in (1, 5, 10, 30):
+        top_s, top_i = topk_lowest_rows(scores, k)
+        for b in range(64):
+            want = sorted(range(30), key=lambda c, b=b: (-float(scores[b, c]), c))[:k]
+            finite = [c for c in want if math.isfinite(float(scores[b, c]))]
+            assert top_i[b].tolist()[: len(finite)] == finite, (b, k)
+            assert torch.equal(top_s[b], scores[b, top_i[b]])
+
+
+def _strategies() -> list[object]:
+    return [BruteForce(), ExactTwoPass(), TopKAvg(200), TopKPerEmbd(200), Combined(200, 200)]
+
+
+def test_exact_duplicates_come_back_in_the_same_order_from_every_strategy() -> None:
+    torch.manual_seed(0)
+    idx = MoLIndex(_sim(p_q=1, p_x=2), device="cpu")
+    x = torch.randn(200, 10)
+    x[100:] = x[:100].clone()  # d{i} and d{i+100} are the same item
+    idx.add([f"d{i}" for i in range(200)], x)
+    q = torch.randn(8, 12)
+    ref = idx.search(q, 6)[1]
+    for row in ref:
+        for a, b in zip(row[::2], row[1::2], strict=True):  # each pair: the lower row first
+            assert int(b[1:]) == int(a[1:]) + 100
+    for strategy in _strategies():
+        assert idx.search(q, 6, strategy=strategy)[1] == ref, strategy  # type: ignore[arg-type]
+
+
+def test_metadata_must_be_strict_json_and_a_refusal_adds_nothing() -> None:
+    idx = MoLIndex(_sim(), device="cpu")
+    idx.add(["a"], torch.randn(1, 10), metadata=[{"k": 1}])
+    bad = [{1: "int key", "1": "str key"}, {"outer": [{None: 1}]}, {"x": float("nan")}, {"x": [math.inf]}]
+    for meta in bad:
+        with pytest.raises(ValueError, match="metadata\\[0\\]"):
+            idx.add(["b"], torch.randn(1, 10), metadata=[meta])
+    assert idx.ids == ["a"] and idx.get_metadata(["a"]) == [{"k": 1}]
+
+
+def test_a_predicate_gets_a_read_only_view_of_the_metadata() -> None:
+    idx = MoLIndex(_sim(), device="cpu")
+    idx.add(["a", "b"], torch.randn(2, 10), metadata=[{"lang": "en"}, {"lang": "fr"}])
+    assert idx.search(torch.randn(1, 12), 2, filter=lambda m: m.get("lang") == "fr")[1] == [["b"]]
+    with pytest.raises(AttributeError):  # a mappingproxy has no pop
+        idx.ids_where(lambda m: m.pop("lang") == "en")  # type: ignore[attr-defined]
+    assert idx.get_metadata(["a", "b"]) == [{"lang": "en"}, {"lang": "fr"}]
+
+
+@pytest.mark.parametrize("bad", [{"seed": "abc"}, {"seed": 2**40}, {"seed": 1.5}, {"seed": -1},
+                                 {"seed": True}, {"ivf_nlist": True}])
+def test_first_stage_config_checks_seed_and_nlist(bad: dict) -> None:
+    with pytest.raises(ValueError, match=r"seed|ivf_nlist"):
+        FirstStageConfig(kind="ivf", **bad)
+
+
+def _saved(tmp_path: Path, kind: str = "flat") -> Path:
+    torch.manual_seed(1)
+    idx = MoLIndex(_sim(), first_stage=kind, device="cpu")
+    idx.add([f"d{i}" for i in range(60)], torch.randn(60, 10))
+    idx.build()
+    idx.save(tmp_path / "ix")
+    return tmp_path / "ix"
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+@pytest.mark.parametrize("content", [b"garbage", b"", None])
+def test_a_corrupt_faiss_file_is_a_value_error_naming_it(tmp_path: Path, content: bytes | None) -> None:
+    folder = _saved(tmp_path)
+    path = folder / "avg.faiss"
+    path.write_bytes(path.read_bytes()[:40] if content is None else content)
+    with pytest.raises(ValueError, match=r"avg\.faiss"):
+        MoLIndex.load(folder)
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+def test_a_faiss_file_of_another_width_is_refused(tmp_path: Path) -> None:
+    import faiss
+
+    folder = _saved(tmp_path)
+    faiss.write_index(faiss.IndexFlatIP(5), str(folder / "avg.faiss"))
+    with pytest.raises(ValueError, match="5-d vectors"):
+        MoLIndex.load(folder)
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+@pytest.mark.parametrize("files", [[["avg"]], ["mean"], "avg"])
+def test_malformed_faiss_file_lists_are_value_errors(tmp_path: Path, files: object) -> None:
+    folder = _saved(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["faiss_files"] = files
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="faiss_files"):
+        MoLIndex.load(folder)
