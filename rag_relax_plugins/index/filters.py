@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import torch
 
-__all__ = ["Filter", "check_ids", "check_metadata", "group_filter", "metadata_matches"]
+__all__ = ["Filter", "check_ids", "check_metadata", "group_filter", "ids_matching", "metadata_matches"]
 
 Filter = (
     Sequence[str]
@@ -174,3 +175,22 @@ def _non_string_keys(value: object) -> list[object]:
             if found:
                 return found
     return []
+
+
+def ids_matching(
+    ids: Sequence[str],
+    metadata: Sequence[dict[str, Any]],
+    predicate: Callable[[Mapping[str, Any]], bool] | Mapping[str, Any],
+) -> list[str]:
+    """The ``ids`` whose ``metadata`` (aligned with them) passes a dict or a predicate.
+
+    A dict matches by :func:`metadata_matches`; a predicate gets a read-only view of each stored
+    dict (no copy: a filter is O(N) per query and must stay cheap; nested values are the stored
+    ones, and a predicate must not modify them).
+    """
+    if isinstance(predicate, Mapping):
+        want = dict(predicate)
+        return [i for i, m in zip(ids, metadata, strict=True) if metadata_matches(m, want)]
+    if not callable(predicate):
+        raise TypeError(f"predicate must be a callable or a dict, got {type(predicate).__name__}")
+    return [i for i, m in zip(ids, metadata, strict=True) if predicate(MappingProxyType(m))]

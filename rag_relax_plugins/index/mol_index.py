@@ -16,7 +16,6 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -37,7 +36,7 @@ from rag_relax_plugins.index.filters import (
     check_ids,
     check_metadata,
     group_filter,
-    metadata_matches,
+    ids_matching,
 )
 from rag_relax_plugins.index.first_stage import (
     STAGES,
@@ -184,20 +183,7 @@ class MoLIndex:
         a read-only mapping of each item's metadata (``MappingProxyType``; nested lists and dicts
         are the stored ones: do not modify them).
         """
-        if isinstance(predicate, Mapping):
-            want = dict(predicate)
-            return [
-                i
-                for i, m in zip(self._ids, self._metadata, strict=True)
-                if metadata_matches(m, want)
-            ]
-        if not callable(predicate):
-            raise TypeError(
-                f"predicate must be a callable or a dict, got {type(predicate).__name__}"
-            )
-        # a read-only view of each stored dict (no copy: O(N) per query must stay cheap);
-        # nested values are the stored ones, and a predicate must not modify them
-        return [i for i, m in zip(self._ids, self._metadata, strict=True) if predicate(MappingProxyType(m))]
+        return ids_matching(self._ids, self._metadata, predicate)
 
     # ------------------------------------------------------------------ mutation
     @torch.inference_mode()

@@ -1,21 +1,28 @@
-"""Argument checks of the LangChain MoL vector store (names the argument and what it received)."""
+"""Argument checks of the LangChain MoL vector store (names the argument and what it received),
+and the evaluation of its ``filter=`` argument."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from langchain_core.documents import Document
+
+from rag_relax_plugins.index.filters import metadata_matches
 
 __all__ = [
     "IGNORED_SEARCH_KWARGS",
     "SEARCH_KWARGS",
     "as_matrix",
+    "assign_ids",
     "check_batch_size",
     "check_dict_filter",
     "check_search_kwargs",
     "copy_metadata",
+    "filter_ids",
 ]
 
 SEARCH_KWARGS = frozenset({"filter", "strategy"})
@@ -75,3 +82,46 @@ def check_dict_filter(filter: dict[str, Any]) -> None:
                 "a dict filter matches metadata values by equality, for anything else pass a "
                 "callable Document -> bool"
             )
+
+
+def filter_ids(
+    docs: Mapping[str, tuple[str, dict[str, Any]]],
+    filter: dict[str, Any] | Callable[[Document], bool],
+) -> list[str]:
+    """Ids of ``docs`` (``id -> (text, metadata)``) that pass ``filter``, in storage order.
+
+    A dict matches metadata values by JSON equality (operator dicts refused:
+    :func:`check_dict_filter`); a callable receives a ``Document`` with a deep copy of the
+    metadata, so it cannot change the store.
+    """
+    if isinstance(filter, dict):
+        check_dict_filter(filter)
+        return [i for i, (_, m) in docs.items() if metadata_matches(m, filter)]
+    if callable(filter):
+        return [
+            i for i, (text, m) in docs.items()
+            if filter(Document(page_content=text, metadata=copy.deepcopy(m), id=i))
+        ]
+    raise TypeError(f"filter must be a dict of metadata values or a callable, got {type(filter).__name__}")
+
+
+def assign_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
+    """The ``n`` ids of an ``add_texts`` call: the given ones, a fresh ``uuid4`` for ``None``.
+
+    Raises:
+        ValueError: a count other than ``n``, an empty id, or duplicates within the call.
+        TypeError: an id that is neither ``str`` nor ``None``.
+    """
+    if ids is not None and len(ids) != n:
+        raise ValueError(f"ids must have one entry per text ({n}), got {len(ids)}")
+    out: list[str] = []
+    for i in range(n):
+        given = None if ids is None else ids[i]
+        if given is not None and not isinstance(given, str):
+            raise TypeError(f"ids[{i}] must be a str or None, got {type(given).__name__}")
+        if given == "":
+            raise ValueError(f"ids[{i}] must not be empty")
+        out.append(str(uuid.uuid4()) if given is None else given)
+    if len(set(out)) != n:
+        raise ValueError("ids must be unique within one call")
+    return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,13 @@ from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
-from rag_relax_plugins.index.filters import metadata_matches
 from rag_relax_plugins.langchain._mol_checks import (
     as_matrix,
+    assign_ids,
     check_batch_size,
-    check_dict_filter,
     check_search_kwargs,
     copy_metadata,
+    filter_ids,
 )
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 
@@ -184,19 +183,8 @@ class MoLVectorStore(VectorStore):
         n = len(texts)
         if metadatas is not None and len(metadatas) != n:
             raise ValueError(f"metadatas must have one dict per text ({n}), got {len(metadatas)}")
-        if ids is not None and len(ids) != n:
-            raise ValueError(f"ids must have one entry per text ({n}), got {len(ids)}")
         metas = [{} if metadatas is None else copy_metadata(metadatas[i], i) for i in range(n)]
-        out: list[str] = []
-        for i in range(n):
-            given = None if ids is None else ids[i]
-            if given is not None and not isinstance(given, str):
-                raise TypeError(f"ids[{i}] must be a str or None, got {type(given).__name__}")
-            if given == "":
-                raise ValueError(f"ids[{i}] must not be empty")
-            out.append(str(uuid.uuid4()) if given is None else given)
-        if len(set(out)) != n:
-            raise ValueError("ids must be unique within one call")
+        out = assign_ids(ids, n)
         if n == 0:
             return []
         step = n if batch is None else batch
@@ -347,16 +335,7 @@ class MoLVectorStore(VectorStore):
 
     def _filter_ids(self, filter: DocFilter) -> list[str]:
         """Ids whose document passes ``filter`` (the pre-filter subset handed to the index)."""
-        if isinstance(filter, dict):
-            check_dict_filter(filter)
-            return [i for i, (_, m) in self._docs.items() if metadata_matches(m, filter)]
-        if callable(filter):
-            # the callable sees a Document with a deep copy of the metadata: it cannot change the store
-            return [
-                i for i, (text, m) in self._docs.items()
-                if filter(Document(page_content=text, metadata=copy.deepcopy(m), id=i))
-            ]
-        raise TypeError(f"filter must be a dict of metadata values or a callable, got {type(filter).__name__}")
+        return filter_ids(self._docs, filter)
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -1,4 +1,6 @@
-"""On-disk layout of the LlamaIndex MoL vector store (JSON manifest + index folder, no pickle).
+"""Node records of the LlamaIndex MoL vector store and their on-disk layout (JSON manifest + index
+folder, no pickle): :func:`record_of` / :func:`node_from_record` convert a node to the
+:data:`Record` the store keeps in memory and back.
 
 ``persist_path`` (e.g. ``storage/default__vector_store.json``, what ``StorageContext.persist``
 asks for) is a JSON manifest: format name and version, the node ids, one record per node (node
@@ -31,10 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from llama_index.core.schema import BaseNode, ImageNode, IndexNode, Node, TextNode
 
 from rag_relax_plugins.index import MoLIndex
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Record", "check_local_fs", "read_store", "write_store"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Record",
+    "check_local_fs",
+    "node_from_record",
+    "read_store",
+    "record_of",
+    "write_store",
+]
 
 FORMAT_NAME = "rag-relax-mol-llamaindex-store"
 FORMAT_VERSION = 1
@@ -146,3 +158,22 @@ def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex 
         i: (rec["type"], rec["ref_doc_id"], rec["metadata"], rec["node"]) for i, rec in zip(ids, records, strict=True)
     }
     return index, nodes, data.get("auto_head") is True
+
+
+_NODE_TYPES: dict[str, type[BaseNode]] = {
+    cls.class_name(): cls for cls in (TextNode, Node, IndexNode, ImageNode)
+}
+
+
+def record_of(node: BaseNode) -> Record:
+    """``(type, ref doc id, metadata copy, node JSON without the embedding)``, see :data:`Record`."""
+    data = node.to_dict(mode="json")  # JSON types, as core's node_to_metadata_dict (datetime -> str)
+    data["embedding"] = None
+    encoded = json.dumps(data)
+    return (node.class_name(), node.ref_doc_id, json.loads(encoded).get("metadata", {}), encoded)
+
+
+def node_from_record(record: Record) -> BaseNode:
+    """A fresh node object (parsed from JSON: never shared with the store's state)."""
+    cls = _NODE_TYPES.get(record[0], TextNode)
+    return cls.from_dict(json.loads(record[3]))

@@ -19,7 +19,6 @@ folder; see :mod:`rag_relax_plugins.llama_index._mol_persist` for the layout and
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from typing import Any
 import fsspec
 import torch
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.schema import BaseNode, ImageNode, IndexNode, MetadataMode, Node, TextNode
+from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     MetadataFilters,
@@ -52,16 +51,15 @@ from rag_relax_plugins.llama_index._mol_filters import (
 from rag_relax_plugins.llama_index._mol_persist import (
     Record,
     check_local_fs,
+    node_from_record,
     read_store,
+    record_of,
     write_store,
 )
 
 __all__ = ["MoLVectorStore"]
 
 DEFAULT_PERSIST_FNAME = "vector_store.json"
-_NODE_TYPES: dict[str, type[BaseNode]] = {
-    cls.class_name(): cls for cls in (TextNode, Node, IndexNode, ImageNode)
-}
 
 
 class MoLVectorStore(BasePydanticVectorStore):
@@ -172,7 +170,7 @@ class MoLVectorStore(BasePydanticVectorStore):
         if not nodes:
             return []
         vectors = self._node_vectors(nodes)
-        records = [_record(node) for node in nodes]
+        records = [record_of(node) for node in nodes]
         with self._lock:
             index = self._ensure_index(vectors.shape[1])
             index.add(ids, vectors)
@@ -212,7 +210,7 @@ class MoLVectorStore(BasePydanticVectorStore):
     ) -> list[BaseNode]:
         """Nodes in ``node_ids`` (in that order; unknown ids skipped) that pass ``filters``."""
         with self._lock:
-            return [_node(self._nodes[i]) for i in self._subset(node_ids, check_filters(filters))]
+            return [node_from_record(self._nodes[i]) for i in self._subset(node_ids, check_filters(filters))]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Top ``similarity_top_k`` nodes for ``query`` (``DEFAULT`` or ``MMR`` mode)."""
@@ -247,7 +245,7 @@ class MoLVectorStore(BasePydanticVectorStore):
                 feats = self._index.get_features(ids).cpu()
                 picks = mmr_select_mol(phi, feats, k, lam, tau=self._index.similarity.config.tau).tolist()
                 ids, scores = [ids[p] for p in picks], [scores[p] for p in picks]
-            return VectorStoreQueryResult(nodes=[_node(self._nodes[i]) for i in ids], similarities=scores, ids=ids)
+            return VectorStoreQueryResult(nodes=[node_from_record(self._nodes[i]) for i in ids], similarities=scores, ids=ids)
 
     def _query_vector(self, query: VectorStoreQuery) -> torch.Tensor:
         if query.query_embedding is not None:
@@ -396,17 +394,3 @@ def _mmr_weight(from_kwargs: object, from_query: object) -> float:
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1] (the relevance weight), got {lam}")
     return float(lam)
-
-
-def _record(node: BaseNode) -> Record:
-    """``(type, ref doc id, metadata copy, node JSON without the embedding)``, see :data:`Record`."""
-    data = node.to_dict(mode="json")  # JSON types, as core's node_to_metadata_dict (datetime -> str)
-    data["embedding"] = None
-    encoded = json.dumps(data)
-    return (node.class_name(), node.ref_doc_id, json.loads(encoded).get("metadata", {}), encoded)
-
-
-def _node(record: Record) -> BaseNode:
-    """A fresh node object (parsed from JSON: never shared with the store's state)."""
-    cls = _NODE_TYPES.get(record[0], TextNode)
-    return cls.from_dict(json.loads(record[3]))
