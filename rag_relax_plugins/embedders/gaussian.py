@@ -339,7 +339,7 @@ class GaussianEmbedder(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None, **overrides: Any) -> GaussianEmbedder:
-        """Load a folder written by :meth:`save` onto ``device`` (CPU, CUDA or MPS).
+        """Load a folder written by :meth:`save` onto ``device`` (CPU, CUDA or MPS), in eval mode.
 
         Args:
             path: the saved folder.
@@ -378,4 +378,4 @@ class GaussianEmbedder(nn.Module):
         model.backbone_fine_tuned = fine_tuned
         model.head.load_state_dict(load_file(str(head_file)))
         model.to(resolve_device(device))
-        return model
+        return model.eval()  # for inference, like a from_pretrained; the trainer calls train()

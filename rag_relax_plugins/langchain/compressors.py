@@ -7,7 +7,6 @@ adapters hold no math: they validate, call ``reranker.rerank`` and copy document
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -24,16 +23,13 @@ SCORE_KEY = "relevance_score"
 RAW_SCORE_KEY = "rerank_score"
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
-
-
 class RerankerCompressor(BaseDocumentCompressor):
     """Reorder documents with a reranker and keep the best ``top_n``.
 
     Each returned document is a new ``Document`` (same ``page_content`` and ``id``) whose metadata
-    is a copy of the input's plus ``relevance_score`` (in ``[0, 1]``, mapping stated by the
-    subclass) and ``rerank_score`` (the reranker's raw score). Input documents are never mutated.
+    is a copy of the input's plus ``relevance_score`` (in ``[0, 1]``: the wrapped reranker's
+    ``relevance_of``, the sigmoid unless it knows its score's range) and ``rerank_score`` (the
+    reranker's raw score). Input documents are never mutated.
 
     Setup:
         ``pip install "rag-relax-plugins[langchain,st]"``
@@ -83,8 +79,8 @@ class RerankerCompressor(BaseDocumentCompressor):
         return self._reranker
 
     def relevance(self, score: float) -> float:
-        """Map a raw score to ``[0, 1]`` (default: the logistic sigmoid)."""
-        return _sigmoid(score)
+        """Map a raw score to ``[0, 1]``: the wrapped reranker's ``relevance_of(score)``."""
+        return self._reranker.relevance_of(score)
 
     def compress_documents(
         self,
@@ -166,10 +162,6 @@ class MaxSimReranker(RerankerCompressor):
             return _MaxSim(MaxSimConfig(projection_dim=None), device=self.device, batch_size=self.batch_size)
         return _MaxSim.load(self.model_path, device=self.device, batch_size=self.batch_size)
 
-    def relevance(self, score: float) -> float:
-        """``(s + 1) / 2`` clamped to ``[0, 1]``."""
-        return min(1.0, max(0.0, (score + 1.0) / 2.0))
-
 
 class GumbelReranker(RerankerCompressor):
     """Reranking with a (G-Rerank trained) Gumbel reranker's scorer, deterministic at inference.
@@ -207,7 +199,3 @@ class GumbelReranker(RerankerCompressor):
             return _Gumbel(device=self.device)
         return _Gumbel.from_pretrained(self.model_path, device=self.device)
 
-    def relevance(self, score: float) -> float:
-        """The wrapped reranker's ``relevance(score)`` when it has one, else ``sigmoid(score)``."""
-        own = getattr(self.reranker, "relevance", None)
-        return float(own(score)) if callable(own) else super().relevance(score)

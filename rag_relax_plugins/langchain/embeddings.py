@@ -82,6 +82,10 @@ class GaussianEmbeddings(Embeddings):
             model = GaussianEmbedder.load(model_path, device=device)
         elif not all(hasattr(model, a) for a in ("encode", "score", "geometry")):
             raise TypeError(f"model must be a GaussianEmbedder, got {type(model).__name__}")
+        if callable(getattr(model, "eval", None)):
+            # inference only: eval mode once, so that encode's own eval/train switch is a no-op and
+            # concurrent async calls cannot turn dropout back on for each other
+            model.eval()
         self.model = model
         self.query_instruction = query_instruction
         self.document_instruction = document_instruction

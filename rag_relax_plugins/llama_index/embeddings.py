@@ -61,6 +61,10 @@ class GaussianEmbedding(BaseEmbedding):
             from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 
             model = GaussianEmbedder.load(str(model_path), device=self.device)
+        if callable(getattr(model, "eval", None)):
+            # inference only: eval mode once, so that encode's own eval/train switch is a no-op and
+            # LlamaIndex's concurrent async batches cannot turn dropout back on for each other
+            model.eval()
         self._model = model
 
     @classmethod

@@ -3,16 +3,17 @@
 One implementation (:class:`RerankerPostprocessor`) does the LlamaIndex side; :class:`MaxSimRerank`
 and :class:`GumbelRerank` only say how to build their reranker from a saved folder. They are
 pydantic components: ``to_dict()`` / ``from_dict()`` round-trip their configuration (a reranker
-passed as an instance is not serialised; pass ``model_path`` for a declarable config).
+passed as an instance is not serialised: its config says so, ``reranker_instance: true``, and
+``from_dict`` then needs ``reranker=`` again instead of silently building an untrained one; pass
+``model_path`` for a declarable config). Unknown keyword arguments are refused.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
@@ -29,8 +30,9 @@ class RerankerPostprocessor(BaseNodePostprocessor):
 
     Returned ``NodeWithScore`` objects are new; their ``score`` is the reranker's raw score. With
     ``keep_retrieval_score=True`` the node is copied with the incoming (retrieval) score in
-    ``metadata["retrieval_score"]``; the caller's nodes are never mutated. Node text is taken with
-    ``MetadataMode.EMBED`` (as LlamaIndex's own rerankers do).
+    ``metadata["retrieval_score"]`` (excluded from the embed and LLM metadata modes, so later
+    rerankers and the LLM do not read it); the caller's nodes are never mutated. Node text is
+    taken with ``MetadataMode.EMBED`` (as LlamaIndex's own rerankers do).
 
     Setup:
         ``pip install "rag-relax-plugins[llamaindex,st]"``
@@ -48,13 +50,26 @@ class RerankerPostprocessor(BaseNodePostprocessor):
             )
     """
 
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
     top_n: int | None = Field(default=3, description="nodes kept after reranking (None: all)")
     keep_retrieval_score: bool = Field(
         default=False, description="copy the retrieval score into metadata['retrieval_score']"
     )
+    reranker_instance: bool = Field(
+        default=False,
+        description="built around a reranker= instance, which to_dict cannot hold (set by __init__)",
+    )
     _reranker: BaseReranker = PrivateAttr()
 
     def __init__(self, *, reranker: BaseReranker | None = None, **kwargs: Any) -> None:
+        if reranker is None and kwargs.pop("reranker_instance", False):
+            raise ValueError(
+                f"this {type(self).__name__} configuration was saved from a postprocessor built around a "
+                "reranker instance, which is not serialised: pass reranker= again (from_dict(data, "
+                "reranker=...)), or build it with model_path= for a self-contained config"
+            )
+        kwargs["reranker_instance"] = reranker is not None
         super().__init__(**kwargs)
         if reranker is None:
             reranker = self._build_reranker()
@@ -80,8 +95,9 @@ class RerankerPostprocessor(BaseNodePostprocessor):
         return self._reranker
 
     def relevance(self, score: float) -> float:
-        """Map a raw score to ``[0, 1]`` (default: the logistic sigmoid)."""
-        return 1.0 / (1.0 + math.exp(-score)) if score >= 0 else math.exp(score) / (1.0 + math.exp(score))
+        """Map a raw score to ``[0, 1]``: the wrapped reranker's ``relevance_of(score)`` (the
+        sigmoid unless the reranker knows its score's range)."""
+        return self._reranker.relevance_of(score)
 
     def _postprocess_nodes(
         self,
@@ -117,10 +133,19 @@ class RerankerPostprocessor(BaseNodePostprocessor):
                 src = nodes[r.index]
                 node = src.node
                 if self.keep_retrieval_score:
-                    node = node.model_copy(update={"metadata": {**node.metadata, RETRIEVAL_SCORE_KEY: src.score}})
+                    node = node.model_copy(update={
+                        "metadata": {**node.metadata, RETRIEVAL_SCORE_KEY: src.score},
+                        "excluded_embed_metadata_keys": _with_key(node.excluded_embed_metadata_keys),
+                        "excluded_llm_metadata_keys": _with_key(node.excluded_llm_metadata_keys),
+                    })
                 out.append(NodeWithScore(node=node, score=r.score))
             event.on_end(payload={EventPayload.NODES: out})
         return out
+
+
+def _with_key(keys: list[str]) -> list[str]:
+    """``keys`` plus :data:`RETRIEVAL_SCORE_KEY` (a new list)."""
+    return list(keys) if RETRIEVAL_SCORE_KEY in keys else [*keys, RETRIEVAL_SCORE_KEY]
 
 
 class MaxSimRerank(RerankerPostprocessor):
@@ -163,10 +188,6 @@ class MaxSimRerank(RerankerPostprocessor):
             return MaxSimReranker(MaxSimConfig(projection_dim=None), device=self.device, batch_size=self.batch_size)
         return MaxSimReranker.load(self.model_path, device=self.device, batch_size=self.batch_size)
 
-    def relevance(self, score: float) -> float:
-        """``(s + 1) / 2`` clamped to ``[0, 1]``."""
-        return min(1.0, max(0.0, (score + 1.0) / 2.0))
-
 
 class GumbelRerank(RerankerPostprocessor):
     """Reranking with a (G-Rerank trained) Gumbel reranker's scorer, deterministic at inference.
@@ -208,7 +229,3 @@ class GumbelRerank(RerankerPostprocessor):
             return GumbelReranker(device=self.device)
         return GumbelReranker.from_pretrained(self.model_path, device=self.device)
 
-    def relevance(self, score: float) -> float:
-        """The wrapped reranker's ``relevance(score)`` when it has one, else ``sigmoid(score)``."""
-        own = getattr(self.reranker, "relevance", None)
-        return float(own(score)) if callable(own) else super().relevance(score)

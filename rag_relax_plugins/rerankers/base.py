@@ -8,6 +8,7 @@ framework adapters (LangChain compressors, LlamaIndex postprocessors) only ever 
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,6 +85,14 @@ class BaseReranker(abc.ABC):
         Returns:
             ``(N,) x float32`` on the CPU, higher is better, finite.
         """
+
+    def relevance_of(self, score: float) -> float:
+        """Relevance in ``[0, 1]`` of one raw score: the logistic sigmoid unless a subclass knows
+        its score's range (the framework adapters report this as ``relevance_score``)."""
+        if score >= 0:
+            return 1.0 / (1.0 + math.exp(-score))
+        e = math.exp(score)
+        return e / (1.0 + e)
 
     def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None) -> list[RerankResult]:
         """Candidates best first (ties keep input order), cut to ``top_n`` when given.

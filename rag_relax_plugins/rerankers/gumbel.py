@@ -142,6 +142,10 @@ class GumbelReranker(BaseReranker):
             return min(1.0, max(0.0, (score / scale + 1.0) / 2.0))
         return relevance(score)
 
+    def relevance_of(self, score: float) -> float:
+        """:meth:`relevance` (the :class:`BaseReranker` hook the framework adapters call)."""
+        return self.relevance(score)
+
     def hard_topk(self, scores: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """Deterministic top-``k`` 0/1 mask of ``(N,)`` or ``(B, N)`` scores (inference selection)."""
         k = self.k if k is None else k

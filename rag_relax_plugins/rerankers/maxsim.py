@@ -282,6 +282,10 @@ class MaxSimReranker(BaseReranker):
         """
         return ((scores + 1.0) / 2.0).clamp(0.0, 1.0)
 
+    def relevance_of(self, score: float) -> float:
+        """:meth:`relevance` of one score (the :class:`BaseReranker` hook the adapters call)."""
+        return min(1.0, max(0.0, (score + 1.0) / 2.0))
+
     # -- persistence -----------------------------------------------------------------------------
     def trainable_backbone_parameters(self, last_layers: int) -> dict[str, nn.Parameter]:
         """Parameters of the final ``last_layers`` transformer layers of a sentence-transformers backbone.

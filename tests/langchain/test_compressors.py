@@ -199,3 +199,11 @@ def test_gumbel_relevance_uses_the_wrapped_rerankers_mapping(minilm_path: str) -
         assert d.metadata["relevance_score"] == pytest.approx((raw / scale + 1) / 2, abs=1e-6)
     raws = [d.metadata["rerank_score"] for d in out]
     assert any(abs(d.metadata["relevance_score"] - relevance(r)) > 0.05 for d, r in zip(out, raws))
+
+
+def test_gumbel_compressor_wrapping_maxsim_uses_its_mapping() -> None:
+    comp = GumbelReranker(reranker=maxsim_model(), top_n=2)
+    out = comp.compress_documents(docs(), "capital of france")  # was an AttributeError
+    assert len(out) == 2
+    for d in out:
+        assert d.metadata["relevance_score"] == pytest.approx((d.metadata["rerank_score"] + 1) / 2)

@@ -197,3 +197,38 @@ def test_gumbel_relevance_uses_the_wrapped_rerankers_mapping(minilm_path: str) -
     scale = float(model.scorer.log_scale.detach().exp())  # type: ignore[union-attr, operator]
     for raw in (-0.5 * scale, 0.0, 0.9 * scale):
         assert post.relevance(raw) == pytest.approx(model.relevance(raw)) == pytest.approx((raw / scale + 1) / 2)
+
+
+def test_gumbel_adapter_wrapping_maxsim_uses_its_mapping() -> None:
+    post = GumbelRerank(reranker=maxsim_model(), top_n=2)
+    assert post.relevance(0.3) == pytest.approx(0.65)  # (s + 1) / 2; was an AttributeError
+    assert RerankerPostprocessor(reranker=OverlapReranker()).relevance(0.0) == 0.5  # sigmoid
+    assert len(post.postprocess_nodes(nodes(), query_str=QUERY)) == 2
+
+
+def test_from_dict_of_an_instance_built_postprocessor_needs_the_reranker_again() -> None:
+    post = MaxSimRerank(reranker=maxsim_model(), top_n=2)
+    data = post.to_dict()
+    assert data["reranker_instance"] is True and data["model_path"] is None
+    with pytest.raises(ValueError, match="reranker="):
+        MaxSimRerank.from_dict(data)  # was: an untrained MiniLM MaxSim, silently
+    again = MaxSimRerank.from_dict(data, reranker=post.reranker)
+    assert again.top_n == 2 and again.reranker is post.reranker
+    assert again.to_dict() == data
+
+
+def test_unknown_keyword_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="topn"):
+        MaxSimRerank(reranker=maxsim_model(), topn=1)
+
+
+def test_kept_retrieval_score_stays_out_of_the_embed_and_llm_text() -> None:
+    post = RerankerPostprocessor(reranker=OverlapReranker(), top_n=None, keep_retrieval_score=True)
+    out = post.postprocess_nodes(nodes(), query_str=QUERY)
+    node = out[0].node
+    assert "retrieval_score" in node.metadata
+    for mode in (MetadataMode.EMBED, MetadataMode.LLM):
+        assert "retrieval_score" not in node.get_content(metadata_mode=mode)
+    assert "retrieval_score" in node.get_content(metadata_mode=MetadataMode.ALL)
+    twice = post.postprocess_nodes(out, query_str=QUERY)[0].node  # chained: the key listed once
+    assert twice.excluded_llm_metadata_keys.count("retrieval_score") == 1
