@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise ValueError(f"{', '.join(given)}: MovieLens options, not used by --dataset hotpotqa "
                              "(its features come from the frozen sentence encoder; its head starts at the identity)")
+    ignored = _ignored_options(args, ml)
+    if ignored:
+        raise ValueError(ignored)
     embedding_dim = 64 if args.embedding_dim is None else args.embedding_dim
     noise = None if args.warm_start_noise < 0 else args.warm_start_noise
     component_dim = args.component_dim
@@ -130,3 +133,36 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + "\n")
     logging.getLogger(__name__).info("wrote %s%s", out, f" and {png}" if png else "")
     return 0
+
+
+# MoL-only options and their defaults (a value other than the default with --similarity dot is an
+# error: the dot-product model has no components, gate or warm start)
+_MOL_ONLY = (("--num-query-embeddings", "num_query_embeddings", 4), ("--num-item-embeddings", "num_item_embeddings", 4),
+             ("--component-dim", "component_dim", None), ("--mi-weight", "mi_weight", 1e-3),
+             ("--warm-start-noise", "warm_start_noise", 0.1))
+# what --dataset hotpotqa --similarity dot never reads: it trains nothing and reports MiniLM cosine
+_TRAINING = (("--epochs", "epochs", None), ("--batch-size", "batch_size", None), ("--lr", "lr", None),
+             ("--weight-decay", "weight_decay", 0.0), ("--warmup-steps", "warmup_steps", 0),
+             ("--num-negatives", "num_negatives", None), ("--no-logq", "no_logq", False), ("--tau", "tau", 0.05),
+             ("--seed", "seed", 0), ("--save-every-steps", "save_every_steps", None),
+             ("--max-steps", "max_steps", None), ("--resume", "resume", False))
+
+
+def _ignored_options(args: argparse.Namespace, movielens: bool) -> str | None:
+    """A message naming options given with a value this run would ignore, or ``None``."""
+    def changed(table: tuple[tuple[str, str, object], ...]) -> list[str]:
+        return [flag for flag, name, default in table if getattr(args, name) != default]
+
+    problems = []
+    if movielens and args.model is not None:
+        problems.append("--model is the sentence encoder of --dataset hotpotqa (MovieLens learns item ids)")
+    if args.similarity == "dot":
+        mol_only = changed(_MOL_ONLY)
+        if mol_only:
+            problems.append(f"{', '.join(mol_only)}: MoL options, not used by --similarity dot")
+        if not movielens:
+            training = changed(_TRAINING)
+            if training:
+                problems.append(f"{', '.join(training)}: --dataset hotpotqa --similarity dot trains nothing "
+                                "(it reports the frozen encoder's cosine)")
+    return "; ".join(problems) or None

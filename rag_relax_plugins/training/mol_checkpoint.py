@@ -55,6 +55,14 @@ def load_model_weights(model: nn.Module, folder: str | os.PathLike[str]) -> None
     if not path.is_file():
         raise FileNotFoundError(f"no model weights at {path}")
     state = load_file(str(path))
+    own = model.state_dict()
+    shapes = sorted(k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape))
+    if shapes:
+        k = shapes[0]
+        raise ValueError(
+            f"checkpoint {path} does not match the model: {len(shapes)} weight(s) of another shape, e.g. "
+            f"{k} {tuple(state[k].shape)} saved vs {tuple(own[k].shape)} now (a different size option?)"
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
@@ -94,6 +102,22 @@ def load_checkpoint(
         ValueError: unknown format version, or weights that do not match the model.
     """
     path = Path(folder)
+    state = read_trainer_state(path)
+    load_model_weights(model, path)
+    if optimizer is not None:
+        load_optimizer_state(optimizer, path)
+    return state
+
+
+def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``trainer_state.json`` of a checkpoint (format version checked), loading nothing else:
+    a resume checks it before any weight of the caller's model is replaced.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a checkpoint.
+        ValueError: unknown format version.
+    """
+    path = Path(folder)
     state_file = path / "trainer_state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)")
@@ -101,9 +125,6 @@ def load_checkpoint(
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"checkpoint {path} has format_version {version!r}; this version reads {FORMAT_VERSION}")
-    load_model_weights(model, path)
-    if optimizer is not None:
-        load_optimizer_state(optimizer, path)
     return state
 
 

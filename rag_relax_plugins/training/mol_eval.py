@@ -164,13 +164,16 @@ def ranked_metrics(
         doc_ids: the ``N`` document ids.
         qrels: ``B`` mappings ``{doc_id: grade}``.
         metrics: metric names understood by :func:`core.metrics.evaluate`.
-        depth: ranking depth kept per query (must cover the metrics' cut-offs).
+        depth: ranking depth kept per query (must cover the metrics' cut-offs); a metric without
+            a cut-off (``"mrr"``) ranks every document instead, so that it agrees with
+            :func:`core.metrics.evaluate` on the full ranking.
         skip_empty: leave out queries without a relevant document.
     """
     cut = max((int(m.split("@")[1]) for m in metrics if "@" in m), default=depth)
     if cut > depth:
         raise ValueError(f"depth ({depth}) must be >= the largest cut-off ({cut})")
-    rankings = rankings_from_scores(scores, list(doc_ids), k=min(depth, scores.shape[1]))
+    full = any("@" not in m for m in metrics)
+    rankings = rankings_from_scores(scores, list(doc_ids), k=scores.shape[1] if full else min(depth, scores.shape[1]))
     return evaluate(rankings, list(qrels), list(metrics), skip_empty=skip_empty)
 
 

@@ -24,6 +24,7 @@ model; :func:`load_similarity` only the :class:`MoLSimilarity` head (e.g. for a 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,8 @@ from rag_relax_plugins.training.mol_towers import (
     TwoTowerModel,
 )
 from rag_relax_plugins.training.mol_user_tower import UserQueryTower
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "RecipeConfig",
@@ -183,6 +186,16 @@ def build_movielens_model(num_items: int, recipe: RecipeConfig, *, num_users: in
             if mol.config.component_dim != d:
                 raise ValueError(
                     f"warm_start_noise needs component_dim == embedding_dim ({d}), got {mol.config.component_dim}"
+                )
+            blocks = mol.config.query_dim // d
+            if mol.config.num_query_embeddings < blocks:
+                log.warning(
+                    "identity warm start: %d query components for %d feature blocks (%d interests%s): "
+                    "component i starts on block i, so blocks %d..%d%s start on no component",
+                    mol.config.num_query_embeddings, blocks, recipe.num_interests,
+                    " + the user vector" if recipe.user_embedding else "",
+                    mol.config.num_query_embeddings, blocks - 1,
+                    " (the user vector among them)" if recipe.user_embedding else "",
                 )
             identity_warm_start(mol, recipe.warm_start_noise, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
         sim = mol

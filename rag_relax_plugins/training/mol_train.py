@@ -43,6 +43,7 @@ from rag_relax_plugins.training._run_files import prune_checkpoints, pyplot, sav
 from rag_relax_plugins.training.mol_checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    read_trainer_state,
     save_checkpoint,
 )
 from rag_relax_plugins.training.mol_loss import mixed_log_q, sampled_softmax_loss
@@ -176,7 +177,10 @@ def run_signature(model: TwoTowerModel, data: PairData) -> dict[str, str]:
     of simple types (``tau``, ``normalize``, ``max_len`` ...) and ``config.to_dict()`` where it
     has one (e.g. :class:`~rag_relax_plugins.core.mol.MoLConfig`); the weights' names and shapes
     are checked when they load. ``"data"``: the pair tensors, ``num_items``, the excluded ids and
-    the query keys.
+    the query keys. ``"features"``: the model's non-persistent buffers, i.e. the frozen features
+    of a :class:`~rag_relax_plugins.training.mol_towers.FeatureTower` (another encoder or an
+    edited text changes them; recomputing the same features on another machine or thread count
+    may change their last bits too, and is refused as well: resume with the same features file).
     """
     parts: list[Any] = []
     for name, mod in model.named_modules():
@@ -193,17 +197,28 @@ def run_signature(model: TwoTowerModel, data: PairData) -> dict[str, str]:
             continue
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return {"model": model_hash, "data": h.hexdigest()}
+    persistent = set(model.state_dict())
+    f = hashlib.sha256()
+    for name, buf in sorted(model.named_buffers()):
+        if name in persistent:
+            continue
+        f.update(f"{name}{buf.dtype}{tuple(buf.shape)}".encode())
+        f.update(buf.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return {"model": model_hash, "data": h.hexdigest(), "features": f.hexdigest()}
 
 
 def _check_resume_signature(saved: dict[str, str] | None, now: dict[str, str]) -> None:
     if saved is None:  # a checkpoint written before signatures existed
         log.warning("checkpoint has no model/data signature; resuming without checking them")
         return
-    diff = sorted(k for k in now if saved.get(k) != now[k])
+    unknown = sorted(k for k in now if k not in saved)  # keys newer than the checkpoint
+    if unknown:
+        log.warning("checkpoint predates the %s signature; resuming without checking it", ", ".join(unknown))
+    diff = sorted(k for k in now if k in saved and saved[k] != now[k])
     if diff:
         what = {"model": "a different model configuration (e.g. tau, dropout, MoL options)",
-                "data": "different training data"}
+                "data": "different training data",
+                "features": "different frozen features (another encoder, edited texts, or recomputed features)"}
         raise ValueError("cannot resume: the checkpoint was trained with " + " and ".join(what[k] for k in diff))
 
 
@@ -265,9 +280,10 @@ def train_retrieval(
         else:
             src = latest_checkpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         if src is not None:
+            saved = read_trainer_state(src)  # checked before any weight of the caller's is replaced
+            _check_resume_config(saved["config"], cfg)
+            _check_resume_signature(saved.get("signature"), signature)
             state = load_checkpoint(src, model, opt)
-            _check_resume_config(state["config"], cfg)
-            _check_resume_signature(state.get("signature"), signature)
             if scaler.is_enabled() and state.get("grad_scaler"):
                 scaler.load_state_dict(state["grad_scaler"])
             step, history, last_ckpt = int(state["step"]), state["history"], src

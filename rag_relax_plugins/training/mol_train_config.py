@@ -71,6 +71,11 @@ class MoLTrainConfig(DictConfig):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        if self.batch_size < 2 and self.num_negatives == 0:
+            raise ValueError(
+                "batch_size 1 with num_negatives 0 leaves every row with its positive alone (loss 0, "
+                "nothing learned): use batch_size >= 2 or num_negatives >= 1"
+            )
         for name in ("save_every_steps", "max_steps"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):

@@ -153,3 +153,13 @@ def test_query_rank_metric_per_query_values_and_errors():
         query_rank_metric(ranks, "hr@0")
     with pytest.raises(ValueError, match="1-based"):
         query_rank_metric(torch.tensor([0, 1]), "mrr")
+
+
+def test_ranked_metrics_mrr_is_not_cut_at_the_depth():
+    from rag_relax_plugins.training.mol_eval import ranked_metrics
+
+    scores = -torch.arange(200, dtype=torch.float32).unsqueeze(0)  # doc j at rank j + 1
+    ids, qrels = list(range(200)), [{149: 1}]
+    got = ranked_metrics(scores, ids, qrels, ("mrr", "recall@10"))
+    want = evaluate(rankings_from_scores(scores, ids, k=200), qrels, ["mrr", "recall@10"])
+    assert got["mrr"] == pytest.approx(1 / 150) == pytest.approx(want["mrr"])  # was 0.0 (cut at 100)

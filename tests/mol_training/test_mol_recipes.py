@@ -122,3 +122,17 @@ def test_recipe_config_validation():
         RecipeConfig(similarity="l2")
     with pytest.raises(ValueError, match="unknown recipe options"):
         RecipeConfig.from_dict({"dims": 3})
+
+
+def test_warm_start_warns_when_a_feature_block_starts_on_no_component(caplog):
+    import logging
+
+    base = dict(similarity="mol", embedding_dim=8, max_len=3, num_interests=4, user_embedding=True,
+                component_dim=8, warm_start_noise=0.1)
+    with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.training.mol_recipes"):
+        build_movielens_model(20, RecipeConfig(num_query_embeddings=4, **base), num_users=5)
+    assert "blocks 4..4 (the user vector among them) start on no component" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.training.mol_recipes"):
+        build_movielens_model(20, RecipeConfig(num_query_embeddings=8, **base), num_users=5)
+    assert "start on no component" not in caplog.text

@@ -235,7 +235,7 @@ def test_resume_rejects_a_changed_model_or_data_and_takes_a_path(tmp_path):
     data = _toy()
     train_retrieval(_model(), data, _cfg(checkpoint_dir=str(ck), max_steps=4))
     state = json.loads((ck / "checkpoint_step_4" / "trainer_state.json").read_text())
-    assert set(state["signature"]) == {"model", "data"}
+    assert set(state["signature"]) == {"model", "data", "features"}
     other_tau = _model()
     other_tau.similarity.config = MoLConfig.from_dict({**other_tau.similarity.config.to_dict(), "tau": 0.5})
     with pytest.raises(ValueError, match="different model configuration"):
@@ -268,3 +268,37 @@ def test_resuming_an_older_checkpoint_keeps_the_one_it_writes(tmp_path):
     assert result.checkpoint is not None and result.checkpoint.name == "checkpoint_step_6"
     assert result.checkpoint.is_dir()
     assert sorted(p.name for p in ck.iterdir()) == ["checkpoint_step_6", "checkpoint_step_8"]
+
+
+def test_a_refused_resume_leaves_the_callers_model_untouched(tmp_path):
+    ck = tmp_path / "ck"
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), max_steps=2))
+    fresh = _model(seed=5)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(ValueError, match="lr"):
+        train_retrieval(fresh, _toy(), _cfg(checkpoint_dir=str(ck), lr=0.5), resume=True)
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())  # was overwritten
+
+
+def test_resume_refuses_other_frozen_features(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    fq, fd = torch.randn(10, 8, generator=g), torch.randn(20, 8, generator=g)
+
+    def model(q: torch.Tensor, d: torch.Tensor) -> TwoTowerModel:
+        torch.manual_seed(0)
+        return TwoTowerModel(FeatureTower(q), FeatureTower(d), MoLSimilarity(MoLConfig(
+            query_dim=8, item_dim=8, num_query_embeddings=2, num_item_embeddings=2, component_dim=4,
+            gate_hidden_dim=4)), 20)
+
+    data = PairData(torch.arange(10), torch.randint(0, 20, (10,), generator=g), 20, query_keys=torch.arange(10))
+    cfg = _cfg(batch_size=5, num_negatives=3, checkpoint_dir=str(tmp_path / "ck"))
+    train_retrieval(model(fq, fd), data, MoLTrainConfig.from_dict({**cfg.to_dict(), "max_steps": 2}))
+    with pytest.raises(ValueError, match="different frozen features"):
+        train_retrieval(model(fq, fd + 0.01), data, cfg, resume=True)  # was: resumed silently
+    assert train_retrieval(model(fq, fd), data, cfg, resume=True).steps == cfg.epochs * 2
+
+
+def test_batch_size_one_without_negatives_is_refused():
+    with pytest.raises(ValueError, match="batch_size 1"):
+        _cfg(batch_size=1, num_negatives=0)
+    _cfg(batch_size=1, num_negatives=3)

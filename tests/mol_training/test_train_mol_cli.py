@@ -64,8 +64,17 @@ def test_train_mol_writes_model_curve_metrics_and_resumes(tiny_movielens, tmp_pa
     assert score_all(model, torch.tensor([[1, 2, 3]])).shape == (1, 13)
 
 
+def _dot_args(data, out, *extra):
+    """:func:`_args` without the MoL-only options (refused with --similarity dot)."""
+    args = _args(data, out, "--similarity", "dot", *extra)
+    for flag in ("--num-query-embeddings", "--num-item-embeddings"):
+        i = args.index(flag)
+        del args[i : i + 2]
+    return args
+
+
 def test_train_mol_dot_baseline_and_errors(tiny_movielens, tmp_path, capsys):
-    assert main(_args(tiny_movielens, tmp_path / "dot", "--similarity", "dot")) == 0
+    assert main(_dot_args(tiny_movielens, tmp_path / "dot")) == 0
     meta = json.loads((tmp_path / "dot" / "model" / "config.json").read_text())
     assert meta["recipe"]["similarity"] == "dot"
     assert main(_args(tiny_movielens, tmp_path / "bad", "--epochs", "0")) != 0
@@ -98,3 +107,40 @@ def test_train_mol_user_embedding_interests_and_item_mlp(tiny_movielens, tmp_pat
     assert not (tmp_path / "nodrop").exists()  # checked before the output folder is made
     assert main(_args(tiny_movielens, tmp_path / "cd0", "--component-dim", "0")) != 0  # meant "default", silently
     assert "component_dim must be an int >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        ("ml", ["--model", "/nowhere"], "--model is the sentence encoder"),
+        ("dot", ["--num-query-embeddings", "3"], "--num-query-embeddings: MoL options"),
+        ("dot", ["--mi-weight", "0.1", "--warm-start-noise", "0.3"], "--mi-weight, --warm-start-noise: MoL options"),
+    ],
+)
+def test_options_the_run_would_ignore_are_refused_before_anything_is_written(
+    tiny_movielens, tmp_path, capsys, make, extra, message
+):
+    out = tmp_path / "run"
+    args = (_args if make == "ml" else _dot_args)(tiny_movielens, out, *extra)
+    assert main(args) == 2  # was 0: the options were ignored
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_hotpot_dot_refuses_training_options(tmp_path, capsys):
+    out = tmp_path / "hp"
+    assert main(["train-mol", "--dataset", "hotpotqa", "--similarity", "dot", "--output", str(out), "--epochs", "3"]) == 2
+    assert "--epochs: --dataset hotpotqa --similarity dot trains nothing" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_with_another_size_is_refused_and_keeps_the_checkpoint(tiny_movielens, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(tiny_movielens, out, "--max-steps", "2")) == 0
+    ckpt = out / "checkpoints" / "checkpoint_step_2" / "model.safetensors"
+    before = ckpt.read_bytes()
+    args = _args(tiny_movielens, out, "--resume")
+    args[args.index("--embedding-dim") + 1] = "16"  # every weight changes shape
+    assert main(args) == 2  # was an uncaught RuntimeError from load_state_dict
+    assert "cannot resume" in capsys.readouterr().err
+    assert ckpt.read_bytes() == before
