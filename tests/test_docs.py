@@ -22,3 +22,10 @@ def test_relative_links_resolve(page: Path) -> None:
         if not path.exists():
             broken.append(target)
     assert not broken, f"{page.name} links to missing files: {broken}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_no_placeholders_left(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    left = sorted(set(re.findall(r"\b[A-Z_]*PLACEHOLDER[A-Z_]*\b|\bTODO\b|\bFIXME\b|\bTBD\b", text)))
+    assert not left, f"{page.name} still holds {left}"
