@@ -27,9 +27,9 @@ def test_langchain_indexing_api_adds_and_cleans_up(store_cls: type) -> None:
     store = store_cls(HashingEmbeddings())
     rm = InMemoryRecordManager("ns")
     rm.create_schema()
-    first = index(_docs(), rm, store, cleanup="full", source_id_key="source")  # passes batch_size
+    first = index(_docs(), rm, store, cleanup="full", source_id_key="source", key_encoder="sha256")  # passes batch_size
     assert (first["num_added"], first["num_deleted"]) == (2, 0)
-    again = index(_docs()[:1], rm, store, cleanup="full", source_id_key="source")
+    again = index(_docs()[:1], rm, store, cleanup="full", source_id_key="source", key_encoder="sha256")
     assert (again["num_skipped"], again["num_deleted"]) == (1, 1)
     assert [d.page_content for d in store.similarity_search("cat", k=5)] == ["a cat on a mat"]
 
@@ -40,7 +40,7 @@ async def test_langchain_async_indexing_api() -> None:
     store = MoLVectorStore(HashingEmbeddings())
     rm = InMemoryRecordManager("ns")
     await rm.acreate_schema()
-    res = await aindex(_docs(), rm, store, cleanup="full", source_id_key="source")
+    res = await aindex(_docs(), rm, store, cleanup="full", source_id_key="source", key_encoder="sha256")
     assert res["num_added"] == 2 and len(store) == 2
 
 
