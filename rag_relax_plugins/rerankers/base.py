@@ -112,6 +112,10 @@ class BaseReranker(abc.ABC):
         scores = self.score(query, docs).detach().to("cpu", torch.float32)
         if scores.shape != (len(docs),):
             raise RuntimeError(f"{type(self).__name__}.score returned shape {tuple(scores.shape)}, expected ({len(docs)},)")
+        if not bool(torch.isfinite(scores).all()):  # a NaN would sort first and reach the metadata
+            bad = int((~torch.isfinite(scores)).nonzero()[0])
+            raise RuntimeError(f"{type(self).__name__}.score returned a non-finite score ({float(scores[bad])}) "
+                               f"for documents[{bad}]")
         order = torch.sort(scores, descending=True, stable=True).indices.tolist()
         keep = order if n is None else order[:n]
         return [RerankResult(index=i, score=float(scores[i])) for i in keep]

@@ -63,7 +63,7 @@ HOTPOT_METRICS = ("recall@10", "ndcg@10")
 def _init_model(build: Any, seed: int) -> TwoTowerModel:
     """Build a model with parameters drawn from ``seed`` without touching the caller's RNG."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU only: parameters are built there
         model: TwoTowerModel = build()
     return model
 

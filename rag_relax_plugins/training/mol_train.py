@@ -222,6 +222,20 @@ def _check_resume_signature(saved: dict[str, str] | None, now: dict[str, str]) -
         raise ValueError("cannot resume: the checkpoint was trained with " + " and ".join(what[k] for k in diff))
 
 
+def seed_device_rngs(seed: int, device: torch.device) -> None:
+    """Seed the CPU generator and ``device``'s own (CUDA or MPS), and no other.
+
+    ``torch.manual_seed`` would also reseed every CUDA device, which ``fork_rng(devices=[])``
+    does not restore: a CPU run on a CUDA machine would change the caller's CUDA RNG.
+    """
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
+
+
 def train_retrieval(
     model: TwoTowerModel,
     data: PairData,
@@ -311,7 +325,7 @@ def train_retrieval(
         model.train()
         with torch.random.fork_rng(devices=fork_devices):
             seed = _step_seed(cfg.seed, step)
-            torch.manual_seed(seed)
+            seed_device_rngs(seed, dev)
             g = torch.Generator().manual_seed(seed)
             negs = _sample_negatives(data, cfg.num_negatives, g).to(dev)
             with autocast(dev, cfg.mixed_precision):

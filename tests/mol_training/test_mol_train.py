@@ -302,3 +302,18 @@ def test_batch_size_one_without_negatives_is_refused():
     with pytest.raises(ValueError, match="batch_size 1"):
         _cfg(batch_size=1, num_negatives=0)
     _cfg(batch_size=1, num_negatives=3)
+
+
+def test_cpu_training_and_model_building_leave_the_cuda_rngs_alone(monkeypatch):
+    from rag_relax_plugins.training.mol_runs import _init_model
+
+    model, data = _model(), _toy()  # (the test helper seeds with torch.manual_seed itself)
+    calls: list[object] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(("all", seed)))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(("one", seed)))
+    before = torch.get_rng_state()
+    train_retrieval(model, data, _cfg(max_steps=3))
+    built = _init_model(lambda: torch.nn.Linear(3, 3), 4)
+    assert torch.equal(built.weight, _init_model(lambda: torch.nn.Linear(3, 3), 4).weight)  # seeded
+    assert calls == []  # torch.manual_seed reseeded every CUDA device, unrestored by fork_rng
+    assert torch.equal(torch.get_rng_state(), before)  # and the CPU generator is restored
