@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["BaseReranker", "RerankResult", "check_candidates", "check_top_n"]
+__all__ = ["BaseReranker", "RerankResult", "check_candidates", "check_top_n", "sigmoid_relevance"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,14 @@ def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:
     return query, out
 
 
+def sigmoid_relevance(score: float) -> float:
+    """Map a raw logit to a relevance in ``[0, 1]``: ``sigmoid(score)``, without overflow."""
+    if score >= 0:
+        return 1.0 / (1.0 + math.exp(-score))
+    e = math.exp(score)
+    return e / (1.0 + e)
+
+
 class BaseReranker(abc.ABC):
     """Scores candidates for a query; subclasses implement :meth:`score`.
 
@@ -87,12 +95,9 @@ class BaseReranker(abc.ABC):
         """
 
     def relevance_of(self, score: float) -> float:
-        """Relevance in ``[0, 1]`` of one raw score: the logistic sigmoid unless a subclass knows
-        its score's range (the framework adapters report this as ``relevance_score``)."""
-        if score >= 0:
-            return 1.0 / (1.0 + math.exp(-score))
-        e = math.exp(score)
-        return e / (1.0 + e)
+        """Relevance in ``[0, 1]`` of one raw score: :func:`sigmoid_relevance` unless a subclass
+        knows its score's range (the framework adapters report this as ``relevance_score``)."""
+        return sigmoid_relevance(score)
 
     def rerank(self, query: str, documents: Sequence[str], top_n: int | None = None) -> list[RerankResult]:
         """Candidates best first (ties keep input order), cut to ``top_n`` when given.

@@ -16,7 +16,6 @@ one-logit head (see :mod:`.cross_encoder`).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.gumbel import RelaxedTopKMode, hard_topk_mask, relaxed_topk
 from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.validation import check_k, check_positive
-from rag_relax_plugins.rerankers.base import BaseReranker, check_candidates
+from rag_relax_plugins.rerankers.base import BaseReranker, check_candidates, sigmoid_relevance
 from rag_relax_plugins.rerankers.cross_encoder import PairScorer, build_scorer, load_scorer
 
 __all__ = ["DEFAULT_KAPPA", "DEFAULT_TAU", "GumbelReranker", "relevance"]
@@ -40,12 +39,7 @@ DEFAULT_KAPPA = 1.0
 FORMAT_VERSION = 1
 
 
-def relevance(score: float) -> float:
-    """Map a raw logit to a relevance in ``[0, 1]``: ``sigmoid(score)``."""
-    if score >= 0:
-        return 1.0 / (1.0 + math.exp(-score))
-    e = math.exp(score)
-    return e / (1.0 + e)
+relevance = sigmoid_relevance  # the cross-encoder's mapping (module-level name kept for callers)
 
 
 class GumbelReranker(BaseReranker):
