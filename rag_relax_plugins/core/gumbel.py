@@ -165,18 +165,6 @@ def hard_topk_mask(scores: torch.Tensor, k: int, *, mask: torch.Tensor | None = 
     return out.squeeze(0) if squeeze else out
 
 
-def _log1m_softmax(z: torch.Tensor) -> torch.Tensor:
-    """``log(1 - softmax(z))`` along the last dim, exact even where a probability rounds to 1.
-
-    Args:
-        z: ``(B, N) x float`` logits with at least two finite entries per row.
-
-    Returns:
-        ``(B, N)`` values ``<= 0``; gradients finite. See :func:`_softmax_round`.
-    """
-    return _softmax_round(z)[1]
-
-
 def _softmax_round(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One round of the subset relaxation: ``log_softmax(z)`` and ``log(1 - softmax(z))``.
 
@@ -186,8 +174,9 @@ def _softmax_round(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     that sum falls below ``sqrt(tiny)`` (the top entry dominates by more than about 40 nats in
     float32, and the sum may have lost precision or be 0) it is replaced by
     ``logsumexp(z_others) - logsumexp(z)``, exact and finite when ``p_top`` rounds to 1 (a clamp
-    at ``tiny`` would cap the penalty at about -87 in float32). That fallback costs a host sync on
-    an accelerator, and is computed only for batches that need it.
+    at ``tiny`` would cap the penalty at about -87 in float32). On the CPU the fallback is computed
+    only for batches that need it; on an accelerator always (a test would cost a host sync each
+    round, more than the ``logsumexp`` it saves).
 
     Args:
         z: ``(B, N) x float`` logits with at least two finite entries per row.
@@ -202,7 +191,7 @@ def _softmax_round(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rest = p_rest.sum(dim=-1, keepdim=True)  # (B, 1) 1 - p_top
     floor = torch.finfo(z.dtype).tiny ** 0.5
     small = rest < floor  # (B, 1)
-    if bool(small.any()):
+    if small.device.type != "cpu" or bool(small.any()):
         exact = torch.logsumexp(z.scatter(-1, top, float("-inf")), dim=-1, keepdim=True) - lse
         log_top = torch.where(small, exact, torch.log(rest.clamp_min(floor)))
     else:

@@ -30,7 +30,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["Filter", "check_ids", "check_metadata", "group_filter", "ids_matching", "metadata_matches"]
+__all__ = [
+    "Filter",
+    "check_dict_filter",
+    "check_ids",
+    "check_metadata",
+    "group_filter",
+    "ids_matching",
+    "metadata_matches",
+]
 
 Filter = (
     Sequence[str]
@@ -177,6 +185,22 @@ def _non_string_keys(value: object) -> list[object]:
     return []
 
 
+def check_dict_filter(filter: Mapping[str, Any]) -> None:
+    """Refuse query-language filters (``{"k": {"$in": [...]}}``, ``{"$and": ...}``) clearly.
+
+    A dict filter is plain metadata equality (:func:`metadata_matches`); an operator dict would
+    otherwise silently match nothing (no stored value equals ``{"$in": ...}``).
+    """
+    for key, value in filter.items():
+        operators = [k for k in value if isinstance(k, str) and k.startswith("$")] if isinstance(value, Mapping) else []
+        if (isinstance(key, str) and key.startswith("$")) or operators:
+            raise TypeError(
+                f"filter {key!r}: operator filters ({(operators or [key])[0]!r}) are not supported; "
+                "a dict filter matches metadata values by equality, for anything else pass a "
+                "callable predicate"
+            )
+
+
 def ids_matching(
     ids: Sequence[str],
     metadata: Sequence[dict[str, Any]],
@@ -184,11 +208,13 @@ def ids_matching(
 ) -> list[str]:
     """The ``ids`` whose ``metadata`` (aligned with them) passes a dict or a predicate.
 
-    A dict matches by :func:`metadata_matches`; a predicate gets a read-only view of each stored
+    A dict matches by :func:`metadata_matches` (operator dicts refused: :func:`check_dict_filter`);
+    a predicate gets a read-only view of each stored
     dict (no copy: a filter is O(N) per query and must stay cheap; nested values are the stored
     ones, and a predicate must not modify them).
     """
     if isinstance(predicate, Mapping):
+        check_dict_filter(predicate)
         want = dict(predicate)
         return [i for i, m in zip(ids, metadata, strict=True) if metadata_matches(m, want)]
     if not callable(predicate):

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from langchain_core.documents import Document
 
-from rag_relax_plugins.index.filters import metadata_matches
+from rag_relax_plugins.index.filters import ids_matching
 
 __all__ = [
     "IGNORED_SEARCH_KWARGS",
@@ -19,7 +19,6 @@ __all__ = [
     "as_matrix",
     "assign_ids",
     "check_batch_size",
-    "check_dict_filter",
     "check_search_kwargs",
     "copy_metadata",
     "filter_ids",
@@ -68,22 +67,6 @@ def check_batch_size(batch_size: object) -> int | None:
     return batch_size
 
 
-def check_dict_filter(filter: dict[str, Any]) -> None:
-    """Refuse query-language filters (``{"k": {"$in": [...]}}``, ``{"$and": ...}``) clearly.
-
-    A dict filter here is plain metadata equality; an operator dict would otherwise silently
-    match nothing (no stored value equals ``{"$in": ...}``).
-    """
-    for key, value in filter.items():
-        operators = [k for k in value if isinstance(k, str) and k.startswith("$")] if isinstance(value, dict) else []
-        if (isinstance(key, str) and key.startswith("$")) or operators:
-            raise TypeError(
-                f"filter {key!r}: operator filters ({(operators or [key])[0]!r}) are not supported; "
-                "a dict filter matches metadata values by equality, for anything else pass a "
-                "callable Document -> bool"
-            )
-
-
 def filter_ids(
     docs: Mapping[str, tuple[str, dict[str, Any]]],
     filter: dict[str, Any] | Callable[[Document], bool],
@@ -91,12 +74,11 @@ def filter_ids(
     """Ids of ``docs`` (``id -> (text, metadata)``) that pass ``filter``, in storage order.
 
     A dict matches metadata values by JSON equality (operator dicts refused:
-    :func:`check_dict_filter`); a callable receives a ``Document`` with a deep copy of the
+    :func:`~rag_relax_plugins.index.filters.ids_matching`); a callable receives a ``Document`` with a deep copy of the
     metadata, so it cannot change the store.
     """
     if isinstance(filter, dict):
-        check_dict_filter(filter)
-        return [i for i, (_, m) in docs.items() if metadata_matches(m, filter)]
+        return ids_matching(list(docs), [m for _, m in docs.values()], filter)
     if callable(filter):
         return [
             i for i, (text, m) in docs.items()

@@ -284,7 +284,7 @@ class MaxSimReranker(BaseReranker):
 
     def relevance_of(self, score: float) -> float:
         """:meth:`relevance` of one score (the :class:`BaseReranker` hook the adapters call)."""
-        return min(1.0, max(0.0, (score + 1.0) / 2.0))
+        return float(self.relevance(torch.tensor(score, dtype=torch.float64)))
 
     # -- persistence -----------------------------------------------------------------------------
     def trainable_backbone_parameters(self, last_layers: int) -> dict[str, nn.Parameter]:

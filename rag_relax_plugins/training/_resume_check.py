@@ -14,10 +14,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_checkpoint_options", "check_resume_options", "resume_options"]
+__all__ = ["ResumePolicy", "check_checkpoint_options", "check_resume_options", "resume_options"]
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,15 @@ def check_resume_options(
 
 
 def check_checkpoint_options(
-    folder: Path, config: Mapping[str, Any], *, runtime_only: Iterable[str], paths: Iterable[str] = ()
+    folder: Path, options: Mapping[str, Any], *, runtime_only: Iterable[str]
 ) -> None:
     """:func:`check_resume_options` against the ``"config"`` of ``folder/trainer_state.json``.
 
     Args:
         folder: the checkpoint.
-        config: the new run's options (``to_dict()`` of its config).
+        options: the new run's options, already through :func:`resume_options` (the same dict
+            the run stores in its checkpoints: every data file is hashed once per run).
         runtime_only: names that may differ.
-        paths: options holding local paths (compared as absolute paths).
 
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint (no ``trainer_state.json``).
@@ -104,4 +105,24 @@ def check_checkpoint_options(
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
     saved = json.loads(file.read_text(encoding="utf-8")).get("config")
-    check_resume_options(saved, resume_options(config, paths), runtime_only, folder)
+    check_resume_options(saved, options, runtime_only, folder)
+
+
+@dataclass(frozen=True)
+class ResumePolicy:
+    """One trainer's resume rule: the options a resume may change and those holding local paths.
+
+    ``options(cfg.to_dict())`` gives what every checkpoint stores (paths absolute, files hashed);
+    ``check(folder, options)`` refuses a resume whose options differ from the checkpoint's.
+    """
+
+    runtime_only: frozenset[str]
+    paths: tuple[str, ...] = ()
+
+    def options(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """``config`` as stored in a checkpoint (:func:`resume_options`)."""
+        return resume_options(config, self.paths)
+
+    def check(self, folder: Path, options: Mapping[str, Any]) -> None:
+        """:func:`check_checkpoint_options` with this policy (``options`` from :meth:`options`)."""
+        check_checkpoint_options(folder, options, runtime_only=self.runtime_only)

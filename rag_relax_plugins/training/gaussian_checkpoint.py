@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
-from rag_relax_plugins.training._resume_check import check_checkpoint_options, resume_options
+from rag_relax_plugins.training._resume_check import ResumePolicy
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +50,10 @@ RESUME_RUNTIME_ONLY = frozenset({
 _PATH_OPTIONS = ("train_file", "val_file")
 
 
-def checkpoint_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``TrainConfig.to_dict()`` as stored in a checkpoint (local paths absolute)."""
-    return resume_options(config, _PATH_OPTIONS)
-
-
-def check_resume(folder: Path, config: Mapping[str, Any]) -> None:
-    """Refuse a resume of ``folder`` with other options than its own (see ``_resume_check``)."""
-    check_checkpoint_options(folder, config, runtime_only=RESUME_RUNTIME_ONLY, paths=_PATH_OPTIONS)
+RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS)
+# ``TrainConfig.to_dict()`` as stored in a checkpoint (local paths absolute), and the resume check
+checkpoint_options = RESUME.options
+check_resume = RESUME.check
 
 
 def save_checkpoint(

@@ -163,8 +163,9 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if model is not None and (cfg.resume_from is not None or cfg.init_model is not None):
         raise ValueError("pass model, or resume_from / init_model in cfg, not both")
+    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
-        check_resume(Path(cfg.resume_from), cfg.to_dict())
+        check_resume(Path(cfg.resume_from), options)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "training.log", encoding="utf-8")
@@ -175,14 +176,14 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
     try:
-        return _train(cfg, out, model)
+        return _train(cfg, out, model, options)
     finally:
         log.setLevel(old_level)
         log.removeHandler(handler)
         handler.close()
 
 
-def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[str, Any]:
+def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options: dict[str, Any]) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg.seed)
@@ -233,7 +234,6 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None) -> dict[
                         "best_val_loss %.5f unless a later epoch improves on it", cfg.resume_from, best)
         log.info("resumed from %s at epoch %d, step %d", cfg.resume_from, start_epoch, step)
     atomic_write_json(out / "train_config.json", cfg.to_dict())
-    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train", unit="step")
     t_start, steps_done = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):

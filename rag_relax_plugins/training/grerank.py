@@ -257,8 +257,9 @@ def train_grerank(
     """
     from tqdm.auto import tqdm
 
+    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
-        check_resume(Path(cfg.resume_from), cfg.to_dict())
+        check_resume(Path(cfg.resume_from), options)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(
@@ -306,7 +307,6 @@ def train_grerank(
         if cfg.max_steps is None
         else min(cfg.max_steps, per_epoch * cfg.epochs)
     )
-    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint
     layouts: dict[int, ReaderLayout] = {}
     states: dict[int, DocumentStates] = {}  # cfg.cache_reader_states: filled on first visit
     bar = tqdm(

@@ -7,7 +7,6 @@ resume (:func:`check_resume`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
-from rag_relax_plugins.training._resume_check import check_checkpoint_options, resume_options
+from rag_relax_plugins.training._resume_check import ResumePolicy
 from rag_relax_plugins.training._run_files import pyplot, save_png
 
 __all__ = ["RESUME_RUNTIME_ONLY", "check_resume", "checkpoint_options", "load_optimizer", "plot_history",
@@ -37,14 +36,10 @@ RESUME_RUNTIME_ONLY = frozenset({
 _PATH_OPTIONS = ("data", "backbone")
 
 
-def checkpoint_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``MaxSimTrainConfig.to_dict()`` as stored in a checkpoint (local paths absolute)."""
-    return resume_options(config, _PATH_OPTIONS)
-
-
-def check_resume(folder: Path, config: Mapping[str, Any]) -> None:
-    """Refuse a resume of ``folder`` with other options than its own (see ``_resume_check``)."""
-    check_checkpoint_options(folder, config, runtime_only=RESUME_RUNTIME_ONLY, paths=_PATH_OPTIONS)
+RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS)
+# ``MaxSimTrainConfig.to_dict()`` as stored in a checkpoint (local paths absolute), and the resume check
+checkpoint_options = RESUME.options
+check_resume = RESUME.check
 
 
 def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -217,8 +217,9 @@ def train_maxsim(
     if len(groups) < 2:
         raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
     ck = Path(cfg.resume_from) if cfg.resume_from else None
+    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
-        check_resume(ck, cfg.to_dict())
+        check_resume(ck, options)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "training.log", encoding="utf-8")
@@ -229,7 +230,7 @@ def train_maxsim(
         log.setLevel(logging.INFO)
     try:
         return _train(cfg, out, groups, query_strings=query_strings, text_strings=text_strings,
-                      val_groups=val_groups, reranker=reranker)
+                      val_groups=val_groups, reranker=reranker, options=options)
     finally:
         log.setLevel(old_level)
         log.removeHandler(handler)
@@ -238,7 +239,7 @@ def train_maxsim(
 
 def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, query_strings: Sequence[str],
            text_strings: Sequence[str], val_groups: Sequence[QueryGroup],
-           reranker: MaxSimReranker | None) -> dict[str, Any]:
+           reranker: MaxSimReranker | None, options: dict[str, Any]) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg.seed)
@@ -285,7 +286,6 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         resumed_losses, resumed_rng = list(state.get("epoch_losses", [])), state.get("negative_rng")
         log.info("resumed from %s at epoch %d, batch %d, step %d", ck, start_epoch, start_batch, step)
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
-    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-maxsim")
     for epoch in range(start_epoch, cfg.epochs):
         if step >= total:

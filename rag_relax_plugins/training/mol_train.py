@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.device import autocast, resolve_device
+from rag_relax_plugins.training._resume_check import check_resume_options
 from rag_relax_plugins.training._run_files import prune_checkpoints, pyplot, save_png
 from rag_relax_plugins.training.mol_checkpoint import (
     latest_checkpoint,
@@ -160,13 +161,6 @@ def training_step_loss(
     return total, parts
 
 
-def _check_resume_config(saved: dict[str, Any], cfg: MoLTrainConfig) -> None:
-    now = cfg.to_dict()
-    diff = sorted(k for k in now if k not in _RUNTIME_ONLY and saved.get(k) != now[k])
-    if diff:
-        raise ValueError(f"cannot resume: the checkpoint was trained with different options {diff}")
-
-
 _SIMPLE = (bool, int, float, str, type(None))
 
 
@@ -284,7 +278,8 @@ def train_retrieval(
     history: dict[str, Any] = {"step_loss": [], "step_parts": [], "epoch_loss": [], "eval": []}
     step = 0
     last_ckpt: Path | None = None
-    signature = run_signature(model, data)
+    # only a checkpoint or a resume reads it (it hashes the frozen features)
+    signature = run_signature(model, data) if resume is not False or cfg.checkpoint_dir else {}
     # fp16 autocast needs loss scaling (gradients underflow otherwise); a no-op in every other case
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.mixed_precision == "fp16" and dev.type == "cuda")
     if resume is not False:
@@ -295,7 +290,7 @@ def train_retrieval(
             src = latest_checkpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         if src is not None:
             saved = read_trainer_state(src)  # checked before any weight of the caller's is replaced
-            _check_resume_config(saved["config"], cfg)
+            check_resume_options(saved["config"], cfg.to_dict(), _RUNTIME_ONLY, src)
             _check_resume_signature(saved.get("signature"), signature)
             state = load_checkpoint(src, model, opt)
             if scaler.is_enabled() and state.get("grad_scaler"):

@@ -169,3 +169,10 @@ def test_malformed_faiss_file_lists_are_value_errors(tmp_path: Path, files: obje
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="faiss_files"):
         MoLIndex.load(folder)
+
+
+def test_operator_dict_filters_are_refused_by_the_index_too() -> None:
+    idx = MoLIndex(_sim(), device="cpu")
+    idx.add(["a"], torch.randn(1, 10), metadata=[{"n": 1}])
+    with pytest.raises(TypeError, match="operator filters"):
+        idx.search(torch.randn(1, 12), 1, filter={"n": {"$in": [1]}})  # matched nothing silently
