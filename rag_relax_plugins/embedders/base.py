@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -11,19 +13,29 @@ __all__ = ["TextEncoder", "TokenEmbeddings", "TokenEncoder", "encoder_settings"]
 
 # encoder attributes that determine its vectors (the ones an encoder has)
 _SETTING_NAMES = ("model_path", "max_seq_length", "dim", "seed", "ngram_range", "char_ngram_range", "normalize")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 
 def encoder_settings(encoder: Any) -> dict[str, str]:
     """The encoder's class and the settings it has that shape its vectors, as strings.
 
     For cache keys of computed vectors (a model folder, truncation length, a hashing encoder's
-    seed and n-grams); weights changed in place are not covered, callers check those separately.
+    seed and n-grams). A local model folder also contributes ``"weights"``: a digest of its weight
+    files' names, sizes and modification times, so weights replaced in the same folder give
+    another key (a stat per file, no read).
     """
     out = {"class": f"{type(encoder).__module__}.{type(encoder).__qualname__}"}
     for name in _SETTING_NAMES:
         value = getattr(encoder, name, None)
         if value is not None:
             out[name] = str(value)
+    folder = getattr(encoder, "model_path", None)
+    if isinstance(folder, (str, Path)) and Path(folder).is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in Path(folder).rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file()):
+            st = f.stat()
+            h.update(f"{f.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        out["weights"] = h.hexdigest()
     return out
 
 

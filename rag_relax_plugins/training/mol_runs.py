@@ -169,8 +169,9 @@ def encode_hotpot(
         show_progress: progress bars of the encoder.
         cache: optional ``.safetensors`` file, written atomically. It is reused only when it holds
             features of the same texts (a SHA-256 of all texts) from the same encoder (its class
-            and settings, e.g. the model folder) and a fresh encoding of the first question and
-            the first paragraph matches the stored rows (new weights in the same folder); else
+            and settings, e.g. the model folder and its weight files' sizes and times:
+            :func:`~rag_relax_plugins.embedders.base.encoder_settings`) and a fresh encoding of the
+            first question and the first paragraph matches the stored rows; else
             everything is encoded again and the file replaced.
     """
     from safetensors.torch import load_file, save_file

@@ -135,3 +135,22 @@ def test_seed_is_read_only() -> None:
     with pytest.raises(AttributeError):
         enc.seed = 1  # type: ignore[misc]
     assert enc.seed == 3
+
+
+def test_encoder_settings_change_when_weights_are_replaced_in_the_same_folder(tmp_path) -> None:
+    import os
+    from types import SimpleNamespace
+
+    from rag_relax_plugins.embedders.base import encoder_settings
+
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 8)
+    (tmp_path / "config.json").write_text("{}")
+    enc = SimpleNamespace(model_path=tmp_path, max_seq_length=256)
+    before = encoder_settings(enc)
+    assert before["model_path"] == str(tmp_path) and "weights" in before
+    (tmp_path / "config.json").write_text('{"a": 1}')  # not a weight file: same key
+    assert encoder_settings(enc) == before
+    (tmp_path / "model.safetensors").write_bytes(b"y" * 9)  # new weights, same folder
+    os.utime(tmp_path / "model.safetensors", ns=(1, 1))
+    assert encoder_settings(enc)["weights"] != before["weights"]  # cache keys (MaxSim tokens) follow
+    assert "weights" not in encoder_settings(HashingEncoder(dim=16))
