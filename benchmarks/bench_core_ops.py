@@ -10,8 +10,8 @@ Writes ``benchmarks/results/core_ops.json``. Bars (docs/benchmarks.md):
 - ``import rag_relax_plugins`` < 100 ms.
 
 The soft rank / torchsort time ratio (goal <= 2x; n/a without torchsort) is reported, not a bar.
-The bars are checked after the results are written (``core_bars``, the same thresholds as
-``render_core_table.py``); the exit status is 1 when one is missed or was not measured.
+The bars are checked after the results are written (``core_bars``, built from
+``render_core_table.ROWS``, the one table of labels and thresholds); the exit status is 1 when one is missed or was not measured.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import bench_maxsim
 import bench_relaxed_topk
 import bench_soft_rank
 from _common import Bar, check_bars, print_table, write_results
+from render_core_table import ROWS
 
 
 def import_time_ms(runs: int = 7) -> float:
@@ -44,15 +45,7 @@ def core_bars(results: dict[str, object]) -> list[Bar]:
         v = results.get(key)
         return None if v is None else float(v)  # type: ignore[arg-type]
 
-    return [
-        Bar("soft_rank vs pairwise sigmoid rank, n=1000 (speedup)", value("soft_rank_speedup_vs_pairwise_n1000"), ">=", 100, "x"),
-        Bar("soft_rank max abs error vs numpy reference", value("soft_rank_max_abs_err_vs_reference"), "<=", 1e-5),
-        Bar("soft_rank n=100,000 B=32 fwd+bwd runs (ms)", value("soft_rank_ms_n100000"), ">", 0, " ms"),
-        Bar("relaxed_topk vs per-element loop (speedup)", value("relaxed_topk_speedup_vs_loop"), ">=", 50, "x"),
-        Bar("MaxSim / bare batched matmul", value("maxsim_ratio_to_matmul"), "<=", 1.3, "x"),
-        Bar("MaxSim vs per-document loop (speedup)", value("maxsim_speedup_vs_loop"), ">=", 1.5, "x"),
-        Bar("import rag_relax_plugins (ms)", value("import_time_ms"), "<", 100, " ms"),
-    ]
+    return [Bar(r.bar, value(r.key), r.op, r.threshold, r.unit) for r in ROWS if r.bar is not None]
 
 
 def main() -> int:
@@ -62,20 +55,8 @@ def main() -> int:
     results.update(bench_maxsim.measure())
     results["import_time_ms"] = import_time_ms()
 
-    def fmt(key: str, spec: str = ".1f") -> str:
-        value = results.get(key)
-        return "n/a" if value is None else format(value, spec)  # type: ignore[arg-type]
-
-    rows = [
-        ("soft_rank vs pairwise, n=1000 (speedup)", fmt("soft_rank_speedup_vs_pairwise_n1000"), ">= 100x"),
-        ("soft_rank max abs err vs numpy reference", fmt("soft_rank_max_abs_err_vs_reference", ".2e"), "<= 1e-5"),
-        ("soft_rank n=100,000 B=32 fwd+bwd (ms)", fmt("soft_rank_ms_n100000"), "runs"),
-        ("soft_rank / torchsort time, n=1000", fmt("torchsort_ratio_n1000", ".2f"), "goal <= 2x"),
-        ("relaxed_topk vs loop (speedup)", fmt("relaxed_topk_speedup_vs_loop"), ">= 50x"),
-        ("MaxSim / bare matmul (ratio)", fmt("maxsim_ratio_to_matmul", ".3f"), "<= 1.3x"),
-        ("MaxSim vs per-doc loop (speedup)", fmt("maxsim_speedup_vs_loop", ".2f"), ">= 1.5x"),
-        ("import rag_relax_plugins (ms)", fmt("import_time_ms", ".1f"), "< 100 ms"),
-    ]
+    rows = [(r.label, "n/a" if results.get(r.key) is None else r.fmt.format(results[r.key]), r.shown)
+            for r in ROWS]
     print_table(rows, ("measure", "value", "bar"))
     path = write_results("core_ops", results)
     print(f"\nwrote {path}")
