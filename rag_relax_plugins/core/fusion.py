@@ -8,6 +8,10 @@
   (``n - 1``, Welford in Qdrant), then summed. Departures: scores are clipped to [0, 1] (Qdrant
   does not clip) and weights are accepted.
 
+A ranking may be a 1-D integer ``torch.Tensor``, read as its list of ids (as in
+:mod:`.metrics`). Scores may be any finite real numbers (``numbers.Real``: ``int``, ``float``,
+numpy scalars), taken as Python floats.
+
 Every function returns ``[(doc_id, fused_score), ...]`` best first. Ties keep the order in which
 documents first appear: list by list in the order given, and within a list by rank (for score
 lists: by descending raw score, equal raw scores in the mapping's iteration order). Results are
@@ -17,9 +21,10 @@ therefore deterministic.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 
-from rag_relax_plugins.core.metrics import DocId, Ranking
+from rag_relax_plugins.core.metrics import DocId, Ranking, _tensor_ranking
 
 __all__ = [
     "comb_mnz",
@@ -85,6 +90,7 @@ def reciprocal_rank_fusion(
     for i, (w, ranking) in enumerate(zip(ws, rankings, strict=True)):
         if isinstance(ranking, (str, bytes)):
             raise TypeError(f"rankings[{i}] must be a sequence of document ids, not a string")
+        ranking = _tensor_ranking(ranking, f"rankings[{i}]")  # type: ignore[assignment]
         if len(set(ranking)) != len(ranking):
             raise ValueError(f"rankings[{i}] must list each document id at most once")
         for rank, doc in enumerate(ranking, start=1):
@@ -93,15 +99,20 @@ def reciprocal_rank_fusion(
     return _finish(scores, first, top_n)
 
 
-def _check_score_lists(score_lists: Sequence[Mapping[DocId, float]]) -> None:
+def _check_score_lists(score_lists: Sequence[Mapping[DocId, float]]) -> list[Mapping[DocId, float]]:
+    """Validate the score lists; return them with numpy (any non-builtin real) scores as floats."""
     if not score_lists:
         raise ValueError("score_lists must hold at least one list")
+    out: list[Mapping[DocId, float]] = []
     for i, sl in enumerate(score_lists):
         if not isinstance(sl, Mapping):
             raise TypeError(f"score_lists[{i}] must be a mapping {{doc_id: score}}, got {type(sl).__name__}")
         for doc, s in sl.items():
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s):
+            if isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(s):
                 raise ValueError(f"score_lists[{i}][{doc!r}] must be a finite number, got {s!r}")
+        exotic = any(not isinstance(s, (int, float)) for s in sl.values())
+        out.append({d: float(s) for d, s in sl.items()} if exotic else sl)
+    return out
 
 
 def _normalise(sl: Mapping[DocId, float], how: str) -> dict[DocId, float]:
@@ -137,7 +148,7 @@ def _combine(
     top_n: int | None,
     mnz: bool,
 ) -> Fused:
-    _check_score_lists(score_lists)
+    score_lists = _check_score_lists(score_lists)
     if normalization not in ("minmax", "zscore", "none", "dbsf"):
         raise ValueError(f"normalization must be 'minmax', 'zscore', 'dbsf' or 'none', got {normalization!r}")
     ws = _check_weights(weights, len(score_lists))
@@ -150,9 +161,10 @@ def _combine(
         for doc, s in sorted(_normalise(sl, normalization).items(), key=lambda kv: -sl[kv[0]]):
             first.setdefault(doc, len(first))
             scores[doc] = scores.get(doc, 0.0) + w * s
-            hits[doc] = hits.get(doc, 0) + 1
+            if w > 0:  # a weight-0 list is left out of the MNZ count, as if it were not given
+                hits[doc] = hits.get(doc, 0) + 1
     if mnz:
-        scores = {d: s * hits[d] for d, s in scores.items()}
+        scores = {d: s * hits.get(d, 0) for d, s in scores.items()}
     return _finish(scores, first, top_n)
 
 
@@ -185,7 +197,9 @@ def comb_mnz(
 ) -> Fused:
     """CombMNZ: CombSUM times the number of lists that contain the document.
 
-    Arguments and return value as :func:`comb_sum`.
+    Only lists with a weight > 0 count towards that number, so a weight of 0 is the same as
+    leaving the list out, except that documents found only in that list are still returned, with
+    score 0. Arguments and return value as :func:`comb_sum`.
     """
     return _combine(score_lists, normalization, weights, top_n, mnz=True)
 

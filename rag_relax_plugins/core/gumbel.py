@@ -20,8 +20,10 @@ Three relaxations are offered:
   gradient of the ``"subset"`` relaxation in the backward pass.
 
 All functions take ``(B, N)`` or ``(N,)`` scores and return tensors on the input's device and
-dtype. Randomness comes from an explicit :class:`torch.Generator` (on the scores' device) or an
-explicit ``noise`` tensor, so results are reproducible.
+dtype. float16 / bfloat16 inputs are computed in float32 and cast back (``kappa * s / tau``
+overflows float16 above 65504, and float16's smallest normal, 6.1e-5, is too coarse for
+``log(mask)``). Randomness comes from an explicit :class:`torch.Generator` (on the scores'
+device) or an explicit ``noise`` tensor, so results are reproducible.
 """
 
 from __future__ import annotations
@@ -102,8 +104,19 @@ def _prepare(
     return scores, valid, squeeze
 
 
-def _min_valid(valid: torch.Tensor) -> int:
-    return int(valid.sum(dim=-1).min().item())
+def _check_k_valid(k: object, valid: torch.Tensor, mask: torch.Tensor | None) -> int:
+    """``check_k`` against the fewest valid items of a row, named as such when there is a mask."""
+    what = "the number of items" if mask is None else "the valid (unmasked) items in the emptiest row"
+    return check_k("k", k, int(valid.sum(dim=-1).min().item()), what)
+
+
+def _check_noise(noise: object, expected: tuple[int, ...], what: str) -> torch.Tensor:
+    """Require a finite floating ``noise`` tensor of shape ``expected``."""
+    g = check_floating("noise", noise)
+    if tuple(g.shape) != expected:
+        raise ValueError(f"noise must have shape {expected}{what}, got {tuple(g.shape)}")
+    check_finite("noise", g)
+    return g
 
 
 def gumbel_softmax(
@@ -123,26 +136,28 @@ def gumbel_softmax(
         hard: return the one-hot arg-max in the forward pass with the soft gradient
             (straight-through).
         generator: generator for the noise (on ``logits.device``).
-        noise: explicit Gumbel noise shaped like ``logits`` (overrides ``generator``); pass zeros
-            for a deterministic softmax.
+        noise: explicit Gumbel noise shaped like ``logits`` (overrides ``generator``), finite,
+            floating (cast to ``logits``' dtype); pass zeros for a deterministic softmax.
         dim: the dimension to normalise over.
 
     Returns:
-        Tensor shaped like ``logits``, summing to 1 over ``dim``.
+        Tensor shaped like ``logits``, in its dtype, summing to 1 over ``dim``. float16 /
+        bfloat16 logits are computed in float32 and cast back.
     """
     check_floating("logits", logits)
     check_finite("logits", logits)
     tau = check_positive("tau", tau)
+    z = logits.to(_work_dtype(logits.dtype))  # half precision: (logits + g) / tau overflows float16
     if noise is None:
-        noise = sample_gumbel(logits.shape, like=logits, generator=generator)
-    elif noise.shape != logits.shape:
-        raise ValueError(f"noise must have the shape of logits {tuple(logits.shape)}, got {tuple(noise.shape)}")
-    y = torch.softmax((logits + noise) / tau, dim=dim)
+        noise = sample_gumbel(logits.shape, like=z, generator=generator)
+    else:
+        noise = _check_noise(noise, tuple(logits.shape), " (the shape of logits)")
+    y = torch.softmax((z + noise.to(z.dtype)) / tau, dim=dim)
     if not hard:
-        return y
+        return y.to(logits.dtype)
     index = y.argmax(dim=dim, keepdim=True)
     y_hard = torch.zeros_like(y).scatter_(dim, index, 1.0)
-    return y_hard - y.detach() + y
+    return (y_hard - y.detach() + y).to(logits.dtype)
 
 
 def hard_topk_mask(scores: torch.Tensor, k: int, *, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -157,7 +172,7 @@ def hard_topk_mask(scores: torch.Tensor, k: int, *, mask: torch.Tensor | None = 
         Float mask shaped like ``scores`` with exactly ``k`` ones per row.
     """
     s, valid, squeeze = _prepare(scores, mask)
-    check_k("k", k, _min_valid(valid))
+    _check_k_valid(k, valid, mask)
     filled = s.masked_fill(~valid, float("-inf"))
     # stable sort keeps the lower index first among ties
     order = torch.sort(filled, dim=-1, descending=True, stable=True).indices[:, :k]
@@ -302,40 +317,43 @@ def relaxed_topk(
             ``"straight_through"``) or the top-1 one-hot (``"l2x"``, whose k draws then coincide).
         kappa: scale > 0 applied to the scores before the noise (sharpens the sampling distribution).
         generator: generator for the noise, on the scores' device.
-        noise: explicit noise, ``(k, B, N)`` for ``"l2x"`` or ``(B, N)`` otherwise (for the 1-D
-            form drop ``B``); overrides ``generator``. Used for reproducible tests.
+        noise: explicit finite noise, ``(k, B, N)`` for ``"l2x"`` or ``(B, N)`` otherwise (for the
+            1-D form drop ``B``); overrides ``generator``. Used for reproducible tests.
         mask: optional ``bool`` mask shaped like ``scores``; False items get (numerically) zero mass.
-        add_noise: ``False`` for a deterministic relaxation (evaluation).
+        add_noise: ``False`` for no noise. Deterministic, but not a top-``k`` relaxation for
+            ``"l2x"``: its ``k`` draws then coincide, so the mask is the single softmax
+            ``softmax(kappa * s / tau)``, which sums to 1 (top-1 as ``tau -> 0``). For a
+            deterministic top-``k`` use ``"subset"`` / ``"straight_through"`` without noise, or
+            :func:`hard_topk_mask`.
 
     Returns:
-        Float mask shaped like ``scores`` with values in ``[0, 1]``; summing to ``k`` for
-        ``"subset"`` and ``"straight_through"`` (forward), at most ``k`` for ``"l2x"``.
+        Float mask shaped like ``scores``, in its dtype (float16 / bfloat16 scores are relaxed in
+        float32 and cast back), with values in ``[0, 1]``; summing to ``k`` for ``"subset"`` and
+        ``"straight_through"`` (forward), at most ``k`` for ``"l2x"``.
 
     Raises:
-        ValueError: bad ``k``, ``tau``, ``kappa``, ``mode``, shapes, or non-finite scores.
-        TypeError: non-float scores or a non-bool mask.
+        ValueError: bad ``k``, ``tau``, ``kappa``, ``mode``, shapes, or non-finite scores or noise.
+        TypeError: non-float scores or noise, or a non-bool mask.
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     s, valid, squeeze = _prepare(scores, mask)
-    check_k("k", k, _min_valid(valid))
+    _check_k_valid(k, valid, mask)
     tau = check_positive("tau", tau)
     kappa = check_positive("kappa", kappa)
-    scaled = s * kappa
+    scaled = s.to(_work_dtype(s.dtype)) * kappa  # half precision: kappa * s / tau overflows float16
     draws = (k,) if mode == "l2x" else ()
     if noise is not None:
-        expected = (*draws, *scores.shape)
-        if tuple(noise.shape) != expected:
-            raise ValueError(f"noise must have shape {expected} for mode {mode!r}, got {tuple(noise.shape)}")
-        g = noise.unsqueeze(-2) if squeeze else noise
-        g = g.to(dtype=s.dtype)
+        g = _check_noise(noise, (*draws, *scores.shape), f" for mode {mode!r}")
+        g = g.unsqueeze(-2) if squeeze else g
+        g = g.to(dtype=scaled.dtype)
     elif add_noise:
-        g = sample_gumbel((*draws, *s.shape), like=s, generator=generator)
+        g = sample_gumbel((*draws, *s.shape), like=scaled, generator=generator)
     else:
-        g = torch.zeros((*draws, *s.shape), dtype=s.dtype, device=s.device)
+        g = torch.zeros((*draws, *s.shape), dtype=scaled.dtype, device=s.device)
 
     if mode == "l2x":
-        neg = torch.finfo(s.dtype).min / 4
+        neg = torch.finfo(scaled.dtype).min / 4
         # (k, B, N): k independent Gumbel-softmax samples in one batched softmax
         logits = (scaled.unsqueeze(0) + g).masked_fill(~valid.unsqueeze(0), neg)
         out = torch.softmax(logits / tau, dim=-1).amax(dim=0)
@@ -345,6 +363,7 @@ def relaxed_topk(
         if mode == "straight_through":
             hard = hard_topk_mask(perturbed.detach(), k, mask=valid)
             out = hard - out.detach() + out
+    out = out.to(s.dtype)
     return out.squeeze(0) if squeeze else out
 
 
@@ -362,7 +381,10 @@ def attention_log_mask(mask: torch.Tensor, *, floor: float | None = None) -> tor
             without overflow).
 
     Returns:
-        Tensor shaped like ``mask``; differentiable where ``mask > 0``.
+        Tensor shaped like ``mask``, in its dtype; differentiable where ``mask > 0``. For float16 /
+        bfloat16 masks the log is taken in float32 and cast back, so float16's subnormal values
+        (down to 6e-8) keep their own log and gradient ``1 / mask``; the gradient itself is cast
+        to float16 and is ``inf`` where ``upstream / mask`` exceeds 65504.
 
     Raises:
         ValueError: mask values outside ``[0, 1]``, or a ``floor`` above 0 (it would raise every
@@ -378,7 +400,7 @@ def attention_log_mask(mask: torch.Tensor, *, floor: float | None = None) -> tor
         if not lowest <= floor <= 0:
             raise ValueError(f"floor must lie in [{lowest:.4g}, 0] for {mask.dtype}, got {floor}")
     low = lowest / 2 if floor is None else float(floor)
-    tiny = torch.finfo(mask.dtype).tiny
-    logm = torch.log(mask.clamp_min(tiny)).clamp_min(low)
+    work = _work_dtype(mask.dtype)  # a clamp at float16's tiny (6.1e-5) froze all smaller values
+    logm = torch.log(mask.to(work).clamp_min(torch.finfo(work).tiny)).clamp_min(low).to(mask.dtype)
     # exactly-zero entries get the floor itself (log(tiny) alone is only about -87 in fp32)
     return torch.where(mask > 0, logm, torch.full_like(logm, low))

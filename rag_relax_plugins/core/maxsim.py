@@ -15,8 +15,9 @@ Padding never wins a max: padded document tokens get a ``-inf`` bias fused into 
 product, and a document with no valid token scores 0. Padded query tokens contribute nothing.
 All forms are differentiable; :func:`maxsim` chunks over documents to bound memory.
 
-Non-finite inputs are detected on the (small) output rather than by scanning the token tensors,
-which would cost more than the scoring itself; the error names both inputs.
+Non-finite token embeddings are detected on the (small) output rather than by scanning the token
+tensors, which would cost more than the scoring itself; the error names both inputs. The (small)
+``query_weights`` are checked directly.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from rag_relax_plugins.core.validation import check_floating, check_ndim
+from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
 
 __all__ = ["maxsim", "maxsim_packed", "maxsim_pairwise"]
 
@@ -64,6 +65,7 @@ def _prep_query(
             raise ValueError(
                 f"query_weights must have shape {tuple(q_mask.shape)}, got {tuple(query_weights.shape)}"
             )
+        check_finite("query_weights", query_weights)  # (B, Lq): small, unlike the token tensors
         weights = weights * query_weights.to(q.dtype)  # the output keeps the tokens' dtype
     return q, weights
 

@@ -21,12 +21,18 @@ only non-relevant judgements is averaged in with 0, while a query absent from th
 
 Grades are compared with ``> 0``; trec_eval's binary measures use ``rel >= 1``, which is the same
 for the integer grades that TREC qrels hold.
+
+A ranking may also be a 1-D integer ``torch.Tensor`` (e.g. one row of ``torch.topk(...).indices``):
+it is read as the list of its ids (``.tolist()``). Other tensors (floating or bool dtype, 0-D or
+2-D) are a ``TypeError``: the elements of a tensor are 0-d tensors, which hash by identity and so
+would match no qrels entry.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -68,13 +74,34 @@ def _check_k(k: object, name: str = "k") -> int:
     return k
 
 
-def _check_ranking(ranking: Ranking) -> None:
+def _tensor_ranking(ranking: object, name: str) -> object:
+    """A 1-D integer ``torch.Tensor`` as the list of its ids (``.tolist()``); anything else as is.
+
+    Its elements would be 0-d tensors, which hash by identity. torch is looked up only if already
+    imported (no tensor can exist otherwise), so this module still loads without it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(ranking, torch.Tensor):
+        return ranking
+    if ranking.dim() != 1 or ranking.is_floating_point() or ranking.is_complex() or ranking.dtype == torch.bool:
+        raise TypeError(
+            f"{name} given as a tensor must be a 1-D integer tensor of document ids (one row of "
+            f"torch.topk(...).indices), got shape {tuple(ranking.shape)} and dtype {ranking.dtype}; "
+            "rankings_from_scores turns a score matrix into rankings"
+        )
+    return ranking.tolist()
+
+
+def _check_ranking(ranking: Ranking) -> Ranking:
+    """Validate a ranking; return it, or a 1-D integer tensor's ids as a list."""
     if isinstance(ranking, (str, bytes)):
         raise TypeError("ranking must be a sequence of document ids, not a string")
+    ranking = _tensor_ranking(ranking, "ranking")  # type: ignore[assignment]
     if len(set(ranking)) != len(ranking):
         seen: set[Hashable] = set()
         dup = next(d for d in ranking if d in seen or seen.add(d))  # type: ignore[func-returns-value]
         raise ValueError(f"ranking contains the document id {dup!r} more than once")
+    return ranking
 
 
 def _relevant(qrels: Qrels) -> int:
@@ -84,7 +111,7 @@ def _relevant(qrels: Qrels) -> int:
 def recall_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """Fraction of the relevant documents found in the top ``k`` (0 when none is relevant)."""
     _check_k(k)
-    _check_ranking(ranking)
+    ranking = _check_ranking(ranking)
     n_rel = _relevant(qrels)
     if n_rel == 0:
         return 0.0
@@ -94,14 +121,14 @@ def recall_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
 def precision_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """Relevant documents in the top ``k`` divided by ``k``."""
     _check_k(k)
-    _check_ranking(ranking)
+    ranking = _check_ranking(ranking)
     return sum(1 for d in ranking[:k] if qrels.get(d, 0) > 0) / k
 
 
 def hit_rate_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """1.0 when at least one relevant document is in the top ``k``, else 0.0."""
     _check_k(k)
-    _check_ranking(ranking)
+    ranking = _check_ranking(ranking)
     return 1.0 if any(qrels.get(d, 0) > 0 for d in ranking[:k]) else 0.0
 
 
@@ -109,7 +136,7 @@ def reciprocal_rank(ranking: Ranking, qrels: Qrels, k: int | None = None) -> flo
     """``1 / rank`` of the first relevant document within the top ``k`` (all when ``None``)."""
     if k is not None:
         _check_k(k)
-    _check_ranking(ranking)
+    ranking = _check_ranking(ranking)
     cut = ranking if k is None else ranking[:k]
     for i, d in enumerate(cut, start=1):
         if qrels.get(d, 0) > 0:
@@ -131,7 +158,7 @@ def ndcg_at_k(ranking: Ranking, qrels: Qrels, k: int, gain: str = "exponential")
         gain: ``"exponential"`` (``2**g - 1``) or ``"linear"`` (``g``, as trec_eval).
     """
     _check_k(k)
-    _check_ranking(ranking)
+    ranking = _check_ranking(ranking)
     if gain not in ("exponential", "linear"):
         raise ValueError(f"gain must be 'exponential' or 'linear', got {gain!r}")
     dcg = sum(
@@ -147,7 +174,7 @@ def ndcg_at_k(ranking: Ranking, qrels: Qrels, k: int, gain: str = "exponential")
 def average_precision_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """Average precision over the top ``k``, divided by the total number of relevant documents."""
     _check_k(k)
-    _check_ranking(ranking)
+    ranking = _check_ranking(ranking)
     n_rel = _relevant(qrels)
     if n_rel == 0:
         return 0.0
@@ -231,7 +258,7 @@ def evaluate_per_query(
     out: dict[str, list[float]] = {name: [] for name in metrics}
     for i, (ranking, q) in enumerate(zip(rankings, qrels, strict=True)):
         try:
-            _check_ranking(ranking)
+            ranking = _check_ranking(ranking)
         except (TypeError, ValueError) as err:
             raise type(err)(f"rankings[{i}]: {err}") from None
         n_rel = _relevant(q)

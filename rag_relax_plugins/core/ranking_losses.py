@@ -363,6 +363,8 @@ def soft_spearman_loss(
 
     The soft rank is ``1 + sum_{j != i} sigmoid((s_j - s_i) / T)`` (O(n^2) memory); the label
     ranks average ties, so at ``T -> 0`` this is ``1 - `` Spearman's rho. Lies in ``[0, 2]``.
+    A row of equal scores (no soft order yet) has correlation 0, so loss 1, and a finite gradient
+    along the centred label ranks.
 
     Args:
         scores: ``(B, n) x float`` model scores, higher = better.
@@ -390,5 +392,9 @@ def soft_spearman_loss(
     a, b = centred(soft), centred(hard)
     # a row whose labels are all tied has no order to learn: left out, as rows of < 2 items
     valid = (m.sum(1) > 1) & (b.abs().amax(dim=1) > 0)
-    corr = _ratio((a * b).sum(1), a.norm(dim=1) * b.norm(dim=1), valid)
+    # constant scores (e.g. a zero-initialised head) give a == 0 and corr = 0 / 0: |a| is read as 1
+    # there, so corr = 0 (loss 1) with the limit direction b / |b| as gradient, not NaN
+    flat = a.abs().amax(dim=1) == 0  # (B,)
+    a_norm = a.masked_fill(flat.unsqueeze(1), 1.0).norm(dim=1).masked_fill(flat, 1.0)
+    corr = _ratio((a * b).sum(1), a_norm * b.norm(dim=1), valid)
     return _reduce(1.0 - corr, valid, reduction)

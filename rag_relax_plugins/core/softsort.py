@@ -14,7 +14,8 @@
 
 Every op takes ``(n,)`` or ``(B, n)`` floating tensors and returns tensors on the input's device and
 dtype. The isotonic solver runs on the input's device too, in float64 (float32 on MPS, which lacks
-float64), and the result is cast back.
+float64), and the result is cast back; for float16 / bfloat16 input the scaling ``x / strength``
+runs in that dtype too.
 """
 
 from __future__ import annotations
@@ -157,7 +158,9 @@ def soft_rank(
     reg = _check_regularization(regularization)
     sign = -1.0 if descending else 1.0
     x2 = x.unsqueeze(0) if x.dim() == 1 else x  # (B, n)
-    out = _SoftRank.apply(x2 * (sign / eps), reg)
+    if x2.dtype in (torch.float16, torch.bfloat16):
+        x2 = x2.to(_work_dtype(x2))  # x / strength overflows float16 (100 / 1e-3 = inf)
+    out = _SoftRank.apply(x2 * (sign / eps), reg).to(x.dtype)
     return out.squeeze(0) if x.dim() == 1 else out
 
 

@@ -41,14 +41,14 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} contains NaN or inf values; pass a mask for invalid positions")
 
 
-def check_k(name: str, k: object, n: int | None = None) -> int:
-    """Require an integer ``1 <= k`` (and ``k <= n`` when ``n`` is given)."""
+def check_k(name: str, k: object, n: int | None = None, what: str = "the number of items") -> int:
+    """Require an integer ``1 <= k`` (and ``k <= n`` when ``n`` is given; ``what`` names ``n``)."""
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"{name} must be an int, got {type(k).__name__}")
     if k < 1:
         raise ValueError(f"{name} must be >= 1, got {k}")
     if n is not None and k > n:
-        raise ValueError(f"{name} must be <= {n} (the number of items), got {k}")
+        raise ValueError(f"{name} must be <= {n} ({what}), got {k}")
     return k
 
 

@@ -143,3 +143,52 @@ def test_fusion_bad_input():
         reciprocal_rank_fusion(["abc"])
     with pytest.raises(TypeError, match="must be a mapping"):
         comb_mnz([["a", "b"]])  # type: ignore[list-item]
+
+
+def test_tensor_rankings_are_read_as_their_ids():
+    import torch
+
+    # each element of a tensor was a new document (0-d tensors hash by identity) (review 2026-12-02)
+    lists = [torch.tensor([0, 2, 1]), torch.tensor([2, 0])]
+    assert reciprocal_rank_fusion(lists) == reciprocal_rank_fusion([[0, 2, 1], [2, 0]])
+    assert dict(reciprocal_rank_fusion(lists)) == pytest.approx({0: 1 / 61 + 1 / 62, 2: 1 / 62 + 1 / 61, 1: 1 / 63})
+    assert weighted_rrf(lists, [2.0, 1.0]) == weighted_rrf([[0, 2, 1], [2, 0]], [2.0, 1.0])
+    with pytest.raises(ValueError, match=r"rankings\[1\] must list each document id at most once"):
+        reciprocal_rank_fusion([torch.tensor([0]), torch.tensor([3, 3])])
+    with pytest.raises(TypeError, match=r"rankings\[0\].*1-D integer tensor"):
+        reciprocal_rank_fusion([torch.tensor([0.5, 1.5])])
+    with pytest.raises(TypeError, match=r"rankings\[0\].*1-D integer tensor"):
+        reciprocal_rank_fusion([torch.tensor([[0, 1]])])
+
+
+def test_numpy_and_other_real_scores_are_accepted_as_floats():
+    np = pytest.importorskip("numpy")
+    # np.float32 scores (e.g. dict(zip(ids, array))) were rejected as "not a finite number"
+    arr = np.array([0.5, 0.25, 1.0], dtype=np.float32)
+    lists = [dict(zip(["a", "b", "c"], arr)), {"b": np.float64(2.0), "d": np.int64(1)}]
+    plain = [{"a": 0.5, "b": 0.25, "c": 1.0}, {"b": 2.0, "d": 1.0}]
+    for fuse in (comb_sum, comb_mnz):
+        for norm in ("minmax", "zscore", "none"):
+            out = fuse(lists, norm)
+            assert out == fuse(plain, norm)
+            assert all(type(s) is float for _, s in out)
+    assert distribution_based_fusion(lists) == distribution_based_fusion(plain)
+    assert comb_sum(lists, "none") == [("b", 2.25), ("c", 1.0), ("d", 1.0), ("a", 0.5)]
+    for bad in (np.float32("nan"), np.float64("inf"), np.bool_(True), "1.0"):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            comb_sum([{"a": bad}])
+
+
+def test_comb_mnz_counts_only_lists_with_positive_weight():
+    # a weight-0 list still raised its documents' multiplier: weights [1, 0] ranked differently
+    # from the first list alone, and a weight of 1e-9 flipped the top result (review 2026-12-02)
+    a = {"a": 3.0, "b": 2.0, "c": 1.0}
+    b = {"b": 5.0, "d": 4.0}
+    alone = comb_mnz([a])
+    assert alone == [("a", 1.0), ("b", 0.5), ("c", 0.0)]
+    zero = comb_mnz([a, b], weights=[1.0, 0.0])
+    assert zero[:3] == alone and zero[3] == ("d", 0.0)  # d only in the weight-0 list: score 0
+    assert comb_mnz([b, a], weights=[0.0, 1.0]) == [("a", 1.0), ("b", 0.5), ("d", 0.0), ("c", 0.0)]
+    tiny = dict(comb_mnz([a, b], weights=[1.0, 1e-9]))  # b in both weighted lists: (0.5 + 1e-9) * 2
+    assert tiny == pytest.approx({"a": 1.0, "b": 1.0 + 2e-9, "c": 0.0, "d": 0.0}, rel=1e-12, abs=1e-15)
+    assert comb_mnz([a, b], weights=[1.0, 2.0]) == [("b", 5.0), ("a", 1.0), ("c", 0.0), ("d", 0.0)]

@@ -406,3 +406,101 @@ def test_bad_input_errors():
         relaxed_topk(torch.randn(2, 3, 4), 1)
     with pytest.raises(ValueError, match="k must be <= 2"):
         relaxed_topk(s, 3, mask=torch.tensor([[True, True, False, False, False]] * 2))
+
+
+# ---------- half precision and noise validation (review 2026-12-02, rev_core #2, #3, #6, #7) ----------
+
+
+@pytest.mark.parametrize("mode", ["l2x", "subset", "straight_through"])
+def test_float16_scores_do_not_overflow_when_scaled(mode):
+    # kappa * s / tau above 65504 was inf in float16: NaN masks (l2x, subset), or a ValueError
+    # blaming the scores (straight_through); float32 and bfloat16 gave the hard mask
+    s = torch.tensor([[100.0, 50.0, 10.0, 0.0]])
+    for kw in ({"tau": 1e-3}, {"kappa": 1000.0, "tau": 0.5}):
+        ref = relaxed_topk(s, 2, mode=mode, add_noise=False, **kw)
+        out = relaxed_topk(s.half(), 2, mode=mode, add_noise=False, **kw)
+        assert out.dtype == torch.float16
+        expected = [[1.0, 0.0, 0.0, 0.0]] if mode == "l2x" else [[1.0, 1.0, 0.0, 0.0]]
+        assert out.tolist() == ref.tolist() == expected
+
+
+@pytest.mark.parametrize("kappa, tau", [(50.0, 0.05), (1000.0, 1.0)])
+@pytest.mark.parametrize("mode", ["l2x", "subset", "straight_through"])
+def test_float16_relaxation_matches_float32_on_the_same_noise(mode, kappa, tau):
+    g = torch.Generator().manual_seed(5)
+    s = (torch.randn(4, 9, generator=g) * 40).half()  # float16-exact; kappa * s (/ tau) tops 65504
+    noise = sample_gumbel((3, 4, 9) if mode == "l2x" else (4, 9), like=s.float(), generator=g)
+    s16 = s.clone().requires_grad_(True)
+    s32 = s.float().requires_grad_(True)
+    out16 = relaxed_topk(s16, 3, mode=mode, tau=tau, kappa=kappa, noise=noise)
+    out32 = relaxed_topk(s32, 3, mode=mode, tau=tau, kappa=kappa, noise=noise)
+    assert bool(torch.isfinite(out16).all())
+    torch.testing.assert_close(out16.float(), out32, atol=1e-3, rtol=0)
+    w = torch.linspace(-1, 1, 9)
+    (out16.float() * w).sum().backward()
+    (out32 * w).sum().backward()
+    torch.testing.assert_close(s16.grad.float(), s32.grad, atol=1e-3, rtol=1e-2)
+
+
+def test_float16_gumbel_softmax_does_not_overflow():
+    x = torch.tensor([[100.0, 50.0, 10.0, 0.0]])
+    zeros = torch.zeros(1, 4)
+    for hard in (False, True):
+        out = gumbel_softmax(x.half(), 1e-3, hard=hard, noise=zeros.half())
+        assert out.dtype == torch.float16
+        assert out.tolist() == gumbel_softmax(x, 1e-3, hard=hard, noise=zeros).tolist() == [[1.0, 0.0, 0.0, 0.0]]
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(3, 7, generator=g) * 30).half()
+    noise = sample_gumbel((3, 7), like=x.float(), generator=g)
+    torch.testing.assert_close(
+        gumbel_softmax(x, 0.01, noise=noise).float(), gumbel_softmax(x.float(), 0.01, noise=noise), atol=1e-3, rtol=0
+    )
+
+
+def test_attention_log_mask_float16_is_exact_below_the_smallest_normal():
+    # float16's tiny is 6.1e-5: the clamp gave every smaller mask the bias log(6.1e-5) = -9.70 and
+    # a zero gradient; the log now runs in float32 (exact for float16's subnormals)
+    m = torch.tensor([1e-7, 1e-6, 2e-5, 4e-5, 1e-3, 0.5, 1.0], dtype=torch.float16)
+    exact = torch.log(m.double())  # the float16 values themselves, in float64
+    out = attention_log_mask(m)
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out.double(), exact, atol=0, rtol=1e-3)
+    # gradient 1 / m, where float16 can hold it (m >= 1.6e-5) ...
+    x = m[2:].clone().requires_grad_(True)
+    attention_log_mask(x).sum().backward()
+    torch.testing.assert_close(x.grad.double(), 1.0 / m[2:].double(), atol=0, rtol=1e-3)
+    # ... and an upstream gradient proportional to m (as from an attention softmax) reaches every entry
+    y = m.clone().requires_grad_(True)
+    (attention_log_mask(y) * m).sum().backward()
+    torch.testing.assert_close(y.grad.double(), torch.ones(7, dtype=torch.float64), atol=0, rtol=1e-3)
+    # zero still maps to the floor
+    assert float(attention_log_mask(torch.tensor([0.0, 1e-7], dtype=torch.float16), floor=-50.0)[0]) == -50.0
+
+
+def test_noise_is_validated_and_cast_to_the_input_dtype():
+    x = torch.randn(2, 5, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    out = gumbel_softmax(x, 0.5, noise=noise)
+    assert out.dtype == torch.float32  # was float64
+    torch.testing.assert_close(out, gumbel_softmax(x, 0.5, noise=noise.float()), atol=0, rtol=0)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="noise contains NaN or inf"):
+            gumbel_softmax(x, 0.5, noise=torch.full((2, 5), bad))
+        with pytest.raises(ValueError, match="noise contains NaN or inf"):
+            relaxed_topk(x, 2, noise=torch.full((2, 2, 5), bad))
+        with pytest.raises(ValueError, match="noise contains NaN or inf"):
+            relaxed_topk(x, 2, mode="subset", noise=torch.full((2, 5), bad))
+    with pytest.raises(TypeError, match="noise must be a floating-point tensor"):
+        gumbel_softmax(x, 0.5, noise=torch.zeros(2, 5, dtype=torch.int64))
+    with pytest.raises(TypeError, match=r"noise must be a torch\.Tensor"):
+        relaxed_topk(x, 2, noise=[[0.0] * 5] * 2)  # type: ignore[arg-type]
+
+
+def test_k_error_names_the_valid_items_under_a_mask():
+    s = torch.randn(2, 6)
+    valid = torch.tensor([[True, True, False, False, True, True], [True, True, False, False, False, False]])
+    for fn in (relaxed_topk, hard_topk_mask):
+        with pytest.raises(ValueError, match=r"k must be <= 2 \(the valid \(unmasked\) items in the emptiest row\)"):
+            fn(s, 3, mask=valid)
+        with pytest.raises(ValueError, match=r"k must be <= 6 \(the number of items\)"):
+            fn(s, 7)

@@ -62,3 +62,24 @@ def test_padded_tokens_get_no_gradient():
     assert float(d.grad[:, 4:].abs().sum()) == 0.0
     assert float(q.grad[~qm].abs().sum()) == 0.0
     assert float(d.grad[:, :4].abs().sum()) > 0.0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_query_weights_are_named(bad):
+    # the output check blamed "q or d" for a NaN/inf weight (review 2026-12-02)
+    q, d = torch.randn(2, 3, 4), torch.randn(2, 5, 4)
+    w = torch.ones(2, 3)
+    w[1, 2] = bad
+    offsets = torch.tensor([0, 5, 10])
+    calls = (
+        lambda qw: maxsim(q, d, query_weights=qw),
+        lambda qw: maxsim_pairwise(q, d, query_weights=qw),
+        lambda qw: maxsim_packed(q, d.reshape(10, 4), offsets, query_weights=qw),
+    )
+    for call in calls:
+        with pytest.raises(ValueError, match="query_weights contains NaN or inf"):
+            call(w)
+    # finite weights: the documented weighted sum over query tokens
+    ok = torch.rand(2, 3, generator=torch.Generator().manual_seed(0))
+    sim = torch.einsum("bqd,ntd->bnqt", q, d).amax(-1)  # (B, N, Lq)
+    torch.testing.assert_close(calls[0](ok), (sim * ok.unsqueeze(1)).sum(-1))

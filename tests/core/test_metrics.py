@@ -185,3 +185,30 @@ def test_paired_difference_mean_and_standard_error():
         M.paired_difference([1.0], [0.0])
     with pytest.raises(ValueError, match="finite"):
         M.paired_difference([1.0, float("nan")], [0.0, 0.0])
+
+
+def test_a_one_dimensional_integer_tensor_ranking_is_read_as_its_ids():
+    # a tensor's elements are 0-d tensors that hash by identity: qrels lookups missed, duplicates
+    # went unseen and every metric was 0 (review 2026-12-02); e.g. torch.topk(...).indices
+    qrels = {0: 1, 2: 2, 5: 1}
+    scores = torch.tensor([[0.9, 0.1, 0.8, 0.3, 0.2, 0.05]])
+    top = torch.topk(scores, 3).indices[0]  # tensor([0, 2, 3])
+    as_list = [0, 2, 3]
+    assert M.recall_at_k(top, qrels, 2) == M.recall_at_k(as_list, qrels, 2) == pytest.approx(2 / 3)
+    assert M.ndcg_at_k(top, qrels, 3) == M.ndcg_at_k(as_list, qrels, 3) > 0
+    assert M.reciprocal_rank(top.to(torch.int32), qrels) == 1.0
+    for fn in (M.precision_at_k, M.hit_rate_at_k, M.average_precision_at_k):
+        assert fn(top, qrels, 3) == fn(as_list, qrels, 3) > 0
+    metrics = ["recall@2", "ndcg@3", "mrr", "map@3"]
+    assert M.evaluate([top], [qrels], metrics) == M.evaluate([as_list], [qrels], metrics)
+    assert M.evaluate([top], [qrels], ["recall@2"]) == {"recall@2": pytest.approx(2 / 3)}
+    with pytest.raises(ValueError, match="document id 2 more than once"):
+        M.recall_at_k(torch.tensor([2, 0, 2]), qrels, 2)
+    with pytest.raises(ValueError, match=r"rankings\[0\].*more than once"):
+        M.evaluate([torch.tensor([1, 1])], [qrels], ["mrr"])
+    with pytest.raises(TypeError, match="1-D integer tensor"):
+        M.recall_at_k(torch.tensor([0.0, 2.0]), qrels, 2)
+    with pytest.raises(TypeError, match="1-D integer tensor"):
+        M.recall_at_k(torch.topk(scores, 3).indices, qrels, 2)  # (1, 3): one row per query
+    with pytest.raises(TypeError, match=r"rankings\[0\].*1-D integer tensor"):
+        M.evaluate([torch.tensor([True, False])], [qrels], ["mrr"])

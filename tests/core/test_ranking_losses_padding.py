@@ -175,3 +175,29 @@ def test_triplet_zero_distance_has_finite_gradient_and_margin_is_checked():
     assert torch.isfinite(a.grad).all()
     with pytest.raises(ValueError, match="margin must be"):
         triplet_margin(a, a, a, margin=float("nan"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_soft_spearman_constant_scores_give_loss_one_and_the_limit_gradient(dtype):
+    # constant scores (a zero-initialised head) made the soft ranks constant and the correlation
+    # 0 / 0: NaN loss and gradient, which a "mean" spread over the whole batch (review 2026-12-02)
+    t, n = 0.1, 4
+    s = torch.tensor([[0.3, -1.0, 2.0, 0.5], [0.0] * 4, [0.7] * 4], dtype=dtype, requires_grad=True)
+    r = torch.tensor([[2.0, 0.0, 1.0, 3.0], [0.0, 1.0, 2.0, 3.0], [3.0, 0.0, 1.0, 1.0]], dtype=dtype)
+    per_row = soft_spearman_loss(s, r, temperature=t, reduction="none")
+    assert per_row[1:].tolist() == [1.0, 1.0]  # correlation 0
+    per_row.sum().backward()
+    # at equal scores d soft_rank_i / d s_k = sigmoid'(0) / T * (1 - n [i = k]), so the gradient of
+    # -<a, b> / (|a| |b|), with |a| read as 1, is n / (4 T) * b / |b| (b: centred label ranks,
+    # rank 1 = most relevant; Spearman's average rank for the tie)
+    for row, b in ((1, [1.5, 0.5, -0.5, -1.5]), (2, [-1.5, 1.5, 0.0, 0.0])):
+        bt = torch.tensor(b, dtype=torch.float64)
+        expected = n / (4 * t) * bt / bt.norm()
+        torch.testing.assert_close(s.grad[row].double(), expected, atol=0, rtol=2e-3)
+    # the non-constant row is untouched by its neighbours
+    s0 = s.detach()[:1].clone().requires_grad_(True)
+    alone = soft_spearman_loss(s0, r[:1], temperature=t, reduction="none")
+    alone.sum().backward()
+    assert float(per_row[0].detach()) == float(alone[0].detach()) and torch.equal(s.grad[0], s0.grad[0])
+    mean = soft_spearman_loss(s.detach(), r, temperature=t)
+    torch.testing.assert_close(mean, (alone[0].detach() + 2.0) / 3)

@@ -196,3 +196,25 @@ def test_bad_input(op):
         sigmoid_topk_mask(torch.tensor([1.0, 2.0]), 0)
     with pytest.raises(ValueError, match="tau"):
         neural_sort(torch.tensor([1.0, 2.0]), tau=-1.0)
+
+
+@pytest.mark.parametrize("reg", REGS)
+def test_float16_soft_rank_scales_in_the_work_dtype(reg):
+    # x / strength was formed in float16 before the float64 solver: 100 / 1e-3 overflowed to inf
+    # and the rank was NaN (review 2026-12-02); float32 and bfloat16 gave the hard ranks
+    x = torch.tensor([[100.0, 50.0, 10.0, 0.0]])
+    for strength in (1e-3, 1e-5):
+        out = soft_rank(x.half(), strength, reg)
+        assert out.dtype == torch.float16
+        assert out.tolist() == soft_rank(x, strength, reg).tolist() == [[4.0, 3.0, 2.0, 1.0]]
+    assert soft_rank(torch.tensor([3.0, 1.0, 2.0], dtype=torch.float16), 1e-5, reg).tolist() == [3.0, 1.0, 2.0]
+    # values and gradients equal float32's (the same float16-exact inputs) up to float16 rounding;
+    # 100.0625 / 0.1 = 1000.625 is not a float16 number, so scaling in float16 also shifted the ranks
+    x16 = torch.tensor([[100.0, 100.0625, 50.0], [0.25, 0.5, 0.125]], dtype=torch.float16, requires_grad=True)
+    x32 = x16.detach().float().requires_grad_(True)
+    w = torch.tensor([1.0, -2.0, 0.5])
+    r16, r32 = soft_rank(x16, 0.1, reg, descending=True), soft_rank(x32, 0.1, reg, descending=True)
+    torch.testing.assert_close(r16.float(), r32, atol=0, rtol=1e-3)
+    (r16.float() * w).sum().backward()
+    (r32 * w).sum().backward()
+    torch.testing.assert_close(x16.grad.float(), x32.grad, atol=1e-3, rtol=1e-3)
