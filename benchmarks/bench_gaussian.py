@@ -11,8 +11,9 @@ Frozen-backbone runs train the projection head on cached backbone features (exac
 frozen backbone computes; see ``_gaussian_feats.py``), 3 seeds per variant. Unfrozen runs train
 MiniLM's last layers + the head end to end with
 :func:`rag_relax_plugins.training.gaussian_train.train`; with ``--unfreeze-cache`` the frozen
-layers' output is cached per text (exact), which makes 150 steps and the corpus re-encoding
-after each seed affordable on a CPU; ``--unfreeze-val`` picks ``best_model`` by the loss on the
+layers' output is cached per text (the same outputs in eval mode; in training dropout draws
+other masks, so an equivalent run rather than the same one), which makes 150 steps and the
+corpus re-encoding after each seed affordable on a CPU; ``--unfreeze-val`` picks ``best_model`` by the loss on the
 held-out validation questions.
 
 Also: FAISS HNSW recall@10 relative to exact search (base cosine vs trained Euclidean),
@@ -443,7 +444,7 @@ def main() -> int:
                     help="ablation key reported as the trained model (e.g. last2_unfrozen_150steps/sigreg); default: the frozen SIGReg head")
     ap.add_argument("--unfreeze-isotropy", default="sigreg", choices=["sigreg", "covariance", "none"])
     ap.add_argument("--unfreeze-no-snli", action="store_true", help="skip the SNLI evaluation of the unfrozen stage")
-    ap.add_argument("--unfreeze-cache", action="store_true", help="cache the frozen layers' output (exact; faster)")
+    ap.add_argument("--unfreeze-cache", action="store_true", help="cache the frozen layers' output (faster; equivalent, not bit-identical, under dropout)")
     ap.add_argument("--unfreeze-val", action="store_true",
                     help="select best_model by the validation questions' loss (else the final model)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")

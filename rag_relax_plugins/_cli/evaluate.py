@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", default=None, help="write the JSON report here")
     parser.add_argument("--baseline", nargs="?", const="auto", default=None, metavar="BACKBONE",
                         help="also evaluate an untrained sentence-transformers model with cosine similarity "
-                             "(default: the untrained backbone the model started from, never a fine-tuned one)")
+                             "(default: the untrained backbone the model started from, never a fine-tuned one, "
+                             "with the model's max_seq_length)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
 
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
             base = model.backbone.encoder
         else:  # the untrained source (None = the offline MiniLM); the model's own copy if untouched
             source = model.base_backbone if model.backbone_fine_tuned else model.config.backbone
-            base = SentenceTransformerEncoder(source, device=args.device)
+            # read as many tokens as the model does, so the comparison is of the weights only
+            base = SentenceTransformerEncoder(source, device=args.device, max_seq_length=model.backbone.max_seq_length)
         result["baseline"] = evaluate_model(base, data, batch_size=args.batch_size, geometry="cosine")
         sys.stdout.write("\nbaseline (backbone, cosine)\n" + format_table(result["baseline"]) + "\n")
     if args.output:

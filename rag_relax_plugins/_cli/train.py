@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every option of :class:`~rag_relax_plugins.training.gaussian_objective.TrainConfig`."""
     a = parser.add_argument
     a("--train-file", required=True, help="train pairs: .jsonl / .json / .csv (query,positive[,negative])")
-    a("--val-file", default=None, help="validation pairs (best_model is chosen by their loss)")
+    a("--val-file", default=None,
+      help="validation pairs (best_model is chosen by their loss; without it, by the epoch's training loss)")
     a("--output", "-o", required=True, help="output folder")
     a("--backbone", default=None, help="local sentence-transformers folder (default: the offline MiniLM)")
     a("--init-model", default=None, help="fine-tune from a saved Gaussian model folder")
@@ -40,14 +41,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--target-std", type=float, default=1.0, help="per-dimension std the variance term pushes toward")
     a("--predictor", action="store_true", help="add a query->document predictor head (stop-gradient)")
     a("--lambda-predictor", type=float, default=0.1)
-    a("--mixed-precision", choices=["no", "bf16", "fp16"], default="no", help="autocast on CUDA/MPS; ignored on CPU")
+    a("--mixed-precision", choices=["no", "bf16", "fp16"], default="no",
+      help="autocast: bf16/fp16 on CUDA, fp16 on MPS (unscaled); float32 otherwise (CPU, bf16 on MPS)")
     a("--max-grad-norm", type=float, default=1.0)
     a("--seed", type=int, default=0)
     a("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     a("--no-checkpoints", action="store_true", help="do not write checkpoint_epoch_N folders")
     a("--no-progress", action="store_true", help="no progress bar")
     a("--cache-frozen-prefix", action="store_true",
-      help="keep the frozen layers' output per text in memory (needs --freeze-early-layers >= 1; exact, faster epochs)")
+      help="keep the frozen layers' output per text in memory (needs --freeze-early-layers >= 1; faster epochs; "
+           "same outputs in eval mode, other dropout masks in training, so a resume must keep the setting)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         cache_frozen_prefix=args.cache_frozen_prefix,
     )
     result = train(cfg)
+    what = "validation loss" if args.val_file else "training loss (no --val-file)"
     logging.getLogger(__name__).info(
-        "trained %d steps; best validation loss %.5f; outputs in %s", result["steps"], result["best_val_loss"], result["output_dir"]
+        "trained %d steps; best_model by %s %.5f; outputs in %s", result["steps"], what, result["best_val_loss"], result["output_dir"]
     )
     return 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_limit", "iter_jsonl", "require_keys"]
+__all__ = ["check_limit", "iter_jsonl", "iter_lines", "require_keys"]
 
 
 def check_limit(limit: object) -> int | None:
@@ -22,34 +23,55 @@ def check_limit(limit: object) -> int | None:
     return limit
 
 
+def iter_lines(path: Path, *, start: int = 1) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` of a UTF-8 file (gzip when the name ends in ``.gz``).
+
+    Each line is decoded on its own, so a bad byte is reported on its exact line; a file that
+    is not gzip, or a truncated or corrupt gzip stream, is reported with the line being read.
+
+    Raises:
+        ValueError: ``"<path>: line N: ..."`` for invalid UTF-8 or a broken gzip stream.
+    """
+    opener = gzip.open if path.name.endswith(".gz") else open
+    lineno = start - 1
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=start):
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ValueError(f"{path}: line {lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start} of the line)") from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"{path}: line {lineno + 1}: corrupt or truncated gzip data ({exc})") from exc
+
+
 def iter_jsonl(path: Path, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line (1-based numbers).
 
     Gzip is used when the name ends in ``.gz``. Stops after ``limit`` objects.
 
     Raises:
-        ValueError: a line is not valid JSON or not a JSON object (names the file and line).
+        ValueError: a line is not valid JSON, not a JSON object or not UTF-8, or the gzip
+            stream is broken (names the file and line).
     """
     if limit == 0:
         return
-    opener = gzip.open if path.name.endswith(".gz") else open
     count = 0
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {lineno} is not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise ValueError(
-                    f"{path}: line {lineno} must be a JSON object, got {type(obj).__name__}"
-                )
-            yield lineno, obj
-            count += 1
-            if limit is not None and count >= limit:
-                return
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {lineno} is not valid JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict):
+            raise ValueError(
+                f"{path}: line {lineno} must be a JSON object, got {type(obj).__name__}"
+            )
+        yield lineno, obj
+        count += 1
+        if limit is not None and count >= limit:
+            return
 
 
 def require_keys(obj: dict[str, Any], keys: tuple[str, ...], path: Path, lineno: int) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from rag_relax_plugins.datasets._io import iter_lines
 from rag_relax_plugins.datasets.paths import data_root, require_file
 
 if TYPE_CHECKING:
@@ -99,23 +100,27 @@ class MovieLens:
 
 def _read_tsv(path: Path, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
     """``(line_number, fields)`` of a typed-header TSV after checking its header names."""
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\n").split("\t")
-        names = tuple(h.split(":", 1)[0] for h in header)
-        if names[: len(columns)] != columns:
-            raise ValueError(
-                f"{path}: line 1 header must start with {list(columns)}, got {list(names)}"
-            )
-        rows = []
-        for lineno, line in enumerate(fh, start=2):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < len(columns):
+    rows: list[tuple[int, list[str]]] = []
+    lineno = 0
+    for lineno, line in iter_lines(path):  # each line decoded on its own: bad bytes name their line
+        if lineno == 1:
+            header = line.rstrip("\r\n").split("\t")
+            names = tuple(h.split(":", 1)[0] for h in header)
+            if names[: len(columns)] != columns:
                 raise ValueError(
-                    f"{path}: line {lineno} has {len(fields)} fields, expected {len(columns)}"
+                    f"{path}: line 1 header must start with {list(columns)}, got {list(names)}"
                 )
-            rows.append((lineno, fields))
+            continue
+        if not line.strip():
+            continue
+        fields = line.rstrip("\r\n").split("\t")
+        if len(fields) < len(columns):
+            raise ValueError(
+                f"{path}: line {lineno} has {len(fields)} fields, expected {len(columns)}"
+            )
+        rows.append((lineno, fields))
+    if lineno == 0:  # an empty file
+        raise ValueError(f"{path}: line 1 header must start with {list(columns)}, got ['']")
     return rows
 
 

@@ -9,7 +9,10 @@ and whatever follows on later calls. Each epoch after the first then costs the f
 
 Exactness: real tokens never attend to padding, so a text's states do not depend on the batch it
 was computed in (up to float rounding, ~1e-6); the padded positions of the cached batch are
-zeros, which the attention mask and the mean pooling ignore. The layers are swapped in and out
+zeros, which the attention mask and the mean pooling ignore. States are computed in float32 even
+inside an autocast context. In eval mode the outputs are those of the uncached model; in
+training, the trainable layers run in length-sorted chunks, so their dropout draws other masks
+than one padded batch would (same distribution, different random numbers). The layers are swapped in and out
 of the Hugging Face model for the duration of a call, so the cache is not thread-safe.
 
 Works with sentence-transformers models whose first module wraps a BERT-like ``auto_model``
@@ -103,10 +106,15 @@ class FrozenPrefixCache:
 
     @torch.no_grad()
     def _fill(self, texts: list[str], device: torch.device) -> None:
-        """Run embeddings + the frozen layers on ``texts`` (not yet cached) and store their states."""
+        """Run embeddings + the frozen layers on ``texts`` (not yet cached) and store their states.
+
+        Always in float32, with any autocast context (a mixed-precision training step) turned
+        off: the states are kept and reused by later calls, e.g. a float32 ``encode``.
+        """
         feats = self._tokenize(texts, device)
         layers = self._layers()
-        with _swapped(self._auto, embeddings=None, layers=layers[: self.num_frozen]):
+        with torch.autocast(device.type, enabled=False), \
+                _swapped(self._auto, embeddings=None, layers=layers[: self.num_frozen]):
             kwargs = {k: v for k, v in feats.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             hidden = self._auto(**kwargs, return_dict=True).last_hidden_state  # (B, T, H)
         lengths = feats["attention_mask"].sum(dim=1).tolist()

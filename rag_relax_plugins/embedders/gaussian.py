@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -72,11 +73,13 @@ def _absolute(backbone: str | None) -> str | None:
 class ProjectionHead(nn.Module):
     """``Linear(in, hidden) -> GELU -> Dropout -> Linear(hidden, out)``, un-normalised output.
 
-    ``init="identity"`` (default) starts from a map that preserves the backbone's geometry: with
-    ``W1 = [I; -I]`` and ``W2 = s [P, -P]``, ``GELU(x) - GELU(-x) = x`` gives ``s P x`` exactly
-    (without dropout), where ``P`` is a seeded semi-orthogonal ``(out, in)`` matrix (the identity
-    when ``out == in``) and ``s = sqrt(in)`` scales unit-norm backbone vectors to unit
-    per-dimension variance. Training then moves away from a good retriever instead of from a
+    ``init="identity"`` (default) starts from ``W1 = [I; -I]`` and ``W2 = s [P, -P]``:
+    ``GELU(x) - GELU(-x) = x`` gives ``s P x`` exactly (without dropout), where ``P`` is a seeded
+    semi-orthogonal ``(out, in)`` matrix (the identity when ``out == in``) and ``s = sqrt(in)``
+    scales unit-norm backbone vectors to unit per-dimension variance. For ``out >= in`` ``P`` has
+    orthonormal columns, an isometry: the map preserves the backbone's geometry (distances and
+    angles up to the factor ``s``). For ``out < in`` ``P`` has orthonormal *rows*: it is a
+    projection onto ``out`` random directions, which loses information and changes rankings. Training then moves away from a good retriever instead of from a
     random projection (which, on a few thousand pairs, loses most of the pre-trained quality).
     This is a departure from RAGCUN, whose head starts from PyTorch's default (random) init;
     ``init="random"`` reproduces that.
@@ -350,7 +353,8 @@ class GaussianEmbedder(nn.Module):
 
         Raises:
             FileNotFoundError: no ``config.json`` / ``head.safetensors`` in ``path``.
-            ValueError: unknown format version or config keys, or a forbidden override.
+            ValueError: a corrupt or foreign ``config.json`` or ``head.safetensors`` (the message
+                names the file), unknown format version or config keys, or a forbidden override.
         """
         folder = Path(path)
         cfg_file, head_file = folder / "config.json", folder / "head.safetensors"
@@ -360,6 +364,10 @@ class GaussianEmbedder(nn.Module):
             data = json.loads(cfg_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{cfg_file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{cfg_file}: not UTF-8 text ({exc.reason})") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{cfg_file}: expected a JSON object (a Gaussian embedder config), got {type(data).__name__}")
         fixed = {"output_dim", "hidden_dim", "backbone", "head_init"} & set(overrides)
         if fixed:
             raise ValueError(f"cannot override {sorted(fixed)} when loading a saved model")
@@ -370,12 +378,23 @@ class GaussianEmbedder(nn.Module):
         # unknown, taken as the MiniLM package), a referenced one is its own base
         base = data.pop("base_backbone", None if sub is not None else data.get("backbone"))
         fine_tuned = bool(data.pop("backbone_fine_tuned", sub is not None))
-        data.update(overrides)
-        model = cls(GaussianConfig.from_dict(data), device="cpu")
         if base is not None and not isinstance(base, str):
             raise ValueError(f"{cfg_file}: 'base_backbone' must be a string or null, got {base!r}")
+        data.update(overrides)
+        try:
+            config = GaussianConfig.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{cfg_file}: not a Gaussian embedder config ({exc})") from exc
+        try:
+            head = load_file(str(head_file))
+        except SafetensorError as exc:
+            raise ValueError(f"{head_file}: not a readable safetensors file ({exc})") from exc
+        model = cls(config, device="cpu")
         model.base_backbone = base
         model.backbone_fine_tuned = fine_tuned
-        model.head.load_state_dict(load_file(str(head_file)))
+        try:
+            model.head.load_state_dict(head)
+        except RuntimeError as exc:  # missing keys or other shapes
+            raise ValueError(f"{head_file}: does not fit the head of {cfg_file} ({exc})") from exc
         model.to(resolve_device(device))
         return model.eval()  # for inference, like a from_pretrained; the trainer calls train()

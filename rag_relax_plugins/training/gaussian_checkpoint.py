@@ -2,7 +2,7 @@
 
 A ``checkpoint_epoch_N/`` folder holds ``model/`` (a saved ``GaussianEmbedder``),
 ``optimizer.safetensors`` + ``optimizer.json`` (the optimiser state flattened into tensors and
-JSON scalars), ``rng.safetensors`` (CPU and CUDA generator states), ``predictor.safetensors``
+JSON scalars), ``rng.safetensors`` (CPU, CUDA and, where available, MPS generator states), ``predictor.safetensors``
 when a predictor head is trained, ``best_model/`` when the best epoch so far is an earlier one
 (otherwise ``model/`` is the best model), and ``trainer_state.json`` (format version, epoch,
 step, best validation loss and its epoch, scheduler state, fp16 ``GradScaler`` state, loss
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
@@ -45,15 +46,44 @@ RESUME_RUNTIME_ONLY = frozenset({
     # the checkpoint's model brings them; a value given is checked against that model
     "backbone", "output_dim", "geometry",
     "device", "show_progress", "save_checkpoints",  # where and how visibly it runs, what it keeps
-    "cache_frozen_prefix",  # exact: the frozen layers' outputs are stored, not changed
+    # not ``cache_frozen_prefix``: in training the cached path runs the trainable layers in
+    # length-sorted chunks, so dropout draws other masks than one padded batch would (the same
+    # distribution, another run); exact only in eval mode or without dropout
 })
 _PATH_OPTIONS = ("train_file", "val_file")
 
 
 RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS)
-# ``TrainConfig.to_dict()`` as stored in a checkpoint (local paths absolute), and the resume check
+# ``TrainConfig.to_dict()`` as stored in a checkpoint (local paths absolute)
 checkpoint_options = RESUME.options
-check_resume = RESUME.check
+
+
+def check_resume(folder: Path, options: dict[str, Any]) -> None:
+    """Refuse a resume from ``folder`` with options other than its own (see ``RESUME_RUNTIME_ONLY``).
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a checkpoint.
+        ValueError: different options, or an unreadable ``trainer_state.json`` (named).
+    """
+    try:
+        RESUME.check(folder, options)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{folder / 'trainer_state.json'}: not a readable checkpoint state ({exc})") from exc
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """``safetensors`` load whose errors (truncated or foreign file) are ``ValueError`` naming ``file``."""
+    if not file.is_file():
+        raise ValueError(f"checkpoint file missing: {file}")
+    try:
+        return load_file(str(file))
+    except SafetensorError as exc:
+        raise ValueError(f"{file}: not a readable safetensors file ({exc})") from exc
 
 
 def save_checkpoint(
@@ -85,6 +115,8 @@ def save_checkpoint(
         if torch.cuda.is_available():
             for i, s in enumerate(torch.cuda.get_rng_state_all()):
                 rng[f"cuda{i}"] = s
+        if _mps_available():  # dropout on MPS draws from the MPS generator
+            rng["mps"] = torch.mps.get_rng_state()
         save_file(rng, str(tmp / "rng.safetensors"))
         if predictor is not None:
             weights = {k: v.detach().cpu().contiguous() for k, v in predictor.state_dict().items()}
@@ -109,29 +141,47 @@ def load_checkpoint_state(
     A checkpoint without scaler state (written without fp16 scaling, or by an older version)
     leaves an enabled ``scaler`` at its initial scale, with a warning.
 
+    The MPS generator state is saved and restored where MPS is available (a checkpoint written
+    elsewhere leaves it as seeded).
+
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint.
-        ValueError: unknown format version or incompatible optimiser groups.
+        ValueError: unknown format version, incompatible optimiser groups, or a corrupt file
+            (named).
     """
     file = folder / "trainer_state.json"
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
-    state: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
-    if state.get("format_version") != CHECKPOINT_VERSION:
-        raise ValueError(f"unsupported checkpoint format_version {state.get('format_version')!r} in {folder}")
-    load_optimizer_state(optimizer, folder, hint="resume with the same freezing and predictor options")
+    try:
+        state: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file}: not a readable checkpoint state ({exc})") from exc
+    if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_VERSION:
+        version = state.get("format_version") if isinstance(state, dict) else None
+        raise ValueError(f"unsupported checkpoint format_version {version!r} in {folder}")
+    try:
+        load_optimizer_state(optimizer, folder, hint="resume with the same freezing and predictor options")
+    except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, KeyError) as exc:
+        raise ValueError(f"{folder}: unreadable optimiser state in optimizer.safetensors / optimizer.json ({exc!r})") from exc
     scheduler.load_state_dict(state["scheduler"])
-    rng = load_file(str(folder / "rng.safetensors"))
+    rng = _load_tensors(folder / "rng.safetensors")
+    if "torch" not in rng:
+        raise ValueError(f"{folder / 'rng.safetensors'}: no 'torch' generator state")
     torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available():
         cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
         if cuda:
             torch.cuda.set_rng_state_all(cuda)
+    if "mps" in rng and _mps_available():
+        torch.mps.set_rng_state(rng["mps"])
     if predictor is not None:
         pfile = folder / "predictor.safetensors"
         if not pfile.is_file():
             raise ValueError(f"checkpoint {folder} has no predictor head but the run uses one")
-        predictor.load_state_dict(load_file(str(pfile)))
+        try:
+            predictor.load_state_dict(_load_tensors(pfile))
+        except RuntimeError as exc:  # other shapes or keys
+            raise ValueError(f"{pfile}: does not fit this run's predictor head ({exc})") from exc
     if scaler is not None and scaler.is_enabled():
         saved = state.get("grad_scaler") or {}
         if saved:

@@ -12,9 +12,11 @@ Inputs:
   the same split* is the optional negative (so no validation or test positive is ever a
   training negative).
 
-Malformed rows are reported with their line number (never skipped). Outputs in ``output_dir``:
-``train.jsonl``, ``val.jsonl``, ``test.jsonl`` and ``eval.json`` (``corpus``, ``queries``,
-``qrels`` over the test pairs, with every document of every split in the corpus).
+Malformed rows (and bytes that are not UTF-8) are reported with their line number (never
+skipped). Repeated documents are kept once. The split is made by query: all pairs of a query
+text land in the same split. Outputs in ``output_dir``: ``train.jsonl``, ``val.jsonl``,
+``test.jsonl`` and ``eval.json`` (``corpus``, ``queries`` with one id per distinct test query,
+``qrels`` listing all of its positives, with every document of every split in the corpus).
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"pairs file not found: {file}")
-    text = file.read_text(encoding="utf-8-sig")
+    text = _read_text(file)
     if not text.strip():
         raise ValueError(f"{file} is empty")
     suffix = file.suffix.lower()
@@ -160,16 +162,39 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
     return pairs
 
 
+def _read_text(file: Path) -> str:
+    """The UTF-8 text of ``file`` (a leading BOM dropped, newlines as ``\\n``, like ``read_text``).
+
+    Bad bytes are an error naming the file and line.
+    """
+    raw = file.read_bytes()
+    body = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+    try:
+        return body.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as exc:
+        line = body[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{file}:{line}: not valid UTF-8 ({exc.reason} at byte {exc.start}); save the file as UTF-8") from exc
+
+
 def read_documents(path: str | os.PathLike[str]) -> list[str]:
-    """Raw documents from a ``.txt`` file (blank-line separated), a folder of ``.txt``, or JSONL ``text``."""
+    """Raw documents from a ``.txt`` file (blank-line separated), a folder of ``.txt``, or JSONL ``text``.
+
+    Repeated documents are kept once (first occurrence): a copy would otherwise give the same
+    positive in two splits.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: another extension (a ``.json`` or ``.csv`` would be read as prose), invalid
+            UTF-8 or a malformed JSONL line (with its line number), or no document.
+    """
     src = Path(path)
     if src.is_dir():
-        docs = [f.read_text(encoding="utf-8").strip() for f in sorted(src.glob("*.txt"))]
+        docs = [_read_text(f).strip() for f in sorted(src.glob("*.txt"))]
     elif not src.is_file():
         raise FileNotFoundError(f"documents not found: {src}")
     elif src.suffix.lower() == ".jsonl":
         docs = []
-        for lineno, line in enumerate(src.read_text(encoding="utf-8").splitlines(), start=1):
+        for lineno, line in enumerate(_read_text(src).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -179,9 +204,12 @@ def read_documents(path: str | os.PathLike[str]) -> list[str]:
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise ValueError(f"{src}:{lineno}: expected an object with a string 'text'")
             docs.append(obj["text"].strip())
+    elif src.suffix.lower() == ".txt":
+        docs = [d.strip() for d in re.split(r"\n\s*\n", _read_text(src))]
     else:
-        docs = [d.strip() for d in re.split(r"\n\s*\n", src.read_text(encoding="utf-8"))]
-    docs = [d for d in docs if d]
+        raise ValueError(f"{src}: documents must be a .txt file (blank-line separated), a folder of .txt "
+                         f"or a .jsonl with 'text'; got {src.suffix or 'no extension'!r} (pairs: use --kind pairs)")
+    docs = list(dict.fromkeys(d for d in docs if d))
     if not docs:
         raise ValueError(f"{src} holds no documents")
     return docs
@@ -257,38 +285,56 @@ def add_negatives(pairs: Sequence[Pair], *, pool: Sequence[Pair] | None = None, 
 
 
 def split_pairs(pairs: Sequence[Pair], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), *, seed: int = 0) -> tuple[list[Pair], list[Pair], list[Pair]]:
-    """Seeded shuffle and split into train / val / test; val and test get >= 1 pair when possible."""
+    """Seeded split into train / val / test *by query*; val and test get >= 1 query when possible.
+
+    Pairs are grouped by query text first (a query with several positives is one group), the
+    groups are shuffled and the fractions count groups: every pair of a query lands in the same
+    split, so no test query is also a training query. With one pair per query this is the
+    row-level split of earlier versions (same seed, same order).
+
+    Raises:
+        ValueError: bad fractions, fewer than 3 distinct queries, or no training query left.
+    """
     if (len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions)
             or abs(sum(fractions) - 1.0) > 1e-6):
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
-    if len(pairs) < 3:
-        raise ValueError(f"need at least 3 pairs to split, got {len(pairs)}")
-    order = list(range(len(pairs)))
+    groups: dict[str, list[Pair]] = {}
+    for p in pairs:
+        groups.setdefault(p.query, []).append(p)
+    if len(groups) < 3:
+        raise ValueError(f"need at least 3 distinct queries to split, got {len(groups)} (in {len(pairs)} pairs)")
+    keys = list(groups)
+    order = list(range(len(keys)))
     random.Random(seed).shuffle(order)
-    n = len(pairs)
+    n = len(keys)
     n_val = max(1, round(n * fractions[1])) if fractions[1] > 0 else 0
     n_test = max(1, round(n * fractions[2])) if fractions[2] > 0 else 0
     n_train = n - n_val - n_test
     if n_train < 1:
-        raise ValueError(f"fractions {fractions} leave no training pairs out of {n}")
-    sel = [pairs[i] for i in order]
-    return sel[:n_train], sel[n_train : n_train + n_val], sel[n_train + n_val :]
+        raise ValueError(f"fractions {fractions} leave no training query out of {n}")
+
+    def flat(idx: list[int]) -> list[Pair]:
+        return [p for i in idx for p in groups[keys[i]]]
+
+    return flat(order[:n_train]), flat(order[n_train : n_train + n_val]), flat(order[n_train + n_val :])
 
 
 def build_eval(test: Sequence[Pair], everything: Sequence[Pair]) -> dict[str, Any]:
-    """Evaluation set: every document of ``everything`` as the corpus, ``test`` queries and qrels."""
+    """Evaluation set: every document of ``everything`` as the corpus, ``test`` queries and qrels.
+
+    One qid per distinct query text of ``test``; its qrels list every positive it has there.
+    """
     ids: dict[str, str] = {}
     for p in everything:
         for text in (p.positive, p.negative):
             if text is not None and text not in ids:
                 ids[text] = f"d{len(ids)}"
-    queries: dict[str, str] = {}
+    qids: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
     for p in test:
-        qid = f"q{len(queries)}"
-        queries[qid] = p.query
-        qrels[qid] = {ids[p.positive]: 1}
-    return {"corpus": {v: k for k, v in ids.items()}, "queries": queries, "qrels": qrels}
+        qid = qids.setdefault(p.query, f"q{len(qids)}")
+        qrels.setdefault(qid, {})[ids[p.positive]] = 1
+    return {"corpus": {v: k for k, v in ids.items()}, "queries": {v: k for k, v in qids.items()}, "qrels": qrels}
 
 
 def load_eval_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -297,7 +343,7 @@ def load_eval_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not file.is_file():
         raise FileNotFoundError(f"evaluation file not found: {file}")
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(file))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
     if not isinstance(data, dict):
@@ -343,7 +389,7 @@ def prepare_data(
         fractions: train / val / test fractions.
         negatives: for documents, add as the negative a random other document of the same
             split (a single-pair validation or test split draws from the training documents,
-            never the reverse).
+            never the reverse); refused for pairs, which bring their own.
         seed: shuffling and synthesis seed.
         overwrite: replace output files that already exist (refused otherwise).
 
@@ -352,8 +398,8 @@ def prepare_data(
 
     Raises:
         ValueError: an output file is the input itself (never overwritten), output files exist and
-            ``overwrite`` is False, or the fractions leave no validation or test pair for
-            ``eval.json``; nothing is written then.
+            ``overwrite`` is False, ``negatives`` with pairs, or the fractions leave no validation
+            or test pair for ``eval.json``; nothing is written then.
     """
     src = Path(input_path)
     out = Path(output_dir)
@@ -368,6 +414,9 @@ def prepare_data(
     if kind == "auto":
         kind = "documents" if src.is_dir() or src.suffix.lower() == ".txt" else "pairs"
     if kind == "pairs":
+        if negatives:
+            raise ValueError("negatives=True (--negatives) applies to raw documents only (--kind documents); "
+                             "a pairs file brings its own optional 'negative' field")
         pairs = load_pairs(src)
     elif kind == "documents":
         docs = read_documents(src)

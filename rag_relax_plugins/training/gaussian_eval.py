@@ -100,10 +100,10 @@ def evaluate_model(model: Any, data: Mapping[str, Any], *, batch_size: int = 64,
 
     Returns:
         ``{"metrics": {name: mean}, "diagnostics": ..., "geometry", "num_queries", "num_docs"}``;
-        queries with no relevant document are left out of the means.
+        queries with no relevant document (no qrels, or only grades <= 0) are left out of the means.
     """
     corpus, queries, qrels = data["corpus"], data["queries"], data["qrels"]
-    qids = [q for q in queries if qrels.get(q)]  # queries without any relevant document are skipped
+    qids = [q for q in queries if any(g > 0 for g in (qrels.get(q) or {}).values())]  # others have nothing to find
     if not qids:
         raise ValueError("no query of 'queries' has a relevant document in 'qrels'")
     doc_ids = list(corpus)

@@ -10,10 +10,12 @@ Every score follows the model's geometry: InfoNCE logits are minus squared Eucli
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 
 from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.core.contrastive import info_nce, triplet_margin
@@ -26,7 +28,7 @@ from rag_relax_plugins.core.isotropy import (
 )
 from rag_relax_plugins.embedders.gaussian_config import GEOMETRIES, GaussianConfig
 
-__all__ = ["TrainConfig", "contrastive_loss", "isotropy_loss", "lr_at", "training_loss"]
+__all__ = ["TrainConfig", "contrastive_loss", "false_negative_mask", "isotropy_loss", "lr_at", "training_loss"]
 
 _INTS = {"epochs": 1, "batch_size": 2, "grad_accum_steps": 1, "num_slices": 1, "warmup_steps": 0, "seed": 0}
 _NONNEG = ("weight_decay", "lambda_isotropy", "lambda_reg", "lambda_predictor", "margin", "dropout")
@@ -40,9 +42,12 @@ class TrainConfig(DictConfig):
     model, the saved model's values with ``init_model`` / ``resume_from`` (a different explicit
     value is an error). ``freeze_early_layers``: ``0`` trains the whole backbone, ``N`` freezes
     the token embeddings and the first ``N`` layers, ``-1`` freezes the whole backbone.
-    ``cache_frozen_prefix`` keeps the frozen layers' output per text in memory (exact; later
-    epochs and the validation passes run only the trainable layers; see
-    :meth:`~rag_relax_plugins.embedders.gaussian.GaussianEmbedder.enable_prefix_cache`).
+    ``cache_frozen_prefix`` keeps the frozen layers' output per text in memory (later epochs and
+    the validation passes run only the trainable layers; see
+    :meth:`~rag_relax_plugins.embedders.gaussian.GaussianEmbedder.enable_prefix_cache`). The
+    outputs are the same in eval mode; in training the trainable layers run in length-sorted
+    chunks, so dropout (when > 0) draws other masks: an equivalent run, not the same one (a
+    resume must keep the setting).
     ``temperature`` ``None`` picks ``0.1 * D`` (Euclidean, on squared distances) or ``0.05 * D``
     (inner product): for vectors of norm ``sqrt(D)`` both equal cosine similarity at 0.05.
     """
@@ -144,7 +149,44 @@ def lr_at(step: int, *, warmup_steps: int, total_steps: int) -> float:
     return max(0.0, 1.0 - (step - warmup_steps) / remaining)
 
 
-def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None, cfg: TrainConfig, geometry: str) -> torch.Tensor:
+def false_negative_mask(
+    queries: Sequence[str], positives: Sequence[str], negatives: Sequence[Sequence[str]] | None
+) -> torch.Tensor | None:
+    """Candidates of an InfoNCE batch that repeat a row's own positive text (false negatives).
+
+    In-batch negatives are the other rows' positives and hard negatives. When row ``i``'s
+    positive text appears again as another candidate (another row's negative drawn from the
+    positives, as ``prepare-data --negatives`` does, or a duplicate positive), query ``i`` meets
+    its own positive as a "negative": the loss of a perfect model cannot go below ``log 2`` and
+    the pull toward the positive is halved. Such candidates are masked, by text identity (the
+    exact, model-free form of GISTEmbed's false-negative masking, Solatorio 2024). Another
+    positive of the same query text is a different text and stays a negative, as in
+    sentence-transformers' ``MultipleNegativesRankingLoss``.
+
+    Args:
+        queries: ``B`` query texts.
+        positives: ``B`` positive texts (row ``i``'s target).
+        negatives: ``B`` lists of ``M`` hard-negative texts each, or ``None``.
+
+    Returns:
+        ``(B, B * (1 + M)) x bool`` in the candidate layout of :func:`contrastive_loss` (row
+        ``j``'s positive, then its ``M`` negatives), ``True`` where a candidate is masked; never
+        the row's own target. ``None`` when nothing is masked (the loss is then unchanged).
+    """
+    if len(queries) != len(positives) or (negatives is not None and len(negatives) != len(positives)):
+        raise ValueError("queries, positives and negatives must have one entry per row")
+    per_row = 1 + (len(negatives[0]) if negatives else 0)
+    if negatives is not None and any(len(n) != per_row - 1 for n in negatives):
+        raise ValueError("every row needs the same number of negatives")
+    columns = [t for j, p in enumerate(positives) for t in [p, *(negatives[j] if negatives else [])]]
+    rows = [[t == p and c != i * per_row for c, t in enumerate(columns)] for i, p in enumerate(positives)]
+    if not any(any(r) for r in rows):
+        return None
+    return torch.tensor(rows, dtype=torch.bool)
+
+
+def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None, cfg: TrainConfig, geometry: str, *,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE (in-batch negatives, ``neg`` as extra hard negatives) or triplet loss under ``geometry``.
 
     Args:
@@ -153,6 +195,9 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None,
         neg: ``(B, D)`` or ``(B, M, D) x float`` hard negatives of each query, or ``None``.
         cfg: temperature, margin and loss choice.
         geometry: ``"euclidean"`` or ``"inner_product"``.
+        mask: ``(B, B * (1 + M)) x bool`` false negatives (:func:`false_negative_mask`): InfoNCE
+            leaves them out of row ``i``'s softmax, the triplet loss drops the triplets whose
+            negative is masked. ``None`` (or all ``False``) gives the unmasked loss exactly.
 
     Returns:
         ``() x float``.
@@ -161,18 +206,43 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None,
         neg = neg[:, None]  # (B, 1, D)
     if neg is not None and (neg.dim() != 3 or neg.shape[0] != q.shape[0] or neg.shape[2] != q.shape[1]):
         raise ValueError(f"neg must be (B, D) or (B, M, D) with B, D = {tuple(q.shape)}, got {tuple(neg.shape)}")
+    b, per_row = q.shape[0], 1 + (0 if neg is None else neg.shape[1])
+    if mask is not None:
+        if mask.dtype != torch.bool or tuple(mask.shape) != (b, b * per_row):
+            raise ValueError(f"mask must be (B, B * (1 + M)) = {(b, b * per_row)} x bool, got {tuple(mask.shape)} x {mask.dtype}")
+        mask = mask.to(q.device)
+        if mask[torch.arange(b, device=q.device), torch.arange(b, device=q.device) * per_row].any():
+            raise ValueError("mask must not hide a row's own positive")
+        if not mask.any():
+            mask = None
     if cfg.loss == "infonce":
         temp = cfg.temperature or (0.1 if geometry == "euclidean" else 0.05) * q.shape[-1]
         docs = d if neg is None else torch.cat([d[:, None], neg], dim=1)  # (B, 1 + M, D): positive first
         sim: Literal["neg_l2", "dot"] = "neg_l2" if geometry == "euclidean" else "dot"
-        return info_nce(q, docs, temperature=temp, similarity=sim)
+        if mask is None:
+            return info_nce(q, docs, temperature=temp, similarity=sim)
+        cand = docs.reshape(-1, q.shape[1])  # (B * (1 + M), D), the layout of ``mask``
+        scores = -torch.cdist(q, cand).pow(2) if sim == "neg_l2" else q @ cand.T  # (B, B * (1 + M))
+        logits = (scores / temp).masked_fill(mask, float("-inf"))
+        return F.cross_entropy(logits, torch.arange(b, device=q.device) * per_row)
     if neg is None:
         neg = d.roll(1, dims=0)[:, None]  # another row's positive as the negative, (B, 1, D)
+        neg_cols = (torch.arange(b, device=q.device) - 1) % b  # row i's negative is column i - 1, (B,)
+        neg_cols = neg_cols[:, None]  # (B, 1)
+    else:
+        neg_cols = (torch.arange(b, device=q.device) * per_row)[:, None] + torch.arange(1, per_row, device=q.device)  # (B, M)
     m = neg.shape[1]
     qm, dm, nm = (x.reshape(-1, q.shape[1]) for x in (q.repeat_interleave(m, 0), d.repeat_interleave(m, 0), neg))
+    if mask is None:
+        if geometry == "euclidean":
+            return triplet_margin(qm, dm, nm, margin=cfg.margin, distance="euclidean")
+        return torch.relu(cfg.margin - (qm * dm).sum(-1) + (qm * nm).sum(-1)).mean()
     if geometry == "euclidean":
-        return triplet_margin(qm, dm, nm, margin=cfg.margin, distance="euclidean")
-    return torch.relu(cfg.margin - (qm * dm).sum(-1) + (qm * nm).sum(-1)).mean()
+        per = torch.relu((qm - dm).norm(dim=-1) - (qm - nm).norm(dim=-1) + cfg.margin)  # (B * M,)
+    else:
+        per = torch.relu(cfg.margin - (qm * dm).sum(-1) + (qm * nm).sum(-1))
+    keep = ~mask.gather(1, neg_cols).reshape(-1)  # (B * M,), row-major like ``per``
+    return (per * keep).sum() / keep.sum().clamp(min=1)
 
 
 def isotropy_loss(x: torch.Tensor, cfg: TrainConfig, step: int) -> torch.Tensor:
@@ -189,17 +259,19 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
 
 
 def training_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None, cfg: TrainConfig, step: int, *,
-                  geometry: str = "euclidean", predictor: PredictorHead | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  geometry: str = "euclidean", predictor: PredictorHead | None = None,
+                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its weighted parts from query / positive / negative embeddings.
 
-    Shapes: ``q`` and ``d`` ``(B, D)``, ``neg`` ``(B, D)``, ``(B, M, D)`` or ``None``.
+    Shapes: ``q`` and ``d`` ``(B, D)``, ``neg`` ``(B, D)``, ``(B, M, D)`` or ``None``; ``mask``
+    the false negatives of the contrastive term (see :func:`contrastive_loss`).
 
     The regularisers see every embedding of the batch (queries, positives, negatives). Half
     precision inputs (autocast) are upcast, so the loss is computed in float32 (or float64).
     """
     q, d = _upcast(q), _upcast(d)
     neg = None if neg is None else _upcast(neg)
-    parts = {"contrastive": contrastive_loss(q, d, neg, cfg, geometry)}
+    parts = {"contrastive": contrastive_loss(q, d, neg, cfg, geometry, mask=mask)}
     both = torch.cat([q, d] if neg is None else [q, d, neg.reshape(-1, q.shape[1])])  # every embedding, (N, D)
     if cfg.lambda_isotropy > 0 and cfg.isotropy != "none":
         parts["isotropy"] = cfg.lambda_isotropy * isotropy_loss(both, cfg, step)

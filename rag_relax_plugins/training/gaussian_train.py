@@ -3,7 +3,10 @@
 Python API: :func:`train` with a :class:`TrainConfig`; ``rag-relax train`` wraps it. Outputs in
 ``output_dir``: ``train_config.json``, ``training.log``, ``checkpoint_epoch_N/`` (resumable: model,
 optimiser, scheduler, RNG, epoch/step; see :mod:`.gaussian_checkpoint`), ``best_model/`` (lowest
-validation loss), ``final_model/``, ``history.json`` and ``loss_curves.png``.
+validation loss; without ``val_file``, lowest epoch-mean *training* loss, measured with dropout on
+while the weights change), ``final_model/``, ``history.json`` (``step_loss``, ``train_loss``,
+``val_loss`` (empty without ``val_file``), ``selection_loss``: the value ``best_model/`` is chosen
+by) and ``loss_curves.png``.
 
 Commands::
 
@@ -32,7 +35,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins._io import atomic_write_json
-from rag_relax_plugins.core.device import autocast, resolve_device, supports_dtype
+from rag_relax_plugins.core.device import autocast, resolve_device
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training._run_files import pyplot, save_png
@@ -47,12 +50,20 @@ from rag_relax_plugins.training.gaussian_data import Pair, load_pairs
 from rag_relax_plugins.training.gaussian_objective import (
     TrainConfig,
     contrastive_loss,
+    false_negative_mask,
     isotropy_loss,
     lr_at,
     training_loss,
 )
+from rag_relax_plugins.training.gaussian_setup import (
+    build_model,
+    effective_config,
+    ignored_options,
+    precision_notes,
+)
 
-__all__ = ["TrainConfig", "contrastive_loss", "isotropy_loss", "lr_at", "make_batches", "train", "training_loss"]
+__all__ = ["TrainConfig", "contrastive_loss", "isotropy_loss", "lr_at", "make_batches", "precision_notes", "train",
+           "training_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +79,29 @@ def make_batches(pairs: Sequence[Pair], batch_size: int, seed: int, epoch: int, 
     return [[pairs[i] for i in c] for c in chunks if len(c) >= min_size]
 
 
-def _embed(model: GaussianEmbedder, batch: list[Pair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One forward pass over queries, positives (and negatives when every pair has one)."""
+def _embed(model: GaussianEmbedder, batch: list[Pair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """One forward pass over queries, positives (and negatives when every pair has one).
+
+    Returns:
+        ``(B, D)`` queries, ``(B, D)`` positives, ``(B, D)`` negatives or ``None``, and the
+        false-negative mask of the batch (:func:`false_negative_mask`) or ``None``.
+    """
     negs = [p.negative for p in batch if p.negative is not None]
     has_neg = len(negs) == len(batch)
-    out = model([p.query for p in batch] + [p.positive for p in batch] + (negs if has_neg else []))
+    queries, positives = [p.query for p in batch], [p.positive for p in batch]
+    out = model(queries + positives + (negs if has_neg else []))
     b = len(batch)
-    return out[:b], out[b : 2 * b], (out[2 * b :] if has_neg else None)
+    mask = false_negative_mask(queries, positives, [[n] for n in negs] if has_neg else None)
+    return out[:b], out[b : 2 * b], (out[2 * b :] if has_neg else None), mask
+
+
+def _val_batches(pairs: Sequence[Pair], batch_size: int, seed: int) -> list[list[Pair]]:
+    """The validation batches: every pair counts (a trailing single pair joins the batch before it)."""
+    batches = make_batches(pairs, batch_size, seed, 0, min_size=1)
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        last = batches.pop()
+        batches[-1] = batches[-1] + last
+    return batches
 
 
 @torch.no_grad()
@@ -82,62 +109,13 @@ def _val_loss(model: GaussianEmbedder, pairs: Sequence[Pair], cfg: TrainConfig, 
     """Mean loss over the validation pairs (eval mode, fixed slices and batches)."""
     model.eval()
     total, count = 0.0, 0
-    for batch in make_batches(pairs, cfg.batch_size, cfg.seed, 0, min_size=min(2, len(pairs))):
+    for batch in _val_batches(pairs, cfg.batch_size, cfg.seed):
         with autocast(dev, None if cfg.mixed_precision == "no" else cfg.mixed_precision):
-            q, d, n = _embed(model, batch)
-        total += training_loss(q, d, n, cfg, step=0, geometry=model.geometry)[0].item() * len(batch)
+            q, d, n, mask = _embed(model, batch)
+        total += training_loss(q, d, n, cfg, step=0, geometry=model.geometry, mask=mask)[0].item() * len(batch)
         count += len(batch)
     model.train()
     return total / count if count else float("nan")
-
-
-def _same_backbone(a: str | None, b: str | None) -> bool:
-    """Two backbone references name the same thing (folders compared as resolved paths)."""
-    if a is None or b is None or a.startswith("hashing:") or b.startswith("hashing:"):
-        return a == b
-    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
-def _check_against_model(cfg: TrainConfig, model: GaussianEmbedder, source: str, *, settable: bool) -> None:
-    """Refuse options of ``cfg`` that the model actually trained would silently ignore.
-
-    ``output_dim`` / ``geometry`` / ``backbone`` are checked when set (not ``None``). With
-    ``settable=False`` (a model passed to :func:`train`), ``dropout`` and
-    ``freeze_early_layers`` are checked too, unless they keep the :class:`TrainConfig` default
-    (then the model's own values are used); with ``init_model`` / ``resume_from`` they are
-    applied to the loaded model instead.
-    """
-    for name in ("output_dim", "geometry"):
-        want = getattr(cfg, name)
-        if want is not None and want != getattr(model.config, name):
-            raise ValueError(f"{name}={want!r} differs from the {source}'s {getattr(model.config, name)!r}")
-    if cfg.backbone is not None and not any(
-        _same_backbone(cfg.backbone, b) for b in (model.base_backbone, model.config.backbone)
-    ):
-        raise ValueError(f"backbone={cfg.backbone!r} differs from the {source}'s backbone "
-                         f"{model.base_backbone or 'offline MiniLM'!r}: drop the backbone option (the model brings its own)")
-    if settable:
-        return
-    defaults = TrainConfig()
-    if cfg.dropout not in (defaults.dropout, model.config.dropout):
-        raise ValueError(f"dropout={cfg.dropout!r} differs from the {source}'s {model.config.dropout!r}")
-    have = (model.config.freeze, model.config.freeze_layers if model.config.freeze == "first_n" else 0)
-    want_freeze = cfg.freeze_fields()
-    if cfg.freeze_early_layers != defaults.freeze_early_layers and (want_freeze["freeze"], want_freeze["freeze_layers"]) != have:
-        raise ValueError(f"freeze_early_layers={cfg.freeze_early_layers!r} differs from the {source}'s freezing "
-                         f"(freeze={have[0]!r}, freeze_layers={have[1]})")
-
-
-def _build_model(cfg: TrainConfig, dev: torch.device) -> GaussianEmbedder:
-    """A new model, a fine-tuning start (``init_model``) or the checkpoint's model."""
-    source = cfg.init_model if cfg.init_model is not None else (
-        str(Path(cfg.resume_from) / "model") if cfg.resume_from is not None else None
-    )
-    if source is None:
-        return GaussianEmbedder(cfg.model_config(), device=dev)
-    model = GaussianEmbedder.load(source, device=dev, dropout=cfg.dropout, **cfg.freeze_fields())
-    _check_against_model(cfg, model, f"saved model ({source})", settable=True)
-    return model
 
 
 def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[str, Any]:
@@ -149,9 +127,13 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
             allowed together with ``resume_from`` or ``init_model``). Its own dropout and
             freezing are used: ``cfg.output_dim`` / ``geometry`` / ``backbone`` must match it
             when set, ``cfg.dropout`` / ``freeze_early_layers`` when changed from their defaults.
+            The values used are the ones recorded in checkpoints and ``train_config.json``; a
+            resume of such a run takes them from the checkpoint's model.
 
     Returns:
-        ``{"history", "output_dir", "steps", "best_val_loss", "steps_per_second"}``.
+        ``{"history", "output_dir", "steps", "best_val_loss", "steps_per_second"}``;
+        ``best_val_loss`` is the lowest ``history["selection_loss"]`` (a training loss when
+        there is no ``val_file``).
 
     Raises:
         FileNotFoundError: missing train/val file or checkpoint.
@@ -163,6 +145,7 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if model is not None and (cfg.resume_from is not None or cfg.init_model is not None):
         raise ValueError("pass model, or resume_from / init_model in cfg, not both")
+    cfg = effective_config(cfg, model)  # the dropout / freezing trained with, as checkpoints record them
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(Path(cfg.resume_from), options)
@@ -191,12 +174,10 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
     val_pairs = load_pairs(cfg.val_file) if cfg.val_file else []
     dev = resolve_device(cfg.device)
     amp = None if cfg.mixed_precision == "no" else cfg.mixed_precision
-    if amp is not None and not supports_dtype(dev, torch.bfloat16 if amp == "bf16" else torch.float16):
-        log.warning("mixed_precision=%s is not supported on %s; training in float32", amp, dev)
+    for note in precision_notes(dev, amp) + ignored_options(cfg):
+        log.warning("%s", note)
     if model is None:
-        model = _build_model(cfg, dev)
-    else:
-        _check_against_model(cfg, model, "model passed to train()", settable=False)
+        model = build_model(cfg, dev)
     model.to(dev).train()
     had_cache = model.prefix_cache is not None
     if cfg.cache_frozen_prefix:
@@ -218,16 +199,18 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, warmup_steps=cfg.warmup_steps, total_steps=total))
-    # fp16 loss scaling on CUDA only; on MPS fp16 autocast runs unscaled (bf16 is the safer choice)
+    # fp16 loss scaling on CUDA only; on MPS fp16 autocast runs unscaled (see precision_notes)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16" and dev.type == "cuda")
-    if amp == "fp16" and dev.type == "mps":
-        log.warning("mixed_precision=fp16 on MPS runs without loss scaling; prefer bf16")
-    history: dict[str, list[float]] = {"step_loss": [], "train_loss": [], "val_loss": []}
+    history: dict[str, list[Any]] = {"step_loss": [], "train_loss": [], "val_loss": [], "selection_loss": []}
     start_epoch, step, best, best_epoch = 0, 0, float("inf"), None
     if cfg.resume_from is not None:
         state = load_checkpoint_state(Path(cfg.resume_from), optimizer=opt, scheduler=sched, predictor=predictor,
                                       scaler=scaler)
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+        if "selection_loss" not in history:  # older checkpoints stored the selection loss as val_loss
+            history["selection_loss"] = list(history["val_loss"])
+            if not val_pairs:
+                history["val_loss"] = []
         best_epoch = state.get("best_epoch")
         if not restore_best_model(Path(cfg.resume_from), state, out / "best_model") and math.isfinite(best):
             log.warning("checkpoint %s holds no best model (older format): best_model/ will not match "
@@ -247,8 +230,8 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             group_start = i - i % cfg.grad_accum_steps
             group_size = min(cfg.grad_accum_steps, len(batches) - group_start)  # last group may be short
             with autocast(dev, amp):
-                q, d, n = _embed(model, batch)
-            loss, parts = training_loss(q, d, n, cfg, step, geometry=model.geometry, predictor=predictor)
+                q, d, n, mask = _embed(model, batch)
+            loss, parts = training_loss(q, d, n, cfg, step, geometry=model.geometry, predictor=predictor, mask=mask)
             scaler.scale(loss / group_size).backward()
             epoch_losses.append(loss.item())
             group_losses.append(loss.item())
@@ -271,12 +254,19 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
         history["train_loss"].append(sum(epoch_losses) / max(1, len(epoch_losses)))
-        val = _val_loss(model, val_pairs, cfg, dev) if val_pairs else history["train_loss"][-1]
-        if not math.isfinite(val):
-            log.warning("validation loss is %s; selecting best_model by training loss", val)
-            val = history["train_loss"][-1]
-        history["val_loss"].append(val)
-        log.info("epoch %d train_loss %.5f val_loss %.5f", epoch + 1, history["train_loss"][-1], val)
+        # best_model/ is chosen by the validation loss; without a validation file (or when it is
+        # not finite) by the epoch's mean training loss, recorded as selection_loss, not val_loss
+        val = history["train_loss"][-1]
+        if val_pairs:
+            measured = _val_loss(model, val_pairs, cfg, dev)
+            history["val_loss"].append(measured if math.isfinite(measured) else None)
+            if math.isfinite(measured):
+                val = measured
+            else:
+                log.warning("validation loss is %s; selecting best_model by training loss", measured)
+        history["selection_loss"].append(val)
+        log.info("epoch %d train_loss %.5f %s %.5f", epoch + 1, history["train_loss"][-1],
+                 "val_loss" if val_pairs else "selection_loss (training loss, no validation file)", val)
         if val < best:
             best, best_epoch = val, epoch + 1
             model.save(out / "best_model")
@@ -293,15 +283,15 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
     model.save(out / "final_model")
     if not (out / "best_model").exists():  # no finite loss, or an old checkpoint without its best model
         model.save(out / "best_model")
-        if history["val_loss"]:
-            best = history["val_loss"][-1]  # what best_model/ now holds
+        if history["selection_loss"]:
+            best = history["selection_loss"][-1]  # what best_model/ now holds
     _plot(history, out / "loss_curves.png")
     atomic_write_json(out / "history.json", history, indent=None)
     return {"history": history, "output_dir": str(out), "steps": step, "best_val_loss": best,
             "steps_per_second": steps_done / elapsed if elapsed > 0 and steps_done else float("nan")}
 
 
-def _plot(history: dict[str, list[float]], path: Path) -> None:
+def _plot(history: dict[str, list[Any]], path: Path) -> None:
     """Loss curves (per optimiser step, and per epoch) as a PNG; skipped without matplotlib."""
     plt = pyplot()
     if plt is None:
@@ -311,7 +301,9 @@ def _plot(history: dict[str, list[float]], path: Path) -> None:
     axes[0].set(xlabel="optimiser step", ylabel="loss", title="training loss")
     epochs = range(1, len(history["train_loss"]) + 1)
     axes[1].plot(epochs, history["train_loss"], marker="o", label="train")
-    axes[1].plot(epochs, history["val_loss"], marker="o", label="val")
+    if history["val_loss"]:  # absent without a validation file (then best_model/ follows the training loss)
+        val = [float("nan") if v is None else v for v in history["val_loss"]]
+        axes[1].plot(range(1, len(val) + 1), val, marker="o", label="val")
     axes[1].set(xlabel="epoch", ylabel="loss", title="per epoch")
     axes[1].legend()
     save_png(fig, path)

@@ -131,3 +131,18 @@ def test_training_with_cache_matches_training_without(minilm_path, tmp_path) -> 
     assert torch.allclose(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-4)
     with pytest.raises(ValueError, match="cache_frozen_prefix"):
         TrainConfig(train_file=str(pairs), cache_frozen_prefix=True)
+
+
+def test_cache_fills_in_float32_under_autocast(minilm_path) -> None:
+    model = _model().eval()
+    plain = model.enable_prefix_cache()
+    with torch.no_grad():
+        model(TEXTS)
+    ref = {t: plain._states[t].clone() for t in TEXTS}
+    model.disable_prefix_cache()
+    cache = model.enable_prefix_cache()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(TEXTS)  # a mixed-precision training step fills the cache
+    for t in TEXTS:
+        assert cache._states[t].dtype == torch.float32
+        assert torch.equal(cache._states[t], ref[t])  # later float32 encodes reuse exact float32 states

@@ -1,0 +1,152 @@
+"""What a Gaussian-embedder run starts from: the model, the options it really uses, precision advice.
+
+Used by :func:`~rag_relax_plugins.training.gaussian_train.train`: options that the model would
+silently ignore are refused (:func:`check_against_model`); the dropout and freezing the run
+trains with are resolved before the options are stored in checkpoints (:func:`effective_config`),
+so a resume rebuilds the same model; :func:`precision_notes` says what mixed precision does on a
+device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rag_relax_plugins.core.device import supports_dtype
+from rag_relax_plugins.embedders._gaussian_backbone import embedding_dim
+from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+from rag_relax_plugins.training.gaussian_objective import TrainConfig
+
+__all__ = ["build_model", "check_against_model", "effective_config", "ignored_options", "precision_notes"]
+
+log = logging.getLogger("rag_relax_plugins.training.gaussian_train")  # the trainer's log (training.log)
+
+
+def same_backbone(a: str | None, b: str | None) -> bool:
+    """Two backbone references name the same thing (folders compared as resolved paths)."""
+    if a is None or b is None or a.startswith("hashing:") or b.startswith("hashing:"):
+        return a == b
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def check_against_model(cfg: TrainConfig, model: GaussianEmbedder, source: str, *, settable: bool) -> None:
+    """Refuse options of ``cfg`` that the model actually trained would silently ignore.
+
+    ``output_dim`` / ``geometry`` / ``backbone`` are checked when set (not ``None``). With
+    ``settable=False`` (a model passed to :func:`~.gaussian_train.train`), ``dropout`` and
+    ``freeze_early_layers`` are checked too, unless they keep the :class:`TrainConfig` default
+    (then the model's own values are used); with ``init_model`` / ``resume_from`` they are
+    applied to the loaded model instead.
+    """
+    for name in ("output_dim", "geometry"):
+        want = getattr(cfg, name)
+        if want is not None and want != getattr(model.config, name):
+            raise ValueError(f"{name}={want!r} differs from the {source}'s {getattr(model.config, name)!r}")
+    if cfg.backbone is not None and not any(
+        same_backbone(cfg.backbone, b) for b in (model.base_backbone, model.config.backbone)
+    ):
+        raise ValueError(f"backbone={cfg.backbone!r} differs from the {source}'s backbone "
+                         f"{model.base_backbone or 'offline MiniLM'!r}: drop the backbone option (the model brings its own)")
+    if settable:
+        return
+    defaults = TrainConfig()
+    if cfg.dropout not in (defaults.dropout, model.config.dropout):
+        raise ValueError(f"dropout={cfg.dropout!r} differs from the {source}'s {model.config.dropout!r}")
+    have = (model.config.freeze, model.config.freeze_layers if model.config.freeze == "first_n" else 0)
+    want_freeze = cfg.freeze_fields()
+    if cfg.freeze_early_layers != defaults.freeze_early_layers and (want_freeze["freeze"], want_freeze["freeze_layers"]) != have:
+        raise ValueError(f"freeze_early_layers={cfg.freeze_early_layers!r} differs from the {source}'s freezing "
+                         f"(freeze={have[0]!r}, freeze_layers={have[1]})")
+
+
+def model_settings(dropout: float, freeze: str, freeze_layers: int) -> dict[str, Any]:
+    """``dropout`` and ``freeze_early_layers`` of :class:`TrainConfig` from a model config's fields."""
+    layers = {"all": -1, "first_n": freeze_layers}.get(freeze, 0)
+    return {"dropout": dropout, "freeze_early_layers": layers}
+
+
+def effective_config(cfg: TrainConfig, model: GaussianEmbedder | None) -> TrainConfig:
+    """``cfg`` with the dropout and freezing the run really trains with (stored in checkpoints).
+
+    A model passed to :func:`~.gaussian_train.train` brings its own (``cfg`` must match it, or keep the
+    defaults). A resume takes them from the checkpoint's ``model/config.json`` where ``cfg``
+    keeps the defaults, so a run started with ``model=`` resumes with that model's settings; a
+    value set explicitly is compared with the checkpoint's by the resume check.
+    """
+    if model is not None:
+        check_against_model(cfg, model, "model passed to train()", settable=False)
+        mc = model.config
+        return dataclasses.replace(cfg, **model_settings(mc.dropout, mc.freeze, mc.freeze_layers))
+    if cfg.resume_from is None:
+        return cfg
+    file = Path(cfg.resume_from) / "model" / "config.json"
+    if not file.is_file():
+        return cfg  # not a checkpoint: the resume check says so
+    try:
+        saved = json.loads(file.read_text(encoding="utf-8"))
+        settings = model_settings(float(saved["dropout"]), str(saved["freeze"]), int(saved["freeze_layers"]))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{file}: not a readable Gaussian embedder config ({exc})") from exc
+    defaults = TrainConfig()
+    keep = {k: v for k, v in settings.items() if getattr(cfg, k) == getattr(defaults, k)}
+    return dataclasses.replace(cfg, **keep)
+
+
+def precision_notes(dev: torch.device, amp: str | None) -> list[str]:
+    """Warnings for ``mixed_precision`` ``amp`` (``None``, ``"bf16"`` or ``"fp16"``) on ``dev``.
+
+    bf16 autocast runs on CUDA devices that support it; fp16 on CUDA (with loss scaling) and on
+    MPS (without: ``GradScaler`` is CUDA-only here). bf16 on MPS is not enabled
+    (:func:`~rag_relax_plugins.core.device.supports_dtype`), so there it falls back to float32,
+    as everything does on CPU.
+    """
+    if amp is None:
+        return []
+    if not supports_dtype(dev, torch.bfloat16 if amp == "bf16" else torch.float16):
+        return [f"mixed_precision={amp} is not supported on {dev}; training in float32"]
+    if amp == "fp16" and dev.type == "mps":
+        return ["mixed_precision=fp16 on MPS runs without loss scaling, so small gradients can underflow; "
+                "train in float32 (mixed_precision='no') if the loss stalls or turns non-finite "
+                "(bf16 autocast is not available on MPS)"]
+    return []
+
+
+def build_model(cfg: TrainConfig, dev: torch.device) -> GaussianEmbedder:
+    """A new model, a fine-tuning start (``init_model``) or the checkpoint's model."""
+    source = cfg.init_model if cfg.init_model is not None else (
+        str(Path(cfg.resume_from) / "model") if cfg.resume_from is not None else None
+    )
+    if source is None:
+        model = GaussianEmbedder(cfg.model_config(), device=dev)
+        in_dim = embedding_dim(model.backbone)
+        if model.config.head_init == "identity" and model.dim < in_dim:
+            log.warning("output_dim=%d is below the backbone dimension %d: the identity head starts as a projection, "
+                        "so the untrained model does not rank exactly like the backbone", model.dim, in_dim)
+        return model
+    model = GaussianEmbedder.load(source, device=dev, dropout=cfg.dropout, **cfg.freeze_fields())
+    check_against_model(cfg, model, f"saved model ({source})", settable=True)
+    return model
+
+
+def ignored_options(cfg: TrainConfig) -> list[str]:
+    """Options changed from their defaults that this configuration does not use (one line each).
+
+    Harmless, so :func:`~.gaussian_train.train` only warns: e.g. a margin with InfoNCE or a
+    target std with ``lambda_reg == 0``.
+    """
+    d = TrainConfig()
+    rules = [
+        ("margin", cfg.loss != "triplet", "the margin is used by the triplet loss only"),
+        ("temperature", cfg.loss != "infonce", "the temperature is used by InfoNCE only"),
+        ("num_slices", cfg.isotropy != "sigreg", "num_slices is used by isotropy='sigreg' only"),
+        ("lambda_isotropy", cfg.isotropy == "none", "lambda_isotropy has no effect with isotropy='none'"),
+        ("target_std", cfg.lambda_reg == 0, "target_std is used only with lambda_reg > 0"),
+        ("lambda_predictor", not cfg.predictor, "lambda_predictor is used only with predictor=True"),
+    ]
+    return [f"{name}={getattr(cfg, name)!r} is ignored: {why}" for name, unused, why in rules
+            if unused and getattr(cfg, name) != getattr(d, name)]

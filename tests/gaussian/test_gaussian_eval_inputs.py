@@ -1,0 +1,42 @@
+"""Evaluation: queries judged only non-relevant, and the baseline's token limit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag_relax_plugins.cli import main
+from rag_relax_plugins.embedders.gaussian import GaussianConfig, GaussianEmbedder
+from rag_relax_plugins.training.gaussian_eval import evaluate_model
+
+DATA = {"corpus": {"d0": "cats purr", "d1": "dogs bark", "d2": "bees make honey"},
+        "queries": {"q0": "cats purr", "q1": "dogs bark"}, "qrels": {"q0": {"d0": 1}}}
+
+
+def test_queries_judged_only_non_relevant_are_left_out() -> None:
+    model = GaussianEmbedder(GaussianConfig(backbone="hashing:64", output_dim=64, freeze="all"), device="cpu")
+    one = evaluate_model(model, DATA)
+    both = evaluate_model(model, {**DATA, "qrels": {"q0": {"d0": 1}, "q1": {"d1": 0, "d2": 0}}})
+    assert one["num_queries"] == both["num_queries"] == 1
+    assert both["metrics"] == one["metrics"] and one["metrics"]["recall@1"] == 1.0
+    with pytest.raises(ValueError, match="relevant"):
+        evaluate_model(model, {**DATA, "qrels": {"q1": {"d1": 0}}})
+
+
+def test_baseline_reads_as_many_tokens_as_the_model(minilm_path, tmp_path) -> None:
+    from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
+
+    long = "the history of the Roman empire " * 10
+    data = {"corpus": {"d0": long + "ends with cats", "d1": long + "ends with dogs", "d2": "bees make honey"},
+            "queries": {"q": "cats"}, "qrels": {"q": {"d0": 1}}}
+    (tmp_path / "eval.json").write_text(json.dumps(data))
+    GaussianEmbedder(GaussianConfig(output_dim=8, freeze="all", max_seq_length=16), device="cpu").save(tmp_path / "m")
+    report = tmp_path / "r.json"
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json"),
+                 "--output", str(report), "--device", "cpu", "--baseline"]) == 0
+    got = json.loads(report.read_text())["baseline"]["diagnostics"]["per_dim_std"]
+    short = evaluate_model(SentenceTransformerEncoder(None, device="cpu", max_seq_length=16), data, geometry="cosine")
+    full = evaluate_model(SentenceTransformerEncoder(None, device="cpu"), data, geometry="cosine")
+    assert short["diagnostics"]["per_dim_std"] != pytest.approx(full["diagnostics"]["per_dim_std"], abs=1e-3)
+    assert got == pytest.approx(short["diagnostics"]["per_dim_std"], abs=1e-4)

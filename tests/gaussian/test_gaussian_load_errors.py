@@ -1,0 +1,75 @@
+"""Corrupt or foreign model folders and checkpoints: a ValueError naming the file (a CLI message)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from rag_relax_plugins.cli import main
+from rag_relax_plugins.embedders.gaussian import GaussianConfig, GaussianEmbedder
+from rag_relax_plugins.training import gaussian_checkpoint as ckpt
+
+
+@pytest.fixture
+def good(tmp_path):
+    GaussianEmbedder(GaussianConfig(backbone="hashing:64", output_dim=16, freeze="all"), device="cpu").save(tmp_path / "good")
+    return tmp_path / "good"
+
+
+@pytest.mark.parametrize(("name", "config", "head", "match"), [
+    ("list_config", "[1, 2]", None, r"config.json: expected a JSON object"),
+    ("foreign_config", json.dumps({"model_type": "bert", "hidden_size": 384}), None, r"config.json: not a Gaussian embedder config .*unknown keys"),
+    ("bad_field", None, None, r"config.json: not a Gaussian embedder config .*dropout"),
+    ("truncated_head", None, "truncate", r"head.safetensors: not a readable safetensors file"),
+    ("other_head", None, "other", r"head.safetensors: does not fit the head"),
+])
+def test_bad_model_folder_names_the_file(good, tmp_path, name, config, head, match) -> None:
+    folder = tmp_path / name
+    shutil.copytree(good, folder)
+    if name == "bad_field":
+        data = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**data, "dropout": "high"}))
+    elif config is not None:
+        (folder / "config.json").write_text(config)
+    if head == "truncate":
+        (folder / "head.safetensors").write_bytes((good / "head.safetensors").read_bytes()[:100])
+    elif head == "other":
+        GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=16, freeze="all"), device="cpu").save(tmp_path / "o")
+        shutil.copy(tmp_path / "o" / "head.safetensors", folder / "head.safetensors")
+    with pytest.raises(ValueError, match=match):
+        GaussianEmbedder.load(folder, device="cpu")
+    eval_file = tmp_path / "eval.json"
+    eval_file.write_text(json.dumps({"corpus": {"d": "x"}, "queries": {"q": "x"}, "qrels": {"q": {"d": 1}}}))
+    assert main(["evaluate", "--model", str(folder), "--eval-file", str(eval_file), "--device", "cpu"]) == 2
+
+
+def test_corrupt_checkpoint_files_name_the_file(good, tmp_path) -> None:
+    model = GaussianEmbedder.load(good, device="cpu")
+    opt = torch.optim.AdamW(model.head.parameters())
+    model.head(torch.randn(2, 64)).sum().backward()
+    opt.step()  # some optimiser state to save
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    ck = tmp_path / "ck"
+    ckpt.save_checkpoint(ck, model=model, optimizer=opt, scheduler=sched, predictor=None,
+                         state={"epoch": 1, "step": 1, "best": 1.0, "best_epoch": 1, "history": {}})
+
+    def load():
+        ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None)
+
+    load()
+    good_rng = (ck / "rng.safetensors").read_bytes()
+    (ck / "rng.safetensors").write_bytes(good_rng[:50])
+    with pytest.raises(ValueError, match=r"rng.safetensors: not a readable safetensors file"):
+        load()
+    (ck / "rng.safetensors").write_bytes(good_rng)
+    (ck / "optimizer.safetensors").write_bytes(b"\0" * 40)
+    with pytest.raises(ValueError, match=r"ck: unreadable optimiser state"):
+        load()
+    (ck / "trainer_state.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"trainer_state.json: not a readable checkpoint state"):
+        load()
+    with pytest.raises(ValueError, match=r"trainer_state.json: not a readable checkpoint state"):
+        ckpt.check_resume(ck, {})

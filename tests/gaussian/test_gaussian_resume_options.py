@@ -1,0 +1,71 @@
+"""A resume takes the model settings the run really trained with; what a resume may change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rag_relax_plugins.embedders.gaussian import GaussianConfig, GaussianEmbedder
+from rag_relax_plugins.training import gaussian_checkpoint as ckpt
+from rag_relax_plugins.training.gaussian_train import TrainConfig, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def base(tmp_path):
+    rows = [{"query": f"query number {i}", "positive": f"passage {i} about subject {i}"} for i in range(8)]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return dict(train_file=str(tmp_path / "t.jsonl"), batch_size=4, epochs=2, num_slices=8, show_progress=False, device="cpu")
+
+
+def test_resume_of_a_run_with_a_model_passed_in(tmp_path, base) -> None:
+    m = GaussianEmbedder(GaussianConfig(backbone="hashing:64", output_dim=16, freeze="all", dropout=0.5), device="cpu")
+    full = train(TrainConfig(output_dir=str(tmp_path / "full"), **base), model=m)["history"]
+    ck = tmp_path / "full" / "checkpoint_epoch_1"
+    stored = json.loads((ck / "trainer_state.json").read_text())["config"]
+    assert (stored["dropout"], stored["freeze_early_layers"]) == (0.5, -1)  # the settings trained with
+    res = train(TrainConfig(output_dir=str(tmp_path / "res"), resume_from=str(ck), **base))["history"]
+    assert res == full
+    saved = json.loads((tmp_path / "res" / "final_model" / "config.json").read_text())
+    assert (saved["dropout"], saved["freeze"]) == (0.5, "all")
+    with pytest.raises(ValueError, match=r"different options: dropout \(checkpoint 0.5, now 0.3\)"):
+        train(TrainConfig(output_dir=str(tmp_path / "x"), resume_from=str(ck), dropout=0.3, **base))
+
+
+def test_cache_frozen_prefix_must_match_on_resume(tmp_path) -> None:
+    assert "cache_frozen_prefix" not in ckpt.RESUME_RUNTIME_ONLY
+    opts = TrainConfig(train_file="t.jsonl", freeze_early_layers=4).to_dict()
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"config": ckpt.checkpoint_options(opts)}))
+    ckpt.check_resume(tmp_path, ckpt.checkpoint_options(opts))
+    with pytest.raises(ValueError, match=r"cache_frozen_prefix \(checkpoint False, now True\)"):
+        ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "cache_frozen_prefix": True}))
+
+
+def test_mps_generator_state_is_checkpointed(tmp_path, monkeypatch) -> None:
+    state = torch.arange(16, dtype=torch.uint8)
+    restored: list[torch.Tensor] = []
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda *a, **k: state.clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda s, *a, **k: restored.append(s))
+    model = GaussianEmbedder(GaussianConfig(backbone="hashing:16", output_dim=4, freeze="all"), device="cpu")
+    opt = torch.optim.AdamW(model.head.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    ckpt.save_checkpoint(tmp_path / "ck", model=model, optimizer=opt, scheduler=sched, predictor=None,
+                         state={"epoch": 1, "step": 0, "best": 1.0, "best_epoch": 1, "history": {}})
+    ckpt.load_checkpoint_state(tmp_path / "ck", optimizer=opt, scheduler=sched, predictor=None)
+    assert len(restored) == 1 and torch.equal(restored[0], state)
+
+
+def test_resume_from_a_checkpoint_with_the_older_history(tmp_path, base) -> None:
+    cfg = dict(base, backbone="hashing:64", output_dim=16)
+    full = train(TrainConfig(output_dir=str(tmp_path / "full"), **cfg))["history"]
+    ck = tmp_path / "full" / "checkpoint_epoch_1"
+    state = json.loads((ck / "trainer_state.json").read_text())
+    old = dict(state["history"])
+    old["val_loss"] = old.pop("selection_loss")  # before: the selection loss was stored as val_loss
+    (ck / "trainer_state.json").write_text(json.dumps({**state, "history": old}))
+    res = train(TrainConfig(output_dir=str(tmp_path / "res"), resume_from=str(ck), **cfg))["history"]
+    assert res == full and res["val_loss"] == [] and res["selection_loss"] == res["train_loss"]
