@@ -5,8 +5,11 @@ Example::
     rag-relax train-maxsim --output runs/maxsim --epochs 4 --eval
 
 Rows ``[0, --train-rows)`` of ``hotpotqa/distractor_500.jsonl`` train (the last ``--val-rows``
-of them select ``best_model``); with ``--eval`` the remaining rows are the test split, scored
-before and after training. See :mod:`rag_relax_plugins.training.maxsim_train`.
+of them select ``best_model``; ``--val-rows 0``: the epoch with the lowest mean training loss);
+with ``--eval`` the remaining rows are the test split, scored before and after training (after:
+``best_model``, or ``final_model`` with a note when this run wrote no ``best_model``, e.g. a
+resume of a finished checkpoint into a new ``--output``). See
+:mod:`rag_relax_plugins.training.maxsim_train`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 NAME = "train-maxsim"
 HELP = "train the MaxSim reranker's projection contrastively (in-batch + hard negatives) on HotpotQA"
@@ -24,10 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--output", "-o", required=True, help="output folder (models, checkpoints, curves)")
     a("--data", default=None, help="distractor JSONL or data folder (default: $RAG_RELAX_DATA or ../shared/data)")
     a("--train-rows", type=int, default=400, help="first N rows train, the rest test (default 400)")
-    a("--val-rows", type=int, default=40, help="last M training rows select best_model (default 40; 0: none)")
+    a("--val-rows", type=int, default=40,
+      help="last M training rows select best_model by MRR (default 40; 0: none, the epoch with the lowest "
+           "mean training loss is best)")
     a("--evidence", action="store_true", help="add hotpotqa/evidence_500.jsonl as extra training pairs")
     a("--backbone", default=None, help="local sentence-transformers folder (default: offline MiniLM)")
-    a("--projection-dim", type=int, default=128, help="projection size (default 128; 0: no projection)")
+    a("--projection-dim", type=int, default=128, help="projection size (default 128; 0: no projection, needs --train-last-layers > 0)")
     a("--max-seq-length", type=int, default=256)
     a("--train-last-layers", type=int, default=0, help="also fine-tune the last N backbone layers (slow on CPU)")
     a("--epochs", type=int, default=4)
@@ -81,7 +87,23 @@ def run(args: argparse.Namespace) -> int:
     report["steps"] = result["steps"]
     report["output_dir"] = result["output_dir"]
     if args.eval:
-        best = MaxSimReranker.load(f"{cfg.output_dir}/best_model", encoder=reranker.encoder)
-        report["test_after"] = test_metrics(best)
+        folder = _evaluated_model(Path(cfg.output_dir))
+        report["evaluated_model"] = str(folder)
+        report["test_after"] = test_metrics(MaxSimReranker.load(folder, encoder=reranker.encoder))
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _evaluated_model(output: Path) -> Path:
+    """``output/best_model``, or ``output/final_model`` (with a note on stderr) when this run wrote
+    no best model: no complete epoch of it beat the checkpoint it resumed from, or none completed."""
+    from rag_relax_plugins._io import find_saved_folder
+
+    best = output / "best_model"
+    try:
+        return find_saved_folder(best, "config.json")
+    except FileNotFoundError:
+        pass
+    sys.stderr.write(f"note: no best_model in {output} (this run completed no epoch that beat the best "
+                     "recorded before it); --eval scores final_model\n")
+    return output / "final_model"

@@ -27,7 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--epochs", type=int, default=1)
     a("--scorer", choices=["cross", "bi"], default="cross")
     a("--backbone", default=None, help="local scorer backbone folder (default: offline MiniLM)")
-    a("--init-from", default=None, help="start from a saved GumbelReranker folder")
+    a(
+        "--init-from",
+        default=None,
+        help="start from a saved GumbelReranker folder (it decides --scorer, --backbone, "
+        "--scorer-max-length and --trainable-layers; other values than the saved ones are refused)",
+    )
+    a("--scorer-max-length", type=int, default=128, help="word pieces per scorer input (default 128)")
+    a(
+        "--trainable-layers",
+        type=int,
+        default=-1,
+        help="top scorer backbone layers trained; lower ones frozen (default -1: all)",
+    )
     a("--resume-from", default=None, help="a checkpoint_step_N folder to resume from")
     a("--k", type=int, default=2)
     a("--mode", choices=["l2x", "subset"], default="l2x")
@@ -44,9 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a("--learning-rate", type=float, default=5e-5)
     a("--head-learning-rate", type=float, default=3e-3)
+    a("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
+    a("--max-grad-norm", type=float, default=1.0, help="gradient clipping norm (default 1.0)")
     a("--grad-accum-steps", type=int, default=4)
     a("--max-steps", type=int, default=None)
     a("--save-every-steps", type=int, default=25)
+    a("--keep-checkpoints", type=int, default=2, help="newest checkpoint_step_N folders kept (default 2)")
     a("--seed", type=int, default=0)
     a("--device", default=None)
     a("--no-progress", action="store_true")
@@ -66,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         scorer=args.scorer,
         backbone=args.backbone,
         init_from=args.init_from,
+        scorer_max_length=args.scorer_max_length,
+        trainable_layers=args.trainable_layers,
         resume_from=args.resume_from,
         k=args.k,
         mode=args.mode,
@@ -75,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
         cache_reader_states=args.cache_reader_states,
         learning_rate=args.learning_rate,
         head_learning_rate=args.head_learning_rate,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
         grad_accum_steps=args.grad_accum_steps,
         max_steps=args.max_steps,
         save_every_steps=args.save_every_steps,
+        keep_checkpoints=args.keep_checkpoints,
         seed=args.seed,
         device=args.device,
         show_progress=not args.no_progress,

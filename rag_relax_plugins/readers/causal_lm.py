@@ -82,7 +82,9 @@ class CausalLMReader:
     Args:
         model_path: local transformers folder; ``None``: the cached offline SmolLM2.
         model, tokenizer: an already loaded pair (overrides ``model_path``).
-        variant: DMA layout, ``"independent"`` (default, the paper's) or ``"concatenated"`` (see :mod:`.dma`).
+        variant: DMA layout, ``"independent"`` (default, the paper's; recommended for training) or
+            ``"concatenated"`` (its ``m_i = 0`` is not the pruned prompt :meth:`generate` reads, see
+            :mod:`.dma`).
         doc_tokens: tokens kept per document.
         instruction: system instruction of the prompt.
         device: ``None`` resolves cuda, then mps, then cpu.

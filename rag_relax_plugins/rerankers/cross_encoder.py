@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from rag_relax_plugins._errors import require
+from rag_relax_plugins.rerankers.base import read_json_config, read_safetensors
 
 __all__ = ["BiEncoderScorer", "CrossEncoderScorer", "PairScorer", "load_scorer"]
 
@@ -213,16 +214,15 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
     """Rebuild a scorer saved by :meth:`PairScorer.save_into`.
 
     Raises:
-        FileNotFoundError: missing files. ValueError: unknown kind or format version.
+        FileNotFoundError: missing files. ValueError: unknown kind or format version; a corrupt
+            ``scorer.json`` or ``model.safetensors`` (the message names the file).
     """
-    from safetensors.torch import load_file
-
     transformers = require("transformers", "st")
     root = Path(folder)
     cfg_file = root / "scorer.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"no scorer.json in {root}")
-    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    cfg = read_json_config(cfg_file)
     if cfg.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"unsupported scorer format_version {cfg.get('format_version')!r} in {cfg_file}"
@@ -240,5 +240,5 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
         _config=bcfg,
         _tokenizer=tok,
     )
-    scorer.load_state_dict(load_file(str(root / "model.safetensors")))
+    scorer.load_state_dict(read_safetensors(root / "model.safetensors"))
     return scorer

@@ -23,12 +23,17 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins._io import atomic_folder, find_saved_folder
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.gumbel import RelaxedTopKMode, hard_topk_mask, relaxed_topk
 from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.validation import check_k, check_positive
-from rag_relax_plugins.rerankers.base import BaseReranker, check_candidates, sigmoid_relevance
+from rag_relax_plugins.rerankers.base import (
+    BaseReranker,
+    check_candidates,
+    read_json_config,
+    sigmoid_relevance,
+)
 from rag_relax_plugins.rerankers.cross_encoder import PairScorer, build_scorer, load_scorer
 
 __all__ = ["DEFAULT_KAPPA", "DEFAULT_TAU", "GumbelReranker", "relevance"]
@@ -37,6 +42,7 @@ __all__ = ["DEFAULT_KAPPA", "DEFAULT_TAU", "GumbelReranker", "relevance"]
 DEFAULT_TAU = 1.0
 DEFAULT_KAPPA = 1.0
 FORMAT_VERSION = 1
+MODEL_TYPE = "gumbel"  # config.json "type": tells this folder from a MaxSim reranker's
 
 
 relevance = sigmoid_relevance  # the cross-encoder's mapping (module-level name kept for callers)
@@ -108,6 +114,10 @@ class GumbelReranker(BaseReranker):
     def score(self, query: str, documents: Sequence[str]) -> torch.Tensor:
         """Deterministic scores of every candidate.
 
+        Each distinct text is scored once (in batches of ``batch_size``) and its score copied to
+        its duplicates: copies tie exactly, so :meth:`rerank` keeps them in input order (padding
+        a batch to a longer text changes a pooled score in its last bits).
+
         Args:
             query: the query text.
             documents: ``N >= 1`` candidate texts.
@@ -121,12 +131,15 @@ class GumbelReranker(BaseReranker):
         query, docs = check_candidates(query, documents)
         if not docs:
             raise ValueError("documents must hold at least one candidate to score")
+        where: dict[str, int] = {}  # distinct text -> its row among the scored texts
+        rows = [where.setdefault(d, len(where)) for d in docs]
+        unique = list(where)
         with torch.inference_mode(), eval_mode(self.scorer):
             parts = [
-                self.scorer(query, docs[i : i + self.batch_size]).float().cpu()
-                for i in range(0, len(docs), self.batch_size)
+                self.scorer(query, unique[i : i + self.batch_size]).float().cpu()
+                for i in range(0, len(unique), self.batch_size)
             ]
-        return torch.cat(parts)
+        return torch.cat(parts)[torch.tensor(rows)]  # (N,): each candidate's text's score
 
     def relevance(self, score: float) -> float:
         """Relevance in ``[0, 1]`` of a raw score: ``sigmoid(score)`` for the cross-encoder (a logit),
@@ -163,7 +176,10 @@ class GumbelReranker(BaseReranker):
     ) -> torch.Tensor:
         """Relaxed top-``k`` mask of ``(N,)`` or ``(B, N)`` scores (Gumbel noise, ``tau``, ``kappa``).
 
-        ``k`` larger than ``N`` is clipped to ``N`` (a question with few candidates keeps them all).
+        ``k`` larger than ``N`` is clipped to ``N``. With ``mode="subset"`` a question with at most
+        ``k`` candidates then keeps them all (an all-ones mask, no gradient); with ``"l2x"`` it does
+        not: the mask is the maximum over ``k`` Gumbel-softmax draws, below 1 where no draw picks
+        a candidate, so the scores still get a gradient (``k >= N`` only weakens the selection).
         """
         k = self.k if k is None else k
         return relaxed_topk(
@@ -183,6 +199,7 @@ class GumbelReranker(BaseReranker):
     def config_dict(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
+            "type": MODEL_TYPE,
             "k": self.k,
             "mode": self.mode,
             "tau": self.tau,
@@ -204,16 +221,26 @@ class GumbelReranker(BaseReranker):
     ) -> GumbelReranker:
         """Load a reranker written by :meth:`save_pretrained` (or by ``rag-relax train-reranker``).
 
+        A crash between the two renames of a replacing save leaves only the previous save, as
+        ``.<name>.old-*``; it is loaded then (:func:`~rag_relax_plugins._io.find_saved_folder`).
+
         Raises:
-            FileNotFoundError: no ``config.json``. ValueError: unsupported format version.
+            FileNotFoundError: no ``config.json``. ValueError: unsupported format version; a
+                folder of another model type (``"type"`` other than ``"gumbel"``; saves without a
+                type, from before it was written, are accepted); a corrupt ``config.json``,
+                ``scorer.json`` or ``model.safetensors`` (the message names the file).
         """
-        root = Path(folder)
-        cfg_file = root / "config.json"
-        if not cfg_file.is_file():
+        try:
+            root = find_saved_folder(folder, "config.json")
+        except FileNotFoundError:
             raise FileNotFoundError(
-                f"no config.json in {root} (expected a folder written by save_pretrained)"
-            )
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+                f"no config.json in {folder} (expected a folder written by save_pretrained)"
+            ) from None
+        cfg_file = root / "config.json"
+        cfg = read_json_config(cfg_file)
+        if cfg.get("type", MODEL_TYPE) != MODEL_TYPE:
+            raise ValueError(f"{root} is not a Gumbel reranker (config.json has type {cfg['type']!r}); "
+                             "load it with the class that saved it")
         if cfg.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"unsupported format_version {cfg.get('format_version')!r} in {cfg_file}"

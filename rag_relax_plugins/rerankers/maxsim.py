@@ -37,13 +37,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins._io import atomic_folder, find_saved_folder
 from rag_relax_plugins.core.maxsim import maxsim_packed
 from rag_relax_plugins.embedders.base import TokenEmbeddings, TokenEncoder
-from rag_relax_plugins.rerankers.base import BaseReranker, check_candidates
+from rag_relax_plugins.rerankers.base import (
+    BaseReranker,
+    check_candidates,
+    read_json_config,
+    read_safetensors,
+)
 from rag_relax_plugins.rerankers.maxsim_config import MaxSimConfig, check_int
 
 __all__ = ["FORMAT_VERSION", "MaxSimConfig", "MaxSimHead", "MaxSimReranker", "PackedTokens", "pack_tokens"]
@@ -347,21 +352,36 @@ class MaxSimReranker(BaseReranker):
                 any, are overwritten with the saved ones).
             device, batch_size: as in the constructor.
 
+        A crash between the two renames of a replacing :meth:`save` leaves only the previous
+        save, as ``.<name>.old-*``; it is loaded then (:func:`~rag_relax_plugins._io.find_saved_folder`).
+
         Raises:
             FileNotFoundError: no ``config.json`` / ``model.safetensors`` in ``path``.
-            ValueError: unknown format version, or weights that do not match the config.
+            ValueError: a corrupt ``config.json`` or ``model.safetensors`` (the message names it),
+                a folder of another model type (``"type"`` other than ``"maxsim"``; a save
+                without a ``"type"`` is accepted only when its keys are all :class:`MaxSimConfig`
+                fields), unknown format version, or weights that do not match the config.
         """
-        folder = Path(path)
+        try:
+            folder = find_saved_folder(path, _CONFIG)
+        except FileNotFoundError:
+            folder = Path(path)
         for name in (_CONFIG, _WEIGHTS):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"no saved MaxSim reranker at {folder} (missing {name})")
-        meta = json.loads((folder / _CONFIG).read_text(encoding="utf-8"))
+        meta = read_json_config(folder / _CONFIG)
         version = meta.pop("format_version", None)
-        kind = meta.pop("type", "maxsim")
-        if version != FORMAT_VERSION or kind != "maxsim":
-            raise ValueError(f"{folder} holds format {kind!r} v{version}; expected 'maxsim' v{FORMAT_VERSION}")
+        kind = meta.pop("type", None)
+        fields = set(MaxSimConfig.__dataclass_fields__)
+        if kind is None and not set(meta) <= fields:  # a save from before "type" was written
+            kind = "unknown"
+        if kind not in (None, "maxsim"):
+            raise ValueError(f"{folder} is not a MaxSim reranker (config.json has type {kind!r}, keys "
+                             f"{sorted(meta)}); load it with the class that saved it")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{folder} holds format 'maxsim' v{version}; expected v{FORMAT_VERSION}")
         rr = cls(MaxSimConfig.from_dict(meta), encoder=encoder, device=device, batch_size=batch_size)
-        tensors = load_file(str(folder / _WEIGHTS), device="cpu")
+        tensors = read_safetensors(folder / _WEIGHTS)
         head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
         try:
             rr.head.load_state_dict(head, strict=True)

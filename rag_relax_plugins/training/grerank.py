@@ -43,12 +43,15 @@ from rag_relax_plugins.rerankers.gumbel import DEFAULT_KAPPA, DEFAULT_TAU, Gumbe
 from rag_relax_plugins.training._run_files import prune_checkpoints
 from rag_relax_plugins.training.grerank_checkpoint import (
     check_resume,
+    checkpoint_folder,
     checkpoint_options,
     load_checkpoint,
+    load_checkpoint_weights,
     plot_curves,
     save_checkpoint,
 )
 from rag_relax_plugins.training.grerank_eval import hotpot_split
+from rag_relax_plugins.training.grerank_init import effective_config
 
 if TYPE_CHECKING:
     from rag_relax_plugins.readers.causal_lm import DocumentStates
@@ -72,7 +75,9 @@ class GRerankConfig(DictConfig):
     epochs: int = 1
     scorer: str = "cross"
     backbone: str | None = None
-    init_from: str | None = None  # start from a saved GumbelReranker folder
+    # start from a saved GumbelReranker folder: it decides scorer, backbone, scorer_max_length and
+    # trainable_layers (other explicit values are refused: grerank_init.effective_config)
+    init_from: str | None = None
     scorer_max_length: int = 128
     trainable_layers: int = -1
     k: int = 2
@@ -80,6 +85,8 @@ class GRerankConfig(DictConfig):
     tau: float = DEFAULT_TAU
     kappa: float = DEFAULT_KAPPA
     reader_path: str | None = None  # default: the offline SmolLM2
+    # independent: m_i = 0 equals deleting document i from the prompt generate() reads;
+    # concatenated: not quite (the document's positions stay as a gap, see readers/dma.py)
     variant: Literal["concatenated", "independent"] = "independent"
     doc_tokens: int = 48
     # keep the reader's document states of every training question after its first visit, so
@@ -101,6 +108,8 @@ class GRerankConfig(DictConfig):
     def __post_init__(self) -> None:
         if self.supervision not in ("reader", "labels"):
             raise ValueError(f"supervision must be 'reader' or 'labels', got {self.supervision!r}")
+        if self.mode not in ("l2x", "subset"):  # relaxed_topk knows more, GumbelReranker only these
+            raise ValueError(f"mode must be 'l2x' or 'subset', got {self.mode!r}")
         for name in (
             "epochs",
             "grad_accum_steps",
@@ -119,6 +128,12 @@ class GRerankConfig(DictConfig):
         for name in ("learning_rate", "head_learning_rate", "tau", "kappa", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name, least in (("scorer_max_length", 8), ("trainable_layers", -1)):  # as PairScorer checks
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {v!r}")
         if self.cache_reader_states and self.variant != "independent":
             raise ValueError(
                 "cache_reader_states needs variant='independent' (document states depend on the mask otherwise)"
@@ -135,9 +150,9 @@ class GRerankResult:
     examples_seen: int
 
 
-def _reranker(cfg: GRerankConfig) -> GumbelReranker:
-    if cfg.resume_from is not None:
-        return GumbelReranker.from_pretrained(Path(cfg.resume_from) / "reranker", device=cfg.device)
+def _reranker(cfg: GRerankConfig, ck: Path | None) -> GumbelReranker:
+    if ck is not None:
+        return GumbelReranker.from_pretrained(ck / "reranker", device=cfg.device)
     if cfg.init_from is not None:
         r = GumbelReranker.from_pretrained(cfg.init_from, device=cfg.device)
         r.k, r.mode, r.tau, r.kappa = cfg.k, cfg.mode, cfg.tau, cfg.kappa
@@ -154,16 +169,6 @@ def _reranker(cfg: GRerankConfig) -> GumbelReranker:
         device=cfg.device,
         seed=cfg.seed,
     )
-
-
-def _load_checkpoint_weights(reranker: GumbelReranker, folder: Path) -> None:
-    """Load the scorer weights of checkpoint ``folder`` into a caller-supplied ``reranker``."""
-    from safetensors.torch import load_file
-
-    file = folder / "reranker" / "model.safetensors"
-    if not file.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {folder} (expected reranker/model.safetensors inside)")
-    reranker.scorer.load_state_dict(load_file(str(file), device=str(reranker.device)))
 
 
 def _apply_selection(reranker: GumbelReranker, cfg: GRerankConfig) -> None:
@@ -240,30 +245,37 @@ def train_grerank(
         cfg: the run options.
         examples: training questions (default: the first ``train_size`` rows of the shared file,
             cut to ``max_train_rows``).
-        reranker: a reranker to train in place (default: built from ``cfg``). Its ``k``, ``mode``,
-            ``tau`` and ``kappa`` are set to ``cfg``'s (as recorded in ``train_config.json``); with
-            ``cfg.resume_from`` the checkpoint's scorer weights are loaded into it.
+        reranker: a reranker to train in place (default: built from ``cfg``, or loaded from
+            ``cfg.init_from``). Its ``k``, ``mode``, ``tau`` and ``kappa`` are set to ``cfg``'s (as
+            recorded in ``train_config.json``); with ``cfg.resume_from`` the checkpoint's scorer
+            weights are loaded into it. Not together with ``cfg.init_from`` (unless resuming).
         reader: a :class:`~rag_relax_plugins.readers.causal_lm.CausalLMReader` (default: built
             from ``cfg`` when ``supervision="reader"``).
 
     Returns:
         :class:`GRerankResult`; ``output_dir`` holds ``final_model/``, ``checkpoint_step_N/``,
-        ``history.json``, ``train_config.json`` and ``curves.png``.
+        ``history.json``, ``train_config.json`` (with ``init_from``: the scorer settings of the
+        saved folder) and ``curves.png``.
 
     Raises:
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
         ValueError: no training examples; a resume whose options differ from the checkpoint's,
-            runtime-only ones aside (raised before anything is written).
+            runtime-only ones aside; ``cfg.init_from`` with scorer settings other than the saved
+            ones or the defaults, or with ``reranker`` (all raised before anything is written).
     """
     from tqdm.auto import tqdm
 
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
-    if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
-        check_resume(Path(cfg.resume_from), options)
+    ck = checkpoint_folder(cfg.resume_from) if cfg.resume_from is not None else None
+    if ck is not None:  # a missing checkpoint or other options: refused before anything is written
+        check_resume(ck, options)
+    elif cfg.init_from is not None and reranker is not None:
+        raise ValueError("pass either a reranker or cfg.init_from, not both (init_from would be ignored)")
+    used = effective_config(cfg)  # init_from's scorer settings; conflicting ones refused
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(
-        json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8"
+        json.dumps(used.to_dict(), indent=2) + "\n", encoding="utf-8"
     )
     if examples is None:
         examples = hotpot_split(load_hotpotqa_distractor(cfg.data_path), cfg.train_size)[0]
@@ -272,14 +284,15 @@ def train_grerank(
     if not examples:
         raise ValueError("no training examples")
     most = max(len(ex.paragraphs) for ex in examples)
-    if cfg.supervision == "reader" and cfg.k >= most:
-        log.warning("k=%d keeps every paragraph of every question (at most %d): the mask selects nothing "
-                    "and the reader's loss gives the scorer no signal", cfg.k, most)
+    if cfg.supervision == "reader" and cfg.mode == "subset" and cfg.k >= most:
+        # l2x is not concerned: its mask is a max over k draws, not all ones for k >= N
+        log.warning("k=%d keeps every paragraph of every question (at most %d) and mode='subset' then "
+                    "gives an all-ones mask: the reader's loss gives the scorer no signal", cfg.k, most)
     torch.manual_seed(cfg.seed)
     if reranker is None:
-        reranker = _reranker(cfg)
-    elif cfg.resume_from is not None:
-        _load_checkpoint_weights(reranker, Path(cfg.resume_from))
+        reranker = _reranker(cfg, ck)
+    elif ck is not None:
+        load_checkpoint_weights(reranker, ck)
     _apply_selection(reranker, cfg)
     if cfg.supervision == "reader" and reader is None:
         from rag_relax_plugins.readers.causal_lm import CausalLMReader
@@ -297,8 +310,8 @@ def train_grerank(
         "step": 0,
         "history": {"loss": [], "seconds": []},
     }
-    if cfg.resume_from is not None:
-        state = load_checkpoint(Path(cfg.resume_from), optimizer=opt, generator=gen)
+    if ck is not None:
+        state = load_checkpoint(ck, optimizer=opt, generator=gen)
     history: dict[str, list[Any]] = state["history"]
     n = len(examples)
     per_epoch = -(-n // cfg.grad_accum_steps)

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins._io import atomic_folder, find_saved_folder
+from rag_relax_plugins.rerankers.base import read_safetensors
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import ResumePolicy
@@ -28,8 +29,10 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "RESUME_RUNTIME_ONLY",
     "check_resume",
+    "checkpoint_folder",
     "checkpoint_options",
     "load_checkpoint",
+    "load_checkpoint_weights",
     "plot_curves",
     "save_checkpoint",
 ]
@@ -55,6 +58,19 @@ RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS)
 # ``GRerankConfig.to_dict()`` as stored in a checkpoint (local paths absolute), and the resume check
 checkpoint_options = RESUME.options
 check_resume = RESUME.check
+
+
+def checkpoint_folder(path: str | Path) -> Path:
+    """The checkpoint folder to read: ``path``, or the ``.<name>.old-*`` backup a crash between the
+    two renames of a replacing save left (:func:`~rag_relax_plugins._io.find_saved_folder`).
+
+    Raises:
+        FileNotFoundError: no checkpoint there (no ``trainer_state.json``).
+    """
+    try:
+        return find_saved_folder(path, "trainer_state.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)") from None
 
 
 def save_checkpoint(
@@ -92,12 +108,8 @@ def load_checkpoint(
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint. ValueError: unknown format version.
     """
-    file = folder / "trainer_state.json"
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"checkpoint not found: {folder} (expected trainer_state.json inside)"
-        )
-    state: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    folder = checkpoint_folder(folder)
+    state: dict[str, Any] = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
     if state.get("format_version") != CHECKPOINT_VERSION:
         raise ValueError(
             f"unsupported checkpoint format_version {state.get('format_version')!r} in {folder}"
@@ -110,6 +122,14 @@ def load_checkpoint(
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
     return state
+
+
+def load_checkpoint_weights(reranker: GumbelReranker, folder: Path) -> None:
+    """Load the scorer weights of checkpoint ``folder`` into a caller-supplied ``reranker``."""
+    file = checkpoint_folder(folder) / "reranker" / "model.safetensors"
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {folder} (expected reranker/model.safetensors inside)")
+    reranker.scorer.load_state_dict(read_safetensors(file))
 
 
 def plot_curves(history: Mapping[str, list[Any]], path: Path, *, title: str = "training") -> bool:

@@ -30,7 +30,8 @@ RESUME_RUNTIME_ONLY = frozenset({
     "cache_dir",  # where the frozen backbone's token vectors are cached (rebuilt there: the same vectors)
     # the documented stop-and-continue: a run stopped by max_steps saves its position inside the
     # epoch and a resume continues with another max_steps, or none (the LR decay then follows the
-    # new run's max_steps, so the resumed run equals an uninterrupted one only from there on)
+    # new run's max_steps from its first step, so the resumed run equals an uninterrupted one only
+    # from there on; maxsim_train resets each group's lr after loading the optimiser)
     "max_steps",
 })
 _PATH_OPTIONS = ("data", "backbone")

@@ -19,10 +19,14 @@ wraps it::
     rag-relax train-maxsim --output runs/maxsim --epochs 4 --projection-dim 128
 
 Writes ``train_config.json``, ``training.log``, ``checkpoint_epoch_N/`` (reranker, optimiser
-state, trainer state), ``best_model/`` (best validation MRR), ``final_model/``, ``history.json``
-and ``loss_curves.png``; ``resume_from`` continues from a checkpoint. A run stopped by ``max_steps``
-inside an epoch writes that epoch's checkpoint with its position (batches done, their losses, the
-negative-sampling generator state), so a resume finishes the epoch instead of skipping its rest.
+state, trainer state), ``best_model/`` (best validation MRR; without validation groups, lowest mean
+training loss), ``final_model/``, ``history.json`` and ``loss_curves.png``; ``resume_from``
+continues from a checkpoint. A run stopped by ``max_steps`` inside an epoch writes that epoch's
+checkpoint with its position (batches done, their losses, the negative-sampling generator state),
+so a resume finishes the epoch instead of skipping its rest. Such a partial epoch is validated and
+logged but never becomes ``best_model`` (the resume finishes it and it competes then), so a run
+that completed no epoch in its ``output_dir`` (a resume of a finished checkpoint into a new
+folder, or ``max_steps`` below one epoch) may write no ``best_model/``.
 A resume must use the checkpoint's options, except the runtime-only ones in
 ``maxsim_checkpoint.RESUME_RUNTIME_ONLY`` (else ``ValueError`` before anything is written).
 """
@@ -39,6 +43,7 @@ from typing import Any
 
 import torch
 
+from rag_relax_plugins._io import find_saved_folder
 from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
@@ -74,7 +79,7 @@ class MaxSimTrainConfig(DictConfig):
     output_dir: str = "runs/maxsim"
     data: str | None = None  # distractor JSONL or data folder (default: $RAG_RELAX_DATA)
     train_rows: int = 400  # the first N distractor rows are training data (the rest: test)
-    val_rows: int = 40  # the last M of those select best_model (0: the final epoch is best)
+    val_rows: int = 40  # the last M of those select best_model (0: the lowest mean training loss)
     evidence: bool = False  # add hotpotqa/evidence_500 pairs (in-batch negatives only)
     backbone: str | None = None
     projection_dim: int | None = 128
@@ -111,6 +116,8 @@ class MaxSimTrainConfig(DictConfig):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps!r}")
+        if self.projection_dim is None and self.train_last_layers == 0:
+            raise ValueError("projection_dim=None needs train_last_layers > 0: nothing to train")
 
     def model_config(self, token_dim: int | None = None) -> MaxSimConfig:
         """The reranker config of this run; ``token_dim`` defaults to the backbone's hidden size
@@ -144,6 +151,11 @@ def _online_tokens(reranker: MaxSimReranker, texts: list[str], marker: str) -> P
     from rag_relax_plugins.embedders.base import TokenEmbeddings
 
     return pack_tokens(TokenEmbeddings(hidden, feats["attention_mask"].bool()))
+
+
+def linear_decay(step: int, total: int) -> float:
+    """Learning-rate factor of optimiser step ``step`` (0-based): ``1 - step / total``, floored at 0."""
+    return max(0.0, 1.0 - step / max(1, total))
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -202,12 +214,15 @@ def train_maxsim(
         cfg: options; ``cfg.output_dir`` receives models, checkpoints, logs and curves.
         groups: training groups (see :mod:`~rag_relax_plugins.training.maxsim_data`).
         query_strings, text_strings: the tables the groups' rows index.
-        val_groups: groups whose MRR selects ``best_model`` (none: the final epoch).
+        val_groups: groups whose MRR selects ``best_model`` (none: the epoch with the lowest mean
+            training loss; ``history["val_mrr"]`` then holds minus that loss).
         reranker: start from this reranker (e.g. sharing a loaded encoder); default: a new one
             from ``cfg.model_config()`` (or the checkpoint's model when resuming).
 
     Returns:
-        ``{"history", "output_dir", "steps", "best_val_mrr"}``.
+        ``{"history", "output_dir", "steps", "best_val_mrr"}``; ``best_val_mrr`` is the value of
+        the model in ``best_model/`` (an epoch stopped part-way by ``max_steps`` never is), ``-inf``
+        when no complete epoch wrote one.
 
     Raises:
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
@@ -216,7 +231,7 @@ def train_maxsim(
     """
     if len(groups) < 2:
         raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
-    ck = Path(cfg.resume_from) if cfg.resume_from else None
+    ck = _checkpoint_folder(cfg.resume_from) if cfg.resume_from else None
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(ck, options)
@@ -230,20 +245,27 @@ def train_maxsim(
         log.setLevel(logging.INFO)
     try:
         return _train(cfg, out, groups, query_strings=query_strings, text_strings=text_strings,
-                      val_groups=val_groups, reranker=reranker, options=options)
+                      val_groups=val_groups, reranker=reranker, options=options, ck=ck)
     finally:
         log.setLevel(old_level)
         log.removeHandler(handler)
         handler.close()
 
 
+def _checkpoint_folder(path: str) -> Path:
+    """The checkpoint to resume: ``path``, or the backup a crash between two renames left."""
+    try:
+        return find_saved_folder(path, "trainer_state.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)") from None
+
+
 def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, query_strings: Sequence[str],
            text_strings: Sequence[str], val_groups: Sequence[QueryGroup],
-           reranker: MaxSimReranker | None, options: dict[str, Any]) -> dict[str, Any]:
+           reranker: MaxSimReranker | None, options: dict[str, Any], ck: Path | None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg.seed)
-    ck = Path(cfg.resume_from) if cfg.resume_from else None
     if reranker is None:
         reranker = (MaxSimReranker.load(ck / "model", device=cfg.device) if ck is not None
                     else MaxSimReranker(cfg.model_config(), device=cfg.device))
@@ -272,7 +294,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         log.warning("validation with train_last_layers > 0 re-encodes the validation texts each epoch")
     per_epoch = len(_batches(len(groups), cfg.batch_size, cfg.seed, 0))
     total = per_epoch * cfg.epochs if cfg.max_steps is None else min(per_epoch * cfg.epochs, cfg.max_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(1, total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_decay(s, total))
     history: dict[str, list[float]] = {"step_loss": [], "train_loss": [], "val_mrr": []}
     start_epoch, start_batch, step, best = 0, 0, 0, -math.inf
     resumed_losses: list[float] = []  # losses of the batches done in start_epoch before a mid-epoch stop
@@ -281,6 +303,10 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         state = json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
         load_optimizer(opt, ck)
         sched.load_state_dict(state["scheduler"])
+        # the saved groups hold the stopped run's last lr (0 after a max_steps stop): the next step
+        # runs at this run's schedule, as an uninterrupted run of this length would
+        for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+            group["lr"] = base * linear_decay(sched.last_epoch, total)
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
         start_batch = int(state.get("batch", 0))
         resumed_losses, resumed_rng = list(state.get("epoch_losses", [])), state.get("negative_rng")
@@ -328,7 +354,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
                if val_groups else -history["train_loss"][-1])
         history["val_mrr"].append(val)
         log.info("epoch %d train_loss %.5f val %.5f", epoch + 1, history["train_loss"][-1], val)
-        if val > best:
+        if val > best and done == len(batches):  # a partial epoch competes once a resume finishes it
             best = val
             reranker.save(out / "best_model")
         if cfg.save_checkpoints and done == len(batches):

@@ -125,6 +125,45 @@ def test_save_and_load_round_trip(reranker: GumbelReranker, tmp_path: Path) -> N
     )
 
 
+def test_save_writes_its_type_and_load_refuses_other_folders(reranker: GumbelReranker, tmp_path: Path) -> None:
+    """config.json says "type": "gumbel"; a MaxSim folder, or corrupt files, give a ValueError that
+    names the file (the CLI prints it) instead of a bare JSON or safetensors error."""
+    from rag_relax_plugins.embedders.hashing import HashingEncoder
+    from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
+
+    folder = reranker.save_pretrained(tmp_path / "m")
+    good = (folder / "config.json").read_text()
+    assert json.loads(good)["type"] == "gumbel"
+    maxsim = MaxSimReranker(MaxSimConfig(projection_dim=4, token_dim=16), encoder=HashingEncoder(dim=16))
+    with pytest.raises(ValueError, match="not a Gumbel reranker"):
+        GumbelReranker.from_pretrained(maxsim.save(tmp_path / "maxsim"))
+    (folder / "config.json").write_text(good[:7])
+    with pytest.raises(ValueError, match=r"config\.json is not a valid"):
+        GumbelReranker.from_pretrained(folder)
+    (folder / "config.json").write_text(good)
+    (folder / "scorer.json").write_text("{")
+    with pytest.raises(ValueError, match=r"scorer\.json is not a valid"):
+        GumbelReranker.from_pretrained(folder)
+    reranker.save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"\x02\x00")
+    with pytest.raises(ValueError, match=r"model\.safetensors is not a valid"):
+        GumbelReranker.from_pretrained(folder)
+    cfg = json.loads(good)
+    del cfg["type"]  # a save from before the type was written still loads
+    reranker.save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert torch.equal(GumbelReranker.from_pretrained(folder).score(Q, DOCS), reranker.score(Q, DOCS))
+
+
+def test_load_recovers_the_backup_a_crash_left(reranker: GumbelReranker, tmp_path: Path) -> None:
+    """Between the two renames of a replacing save only ``.<name>.old-*`` exists; load finds it."""
+    import os
+
+    folder = reranker.save_pretrained(tmp_path / "m")
+    os.replace(folder, tmp_path / ".m.old-abc123")
+    assert torch.equal(GumbelReranker.from_pretrained(folder).score(Q, DOCS), reranker.score(Q, DOCS))
+
+
 def test_load_errors(reranker: GumbelReranker, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         GumbelReranker.from_pretrained(tmp_path / "missing")
@@ -176,3 +215,24 @@ def test_bi_scorer_ranks_like_minilm_cosine(minilm_path: str) -> None:
     assert r.relevance(float(r.score(Q, DOCS)[0])) == pytest.approx(
         (float(cos[0]) + 1) / 2, abs=1e-4
     )
+
+
+def test_duplicate_candidates_get_one_score_and_keep_input_order(reranker: GumbelReranker) -> None:
+    """Each distinct text is scored once and its score copied to the duplicates, so copies tie
+    exactly (whatever batch and padding they would have fallen in) and keep their input order."""
+    seen: list[list[str]] = []
+    real = reranker.scorer.forward
+
+    def padding_sensitive(query: str, documents: list[str]) -> torch.Tensor:
+        # a stand-in for the last-bit effect of padding: the score depends on the batch's widest text
+        seen.append(list(documents))
+        return real(query, documents) + 1e-3 * max(len(d) for d in documents)
+
+    reranker.scorer.forward = padding_sensitive  # type: ignore[method-assign]
+    dup = "apples are red fruit"
+    docs = [dup, "sand", "a much longer paragraph about stones " * 4, dup, "sand"]  # batch_size 2
+    scores = reranker.score(Q, docs)
+    assert sorted(t for batch in seen for t in batch) == sorted(set(docs))  # each text once
+    assert float(scores[0]) == float(scores[3]) and float(scores[1]) == float(scores[4])
+    order = [r.index for r in reranker.rerank(Q, docs)]
+    assert order.index(0) < order.index(3) and order.index(1) < order.index(4)

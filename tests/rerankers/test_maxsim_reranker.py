@@ -197,3 +197,46 @@ def test_load_rejects_mismatched_weights(tmp_path: Path) -> None:
 def test_trainable_backbone_needs_sentence_transformer() -> None:
     with pytest.raises(TypeError, match="sentence-transformers"):
         make().trainable_backbone_parameters(1)
+
+
+def test_load_names_the_corrupt_file(tmp_path: Path) -> None:
+    """Truncated files give a ValueError naming the file (the CLI prints it), not a bare library error."""
+    folder = make(16).save(tmp_path / "m")
+    good = (folder / "config.json").read_text()
+    (folder / "config.json").write_text(good[:5])
+    with pytest.raises(ValueError, match=r"config\.json is not a valid"):
+        MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
+    (folder / "config.json").write_text(good)
+    (folder / "model.safetensors").write_bytes(b"\x01\x00")
+    with pytest.raises(ValueError, match=r"model\.safetensors is not a valid"):
+        MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
+
+
+def test_load_refuses_a_folder_of_another_model_type(tmp_path: Path) -> None:
+    """A config.json whose "type" is not "maxsim" (or, for a save without a type, whose keys are not
+    MaxSimConfig fields, e.g. a Gumbel reranker's) is refused by name; an older MaxSim save
+    without a type still loads."""
+    folder = make(16, seed=3).save(tmp_path / "m")
+    meta = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**meta, "type": "gumbel"}))
+    with pytest.raises(ValueError, match="not a MaxSim reranker"):
+        MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM, seed=1))
+    gumbel_like = {"format_version": 1, "k": 2, "mode": "l2x", "tau": 1.0, "kappa": 1.0, "batch_size": 16}
+    (folder / "config.json").write_text(json.dumps(gumbel_like))
+    with pytest.raises(ValueError, match="not a MaxSim reranker"):
+        MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM, seed=1))
+    meta.pop("type")
+    (folder / "config.json").write_text(json.dumps(meta))  # an older save: no "type"
+    back = MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM, seed=1))
+    assert torch.equal(back.score(QUERY, DOCS), make(16, seed=3).score(QUERY, DOCS))
+
+
+def test_load_recovers_the_backup_a_crash_left(tmp_path: Path) -> None:
+    """Between the two renames of a replacing save only ``.<name>.old-*`` exists; load finds it."""
+    import os
+
+    rr = make(16, seed=4)
+    folder = rr.save(tmp_path / "m")
+    os.replace(folder, tmp_path / ".m.old-abc123")
+    back = MaxSimReranker.load(tmp_path / "m", encoder=HashingEncoder(dim=DIM, seed=1))
+    assert torch.equal(back.score(QUERY, DOCS), rr.score(QUERY, DOCS))

@@ -126,6 +126,18 @@ def test_config_validation() -> None:
     assert MaxSimTrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_no_projection_and_a_frozen_backbone_is_refused_before_training(tmp_path: Path) -> None:
+    """projection_dim=None with train_last_layers=0 leaves no trainable parameter: a ValueError
+    from the config (the CLI shows it as a message), not an autograd RuntimeError mid-run."""
+    with pytest.raises(ValueError, match="nothing to train"):
+        MaxSimTrainConfig(projection_dim=None)
+    assert MaxSimTrainConfig(projection_dim=None, train_last_layers=1).projection_dim is None
+    from rag_relax_plugins.cli import main
+
+    rc = main(["train-maxsim", "-o", str(tmp_path / "o"), "--projection-dim", "0", "--no-progress"])
+    assert rc == 2 and not (tmp_path / "o").exists()
+
+
 def test_train_writes_outputs_improves_and_resumes_exactly(tmp_path: Path) -> None:
     groups, queries, texts = synthetic()
     cfg = MaxSimTrainConfig(output_dir=str(tmp_path / "a"), epochs=3, batch_size=4, hard_negatives=2,

@@ -137,6 +137,10 @@ def test_loss_curve_leaves_gaps_for_steps_without_loss(tmp_path: Path) -> None:
         {"max_steps": 0},
         {"grad_accum_steps": True},
         {"cache_reader_states": True, "variant": "concatenated"},
+        {"mode": "straight_through"},  # accepted by relaxed_topk, refused by from_pretrained
+        {"weight_decay": -0.1},
+        {"scorer_max_length": 4},
+        {"trainable_layers": -2},
     ],
 )
 def test_config_validation(kw: dict) -> None:
@@ -246,11 +250,31 @@ def test_partial_last_accumulation_group_is_averaged_over_its_own_size(
     assert abs(norms[0] - norms[1]) < 1e-5 * norms[1]
 
 
-def test_k_covering_every_paragraph_warns_that_there_is_no_signal(
+def test_k_covering_every_paragraph_warns_only_in_subset_mode(
     minilm_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """subset with k >= N gives an all-ones mask (no signal); l2x does not (its mask is a max over
+    k draws), so the default mode is not warned about."""
     n = max(len(e.paragraphs) for e in EXAMPLES)
     with caplog.at_level("WARNING", logger="rag_relax_plugins.training.grerank"):
-        train_grerank(cfg(tmp_path, k=n, max_steps=1), examples=EXAMPLES, reranker=make(minilm_path),
-                      reader=FakeReader())
-    assert f"k={n} keeps every paragraph" in caplog.text
+        train_grerank(cfg(tmp_path / "subset", k=n, mode="subset", max_steps=1), examples=EXAMPLES,
+                      reranker=make(minilm_path), reader=FakeReader())
+    assert f"k={n} keeps every paragraph" in caplog.text and "mode='subset'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rag_relax_plugins.training.grerank"):
+        res = train_grerank(cfg(tmp_path / "l2x", k=n, max_steps=2), examples=EXAMPLES,
+                            reranker=make(minilm_path), reader=FakeReader())
+    assert "keeps every paragraph" not in caplog.text
+    assert any(v is not None and v > 0 for v in res.history["loss"])  # l2x with k = N still has a loss
+    r = make(minilm_path)
+    r.k = n
+    mask = r.training_mask(torch.tensor([3.0, 0.0, -3.0, 1.0]), generator=torch.Generator().manual_seed(0))
+    assert float(mask.min()) < 0.99  # l2x, k = N: not all ones
+
+
+def test_mode_set_through_the_config_is_saved_loadable(minilm_path: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        cfg(tmp_path, mode="straight_through")
+    res = train_grerank(cfg(tmp_path, mode="subset", max_steps=1), examples=EXAMPLES,
+                        reranker=make(minilm_path), reader=FakeReader())
+    assert GumbelReranker.from_pretrained(res.model_dir).mode == "subset"

@@ -1,0 +1,113 @@
+"""G-Rerank options: init_from against scorer settings, a crash-left checkpoint, the CLI's options."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from _gumbel_helpers import FakeReader, example, grerank_config, tiny_scorer
+
+from rag_relax_plugins.rerankers.gumbel import GumbelReranker
+from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+EXAMPLES = [example(i) for i in range(4)]
+
+
+@pytest.fixture()
+def init_folder(minilm_path: str, tmp_path: Path) -> Path:
+    """A saved cross-encoder reranker (tiny scorer: max_length 64, every layer trainable)."""
+    return GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu").save_pretrained(tmp_path / "init")
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"scorer": "bi"}, "scorer"),
+        ({"backbone": "/does/not/exist"}, "backbone"),
+        ({"scorer_max_length": 100}, "scorer_max_length"),
+        ({"trainable_layers": 1}, "trainable_layers"),
+    ],
+)
+def test_init_from_refuses_scorer_settings_it_would_ignore(
+    init_folder: Path, tmp_path: Path, kw: dict, name: str
+) -> None:
+    """The saved folder decides the scorer; a different explicit value is an error, raised before
+    anything is written (it used to be ignored and recorded in train_config.json as if used)."""
+    out = tmp_path / "out"
+    cfg = grerank_config(out, supervision="labels", init_from=str(init_folder), max_steps=1, k=1, **kw)
+    with pytest.raises(ValueError, match=name):
+        train_grerank(cfg, examples=EXAMPLES)
+    assert not out.exists()
+
+
+def test_init_from_records_the_scorer_settings_it_used(init_folder: Path, tmp_path: Path) -> None:
+    """Defaults give way to the saved scorer; train_config.json records what was used."""
+    cfg = grerank_config(tmp_path / "out", supervision="labels", init_from=str(init_folder), max_steps=1, k=1)
+    assert cfg.scorer_max_length == 128  # the default, not the saved scorer's 64
+    res = train_grerank(cfg, examples=EXAMPLES)
+    logged = json.loads((tmp_path / "out" / "train_config.json").read_text())
+    scorer = json.loads((res.model_dir / "scorer.json").read_text())
+    assert (logged["scorer"], logged["scorer_max_length"], logged["trainable_layers"]) == ("cross", 64, -1)
+    assert (scorer["kind"], scorer["max_length"], scorer["trainable_layers"]) == ("cross", 64, -1)
+    assert logged["backbone"] is None and logged["init_from"] == str(init_folder)
+    assert GRerankConfig.from_dict(logged).init_from == str(init_folder)  # the record is a valid config
+    same = grerank_config(tmp_path / "again", supervision="labels", init_from=str(init_folder), max_steps=1, k=1,
+                          scorer="cross", scorer_max_length=64, trainable_layers=-1)  # equal to the saved ones
+    train_grerank(same, examples=EXAMPLES)
+    assert json.loads((tmp_path / "again" / "train_config.json").read_text())["scorer_max_length"] == 64
+
+
+def test_init_from_with_a_passed_reranker_is_refused(minilm_path: str, init_folder: Path, tmp_path: Path) -> None:
+    r = GumbelReranker(tiny_scorer(minilm_path, seed=1), k=1, device="cpu")
+    cfg = grerank_config(tmp_path / "out", supervision="labels", init_from=str(init_folder), max_steps=1, k=1)
+    with pytest.raises(ValueError, match="init_from"):
+        train_grerank(cfg, examples=EXAMPLES, reranker=r)
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_finds_a_checkpoint_left_between_the_two_renames(minilm_path: str, tmp_path: Path) -> None:
+    """A crash while a checkpoint folder was replaced leaves ``.<name>.old-*``: the resume reads it."""
+    full = GumbelReranker(tiny_scorer(minilm_path), k=1, tau=0.5, device="cpu")
+    train_grerank(grerank_config(tmp_path / "a", k=1, tau=0.5), examples=EXAMPLES, reranker=full,
+                  reader=FakeReader())
+    train_grerank(grerank_config(tmp_path / "b", k=1, tau=0.5, max_steps=2), examples=EXAMPLES,
+                  reranker=GumbelReranker(tiny_scorer(minilm_path), k=1, tau=0.5, device="cpu"), reader=FakeReader())
+    ck = tmp_path / "b" / "checkpoint_step_2"
+    os.replace(ck, tmp_path / "b" / ".checkpoint_step_2.old-abc123")
+    res = train_grerank(grerank_config(tmp_path / "c", k=1, tau=0.5, resume_from=str(ck)), examples=EXAMPLES,
+                        reader=FakeReader())
+    q, docs = EXAMPLES[0].question, EXAMPLES[0].paragraph_texts()
+    assert torch.allclose(GumbelReranker.from_pretrained(res.model_dir).score(q, docs), full.score(q, docs), atol=1e-5)
+
+
+_ALIASES = {"output_dir": "output", "data_path": "data", "reader_path": "reader", "show_progress": "no_progress"}
+
+
+def test_cli_has_an_option_for_every_config_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """docs/gumbel_reranker.md: the CLI takes the same options as GRerankConfig."""
+    from rag_relax_plugins.cli import build_parser
+    from rag_relax_plugins.training import grerank
+
+    argv = ["train-reranker", "-o", str(tmp_path / "o"), "--scorer-max-length", "96", "--trainable-layers", "2",
+            "--weight-decay", "0.01", "--max-grad-norm", "0.5", "--keep-checkpoints", "3"]
+    args = build_parser().parse_args(argv)
+    missing = [f.name for f in dataclasses.fields(GRerankConfig) if _ALIASES.get(f.name, f.name) not in vars(args)]
+    assert missing == []
+    seen: list[GRerankConfig] = []
+    monkeypatch.setattr(grerank, "train_grerank", seen.append)
+    assert args._run(args) == 0
+    got = seen[0]
+    assert (got.scorer_max_length, got.trainable_layers, got.weight_decay, got.max_grad_norm,
+            got.keep_checkpoints) == (96, 2, 0.01, 0.5, 3)
+    defaults = build_parser().parse_args(["train-reranker", "-o", "x"])
+    seen.clear()
+    defaults._run(defaults)
+    want = GRerankConfig()
+    for name in ("scorer_max_length", "trainable_layers", "weight_decay", "max_grad_norm", "keep_checkpoints"):
+        assert getattr(seen[0], name) == getattr(want, name), name

@@ -1,0 +1,135 @@
+"""MaxSim training resume: learning rate after a stop, best_model selection, crash-left checkpoints, CLI --eval."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from test_maxsim_train import DIM, make_reranker, synthetic
+
+from rag_relax_plugins.embedders.hashing import HashingEncoder
+from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
+from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig, train_maxsim
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _weights(folder: Path) -> torch.Tensor:
+    rr = MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM, seed=2))
+    return rr.head.proj.weight.detach().clone()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stop", [3, 4])  # inside epoch 1; exactly at its end
+def test_resume_after_max_steps_uses_the_new_schedules_learning_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: int
+) -> None:
+    """The stopped run decays to 0 at its own max_steps; the resumed steps use the uninterrupted
+    run's learning rates (the first one included, not the 0 saved in the optimiser state)."""
+    lrs: list[float] = []
+    real_step = torch.optim.AdamW.step
+
+    def spy(self: torch.optim.AdamW, *a: object, **kw: object) -> object:
+        lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    groups, queries, texts = synthetic()  # 8 groups, batch 2: 4 steps per epoch, 8 in all
+    base = dict(epochs=2, batch_size=2, hard_negatives=2, learning_rate=0.1, val_rows=0, train_rows=10,
+                show_progress=False)
+    train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "full"), **base), groups, queries.texts,
+                 texts.texts, reranker=make_reranker())
+    full, lrs[:] = list(lrs), []
+    assert full == pytest.approx([0.1 * (1 - s / 8) for s in range(8)])
+    train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "part"), max_steps=stop, **base), groups,
+                 queries.texts, texts.texts, reranker=make_reranker())
+    lrs[:] = []
+    ck = tmp_path / "part" / "checkpoint_epoch_1"
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "part"), resume_from=str(ck), **base), groups,
+                       queries.texts, texts.texts, reranker=make_reranker())
+    assert res["steps"] == 8
+    assert lrs == pytest.approx(full[stop:], rel=1e-12, abs=1e-12)
+
+
+def test_a_partial_epoch_never_becomes_best_model(tmp_path: Path) -> None:
+    """An epoch cut short by max_steps is validated and logged but does not compete for
+    best_model: the resume finishes it and it competes then. After the stop and after the resume
+    best_model/ is the model of the epoch that history and best_val_mrr name."""
+    groups, queries, texts = synthetic()
+    groups = groups[2:]  # 6 groups, batch 2: 3 batches per epoch; max_steps=5 stops inside epoch 2
+    # seed 57, lr 0.2: the partial epoch 2 scores better than epoch 1 (before the fix it became best_model)
+    base = dict(epochs=2, batch_size=2, hard_negatives=2, learning_rate=0.2, seed=57, temperature=0.1,
+                show_progress=False)
+    out = tmp_path / "run"
+    part = train_maxsim(MaxSimTrainConfig(output_dir=str(out), max_steps=5, **base), groups, queries.texts,
+                        texts.texts, reranker=make_reranker())
+    first, partial = part["history"]["val_mrr"]
+    assert partial > first  # the situation of the finding
+    assert part["best_val_mrr"] == first
+    epoch1 = _weights(out / "checkpoint_epoch_1" / "model")
+    assert torch.equal(_weights(out / "best_model"), epoch1)
+    ck = out / "checkpoint_epoch_2"
+    assert json.loads((ck / "trainer_state.json").read_text())["batch"] == 2
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(out), resume_from=str(ck), **base), groups,
+                       queries.texts, texts.texts, reranker=make_reranker())
+    vals = res["history"]["val_mrr"]
+    assert len(vals) == 2 and res["best_val_mrr"] == max(vals)
+    best_epoch_model = epoch1 if vals[0] >= vals[1] else _weights(out / "final_model")
+    assert torch.equal(_weights(out / "best_model"), best_epoch_model)
+
+
+def test_resume_finds_a_checkpoint_left_between_the_two_renames(tmp_path: Path) -> None:
+    """A crash while a checkpoint folder was being replaced leaves it as ``.<name>.old-*``;
+    the resume reads that backup, as ``find_saved_folder`` promises."""
+    groups, queries, texts = synthetic()
+    base = dict(epochs=2, batch_size=4, hard_negatives=2, val_rows=0, train_rows=10, show_progress=False)
+    full = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "a"), **base), groups, queries.texts,
+                        texts.texts, reranker=make_reranker())
+    ck = tmp_path / "a" / "checkpoint_epoch_1"
+    os.replace(ck, tmp_path / "a" / ".checkpoint_epoch_1.old-abc123")
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "b"), resume_from=str(ck), **base), groups,
+                       queries.texts, texts.texts, reranker=make_reranker())
+    assert res["steps"] == full["steps"] == 4
+    assert res["history"]["step_loss"] == pytest.approx(full["history"]["step_loss"])
+
+
+def _hashing_reranker_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the CLI build and load MaxSim rerankers on the hashing encoder (no model load)."""
+    from rag_relax_plugins.rerankers import maxsim
+
+    class Hashing(maxsim.MaxSimReranker):
+        def __init__(self, config: maxsim.MaxSimConfig | None = None, **kw: object) -> None:
+            kw["encoder"] = kw.get("encoder") or HashingEncoder(dim=DIM, seed=2)
+            super().__init__(config, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(maxsim, "MaxSimReranker", Hashing)
+    monkeypatch.setattr(MaxSimTrainConfig, "model_config",
+                        lambda self, token_dim=None: maxsim.MaxSimConfig(projection_dim=8, token_dim=DIM))
+
+
+def test_cli_eval_after_a_resume_into_a_new_folder(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming a finished checkpoint into a new output folder writes no best_model there;
+    ``--eval`` then evaluates final_model and says so (it used to stop with an error)."""
+    from rag_relax_plugins.cli import main
+
+    _hashing_reranker_class(monkeypatch)
+    rows = (data_dir / "hotpotqa" / "distractor_500.jsonl").read_text(encoding="utf-8").splitlines()[:30]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    common = ["--data", str(data), "--train-rows", "20", "--val-rows", "4", "--epochs", "1", "--batch-size", "8",
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(["train-maxsim", "-o", str(tmp_path / "o1"), *common]) == 0
+    capsys.readouterr()
+    rc = main(["train-maxsim", "-o", str(tmp_path / "o2"), *common, "--eval",
+               "--resume-from", str(tmp_path / "o1" / "checkpoint_epoch_1")])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert not (tmp_path / "o2" / "best_model").exists()
+    report = json.loads(captured.out)
+    assert report["evaluated_model"] == str(tmp_path / "o2" / "final_model")
+    assert set(report["test_after"]["all"]) >= {"mrr", "n"}
+    assert "final_model" in captured.err and "best_model" in captured.err
