@@ -12,6 +12,9 @@ A save never leaves a half-written file or folder where a reader looks:
   :data:`SAVE_MARKER` file, and an existing folder is only replaced when it is a save (never a
   folder of the user's that happens to be at the target path).
 
+:func:`read_json` and :func:`read_tensors` read a saved file back; a corrupt or truncated one is a
+``ValueError`` naming the file (the CLI reports those as messages, not tracebacks).
+
 Durability: file contents and folder entries are flushed to disk (``fsync``) before each rename
 makes them visible, and the parent folder after it, so a power loss cannot leave a renamed-in
 save with empty files. A backup a crash left between the two renames is deleted by the next
@@ -37,6 +40,8 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "find_saved_folder",
+    "read_json",
+    "read_tensors",
 ]
 
 _OLD = ".old-"
@@ -257,3 +262,40 @@ def find_saved_folder(folder: str | os.PathLike[str], marker: str = "config.json
         if backups:
             return max(backups, key=lambda p: p.stat().st_mtime)
     raise FileNotFoundError(f"no saved folder at {folder} (expected a {marker} inside it)")
+
+
+def read_json(path: str | os.PathLike[str], *, object_only: bool = True) -> Any:
+    """The JSON value saved at ``path``: an object (``dict``) unless ``object_only=False``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: invalid UTF-8 or JSON (corrupt, truncated, or not a file this package wrote),
+            or not an object when one is expected; the message names the file.
+    """
+    file = Path(path)
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file}: not a readable JSON file (corrupt or truncated?): {exc}") from exc
+    if object_only and not isinstance(value, dict):
+        raise ValueError(f"{file}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_tensors(path: str | os.PathLike[str], *, device: str = "cpu") -> dict[str, Any]:
+    """The tensors of the safetensors file at ``path`` (``{name: torch.Tensor}``, on ``device``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a readable safetensors file; the message names the file.
+    """
+    from safetensors import SafetensorError  # here, not at import: this module stays light
+    from safetensors.torch import load_file
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no such file: {file}")
+    try:
+        return load_file(str(file), device=device)
+    except SafetensorError as exc:
+        raise ValueError(f"{file}: not a readable safetensors file (corrupt or truncated?): {exc}") from exc

@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.embedders._gaussian_backbone import (
     EncoderBackbone,
@@ -360,14 +359,7 @@ class GaussianEmbedder(nn.Module):
         cfg_file, head_file = folder / "config.json", folder / "head.safetensors"
         if not cfg_file.is_file() or not head_file.is_file():
             raise FileNotFoundError(f"no Gaussian embedder at {folder} (needs config.json and head.safetensors)")
-        try:
-            data = json.loads(cfg_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{cfg_file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{cfg_file}: not UTF-8 text ({exc.reason})") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"{cfg_file}: expected a JSON object (a Gaussian embedder config), got {type(data).__name__}")
+        data = read_json(cfg_file)
         fixed = {"output_dim", "hidden_dim", "backbone", "head_init"} & set(overrides)
         if fixed:
             raise ValueError(f"cannot override {sorted(fixed)} when loading a saved model")
@@ -385,10 +377,7 @@ class GaussianEmbedder(nn.Module):
             config = GaussianConfig.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{cfg_file}: not a Gaussian embedder config ({exc})") from exc
-        try:
-            head = load_file(str(head_file))
-        except SafetensorError as exc:
-            raise ValueError(f"{head_file}: not a readable safetensors file ({exc})") from exc
+        head = read_tensors(head_file)
         model = cls(config, device="cpu")
         model.base_backbone = base
         model.backbone_fine_tuned = fine_tuned

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
 
@@ -124,21 +124,14 @@ def _read_json(folder: Path, name: str) -> Any:
     path = folder / name
     if not path.is_file():
         raise ValueError(f"{folder} is not a complete MoL index: {name} is missing")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    return read_json(path, object_only=False)
 
 
 def _read_tensors(folder: Path, name: str) -> dict[str, torch.Tensor]:
     path = folder / name
     if not path.is_file():
         raise ValueError(f"{folder} is not a complete MoL index: {name} is missing")
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
+    return read_tensors(path)
 
 
 def _read_config(folder: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json
 from rag_relax_plugins.index import MoLIndex
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_store", "write_store"]
@@ -96,7 +96,7 @@ def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[M
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"no MoL store at {folder} (missing store.json)") from exc
     path = folder / "store.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path, object_only=False)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME or data.get("format_version") != FORMAT_VERSION:
         got = (data.get("format"), data.get("format_version")) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path} is not a {FORMAT_NAME} v{FORMAT_VERSION} file (got {got!r})")

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from llama_index.core.schema import BaseNode, ImageNode, IndexNode, Node, TextNode
 
+from rag_relax_plugins._io import read_json
 from rag_relax_plugins.index import MoLIndex
 
 __all__ = [
@@ -71,7 +72,7 @@ def check_local_fs(fs: object) -> None:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path, object_only=False)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME or data.get("format_version") != FORMAT_VERSION:
         got = (data.get("format"), data.get("format_version")) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path} is not a {FORMAT_NAME} v{FORMAT_VERSION} manifest (got {got!r})")

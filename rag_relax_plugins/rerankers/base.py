@@ -8,12 +8,9 @@ framework adapters (LangChain compressors, LlamaIndex postprocessors) only ever 
 from __future__ import annotations
 
 import abc
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -22,8 +19,6 @@ __all__ = [
     "RerankResult",
     "check_candidates",
     "check_top_n",
-    "read_json_config",
-    "read_safetensors",
     "sigmoid_relevance",
 ]
 
@@ -76,36 +71,6 @@ def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:
             raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
         out.append(doc)
     return query, out
-
-
-def read_json_config(file: Path) -> dict[str, Any]:
-    """A saved model's JSON object (``config.json``, ``scorer.json``).
-
-    Raises:
-        ValueError: the file is not valid JSON or not an object (the message names the file).
-    """
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{file} is not a valid JSON file (corrupt or truncated?): {exc}") from exc
-    if not isinstance(meta, dict):
-        raise ValueError(f"{file} is not a valid model config: expected a JSON object, got {type(meta).__name__}")
-    return meta
-
-
-def read_safetensors(file: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a saved model's ``model.safetensors``, on the CPU.
-
-    Raises:
-        ValueError: the file cannot be read as safetensors (the message names the file).
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(file), device="cpu")
-    except SafetensorError as exc:
-        raise ValueError(f"{file} is not a valid safetensors file (corrupt or truncated?): {exc}") from exc
 
 
 def sigmoid_relevance(score: float) -> float:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from rag_relax_plugins._errors import require
-from rag_relax_plugins.rerankers.base import read_json_config, read_safetensors
+from rag_relax_plugins._io import read_json, read_tensors
 
 __all__ = ["BiEncoderScorer", "CrossEncoderScorer", "PairScorer", "load_scorer"]
 
@@ -222,7 +222,7 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
     cfg_file = root / "scorer.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"no scorer.json in {root}")
-    cfg = read_json_config(cfg_file)
+    cfg = read_json(cfg_file)
     if cfg.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"unsupported scorer format_version {cfg.get('format_version')!r} in {cfg_file}"
@@ -240,5 +240,5 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
         _config=bcfg,
         _tokenizer=tok,
     )
-    scorer.load_state_dict(read_safetensors(root / "model.safetensors"))
+    scorer.load_state_dict(read_tensors(root / "model.safetensors"))
     return scorer

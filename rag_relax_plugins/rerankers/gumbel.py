@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.gumbel import RelaxedTopKMode, hard_topk_mask, relaxed_topk
 from rag_relax_plugins.core.modes import eval_mode
@@ -31,7 +31,6 @@ from rag_relax_plugins.core.validation import check_k, check_positive
 from rag_relax_plugins.rerankers.base import (
     BaseReranker,
     check_candidates,
-    read_json_config,
     sigmoid_relevance,
 )
 from rag_relax_plugins.rerankers.cross_encoder import PairScorer, build_scorer, load_scorer
@@ -237,7 +236,7 @@ class GumbelReranker(BaseReranker):
                 f"no config.json in {folder} (expected a folder written by save_pretrained)"
             ) from None
         cfg_file = root / "config.json"
-        cfg = read_json_config(cfg_file)
+        cfg = read_json(cfg_file)
         if cfg.get("type", MODEL_TYPE) != MODEL_TYPE:
             raise ValueError(f"{root} is not a Gumbel reranker (config.json has type {cfg['type']!r}); "
                              "load it with the class that saved it")

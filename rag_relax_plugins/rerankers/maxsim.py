@@ -40,14 +40,12 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins.core.maxsim import maxsim_packed
 from rag_relax_plugins.embedders.base import TokenEmbeddings, TokenEncoder
 from rag_relax_plugins.rerankers.base import (
     BaseReranker,
     check_candidates,
-    read_json_config,
-    read_safetensors,
 )
 from rag_relax_plugins.rerankers.maxsim_config import MaxSimConfig, check_int
 
@@ -369,7 +367,7 @@ class MaxSimReranker(BaseReranker):
         for name in (_CONFIG, _WEIGHTS):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"no saved MaxSim reranker at {folder} (missing {name})")
-        meta = read_json_config(folder / _CONFIG)
+        meta = read_json(folder / _CONFIG)
         version = meta.pop("format_version", None)
         kind = meta.pop("type", None)
         fields = set(MaxSimConfig.__dataclass_fields__)
@@ -381,7 +379,7 @@ class MaxSimReranker(BaseReranker):
         if version != FORMAT_VERSION:
             raise ValueError(f"{folder} holds format 'maxsim' v{version}; expected v{FORMAT_VERSION}")
         rr = cls(MaxSimConfig.from_dict(meta), encoder=encoder, device=device, batch_size=batch_size)
-        tensors = read_safetensors(folder / _WEIGHTS)
+        tensors = read_tensors(folder / _WEIGHTS)
         head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
         try:
             rr.head.load_state_dict(head, strict=True)

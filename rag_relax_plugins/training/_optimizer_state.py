@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from rag_relax_plugins._io import read_json, read_tensors
 
 __all__ = ["load_optimizer_state", "save_optimizer_state"]
 
@@ -39,15 +41,23 @@ def load_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
 
     Raises:
         ValueError: the checkpoint's number of parameter groups differs from ``opt``'s (the
-            message ends with ``hint``, e.g. which options must match to resume).
+            message ends with ``hint``, e.g. which options must match to resume), or a corrupt
+            ``optimizer.json`` / ``optimizer.safetensors`` (named).
     """
-    meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
+    meta_file = folder / "optimizer.json"
+    meta = read_json(meta_file)
+    if not isinstance(meta, dict) or not isinstance(meta.get("param_groups"), list):
+        raise ValueError(f"{meta_file}: not an optimiser state (no 'param_groups' list)")
+    tensors = read_tensors(folder / "optimizer.safetensors")
     state: dict[int, dict[str, Any]] = {}
-    for key, t in load_file(str(folder / "optimizer.safetensors")).items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = t
-    for pid, extra in meta.get("scalars", {}).items():
-        state.setdefault(int(pid), {}).update(extra)
+    try:
+        for key, t in tensors.items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = t
+        for pid, extra in meta.get("scalars", {}).items():
+            state.setdefault(int(pid), {}).update(extra)
+    except (ValueError, AttributeError, TypeError) as exc:  # a key not "<int>.<name>", scalars not a mapping
+        raise ValueError(f"{folder}: not an optimiser state written by this package ({exc})") from exc
     if len(meta["param_groups"]) != len(opt.param_groups):
         raise ValueError(
             f"checkpoint {folder} has {len(meta['param_groups'])} optimiser parameter groups, the "

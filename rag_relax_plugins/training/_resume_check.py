@@ -11,12 +11,13 @@ checkpoint paths ...) and says why. ``train-mol`` applies the same rule
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rag_relax_plugins._io import read_json
 
 __all__ = ["ResumePolicy", "check_checkpoint_options", "check_resume_options", "resume_options"]
 
@@ -104,7 +105,10 @@ def check_checkpoint_options(
     file = folder / "trainer_state.json"
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
-    saved = json.loads(file.read_text(encoding="utf-8")).get("config")
+    state = read_json(file)
+    if not isinstance(state, dict):
+        raise ValueError(f"{file}: not a checkpoint state (expected a JSON object)")
+    saved = state.get("config")
     check_resume_options(saved, options, runtime_only, folder)
 
 

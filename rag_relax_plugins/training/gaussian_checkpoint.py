@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import ResumePolicy
 
@@ -65,25 +64,12 @@ def check_resume(folder: Path, options: dict[str, Any]) -> None:
         FileNotFoundError: ``folder`` is not a checkpoint.
         ValueError: different options, or an unreadable ``trainer_state.json`` (named).
     """
-    try:
-        RESUME.check(folder, options)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{folder / 'trainer_state.json'}: not a readable checkpoint state ({exc})") from exc
+    RESUME.check(folder, options)
 
 
 def _mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
-
-
-def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
-    """``safetensors`` load whose errors (truncated or foreign file) are ``ValueError`` naming ``file``."""
-    if not file.is_file():
-        raise ValueError(f"checkpoint file missing: {file}")
-    try:
-        return load_file(str(file))
-    except SafetensorError as exc:
-        raise ValueError(f"{file}: not a readable safetensors file ({exc})") from exc
 
 
 def save_checkpoint(
@@ -152,19 +138,13 @@ def load_checkpoint_state(
     file = folder / "trainer_state.json"
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
-    try:
-        state: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{file}: not a readable checkpoint state ({exc})") from exc
+    state: dict[str, Any] = read_json(file)
     if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_VERSION:
         version = state.get("format_version") if isinstance(state, dict) else None
         raise ValueError(f"unsupported checkpoint format_version {version!r} in {folder}")
-    try:
-        load_optimizer_state(optimizer, folder, hint="resume with the same freezing and predictor options")
-    except (SafetensorError, json.JSONDecodeError, UnicodeDecodeError, KeyError) as exc:
-        raise ValueError(f"{folder}: unreadable optimiser state in optimizer.safetensors / optimizer.json ({exc!r})") from exc
+    load_optimizer_state(optimizer, folder, hint="resume with the same freezing and predictor options")
     scheduler.load_state_dict(state["scheduler"])
-    rng = _load_tensors(folder / "rng.safetensors")
+    rng = read_tensors(folder / "rng.safetensors")
     if "torch" not in rng:
         raise ValueError(f"{folder / 'rng.safetensors'}: no 'torch' generator state")
     torch.set_rng_state(rng["torch"])
@@ -179,7 +159,7 @@ def load_checkpoint_state(
         if not pfile.is_file():
             raise ValueError(f"checkpoint {folder} has no predictor head but the run uses one")
         try:
-            predictor.load_state_dict(_load_tensors(pfile))
+            predictor.load_state_dict(read_tensors(pfile))
         except RuntimeError as exc:  # other shapes or keys
             raise ValueError(f"{pfile}: does not fit this run's predictor head ({exc})") from exc
     if scaler is not None and scaler.is_enabled():

@@ -10,13 +10,13 @@ device.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rag_relax_plugins._io import read_json
 from rag_relax_plugins.core.device import supports_dtype
 from rag_relax_plugins.embedders._gaussian_backbone import embedding_dim
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
@@ -88,9 +88,9 @@ def effective_config(cfg: TrainConfig, model: GaussianEmbedder | None) -> TrainC
     if not file.is_file():
         return cfg  # not a checkpoint: the resume check says so
     try:
-        saved = json.loads(file.read_text(encoding="utf-8"))
+        saved = read_json(file)
         settings = model_settings(float(saved["dropout"]), str(saved["freeze"]), int(saved["freeze_layers"]))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # read_json's ValueErrors included
         raise ValueError(f"{file}: not a readable Gaussian embedder config ({exc})") from exc
     defaults = TrainConfig()
     keep = {k: v for k, v in settings.items() if getattr(cfg, k) == getattr(defaults, k)}

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder
-from rag_relax_plugins.rerankers.base import read_safetensors
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import ResumePolicy
@@ -109,13 +108,13 @@ def load_checkpoint(
         FileNotFoundError: ``folder`` is not a checkpoint. ValueError: unknown format version.
     """
     folder = checkpoint_folder(folder)
-    state: dict[str, Any] = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    state: dict[str, Any] = read_json(folder / "trainer_state.json")
     if state.get("format_version") != CHECKPOINT_VERSION:
         raise ValueError(
             f"unsupported checkpoint format_version {state.get('format_version')!r} in {folder}"
         )
     load_optimizer_state(optimizer, folder)
-    rng = load_file(str(folder / "rng.safetensors"))
+    rng = read_tensors(folder / "rng.safetensors")
     generator.set_state(rng["gumbel"])
     torch.set_rng_state(rng["torch"])
     cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
@@ -129,7 +128,7 @@ def load_checkpoint_weights(reranker: GumbelReranker, folder: Path) -> None:
     file = checkpoint_folder(folder) / "reranker" / "model.safetensors"
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected reranker/model.safetensors inside)")
-    reranker.scorer.load_state_dict(read_safetensors(file))
+    reranker.scorer.load_state_dict(read_tensors(file))
 
 
 def plot_curves(history: Mapping[str, list[Any]], path: Path, *, title: str = "training") -> bool:

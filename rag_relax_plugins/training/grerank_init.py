@@ -14,8 +14,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag_relax_plugins._io import find_saved_folder
-from rag_relax_plugins.rerankers.base import read_json_config
+from rag_relax_plugins._io import find_saved_folder, read_json
 
 if TYPE_CHECKING:
     from rag_relax_plugins.training.grerank import GRerankConfig
@@ -34,7 +33,7 @@ def saved_scorer_settings(folder: str | Path) -> dict[str, Any]:
     file = root / "scorer.json"
     if not file.is_file():
         raise FileNotFoundError(f"no scorer.json in {root} (expected a GumbelReranker folder)")
-    meta = read_json_config(file)
+    meta = read_json(file)
     try:
         return {"scorer": meta["kind"], "backbone": None, "scorer_max_length": int(meta["max_length"]),
                 "trainable_layers": int(meta["trainable_layers"])}

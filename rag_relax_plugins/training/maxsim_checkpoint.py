@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
+from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import ResumePolicy
 from rag_relax_plugins.training._run_files import pyplot, save_png
 
@@ -46,23 +46,15 @@ check_resume = RESUME.check
 def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     def write(tmp: Path) -> None:
         reranker.save(tmp / "model")
-        sd = opt.state_dict()
-        tensors = {f"{pid}.{k}": v.detach().cpu().contiguous() for pid, st in sd["state"].items()
-                   for k, v in st.items() if isinstance(v, torch.Tensor)}
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "optimizer.json").write_text(json.dumps({"param_groups": sd["param_groups"]}), encoding="utf-8")
+        save_optimizer_state(opt, tmp)
         (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
 
     atomic_folder(folder, write, replace_if_contains=("trainer_state.json",))
 
 
 def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, t in load_file(str(folder / "optimizer.safetensors")).items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = t
-    groups = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))["param_groups"]
-    opt.load_state_dict({"state": state, "param_groups": groups})
+    """Load the optimiser state of checkpoint ``folder`` (checkpoints of every version: the format is shared)."""
+    load_optimizer_state(opt, folder, hint="resume with the same projection and train_last_layers options")
 
 
 def plot_history(history: dict[str, list[float]], path: Path) -> None:

@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import find_saved_folder
+from rag_relax_plugins._io import find_saved_folder, read_json
 from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
@@ -134,7 +134,7 @@ def _backbone_hidden_size(backbone: str | None) -> int:
     file = Path(backbone) / "config.json" if backbone is not None else None
     if file is None or not file.is_file():
         return 384
-    meta = json.loads(file.read_text(encoding="utf-8"))
+    meta = read_json(file)
     for key in ("hidden_size", "d_model", "dim"):
         if isinstance(meta.get(key), int):
             return int(meta[key])
@@ -300,7 +300,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
     resumed_losses: list[float] = []  # losses of the batches done in start_epoch before a mid-epoch stop
     resumed_rng: list[int] | None = None  # negative-sampling generator state at that stop
     if ck is not None:
-        state = json.loads((ck / "trainer_state.json").read_text(encoding="utf-8"))
+        state = read_json(ck / "trainer_state.json")
         load_optimizer(opt, ck)
         sched.load_state_dict(state["scheduler"])
         # the saved groups hold the stopped run's last lr (0 after a max_steps stop): the next step

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 
 __all__ = [
@@ -54,7 +54,7 @@ def load_model_weights(model: nn.Module, folder: str | os.PathLike[str]) -> None
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"no model weights at {path}")
-    state = load_file(str(path))
+    state = read_tensors(path)
     own = model.state_dict()
     shapes = sorted(k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape))
     if shapes:
@@ -121,7 +121,7 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     state_file = path / "trainer_state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)")
-    state: dict[str, Any] = json.loads(state_file.read_text(encoding="utf-8"))
+    state: dict[str, Any] = read_json(state_file)
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"checkpoint {path} has format_version {version!r}; this version reads {FORMAT_VERSION}")

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder
+from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
 from rag_relax_plugins.training.mol_checkpoint import (
@@ -307,8 +307,8 @@ def load_similarity(folder: str | os.PathLike[str]) -> MoLSimilarity:
     cfg_file, weights = path / "similarity_config.json", path / "similarity.safetensors"
     if not (cfg_file.is_file() and weights.is_file()):
         raise FileNotFoundError(f"no MoL head at {path} (expected similarity_config.json and similarity.safetensors)")
-    sim = MoLSimilarity(MoLConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8"))))
-    sim.load_state_dict(load_file(str(weights)))
+    sim = MoLSimilarity(MoLConfig.from_dict(read_json(cfg_file)))
+    sim.load_state_dict(read_tensors(weights))
     return sim.eval()
 
 
@@ -330,7 +330,7 @@ def load_recipe_model(
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
         raise FileNotFoundError(f"no saved model at {path} (missing config.json)")
-    meta: dict[str, Any] = json.loads(cfg_file.read_text(encoding="utf-8"))
+    meta: dict[str, Any] = read_json(cfg_file)
     if meta.get("format") != RECIPE_FORMAT or meta.get("format_version") != RECIPE_VERSION:
         raise ValueError(f"{cfg_file} is not a {RECIPE_FORMAT} v{RECIPE_VERSION} model")
     recipe = RecipeConfig.from_dict(meta["recipe"])

@@ -66,10 +66,10 @@ def test_corrupt_checkpoint_files_name_the_file(good, tmp_path) -> None:
         load()
     (ck / "rng.safetensors").write_bytes(good_rng)
     (ck / "optimizer.safetensors").write_bytes(b"\0" * 40)
-    with pytest.raises(ValueError, match=r"ck: unreadable optimiser state"):
+    with pytest.raises(ValueError, match=r"optimizer.safetensors: not a readable safetensors file"):
         load()
     (ck / "trainer_state.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"trainer_state.json: not a readable checkpoint state"):
+    with pytest.raises(ValueError, match=r"trainer_state.json: not a readable JSON file"):
         load()
-    with pytest.raises(ValueError, match=r"trainer_state.json: not a readable checkpoint state"):
+    with pytest.raises(ValueError, match=r"trainer_state.json: not a readable JSON file"):
         ckpt.check_resume(ck, {})

@@ -215,7 +215,7 @@ def test_load_reports_corrupt_files_as_value_errors(tmp_path: Path) -> None:
         MoLIndex.load(f)
     f = broken("json")
     (f / "ids.json").write_text("[not json")
-    with pytest.raises(ValueError, match=r"ids\.json is not valid JSON"):
+    with pytest.raises(ValueError, match=r"ids\.json: not a readable JSON file"):
         MoLIndex.load(f)
     f = broken("faiss")
     (f / "config.json").write_text(json.dumps({**cfg, "cache_dtype": "bf16", "faiss_files": ["../x"]}))

@@ -212,3 +212,69 @@ def test_files_reach_the_disk_before_the_rename(tmp_path: Path, monkeypatch: pyt
     assert {"data.txt", "config.json", SAVE_MARKER} <= synced_before
     assert any(Path(p).name.startswith(".model.tmp-") for kind, p in events[:first_replace] if kind == "fsync")
     assert events[-1] == ("fsync", str(tmp_path))  # the parent's new entries, after the renames
+
+
+# --- reading saved files back: corrupt files are ValueErrors naming the file -------------------
+
+
+def test_read_json_and_read_tensors_name_the_corrupt_file(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from rag_relax_plugins._io import read_json, read_tensors
+
+    good_json, bad_json, list_json = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    good_json.write_text('{"x": 1}', encoding="utf-8")
+    bad_json.write_text('{"x": ', encoding="utf-8")
+    list_json.write_text("[1, 2]", encoding="utf-8")
+    assert read_json(good_json) == {"x": 1}
+    assert read_json(list_json, object_only=False) == [1, 2]
+    with pytest.raises(ValueError, match=r"b\.json: not a readable JSON file"):
+        read_json(bad_json)
+    with pytest.raises(ValueError, match=r"c\.json: expected a JSON object, got list"):
+        read_json(list_json)
+    (tmp_path / "d.json").write_bytes(b'{"x": "\xff"}')
+    with pytest.raises(ValueError, match=r"d\.json: not a readable JSON file"):
+        read_json(tmp_path / "d.json")
+
+    t = tmp_path / "t.safetensors"
+    save_file({"w": torch.arange(3.0)}, str(t))
+    assert torch.equal(read_tensors(t)["w"], torch.arange(3.0))
+    t.write_bytes(t.read_bytes()[:20])
+    with pytest.raises(ValueError, match=r"t\.safetensors: not a readable safetensors file"):
+        read_tensors(t)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        read_tensors(tmp_path / "missing.safetensors")
+
+
+def test_checkpoint_readers_of_every_trainer_name_a_corrupt_file(tmp_path: Path) -> None:
+    """The optimiser state (shared by the four trainers, MaxSim's included) and the MoL weights:
+    a truncated safetensors file was a raw SafetensorError, which the CLI does not report."""
+    import torch
+
+    from rag_relax_plugins.training import maxsim_checkpoint, mol_checkpoint
+    from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
+
+    lin = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(lin.parameters())
+    lin(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    save_optimizer_state(opt, tmp_path)
+    fresh = torch.optim.AdamW(lin.parameters())
+    maxsim_checkpoint.load_optimizer(fresh, tmp_path)  # MaxSim reads the shared format
+    assert torch.equal(fresh.state[lin.weight]["exp_avg"], opt.state[lin.weight]["exp_avg"])
+    good = (tmp_path / "optimizer.safetensors").read_bytes()
+    (tmp_path / "optimizer.safetensors").write_bytes(good[:30])
+    for load in (load_optimizer_state, maxsim_checkpoint.load_optimizer):
+        with pytest.raises(ValueError, match=r"optimizer\.safetensors: not a readable safetensors file"):
+            load(torch.optim.AdamW(lin.parameters()), tmp_path)
+    (tmp_path / "optimizer.safetensors").write_bytes(good)
+    (tmp_path / "optimizer.json").write_text('{"state": {}}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"optimizer\.json: not an optimiser state"):
+        load_optimizer_state(torch.optim.AdamW(lin.parameters()), tmp_path)
+
+    (tmp_path / "m").mkdir()
+    mol_checkpoint.save_model_weights(lin, tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00" * 12)
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
+        mol_checkpoint.load_model_weights(lin, tmp_path / "m")

@@ -138,15 +138,15 @@ def test_save_writes_its_type_and_load_refuses_other_folders(reranker: GumbelRer
     with pytest.raises(ValueError, match="not a Gumbel reranker"):
         GumbelReranker.from_pretrained(maxsim.save(tmp_path / "maxsim"))
     (folder / "config.json").write_text(good[:7])
-    with pytest.raises(ValueError, match=r"config\.json is not a valid"):
+    with pytest.raises(ValueError, match=r"config\.json: not a readable JSON file"):
         GumbelReranker.from_pretrained(folder)
     (folder / "config.json").write_text(good)
     (folder / "scorer.json").write_text("{")
-    with pytest.raises(ValueError, match=r"scorer\.json is not a valid"):
+    with pytest.raises(ValueError, match=r"scorer\.json: not a readable JSON file"):
         GumbelReranker.from_pretrained(folder)
     reranker.save_pretrained(folder)
     (folder / "model.safetensors").write_bytes(b"\x02\x00")
-    with pytest.raises(ValueError, match=r"model\.safetensors is not a valid"):
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
         GumbelReranker.from_pretrained(folder)
     cfg = json.loads(good)
     del cfg["type"]  # a save from before the type was written still loads

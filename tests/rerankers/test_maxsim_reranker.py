@@ -204,11 +204,11 @@ def test_load_names_the_corrupt_file(tmp_path: Path) -> None:
     folder = make(16).save(tmp_path / "m")
     good = (folder / "config.json").read_text()
     (folder / "config.json").write_text(good[:5])
-    with pytest.raises(ValueError, match=r"config\.json is not a valid"):
+    with pytest.raises(ValueError, match=r"config\.json: not a readable JSON file"):
         MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
     (folder / "config.json").write_text(good)
     (folder / "model.safetensors").write_bytes(b"\x01\x00")
-    with pytest.raises(ValueError, match=r"model\.safetensors is not a valid"):
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
         MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
 
 
