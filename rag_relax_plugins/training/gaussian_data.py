@@ -17,23 +17,27 @@ skipped). Repeated documents are kept once. The split is made by query: all pair
 text land in the same split. Outputs in ``output_dir``: ``train.jsonl``, ``val.jsonl``,
 ``test.jsonl`` and ``eval.json`` (``corpus``, ``queries`` with one id per distinct test query,
 ``qrels`` listing all of its positives, with every document of every split in the corpus).
+The file readers are :mod:`.gaussian_files` (re-exported here).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rag_relax_plugins._io import atomic_write_json, atomic_write_text
+from rag_relax_plugins.training.gaussian_files import (
+    Pair,
+    load_eval_file,
+    load_pairs,
+    read_documents,
+)
 
 __all__ = [
     "Pair",
@@ -45,174 +49,6 @@ __all__ = [
     "split_pairs",
     "synthesize_pairs",
 ]
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One training example: a query, its positive document, and an optional hard negative."""
-
-    query: str
-    positive: str
-    negative: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"query": self.query, "positive": self.positive}
-        if self.negative is not None:
-            d["negative"] = self.negative
-        return d
-
-
-def _pair_from(obj: Any, where: str) -> Pair:
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected an object with 'query' and 'positive', got {type(obj).__name__}")
-    q, p, n = obj.get("query"), obj.get("positive"), obj.get("negative")
-    if not isinstance(q, str) or not q.strip():
-        raise ValueError(f"{where}: 'query' must be a non-empty string, got {q!r}")
-    if not isinstance(p, str) or not p.strip():
-        raise ValueError(f"{where}: 'positive' must be a non-empty string, got {p!r}")
-    if n is not None and (not isinstance(n, str) or not n.strip()):
-        raise ValueError(f"{where}: 'negative' must be a non-empty string when present, got {n!r}")
-    return Pair(q, p, n)
-
-
-def _csv_pairs(file: Path, text: str) -> list[Pair]:
-    """Rows of a ``query,positive[,negative]`` CSV; quoted fields may span lines."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip().lower() for h in next(reader)]
-        ok = header[:2] == ["query", "positive"] and (len(header) == 2 or header[2:] == ["negative"])
-        if not ok:
-            raise ValueError(f"{file}:1: header must be 'query,positive[,negative]', got {','.join(header)!r}")
-        pairs: list[Pair] = []
-        start = reader.line_num + 1
-        for row in reader:
-            where = f"{file}:{start}"
-            start = reader.line_num + 1
-            if not row or not any(c.strip() for c in row):
-                continue  # blank line
-            if len(row) != len(header):
-                raise ValueError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
-            cells = [c if c.strip() else None for c in row]
-            pairs.append(_pair_from(dict(zip(header, cells, strict=True)), where))
-    except csv.Error as exc:
-        raise ValueError(f"{file}:{reader.line_num}: malformed CSV ({exc})") from exc
-    return pairs
-
-
-def _jsonl_pairs(file: Path, text: str) -> list[Pair]:
-    pairs = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{file}:{lineno}: invalid JSON ({exc.msg})") from exc
-        pairs.append(_pair_from(obj, f"{file}:{lineno}"))
-    return pairs
-
-
-def _json_array_pairs(file: Path, text: str) -> list[Pair]:
-    """Items of a JSON array, each reported with the line where it starts."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
-    if not isinstance(data, list):
-        raise ValueError(f"{file}:1: expected a JSON list of objects, got {type(data).__name__}")
-    decoder = json.JSONDecoder()
-    pos = text.index("[") + 1
-    pairs = []
-    for i in range(len(data)):
-        while text[pos] in " \t\r\n,":
-            pos += 1
-        obj, end = decoder.raw_decode(text, pos)
-        pairs.append(_pair_from(obj, f"{file}:{text.count(chr(10), 0, pos) + 1}: item {i}"))
-        pos = end
-    return pairs
-
-
-def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
-    """Read pairs from ``.csv`` (header ``query,positive[,negative]``), ``.json`` or ``.jsonl``.
-
-    A ``.json`` file holds a list of objects (or, if it does not start with ``[``, one object
-    per line). Blank lines are ignored; every malformed row is an error naming the file and line.
-
-    Raises:
-        FileNotFoundError: missing file.
-        ValueError: empty file, unknown extension or malformed row (with its line number).
-    """
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"pairs file not found: {file}")
-    text = _read_text(file)
-    if not text.strip():
-        raise ValueError(f"{file} is empty")
-    suffix = file.suffix.lower()
-    if suffix == ".csv":
-        pairs = _csv_pairs(file, text)
-    elif suffix == ".jsonl" or (suffix == ".json" and not text.lstrip().startswith("[")):
-        pairs = _jsonl_pairs(file, text)
-    elif suffix == ".json":
-        pairs = _json_array_pairs(file, text)
-    else:
-        raise ValueError(f"{file}: unsupported extension {suffix!r} (use .csv, .json or .jsonl)")
-    if not pairs:
-        raise ValueError(f"{file} holds no pairs")
-    return pairs
-
-
-def _read_text(file: Path) -> str:
-    """The UTF-8 text of ``file`` (a leading BOM dropped, newlines as ``\\n``, like ``read_text``).
-
-    Bad bytes are an error naming the file and line.
-    """
-    raw = file.read_bytes()
-    body = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
-    try:
-        return body.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-    except UnicodeDecodeError as exc:
-        line = body[: exc.start].count(b"\n") + 1
-        raise ValueError(f"{file}:{line}: not valid UTF-8 ({exc.reason} at byte {exc.start}); save the file as UTF-8") from exc
-
-
-def read_documents(path: str | os.PathLike[str]) -> list[str]:
-    """Raw documents from a ``.txt`` file (blank-line separated), a folder of ``.txt``, or JSONL ``text``.
-
-    Repeated documents are kept once (first occurrence): a copy would otherwise give the same
-    positive in two splits.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: another extension (a ``.json`` or ``.csv`` would be read as prose), invalid
-            UTF-8 or a malformed JSONL line (with its line number), or no document.
-    """
-    src = Path(path)
-    if src.is_dir():
-        docs = [_read_text(f).strip() for f in sorted(src.glob("*.txt"))]
-    elif not src.is_file():
-        raise FileNotFoundError(f"documents not found: {src}")
-    elif src.suffix.lower() == ".jsonl":
-        docs = []
-        for lineno, line in enumerate(_read_text(src).splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{src}:{lineno}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise ValueError(f"{src}:{lineno}: expected an object with a string 'text'")
-            docs.append(obj["text"].strip())
-    elif src.suffix.lower() == ".txt":
-        docs = [d.strip() for d in re.split(r"\n\s*\n", _read_text(src))]
-    else:
-        raise ValueError(f"{src}: documents must be a .txt file (blank-line separated), a folder of .txt "
-                         f"or a .jsonl with 'text'; got {src.suffix or 'no extension'!r} (pairs: use --kind pairs)")
-    docs = list(dict.fromkeys(d for d in docs if d))
-    if not docs:
-        raise ValueError(f"{src} holds no documents")
-    return docs
 
 
 _SENT = re.compile(r"(?<=[.!?])\s+")
@@ -335,35 +171,6 @@ def build_eval(test: Sequence[Pair], everything: Sequence[Pair]) -> dict[str, An
         qid = qids.setdefault(p.query, f"q{len(qids)}")
         qrels.setdefault(qid, {})[ids[p.positive]] = 1
     return {"corpus": {v: k for k, v in ids.items()}, "queries": {v: k for k, v in qids.items()}, "qrels": qrels}
-
-
-def load_eval_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check an ``eval.json`` (``corpus``, ``queries``, ``qrels``)."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"evaluation file not found: {file}")
-    try:
-        data = json.loads(_read_text(file))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{file}: expected an object with 'corpus', 'queries' and 'qrels', got {type(data).__name__}")
-    for key in ("corpus", "queries", "qrels"):
-        if not isinstance(data.get(key), dict) or not data[key]:
-            raise ValueError(f"{file}: '{key}' must be a non-empty object")
-    for key in ("corpus", "queries"):
-        bad = next((k for k, v in data[key].items() if not isinstance(v, str)), None)
-        if bad is not None:
-            raise ValueError(f"{file}: {key}[{bad!r}] must be a string (the text), got {type(data[key][bad]).__name__}")
-    for qid, rel in data["qrels"].items():
-        if not isinstance(rel, dict) or not all(
-            isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) for g in rel.values()
-        ):
-            raise ValueError(f"{file}: qrels[{qid!r}] must map document ids to numeric grades, e.g. {{\"d0\": 1}}")
-    unknown = {d for rel in data["qrels"].values() for d in rel} - set(data["corpus"])
-    if unknown:
-        raise ValueError(f"{file}: qrels name documents missing from the corpus: {sorted(unknown)[:5]}")
-    return data  # type: ignore[no-any-return]
 
 
 def _write_jsonl(path: Path, pairs: Sequence[Pair]) -> None:
