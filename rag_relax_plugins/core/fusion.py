@@ -43,8 +43,8 @@ def _check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
     if len(weights) != n:
         raise ValueError(f"weights must have one entry per list ({n}), got {len(weights)}")
     for w in weights:
-        if isinstance(w, bool) or not isinstance(w, (int, float)):
-            raise TypeError(f"weights must hold numbers, got {type(w).__name__}")
+        if isinstance(w, bool) or not isinstance(w, numbers.Real):  # numpy scalars too, as scores
+            raise TypeError(f"weights must hold real numbers, got {type(w).__name__}")
         if not math.isfinite(w) or w < 0:
             raise ValueError(f"weights must be finite and >= 0, got {w}")
     return [float(w) for w in weights]

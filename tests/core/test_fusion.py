@@ -192,3 +192,18 @@ def test_comb_mnz_counts_only_lists_with_positive_weight():
     tiny = dict(comb_mnz([a, b], weights=[1.0, 1e-9]))  # b in both weighted lists: (0.5 + 1e-9) * 2
     assert tiny == pytest.approx({"a": 1.0, "b": 1.0 + 2e-9, "c": 0.0, "d": 0.0}, rel=1e-12, abs=1e-15)
     assert comb_mnz([a, b], weights=[1.0, 2.0]) == [("b", 5.0), ("a", 1.0), ("c", 0.0), ("d", 0.0)]
+
+
+def test_numpy_weights_are_accepted_like_floats() -> None:
+    """Weights, like scores, may be numpy scalars (e.g. from an array of list weights)."""
+    np = pytest.importorskip("numpy")
+    a, b = {"x": 1.0, "y": 0.5}, {"y": 1.0, "z": 0.2}
+    for fuse in (comb_sum, comb_mnz):
+        assert fuse([a, b], weights=list(np.array([0.7, 0.3], dtype=np.float32))) == fuse(
+            [a, b], weights=[float(np.float32(0.7)), float(np.float32(0.3))]
+        )
+    assert reciprocal_rank_fusion([["x", "y"], ["y"]], weights=[np.float64(2.0), np.int64(1)]) == (
+        reciprocal_rank_fusion([["x", "y"], ["y"]], weights=[2.0, 1.0])
+    )
+    with pytest.raises(TypeError, match="real numbers"):
+        comb_sum([a], weights=["1"])
