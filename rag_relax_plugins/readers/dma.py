@@ -220,7 +220,6 @@ def dma_attention_mask(
             f"doc_mask must have {layout.num_docs} documents in its last dim, got {tuple(doc_mask.shape)}"
         )
     dtype = dtype or m.dtype
-    m = m.to(dtype)
     dev = m.device
     seg = layout.segment.to(dev)
     n, t = layout.num_docs, layout.length
@@ -234,7 +233,10 @@ def dma_attention_mask(
         allowed = causal
         biased = col_is_doc & (row != col)
     # (B, N) -> (B, N + 2): an unbiased slot for the prefix (-1 -> 0) and the suffix (N -> N + 1)
-    logm = attention_log_mask(m)
+    # the log (and its gradient 1 / m) in at least float32 and the mask's own precision, then cast:
+    # in a float16 model's dtype a mask below ~1.5e-5 gave an inf gradient (NaN on the scorer)
+    work = torch.promote_types(torch.promote_types(m.dtype, dtype), torch.float32)
+    logm = attention_log_mask(m.to(work), floor=torch.finfo(dtype).min / 2).to(dtype)
     zeros = torch.zeros(m.shape[0], 1, dtype=dtype, device=dev)
     table = torch.cat([zeros, logm, zeros], dim=1)
     col_bias = table[:, (seg + 1)]  # (B, T): log(m_i) of each column's document

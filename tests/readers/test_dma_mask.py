@@ -111,6 +111,32 @@ def test_batched_masks_and_dtype() -> None:
     assert dma_attention_mask(lay, torch.ones(3), dtype=torch.bfloat16).dtype == torch.bfloat16
 
 
+def test_half_precision_model_keeps_a_finite_gradient_for_tiny_mask_values() -> None:
+    """A float16 model's mask: the log and its gradient 1 / m are taken in float32, then cast.
+
+    Casting the mask to float16 first gave an inf gradient for m below ~1.5e-5 (NaN on the scorer
+    once it met relaxed_topk's backward), and rounded smaller values to 0 (the floor)."""
+    lay = layout()
+    values = torch.tensor([[0.9, 1e-3, 8e-7]])
+    grads = {}
+    for dtype in (torch.float32, torch.float16):
+        m = values.clone().requires_grad_(True)
+        out = dma_attention_mask(lay, m, dtype=dtype)
+        assert out.dtype == dtype
+        biases = out[0, 0, -1, : lay.length].float()  # the suffix row sees every document's bias
+        biases[biases > -1e4].sum().backward()
+        grads[dtype] = m.grad
+    assert torch.isfinite(grads[torch.float16]).all()
+    torch.testing.assert_close(grads[torch.float16], grads[torch.float32], rtol=0, atol=0)
+    # the biases themselves: log(m) rounded once, to float16 (log(8e-7) = -13.9, not the floor)
+    half = dma_attention_mask(lay, values, dtype=torch.float16)
+    full = dma_attention_mask(lay, values)
+    bias_rows = half[0, 0, -1].float(), full[0, 0, -1]
+    keep = bias_rows[1] > -1e4
+    torch.testing.assert_close(bias_rows[0][keep], bias_rows[1][keep], rtol=1e-3, atol=0)
+    assert math.isclose(bias_rows[1][keep].min().item(), math.log(8e-7), rel_tol=1e-6)
+
+
 def test_gradcheck_attention_through_dma_bias() -> None:
     """d(attention output)/d(doc mask) is correct (float64 gradcheck on a toy attention)."""
     lay = layout("concatenated")
