@@ -25,7 +25,7 @@ for the integer grades that TREC qrels hold.
 A ranking may also be a 1-D integer ``torch.Tensor`` (e.g. one row of ``torch.topk(...).indices``):
 it is read as the list of its ids (``.tolist()``). Other tensors (floating or bool dtype, 0-D or
 2-D) are a ``TypeError``: the elements of a tensor are 0-d tensors, which hash by identity and so
-would match no qrels entry.
+would match no qrels entry; a sequence holding such tensors (``list(tensor)``) is refused too.
 """
 
 from __future__ import annotations
@@ -81,7 +81,14 @@ def _tensor_ranking(ranking: object, name: str) -> object:
     imported (no tensor can exist otherwise), so this module still loads without it.
     """
     torch = sys.modules.get("torch")
-    if torch is None or not isinstance(ranking, torch.Tensor):
+    if torch is None:
+        return ranking
+    if not isinstance(ranking, torch.Tensor):
+        if any(isinstance(d, torch.Tensor) for d in ranking):  # type: ignore[attr-defined]
+            raise TypeError(
+                f"{name} holds torch tensors (e.g. list(torch.topk(...).indices)), which hash by "
+                "identity and would match no qrels entry: pass tensor.tolist() or the 1-D tensor itself"
+            )
         return ranking
     if ranking.dim() != 1 or ranking.is_floating_point() or ranking.is_complex() or ranking.dtype == torch.bool:
         raise TypeError(

@@ -212,3 +212,18 @@ def test_a_one_dimensional_integer_tensor_ranking_is_read_as_its_ids():
         M.recall_at_k(torch.topk(scores, 3).indices, qrels, 2)  # (1, 3): one row per query
     with pytest.raises(TypeError, match=r"rankings\[0\].*1-D integer tensor"):
         M.evaluate([torch.tensor([True, False])], [qrels], ["mrr"])
+
+
+def test_a_list_of_zero_d_tensors_is_refused():
+    # list(tensor) gives 0-d tensors, which hash by identity: every metric was silently 0
+    from rag_relax_plugins.core.fusion import reciprocal_rank_fusion
+
+    qrels = {0: 1, 2: 1}
+    top = torch.tensor([0, 2, 3])
+    assert M.recall_at_k(top.tolist(), qrels, 2) == 1.0
+    with pytest.raises(TypeError, match=r"holds torch tensors.*tolist"):
+        M.recall_at_k(list(top), qrels, 2)
+    with pytest.raises(TypeError, match=r"rankings\[0\]: ranking holds torch tensors"):
+        M.evaluate([list(top)], [qrels], ["mrr"])
+    with pytest.raises(TypeError, match=r"rankings\[1\] holds torch tensors"):
+        reciprocal_rank_fusion([[0, 2], list(top)])
