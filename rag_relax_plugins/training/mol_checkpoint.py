@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 
 __all__ = [
@@ -101,12 +101,24 @@ def load_checkpoint(
         FileNotFoundError: ``folder`` is not a checkpoint.
         ValueError: unknown format version, or weights that do not match the model.
     """
-    path = Path(folder)
+    path = checkpoint_folder(folder)
     state = read_trainer_state(path)
     load_model_weights(model, path)
     if optimizer is not None:
         load_optimizer_state(optimizer, path)
     return state
+
+
+def checkpoint_folder(folder: str | os.PathLike[str]) -> Path:
+    """``folder``, or the backup a crash left between the two renames of a replacing save.
+
+    Raises:
+        FileNotFoundError: no checkpoint there (no ``trainer_state.json``).
+    """
+    try:
+        return find_saved_folder(folder, "trainer_state.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)") from None
 
 
 def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -117,11 +129,8 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: ``folder`` is not a checkpoint.
         ValueError: unknown format version.
     """
-    path = Path(folder)
-    state_file = path / "trainer_state.json"
-    if not state_file.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)")
-    state: dict[str, Any] = read_json(state_file)
+    path = checkpoint_folder(folder)
+    state: dict[str, Any] = read_json(path / "trainer_state.json")
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"checkpoint {path} has format_version {version!r}; this version reads {FORMAT_VERSION}")

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
 from rag_relax_plugins.training.mol_checkpoint import (
@@ -297,13 +297,21 @@ def save_recipe_model(
     return atomic_folder(folder, write)
 
 
+def _saved_model_folder(folder: str | os.PathLike[str]) -> Path:
+    """``folder``, or the backup a crash left between the two renames of a replacing save."""
+    try:
+        return find_saved_folder(folder, "config.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no saved model at {folder} (missing config.json)") from None
+
+
 def load_similarity(folder: str | os.PathLike[str]) -> MoLSimilarity:
     """The trained :class:`MoLSimilarity` head of a model saved by :func:`save_recipe_model`.
 
     Raises:
         FileNotFoundError: the folder holds no MoL head (e.g. a dot-product model).
     """
-    path = Path(folder)
+    path = _saved_model_folder(folder)
     cfg_file, weights = path / "similarity_config.json", path / "similarity.safetensors"
     if not (cfg_file.is_file() and weights.is_file()):
         raise FileNotFoundError(f"no MoL head at {path} (expected similarity_config.json and similarity.safetensors)")
@@ -326,10 +334,8 @@ def load_recipe_model(
     Raises:
         FileNotFoundError / ValueError: missing files, unknown format or version, missing features.
     """
-    path = Path(folder)
+    path = _saved_model_folder(folder)
     cfg_file = path / "config.json"
-    if not cfg_file.is_file():
-        raise FileNotFoundError(f"no saved model at {path} (missing config.json)")
     meta: dict[str, Any] = read_json(cfg_file)
     if meta.get("format") != RECIPE_FORMAT or meta.get("format_version") != RECIPE_VERSION:
         raise ValueError(f"{cfg_file} is not a {RECIPE_FORMAT} v{RECIPE_VERSION} model")

@@ -136,3 +136,18 @@ def test_warm_start_warns_when_a_feature_block_starts_on_no_component(caplog):
     with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.training.mol_recipes"):
         build_movielens_model(20, RecipeConfig(num_query_embeddings=8, **base), num_users=5)
     assert "start on no component" not in caplog.text
+
+
+def test_loaders_find_the_model_a_crash_left_between_the_two_renames(tmp_path):
+    """A crash while a saved model was being replaced leaves only ``.<name>.old-*``: both loaders read it."""
+    import os
+
+    torch.manual_seed(0)
+    recipe = RecipeConfig(embedding_dim=8, max_len=3, num_query_embeddings=2, num_item_embeddings=2)
+    model = build_movielens_model(9, recipe)
+    save_recipe_model(model, tmp_path / "m", dataset="movielens", recipe=recipe)
+    os.replace(tmp_path / "m", tmp_path / ".m.old-abc123")
+    loaded, _ = load_recipe_model(tmp_path / "m")
+    h = torch.tensor([[0, 1, 2]])
+    torch.testing.assert_close(score_all(loaded, h), score_all(model, h), rtol=0, atol=0)
+    assert load_similarity(tmp_path / "m").config == model.similarity.config

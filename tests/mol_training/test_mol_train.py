@@ -317,3 +317,19 @@ def test_cpu_training_and_model_building_leave_the_cuda_rngs_alone(monkeypatch):
     assert torch.equal(built.weight, _init_model(lambda: torch.nn.Linear(3, 3), 4).weight)  # seeded
     assert calls == []  # torch.manual_seed reseeded every CUDA device, unrestored by fork_rng
     assert torch.equal(torch.get_rng_state(), before)  # and the CPU generator is restored
+
+
+def test_resume_finds_the_checkpoint_a_crash_left_between_the_two_renames(tmp_path):
+    """A crash while a checkpoint folder was being replaced leaves only ``.<name>.old-*``;
+    a resume from the folder's path reads that backup (as the model loaders do)."""
+    import os
+
+    data = _toy()
+    train_retrieval(_model(), data, _cfg(checkpoint_dir=str(tmp_path / "ck"), max_steps=4))
+    ck = tmp_path / "ck" / "checkpoint_step_4"
+    expected = train_retrieval(_model(seed=7), data, _cfg(max_steps=6), resume=ck)
+    os.replace(ck, tmp_path / "ck" / ".checkpoint_step_4.old-abc123")
+    resumed = train_retrieval(_model(seed=7), data, _cfg(max_steps=6), resume=ck)
+    assert resumed.history["step_loss"] == expected.history["step_loss"]
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        train_retrieval(_model(), data, _cfg(max_steps=6), resume=tmp_path / "ck" / "nothing_here")
