@@ -243,7 +243,7 @@ def test_read_json_and_read_tensors_name_the_corrupt_file(tmp_path: Path) -> Non
     t.write_bytes(t.read_bytes()[:20])
     with pytest.raises(ValueError, match=r"t\.safetensors: not a readable safetensors file"):
         read_tensors(t)
-    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.safetensors"):
         read_tensors(tmp_path / "missing.safetensors")
 
 
@@ -253,7 +253,10 @@ def test_checkpoint_readers_of_every_trainer_name_a_corrupt_file(tmp_path: Path)
     import torch
 
     from rag_relax_plugins.training import maxsim_checkpoint, mol_checkpoint
-    from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
+    from rag_relax_plugins.training._optimizer_state import (
+        load_optimizer_state,
+        save_optimizer_state,
+    )
 
     lin = torch.nn.Linear(3, 2)
     opt = torch.optim.AdamW(lin.parameters())
