@@ -7,8 +7,9 @@ Example::
 Rows ``[0, --train-rows)`` of ``hotpotqa/distractor_500.jsonl`` train (the last ``--val-rows``
 of them select ``best_model``; ``--val-rows 0``: the epoch with the lowest mean training loss);
 with ``--eval`` the remaining rows are the test split, scored before and after training (after:
-``best_model``, or ``final_model`` with a note when this run wrote no ``best_model``, e.g. a
-resume of a finished checkpoint into a new ``--output``). See
+``best_model``, restored from the checkpoint on a resume; ``final_model`` with a note when there
+is none, e.g. a resume into a new ``--output`` of a checkpoint written before checkpoints stored
+their best model). See
 :mod:`rag_relax_plugins.training.maxsim_train`.
 """
 
@@ -95,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluated_model(output: Path) -> Path:
-    """``output/best_model``, or ``output/final_model`` (with a note on stderr) when this run wrote
-    no best model: no complete epoch of it beat the checkpoint it resumed from, or none completed."""
+    """``output/best_model``, or ``output/final_model`` (with a note on stderr) when there is none:
+    no epoch completed, or the run resumed a checkpoint that stored no best model (older format)
+    and no complete epoch of it beat that checkpoint's."""
     from rag_relax_plugins._io import find_saved_folder
 
     best = output / "best_model"
@@ -104,6 +106,6 @@ def _evaluated_model(output: Path) -> Path:
         return find_saved_folder(best, "config.json")
     except FileNotFoundError:
         pass
-    sys.stderr.write(f"note: no best_model in {output} (this run completed no epoch that beat the best "
-                     "recorded before it); --eval scores final_model\n")
+    sys.stderr.write(f"note: no best_model in {output} (no complete epoch, or a resumed checkpoint without "
+                     "its best model and no later epoch beat it); --eval scores final_model\n")
     return output / "final_model"

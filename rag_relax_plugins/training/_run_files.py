@@ -1,5 +1,7 @@
 """Files every trainer writes beside its model: checkpoint rotation and loss-curve PNGs.
 
+- :func:`checkpoint_folder` finds the checkpoint a resume reads (or the backup a crash left);
+  :func:`restore_best_model` copies a checkpoint's best model into the resumed run's folder.
 - :func:`prune_checkpoints` keeps the newest ``checkpoint_step_N/`` folders of a run without ever
   deleting the one just written (a run resumed from an older checkpoint writes steps below those
   an earlier run left) or a folder whose name is not ``checkpoint_step_<digits>``.
@@ -12,16 +14,62 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rag_relax_plugins._io import atomic_write_bytes
+from rag_relax_plugins._io import atomic_folder, atomic_write_bytes, find_saved_folder
 
-__all__ = ["CHECKPOINT_PREFIX", "checkpoint_steps", "prune_checkpoints", "pyplot", "save_png"]
+__all__ = ["CHECKPOINT_PREFIX", "checkpoint_folder", "checkpoint_steps", "prune_checkpoints", "pyplot",
+           "restore_best_model", "save_png"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint_step_"
+
+
+def checkpoint_folder(path: str | Path) -> Path:
+    """The checkpoint folder to read: ``path``, or the ``.<name>.old-*`` backup a crash between the
+    two renames of a replacing save left (:func:`~rag_relax_plugins._io.find_saved_folder`).
+
+    Raises:
+        FileNotFoundError: no checkpoint there (no ``trainer_state.json``).
+    """
+    try:
+        return find_saved_folder(path, "trainer_state.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)") from None
+
+
+def restore_best_model(folder: Path, state: Mapping[str, Any], target: Path) -> bool:
+    """Copy the best model of checkpoint ``folder`` to ``target`` (atomically); ``False`` if it has none.
+
+    A checkpoint stores ``best_model/`` when the best epoch so far (``state["best_epoch"]``) is
+    not the one its ``model/`` holds; when it holds none, ``folder/model`` is the best model if
+    ``state["best_epoch"]`` is the checkpoint's own ``state["epoch"]``. Checkpoints written before
+    ``best_epoch`` existed, or before any epoch was selected, have none. An existing ``target``
+    is replaced when it is a save (:func:`~rag_relax_plugins._io.atomic_folder`) or holds one of
+    the restored model's ``.safetensors`` files (an older save of the same model).
+    """
+    best_epoch = state.get("best_epoch")
+    if best_epoch is None:
+        return False
+    source = folder / "best_model"
+    if not (source / "config.json").is_file():
+        source = folder / "model"
+        if best_epoch != state.get("epoch") or not (source / "config.json").is_file():
+            return False
+
+    def write(tmp: Path) -> None:
+        for entry in source.iterdir():
+            if entry.is_dir():
+                shutil.copytree(entry, tmp / entry.name)
+            else:
+                shutil.copy2(entry, tmp / entry.name)
+
+    weights = tuple(sorted(p.name for p in source.glob("*.safetensors")))
+    atomic_folder(target, write, replace_if_contains=weights)
+    return True
 
 
 def checkpoint_steps(directory: Path) -> list[tuple[int, Path]]:

@@ -21,7 +21,8 @@ Commands::
     rag-relax train-reranker --output runs/supervised --supervision labels
 
 A resume must use the checkpoint's options, except the runtime-only ones in
-``grerank_checkpoint.RESUME_RUNTIME_ONLY`` (else ``ValueError`` before anything is written).
+``grerank_checkpoint.RESUME_RUNTIME_ONLY`` (else ``ValueError`` before anything is written); the
+checkpoint's reranker decides the scorer options, as ``init_from`` does (``grerank_init``).
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ from rag_relax_plugins.training.grerank_checkpoint import (
     load_checkpoint_weights,
     plot_curves,
     save_checkpoint,
+    stored_options,
 )
 from rag_relax_plugins.training.grerank_eval import hotpot_split
-from rag_relax_plugins.training.grerank_init import effective_config
+from rag_relax_plugins.training.grerank_init import SCORER_OPTIONS, effective_config
 
 if TYPE_CHECKING:
     from rag_relax_plugins.readers.causal_lm import DocumentStates
@@ -76,7 +78,8 @@ class GRerankConfig(DictConfig):
     scorer: str = "cross"
     backbone: str | None = None
     # start from a saved GumbelReranker folder: it decides scorer, backbone, scorer_max_length and
-    # trainable_layers (other explicit values are refused: grerank_init.effective_config)
+    # trainable_layers (other explicit values are refused: grerank_init.effective_config; on
+    # resume the checkpoint's reranker decides them the same way)
     init_from: str | None = None
     scorer_max_length: int = 128
     trainable_layers: int = -1
@@ -254,24 +257,29 @@ def train_grerank(
 
     Returns:
         :class:`GRerankResult`; ``output_dir`` holds ``final_model/``, ``checkpoint_step_N/``,
-        ``history.json``, ``train_config.json`` (with ``init_from``: the scorer settings of the
-        saved folder) and ``curves.png``.
+        ``history.json``, ``train_config.json`` (with ``init_from`` or ``resume_from``: the scorer
+        settings of the saved folder or the checkpoint's reranker, as checkpoints store them) and
+        ``curves.png``.
 
     Raises:
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
         ValueError: no training examples; a resume whose options differ from the checkpoint's,
-            runtime-only ones aside; ``cfg.init_from`` with scorer settings other than the saved
-            ones or the defaults, or with ``reranker`` (all raised before anything is written).
+            runtime-only ones aside; ``cfg.init_from`` (or a resume) with scorer settings other
+            than the saved (or recorded) ones or the defaults; ``cfg.init_from`` with ``reranker``
+            (all raised before anything is written).
     """
     from tqdm.auto import tqdm
 
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     ck = checkpoint_folder(cfg.resume_from) if cfg.resume_from is not None else None
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
-        check_resume(ck, options)
+        check_resume(ck, options)  # the scorer options aside: the checkpoint's reranker decides them
     elif cfg.init_from is not None and reranker is not None:
         raise ValueError("pass either a reranker or cfg.init_from, not both (init_from would be ignored)")
-    used = effective_config(cfg)  # init_from's scorer settings; conflicting ones refused
+    # the scorer settings of init_from or of the checkpoint's reranker (conflicting ones refused):
+    # what train_config.json records and every checkpoint stores
+    used = effective_config(cfg, checkpoint=ck, recorded=stored_options(ck) if ck is not None else None)
+    options.update(checkpoint_options({name: getattr(used, name) for name in SCORER_OPTIONS}))
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(

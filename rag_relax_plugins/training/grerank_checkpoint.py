@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
+from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import ResumePolicy
-from rag_relax_plugins.training._run_files import pyplot, save_png
+from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
+from rag_relax_plugins.training.grerank_init import SCORER_OPTIONS
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -34,6 +35,7 @@ __all__ = [
     "load_checkpoint_weights",
     "plot_curves",
     "save_checkpoint",
+    "stored_options",
 ]
 
 CHECKPOINT_VERSION = 1
@@ -53,23 +55,19 @@ RESUME_RUNTIME_ONLY = frozenset({
 _PATH_OPTIONS = ("data_path", "backbone", "reader_path")
 
 
-RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS)
+# The scorer options are not compared with the stored ones: the checkpoint's reranker decides them
+# and ``grerank_init.effective_config`` refuses a value it would ignore.
+RESUME = ResumePolicy(RESUME_RUNTIME_ONLY | frozenset(SCORER_OPTIONS), _PATH_OPTIONS)
 # ``GRerankConfig.to_dict()`` as stored in a checkpoint (local paths absolute), and the resume check
 checkpoint_options = RESUME.options
 check_resume = RESUME.check
 
 
-def checkpoint_folder(path: str | Path) -> Path:
-    """The checkpoint folder to read: ``path``, or the ``.<name>.old-*`` backup a crash between the
-    two renames of a replacing save left (:func:`~rag_relax_plugins._io.find_saved_folder`).
-
-    Raises:
-        FileNotFoundError: no checkpoint there (no ``trainer_state.json``).
-    """
-    try:
-        return find_saved_folder(path, "trainer_state.json")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)") from None
+def stored_options(folder: Path) -> dict[str, Any] | None:
+    """The options checkpoint ``folder`` stored (``None`` for a checkpoint written before they were)."""
+    state = read_json(checkpoint_folder(folder) / "trainer_state.json")
+    saved = state.get("config") if isinstance(state, dict) else None
+    return saved if isinstance(saved, dict) else None
 
 
 def save_checkpoint(

@@ -1,12 +1,18 @@
 """Checkpoint and curve I/O of the MaxSim training loop (safetensors + JSON, atomic, no pickle).
 
-A checkpoint's ``trainer_state.json`` holds the run's options under ``"config"``, compared on
-resume (:func:`check_resume`).
+A ``checkpoint_epoch_N/`` folder holds ``model/`` (the reranker), the optimiser state,
+``best_model/`` when the best epoch so far (``"best_epoch"`` in the state) is not the one ``model/``
+holds (an earlier epoch; for a checkpoint of an epoch stopped part-way, any), and
+``trainer_state.json``, whose ``"config"`` holds the run's options, compared on resume
+(:func:`check_resume`). A resume restores the best model into its output folder
+(:func:`~rag_relax_plugins.training._run_files.restore_best_model`, shared with the Gaussian
+trainer), so ``best_model/`` there matches ``best_val_mrr`` also in a new folder.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +49,15 @@ checkpoint_options = RESUME.options
 check_resume = RESUME.check
 
 
-def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Optimizer, state: dict[str, Any],
+                    *, best_model: Path | None = None) -> None:
+    """Write checkpoint ``folder`` (atomically); ``best_model``: a saved best model of another epoch,
+    copied in as ``best_model/`` (``None`` when ``reranker`` is the best so far, or there is none)."""
+
     def write(tmp: Path) -> None:
         reranker.save(tmp / "model")
+        if best_model is not None:
+            shutil.copytree(best_model, tmp / "best_model")
         save_optimizer_state(opt, tmp)
         (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
 

@@ -24,9 +24,11 @@ training loss), ``final_model/``, ``history.json`` and ``loss_curves.png``; ``re
 continues from a checkpoint. A run stopped by ``max_steps`` inside an epoch writes that epoch's
 checkpoint with its position (batches done, their losses, the negative-sampling generator state),
 so a resume finishes the epoch instead of skipping its rest. Such a partial epoch is validated and
-logged but never becomes ``best_model`` (the resume finishes it and it competes then), so a run
-that completed no epoch in its ``output_dir`` (a resume of a finished checkpoint into a new
-folder, or ``max_steps`` below one epoch) may write no ``best_model/``.
+logged but never becomes ``best_model`` (the resume finishes it and it competes then). Checkpoints
+store the best model when it is of an earlier epoch and a resume restores it into its
+``output_dir``, so ``best_model/`` there is the run's best also in a new folder; a run that
+completed no epoch (``max_steps`` below one epoch), or a resume of a checkpoint written before
+best models were stored into a new folder, may write no ``best_model/``.
 A resume must use the checkpoint's options, except the runtime-only ones in
 ``maxsim_checkpoint.RESUME_RUNTIME_ONLY`` (else ``ValueError`` before anything is written).
 """
@@ -43,7 +45,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import find_saved_folder, read_json
+from rag_relax_plugins._io import read_json
 from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
@@ -51,6 +53,7 @@ from rag_relax_plugins.rerankers.maxsim import (
     PackedTokens,
     pack_tokens,
 )
+from rag_relax_plugins.training._run_files import checkpoint_folder, restore_best_model
 from rag_relax_plugins.training.maxsim_checkpoint import (
     check_resume,
     checkpoint_options,
@@ -221,8 +224,9 @@ def train_maxsim(
 
     Returns:
         ``{"history", "output_dir", "steps", "best_val_mrr"}``; ``best_val_mrr`` is the value of
-        the model in ``best_model/`` (an epoch stopped part-way by ``max_steps`` never is), ``-inf``
-        when no complete epoch wrote one.
+        the model in ``best_model/`` (an epoch stopped part-way by ``max_steps`` never is; on
+        resume the checkpoint's best model is restored there), ``-inf`` when no complete epoch
+        wrote one.
 
     Raises:
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
@@ -231,7 +235,7 @@ def train_maxsim(
     """
     if len(groups) < 2:
         raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
-    ck = _checkpoint_folder(cfg.resume_from) if cfg.resume_from else None
+    ck = checkpoint_folder(cfg.resume_from) if cfg.resume_from else None
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(ck, options)
@@ -250,14 +254,6 @@ def train_maxsim(
         log.setLevel(old_level)
         log.removeHandler(handler)
         handler.close()
-
-
-def _checkpoint_folder(path: str) -> Path:
-    """The checkpoint to resume: ``path``, or the backup a crash between two renames left."""
-    try:
-        return find_saved_folder(path, "trainer_state.json")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)") from None
 
 
 def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, query_strings: Sequence[str],
@@ -297,6 +293,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: linear_decay(s, total))
     history: dict[str, list[float]] = {"step_loss": [], "train_loss": [], "val_mrr": []}
     start_epoch, start_batch, step, best = 0, 0, 0, -math.inf
+    best_epoch: int | None = None  # the epoch (1-based) whose model best_model/ holds
     resumed_losses: list[float] = []  # losses of the batches done in start_epoch before a mid-epoch stop
     resumed_rng: list[int] | None = None  # negative-sampling generator state at that stop
     if ck is not None:
@@ -309,6 +306,12 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
             group["lr"] = base * linear_decay(sched.last_epoch, total)
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
         start_batch = int(state.get("batch", 0))
+        best_epoch = state.get("best_epoch")
+        if not restore_best_model(ck, state, out / "best_model"):
+            best_epoch = None  # unknown: only a later, better epoch writes best_model/
+            if math.isfinite(best):
+                log.warning("checkpoint %s holds no best model (older format): %s/best_model will not match "
+                            "best_val_mrr %.5f unless a later epoch improves on it", ck, out, best)
         resumed_losses, resumed_rng = list(state.get("epoch_losses", [])), state.get("negative_rng")
         log.info("resumed from %s at epoch %d, batch %d, step %d", ck, start_epoch, start_batch, step)
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
@@ -345,9 +348,10 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
             # sampling generator, before this partial epoch's summary enters the history, so that a
             # resume finishes the epoch exactly as an uninterrupted run would
             state = {"epoch": epoch, "batch": done, "epoch_losses": losses, "negative_rng": gen.get_state().tolist(),
-                     "step": step, "best": best, "history": history, "scheduler": sched.state_dict(),
-                     "config": options}
-            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state)
+                     "step": step, "best": best, "best_epoch": best_epoch, "history": history,
+                     "scheduler": sched.state_dict(), "config": options}
+            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state,
+                            best_model=_best_model(out, best_epoch, own_epoch=None))
         history["train_loss"].append(sum(losses) / max(1, len(losses)))
         val = (_validate(reranker, val_groups, q_cache=q_cache, t_cache=t_cache,
                          query_strings=query_strings, text_strings=text_strings)
@@ -355,17 +359,26 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         history["val_mrr"].append(val)
         log.info("epoch %d train_loss %.5f val %.5f", epoch + 1, history["train_loss"][-1], val)
         if val > best and done == len(batches):  # a partial epoch competes once a resume finishes it
-            best = val
+            best, best_epoch = val, epoch + 1
             reranker.save(out / "best_model")
         if cfg.save_checkpoints and done == len(batches):
-            state = {"epoch": epoch + 1, "step": step, "best": best, "history": history,
+            state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
                      "scheduler": sched.state_dict(), "config": options}
-            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state)
+            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state,
+                            best_model=_best_model(out, best_epoch, own_epoch=epoch + 1))
     bar.close()
     reranker.save(out / "final_model")
     (out / "history.json").write_text(json.dumps(history), encoding="utf-8")
     plot_history(history, out / "loss_curves.png")
     return {"history": history, "output_dir": str(out), "steps": step, "best_val_mrr": best}
+
+
+def _best_model(out: Path, best_epoch: int | None, *, own_epoch: int | None) -> Path | None:
+    """``out/best_model`` to store in a checkpoint whose ``model/`` is of epoch ``own_epoch`` (``None``:
+    stopped part-way, never the best), or ``None`` when that model is the best or there is none."""
+    if best_epoch is None or best_epoch == own_epoch or not (out / "best_model" / "config.json").is_file():
+        return None
+    return out / "best_model"
 
 
 def _validate(reranker: MaxSimReranker, val_groups: Sequence[QueryGroup], *, q_cache: TokenCache | None,

@@ -111,3 +111,68 @@ def test_cli_has_an_option_for_every_config_field(monkeypatch: pytest.MonkeyPatc
     want = GRerankConfig()
     for name in ("scorer_max_length", "trainable_layers", "weight_decay", "max_grad_norm", "keep_checkpoints"):
         assert getattr(seen[0], name) == getattr(want, name), name
+
+
+def _init_from_checkpoint(init_folder: Path, tmp_path: Path) -> tuple[GRerankConfig, Path]:
+    """An init_from run (default scorer settings: the saved folder's 64 word pieces are used)
+    stopped at step 1, and its checkpoint."""
+    cfg = grerank_config(tmp_path / "out", supervision="labels", init_from=str(init_folder), max_steps=1, k=1,
+                         save_every_steps=1)
+    train_grerank(cfg, examples=EXAMPLES)
+    return cfg, tmp_path / "out" / "checkpoint_step_1"
+
+
+def _options(ck: Path) -> dict:
+    return json.loads((ck / "trainer_state.json").read_text())["config"]
+
+
+def _scores(folder: Path) -> torch.Tensor:
+    return GumbelReranker.from_pretrained(folder).score(EXAMPLES[0].question, EXAMPLES[0].paragraph_texts())
+
+
+def test_init_from_checkpoint_resumes_with_the_original_or_the_recorded_config(
+    init_folder: Path, tmp_path: Path
+) -> None:
+    """The checkpoint stores the settings train_config.json records (the saved scorer's); a resume
+    with the original options or with that record continues the same run, and the resumed run's
+    train_config.json records the scorer it trained (64 word pieces, not the default 128)."""
+    cfg, ck = _init_from_checkpoint(init_folder, tmp_path)
+    recorded = json.loads((tmp_path / "out" / "train_config.json").read_text())
+    assert recorded["scorer_max_length"] == _options(ck)["scorer_max_length"] == 64
+    original = dataclasses.replace(cfg, output_dir=str(tmp_path / "r1"), resume_from=str(ck), max_steps=2)
+    train_grerank(original, examples=EXAMPLES)
+    from_record = dataclasses.replace(GRerankConfig.from_dict(recorded), output_dir=str(tmp_path / "r2"),
+                                      resume_from=str(ck), max_steps=2)
+    train_grerank(from_record, examples=EXAMPLES)
+    for run in ("r1", "r2"):
+        logged = json.loads((tmp_path / run / "train_config.json").read_text())
+        assert (logged["scorer"], logged["scorer_max_length"], logged["trainable_layers"]) == ("cross", 64, -1)
+        assert logged["backbone"] is None
+        assert _options(tmp_path / run / "checkpoint_step_2")["scorer_max_length"] == 64
+    assert torch.equal(_scores(tmp_path / "r1" / "final_model"), _scores(tmp_path / "r2" / "final_model"))
+
+
+def test_init_from_checkpoint_of_the_previous_format_resumes(init_folder: Path, tmp_path: Path) -> None:
+    """Checkpoints written before the fix stored the options as given (scorer_max_length 128, the
+    default, while the scorer used 64): they resume with the original command and with the
+    recorded train_config.json."""
+    cfg, ck = _init_from_checkpoint(init_folder, tmp_path)
+    state = json.loads((ck / "trainer_state.json").read_text())
+    state["config"].update(scorer_max_length=128)  # what the previous commit stored
+    (ck / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
+    recorded = json.loads((tmp_path / "out" / "train_config.json").read_text())
+    for run, base in (("r1", cfg), ("r2", GRerankConfig.from_dict(recorded))):
+        train_grerank(dataclasses.replace(base, output_dir=str(tmp_path / run), resume_from=str(ck), max_steps=2),
+                      examples=EXAMPLES)
+        assert json.loads((tmp_path / run / "train_config.json").read_text())["scorer_max_length"] == 64
+    assert torch.equal(_scores(tmp_path / "r1" / "final_model"), _scores(tmp_path / "r2" / "final_model"))
+
+
+def test_resume_refuses_scorer_settings_the_checkpoint_would_ignore(init_folder: Path, tmp_path: Path) -> None:
+    """On resume the checkpoint's reranker decides the scorer: a value other than its own, the
+    recorded one or the default is refused before anything is written."""
+    cfg, ck = _init_from_checkpoint(init_folder, tmp_path)
+    bad = dataclasses.replace(cfg, output_dir=str(tmp_path / "r"), resume_from=str(ck), scorer_max_length=100)
+    with pytest.raises(ValueError, match=r"scorer_max_length \(checkpoint 64, given 100\)"):
+        train_grerank(bad, examples=EXAMPLES)
+    assert not (tmp_path / "r").exists()

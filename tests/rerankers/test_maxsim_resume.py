@@ -109,11 +109,59 @@ def _hashing_reranker_class(monkeypatch: pytest.MonkeyPatch) -> None:
                         lambda self, token_dim=None: maxsim.MaxSimConfig(projection_dim=8, token_dim=DIM))
 
 
-def test_cli_eval_after_a_resume_into_a_new_folder(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def _scripted_validation(monkeypatch: pytest.MonkeyPatch, values: list[float]) -> None:
+    """Make each epoch's validation return the next of ``values`` (across runs)."""
+    from rag_relax_plugins.training import maxsim_train
+
+    left = iter(values)
+    monkeypatch.setattr(maxsim_train, "_validate", lambda *a, **kw: next(left))
+
+
+def test_resume_into_a_new_folder_restores_an_earlier_best_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Resuming a finished checkpoint into a new output folder writes no best_model there;
-    ``--eval`` then evaluates final_model and says so (it used to stop with an error)."""
+    """The checkpoint of epoch 3 holds the best model of epoch 2; a resume into a new folder
+    restores it as best_model/, which keeps it when epoch 4 is worse (there was none before)."""
+    groups, queries, texts = synthetic()  # 8 groups, batch 2: 4 steps per epoch
+    _scripted_validation(monkeypatch, [0.5, 0.9, 0.3, 0.2, 0.2])
+    base = dict(epochs=4, batch_size=2, hard_negatives=2, learning_rate=0.1, train_rows=10, val_rows=2,
+                show_progress=False)
+    first = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "a"), **base), groups, queries.texts,
+                         texts.texts, val_groups=groups[:2], reranker=make_reranker())
+    epoch2 = _weights(tmp_path / "a" / "checkpoint_epoch_2" / "model")
+    assert first["best_val_mrr"] == 0.9 and torch.equal(_weights(tmp_path / "a" / "best_model"), epoch2)
+    ck = tmp_path / "a" / "checkpoint_epoch_3"
+    assert torch.equal(_weights(ck / "best_model"), epoch2)
+    assert not torch.equal(_weights(ck / "model"), epoch2)
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "b"), resume_from=str(ck), **base), groups,
+                       queries.texts, texts.texts, val_groups=groups[:2], reranker=make_reranker())
+    assert res["best_val_mrr"] == 0.9 and res["history"]["val_mrr"] == [0.5, 0.9, 0.3, 0.2]
+    assert torch.equal(_weights(tmp_path / "b" / "best_model"), epoch2)
+
+
+def test_resume_of_a_partial_epoch_restores_the_best_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A max_steps stop inside epoch 3 stores epoch 2's best model in its checkpoint (its model/ is
+    the stopped one); the resume into a new folder restores that, not the mid-epoch model."""
+    groups, queries, texts = synthetic()  # 4 steps per epoch; max_steps 10 stops inside epoch 3
+    _scripted_validation(monkeypatch, [0.5, 0.9, 0.95, 0.1])  # epoch 3: 0.95 partial (does not compete), 0.1
+    base = dict(epochs=3, batch_size=2, hard_negatives=2, learning_rate=0.1, train_rows=10, val_rows=2,
+                show_progress=False)
+    part = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "a"), max_steps=10, **base), groups,
+                        queries.texts, texts.texts, val_groups=groups[:2], reranker=make_reranker())
+    assert part["best_val_mrr"] == 0.9
+    epoch2 = _weights(tmp_path / "a" / "checkpoint_epoch_2" / "model")
+    ck = tmp_path / "a" / "checkpoint_epoch_3"
+    assert json.loads((ck / "trainer_state.json").read_text())["batch"] == 2
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "b"), resume_from=str(ck), **base), groups,
+                       queries.texts, texts.texts, val_groups=groups[:2], reranker=make_reranker())
+    assert res["best_val_mrr"] == 0.9 and res["steps"] == 12
+    assert torch.equal(_weights(tmp_path / "b" / "best_model"), epoch2)
+
+
+def _cli_runs(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+              capsys: pytest.CaptureFixture[str], *, old_format: bool = False) -> tuple[dict, str]:
+    """``train-maxsim`` for one epoch into ``o1``, then ``--eval`` resuming its finished checkpoint
+    into ``o2`` (``old_format``: the checkpoint as written before best models were stored)."""
     from rag_relax_plugins.cli import main
 
     _hashing_reranker_class(monkeypatch)
@@ -124,12 +172,36 @@ def test_cli_eval_after_a_resume_into_a_new_folder(
               "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     assert main(["train-maxsim", "-o", str(tmp_path / "o1"), *common]) == 0
     capsys.readouterr()
-    rc = main(["train-maxsim", "-o", str(tmp_path / "o2"), *common, "--eval",
-               "--resume-from", str(tmp_path / "o1" / "checkpoint_epoch_1")])
+    ck = tmp_path / "o1" / "checkpoint_epoch_1"
+    if old_format:
+        state = json.loads((ck / "trainer_state.json").read_text())
+        del state["best_epoch"]
+        (ck / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
+    rc = main(["train-maxsim", "-o", str(tmp_path / "o2"), *common, "--eval", "--resume-from", str(ck)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert not (tmp_path / "o2" / "best_model").exists()
     report = json.loads(captured.out)
-    assert report["evaluated_model"] == str(tmp_path / "o2" / "final_model")
     assert set(report["test_after"]["all"]) >= {"mrr", "n"}
-    assert "final_model" in captured.err and "best_model" in captured.err
+    return report, captured.err
+
+
+def test_cli_eval_after_a_resume_into_a_new_folder_scores_the_runs_best_model(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming a finished checkpoint into a new output folder restores its best model there;
+    ``--eval`` scores it (the run's best, epoch 1 here), not final_model."""
+    report, err = _cli_runs(tmp_path, data_dir, monkeypatch, capsys)
+    assert report["evaluated_model"] == str(tmp_path / "o2" / "best_model")
+    assert torch.equal(_weights(tmp_path / "o2" / "best_model"), _weights(tmp_path / "o1" / "best_model"))
+    assert "note" not in err
+
+
+def test_cli_eval_after_a_resume_of_an_old_checkpoint_into_a_new_folder(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint without its best model (older format) writes no best_model into the new folder;
+    ``--eval`` then evaluates final_model and says so (it used to stop with an error)."""
+    report, err = _cli_runs(tmp_path, data_dir, monkeypatch, capsys, old_format=True)
+    assert not (tmp_path / "o2" / "best_model").exists()
+    assert report["evaluated_model"] == str(tmp_path / "o2" / "final_model")
+    assert "final_model" in err and "best_model" in err

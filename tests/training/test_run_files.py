@@ -1,14 +1,24 @@
-"""training._run_files: checkpoint rotation never deletes the checkpoint just written, and PNGs
-are written atomically."""
+"""training._run_files: checkpoint rotation never deletes the checkpoint just written, PNGs are
+written atomically, the checkpoint a resume reads (shared by the G-Rerank and MaxSim trainers) and
+the restore of a checkpoint's best model (shared by the Gaussian and MaxSim trainers)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
-from rag_relax_plugins.training._run_files import checkpoint_steps, prune_checkpoints, save_png
+from rag_relax_plugins.training import grerank, maxsim_train
+from rag_relax_plugins.training._run_files import (
+    checkpoint_folder,
+    checkpoint_steps,
+    prune_checkpoints,
+    restore_best_model,
+    save_png,
+)
 
 
 def _ckpts(root: Path, steps: list[int]) -> None:
@@ -52,3 +62,43 @@ def test_save_png_writes_a_png_and_nothing_else(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _names(path.parent) == ["curve.png"]
     assert not plt.fignum_exists(fig.number)  # closed
+
+
+def test_checkpoint_folder_finds_the_backup_a_crash_left(tmp_path: Path) -> None:
+    """One helper for both trainers: the folder itself, else the backup left between two renames."""
+    assert grerank.checkpoint_folder is maxsim_train.checkpoint_folder is checkpoint_folder
+    ck = tmp_path / "checkpoint_step_2"
+    ck.mkdir()
+    (ck / "trainer_state.json").write_text("{}", encoding="utf-8")
+    assert checkpoint_folder(ck) == ck
+    os.replace(ck, tmp_path / ".checkpoint_step_2.old-abc123")
+    assert checkpoint_folder(ck) == tmp_path / ".checkpoint_step_2.old-abc123"
+    with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*trainer_state\.json"):
+        checkpoint_folder(tmp_path / "nothing")
+
+
+def _save(folder: Path, tag: str) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"tag": tag}), encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(tag.encode())
+
+
+@pytest.mark.parametrize(
+    ("state", "stored_best", "restored"),
+    [
+        ({"epoch": 3, "best_epoch": 2}, True, "best"),  # an earlier epoch: the stored best_model/
+        ({"epoch": 2, "best_epoch": 2, "batch": 1}, True, "best"),  # stopped part-way: best_model/, not model/
+        ({"epoch": 2, "best_epoch": 2}, False, "model"),  # the checkpoint's own epoch: model/
+        ({"epoch": 3, "best_epoch": 2}, False, None),  # best_model/ missing: none
+        ({"epoch": 3}, False, None),  # older format: no best_epoch
+    ],
+)
+def test_restore_best_model(tmp_path: Path, state: dict, stored_best: bool, restored: str | None) -> None:
+    ck = tmp_path / "ck"
+    _save(ck / "model", "model")
+    if stored_best:
+        _save(ck / "best_model", "best")
+    target = tmp_path / "out" / "best_model"
+    _save(target, "stale")  # a best model an earlier run left there is replaced
+    assert restore_best_model(ck, state, target) is (restored is not None)
+    assert json.loads((target / "config.json").read_text())["tag"] == (restored or "stale")
