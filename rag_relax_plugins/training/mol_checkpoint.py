@@ -23,8 +23,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
+from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
+from rag_relax_plugins.training._run_files import checkpoint_folder
 
 __all__ = [
     "FORMAT_VERSION",
@@ -107,18 +108,6 @@ def load_checkpoint(
     if optimizer is not None:
         load_optimizer_state(optimizer, path)
     return state
-
-
-def checkpoint_folder(folder: str | os.PathLike[str]) -> Path:
-    """``folder``, or the backup a crash left between the two renames of a replacing save.
-
-    Raises:
-        FileNotFoundError: no checkpoint there (no ``trainer_state.json``).
-    """
-    try:
-        return find_saved_folder(folder, "trainer_state.json")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)") from None
 
 
 def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
