@@ -25,14 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model and the evaluation file, print a table, optionally write JSON."""
-    from pathlib import Path
-
+    from rag_relax_plugins._io import find_saved_folder
     from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
     from rag_relax_plugins.training.gaussian_data import load_eval_file
     from rag_relax_plugins.training.gaussian_eval import evaluate_model, format_table, write_report
 
-    if not (Path(args.model) / "config.json").is_file():
-        raise FileNotFoundError(f"no saved model at {args.model} (missing config.json)")
+    try:  # checked before the evaluation file is read; the backup of an interrupted save counts
+        find_saved_folder(args.model, "config.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no saved model at {args.model} (missing config.json)") from None
     data = load_eval_file(args.eval_file)
     model = GaussianEmbedder.load(args.model, device=args.device)
     result = evaluate_model(model, data, batch_size=args.batch_size)
@@ -42,14 +43,15 @@ def run(args: argparse.Namespace) -> int:
         from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
 
         base: object
+        # read as many tokens as the model does, so the comparison is of the weights only
+        tokens = getattr(model.backbone, "max_seq_length", None)
         if args.baseline != "auto":
-            base = SentenceTransformerEncoder(args.baseline, device=args.device)
+            base = SentenceTransformerEncoder(args.baseline, device=args.device, max_seq_length=tokens)
         elif isinstance(model.backbone, EncoderBackbone):
             base = model.backbone.encoder
         else:  # the untrained source (None = the offline MiniLM); the model's own copy if untouched
             source = model.base_backbone if model.backbone_fine_tuned else model.config.backbone
-            # read as many tokens as the model does, so the comparison is of the weights only
-            base = SentenceTransformerEncoder(source, device=args.device, max_seq_length=model.backbone.max_seq_length)
+            base = SentenceTransformerEncoder(source, device=args.device, max_seq_length=tokens)
         result["baseline"] = evaluate_model(base, data, batch_size=args.batch_size, geometry="cosine")
         sys.stdout.write("\nbaseline (backbone, cosine)\n" + format_table(result["baseline"]) + "\n")
     if args.output:

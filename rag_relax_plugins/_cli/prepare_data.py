@@ -12,7 +12,9 @@ HELP = "prepare train/val/test pairs and an eval.json (corpus, queries, qrels) f
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="CSV (query,positive[,negative]), JSON/JSONL pairs, a .txt of documents, or a folder of .txt")
     parser.add_argument("--output", "-o", required=True, help="output folder")
-    parser.add_argument("--kind", choices=["auto", "pairs", "documents"], default="auto")
+    parser.add_argument("--kind", choices=["auto", "pairs", "documents"], default="auto",
+                        help="auto: .txt and folders are documents, other files pairs; documents: also a "
+                             ".jsonl with 'text' or any prose file (.md ...; not .json/.csv/.tsv/.gz)")
     parser.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions (default 0.8,0.1,0.1)")
     parser.add_argument("--negatives", action="store_true", help="documents: add a random other document as negative")
     parser.add_argument("--seed", type=int, default=0)

@@ -7,7 +7,11 @@ References:
     - Triplet margin: Schroff et al., "FaceNet", CVPR 2015.
 
 Relations: InfoNCE is ListNet with a one-hot target over the in-batch candidates
-(:mod:`rag_relax_plugins.core.ranking_losses`).
+(:mod:`rag_relax_plugins.core.ranking_losses`). ``mask=`` leaves known false negatives out of a
+row's softmax (GISTEmbed's masking, Solatorio 2024, with the guide's verdict given as a mask); the
+Gaussian trainer passes one built from text identity
+(:func:`rag_relax_plugins.training.gaussian_objective.false_negative_mask`), and the MaxSim
+trainer's ``group_info_nce`` masks a query's other positives the same way.
 
 Example:
     >>> import torch
@@ -25,6 +29,7 @@ import torch.nn.functional as F
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,
+    check_mask,
     check_ndim,
     check_positive,
 )
@@ -39,6 +44,7 @@ def info_nce(
     temperature: float = 0.05,
     similarity: Literal["cosine", "dot", "neg_l2"] = "cosine",
     symmetric: bool = False,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE with in-batch negatives (and optional hard negatives).
 
@@ -53,6 +59,12 @@ def info_nce(
         similarity: ``"cosine"``, ``"dot"`` or ``"neg_l2"`` (negative squared Euclidean distance,
             for models whose retrieval geometry is Euclidean).
         symmetric: also add the document-to-query direction (positives only).
+        mask: ``(B, B * (1 + M)) x bool`` over the candidates in the order above (row ``j``'s
+            positive, then its ``M`` hard negatives), ``True`` where a candidate is left out of
+            row ``i``'s softmax (a false negative); never row ``i``'s own positive. With
+            ``symmetric``, positive ``j`` leaves out query ``i`` where ``mask[i, j * (1 + M)]``.
+            ``None`` (the default) gives the unmasked loss bit for bit; an all-``False`` mask
+            gives the same value.
 
     Returns:
         Scalar mean loss.
@@ -73,10 +85,18 @@ def info_nce(
     per_row = 1 if docs.dim() == 2 else docs.shape[1]
     logits = _sim(query, cand, similarity) / temperature  # (B, B*(1+M))
     target = torch.arange(b, device=query.device) * per_row
+    if mask is not None:
+        mask = check_mask("mask", mask, "the logits (B, B * (1 + M))", logits).to(query.device)
+        if mask[torch.arange(b, device=query.device), target].any():
+            raise ValueError("mask must not hide a row's own positive")
+        logits = logits.masked_fill(mask, float("-inf"))
     loss = F.cross_entropy(logits, target)
     if symmetric:
         pos = docs if docs.dim() == 2 else docs[:, 0]
-        loss = 0.5 * (loss + F.cross_entropy(_sim(pos, query, similarity) / temperature, torch.arange(b, device=query.device)))
+        back = _sim(pos, query, similarity) / temperature  # (B, B): positive j against query i
+        if mask is not None:
+            back = back.masked_fill(mask[:, ::per_row].T, float("-inf"))  # (B, B), transposed positive columns
+        loss = 0.5 * (loss + F.cross_entropy(back, torch.arange(b, device=query.device)))
     return loss
 
 
@@ -97,6 +117,7 @@ def triplet_margin(
     *,
     margin: float = 1.0,
     distance: Literal["euclidean", "cosine"] = "euclidean",
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean of ``max(0, d(a, p) - d(a, n) + margin)``.
 
@@ -104,6 +125,9 @@ def triplet_margin(
         anchor, positive, negative: ``(B, D) x float`` each.
         margin: >= 0.
         distance: ``"euclidean"`` (L2) or ``"cosine"`` (``1 - cos``).
+        mask: ``(B,) x bool``, ``True`` where a triplet is left out (its negative is a false
+            negative): the mean runs over the others (``0``, still in the graph, when every
+            triplet is left out). ``None`` (the default) gives the unmasked loss bit for bit.
     """
     for name, t in (("anchor", anchor), ("positive", positive), ("negative", negative)):
         check_floating(name, t)
@@ -124,4 +148,8 @@ def triplet_margin(
         dn = 1 - F.cosine_similarity(anchor, negative, dim=-1)
     else:
         raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
-    return F.relu(dp - dn + margin).mean()
+    per = F.relu(dp - dn + margin)  # (B,)
+    if mask is None:
+        return per.mean()
+    keep = ~check_mask("mask", mask, "the triplets (B,)", per).to(per.device)
+    return (per * keep).sum() / keep.sum().clamp(min=1)

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.embedders._gaussian_backbone import (
     EncoderBackbone,
@@ -350,12 +350,19 @@ class GaussianEmbedder(nn.Module):
                 fine-tune a saved model with another freezing); ``output_dim``, ``hidden_dim``
                 and ``backbone`` cannot be overridden (the weights fix them).
 
+        The ``.<name>.old-*`` backup that a crash during a replacing :meth:`save` left is loaded
+        when ``path`` is missing (:func:`~rag_relax_plugins._io.find_saved_folder`).
+
         Raises:
             FileNotFoundError: no ``config.json`` / ``head.safetensors`` in ``path``.
             ValueError: a corrupt or foreign ``config.json`` or ``head.safetensors`` (the message
-                names the file), unknown format version or config keys, or a forbidden override.
+                names the file), unknown format version or config keys, or a forbidden or invalid
+                override (named as an override).
         """
-        folder = Path(path)
+        try:
+            folder = find_saved_folder(path, "head.safetensors")
+        except FileNotFoundError:
+            folder = Path(path)  # named below
         cfg_file, head_file = folder / "config.json", folder / "head.safetensors"
         if not cfg_file.is_file() or not head_file.is_file():
             raise FileNotFoundError(f"no Gaussian embedder at {folder} (needs config.json and head.safetensors)")
@@ -372,11 +379,15 @@ class GaussianEmbedder(nn.Module):
         fine_tuned = bool(data.pop("backbone_fine_tuned", sub is not None))
         if base is not None and not isinstance(base, str):
             raise ValueError(f"{cfg_file}: 'base_backbone' must be a string or null, got {base!r}")
-        data.update(overrides)
         try:
             config = GaussianConfig.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{cfg_file}: not a Gaussian embedder config ({exc})") from exc
+        if overrides:  # checked apart, so a bad keyword is not blamed on the file
+            try:
+                config = GaussianConfig.from_dict({**data, **overrides})
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"invalid override {sorted(overrides)} of the saved config: {exc}") from exc
         head = read_tensors(head_file)
         model = cls(config, device="cpu")
         model.base_backbone = base

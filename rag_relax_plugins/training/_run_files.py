@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "checkpoint_step_"
 
 
-def checkpoint_folder(path: str | Path) -> Path:
+def checkpoint_folder(path: str | os.PathLike[str]) -> Path:
     """The checkpoint folder to read: ``path``, or the ``.<name>.old-*`` backup a crash between the
     two renames of a replacing save left (:func:`~rag_relax_plugins._io.find_saved_folder`).
 

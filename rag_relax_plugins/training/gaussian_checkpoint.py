@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from safetensors.torch import save_file
 
 from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
-from rag_relax_plugins.training._resume_check import ResumePolicy
+from rag_relax_plugins.training._resume_check import ResumePolicy, check_resume_options
+from rag_relax_plugins.training._run_files import restore_best_model  # re-exported: shared
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +59,35 @@ RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS)
 checkpoint_options = RESUME.options
 
 
-def check_resume(folder: Path, options: dict[str, Any]) -> None:
+def check_resume(folder: Path, options: dict[str, Any], *, model_settings: Mapping[str, Any] | None = None) -> None:
     """Refuse a resume from ``folder`` with options other than its own (see ``RESUME_RUNTIME_ONLY``).
+
+    Args:
+        folder: the checkpoint.
+        options: the new run's options (:data:`checkpoint_options`).
+        model_settings: ``dropout`` / ``freeze_early_layers`` of the checkpoint's model
+            (:func:`~.gaussian_setup.saved_model_settings`), what its run trained with. Where the
+            stored options say otherwise (a ``train(cfg, model=m)`` checkpoint written before the
+            model's settings were stored: it holds the TrainConfig defaults), the model's values
+            are compared instead, with a warning; an explicit other value is still refused.
 
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint.
         ValueError: different options, or an unreadable ``trainer_state.json`` (named).
     """
-    RESUME.check(folder, options)
+    file = folder / "trainer_state.json"
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
+    saved = read_json(file).get("config")
+    if isinstance(saved, dict) and model_settings:
+        stale = {k: v for k, v in model_settings.items() if k in saved and saved[k] != v}
+        if stale:
+            log.warning("checkpoint %s stores %s, but its model (model/config.json) was trained with %s (a "
+                        "train(cfg, model=...) checkpoint written before these settings were stored): resuming "
+                        "with the model's", folder, ", ".join(f"{k}={saved[k]!r}" for k in stale),
+                        ", ".join(f"{k}={v!r}" for k, v in stale.items()))
+            saved = {**saved, **stale}
+    check_resume_options(saved, options, RESUME.runtime_only, folder)
 
 
 def _mps_available() -> bool:
@@ -169,28 +192,3 @@ def load_checkpoint_state(
         else:
             log.warning("checkpoint %s has no loss-scaler state; fp16 scaling restarts from its initial scale", folder)
     return state
-
-
-def restore_best_model(folder: Path, state: dict[str, Any], target: Path) -> bool:
-    """Copy the best model of checkpoint ``folder`` to ``target`` (atomically); ``False`` if it has none.
-
-    The best model is ``folder/model`` when ``state["best_epoch"]`` is the checkpoint's own
-    epoch, else ``folder/best_model``. Checkpoints written before ``best_epoch`` existed, or
-    before any finite validation loss, have none.
-    """
-    best_epoch = state.get("best_epoch")
-    if best_epoch is None:
-        return False
-    source = folder / ("model" if best_epoch == state.get("epoch") else "best_model")
-    if not (source / "config.json").is_file():
-        return False
-
-    def write(tmp: Path) -> None:
-        for entry in source.iterdir():
-            if entry.is_dir():
-                shutil.copytree(entry, tmp / entry.name)
-            else:
-                shutil.copy2(entry, tmp / entry.name)
-
-    atomic_folder(target, write, replace_if_contains=("head.safetensors",))
-    return True

@@ -6,7 +6,8 @@ Inputs:
 - JSON (a list of objects) or JSONL (one object per line) with ``query``, ``positive`` and an
   optional ``negative``;
 - raw documents (``.txt``: one document per paragraph, separated by blank lines; or a folder of
-  ``.txt`` files; or JSONL with a ``text`` field and ``"kind": "documents"`` passed explicitly).
+  ``.txt`` files; or, with ``"kind": "documents"`` passed explicitly, JSONL with a ``text`` field
+  or another prose file such as ``.md``; structured suffixes like ``.json`` / ``.csv`` are refused).
   Synthetic pairs follow the inverse cloze task (Lee et al., ACL 2019): one sentence of the
   document is the query and the rest of the document the positive; a random other document *of
   the same split* is the optional negative (so no validation or test positive is ever a

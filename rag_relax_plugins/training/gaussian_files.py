@@ -2,7 +2,7 @@ r"""Reading the Gaussian embedder's data files: training pairs, raw documents an
 
 :func:`load_pairs` reads CSV (header ``query,positive[,negative]``), a JSON list or JSONL of
 objects with ``query``, ``positive`` and an optional ``negative``; :func:`read_documents` reads raw
-documents (a blank-line separated ``.txt``, a folder of ``.txt`` files, or JSONL ``text``);
+documents (a blank-line separated text file, a folder of ``.txt`` files, or JSONL ``text``);
 :func:`load_eval_file` reads and checks an evaluation set. Malformed rows and bytes that are not
 UTF-8 are ``ValueError``\ s naming the file and line (never skipped). Preparation (synthetic
 pairs, the split, the outputs) is :mod:`.gaussian_data`, which re-exports these names.
@@ -152,16 +152,25 @@ def _read_text(file: Path) -> str:
         raise ValueError(f"{file}:{line}: not valid UTF-8 ({exc.reason} at byte {exc.start}); save the file as UTF-8") from exc
 
 
-def read_documents(path: str | os.PathLike[str]) -> list[str]:
-    """Raw documents from a ``.txt`` file (blank-line separated), a folder of ``.txt``, or JSONL ``text``.
+# suffixes of structured or compressed files, which read_documents would otherwise take for prose
+_NOT_PROSE = frozenset({".json", ".csv", ".tsv", ".gz", ".bz2", ".xz", ".zst", ".zip", ".tar", ".parquet", ".arrow",
+                        ".feather", ".xlsx", ".xls", ".pkl", ".pickle", ".npy", ".npz", ".pt", ".safetensors",
+                        ".yaml", ".yml", ".xml", ".sqlite", ".db"})
 
-    Repeated documents are kept once (first occurrence): a copy would otherwise give the same
-    positive in two splits.
+
+def read_documents(path: str | os.PathLike[str]) -> list[str]:
+    """Raw documents: a text file (blank-line separated), a folder of ``.txt``, or JSONL ``text``.
+
+    A ``.jsonl`` file holds one object with a string ``text`` per line; any other file is read
+    as blank-line separated prose (``.txt``, ``.md``, no extension ...), except the structured
+    or compressed suffixes of ``_NOT_PROSE`` (``.json``, ``.csv``, ``.tsv``, ``.gz``,
+    ``.parquet`` ...), whose rows would be taken for documents. Repeated documents are kept once
+    (first occurrence): a copy would otherwise give the same positive in two splits.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: another extension (a ``.json`` or ``.csv`` would be read as prose), invalid
-            UTF-8 or a malformed JSONL line (with its line number), or no document.
+        ValueError: a structured suffix, invalid UTF-8 or a malformed JSONL line (with its line
+            number), or no document.
     """
     src = Path(path)
     if src.is_dir():
@@ -180,11 +189,11 @@ def read_documents(path: str | os.PathLike[str]) -> list[str]:
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise ValueError(f"{src}:{lineno}: expected an object with a string 'text'")
             docs.append(obj["text"].strip())
-    elif src.suffix.lower() == ".txt":
-        docs = [d.strip() for d in re.split(r"\n\s*\n", _read_text(src))]
+    elif src.suffix.lower() in _NOT_PROSE:
+        raise ValueError(f"{src}: a {src.suffix} file is not prose; documents are a text file (blank-line "
+                         "separated, e.g. .txt or .md), a folder of .txt or a .jsonl with 'text' (pairs: use --kind pairs)")
     else:
-        raise ValueError(f"{src}: documents must be a .txt file (blank-line separated), a folder of .txt "
-                         f"or a .jsonl with 'text'; got {src.suffix or 'no extension'!r} (pairs: use --kind pairs)")
+        docs = [d.strip() for d in re.split(r"\n\s*\n", _read_text(src))]
     docs = list(dict.fromkeys(d for d in docs if d))
     if not docs:
         raise ValueError(f"{src} holds no documents")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 from rag_relax_plugins.core.config_dict import DictConfig
 from rag_relax_plugins.core.contrastive import info_nce, triplet_margin
@@ -159,9 +158,13 @@ def false_negative_mask(
     positives, as ``prepare-data --negatives`` does, or a duplicate positive), query ``i`` meets
     its own positive as a "negative": the loss of a perfect model cannot go below ``log 2`` and
     the pull toward the positive is halved. Such candidates are masked, by text identity (the
-    exact, model-free form of GISTEmbed's false-negative masking, Solatorio 2024). Another
-    positive of the same query text is a different text and stays a negative, as in
-    sentence-transformers' ``MultipleNegativesRankingLoss``.
+    exact, model-free form of GISTEmbed's false-negative masking, Solatorio 2024).
+
+    Limitation: another positive of the same query is *not* masked. With rows ``(q, A)`` and
+    ``(q, B)`` in one batch, ``B`` is a negative of the first row and ``A`` of the second, as in
+    sentence-transformers' ``MultipleNegativesRankingLoss``; if ``A`` and ``B`` score alike, these
+    rows keep a ``log 2`` floor. The MaxSim trainer's
+    ``group_info_nce`` masks them; here they are kept so the recorded benchmark figures stand.
 
     Args:
         queries: ``B`` query texts.
@@ -207,24 +210,15 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None,
     if neg is not None and (neg.dim() != 3 or neg.shape[0] != q.shape[0] or neg.shape[2] != q.shape[1]):
         raise ValueError(f"neg must be (B, D) or (B, M, D) with B, D = {tuple(q.shape)}, got {tuple(neg.shape)}")
     b, per_row = q.shape[0], 1 + (0 if neg is None else neg.shape[1])
-    if mask is not None:
-        if mask.dtype != torch.bool or tuple(mask.shape) != (b, b * per_row):
-            raise ValueError(f"mask must be (B, B * (1 + M)) = {(b, b * per_row)} x bool, got {tuple(mask.shape)} x {mask.dtype}")
-        mask = mask.to(q.device)
-        if mask[torch.arange(b, device=q.device), torch.arange(b, device=q.device) * per_row].any():
-            raise ValueError("mask must not hide a row's own positive")
-        if not mask.any():
-            mask = None
+    if mask is not None and not mask.any():
+        mask = None  # the unmasked loss, bit for bit
     if cfg.loss == "infonce":
         temp = cfg.temperature or (0.1 if geometry == "euclidean" else 0.05) * q.shape[-1]
         docs = d if neg is None else torch.cat([d[:, None], neg], dim=1)  # (B, 1 + M, D): positive first
         sim: Literal["neg_l2", "dot"] = "neg_l2" if geometry == "euclidean" else "dot"
-        if mask is None:
-            return info_nce(q, docs, temperature=temp, similarity=sim)
-        cand = docs.reshape(-1, q.shape[1])  # (B * (1 + M), D), the layout of ``mask``
-        scores = -torch.cdist(q, cand).pow(2) if sim == "neg_l2" else q @ cand.T  # (B, B * (1 + M))
-        logits = (scores / temp).masked_fill(mask, float("-inf"))
-        return F.cross_entropy(logits, torch.arange(b, device=q.device) * per_row)
+        return info_nce(q, docs, temperature=temp, similarity=sim, mask=mask)  # validates the mask
+    if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) != (b, b * per_row)):
+        raise ValueError(f"mask must be (B, B * (1 + M)) = {(b, b * per_row)} x bool, got {tuple(mask.shape)} x {mask.dtype}")
     if neg is None:
         neg = d.roll(1, dims=0)[:, None]  # another row's positive as the negative, (B, 1, D)
         neg_cols = (torch.arange(b, device=q.device) - 1) % b  # row i's negative is column i - 1, (B,)
@@ -233,15 +227,14 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None,
         neg_cols = (torch.arange(b, device=q.device) * per_row)[:, None] + torch.arange(1, per_row, device=q.device)  # (B, M)
     m = neg.shape[1]
     qm, dm, nm = (x.reshape(-1, q.shape[1]) for x in (q.repeat_interleave(m, 0), d.repeat_interleave(m, 0), neg))
-    if mask is None:
-        if geometry == "euclidean":
-            return triplet_margin(qm, dm, nm, margin=cfg.margin, distance="euclidean")
-        return torch.relu(cfg.margin - (qm * dm).sum(-1) + (qm * nm).sum(-1)).mean()
+    # triplets whose negative is masked, (B * M,), row-major like (qm, dm, nm)
+    dropped = None if mask is None else mask.to(q.device).gather(1, neg_cols).reshape(-1)
     if geometry == "euclidean":
-        per = torch.relu((qm - dm).norm(dim=-1) - (qm - nm).norm(dim=-1) + cfg.margin)  # (B * M,)
-    else:
-        per = torch.relu(cfg.margin - (qm * dm).sum(-1) + (qm * nm).sum(-1))
-    keep = ~mask.gather(1, neg_cols).reshape(-1)  # (B * M,), row-major like ``per``
+        return triplet_margin(qm, dm, nm, margin=cfg.margin, distance="euclidean", mask=dropped)
+    per = torch.relu(cfg.margin - (qm * dm).sum(-1) + (qm * nm).sum(-1))  # inner product: no core distance
+    if dropped is None:
+        return per.mean()
+    keep = ~dropped
     return (per * keep).sum() / keep.sum().clamp(min=1)
 
 

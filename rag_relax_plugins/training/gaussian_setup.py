@@ -22,7 +22,8 @@ from rag_relax_plugins.embedders._gaussian_backbone import embedding_dim
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training.gaussian_objective import TrainConfig
 
-__all__ = ["build_model", "check_against_model", "effective_config", "ignored_options", "precision_notes"]
+__all__ = ["build_model", "check_against_model", "effective_config", "ignored_options", "precision_notes",
+           "saved_model_settings"]
 
 log = logging.getLogger("rag_relax_plugins.training.gaussian_train")  # the trainer's log (training.log)
 
@@ -70,6 +71,25 @@ def model_settings(dropout: float, freeze: str, freeze_layers: int) -> dict[str,
     return {"dropout": dropout, "freeze_early_layers": layers}
 
 
+def saved_model_settings(checkpoint: Path) -> dict[str, Any] | None:
+    """``dropout`` and ``freeze_early_layers`` of the model in ``checkpoint`` (its ``model/config.json``).
+
+    These are what the checkpoint's run trained with. ``None`` when there is no such file (not a
+    checkpoint: the resume check says so).
+
+    Raises:
+        ValueError: an unreadable or foreign ``config.json`` (named).
+    """
+    file = checkpoint / "model" / "config.json"
+    if not file.is_file():
+        return None
+    try:
+        saved = read_json(file)
+        return model_settings(float(saved["dropout"]), str(saved["freeze"]), int(saved["freeze_layers"]))
+    except (KeyError, TypeError, ValueError) as exc:  # read_json's ValueErrors included
+        raise ValueError(f"{file}: not a readable Gaussian embedder config ({exc})") from exc
+
+
 def effective_config(cfg: TrainConfig, model: GaussianEmbedder | None) -> TrainConfig:
     """``cfg`` with the dropout and freezing the run really trains with (stored in checkpoints).
 
@@ -84,14 +104,9 @@ def effective_config(cfg: TrainConfig, model: GaussianEmbedder | None) -> TrainC
         return dataclasses.replace(cfg, **model_settings(mc.dropout, mc.freeze, mc.freeze_layers))
     if cfg.resume_from is None:
         return cfg
-    file = Path(cfg.resume_from) / "model" / "config.json"
-    if not file.is_file():
+    settings = saved_model_settings(Path(cfg.resume_from))
+    if settings is None:
         return cfg  # not a checkpoint: the resume check says so
-    try:
-        saved = read_json(file)
-        settings = model_settings(float(saved["dropout"]), str(saved["freeze"]), int(saved["freeze_layers"]))
-    except (KeyError, TypeError, ValueError) as exc:  # read_json's ValueErrors included
-        raise ValueError(f"{file}: not a readable Gaussian embedder config ({exc})") from exc
     defaults = TrainConfig()
     keep = {k: v for k, v in settings.items() if getattr(cfg, k) == getattr(defaults, k)}
     return dataclasses.replace(cfg, **keep)

@@ -25,6 +25,7 @@ checkpoint's options, except the runtime-only ones in ``gaussian_checkpoint.RESU
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -38,7 +39,7 @@ from rag_relax_plugins._io import atomic_write_json
 from rag_relax_plugins.core.device import autocast, resolve_device
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
-from rag_relax_plugins.training._run_files import pyplot, save_png
+from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
 from rag_relax_plugins.training.gaussian_checkpoint import (
     check_resume,
     checkpoint_options,
@@ -60,6 +61,7 @@ from rag_relax_plugins.training.gaussian_setup import (
     effective_config,
     ignored_options,
     precision_notes,
+    saved_model_settings,
 )
 
 __all__ = ["TrainConfig", "contrastive_loss", "isotropy_loss", "lr_at", "make_batches", "precision_notes", "train",
@@ -145,10 +147,17 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     if model is not None and (cfg.resume_from is not None or cfg.init_model is not None):
         raise ValueError("pass model, or resume_from / init_model in cfg, not both")
+    if cfg.resume_from is not None:  # a missing checkpoint: refused before anything is written
+        found = checkpoint_folder(cfg.resume_from)
+        if found != Path(cfg.resume_from):
+            log.warning("checkpoint %s is missing; resuming from %s, the copy an interrupted save left",
+                        cfg.resume_from, found)
+            cfg = dataclasses.replace(cfg, resume_from=str(found))
     cfg = effective_config(cfg, model)  # the dropout / freezing trained with, as checkpoints record them
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
-        check_resume(Path(cfg.resume_from), options)
+        ckpt = Path(cfg.resume_from)
+        check_resume(ckpt, options, model_settings=saved_model_settings(ckpt))
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "training.log", encoding="utf-8")

@@ -91,3 +91,18 @@ def test_prepare_data_refuses_ignored_or_misread_options(tmp_path) -> None:
         read_documents(items)
     assert main(["prepare-data", str(items), "--kind", "documents", "--output", str(tmp_path / "o2")]) == 2
     assert main(["prepare-data", str(src), "--negatives", "--output", str(tmp_path / "o3")]) == 2
+
+
+@pytest.mark.parametrize("name", ["notes.md", "corpus.text", "README", "docs.TXT"])
+def test_prose_documents_with_any_other_name_are_read(tmp_path, name) -> None:
+    src = tmp_path / name
+    src.write_text("First document. It has two sentences.\n\nSecond document. Also two.\n", encoding="utf-8")
+    assert read_documents(src) == ["First document. It has two sentences.", "Second document. Also two."]
+
+
+@pytest.mark.parametrize("name", ["d.json", "d.csv", "d.tsv", "d.jsonl.gz", "d.txt.gz", "d.parquet", "d.CSV"])
+def test_structured_files_are_not_read_as_prose(tmp_path, name) -> None:
+    src = tmp_path / name
+    src.write_text("a,b\n\nc,d\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{name}: .*not prose"):
+        read_documents(src)

@@ -24,7 +24,8 @@ def test_queries_judged_only_non_relevant_are_left_out() -> None:
         evaluate_model(model, {**DATA, "qrels": {"q1": {"d1": 0}}})
 
 
-def test_baseline_reads_as_many_tokens_as_the_model(minilm_path, tmp_path) -> None:
+@pytest.mark.parametrize("explicit", [False, True], ids=["default_baseline", "explicit_backbone"])
+def test_baseline_reads_as_many_tokens_as_the_model(minilm_path, tmp_path, explicit) -> None:
     from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
 
     long = "the history of the Roman empire " * 10
@@ -34,7 +35,7 @@ def test_baseline_reads_as_many_tokens_as_the_model(minilm_path, tmp_path) -> No
     GaussianEmbedder(GaussianConfig(output_dim=8, freeze="all", max_seq_length=16), device="cpu").save(tmp_path / "m")
     report = tmp_path / "r.json"
     assert main(["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json"),
-                 "--output", str(report), "--device", "cpu", "--baseline"]) == 0
+                 "--output", str(report), "--device", "cpu", "--baseline", *([minilm_path] if explicit else [])]) == 0
     got = json.loads(report.read_text())["baseline"]["diagnostics"]["per_dim_std"]
     short = evaluate_model(SentenceTransformerEncoder(None, device="cpu", max_seq_length=16), data, geometry="cosine")
     full = evaluate_model(SentenceTransformerEncoder(None, device="cpu"), data, geometry="cosine")

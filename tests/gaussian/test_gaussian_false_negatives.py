@@ -1,4 +1,9 @@
-"""Texts relevant to a row's query are never its negatives in InfoNCE (training and validation)."""
+"""A row's own positive text is never its negative in InfoNCE (training and validation).
+
+Only repeats of that text are masked: another positive of the same query (a different text) stays
+a negative, as in sentence-transformers' ``MultipleNegativesRankingLoss`` (a documented limitation,
+pinned in ``test_mask_marks_repeats_of_the_row_positive``).
+"""
 
 from __future__ import annotations
 

@@ -73,3 +73,9 @@ def test_corrupt_checkpoint_files_name_the_file(good, tmp_path) -> None:
         load()
     with pytest.raises(ValueError, match=r"trainer_state.json: not a readable JSON file"):
         ckpt.check_resume(ck, {})
+
+
+def test_a_bad_keyword_override_is_not_blamed_on_the_file(good) -> None:
+    with pytest.raises(ValueError, match=r"dropout") as err:
+        GaussianEmbedder.load(good, device="cpu", dropout=1.5)
+    assert "config.json" not in str(err.value) and "override" in str(err.value)

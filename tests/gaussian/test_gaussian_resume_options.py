@@ -69,3 +69,25 @@ def test_resume_from_a_checkpoint_with_the_older_history(tmp_path, base) -> None
     (ck / "trainer_state.json").write_text(json.dumps({**state, "history": old}))
     res = train(TrainConfig(output_dir=str(tmp_path / "res"), resume_from=str(ck), **cfg))["history"]
     assert res == full and res["val_loss"] == [] and res["selection_loss"] == res["train_loss"]
+
+
+def test_resume_of_a_model_run_checkpoint_written_before_the_settings_were_stored(tmp_path, base, caplog) -> None:
+    """Before the fix, ``train(cfg, model=m)`` stored the TrainConfig defaults, not ``m``'s settings:
+    such a checkpoint resumes with its model's settings (a warning), and an error never names a
+    value the user did not give."""
+    m = GaussianEmbedder(GaussianConfig(backbone="hashing:64", output_dim=16, freeze="all", dropout=0.5), device="cpu")
+    full = train(TrainConfig(output_dir=str(tmp_path / "full"), **base), model=m)["history"]
+    ck = tmp_path / "full" / "checkpoint_epoch_1"
+    state = json.loads((ck / "trainer_state.json").read_text())
+    state["config"].update(dropout=0.1, freeze_early_layers=0)  # what the older trainer stored
+    (ck / "trainer_state.json").write_text(json.dumps(state))
+    with caplog.at_level("WARNING"):
+        res = train(TrainConfig(output_dir=str(tmp_path / "res"), resume_from=str(ck), **base))["history"]
+    assert res == full
+    assert "model/config.json" in caplog.text and "dropout" in caplog.text and "freeze_early_layers" in caplog.text
+    saved = json.loads((tmp_path / "res" / "final_model" / "config.json").read_text())
+    assert (saved["dropout"], saved["freeze"]) == (0.5, "all")
+    explicit = train(TrainConfig(output_dir=str(tmp_path / "res2"), resume_from=str(ck), dropout=0.5, **base))["history"]
+    assert explicit == full  # the model's own value, given explicitly
+    with pytest.raises(ValueError, match=r"different options: dropout \(checkpoint 0.5, now 0.3\)$"):
+        train(TrainConfig(output_dir=str(tmp_path / "x"), resume_from=str(ck), dropout=0.3, **base))
