@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,17 +76,19 @@ def _csv_pairs(file: Path, text: str) -> list[Pair]:
     return pairs
 
 
-def _jsonl_pairs(file: Path, text: str) -> list[Pair]:
-    pairs = []
+def _jsonl_values(file: Path, text: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of each non-blank JSONL line; invalid JSON names file and line."""
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            yield lineno, json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{file}:{lineno}: invalid JSON ({exc.msg})") from exc
-        pairs.append(_pair_from(obj, f"{file}:{lineno}"))
-    return pairs
+
+
+def _jsonl_pairs(file: Path, text: str) -> list[Pair]:
+    return [_pair_from(obj, f"{file}:{lineno}") for lineno, obj in _jsonl_values(file, text)]
 
 
 def _json_array_pairs(file: Path, text: str) -> list[Pair]:
@@ -179,13 +182,7 @@ def read_documents(path: str | os.PathLike[str]) -> list[str]:
         raise FileNotFoundError(f"documents not found: {src}")
     elif src.suffix.lower() == ".jsonl":
         docs = []
-        for lineno, line in enumerate(_read_text(src).splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{src}:{lineno}: invalid JSON ({exc.msg})") from exc
+        for lineno, obj in _jsonl_values(src, _read_text(src)):
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise ValueError(f"{src}:{lineno}: expected an object with a string 'text'")
             docs.append(obj["text"].strip())
