@@ -63,6 +63,32 @@ def _work_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float32 if x.device.type == "mps" else torch.float64
 
 
+def argsort_descending(v: torch.Tensor) -> torch.Tensor:
+    """Stable descending argsort of each row of a finite ``(B, n)`` tensor (ties: lower index first).
+
+    Equal to ``torch.argsort(v, dim=1, descending=True, stable=True)``, which stays the path on
+    accelerators. On the CPU, numpy's SIMD quicksort is ~5x faster than torch's sort at
+    ``(32, 1000)`` (0.4 against 2.5 ms on one thread: the sort was most of ``soft_rank``'s time);
+    it is not stable, so in rows holding equal values each run of equal values is put back in
+    index order (a sort of the integer keys ``run * n + index``, unique, so quicksort is exact).
+    """
+    if v.device.type != "cpu" or v.dim() != 2:
+        return torch.argsort(v, dim=1, descending=True, stable=True)
+    import numpy as np  # here: only this path needs it
+
+    neg = np.negative(v.detach().numpy())  # ascending order of -v is descending order of v
+    perm = np.argsort(neg, axis=1)
+    ordered = np.take_along_axis(neg, perm, axis=1)
+    tied = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+    if tied.any():
+        rows = np.flatnonzero(tied)
+        p, o = perm[rows], ordered[rows]
+        run = np.zeros(p.shape, dtype=np.int64)
+        np.cumsum(o[:, 1:] != o[:, :-1], axis=1, out=run[:, 1:])  # run number along the sorted row
+        perm[rows] = np.take_along_axis(p, np.argsort(run * p.shape[1] + p, axis=1), axis=1)
+    return torch.from_numpy(perm.astype(np.int64, copy=False))
+
+
 class _SoftRank(torch.autograd.Function):
     """``soft_rank`` on ``(B, n)``; ``theta = sign * x / strength`` is computed by the caller."""
 
@@ -71,7 +97,7 @@ class _SoftRank(torch.autograd.Function):
         rows, n = theta.shape
         wd = _work_dtype(theta)
         th = theta.detach().to(wd)
-        perm = torch.argsort(th, dim=1, descending=True, stable=True)  # (B, n)
+        perm = argsort_descending(th)  # (B, n)
         s = th.gather(1, perm)  # theta sorted descending
         w = torch.arange(n, 0, -1, dtype=wd, device=th.device).expand(rows, n)  # (n, ..., 1)
         if regularization == "kl":
@@ -105,7 +131,7 @@ class _SoftSort(torch.autograd.Function):
         rows, n = values.shape
         wd = _work_dtype(values)
         v = values.detach().to(wd)
-        perm = torch.argsort(v, dim=1, descending=True, stable=True)
+        perm = argsort_descending(v)
         s = v.gather(1, perm)  # (B, n) sorted descending
         w = (torch.arange(n, 0, -1, dtype=wd, device=v.device) / strength).expand(rows, n)
         sol = isotonic_decreasing(w, s, regularization)

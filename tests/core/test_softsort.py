@@ -218,3 +218,24 @@ def test_float16_soft_rank_scales_in_the_work_dtype(reg):
     (r16.float() * w).sum().backward()
     (r32 * w).sum().backward()
     torch.testing.assert_close(x16.grad.float(), x32.grad, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cpu_argsort_equals_torchs_stable_descending_sort(dtype: torch.dtype) -> None:
+    """The numpy fast path (quicksort, stable re-sort of rows with ties) against torch's stable sort."""
+    from rag_relax_plugins.core.softsort import argsort_descending
+
+    g = torch.Generator().manual_seed(0)
+    cases = [
+        torch.randn(32, 1000, generator=g),  # no ties
+        torch.randint(0, 5, (16, 200), generator=g).float(),  # many ties in every row
+        torch.cat([torch.randn(3, 50, generator=g), torch.zeros(1, 50), torch.ones(2, 50)]),  # some rows tied
+        torch.tensor([[0.0, -0.0, 1.0, -0.0, 0.0]]),  # signed zeros compare equal
+        torch.randn(5, 1, generator=g),
+        torch.randn(64, 7, generator=g).t().contiguous().t(),  # non-contiguous view
+    ]
+    for x in cases:
+        x = x.to(dtype)
+        got = argsort_descending(x)
+        assert got.dtype == torch.int64
+        assert torch.equal(got, torch.argsort(x, dim=1, descending=True, stable=True))
