@@ -19,7 +19,7 @@ from typing import Any
 
 from rag_relax_plugins._io import read_json
 
-__all__ = ["ResumePolicy", "check_checkpoint_options", "check_resume_options", "resume_options"]
+__all__ = ["ResumePolicy", "check_checkpoint_options", "check_resume_options", "resume_options", "stored_options"]
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,22 @@ def check_checkpoint_options(
         FileNotFoundError: ``folder`` is not a checkpoint (no ``trainer_state.json``).
         ValueError: different options, named with both values.
     """
+    check_resume_options(stored_options(folder), options, runtime_only, folder)
+
+
+def stored_options(folder: Path) -> dict[str, Any] | None:
+    """The options checkpoint ``folder`` stored under ``"config"`` of its ``trainer_state.json``
+    (``None`` for a checkpoint written before they were).
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a checkpoint (no ``trainer_state.json``).
+        ValueError: an unreadable ``trainer_state.json`` (named).
+    """
     file = folder / "trainer_state.json"
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
-    state = read_json(file)
-    if not isinstance(state, dict):
-        raise ValueError(f"{file}: not a checkpoint state (expected a JSON object)")
-    saved = state.get("config")
-    check_resume_options(saved, options, runtime_only, folder)
+    saved = read_json(file).get("config")
+    return saved if isinstance(saved, dict) else None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,11 @@ from safetensors.torch import save_file
 
 from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
-from rag_relax_plugins.training._resume_check import ResumePolicy, check_resume_options
+from rag_relax_plugins.training._resume_check import (
+    ResumePolicy,
+    check_resume_options,
+    stored_options,
+)
 from rag_relax_plugins.training._run_files import restore_best_model  # re-exported: shared
 
 log = logging.getLogger(__name__)
@@ -75,11 +79,8 @@ def check_resume(folder: Path, options: dict[str, Any], *, model_settings: Mappi
         FileNotFoundError: ``folder`` is not a checkpoint.
         ValueError: different options, or an unreadable ``trainer_state.json`` (named).
     """
-    file = folder / "trainer_state.json"
-    if not file.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
-    saved = read_json(file).get("config")
-    if isinstance(saved, dict) and model_settings:
+    saved = stored_options(folder)
+    if saved is not None and model_settings:
         stale = {k: v for k, v in model_settings.items() if k in saved and saved[k] != v}
         if stale:
             log.warning("checkpoint %s stores %s, but its model (model/config.json) was trained with %s (a "

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
-from rag_relax_plugins.training._resume_check import ResumePolicy
+from rag_relax_plugins.training._resume_check import ResumePolicy, stored_options
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
 from rag_relax_plugins.training.grerank_init import SCORER_OPTIONS
 
@@ -61,13 +61,6 @@ RESUME = ResumePolicy(RESUME_RUNTIME_ONLY | frozenset(SCORER_OPTIONS), _PATH_OPT
 # ``GRerankConfig.to_dict()`` as stored in a checkpoint (local paths absolute), and the resume check
 checkpoint_options = RESUME.options
 check_resume = RESUME.check
-
-
-def stored_options(folder: Path) -> dict[str, Any] | None:
-    """The options checkpoint ``folder`` stored (``None`` for a checkpoint written before they were)."""
-    state = read_json(checkpoint_folder(folder) / "trainer_state.json")
-    saved = state.get("config") if isinstance(state, dict) else None
-    return saved if isinstance(saved, dict) else None
 
 
 def save_checkpoint(
