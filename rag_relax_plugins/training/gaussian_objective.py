@@ -182,10 +182,15 @@ def false_negative_mask(
     if negatives is not None and any(len(n) != per_row - 1 for n in negatives):
         raise ValueError("every row needs the same number of negatives")
     columns = [t for j, p in enumerate(positives) for t in [p, *(negatives[j] if negatives else [])]]
-    rows = [[t == p and c != i * per_row for c, t in enumerate(columns)] for i, p in enumerate(positives)]
-    if not any(any(r) for r in rows):
+    where: dict[str, list[int]] = {}  # text -> its candidate columns (one pass, not B x B(1+M))
+    for c, t in enumerate(columns):
+        where.setdefault(t, []).append(c)
+    hits = [(i, c) for i, p in enumerate(positives) for c in where[p] if c != i * per_row]
+    if not hits:
         return None
-    return torch.tensor(rows, dtype=torch.bool)
+    mask = torch.zeros(len(positives), len(columns), dtype=torch.bool)
+    mask[tuple(torch.tensor(hits).T)] = True
+    return mask
 
 
 def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None, cfg: TrainConfig, geometry: str, *,
