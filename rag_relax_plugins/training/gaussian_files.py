@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Pair", "load_eval_file", "load_pairs", "read_documents"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -191,9 +194,12 @@ def read_documents(path: str | os.PathLike[str]) -> list[str]:
                          "separated, e.g. .txt or .md), a folder of .txt or a .jsonl with 'text' (pairs: use --kind pairs)")
     else:
         docs = [d.strip() for d in re.split(r"\n\s*\n", _read_text(src))]
-    docs = list(dict.fromkeys(d for d in docs if d))
+    found = [d for d in docs if d]
+    docs = list(dict.fromkeys(found))
     if not docs:
         raise ValueError(f"{src} holds no documents")
+    if len(docs) < len(found):
+        log.warning("%s: %d repeated documents kept once (%d distinct)", src, len(found) - len(docs), len(docs))
     return docs
 
 

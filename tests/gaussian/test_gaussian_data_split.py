@@ -61,12 +61,14 @@ def test_prepare_data_pairs_with_several_positives(tmp_path) -> None:
     assert all(len(rel) == 2 for rel in ev["qrels"].values())
 
 
-def test_duplicate_documents_are_dropped_before_the_split(tmp_path) -> None:
+def test_duplicate_documents_are_dropped_before_the_split(tmp_path, caplog) -> None:
     docs = [f"Topic {w} is discussed here. It has facts about {w}. More on {w} follows." for w in
             ("cats", "dogs", "rain", "bees", "lava", "chess", "tea", "golf", "moss", "salt")]
     src = tmp_path / "docs.txt"
     src.write_text("\n\n".join(docs + docs), encoding="utf-8")  # every document twice
-    assert read_documents(src) == docs
+    with caplog.at_level("WARNING"):
+        assert read_documents(src) == docs
+    assert "10 repeated documents kept once (10 distinct)" in caplog.text  # said, not silent
     paths = prepare_data(src, tmp_path / "out", fractions=(0.5, 0.2, 0.3))
     parts = [load_pairs(paths[k]) for k in ("train", "val", "test")]
     assert sum(len(p) for p in parts) == len(docs)
