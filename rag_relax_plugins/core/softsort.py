@@ -67,9 +67,8 @@ def argsort_descending(v: torch.Tensor) -> torch.Tensor:
     """Stable descending argsort of each row of a finite ``(B, n)`` tensor (ties: lower index first).
 
     Equal to ``torch.argsort(v, dim=1, descending=True, stable=True)``, which stays the path on
-    accelerators. On the CPU, numpy's SIMD quicksort is ~5x faster than torch's sort at
-    ``(32, 1000)`` (0.4 against 2.5 ms on one thread: the sort was most of ``soft_rank``'s time);
-    it is not stable, so in rows holding equal values each run of equal values is put back in
+    accelerators. On the CPU numpy's quicksort is faster (``benchmarks/bench_soft_rank.py``
+    reports both at ``(32, 1000)``; torch's sort was ~40% of ``soft_rank``'s time); it is not stable, so in rows holding equal values each run of equal values is put back in
     index order (a sort of the integer keys ``run * n + index``, unique, so quicksort is exact).
     """
     if v.device.type != "cpu" or v.dim() != 2:
