@@ -22,7 +22,7 @@ from rag_relax_plugins._io import find_saved_folder, read_json
 from rag_relax_plugins.training._resume_check import resume_options
 
 if TYPE_CHECKING:
-    from rag_relax_plugins.training.grerank import GRerankConfig
+    from rag_relax_plugins.training.grerank_config import GRerankConfig
 
 __all__ = ["SCORER_OPTIONS", "effective_config", "saved_scorer_settings"]
 
