@@ -15,7 +15,8 @@ Three relaxations are offered:
   sequential; each round is vectorised over the batch and the items. The rounds' sum can give an
   item more than 1 when ``tau`` is large relative to the score gaps; departing from the paper, the
   sum is then mapped onto the capped simplex ``{m in [0, 1]^N, sum m = k}`` by differentiable
-  water-filling (:func:`_cap_at_one`), so the mask is a valid attention mask and still sums to ``k``.
+  water-filling (:mod:`.subset_relaxation`), so the mask is a valid attention mask and still sums
+  to ``k``.
 - ``"straight_through"``: the hard top-k of the perturbed scores in the forward pass, the
   gradient of the ``"subset"`` relaxation in the backward pass.
 
@@ -32,6 +33,7 @@ from typing import Literal
 
 import torch
 
+from rag_relax_plugins.core.subset_relaxation import subset_relaxation, work_dtype
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,
@@ -76,15 +78,10 @@ def sample_gumbel(
         never exceeds 5.5).
     """
     check_floating("like", like)
-    work = _work_dtype(like.dtype)
+    work = work_dtype(like.dtype)
     u = torch.rand(shape, generator=generator, device=like.device, dtype=work)
     u = u.clamp(min=eps, max=1.0 - eps)
     return (-torch.log(-torch.log(u))).to(like.dtype)
-
-
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float32 for the half-precision types (too coarse for logs of probabilities), else ``dtype``."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def _prepare(
@@ -147,7 +144,7 @@ def gumbel_softmax(
     check_floating("logits", logits)
     check_finite("logits", logits)
     tau = check_positive("tau", tau)
-    z = logits.to(_work_dtype(logits.dtype))  # half precision: (logits + g) / tau overflows float16
+    z = logits.to(work_dtype(logits.dtype))  # half precision: (logits + g) / tau overflows float16
     if noise is None:
         noise = sample_gumbel(logits.shape, like=z, generator=generator)
     else:
@@ -178,112 +175,6 @@ def hard_topk_mask(scores: torch.Tensor, k: int, *, mask: torch.Tensor | None = 
     order = torch.sort(filled, dim=-1, descending=True, stable=True).indices[:, :k]
     out = torch.zeros_like(s).scatter_(-1, order, 1.0)
     return out.squeeze(0) if squeeze else out
-
-
-def _softmax_round(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One round of the subset relaxation: ``log_softmax(z)`` and ``log(1 - softmax(z))``.
-
-    ``log1p(-p)`` is accurate for every entry but the row's largest, whose probability is the only
-    one that can exceed 1/2 (``p_i <= p_top`` and ``p_i + p_top <= 1``); for that entry
-    ``log(1 - p_top) = log(sum of the other p_i)``, a sum of positives with no cancellation. Where
-    that sum falls below ``sqrt(tiny)`` (the top entry dominates by more than about 40 nats in
-    float32, and the sum may have lost precision or be 0) it is replaced by
-    ``logsumexp(z_others) - logsumexp(z)``, exact and finite when ``p_top`` rounds to 1 (a clamp
-    at ``tiny`` would cap the penalty at about -87 in float32). On the CPU the fallback is computed
-    only for batches that need it; on an accelerator always (a test would cost a host sync each
-    round, more than the ``logsumexp`` it saves).
-
-    Args:
-        z: ``(B, N) x float`` logits with at least two finite entries per row.
-
-    Returns:
-        ``(log_p, log1m_p)``, both ``(B, N)``, finite, with finite gradients.
-    """
-    lse = torch.logsumexp(z, dim=-1, keepdim=True)  # (B, 1)
-    log_p = z - lse  # (B, N) log_softmax
-    top = log_p.argmax(dim=-1, keepdim=True)  # (B, 1)
-    p_rest = log_p.exp().scatter(-1, top, 0.0)  # (B, N) top entry zeroed, set below
-    rest = p_rest.sum(dim=-1, keepdim=True)  # (B, 1) 1 - p_top
-    floor = torch.finfo(z.dtype).tiny ** 0.5
-    small = rest < floor  # (B, 1)
-    if small.device.type != "cpu" or bool(small.any()):
-        exact = torch.logsumexp(z.scatter(-1, top, float("-inf")), dim=-1, keepdim=True) - lse
-        log_top = torch.where(small, exact, torch.log(rest.clamp_min(floor)))
-    else:
-        log_top = torch.log(rest)
-    return log_p, torch.log1p(-p_rest).scatter(-1, top, log_top)
-
-
-def _subset_relaxation(perturbed: torch.Tensor, valid: torch.Tensor, k: int, tau: float) -> torch.Tensor:
-    """Xie & Ermon (2019) relaxed subset: k softmax rounds with ``log(1 - p)`` updates.
-
-    Runs in float32 for half-precision input (cast back at the end); the update uses the exact
-    :func:`_softmax_round`, in the scaled space ``z = a / tau`` (``z += log(1 - p) / tau``; masked
-    items sit at a large finite negative value and their ``log(1 - p)`` is 0). The rounds' sum is
-    kept in log space too (``log_khot``, the ``logsumexp`` of the rounds' ``log_softmax``), so
-    :func:`_cap_at_one` can share an excess in proportion even where the probabilities underflow
-    to 0.
-
-    Args:
-        perturbed: ``(B, N)`` scaled scores plus Gumbel noise.
-        valid: ``(B, N) x bool``; at least ``k`` True per row.
-        k: subset size.
-        tau: temperature.
-
-    Returns:
-        ``(B, N)`` mask in ``[0, 1]`` summing to ``k`` over valid items (the rounds' sum mapped
-        onto the capped simplex by :func:`_cap_at_one`), in ``perturbed``'s dtype.
-    """
-    work = _work_dtype(perturbed.dtype)
-    neg = torch.finfo(work).min / 4  # finite: masked items never produce inf or NaN
-    z = (perturbed.to(work) / tau).masked_fill(~valid, neg)  # (B, N)
-    khot = torch.zeros_like(z)
-    log_rounds = []
-    for j in range(k):  # sequential in k by construction; vectorised over (B, N)
-        log_p, log1m_p = _softmax_round(z)  # (B, N) each
-        khot = khot + log_p.exp()
-        log_rounds.append(log_p)
-        if j + 1 < k:
-            z = z + log1m_p / tau
-    log_khot = torch.logsumexp(torch.stack(log_rounds), dim=0)  # (k, B, N) -> (B, N)
-    return _cap_at_one(khot, log_khot, k).to(perturbed.dtype)
-
-
-def _cap_at_one(khot: torch.Tensor, log_khot: torch.Tensor, k: int) -> torch.Tensor:
-    """Map non-negative ``(B, N)`` rows summing to ``k`` into ``[0, 1]`` keeping the sum ``k``.
-
-    Water-filling: entries above 1 are set to 1 and their excess is shared among the entries below
-    1 in proportion to their values; an entry pushed above 1 by the share is capped in the next
-    round. Each round caps at least one more entry and at most ``k - 1`` entries can be capped,
-    so ``k`` rounds reach the fixed point; the loop stops at the first round with nothing above 1
-    (one host sync per round on an accelerator; most rows need no round at all). The
-    proportional shares are a softmax of ``log_khot`` over the uncapped entries, so they stay
-    exact where ``khot`` itself underflowed to 0 (an item that took a whole round's mass twice,
-    e.g. at a small ``tau`` with large score gaps): the row still sums to ``k``. Differentiable
-    almost everywhere (``where`` and a softmax), with finite gradients.
-
-    Args:
-        khot: ``(B, N) x float`` non-negative rows summing to ``k`` (which entries exceed 1).
-        log_khot: ``(B, N) x float`` its logarithm, finite (masked items hugely negative).
-        k: the row sum.
-
-    Returns:
-        ``(B, N)`` rows in ``[0, 1]`` summing to ``min(k, N)`` up to rounding.
-    """
-    x = khot
-    for _ in range(k):
-        if not bool((x > 1.0).any()):  # fixed point reached (usual at once): skip the rounds left
-            break
-        capped = x >= 1.0  # (B, N)
-        room = k - capped.sum(dim=-1, keepdim=True).to(x.dtype)  # (B, 1) mass the free entries get
-        free_logits = log_khot.masked_fill(capped, float("-inf"))  # (B, N)
-        top = free_logits.amax(dim=-1, keepdim=True).detach()  # (B, 1) a stabiliser only
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # every entry capped
-        e = torch.exp(free_logits - top)  # (B, N) 0 at capped entries
-        total = e.sum(dim=-1, keepdim=True)  # (B, 1) >= 1 unless every entry is capped
-        share = e / torch.where(total > 0, total, torch.ones_like(total))
-        x = torch.where(capped, torch.ones_like(x), room * share)
-    return x.clamp(max=1.0)  # rounding only: the fixed point is already <= 1
 
 
 def relaxed_topk(
@@ -341,7 +232,7 @@ def relaxed_topk(
     _check_k_valid(k, valid, mask)
     tau = check_positive("tau", tau)
     kappa = check_positive("kappa", kappa)
-    scaled = s.to(_work_dtype(s.dtype)) * kappa  # half precision: kappa * s / tau overflows float16
+    scaled = s.to(work_dtype(s.dtype)) * kappa  # half precision: kappa * s / tau overflows float16
     draws = (k,) if mode == "l2x" else ()
     if noise is not None:
         g = _check_noise(noise, (*draws, *scores.shape), f" for mode {mode!r}")
@@ -359,7 +250,7 @@ def relaxed_topk(
         out = torch.softmax(logits / tau, dim=-1).amax(dim=0)
     else:
         perturbed = scaled + g
-        out = _subset_relaxation(perturbed, valid, k, tau)
+        out = subset_relaxation(perturbed, valid, k, tau)
         if mode == "straight_through":
             hard = hard_topk_mask(perturbed.detach(), k, mask=valid)
             out = hard - out.detach() + out
@@ -400,7 +291,7 @@ def attention_log_mask(mask: torch.Tensor, *, floor: float | None = None) -> tor
         if not lowest <= floor <= 0:
             raise ValueError(f"floor must lie in [{lowest:.4g}, 0] for {mask.dtype}, got {floor}")
     low = lowest / 2 if floor is None else float(floor)
-    work = _work_dtype(mask.dtype)  # a clamp at float16's tiny (6.1e-5) froze all smaller values
+    work = work_dtype(mask.dtype)  # a clamp at float16's tiny (6.1e-5) froze all smaller values
     logm = torch.log(mask.to(work).clamp_min(torch.finfo(work).tiny)).clamp_min(low).to(mask.dtype)
     # exactly-zero entries get the floor itself (log(tiny) alone is only about -87 in fp32)
     return torch.where(mask > 0, logm, torch.full_like(logm, low))

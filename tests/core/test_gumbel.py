@@ -174,25 +174,25 @@ def test_subset_with_a_huge_gap_still_selects_k_items():
 
 
 def test_log1m_softmax_is_exact_where_the_top_probability_rounds_to_one():
-    from rag_relax_plugins.core.gumbel import _softmax_round
+    from rag_relax_plugins.core.subset_relaxation import softmax_round
 
     z = torch.randn(6, 9, dtype=torch.float64) * 2
     ref = torch.log1p(-torch.softmax(z, -1))
-    torch.testing.assert_close(_softmax_round(z)[1], ref)
+    torch.testing.assert_close(softmax_round(z)[1], ref)
     far = torch.tensor([[1000.0, 10.0, 0.0]])  # p_top == 1.0 in float32; log(1 - p_top) ~ 10 - 1000
-    out = _softmax_round(far)[1]
+    out = softmax_round(far)[1]
     expected = torch.logsumexp(torch.tensor([10.0, 0.0]), 0) - torch.logsumexp(far[0], 0)
     torch.testing.assert_close(out[0, 0], expected)
     assert bool(torch.isfinite(out).all())
 
 
 def test_log1m_softmax_mixes_the_fast_and_the_exact_rows_of_one_batch():
-    from rag_relax_plugins.core.gumbel import _softmax_round
+    from rag_relax_plugins.core.subset_relaxation import softmax_round
 
     # row 0: the others' mass (~e^-60) is below sqrt(tiny) in float32, so the logsumexp path runs;
     # row 1: an ordinary row, summed directly. Both must match a float64 reference.
     z = torch.tensor([[60.0, 0.0, -1.0, -2.0], [0.5, 0.2, -0.1, 0.3]], requires_grad=True)
-    out = _softmax_round(z)[1]
+    out = softmax_round(z)[1]
     z64 = z.detach().double()
     lse = torch.logsumexp(z64, -1, keepdim=True)
     ref = torch.log1p(-torch.softmax(z64, -1))
