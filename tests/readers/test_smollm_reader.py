@@ -15,13 +15,11 @@ import torch
 
 from rag_relax_plugins.readers.loading import is_converted
 
-pytestmark = pytest.mark.models
-
 Q = "What is the capital of France?"
 DOCS = ["Paris is the capital of France.", "The Moon orbits Earth.", "Berlin is in Germany."]
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="session")
