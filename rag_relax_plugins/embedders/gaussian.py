@@ -45,6 +45,7 @@ from rag_relax_plugins.embedders.gaussian_geometry import (
     geometry_scores,
     relevance_from_scores,
 )
+from rag_relax_plugins.embedders.sentence_transformer import set_max_seq_length
 
 __all__ = [
     "EncoderBackbone",
@@ -165,7 +166,7 @@ class GaussianEmbedder(nn.Module):
         self.backbone_fine_tuned = False
         """Whether the backbone weights may differ from :attr:`base_backbone` (set by :meth:`load`)."""
         if self.config.max_seq_length is not None:
-            backbone.max_seq_length = self.config.max_seq_length
+            set_max_seq_length(backbone, self.config.max_seq_length, self.config.backbone or "MiniLM")
         self.backbone = backbone
         in_dim = embedding_dim(backbone)
         self.head = ProjectionHead(in_dim, self.config.hidden_dim or 2 * in_dim, self.config.output_dim, self.config.dropout, self.config.head_init)

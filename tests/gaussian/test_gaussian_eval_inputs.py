@@ -1,4 +1,4 @@
-"""Evaluation: queries judged only non-relevant, and the baseline's token limit."""
+"""Evaluation: queries judged only non-relevant, the baseline's token limit, the backbone's position limit."""
 
 from __future__ import annotations
 
@@ -41,3 +41,12 @@ def test_baseline_reads_as_many_tokens_as_the_model(minilm_path, tmp_path, expli
     full = evaluate_model(SentenceTransformerEncoder(None, device="cpu"), data, geometry="cosine")
     assert short["diagnostics"]["per_dim_std"] != pytest.approx(full["diagnostics"]["per_dim_std"], abs=1e-3)
     assert got == pytest.approx(short["diagnostics"]["per_dim_std"], abs=1e-4)
+
+
+def test_max_seq_length_beyond_the_backbone_positions_refused(minilm_path) -> None:
+    """A Gaussian model over MiniLM (512 positions) cannot read 600 word pieces: refused when built
+    (it was accepted, and the first text longer than 512 word pieces crashed the transformer)."""
+    with pytest.raises(ValueError, match="max_seq_length 600 exceeds the 512"):
+        GaussianEmbedder(GaussianConfig(output_dim=8, freeze="all", max_seq_length=600), device="cpu")
+    model = GaussianEmbedder(GaussianConfig(output_dim=8, freeze="all", max_seq_length=512), device="cpu")
+    assert model.encode(["word " * 700]).shape == (1, 8)
