@@ -153,11 +153,15 @@ def _check_new_id(seen: dict[int, int], key: int, path: Path, lineno: int, what:
     seen[key] = lineno
 
 
+_FILES = ("ml-100k.inter", "ml-100k.user", "ml-100k.item")
+
+
 def load_movielens(path: str | os.PathLike[str] | None = None) -> MovieLens:
     """Load MovieLens-100k.
 
     Args:
-        path: the folder holding ``ml-100k.{inter,user,item}`` (or its parent); default
+        path: the folder holding ``ml-100k.{inter,user,item}``, its parent, or one of those
+            three files (read with the other two beside it); default
             ``data_root()/movielens-100k``.
 
     Raises:
@@ -168,6 +172,10 @@ def load_movielens(path: str | os.PathLike[str] | None = None) -> MovieLens:
             interaction whose user or item is not in those tables (the first such line).
     """
     folder = data_root() / "movielens-100k" if path is None else Path(path)
+    if folder.is_file():  # one of the three files names its folder; any other file is a mistake
+        if folder.name not in _FILES:
+            raise ValueError(f"{folder} is a file; MovieLens is read from the folder holding {', '.join(_FILES)}")
+        folder = folder.parent
     if not (folder / "ml-100k.inter").exists() and (folder / "movielens-100k").is_dir():
         folder = folder / "movielens-100k"
     inter = require_file(folder / "ml-100k.inter", "MovieLens interactions file")

@@ -83,14 +83,10 @@ def load_snli(
         premise, hypothesis = obj["sentence1"], obj["sentence2"]
         if not isinstance(premise, str) or not isinstance(hypothesis, str):
             raise ValueError(f"{file}: line {n} sentence1/sentence2 must be strings")
-        out.append(
-            SNLIPair(
-                premise=premise,
-                hypothesis=hypothesis,
-                label=label,
-                pair_id=str(obj.get("pairID", "")),
-            )
-        )
+        pair_id = obj.get("pairID")  # optional: missing or null is ""
+        if pair_id is not None and not isinstance(pair_id, str):
+            raise ValueError(f"{file}: line {n} pairID must be a string, got {pair_id!r}")
+        out.append(SNLIPair(premise=premise, hypothesis=hypothesis, label=label, pair_id=pair_id or ""))
         if limit is not None and len(out) >= limit:
             break
     return out

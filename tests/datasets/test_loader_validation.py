@@ -194,3 +194,31 @@ def test_snli_accepts_its_own_folder(tmp_path: Path) -> None:
         fh.write(json.dumps({"sentence1": "a", "sentence2": "b", "gold_label": "neutral"}) + "\n")
     assert len(load_snli("test", path=tmp_path)) == 1  # the data root
     assert len(load_snli("test", path=folder)) == 1  # the snli folder itself
+
+
+def test_movielens_accepts_one_of_its_files(tmp_path: Path) -> None:
+    """The docs say a loader's path may be the file itself: any of the three names its folder."""
+    folder = _write_movielens(tmp_path, "1\t1\t4\t100\n")
+    for name in ("ml-100k.inter", "ml-100k.user", "ml-100k.item"):
+        assert load_movielens(folder / name).interactions == load_movielens(folder).interactions
+    (folder / "notes.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"notes\.txt is a file; MovieLens is read from the folder"):
+        load_movielens(folder / "notes.txt")
+
+
+@pytest.mark.parametrize(("pair_id", "expected"), [(None, ""), ("3416050480.jpg#4r1n", "3416050480.jpg#4r1n")])
+def test_snli_pair_id_null_is_empty_not_the_string_none(tmp_path: Path, pair_id: object, expected: str) -> None:
+    from rag_relax_plugins.datasets import load_snli
+
+    row = {"sentence1": "a", "sentence2": "b", "gold_label": "neutral", "pairID": pair_id}
+    (tmp_path / "t.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    assert load_snli("test", path=tmp_path / "t.jsonl")[0].pair_id == expected
+
+
+def test_snli_pair_id_of_another_type_refused(tmp_path: Path) -> None:
+    from rag_relax_plugins.datasets import load_snli
+
+    row = {"sentence1": "a", "sentence2": "b", "gold_label": "neutral", "pairID": 17}
+    (tmp_path / "t.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"t\.jsonl: line 1 pairID must be a string, got 17"):
+        load_snli("test", path=tmp_path / "t.jsonl")
