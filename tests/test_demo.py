@@ -40,6 +40,12 @@ def test_rerank_rejects_empty() -> None:
         rerank_hotpot([], HashingEncoder())
 
 
+def test_rerank_refuses_a_single_metric_string(examples) -> None:  # type: ignore[no-untyped-def]
+    """metrics="mrr" was split into characters and refused as the unknown metric 'm'."""
+    with pytest.raises(TypeError, match=r"pass \['mrr'\]"):
+        rerank_hotpot(examples, HashingEncoder(dim=64), metrics="mrr")
+
+
 def test_minilm_beats_random_and_cli_prints_table(
     data_dir: Path, minilm_path: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -122,6 +122,8 @@ def rerank_hotpot(
         row[: len(rows)] for row, rows in zip(order, para_rows, strict=True)
     ]
 
+    if isinstance(metrics, str):  # list("mrr") would ask for metrics "m", "r", "r"
+        raise TypeError(f"metrics must be a sequence of metric names, got the string {metrics!r}; pass [{metrics!r}]")
     gen = torch.Generator().manual_seed(seed)
     random_rankings = [torch.randperm(len(rows), generator=gen).tolist() for rows in para_rows]
     data_rankings = [list(range(len(rows))) for rows in para_rows]

@@ -47,7 +47,9 @@ class GaussianEmbedding(BaseEmbedding):
     device: str | None = Field(default=None, description="cpu, cuda, mps or None (best available)")
     query_instruction: str = Field(default="", description="prefix added to queries")
     text_instruction: str = Field(default="", description="prefix added to documents")
-    cosine_max_norm: float | None = Field(default=None, gt=0, description="enable the cosine-compatible transform")
+    cosine_max_norm: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="enable the cosine-compatible transform"
+    )
     _model: Any = PrivateAttr()
 
     def __init__(self, model_path: str | None = None, *, model: Any = None, **kwargs: Any) -> None:

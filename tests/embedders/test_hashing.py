@@ -116,7 +116,12 @@ def test_bad_texts(texts: object, exc: type[Exception], match: str) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"dim": 0}, "dim"), ({"seed": -1}, "seed"), ({"ngram_range": (2, 1)}, "ngram_range")],
+    [
+        ({"dim": 0}, "dim"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**64}, r"seed must be an int in \[0, 2\*\*64\)"),  # was an OverflowError
+        ({"ngram_range": (2, 1)}, "ngram_range"),
+    ],
 )
 def test_bad_constructor_args(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -154,3 +159,19 @@ def test_encoder_settings_change_when_weights_are_replaced_in_the_same_folder(tm
     os.utime(tmp_path / "model.safetensors", ns=(1, 1))
     assert encoder_settings(enc)["weights"] != before["weights"]  # cache keys (MaxSim tokens) follow
     assert "weights" not in encoder_settings(HashingEncoder(dim=16))
+
+
+def test_unavailable_device_refused_when_built() -> None:
+    """A device that is not there is refused at construction (it failed at the first encode)."""
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        HashingEncoder(device="cuda")
+    assert HashingEncoder().device == torch.device("cpu")  # the default stays the CPU
+
+
+def test_gaussian_hashing_spec_with_a_seed_beyond_64_bits() -> None:
+    from rag_relax_plugins.embedders.gaussian import GaussianConfig, GaussianEmbedder
+
+    with pytest.raises(ValueError, match="seed must be an int in"):
+        GaussianEmbedder(GaussianConfig(backbone=f"hashing:64:{2**64}"), device="cpu")

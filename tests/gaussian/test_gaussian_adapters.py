@@ -137,6 +137,11 @@ def test_cosine_stores_follow_model_geometry(geometry: str) -> None:
         assert [n.node.get_content() for n in index.as_retriever(similarity_top_k=5).retrieve(q)] == exact[q][:5]
     with pytest.raises(ValueError, match="max_norm"):
         GaussianEmbeddings(model=model, cosine_max_norm=1e-3).embed_documents(CORPUS[:2])
+    for bad in (float("inf"), float("nan")):  # refused when built by both (LlamaIndex took inf)
+        with pytest.raises(ValueError, match="cosine_max_norm"):
+            GaussianEmbeddings(model=model, cosine_max_norm=bad)
+        with pytest.raises(ValueError, match="cosine_max_norm"):
+            GaussianEmbedding(model=model, cosine_max_norm=bad)
 
 
 def test_similarity_uses_geometry() -> None:
