@@ -3,8 +3,9 @@
 A deterministic sigmoid mask ``sigmoid(s_i / tau)`` gives the same weights at every step and has no
 budget: its total mass is whatever the scores make it (here about 3.2 documents for k = 2), so the
 reader is trained on a soft mixture that never matches the k documents it sees at inference. The
-Gumbel relaxed top-k samples a different subset of (about) k documents at each step: lower-scored
-documents are sometimes selected (exploration, controlled by tau and kappa), and the expected
+Gumbel relaxed top-k samples a different subset at each step, with a mask mass of at most k (about
+1.5 here: the l2x mask is the element-wise maximum of k relaxed one-hot samples, which can pick the
+same document twice); lower-scored documents are sometimes selected (exploration, controlled by tau and kappa), and the expected
 selection follows the scores. Both give gradients to every score; the printout shows the
 selection frequencies, the mask mass, and the gradient a low-scored document receives.
 
