@@ -214,6 +214,9 @@ def main() -> int:
     none_reason = f"the bars are defined on {N_DOCS:,} documents; this run used {res['n_docs']:,}"
     if args.no_write:
         return check_bars(bars, none_reason=none_reason)
+    if res["n_docs"] < N_DOCS:  # the top-level keys are the figures of record: never from a smaller store
+        print(f"not written to {RESULTS / 'mol.json'}: {none_reason} (use --no-write for such runs)")
+        return 2
     path = RESULTS / "mol.json"
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     data.update({
@@ -224,6 +227,8 @@ def main() -> int:
             "query_embedding": "excluded on both sides (precomputed look-up)",
             "ratio": "median(adapter) / median(index), interleaved calls",
             "torch_threads": torch.get_num_threads(),
+            "machine": machine(),
+            "date": today(),
         },
         "machine": machine(),
         "date": today(),

@@ -35,7 +35,8 @@ Each section's entry of ``mol_quality_details`` keeps its own seeds and wall tim
 Bar (issue 3): MoL HR@10 >= 1.05x the dot product's HR@10 (seed means) on the MovieLens test
 split, checked when both models ran on it into ``mol.json``, after the results are written (exit
 status 1 when missed). Validation trials, one-model side runs, other ``--output`` files and
-HotpotQA have no bar.
+HotpotQA have no bar. ``mol.json`` takes only runs of at least 3 seeds (its figures are 3-seed
+means); fewer seeds need another ``--output``.
 """
 
 from __future__ import annotations
@@ -288,6 +289,8 @@ def main() -> int:
         args.output = str(RESULTS / ("mol.json" if args.split == "test" else "mol_validation.json"))
     if args.split == "valid" and not args.skip_hotpot:
         raise SystemExit("--split valid is for MovieLens only: add --skip-hotpot")
+    if len(set(args.seeds)) < 3 and Path(args.output).resolve() == (RESULTS / "mol.json").resolve():
+        raise SystemExit("mol.json records figures averaged over 3 seeds: pass at least 3 --seeds, or another --output")
 
     import torch
 
@@ -348,7 +351,8 @@ def main() -> int:
         updates["movielens_hr10_dot"] = summary["dot"]["hr@10"]["mean"]
         details["movielens"] = {"command": command.strip(), "summary": summary, "hr10_relative_gain": gain, "config": ml["config"],
                                 "paired_mol_minus_dot": ml["paired"], "train_seconds": train_seconds,
-                                "seeds": args.seeds, "note": NOTE, "movielens_seconds": time.perf_counter() - t0}
+                                "seeds": args.seeds, "note": NOTE, "movielens_seconds": time.perf_counter() - t0,
+                                "machine": machine(), "date": today()}
         if Path(args.output).resolve() == (RESULTS / "mol.json").resolve():
             bars = movielens_bars(summary)
     if not args.skip_hotpot:
@@ -366,7 +370,8 @@ def main() -> int:
         details["hotpot"] = {"command": command.strip(), "cosine": hp["cosine"], "config": hp["config"], "encode_seconds": hp["encode_seconds"],
                              "feature_cache_used": hp["feature_cache_used"],
                              "mol": {k: dict(zip(("mean", "std"), _mean_std(v), strict=False)) | {"per_seed": v} for k, v in vals.items()},
-                             "seeds": args.seeds, "note": NOTE, "hotpot_seconds": time.perf_counter() - t0}
+                             "seeds": args.seeds, "note": NOTE, "hotpot_seconds": time.perf_counter() - t0,
+                             "machine": machine(), "date": today()}
     updates["mol_quality_details"] = details
     merge_results(Path(args.output), updates, nested=("mol_quality_details",))
     print(f"wrote {args.output} ({time.perf_counter() - t_run:.0f} s)")

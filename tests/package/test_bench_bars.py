@@ -163,3 +163,13 @@ def test_core_ops_bars_on_the_recorded_figures() -> None:
     missed = core.core_bars({**recorded, "maxsim_speedup_vs_loop": 1.4, "import_time_ms": None})
     assert [b.name for b in missed if not b.met] == ["MaxSim vs per-document loop (speedup)",
                                                      "import rag_relax_plugins (ms)"]
+
+
+def test_scale_figures_of_record_only_from_the_bar_setting() -> None:
+    """A quick run (smaller N, fewer queries, one round) wrote the top-level mol.json keys."""
+    import bench_mol_scale as scale
+
+    assert scale.off_bar_setting(1_000_000, 100, 32, 2) is None
+    assert "N = 100,000" in str(scale.off_bar_setting(100_000, 100, 32, 2))
+    assert "1 queries" in str(scale.off_bar_setting(1_000_000, 100, 1, 2))
+    assert "at least 2 timing rounds" in str(scale.off_bar_setting(1_000_000, 100, 32, 1))
