@@ -111,6 +111,14 @@ def best_approximate(results: dict[str, dict[str, float]]) -> str:
     return max(approx, key=lambda n: approx[n]["recall"])
 
 
+def worst_round(rounds: list[tuple[float, float, dict[str, float]]], name: str) -> tuple[float, float]:
+    """(smallest BruteForce / strategy speedup, largest strategy / FAISS flat ratio) over rounds of
+    ``(bruteforce_s, flat_s, {strategy: s})``: each ratio within one round, the worse round kept."""
+    speedup = min(bf / times[name] for bf, _, times in rounds)
+    to_flat = max(times[name] / flat for _, flat, times in rounds)
+    return speedup, to_flat
+
+
 def scale_bars(best: dict[str, float]) -> list[Bar]:
     """Issue 3's bars on the best approximate strategy's figures (``recall``, ``speedup``, ...)."""
     return [
@@ -231,8 +239,7 @@ def main() -> int:
     recalls[EXACT] = exact_rec
     for name, _, _ in timed:
         sec = min(r[2][name] for r in rounds)
-        speedup = min(r[0] / r[2][name] for r in rounds)
-        to_flat = max(r[2][name] / r[1] for r in rounds)
+        speedup, to_flat = worst_round(rounds, name)
         results[name] = {
             "recall": recalls[name],
             "ms": sec * 1e3,

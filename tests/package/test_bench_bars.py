@@ -173,3 +173,19 @@ def test_scale_figures_of_record_only_from_the_bar_setting() -> None:
     assert "N = 100,000" in str(scale.off_bar_setting(100_000, 100, 32, 2))
     assert "1 queries" in str(scale.off_bar_setting(1_000_000, 100, 1, 2))
     assert "at least 2 timing rounds" in str(scale.off_bar_setting(1_000_000, 100, 32, 1))
+
+
+def test_scale_ratios_are_per_round_and_keep_the_worse_round() -> None:
+    import bench_mol_scale as scale
+
+    rounds = [(2.0, 0.4, {"s": 0.02}), (2.2, 0.3, {"s": 0.04})]  # (BruteForce s, flat s, strategies)
+    speedup, to_flat = scale.worst_round(rounds, "s")
+    assert speedup == pytest.approx(55.0)  # min(2.0 / 0.02, 2.2 / 0.04): BruteForce over strategy
+    assert to_flat == pytest.approx(0.04 / 0.3)  # max(0.02 / 0.4, 0.04 / 0.3): strategy over flat
+
+
+def test_adapter_ratios_put_the_adapter_over_the_index() -> None:
+    adapters = pytest.importorskip("bench_mol_adapters")
+    med = {"langchain_retriever_invoke": 10.5, "langchain_index_search": 10.0,
+           "llamaindex_retriever_retrieve": 13.0, "llamaindex_index_search": 10.0}
+    assert adapters.adapter_ratios(med) == pytest.approx((1.05, 1.3))
