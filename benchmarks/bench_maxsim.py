@@ -2,6 +2,11 @@
 fp32, one thread. Ours must be within 1.3x of the bare batched matmul of the same shapes (the floor:
 no mask, no max, no sum) and at least 1.5x faster than a per-document loop.
 
+The floor is the faster of two ways to compute the same (1000, 32, 180) similarities: the batched
+``q @ d^T`` as the issue words it (1,000 small products) and the one (180,000 x 128) x (128 x 32)
+product ``maxsim`` itself runs; a floor slower than ``maxsim`` would not be a floor. Every side gets
+the same warm-up and repeat count.
+
 Run: ``.venv/bin/python benchmarks/bench_maxsim.py`` (writes results/maxsim.json).
 """
 
@@ -36,7 +41,9 @@ def measure(repeats: int = 15) -> dict[str, float]:
         q_flat = q.reshape(LQ, DIM)
 
         with torch.inference_mode():
-            t_floor = best_time(lambda: torch.matmul(q_flat, d.transpose(1, 2)), repeats=repeats)
+            t_batched = best_time(lambda: torch.matmul(q_flat, d.transpose(1, 2)), repeats=repeats)
+            t_gemm = best_time(lambda: d.reshape(-1, DIM) @ q_flat.T, repeats=repeats)
+            t_floor = min(t_batched, t_gemm)
             t_ours = best_time(lambda: maxsim(q, d, d_mask=d_mask), repeats=repeats)
             t_var = best_time(lambda: maxsim(q, d, d_mask=var_mask), repeats=repeats)
             t_packed = best_time(lambda: maxsim_packed(q, packed, offsets), repeats=repeats)
@@ -44,7 +51,7 @@ def measure(repeats: int = 15) -> dict[str, float]:
             def loop() -> torch.Tensor:
                 return torch.stack([(q_flat @ d[i].T).amax(dim=1).sum() for i in range(N_DOCS)])
 
-            t_loop = best_time(loop, repeats=max(3, repeats // 3))
+            t_loop = best_time(loop, repeats=repeats)
             err = float((loop() - maxsim(q, d, d_mask=d_mask)[0]).abs().max())
     finally:
         torch.set_num_threads(threads)
@@ -53,6 +60,8 @@ def measure(repeats: int = 15) -> dict[str, float]:
         "maxsim_variable_length_ms": t_var * 1e3,
         "maxsim_packed_ms": t_packed * 1e3,
         "maxsim_matmul_floor_ms": t_floor * 1e3,
+        "maxsim_batched_matmul_ms": t_batched * 1e3,
+        "maxsim_single_gemm_ms": t_gemm * 1e3,
         "maxsim_loop_ms": t_loop * 1e3,
         "maxsim_ratio_to_matmul": t_ours / t_floor,
         "maxsim_speedup_vs_loop": t_loop / t_ours,
@@ -64,7 +73,9 @@ def main() -> None:
     r = measure()
     print_table(
         [
-            ("bare matmul, same shapes (floor)", f"{r['maxsim_matmul_floor_ms']:.1f}", "1.00"),
+            ("batched matmul q @ d^T", f"{r['maxsim_batched_matmul_ms']:.1f}", f"{r['maxsim_batched_matmul_ms'] / r['maxsim_matmul_floor_ms']:.2f}"),
+            ("one (n*Ld, D) x (D, Lq) matmul", f"{r['maxsim_single_gemm_ms']:.1f}", f"{r['maxsim_single_gemm_ms'] / r['maxsim_matmul_floor_ms']:.2f}"),
+            ("floor: the faster of the two", f"{r['maxsim_matmul_floor_ms']:.1f}", "1.00"),
             ("maxsim padded (full docs)", f"{r['maxsim_ms']:.1f}", f"{r['maxsim_ratio_to_matmul']:.2f} (bar <= 1.3)"),
             ("maxsim padded, lengths 120-180", f"{r['maxsim_variable_length_ms']:.1f}", f"{r['maxsim_variable_length_ms'] / r['maxsim_matmul_floor_ms']:.2f}"),
             ("maxsim packed, lengths 120-180", f"{r['maxsim_packed_ms']:.1f}", f"{r['maxsim_packed_ms'] / r['maxsim_matmul_floor_ms']:.2f}"),
