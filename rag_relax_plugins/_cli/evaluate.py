@@ -14,13 +14,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the evaluation."""
     parser.add_argument("--model", required=True, help="saved model folder (e.g. runs/g/best_model)")
     parser.add_argument("--eval-file", required=True, help="eval.json written by prepare-data (corpus, queries, qrels)")
-    parser.add_argument("--output", "-o", default=None, help="write the JSON report here")
+    parser.add_argument("--output", "-o", default=None,
+                        help="write the JSON report here (an existing file only if it is an earlier report, "
+                             "or with --overwrite; never the eval file or a file inside --model)")
+    parser.add_argument("--overwrite", action="store_true", help="let --output replace a file that is not a report")
     parser.add_argument("--baseline", nargs="?", const="auto", default=None, metavar="BACKBONE",
                         help="also evaluate an untrained sentence-transformers model with cosine similarity "
                              "(default: the untrained backbone the model started from, never a fine-tuned one, "
                              "with the model's max_seq_length)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
+
+
+def check_report_path(output: str, *, model: str, eval_file: str, overwrite: bool) -> None:
+    """Refuse an ``--output`` that would destroy an input or an unrelated file (before any work).
+
+    Raises:
+        ValueError: ``output`` is the evaluation file, lies inside the model folder, or is an
+            existing file that is not an earlier report (a JSON object with ``"metrics"``) and
+            ``overwrite`` is false.
+    """
+    import json
+    from pathlib import Path
+
+    out = Path(output).resolve()
+    if out == Path(eval_file).resolve():
+        raise ValueError(f"--output {output} is the --eval-file; choose another report path")
+    if Path(model).resolve() in out.parents:
+        raise ValueError(f"--output {output} lies inside the --model folder; choose a path outside it")
+    if out.is_file() and not overwrite:
+        try:
+            report = json.loads(out.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            report = None
+        if not (isinstance(report, dict) and "metrics" in report):
+            raise ValueError(f"--output {output} exists and is not an evaluation report; pass --overwrite to replace it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from rag_relax_plugins.training.gaussian_data import load_eval_file
     from rag_relax_plugins.training.gaussian_eval import evaluate_model, format_table, write_report
 
+    if args.output:
+        check_report_path(args.output, model=args.model, eval_file=args.eval_file, overwrite=args.overwrite)
     try:  # checked before the evaluation file is read; the backup of an interrupted save counts
         find_saved_folder(args.model, "config.json")
     except FileNotFoundError:

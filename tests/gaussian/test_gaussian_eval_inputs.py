@@ -50,3 +50,25 @@ def test_max_seq_length_beyond_the_backbone_positions_refused(minilm_path) -> No
         GaussianEmbedder(GaussianConfig(output_dim=8, freeze="all", max_seq_length=600), device="cpu")
     model = GaussianEmbedder(GaussianConfig(output_dim=8, freeze="all", max_seq_length=512), device="cpu")
     assert model.encode(["word " * 700]).shape == (1, 8)
+
+
+def test_evaluate_output_never_destroys_inputs_or_other_files(tmp_path, capsys) -> None:
+    """evaluate -o replaced any file: the eval file, the model's config.json, a user's notes."""
+    (tmp_path / "eval.json").write_text(json.dumps(DATA))
+    GaussianEmbedder(GaussianConfig(backbone="hashing:64", output_dim=64, freeze="all"), device="cpu").save(tmp_path / "m")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    config = (tmp_path / "m" / "config.json").read_text()
+    base = ["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json"), "--device", "cpu"]
+    for target, message in ((tmp_path / "eval.json", "is the --eval-file"),
+                            (tmp_path / "m" / "config.json", "inside the --model folder"),
+                            (notes, "not an evaluation report; pass --overwrite")):
+        assert main([*base, "--output", str(target)]) == 2
+        assert message in capsys.readouterr().err
+    assert json.loads((tmp_path / "eval.json").read_text()) == DATA
+    assert (tmp_path / "m" / "config.json").read_text() == config and notes.read_text() == "keep me"
+    report = tmp_path / "r.json"
+    assert main([*base, "--output", str(report)]) == 0
+    assert main([*base, "--output", str(report)]) == 0  # an earlier report is replaced
+    assert main([*base, "--output", str(notes), "--overwrite"]) == 0
+    assert "metrics" in json.loads(notes.read_text())
