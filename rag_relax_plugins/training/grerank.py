@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rag_relax_plugins._io import atomic_write_json, atomic_write_text
 from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
 from rag_relax_plugins.readers.dma import ReaderLayout
@@ -60,6 +61,10 @@ if TYPE_CHECKING:
 __all__ = ["GRerankConfig", "GRerankResult", "train_grerank"]
 
 log = logging.getLogger(__name__)
+
+# GRerankConfig options only the reader uses (supervision="reader")
+_READER_OPTIONS = ("reader_path", "variant", "doc_tokens", "cache_reader_states")
+_DEFAULTS = GRerankConfig()
 
 
 def _reranker(cfg: GRerankConfig, ck: Path | None) -> GumbelReranker:
@@ -189,11 +194,11 @@ def train_grerank(
     # what train_config.json records and every checkpoint stores
     used = effective_config(cfg, checkpoint=ck, recorded=stored_options(ck) if ck is not None else None)
     options.update(checkpoint_options({name: getattr(used, name) for name in SCORER_OPTIONS}))
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(
-        json.dumps(used.to_dict(), indent=2) + "\n", encoding="utf-8"
-    )
+    if cfg.supervision == "labels":  # the reader is not built: its options would go unused
+        unused = [f"{name}={getattr(cfg, name)!r}" for name in _READER_OPTIONS
+                  if getattr(cfg, name) != getattr(_DEFAULTS, name)]
+        if unused:
+            log.warning("supervision='labels' trains without a reader: %s not used", ", ".join(unused))
     if examples is None:
         examples = hotpot_split(load_hotpotqa_distractor(cfg.data_path), cfg.train_size)[0]
     if cfg.max_train_rows is not None:
@@ -219,6 +224,11 @@ def train_grerank(
         )
     if cfg.supervision == "labels":
         reader = None
+    # written once the data, the reranker and the reader are ready: a run refused before this
+    # point leaves an earlier run's train_config.json (and a new folder) untouched
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "train_config.json", used.to_dict())
     opt = _optimizer(reranker, cfg)
     gen = torch.Generator(device=reranker.device).manual_seed(cfg.seed)
     state: dict[str, Any] = {
@@ -314,7 +324,7 @@ def train_grerank(
     bar.close()
     reranker.scorer.eval()
     model_dir = reranker.save_pretrained(out / "final_model")
-    (out / "history.json").write_text(json.dumps(history) + "\n", encoding="utf-8")
+    atomic_write_text(out / "history.json", json.dumps(history) + "\n")
     plot_curves(history, out / "curves.png", title=f"G-Rerank ({cfg.supervision})")
     return GRerankResult(
         model_dir=model_dir,

@@ -6,6 +6,7 @@ checkpoint) and checks them when built; :class:`GRerankResult` is what ``train_g
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -81,11 +82,12 @@ class GRerankConfig(DictConfig):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
-        for name in ("learning_rate", "head_learning_rate", "tau", "kappa", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("learning_rate", "head_learning_rate", "tau", "kappa", "max_grad_norm"):  # inf: NaN model
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         for name, least in (("scorer_max_length", 8), ("trainable_layers", -1)):  # as PairScorer checks
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < least:

@@ -112,11 +112,12 @@ class MaxSimTrainConfig(DictConfig):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.val_rows >= self.train_rows:
             raise ValueError(f"val_rows must be < train_rows ({self.train_rows}), got {self.val_rows}")
-        for name in ("learning_rate", "backbone_learning_rate", "temperature"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for name in ("learning_rate", "backbone_learning_rate", "temperature"):  # inf: NaN scores
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps!r}")
         if self.projection_dim is None and self.train_last_layers == 0:

@@ -176,3 +176,36 @@ def test_resume_refuses_scorer_settings_the_checkpoint_would_ignore(init_folder:
     with pytest.raises(ValueError, match=r"scorer_max_length \(checkpoint 64, given 100\)"):
         train_grerank(bad, examples=EXAMPLES)
     assert not (tmp_path / "r").exists()
+
+
+def test_refused_run_leaves_an_earlier_runs_train_config_untouched(minilm_path: str, tmp_path: Path) -> None:
+    """train_config.json was written before the data was read: a refused run into an earlier run's
+    folder rewrote it with options final_model/ was never trained with (and a new folder kept one)."""
+    out = tmp_path / "run"
+    train_grerank(grerank_config(out, k=1, max_steps=1), examples=EXAMPLES,
+                  reranker=GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu"), reader=FakeReader())
+    before = (out / "train_config.json").read_text()
+    with pytest.raises(FileNotFoundError):
+        train_grerank(grerank_config(out, k=1, data_path=str(tmp_path / "nope.jsonl")),
+                      reranker=GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu"), reader=FakeReader())
+    with pytest.raises(ValueError, match="no training examples"):
+        train_grerank(grerank_config(tmp_path / "new", k=1), examples=[], reader=FakeReader())
+    assert (out / "train_config.json").read_text() == before
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "head_learning_rate", "tau", "kappa", "max_grad_norm"])
+def test_infinite_rates_refused(name: str, tmp_path: Path) -> None:
+    """learning_rate=inf passed the > 0 check and trained a model of NaN weights (rc 0 from the CLI)."""
+    with pytest.raises(ValueError, match=f"{name} must be a finite number > 0"):
+        grerank_config(tmp_path, **{name: float("inf")})
+
+
+def test_labels_supervision_names_the_reader_options_it_does_not_use(
+    minilm_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="rag_relax_plugins.training.grerank"):
+        train_grerank(grerank_config(tmp_path / "r", k=1, max_steps=1, supervision="labels", reader_path="nope",
+                                     doc_tokens=16), examples=EXAMPLES,
+                      reranker=GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu"))
+    assert "trains without a reader: reader_path='nope', doc_tokens=16 not used" in caplog.text

@@ -233,3 +233,12 @@ def test_cli_parser_has_train_maxsim() -> None:
 
     args = build_parser().parse_args(["train-maxsim", "-o", "x", "--epochs", "2", "--projection-dim", "0"])
     assert args.epochs == 2 and args.projection_dim == 0 and args.train_rows == 400
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "backbone_learning_rate", "temperature"])
+def test_infinite_rates_and_temperature_refused(name: str) -> None:
+    """inf passed the > 0 check: NaN scores after one step (a late, misleading error) or rc 0."""
+    with pytest.raises(ValueError, match=f"{name} must be a finite number > 0"):
+        MaxSimTrainConfig(**{name: float("inf")})
+    with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
+        MaxSimTrainConfig(weight_decay=float("inf"))
