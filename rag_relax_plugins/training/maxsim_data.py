@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from rag_relax_plugins._io import read_tensors
 from rag_relax_plugins.datasets.hotpotqa import HotpotEvidence, HotpotExample
 from rag_relax_plugins.embedders.base import encoder_settings
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker, PackedTokens
@@ -164,9 +165,16 @@ class TokenCache:
         if cache_dir is not None and reranker.config.trained_layers == 0:  # shipped weights only
             path = Path(cache_dir) / f"tokens-{_fingerprint(reranker, marker, texts)}.safetensors"
             if path.is_file():
-                t = load_file(str(path))
-                log.info("loaded %d cached token sequences from %s", len(texts), path)
-                return cls(PackedTokens(tokens=t["tokens"], offsets=t["offsets"]))
+                try:  # a cache: a corrupt or truncated file is encoded again, not an error
+                    t = read_tensors(path)
+                    cached = PackedTokens(tokens=t["tokens"], offsets=t["offsets"])
+                    if cached.offsets.numel() != len(texts) + 1:
+                        raise ValueError(f"{cached.offsets.numel() - 1} sequences for {len(texts)} texts")
+                except (ValueError, KeyError, OSError) as exc:
+                    log.warning("%s is not a readable token cache (%s): encoding again", path, exc)
+                else:
+                    log.info("loaded %d cached token sequences from %s", len(texts), path)
+                    return cls(cached)
         packed = reranker.backbone_tokens(list(texts), marker=marker, show_progress=show_progress)
         packed = PackedTokens(tokens=packed.tokens.to("cpu", torch.float16), offsets=packed.offsets.cpu())
         if path is not None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from rag_relax_plugins._io import read_tensors
 from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.embedders.base import encoder_settings
 from rag_relax_plugins.training.mol_data import (
@@ -174,20 +175,24 @@ def encode_hotpot(
             first question and the first paragraph matches the stored rows; else
             everything is encoded again and the file replaced.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     def enc(texts: list[str]) -> torch.Tensor:
         return encoder.encode(texts, batch_size=batch_size, normalize=True, show_progress=show_progress).float().cpu()
 
     digest, enc_key = _texts_digest(split), json.dumps(encoder_settings(encoder), sort_keys=True)
     if cache is not None and Path(cache).is_file():
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(cache), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        if meta.get("texts_sha256") == digest and meta.get("encoder") == enc_key:
-            t = load_file(str(cache))
-            stored = HotpotFeatures(split, t["train_queries"], t["test_queries"], t["docs"])
+        try:  # a cache: a corrupt, truncated or foreign file is encoded again, not an error
+            with safe_open(str(cache), framework="pt") as fh:
+                meta = fh.metadata() or {}
+            t = read_tensors(cache) if meta.get("texts_sha256") == digest and meta.get("encoder") == enc_key else None
+            stored = None if t is None else HotpotFeatures(split, t["train_queries"], t["test_queries"], t["docs"])
+        except (SafetensorError, OSError, ValueError, KeyError) as exc:
+            log.warning("%s is not a readable feature cache (%s): encoding again", cache, exc)
+            stored = None
+        if stored is not None:
             probe = enc([split.train_questions[0], split.doc_texts[0]])  # (2, D)
             kept = torch.stack([stored.train_queries[0], stored.docs[0]])
             if probe.shape == kept.shape and torch.allclose(probe, kept, atol=1e-4, rtol=1e-3):

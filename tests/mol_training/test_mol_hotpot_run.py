@@ -91,3 +91,17 @@ def test_feature_cache_is_not_reused_when_the_weights_changed(tmp_path):
     encode_hotpot(split, _Counting(dim=64), cache=cache)
     fresh = encode_hotpot(split, _Retrained(dim=64), cache=cache)
     torch.testing.assert_close(fresh.docs, _Retrained(dim=64).encode(split.doc_texts, normalize=True).float())
+
+
+def test_corrupt_feature_cache_is_encoded_again(tmp_path, caplog):
+    """A truncated cache file was a SafetensorError traceback from train-mol; it is a cache."""
+    split = hotpot_open_split(_examples())
+    cache = tmp_path / "f.safetensors"
+    a = encode_hotpot(split, HashingEncoder(dim=64), cache=cache)
+    cache.write_bytes(cache.read_bytes()[:100])
+    with caplog.at_level("WARNING"):
+        b = encode_hotpot(split, HashingEncoder(dim=64), cache=cache)
+    assert "not a readable feature cache" in caplog.text
+    torch.testing.assert_close(a.docs, b.docs)
+    c = encode_hotpot(split, HashingEncoder(dim=64), cache=cache)  # the rewritten file serves again
+    torch.testing.assert_close(a.docs, c.docs)

@@ -242,3 +242,16 @@ def test_infinite_rates_and_temperature_refused(name: str) -> None:
         MaxSimTrainConfig(**{name: float("inf")})
     with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
         MaxSimTrainConfig(weight_decay=float("inf"))
+
+
+def test_corrupt_token_cache_is_encoded_again(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A truncated token cache was a SafetensorError traceback from train-maxsim; it is a cache."""
+    rr = make_reranker()
+    texts = ["one two three", "four", "five six"]
+    first = TokenCache.build(rr, texts, marker="[D] ", cache_dir=tmp_path)
+    (file,) = tmp_path.iterdir()
+    file.write_bytes(file.read_bytes()[:50])
+    with caplog.at_level("WARNING"):
+        again = TokenCache.build(rr, texts, marker="[D] ", cache_dir=tmp_path)
+    assert "not a readable token cache" in caplog.text
+    assert torch.equal(again.packed.tokens, first.packed.tokens)
