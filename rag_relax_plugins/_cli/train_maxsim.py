@@ -54,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
+    from rag_relax_plugins.training.maxsim_checkpoint import checked_resume
     from rag_relax_plugins.training.maxsim_data import TokenCache, hotpot_split
     from rag_relax_plugins.training.maxsim_train import (
         MaxSimTrainConfig,
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         return evaluate_groups(model, split.test, q, t)
 
     if args.eval:  # before training; with --train-last-layers its cache is keyed by those layers' weights
+        checked_resume(cfg)  # a bad --resume-from is refused now, not after this evaluation
         report["test_before"] = test_metrics(reranker)
     result = train_maxsim(cfg, split.train, split.queries.texts, split.texts.texts,
                           val_groups=split.val, reranker=reranker)

@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--encoder", choices=["pool", "transformer"], default=None, help="history encoder, default pool (movielens)")
     a("--num-query-embeddings", type=int, default=4, help="P_q")
     a("--num-item-embeddings", type=int, default=4, help="P_x")
-    a("--component-dim", type=int, default=None, help="d_P; default: D (movielens, with the warm start) or D/P_x, the feature width (hotpotqa)")
+    a("--component-dim", type=int, default=None, help="d_P; default: D (movielens with the warm start), D/P_x (movielens, random init), "
+                                                     "the feature width (hotpotqa)")
     a("--warm-start-noise", type=float, default=0.1,
       help="identity warm start of the MoL projections (noise scale); any negative value, e.g. -1: "
            "random init (movielens only)")
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from typing import Any
 
     from rag_relax_plugins._io import atomic_write_json
+    from rag_relax_plugins.training._run_files import run_folder
     from rag_relax_plugins.training.mol_recipes import RecipeConfig
     from rag_relax_plugins.training.mol_runs import run_hotpot, run_movielens
     from rag_relax_plugins.training.mol_train import MoLTrainConfig, plot_loss_curve
@@ -117,18 +119,19 @@ def run(args: argparse.Namespace) -> int:
         item_mlp_hidden=args.item_mlp_hidden, user_embedding=args.user_embedding,
         **({} if args.user_dropout is None else {"user_dropout": args.user_dropout}),
     )
-    out.mkdir(parents=True, exist_ok=True)  # every option checked: nothing is written before
-    if args.dataset == "movielens":
-        report = run_movielens(cfg, recipe, data=args.data, resume=args.resume, save_to=out / "model")
-    else:
-        report = run_hotpot(
-            cfg, recipe, data=args.data, model_path=args.model, resume=args.resume, save_to=out / "model",
-            warm_start_noise=args.warm_start_noise,
-        )
-    png = plot_loss_curve(report["history"], out / "loss_curve.png", title=f"train-mol {args.dataset} ({args.similarity})")
-    summary = {k: v for k, v in report.items() if k != "history"}
-    atomic_write_json(out / "metrics.json", summary)
-    atomic_write_json(out / "history.json", report["history"], indent=None)
+    # removed again if the run is refused (bad data, model options) before writing anything
+    with run_folder(out):
+        if args.dataset == "movielens":
+            report = run_movielens(cfg, recipe, data=args.data, resume=args.resume, save_to=out / "model")
+        else:
+            report = run_hotpot(
+                cfg, recipe, data=args.data, model_path=args.model, resume=args.resume, save_to=out / "model",
+                warm_start_noise=args.warm_start_noise,
+            )
+        png = plot_loss_curve(report["history"], out / "loss_curve.png", title=f"train-mol {args.dataset} ({args.similarity})")
+        summary = {k: v for k, v in report.items() if k != "history"}
+        atomic_write_json(out / "metrics.json", summary)
+        atomic_write_json(out / "history.json", report["history"], indent=None)
     metrics = report["metrics"]
     sys.stdout.write("  ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + "\n")
     logging.getLogger(__name__).info("wrote %s%s", out, f" and {png}" if png else "")

@@ -5,24 +5,27 @@
 - :func:`prune_checkpoints` keeps the newest ``checkpoint_step_N/`` folders of a run without ever
   deleting the one just written (a run resumed from an older checkpoint writes steps below those
   an earlier run left) or a folder whose name is not ``checkpoint_step_<digits>``.
+- :func:`run_folder` creates a run's output folder and removes it again when a run refused before
+  writing anything (bad data, options, model) leaves it holding only empty files.
 - :func:`pyplot` imports matplotlib's pyplot on the ``Agg`` backend, or logs a warning and returns
   ``None`` when the ``plot`` extra is missing; :func:`save_png` writes a figure atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from rag_relax_plugins._io import atomic_folder, atomic_write_bytes, find_saved_folder
 
 __all__ = ["CHECKPOINT_PREFIX", "checkpoint_folder", "checkpoint_steps", "prune_checkpoints", "pyplot",
-           "restore_best_model", "save_png"]
+           "restore_best_model", "run_folder", "save_png"]
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +124,37 @@ def save_png(fig: Any, path: str | Path, *, dpi: int = 100) -> Path:
     finally:
         plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def run_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Create the output folder of a run for the ``with`` body; if the body raises and the folder
+    is new, remove it again when it holds nothing but empty files and folders (an empty
+    ``training.log``), with the parent folders it created: a run refused for its data, options or
+    model leaves nothing behind. A folder with any content (a checkpoint to resume from, a log
+    with lines) is kept."""
+    folder = Path(path)
+    top = None  # the outermost folder this call creates (parents included)
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        top = candidate
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if top is not None:
+            _remove_if_empty(top)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    entries = list(folder.rglob("*"))
+    if any(p.is_symlink() or (p.is_file() and p.stat().st_size > 0) for p in entries):
+        return
+    for p in sorted(entries, key=lambda e: len(e.parts), reverse=True):  # files and subfolders first
+        if p.is_dir():
+            p.rmdir()
+        else:
+            p.unlink()
+    folder.rmdir()

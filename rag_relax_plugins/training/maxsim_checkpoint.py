@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,10 +22,13 @@ from rag_relax_plugins._io import atomic_folder
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import ResumePolicy
-from rag_relax_plugins.training._run_files import pyplot, save_png
+from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
 
-__all__ = ["RESUME_RUNTIME_ONLY", "check_resume", "checkpoint_options", "load_optimizer", "plot_history",
-           "save_checkpoint"]
+if TYPE_CHECKING:
+    from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig
+
+__all__ = ["RESUME_RUNTIME_ONLY", "check_resume", "checked_resume", "checkpoint_options", "load_optimizer",
+           "plot_history", "save_checkpoint"]
 
 # MaxSimTrainConfig options a resume may change; every other one must equal the checkpoint's
 # (``epochs`` too: the linear LR decay ends at step ``batches_per_epoch * epochs``).
@@ -80,3 +83,18 @@ def plot_history(history: dict[str, list[float]], path: Path) -> None:
     axes[1].plot(range(1, len(history["val_mrr"]) + 1), history["val_mrr"], marker="o")
     axes[1].set(xlabel="epoch", ylabel="validation MRR (or -train loss)", title="selection metric")
     save_png(fig, path)
+
+
+def checked_resume(cfg: MaxSimTrainConfig) -> tuple[Path | None, dict[str, Any]]:
+    """The checkpoint ``cfg.resume_from`` names (``None`` without one) and the run's checkpoint
+    options (data files hashed), after refusing a missing checkpoint or one with other options.
+
+    Raises:
+        FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
+        ValueError: its options differ from ``cfg``'s, runtime-only ones aside.
+    """
+    ck = checkpoint_folder(cfg.resume_from) if cfg.resume_from else None
+    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
+    if ck is not None:  # a missing checkpoint or other options: refused before anything is written
+        check_resume(ck, options)
+    return ck, options

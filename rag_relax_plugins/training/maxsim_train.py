@@ -53,10 +53,9 @@ from rag_relax_plugins.rerankers.maxsim import (
     PackedTokens,
     pack_tokens,
 )
-from rag_relax_plugins.training._run_files import checkpoint_folder, restore_best_model
+from rag_relax_plugins.training._run_files import restore_best_model
 from rag_relax_plugins.training.maxsim_checkpoint import (
-    check_resume,
-    checkpoint_options,
+    checked_resume,
     load_optimizer,
     plot_history,
     save_checkpoint,
@@ -236,10 +235,7 @@ def train_maxsim(
     """
     if len(groups) < 2:
         raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
-    ck = checkpoint_folder(cfg.resume_from) if cfg.resume_from else None
-    options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
-    if ck is not None:  # a missing checkpoint or other options: refused before anything is written
-        check_resume(ck, options)
+    ck, options = checked_resume(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "training.log", encoding="utf-8")

@@ -170,3 +170,10 @@ def test_option_conflicts_and_errors(tmp_path, pairs_file) -> None:
     assert rc == 2
     rc = main(["train", "--train-file", str(pairs_file), "--output", str(tmp_path / "x"), "--output-dim", "0"])
     assert rc == 2
+
+
+def test_refused_training_leaves_no_new_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A missing pairs file failed after the output folder and an empty training.log were made."""
+    with pytest.raises(FileNotFoundError, match="pairs file"):
+        train(_cfg(tmp_path / "new", tmp_path / "missing.jsonl"))
+    assert not (tmp_path / "new").exists()

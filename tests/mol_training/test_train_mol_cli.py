@@ -144,3 +144,15 @@ def test_resume_with_another_size_is_refused_and_keeps_the_checkpoint(tiny_movie
     assert main(args) == 2  # was an uncaught RuntimeError from load_state_dict
     assert "cannot resume" in capsys.readouterr().err
     assert ckpt.read_bytes() == before
+
+
+def test_refused_runs_leave_no_new_folder(tiny_movielens, tmp_path, capsys):
+    """A missing --data or a bad model option failed after the output folder was made (left empty)."""
+    assert main(_args(tmp_path / "nowhere", tmp_path / "a")) == 2
+    assert main(_args(tiny_movielens, tmp_path / "b", "--tau", "0")) == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    keep = tmp_path / "earlier"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    assert main(_args(tmp_path / "nowhere", keep)) == 2
+    assert (keep / "notes.txt").read_text() == "mine"  # an existing folder is never removed

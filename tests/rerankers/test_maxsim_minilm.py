@@ -109,3 +109,20 @@ def test_cli_train_maxsim_end_to_end(tmp_path: Path, data_dir: Path, capsys: pyt
     assert (out / "checkpoint_epoch_1" / "trainer_state.json").is_file()
     assert main(["train-maxsim", "-o", str(out), "--data", str(tmp_path / "data"), "--train-rows", "12",
                  "--val-rows", "12"]) == 2  # bad option: a clear error, exit code 2
+
+
+def test_cli_eval_refuses_a_bad_resume_before_the_first_evaluation(tmp_path: Path, data_dir: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """--eval ran (and cached) the whole 'before' evaluation, then found --resume-from missing."""
+    from rag_relax_plugins.cli import main
+
+    folder = tmp_path / "data" / "hotpotqa"
+    folder.mkdir(parents=True)
+    lines = (data_dir / "hotpotqa" / "distractor_500.jsonl").read_text(encoding="utf-8").splitlines()[:10]
+    (folder / "distractor_500.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    code = main(["train-maxsim", "-o", str(out), "--data", str(tmp_path / "data"), "--train-rows", "7",
+                 "--val-rows", "2", "--max-seq-length", "16", "--projection-dim", "16", "--eval", "--no-progress",
+                 "--resume-from", str(tmp_path / "nope")])
+    assert code == 2 and "checkpoint not found" in capsys.readouterr().err
+    assert not out.exists()  # no token cache of the 'before' evaluation

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from rag_relax_plugins.training import grerank, maxsim_train
+from rag_relax_plugins.training import grerank, maxsim_checkpoint
 from rag_relax_plugins.training._run_files import (
     checkpoint_folder,
     checkpoint_steps,
     prune_checkpoints,
     restore_best_model,
+    run_folder,
     save_png,
 )
 
@@ -66,7 +67,7 @@ def test_save_png_writes_a_png_and_nothing_else(tmp_path: Path) -> None:
 
 def test_checkpoint_folder_finds_the_backup_a_crash_left(tmp_path: Path) -> None:
     """One helper for both trainers: the folder itself, else the backup left between two renames."""
-    assert grerank.checkpoint_folder is maxsim_train.checkpoint_folder is checkpoint_folder
+    assert grerank.checkpoint_folder is maxsim_checkpoint.checkpoint_folder is checkpoint_folder
     ck = tmp_path / "checkpoint_step_2"
     ck.mkdir()
     (ck / "trainer_state.json").write_text("{}", encoding="utf-8")
@@ -102,3 +103,22 @@ def test_restore_best_model(tmp_path: Path, state: dict, stored_best: bool, rest
     _save(target, "stale")  # a best model an earlier run left there is replaced
     assert restore_best_model(ck, state, target) is (restored is not None)
     assert json.loads((target / "config.json").read_text())["tag"] == (restored or "stale")
+
+
+def test_run_folder_removes_only_what_a_refused_run_created_and_left_empty(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), run_folder(tmp_path / "a" / "b") as out:
+        (out / "training.log").write_text("")
+        raise RuntimeError("refused")
+    assert not (tmp_path / "a").exists()  # the new parent too
+    with pytest.raises(RuntimeError), run_folder(tmp_path / "c") as out:
+        (out / "checkpoint").mkdir()
+        (out / "checkpoint" / "state.json").write_text("{}")
+        raise RuntimeError("crashed mid-run")
+    assert (tmp_path / "c" / "checkpoint" / "state.json").is_file()  # something to resume from: kept
+    (tmp_path / "d").mkdir()
+    with pytest.raises(RuntimeError), run_folder(tmp_path / "d"):
+        raise RuntimeError("refused")
+    assert (tmp_path / "d").is_dir()  # not created by this run: never removed
+    with run_folder(tmp_path / "e") as out:
+        pass
+    assert out.is_dir()
