@@ -91,7 +91,22 @@ def _jsonl_values(file: Path, text: str) -> Iterator[tuple[int, Any]]:
 
 
 def _jsonl_pairs(file: Path, text: str) -> list[Pair]:
-    return [_pair_from(obj, f"{file}:{lineno}") for lineno, obj in _jsonl_values(file, text)]
+    try:
+        return [_pair_from(obj, f"{file}:{lineno}") for lineno, obj in _jsonl_values(file, text)]
+    except ValueError:
+        whole = _one_json_value(text) if file.suffix.lower() == ".json" else None
+        if whole is None:
+            raise
+        # a .json not starting with "[" that is one pretty-printed value: say so, not "invalid JSON"
+        raise ValueError(f"{file}: one JSON {type(whole).__name__} over several lines; a .json file of pairs "
+                         "is a JSON array of objects, or one object per line (JSONL)") from None
+
+
+def _one_json_value(text: str) -> object | None:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
 
 
 def _json_array_pairs(file: Path, text: str) -> list[Pair]:

@@ -56,6 +56,9 @@ def test_csv_quoted_multiline_and_line_numbers(tmp_path) -> None:
         ("obj.json", '{"query": "q", "positive": "d"}\n{"query": 3, "positive": "d"}\n', r"obj.json:2"),
         ("bad.json", '[{"query": "q",,}]', r"bad.json:1: invalid JSON"),
         ("notlist.json", '[1]', r"notlist.json:1: item 0"),
+        # one pretty-printed object: said so (it was "pretty.json:1: invalid JSON (Expecting property name ...)")
+        ("pretty.json", '{\n  "query": "q",\n  "positive": "d"\n}\n', r"pretty.json: one JSON dict over several lines"),
+        ("broken.json", '{\n  "query": "q",\n', r"broken.json:1: invalid JSON"),  # not JSON at all: as before
         ("p.txt", "q,d", "unsupported extension"),
     ],
 )
