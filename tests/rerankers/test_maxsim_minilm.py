@@ -88,15 +88,21 @@ def test_train_last_layers_gradients_reach_only_the_unfrozen_layers(minilm_path:
     assert first.grad is None
 
 
+def _ten_hotpot_rows(tmp_path: Path, data_dir: Path) -> Path:
+    """A data root (tmp_path / "data") whose HotpotQA file holds the first 10 shared rows."""
+    folder = tmp_path / "data" / "hotpotqa"
+    folder.mkdir(parents=True)
+    lines = (data_dir / "hotpotqa" / "distractor_500.jsonl").read_text(encoding="utf-8").splitlines()[:10]
+    (folder / "distractor_500.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tmp_path / "data"
+
+
 def test_cli_train_maxsim_end_to_end(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
     from rag_relax_plugins.cli import main
 
-    folder = tmp_path / "data" / "hotpotqa"
-    folder.mkdir(parents=True)
-    lines = (data_dir / "hotpotqa" / "distractor_500.jsonl").read_text(encoding="utf-8").splitlines()[:10]
-    (folder / "distractor_500.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _ten_hotpot_rows(tmp_path, data_dir)
     out = tmp_path / "run"
     code = main(["train-maxsim", "-o", str(out), "--data", str(tmp_path / "data"), "--train-rows", "7",
                  "--val-rows", "2", "--max-seq-length", "16", "--projection-dim", "16", "--epochs", "1",
@@ -116,10 +122,7 @@ def test_cli_eval_refuses_a_bad_resume_before_the_first_evaluation(tmp_path: Pat
     """--eval ran (and cached) the whole 'before' evaluation, then found --resume-from missing."""
     from rag_relax_plugins.cli import main
 
-    folder = tmp_path / "data" / "hotpotqa"
-    folder.mkdir(parents=True)
-    lines = (data_dir / "hotpotqa" / "distractor_500.jsonl").read_text(encoding="utf-8").splitlines()[:10]
-    (folder / "distractor_500.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _ten_hotpot_rows(tmp_path, data_dir)
     out = tmp_path / "run"
     code = main(["train-maxsim", "-o", str(out), "--data", str(tmp_path / "data"), "--train-rows", "7",
                  "--val-rows", "2", "--max-seq-length", "16", "--projection-dim", "16", "--eval", "--no-progress",
