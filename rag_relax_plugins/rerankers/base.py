@@ -19,6 +19,7 @@ __all__ = [
     "RerankResult",
     "check_candidates",
     "check_top_n",
+    "distinct_texts",
     "sigmoid_relevance",
 ]
 
@@ -71,6 +72,16 @@ def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:
             raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
         out.append(doc)
     return query, out
+
+
+def distinct_texts(documents: Sequence[str]) -> tuple[list[str], list[int]]:
+    """The distinct texts of ``documents`` (first occurrences, in order) and each document's row
+    among them: a reranker scores each distinct text once, so exact duplicates get one score and
+    keep their input order (scored apart, padding in different batches could split them by an ulp).
+    """
+    where: dict[str, int] = {}
+    rows = [where.setdefault(d, len(where)) for d in documents]
+    return list(where), rows
 
 
 def sigmoid_relevance(score: float) -> float:

@@ -31,6 +31,7 @@ from rag_relax_plugins.core.validation import check_k, check_positive
 from rag_relax_plugins.rerankers.base import (
     BaseReranker,
     check_candidates,
+    distinct_texts,
     sigmoid_relevance,
 )
 from rag_relax_plugins.rerankers.cross_encoder import PairScorer, build_scorer, load_scorer
@@ -130,9 +131,7 @@ class GumbelReranker(BaseReranker):
         query, docs = check_candidates(query, documents)
         if not docs:
             raise ValueError("documents must hold at least one candidate to score")
-        where: dict[str, int] = {}  # distinct text -> its row among the scored texts
-        rows = [where.setdefault(d, len(where)) for d in docs]
-        unique = list(where)
+        unique, rows = distinct_texts(docs)  # each distinct text scored once
         with torch.inference_mode(), eval_mode(self.scorer):
             parts = [
                 self.scorer(query, unique[i : i + self.batch_size]).float().cpu()

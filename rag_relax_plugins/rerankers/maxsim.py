@@ -46,6 +46,7 @@ from rag_relax_plugins.embedders.base import TokenEmbeddings, TokenEncoder
 from rag_relax_plugins.rerankers.base import (
     BaseReranker,
     check_candidates,
+    distinct_texts,
 )
 from rag_relax_plugins.rerankers.maxsim_config import MaxSimConfig, check_int
 
@@ -267,11 +268,12 @@ class MaxSimReranker(BaseReranker):
         query, docs = check_candidates(query, documents)
         if not docs:
             return torch.zeros(0, dtype=torch.float32)
+        unique, rows = distinct_texts(docs)  # exact duplicates: one score, input order kept
         with torch.inference_mode():
             q = self.encode_queries([query])
-            d = self.encode_documents(docs)
+            d = self.encode_documents(unique)
             scores = self.score_tokens(q.embeddings, q.mask, d.tokens, d.offsets)[0]
-        return scores.to("cpu", torch.float32).clone()
+        return scores.to("cpu", torch.float32)[torch.tensor(rows)]
 
     @staticmethod
     def relevance(scores: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,19 @@ def test_batched_equals_one_at_a_time_and_is_deterministic(encoder: SentenceTran
     assert q.embeddings.shape == (1, n_tokens, 128) and int(q.mask.sum()) == n_tokens
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # the single-thread BLAS path split the copies
+def test_exact_duplicates_tie_and_keep_input_order(minilm_path: str) -> None:
+    """Copies padded in different batches scored an ulp apart, so top_n could keep a later copy
+    (0.6168028712 vs 0.6168029308 with batch_size 2): each distinct text is scored once."""
+    rr = MaxSimReranker(MaxSimConfig(backbone=minilm_path), device="cpu", batch_size=2)
+    long = ("Paris is the capital and most populous city of France, with an estimated population of two "
+            "million residents in the year of the census. ") * 3
+    docs = [long, "Paris is in France.", "Paris is in France.", "Paris is in France."]
+    scores = rr.score("What is the capital of France?", docs)
+    assert scores[1] == scores[2] == scores[3]
+    assert [r.index for r in rr.rerank("What is the capital of France?", docs)][1:] == [1, 2, 3]
+
+
 def test_trained_layers_are_saved_and_restored(tmp_path: Path, minilm_path: str) -> None:
     fresh = SentenceTransformerEncoder(minilm_path, device="cpu", max_seq_length=64)
     rr = MaxSimReranker(cfg(minilm_path, trained_layers=1), encoder=fresh)
