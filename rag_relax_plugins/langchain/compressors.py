@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
@@ -54,6 +54,7 @@ class RerankerCompressor(BaseDocumentCompressor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
+    _build_fields: ClassVar[tuple[str, ...]] = ()  # fields read only by _build_reranker
     top_n: int | None = Field(default=3, description="documents kept after reranking (None: all)")
     _reranker: BaseReranker = PrivateAttr()
 
@@ -61,6 +62,12 @@ class RerankerCompressor(BaseDocumentCompressor):
         super().__init__(**kwargs)
         if reranker is None:
             reranker = self._build_reranker()
+        else:  # the fields that build a reranker would be silently unused
+            given = [f"{name}={getattr(self, name)!r}" for name in self._build_fields
+                     if getattr(self, name) != type(self).model_fields[name].default]
+            if given:
+                raise ValueError(f"{', '.join(given)} only build a reranker; with reranker= they would be "
+                                 "ignored: pass one or the other")
         if not isinstance(reranker, BaseReranker):
             raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
         self._reranker = reranker
@@ -149,7 +156,8 @@ class MaxSimReranker(RerankerCompressor):
 
     model_path: str | None = Field(default=None, description="saved MaxSim reranker folder")
     device: str | None = Field(default=None, description="cpu, cuda, mps or None")
-    batch_size: int = Field(default=32, ge=1, description="texts per forward pass")
+    batch_size: int = Field(default=32, ge=1, strict=True, description="texts per forward pass")
+    _build_fields: ClassVar[tuple[str, ...]] = ("model_path", "device", "batch_size")
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
         super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)
@@ -188,6 +196,7 @@ class GumbelReranker(RerankerCompressor):
 
     model_path: str | None = Field(default=None, description="saved Gumbel reranker folder")
     device: str | None = Field(default=None, description="cpu, cuda, mps or None")
+    _build_fields: ClassVar[tuple[str, ...]] = ("model_path", "device")
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
         super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)

@@ -11,7 +11,7 @@ passed as an instance is not serialised: its config says so, ``reranker_instance
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from llama_index.core.callbacks import CBEventType, EventPayload
@@ -52,6 +52,7 @@ class RerankerPostprocessor(BaseNodePostprocessor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
+    _build_fields: ClassVar[tuple[str, ...]] = ()  # fields read only by _build_reranker
     top_n: int | None = Field(default=3, description="nodes kept after reranking (None: all)")
     keep_retrieval_score: bool = Field(
         default=False, description="copy the retrieval score into metadata['retrieval_score']"
@@ -73,6 +74,12 @@ class RerankerPostprocessor(BaseNodePostprocessor):
         super().__init__(**kwargs)
         if reranker is None:
             reranker = self._build_reranker()
+        else:  # the fields that build a reranker would be silently unused
+            given = [f"{name}={getattr(self, name)!r}" for name in self._build_fields
+                     if getattr(self, name) != type(self).model_fields[name].default]
+            if given:
+                raise ValueError(f"{', '.join(given)} only build a reranker; with reranker= they would be "
+                                 "ignored: pass one or the other")
         if not isinstance(reranker, BaseReranker):
             raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
         self._reranker = reranker
@@ -132,9 +139,9 @@ class RerankerPostprocessor(BaseNodePostprocessor):
             for r in self._reranker.rerank(query_bundle.query_str, texts, top_n=self.top_n):
                 src = nodes[r.index]
                 node = src.node
-                if self.keep_retrieval_score:
+                if self.keep_retrieval_score:  # an earlier reranking stage's copy keeps the retriever's score
                     node = node.model_copy(update={
-                        "metadata": {**node.metadata, RETRIEVAL_SCORE_KEY: src.score},
+                        "metadata": {RETRIEVAL_SCORE_KEY: src.score, **node.metadata},
                         "excluded_embed_metadata_keys": _with_key(node.excluded_embed_metadata_keys),
                         "excluded_llm_metadata_keys": _with_key(node.excluded_llm_metadata_keys),
                     })
@@ -172,7 +179,8 @@ class MaxSimRerank(RerankerPostprocessor):
 
     model_path: str | None = Field(default=None, description="saved MaxSim reranker folder")
     device: str | None = Field(default=None, description="cpu, cuda, mps or None")
-    batch_size: int = Field(default=32, ge=1, description="texts per forward pass")
+    batch_size: int = Field(default=32, ge=1, strict=True, description="texts per forward pass")
+    _build_fields: ClassVar[tuple[str, ...]] = ("model_path", "device", "batch_size")
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
         super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)
@@ -214,6 +222,7 @@ class GumbelRerank(RerankerPostprocessor):
 
     model_path: str | None = Field(default=None, description="saved Gumbel reranker folder")
     device: str | None = Field(default=None, description="cpu, cuda, mps or None")
+    _build_fields: ClassVar[tuple[str, ...]] = ("model_path", "device")
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
         super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)

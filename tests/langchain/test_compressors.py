@@ -207,3 +207,13 @@ def test_gumbel_compressor_wrapping_maxsim_uses_its_mapping() -> None:
     assert len(out) == 2
     for d in out:
         assert d.metadata["relevance_score"] == pytest.approx((d.metadata["rerank_score"] + 1) / 2)
+
+
+@pytest.mark.parametrize(("cls", "kw"), [(MaxSimReranker, {"model_path": "m"}), (MaxSimReranker, {"device": "cpu"}),
+                                         (GumbelReranker, {"model_path": "m"})])
+def test_build_fields_beside_a_reranker_instance_are_refused(cls: type, kw: dict[str, object]) -> None:
+    """model_path= (or device, batch_size) with reranker= was accepted and silently unused."""
+    with pytest.raises(ValueError, match="only build a reranker; with reranker= they would be ignored"):
+        cls(reranker=maxsim_model(), **kw)
+    with pytest.raises(ValueError, match="batch_size"):
+        MaxSimReranker(reranker=maxsim_model(), batch_size=True)  # was taken as 1

@@ -232,3 +232,25 @@ def test_kept_retrieval_score_stays_out_of_the_embed_and_llm_text() -> None:
     assert "retrieval_score" in node.get_content(metadata_mode=MetadataMode.ALL)
     twice = post.postprocess_nodes(out, query_str=QUERY)[0].node  # chained: the key listed once
     assert twice.excluded_llm_metadata_keys.count("retrieval_score") == 1
+
+
+@pytest.mark.parametrize(("cls", "kw"), [(MaxSimRerank, {"model_path": "m"}), (MaxSimRerank, {"batch_size": 8}),
+                                         (GumbelRerank, {"device": "cpu"})])
+def test_build_fields_beside_a_reranker_instance_are_refused(cls: type, kw: dict[str, object]) -> None:
+    """model_path= (or device, batch_size) with reranker= was kept in to_dict and silently unused."""
+    with pytest.raises(ValueError, match="only build a reranker; with reranker= they would be ignored"):
+        cls(reranker=maxsim_model(), **kw)
+
+
+def test_batch_size_true_is_not_one() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        MaxSimRerank(reranker=maxsim_model(), batch_size=True)
+
+
+def test_chained_rerankers_keep_the_retrievers_score() -> None:
+    """A second reranking stage wrote the first stage's score into retrieval_score."""
+    first = RerankerPostprocessor(reranker=OverlapReranker(), top_n=None, keep_retrieval_score=True)
+    second = MaxSimRerank(reranker=maxsim_model(), top_n=None, keep_retrieval_score=True)
+    retrieved = {n.node.node_id: n.score for n in nodes()}
+    out = second.postprocess_nodes(first.postprocess_nodes(nodes(), query_str=QUERY), query_str=QUERY)
+    assert {n.node.node_id: n.node.metadata["retrieval_score"] for n in out} == pytest.approx(retrieved)
