@@ -30,7 +30,7 @@ from rag_relax_plugins.core.validation import (
     check_positive,
 )
 
-__all__ = ["mmr_select", "mmr_select_by_embeddings", "mmr_select_mol", "mmr_select_reference"]
+__all__ = ["check_lambda_mult", "mmr_select", "mmr_select_by_embeddings", "mmr_select_mol", "mmr_select_reference"]
 
 
 def _check_inputs(
@@ -48,11 +48,20 @@ def _check_inputs(
     check_finite("relevance", relevance)
     check_finite("similarity", similarity)
     check_k("k", k)
+    return min(k, n), check_lambda_mult(lambda_mult)
+
+
+def check_lambda_mult(lambda_mult: object) -> float:
+    """``lambda_mult`` as a float in ``[0, 1]``.
+
+    Raises:
+        TypeError: not a number (``bool`` included). ValueError: outside ``[0, 1]`` or not finite.
+    """
     if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)):
         raise TypeError(f"lambda_mult must be a number, got {type(lambda_mult).__name__}")
     if not math.isfinite(lambda_mult) or not 0.0 <= lambda_mult <= 1.0:
         raise ValueError(f"lambda_mult must lie in [0, 1], got {lambda_mult}")
-    return min(k, n), float(lambda_mult)
+    return float(lambda_mult)
 
 
 def mmr_select(

@@ -14,6 +14,7 @@ to the usual approximation). FAISS is optional; ``kind="torch"`` needs nothing b
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -263,9 +264,10 @@ class FirstStages:
         self.config = config
         self._searchers: dict[str, VectorSearcher | None] = dict.fromkeys(STAGES)
 
-    def invalidate(self) -> None:
-        """Drop both stages (the next search rebuilds what it needs)."""
-        self._searchers = dict.fromkeys(STAGES)
+    def invalidate(self, names: Sequence[str] = STAGES) -> None:
+        """Drop the stages ``names`` (default both; the next search rebuilds what it needs)."""
+        for name in names:
+            self._searchers[name] = None
 
     @staticmethod
     def _expected_len(name: str, components: torch.Tensor) -> int:

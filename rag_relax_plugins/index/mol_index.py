@@ -295,7 +295,7 @@ class MoLIndex:
         unknown = [s for s in stages if s not in STAGES]
         if isinstance(stages, str) or unknown:
             raise ValueError(f"stages must be a sequence of {STAGES}, got {stages!r}")
-        self._first_stages.invalidate()
+        self._first_stages.invalidate(stages)  # the other stage, if built, stays as it is
         if len(self):
             for name in stages:
                 self._first_stages.get(name, self._items.components)

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from langchain_core.documents import Document
 
+from rag_relax_plugins.core.mmr import check_lambda_mult
+from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index.filters import ids_matching
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "as_matrix",
     "assign_ids",
     "check_batch_size",
+    "check_mmr_args",
     "check_search_kwargs",
     "copy_metadata",
     "filter_ids",
@@ -56,6 +59,14 @@ def check_search_kwargs(kwargs: dict[str, Any]) -> None:
             f"unexpected search keyword arguments {unknown}; accepted: {sorted(SEARCH_KWARGS)} "
             f"(and {sorted(IGNORED_SEARCH_KWARGS)}, ignored by similarity search)"
         )
+
+
+def check_mmr_args(k: int, fetch_k: int, lambda_mult: float, kwargs: dict[str, Any]) -> None:
+    """The MMR arguments, checked even when the store (or the filter) leaves nothing to search."""
+    check_k("k", k)
+    check_k("fetch_k", fetch_k)
+    check_lambda_mult(lambda_mult)
+    check_search_kwargs(kwargs)
 
 
 def check_batch_size(batch_size: object) -> int | None:

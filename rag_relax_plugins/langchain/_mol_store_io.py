@@ -101,7 +101,11 @@ def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[M
         got = (data.get("format"), data.get("format_version")) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path} is not a {FORMAT_NAME} v{FORMAT_VERSION} file (got {got!r})")
     index = MoLIndex.load(folder / "index", device=device) if (folder / "index").is_dir() else None
-    ids, texts, metas = data["ids"], data["texts"], data["metadatas"]
+    ids, texts, metas = data.get("ids"), data.get("texts"), data.get("metadatas")
+    if not (isinstance(ids, list) and isinstance(texts, list) and isinstance(metas, list)
+            and all(isinstance(v, str) for v in [*ids, *texts]) and all(isinstance(m, dict) for m in metas)):
+        raise ValueError(f"{path}: 'ids' and 'texts' must be lists of strings and 'metadatas' a list of objects "
+                         "(corrupt store.json)")
     held = set() if index is None else set(index.ids)
     if not (len(ids) == len(texts) == len(metas)) or set(ids) != held:
         raise ValueError(f"{folder}: store.json and index/ disagree on the stored ids")

@@ -35,6 +35,7 @@ from rag_relax_plugins.langchain._mol_checks import (
     as_matrix,
     assign_ids,
     check_batch_size,
+    check_mmr_args,
     check_search_kwargs,
     copy_metadata,
     filter_ids,
@@ -224,7 +225,7 @@ class MoLVectorStore(VectorStore):
         if kwargs:
             raise TypeError(f"delete got unexpected keyword arguments {sorted(kwargs)}")
         with self._lock:
-            targets = list(self._docs) if ids is None else [i for i in ids if i in self._docs]
+            targets = list(self._docs) if ids is None else [i for i in dict.fromkeys(ids) if i in self._docs]
             if targets and self._index is not None:
                 self._index.delete(targets, missing_ok=True)
             for i in targets:
@@ -276,7 +277,7 @@ class MoLVectorStore(VectorStore):
         self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
     ) -> list[Document]:
         """MMR over the ``fetch_k`` best documents (see :meth:`max_marginal_relevance_search_by_vector`)."""
-        check_k("k", k)
+        check_mmr_args(k, fetch_k, lambda_mult, kwargs)  # also on an empty store
         if not self._docs:
             return []
         return self.max_marginal_relevance_search_by_vector(
@@ -298,9 +299,7 @@ class MoLVectorStore(VectorStore):
         cosine of their document embeddings, so ``lambda_mult`` means the same for any ``tau``.
         See :func:`rag_relax_plugins.core.mmr.mmr_select_mol`.
         """
-        check_k("k", k)
-        check_k("fetch_k", fetch_k)
-        check_search_kwargs(kwargs)
+        check_mmr_args(k, fetch_k, lambda_mult, kwargs)  # before any early return
         with self._lock:
             scores, ids = self._search(embedding, max(k, fetch_k), kwargs.get("filter"), kwargs.get("strategy"))
             if not ids:
@@ -397,4 +396,3 @@ class MoLVectorStore(VectorStore):
     def _document(self, id_: str) -> Document:
         text, meta = self._docs[id_]
         return Document(page_content=text, metadata=copy.deepcopy(meta), id=id_)
-

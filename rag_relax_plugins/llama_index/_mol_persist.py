@@ -151,7 +151,7 @@ def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex 
     data = _read_manifest(path)
     folder = _index_folder(data, path)
     index = None if folder is None else MoLIndex.load(path.parent / folder, device=device)
-    ids, records = data["ids"], data["records"]
+    ids, records = _checked_records(data, path)
     held = set() if index is None else set(index.ids)
     if len(ids) != len(records) or set(ids) != held:
         raise ValueError(f"{path}: the manifest and its index folder disagree on the stored ids")
@@ -166,6 +166,19 @@ _NODE_TYPES: dict[str, type[BaseNode]] = {
 }
 
 
+def _checked_records(data: dict[str, Any], path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The manifest's ``ids`` and ``records``, their shapes checked (a corrupt manifest is a
+    ``ValueError`` naming it, not a ``KeyError`` now or a pydantic error at the first query)."""
+    ids, records = data.get("ids"), data.get("records")
+    if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids) and isinstance(records, list)):
+        raise ValueError(f"{path}: 'ids' must be a list of strings and 'records' a list (corrupt manifest)")
+    for n, rec in enumerate(records):
+        if not (isinstance(rec, dict) and rec.get("type") in _NODE_TYPES and isinstance(rec.get("metadata"), dict)
+                and isinstance(rec.get("node"), str) and "ref_doc_id" in rec and isinstance(rec["ref_doc_id"], (str, type(None)))):
+            raise ValueError(f"{path}: records[{n}] is not a stored node (type, ref_doc_id, metadata, node)")
+    return ids, records
+
+
 def record_of(node: BaseNode) -> Record:
     """``(type, ref doc id, metadata copy, node JSON without the embedding)``, see :data:`Record`."""
     data = node.to_dict(mode="json")  # JSON types, as core's node_to_metadata_dict (datetime -> str)
@@ -177,4 +190,7 @@ def record_of(node: BaseNode) -> Record:
 def node_from_record(record: Record) -> BaseNode:
     """A fresh node object (parsed from JSON: never shared with the store's state)."""
     cls = _NODE_TYPES.get(record[0], TextNode)
-    return cls.from_dict(json.loads(record[3]))
+    try:
+        return cls.from_dict(json.loads(record[3]))
+    except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError are ValueErrors
+        raise ValueError(f"a stored {record[0]} is not a valid node (corrupt store file?): {exc}") from exc

@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -377,3 +378,34 @@ def test_mmr_select_mol_rescales_by_tau_and_validates_it() -> None:
         mmr_select_mol(cos, emb, 5, 0.5, tau=0.0)
     with pytest.raises(TypeError, match="tau"):
         mmr_select_mol(cos, emb, 5, 0.5, tau=True)
+
+
+def test_delete_with_a_repeated_id(store: MoLVectorStore) -> None:
+    """delete(["a", "a"]) raised KeyError after deleting 'a' (missing ids are ignored, as documented)."""
+    assert store.delete(["a", "a", "zz"]) is True
+    assert [d.id for d in store.get_by_ids(["a", "b", "c", "d"])] == ["b", "c", "d"]
+
+
+@pytest.mark.parametrize(("kw", "exc"), [({"lambda_mult": 5.0}, ValueError), ({"fetch_k": 0}, ValueError),
+                                         ({"foo": 1}, TypeError)])
+def test_mmr_checks_its_arguments_on_an_empty_store_too(kw: dict[str, Any], exc: type[Exception]) -> None:
+    """An empty store (or a filter matching nothing) returned [] without looking at the arguments."""
+    empty = MoLVectorStore(HashingEmbeddings())
+    with pytest.raises(exc):
+        empty.max_marginal_relevance_search("cat", k=2, **kw)
+    full = MoLVectorStore.from_texts(TEXTS, HashingEmbeddings())
+    with pytest.raises(exc):
+        full.max_marginal_relevance_search("cat", k=2, filter={"animal": "none"}, **kw)
+
+
+@pytest.mark.parametrize("change", [{"ids": None}, {"ids": 3}, {"texts": [1, 2, 3, 4]}, {"metadatas": [[], [], [], []]}])
+def test_load_names_a_corrupt_store_json(store: MoLVectorStore, tmp_path: Path, change: dict[str, Any]) -> None:
+    """A malformed store.json raised KeyError / TypeError, or a pydantic error at the first search."""
+    store.save_local(tmp_path / "s")
+    data = json.loads((tmp_path / "s" / "store.json").read_text())
+    data.update(change)
+    if change.get("ids", 0) is None:
+        del data["ids"]
+    (tmp_path / "s" / "store.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"store\.json: 'ids' and 'texts' must be lists"):
+        MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())

@@ -246,3 +246,27 @@ def test_loaded_store_needs_embed_model_again_for_text_queries(tmp_path: Path) -
     again = MoLVectorStore.from_persist_path(str(tmp_path / "vs.json"), embed_model=EMB)
     res = again.query(VectorStoreQuery(query_str="capital of Spain", similarity_top_k=1))
     assert res.nodes is not None and [n.ref_doc_id for n in res.nodes] == ["es"]
+
+
+@pytest.mark.parametrize("corrupt", ["no_records", "no_type", "node_not_json"])
+def test_load_names_a_corrupt_manifest(tmp_path: Path, corrupt: str) -> None:
+    """A malformed manifest raised KeyError on load, or JSONDecodeError at the first query."""
+    store = MoLVectorStore()
+    store.add([TextNode(id_=f"n{i}", text=t, embedding=EMB.get_text_embedding(t)) for i, t in enumerate(["a b", "c d"])])
+    path = tmp_path / "store.json"
+    store.persist(str(path))
+    data = json.loads(path.read_text())
+    if corrupt == "no_records":
+        del data["records"]
+    elif corrupt == "no_type":
+        del data["records"][0]["type"]
+    else:
+        data["records"][0]["node"] = "not json"
+    path.write_text(json.dumps(data))
+    if corrupt == "node_not_json":
+        loaded = MoLVectorStore.from_persist_path(str(path))
+        with pytest.raises(ValueError, match="not a valid node"):
+            loaded.get_nodes(node_ids=["n0"])
+    else:
+        with pytest.raises(ValueError, match=r"corrupt manifest|is not a stored node"):
+            MoLVectorStore.from_persist_path(str(path))
