@@ -42,6 +42,7 @@ __all__ = [
     "find_saved_folder",
     "read_json",
     "read_tensors",
+    "saved_kind",
 ]
 
 _OLD = ".old-"
@@ -150,6 +151,16 @@ def _replaceable(target: Path, replace_if_contains: tuple[str, ...]) -> bool:
     )
 
 
+def saved_kind(folder: Path) -> str | None:
+    """The ``kind`` the save marker in ``folder`` records (``None``: no marker, or no kind)."""
+    try:
+        marker = json.loads((folder / SAVE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    kind = marker.get("kind") if isinstance(marker, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def _refuse(target: Path) -> ValueError:
     sample = sorted(p.name for p in target.iterdir())
     shown = ", ".join(sample[:5]) + (", ..." if len(sample) > 5 else "")
@@ -165,6 +176,7 @@ def atomic_folder(
     write: Callable[[Path], None],
     *,
     replace_if_contains: tuple[str, ...] = (),
+    kind: str | None = None,
 ) -> Path:
     """Fill a temporary folder with ``write(tmp)``, then move it to ``target`` atomically.
 
@@ -187,13 +199,16 @@ def atomic_folder(
       older save of the same layout, whose every file is about to be replaced anyway.
 
     Anything else (``index.save("data/")`` on a folder with the user's files) raises
-    ``ValueError`` and changes nothing.
+    ``ValueError`` and changes nothing. A save of one ``kind`` never replaces a save whose marker
+    names another kind (``index.save`` onto a LangChain store's folder); saves without a kind,
+    older ones included, do not take part in that check.
 
     Args:
         target: the folder to create or replace.
         write: fills the folder it is given (same file system as ``target``).
         replace_if_contains: file names that mark a folder as a save of the caller's, for saves
             made before :data:`SAVE_MARKER` existed (e.g. ``("items.safetensors",)``).
+        kind: what is saved (e.g. ``"mol-index"``), recorded in the marker.
 
     Returns:
         ``target`` as a :class:`~pathlib.Path`.
@@ -213,7 +228,13 @@ def atomic_folder(
     try:
         write(tmp)
         marker = {"format": _MARKER_FORMAT, "format_version": 1, "note": _MARKER_NOTE}
+        if kind is not None:
+            marker["kind"] = kind
         (tmp / SAVE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        existing = saved_kind(target) if kind is not None and target.is_dir() else None
+        if existing is not None and existing != kind:
+            raise ValueError(f"refusing to replace {target}: it holds a saved {existing}, not a {kind}; "
+                             "nothing was changed. Save into another folder.")
         if (
             target.is_dir()
             and not _replaceable(target, names)

@@ -338,7 +338,7 @@ class GaussianEmbedder(nn.Module):
             save_file(head, str(tmp / "head.safetensors"))
             (tmp / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
 
-        return atomic_folder(path, write, replace_if_contains=("head.safetensors",))
+        return atomic_folder(path, write, replace_if_contains=("head.safetensors",), kind="gaussian-embedder")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None, **overrides: Any) -> GaussianEmbedder:

@@ -106,7 +106,7 @@ def save_index(index: MoLIndex, folder: Path) -> None:
             library); nothing is changed (see :func:`~rag_relax_plugins._io.atomic_folder`).
     """
     atomic_folder(
-        folder, lambda tmp: _write_contents(index, tmp), replace_if_contains=_LEGACY_MARKERS
+        folder, lambda tmp: _write_contents(index, tmp), replace_if_contains=_LEGACY_MARKERS, kind="mol-index"
     )
 
 

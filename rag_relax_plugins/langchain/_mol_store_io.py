@@ -78,7 +78,7 @@ def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_
         if index is not None:
             index.save(tmp / "index")
 
-    atomic_folder(folder, write, replace_if_contains=("store.json",))
+    atomic_folder(folder, write, replace_if_contains=("store.json",), kind="mol-langchain-store")
 
 
 def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[MoLIndex | None, Docs, bool]:

@@ -122,7 +122,7 @@ def convert_gguf(gguf: str | os.PathLike[str], target: str | os.PathLike[str]) -
         tok.save_pretrained(str(tmp))
         (tmp / _MARKER).write_text(gguf.name + "\n", encoding="utf-8")
 
-    return atomic_folder(target, write)
+    return atomic_folder(target, write, kind="reader-cache")
 
 
 def load_causal_lm(

@@ -211,7 +211,7 @@ class GumbelReranker(BaseReranker):
             (tmp / "config.json").write_text(json.dumps(self.config_dict(), indent=2) + "\n", encoding="utf-8")
             self.scorer.save_into(tmp)
 
-        return atomic_folder(folder, write)
+        return atomic_folder(folder, write, kind="gumbel-reranker")
 
     @classmethod
     def from_pretrained(

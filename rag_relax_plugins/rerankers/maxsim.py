@@ -333,7 +333,7 @@ class MaxSimReranker(BaseReranker):
             meta = {"format_version": FORMAT_VERSION, "type": "maxsim", **self.config.to_dict()}
             (tmp / _CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
-        return atomic_folder(path, write)
+        return atomic_folder(path, write, kind="maxsim-reranker")
 
     @classmethod
     def load(

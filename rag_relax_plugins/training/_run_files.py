@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rag_relax_plugins._io import atomic_folder, atomic_write_bytes, find_saved_folder
+from rag_relax_plugins._io import atomic_folder, atomic_write_bytes, find_saved_folder, saved_kind
 
 __all__ = ["CHECKPOINT_PREFIX", "checkpoint_folder", "checkpoint_steps", "prune_checkpoints", "pyplot",
            "restore_best_model", "run_folder", "save_png"]
@@ -72,7 +72,7 @@ def restore_best_model(folder: Path, state: Mapping[str, Any], target: Path) -> 
                 shutil.copy2(entry, tmp / entry.name)
 
     weights = tuple(sorted(p.name for p in source.glob("*.safetensors")))
-    atomic_folder(target, write, replace_if_contains=weights)
+    atomic_folder(target, write, replace_if_contains=weights, kind=saved_kind(source))  # the copy's kind
     return True
 
 

@@ -135,7 +135,7 @@ def save_checkpoint(
                 "grad_scaler": scaler.state_dict() if scaler is not None else {}}
         (tmp / "trainer_state.json").write_text(json.dumps(full), encoding="utf-8")
 
-    return atomic_folder(target, write, replace_if_contains=("trainer_state.json",))
+    return atomic_folder(target, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
 
 
 def load_checkpoint_state(

@@ -84,7 +84,7 @@ def save_checkpoint(
         full = {"format_version": CHECKPOINT_VERSION, **state}
         (tmp / "trainer_state.json").write_text(json.dumps(full), encoding="utf-8")
 
-    return atomic_folder(target, write, replace_if_contains=("trainer_state.json",))
+    return atomic_folder(target, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
 
 
 def load_checkpoint(

@@ -64,7 +64,7 @@ def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Opt
         save_optimizer_state(opt, tmp)
         (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
 
-    atomic_folder(folder, write, replace_if_contains=("trainer_state.json",))
+    atomic_folder(folder, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
 
 
 def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:

@@ -86,7 +86,7 @@ def save_checkpoint(
         state = {"format_version": FORMAT_VERSION, **trainer_state}
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
-    return atomic_folder(folder, write, replace_if_contains=("trainer_state.json",))
+    return atomic_folder(folder, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
 
 
 def load_checkpoint(

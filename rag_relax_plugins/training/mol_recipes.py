@@ -294,7 +294,7 @@ def save_recipe_model(
             state = {k: v.detach().cpu().contiguous() for k, v in model.similarity.state_dict().items()}
             save_file(state, str(tmp / "similarity.safetensors"))
 
-    return atomic_folder(folder, write)
+    return atomic_folder(folder, write, kind="mol-model")
 
 
 def _saved_model_folder(folder: str | os.PathLike[str]) -> Path:

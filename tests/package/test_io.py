@@ -281,3 +281,34 @@ def test_checkpoint_readers_of_every_trainer_name_a_corrupt_file(tmp_path: Path)
     (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00" * 12)
     with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
         mol_checkpoint.load_model_weights(lin, tmp_path / "m")
+
+
+def test_a_save_never_replaces_a_save_of_another_kind(tmp_path: Path) -> None:
+    """Any folder holding the marker was replaceable: index.save() onto a LangChain store's folder
+    (or a trained model's) silently turned it into an index folder."""
+    target = tmp_path / "store"
+    atomic_folder(target, _write("store"), kind="mol-langchain-store")
+    with pytest.raises(ValueError, match="holds a saved mol-langchain-store, not a mol-index"):
+        atomic_folder(target, _write("index"), kind="mol-index")
+    assert (target / "data.txt").read_text(encoding="utf-8") == "store"
+    atomic_folder(target, _write("store 2"), kind="mol-langchain-store")  # the same kind: replaced
+    assert json.loads((target / SAVE_MARKER).read_text())["kind"] == "mol-langchain-store"
+    old = tmp_path / "old"
+    atomic_folder(old, _write("no kind"))  # a save without a kind (older saves): no kind check
+    atomic_folder(old, _write("index"), kind="mol-index")
+    assert (old / "data.txt").read_text(encoding="utf-8") == "index"
+
+
+def test_the_store_and_the_index_refuse_each_others_folders(tmp_path: Path) -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from rag_relax_plugins.core.mol import MoLSimilarity
+    from rag_relax_plugins.index.mol_index import MoLIndex
+    from rag_relax_plugins.langchain import MoLVectorStore
+
+    emb = DeterministicFakeEmbedding(size=16)
+    MoLVectorStore.from_texts(["a cat", "a dog"], emb, ids=["a", "b"]).save_local(tmp_path / "s")
+    with pytest.raises(ValueError, match="not a mol-index"):
+        MoLIndex(MoLSimilarity.cosine(16), device="cpu").save(tmp_path / "s")
+    assert [d.id for d in MoLVectorStore.load_local(tmp_path / "s", emb).get_by_ids(["a", "b"])] == ["a", "b"]
