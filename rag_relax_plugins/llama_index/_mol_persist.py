@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 import torch
 from llama_index.core.schema import BaseNode, ImageNode, IndexNode, Node, TextNode
 
-from rag_relax_plugins._io import read_json
+from rag_relax_plugins._io import atomic_write_text, read_json
 from rag_relax_plugins.index import MoLIndex
 
 __all__ = [
@@ -128,15 +127,9 @@ def write_store(
         "ids": ids,
         "records": [{"type": t, "ref_doc_id": r, "metadata": m, "node": n} for t, r, m, n in records],
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+    try:  # the manifest's rename reaches the disk (folder flushed) before the old index is deleted
+        atomic_write_text(path, json.dumps(manifest, ensure_ascii=False))
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         if folder is not None:
             shutil.rmtree(path.parent / folder, ignore_errors=True)
         raise

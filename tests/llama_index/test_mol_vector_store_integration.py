@@ -270,3 +270,25 @@ def test_load_names_a_corrupt_manifest(tmp_path: Path, corrupt: str) -> None:
     else:
         with pytest.raises(ValueError, match=r"corrupt manifest|is not a stored node"):
             MoLVectorStore.from_persist_path(str(path))
+
+
+def test_manifest_rename_is_flushed_before_the_old_index_is_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest was renamed without flushing its folder, then the old index folder deleted: a
+    power loss in between could leave a manifest naming a deleted folder."""
+    import rag_relax_plugins._io as io_module
+    import rag_relax_plugins.llama_index._mol_persist as persist
+
+    store = MoLVectorStore()
+    store.add([TextNode(id_="n0", text="a b", embedding=EMB.get_text_embedding("a b"))])
+    path = tmp_path / "store.json"
+    store.persist(str(path))
+    import os
+
+    events: list[str] = []
+    flush, rmtree, replace = io_module._fsync_dir, persist.shutil.rmtree, os.replace
+    monkeypatch.setattr(io_module, "_fsync_dir", lambda folder: (events.append(f"flush {Path(folder).name}"), flush(folder)))
+    monkeypatch.setattr(persist.shutil, "rmtree", lambda p, **kw: (events.append("delete old index"), rmtree(p, **kw)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(f"rename to {Path(b).name}"), replace(a, b)))
+    store.persist(str(path))
+    renamed, deleted = events.index("rename to store.json"), events.index("delete old index")
+    assert f"flush {tmp_path.name}" in events[renamed:deleted], events
