@@ -15,7 +15,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from rag_relax_plugins.rerankers.base import BaseReranker, check_top_n
+from rag_relax_plugins.rerankers.base import BaseReranker, check_top_n, check_unused_build_fields
 
 __all__ = ["GumbelReranker", "MaxSimReranker", "RerankerCompressor"]
 
@@ -62,12 +62,8 @@ class RerankerCompressor(BaseDocumentCompressor):
         super().__init__(**kwargs)
         if reranker is None:
             reranker = self._build_reranker()
-        else:  # the fields that build a reranker would be silently unused
-            given = [f"{name}={getattr(self, name)!r}" for name in self._build_fields
-                     if getattr(self, name) != type(self).model_fields[name].default]
-            if given:
-                raise ValueError(f"{', '.join(given)} only build a reranker; with reranker= they would be "
-                                 "ignored: pass one or the other")
+        else:
+            check_unused_build_fields(self, self._build_fields)
         if not isinstance(reranker, BaseReranker):
             raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
         self._reranker = reranker

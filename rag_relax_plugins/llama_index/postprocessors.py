@@ -18,7 +18,7 @@ from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from rag_relax_plugins.rerankers.base import BaseReranker, check_top_n
+from rag_relax_plugins.rerankers.base import BaseReranker, check_top_n, check_unused_build_fields
 
 __all__ = ["GumbelRerank", "MaxSimRerank", "RerankerPostprocessor"]
 
@@ -74,12 +74,8 @@ class RerankerPostprocessor(BaseNodePostprocessor):
         super().__init__(**kwargs)
         if reranker is None:
             reranker = self._build_reranker()
-        else:  # the fields that build a reranker would be silently unused
-            given = [f"{name}={getattr(self, name)!r}" for name in self._build_fields
-                     if getattr(self, name) != type(self).model_fields[name].default]
-            if given:
-                raise ValueError(f"{', '.join(given)} only build a reranker; with reranker= they would be "
-                                 "ignored: pass one or the other")
+        else:
+            check_unused_build_fields(self, self._build_fields)
         if not isinstance(reranker, BaseReranker):
             raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
         self._reranker = reranker

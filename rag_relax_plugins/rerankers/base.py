@@ -11,6 +11,7 @@ import abc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -19,6 +20,7 @@ __all__ = [
     "RerankResult",
     "check_candidates",
     "check_top_n",
+    "check_unused_build_fields",
     "distinct_texts",
     "sigmoid_relevance",
 ]
@@ -72,6 +74,21 @@ def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:
             raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
         out.append(doc)
     return query, out
+
+
+def check_unused_build_fields(adapter: Any, names: Sequence[str]) -> None:
+    """Refuse, in an adapter given ``reranker=``, the pydantic fields ``names`` that only build a
+    reranker (``model_path``, ``device`` ...) when set to anything but their defaults: they would
+    be silently unused.
+
+    Raises:
+        ValueError: naming the fields and their values.
+    """
+    fields = type(adapter).model_fields
+    given = [f"{name}={getattr(adapter, name)!r}" for name in names if getattr(adapter, name) != fields[name].default]
+    if given:
+        raise ValueError(f"{', '.join(given)} only build a reranker; with reranker= they would be ignored: "
+                         "pass one or the other")
 
 
 def distinct_texts(documents: Sequence[str]) -> tuple[list[str], list[int]]:
