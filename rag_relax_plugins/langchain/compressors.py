@@ -52,7 +52,7 @@ class RerankerCompressor(BaseDocumentCompressor):
             docs = retriever.invoke("a question")
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", validate_assignment=True)
 
     _build_fields: ClassVar[tuple[str, ...]] = ()  # fields read only by _build_reranker
     top_n: int | None = Field(default=3, description="documents kept after reranking (None: all)")

@@ -50,7 +50,7 @@ class RerankerPostprocessor(BaseNodePostprocessor):
             )
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", validate_assignment=True)
 
     _build_fields: ClassVar[tuple[str, ...]] = ()  # fields read only by _build_reranker
     top_n: int | None = Field(default=3, description="nodes kept after reranking (None: all)")

@@ -217,3 +217,12 @@ def test_build_fields_beside_a_reranker_instance_are_refused(cls: type, kw: dict
         cls(reranker=maxsim_model(), **kw)
     with pytest.raises(ValueError, match="batch_size"):
         MaxSimReranker(reranker=maxsim_model(), batch_size=True)  # was taken as 1
+
+
+def test_top_n_is_checked_on_assignment_too() -> None:
+    """c.top_n = 0 was accepted and failed only at the next call."""
+    c = RerankerCompressor(reranker=maxsim_model(), top_n=2)
+    with pytest.raises(ValueError, match="top_n must be >= 1"):
+        c.top_n = 0
+    c.top_n = None
+    assert len(c.compress_documents(docs(), "cat")) == len(docs())

@@ -254,3 +254,11 @@ def test_chained_rerankers_keep_the_retrievers_score() -> None:
     retrieved = {n.node.node_id: n.score for n in nodes()}
     out = second.postprocess_nodes(first.postprocess_nodes(nodes(), query_str=QUERY), query_str=QUERY)
     assert {n.node.node_id: n.node.metadata["retrieval_score"] for n in out} == pytest.approx(retrieved)
+
+
+def test_top_n_is_checked_on_assignment_too() -> None:
+    pp = MaxSimRerank(reranker=maxsim_model(), top_n=2)
+    with pytest.raises(ValueError, match="top_n must be >= 1"):
+        pp.top_n = 0
+    pp.top_n = 1
+    assert len(pp.postprocess_nodes(nodes(), query_str=QUERY)) == 1
