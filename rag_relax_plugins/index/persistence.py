@@ -174,7 +174,10 @@ def _build(folder: Path, config: dict[str, Any], device: str | torch.device | No
         raise ValueError(
             f"{folder}/similarity.safetensors does not match config.json: {exc}"
         ) from exc
-    bad = [k for k, t in weights.items() if t.is_floating_point() and not bool(t.isfinite().all())]
+    bad = [k for k, t in weights.items() if not t.is_floating_point()]
+    if bad:  # load_state_dict would cast integer weights silently
+        raise ValueError(f"{folder}/similarity.safetensors: {bad[0]} is {weights[bad[0]].dtype}, not a float tensor")
+    bad = [k for k, t in weights.items() if not bool(t.isfinite().all())]
     if bad:
         raise ValueError(f"{folder}/similarity.safetensors: {bad[0]} contains NaN or inf values")
     try:

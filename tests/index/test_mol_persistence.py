@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -224,5 +225,11 @@ def test_load_reports_corrupt_files_as_value_errors(tmp_path: Path) -> None:
     f = broken("threshold")
     (f / "config.json").write_text(json.dumps({**cfg, "cache_dtype": "bf16", "exact_filter_threshold": 0}))
     with pytest.raises(ValueError, match="exact_filter_threshold"):
+        MoLIndex.load(f)
+    f = broken("intweights")  # load_state_dict cast integer weights silently
+    weights = load_file(str(f / "similarity.safetensors"))
+    name = next(iter(weights))
+    save_file({**weights, name: weights[name].round().long()}, str(f / "similarity.safetensors"))
+    with pytest.raises(ValueError, match=rf"similarity\.safetensors: {re.escape(name)} is torch\.int64, not a float"):
         MoLIndex.load(f)
     assert len(MoLIndex.load(good, device="cpu")) == 10  # the untouched copy still loads
