@@ -298,7 +298,7 @@ def train_retrieval(
             step, history, last_ckpt = int(state["step"]), state["history"], src
             log.info("resumed from %s at step %d", src, step)
         else:
-            log.info("resume requested but no checkpoint found in %s: starting fresh", cfg.checkpoint_dir)
+            log.warning("resume requested but no checkpoint found in %s: starting fresh", cfg.checkpoint_dir)
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-mol")
     fork_devices = [dev.index or 0] if dev.type == "cuda" else []

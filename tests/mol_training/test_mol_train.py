@@ -333,3 +333,10 @@ def test_resume_finds_the_checkpoint_a_crash_left_between_the_two_renames(tmp_pa
     assert resumed.history["step_loss"] == expected.history["step_loss"]
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         train_retrieval(_model(), data, _cfg(max_steps=6), resume=tmp_path / "ck" / "nothing_here")
+
+
+def test_resume_without_a_checkpoint_warns(tmp_path, caplog):
+    """A --resume into a folder with no checkpoint (a typo in --output) started fresh with only an INFO line."""
+    with caplog.at_level("WARNING", logger="rag_relax_plugins.training.mol_train"):
+        train_retrieval(_model(), _toy(), _cfg(epochs=1, checkpoint_dir=str(tmp_path / "ck")), resume=True)
+    assert "resume requested but no checkpoint found" in caplog.text
