@@ -25,6 +25,7 @@ from rag_relax_plugins.core.isotropy import (
     sigreg,
     variance_regularization,
 )
+from rag_relax_plugins.core.validation import check_mask
 from rag_relax_plugins.embedders.gaussian_config import GEOMETRIES, GaussianConfig
 
 __all__ = ["TrainConfig", "contrastive_loss", "false_negative_mask", "isotropy_loss", "lr_at", "training_loss"]
@@ -215,15 +216,15 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None,
     if neg is not None and (neg.dim() != 3 or neg.shape[0] != q.shape[0] or neg.shape[2] != q.shape[1]):
         raise ValueError(f"neg must be (B, D) or (B, M, D) with B, D = {tuple(q.shape)}, got {tuple(neg.shape)}")
     b, per_row = q.shape[0], 1 + (0 if neg is None else neg.shape[1])
-    if mask is not None and not mask.any():
-        mask = None  # the unmasked loss, bit for bit
+    if mask is not None:  # checked before the shortcut: an all-False mask of the wrong shape is still wrong
+        check_mask("mask", mask, "(B, B * (1 + M))", torch.empty(b, b * per_row, device="meta"))
+        if not mask.any():
+            mask = None  # the unmasked loss, bit for bit
     if cfg.loss == "infonce":
         temp = cfg.temperature or (0.1 if geometry == "euclidean" else 0.05) * q.shape[-1]
         docs = d if neg is None else torch.cat([d[:, None], neg], dim=1)  # (B, 1 + M, D): positive first
         sim: Literal["neg_l2", "dot"] = "neg_l2" if geometry == "euclidean" else "dot"
-        return info_nce(q, docs, temperature=temp, similarity=sim, mask=mask)  # validates the mask
-    if mask is not None and (mask.dtype != torch.bool or tuple(mask.shape) != (b, b * per_row)):
-        raise ValueError(f"mask must be (B, B * (1 + M)) = {(b, b * per_row)} x bool, got {tuple(mask.shape)} x {mask.dtype}")
+        return info_nce(q, docs, temperature=temp, similarity=sim, mask=mask)
     if neg is None:
         neg = d.roll(1, dims=0)[:, None]  # another row's positive as the negative, (B, 1, D)
         neg_cols = (torch.arange(b, device=q.device) - 1) % b  # row i's negative is column i - 1, (B,)

@@ -123,3 +123,16 @@ def test_history_names_the_selection_loss(tmp_path, colliding_pairs) -> None:
     with_val = train(_cfg(tmp_path, colliding_pairs, epochs=2, max_steps=None, val_file=str(colliding_pairs),
                           output_dir=str(tmp_path / "v")))["history"]
     assert with_val["selection_loss"] == with_val["val_loss"] != with_val["train_loss"]
+
+
+@pytest.mark.parametrize("loss", ["infonce", "triplet"])
+def test_a_wrong_mask_is_refused_even_when_all_false(loss: str) -> None:
+    """The all-False shortcut ran before the mask was checked: a mask of the wrong shape passed."""
+    from rag_relax_plugins.training.gaussian_objective import TrainConfig, contrastive_loss
+
+    q, d = torch.randn(4, 8), torch.randn(4, 8)
+    cfg = TrainConfig(train_file="x", loss=loss)
+    with pytest.raises(ValueError, match="mask must have the shape"):
+        contrastive_loss(q, d, None, cfg, "euclidean", mask=torch.zeros(3, 3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="mask must be a bool tensor"):
+        contrastive_loss(q, d, None, cfg, "euclidean", mask=torch.zeros(4, 4))
