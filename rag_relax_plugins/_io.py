@@ -223,6 +223,10 @@ def atomic_folder(
     names = tuple(replace_if_contains)
     if not all(isinstance(n, str) and n and "/" not in n for n in names):
         raise ValueError(f"replace_if_contains must hold plain file names, got {names!r}")
+    existing = saved_kind(target) if kind is not None and target.is_dir() else None
+    if existing is not None and existing != kind:  # refused before anything is written
+        raise ValueError(f"refusing to replace {target}: it holds a saved {existing}, not a {kind}; "
+                         "nothing was changed. Save into another folder.")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
@@ -231,10 +235,6 @@ def atomic_folder(
         if kind is not None:
             marker["kind"] = kind
         (tmp / SAVE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        existing = saved_kind(target) if kind is not None and target.is_dir() else None
-        if existing is not None and existing != kind:
-            raise ValueError(f"refusing to replace {target}: it holds a saved {existing}, not a {kind}; "
-                             "nothing was changed. Save into another folder.")
         if (
             target.is_dir()
             and not _replaceable(target, names)

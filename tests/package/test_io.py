@@ -288,8 +288,10 @@ def test_a_save_never_replaces_a_save_of_another_kind(tmp_path: Path) -> None:
     (or a trained model's) silently turned it into an index folder."""
     target = tmp_path / "store"
     atomic_folder(target, _write("store"), kind="mol-langchain-store")
+    calls: list[Path] = []
     with pytest.raises(ValueError, match="holds a saved mol-langchain-store, not a mol-index"):
-        atomic_folder(target, _write("index"), kind="mol-index")
+        atomic_folder(target, calls.append, kind="mol-index")
+    assert calls == []  # refused before the (possibly large) write
     assert (target / "data.txt").read_text(encoding="utf-8") == "store"
     atomic_folder(target, _write("store 2"), kind="mol-langchain-store")  # the same kind: replaced
     assert json.loads((target / SAVE_MARKER).read_text())["kind"] == "mol-langchain-store"
