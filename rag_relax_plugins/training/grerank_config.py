@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.validation import check_positive
 from rag_relax_plugins.rerankers.gumbel import DEFAULT_KAPPA, DEFAULT_TAU
 
 __all__ = ["GRerankConfig", "GRerankResult"]
@@ -83,9 +84,7 @@ class GRerankConfig(DictConfig):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
         for name in ("learning_rate", "head_learning_rate", "tau", "kappa", "max_grad_norm"):  # inf: NaN model
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+            check_positive(name, getattr(self, name))
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         for name, least in (("scorer_max_length", 8), ("trainable_layers", -1)):  # as PairScorer checks

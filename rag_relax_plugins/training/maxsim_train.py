@@ -47,6 +47,7 @@ import torch
 
 from rag_relax_plugins._io import read_json
 from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.validation import check_positive
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
     MaxSimReranker,
@@ -112,9 +113,7 @@ class MaxSimTrainConfig(DictConfig):
         if self.val_rows >= self.train_rows:
             raise ValueError(f"val_rows must be < train_rows ({self.train_rows}), got {self.val_rows}")
         for name in ("learning_rate", "backbone_learning_rate", "temperature"):  # inf: NaN scores
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+            check_positive(name, getattr(self, name))
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         if self.max_steps is not None and self.max_steps < 1:
