@@ -25,7 +25,7 @@ from typing import Any
 from rag_relax_plugins._io import atomic_folder, atomic_write_bytes, find_saved_folder, saved_kind
 
 __all__ = ["CHECKPOINT_PREFIX", "checkpoint_folder", "checkpoint_steps", "prune_checkpoints", "pyplot",
-           "restore_best_model", "run_folder", "save_png"]
+           "restore_best_model", "run_folder", "run_folder_with_log", "save_png"]
 
 log = logging.getLogger(__name__)
 
@@ -158,3 +158,23 @@ def _remove_if_empty(folder: Path) -> None:
         else:
             p.unlink()
     folder.rmdir()
+
+
+@contextlib.contextmanager
+def run_folder_with_log(path: str | os.PathLike[str], logger: logging.Logger) -> Iterator[Path]:
+    """:func:`run_folder` whose ``training.log`` receives ``logger``'s INFO records for the body
+    (the logger's level is lowered to INFO meanwhile and restored after, as is its handler list)."""
+    with run_folder(path) as out:
+        handler = logging.FileHandler(out / "training.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        old_level = logger.level
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        try:
+            yield out
+        finally:
+            logger.setLevel(old_level)
+            logger.removeHandler(handler)
+            handler.close()

@@ -39,7 +39,12 @@ from rag_relax_plugins._io import atomic_write_json
 from rag_relax_plugins.core.device import autocast, resolve_device
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
-from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, run_folder, save_png
+from rag_relax_plugins.training._run_files import (
+    checkpoint_folder,
+    pyplot,
+    run_folder_with_log,
+    save_png,
+)
 from rag_relax_plugins.training.gaussian_checkpoint import (
     check_resume,
     checkpoint_options,
@@ -158,20 +163,8 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
         ckpt = Path(cfg.resume_from)
         check_resume(ckpt, options, model_settings=saved_model_settings(ckpt))
-    with run_folder(cfg.output_dir) as out:  # removed again if a refused run leaves only an empty log
-        handler = logging.FileHandler(out / "training.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handler.setLevel(logging.INFO)
-        log.addHandler(handler)
-        old_level = log.level
-        if log.getEffectiveLevel() > logging.INFO:
-            log.setLevel(logging.INFO)
-        try:
-            return _train(cfg, out, model, options)
-        finally:
-            log.setLevel(old_level)
-            log.removeHandler(handler)
-            handler.close()
+    with run_folder_with_log(cfg.output_dir, log) as out:  # removed again if a refused run leaves only an empty log
+        return _train(cfg, out, model, options)
 
 
 def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options: dict[str, Any]) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from rag_relax_plugins.rerankers.maxsim import (
     PackedTokens,
     pack_tokens,
 )
-from rag_relax_plugins.training._run_files import restore_best_model
+from rag_relax_plugins.training._run_files import restore_best_model, run_folder_with_log
 from rag_relax_plugins.training.maxsim_checkpoint import (
     checked_resume,
     load_optimizer,
@@ -235,21 +235,9 @@ def train_maxsim(
     if len(groups) < 2:
         raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
     ck, options = checked_resume(cfg)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "training.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    old_level = log.level
-    if log.getEffectiveLevel() > logging.INFO:
-        log.setLevel(logging.INFO)
-    try:
+    with run_folder_with_log(cfg.output_dir, log) as out:  # removed again if refused before writing anything
         return _train(cfg, out, groups, query_strings=query_strings, text_strings=text_strings,
                       val_groups=val_groups, reranker=reranker, options=options, ck=ck)
-    finally:
-        log.setLevel(old_level)
-        log.removeHandler(handler)
-        handler.close()
 
 
 def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, query_strings: Sequence[str],
