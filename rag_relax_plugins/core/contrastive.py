@@ -86,9 +86,11 @@ def info_nce(
     logits = _sim(query, cand, similarity) / temperature  # (B, B*(1+M))
     target = torch.arange(b, device=query.device) * per_row
     if mask is not None:
-        mask = check_mask("mask", mask, "the logits (B, B * (1 + M))", logits).to(query.device)
-        if mask[torch.arange(b, device=query.device), target].any():
+        mask = check_mask("mask", mask, "the logits (B, B * (1 + M))", logits)
+        rows = torch.arange(b, device=mask.device)  # checked where the mask lives: no accelerator sync for a CPU mask
+        if mask[rows, rows * per_row].any():
             raise ValueError("mask must not hide a row's own positive")
+        mask = mask.to(query.device)
         logits = logits.masked_fill(mask, float("-inf"))
     loss = F.cross_entropy(logits, target)
     if symmetric:
