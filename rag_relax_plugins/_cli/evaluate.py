@@ -34,8 +34,9 @@ def check_report_path(output: str, *, model: str, eval_file: str, overwrite: boo
             existing file that is not an earlier report (a JSON object with ``"metrics"``) and
             ``overwrite`` is false.
     """
-    import json
     from pathlib import Path
+
+    from rag_relax_plugins._io import read_json
 
     out = Path(output).resolve()
     if out == Path(eval_file).resolve():
@@ -44,10 +45,10 @@ def check_report_path(output: str, *, model: str, eval_file: str, overwrite: boo
         raise ValueError(f"--output {output} lies inside the --model folder; choose a path outside it")
     if out.is_file() and not overwrite:
         try:
-            report = json.loads(out.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            report = None
-        if not (isinstance(report, dict) and "metrics" in report):
+            report = read_json(out)
+        except ValueError:  # not JSON, or not an object
+            report = {}
+        if "metrics" not in report:
             raise ValueError(f"--output {output} exists and is not an evaluation report; pass --overwrite to replace it")
 
 
