@@ -261,19 +261,23 @@ def atomic_folder(
     return target
 
 
-def find_saved_folder(folder: str | os.PathLike[str], marker: str = "config.json") -> Path:
+def find_saved_folder(
+    folder: str | os.PathLike[str], marker: str = "config.json", *, what: str = "saved folder"
+) -> Path:
     """The folder a reader should load: ``folder`` itself, or the backup a crash left behind.
 
     Args:
         folder: the folder that was saved with :func:`atomic_folder`.
         marker: a file every complete save contains.
+        what: what the folder holds, for the error message (``"checkpoint"``, ``"saved model"``).
 
     Returns:
         ``folder`` if it holds ``marker``; else, when ``folder`` is missing, the newest complete
         ``.<name>.old-*`` sibling (a crash between the two renames of a replacement).
 
     Raises:
-        FileNotFoundError: no complete save is found (the message names ``folder`` and ``marker``).
+        FileNotFoundError: no complete save is found: ``"<what> not found: <folder> (expected
+            <marker> inside)"``.
     """
     folder = Path(folder)
     if (folder / marker).is_file():
@@ -282,7 +286,7 @@ def find_saved_folder(folder: str | os.PathLike[str], marker: str = "config.json
         backups = [p for p in _backups(folder) if (p / marker).is_file()]
         if backups:
             return max(backups, key=lambda p: p.stat().st_mtime)
-    raise FileNotFoundError(f"no saved folder at {folder} (expected a {marker} inside it)")
+    raise FileNotFoundError(f"{what} not found: {folder} (expected {marker} inside)")
 
 
 def read_json(path: str | os.PathLike[str], *, object_only: bool = True) -> Any:

@@ -61,10 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output:
         check_report_path(args.output, model=args.model, eval_file=args.eval_file, overwrite=args.overwrite)
-    try:  # checked before the evaluation file is read; the backup of an interrupted save counts
-        find_saved_folder(args.model, "config.json")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no saved model at {args.model} (missing config.json)") from None
+    # checked before the evaluation file is read; the backup of an interrupted save counts
+    find_saved_folder(args.model, "config.json", what="saved model")
     data = load_eval_file(args.eval_file)
     model = GaussianEmbedder.load(args.model, device=args.device)
     result = evaluate_model(model, data, batch_size=args.batch_size)

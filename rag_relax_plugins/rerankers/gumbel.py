@@ -228,12 +228,7 @@ class GumbelReranker(BaseReranker):
                 type, from before it was written, are accepted); a corrupt ``config.json``,
                 ``scorer.json`` or ``model.safetensors`` (the message names the file).
         """
-        try:
-            root = find_saved_folder(folder, "config.json")
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"no config.json in {folder} (expected a folder written by save_pretrained)"
-            ) from None
+        root = find_saved_folder(folder, "config.json", what="saved Gumbel reranker")
         cfg_file = root / "config.json"
         cfg = read_json(cfg_file)
         if cfg.get("type", MODEL_TYPE) != MODEL_TYPE:

@@ -39,10 +39,7 @@ def checkpoint_folder(path: str | os.PathLike[str]) -> Path:
     Raises:
         FileNotFoundError: no checkpoint there (no ``trainer_state.json``).
     """
-    try:
-        return find_saved_folder(path, "trainer_state.json")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint not found: {path} (expected trainer_state.json inside)") from None
+    return find_saved_folder(path, "trainer_state.json", what="checkpoint")
 
 
 def restore_best_model(folder: Path, state: Mapping[str, Any], target: Path) -> bool:

@@ -299,10 +299,7 @@ def save_recipe_model(
 
 def _saved_model_folder(folder: str | os.PathLike[str]) -> Path:
     """``folder``, or the backup a crash left between the two renames of a replacing save."""
-    try:
-        return find_saved_folder(folder, "config.json")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no saved model at {folder} (missing config.json)") from None
+    return find_saved_folder(folder, "config.json", what="saved model")
 
 
 def load_similarity(folder: str | os.PathLike[str]) -> MoLSimilarity:

@@ -80,6 +80,8 @@ def test_find_saved_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty"):
         find_saved_folder(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"^checkpoint not found: .*empty \(expected state\.json inside\)$"):
+        find_saved_folder(tmp_path / "empty", "state.json", what="checkpoint")
     (tmp_path / "file").write_text("x", encoding="utf-8")
     with pytest.raises(ValueError, match="file"):
         atomic_folder(tmp_path / "file", _write("v"))
