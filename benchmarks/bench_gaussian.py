@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import random
 import statistics
 import sys
@@ -182,17 +181,6 @@ def ms(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def best_epoch(history: dict[str, list[Any]]) -> int | None:
-    """The 1-based epoch ``best_model/`` holds: the first lowest finite ``selection_loss``.
-
-    ``train`` selects by that series (the validation loss, or the training loss of an epoch whose
-    validation loss was not finite, recorded as ``null`` in ``val_loss``); ``None`` when it holds
-    no finite value.
-    """
-    finite = [(v, i) for i, v in enumerate(history.get("selection_loss") or []) if v is not None and math.isfinite(v)]
-    return 1 + min(finite)[1] if finite else None
-
-
 def _pair_rows(items: list[dict[str, Any]], g: random.Random) -> list[dict[str, str]]:
     """(question, gold paragraph, one random distractor of the same question) rows."""
     return [{"query": it["query"], "positive": p, "negative": g.choice(it["negatives"])} for it in items for p in it["positives"]]
@@ -248,7 +236,7 @@ def unfrozen_run(data: dict[str, Any], args: argparse.Namespace, seed: int, mode
             model = GaussianEmbedder.load(Path(tmp) / "run" / chosen, device="cpu")
             if args.unfreeze_cache:
                 model.enable_prefix_cache()
-    chosen_epoch = best_epoch(out["history"]) if val_rows else None
+    chosen_epoch = out["best_epoch"] if val_rows else None
     t0 = time.perf_counter()
     c = model.encode(list(data["corpus"].values()), batch_size=32)
     q = model.encode(list(data["queries"].values()), batch_size=32)

@@ -138,9 +138,10 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
             resume of such a run takes them from the checkpoint's model.
 
     Returns:
-        ``{"history", "output_dir", "steps", "best_val_loss", "steps_per_second"}``;
+        ``{"history", "output_dir", "steps", "best_val_loss", "best_epoch", "steps_per_second"}``;
         ``best_val_loss`` is the lowest ``history["selection_loss"]`` (a training loss when
-        there is no ``val_file``).
+        there is no ``val_file``) and ``best_epoch`` the 1-based epoch ``best_model/`` holds
+        (the last one when no loss was finite; ``None`` when no epoch ran).
 
     Raises:
         FileNotFoundError: missing train/val file or checkpoint.
@@ -286,9 +287,10 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
         model.save(out / "best_model")
         if history["selection_loss"]:
             best = history["selection_loss"][-1]  # what best_model/ now holds
+        best_epoch = len(history["train_loss"]) or None
     _plot(history, out / "loss_curves.png")
     atomic_write_json(out / "history.json", history, indent=None)
-    return {"history": history, "output_dir": str(out), "steps": step, "best_val_loss": best,
+    return {"history": history, "output_dir": str(out), "steps": step, "best_val_loss": best, "best_epoch": best_epoch,
             "steps_per_second": steps_done / elapsed if elapsed > 0 and steps_done else float("nan")}
 
 

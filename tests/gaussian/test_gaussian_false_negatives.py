@@ -117,12 +117,16 @@ def test_validation_loss_keeps_a_trailing_single_pair(tmp_path) -> None:
 
 
 def test_history_names_the_selection_loss(tmp_path, colliding_pairs) -> None:
-    no_val = train(_cfg(tmp_path, colliding_pairs, epochs=2, max_steps=None))["history"]
+    out = train(_cfg(tmp_path, colliding_pairs, epochs=2, max_steps=None))
+    no_val = out["history"]
     assert no_val["val_loss"] == []  # no validation file: no validation loss
     assert no_val["selection_loss"] == no_val["train_loss"] and len(no_val["train_loss"]) == 2
-    with_val = train(_cfg(tmp_path, colliding_pairs, epochs=2, max_steps=None, val_file=str(colliding_pairs),
-                          output_dir=str(tmp_path / "v")))["history"]
+    assert out["best_epoch"] == 1 + no_val["selection_loss"].index(min(no_val["selection_loss"]))
+    out = train(_cfg(tmp_path, colliding_pairs, epochs=2, max_steps=None, val_file=str(colliding_pairs),
+                     output_dir=str(tmp_path / "v")))
+    with_val = out["history"]
     assert with_val["selection_loss"] == with_val["val_loss"] != with_val["train_loss"]
+    assert out["best_epoch"] == 1 + with_val["val_loss"].index(min(with_val["val_loss"]))
 
 
 @pytest.mark.parametrize("loss", ["infonce", "triplet"])

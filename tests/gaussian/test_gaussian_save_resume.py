@@ -104,6 +104,7 @@ def test_resume_into_new_folder_keeps_the_best_model(tmp_path, wrong_pairs, from
     assert (ck / "best_model").is_dir() == (from_epoch == 2)  # a later checkpoint carries the earlier best
     resumed = train(TrainConfig(output_dir=str(tmp_path / "b"), resume_from=str(ck), **wrong_pairs))
     assert resumed["best_val_loss"] == full["best_val_loss"] == val[0]
+    assert resumed["best_epoch"] == full["best_epoch"] == 1  # the epoch best_model/ holds, carried through the resume
 
     def enc(path):
         return GaussianEmbedder.load(path, device="cpu").encode(["Topic cats"])
