@@ -24,8 +24,18 @@ from typing import Any
 
 from rag_relax_plugins._io import atomic_folder, atomic_write_bytes, find_saved_folder, saved_kind
 
-__all__ = ["CHECKPOINT_PREFIX", "checkpoint_folder", "checkpoint_steps", "prune_checkpoints", "pyplot",
-           "restore_best_model", "run_folder", "run_folder_with_log", "save_png"]
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "checkpoint_folder",
+    "checkpoint_steps",
+    "earlier_best_model",
+    "prune_checkpoints",
+    "pyplot",
+    "restore_best_model",
+    "run_folder",
+    "run_folder_with_log",
+    "save_png",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,15 @@ def checkpoint_folder(path: str | os.PathLike[str]) -> Path:
         FileNotFoundError: no checkpoint there (no ``trainer_state.json``).
     """
     return find_saved_folder(path, "trainer_state.json", what="checkpoint")
+
+
+def earlier_best_model(out: Path, best_epoch: int | None, *, own_epoch: int | None) -> Path | None:
+    """``out/best_model`` to store in a checkpoint whose ``model/`` is of epoch ``own_epoch`` (``None``:
+    stopped part-way, never the best), or ``None`` when that model is the best or there is none
+    (e.g. a resume from a checkpoint that lacked it)."""
+    if best_epoch is None or best_epoch == own_epoch or not (out / "best_model" / "config.json").is_file():
+        return None
+    return out / "best_model"
 
 
 def restore_best_model(folder: Path, state: Mapping[str, Any], target: Path) -> bool:

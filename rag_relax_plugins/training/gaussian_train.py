@@ -41,6 +41,7 @@ from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training._run_files import (
     checkpoint_folder,
+    earlier_best_model,
     pyplot,
     run_folder_with_log,
     save_png,
@@ -214,7 +215,9 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             if not val_pairs:
                 history["val_loss"] = []
         best_epoch = state.get("best_epoch")
-        if not restore_best_model(Path(cfg.resume_from), state, out / "best_model") and math.isfinite(best):
+        if not restore_best_model(Path(cfg.resume_from), state, out / "best_model"):
+            best_epoch = None  # unknown: only a later, better epoch writes best_model/
+        if best_epoch is None and math.isfinite(best):
             log.warning("checkpoint %s holds no best model (older format): best_model/ will not match "
                         "best_val_loss %.5f unless a later epoch improves on it", cfg.resume_from, best)
         log.info("resumed from %s at epoch %d, step %d", cfg.resume_from, start_epoch, step)
@@ -275,9 +278,9 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
         if cfg.save_checkpoints:
             state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
                      "config": options}
-            earlier_best = out / "best_model" if best_epoch is not None and best_epoch != epoch + 1 else None
             save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", model=model, optimizer=opt, scheduler=sched,
-                            predictor=predictor, state=state, scaler=scaler, best_model=earlier_best)
+                            predictor=predictor, state=state, scaler=scaler,
+                            best_model=earlier_best_model(out, best_epoch, own_epoch=epoch + 1))
     elapsed = time.perf_counter() - t_start
     bar.close()
     if not had_cache:  # a cache the caller enabled (e.g. shared across runs) stays

@@ -54,7 +54,11 @@ from rag_relax_plugins.rerankers.maxsim import (
     PackedTokens,
     pack_tokens,
 )
-from rag_relax_plugins.training._run_files import restore_best_model, run_folder_with_log
+from rag_relax_plugins.training._run_files import (
+    earlier_best_model,
+    restore_best_model,
+    run_folder_with_log,
+)
 from rag_relax_plugins.training.maxsim_checkpoint import (
     checked_resume,
     load_optimizer,
@@ -335,7 +339,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
                      "step": step, "best": best, "best_epoch": best_epoch, "history": history,
                      "scheduler": sched.state_dict(), "config": options}
             save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state,
-                            best_model=_best_model(out, best_epoch, own_epoch=None))
+                            best_model=earlier_best_model(out, best_epoch, own_epoch=None))
         history["train_loss"].append(sum(losses) / max(1, len(losses)))
         val = (_validate(reranker, val_groups, q_cache=q_cache, t_cache=t_cache,
                          query_strings=query_strings, text_strings=text_strings)
@@ -349,20 +353,12 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
             state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
                      "scheduler": sched.state_dict(), "config": options}
             save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state,
-                            best_model=_best_model(out, best_epoch, own_epoch=epoch + 1))
+                            best_model=earlier_best_model(out, best_epoch, own_epoch=epoch + 1))
     bar.close()
     reranker.save(out / "final_model")
     (out / "history.json").write_text(json.dumps(history), encoding="utf-8")
     plot_history(history, out / "loss_curves.png")
     return {"history": history, "output_dir": str(out), "steps": step, "best_val_mrr": best}
-
-
-def _best_model(out: Path, best_epoch: int | None, *, own_epoch: int | None) -> Path | None:
-    """``out/best_model`` to store in a checkpoint whose ``model/`` is of epoch ``own_epoch`` (``None``:
-    stopped part-way, never the best), or ``None`` when that model is the best or there is none."""
-    if best_epoch is None or best_epoch == own_epoch or not (out / "best_model" / "config.json").is_file():
-        return None
-    return out / "best_model"
 
 
 def _validate(reranker: MaxSimReranker, val_groups: Sequence[QueryGroup], *, q_cache: TokenCache | None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,19 @@ def test_grad_scaler_state_round_trip(tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         load_checkpoint_state(tmp_path / "ck0", optimizer=opt, scheduler=sched, predictor=None, scaler=other)
     assert other.get_scale() == 64.0 and "loss-scaler" in caplog.text
+
+
+def test_resume_from_a_checkpoint_missing_its_best_model_does_not_crash(tmp_path, wrong_pairs, caplog) -> None:
+    """best_epoch stayed set when the checkpoint's best_model/ was missing: the next worse epoch's
+    checkpoint then tried to copy a best_model/ that did not exist (as the MaxSim trainer knew)."""
+    full = train(TrainConfig(output_dir=str(tmp_path / "a"), **wrong_pairs))
+    ck = tmp_path / "a" / "checkpoint_epoch_2"
+    shutil.rmtree(ck / "best_model")  # epoch 1 was the best: e.g. a copy of the checkpoint without it
+    with caplog.at_level(logging.WARNING):
+        resumed = train(TrainConfig(output_dir=str(tmp_path / "b"), resume_from=str(ck), **wrong_pairs))
+    assert "holds no best model" in caplog.text
+    assert (tmp_path / "b" / "checkpoint_epoch_3" / "model").is_dir()
+    assert not (tmp_path / "b" / "checkpoint_epoch_3" / "best_model").exists()  # no earlier best model to store
+    # best_model/ is then the final model, and what train reports describes it
+    assert resumed["best_epoch"] == 3 and resumed["best_val_loss"] == resumed["history"]["val_loss"][-1]
+    assert resumed["best_val_loss"] > full["best_val_loss"]
