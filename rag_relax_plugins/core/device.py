@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["autocast", "resolve_device", "supports_dtype"]
+__all__ = ["autocast", "fork_rng_devices", "resolve_device", "seed_device_rngs", "supports_dtype"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -70,3 +70,23 @@ def autocast(device: torch.device | str, dtype: torch.dtype | str | None = None)
         return
     with torch.autocast(device_type=dev.type, dtype=dtype):
         yield
+
+
+def seed_device_rngs(seed: int, device: torch.device) -> None:
+    """Seed the CPU generator and ``device``'s own (CUDA or MPS), and no other.
+
+    ``torch.manual_seed`` would also reseed every CUDA device, which ``fork_rng(devices=[])``
+    does not restore: a CPU run on a CUDA machine would change the caller's CUDA RNG.
+    """
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+    elif device.type == "mps":
+        torch.mps.manual_seed(seed)
+
+
+def fork_rng_devices(device: torch.device) -> list[int]:
+    """The CUDA device indices ``torch.random.fork_rng(devices=...)`` must restore for a run on
+    ``device`` (none for CPU or MPS: only the CPU generator is forked then)."""
+    return [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rag_relax_plugins._io import atomic_write_json, atomic_write_text
+from rag_relax_plugins.core.device import fork_rng_devices, resolve_device, seed_device_rngs
 from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
 from rag_relax_plugins.readers.dma import ReaderLayout
@@ -182,8 +183,6 @@ def train_grerank(
             than the saved (or recorded) ones or the defaults; ``cfg.init_from`` with ``reranker``
             (all raised before anything is written).
     """
-    from tqdm.auto import tqdm
-
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     ck = checkpoint_folder(cfg.resume_from) if cfg.resume_from is not None else None
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
@@ -210,7 +209,19 @@ def train_grerank(
         # l2x is not concerned: its mask is a max over k draws, not all ones for k >= N
         log.warning("k=%d keeps every paragraph of every question (at most %d) and mode='subset' then "
                     "gives an all-ones mask: the reader's loss gives the scorer no signal", cfg.k, most)
-    torch.manual_seed(cfg.seed)
+    dev = reranker.device if reranker is not None else resolve_device(cfg.device)
+    # the run seeds (and a resume restores) the generators dropout draws from: forked, so the
+    # caller's global RNG is as it was
+    with torch.random.fork_rng(devices=fork_rng_devices(dev)):
+        seed_device_rngs(cfg.seed, dev)
+        return _train(cfg, ck=ck, options=options, used=used, examples=examples, reranker=reranker, reader=reader)
+
+
+def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used: GRerankConfig,
+           examples: list[HotpotExample], reranker: GumbelReranker | None, reader: Any) -> GRerankResult:
+    """The run of :func:`train_grerank`, once its options are checked (under a forked RNG)."""
+    from tqdm.auto import tqdm
+
     if reranker is None:
         reranker = _reranker(cfg, ck)
     elif ck is not None:
@@ -238,7 +249,7 @@ def train_grerank(
         "history": {"loss": [], "seconds": []},
     }
     if ck is not None:
-        state = load_checkpoint(ck, optimizer=opt, generator=gen)
+        state = load_checkpoint(ck, optimizer=opt, generator=gen, seed=cfg.seed)
     history: dict[str, list[Any]] = state["history"]
     n = len(examples)
     per_epoch = -(-n // cfg.grad_accum_steps)

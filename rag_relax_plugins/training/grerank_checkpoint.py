@@ -11,6 +11,7 @@ a temporary name and renamed into place, so a crash never leaves a half-written 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ __all__ = [
     "save_checkpoint",
     "stored_options",
 ]
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
 
@@ -77,23 +80,26 @@ def save_checkpoint(
         reranker.save_pretrained(tmp / "reranker")
         save_optimizer_state(optimizer, tmp)
         rng = {"gumbel": generator.get_state(), "torch": torch.get_rng_state()}  # torch: dropout
-        if torch.cuda.is_available():
-            for i, st in enumerate(torch.cuda.get_rng_state_all()):
-                rng[f"cuda{i}"] = st
+        if generator.device.type == "cuda":  # the run's device only (dropout there)
+            rng[f"cuda{generator.device.index or 0}"] = torch.cuda.get_rng_state(generator.device)
         save_file(rng, str(tmp / "rng.safetensors"))
-        full = {"format_version": CHECKPOINT_VERSION, **state}
+        full = {"format_version": CHECKPOINT_VERSION, **state, "noise_device": generator.device.type}
         (tmp / "trainer_state.json").write_text(json.dumps(full), encoding="utf-8")
 
     return atomic_folder(target, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
 
 
 def load_checkpoint(
-    folder: Path, *, optimizer: torch.optim.Optimizer, generator: torch.Generator
+    folder: Path, *, optimizer: torch.optim.Optimizer, generator: torch.Generator, seed: int = 0
 ) -> dict[str, Any]:
     """Restore the optimiser and the noise generator from ``folder``; return the trainer state.
 
     The reranker weights are loaded by the caller (``GumbelReranker.from_pretrained(folder /
-    "reranker")``) before the optimiser is built.
+    "reranker")``) before the optimiser is built. A checkpoint written on another device type
+    (CPU and CUDA generators have states of different kinds) reseeds ``generator`` with ``seed``
+    plus the checkpoint's step, with a warning: the run goes on, with other noise than an
+    uninterrupted run would draw. The CPU generator (dropout) is restored, and the CUDA one of
+    ``generator``'s device when the checkpoint holds it.
 
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint. ValueError: unknown format version.
@@ -106,11 +112,19 @@ def load_checkpoint(
         )
     load_optimizer_state(optimizer, folder)
     rng = read_tensors(folder / "rng.safetensors")
-    generator.set_state(rng["gumbel"])
+    here = generator.device.type
+    saved = state.get("noise_device")  # absent before it was recorded: the state's size tells
+    if saved == here or (saved is None and rng["gumbel"].numel() == generator.get_state().numel()):
+        generator.set_state(rng["gumbel"])
+    else:
+        generator.manual_seed(seed + int(state["step"]))
+        log.warning("checkpoint %s was written on %s: its Gumbel-noise generator state does not fit a %s "
+                    "generator; the noise is reseeded (seed + step), so this run draws other noise than "
+                    "an uninterrupted one", folder, saved or "another device type", here)
     torch.set_rng_state(rng["torch"])
-    cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
+    own = f"cuda{generator.device.index or 0}"
+    if here == "cuda" and own in rng:
+        torch.cuda.set_rng_state(rng[own], generator.device)
     return state
 
 

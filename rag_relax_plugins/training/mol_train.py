@@ -38,7 +38,12 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins.core.device import autocast, resolve_device
+from rag_relax_plugins.core.device import (
+    autocast,
+    fork_rng_devices,
+    resolve_device,
+    seed_device_rngs,
+)
 from rag_relax_plugins.training._resume_check import check_resume_options
 from rag_relax_plugins.training._run_files import prune_checkpoints, pyplot, save_png
 from rag_relax_plugins.training.mol_checkpoint import (
@@ -216,20 +221,6 @@ def _check_resume_signature(saved: dict[str, str] | None, now: dict[str, str]) -
         raise ValueError("cannot resume: the checkpoint was trained with " + " and ".join(what[k] for k in diff))
 
 
-def seed_device_rngs(seed: int, device: torch.device) -> None:
-    """Seed the CPU generator and ``device``'s own (CUDA or MPS), and no other.
-
-    ``torch.manual_seed`` would also reseed every CUDA device, which ``fork_rng(devices=[])``
-    does not restore: a CPU run on a CUDA machine would change the caller's CUDA RNG.
-    """
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        with torch.cuda.device(device):
-            torch.cuda.manual_seed(seed)
-    elif device.type == "mps":
-        torch.mps.manual_seed(seed)
-
-
 def train_retrieval(
     model: TwoTowerModel,
     data: PairData,
@@ -301,7 +292,7 @@ def train_retrieval(
             log.warning("resume requested but no checkpoint found in %s: starting fresh", cfg.checkpoint_dir)
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-mol")
-    fork_devices = [dev.index or 0] if dev.type == "cuda" else []
+    fork_devices = fork_rng_devices(dev)
 
     def checkpoint() -> Path | None:
         if cfg.checkpoint_dir is None:

@@ -278,3 +278,37 @@ def test_mode_set_through_the_config_is_saved_loadable(minilm_path: str, tmp_pat
     res = train_grerank(cfg(tmp_path, mode="subset", max_steps=1), examples=EXAMPLES,
                         reranker=make(minilm_path), reader=FakeReader())
     assert GumbelReranker.from_pretrained(res.model_dir).mode == "subset"
+
+
+def test_training_leaves_the_callers_global_rng_alone(minilm_path: str, tmp_path: Path) -> None:
+    """train_grerank seeded (and on resume overwrote) the global generator: the caller's next
+    random numbers changed (the MoL trainer forks the RNG for this reason)."""
+    _, ckpt = _full_and_interrupted(minilm_path, tmp_path)
+    for kw in ({}, {"resume_from": str(ckpt)}):
+        reranker = None if kw else make(minilm_path)
+        torch.manual_seed(123)
+        want = torch.rand(3)
+        torch.manual_seed(123)
+        train_grerank(cfg(tmp_path / ("c" if not kw else "e"), **kw), examples=EXAMPLES, reranker=reranker,
+                      reader=FakeReader())
+        assert torch.equal(torch.rand(3), want), kw
+
+
+def test_resume_on_another_device_type_reseeds_the_noise(minilm_path: str, tmp_path: Path, caplog) -> None:
+    """Resuming with another device is allowed, but a CUDA generator state (16 bytes) does not fit a
+    CPU generator (5,056 bytes): set_state raised after train_config.json was rewritten. The noise
+    stream is reseeded instead, with a warning (simulated: a CUDA-sized state in a CPU checkpoint)."""
+    from safetensors.torch import load_file, save_file
+
+    _, ckpt = _full_and_interrupted(minilm_path, tmp_path)
+    rng = load_file(str(ckpt / "rng.safetensors"))
+    rng["gumbel"] = torch.zeros(16, dtype=torch.uint8)  # what a CUDA generator's get_state() holds
+    save_file(rng, str(ckpt / "rng.safetensors"))
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    state["noise_device"] = "cuda"
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    with caplog.at_level("WARNING"):
+        res = train_grerank(cfg(tmp_path / "e", resume_from=str(ckpt)), examples=EXAMPLES, reader=FakeReader())
+    assert len(res.history["loss"]) == 6 and "noise" in caplog.text and "cuda" in caplog.text
+    again = train_grerank(cfg(tmp_path / "d", resume_from=str(ckpt)), examples=EXAMPLES, reader=FakeReader())
+    assert again.history["loss"] == res.history["loss"]  # the reseeded stream is itself reproducible
