@@ -57,7 +57,8 @@ def info_nce(
         docs: ``(B, D)`` positives, or ``(B, 1 + M, D)`` positive followed by ``M`` hard negatives.
         temperature: softmax temperature > 0.
         similarity: ``"cosine"``, ``"dot"`` or ``"neg_l2"`` (negative squared Euclidean distance,
-            for models whose retrieval geometry is Euclidean).
+            for models whose retrieval geometry is Euclidean; computed from the differences, not
+            the mm-based expansion, so large-norm embeddings keep their precision).
         symmetric: also add the document-to-query direction (positives only).
         mask: ``(B, B * (1 + M)) x bool`` over the candidates in the order above (row ``j``'s
             positive, then its ``M`` hard negatives), ``True`` where a candidate is left out of
@@ -108,7 +109,10 @@ def _sim(a: torch.Tensor, b: torch.Tensor, similarity: str) -> torch.Tensor:
     if similarity == "dot":
         return a @ b.T
     if similarity == "neg_l2":
-        return -torch.cdist(a, b).pow(2)
+        # cdist's default mm formula |a|^2 + |b|^2 - 2 a.b (above 25 rows) cancels catastrophically
+        # for large-norm embeddings; the direct differences are exact, and their gradient at zero
+        # distance is 0 (cdist's backward guards the 1 / d), so identical vectors stay finite
+        return -torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     raise ValueError(f"similarity must be 'cosine', 'dot' or 'neg_l2', got {similarity!r}")
 
 

@@ -102,7 +102,12 @@ def _prepare(
 
 
 def _check_k_valid(k: object, valid: torch.Tensor, mask: torch.Tensor | None) -> int:
-    """``check_k`` against the fewest valid items of a row, named as such when there is a mask."""
+    """``check_k`` against the fewest valid items of a row, named as such when there is a mask.
+
+    An empty batch ``(0, N)`` has no row to bound ``k`` by: ``k`` is checked against ``N``.
+    """
+    if valid.shape[0] == 0:
+        return check_k("k", k, valid.shape[-1])
     what = "the number of items" if mask is None else "the valid (unmasked) items in the emptiest row"
     return check_k("k", k, int(valid.sum(dim=-1).min().item()), what)
 
@@ -161,7 +166,7 @@ def hard_topk_mask(scores: torch.Tensor, k: int, *, mask: torch.Tensor | None = 
     """Deterministic 0/1 mask of the ``k`` largest scores (ties go to the lower index).
 
     Args:
-        scores: ``(B, N)`` or ``(N,)`` float scores.
+        scores: ``(B, N)`` or ``(N,)`` float scores; ``B = 0`` gives an empty ``(0, N)`` mask.
         k: number of items to keep, ``1 <= k <= `` valid items of every row.
         mask: optional ``bool`` mask shaped like ``scores``; False items are never selected.
 
@@ -169,7 +174,7 @@ def hard_topk_mask(scores: torch.Tensor, k: int, *, mask: torch.Tensor | None = 
         Float mask shaped like ``scores`` with exactly ``k`` ones per row.
     """
     s, valid, squeeze = _prepare(scores, mask)
-    _check_k_valid(k, valid, mask)
+    k = _check_k_valid(k, valid, mask)
     filled = s.masked_fill(~valid, float("-inf"))
     # stable sort keeps the lower index first among ties
     order = torch.sort(filled, dim=-1, descending=True, stable=True).indices[:, :k]
@@ -201,7 +206,8 @@ def relaxed_topk(
     - ``"straight_through"``: hard top-k of ``kappa * s + g`` forward, ``"subset"`` gradient backward.
 
     Args:
-        scores: ``(B, N)`` or ``(N,)`` float reranker scores.
+        scores: ``(B, N)`` or ``(N,)`` float reranker scores; ``B = 0`` gives an empty ``(0, N)``
+            mask (``k`` is then checked against ``N``).
         k: number of items to select, ``1 <= k <=`` valid items of every row.
         mode: ``"l2x"`` (default), ``"subset"`` or ``"straight_through"``.
         tau: temperature > 0; ``tau -> 0`` with no noise gives the hard top-k mask (``"subset"``,
@@ -229,7 +235,7 @@ def relaxed_topk(
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     s, valid, squeeze = _prepare(scores, mask)
-    _check_k_valid(k, valid, mask)
+    k = _check_k_valid(k, valid, mask)
     tau = check_positive("tau", tau)
     kappa = check_positive("kappa", kappa)
     scaled = s.to(work_dtype(s.dtype)) * kappa  # half precision: kappa * s / tau overflows float16

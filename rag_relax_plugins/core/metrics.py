@@ -31,6 +31,7 @@ would match no qrels entry; a sequence holding such tensors (``list(tensor)``) i
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import sys
 from collections.abc import Hashable, Mapping, Sequence
@@ -67,8 +68,10 @@ _METRIC_RE = re.compile(r"^(recall|precision|hit_rate|mrr|ndcg|ndcg_linear|map)(
 
 
 def _check_k(k: object, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
+    """Any ``numbers.Integral`` ``>= 1`` but ``bool`` (``numpy.int64`` included), as an ``int``."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(k).__name__}")
+    k = int(k)
     if k < 1:
         raise ValueError(f"{name} must be >= 1, got {k}")
     return k
@@ -117,7 +120,7 @@ def _relevant(qrels: Qrels) -> int:
 
 def recall_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """Fraction of the relevant documents found in the top ``k`` (0 when none is relevant)."""
-    _check_k(k)
+    k = _check_k(k)
     ranking = _check_ranking(ranking)
     n_rel = _relevant(qrels)
     if n_rel == 0:
@@ -127,14 +130,14 @@ def recall_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
 
 def precision_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """Relevant documents in the top ``k`` divided by ``k``."""
-    _check_k(k)
+    k = _check_k(k)
     ranking = _check_ranking(ranking)
     return sum(1 for d in ranking[:k] if qrels.get(d, 0) > 0) / k
 
 
 def hit_rate_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """1.0 when at least one relevant document is in the top ``k``, else 0.0."""
-    _check_k(k)
+    k = _check_k(k)
     ranking = _check_ranking(ranking)
     return 1.0 if any(qrels.get(d, 0) > 0 for d in ranking[:k]) else 0.0
 
@@ -142,7 +145,7 @@ def hit_rate_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
 def reciprocal_rank(ranking: Ranking, qrels: Qrels, k: int | None = None) -> float:
     """``1 / rank`` of the first relevant document within the top ``k`` (all when ``None``)."""
     if k is not None:
-        _check_k(k)
+        k = _check_k(k)
     ranking = _check_ranking(ranking)
     cut = ranking if k is None else ranking[:k]
     for i, d in enumerate(cut, start=1):
@@ -164,7 +167,7 @@ def ndcg_at_k(ranking: Ranking, qrels: Qrels, k: int, gain: str = "exponential")
         k: cut-off.
         gain: ``"exponential"`` (``2**g - 1``) or ``"linear"`` (``g``, as trec_eval).
     """
-    _check_k(k)
+    k = _check_k(k)
     ranking = _check_ranking(ranking)
     if gain not in ("exponential", "linear"):
         raise ValueError(f"gain must be 'exponential' or 'linear', got {gain!r}")
@@ -180,7 +183,7 @@ def ndcg_at_k(ranking: Ranking, qrels: Qrels, k: int, gain: str = "exponential")
 
 def average_precision_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """Average precision over the top ``k``, divided by the total number of relevant documents."""
-    _check_k(k)
+    k = _check_k(k)
     ranking = _check_ranking(ranking)
     n_rel = _relevant(qrels)
     if n_rel == 0:

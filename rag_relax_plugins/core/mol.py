@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rag_relax_plugins.core.mol_config import MoLConfig, MoLItemState, MoLQueryState
-from rag_relax_plugins.core.validation import check_floating, check_ndim
+from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
 
 __all__ = [
     "MoLConfig",
@@ -215,7 +215,8 @@ class MoLSimilarity(nn.Module):
 
         Returns:
             ``(scores (B, M), weights (B, M, P))``; ``weights`` sum to 1 over ``P`` (before
-            softmax dropout, which is applied to the mixture only in training mode).
+            softmax dropout, which is applied to the mixture only in training mode and only when
+            ``P > 1``: with one pair the score is ``s / tau`` in both modes).
         """
         item_gate = item_gate.to(dots.dtype)
         if item_gate.dim() == 2:
@@ -223,7 +224,8 @@ class MoLSimilarity(nn.Module):
         logits = self.dot_gate(dots) * F.silu(query_gate.unsqueeze(1) + item_gate)  # (B, M, P)
         weights = torch.softmax(logits, dim=-1)
         mixed = weights
-        if self.training and self.config.softmax_dropout > 0:
+        # one pair: pi == 1 and dropping the only component would give 0 or s / ((1 - p) tau)
+        if self.training and self.config.softmax_dropout > 0 and weights.shape[-1] > 1:
             mixed = F.dropout(weights, p=self.config.softmax_dropout, training=True)
         scores = (mixed * dots).sum(dim=-1) / self.config.tau
         return scores, weights
@@ -314,16 +316,25 @@ class MoLSimilarity(nn.Module):
             query_features: ``(B, D_q) x float``.
             item_features: ``(N, D_x)`` shared items (e.g. in-batch negatives) or ``(B, K, D_x)``
                 per-query candidates.
-            positives: ``(B,) x long``, the column of each query's positive item, used for the
-                MI loss. Default: ``arange(B)`` for shared items (needs ``N >= B``; item ``b`` is
+            positives: ``(B,) x int`` (any integer dtype), the column of each query's positive
+                item, used for the MI loss. Default: ``arange(B)`` for shared items (needs ``N >= B``; item ``b`` is
                 query ``b``'s positive) and ``0`` for per-query candidates.
 
         Returns:
             ``(scores, aux_losses)``: scores ``(B, N)`` or ``(B, K)``; ``aux_losses`` is
             ``{"mol_mi": weighted L_MI}`` in training mode and ``{}`` in eval mode.
+
+        Raises:
+            ValueError: non-finite features (checked here only: :meth:`encode_queries` and
+                :meth:`encode_items` leave the check to their callers), mismatched shapes, or
+                ``positives`` not a ``(B,)`` integer tensor of columns in range.
         """
         q = self.encode_queries(query_features)
         x = self.encode_items(item_features)
+        # checked here, not in encode_*: on the retrieval path it cost 20-40% of an encode (CPU)
+        # plus a host sync per batch, and MoLIndex checks the encoded states itself
+        check_finite("query_features", query_features)
+        check_finite("item_features", item_features)
         b = len(q)
         if item_features.dim() == 3 and item_features.shape[0] != b:
             raise ValueError(
@@ -346,12 +357,18 @@ class MoLSimilarity(nn.Module):
                 )
             if (
                 not isinstance(positives, torch.Tensor)
-                or positives.dtype != torch.long
+                or positives.dtype.is_floating_point
+                or positives.dtype.is_complex
+                or positives.dtype == torch.bool
                 or positives.shape != (b,)
             ):
-                raise ValueError(
-                    f"positives must be a (B={b},) long tensor, got {getattr(positives, 'shape', positives)!r}"
+                got = (
+                    f"{tuple(positives.shape)} {positives.dtype}"
+                    if isinstance(positives, torch.Tensor)
+                    else repr(positives)
                 )
+                raise ValueError(f"positives must be a (B={b},) integer tensor, got {got}")
+            positives = positives.to(device=scores.device, dtype=torch.long)
             if bool(((positives < 0) | (positives >= m)).any()):
                 raise ValueError(
                     f"positives must index columns in [0, {m}), got values outside that range"

@@ -3,7 +3,8 @@
 Every loss takes ``scores (B, n) x float`` (higher = better), graded ``relevance (B, n) x float``
 and an optional ``mask (B, n) x bool`` (True = a real item). Masked items contribute nothing,
 a row with no valid item contributes 0 (never NaN). ``reduction`` is ``"mean"`` (over rows),
-``"sum"`` or ``"none"`` (``(B,)``).
+``"sum"`` or ``"none"`` (``(B,)``). float16 / bfloat16 inputs are computed in float32 (the gains
+``2^rel - 1`` and the NeuralSort logits overflow float16) and the loss is cast back.
 
 References:
     - ListNet: Cao et al., "Learning to Rank: From Pairwise Approach to Listwise Approach", ICML 2007.
@@ -28,6 +29,7 @@ import math
 
 import torch
 
+from rag_relax_plugins.core.subset_relaxation import work_dtype
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,
@@ -53,9 +55,7 @@ def _masked_logits(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, x, fill)
 
 
-def _prepare(
-    scores: torch.Tensor, relevance: torch.Tensor, mask: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _prepare(scores: torch.Tensor, relevance: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
     check_floating("scores", scores)
     check_ndim("scores", scores, 2)
     check_floating("relevance", relevance)
@@ -71,7 +71,8 @@ def _prepare(
         raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
     elif mask.shape != scores.shape:
         raise ValueError(f"mask must be a bool tensor of shape {tuple(scores.shape)}, got {tuple(mask.shape)}")
-    return scores, relevance.to(scores.dtype), mask
+    work = work_dtype(scores.dtype)  # float32 for half precision; callers cast the loss back
+    return scores.to(work), relevance.to(work), mask
 
 
 def _check_gains(relevance: torch.Tensor, mask: torch.Tensor) -> None:
@@ -119,7 +120,7 @@ def list_net_loss(
     target = torch.softmax(_masked_logits(r, m), dim=1)
     logp = torch.where(m, torch.log_softmax(_masked_logits(s, m), dim=1), 0.0)  # no -inf * 0
     per_row = -(target * logp).sum(1)
-    return _reduce(per_row, m.any(1), reduction)
+    return _reduce(per_row, m.any(1), reduction).to(scores.dtype)
 
 
 def list_mle_loss(
@@ -155,12 +156,10 @@ def list_mle_loss(
     # log sum_{j >= i} exp(s_j): reversed cumulative logsumexp (the masked tail adds exp(-inf) = 0)
     tail = torch.logcumsumexp(s_sorted.flip(1), dim=1).flip(1)
     per_item = torch.where(m_sorted, tail - s_sorted, 0.0)
-    return _reduce(per_item.sum(1), m.any(1), reduction)
+    return _reduce(per_item.sum(1), m.any(1), reduction).to(scores.dtype)
 
 
-def _dcg_terms(
-    relevance: torch.Tensor, positions: torch.Tensor, k: int | None
-) -> torch.Tensor:
+def _dcg_terms(relevance: torch.Tensor, positions: torch.Tensor, k: int | None) -> torch.Tensor:
     """(2^rel - 1) / log2(1 + position), zero beyond ``k``; positions are 1-based floats."""
     gains = torch.pow(2.0, relevance) - 1.0
     disc = 1.0 / torch.log2(1.0 + positions)
@@ -204,7 +203,7 @@ def approx_ndcg_loss(
     _check_gains(r, m)
     temperature = check_positive("temperature", temperature)
     if k is not None:
-        check_k("k", k)
+        k = check_k("k", k)
     diff = (s.unsqueeze(1) - s.unsqueeze(2)) / temperature  # (B, i, j) = (s_j - s_i)/T
     pair = torch.sigmoid(diff) * m.unsqueeze(1).to(s.dtype)
     eye = torch.eye(s.shape[1], dtype=torch.bool, device=s.device)
@@ -212,7 +211,7 @@ def approx_ndcg_loss(
     dcg = _dcg_terms(r, ranks, k).masked_fill(~m, 0.0).sum(1)
     idcg = _ideal_dcg(r, m, k)
     valid = m.any(1) & (idcg > 0)
-    return _reduce(1.0 - _ratio(dcg, idcg, valid), valid, reduction)
+    return _reduce(1.0 - _ratio(dcg, idcg, valid), valid, reduction).to(scores.dtype)
 
 
 def lambda_loss(
@@ -244,15 +243,14 @@ def lambda_loss(
     """
     s, r, m = _prepare(scores, relevance, mask)
     _check_gains(r, m)
-    check_positive("sigma", sigma)
+    sigma = check_positive("sigma", sigma)
     if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not mu >= 0:
         raise ValueError(f"mu must be a number >= 0, got {mu!r}")
     n = s.shape[1]
     # current ranks (1-based) by score, masked items last
     order = s.masked_fill(~m, float("-inf")).argsort(dim=1, descending=True)
-    ranks = torch.empty_like(order).scatter_(
-        1, order, torch.arange(1, n + 1, device=s.device).expand_as(order)
-    ).to(s.dtype)
+    arange = torch.arange(1, n + 1, device=s.device).expand_as(order)
+    ranks = torch.empty_like(order).scatter_(1, order, arange).to(s.dtype)
     idcg = _ideal_dcg(r, m, None)
     g = torch.pow(2.0, r) - 1.0
     g = g / torch.where(idcg > 0, idcg, torch.ones_like(idcg)).unsqueeze(1)  # no gain: no pairs
@@ -265,7 +263,7 @@ def lambda_loss(
     s_diff = s.unsqueeze(2) - s.unsqueeze(1)
     per_pair = -torch.nn.functional.logsigmoid(sigma * s_diff) / math.log(2.0)
     per_row = (weight.detach() * per_pair).masked_fill(~pairs, 0.0).sum((1, 2))
-    return _reduce(per_row, pairs.any(2).any(1), reduction)
+    return _reduce(per_row, pairs.any(2).any(1), reduction).to(scores.dtype)
 
 
 def _neural_sort(scores: torch.Tensor, mask: torch.Tensor, tau: float) -> torch.Tensor:
@@ -332,7 +330,7 @@ def neural_ndcg_loss(
     _check_gains(r, m)
     temperature = check_positive("temperature", temperature)
     if k is not None:
-        check_k("k", k)
+        k = check_k("k", k)
     if isinstance(sinkhorn_iters, bool) or not isinstance(sinkhorn_iters, int) or sinkhorn_iters < 0:
         raise ValueError(f"sinkhorn_iters must be an int >= 0, got {sinkhorn_iters!r}")
     p = _sinkhorn(_neural_sort(s, m, temperature), sinkhorn_iters)
@@ -348,7 +346,7 @@ def neural_ndcg_loss(
     dcg = (sorted_gains * disc).sum(1)
     idcg = _ideal_dcg(r, m, k)
     valid = m.any(1) & (idcg > 0)
-    return _reduce(1.0 - _ratio(dcg, idcg, valid), valid, reduction)
+    return _reduce(1.0 - _ratio(dcg, idcg, valid), valid, reduction).to(scores.dtype)
 
 
 def soft_spearman_loss(
@@ -397,4 +395,4 @@ def soft_spearman_loss(
     flat = a.abs().amax(dim=1) == 0  # (B,)
     a_norm = a.masked_fill(flat.unsqueeze(1), 1.0).norm(dim=1).masked_fill(flat, 1.0)
     corr = _ratio((a * b).sum(1), a_norm * b.norm(dim=1), valid)
-    return _reduce(1.0 - corr, valid, reduction)
+    return _reduce(1.0 - corr, valid, reduction).to(scores.dtype)

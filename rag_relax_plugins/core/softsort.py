@@ -14,8 +14,9 @@
 
 Every op takes ``(n,)`` or ``(B, n)`` floating tensors and returns tensors on the input's device and
 dtype. The isotonic solver runs on the input's device too, in float64 (float32 on MPS, which lacks
-float64), and the result is cast back; for float16 / bfloat16 input the scaling ``x / strength``
-runs in that dtype too.
+float64), and the result is cast back; for float16 / bfloat16 input :func:`soft_rank` scales
+``x / strength`` in that working dtype and :func:`neural_sort` builds its logits in float32 (both
+overflow float16).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.isotonic import block_softmax, isotonic_decreasing, isotonic_vjp
+from rag_relax_plugins.core.subset_relaxation import work_dtype as _half_to_float32
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,
@@ -239,17 +241,19 @@ def neural_sort(scores: torch.Tensor, tau: float = 1.0, descending: bool = True)
         descending: largest first (default) or smallest first.
 
     Returns:
-        ``(n, n)`` or ``(B, n, n)`` x float, row-stochastic.
+        ``(n, n)`` or ``(B, n, n)`` x float, row-stochastic, in the scores' dtype (float16 /
+        bfloat16 scores are computed in float32 and cast back).
     """
     scores = _check_input("scores", scores)
     t = _check_tau(tau)
     s = scores.unsqueeze(0) if scores.dim() == 1 else scores
+    s = s.to(_half_to_float32(s.dtype))  # half precision: A_s 1 and (n+1-2i) s overflow float16
     s = s if descending else -s
     n = s.shape[1]
     a_sum = (s.unsqueeze(2) - s.unsqueeze(1)).abs().sum(dim=2)  # (B, n): A_s 1
     scaling = n + 1 - 2 * torch.arange(1, n + 1, dtype=s.dtype, device=s.device)  # (n,)
     logits = scaling.view(1, n, 1) * s.unsqueeze(1) - a_sum.unsqueeze(1)  # (B, n, n)
-    p = torch.softmax(logits / t, dim=-1)
+    p = torch.softmax(logits / t, dim=-1).to(scores.dtype)
     return p.squeeze(0) if scores.dim() == 1 else p
 
 

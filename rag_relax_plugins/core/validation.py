@@ -4,6 +4,7 @@ argument and what was received. Pure functions, no device movement."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -42,9 +43,14 @@ def check_finite(name: str, x: torch.Tensor) -> None:
 
 
 def check_k(name: str, k: object, n: int | None = None, what: str = "the number of items") -> int:
-    """Require an integer ``1 <= k`` (and ``k <= n`` when ``n`` is given; ``what`` names ``n``)."""
-    if isinstance(k, bool) or not isinstance(k, int):
+    """Require an integer ``1 <= k`` (and ``k <= n`` when ``n`` is given; ``what`` names ``n``).
+
+    Any ``numbers.Integral`` but ``bool`` is accepted (``numpy.int64`` included) and returned as
+    a Python ``int``.
+    """
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(k).__name__}")
+    k = int(k)
     if k < 1:
         raise ValueError(f"{name} must be >= 1, got {k}")
     if n is not None and k > n:
@@ -53,12 +59,17 @@ def check_k(name: str, k: object, n: int | None = None, what: str = "the number 
 
 
 def check_positive(name: str, value: float) -> float:
-    """Require a finite, strictly positive number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Require a finite, strictly positive number.
+
+    Any ``numbers.Real`` but ``bool`` is accepted (``numpy.float32`` included) and returned as a
+    Python ``float``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
+    return value
 
 
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
