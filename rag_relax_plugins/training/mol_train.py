@@ -32,7 +32,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +233,8 @@ def train_retrieval(
 
     Args:
         model: the two-tower model (moved to ``cfg.device``).
-        data: training pairs.
+        data: training pairs; negatives are never drawn from its ``excluded_items`` nor from
+            ``model.excluded_items`` (e.g. the padding id 0).
         cfg: options.
         resume: ``True`` resumes from the latest checkpoint in ``cfg.checkpoint_dir`` (if any;
             none found starts fresh, with a log message), a path (``str`` or ``PathLike``)
@@ -253,6 +254,10 @@ def train_retrieval(
         raise TypeError(f"model must be a TwoTowerModel, got {type(model).__name__}")
     if data.num_items != model.num_items:
         raise ValueError(f"data.num_items ({data.num_items}) must equal model.num_items ({model.num_items})")
+    missing = sorted(set(model.excluded_items) - set(data.excluded_items))
+    if missing:  # the model's never-candidates (e.g. padding) are never negatives either
+        log.info("excluding the model's excluded_items %s from the negatives as well", missing)
+        data = replace(data, excluded_items=tuple(sorted({*data.excluded_items, *model.excluded_items})))
     dev = resolve_device(cfg.device)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -340,3 +340,23 @@ def test_resume_without_a_checkpoint_warns(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="rag_relax_plugins.training.mol_train"):
         train_retrieval(_model(), _toy(), _cfg(epochs=1, checkpoint_dir=str(tmp_path / "ck")), resume=True)
     assert "resume requested but no checkpoint found" in caplog.text
+
+
+def test_the_models_excluded_items_are_never_negatives():
+    """TwoTowerModel(excluded_items=(0,)) was stored but never read: with PairData lacking it, the
+    padding id 0 was drawn as a training negative."""
+    seen: list[torch.Tensor] = []
+
+    class Recording(IdEmbeddingTower):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            seen.append(ids.detach().clone())
+            return super().forward(ids)
+
+    n = 6
+    model = TwoTowerModel(IdEmbeddingTower(n, 4, padding_idx=None), Recording(n, 4, padding_idx=0),
+                          DotProductSimilarity(), n, excluded_items=(0,))
+    q, items = torch.tensor([1, 2, 3, 4, 5, 1, 2, 3]), torch.tensor([2, 3, 4, 5, 1, 3, 4, 5])
+    train_retrieval(model, PairData(q, items, n), MoLTrainConfig(epochs=2, batch_size=4, num_negatives=8,
+                                                                  device="cpu", show_progress=False))
+    ids = torch.cat(seen)
+    assert ids.numel() > 16 and not bool((ids == 0).any())  # negatives drawn, never the padding id
