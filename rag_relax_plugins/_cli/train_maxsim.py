@@ -7,9 +7,10 @@ Example::
 Rows ``[0, --train-rows)`` of ``hotpotqa/distractor_500.jsonl`` train (the last ``--val-rows``
 of them select ``best_model``; ``--val-rows 0``: the epoch with the lowest mean training loss);
 with ``--eval`` the remaining rows are the test split, scored before and after training (after:
-``best_model``, restored from the checkpoint on a resume; ``final_model`` with a note when there
-is none, e.g. a resume into a new ``--output`` of a checkpoint written before checkpoints stored
-their best model). See
+``best_model``, restored from the checkpoint on a resume; ``final_model`` with a note when this run
+has none: it completed no epoch, or it resumed into a new ``--output`` a checkpoint written before
+checkpoints stored their best model). A fresh run (no ``--resume-from``) deletes the ``best_model``
+an earlier run left in ``--output``. See
 :mod:`rag_relax_plugins.training.maxsim_train`.
 """
 
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
-    from rag_relax_plugins.training.maxsim_checkpoint import checked_resume
+    from rag_relax_plugins.training.maxsim_checkpoint import adopt_reranker_config, checked_resume
     from rag_relax_plugins.training.maxsim_data import TokenCache, hotpot_split
     from rag_relax_plugins.training.maxsim_train import (
         MaxSimTrainConfig,
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     )
     split = hotpot_split(cfg.data, train_rows=cfg.train_rows, val_rows=cfg.val_rows, evidence=cfg.evidence)
     reranker = MaxSimReranker(cfg.model_config(), device=cfg.device)
+    cfg = adopt_reranker_config(cfg, reranker.config)  # what train_maxsim checks and records
     report: dict[str, object] = {}
     cache_dir = cfg.cache_dir or f"{cfg.output_dir}/token_cache"
 
@@ -90,24 +92,30 @@ def run(args: argparse.Namespace) -> int:
     report["steps"] = result["steps"]
     report["output_dir"] = result["output_dir"]
     if args.eval:
-        folder = _evaluated_model(Path(cfg.output_dir))
+        folder = _evaluated_model(Path(cfg.output_dir), float(result["best_val_mrr"]))
         report["evaluated_model"] = str(folder)
         report["test_after"] = test_metrics(MaxSimReranker.load(folder, encoder=reranker.encoder))
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return 0
 
 
-def _evaluated_model(output: Path) -> Path:
-    """``output/best_model``, or ``output/final_model`` (with a note on stderr) when there is none:
-    no epoch completed, or the run resumed a checkpoint that stored no best model (older format)
-    and no complete epoch of it beat that checkpoint's."""
+def _evaluated_model(output: Path, best_val_mrr: float) -> Path:
+    """``output/best_model``, or ``output/final_model`` (with a note on stderr) when this run has no
+    best model: ``best_val_mrr`` is ``-inf`` (no complete epoch), or the run resumed a checkpoint
+    that stored no best model (older format) and no complete epoch of it beat that checkpoint's.
+    Decided from this run's result: a ``best_model/`` left by another run is never scored."""
+    import math
+
     from rag_relax_plugins._io import find_saved_folder
 
-    best = output / "best_model"
+    if not math.isfinite(best_val_mrr):
+        sys.stderr.write(f"note: this run completed no epoch, so it has no best_model in {output}; "
+                         "--eval scores final_model\n")
+        return output / "final_model"
     try:
-        return find_saved_folder(best, "config.json")
+        return find_saved_folder(output / "best_model", "config.json")
     except FileNotFoundError:
         pass
-    sys.stderr.write(f"note: no best_model in {output} (no complete epoch, or a resumed checkpoint without "
-                     "its best model and no later epoch beat it); --eval scores final_model\n")
+    sys.stderr.write(f"note: no best_model in {output} (a resumed checkpoint without its best model and no "
+                     "later epoch beat it); --eval scores final_model\n")
     return output / "final_model"

@@ -7,19 +7,25 @@ holds (an earlier epoch; for a checkpoint of an epoch stopped part-way, any), an
 (:func:`check_resume`). A resume restores the best model into its output folder
 (:func:`~rag_relax_plugins.training._run_files.restore_best_model`, shared with the Gaussian
 trainer), so ``best_model/`` there matches ``best_val_mrr`` also in a new folder.
+
+Also the run-start checks that keep the recorded options true to the run: a reranker passed to
+``train_maxsim`` brings its own model (:func:`adopt_reranker_config`), and a fresh run does not
+leave an earlier run's ``best_model/`` behind (:func:`clear_earlier_best_model`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder
-from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
+from rag_relax_plugins._io import atomic_folder, saved_kind
+from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import ResumePolicy
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
@@ -27,8 +33,16 @@ from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, sav
 if TYPE_CHECKING:
     from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig
 
-__all__ = ["RESUME_RUNTIME_ONLY", "check_resume", "checked_resume", "checkpoint_options", "load_optimizer",
-           "plot_history", "save_checkpoint"]
+__all__ = ["MODEL_OPTIONS", "RESUME_RUNTIME_ONLY", "adopt_reranker_config", "check_best_model_folder", "check_resume",
+           "checked_resume",
+           "checkpoint_options", "clear_earlier_best_model", "load_optimizer", "plot_history", "save_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+# MaxSimTrainConfig options that define the model (MaxSimConfig fields of the same name). ``seed``
+# is not one of them for a passed reranker: it also seeds the shuffles and the negative sampling,
+# and the reranker's projection is initialised already (its own seed is in its config.json).
+MODEL_OPTIONS = ("backbone", "projection_dim", "max_seq_length")
 
 # MaxSimTrainConfig options a resume may change; every other one must equal the checkpoint's
 # (``epochs`` too: the linear LR decay ends at step ``batches_per_epoch * epochs``).
@@ -98,3 +112,60 @@ def checked_resume(cfg: MaxSimTrainConfig) -> tuple[Path | None, dict[str, Any]]
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(ck, options)
     return ck, options
+
+
+def _same_backbone(a: str | None, b: str | None) -> bool:
+    """Two backbone references name the same model (local folders compared as resolved paths)."""
+    if a is None or b is None:
+        return a == b
+    return a == b or Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def adopt_reranker_config(cfg: MaxSimTrainConfig, model: MaxSimConfig) -> MaxSimTrainConfig:
+    """``cfg`` with the model-defining options (:data:`MODEL_OPTIONS`) of the reranker passed to
+    ``train_maxsim``, which trains that reranker as it is: ``train_config.json`` and the
+    checkpoints then record the model really trained. An option left at its default takes the
+    reranker's value (as the Gaussian trainer's ``check_against_model`` does for dropout and
+    freezing); one set to another value than the reranker's is refused.
+
+    Raises:
+        ValueError: options set explicitly that differ from the reranker's, each named with both values.
+    """
+    defaults = type(cfg)()
+    differ = []
+    for name in MODEL_OPTIONS:
+        want, have = getattr(cfg, name), getattr(model, name)
+        same = _same_backbone(want, have) if name == "backbone" else want == have
+        if not same and want != getattr(defaults, name):
+            differ.append(f"{name} (options {want!r}, reranker {have!r})")
+    if differ:
+        raise ValueError("the reranker passed to train_maxsim differs from the training options: "
+                         + ", ".join(differ) + "; pass matching options or leave them at their defaults "
+                         "(the reranker is trained as it is)")
+    return dataclasses.replace(cfg, **{name: getattr(model, name) for name in MODEL_OPTIONS})
+
+
+def check_best_model_folder(out: Path) -> None:
+    """Refuse a fresh run into ``out`` when its ``best_model/`` is not a MaxSim reranker save of
+    this package (:func:`clear_earlier_best_model` would have to delete the user's files).
+
+    Raises:
+        ValueError: ``out/best_model`` exists and is not a saved ``maxsim-reranker``.
+    """
+    best = out / "best_model"
+    if best.exists() and not (best.is_dir() and saved_kind(best) == "maxsim-reranker"):
+        raise ValueError(f"{best} exists and is not a MaxSim reranker saved by rag-relax-plugins: a new run into "
+                         f"{out} would leave it beside its own models; move it, or use another output folder")
+
+
+def clear_earlier_best_model(out: Path) -> None:
+    """Delete the ``best_model/`` an earlier run left in ``out`` (a fresh run, after its checks).
+
+    A run that completes no epoch writes no ``best_model/``; an earlier run's would otherwise pass
+    for this run's. Only a save this package wrote as a ``maxsim-reranker`` is deleted
+    (:func:`check_best_model_folder` refuses the rest before the run starts).
+    """
+    best = out / "best_model"
+    if best.is_dir() and saved_kind(best) == "maxsim-reranker":
+        log.info("removing %s of an earlier run (a fresh run writes its own)", best)
+        shutil.rmtree(best)

@@ -10,6 +10,7 @@ once (batched, under inference mode) and stores them packed in ``float16`` (half
 projection runs in ``float32``). A cache file is named by a fingerprint of the encoder actually
 used (class, model path, its own truncation length, seed and settings, trained-layer weights), the
 marker, the config's ``max_seq_length`` and the texts, so a stale cache is not reused.
+:func:`backbone_hidden_size` reads a local backbone's token vector size (the reranker's ``token_dim``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from rag_relax_plugins._io import read_tensors
+from rag_relax_plugins._io import read_json, read_tensors
 from rag_relax_plugins.datasets.hotpotqa import HotpotEvidence, HotpotExample
 from rag_relax_plugins.embedders.base import encoder_settings
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker, PackedTokens
@@ -35,6 +36,7 @@ __all__ = [
     "QueryGroup",
     "TextTable",
     "TokenCache",
+    "backbone_hidden_size",
     "evidence_groups",
     "hotpot_groups",
     "hotpot_split",
@@ -271,3 +273,15 @@ def hotpot_split(
             folder = p.parent.parent if p.is_file() else p  # .../hotpotqa/distractor_500.jsonl -> data root
         train += evidence_groups(load_hotpotqa_evidence(folder), queries, texts)
     return HotpotSplit(train=train, val=val, test=test, queries=queries, texts=texts)
+
+
+def backbone_hidden_size(backbone: str | None) -> int:
+    """Hidden size from a local backbone folder's ``config.json`` (384 without one: MiniLM)."""
+    file = Path(backbone) / "config.json" if backbone is not None else None
+    if file is None or not file.is_file():
+        return 384
+    meta = read_json(file)
+    for key in ("hidden_size", "d_model", "dim"):
+        if isinstance(meta.get(key), int):
+            return int(meta[key])
+    return 384

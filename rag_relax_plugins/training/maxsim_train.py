@@ -28,7 +28,9 @@ logged but never becomes ``best_model`` (the resume finishes it and it competes 
 store the best model when it is of an earlier epoch and a resume restores it into its
 ``output_dir``, so ``best_model/`` there is the run's best also in a new folder; a run that
 completed no epoch (``max_steps`` below one epoch), or a resume of a checkpoint written before
-best models were stored into a new folder, may write no ``best_model/``.
+best models were stored into a new folder, may write no ``best_model/``; a fresh run (no
+``resume_from``) deletes the ``best_model/`` an earlier run left in its ``output_dir`` (a MaxSim
+save of this package; anything else there is refused before anything is written).
 A resume must use the checkpoint's options, except the runtime-only ones in
 ``maxsim_checkpoint.RESUME_RUNTIME_ONLY`` (else ``ValueError`` before anything is written).
 """
@@ -60,12 +62,15 @@ from rag_relax_plugins.training._run_files import (
     run_folder_with_log,
 )
 from rag_relax_plugins.training.maxsim_checkpoint import (
+    adopt_reranker_config,
+    check_best_model_folder,
     checked_resume,
+    clear_earlier_best_model,
     load_optimizer,
     plot_history,
     save_checkpoint,
 )
-from rag_relax_plugins.training.maxsim_data import QueryGroup, TokenCache
+from rag_relax_plugins.training.maxsim_data import QueryGroup, TokenCache, backbone_hidden_size
 from rag_relax_plugins.training.maxsim_objective import (
     batch_scores,
     evaluate_groups,
@@ -75,6 +80,13 @@ from rag_relax_plugins.training.maxsim_objective import (
 __all__ = ["MaxSimTrainConfig", "evaluate_groups", "group_info_nce", "train_maxsim"]
 
 log = logging.getLogger(__name__)
+
+
+# integer options and their least values; a batch needs 2 queries (in-batch negatives): smaller
+# batches are dropped, so batch_size=1 trained nothing and wrote an untrained final_model/
+_INTS = {"epochs": 1, "batch_size": 2, "max_seq_length": 1, "train_rows": 1, "val_rows": 0,
+         "hard_negatives": 0, "train_last_layers": 0, "seed": 0}
+_INT_NOTES = {"batch_size": " (a batch needs 2 queries: the other queries' candidates are the in-batch negatives)"}
 
 
 @dataclass(frozen=True)
@@ -108,20 +120,22 @@ class MaxSimTrainConfig(DictConfig):
     save_checkpoints: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "max_seq_length", "train_rows"):
-            if isinstance(getattr(self, name), bool) or int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
-        for name in ("val_rows", "hard_negatives", "train_last_layers"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name, low in _INTS.items():  # int() accepted epochs=2.5 and hard_negatives=True
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+            if v < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {v!r}" + _INT_NOTES.get(name, ""))
+        for name in ("projection_dim", "max_steps"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {v!r}")
         if self.val_rows >= self.train_rows:
             raise ValueError(f"val_rows must be < train_rows ({self.train_rows}), got {self.val_rows}")
         for name in ("learning_rate", "backbone_learning_rate", "temperature"):  # inf: NaN scores
             check_positive(name, getattr(self, name))
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps!r}")
         if self.projection_dim is None and self.train_last_layers == 0:
             raise ValueError("projection_dim=None needs train_last_layers > 0: nothing to train")
 
@@ -129,22 +143,10 @@ class MaxSimTrainConfig(DictConfig):
         """The reranker config of this run; ``token_dim`` defaults to the backbone's hidden size
         (read offline from its ``config.json``; 384, MiniLM's, for the default backbone)."""
         if token_dim is None:
-            token_dim = _backbone_hidden_size(self.backbone)
+            token_dim = backbone_hidden_size(self.backbone)
         return MaxSimConfig(backbone=self.backbone, projection_dim=self.projection_dim,
                             max_seq_length=self.max_seq_length, token_dim=token_dim,
                             trained_layers=self.train_last_layers, seed=self.seed)
-
-
-def _backbone_hidden_size(backbone: str | None) -> int:
-    """Hidden size from a local backbone folder's ``config.json`` (384 without one: MiniLM)."""
-    file = Path(backbone) / "config.json" if backbone is not None else None
-    if file is None or not file.is_file():
-        return 384
-    meta = read_json(file)
-    for key in ("hidden_size", "d_model", "dim"):
-        if isinstance(meta.get(key), int):
-            return int(meta[key])
-    return 384
 
 
 def _online_tokens(reranker: MaxSimReranker, texts: list[str], marker: str) -> PackedTokens:
@@ -223,7 +225,9 @@ def train_maxsim(
         val_groups: groups whose MRR selects ``best_model`` (none: the epoch with the lowest mean
             training loss; ``history["val_mrr"]`` then holds minus that loss).
         reranker: start from this reranker (e.g. sharing a loaded encoder); default: a new one
-            from ``cfg.model_config()`` (or the checkpoint's model when resuming).
+            from ``cfg.model_config()`` (or the checkpoint's model when resuming). Its
+            ``backbone``, ``projection_dim`` and ``max_seq_length`` replace ``cfg``'s defaults (and
+            are recorded); ``cfg.seed`` seeds the training, not the reranker's initialisation.
 
     Returns:
         ``{"history", "output_dir", "steps", "best_val_mrr"}``; ``best_val_mrr`` is the value of
@@ -233,12 +237,17 @@ def train_maxsim(
 
     Raises:
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
-        ValueError: fewer than 2 groups; a resume whose options differ from the checkpoint's,
-            runtime-only ones aside (raised before anything is written).
+        ValueError: fewer than 2 groups; ``reranker`` differs from options ``cfg`` sets; a resume
+            whose options differ from the checkpoint's, runtime-only ones aside; a fresh run into a
+            folder whose ``best_model/`` is not a MaxSim save (all raised before anything is written).
     """
-    if len(groups) < 2:
+    if len(groups) < 2:  # fewer: no batch (a batch needs 2 queries), an epoch of zero steps
         raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
+    if reranker is not None:
+        cfg = adopt_reranker_config(cfg, reranker.config)
     ck, options = checked_resume(cfg)
+    if ck is None:
+        check_best_model_folder(Path(cfg.output_dir))
     with run_folder_with_log(cfg.output_dir, log) as out:  # removed again if refused before writing anything
         return _train(cfg, out, groups, query_strings=query_strings, text_strings=text_strings,
                       val_groups=val_groups, reranker=reranker, options=options, ck=ck)
@@ -302,6 +311,8 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
                             "best_val_mrr %.5f unless a later epoch improves on it", ck, out, best)
         resumed_losses, resumed_rng = list(state.get("epoch_losses", [])), state.get("negative_rng")
         log.info("resumed from %s at epoch %d, batch %d, step %d", ck, start_epoch, start_batch, step)
+    if ck is None:  # a fresh run: an earlier run's best_model/ must not pass for this run's
+        clear_earlier_best_model(out)
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-maxsim")
     for epoch in range(start_epoch, cfg.epochs):

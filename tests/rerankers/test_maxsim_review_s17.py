@@ -1,0 +1,131 @@
+"""MaxSim training: an earlier run's best_model/, a passed reranker's own config, integer options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_maxsim_resume import _hashing_reranker_class, _weights
+from test_maxsim_train import make_reranker, synthetic
+
+from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig, train_maxsim
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# 8 groups, batch 2: 4 steps per epoch; projection_dim 8 is make_reranker()'s
+BASE = dict(epochs=1, batch_size=2, hard_negatives=2, learning_rate=0.1, val_rows=0, train_rows=10,
+            projection_dim=8, show_progress=False)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- 1: a fresh run never leaves an earlier run's best_model/ as its own -------------------------
+
+def test_a_fresh_run_without_a_complete_epoch_removes_the_earlier_runs_best_model(tmp_path: Path) -> None:
+    groups, queries, texts = synthetic()
+    out = tmp_path / "run"
+    first = train_maxsim(MaxSimTrainConfig(output_dir=str(out), **BASE), groups, queries.texts, texts.texts,
+                         reranker=make_reranker())
+    assert first["best_val_mrr"] > -float("inf") and (out / "best_model").is_dir()
+    again = train_maxsim(MaxSimTrainConfig(output_dir=str(out), max_steps=2, seed=7, **BASE), groups,
+                         queries.texts, texts.texts, reranker=make_reranker())
+    assert again["best_val_mrr"] == -float("inf") and again["steps"] == 2
+    assert not (out / "best_model").exists()  # the earlier run's: deleted, not passed off as this run's
+    assert (out / "final_model" / "config.json").is_file()
+
+
+def test_a_fresh_run_refuses_a_best_model_folder_it_did_not_write(tmp_path: Path) -> None:
+    groups, queries, texts = synthetic()
+    out = tmp_path / "run"
+    (out / "best_model").mkdir(parents=True)
+    (out / "best_model" / "notes.txt").write_text("mine", encoding="utf-8")
+    before = _tree(out)
+    with pytest.raises(ValueError, match="best_model exists and is not a MaxSim reranker saved"):
+        train_maxsim(MaxSimTrainConfig(output_dir=str(out), **BASE), groups, queries.texts, texts.texts,
+                     reranker=make_reranker())
+    assert _tree(out) == before
+
+
+def test_cli_eval_of_a_fresh_run_without_a_complete_epoch_scores_its_final_model(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second, fresh run into the same --output stopped by --max-steps inside its first epoch:
+    --eval scored the first run's best_model/ as this run's model; now final_model/, with a note."""
+    from rag_relax_plugins.cli import main
+
+    _hashing_reranker_class(monkeypatch)
+    rows = (data_dir / "hotpotqa" / "distractor_500.jsonl").read_text(encoding="utf-8").splitlines()[:30]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "o"
+    common = ["-o", str(out), "--data", str(data), "--train-rows", "20", "--val-rows", "4", "--epochs", "1",
+              "--batch-size", "4", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(["train-maxsim", *common]) == 0
+    earlier = _weights(out / "best_model")
+    capsys.readouterr()
+    assert main(["train-maxsim", *common, "--seed", "7", "--max-steps", "1", "--eval"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["steps"] == 1
+    assert report["evaluated_model"] == str(out / "final_model")
+    assert "completed no epoch" in captured.err and "final_model" in captured.err
+    assert not (out / "best_model").exists()
+    assert not torch.equal(_weights(out / "final_model"), earlier)
+
+
+# --- 2: a passed reranker brings its model; options that contradict it are refused --------------
+
+def test_options_contradicting_the_passed_reranker_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    groups, queries, texts = synthetic()
+    out = tmp_path / "run"
+    cfg = MaxSimTrainConfig(**{**BASE, "output_dir": str(out), "projection_dim": 32, "max_seq_length": 64})
+    with pytest.raises(ValueError, match=r"projection_dim \(options 32, reranker 8\), max_seq_length "
+                                         r"\(options 64, reranker 256\)"):
+        train_maxsim(cfg, groups, queries.texts, texts.texts, reranker=make_reranker())
+    cfg = MaxSimTrainConfig(**{**BASE, "output_dir": str(out), "backbone": str(tmp_path / "other")})
+    with pytest.raises(ValueError, match="backbone"):
+        train_maxsim(cfg, groups, queries.texts, texts.texts, reranker=make_reranker())
+    assert not out.exists()
+
+
+def test_options_left_at_their_defaults_record_the_passed_rerankers_values(tmp_path: Path) -> None:
+    """projection_dim keeps its default (128); the 8-d reranker is trained and 8 is what
+    train_config.json and the checkpoint record (they said 128). seed seeds the training only."""
+    groups, queries, texts = synthetic()
+    out = tmp_path / "run"
+    cfg = MaxSimTrainConfig(**{**BASE, "output_dir": str(out), "projection_dim": 128, "seed": 5})
+    train_maxsim(cfg, groups, queries.texts, texts.texts, reranker=make_reranker())
+    recorded = json.loads((out / "train_config.json").read_text(encoding="utf-8"))
+    stored = json.loads((out / "checkpoint_epoch_1" / "trainer_state.json").read_text(encoding="utf-8"))["config"]
+    model = json.loads((out / "final_model" / "config.json").read_text(encoding="utf-8"))
+    for options in (recorded, stored):
+        assert options["projection_dim"] == model["projection_dim"] == 8
+        assert options["max_seq_length"] == model["max_seq_length"] == 256
+        assert options["seed"] == 5
+    assert model["seed"] == 0  # the reranker's own initialisation seed
+
+
+# --- 3: integer options are ints; a batch needs two queries --------------------------------------
+
+def test_batch_size_one_is_refused_by_the_config() -> None:
+    """batch_size=1: every batch was dropped, zero steps, rc 0 and an untrained final_model."""
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 2, got 1 \(a batch needs 2 queries"):
+        MaxSimTrainConfig(batch_size=1)
+    assert MaxSimTrainConfig(batch_size=2).batch_size == 2
+
+
+@pytest.mark.parametrize(("name", "value"), [("epochs", 2.5), ("batch_size", 4.7), ("hard_negatives", True),
+                                             ("seed", True), ("train_rows", "400"), ("val_rows", 1.0)])
+def test_non_int_counts_are_refused(name: str, value: object) -> None:
+    with pytest.raises(TypeError, match=f"{name} must be an int, got"):
+        MaxSimTrainConfig(**{name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), [("max_steps", 2.5), ("max_steps", True), ("projection_dim", 8.0)])
+def test_non_int_optional_counts_are_refused(name: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be an int >= 1 or None"):
+        MaxSimTrainConfig(**{name: value})
