@@ -147,6 +147,8 @@ def load_causal_lm(
         FileNotFoundError: ``model_path`` does not exist.
         rag_relax_plugins._errors.MissingExtraError: the ``lm`` extra is missing.
     """
+    import torch
+
     transformers = require("transformers", "lm")
     if model_path is None:
         folder = smollm2_cache_dir(cache_dir)
@@ -157,8 +159,8 @@ def load_causal_lm(
         if not folder.exists():
             raise FileNotFoundError(f"model_path {str(folder)!r} does not exist")
     tok = transformers.AutoTokenizer.from_pretrained(str(folder))
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(folder), attn_implementation=attn_implementation
+    model = transformers.AutoModelForCausalLM.from_pretrained(  # float32 whatever the folder holds
+        str(folder), attn_implementation=attn_implementation, dtype=torch.float32
     )
     model.eval()
     return model, tok
