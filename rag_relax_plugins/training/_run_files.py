@@ -31,6 +31,7 @@ __all__ = [
     "earlier_best_model",
     "prune_checkpoints",
     "pyplot",
+    "remove_earlier_checkpoints",
     "restore_best_model",
     "run_folder",
     "run_folder_with_log",
@@ -100,6 +101,18 @@ def checkpoint_steps(directory: Path) -> list[tuple[int, Path]]:
         if p.is_dir() and suffix.isascii() and suffix.isdigit():
             found.append((int(suffix), p))
     return sorted(found)
+
+
+def remove_earlier_checkpoints(directory: Path) -> None:
+    """Delete the ``checkpoint_step_N/`` saves an earlier run left in ``directory`` (a fresh run
+    writes its own: ``resume=True`` would otherwise pick the earlier run's latest). Only
+    checkpoints this package wrote are deleted, with a warning naming them."""
+    earlier = [p for _, p in checkpoint_steps(directory) if saved_kind(p) == "checkpoint"]
+    if earlier:
+        log.warning("a fresh run into %s: removing an earlier run's checkpoints %s", directory,
+                    [p.name for p in earlier])
+    for p in earlier:
+        shutil.rmtree(p)
 
 
 def prune_checkpoints(directory: Path, keep: int, *, current: int) -> None:

@@ -45,7 +45,12 @@ from rag_relax_plugins.core.device import (
     seed_device_rngs,
 )
 from rag_relax_plugins.training._resume_check import check_resume_options
-from rag_relax_plugins.training._run_files import prune_checkpoints, pyplot, save_png
+from rag_relax_plugins.training._run_files import (
+    prune_checkpoints,
+    pyplot,
+    remove_earlier_checkpoints,
+    save_png,
+)
 from rag_relax_plugins.training.mol_checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -295,6 +300,8 @@ def train_retrieval(
             log.info("resumed from %s at step %d", src, step)
         else:
             log.warning("resume requested but no checkpoint found in %s: starting fresh", cfg.checkpoint_dir)
+    if last_ckpt is None and cfg.checkpoint_dir is not None:  # a fresh run
+        remove_earlier_checkpoints(Path(cfg.checkpoint_dir))
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-mol")
     fork_devices = fork_rng_devices(dev)

@@ -360,3 +360,18 @@ def test_the_models_excluded_items_are_never_negatives():
                                                                   device="cpu", show_progress=False))
     ids = torch.cat(seen)
     assert ids.numel() > 16 and not bool((ids == 0).any())  # negatives drawn, never the padding id
+
+
+def test_a_fresh_run_replaces_the_checkpoints_an_earlier_run_left(tmp_path, caplog):
+    """A fresh run into a used checkpoint_dir kept the earlier run's later checkpoints, and
+    resume=True (train-mol --resume) then picked those: the interrupted new run could not resume."""
+    ck = tmp_path / "ck"
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck)))  # run A: 18 steps
+    (ck / "checkpoint_step_99").mkdir()  # not a save of this package: left alone
+    with caplog.at_level("WARNING"):
+        train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), lr=0.01, max_steps=7))  # run B, stopped
+    assert "checkpoint_step_18" in caplog.text  # named as it is removed
+    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint_step_6", "checkpoint_step_7", "checkpoint_step_99"]
+    resumed = train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), lr=0.01), resume=True)
+    full = train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(tmp_path / "c"), lr=0.01))
+    assert resumed.history["step_loss"] == full.history["step_loss"]  # run B resumed from its own step 7
