@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=["auto", "pairs", "documents"], default="auto",
                         help="auto: .txt and folders are documents, other files pairs; documents: also a "
                              ".jsonl with 'text' or any prose file (.md ...; not .json/.csv/.tsv/.gz)")
-    parser.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions (default 0.8,0.1,0.1)")
+    parser.add_argument("--split", default="0.8,0.1,0.1",
+                        help="train,val,test fractions (default 0.8,0.1,0.1); with a test fraction of 0, "
+                             "eval.json holds the validation queries")
     parser.add_argument("--negatives", action="store_true", help="documents: add a random other document as negative")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace train/val/test.jsonl and eval.json in OUTPUT")

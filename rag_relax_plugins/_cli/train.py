@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--train-file", required=True, help="train pairs: .jsonl / .json / .csv (query,positive[,negative])")
     a("--val-file", default=None,
-      help="validation pairs (best_model is chosen by their loss; without it, by the epoch's training loss)")
+      help="validation pairs (best_model is chosen by their loss; without it, or with a single pair, by the epoch's training loss)")
     a("--output", "-o", required=True, help="output folder")
     a("--backbone", default=None, help="local sentence-transformers folder (default: the offline MiniLM)")
     a("--init-model", default=None, help="fine-tune from a saved Gaussian model folder")
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=0)
     a("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
     a("--no-checkpoints", action="store_true", help="do not write checkpoint_epoch_N folders")
-    a("--no-progress", action="store_true", help="no progress bar")
+    a("--no-progress", action="store_true", help="no progress bars (also none from transformers while loading or saving)")
     a("--cache-frozen-prefix", action="store_true",
       help="keep the frozen layers' output per text in memory (needs --freeze-early-layers >= 1; faster epochs; "
            "same outputs in eval mode, other dropout masks in training, so a resume must keep the setting)")

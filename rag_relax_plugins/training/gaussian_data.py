@@ -18,12 +18,16 @@ skipped). Repeated documents are kept once. The split is made by query: all pair
 text land in the same split. Outputs in ``output_dir``: ``train.jsonl``, ``val.jsonl``,
 ``test.jsonl`` and ``eval.json`` (``corpus``, ``queries`` with one id per distinct test query,
 ``qrels`` listing all of its positives, with every document of every split in the corpus).
+With a test fraction of 0, ``test.jsonl`` is empty and ``eval.json`` is built from the
+*validation* queries (a warning says so): ``train --val-file val.jsonl`` then picks
+``best_model/`` on the very queries ``evaluate`` reports, an optimistic score.
 The file readers are :mod:`.gaussian_files` (re-exported here).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -51,6 +55,7 @@ __all__ = [
     "synthesize_pairs",
 ]
 
+log = logging.getLogger(__name__)
 
 _SENT = re.compile(r"(?<=[.!?])\s+")
 
@@ -244,6 +249,15 @@ def prepare_data(
     _write_jsonl(paths["train"], train)
     _write_jsonl(paths["val"], val)
     _write_jsonl(paths["test"], test)
+    if len(val) == 1:  # too few for train(val_file=...), which needs an in-batch negative
+        log.warning("fractions %s leave 1 validation pair: train cannot select best_model by it (no in-batch "
+                    "negative) and uses the training loss; raise the validation fraction to use %s as --val-file",
+                    fractions, paths["val"])
+    if not test:
+        log.warning("fractions %s leave no test pair: %s is built from the validation queries, so a run trained "
+                    "with --val-file %s picks best_model on the queries evaluate then reports (an optimistic "
+                    "score); keep a test fraction above 0 for a held-out evaluation", fractions, paths["eval"],
+                    paths["val"])
     ev = build_eval(test if test else val, pairs)
     atomic_write_json(paths["eval"], ev, indent=1)
     return paths

@@ -68,8 +68,8 @@ def _csv_pairs(file: Path, text: str) -> list[Pair]:
         for row in reader:
             where = f"{file}:{start}"
             start = reader.line_num + 1
-            if not row or not any(c.strip() for c in row):
-                continue  # blank line
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line; a row of empty fields (" , ") is malformed, like in JSONL
             if len(row) != len(header):
                 raise ValueError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
             cells = [c if c.strip() else None for c in row]
@@ -81,7 +81,9 @@ def _csv_pairs(file: Path, text: str) -> list[Pair]:
 
 def _jsonl_values(file: Path, text: str) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` of each non-blank JSONL line; invalid JSON names file and line."""
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # "\n" only (``_read_text`` has turned \r\n and \r into it): str.splitlines would also cut at
+    # U+2028, U+0085, \x0c ... which json.dumps(ensure_ascii=False) leaves raw inside strings
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

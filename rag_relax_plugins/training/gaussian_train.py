@@ -25,11 +25,12 @@ checkpoint's options, except the runtime-only ones in ``gaussian_checkpoint.RESU
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ from rag_relax_plugins.training.gaussian_setup import (
     build_model,
     effective_config,
     ignored_options,
+    library_progress,
     precision_notes,
     saved_model_settings,
 )
@@ -103,6 +105,26 @@ def _embed(model: GaussianEmbedder, batch: list[Pair]) -> tuple[torch.Tensor, to
     return out[:b], out[b : 2 * b], (out[2 * b :] if has_neg else None), mask
 
 
+def _diverged(epoch: int | None, step: int | None) -> ValueError:
+    where = "in the validation pass" if epoch is None else f"at epoch {epoch + 1}, step {step}"
+    return ValueError(f"training diverged {where} (non-finite embeddings/loss); lower the learning rate "
+                      "(learning_rate / head_learning_rate) or max_grad_norm, or add warmup_steps")
+
+
+@contextlib.contextmanager
+def _divergence_check(epoch: int | None, step: int | None, *embeddings: torch.Tensor | None) -> Iterator[None]:
+    """Turn the losses' "contains NaN or inf" refusal of diverged embeddings into :func:`_diverged`.
+
+    Checked only when the loss raises, so a healthy step pays no extra host sync.
+    """
+    try:
+        yield
+    except ValueError:
+        if all(bool(torch.isfinite(e).all()) for e in embeddings if e is not None):
+            raise
+        raise _diverged(epoch, step) from None
+
+
 def _val_batches(pairs: Sequence[Pair], batch_size: int, seed: int) -> list[list[Pair]]:
     """The validation batches: every pair counts (a trailing single pair joins the batch before it)."""
     batches = make_batches(pairs, batch_size, seed, 0, min_size=1)
@@ -120,7 +142,8 @@ def _val_loss(model: GaussianEmbedder, pairs: Sequence[Pair], cfg: TrainConfig, 
     for batch in _val_batches(pairs, cfg.batch_size, cfg.seed):
         with autocast(dev, None if cfg.mixed_precision == "no" else cfg.mixed_precision):
             q, d, n, mask = _embed(model, batch)
-        total += training_loss(q, d, n, cfg, step=0, geometry=model.geometry, mask=mask)[0].item() * len(batch)
+        with _divergence_check(None, None, q, d, n):
+            total += training_loss(q, d, n, cfg, step=0, geometry=model.geometry, mask=mask)[0].item() * len(batch)
         count += len(batch)
     model.train()
     return total / count if count else float("nan")
@@ -146,7 +169,9 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
 
     Raises:
         FileNotFoundError: missing train/val file or checkpoint.
-        ValueError: malformed data, too few pairs, incompatible checkpoint or options; a resume
+        ValueError: malformed data, fewer than 2 training pairs (a validation file of 1 pair is
+            warned about and unused), incompatible
+            checkpoint or options, a diverged run (non-finite embeddings or loss); a resume
             whose options differ from the checkpoint's, runtime-only ones aside (raised before
             anything is written).
     """
@@ -165,8 +190,9 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
         ckpt = Path(cfg.resume_from)
         check_resume(ckpt, options, model_settings=saved_model_settings(ckpt))
-    with run_folder_with_log(cfg.output_dir, log) as out:  # removed again if a refused run leaves only an empty log
-        return _train(cfg, out, model, options)
+    # show_progress=False also silences transformers' bars while the backbone is loaded or saved
+    with library_progress(cfg.show_progress), run_folder_with_log(cfg.output_dir, log) as out:
+        return _train(cfg, out, model, options)  # the folder is removed again if a refused run leaves only an empty log
 
 
 def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +201,10 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
     torch.manual_seed(cfg.seed)
     train_pairs = load_pairs(cfg.train_file)
     val_pairs = load_pairs(cfg.val_file) if cfg.val_file else []
+    if len(val_pairs) == 1:  # no in-batch negative: its loss (the isotropy term alone) cannot select
+        log.warning("val_file %s holds 1 pair: its loss cannot rank epochs (no in-batch negative); best_model/ "
+                    "follows the training loss, as without a validation file", cfg.val_file)
+        val_pairs = []
     dev = resolve_device(cfg.device)
     amp = None if cfg.mixed_precision == "no" else cfg.mixed_precision
     for note in precision_notes(dev, amp) + ignored_options(cfg):
@@ -236,10 +266,14 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             group_size = min(cfg.grad_accum_steps, len(batches) - group_start)  # last group may be short
             with autocast(dev, amp):
                 q, d, n, mask = _embed(model, batch)
-            loss, parts = training_loss(q, d, n, cfg, step, geometry=model.geometry, predictor=predictor, mask=mask)
+            with _divergence_check(epoch, step + 1, q, d, n):  # step + 1: the optimiser step being made
+                loss, parts = training_loss(q, d, n, cfg, step, geometry=model.geometry, predictor=predictor, mask=mask)
+            value = loss.item()  # the host sync the step log needs anyway
+            if not math.isfinite(value):
+                raise _diverged(epoch, step + 1)
             scaler.scale(loss / group_size).backward()
-            epoch_losses.append(loss.item())
-            group_losses.append(loss.item())
+            epoch_losses.append(value)
+            group_losses.append(value)
             if len(group_losses) < group_size:
                 continue
             scaler.unscale_(opt)
