@@ -103,16 +103,23 @@ def checkpoint_steps(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def remove_earlier_checkpoints(directory: Path) -> None:
-    """Delete the ``checkpoint_step_N/`` saves an earlier run left in ``directory`` (a fresh run
-    writes its own: ``resume=True`` would otherwise pick the earlier run's latest). Only
-    checkpoints this package wrote are deleted, with a warning naming them."""
-    earlier = [p for _, p in checkpoint_steps(directory) if saved_kind(p) == "checkpoint"]
+def remove_earlier_checkpoints(directory: Path, *, keep: Path) -> None:
+    """Delete the ``checkpoint_step_N/`` saves an earlier run left in ``directory``, all but
+    ``keep`` (the fresh run's first checkpoint, just written: ``resume=True`` would otherwise pick
+    the earlier run's latest). Only checkpoints this package wrote are deleted (a save marked as
+    one, or from before saves recorded their kind, one holding ``trainer_state.json``), with a
+    warning naming them."""
+    earlier = [p for _, p in checkpoint_steps(directory) if p != keep and _is_checkpoint(p)]
     if earlier:
         log.warning("a fresh run into %s: removing an earlier run's checkpoints %s", directory,
                     [p.name for p in earlier])
     for p in earlier:
         shutil.rmtree(p)
+
+
+def _is_checkpoint(folder: Path) -> bool:
+    kind = saved_kind(folder)
+    return kind == "checkpoint" or (kind is None and (folder / "trainer_state.json").is_file())
 
 
 def prune_checkpoints(directory: Path, keep: int, *, current: int) -> None:

@@ -300,8 +300,9 @@ def train_retrieval(
             log.info("resumed from %s at step %d", src, step)
         else:
             log.warning("resume requested but no checkpoint found in %s: starting fresh", cfg.checkpoint_dir)
-    if last_ckpt is None and cfg.checkpoint_dir is not None:  # a fresh run
-        remove_earlier_checkpoints(Path(cfg.checkpoint_dir))
+    # a fresh run replaces an earlier run's checkpoints once it has written its first one (a run
+    # that fails before then leaves them as they were)
+    earlier_to_remove = last_ckpt is None and cfg.checkpoint_dir is not None
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-mol")
     fork_devices = fork_rng_devices(dev)
@@ -312,7 +313,11 @@ def train_retrieval(
         state = {"step": step, "config": cfg.to_dict(), "history": history, "signature": signature}
         if scaler.is_enabled():
             state["grad_scaler"] = scaler.state_dict()
+        nonlocal earlier_to_remove
         path = save_checkpoint(Path(cfg.checkpoint_dir) / f"checkpoint_step_{step}", model, opt, state)
+        if earlier_to_remove:
+            remove_earlier_checkpoints(Path(cfg.checkpoint_dir), keep=path)
+            earlier_to_remove = False
         prune_checkpoints(Path(cfg.checkpoint_dir), cfg.keep_checkpoints, current=step)
         return path
 

@@ -375,3 +375,31 @@ def test_a_fresh_run_replaces_the_checkpoints_an_earlier_run_left(tmp_path, capl
     resumed = train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), lr=0.01), resume=True)
     full = train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(tmp_path / "c"), lr=0.01))
     assert resumed.history["step_loss"] == full.history["step_loss"]  # run B resumed from its own step 7
+
+
+def test_a_fresh_run_that_fails_before_its_first_checkpoint_keeps_the_earlier_ones(tmp_path, monkeypatch):
+    """The earlier run's checkpoints were deleted before the first step: a run failing then lost them."""
+    import rag_relax_plugins.training.mol_train as mt
+
+    ck = tmp_path / "ck"
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck)))
+    before = sorted(p.name for p in ck.iterdir())
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(mt, "training_step_loss", fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), lr=0.01))
+    assert sorted(p.name for p in ck.iterdir()) == before
+
+
+def test_checkpoints_from_before_saves_recorded_their_kind_are_replaced_too(tmp_path):
+    from rag_relax_plugins._io import SAVE_MARKER
+
+    ck = tmp_path / "ck"
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck)))
+    for folder in ck.iterdir():  # as an older version wrote them: a marker without a kind
+        (folder / SAVE_MARKER).write_text("{}", encoding="utf-8")
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), lr=0.01, max_steps=7))
+    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint_step_6", "checkpoint_step_7"]
