@@ -245,8 +245,9 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             if not val_pairs:
                 history["val_loss"] = []
         best_epoch = state.get("best_epoch")
-        if not restore_best_model(Path(cfg.resume_from), state, out / "best_model"):
-            best_epoch = None  # unknown: only a later, better epoch writes best_model/
+        restored = restore_best_model(Path(cfg.resume_from), state, out / "best_model")
+        if not restored and not (out / "best_model" / "config.json").is_file():
+            best_epoch = None  # none here (a new folder): only a later, better epoch writes best_model/
         if best_epoch is None and math.isfinite(best):
             log.warning("checkpoint %s holds no best model (older format): best_model/ will not match "
                         "best_val_loss %.5f unless a later epoch improves on it", cfg.resume_from, best)

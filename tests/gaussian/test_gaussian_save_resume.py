@@ -159,3 +159,8 @@ def test_resume_from_a_checkpoint_missing_its_best_model_does_not_crash(tmp_path
     # best_model/ is then the final model, and what train reports describes it
     assert resumed["best_epoch"] == 3 and resumed["best_val_loss"] == resumed["history"]["val_loss"][-1]
     assert resumed["best_val_loss"] > full["best_val_loss"]
+    # resumed into its own folder, whose best_model/ (epoch 1) is still there: it stays the best,
+    # and the next checkpoint carries it
+    same = train(TrainConfig(output_dir=str(tmp_path / "a"), resume_from=str(ck), **wrong_pairs))
+    assert same["best_epoch"] == 1 and same["best_val_loss"] == full["best_val_loss"]
+    assert (tmp_path / "a" / "checkpoint_epoch_3" / "best_model").is_dir()
