@@ -325,16 +325,19 @@ class MoLSimilarity(nn.Module):
             ``{"mol_mi": weighted L_MI}`` in training mode and ``{}`` in eval mode.
 
         Raises:
-            ValueError: non-finite features (checked here only: :meth:`encode_queries` and
-                :meth:`encode_items` leave the check to their callers), mismatched shapes, or
-                ``positives`` not a ``(B,)`` integer tensor of columns in range.
+            ValueError: non-finite features in eval mode (checked here only: :meth:`encode_queries`
+                and :meth:`encode_items` leave the check to their callers; in training the loss
+                refuses the non-finite scores they give), mismatched shapes, or ``positives`` not
+                a ``(B,)`` integer tensor of columns in range.
         """
+        if not self.training:
+            # here, not in encode_*: on the retrieval path it cost 20-40% of an encode (CPU) plus
+            # a host sync per batch, and MoLIndex checks the encoded states itself; not in
+            # training either (two host syncs per step; the training loss checks the scores)
+            check_finite("query_features", query_features)
+            check_finite("item_features", item_features)
         q = self.encode_queries(query_features)
         x = self.encode_items(item_features)
-        # checked here, not in encode_*: on the retrieval path it cost 20-40% of an encode (CPU)
-        # plus a host sync per batch, and MoLIndex checks the encoded states itself
-        check_finite("query_features", query_features)
-        check_finite("item_features", item_features)
         b = len(q)
         if item_features.dim() == 3 and item_features.shape[0] != b:
             raise ValueError(
