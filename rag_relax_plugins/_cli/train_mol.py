@@ -11,8 +11,9 @@ Examples::
     # MoL with the paper's per-user query component, 4 history interests and 8 query components
     rag-relax train-mol --dataset movielens --user-embedding --num-interests 4 --num-query-embeddings 8 \
         --output runs/mol-ml-user
-    # continue an interrupted run (same options plus --resume)
+    # continue an interrupted run (same options plus --resume), or from a given checkpoint
     rag-relax train-mol --dataset movielens --output runs/mol-ml --resume
+    rag-relax train-mol --dataset movielens --output runs/mol-ml2 --resume runs/mol-ml/checkpoints/checkpoint_step_600
 
 Writes ``checkpoints/checkpoint_step_N``, ``model/`` (config.json + model.safetensors),
 ``loss_curve.png`` (with the ``plot`` extra) and ``metrics.json`` into ``--output``.
@@ -60,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--device", default=None, help="cpu, cuda, mps (default: best available)")
     a("--save-every-steps", type=int, default=None)
     a("--max-steps", type=int, default=None, help="stop after N steps (the schedule still spans --epochs)")
-    a("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT/checkpoints")
+    a("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+      help="continue from the latest checkpoint in OUTPUT/checkpoints, or from the checkpoint folder given")
     a("--no-progress", action="store_true", help="hide the progress bar")
 
 

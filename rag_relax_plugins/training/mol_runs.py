@@ -74,7 +74,7 @@ def run_movielens(
     recipe: RecipeConfig,
     *,
     data: NextItemData | str | os.PathLike[str] | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     save_to: str | os.PathLike[str] | None = None,
     eval_each_epoch: bool = False,
 ) -> dict[str, Any]:
@@ -84,7 +84,8 @@ def run_movielens(
         cfg: training options (``cfg.seed`` also seeds the initial weights).
         recipe: model sizes.
         data: prepared :class:`NextItemData`, or the MovieLens folder (default: the shared data).
-        resume: continue from the latest checkpoint in ``cfg.checkpoint_dir``.
+        resume: continue from the latest checkpoint in ``cfg.checkpoint_dir`` (``True``) or from
+            the checkpoint folder given.
         save_to: write the trained model there (:func:`save_recipe_model`).
         eval_each_epoch: also record test metrics after every epoch (for the loss-curve plot).
     """
@@ -236,7 +237,7 @@ def run_hotpot(
     data: str | os.PathLike[str] | None = None,
     features: HotpotFeatures | None = None,
     model_path: str | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     save_to: str | os.PathLike[str] | None = None,
     warm_start_noise: float = 0.1,
 ) -> dict[str, Any]:
@@ -248,7 +249,8 @@ def run_hotpot(
         data: the distractor file or data folder (used when ``features`` is None).
         features: precomputed :class:`HotpotFeatures` (reuse across seeds).
         model_path: sentence-transformers folder (default: the offline MiniLM).
-        resume: continue from the latest checkpoint in ``cfg.checkpoint_dir``.
+        resume: continue from the latest checkpoint in ``cfg.checkpoint_dir`` (``True``) or from
+            the checkpoint folder given.
         save_to: write the trained model there.
         warm_start_noise: noise of the identity warm start of the MoL projections.
     """

@@ -156,3 +156,18 @@ def test_refused_runs_leave_no_new_folder(tiny_movielens, tmp_path, capsys):
     (keep / "notes.txt").write_text("mine")
     assert main(_args(tmp_path / "nowhere", keep)) == 2
     assert (keep / "notes.txt").read_text() == "mine"  # an existing folder is never removed
+
+
+def test_resume_takes_a_checkpoint_path(tiny_movielens, tmp_path, capsys):
+    """--resume was a flag only: an earlier checkpoint (e.g. before a divergence) could not be named."""
+    full = tmp_path / "full"
+    assert main(_args(tiny_movielens, full)) == 0
+    part = tmp_path / "part"
+    assert main(_args(tiny_movielens, part, "--max-steps", "3", "--save-every-steps", "1")) == 0
+    # from step 2 (not the latest, step 3) into a new output folder: the same run as uninterrupted
+    other = tmp_path / "other"
+    assert main(_args(tiny_movielens, other, "--resume", str(part / "checkpoints" / "checkpoint_step_2"))) == 0
+    history = json.loads((other / "history.json").read_text())["step_loss"]
+    assert history == json.loads((full / "history.json").read_text())["step_loss"]
+    assert main(_args(tiny_movielens, tmp_path / "x", "--resume", str(tmp_path / "nope"))) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
