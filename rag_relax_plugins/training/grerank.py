@@ -41,7 +41,7 @@ from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
 from rag_relax_plugins.readers.dma import ReaderLayout
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
-from rag_relax_plugins.training._run_files import prune_checkpoints
+from rag_relax_plugins.training._run_files import prune_checkpoints, remove_earlier_checkpoints
 from rag_relax_plugins.training.grerank_checkpoint import (
     check_resume,
     checkpoint_folder,
@@ -267,6 +267,7 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
         desc=f"train ({cfg.supervision})",
     )
     step, seen, busy = int(state["step"]), 0, 0.0
+    replaced_earlier = False
     done = step >= total
     for epoch in range(int(state["epoch"]), cfg.epochs):
         if done:
@@ -322,13 +323,16 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
             }
             done = step >= total
             if step % cfg.save_every_steps == 0 or done or pos == n - 1:
-                save_checkpoint(
+                path = save_checkpoint(
                     out / f"checkpoint_step_{step}",
                     reranker=reranker,
                     optimizer=opt,
                     generator=gen,
                     state=next_state,
                 )
+                if ck is None and not replaced_earlier:  # a fresh run: an earlier run's checkpoints go
+                    remove_earlier_checkpoints(out, keep=path)
+                    replaced_earlier = True
                 prune_checkpoints(out, cfg.keep_checkpoints, current=step)
             if done:
                 break

@@ -312,3 +312,11 @@ def test_resume_on_another_device_type_reseeds_the_noise(minilm_path: str, tmp_p
     assert len(res.history["loss"]) == 6 and "noise" in caplog.text and "cuda" in caplog.text
     again = train_grerank(cfg(tmp_path / "d", resume_from=str(ckpt)), examples=EXAMPLES, reader=FakeReader())
     assert again.history["loss"] == res.history["loss"]  # the reseeded stream is itself reproducible
+
+
+def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(minilm_path: str, tmp_path: Path) -> None:
+    """A fresh run into a used output folder kept the earlier run's later checkpoints beside its own."""
+    train_grerank(cfg(tmp_path), examples=EXAMPLES, reranker=make(minilm_path), reader=FakeReader())
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_step_*")) == ["checkpoint_step_4", "checkpoint_step_6"]
+    train_grerank(cfg(tmp_path, max_steps=2), examples=EXAMPLES, reranker=make(minilm_path), reader=FakeReader())
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_step_*")) == ["checkpoint_step_2"]
