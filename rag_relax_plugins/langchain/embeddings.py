@@ -32,7 +32,8 @@ class GaussianEmbeddings(Embeddings):
     Key init args:
         model_path: folder written by ``GaussianEmbedder.save`` / ``rag-relax train``.
         model: an already loaded ``GaussianEmbedder`` (instead of ``model_path``).
-        device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None`` (best available).
+        device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None`` (best available) to load ``model_path``
+            on; beside ``model`` it must name the model's device.
         batch_size: texts per forward pass.
         query_instruction / document_instruction: prefixes added before encoding.
         cosine_max_norm: enable the cosine-compatible transform (see above).
@@ -68,8 +69,10 @@ class GaussianEmbeddings(Embeddings):
     ) -> None:
         from rag_relax_plugins.core.validation import check_positive
         from rag_relax_plugins.embedders._texts import check_batch_size
+        from rag_relax_plugins.embedders._wrapper_checks import check_model_arguments
 
         self.batch_size = check_batch_size(batch_size)
+        check_model_arguments(model, model_path, device)
         for name, value in (("query_instruction", query_instruction), ("document_instruction", document_instruction)):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, got {type(value).__name__}")

@@ -30,7 +30,8 @@ class GaussianEmbedding(BaseEmbedding):
     Key init args:
         model_path: folder written by ``GaussianEmbedder.save`` / ``rag-relax train``.
         model: an already loaded ``GaussianEmbedder`` (instead of ``model_path``).
-        device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None``.
+        device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None``, to load ``model_path`` on; beside
+            ``model`` it must name the model's device.
         query_instruction / text_instruction: prefixes added before encoding.
         cosine_max_norm: enable the cosine-compatible transform.
 
@@ -57,6 +58,9 @@ class GaussianEmbedding(BaseEmbedding):
             raise ValueError("pass model_path (a saved Gaussian embedder folder) or model")
         if model is not None and not all(hasattr(model, a) for a in ("encode", "score", "geometry")):
             raise TypeError(f"model must be a GaussianEmbedder, got {type(model).__name__}")
+        from rag_relax_plugins.embedders._wrapper_checks import check_model_arguments
+
+        check_model_arguments(model, model_path, kwargs.get("device"))
         kwargs.setdefault("model_name", str(model_path or "gaussian-embedder"))
         super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)  # type: ignore[call-arg]
         if model is None:
