@@ -15,7 +15,12 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from rag_relax_plugins.rerankers.base import BaseReranker, check_top_n, check_unused_build_fields
+from rag_relax_plugins.rerankers.base import (
+    BaseReranker,
+    check_top_n,
+    check_unused_build_fields,
+    device_name,
+)
 
 __all__ = ["GumbelReranker", "MaxSimReranker", "RerankerCompressor"]
 
@@ -72,6 +77,11 @@ class RerankerCompressor(BaseDocumentCompressor):
     @classmethod
     def _check_top_n(cls, value: object) -> int | None:
         return check_top_n(value)
+
+    @field_validator("device", mode="before", check_fields=False)  # the subclasses' build field
+    @classmethod
+    def _device_name(cls, value: object) -> object:
+        return device_name(value)
 
     def _build_reranker(self) -> BaseReranker:
         raise ValueError(f"{type(self).__name__} needs reranker= (a BaseReranker instance)")

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, SimilarityMode
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 __all__ = ["GaussianEmbedding"]
 
@@ -72,6 +72,13 @@ class GaussianEmbedding(BaseEmbedding):
             # LlamaIndex's concurrent async batches cannot turn dropout back on for each other
             model.eval()
         self._model = model
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_name(cls, value: object) -> object:
+        from rag_relax_plugins.rerankers.base import device_name
+
+        return device_name(value)
 
     @classmethod
     def class_name(cls) -> str:

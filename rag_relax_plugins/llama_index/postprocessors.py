@@ -18,7 +18,12 @@ from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from rag_relax_plugins.rerankers.base import BaseReranker, check_top_n, check_unused_build_fields
+from rag_relax_plugins.rerankers.base import (
+    BaseReranker,
+    check_top_n,
+    check_unused_build_fields,
+    device_name,
+)
 
 __all__ = ["GumbelRerank", "MaxSimRerank", "RerankerPostprocessor"]
 
@@ -84,6 +89,11 @@ class RerankerPostprocessor(BaseNodePostprocessor):
     @classmethod
     def _check_top_n(cls, value: object) -> int | None:
         return check_top_n(value)
+
+    @field_validator("device", mode="before", check_fields=False)  # the subclasses' build field
+    @classmethod
+    def _device_name(cls, value: object) -> object:
+        return device_name(value)
 
     @classmethod
     def class_name(cls) -> str:

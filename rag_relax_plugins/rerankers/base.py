@@ -76,6 +76,15 @@ def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:
     return query, out
 
 
+def device_name(value: object) -> object:
+    """An adapter's ``device`` field as a string: a ``torch.device`` becomes its name
+    (``torch.device("cuda", 1)`` -> ``"cuda:1"``); anything else is left to the field's own
+    validation (``str`` or ``None``)."""
+    if type(value).__name__ == "device" and type(value).__module__ == "torch":
+        return str(value)
+    return value
+
+
 def check_unused_build_fields(adapter: Any, names: Sequence[str]) -> None:
     """Refuse, in an adapter given ``reranker=``, the pydantic fields ``names`` that only build a
     reranker (``model_path``, ``device`` ...) when set to anything but their defaults: they would
