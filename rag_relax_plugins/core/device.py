@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["autocast", "fork_rng_devices", "resolve_device", "seed_device_rngs", "supports_dtype"]
+__all__ = ["autocast", "fork_rng_devices", "resolve_device", "seed_device_rngs", "supports_dtype", "work_dtype"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -40,6 +40,12 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         if mps is None or not mps.is_available():
             raise ValueError(f"device {device!r} was requested but MPS is not available")
     return dev
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for the half-precision types (too coarse for logs of probabilities, and overflowing
+    at scores over a small temperature), else ``dtype``: the precision core ops compute in."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def supports_dtype(device: torch.device, dtype: torch.dtype) -> bool:

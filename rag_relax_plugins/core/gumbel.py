@@ -33,7 +33,8 @@ from typing import Literal
 
 import torch
 
-from rag_relax_plugins.core.subset_relaxation import subset_relaxation, work_dtype
+from rag_relax_plugins.core.device import work_dtype
+from rag_relax_plugins.core.subset_relaxation import subset_relaxation
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,

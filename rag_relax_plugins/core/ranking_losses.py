@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from rag_relax_plugins.core.subset_relaxation import work_dtype
+from rag_relax_plugins.core.device import work_dtype
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
+from rag_relax_plugins.core.device import work_dtype
 from rag_relax_plugins.core.isotonic import block_softmax, isotonic_decreasing, isotonic_vjp
-from rag_relax_plugins.core.subset_relaxation import work_dtype as _half_to_float32
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,
@@ -61,7 +61,7 @@ def _check_regularization(regularization: object) -> str:
     return str(regularization)
 
 
-def _work_dtype(x: torch.Tensor) -> torch.dtype:
+def _solver_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float32 if x.device.type == "mps" else torch.float64
 
 
@@ -96,7 +96,7 @@ class _SoftRank(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, theta: torch.Tensor, regularization: str) -> torch.Tensor:
         rows, n = theta.shape
-        wd = _work_dtype(theta)
+        wd = _solver_dtype(theta)
         th = theta.detach().to(wd)
         perm = argsort_descending(th)  # (B, n)
         s = th.gather(1, perm)  # theta sorted descending
@@ -130,7 +130,7 @@ class _SoftSort(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, values: torch.Tensor, strength: float, regularization: str) -> torch.Tensor:
         rows, n = values.shape
-        wd = _work_dtype(values)
+        wd = _solver_dtype(values)
         v = values.detach().to(wd)
         perm = argsort_descending(v)
         s = v.gather(1, perm)  # (B, n) sorted descending
@@ -186,7 +186,7 @@ def soft_rank(
     sign = -1.0 if descending else 1.0
     x2 = x.unsqueeze(0) if x.dim() == 1 else x  # (B, n)
     if x2.dtype in (torch.float16, torch.bfloat16):
-        x2 = x2.to(_work_dtype(x2))  # x / strength overflows float16 (100 / 1e-3 = inf)
+        x2 = x2.to(_solver_dtype(x2))  # x / strength overflows float16 (100 / 1e-3 = inf)
     out = _SoftRank.apply(x2 * (sign / eps), reg).to(x.dtype)
     return out.squeeze(0) if x.dim() == 1 else out
 
@@ -247,7 +247,7 @@ def neural_sort(scores: torch.Tensor, tau: float = 1.0, descending: bool = True)
     scores = _check_input("scores", scores)
     t = _check_tau(tau)
     s = scores.unsqueeze(0) if scores.dim() == 1 else scores
-    s = s.to(_half_to_float32(s.dtype))  # half precision: A_s 1 and (n+1-2i) s overflow float16
+    s = s.to(work_dtype(s.dtype))  # half precision: A_s 1 and (n+1-2i) s overflow float16
     s = s if descending else -s
     n = s.shape[1]
     a_sum = (s.unsqueeze(2) - s.unsqueeze(1)).abs().sum(dim=2)  # (B, n): A_s 1

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["cap_at_one", "softmax_round", "subset_relaxation", "work_dtype"]
+from rag_relax_plugins.core.device import work_dtype
 
-
-def work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float32 for the half-precision types (too coarse for logs of probabilities), else ``dtype``."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+__all__ = ["cap_at_one", "softmax_round", "subset_relaxation"]
 
 
 def softmax_round(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
