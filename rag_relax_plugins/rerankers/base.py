@@ -80,9 +80,7 @@ def device_name(value: object) -> object:
     """An adapter's ``device`` field as a string: a ``torch.device`` becomes its name
     (``torch.device("cuda", 1)`` -> ``"cuda:1"``); anything else is left to the field's own
     validation (``str`` or ``None``)."""
-    if type(value).__name__ == "device" and type(value).__module__ == "torch":
-        return str(value)
-    return value
+    return str(value) if isinstance(value, torch.device) else value
 
 
 def check_unused_build_fields(adapter: Any, names: Sequence[str]) -> None:
