@@ -331,7 +331,7 @@ class MoLSimilarity(nn.Module):
                 a ``(B,)`` integer tensor of columns in range.
         """
         if not self.training:
-            # here, not in encode_*: on the retrieval path it cost 20-40% of an encode (CPU) plus
+            # here, not in encode_*: on the retrieval path it costs a sizeable share of an encode plus
             # a host sync per batch, and MoLIndex checks the encoded states itself; not in
             # training either (two host syncs per step; the training loss checks the scores)
             check_finite("query_features", query_features)
