@@ -7,11 +7,30 @@ unknown keys refused by name, so a typo or a file from a newer version never loa
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, TypeVar
 
-__all__ = ["DictConfig"]
+__all__ = ["DictConfig", "plain_scalars"]
 
 _C = TypeVar("_C", bound="DictConfig")
+
+
+def plain_scalars(config: object) -> None:
+    """Turn every numpy (any non-builtin) integer or real field of a dataclass into ``int`` /
+    ``float``, in place: call it first in ``__post_init__``.
+
+    A sweep that takes ``epochs`` from ``numpy.arange`` then passes the field checks, which test
+    for ``int`` / ``float``, and the config stays JSON-ready. ``bool`` (and ``numpy.bool_``, which
+    is not a ``numbers`` type) is left as it is, for the checks to refuse where a number is due.
+    """
+    for field in dataclasses.fields(config):  # type: ignore[arg-type]
+        value = getattr(config, field.name)
+        if type(value) in (bool, int, float):
+            continue
+        if isinstance(value, numbers.Integral):
+            object.__setattr__(config, field.name, int(value))
+        elif isinstance(value, numbers.Real):
+            object.__setattr__(config, field.name, float(value))
 
 
 class DictConfig:

@@ -31,6 +31,7 @@ from rag_relax_plugins.core.validation import (
     check_floating,
     check_mask,
     check_ndim,
+    check_nonnegative,
     check_positive,
 )
 
@@ -129,7 +130,7 @@ def triplet_margin(
 
     Args:
         anchor, positive, negative: ``(B, D) x float`` each.
-        margin: >= 0.
+        margin: finite, >= 0 (a numpy scalar is taken as a float).
         distance: ``"euclidean"`` (L2) or ``"cosine"`` (``1 - cos``).
         mask: ``(B,) x bool``, ``True`` where a triplet is left out (its negative is a false
             negative): the mean runs over the others (``0``, still in the graph, when every
@@ -144,8 +145,7 @@ def triplet_margin(
             f"anchor, positive and negative must share a shape, got {tuple(anchor.shape)}, "
             f"{tuple(positive.shape)}, {tuple(negative.shape)}"
         )
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
-        raise ValueError(f"margin must be a number >= 0, got {margin!r}")
+    margin = check_nonnegative("margin", margin)
     if distance == "euclidean":
         dp = (anchor - positive).norm(dim=-1)
         dn = (anchor - negative).norm(dim=-1)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 
 __all__ = ["MIN_TAU", "MoLConfig", "MoLItemState", "MoLQueryState"]
 
@@ -59,6 +59,7 @@ class MoLConfig(DictConfig):
     identity_init: bool = False
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         _check_int("query_dim", self.query_dim, 1)
         _check_int("item_dim", self.item_dim, 1)
         _check_int("num_query_embeddings", self.num_query_embeddings, 1)

@@ -31,10 +31,12 @@ import torch
 
 from rag_relax_plugins.core.device import work_dtype
 from rag_relax_plugins.core.validation import (
+    check_count,
     check_finite,
     check_floating,
     check_k,
     check_ndim,
+    check_nonnegative,
     check_positive,
 )
 
@@ -234,7 +236,7 @@ def lambda_loss(
         scores: ``(B, n) x float`` model scores, higher = better.
         relevance: ``(B, n) x float`` graded labels, ``>= 0`` on valid items.
         mask: ``(B, n) x bool`` or ``None``; True marks a real item (``None``: all real).
-        mu: weight of the ``delta_ij`` (NDCG-Loss2) term, ``>= 0``.
+        mu: weight of the ``delta_ij`` (NDCG-Loss2) term, finite, ``>= 0``.
         sigma: logistic scale ``> 0``.
         reduction: ``"mean"`` over rows with something to rank, ``"sum"`` or ``"none"``.
 
@@ -244,8 +246,7 @@ def lambda_loss(
     s, r, m = _prepare(scores, relevance, mask)
     _check_gains(r, m)
     sigma = check_positive("sigma", sigma)
-    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not mu >= 0:
-        raise ValueError(f"mu must be a number >= 0, got {mu!r}")
+    mu = check_nonnegative("mu", mu)
     n = s.shape[1]
     # current ranks (1-based) by score, masked items last
     order = s.masked_fill(~m, float("-inf")).argsort(dim=1, descending=True)
@@ -331,8 +332,7 @@ def neural_ndcg_loss(
     temperature = check_positive("temperature", temperature)
     if k is not None:
         k = check_k("k", k)
-    if isinstance(sinkhorn_iters, bool) or not isinstance(sinkhorn_iters, int) or sinkhorn_iters < 0:
-        raise ValueError(f"sinkhorn_iters must be an int >= 0, got {sinkhorn_iters!r}")
+    sinkhorn_iters = check_count("sinkhorn_iters", sinkhorn_iters, 0)
     p = _sinkhorn(_neural_sort(s, m, temperature), sinkhorn_iters)
     gains = (torch.pow(2.0, r) - 1.0).masked_fill(~m, 0.0)
     sorted_gains = torch.bmm(p, gains.unsqueeze(-1)).squeeze(-1)  # (B, n) expected gain per position

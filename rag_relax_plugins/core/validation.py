@@ -9,11 +9,13 @@ import numbers
 import torch
 
 __all__ = [
+    "check_count",
     "check_finite",
     "check_floating",
     "check_k",
     "check_mask",
     "check_ndim",
+    "check_nonnegative",
     "check_positive",
     "check_same_shape",
 ]
@@ -70,6 +72,27 @@ def check_positive(name: str, value: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     return value
+
+
+def check_nonnegative(name: str, value: object) -> float:
+    """Require a finite number ``>= 0``; like :func:`check_positive`, but the error is a
+    ``ValueError`` for a wrong type too (these options always raised ``ValueError``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out) or out < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return out
+
+
+def check_count(name: str, value: object, low: int = 0) -> int:
+    """Require an integer ``>= low`` (``numpy`` integers included; ``bool`` refused), as an ``int``.
+
+    Raises ``ValueError`` for a wrong type too (the options checked with it always did).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
 
 
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 
 __all__ = ["FORMAT_VERSION", "FREEZE_MODES", "GEOMETRIES", "HEAD_INITS", "GaussianConfig"]
 
@@ -60,6 +60,7 @@ class GaussianConfig(DictConfig):
     max_seq_length: int | None = None
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         if self.backbone is not None and not isinstance(self.backbone, str):
             raise TypeError(f"backbone must be a str path or None, got {type(self.backbone).__name__}")
         _check_int("output_dim", self.output_dim, 1)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rag_relax_plugins._errors import require
-from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 
 __all__ = [
     "STAGES",
@@ -66,6 +66,7 @@ class FirstStageConfig(DictConfig):
     seed: int = 1234
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
         for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe"):

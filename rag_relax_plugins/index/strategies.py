@@ -56,6 +56,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rag_relax_plugins.core.config_dict import plain_scalars
+
 __all__ = [
     "BruteForce",
     "Combined",
@@ -86,6 +88,7 @@ class TopKPerEmbd:
     n: int = 100
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         _check_n("n", self.n)
 
 
@@ -96,6 +99,7 @@ class TopKAvg:
     n: int = 1000
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         _check_n("n", self.n)
 
 
@@ -107,6 +111,7 @@ class Combined:
     n_avg: int = 1000
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         _check_n("n_per_embd", self.n_per_embd)
         _check_n("n_avg", self.n_avg)
 
@@ -118,6 +123,7 @@ class ExactTwoPass:
     budget: int = 100_000
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         _check_n("budget", self.budget)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 
 __all__ = ["MaxSimConfig", "check_int"]
 
@@ -37,6 +37,7 @@ class MaxSimConfig(DictConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         for name in ("max_seq_length", "token_dim"):
             check_int(name, getattr(self, name), 1)
         if self.projection_dim is not None:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 
-from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 from rag_relax_plugins.core.contrastive import info_nce, triplet_margin
 from rag_relax_plugins.core.isotropy import (
     PredictorHead,
@@ -91,6 +91,7 @@ class TrainConfig(DictConfig):
     cache_frozen_prefix: bool = False
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         for name, low in _INTS.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):

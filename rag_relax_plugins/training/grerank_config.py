@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 from rag_relax_plugins.core.validation import check_positive
 from rag_relax_plugins.rerankers.gumbel import DEFAULT_KAPPA, DEFAULT_TAU
 
@@ -64,6 +64,7 @@ class GRerankConfig(DictConfig):
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         if self.supervision not in ("reader", "labels"):
             raise ValueError(f"supervision must be 'reader' or 'labels', got {self.supervision!r}")
         if self.mode not in ("l2x", "subset"):  # relaxed_topk knows more, GumbelReranker only these

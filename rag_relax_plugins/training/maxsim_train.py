@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins._io import read_json
-from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 from rag_relax_plugins.core.validation import check_positive
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
@@ -120,6 +120,7 @@ class MaxSimTrainConfig(DictConfig):
     save_checkpoints: bool = True
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         for name, low in _INTS.items():  # int() accepted epochs=2.5 and hard_negatives=True
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):

@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import save_file
 
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
-from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
 from rag_relax_plugins.training.mol_checkpoint import (
     load_model_weights,
@@ -119,6 +119,7 @@ class RecipeConfig(DictConfig):
     user_dropout: float = 0.5
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         if self.similarity not in ("mol", "dot"):
             raise ValueError(f"similarity must be 'mol' or 'dot', got {self.similarity!r}")
         if not isinstance(self.user_embedding, bool):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rag_relax_plugins.core.config_dict import DictConfig
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 
 __all__ = ["MoLTrainConfig", "PairData"]
 
@@ -63,6 +63,7 @@ class MoLTrainConfig(DictConfig):
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        plain_scalars(self)
         for name in ("epochs", "batch_size", "keep_checkpoints"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

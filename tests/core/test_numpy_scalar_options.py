@@ -1,0 +1,89 @@
+"""Numpy scalars (say, from a ``numpy.arange`` sweep) are taken as the Python numbers they hold by
+every config and by the core ops' number options; ``bool`` stays refused where a number is due."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+CONFIGS = [
+    ("rag_relax_plugins.core.mol_config", "MoLConfig", {"query_dim": 8, "item_dim": 6}),
+    ("rag_relax_plugins.embedders.gaussian_config", "GaussianConfig", {}),
+    ("rag_relax_plugins.index.first_stage", "FirstStageConfig", {"ivf_nlist": 4}),
+    ("rag_relax_plugins.rerankers.maxsim_config", "MaxSimConfig", {}),
+    ("rag_relax_plugins.training.gaussian_objective", "TrainConfig", {"max_steps": 3}),
+    ("rag_relax_plugins.training.grerank_config", "GRerankConfig", {}),
+    ("rag_relax_plugins.training.maxsim_train", "MaxSimTrainConfig", {}),
+    ("rag_relax_plugins.training.mol_recipes", "RecipeConfig", {}),
+    ("rag_relax_plugins.training.mol_train_config", "MoLTrainConfig", {}),
+]
+
+
+def _numpy_version(value: object) -> object:
+    if type(value) is int:
+        return np.int64(value)
+    if type(value) is float:
+        return np.float64(value)
+    return value
+
+
+@pytest.mark.parametrize(("module", "name", "required"), CONFIGS, ids=[c[1] for c in CONFIGS])
+def test_configs_take_numpy_scalars_as_plain_numbers(module, name, required):
+    cls = getattr(importlib.import_module(module), name)
+    plain = cls(**required)
+    fields = {f.name for f in dataclasses.fields(plain)}  # to_dict may add a format version
+    numbers = {k: _numpy_version(getattr(plain, k)) for k in fields}
+    assert any(isinstance(v, np.integer) for v in numbers.values()), "the case must hold a numpy int"
+    config = cls(**numbers)
+    assert config == plain
+    for field in dataclasses.fields(config):  # plain Python types, JSON-ready
+        assert type(getattr(config, field.name)) is type(getattr(plain, field.name)), field.name
+    assert json.loads(json.dumps(config.to_dict())) == plain.to_dict()
+
+
+def test_numpy_float32_and_bool_in_a_config():
+    from rag_relax_plugins.core.mol_config import MoLConfig
+
+    config = MoLConfig(query_dim=np.int32(8), item_dim=8, tau=np.float32(0.5))
+    assert type(config.tau) is float and config.tau == 0.5 and type(config.query_dim) is int
+    with pytest.raises((TypeError, ValueError), match="query_dim"):
+        MoLConfig(query_dim=True, item_dim=8)
+    with pytest.raises((TypeError, ValueError), match="query_dim"):
+        MoLConfig(query_dim=np.float64(8.0), item_dim=8)  # a real number where an int is due
+
+
+def test_strategies_take_numpy_ints():
+    from rag_relax_plugins.index import Combined, ExactTwoPass, TopKAvg, TopKPerEmbd
+
+    assert TopKAvg(np.int64(5)) == TopKAvg(5) and type(TopKAvg(np.int64(5)).n) is int
+    assert TopKPerEmbd(np.int32(3)).n == 3
+    assert Combined(np.int64(2), np.int64(7)) == Combined(2, 7)
+    assert ExactTwoPass(np.uint16(9)).budget == 9
+    with pytest.raises(TypeError, match="n must be an int"):
+        TopKAvg(np.float64(5.0))
+
+
+def test_loss_options_take_numpy_scalars_and_refuse_non_finite():
+    from rag_relax_plugins.core.contrastive import triplet_margin
+    from rag_relax_plugins.core.ranking_losses import lambda_loss, neural_ndcg_loss
+
+    torch.manual_seed(0)
+    s, r = torch.randn(2, 5), torch.rand(2, 5) * 3
+    assert torch.equal(lambda_loss(s, r, mu=np.float32(2.0)), lambda_loss(s, r, mu=2.0))
+    assert torch.equal(
+        neural_ndcg_loss(s, r, sinkhorn_iters=np.int64(4)), neural_ndcg_loss(s, r, sinkhorn_iters=4)
+    )
+    a, p, n = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    assert torch.equal(triplet_margin(a, p, n, margin=np.float32(0.5)), triplet_margin(a, p, n, margin=0.5))
+    for bad in (float("inf"), True, -1.0):
+        with pytest.raises(ValueError, match="margin must be"):
+            triplet_margin(a, p, n, margin=bad)
+        with pytest.raises(ValueError, match="mu must be"):
+            lambda_loss(s, r, mu=bad)
+    with pytest.raises(ValueError, match="sinkhorn_iters"):
+        neural_ndcg_loss(s, r, sinkhorn_iters=np.float64(4.0))
