@@ -2,6 +2,8 @@
 
 - :func:`checkpoint_folder` finds the checkpoint a resume reads (or the backup a crash left);
   :func:`restore_best_model` copies a checkpoint's best model into the resumed run's folder.
+- :class:`EarlierCheckpoints` removes the checkpoints an earlier run left in a fresh run's folder,
+  once the fresh run has written its first one (a run that fails before then loses nothing).
 - :func:`prune_checkpoints` keeps the newest ``checkpoint_step_N/`` folders of a run without ever
   deleting the one just written (a run resumed from an older checkpoint writes steps below those
   an earlier run left) or a folder whose name is not ``checkpoint_step_<digits>``.
@@ -26,6 +28,8 @@ from rag_relax_plugins._io import atomic_folder, atomic_write_bytes, find_saved_
 
 __all__ = [
     "CHECKPOINT_PREFIX",
+    "EPOCH_CHECKPOINT_PREFIX",
+    "EarlierCheckpoints",
     "checkpoint_folder",
     "checkpoint_steps",
     "earlier_best_model",
@@ -40,7 +44,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint_step_"
+CHECKPOINT_PREFIX = "checkpoint_step_"  # train-mol, G-Rerank
+EPOCH_CHECKPOINT_PREFIX = "checkpoint_epoch_"  # Gaussian, MaxSim
 
 
 def checkpoint_folder(path: str | os.PathLike[str]) -> Path:
@@ -93,28 +98,45 @@ def restore_best_model(folder: Path, state: Mapping[str, Any], target: Path) -> 
     return True
 
 
-def checkpoint_steps(directory: Path) -> list[tuple[int, Path]]:
-    """``(step, folder)`` of every ``checkpoint_step_<digits>/`` folder in ``directory``, by step."""
+def checkpoint_steps(directory: Path, prefix: str = CHECKPOINT_PREFIX) -> list[tuple[int, Path]]:
+    """``(N, folder)`` of every ``<prefix><digits>/`` folder in ``directory``
+    (``checkpoint_step_N/`` by default), by ``N``."""
     found = []
-    for p in directory.glob(f"{CHECKPOINT_PREFIX}*"):
-        suffix = p.name[len(CHECKPOINT_PREFIX) :]
+    for p in directory.glob(f"{prefix}*"):
+        suffix = p.name[len(prefix) :]
         if p.is_dir() and suffix.isascii() and suffix.isdigit():
             found.append((int(suffix), p))
     return sorted(found)
 
 
-def remove_earlier_checkpoints(directory: Path, *, keep: Path) -> None:
-    """Delete the ``checkpoint_step_N/`` saves an earlier run left in ``directory``, all but
-    ``keep`` (the fresh run's first checkpoint, just written: ``resume=True`` would otherwise pick
-    the earlier run's latest). Only checkpoints this package wrote are deleted (a save marked as
-    one, or from before saves recorded their kind, one holding ``trainer_state.json``), with a
-    warning naming them."""
-    earlier = [p for _, p in checkpoint_steps(directory) if p != keep and _is_checkpoint(p)]
+def remove_earlier_checkpoints(directory: Path, *, keep: Path, prefix: str = CHECKPOINT_PREFIX) -> None:
+    """Delete the ``<prefix>N/`` saves an earlier run left in ``directory``, all but ``keep`` (the
+    fresh run's first checkpoint, just written: ``resume=True`` would otherwise pick the earlier
+    run's latest, and a folder mixing two runs' epochs misleads an explicit resume). Only
+    checkpoints this package wrote are deleted (a save marked as one, or from before saves
+    recorded their kind, one holding ``trainer_state.json``), with a warning naming them."""
+    earlier = [p for _, p in checkpoint_steps(directory, prefix) if p != keep and _is_checkpoint(p)]
     if earlier:
         log.warning("a fresh run into %s: removing an earlier run's checkpoints %s", directory,
                     [p.name for p in earlier])
     for p in earlier:
         shutil.rmtree(p)
+
+
+class EarlierCheckpoints:
+    """Call :meth:`written` after every checkpoint a run saves: the first call of a fresh run
+    (``fresh=True``) removes the checkpoints an earlier run left in the same folder
+    (:func:`remove_earlier_checkpoints`); a resumed run keeps them, and so does a fresh run that
+    fails before its first checkpoint."""
+
+    def __init__(self, *, fresh: bool, prefix: str = CHECKPOINT_PREFIX) -> None:
+        self.prefix, self._pending = prefix, fresh
+
+    def written(self, path: Path) -> None:
+        """``path``: the checkpoint just written (kept), a ``<prefix>N/`` folder of the run."""
+        if self._pending:
+            remove_earlier_checkpoints(path.parent, keep=path, prefix=self.prefix)
+            self._pending = False
 
 
 def _is_checkpoint(folder: Path) -> bool:

@@ -6,7 +6,8 @@ optimiser, scheduler, RNG, epoch/step; see :mod:`.gaussian_checkpoint`), ``best_
 validation loss; without ``val_file``, lowest epoch-mean *training* loss, measured with dropout on
 while the weights change), ``final_model/``, ``history.json`` (``step_loss``, ``train_loss``,
 ``val_loss`` (empty without ``val_file``), ``selection_loss``: the value ``best_model/`` is chosen
-by) and ``loss_curves.png``.
+by) and ``loss_curves.png``. A fresh run (no ``resume_from``) removes an earlier run's
+``checkpoint_epoch_N/`` from ``output_dir`` once it has written its first checkpoint.
 
 Commands::
 
@@ -41,6 +42,8 @@ from rag_relax_plugins.core.device import autocast, resolve_device
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training._run_files import (
+    EPOCH_CHECKPOINT_PREFIX,
+    EarlierCheckpoints,
     checkpoint_folder,
     earlier_best_model,
     pyplot,
@@ -253,6 +256,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
                         "best_val_loss %.5f unless a later epoch improves on it", cfg.resume_from, best)
         log.info("resumed from %s at epoch %d, step %d", cfg.resume_from, start_epoch, step)
     atomic_write_json(out / "train_config.json", cfg.to_dict())
+    earlier = EarlierCheckpoints(fresh=cfg.resume_from is None, prefix=EPOCH_CHECKPOINT_PREFIX)
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train", unit="step")
     t_start, steps_done = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
@@ -313,9 +317,10 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
         if cfg.save_checkpoints:
             state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
                      "config": options}
-            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", model=model, optimizer=opt, scheduler=sched,
-                            predictor=predictor, state=state, scaler=scaler,
-                            best_model=earlier_best_model(out, best_epoch, own_epoch=epoch + 1))
+            path = save_checkpoint(out / f"{EPOCH_CHECKPOINT_PREFIX}{epoch + 1}", model=model, optimizer=opt,
+                                   scheduler=sched, predictor=predictor, state=state, scaler=scaler,
+                                   best_model=earlier_best_model(out, best_epoch, own_epoch=epoch + 1))
+            earlier.written(path)  # a fresh run: an earlier run's checkpoint_epoch_N/ go
     elapsed = time.perf_counter() - t_start
     bar.close()
     if not had_cache:  # a cache the caller enabled (e.g. shared across runs) stays

@@ -41,7 +41,7 @@ from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
 from rag_relax_plugins.readers.dma import ReaderLayout
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
-from rag_relax_plugins.training._run_files import prune_checkpoints, remove_earlier_checkpoints
+from rag_relax_plugins.training._run_files import EarlierCheckpoints, prune_checkpoints
 from rag_relax_plugins.training.grerank_checkpoint import (
     check_resume,
     checkpoint_folder,
@@ -267,7 +267,7 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
         desc=f"train ({cfg.supervision})",
     )
     step, seen, busy = int(state["step"]), 0, 0.0
-    replaced_earlier = False
+    earlier = EarlierCheckpoints(fresh=ck is None)
     done = step >= total
     for epoch in range(int(state["epoch"]), cfg.epochs):
         if done:
@@ -330,9 +330,7 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
                     generator=gen,
                     state=next_state,
                 )
-                if ck is None and not replaced_earlier:  # a fresh run: an earlier run's checkpoints go
-                    remove_earlier_checkpoints(out, keep=path)
-                    replaced_earlier = True
+                earlier.written(path)  # a fresh run: an earlier run's checkpoints go
                 prune_checkpoints(out, cfg.keep_checkpoints, current=step)
             if done:
                 break

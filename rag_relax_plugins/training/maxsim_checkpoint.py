@@ -67,7 +67,7 @@ check_resume = RESUME.check
 
 
 def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Optimizer, state: dict[str, Any],
-                    *, best_model: Path | None = None) -> None:
+                    *, best_model: Path | None = None) -> Path:
     """Write checkpoint ``folder`` (atomically); ``best_model``: a saved best model of another epoch,
     copied in as ``best_model/`` (``None`` when ``reranker`` is the best so far, or there is none)."""
 
@@ -78,7 +78,7 @@ def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Opt
         save_optimizer_state(opt, tmp)
         (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
 
-    atomic_folder(folder, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
+    return atomic_folder(folder, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
 
 
 def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:

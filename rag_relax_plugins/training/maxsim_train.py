@@ -30,7 +30,8 @@ store the best model when it is of an earlier epoch and a resume restores it int
 completed no epoch (``max_steps`` below one epoch), or a resume of a checkpoint written before
 best models were stored into a new folder, may write no ``best_model/``; a fresh run (no
 ``resume_from``) deletes the ``best_model/`` an earlier run left in its ``output_dir`` (a MaxSim
-save of this package; anything else there is refused before anything is written).
+save of this package; anything else there is refused before anything is written), and the
+earlier run's ``checkpoint_epoch_N/`` once it has written its first checkpoint.
 A resume must use the checkpoint's options, except the runtime-only ones in
 ``maxsim_checkpoint.RESUME_RUNTIME_ONLY`` (else ``ValueError`` before anything is written).
 """
@@ -57,6 +58,8 @@ from rag_relax_plugins.rerankers.maxsim import (
     pack_tokens,
 )
 from rag_relax_plugins.training._run_files import (
+    EPOCH_CHECKPOINT_PREFIX,
+    EarlierCheckpoints,
     earlier_best_model,
     restore_best_model,
     run_folder_with_log,
@@ -314,6 +317,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         log.info("resumed from %s at epoch %d, batch %d, step %d", ck, start_epoch, start_batch, step)
     if ck is None:  # a fresh run: an earlier run's best_model/ must not pass for this run's
         clear_earlier_best_model(out)
+    earlier = EarlierCheckpoints(fresh=ck is None, prefix=EPOCH_CHECKPOINT_PREFIX)  # and its checkpoints go
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-maxsim")
     for epoch in range(start_epoch, cfg.epochs):
@@ -350,8 +354,8 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
             state = {"epoch": epoch, "batch": done, "epoch_losses": losses, "negative_rng": gen.get_state().tolist(),
                      "step": step, "best": best, "best_epoch": best_epoch, "history": history,
                      "scheduler": sched.state_dict(), "config": options}
-            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state,
-                            best_model=earlier_best_model(out, best_epoch, own_epoch=None))
+            earlier.written(save_checkpoint(out / f"{EPOCH_CHECKPOINT_PREFIX}{epoch + 1}", reranker, opt, state,
+                                            best_model=earlier_best_model(out, best_epoch, own_epoch=None)))
         history["train_loss"].append(sum(losses) / max(1, len(losses)))
         val = (_validate(reranker, val_groups, q_cache=q_cache, t_cache=t_cache,
                          query_strings=query_strings, text_strings=text_strings)
@@ -364,8 +368,8 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         if cfg.save_checkpoints and done == len(batches):
             state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
                      "scheduler": sched.state_dict(), "config": options}
-            save_checkpoint(out / f"checkpoint_epoch_{epoch + 1}", reranker, opt, state,
-                            best_model=earlier_best_model(out, best_epoch, own_epoch=epoch + 1))
+            earlier.written(save_checkpoint(out / f"{EPOCH_CHECKPOINT_PREFIX}{epoch + 1}", reranker, opt, state,
+                                            best_model=earlier_best_model(out, best_epoch, own_epoch=epoch + 1)))
     bar.close()
     reranker.save(out / "final_model")
     (out / "history.json").write_text(json.dumps(history), encoding="utf-8")

@@ -46,9 +46,9 @@ from rag_relax_plugins.core.device import (
 )
 from rag_relax_plugins.training._resume_check import check_resume_options
 from rag_relax_plugins.training._run_files import (
+    EarlierCheckpoints,
     prune_checkpoints,
     pyplot,
-    remove_earlier_checkpoints,
     save_png,
 )
 from rag_relax_plugins.training.mol_checkpoint import (
@@ -302,7 +302,7 @@ def train_retrieval(
             log.warning("resume requested but no checkpoint found in %s: starting fresh", cfg.checkpoint_dir)
     # a fresh run replaces an earlier run's checkpoints once it has written its first one (a run
     # that fails before then leaves them as they were)
-    earlier_to_remove = last_ckpt is None and cfg.checkpoint_dir is not None
+    earlier = EarlierCheckpoints(fresh=last_ckpt is None)
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-mol")
     fork_devices = fork_rng_devices(dev)
@@ -313,11 +313,8 @@ def train_retrieval(
         state = {"step": step, "config": cfg.to_dict(), "history": history, "signature": signature}
         if scaler.is_enabled():
             state["grad_scaler"] = scaler.state_dict()
-        nonlocal earlier_to_remove
         path = save_checkpoint(Path(cfg.checkpoint_dir) / f"checkpoint_step_{step}", model, opt, state)
-        if earlier_to_remove:
-            remove_earlier_checkpoints(Path(cfg.checkpoint_dir), keep=path)
-            earlier_to_remove = False
+        earlier.written(path)
         prune_checkpoints(Path(cfg.checkpoint_dir), cfg.keep_checkpoints, current=step)
         return path
 

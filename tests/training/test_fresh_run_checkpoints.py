@@ -1,0 +1,101 @@
+"""A fresh Gaussian or MaxSim run into an output folder an earlier run used removes that run's
+``checkpoint_epoch_N/`` once it has written its own first checkpoint; a resume keeps them, and so
+does a fresh run that fails first. Before, a 1-epoch run left epochs 2-3 of a 3-epoch run beside
+its own checkpoint_epoch_1/, in one folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag_relax_plugins.training._run_files import EPOCH_CHECKPOINT_PREFIX, EarlierCheckpoints
+from rag_relax_plugins.training.gaussian_train import TrainConfig, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _epochs(out: Path) -> list[str]:
+    return sorted(p.name for p in out.glob(f"{EPOCH_CHECKPOINT_PREFIX}*"))
+
+
+def _state(folder: Path) -> dict:
+    return json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def gaussian_base(tmp_path: Path) -> dict:
+    rows = [{"query": f"query number {i}", "positive": f"passage {i} about subject {i}"} for i in range(8)]
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    return dict(train_file=str(tmp_path / "t.jsonl"), batch_size=4, num_slices=8, show_progress=False,
+                device="cpu", backbone="hashing:64", output_dim=16)
+
+
+def test_a_fresh_gaussian_run_replaces_an_earlier_runs_epoch_checkpoints(tmp_path: Path, gaussian_base: dict) -> None:
+    out = tmp_path / "run"
+    train(TrainConfig(output_dir=str(out), epochs=3, **gaussian_base))
+    (out / f"{EPOCH_CHECKPOINT_PREFIX}9").mkdir()  # the user's folder, not a checkpoint: left alone
+    (out / f"{EPOCH_CHECKPOINT_PREFIX}9" / "notes.txt").write_text("mine", encoding="utf-8")
+    assert _epochs(out) == ["checkpoint_epoch_1", "checkpoint_epoch_2", "checkpoint_epoch_3", "checkpoint_epoch_9"]
+    train(TrainConfig(output_dir=str(out), epochs=1, seed=5, **gaussian_base))
+    assert _epochs(out) == ["checkpoint_epoch_1", "checkpoint_epoch_9"]
+    assert _state(out / "checkpoint_epoch_1")["config"]["seed"] == 5  # the new run's
+
+
+def test_a_gaussian_resume_keeps_the_runs_later_checkpoints(tmp_path: Path, gaussian_base: dict) -> None:
+    out = tmp_path / "run"
+    train(TrainConfig(output_dir=str(out), epochs=3, **gaussian_base))
+    shutil.copytree(out / "checkpoint_epoch_3", out / "checkpoint_epoch_7")  # a checkpoint this run never writes
+    train(TrainConfig(output_dir=str(out), epochs=3, resume_from=str(out / "checkpoint_epoch_1"), **gaussian_base))
+    assert _epochs(out) == ["checkpoint_epoch_1", "checkpoint_epoch_2", "checkpoint_epoch_3", "checkpoint_epoch_7"]
+
+
+def test_a_fresh_gaussian_run_that_fails_first_removes_nothing(tmp_path: Path, gaussian_base: dict) -> None:
+    out = tmp_path / "run"
+    train(TrainConfig(output_dir=str(out), epochs=2, **gaussian_base))
+    (tmp_path / "one.jsonl").write_text(json.dumps({"query": "q", "positive": "p"}), encoding="utf-8")
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        train(TrainConfig(output_dir=str(out), epochs=1, **{**gaussian_base, "train_file": str(tmp_path / "one.jsonl")}))
+    assert _epochs(out) == ["checkpoint_epoch_1", "checkpoint_epoch_2"]
+
+
+def test_a_fresh_maxsim_run_replaces_an_earlier_runs_epoch_checkpoints(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "rerankers"))  # the MaxSim tests' helpers
+    try:
+        from test_maxsim_train import make_reranker, synthetic
+    finally:
+        sys.path.pop(0)
+    from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig, train_maxsim
+
+    groups, queries, texts = synthetic()
+    base = dict(batch_size=2, hard_negatives=2, learning_rate=0.1, val_rows=0, train_rows=10, projection_dim=8,
+                show_progress=False)
+    out = tmp_path / "run"
+    train_maxsim(MaxSimTrainConfig(output_dir=str(out), epochs=3, **base), groups, queries.texts, texts.texts,
+                 reranker=make_reranker())
+    assert _epochs(out) == ["checkpoint_epoch_1", "checkpoint_epoch_2", "checkpoint_epoch_3"]
+    train_maxsim(MaxSimTrainConfig(output_dir=str(out), epochs=1, seed=3, **base), groups, queries.texts,
+                 texts.texts, reranker=make_reranker())
+    assert _epochs(out) == ["checkpoint_epoch_1"]
+    assert _state(out / "checkpoint_epoch_1")["config"]["seed"] == 3
+
+
+def test_earlier_checkpoints_removes_once_and_only_for_a_fresh_run(tmp_path: Path) -> None:
+    def checkpoint(name: str) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.json").write_text("{}", encoding="utf-8")
+        return tmp_path / name
+
+    old = [checkpoint("checkpoint_step_5"), checkpoint("checkpoint_step_9")]
+    resumed = EarlierCheckpoints(fresh=False)
+    resumed.written(checkpoint("checkpoint_step_6"))
+    assert all(p.is_dir() for p in old)
+    fresh = EarlierCheckpoints(fresh=True)
+    fresh.written(tmp_path / "checkpoint_step_6")
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_step_6"]
+    later = checkpoint("checkpoint_step_7")
+    fresh.written(later)  # the run's own later checkpoints are never removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_step_6", "checkpoint_step_7"]
