@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import read_json
+from rag_relax_plugins._io import atomic_write_json, atomic_write_text, read_json
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 from rag_relax_plugins.core.validation import check_positive
 from rag_relax_plugins.rerankers.maxsim import (
@@ -318,7 +318,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
     if ck is None:  # a fresh run: an earlier run's best_model/ must not pass for this run's
         clear_earlier_best_model(out)
     earlier = EarlierCheckpoints(fresh=ck is None, prefix=EPOCH_CHECKPOINT_PREFIX)  # and its checkpoints go
-    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    atomic_write_json(out / "train_config.json", cfg.to_dict())
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-maxsim")
     for epoch in range(start_epoch, cfg.epochs):
         if step >= total:
@@ -372,7 +372,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
                                             best_model=earlier_best_model(out, best_epoch, own_epoch=epoch + 1)))
     bar.close()
     reranker.save(out / "final_model")
-    (out / "history.json").write_text(json.dumps(history), encoding="utf-8")
+    atomic_write_text(out / "history.json", json.dumps(history) + "\n")  # as before: a NaN loss stays NaN
     plot_history(history, out / "loss_curves.png")
     return {"history": history, "output_dir": str(out), "steps": step, "best_val_mrr": best}
 

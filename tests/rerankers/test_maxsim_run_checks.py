@@ -129,3 +129,28 @@ def test_non_int_counts_are_refused(name: str, value: object) -> None:
 def test_non_int_optional_counts_are_refused(name: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"{name} must be an int >= 1 or None"):
         MaxSimTrainConfig(**{name: value})
+
+
+# --- run files: train_config.json / history.json replaced atomically --------------------------------
+
+def test_a_failing_write_never_leaves_a_truncated_run_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_config.json and history.json were written in place: a write failing part-way (a full
+    disk) left the earlier run's file truncated. Now each is replaced atomically."""
+    groups, queries, texts = synthetic()
+    out = tmp_path / "run"
+    train_maxsim(MaxSimTrainConfig(output_dir=str(out), **BASE), groups, queries.texts, texts.texts,
+                 reranker=make_reranker())
+    earlier = {name: (out / name).read_bytes() for name in ("train_config.json", "history.json")}
+
+    def full_disk(self: Path, *args: object, **kwargs: object) -> int:
+        with open(self, "w", encoding="utf-8") as fh:  # opened (truncated), then nothing fits
+            fh.write("{")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        train_maxsim(MaxSimTrainConfig(output_dir=str(out), seed=4, save_checkpoints=False, **BASE), groups,
+                     queries.texts, texts.texts, reranker=make_reranker())
+    for name in ("train_config.json", "history.json"):
+        json.loads((out / name).read_text(encoding="utf-8"))  # whole: the earlier run's or this one's
+    assert (out / "history.json").read_bytes() == earlier["history.json"]  # the run failed before its own
