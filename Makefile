@@ -75,6 +75,7 @@ bench: $(VENV)/.dev $(VENV)/.torchsort
 		[ $$rc -eq 0 ] || failed="$$failed $$name"; return $$rc; }; \
 	run bench_core_ops $(PY) benchmarks/bench_core_ops.py; \
 	$(PY) benchmarks/render_core_table.py || failed="$$failed render_core_table"; \
+	run bench_neg_l2 $(PY) benchmarks/bench_neg_l2.py; \
 	run bench_mol_scale $(PY) benchmarks/bench_mol_scale.py; \
 	run bench_mol_adapters $(PY) benchmarks/bench_mol_adapters.py; \
 	run bench_mol_quality_movielens $(PY) benchmarks/bench_mol_quality.py --skip-hotpot --jobs 3; \
