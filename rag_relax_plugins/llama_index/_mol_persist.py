@@ -157,6 +157,9 @@ def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex 
 _NODE_TYPES: dict[str, type[BaseNode]] = {
     cls.class_name(): cls for cls in (TextNode, Node, IndexNode, ImageNode)
 }
+"""Node classes rebuilt as themselves; any other recorded type (a ``Document``, which an
+``IngestionPipeline`` or ``insert_nodes`` hands to the store as it is, a user's subclass) comes
+back as a ``TextNode``, as core's ``metadata_dict_to_node`` does for stores that keep text."""
 
 
 def _checked_records(data: dict[str, Any], path: Path) -> tuple[list[str], list[dict[str, Any]]]:
@@ -166,7 +169,7 @@ def _checked_records(data: dict[str, Any], path: Path) -> tuple[list[str], list[
     if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids) and isinstance(records, list)):
         raise ValueError(f"{path}: 'ids' must be a list of strings and 'records' a list (corrupt manifest)")
     for n, rec in enumerate(records):
-        if not (isinstance(rec, dict) and rec.get("type") in _NODE_TYPES and isinstance(rec.get("metadata"), dict)
+        if not (isinstance(rec, dict) and isinstance(rec.get("type"), str) and isinstance(rec.get("metadata"), dict)
                 and isinstance(rec.get("node"), str) and "ref_doc_id" in rec and isinstance(rec["ref_doc_id"], (str, type(None)))):
             raise ValueError(f"{path}: records[{n}] is not a stored node (type, ref_doc_id, metadata, node)")
     return ids, records

@@ -13,7 +13,7 @@ from llama_index.core import Document, StorageContext, VectorStoreIndex, load_in
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import TextNode
-from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
+from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters, VectorStoreQuery
 
 from rag_relax_plugins.embedders.hashing import HashingEncoder
 from rag_relax_plugins.llama_index.vector_store import MoLVectorStore
@@ -154,23 +154,56 @@ def test_persist_layout_is_json_and_safetensors_and_replaces_old_folder(tmp_path
 
 
 def test_failed_persist_keeps_previous_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest write fails after the new index folder was saved: the old manifest and its
+    folder stay, and the new folder is removed (it patched json.dump before, which failed inside
+    the index save and never reached this clean-up)."""
+    from rag_relax_plugins.llama_index import _mol_persist
+
     _, store = _index()
     path = tmp_path / "vs.json"
     store.persist(str(path))
     good = path.read_text()
+    saved_index: list[Path] = []
 
-    def boom(*args: Any, **kwargs: Any) -> None:
+    def boom(target: Path, text: str) -> None:
+        saved_index.extend(p for p in tmp_path.iterdir() if p.is_dir() and p.name not in folders_before)
         raise OSError("disk full")
 
     folders_before = sorted(p.name for p in tmp_path.iterdir())
-    monkeypatch.setattr(json, "dump", boom)  # the manifest write fails after the index was saved
-    store.clear()
+    monkeypatch.setattr(_mol_persist, "atomic_write_text", boom)
+    store.add([TextNode(id_="extra", text="Lisbon", embedding=EMB.get_text_embedding("Lisbon"))])
     with pytest.raises(OSError, match="disk full"):
         store.persist(str(path))
     monkeypatch.undo()
+    assert len(saved_index) == 1  # the new index folder existed when the manifest write failed
     assert path.read_text() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == folders_before  # new folder cleaned up
     assert len(MoLVectorStore.from_persist_path(str(path))) == 3
+
+
+def test_documents_added_as_they_are_persist_and_load(tmp_path: Path) -> None:
+    """An IngestionPipeline (or insert_nodes) hands Document objects to the store: it saved them
+    as type "Document", which the loader refused, and the save had replaced the loadable one."""
+    from llama_index.core.ingestion import IngestionPipeline
+
+    store = MoLVectorStore()
+    path = tmp_path / "vs.json"
+    IngestionPipeline(transformations=[EMB], vector_store=store).run(documents=DOCS[:2])
+    store.persist(str(path))
+    store.add([Document(text="Madrid is the capital of Spain.", doc_id="es", metadata={"country": "Spain"},
+                        embedding=EMB.get_text_embedding("Madrid is the capital of Spain."))])
+    store.persist(str(path))  # over a good save
+    loaded = MoLVectorStore.from_persist_path(str(path), embed_model=EMB)
+    assert len(loaded) == 3
+    res = loaded.query(VectorStoreQuery(query_str="capital of Spain", similarity_top_k=1))
+    assert res.nodes is not None and res.nodes[0].get_content() == "Madrid is the capital of Spain."
+    assert type(res.nodes[0]) is TextNode and res.nodes[0].metadata["country"] == "Spain"
+    before = store.query(VectorStoreQuery(query_embedding=EMB.get_query_embedding("capital of Spain"),
+                                          similarity_top_k=3))
+    after = loaded.query(VectorStoreQuery(query_embedding=EMB.get_query_embedding("capital of Spain"),
+                                          similarity_top_k=3))
+    assert before.ids == after.ids and before.similarities == after.similarities
+    assert [type(n) for n in before.nodes or []] == [type(n) for n in after.nodes or []]
 
 
 def test_load_rejects_foreign_files(tmp_path: Path) -> None:
