@@ -28,7 +28,7 @@ $(PY):
 
 # torch first, from the local CPU wheel: a plain `torch` requirement would download a CUDA build.
 $(VENV)/.torch: | $(PY)
-	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q $(TORCH_SPEC)
 	@touch $@
 
 $(VENV)/.demo: pyproject.toml constraints.txt $(VENV)/.torch
