@@ -125,7 +125,7 @@ def metadata_matches(metadata: Mapping[str, Any], want: Mapping[str, Any]) -> bo
 
 
 def check_ids(name: str, ids: object, *, unique: bool) -> list[str]:
-    """Require a sequence of ``str`` ids (unique when ``unique``); returns it as a list."""
+    """Require a sequence of ``str`` ids, UTF-8 encodable (unique when ``unique``); returns it as a list."""
     if isinstance(ids, str) or not isinstance(ids, Sequence):
         raise TypeError(f"{name} must be a sequence of str, got {type(ids).__name__}")
     out = list(ids)
@@ -134,6 +134,11 @@ def check_ids(name: str, ids: object, *, unique: bool) -> list[str]:
         raise TypeError(
             f"{name} must contain only str ids, got {type(bad[0]).__name__} ({bad[0]!r})"
         )
+    try:
+        "".join(out).encode("utf-8")  # one pass over all the ids; the loop below names the bad one
+    except UnicodeEncodeError:
+        for i in out:
+            _check_utf8(f"{name} entry {i!r}", i)
     if unique and len(set(out)) != len(out):
         dups = sorted({i for i in out if out.count(i) > 1})[:5]
         raise ValueError(f"{name} must be unique, got duplicates {dups!r}")
@@ -144,8 +149,9 @@ def check_metadata(metadata: Sequence[dict[str, Any]] | None, n: int) -> list[di
     """Require ``n`` JSON-serialisable dicts (``None`` -> empty dicts); returns JSON copies.
 
     Strict JSON: keys must be strings at every depth (``json.dumps`` would turn ``{1: "a"}``
-    into ``{"1": "a"}`` and let it overwrite a ``"1"`` key) and numbers finite (``NaN`` is not
-    JSON and equals nothing, so a filter on it could never match).
+    into ``{"1": "a"}`` and let it overwrite a ``"1"`` key), numbers finite (``NaN`` is not
+    JSON and equals nothing, so a filter on it could never match) and text encodable as UTF-8 (no
+    lone surrogate: a save could never write it).
     """
     if metadata is None:
         return [{} for _ in range(n)]
@@ -164,10 +170,25 @@ def check_metadata(metadata: Sequence[dict[str, Any]] | None, n: int) -> list[di
                 f"key {bad_key[0]!r}"
             )
         try:
-            out.append(json.loads(json.dumps(dict(m), allow_nan=False)))
+            encoded = json.dumps(dict(m), allow_nan=False, ensure_ascii=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"metadata[{i}] must be JSON-serialisable (finite numbers): {exc}") from exc
+        _check_utf8(f"metadata[{i}]", encoded)
+        out.append(json.loads(encoded))
     return out
+
+
+def _check_utf8(what: str, text: str) -> None:
+    """Refuse text that UTF-8 cannot encode (a lone surrogate such as ``"\\ud800"``, e.g. from
+    bytes decoded with ``errors="surrogateescape"``): the index's files are UTF-8, so a save would
+    fail on it for as long as it is stored."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} is not valid Unicode text (a lone surrogate at position {exc.start}): the saved "
+            "files are UTF-8"
+        ) from None
 
 
 def _non_string_keys(value: object) -> list[object]:

@@ -222,8 +222,23 @@ class FaissSearcher(VectorSearcher):
 
     @classmethod
     def read(cls, config: FirstStageConfig, path: str) -> FaissSearcher:
-        """Read a file written by :meth:`write`."""
-        return cls(config, require("faiss", "faiss").read_index(path))
+        """Read a file written by :meth:`write` for a first stage of ``config.kind``.
+
+        Raises:
+            ValueError: the file holds another FAISS index class or metric than ``config.kind``
+                builds (``config.json`` edited, or files mixed between folders): an HNSW graph
+                read as a ``"flat"`` stage would be searched as exact and give approximate results.
+        """
+        faiss = require("faiss", "faiss")
+        index = faiss.read_index(path)
+        want = {"flat": faiss.IndexFlatIP, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}.get(config.kind)
+        if want is None or not isinstance(index, want) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise ValueError(
+                f"{path} holds a FAISS {type(index).__name__} (metric {index.metric_type}), but the first stage "
+                f"kind is {config.kind!r}" + (f" ({want.__name__}, inner product)" if want is not None else
+                                              ", which has no FAISS file")
+            )
+        return cls(config, index)
 
 
 def build_searcher(config: FirstStageConfig, vectors: torch.Tensor) -> VectorSearcher:

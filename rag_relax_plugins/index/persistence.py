@@ -124,7 +124,7 @@ def _read_json(folder: Path, name: str) -> Any:
     path = folder / name
     if not path.is_file():
         raise ValueError(f"{folder} is not a complete MoL index: {name} is missing")
-    return read_json(path, object_only=False)
+    return read_json(path, object_only=False, allow_nan=False)  # metadata: finite numbers only, as add()
 
 
 def _read_tensors(folder: Path, name: str) -> dict[str, torch.Tensor]:

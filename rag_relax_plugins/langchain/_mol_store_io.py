@@ -54,8 +54,9 @@ def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_
     """Write ``docs`` (id -> (text, metadata)) and ``index`` to ``folder`` atomically.
 
     Raises:
-        ValueError: a metadata value is not JSON-serialisable or a key is not a string (nothing is
-            written; an earlier save in ``folder`` is untouched).
+        ValueError: a metadata value is not JSON-serialisable, a key is not a string, or a text
+            or string holds a lone surrogate (nothing is written; an earlier save in ``folder`` is
+            untouched).
     """
     ids = list(docs)
     for i in ids:
@@ -72,9 +73,16 @@ def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_
         encoded = json.dumps(payload, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata must be JSON-serialisable to save the store: {exc}") from exc
+    try:
+        data = encoded.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate in a text or a metadata string
+        raise ValueError(
+            f"a text or metadata string is not valid Unicode (a lone surrogate, {encoded[exc.start:exc.end]!r}): "
+            "the store's files are UTF-8; nothing was written"
+        ) from None
 
     def write(tmp: Path) -> None:
-        (tmp / "store.json").write_text(encoded, encoding="utf-8")
+        (tmp / "store.json").write_bytes(data)
         if index is not None:
             index.save(tmp / "index")
 

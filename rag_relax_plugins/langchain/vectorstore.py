@@ -165,8 +165,10 @@ class MoLVectorStore(VectorStore):
 
         Args:
             texts: ``N`` strings.
-            metadatas: ``N`` dicts (deep-copied; the caller's are never mutated) or ``None``.
-            ids: ``N`` ids; ``None`` entries (or ``ids=None``) get a fresh ``uuid4``.
+            metadatas: ``N`` dicts (deep-copied; the caller's are never mutated), or ``None`` /
+                ``[]`` (empty metadata, as ``InMemoryVectorStore``).
+            ids: ``N`` ids; ``None`` entries (or ``ids=None`` / ``[]``, as ``InMemoryVectorStore``)
+                get a fresh ``uuid4``.
             batch_size: texts per ``embed_documents`` call (``None``: one call); every text is
                 embedded before anything is added, so a failing batch adds nothing.
                 ``langchain_core.indexing.index`` passes it.
@@ -182,6 +184,8 @@ class MoLVectorStore(VectorStore):
             if not isinstance(t, str):
                 raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
         n = len(texts)
+        metadatas = metadatas or None  # [] means none given, as in InMemoryVectorStore and VectorStore
+        ids = ids or None
         if metadatas is not None and len(metadatas) != n:
             raise ValueError(f"metadatas must have one dict per text ({n}), got {len(metadatas)}")
         metas = [{} if metadatas is None else copy_metadata(metadatas[i], i) for i in range(n)]

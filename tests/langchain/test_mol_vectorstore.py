@@ -409,3 +409,33 @@ def test_load_names_a_corrupt_store_json(store: MoLVectorStore, tmp_path: Path, 
     (tmp_path / "s" / "store.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"store\.json: 'ids' and 'texts' must be lists"):
         MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
+
+
+def test_add_texts_takes_empty_ids_and_metadatas_as_none_given() -> None:
+    """As InMemoryVectorStore and the base VectorStore: [] was a count error here."""
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    ours, theirs = MoLVectorStore(HashingEmbeddings()), InMemoryVectorStore(HashingEmbeddings())
+    for s in (ours, theirs):
+        added = s.add_texts(TEXTS[:2], metadatas=[], ids=[])
+        assert len(added) == 2 and len(set(added)) == 2
+        assert [d.metadata for d in s.get_by_ids(added)] == [{}, {}]
+    assert ours.add_texts([], metadatas=[], ids=[]) == []
+
+
+class _SurrogateTolerantEmbeddings(HashingEmbeddings):
+    """Embeds text UTF-8 cannot encode (as a tokenizer might), so that the store sees it."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return super().embed_documents([t.encode("utf-8", "replace").decode("utf-8") for t in texts])
+
+
+def test_save_names_a_lone_surrogate_and_keeps_the_earlier_save(tmp_path: Path) -> None:
+    store = MoLVectorStore.from_texts(TEXTS, _SurrogateTolerantEmbeddings(), metadatas=METAS, ids=["a", "b", "c", "d"])
+    store.save_local(tmp_path / "s")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()}
+    store.add_texts(["bytes \udc80 decoded with surrogateescape"], ids=["e"])
+    with pytest.raises(ValueError, match="lone surrogate.*nothing was written"):
+        store.save_local(tmp_path / "s")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()} == before
+    assert len(MoLVectorStore.load_local(tmp_path / "s", _SurrogateTolerantEmbeddings())) == 4
