@@ -68,6 +68,54 @@ def test_score_is_convex_mixture_of_component_logits() -> None:
     torch.testing.assert_close(dots[1, 2, 1 * 3 + 2], qs.components[1, 1] @ xs.components[2, 2])
 
 
+def _mol_score_by_hand(sim: MoLSimilarity, q: torch.Tensor, x: torch.Tensor) -> float:
+    """phi(q, x) of one pair, written out from the formula with plain loops (Ding & Zhai, 2025):
+    f_i(q), g_j(x) L2-normalised blocks of the projections; s_p = <f_i, g_j> for p = i * P_x + j;
+    pi = softmax_p((W_s s + b_s)_p * silu(MLP_q(q)_p + MLP_x(x)_p)); phi = sum_p pi_p s_p / tau."""
+    c = sim.config
+
+    def mlp(gate: torch.nn.Module, v: torch.Tensor) -> list[float]:
+        hidden = [F.silu(gate.inner.weight[h] @ v + gate.inner.bias[h]) for h in range(c.gate_hidden_dim)]
+        return [float(sum(gate.outer.weight[p, h] * hidden[h] for h in range(c.gate_hidden_dim)) + gate.outer.bias[p])
+                for p in range(c.num_pairs)]
+
+    def blocks(proj: torch.nn.Linear, v: torch.Tensor, count: int) -> list[torch.Tensor]:
+        out = []
+        for i in range(count):
+            rows = slice(i * c.component_dim, (i + 1) * c.component_dim)
+            b = proj.weight[rows] @ v + (proj.bias[rows] if proj.bias is not None else 0.0)
+            out.append(b / b.norm())
+        return out
+
+    f, g = blocks(sim.query_proj, q, c.num_query_embeddings), blocks(sim.item_proj, x, c.num_item_embeddings)
+    s = [float(f[i] @ g[j]) for i in range(c.num_query_embeddings) for j in range(c.num_item_embeddings)]
+    gq, gx = mlp(sim.query_gate, q), mlp(sim.item_gate, x)
+    w, b = sim.dot_gate.weight, sim.dot_gate.bias
+    logits = []
+    for p in range(c.num_pairs):
+        h = sum(float(w[p, r]) * s[r] for r in range(c.num_pairs)) + float(b[p])
+        z = gq[p] + gx[p]
+        logits.append(h * z / (1.0 + math.exp(-z)))  # silu(z) = z * sigmoid(z)
+    top = max(logits)
+    pi = [math.exp(v - top) for v in logits]
+    return sum(pi_p / sum(pi) * s_p for pi_p, s_p in zip(pi, s, strict=True)) / c.tau
+
+
+@pytest.mark.parametrize(("p_q", "p_x"), [(2, 3), (3, 1), (1, 1)])
+def test_scores_follow_the_mol_formula_written_by_hand(p_q: int, p_x: int) -> None:
+    """Every other MoL test compares two code paths, or checks properties any softmax gate has:
+    this one pins the formula itself (a gate without the item MLP passed all of them)."""
+    sim = _sim(p_q=p_q, p_x=p_x, tau=0.1).double().eval()
+    with torch.no_grad():
+        for param in sim.parameters():  # weights large enough that every term moves the score
+            param.mul_(3.0)
+        q, x = torch.randn(3, 8, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+        scores, _ = sim(q, x)
+        want = torch.tensor([[_mol_score_by_hand(sim, q[b], x[n]) for n in range(4)] for b in range(3)],
+                            dtype=torch.float64)
+    torch.testing.assert_close(scores, want, rtol=1e-10, atol=1e-10)
+
+
 def test_cached_paths_match_forward() -> None:
     sim = _sim().eval()
     q, x = torch.randn(5, 8), torch.randn(23, 6)
