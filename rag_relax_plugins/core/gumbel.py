@@ -36,6 +36,7 @@ import torch
 from rag_relax_plugins.core.device import work_dtype
 from rag_relax_plugins.core.subset_relaxation import subset_relaxation
 from rag_relax_plugins.core.validation import (
+    MASK_HINT,
     check_finite,
     check_floating,
     check_k,
@@ -93,7 +94,7 @@ def _prepare(
     check_ndim("scores", scores, (1, 2))
     if scores.shape[-1] == 0:
         raise ValueError(f"scores must hold at least one item, got shape {tuple(scores.shape)}")
-    check_finite("scores", scores)
+    check_finite("scores", scores, hint=MASK_HINT)
     valid = check_mask("mask", mask, "scores", scores)
     squeeze = scores.dim() == 1
     if squeeze:

@@ -31,6 +31,7 @@ import torch
 
 from rag_relax_plugins.core.device import work_dtype
 from rag_relax_plugins.core.validation import (
+    MASK_HINT,
     check_count,
     check_finite,
     check_floating,
@@ -65,8 +66,8 @@ def _prepare(scores: torch.Tensor, relevance: torch.Tensor, mask: torch.Tensor |
         raise ValueError(f"relevance must have the shape of scores {tuple(scores.shape)}, got {tuple(relevance.shape)}")
     if scores.shape[1] == 0:
         raise ValueError("scores must hold at least one item per row")
-    check_finite("scores", scores)
-    check_finite("relevance", relevance)
+    check_finite("scores", scores, hint=MASK_HINT)
+    check_finite("relevance", relevance, hint=MASK_HINT)
     if mask is None:
         mask = torch.ones_like(scores, dtype=torch.bool)
     elif not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:

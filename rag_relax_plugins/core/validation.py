@@ -9,6 +9,7 @@ import numbers
 import torch
 
 __all__ = [
+    "MASK_HINT",
     "check_count",
     "check_finite",
     "check_floating",
@@ -38,10 +39,14 @@ def check_ndim(name: str, x: torch.Tensor, ndims: int | tuple[int, ...]) -> None
         raise ValueError(f"{name} must be {want}, got shape {tuple(x.shape)}")
 
 
-def check_finite(name: str, x: torch.Tensor) -> None:
-    """Reject NaN and +-inf (masked positions should be handled by a mask, not by inf)."""
+MASK_HINT = "pass a mask for invalid positions"
+
+
+def check_finite(name: str, x: torch.Tensor, *, hint: str = "") -> None:
+    """Reject NaN and +-inf; ``hint`` is appended to the message (ops with a ``mask`` argument
+    pass :data:`MASK_HINT`: masked positions should be handled by a mask, not by inf)."""
     if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or inf values; pass a mask for invalid positions")
+        raise ValueError(f"{name} contains NaN or inf values" + (f"; {hint}" if hint else ""))
 
 
 def check_k(name: str, k: object, n: int | None = None, what: str = "the number of items") -> int:

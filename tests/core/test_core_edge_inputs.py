@@ -223,3 +223,19 @@ def test_mol_positives_error_names_the_dtype() -> None:
         sim(q, x, positives=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"torch\.bool"):
         sim(q, x, positives=torch.tensor([True, False, True]))
+
+
+def test_the_mask_hint_only_where_there_is_a_mask() -> None:
+    """A NaN feature given to the MoL index was answered with "pass a mask for invalid positions",
+    but neither MoLIndex.add nor search takes a mask; ops with a mask argument keep the hint."""
+    from rag_relax_plugins.core.gumbel import relaxed_topk
+    from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+    from rag_relax_plugins.index import MoLIndex
+
+    idx = MoLIndex(MoLSimilarity(MoLConfig(query_dim=4, item_dim=4)), device="cpu")
+    bad = torch.tensor([[1.0, float("nan"), 0.0, 0.0]])
+    with pytest.raises(ValueError, match="contains NaN or inf values") as raised:
+        idx.add(["a"], bad)
+    assert "mask" not in str(raised.value)
+    with pytest.raises(ValueError, match="scores contains NaN or inf values; pass a mask for invalid positions"):
+        relaxed_topk(bad, 1)
