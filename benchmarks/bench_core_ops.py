@@ -5,8 +5,10 @@ Writes ``benchmarks/results/core_ops.json``. Bars (docs/benchmarks.md):
 
 - soft rank B=32 n=1000 fwd+bwd >= 100x faster than the pairwise-sigmoid rank; n=100,000 runs;
   max abs error vs the numpy reference <= 1e-5;
-- relaxed_topk B=32 n=1000 k=10 fwd+bwd >= 50x faster than the per-element loop;
-- MaxSim 1x32x128 vs 1000x180x128, one thread: <= 1.3x the bare matmul, >= 1.5x faster than a loop;
+- relaxed_topk B=32 n=1000 k=10 fwd+bwd >= 50x faster than the per-element loop, max abs error vs
+  it <= 1e-4;
+- MaxSim 1x32x128 vs 1000x180x128, one thread: <= 1.3x the bare matmul, >= 1.5x faster than a loop,
+  max abs error vs the loop <= 1e-4;
 - ``import rag_relax_plugins`` < 100 ms.
 
 The soft rank / torchsort time ratio (goal <= 2x; n/a without torchsort) is reported, not a bar.

@@ -32,6 +32,7 @@ __all__ = [
     "check_resume",
     "checkpoint_folder",
     "checkpoint_options",
+    "curve_series",
     "load_checkpoint",
     "load_checkpoint_weights",
     "plot_curves",
@@ -136,28 +137,39 @@ def load_checkpoint_weights(reranker: GumbelReranker, folder: Path) -> None:
     reranker.scorer.load_state_dict(read_tensors(file))
 
 
-def plot_curves(history: Mapping[str, list[Any]], path: Path, *, title: str = "training") -> bool:
-    """Loss per optimiser step (and a moving average) as a PNG; ``False`` without matplotlib.
+def curve_series(history: Mapping[str, list[Any]]) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """``(loss (steps,), w, moving average (steps - w + 1,) or None)`` that :func:`plot_curves` draws.
 
-    Steps without a loss (``None``: none of their examples gave a signal) are gaps in the curve
-    and are left out of the moving average.
+    A step without a loss (``None``) is NaN in ``loss`` (a gap in the line) and is left out of
+    the averages; a window with no loss at all averages to NaN. No average for ``w = 1``.
     """
-    plt = pyplot()
-    if plt is None:
-        return False
     loss = torch.tensor(
         [float("nan") if v is None else float(v) for v in history.get("loss", [])],
         dtype=torch.float64,
     )  # (steps,)
+    w = max(1, len(loss) // 10)
+    if not len(loss) >= w > 1:
+        return loss, w, None
+    windows = loss.unfold(0, w, 1)  # (steps - w + 1, w)
+    known = ~torch.isnan(windows)
+    counts = known.sum(dim=1)
+    avg = torch.where(known, windows, 0.0).sum(dim=1) / counts.clamp_min(1)
+    return loss, w, torch.where(counts > 0, avg, float("nan"))
+
+
+def plot_curves(history: Mapping[str, list[Any]], path: Path, *, title: str = "training") -> bool:
+    """Loss per optimiser step (and a moving average) as a PNG; ``False`` without matplotlib.
+
+    Steps without a loss (``None``: none of their examples gave a signal) are gaps in the curve
+    and are left out of the moving average (:func:`curve_series`).
+    """
+    plt = pyplot()
+    if plt is None:
+        return False
+    loss, w, avg = curve_series(history)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(range(1, len(loss) + 1), loss.tolist(), lw=0.8, alpha=0.5, label="loss")
-    w = max(1, len(loss) // 10)
-    if len(loss) >= w > 1:
-        windows = loss.unfold(0, w, 1)  # (steps - w + 1, w)
-        known = ~torch.isnan(windows)
-        counts = known.sum(dim=1)
-        avg = torch.where(known, windows, 0.0).sum(dim=1) / counts.clamp_min(1)
-        avg = torch.where(counts > 0, avg, float("nan"))
+    if avg is not None:
         ax.plot(range(w, len(loss) + 1), avg.tolist(), lw=1.8, label=f"moving average ({w})")
     ax.set(xlabel="optimiser step", ylabel="loss", title=title)
     ax.legend()

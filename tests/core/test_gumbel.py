@@ -319,8 +319,12 @@ def test_rebuilding_the_mask_from_numpy_loses_the_gradient():
     scorer = torch.nn.Linear(8, 1)
     docs = torch.randn(2, 6, 8)
     mask = relaxed_topk(scorer(docs).squeeze(-1), 2, generator=torch.Generator().manual_seed(0))
+    assert mask.requires_grad and mask.grad_fn is not None  # the relaxed mask carries the graph
+    (mask * torch.randn(2, 6)).sum().backward()
+    assert scorer.weight.grad is not None and float(scorer.weight.grad.abs().sum()) > 0
     rebuilt = torch.from_numpy(mask.detach().numpy())  # the common mistake
-    assert not rebuilt.requires_grad
+    assert not rebuilt.requires_grad and rebuilt.grad_fn is None
+    torch.testing.assert_close(rebuilt, mask.detach())  # same values, no way back to the scorer
 
 
 def test_hard_gumbel_softmax_is_one_hot_with_soft_gradient():

@@ -42,4 +42,6 @@ def test_a_device_other_than_the_models_is_refused(index: int, monkeypatch) -> N
 @pytest.mark.parametrize("index", [0, 1])
 def test_the_models_own_device_is_accepted(index: int) -> None:
     emb = _wrappers()[index](model=_model(), device="cpu")
-    assert emb is not None
+    want = _model().encode(["a text"])[0].tolist()
+    got = emb.embed_query("a text") if index == 0 else emb.get_query_embedding("a text")
+    assert got == pytest.approx(want, abs=1e-6)  # the passed model itself, on its device

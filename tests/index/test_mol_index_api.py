@@ -67,6 +67,19 @@ def test_delete_then_search_never_returns_deleted(index: MoLIndex) -> None:
         _, ids = index.search(q, len(index), strategy=strategy)
         assert not set(gone) & {i for row in ids for i in row}
         assert all(len(row) == len(index) for row in ids)
+    # the survivors keep their own vectors, metadata and scores: the same as a fresh index of them
+    fresh = MoLIndex(index.similarity, device="cpu")
+    fresh.add(index.ids, index.get_features(index.ids), metadata=index.get_metadata(index.ids))
+    survivors = [f"d{i}" for i in range(50) if f"d{i}" not in gone]
+    assert sorted(index.ids) == sorted(survivors)
+    assert index.get_metadata(survivors) == [{"parity": int(i[1:]) % 2, "name": f"n{i[1:]}"} for i in survivors]
+    torch.manual_seed(1)
+    added = torch.randn(50, 8)  # the fixture's features, row i for "d{i}"
+    torch.testing.assert_close(index.get_features(survivors), added[[int(i[1:]) for i in survivors]])
+    for strategy in (None, TopKPerEmbd(100), TopKAvg(50), ExactTwoPass(100)):
+        got, want = index.search(q, 7, strategy=strategy), fresh.search(q, 7, strategy=strategy)
+        torch.testing.assert_close(got[0], want[0])
+        assert got[1] == want[1]
     with pytest.raises(ValueError, match="unknown id"):
         index.delete(["d0"])
     index.delete(["d0", "d1"], missing_ok=True)
@@ -231,6 +244,13 @@ def test_many_small_adds_match_one_bulk_add() -> None:
     small.delete(ids[::2])
     small.add(["late"], x[:1])
     assert len(small) == 31 and small.get_features(["late"]).shape == (1, 8)
+    kept = MoLIndex(_sim(), device="cpu")  # the rows left after the delete, bulk-added
+    kept.add([*ids[1::2], "late"], torch.cat([x[1::2], x[:1]]))
+    torch.testing.assert_close(small.get_features(ids[1::2]), x[1::2])
+    for strategy in (None, TopKAvg(31)):
+        a, b = small.search(q, 10, strategy=strategy), kept.search(q, 10, strategy=strategy)
+        torch.testing.assert_close(a[0], b[0])
+        assert a[1] == b[1]
 
 
 def test_features_beyond_float32_range_are_rejected(index: MoLIndex) -> None:

@@ -62,7 +62,7 @@ def test_load_refuses_a_nan_in_metadata_json(tmp_path: Path) -> None:
     rows = json.loads(path.read_text(encoding="utf-8"))
     rows[3] = {"n": float("nan")}
     path.write_text(json.dumps(rows), encoding="utf-8")
-    with pytest.raises(ValueError, match="metadata.json: holds NaN"):
+    with pytest.raises(ValueError, match=r"metadata\.json: holds NaN"):
         MoLIndex.load(tmp_path / "i")
 
 

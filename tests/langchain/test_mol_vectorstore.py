@@ -435,7 +435,7 @@ def test_save_names_a_lone_surrogate_and_keeps_the_earlier_save(tmp_path: Path) 
     store.save_local(tmp_path / "s")
     before = {p.name: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()}
     store.add_texts(["bytes \udc80 decoded with surrogateescape"], ids=["e"])
-    with pytest.raises(ValueError, match="lone surrogate.*nothing was written"):
+    with pytest.raises(ValueError, match=r"lone surrogate.*nothing was written"):
         store.save_local(tmp_path / "s")
     assert {p.name: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()} == before
     assert len(MoLVectorStore.load_local(tmp_path / "s", _SurrogateTolerantEmbeddings())) == 4

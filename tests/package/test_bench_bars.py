@@ -91,6 +91,14 @@ def test_mol_scale_speed_and_flat_bars() -> None:
     assert [b.met for b in scale.scale_bars(slow)] == [True, False, False]
 
 
+def test_mol_scale_exact_two_pass_must_equal_bruteforce() -> None:
+    scale = pytest.importorskip("bench_mol_scale")
+    assert [b.met for b in scale.exactness_bars(1.0, 3e-6)] == [True, True]
+    assert [b.met for b in scale.exactness_bars(0.9997, 3e-6)] == [False, True]  # one id of 3,200 differs
+    assert [b.met for b in scale.exactness_bars(1.0, 0.02)] == [True, False]
+    assert check_bars(scale.exactness_bars(float("nan"), 0.0)) == 1
+
+
 def test_mol_quality_hr10_bar_on_the_recorded_figures_is_missed() -> None:
     quality = pytest.importorskip("bench_mol_quality")
     summary = {"mol": {"hr@10": {"mean": 0.215977}}, "dot": {"hr@10": {"mean": 0.212443}}}  # mol.json, 2026-12-02
@@ -156,12 +164,16 @@ def test_core_ops_bars_on_the_recorded_figures() -> None:
         "soft_rank_speedup_vs_pairwise_n1000": 107.4, "soft_rank_max_abs_err_vs_reference": 1.27e-11,
         "soft_rank_ms_n100000": 524.5, "relaxed_topk_speedup_vs_loop": 13954.8, "maxsim_ratio_to_matmul": 0.885,
         "maxsim_speedup_vs_loop": 1.60, "import_time_ms": 1.23, "torchsort_ratio_n1000": None,
+        # the error bars' keys, as in core_ops.json of 2026-12-03
+        "relaxed_topk_max_abs_err_vs_loop": 2.62e-6, "maxsim_max_abs_err_vs_loop": 0.0,
     }
     bars = core.core_bars(recorded)
-    assert len(bars) == 7 and all(b.met for b in bars)  # torchsort's ratio is a goal, not a bar
+    assert len(bars) == 9 and all(b.met for b in bars)  # torchsort's ratio is a goal, not a bar
     assert check_bars(bars) == 0
-    missed = core.core_bars({**recorded, "maxsim_speedup_vs_loop": 1.4, "import_time_ms": None})
-    assert [b.name for b in missed if not b.met] == ["MaxSim vs per-document loop (speedup)",
+    missed = core.core_bars({**recorded, "maxsim_speedup_vs_loop": 1.4, "import_time_ms": None,
+                             "relaxed_topk_max_abs_err_vs_loop": 3e-3})
+    assert [b.name for b in missed if not b.met] == ["relaxed_topk max abs error vs per-element loop",
+                                                     "MaxSim vs per-document loop (speedup)",
                                                      "import rag_relax_plugins (ms)"]
 
 

@@ -98,9 +98,23 @@ def test_training_mask_clips_k_to_candidates(reranker: GumbelReranker) -> None:
     assert m.shape == (1,)
 
 
+def test_training_mask_takes_its_k_argument(minilm_path: str) -> None:
+    """With one candidate any k clipped to 1, so the test above could not tell whether the k
+    argument was used at all: here k differs from the reranker's own and the candidates outnumber it."""
+    r = GumbelReranker(tiny_scorer(minilm_path), k=2, mode="subset", device="cpu")
+    s = torch.randn(6, generator=torch.Generator().manual_seed(3))
+    for k in (1, 3, 5):
+        m = r.training_mask(s, k=k, generator=torch.Generator().manual_seed(1))
+        assert float(m.sum()) == pytest.approx(k, abs=1e-4), k
+    assert torch.equal(r.training_mask(s, k=9), torch.ones(6))  # k > N: every candidate kept
+    assert float(r.training_mask(s).sum()) == pytest.approx(2, abs=1e-4)  # the reranker's own k
+
+
 def test_hard_topk_is_deterministic(reranker: GumbelReranker) -> None:
     s = torch.tensor([0.1, 2.0, -1.0, 1.5])
     assert reranker.hard_topk(s).tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert reranker.hard_topk(s, k=1).tolist() == [0.0, 1.0, 0.0, 0.0]  # its k argument, not the reranker's
+    assert reranker.hard_topk(s, k=7).tolist() == [1.0, 1.0, 1.0, 1.0]  # clipped to N
 
 
 def test_subset_mode_sums_to_k(minilm_path: str) -> None:

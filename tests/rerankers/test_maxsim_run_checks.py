@@ -154,3 +154,23 @@ def test_a_failing_write_never_leaves_a_truncated_run_file(tmp_path: Path, monke
     for name in ("train_config.json", "history.json"):
         json.loads((out / name).read_text(encoding="utf-8"))  # whole: the earlier run's or this one's
     assert (out / "history.json").read_bytes() == earlier["history.json"]  # the run failed before its own
+
+
+def test_history_json_is_never_written_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test above fails the run before history.json is written; here every write but
+    history.json's succeeds, and an in-place write of history.json would truncate it and fail."""
+    groups, queries, texts = synthetic()
+    out = tmp_path / "run"
+    original = Path.write_text
+
+    def full_disk_for_history(self: Path, *args: object, **kwargs: object) -> int:
+        if self.name == "history.json":
+            with open(self, "w", encoding="utf-8") as fh:
+                fh.write("{")
+            raise OSError(28, "No space left on device")
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", full_disk_for_history)
+    result = train_maxsim(MaxSimTrainConfig(output_dir=str(out), **BASE), groups, queries.texts, texts.texts,
+                          reranker=make_reranker())
+    assert json.loads((out / "history.json").read_text(encoding="utf-8")) == result["history"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -121,11 +122,19 @@ def test_a_step_without_signal_logs_no_loss(minilm_path: str, tmp_path: Path) ->
 
 def test_loss_curve_leaves_gaps_for_steps_without_loss(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from rag_relax_plugins.training.grerank_checkpoint import plot_curves
+    from rag_relax_plugins.training.grerank_checkpoint import curve_series, plot_curves
 
     loss = [None if i % 7 == 0 else 1.0 / (i + 1) for i in range(40)]
     assert plot_curves({"loss": loss}, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
+    drawn, w, avg = curve_series({"loss": loss})
+    assert w == 4 and avg is not None and avg.shape == (37,)
+    assert [i for i, v in enumerate(drawn.tolist()) if math.isnan(v)] == [0, 7, 14, 21, 28, 35]  # gaps, not 0.0
+    for start in range(37):  # each average: the mean of its window's known losses only
+        known = [v for v in loss[start : start + w] if v is not None]
+        assert avg[start].item() == pytest.approx(sum(known) / len(known))
+    _, _, none_known = curve_series({"loss": [None] * 20})
+    assert none_known is not None and bool(torch.isnan(none_known).all())
 
 
 @pytest.mark.parametrize(
