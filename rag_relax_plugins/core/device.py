@@ -11,7 +11,15 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["autocast", "fork_rng_devices", "resolve_device", "seed_device_rngs", "supports_dtype", "work_dtype"]
+__all__ = [
+    "autocast",
+    "fork_device_rngs",
+    "fork_rng_devices",
+    "resolve_device",
+    "seed_device_rngs",
+    "supports_dtype",
+    "work_dtype",
+]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -96,3 +104,21 @@ def fork_rng_devices(device: torch.device) -> list[int]:
     """The CUDA device indices ``torch.random.fork_rng(devices=...)`` must restore for a run on
     ``device`` (none for CPU or MPS: only the CPU generator is forked then)."""
     return [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+
+
+@contextlib.contextmanager
+def fork_device_rngs(device: torch.device) -> Iterator[None]:
+    """Run the body with the CPU generator and ``device``'s own (that CUDA device, or MPS) forked:
+    their states are restored on exit, so a run that seeds them (:func:`seed_device_rngs`) leaves
+    the caller's as they were.
+
+    ``torch.random.fork_rng`` restores CUDA devices only; the MPS generator is saved and restored
+    here around it.
+    """
+    mps_state = torch.mps.get_rng_state() if device.type == "mps" else None
+    try:
+        with torch.random.fork_rng(devices=fork_rng_devices(device)):
+            yield
+    finally:
+        if mps_state is not None:
+            torch.mps.set_rng_state(mps_state)

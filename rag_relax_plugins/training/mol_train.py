@@ -40,7 +40,7 @@ import torch
 
 from rag_relax_plugins.core.device import (
     autocast,
-    fork_rng_devices,
+    fork_device_rngs,
     resolve_device,
     seed_device_rngs,
 )
@@ -305,7 +305,6 @@ def train_retrieval(
     earlier = EarlierCheckpoints(fresh=last_ckpt is None)
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-mol")
-    fork_devices = fork_rng_devices(dev)
 
     def checkpoint() -> Path | None:
         if cfg.checkpoint_dir is None:
@@ -323,7 +322,7 @@ def train_retrieval(
         order = _epoch_order(n, cfg.seed, epoch)
         idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         model.train()
-        with torch.random.fork_rng(devices=fork_devices):
+        with fork_device_rngs(dev):
             seed = _step_seed(cfg.seed, step)
             seed_device_rngs(seed, dev)
             g = torch.Generator().manual_seed(seed)

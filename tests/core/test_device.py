@@ -48,3 +48,34 @@ def test_autocast_cuda_bf16():
     with autocast("cuda", "bf16"):
         out = a @ a
     assert out.dtype == torch.bfloat16
+
+
+def test_fork_device_rngs_restores_the_cpu_generator() -> None:
+    from rag_relax_plugins.core.device import fork_device_rngs, seed_device_rngs
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    with fork_device_rngs(torch.device("cpu")):
+        seed_device_rngs(7, torch.device("cpu"))
+        torch.rand(3)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_fork_device_rngs_restores_the_mps_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.random.fork_rng restores CUDA generators only: an MPS run reseeded the caller's MPS
+    generator and left it so. No MPS here: its generator is stood in for by a fake."""
+    from rag_relax_plugins.core.device import fork_device_rngs, seed_device_rngs
+
+    state = {"rng": torch.tensor([1, 2, 3], dtype=torch.uint8)}
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda *a, **k: state["rng"].clone())
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda s, *a, **k: state.update(rng=s.clone()))
+    monkeypatch.setattr(torch.mps, "manual_seed", lambda seed: state.update(rng=torch.tensor([seed], dtype=torch.uint8)))
+    mps = torch.device("mps")
+    with fork_device_rngs(mps):
+        seed_device_rngs(9, mps)
+        assert state["rng"].tolist() == [9]
+    assert state["rng"].tolist() == [1, 2, 3]
+    with pytest.raises(RuntimeError, match="boom"), fork_device_rngs(mps):  # restored on an error too
+        seed_device_rngs(4, mps)
+        raise RuntimeError("boom")
+    assert state["rng"].tolist() == [1, 2, 3]
