@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, SimilarityMode
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 __all__ = ["GaussianEmbedding"]
 
@@ -35,6 +37,14 @@ class GaussianEmbedding(BaseEmbedding):
         query_instruction / text_instruction: prefixes added before encoding.
         cosine_max_norm: enable the cosine-compatible transform.
 
+    Unknown keyword arguments are an error (a misspelt ``query_instrucion=`` would otherwise be
+    dropped). Built from ``model=``, the config records ``model_instance: true`` (``from_dict``
+    then asks for ``model=`` again) and ``model_name`` defaults to ``gaussian-embedder@<digest>``
+    of the model's config and weights, so that caches keyed on the config (an
+    ``IngestionPipeline``'s) tell two models apart. ``embeddings_cache`` is refused when query
+    and text vectors differ (instructions, ``cosine_max_norm``): LlamaIndex caches both under the
+    raw text, so a query equal to a stored text would get the text's vector.
+
     Instantiate:
         .. code-block:: python
 
@@ -51,17 +61,32 @@ class GaussianEmbedding(BaseEmbedding):
     cosine_max_norm: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, description="enable the cosine-compatible transform"
     )
+    model_instance: bool = Field(
+        default=False, description="built around a model= instance, which to_dict cannot hold (set by __init__)"
+    )
+    model_config = ConfigDict(extra="forbid")
     _model: Any = PrivateAttr()
 
     def __init__(self, model_path: str | None = None, *, model: Any = None, **kwargs: Any) -> None:
         if model is None and model_path is None:
+            if kwargs.get("model_instance"):
+                raise ValueError(
+                    "this GaussianEmbedding configuration was saved from an embedding built around a model "
+                    "instance, which is not serialised: pass model= again (from_dict(data, model=...)), or "
+                    "build it with model_path= for a self-contained config"
+                )
             raise ValueError("pass model_path (a saved Gaussian embedder folder) or model")
         if model is not None and not all(hasattr(model, a) for a in ("encode", "score", "geometry")):
             raise TypeError(f"model must be a GaussianEmbedder, got {type(model).__name__}")
         from rag_relax_plugins.embedders._wrapper_checks import check_model_arguments
 
         check_model_arguments(model, model_path, kwargs.get("device"))
-        kwargs.setdefault("model_name", str(model_path or "gaussian-embedder"))
+        kwargs["model_instance"] = model is not None
+        name = kwargs.get("model_name")
+        if model is not None and (name is None or str(name).startswith("gaussian-embedder")):
+            kwargs["model_name"] = _instance_name(model)  # also replaces a saved config's digest
+        else:
+            kwargs.setdefault("model_name", str(model_path))
         super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)  # type: ignore[call-arg]
         if model is None:
             from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
@@ -72,6 +97,18 @@ class GaussianEmbedding(BaseEmbedding):
             # LlamaIndex's concurrent async batches cannot turn dropout back on for each other
             model.eval()
         self._model = model
+
+    @model_validator(mode="after")
+    def _no_shared_query_text_cache(self) -> GaussianEmbedding:
+        if self.embeddings_cache is not None and (
+            self.query_instruction != self.text_instruction or self.cosine_max_norm is not None
+        ):
+            raise ValueError(
+                "embeddings_cache is not supported with query_instruction / text_instruction that differ "
+                "or with cosine_max_norm: LlamaIndex caches query and text vectors under the same raw "
+                "text, and here they differ (cache at the IngestionPipeline instead)"
+            )
+        return self
 
     @field_validator("device", mode="before")
     @classmethod
@@ -93,6 +130,9 @@ class GaussianEmbedding(BaseEmbedding):
     def _encode(self, texts: list[str], prefix: str, *, query: bool) -> list[list[float]]:
         if not texts:
             return []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"{'query' if query else f'texts[{i}]'} must be a str, got {type(t).__name__}")
         vecs = self._model.encode([prefix + t for t in texts], batch_size=self.embed_batch_size)
         if self.cosine_max_norm is not None:
             from rag_relax_plugins.embedders import gaussian_transforms as tf
@@ -133,3 +173,21 @@ class GaussianEmbedding(BaseEmbedding):
         a = torch.tensor([embedding1], dtype=torch.float32)
         b = torch.tensor([embedding2], dtype=torch.float32)
         return float(self._model.score(a, b)[0, 0])
+
+
+def _instance_name(model: Any) -> str:
+    """``gaussian-embedder@<16 hex>``: a digest of the model's config and weights (a cache key
+    that tells two loaded models apart; a few hundred ms for MiniLM on a CPU)."""
+    h = hashlib.sha256()
+    config = getattr(model, "config", None)
+    to_dict = getattr(config, "to_dict", None)
+    h.update(json.dumps(to_dict() if callable(to_dict) else repr(config), sort_keys=True, default=str).encode())
+    state_dict = getattr(model, "state_dict", None)
+    if callable(state_dict):
+        import torch
+
+        for name, tensor in sorted(state_dict().items()):
+            t = tensor.detach().to("cpu").contiguous()
+            h.update(f"{name}\0{tuple(t.shape)}\0{t.dtype}\n".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"gaussian-embedder@{h.hexdigest()[:16]}"

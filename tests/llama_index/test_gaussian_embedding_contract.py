@@ -1,0 +1,72 @@
+"""GaussianEmbedding (LlamaIndex) against BaseEmbedding's contract, from the adapter review: unknown
+options refused, a model instance named by its content, no shared query/text cache entry when the
+two vectors differ, clear errors for non-text input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from llama_index.core import Document
+from llama_index.core.ingestion import IngestionCache, IngestionPipeline
+from llama_index.core.storage.kvstore import SimpleKVStore
+
+from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+from rag_relax_plugins.embedders.gaussian_config import GaussianConfig
+from rag_relax_plugins.llama_index import GaussianEmbedding
+
+
+def _model(seed: int, geometry: str = "euclidean") -> GaussianEmbedder:
+    torch.manual_seed(seed)
+    m = GaussianEmbedder(GaussianConfig(backbone="hashing:64", output_dim=16, dropout=0.0, head_init="random",
+                                        geometry=geometry), device="cpu")
+    return m
+
+
+@pytest.mark.parametrize("option", [{"query_instrucion": "q: "}, {"document_instruction": "d: "}, {"batch_size": 8}])
+def test_unknown_options_are_refused(option: dict) -> None:
+    """They were accepted and dropped: vectors without the intended prefix, and no error."""
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        GaussianEmbedding(model=_model(0), **option)
+
+
+def test_two_model_instances_do_not_share_an_ingestion_cache_entry() -> None:
+    """Both serialised alike, so an IngestionPipeline cache returned model A's vectors for B."""
+    a, b = GaussianEmbedding(model=_model(1)), GaussianEmbedding(model=_model(2, "inner_product"))
+    assert a.to_dict() != b.to_dict() and a.model_name.startswith("gaussian-embedder@")
+    assert GaussianEmbedding(model=_model(1)).model_name == a.model_name  # the same weights, the same name
+    cache = IngestionCache()
+    IngestionPipeline(transformations=[a], cache=cache).run(documents=[Document(text="paris", id_="d0")])
+    got = IngestionPipeline(transformations=[b], cache=cache).run(documents=[Document(text="paris", id_="d0")])
+    assert got[0].embedding == pytest.approx(b.get_text_embedding("paris"))
+    assert got[0].embedding != pytest.approx(a.get_text_embedding("paris"))
+
+
+def test_a_config_saved_from_an_instance_asks_for_the_model_again() -> None:
+    e = GaussianEmbedding(model=_model(1), query_instruction="q: ")
+    data = e.to_dict()
+    assert data["model_instance"] is True
+    with pytest.raises(ValueError, match="pass model= again"):
+        GaussianEmbedding.from_dict(data)
+    again = GaussianEmbedding.from_dict(data, model=_model(1))
+    assert again.get_query_embedding("x") == e.get_query_embedding("x") and again.model_name == e.model_name
+    other = GaussianEmbedding.from_dict(data, model=_model(3))
+    assert other.model_name != e.model_name  # the saved digest is not kept for another model
+
+
+def test_embeddings_cache_is_refused_when_query_and_text_vectors_differ() -> None:
+    """LlamaIndex caches queries and texts under the raw string: a query equal to an embedded text
+    got the text's vector."""
+    with pytest.raises(ValueError, match="embeddings_cache is not supported"):
+        GaussianEmbedding(model=_model(0), query_instruction="q: ", embeddings_cache=SimpleKVStore())
+    with pytest.raises(ValueError, match="embeddings_cache is not supported"):
+        GaussianEmbedding(model=_model(0), cosine_max_norm=100.0, embeddings_cache=SimpleKVStore())
+    same = GaussianEmbedding(model=_model(0), embeddings_cache=SimpleKVStore())  # identical vectors: allowed
+    assert same.get_text_embedding("a b") == same.get_query_embedding("a b")
+
+
+def test_non_text_input_is_named() -> None:
+    e = GaussianEmbedding(model=_model(0))
+    with pytest.raises(TypeError, match=r"texts\[1\] must be a str, got NoneType"):
+        e.get_text_embedding_batch(["a", None])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="query must be a str, got int"):
+        e.get_query_embedding(3)  # type: ignore[arg-type]
