@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -68,7 +69,14 @@ class GumbelReranker(BaseReranker):
     Raises:
         ValueError: bad ``k``, ``mode``, ``tau``, ``kappa``, ``batch_size`` or scorer kind.
         TypeError: ``scorer`` is neither a kind string nor a :class:`PairScorer`.
+
+    Scoring calls (:meth:`score`, and so :meth:`rerank` and the framework adapters) run one at a
+    time in a process: each switches the scorer to eval mode and restores its mode after, and two
+    overlapping calls (concurrent async reranking) on a scorer a training step left in train mode
+    would otherwise restore train mode under each other's forward pass (dropout on).
     """
+
+    _inference_lock: ClassVar[threading.Lock] = threading.Lock()  # a class attribute: never pickled
 
     def __init__(
         self,
@@ -132,7 +140,7 @@ class GumbelReranker(BaseReranker):
         if not docs:
             raise ValueError("documents must hold at least one candidate to score")
         unique, rows = distinct_texts(docs)  # each distinct text scored once
-        with torch.inference_mode(), eval_mode(self.scorer):
+        with GumbelReranker._inference_lock, torch.inference_mode(), eval_mode(self.scorer):
             parts = [
                 self.scorer(query, unique[i : i + self.batch_size]).float().cpu()
                 for i in range(0, len(unique), self.batch_size)

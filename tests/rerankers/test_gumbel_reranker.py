@@ -250,3 +250,40 @@ def test_duplicate_candidates_get_one_score_and_keep_input_order(reranker: Gumbe
     assert float(scores[0]) == float(scores[3]) and float(scores[1]) == float(scores[4])
     order = [r.index for r in reranker.rerank(Q, docs)]
     assert order.index(0) < order.index(3) and order.index(1) < order.index(4)
+
+
+def test_overlapping_scoring_calls_never_run_the_scorer_in_train_mode(minilm_path: str) -> None:
+    """A scorer left in train mode by a training step, two overlapping score calls (concurrent
+    async reranking): A's exit restored train mode while B's forward ran (dropout on)."""
+    import threading
+    import time
+
+    r = GumbelReranker(tiny_scorer(minilm_path), k=2, device="cpu")
+    r.training_scores("warm up", ["a", "b"])  # leaves the scorer in train mode
+    assert r.scorer.training
+    a_done, seen = threading.Event(), {}
+    forward = type(r.scorer).forward
+
+    def slow_forward(self, query, documents):  # type: ignore[no-untyped-def]
+        if query == "A":
+            time.sleep(0.3)  # A is inside its scoring call while B starts
+        else:
+            a_done.wait(5)  # B's forward runs once A has returned
+            seen["B"] = self.training
+        return forward(self, query, documents)
+
+    r.scorer.forward = slow_forward.__get__(r.scorer)
+
+    def call_a() -> None:
+        try:
+            r.score("A", ["x", "y"])
+        finally:
+            a_done.set()
+
+    ta = threading.Thread(target=call_a)
+    ta.start()
+    time.sleep(0.1)
+    r.score("B", ["x", "y"])
+    ta.join()
+    assert seen["B"] is False
+    assert r.scorer.training  # the caller's mode is restored after both
