@@ -109,13 +109,21 @@ def checkpoint_steps(directory: Path, prefix: str = CHECKPOINT_PREFIX) -> list[t
     return sorted(found)
 
 
-def remove_earlier_checkpoints(directory: Path, *, keep: Path, prefix: str = CHECKPOINT_PREFIX) -> None:
+def remove_earlier_checkpoints(
+    directory: Path, *, keep: Path, prefix: str = CHECKPOINT_PREFIX, protect: tuple[str | os.PathLike[str], ...] = ()
+) -> None:
     """Delete the ``<prefix>N/`` saves an earlier run left in ``directory``, all but ``keep`` (the
     fresh run's first checkpoint, just written: ``resume=True`` would otherwise pick the earlier
-    run's latest, and a folder mixing two runs' epochs misleads an explicit resume). Only
-    checkpoints this package wrote are deleted (a save marked as one, or from before saves
-    recorded their kind, one holding ``trainer_state.json``), with a warning naming them."""
-    earlier = [p for _, p in checkpoint_steps(directory, prefix) if p != keep and _is_checkpoint(p)]
+    run's latest, and a folder mixing two runs' epochs misleads an explicit resume) and those
+    holding a ``protect`` path (the model the run started from, e.g. ``init_model`` pointing at
+    an earlier epoch's ``model/``). Only checkpoints this package wrote are deleted (a save
+    marked as one, or from before saves recorded their kind, one holding
+    ``trainer_state.json``), with a warning naming them."""
+    sources = [Path(p).resolve() for p in protect]
+    earlier = [
+        p for _, p in checkpoint_steps(directory, prefix)
+        if p != keep and _is_checkpoint(p) and not any(s == p.resolve() or p.resolve() in s.parents for s in sources)
+    ]
     if earlier:
         log.warning("a fresh run into %s: removing an earlier run's checkpoints %s", directory,
                     [p.name for p in earlier])
@@ -127,15 +135,19 @@ class EarlierCheckpoints:
     """Call :meth:`written` after every checkpoint a run saves: the first call of a fresh run
     (``fresh=True``) removes the checkpoints an earlier run left in the same folder
     (:func:`remove_earlier_checkpoints`); a resumed run keeps them, and so does a fresh run that
-    fails before its first checkpoint."""
+    fails before its first checkpoint. ``protect``: paths the run started from (``init_model``,
+    ``init_from``), whose checkpoint folders are kept."""
 
-    def __init__(self, *, fresh: bool, prefix: str = CHECKPOINT_PREFIX) -> None:
+    def __init__(
+        self, *, fresh: bool, prefix: str = CHECKPOINT_PREFIX, protect: tuple[str | os.PathLike[str] | None, ...] = ()
+    ) -> None:
         self.prefix, self._pending = prefix, fresh
+        self.protect = tuple(p for p in protect if p is not None)  # what the run started from: kept
 
     def written(self, path: Path) -> None:
         """``path``: the checkpoint just written (kept), a ``<prefix>N/`` folder of the run."""
         if self._pending:
-            remove_earlier_checkpoints(path.parent, keep=path, prefix=self.prefix)
+            remove_earlier_checkpoints(path.parent, keep=path, prefix=self.prefix, protect=self.protect)
             self._pending = False
 
 

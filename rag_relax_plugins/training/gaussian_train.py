@@ -7,7 +7,8 @@ validation loss; without ``val_file``, lowest epoch-mean *training* loss, measur
 while the weights change), ``final_model/``, ``history.json`` (``step_loss``, ``train_loss``,
 ``val_loss`` (empty without ``val_file``), ``selection_loss``: the value ``best_model/`` is chosen
 by) and ``loss_curves.png``. A fresh run (no ``resume_from``) removes an earlier run's
-``checkpoint_epoch_N/`` from ``output_dir`` once it has written its first checkpoint.
+``checkpoint_epoch_N/`` from ``output_dir`` once it has written its first checkpoint, except the
+one holding ``init_model``.
 
 Commands::
 
@@ -256,7 +257,8 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
                         "best_val_loss %.5f unless a later epoch improves on it", cfg.resume_from, best)
         log.info("resumed from %s at epoch %d, step %d", cfg.resume_from, start_epoch, step)
     atomic_write_json(out / "train_config.json", cfg.to_dict())
-    earlier = EarlierCheckpoints(fresh=cfg.resume_from is None, prefix=EPOCH_CHECKPOINT_PREFIX)
+    earlier = EarlierCheckpoints(fresh=cfg.resume_from is None, prefix=EPOCH_CHECKPOINT_PREFIX,
+                                 protect=(cfg.init_model,))
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train", unit="step")
     t_start, steps_done = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):

@@ -267,7 +267,7 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
         desc=f"train ({cfg.supervision})",
     )
     step, seen, busy = int(state["step"]), 0, 0.0
-    earlier = EarlierCheckpoints(fresh=ck is None)
+    earlier = EarlierCheckpoints(fresh=ck is None, protect=(cfg.init_from,))
     done = step >= total
     for epoch in range(int(state["epoch"]), cfg.epochs):
         if done:

@@ -53,13 +53,38 @@ def test_a_gaussian_resume_keeps_the_runs_later_checkpoints(tmp_path: Path, gaus
     assert _epochs(out) == ["checkpoint_epoch_1", "checkpoint_epoch_2", "checkpoint_epoch_3", "checkpoint_epoch_7"]
 
 
-def test_a_fresh_gaussian_run_that_fails_first_removes_nothing(tmp_path: Path, gaussian_base: dict) -> None:
+def test_a_fresh_gaussian_run_that_fails_first_removes_nothing(
+    tmp_path: Path, gaussian_base: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run fails in its first epoch, after EarlierCheckpoints exists, before its first checkpoint."""
+    from rag_relax_plugins.training import gaussian_train
+
     out = tmp_path / "run"
     train(TrainConfig(output_dir=str(out), epochs=2, **gaussian_base))
-    (tmp_path / "one.jsonl").write_text(json.dumps({"query": "q", "positive": "p"}), encoding="utf-8")
-    with pytest.raises(ValueError, match="at least 2 pairs"):
-        train(TrainConfig(output_dir=str(out), epochs=1, **{**gaussian_base, "train_file": str(tmp_path / "one.jsonl")}))
+    calls = []
+    embed = gaussian_train._embed
+
+    def failing_second_step(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return embed(*args, **kwargs)
+
+    monkeypatch.setattr(gaussian_train, "_embed", failing_second_step)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        train(TrainConfig(output_dir=str(out), epochs=1, seed=9, **gaussian_base))
+    assert len(calls) == 2  # it trained a step first
     assert _epochs(out) == ["checkpoint_epoch_1", "checkpoint_epoch_2"]
+    assert _state(out / "checkpoint_epoch_1")["config"]["seed"] == 0  # the earlier run's, untouched
+
+
+def test_a_fresh_gaussian_run_keeps_the_checkpoint_it_starts_from(tmp_path: Path, gaussian_base: dict) -> None:
+    """Fine-tuning from an earlier epoch of the same folder (init_model) deleted that epoch."""
+    out = tmp_path / "run"
+    train(TrainConfig(output_dir=str(out), epochs=3, **gaussian_base))
+    train(TrainConfig(output_dir=str(out), epochs=1, init_model=str(out / "checkpoint_epoch_3" / "model"),
+                      **gaussian_base))
+    assert _epochs(out) == ["checkpoint_epoch_1", "checkpoint_epoch_3"]  # epoch 2 of the earlier run goes
 
 
 def test_a_fresh_maxsim_run_replaces_an_earlier_runs_epoch_checkpoints(tmp_path: Path) -> None:
