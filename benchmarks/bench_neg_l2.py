@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Bar, best_time, check_bars, print_table, write_results
 
-from rag_relax_plugins.core.contrastive import info_nce
+from rag_relax_plugins.core.contrastive import _sim, info_nce  # _sim: the logits info_nce uses
 
 CASES = [(32, 0, 384), (128, 0, 384), (512, 0, 384), (32, 7, 384), (128, 3, 768)]  # (B, M, D)
 TEMPERATURE = 38.4  # the Gaussian trainer's default for D = 384 (0.1 * D)
@@ -104,8 +104,10 @@ def _logit_errors(device: torch.device) -> dict[str, dict[str, float]]:
         q, d = q64.to(device, torch.float32), d64.to(device, torch.float32)
         # entries within 30 of their row's largest logit: the others are 0 in the softmax at any precision
         counts = exact >= exact.max(dim=1, keepdim=True).values - 30.0  # (B, B)
-        out[regime] = {path: float((-_sq_dist(q, d, path).double().cpu() / temperature - exact)[counts].abs().max())
-                       for path in ("direct", "mm", "centred")}
+        got = {"direct": _sim(q, d, "neg_l2"),  # the shipped code's logits (times temperature), not a copy
+               "mm": -_sq_dist(q, d, "mm"), "centred": -_sq_dist(q, d, "centred")}
+        out[regime] = {path: float((g.double().cpu() / temperature - exact)[counts].abs().max())
+                       for path, g in got.items()}
     return out
 
 
