@@ -289,36 +289,22 @@ def find_saved_folder(
     raise FileNotFoundError(f"{what} not found: {folder} (expected {marker} inside)")
 
 
-def read_json(path: str | os.PathLike[str], *, object_only: bool = True, allow_nan: bool = True) -> Any:
+def read_json(path: str | os.PathLike[str], *, object_only: bool = True) -> Any:
     """The JSON value saved at ``path``: an object (``dict``) unless ``object_only=False``.
-
-    ``allow_nan=False`` refuses the ``NaN`` / ``Infinity`` tokens Python's ``json`` writes by
-    default (not JSON), for files whose writer never writes them.
 
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: invalid UTF-8 or JSON (corrupt, truncated, or not a file this package wrote),
-            a refused ``NaN`` / ``Infinity``, or not an object when one is expected; the message
-            names the file.
+            or not an object when one is expected; the message names the file.
     """
     file = Path(path)
     try:
-        value = json.loads(file.read_text(encoding="utf-8"), parse_constant=None if allow_nan else _refuse_constant)
+        value = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{file}: not a readable JSON file (corrupt or truncated?): {exc}") from exc
-    except _NonFinite as exc:
-        raise ValueError(f"{file}: holds {exc.args[0]}, which this file never does (not JSON; edited?)") from None
     if object_only and not isinstance(value, dict):
         raise ValueError(f"{file}: expected a JSON object, got {type(value).__name__}")
     return value
-
-
-class _NonFinite(Exception):
-    """``NaN`` / ``Infinity`` / ``-Infinity`` met by ``read_json(..., allow_nan=False)``."""
-
-
-def _refuse_constant(token: str) -> Any:
-    raise _NonFinite(token)
 
 
 def read_tensors(path: str | os.PathLike[str], *, device: str = "cpu") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import sys
 from typing import Any, TypeVar
 
 __all__ = ["DictConfig", "plain_scalars"]
@@ -20,14 +21,18 @@ def plain_scalars(config: object) -> None:
     ``float``, in place: call it first in ``__post_init__``.
 
     A sweep that takes ``epochs`` from ``numpy.arange`` then passes the field checks, which test
-    for ``int`` / ``float``, and the config stays JSON-ready. ``bool`` (and ``numpy.bool_``, which
-    is not a ``numbers`` type) is left as it is, for the checks to refuse where a number is due.
+    for ``int`` / ``float``, and the config stays JSON-ready. A ``numpy.bool_`` becomes a ``bool``
+    (a flag from a numpy mask); a ``bool`` is never turned into a number, for the checks to refuse
+    it where a number is due.
     """
+    np = sys.modules.get("numpy")  # a numpy scalar implies numpy was imported: never import it here
     for field in dataclasses.fields(config):  # type: ignore[arg-type]
         value = getattr(config, field.name)
         if type(value) in (bool, int, float):
             continue
-        if isinstance(value, numbers.Integral):
+        if np is not None and isinstance(value, np.bool_):
+            object.__setattr__(config, field.name, bool(value))
+        elif isinstance(value, numbers.Integral):
             object.__setattr__(config, field.name, int(value))
         elif isinstance(value, numbers.Real):
             object.__setattr__(config, field.name, float(value))

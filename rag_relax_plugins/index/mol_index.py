@@ -96,7 +96,7 @@ class MoLIndex:
             raise ValueError(
                 f"cache_dtype must be one of {sorted(_CACHE_DTYPES)}, got {cache_dtype!r}"
             )
-        check_k("exact_filter_threshold", exact_filter_threshold)
+        exact_filter_threshold = check_k("exact_filter_threshold", exact_filter_threshold)  # a Python int
         check_float32_module("similarity", similarity)
         self.device = resolve_device(device)
         self.similarity = similarity.to(self.device).eval()

@@ -124,7 +124,9 @@ def _read_json(folder: Path, name: str) -> Any:
     path = folder / name
     if not path.is_file():
         raise ValueError(f"{folder} is not a complete MoL index: {name} is missing")
-    return read_json(path, object_only=False, allow_nan=False)  # metadata: finite numbers only, as add()
+    # NaN stays readable: saves of versions before 2026-12-02, whose add() accepted NaN metadata,
+    # hold bare NaN tokens
+    return read_json(path, object_only=False)
 
 
 def _read_tensors(folder: Path, name: str) -> dict[str, torch.Tensor]:

@@ -184,8 +184,10 @@ class MoLVectorStore(VectorStore):
             if not isinstance(t, str):
                 raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
         n = len(texts)
-        metadatas = metadatas or None  # [] means none given, as in InMemoryVectorStore and VectorStore
-        ids = ids or None
+        if metadatas is not None and len(metadatas) == 0:  # [] means none given, as in InMemoryVectorStore
+            metadatas = None
+        if ids is not None and len(ids) == 0:
+            ids = None
         if metadatas is not None and len(metadatas) != n:
             raise ValueError(f"metadatas must have one dict per text ({n}), got {len(metadatas)}")
         metas = [{} if metadatas is None else copy_metadata(metadatas[i], i) for i in range(n)]

@@ -87,3 +87,16 @@ def test_loss_options_take_numpy_scalars_and_refuse_non_finite():
             lambda_loss(s, r, mu=bad)
     with pytest.raises(ValueError, match="sinkhorn_iters"):
         neural_ndcg_loss(s, r, sinkhorn_iters=np.float64(4.0))
+
+
+def test_numpy_bools_become_bools() -> None:
+    """A numpy bool passed the flag fields and stayed one: the run failed at its first JSON save."""
+    from rag_relax_plugins.training.gaussian_objective import TrainConfig
+    from rag_relax_plugins.training.mol_train_config import MoLTrainConfig
+
+    cfg = TrainConfig(predictor=np.True_, show_progress=np.False_)
+    assert cfg.predictor is True and cfg.show_progress is False
+    assert json.loads(json.dumps(cfg.to_dict()))["predictor"] is True
+    assert MoLTrainConfig(logq_correction=np.False_).logq_correction is False
+    with pytest.raises((TypeError, ValueError), match="epochs"):
+        TrainConfig(epochs=np.True_)  # a flag where a count is due: refused, as True is

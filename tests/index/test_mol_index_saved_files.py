@@ -1,14 +1,16 @@
 """What the index accepts it can save, and what it loads is what it saved: text that UTF-8 cannot
 encode is refused by ``add`` (it was accepted, and every later save failed); a FAISS file of
-another kind than ``config.json`` says, or a NaN in ``metadata.json``, is refused on load (an HNSW
-graph loaded as a "flat" stage was searched as exact)."""
+another kind than ``config.json`` says is refused on load (an HNSW graph loaded as a "flat" stage
+was searched as exact)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,14 +58,25 @@ def test_unicode_text_beyond_ascii_round_trips(tmp_path: Path) -> None:
     assert loaded.get_metadata(["é✓"]) == [{"città": "Zürich 😀"}] and "日本" in loaded.ids
 
 
-def test_load_refuses_a_nan_in_metadata_json(tmp_path: Path) -> None:
+def test_a_save_holding_nan_metadata_still_loads(tmp_path: Path) -> None:
+    """Versions before 2026-12-02 accepted NaN metadata and saved it as a bare NaN token: such
+    saves keep loading (a guard: refusing them was tried and reverted)."""
     _index().save(tmp_path / "i")
     path = tmp_path / "i" / "metadata.json"
     rows = json.loads(path.read_text(encoding="utf-8"))
     rows[3] = {"n": float("nan")}
     path.write_text(json.dumps(rows), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"metadata\.json: holds NaN"):
-        MoLIndex.load(tmp_path / "i")
+    loaded = MoLIndex.load(tmp_path / "i")
+    assert math.isnan(loaded.get_metadata(["d3"])[0]["n"]) and len(loaded) == 60
+
+
+def test_a_numpy_exact_filter_threshold_is_stored_as_an_int_and_saves(tmp_path: Path) -> None:
+    """It was accepted and stored as numpy.int64, and every save then failed (not JSON)."""
+    idx = MoLIndex(_index().similarity, exact_filter_threshold=np.int64(7), device="cpu")
+    assert type(idx.exact_filter_threshold) is int
+    idx.add(["a"], torch.randn(1, 8))
+    idx.save(tmp_path / "i")
+    assert MoLIndex.load(tmp_path / "i").exact_filter_threshold == 7
 
 
 @pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")

@@ -439,3 +439,12 @@ def test_save_names_a_lone_surrogate_and_keeps_the_earlier_save(tmp_path: Path) 
         store.save_local(tmp_path / "s")
     assert {p.name: p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file()} == before
     assert len(MoLVectorStore.load_local(tmp_path / "s", _SurrogateTolerantEmbeddings())) == 4
+
+
+def test_add_texts_takes_numpy_arrays_of_ids_and_metadatas() -> None:
+    """They worked until the [] handling tested the lists for truth (ambiguous for an array)."""
+    import numpy as np
+
+    store = MoLVectorStore(HashingEmbeddings())
+    added = store.add_texts(TEXTS[:2], metadatas=np.array([{"n": 1}, {"n": 2}]), ids=np.array(["x", "y"]))
+    assert added == ["x", "y"] and [d.metadata for d in store.get_by_ids(["x", "y"])] == [{"n": 1}, {"n": 2}]
