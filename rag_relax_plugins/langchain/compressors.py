@@ -20,6 +20,7 @@ from rag_relax_plugins.rerankers.base import (
     check_top_n,
     check_unused_build_fields,
     device_name,
+    plain_int,
 )
 
 __all__ = ["GumbelReranker", "MaxSimReranker", "RerankerCompressor"]
@@ -77,6 +78,11 @@ class RerankerCompressor(BaseDocumentCompressor):
     @classmethod
     def _check_top_n(cls, value: object) -> int | None:
         return check_top_n(value)
+
+    @field_validator("batch_size", mode="before", check_fields=False)  # MaxSim's build field
+    @classmethod
+    def _plain_batch_size(cls, value: object) -> object:
+        return plain_int(value)
 
     @field_validator("device", mode="before", check_fields=False)  # the subclasses' build field
     @classmethod
@@ -160,9 +166,10 @@ class MaxSimReranker(RerankerCompressor):
             compressor = MaxSimReranker(model_path="runs/maxsim/best_model", top_n=3)
     """
 
-    model_path: str | None = Field(default=None, description="saved MaxSim reranker folder")
-    device: str | None = Field(default=None, description="cpu, cuda, mps or None")
-    batch_size: int = Field(default=32, ge=1, strict=True, description="texts per forward pass")
+    # build fields: read once, to build the reranker, so frozen (a later assignment would not reach it)
+    model_path: str | None = Field(default=None, frozen=True, description="saved MaxSim reranker folder")
+    device: str | None = Field(default=None, frozen=True, description="cpu, cuda, mps or None")
+    batch_size: int = Field(default=32, ge=1, strict=True, frozen=True, description="texts per forward pass")
     _build_fields: ClassVar[tuple[str, ...]] = ("model_path", "device", "batch_size")
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
@@ -200,8 +207,8 @@ class GumbelReranker(RerankerCompressor):
             compressor = GumbelReranker(model_path="runs/grerank/final_model", top_n=3)
     """
 
-    model_path: str | None = Field(default=None, description="saved Gumbel reranker folder")
-    device: str | None = Field(default=None, description="cpu, cuda, mps or None")
+    model_path: str | None = Field(default=None, frozen=True, description="saved Gumbel reranker folder")
+    device: str | None = Field(default=None, frozen=True, description="cpu, cuda, mps or None")
     _build_fields: ClassVar[tuple[str, ...]] = ("model_path", "device")
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:

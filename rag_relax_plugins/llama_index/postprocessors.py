@@ -23,6 +23,7 @@ from rag_relax_plugins.rerankers.base import (
     check_top_n,
     check_unused_build_fields,
     device_name,
+    plain_int,
 )
 
 __all__ = ["GumbelRerank", "MaxSimRerank", "RerankerPostprocessor"]
@@ -89,6 +90,11 @@ class RerankerPostprocessor(BaseNodePostprocessor):
     @classmethod
     def _check_top_n(cls, value: object) -> int | None:
         return check_top_n(value)
+
+    @field_validator("batch_size", mode="before", check_fields=False)  # MaxSim's build field
+    @classmethod
+    def _plain_batch_size(cls, value: object) -> object:
+        return plain_int(value)
 
     @field_validator("device", mode="before", check_fields=False)  # the subclasses' build field
     @classmethod
@@ -183,9 +189,10 @@ class MaxSimRerank(RerankerPostprocessor):
             )
     """
 
-    model_path: str | None = Field(default=None, description="saved MaxSim reranker folder")
-    device: str | None = Field(default=None, description="cpu, cuda, mps or None")
-    batch_size: int = Field(default=32, ge=1, strict=True, description="texts per forward pass")
+    # build fields: read once, to build the reranker, so frozen (a later assignment would not reach it)
+    model_path: str | None = Field(default=None, frozen=True, description="saved MaxSim reranker folder")
+    device: str | None = Field(default=None, frozen=True, description="cpu, cuda, mps or None")
+    batch_size: int = Field(default=32, ge=1, strict=True, frozen=True, description="texts per forward pass")
     _build_fields: ClassVar[tuple[str, ...]] = ("model_path", "device", "batch_size")
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
@@ -226,8 +233,8 @@ class GumbelRerank(RerankerPostprocessor):
             )
     """
 
-    model_path: str | None = Field(default=None, description="saved Gumbel reranker folder")
-    device: str | None = Field(default=None, description="cpu, cuda, mps or None")
+    model_path: str | None = Field(default=None, frozen=True, description="saved Gumbel reranker folder")
+    device: str | None = Field(default=None, frozen=True, description="cpu, cuda, mps or None")
     _build_fields: ClassVar[tuple[str, ...]] = ("model_path", "device")
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "check_top_n",
     "check_unused_build_fields",
     "distinct_texts",
+    "plain_int",
     "sigmoid_relevance",
 ]
 
@@ -39,20 +41,30 @@ class RerankResult:
     score: float
 
 
+def plain_int(value: object) -> object:
+    """``value`` as a Python ``int`` when it is a non-``bool`` integer of another type (a numpy
+    one), else unchanged: for pydantic ``strict`` int fields, which refuse ``numpy.int64``."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value) is not int:
+        return int(value)
+    return value
+
+
 def check_top_n(top_n: object, *, allow_none: bool = True) -> int | None:
     """Validate ``top_n``: ``None`` (keep all, when allowed) or an int >= 1.
 
+    Any ``numbers.Integral`` (``numpy.int64`` included) is returned as a Python ``int``.
+
     Raises:
-        TypeError: not an int (``bool`` is rejected).
+        TypeError: not an integer (``bool`` is rejected).
         ValueError: ``top_n < 1``.
     """
     if top_n is None and allow_none:
         return None
-    if isinstance(top_n, bool) or not isinstance(top_n, int):
+    if isinstance(top_n, bool) or not isinstance(top_n, numbers.Integral):
         raise TypeError(f"top_n must be an int >= 1{' or None' if allow_none else ''}, got {top_n!r}")
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
-    return top_n
+    return int(top_n)
 
 
 def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:

@@ -28,7 +28,7 @@ from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.gumbel import RelaxedTopKMode, hard_topk_mask, relaxed_topk
 from rag_relax_plugins.core.modes import eval_mode
-from rag_relax_plugins.core.validation import check_k, check_positive
+from rag_relax_plugins.core.validation import check_count, check_k, check_positive
 from rag_relax_plugins.rerankers.base import (
     BaseReranker,
     check_candidates,
@@ -99,9 +99,7 @@ class GumbelReranker(BaseReranker):
         self.mode: RelaxedTopKMode = mode
         self.tau = check_positive("tau", tau)
         self.kappa = check_positive("kappa", kappa)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = check_count("batch_size", batch_size, 1)
         if isinstance(scorer, str):
             scorer = build_scorer(
                 scorer,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
@@ -57,9 +58,10 @@ class MaxSimConfig(DictConfig):
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
-    """Require an int (not a bool) ``>= minimum``; the error names the argument."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Require an integer (``numpy`` ones included, not a bool) ``>= minimum``, returned as an
+    ``int``; the error names the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return int(value)
