@@ -20,10 +20,14 @@ makes them visible, and the parent folder after it, so a power loss cannot leave
 save with empty files. A backup a crash left between the two renames is deleted by the next
 successful save of the same folder. A temporary ``.<name>.tmp-*`` folder left by a process killed
 *during* ``write`` is never touched (it may belong to a save still running); delete it by hand.
+(The ``rag-relax`` commands turn SIGTERM into an exception, so a ``timeout`` or ``kill`` unwinds
+their saves and removes it; SIGKILL or a power cut cannot.) Files and folders get the modes
+``open`` / ``mkdir`` would give them under the process umask (``tempfile`` alone gives 0600 / 0700).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -39,6 +43,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_save_target",
     "find_saved_folder",
     "read_json",
     "read_tensors",
@@ -64,6 +69,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
     try:
+        _usual_mode(tmp, 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -84,6 +90,27 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
         ValueError: ``obj`` holds NaN or infinity.
     """
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
+
+
+def _usual_mode(path: Path, mode: int) -> None:
+    """Give a ``tempfile`` file (created 0600) or folder (0700) the mode ``open`` / ``mkdir`` would
+    (``mode`` less the umask): saves are for other users and services to read too."""
+    if os.name == "posix":
+        os.chmod(path, mode & ~_umask())
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask, read once (``os.umask`` can only be read by setting it)."""
+    try:  # Linux: read it without changing it
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -161,6 +188,30 @@ def saved_kind(folder: Path) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+def check_save_target(target: str | os.PathLike[str], *, kind: str, replace_if_contains: tuple[str, ...] = ()) -> None:
+    """Refuse, before a run does any work, a ``target`` that :func:`atomic_folder` will refuse at
+    the end: an existing file, a save of another ``kind``, or a non-empty folder with no save
+    marker, no ``replace_if_contains`` file and no ``config.json`` / ``*.safetensors`` (so not an
+    older save of this package either). Anything else is left to :func:`atomic_folder`.
+
+    Raises:
+        ValueError: as :func:`atomic_folder` would, with "nothing was changed".
+    """
+    path = Path(target)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"target must be a directory path, got an existing file: {path}")
+    if not path.is_dir():
+        return
+    existing = saved_kind(path)
+    if existing is not None and existing != kind:
+        raise ValueError(f"refusing to replace {path}: it holds a saved {existing}, not a {kind}; "
+                         "nothing was changed. Save into another folder.")
+    if not _replaceable(path, tuple(replace_if_contains)) and not (
+        (path / "config.json").is_file() or any(path.glob("*.safetensors"))
+    ):
+        raise _refuse(path)
+
+
 def _refuse(target: Path) -> ValueError:
     sample = sorted(p.name for p in target.iterdir())
     shown = ", ".join(sample[:5]) + (", ..." if len(sample) > 5 else "")
@@ -230,6 +281,7 @@ def atomic_folder(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        _usual_mode(tmp, 0o777)
         write(tmp)
         marker = {"format": _MARKER_FORMAT, "format_version": 1, "note": _MARKER_NOTE}
         if kind is not None:

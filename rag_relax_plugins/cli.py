@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 
 from rag_relax_plugins import __version__
@@ -70,12 +73,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        _check_output(args)
-        return int(args._run(args) or 0)
+        with _sigterm_as_interrupt(), _library_progress(not getattr(args, "no_progress", False)):
+            _check_output(args)
+            return int(args._run(args) or 0)
     except (ValueError, TypeError, OSError) as exc:  # OSError: missing, existing or unwritable paths
         logging.getLogger(__name__).debug("rag-relax %s failed", args.command, exc_info=True)  # -v: traceback
         print(f"rag-relax {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (timeout, kill, a scheduler): one line, no traceback
+        logging.getLogger(__name__).debug("rag-relax %s interrupted", args.command, exc_info=True)
+        terminated = isinstance(exc, _Terminated)
+        print(f"rag-relax {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; files being "
+              "written were discarded, and a training run resumes from its last checkpoint", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _library_progress(show: bool) -> Iterator[None]:
+    """``--no-progress`` also silences the bars transformers draws while loading a model."""
+    if show:
+        yield
+        return
+    from rag_relax_plugins.training.gaussian_setup import library_progress
+
+    with library_progress(False):
+        yield
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's ``KeyboardInterrupt``."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` for the body: Python's default SIGTERM ends the process
+    at once, leaving the temporary folder of a save in progress (``.<name>.tmp-*``) behind; as an
+    exception it unwinds, and every atomic write removes its temporary files."""
+    if threading.current_thread() is not threading.main_thread():  # signal.signal only works there
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,9 +63,11 @@ def test_minilm_beats_random_and_cli_prints_table(
             "64",
         ]
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0
     assert "20 questions" in out
+    assert "Loading weights" not in captured.err  # --no-progress silences transformers' bar too
     rows = {
         line.split("  ")[0].strip(): line.split()[-3:]
         for line in out.splitlines()

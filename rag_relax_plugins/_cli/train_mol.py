@@ -13,7 +13,7 @@ Examples::
         --output runs/mol-ml-user
     # continue an interrupted run (same options plus --resume), or from a given checkpoint
     rag-relax train-mol --dataset movielens --output runs/mol-ml --resume
-    rag-relax train-mol --dataset movielens --output runs/mol-ml2 --resume runs/mol-ml/checkpoints/checkpoint_step_600
+    rag-relax train-mol --dataset movielens --output runs/mol-ml2 --resume runs/mol-ml/checkpoints/checkpoint_step_767
 
 Writes ``checkpoints/checkpoint_step_N``, ``model/`` (config.json + model.safetensors),
 ``loss_curve.png`` (with the ``plot`` extra) and ``metrics.json`` into ``--output``.
@@ -59,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--model", default=None, help="local sentence-transformers folder for HotpotQA (default: offline MiniLM)")
     a("--seed", type=int, default=0)
     a("--device", default=None, help="cpu, cuda, mps (default: best available)")
-    a("--save-every-steps", type=int, default=None)
+    a("--save-every-steps", type=int, default=None,
+      help="also checkpoint every N steps (default: at the end of each epoch)")
+    a("--keep-checkpoints", type=int, default=2, help="newest checkpoints kept in OUTPUT/checkpoints (default 2)")
     a("--max-steps", type=int, default=None, help="stop after N steps (the schedule still spans --epochs)")
     a("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
       help="continue from the latest checkpoint in OUTPUT/checkpoints, or from the checkpoint folder given")
@@ -110,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, logq_correction=not args.no_logq,
         seed=args.seed, device=args.device, checkpoint_dir=str(out / "checkpoints"),
-        save_every_steps=args.save_every_steps, max_steps=args.max_steps, show_progress=not args.no_progress,
+        save_every_steps=args.save_every_steps, keep_checkpoints=args.keep_checkpoints, max_steps=args.max_steps,
+        show_progress=not args.no_progress,
     )
     recipe = RecipeConfig(
         similarity=args.similarity, embedding_dim=embedding_dim, max_len=50 if args.max_len is None else args.max_len,
@@ -150,6 +153,7 @@ _TRAINING = (("--epochs", "epochs", None), ("--batch-size", "batch_size", None),
              ("--weight-decay", "weight_decay", 0.0), ("--warmup-steps", "warmup_steps", 0),
              ("--num-negatives", "num_negatives", None), ("--no-logq", "no_logq", False), ("--tau", "tau", 0.05),
              ("--seed", "seed", 0), ("--save-every-steps", "save_every_steps", None),
+             ("--keep-checkpoints", "keep_checkpoints", 2),
              ("--max-steps", "max_steps", None), ("--resume", "resume", False))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 NAME = "train-reranker"
 HELP = "train a Gumbel reranker from a frozen reader's answer loss (G-Rerank) or from labels"
@@ -103,5 +104,10 @@ def run(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
         **extra,
     )
-    train_grerank(cfg)
+    result = train_grerank(cfg)
+    losses = [v for v in result.history.get("loss", []) if v is not None]
+    logging.getLogger(__name__).info(
+        "trained on %d examples (%d steps%s); final model in %s", result.examples_seen, len(result.history.get("loss", [])),
+        f", last loss {losses[-1]:.5f}" if losses else "", result.model_dir,
+    )
     return 0

@@ -28,7 +28,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     ``None`` resolves to CUDA, then Apple MPS, then CPU.
 
     Raises:
-        ValueError: for an unknown device string, or a CUDA/MPS device that is not available.
+        ValueError: for an unknown or unsupported device (``"meta"``, ``"xpu"``), or a CUDA/MPS
+            device that is not available.
     """
     if device is None:
         if torch.cuda.is_available():
@@ -41,6 +42,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or None, got {device!r}") from exc
+    if dev.type not in ("cpu", "cuda", "mps"):  # "meta", "xpu", ...: parsed by torch, not supported here
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or None, got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but CUDA is not available")
     if dev.type == "mps":

@@ -24,7 +24,8 @@ def check_limit(limit: object) -> int | None:
 
 
 def iter_lines(path: Path, *, start: int = 1) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` of a UTF-8 file (gzip when the name ends in ``.gz``).
+    """Yield ``(line_number, text)`` of a UTF-8 file (gzip when the name ends in ``.gz``); a
+    UTF-8 byte-order mark at the start is dropped, as ``encoding="utf-8-sig"`` would.
 
     Each line is decoded on its own, so a bad byte is reported on its exact line; a file that
     is not gzip, or a truncated or corrupt gzip stream, is reported with the line being read.
@@ -37,6 +38,8 @@ def iter_lines(path: Path, *, start: int = 1) -> Iterator[tuple[int, str]]:
     try:
         with opener(path, "rb") as fh:
             for lineno, raw in enumerate(fh, start=start):
+                if lineno == start and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM (Windows editors)
+                    raw = raw[3:]
                 try:
                     yield lineno, raw.decode("utf-8")
                 except UnicodeDecodeError as exc:

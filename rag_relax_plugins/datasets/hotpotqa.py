@@ -206,14 +206,18 @@ def load_hotpotqa_distractor(
 
     Raises:
         FileNotFoundError: no such file (the message names the path and ``RAG_RELAX_DATA``).
-        ValueError: a malformed line: not a JSON object, a missing field, a ``context`` entry
+        ValueError: a file with no question (unless ``limit=0``), or a malformed line: not a JSON
+            object, a missing field, a ``context`` entry
             that is not ``[title: str, sentences: list of str]``, a ``supporting_facts`` entry that
             is not ``[title: str, sentence index: int >= 0]``, or a non-string ``_id`` (the
             message names the file, the line number and the field).
     """
     limit = check_limit(limit)
     file = _resolve(path, DISTRACTOR_FILE, "HotpotQA distractor file")
-    return [_parse_distractor(obj, file, n) for n, obj in iter_jsonl(file, limit)]
+    out = [_parse_distractor(obj, file, n) for n, obj in iter_jsonl(file, limit)]
+    if not out and limit != 0:  # downstream errors ("train_size must be in [1, -1]") would not say why
+        raise ValueError(f"{file} holds no questions (an empty or blank file)")
+    return out
 
 
 def load_hotpotqa_evidence(

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_write_json
+from rag_relax_plugins._io import atomic_write_json, check_save_target
 from rag_relax_plugins.core.device import autocast, resolve_device
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
@@ -194,6 +194,8 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
         ckpt = Path(cfg.resume_from)
         check_resume(ckpt, options, model_settings=saved_model_settings(ckpt))
+    for name in ("best_model", "final_model"):  # a folder of the user's there: refused now, not after training
+        check_save_target(Path(cfg.output_dir) / name, kind="gaussian-embedder", replace_if_contains=("head.safetensors",))
     # show_progress=False also silences transformers' bars while the backbone is loaded or saved
     with library_progress(cfg.show_progress), run_folder_with_log(cfg.output_dir, log) as out:
         return _train(cfg, out, model, options)  # the folder is removed again if a refused run leaves only an empty log

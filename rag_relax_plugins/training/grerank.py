@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_write_json, atomic_write_text
+from rag_relax_plugins._io import atomic_write_json, atomic_write_text, check_save_target
 from rag_relax_plugins.core.device import fork_device_rngs, resolve_device, seed_device_rngs
 from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
@@ -238,6 +238,7 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
     # written once the data, the reranker and the reader are ready: a run refused before this
     # point leaves an earlier run's train_config.json (and a new folder) untouched
     out = Path(cfg.output_dir)
+    check_save_target(out / "final_model", kind="gumbel-reranker")  # refused now, not after the training
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json", used.to_dict())
     opt = _optimizer(reranker, cfg)

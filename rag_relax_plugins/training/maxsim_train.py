@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_write_json, atomic_write_text, read_json
+from rag_relax_plugins._io import atomic_write_json, atomic_write_text, check_save_target, read_json
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 from rag_relax_plugins.core.validation import check_positive
 from rag_relax_plugins.rerankers.maxsim import (
@@ -252,6 +252,7 @@ def train_maxsim(
     ck, options = checked_resume(cfg)
     if ck is None:
         check_best_model_folder(Path(cfg.output_dir))
+    check_save_target(Path(cfg.output_dir) / "final_model", kind="maxsim-reranker")  # now, not after training
     with run_folder_with_log(cfg.output_dir, log) as out:  # removed again if refused before writing anything
         return _train(cfg, out, groups, query_strings=query_strings, text_strings=text_strings,
                       val_groups=val_groups, reranker=reranker, options=options, ck=ck)

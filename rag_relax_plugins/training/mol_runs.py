@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import read_tensors
+from rag_relax_plugins._io import check_save_target, read_tensors
 from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.embedders.base import encoder_settings
 from rag_relax_plugins.training.mol_data import (
@@ -89,6 +89,8 @@ def run_movielens(
         save_to: write the trained model there (:func:`save_recipe_model`).
         eval_each_epoch: also record test metrics after every epoch (for the loss-curve plot).
     """
+    if save_to is not None:  # refused now, not after the training (atomic_folder would at the end)
+        check_save_target(save_to, kind="mol-model")
     if not isinstance(data, NextItemData):
         from rag_relax_plugins.datasets.movielens import load_movielens
 
@@ -254,6 +256,8 @@ def run_hotpot(
         save_to: write the trained model there.
         warm_start_noise: noise of the identity warm start of the MoL projections.
     """
+    if save_to is not None:  # refused now, not after the training
+        check_save_target(save_to, kind="mol-model")
     if features is None:
         from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor
         from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder

@@ -222,3 +222,29 @@ def test_snli_pair_id_of_another_type_refused(tmp_path: Path) -> None:
     (tmp_path / "t.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"t\.jsonl: line 1 pairID must be a string, got 17"):
         load_snli("test", path=tmp_path / "t.jsonl")
+
+
+def test_a_utf8_bom_is_read_as_the_text_encoding_it_is(tmp_path: Path) -> None:
+    """A file saved by a Windows editor starts with a BOM: the Gaussian loaders read it, but the
+    HotpotQA loader refused line 1 as invalid JSON and MovieLens its header."""
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(json.dumps(_hotpot_record()) + "\n", encoding="utf-8")
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert load_hotpotqa_distractor(bom) == load_hotpotqa_distractor(plain)
+    folder = _write_movielens(tmp_path, "2\t1\t4\t300\n1\t2\t3.5\t100\n")
+    expected = load_movielens(folder).interactions
+    for name in ("ml-100k.inter", "ml-100k.user", "ml-100k.item"):
+        path = folder / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_movielens(folder).interactions == expected
+
+
+def test_an_empty_hotpot_file_says_so(tmp_path: Path) -> None:
+    """It loaded as no questions, and the commands then said "train_size must be an int in
+    [1, -1]" or "is --limit 0?"."""
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(ValueError, match="holds no questions"):
+        load_hotpotqa_distractor(path)
+    assert load_hotpotqa_distractor(path, limit=0) == []

@@ -64,6 +64,15 @@ def test_train_mol_writes_model_curve_metrics_and_resumes(tiny_movielens, tmp_pa
     assert score_all(model, torch.tensor([[1, 2, 3]])).shape == (1, 13)
 
 
+def test_keep_checkpoints_option(tiny_movielens, tmp_path):
+    """Only the newest 2 checkpoints were kept, with no option to change it (nor a word in --help)."""
+    out = tmp_path / "k"
+    assert main(_args(tiny_movielens, out, "--save-every-steps", "1", "--keep-checkpoints", "5")) == 0
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept == [f"checkpoint_step_{s}" for s in (4, 5, 6, 7, 8)]
+    assert main(_args(tiny_movielens, tmp_path / "bad", "--keep-checkpoints", "0")) == 2
+
+
 def _dot_args(data, out, *extra):
     """:func:`_args` without the MoL-only options (refused with --similarity dot)."""
     args = _args(data, out, "--similarity", "dot", *extra)

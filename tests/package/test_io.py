@@ -316,3 +316,23 @@ def test_the_store_and_the_index_refuse_each_others_folders(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="not a mol-index"):
         MoLIndex(MoLSimilarity.cosine(16), device="cpu").save(tmp_path / "s")
     assert [d.id for d in MoLVectorStore.load_local(tmp_path / "s", emb).get_by_ids(["a", "b"])] == ["a", "b"]
+
+
+def test_saved_files_and_folders_follow_the_umask(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """tempfile's 0600 / 0700 stayed on every atomic save: other users and services could not
+    read the data, models or reports, whatever the umask."""
+    import os
+    import stat
+
+    from rag_relax_plugins._io import _umask, atomic_folder, atomic_write_text
+
+    if os.name != "posix":
+        pytest.skip("POSIX modes")
+    mask = _umask()
+    atomic_write_text(tmp_path / "report.json", "{}")
+    atomic_folder(tmp_path / "model", lambda tmp: (tmp / "w.bin").write_bytes(b"x"))
+    assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((tmp_path / "model" / "w.bin").stat().st_mode) == 0o666 & ~mask
+    if mask == 0o022:  # the common umask: readable by all, as files written with open() are
+        assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o644

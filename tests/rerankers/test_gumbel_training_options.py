@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from _gumbel_helpers import FakeReader, example, grerank_config, tiny_scorer
 
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
-from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
+from rag_relax_plugins.training.grerank import GRerankConfig, GRerankResult, train_grerank
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -89,7 +90,8 @@ def test_resume_finds_a_checkpoint_left_between_the_two_renames(minilm_path: str
 _ALIASES = {"output_dir": "output", "data_path": "data", "reader_path": "reader", "show_progress": "no_progress"}
 
 
-def test_cli_has_an_option_for_every_config_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cli_has_an_option_for_every_config_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
     """docs/gumbel_reranker.md: the CLI takes the same options as GRerankConfig."""
     from rag_relax_plugins.cli import build_parser
     from rag_relax_plugins.training import grerank
@@ -100,8 +102,17 @@ def test_cli_has_an_option_for_every_config_field(monkeypatch: pytest.MonkeyPatc
     missing = [f.name for f in dataclasses.fields(GRerankConfig) if _ALIASES.get(f.name, f.name) not in vars(args)]
     assert missing == []
     seen: list[GRerankConfig] = []
-    monkeypatch.setattr(grerank, "train_grerank", seen.append)
-    assert args._run(args) == 0
+
+    def fake_run(cfg: GRerankConfig) -> GRerankResult:
+        seen.append(cfg)
+        return GRerankResult(model_dir=Path(cfg.output_dir) / "final_model", history={"loss": [0.7, None, 0.5]},
+                             seconds_per_example=0.1, examples_seen=3)
+
+    monkeypatch.setattr(grerank, "train_grerank", fake_run)
+    with caplog.at_level(logging.INFO, logger="rag_relax_plugins._cli.train_reranker"):
+        assert args._run(args) == 0
+    # the run says where its model went (it printed nothing)
+    assert "trained on 3 examples (3 steps, last loss 0.50000); final model in" in caplog.text
     got = seen[0]
     assert (got.scorer_max_length, got.trainable_layers, got.weight_decay, got.max_grad_norm,
             got.keep_checkpoints) == (96, 2, 0.01, 0.5, 3)
