@@ -22,16 +22,17 @@ successful save of the same folder. A temporary ``.<name>.tmp-*`` folder left by
 *during* ``write`` is never touched (it may belong to a save still running); delete it by hand.
 (The ``rag-relax`` commands turn SIGTERM into an exception, so a ``timeout`` or ``kill`` unwinds
 their saves and removes it; SIGKILL or a power cut cannot.) Files and folders get the modes
-``open`` / ``mkdir`` would give them under the process umask (``tempfile`` alone gives 0600 / 0700).
+``open`` / ``mkdir`` would give them: a new one the mode the current umask allows, a rewrite the
+mode the replaced one had (``tempfile`` alone gives 0600 / 0700).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
     try:
-        _usual_mode(tmp, 0o666)
+        _usual_mode(tmp, 0o666, like=target)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -92,16 +93,21 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False) + "\n")
 
 
-def _usual_mode(path: Path, mode: int) -> None:
-    """Give a ``tempfile`` file (created 0600) or folder (0700) the mode ``open`` / ``mkdir`` would
-    (``mode`` less the umask): saves are for other users and services to read too."""
-    if os.name == "posix":
+def _usual_mode(path: Path, mode: int, *, like: Path) -> None:
+    """Give a ``tempfile`` file (created 0600) or folder (0700) the mode ``open`` / ``mkdir`` would:
+    the mode of ``like`` when it exists (a rewrite keeps a file's restricted mode, as ``open(p,
+    "w")`` does), else ``mode`` less the current umask. Saves are for other users and services to
+    read too, unless the umask or the file says otherwise."""
+    if os.name != "posix":
+        return
+    try:
+        os.chmod(path, stat.S_IMODE(like.stat().st_mode))
+    except OSError:  # no such file yet
         os.chmod(path, mode & ~_umask())
 
 
-@functools.lru_cache(maxsize=1)
 def _umask() -> int:
-    """The process umask, read once (``os.umask`` can only be read by setting it)."""
+    """The process umask, read at each call (a program may tighten it between saves)."""
     try:  # Linux: read it without changing it
         for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
             if line.startswith("Umask:"):
@@ -281,7 +287,7 @@ def atomic_folder(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        _usual_mode(tmp, 0o777)
+        _usual_mode(tmp, 0o777, like=target)
         write(tmp)
         marker = {"format": _MARKER_FORMAT, "format_version": 1, "note": _MARKER_NOTE}
         if kind is not None:

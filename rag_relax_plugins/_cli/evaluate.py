@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with the model's max_seq_length)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (transformers' model-loading bar)")
 
 
 def check_report_path(output: str, *, model: str, eval_file: str, overwrite: bool) -> None:

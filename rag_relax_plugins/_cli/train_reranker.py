@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     result = train_grerank(cfg)
     losses = [v for v in result.history.get("loss", []) if v is not None]
     logging.getLogger(__name__).info(
-        "trained on %d examples (%d steps%s); final model in %s", result.examples_seen, len(result.history.get("loss", [])),
-        f", last loss {losses[-1]:.5f}" if losses else "", result.model_dir,
+        "this session trained on %d examples; the run has %d steps%s; final model in %s", result.examples_seen,
+        len(result.history.get("loss", [])), f", last loss {losses[-1]:.5f}" if losses else "", result.model_dir,
     )
     return 0

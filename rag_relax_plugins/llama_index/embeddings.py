@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, SimilarityMode
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 __all__ = ["GaussianEmbedding"]
+
+_DIGEST_NAME = re.compile(r"gaussian-embedder@[0-9a-f]{16}")  # what _instance_name writes
 
 
 class GaussianEmbedding(BaseEmbedding):
@@ -83,7 +86,7 @@ class GaussianEmbedding(BaseEmbedding):
         check_model_arguments(model, model_path, kwargs.get("device"))
         kwargs["model_instance"] = model is not None
         name = kwargs.get("model_name")
-        if model is not None and (name is None or str(name).startswith("gaussian-embedder")):
+        if model is not None and (name is None or name == "gaussian-embedder" or _DIGEST_NAME.fullmatch(str(name))):
             kwargs["model_name"] = _instance_name(model)  # also replaces a saved config's digest
         else:
             kwargs.setdefault("model_name", str(model_path))
@@ -97,6 +100,14 @@ class GaussianEmbedding(BaseEmbedding):
             # LlamaIndex's concurrent async batches cannot turn dropout back on for each other
             model.eval()
         self._model = model
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_class_name(cls, data: Any) -> Any:
+        """``model_dump()`` adds LlamaIndex's ``class_name``: accept it back (it names this class)."""
+        if isinstance(data, dict) and data.get("class_name") == cls.class_name():
+            data = {k: v for k, v in data.items() if k != "class_name"}
+        return data
 
     @model_validator(mode="after")
     def _no_shared_query_text_cache(self) -> GaussianEmbedding:

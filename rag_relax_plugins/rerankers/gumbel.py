@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -49,6 +50,20 @@ MODEL_TYPE = "gumbel"  # config.json "type": tells this folder from a MaxSim rer
 relevance = sigmoid_relevance  # the cross-encoder's mapping (module-level name kept for callers)
 
 
+_LOCKS: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _scorer_lock(scorer: torch.nn.Module) -> threading.RLock:
+    """The lock of ``scorer`` (kept beside it, not on it: rerankers stay picklable). Re-entrant, so
+    a score call made from inside the same scorer's forward (a hook) does not block itself."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(scorer)
+        if lock is None:
+            lock = _LOCKS[scorer] = threading.RLock()
+        return lock
+
+
 class GumbelReranker(BaseReranker):
     """Trainable reranker for Gumbel Reranking (see the module docstring and docs/dev/gumbel_api.md).
 
@@ -70,13 +85,12 @@ class GumbelReranker(BaseReranker):
         ValueError: bad ``k``, ``mode``, ``tau``, ``kappa``, ``batch_size`` or scorer kind.
         TypeError: ``scorer`` is neither a kind string nor a :class:`PairScorer`.
 
-    Scoring calls (:meth:`score`, and so :meth:`rerank` and the framework adapters) run one at a
-    time in a process: each switches the scorer to eval mode and restores its mode after, and two
+    Scoring calls on one scorer (:meth:`score`, and so :meth:`rerank` and the framework adapters)
+    run one at a time: each switches the scorer to eval mode and restores its mode after, and two
     overlapping calls (concurrent async reranking) on a scorer a training step left in train mode
-    would otherwise restore train mode under each other's forward pass (dropout on).
+    would otherwise restore train mode under each other's forward pass (dropout on). Rerankers
+    with different scorers score in parallel.
     """
-
-    _inference_lock: ClassVar[threading.Lock] = threading.Lock()  # a class attribute: never pickled
 
     def __init__(
         self,
@@ -138,7 +152,7 @@ class GumbelReranker(BaseReranker):
         if not docs:
             raise ValueError("documents must hold at least one candidate to score")
         unique, rows = distinct_texts(docs)  # each distinct text scored once
-        with GumbelReranker._inference_lock, torch.inference_mode(), eval_mode(self.scorer):
+        with _scorer_lock(self.scorer), torch.inference_mode(), eval_mode(self.scorer):
             parts = [
                 self.scorer(query, unique[i : i + self.batch_size]).float().cpu()
                 for i in range(0, len(unique), self.batch_size)

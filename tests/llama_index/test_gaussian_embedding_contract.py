@@ -70,3 +70,14 @@ def test_non_text_input_is_named() -> None:
         e.get_text_embedding_batch(["a", None])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="query must be a str, got int"):
         e.get_query_embedding(3)  # type: ignore[arg-type]
+
+
+def test_model_dump_round_trip_and_explicit_names() -> None:
+    """extra="forbid" refused the class_name that LlamaIndex's model_dump adds; an explicit
+    model_name that merely started with "gaussian-embedder" was replaced by the digest."""
+    m = _model(4)
+    e = GaussianEmbedding(model=m, query_instruction="q: ")
+    again = GaussianEmbedding(**e.model_dump(), model=m)
+    assert again.model_name == e.model_name and again.query_instruction == "q: "
+    named = GaussianEmbedding(model=m, model_name="gaussian-embedder-finetuned-v3")
+    assert named.model_name == "gaussian-embedder-finetuned-v3"

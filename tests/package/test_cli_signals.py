@@ -71,3 +71,11 @@ def test_resolve_device_refuses_device_types_it_cannot_run_on(device: str) -> No
         return
     with pytest.raises(ValueError, match="device must be 'cpu', 'cuda', 'cuda:N', 'mps' or None"):
         resolve_device(device)
+
+
+def test_every_command_that_loads_a_model_takes_no_progress() -> None:
+    """evaluate drew transformers' "Loading weights" bar with no option to turn it off."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._subparsers._group_actions).choices  # type: ignore[union-attr]
+    takes = {name for name, p in sub.items() if any("--no-progress" in a.option_strings for a in p._actions)}
+    assert takes >= {"demo", "evaluate", "train", "train-maxsim", "train-mol", "train-reranker"}

@@ -319,20 +319,35 @@ def test_the_store_and_the_index_refuse_each_others_folders(tmp_path: Path) -> N
 
 
 def test_saved_files_and_folders_follow_the_umask(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """tempfile's 0600 / 0700 stayed on every atomic save: other users and services could not
-    read the data, models or reports, whatever the umask."""
+    """tempfile's 0600 / 0700 stayed on every atomic save: other users and services could not read
+    the data, models or reports, whatever the umask. Now a new save gets the mode open() / mkdir()
+    would (under the umask of the moment), and a rewrite keeps the mode the file or folder has."""
     import os
     import stat
 
-    from rag_relax_plugins._io import _umask, atomic_folder, atomic_write_text
+    from rag_relax_plugins._io import atomic_folder, atomic_write_text
 
     if os.name != "posix":
         pytest.skip("POSIX modes")
-    mask = _umask()
-    atomic_write_text(tmp_path / "report.json", "{}")
-    atomic_folder(tmp_path / "model", lambda tmp: (tmp / "w.bin").write_bytes(b"x"))
-    assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o666 & ~mask
-    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o777 & ~mask
-    assert stat.S_IMODE((tmp_path / "model" / "w.bin").stat().st_mode) == 0o666 & ~mask
-    if mask == 0o022:  # the common umask: readable by all, as files written with open() are
-        assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o644
+
+    def mode(p):  # type: ignore[no-untyped-def]
+        return stat.S_IMODE(p.stat().st_mode)
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "report.json", "{}")
+        atomic_folder(tmp_path / "model", lambda tmp: (tmp / "w.bin").write_bytes(b"x"))
+        assert (mode(tmp_path / "report.json"), mode(tmp_path / "model"), mode(tmp_path / "model" / "w.bin")) == (
+            0o644, 0o755, 0o644)
+        os.umask(0o077)  # tightened between saves: the next new save follows it
+        atomic_write_text(tmp_path / "secret.json", "{}")
+        atomic_folder(tmp_path / "private", lambda tmp: (tmp / "w.bin").write_bytes(b"x"))
+        assert (mode(tmp_path / "secret.json"), mode(tmp_path / "private")) == (0o600, 0o700)
+        os.umask(0o022)
+        os.chmod(tmp_path / "report.json", 0o600)  # restricted by the user: a rewrite keeps it so
+        os.chmod(tmp_path / "model", 0o700)
+        atomic_write_text(tmp_path / "report.json", "[]")
+        atomic_folder(tmp_path / "model", lambda tmp: (tmp / "w.bin").write_bytes(b"y"))
+        assert (mode(tmp_path / "report.json"), mode(tmp_path / "model")) == (0o600, 0o700)
+    finally:
+        os.umask(old)

@@ -287,3 +287,33 @@ def test_overlapping_scoring_calls_never_run_the_scorer_in_train_mode(minilm_pat
     ta.join()
     assert seen["B"] is False
     assert r.scorer.training  # the caller's mode is restored after both
+
+
+def test_scoring_locks_are_per_scorer_and_reentrant(minilm_path: str) -> None:
+    """One process-wide lock serialised every reranker and blocked forever on a score call made
+    from inside another scorer's forward (a hook asking a second reranker)."""
+    import threading
+
+    from rag_relax_plugins.rerankers.gumbel import _scorer_lock
+
+    a = GumbelReranker(tiny_scorer(minilm_path), k=2, device="cpu")
+    b = GumbelReranker(tiny_scorer(minilm_path, seed=1), k=2, device="cpu")
+    assert _scorer_lock(a.scorer) is _scorer_lock(a.scorer) and _scorer_lock(a.scorer) is not _scorer_lock(b.scorer)
+    want = b.score("q", ["x", "y"])
+    seen: dict[str, object] = {}
+    forward = type(a.scorer).forward
+
+    def asking_b(self, query, documents):  # type: ignore[no-untyped-def]
+        if not seen.get("nested"):
+            seen["nested"] = True
+            seen["b"] = b.score(query, documents)  # another reranker, inside a's scoring call
+            seen["a"] = a.score(query, documents)  # the same scorer again: the lock is re-entrant
+        return forward(self, query, documents)
+
+    a.scorer.forward = asking_b.__get__(a.scorer)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (a.score("q", ["x", "y"]), done.set()))
+    worker.start()
+    assert done.wait(30), "deadlock"
+    worker.join()
+    assert torch.equal(seen["b"], want) and "a" in seen  # type: ignore[arg-type]

@@ -112,7 +112,7 @@ def test_cli_has_an_option_for_every_config_field(monkeypatch: pytest.MonkeyPatc
     with caplog.at_level(logging.INFO, logger="rag_relax_plugins._cli.train_reranker"):
         assert args._run(args) == 0
     # the run says where its model went (it printed nothing)
-    assert "trained on 3 examples (3 steps, last loss 0.50000); final model in" in caplog.text
+    assert "this session trained on 3 examples; the run has 3 steps, last loss 0.50000; final model in" in caplog.text
     got = seen[0]
     assert (got.scorer_max_length, got.trainable_layers, got.weight_decay, got.max_grad_norm,
             got.keep_checkpoints) == (96, 2, 0.01, 0.5, 3)
