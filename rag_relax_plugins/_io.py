@@ -204,18 +204,24 @@ def check_save_target(target: str | os.PathLike[str], *, kind: str, replace_if_c
         ValueError: as :func:`atomic_folder` would, with "nothing was changed".
     """
     path = Path(target)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"target must be a directory path, got an existing file: {path}")
+    _check_target(path, kind)
     if not path.is_dir():
         return
-    existing = saved_kind(path)
-    if existing is not None and existing != kind:
-        raise ValueError(f"refusing to replace {path}: it holds a saved {existing}, not a {kind}; "
-                         "nothing was changed. Save into another folder.")
     if not _replaceable(path, tuple(replace_if_contains)) and not (
         (path / "config.json").is_file() or any(path.glob("*.safetensors"))
     ):
         raise _refuse(path)
+
+
+def _check_target(target: Path, kind: str | None) -> None:
+    """What :func:`atomic_folder` and :func:`check_save_target` refuse before any write: an
+    existing file, or a save whose marker names another ``kind`` (saves without one take no part)."""
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"target must be a directory path, got an existing file: {target}")
+    existing = saved_kind(target) if kind is not None and target.is_dir() else None
+    if existing is not None and existing != kind:
+        raise ValueError(f"refusing to replace {target}: it holds a saved {existing}, not a {kind}; "
+                         "nothing was changed. Save into another folder.")
 
 
 def _refuse(target: Path) -> ValueError:
@@ -275,15 +281,10 @@ def atomic_folder(
             (see above); the temporary folder is removed and ``target`` left as it was.
     """
     target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"target must be a directory path, got an existing file: {target}")
     names = tuple(replace_if_contains)
     if not all(isinstance(n, str) and n and "/" not in n for n in names):
         raise ValueError(f"replace_if_contains must hold plain file names, got {names!r}")
-    existing = saved_kind(target) if kind is not None and target.is_dir() else None
-    if existing is not None and existing != kind:  # refused before anything is written
-        raise ValueError(f"refusing to replace {target}: it holds a saved {existing}, not a {kind}; "
-                         "nothing was changed. Save into another folder.")
+    _check_target(target, kind)  # refused before anything is written
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

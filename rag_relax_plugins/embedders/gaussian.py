@@ -23,7 +23,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors.torch import save_file
@@ -148,6 +148,9 @@ class GaussianEmbedder(nn.Module):
         >>> vecs = model.encode(["a query", "a document"])  # (2, 128) x float32
         >>> scores = model.score(vecs[:1], vecs)  # (1, 2), minus Euclidean distances
     """
+
+    SAVE_KIND: ClassVar[str] = "gaussian-embedder"  # the kind its saves record (atomic_folder)
+    SAVE_LEGACY_FILES: ClassVar[tuple[str, ...]] = ("head.safetensors",)  # how saves older than the marker look
 
     def __init__(self, config: GaussianConfig | None = None, *, device: str | torch.device | None = None, backbone: Any = None) -> None:
         super().__init__()
@@ -338,7 +341,7 @@ class GaussianEmbedder(nn.Module):
             save_file(head, str(tmp / "head.safetensors"))
             (tmp / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
 
-        return atomic_folder(path, write, replace_if_contains=("head.safetensors",), kind="gaussian-embedder")
+        return atomic_folder(path, write, replace_if_contains=self.SAVE_LEGACY_FILES, kind=self.SAVE_KIND)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None, **overrides: Any) -> GaussianEmbedder:

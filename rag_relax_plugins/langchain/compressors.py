@@ -13,14 +13,13 @@ from typing import Any, ClassVar
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from rag_relax_plugins.rerankers.base import (
+    ADAPTER_FIELDS,
     BaseReranker,
-    check_top_n,
+    adapter_field,
     check_unused_build_fields,
-    device_name,
-    plain_int,
 )
 
 __all__ = ["GumbelReranker", "MaxSimReranker", "RerankerCompressor"]
@@ -74,20 +73,10 @@ class RerankerCompressor(BaseDocumentCompressor):
             raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
         self._reranker = reranker
 
-    @field_validator("top_n", mode="before")
+    @field_validator(*ADAPTER_FIELDS, mode="before", check_fields=False)  # some on subclasses only
     @classmethod
-    def _check_top_n(cls, value: object) -> int | None:
-        return check_top_n(value)
-
-    @field_validator("batch_size", mode="before", check_fields=False)  # MaxSim's build field
-    @classmethod
-    def _plain_batch_size(cls, value: object) -> object:
-        return plain_int(value)
-
-    @field_validator("device", mode="before", check_fields=False)  # the subclasses' build field
-    @classmethod
-    def _device_name(cls, value: object) -> object:
-        return device_name(value)
+    def _shared_field(cls, value: object, info: ValidationInfo) -> object:
+        return adapter_field(info.field_name or "", value)
 
     def _build_reranker(self) -> BaseReranker:
         raise ValueError(f"{type(self).__name__} needs reranker= (a BaseReranker instance)")

@@ -13,17 +13,22 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from llama_index.core.bridge.pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+)
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from rag_relax_plugins.rerankers.base import (
+    ADAPTER_FIELDS,
     BaseReranker,
-    check_top_n,
+    adapter_field,
     check_unused_build_fields,
-    device_name,
-    plain_int,
 )
 
 __all__ = ["GumbelRerank", "MaxSimRerank", "RerankerPostprocessor"]
@@ -86,20 +91,10 @@ class RerankerPostprocessor(BaseNodePostprocessor):
             raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
         self._reranker = reranker
 
-    @field_validator("top_n", mode="before")
+    @field_validator(*ADAPTER_FIELDS, mode="before", check_fields=False)  # some on subclasses only
     @classmethod
-    def _check_top_n(cls, value: object) -> int | None:
-        return check_top_n(value)
-
-    @field_validator("batch_size", mode="before", check_fields=False)  # MaxSim's build field
-    @classmethod
-    def _plain_batch_size(cls, value: object) -> object:
-        return plain_int(value)
-
-    @field_validator("device", mode="before", check_fields=False)  # the subclasses' build field
-    @classmethod
-    def _device_name(cls, value: object) -> object:
-        return device_name(value)
+    def _shared_field(cls, value: object, info: ValidationInfo) -> object:
+        return adapter_field(info.field_name or "", value)
 
     @classmethod
     def class_name(cls) -> str:

@@ -17,8 +17,10 @@ from typing import Any
 import torch
 
 __all__ = [
+    "ADAPTER_FIELDS",
     "BaseReranker",
     "RerankResult",
+    "adapter_field",
     "check_candidates",
     "check_top_n",
     "check_unused_build_fields",
@@ -86,6 +88,22 @@ def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:
             raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
         out.append(doc)
     return query, out
+
+
+ADAPTER_FIELDS = ("top_n", "batch_size", "device")
+"""Fields the LangChain compressors and LlamaIndex postprocessors both take (``batch_size`` and
+``device`` on some subclasses only), normalised by :func:`adapter_field` before validation."""
+
+
+def adapter_field(name: str, value: object) -> object:
+    """The before-validator of the adapters' shared field ``name``: ``top_n`` checked
+    (:func:`check_top_n`), a numpy ``batch_size`` made an ``int`` (:func:`plain_int`), a
+    ``torch.device`` named (:func:`device_name`)."""
+    if name == "top_n":
+        return check_top_n(value)
+    if name == "batch_size":
+        return plain_int(value)
+    return device_name(value)
 
 
 def device_name(value: object) -> object:

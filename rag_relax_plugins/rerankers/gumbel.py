@@ -21,7 +21,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -91,6 +91,8 @@ class GumbelReranker(BaseReranker):
     would otherwise restore train mode under each other's forward pass (dropout on). Rerankers
     with different scorers score in parallel.
     """
+
+    SAVE_KIND: ClassVar[str] = "gumbel-reranker"  # the kind its saves record (atomic_folder)
 
     def __init__(
         self,
@@ -231,7 +233,7 @@ class GumbelReranker(BaseReranker):
             (tmp / "config.json").write_text(json.dumps(self.config_dict(), indent=2) + "\n", encoding="utf-8")
             self.scorer.save_into(tmp)
 
-        return atomic_folder(folder, write, kind="gumbel-reranker")
+        return atomic_folder(folder, write, kind=self.SAVE_KIND)
 
     @classmethod
     def from_pretrained(

@@ -34,6 +34,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -148,6 +149,8 @@ class MaxSimReranker(BaseReranker):
         >>> best[0].index  # doctest: +SKIP
         1
     """
+
+    SAVE_KIND: ClassVar[str] = "maxsim-reranker"  # the kind its saves record (atomic_folder)
 
     def __init__(
         self,
@@ -333,7 +336,7 @@ class MaxSimReranker(BaseReranker):
             meta = {"format_version": FORMAT_VERSION, "type": "maxsim", **self.config.to_dict()}
             (tmp / _CONFIG).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
-        return atomic_folder(path, write, kind="maxsim-reranker")
+        return atomic_folder(path, write, kind=self.SAVE_KIND)
 
     @classmethod
     def load(

@@ -195,7 +195,8 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
         ckpt = Path(cfg.resume_from)
         check_resume(ckpt, options, model_settings=saved_model_settings(ckpt))
     for name in ("best_model", "final_model"):  # a folder of the user's there: refused now, not after training
-        check_save_target(Path(cfg.output_dir) / name, kind="gaussian-embedder", replace_if_contains=("head.safetensors",))
+        check_save_target(Path(cfg.output_dir) / name, kind=GaussianEmbedder.SAVE_KIND,
+                          replace_if_contains=GaussianEmbedder.SAVE_LEGACY_FILES)
     # show_progress=False also silences transformers' bars while the backbone is loaded or saved
     with library_progress(cfg.show_progress), run_folder_with_log(cfg.output_dir, log) as out:
         return _train(cfg, out, model, options)  # the folder is removed again if a refused run leaves only an empty log

@@ -238,7 +238,7 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
     # written once the data, the reranker and the reader are ready: a run refused before this
     # point leaves an earlier run's train_config.json (and a new folder) untouched
     out = Path(cfg.output_dir)
-    check_save_target(out / "final_model", kind="gumbel-reranker")  # refused now, not after the training
+    check_save_target(out / "final_model", kind=GumbelReranker.SAVE_KIND)  # refused now, not after the training
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json", used.to_dict())
     opt = _optimizer(reranker, cfg)

@@ -252,7 +252,7 @@ def train_maxsim(
     ck, options = checked_resume(cfg)
     if ck is None:
         check_best_model_folder(Path(cfg.output_dir))
-    check_save_target(Path(cfg.output_dir) / "final_model", kind="maxsim-reranker")  # now, not after training
+    check_save_target(Path(cfg.output_dir) / "final_model", kind=MaxSimReranker.SAVE_KIND)  # now, not after training
     with run_folder_with_log(cfg.output_dir, log) as out:  # removed again if refused before writing anything
         return _train(cfg, out, groups, query_strings=query_strings, text_strings=text_strings,
                       val_groups=val_groups, reranker=reranker, options=options, ck=ck)

@@ -52,6 +52,7 @@ from rag_relax_plugins.training.mol_user_tower import UserQueryTower
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "MODEL_KIND",
     "RecipeConfig",
     "build_hotpot_model",
     "build_movielens_model",
@@ -60,6 +61,8 @@ __all__ = [
     "load_similarity",
     "save_recipe_model",
 ]
+
+MODEL_KIND = "mol-model"  # the kind save_recipe_model records (atomic_folder)
 
 RECIPE_FORMAT = "rag-relax-mol-recipe"
 RECIPE_VERSION = 1
@@ -295,7 +298,7 @@ def save_recipe_model(
             state = {k: v.detach().cpu().contiguous() for k, v in model.similarity.state_dict().items()}
             save_file(state, str(tmp / "similarity.safetensors"))
 
-    return atomic_folder(folder, write, kind="mol-model")
+    return atomic_folder(folder, write, kind=MODEL_KIND)
 
 
 def _saved_model_folder(folder: str | os.PathLike[str]) -> Path:

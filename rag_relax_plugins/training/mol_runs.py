@@ -45,6 +45,7 @@ from rag_relax_plugins.training.mol_eval import (
     target_ranks,
 )
 from rag_relax_plugins.training.mol_recipes import (
+    MODEL_KIND,
     RecipeConfig,
     build_hotpot_model,
     build_movielens_model,
@@ -90,7 +91,7 @@ def run_movielens(
         eval_each_epoch: also record test metrics after every epoch (for the loss-curve plot).
     """
     if save_to is not None:  # refused now, not after the training (atomic_folder would at the end)
-        check_save_target(save_to, kind="mol-model")
+        check_save_target(save_to, kind=MODEL_KIND)
     if not isinstance(data, NextItemData):
         from rag_relax_plugins.datasets.movielens import load_movielens
 
@@ -257,7 +258,7 @@ def run_hotpot(
         warm_start_noise: noise of the identity warm start of the MoL projections.
     """
     if save_to is not None:  # refused now, not after the training
-        check_save_target(save_to, kind="mol-model")
+        check_save_target(save_to, kind=MODEL_KIND)
     if features is None:
         from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor
         from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
