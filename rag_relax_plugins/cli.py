@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from types import ModuleType
 
 from rag_relax_plugins import __version__
+from rag_relax_plugins._progress import library_progress
 
 __all__ = ["build_parser", "main"]
 
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with _sigterm_as_interrupt(), _library_progress(not getattr(args, "no_progress", False)):
+        with _sigterm_as_interrupt(), library_progress(not getattr(args, "no_progress", False)):
             _check_output(args)
             return int(args._run(args) or 0)
     except (ValueError, TypeError, OSError) as exc:  # OSError: missing, existing or unwritable paths
@@ -86,18 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rag-relax {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; files being "
               "written were discarded, and a training run resumes from its last checkpoint", file=sys.stderr)
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
-
-
-@contextlib.contextmanager
-def _library_progress(show: bool) -> Iterator[None]:
-    """``--no-progress`` also silences the bars transformers draws while loading a model."""
-    if show:
-        yield
-        return
-    from rag_relax_plugins.training.gaussian_setup import library_progress
-
-    with library_progress(False):
-        yield
 
 
 class _Terminated(KeyboardInterrupt):

@@ -4,16 +4,13 @@ Used by :func:`~rag_relax_plugins.training.gaussian_train.train`: options that t
 silently ignore are refused (:func:`check_against_model`); the dropout and freezing the run
 trains with are resolved before the options are stored in checkpoints (:func:`effective_config`),
 so a resume rebuilds the same model; :func:`precision_notes` says what mixed precision does on a
-device; :func:`library_progress` silences the bars transformers draws while loading or saving.
+device.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib.util
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +22,8 @@ from rag_relax_plugins.embedders._gaussian_backbone import embedding_dim
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training.gaussian_objective import TrainConfig
 
-__all__ = ["build_model", "check_against_model", "effective_config", "ignored_options", "library_progress",
-           "precision_notes", "saved_model_settings"]
+__all__ = ["build_model", "check_against_model", "effective_config", "ignored_options", "precision_notes",
+           "saved_model_settings"]
 
 log = logging.getLogger("rag_relax_plugins.training.gaussian_train")  # the trainer's log (training.log)
 
@@ -168,30 +165,3 @@ def ignored_options(cfg: TrainConfig) -> list[str]:
     ]
     return [f"{name}={getattr(cfg, name)!r} is ignored: {why}" for name, unused, why in rules
             if unused and getattr(cfg, name) != getattr(d, name)]
-
-
-@contextlib.contextmanager
-def library_progress(show: bool) -> Iterator[None]:
-    """With ``show=False``, turn off transformers' and huggingface_hub's own progress bars.
-
-    Loading or saving a transformer backbone draws "Loading weights" / "Writing model shards"
-    bars that ``show_progress=False`` must silence too. Their previous state is restored on
-    exit, error or not. Nothing happens with ``show=True`` or without transformers.
-    """
-    if show or importlib.util.find_spec("transformers") is None:
-        yield
-        return
-    from huggingface_hub import utils as hub_utils
-    from transformers.utils import logging as hf_logging
-
-    was_on, hub_was_on = hf_logging.is_progress_bar_enabled(), not hub_utils.are_progress_bars_disabled()
-    hf_logging.disable_progress_bar()  # also turns off huggingface_hub's bars
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
-        if hub_was_on:
-            hub_utils.enable_progress_bars()
-        else:
-            hub_utils.disable_progress_bars()

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins._io import atomic_write_json, check_save_target
+from rag_relax_plugins._progress import library_progress
 from rag_relax_plugins.core.device import autocast, resolve_device
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
@@ -71,7 +72,6 @@ from rag_relax_plugins.training.gaussian_setup import (
     build_model,
     effective_config,
     ignored_options,
-    library_progress,
     precision_notes,
     saved_model_settings,
 )

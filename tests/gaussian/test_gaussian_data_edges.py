@@ -129,7 +129,7 @@ def test_library_progress_restores_state_on_error() -> None:
     from huggingface_hub import utils as hub_utils
     from transformers.utils import logging as hf_logging
 
-    from rag_relax_plugins.training.gaussian_setup import library_progress
+    from rag_relax_plugins._progress import library_progress
 
     assert hf_logging.is_progress_bar_enabled() and not hub_utils.are_progress_bars_disabled()
     with pytest.raises(RuntimeError), library_progress(False):
