@@ -321,7 +321,8 @@ def atomic_folder(
 
 
 def find_saved_folder(
-    folder: str | os.PathLike[str], marker: str = "config.json", *, what: str = "saved folder"
+    folder: str | os.PathLike[str], marker: str = "config.json", *, what: str = "saved folder",
+    kind: str | None = None,
 ) -> Path:
     """The folder a reader should load: ``folder`` itself, or the backup a crash left behind.
 
@@ -329,6 +330,8 @@ def find_saved_folder(
         folder: the folder that was saved with :func:`atomic_folder`.
         marker: a file every complete save contains.
         what: what the folder holds, for the error message (``"checkpoint"``, ``"saved model"``).
+        kind: the ``kind`` the reader loads (as :func:`atomic_folder` records it): a save whose
+            marker names another kind is refused, naming it (saves without one take no part).
 
     Returns:
         ``folder`` if it holds ``marker``; else, when ``folder`` is missing, the newest complete
@@ -337,8 +340,16 @@ def find_saved_folder(
     Raises:
         FileNotFoundError: no complete save is found: ``"<what> not found: <folder> (expected
             <marker> inside)"``.
+        ValueError: ``folder`` holds a save of another ``kind``: ``"<folder> holds a saved
+            <other>, not a <kind>"``, and for a checkpoint the folder inside it that holds a
+            ``kind``.
     """
     folder = Path(folder)
+    other = saved_kind(folder) if kind is not None and folder.is_dir() else None
+    if other is not None and other != kind:
+        inner = [p.name for p in sorted(folder.iterdir()) if p.is_dir() and saved_kind(p) == kind]
+        hint = f"; load {folder / inner[0]}" if inner else ""
+        raise ValueError(f"{folder} holds a saved {other}, not a {kind}{hint}")
     if (folder / marker).is_file():
         return folder
     if not folder.exists():

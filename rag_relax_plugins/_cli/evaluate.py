@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         check_report_path(args.output, model=args.model, eval_file=args.eval_file, overwrite=args.overwrite)
     # checked before the evaluation file is read; the backup of an interrupted save counts
-    find_saved_folder(args.model, "config.json", what="saved model")
+    find_saved_folder(args.model, "config.json", what="saved model", kind=GaussianEmbedder.SAVE_KIND)
     data = load_eval_file(args.eval_file)
     model = GaussianEmbedder.load(args.model, device=args.device)
     result = evaluate_model(model, data, batch_size=args.batch_size)

@@ -359,12 +359,13 @@ class GaussianEmbedder(nn.Module):
 
         Raises:
             FileNotFoundError: no ``config.json`` / ``head.safetensors`` in ``path``.
-            ValueError: a corrupt or foreign ``config.json`` or ``head.safetensors`` (the message
-                names the file), unknown format version or config keys, or a forbidden or invalid
-                override (named as an override).
+            ValueError: a save of another kind (a checkpoint, a MaxSim reranker ...: named), a
+                corrupt or foreign ``config.json`` or ``head.safetensors`` (the message names the
+                file), unknown format version or config keys, or a forbidden or invalid override
+                (named as an override).
         """
         try:
-            folder = find_saved_folder(path, "head.safetensors")
+            folder = find_saved_folder(path, "head.safetensors", kind=cls.SAVE_KIND)
         except FileNotFoundError:
             folder = Path(path)  # named below
         cfg_file, head_file = folder / "config.json", folder / "head.safetensors"

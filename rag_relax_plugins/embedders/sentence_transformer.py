@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rag_relax_plugins._errors import require
+from rag_relax_plugins._io import saved_kind
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.embedders._texts import check_batch_size, check_texts
 from rag_relax_plugins.embedders.base import TokenEmbeddings
@@ -95,7 +96,10 @@ def resolve_model_path(model_name_or_path: str | os.PathLike[str] | None) -> Pat
     Raises:
         TypeError: not a str / path / None.
         FileNotFoundError: the path does not exist (hub ids such as
-            ``"sentence-transformers/all-MiniLM-L6-v2"`` included), with how to fix it.
+            ``"sentence-transformers/all-MiniLM-L6-v2"`` included), with how to fix it; a folder
+            with neither ``modules.json`` nor ``config.json``.
+        ValueError: a folder a rag-relax-plugins save wrote (a Gaussian embedder, a checkpoint
+            ...), named by its kind.
     """
     if model_name_or_path is None:
         return default_model_path()
@@ -109,6 +113,13 @@ def resolve_model_path(model_name_or_path: str | os.PathLike[str] | None) -> Pat
             raise FileNotFoundError(
                 f"model_name_or_path {str(model_name_or_path)!r} is a file, not a model folder"
             )
+        kind = saved_kind(path)
+        if kind is not None:  # e.g. a Gaussian embedder: its own class loads it
+            raise ValueError(f"model_name_or_path {str(model_name_or_path)!r} holds a saved {kind} of "
+                             "rag-relax-plugins, not a sentence-transformers model")
+        if not any((path / name).is_file() for name in ("modules.json", "config.json")):
+            raise FileNotFoundError(f"model_name_or_path {str(model_name_or_path)!r}: no sentence-transformers "
+                                    f"model in {path} (neither modules.json nor config.json)")
         return path
     text = str(model_name_or_path)
     looks_like_hub_id = not path.is_absolute() and text.count("/") <= 1 and not text.startswith(".")

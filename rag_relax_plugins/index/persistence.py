@@ -46,6 +46,7 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_index", "save_index"]
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "rag-relax-mol-index"
+INDEX_KIND = "mol-index"  # the kind its saves record (atomic_folder)
 FORMAT_VERSION = 1
 
 
@@ -106,13 +107,13 @@ def save_index(index: MoLIndex, folder: Path) -> None:
             library); nothing is changed (see :func:`~rag_relax_plugins._io.atomic_folder`).
     """
     atomic_folder(
-        folder, lambda tmp: _write_contents(index, tmp), replace_if_contains=_LEGACY_MARKERS, kind="mol-index"
+        folder, lambda tmp: _write_contents(index, tmp), replace_if_contains=_LEGACY_MARKERS, kind=INDEX_KIND
     )
 
 
 def _resolve_folder(folder: Path) -> Path:
     try:
-        found = find_saved_folder(folder, "config.json")
+        found = find_saved_folder(folder, "config.json", kind=INDEX_KIND)
     except FileNotFoundError:
         raise ValueError(f"no MoL index found at {folder} (config.json missing)") from None
     if found != folder:

@@ -30,6 +30,7 @@ from rag_relax_plugins.index import MoLIndex
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_store", "write_store"]
 
 FORMAT_NAME = "rag-relax-mol-langchain-store"
+STORE_KIND = "mol-langchain-store"  # the kind its saves record (atomic_folder)
 FORMAT_VERSION = 1
 
 Docs = dict[str, tuple[str, dict[str, Any]]]
@@ -86,7 +87,7 @@ def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_
         if index is not None:
             index.save(tmp / "index")
 
-    atomic_folder(folder, write, replace_if_contains=("store.json",), kind="mol-langchain-store")
+    atomic_folder(folder, write, replace_if_contains=("store.json",), kind=STORE_KIND)
 
 
 def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[MoLIndex | None, Docs, bool]:
@@ -100,7 +101,7 @@ def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[M
         ValueError: another format or version, or ``store.json`` and ``index/`` disagree.
     """
     try:
-        folder = find_saved_folder(folder, "store.json")
+        folder = find_saved_folder(folder, "store.json", kind=STORE_KIND)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"no MoL store at {folder} (missing store.json)") from exc
     path = folder / "store.json"

@@ -245,12 +245,13 @@ class GumbelReranker(BaseReranker):
         ``.<name>.old-*``; it is loaded then (:func:`~rag_relax_plugins._io.find_saved_folder`).
 
         Raises:
-            FileNotFoundError: no ``config.json``. ValueError: unsupported format version; a
-                folder of another model type (``"type"`` other than ``"gumbel"``; saves without a
-                type, from before it was written, are accepted); a corrupt ``config.json``,
+            FileNotFoundError: no ``config.json``. ValueError: a save of another kind (named);
+                unsupported format version; a folder of another model type (``"type"`` other
+                than ``"gumbel"``; saves without a type, from before it was written, are
+                accepted); a corrupt ``config.json``,
                 ``scorer.json`` or ``model.safetensors`` (the message names the file).
         """
-        root = find_saved_folder(folder, "config.json", what="saved Gumbel reranker")
+        root = find_saved_folder(folder, "config.json", what="saved Gumbel reranker", kind=cls.SAVE_KIND)
         cfg_file = root / "config.json"
         cfg = read_json(cfg_file)
         if cfg.get("type", MODEL_TYPE) != MODEL_TYPE:

@@ -360,13 +360,14 @@ class MaxSimReranker(BaseReranker):
 
         Raises:
             FileNotFoundError: no ``config.json`` / ``model.safetensors`` in ``path``.
-            ValueError: a corrupt ``config.json`` or ``model.safetensors`` (the message names it),
+            ValueError: a save of another kind (named), a corrupt ``config.json`` or
+                ``model.safetensors`` (the message names it),
                 a folder of another model type (``"type"`` other than ``"maxsim"``; a save
                 without a ``"type"`` is accepted only when its keys are all :class:`MaxSimConfig`
                 fields), unknown format version, or weights that do not match the config.
         """
         try:
-            folder = find_saved_folder(path, _CONFIG)
+            folder = find_saved_folder(path, _CONFIG, kind=cls.SAVE_KIND)
         except FileNotFoundError:
             folder = Path(path)
         for name in (_CONFIG, _WEIGHTS):

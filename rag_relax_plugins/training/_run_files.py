@@ -1,6 +1,7 @@
 """Files every trainer writes beside its model: checkpoint rotation and loss-curve PNGs.
 
-- :func:`checkpoint_folder` finds the checkpoint a resume reads (or the backup a crash left);
+- :func:`checkpoint_folder` finds the checkpoint a resume reads (or the backup a crash left), and
+  refuses one another trainer wrote (:func:`checkpoint_trainer`);
   :func:`restore_best_model` copies a checkpoint's best model into the resumed run's folder.
 - :class:`EarlierCheckpoints` removes the checkpoints an earlier run left in a fresh run's folder,
   once the fresh run has written its first one (a run that fails before then loses nothing).
@@ -32,6 +33,7 @@ __all__ = [
     "EarlierCheckpoints",
     "checkpoint_folder",
     "checkpoint_steps",
+    "checkpoint_trainer",
     "earlier_best_model",
     "prune_checkpoints",
     "pyplot",
@@ -48,14 +50,46 @@ CHECKPOINT_PREFIX = "checkpoint_step_"  # train-mol, G-Rerank
 EPOCH_CHECKPOINT_PREFIX = "checkpoint_epoch_"  # Gaussian, MaxSim
 
 
-def checkpoint_folder(path: str | os.PathLike[str]) -> Path:
+# what each trainer's checkpoints hold, which tells them apart: (entry, the kind its save marker
+# records; None: a file). The kinds are the models' SAVE_KIND (a test pins them).
+_TRAINER_LAYOUTS = {
+    "train": ("model", "gaussian-embedder", "the Gaussian embedder trainer"),
+    "train-maxsim": ("model", "maxsim-reranker", "the MaxSim reranker trainer"),
+    "train-reranker": ("reranker", "gumbel-reranker", "the G-Rerank trainer"),
+    "train-mol": ("model.safetensors", None, "the MoL trainer"),
+}
+
+
+def checkpoint_folder(path: str | os.PathLike[str], *, trainer: str | None = None) -> Path:
     """The checkpoint folder to read: ``path``, or the ``.<name>.old-*`` backup a crash between the
     two renames of a replacing save left (:func:`~rag_relax_plugins._io.find_saved_folder`).
 
+    Args:
+        trainer: the ``rag-relax`` command of the trainer that resumes (``"train"``,
+            ``"train-maxsim"``, ``"train-reranker"``, ``"train-mol"``): a checkpoint another
+            trainer wrote (:func:`checkpoint_trainer`) is refused, naming that trainer.
+
     Raises:
         FileNotFoundError: no checkpoint there (no ``trainer_state.json``).
+        ValueError: a checkpoint of another trainer than ``trainer``.
     """
-    return find_saved_folder(path, "trainer_state.json", what="checkpoint")
+    found = find_saved_folder(path, "trainer_state.json", what="checkpoint")
+    other = checkpoint_trainer(found) if trainer is not None else None
+    if other is not None and other != trainer:
+        theirs, ours = _TRAINER_LAYOUTS[other][2], _TRAINER_LAYOUTS[str(trainer)][2]
+        raise ValueError(f"cannot resume from {found}: it is a checkpoint of {theirs} (rag-relax {other}), "
+                         f"not of {ours} (rag-relax {trainer})")
+    return found
+
+
+def checkpoint_trainer(folder: Path) -> str | None:
+    """The ``rag-relax`` command whose trainer wrote checkpoint ``folder``, told by what the folder
+    holds (``None``: not told, e.g. a save from before the save markers)."""
+    for command, (entry, kind, _) in _TRAINER_LAYOUTS.items():
+        path = folder / entry
+        if path.is_file() if kind is None else (path.is_dir() and saved_kind(path) == kind):
+            return command
+    return None
 
 
 def earlier_best_model(out: Path, best_epoch: int | None, *, own_epoch: int | None) -> Path | None:

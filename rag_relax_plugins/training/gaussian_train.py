@@ -184,7 +184,7 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     if model is not None and (cfg.resume_from is not None or cfg.init_model is not None):
         raise ValueError("pass model, or resume_from / init_model in cfg, not both")
     if cfg.resume_from is not None:  # a missing checkpoint: refused before anything is written
-        found = checkpoint_folder(cfg.resume_from)
+        found = checkpoint_folder(cfg.resume_from, trainer="train")
         if found != Path(cfg.resume_from):
             log.warning("checkpoint %s is missing; resuming from %s, the copy an interrupted save left",
                         cfg.resume_from, found)

@@ -184,7 +184,7 @@ def train_grerank(
             (all raised before anything is written).
     """
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
-    ck = checkpoint_folder(cfg.resume_from) if cfg.resume_from is not None else None
+    ck = checkpoint_folder(cfg.resume_from, trainer="train-reranker") if cfg.resume_from is not None else None
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(ck, options)  # the scorer options aside: the checkpoint's reranker decides them
     elif cfg.init_from is not None and reranker is not None:

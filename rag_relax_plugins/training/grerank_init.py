@@ -37,7 +37,9 @@ def saved_scorer_settings(folder: str | Path) -> dict[str, Any]:
     Raises:
         FileNotFoundError: ``folder`` is not a saved reranker. ValueError: a corrupt ``scorer.json``.
     """
-    root = find_saved_folder(folder, "config.json", what="saved Gumbel reranker")
+    from rag_relax_plugins.rerankers.gumbel import GumbelReranker
+
+    root = find_saved_folder(folder, "config.json", what="saved Gumbel reranker", kind=GumbelReranker.SAVE_KIND)
     file = root / "scorer.json"
     if not file.is_file():
         raise FileNotFoundError(f"no scorer.json in {root} (expected a GumbelReranker folder)")

@@ -107,7 +107,7 @@ def checked_resume(cfg: MaxSimTrainConfig) -> tuple[Path | None, dict[str, Any]]
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
         ValueError: its options differ from ``cfg``'s, runtime-only ones aside.
     """
-    ck = checkpoint_folder(cfg.resume_from) if cfg.resume_from else None
+    ck = checkpoint_folder(cfg.resume_from, trainer="train-maxsim") if cfg.resume_from else None
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(ck, options)

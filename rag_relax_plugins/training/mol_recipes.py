@@ -303,7 +303,7 @@ def save_recipe_model(
 
 def _saved_model_folder(folder: str | os.PathLike[str]) -> Path:
     """``folder``, or the backup a crash left between the two renames of a replacing save."""
-    return find_saved_folder(folder, "config.json", what="saved model")
+    return find_saved_folder(folder, "config.json", what="saved model", kind=MODEL_KIND)
 
 
 def load_similarity(folder: str | os.PathLike[str]) -> MoLSimilarity:
@@ -333,7 +333,8 @@ def load_recipe_model(
         ``(model in eval mode, config dict)``.
 
     Raises:
-        FileNotFoundError / ValueError: missing files, unknown format or version, missing features.
+        FileNotFoundError / ValueError: missing files, a save of another kind (named), unknown format
+            or version, missing features.
     """
     path = _saved_model_folder(folder)
     cfg_file = path / "config.json"

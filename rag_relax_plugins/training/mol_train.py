@@ -47,6 +47,7 @@ from rag_relax_plugins.core.device import (
 from rag_relax_plugins.training._resume_check import check_resume_options
 from rag_relax_plugins.training._run_files import (
     EarlierCheckpoints,
+    checkpoint_folder,
     prune_checkpoints,
     pyplot,
     save_png,
@@ -290,6 +291,7 @@ def train_retrieval(
         else:
             src = latest_checkpoint(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         if src is not None:
+            checkpoint_folder(src, trainer="train-mol")  # refuses another trainer's checkpoint
             saved = read_trainer_state(src)  # checked before any weight of the caller's is replaced
             check_resume_options(saved["config"], cfg.to_dict(), _RUNTIME_ONLY, src)
             _check_resume_signature(saved.get("signature"), signature)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -127,6 +129,22 @@ def test_missing_local_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         SentenceTransformerEncoder(str(tmp_path / "nope"))
 
+
+
+def test_a_folder_that_is_no_sentence_transformers_model_is_named(tmp_path, minilm_path: str) -> None:  # type: ignore[no-untyped-def]
+    """A Gaussian embedder's folder (``demo --model``) failed inside transformers with "Unrecognized
+    model ... Should have a `model_type` key", and an empty folder after sentence-transformers had
+    logged "initializing a new SentenceTransformer model"."""
+    from rag_relax_plugins.embedders.gaussian import GaussianConfig, GaussianEmbedder
+
+    saved = tmp_path / "gaussian"
+    GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8), device="cpu").save(saved)
+    with pytest.raises(ValueError, match=r"holds a saved gaussian-embedder of rag-relax-plugins, not a sentence-transformers"):
+        SentenceTransformerEncoder(str(saved))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no sentence-transformers model in .*empty \(neither modules\.json nor config\.json\)"):
+        resolve_model_path(tmp_path / "empty")
+    assert resolve_model_path(minilm_path) == Path(minilm_path)
 
 @pytest.mark.parametrize(
     ("texts", "match"),

@@ -262,6 +262,21 @@ def test_load_rejects_wrong_format(tmp_path: Path) -> None:
         MoLVectorStore.load_local(tmp_path / "missing", HashingEmbeddings())
 
 
+
+def test_load_names_the_kind_of_a_save_of_another_kind(store: MoLVectorStore, tmp_path: Path) -> None:
+    """The store's folder read as an index (and its index read as a store) says what it holds."""
+    from rag_relax_plugins.index.mol_index import MoLIndex
+
+    folder = tmp_path / "store"
+    store.save_local(folder)
+    inner = [p for p in folder.iterdir() if p.is_dir()]
+    assert len(inner) == 1  # the index folder inside the store's
+    with pytest.raises(ValueError, match=f"holds a saved mol-langchain-store, not a mol-index; load {inner[0]}$"):
+        MoLIndex.load(folder)
+    with pytest.raises(ValueError, match=r"holds a saved mol-index, not a mol-langchain-store$"):
+        MoLVectorStore.load_local(inner[0], HashingEmbeddings())
+    assert len(MoLIndex.load(inner[0])) == len(TEXTS)
+
 def test_save_rejects_non_json_metadata(tmp_path: Path) -> None:
     store = MoLVectorStore.from_texts(["x"], HashingEmbeddings(), metadatas=[{"obj": object()}])
     with pytest.raises(ValueError, match="JSON"):

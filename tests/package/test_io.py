@@ -351,3 +351,21 @@ def test_saved_files_and_folders_follow_the_umask(tmp_path) -> None:  # type: ig
         assert (mode(tmp_path / "report.json"), mode(tmp_path / "model")) == (0o600, 0o700)
     finally:
         os.umask(old)
+
+
+def test_find_saved_folder_refuses_a_save_of_another_kind(tmp_path: Path) -> None:
+    """A reader naming its ``kind`` is told what the folder holds instead (and, for a folder that
+    holds a save of its kind inside, where that is); saves without a kind are read as before."""
+    outer, inner = tmp_path / "ckpt", tmp_path / "ckpt" / "model"
+    atomic_folder(inner, _write("weights"), kind="model-a")
+    (outer / "state.json").write_text("{}", encoding="utf-8")
+    marker = {"format": "rag-relax-plugins-save", "kind": "checkpoint"}
+    (outer / SAVE_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'ckpt'} holds a saved checkpoint, not a model-a; load {inner}$"):
+        find_saved_folder(outer, "state.json", kind="model-a")
+    with pytest.raises(ValueError, match=r"holds a saved model-a, not a model-b$"):
+        find_saved_folder(inner, "data.txt", kind="model-b")
+    assert find_saved_folder(inner, "data.txt", kind="model-a") == inner
+    assert find_saved_folder(outer, "state.json") == outer  # no kind asked: not checked
+    (inner / SAVE_MARKER).unlink()  # a save from before the markers
+    assert find_saved_folder(inner, "data.txt", kind="model-b") == inner

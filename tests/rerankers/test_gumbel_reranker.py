@@ -149,8 +149,12 @@ def test_save_writes_its_type_and_load_refuses_other_folders(reranker: GumbelRer
     good = (folder / "config.json").read_text()
     assert json.loads(good)["type"] == "gumbel"
     maxsim = MaxSimReranker(MaxSimConfig(projection_dim=4, token_dim=16), encoder=HashingEncoder(dim=16))
+    other = maxsim.save(tmp_path / "maxsim")
+    with pytest.raises(ValueError, match="holds a saved maxsim-reranker, not a gumbel-reranker"):
+        GumbelReranker.from_pretrained(other)
+    (other / ".rag_relax_save.json").unlink()  # a save from before the markers: config.json's type tells
     with pytest.raises(ValueError, match="not a Gumbel reranker"):
-        GumbelReranker.from_pretrained(maxsim.save(tmp_path / "maxsim"))
+        GumbelReranker.from_pretrained(other)
     (folder / "config.json").write_text(good[:7])
     with pytest.raises(ValueError, match=r"config\.json: not a readable JSON file"):
         GumbelReranker.from_pretrained(folder)
