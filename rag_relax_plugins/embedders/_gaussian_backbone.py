@@ -64,13 +64,18 @@ class EncoderBackbone(nn.Module):
 
 
 def load_sentence_transformer(backbone: str | None) -> Any:
-    """A local sentence-transformers model on the CPU; hub ids are refused (never downloads)."""
-    from rag_relax_plugins._errors import require
-    from rag_relax_plugins.embedders.sentence_transformer import resolve_model_path
+    """A local sentence-transformers model on the CPU; hub ids are refused (never downloads).
 
-    path = resolve_model_path(backbone)
-    st = require("sentence_transformers", "st")
-    return st.SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    Raises:
+        FileNotFoundError / ValueError: as :func:`~.sentence_transformer.resolve_model_path` and
+            :func:`~.sentence_transformer.load_local_model`.
+    """
+    from rag_relax_plugins.embedders.sentence_transformer import (
+        load_local_model,
+        resolve_model_path,
+    )
+
+    return load_local_model(resolve_model_path(backbone), "cpu")
 
 
 def embedding_dim(backbone: Any) -> int:

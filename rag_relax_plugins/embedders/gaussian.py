@@ -377,6 +377,8 @@ class GaussianEmbedder(nn.Module):
             raise ValueError(f"cannot override {sorted(fixed)} when loading a saved model")
         sub = data.pop("backbone_subfolder", None)
         if sub is not None:
+            if not (folder / str(sub)).is_dir():  # not the "install the offline MiniLM" advice
+                raise FileNotFoundError(f"{folder}: its saved backbone folder {sub!r} is missing")
             data["backbone"] = str((folder / sub).resolve())
         # provenance; saves older than these keys: a written backbone was trainable (its base
         # unknown, taken as the MiniLM package), a referenced one is its own base

@@ -31,7 +31,14 @@ from rag_relax_plugins.embedders.base import TokenEmbeddings
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["SentenceTransformerEncoder", "default_model_path", "position_limit", "resolve_model_path", "set_max_seq_length"]
+__all__ = [
+    "SentenceTransformerEncoder",
+    "default_model_path",
+    "load_local_model",
+    "position_limit",
+    "resolve_model_path",
+    "set_max_seq_length",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +140,23 @@ def resolve_model_path(model_name_or_path: str | os.PathLike[str] | None) -> Pat
     )
 
 
+def load_local_model(path: Path, device: str) -> SentenceTransformer:
+    """The sentence-transformers model in local folder ``path`` (from :func:`resolve_model_path`).
+
+    Raises:
+        ValueError: a folder whose files cannot be loaded (a truncated ``model.safetensors``, a
+            corrupt ``config.json`` ...), named with the loader's reason.
+    """
+    from safetensors import SafetensorError
+
+    st = require("sentence_transformers", "st")
+    try:
+        model: SentenceTransformer = st.SentenceTransformer(str(path), device=device, local_files_only=True)
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise ValueError(f"{path}: not a loadable sentence-transformers model ({exc})") from exc
+    return model
+
+
 class SentenceTransformerEncoder:
     """Sentence and token embeddings from a local sentence-transformers model.
 
@@ -170,10 +194,7 @@ class SentenceTransformerEncoder:
             raise ValueError(f"max_seq_length must be an int >= 1 or None, got {max_seq_length!r}")
         self.model_path = resolve_model_path(model_name_or_path)
         self._device = resolve_device(device)
-        st = require("sentence_transformers", "st")
-        self.model: SentenceTransformer = st.SentenceTransformer(
-            str(self.model_path), device=str(self._device), local_files_only=True
-        )
+        self.model: SentenceTransformer = load_local_model(self.model_path, str(self._device))
         self.model.eval()
         if max_seq_length is not None:
             set_max_seq_length(self.model, max_seq_length, self.model_path)

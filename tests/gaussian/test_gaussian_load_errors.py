@@ -79,3 +79,32 @@ def test_a_bad_keyword_override_is_not_blamed_on_the_file(good) -> None:
     with pytest.raises(ValueError, match=r"dropout") as err:
         GaussianEmbedder.load(good, device="cpu", dropout=1.5)
     assert "config.json" not in str(err.value) and "override" in str(err.value)
+
+
+@pytest.mark.parametrize(("damage", "error", "match"), [
+    ("missing", FileNotFoundError, r"its saved backbone folder 'backbone' is missing"),
+    ("truncated_weights", ValueError, r"backbone: not a loadable sentence-transformers model \(.*header"),
+    ("corrupt_config", ValueError, r"backbone: not a loadable sentence-transformers model \(.*config"),
+])
+def test_a_damaged_saved_backbone_is_named(good, tmp_path, minilm_path, damage, error, match) -> None:
+    """A save with its own ``backbone/`` (a fine-tuned backbone) whose backbone is damaged: a raw
+    SafetensorError (a traceback from ``rag-relax evaluate``) or, for a missing folder, the advice
+    to install the offline MiniLM."""
+    from pathlib import Path
+
+    folder = tmp_path / damage
+    shutil.copytree(good, folder)
+    data = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**data, "backbone_subfolder": "backbone"}))
+    if damage != "missing":
+        (folder / "backbone").mkdir()
+        for item in Path(minilm_path).iterdir():  # links, not 90 MB of copies, but for the damaged file
+            (folder / "backbone" / item.name).symlink_to(item)
+        name = "model.safetensors" if damage == "truncated_weights" else "config.json"
+        (folder / "backbone" / name).unlink()
+        (folder / "backbone" / name).write_bytes((Path(minilm_path) / name).read_bytes()[:100])
+    with pytest.raises(error, match=match):
+        GaussianEmbedder.load(folder, device="cpu")
+    eval_file = tmp_path / "eval.json"
+    eval_file.write_text(json.dumps({"corpus": {"d": "x"}, "queries": {"q": "x"}, "qrels": {"q": {"d": 1}}}))
+    assert main(["evaluate", "--model", str(folder), "--eval-file", str(eval_file), "--device", "cpu"]) == 2
