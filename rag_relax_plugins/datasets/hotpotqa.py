@@ -242,6 +242,8 @@ def load_hotpotqa_evidence(
                 level=_str_field(obj, "level", file, n),
             )
         )
+    if not out and limit != 0:  # hotpot_split(evidence=True) would add nothing, without a word
+        raise ValueError(f"{file} holds no questions (an empty or blank file)")
     return out
 
 

@@ -252,7 +252,9 @@ def hotpot_split(
         train_rows: rows used for training (400 of the shared 500-row file).
         val_rows: the last ``val_rows`` training rows are held out for model selection.
         evidence: add the ``hotpotqa/evidence_500.jsonl`` rows as extra training groups (it has
-            no overlap with the distractor file).
+            no overlap with the distractor file); with ``data`` a file, ``evidence_500.jsonl``
+            beside it is read, with a folder its ``hotpotqa/evidence_500.jsonl`` (or
+            ``evidence_500.jsonl``).
     """
     from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor, load_hotpotqa_evidence
 
@@ -270,7 +272,7 @@ def hotpot_split(
         folder = None
         if data is not None:
             p = Path(data)
-            folder = p.parent.parent if p.is_file() else p  # .../hotpotqa/distractor_500.jsonl -> data root
+            folder = p.parent if p.is_file() else p  # the evidence file beside the distractor file
         train += evidence_groups(load_hotpotqa_evidence(folder), queries, texts)
     return HotpotSplit(train=train, val=val, test=test, queries=queries, texts=texts)
 

@@ -228,6 +228,22 @@ def test_hotpot_split(data_dir: Path) -> None:
         hotpot_split(data_dir, train_rows=500)
 
 
+def test_hotpot_split_reads_the_evidence_file_beside_the_distractor_file(data_dir: Path, tmp_path: Path) -> None:
+    """Given the distractor file, the evidence file was looked for two folders up (the data root of
+    the shared layout only): a flat folder of the two files failed, with no way to name the file."""
+    import shutil
+
+    for name in ("distractor_500.jsonl", "evidence_500.jsonl"):
+        shutil.copy(data_dir / "hotpotqa" / name, tmp_path / name)
+    flat = hotpot_split(tmp_path / "distractor_500.jsonl", train_rows=400, evidence=True)
+    shared = hotpot_split(data_dir / "hotpotqa" / "distractor_500.jsonl", train_rows=400, evidence=True)
+    assert len(flat.train) == len(shared.train) == len(hotpot_split(data_dir, train_rows=400, evidence=True).train)
+    assert flat.train[-1].type == "evidence"
+    (tmp_path / "evidence_500.jsonl").write_text("\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"evidence_500\.jsonl holds no questions"):
+        hotpot_split(tmp_path / "distractor_500.jsonl", train_rows=400, evidence=True)
+
+
 def test_cli_parser_has_train_maxsim() -> None:
     from rag_relax_plugins.cli import build_parser
 
