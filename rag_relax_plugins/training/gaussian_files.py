@@ -96,8 +96,9 @@ def _jsonl_pairs(file: Path, text: str) -> list[Pair]:
     try:
         return [_pair_from(obj, f"{file}:{lineno}") for lineno, obj in _jsonl_values(file, text)]
     except ValueError:
-        whole = _one_json_value(text) if file.suffix.lower() == ".json" else None
-        if whole is None:
+        several = sum(1 for line in text.split("\n") if line.strip()) > 1
+        whole = _one_json_value(text) if file.suffix.lower() == ".json" and several else None
+        if whole is None:  # one line: its own error (an empty query ...) says what is wrong
             raise
         # a .json not starting with "[" that is one pretty-printed value: say so, not "invalid JSON"
         raise ValueError(f"{file}: one JSON {type(whole).__name__} over several lines; a .json file of pairs "

@@ -59,6 +59,8 @@ def test_csv_quoted_multiline_and_line_numbers(tmp_path) -> None:
         # one pretty-printed object: said so (it was "pretty.json:1: invalid JSON (Expecting property name ...)")
         ("pretty.json", '{\n  "query": "q",\n  "positive": "d"\n}\n', r"pretty.json: one JSON dict over several lines"),
         ("broken.json", '{\n  "query": "q",\n', r"broken.json:1: invalid JSON"),  # not JSON at all: as before
+        # one line of JSONL: its own error, not "one JSON dict over several lines"
+        ("line.json", '{"query": "", "positive": "p"}\n', r"line.json:1: 'query' must be a non-empty string, got ''"),
         ("p.txt", "q,d", "unsupported extension"),
     ],
 )
