@@ -250,8 +250,11 @@ class GaussianEmbedder(nn.Module):
 
     # ------------------------------------------------------------------ forward / encode
     def backbone_features(self, texts: list[str]) -> torch.Tensor:
-        """Backbone sentence embeddings, with gradients where not frozen: ``(B, H) x float``."""
+        """Backbone sentence embeddings, with gradients where not frozen: ``(B, H) x float``
+        (``(0, H)`` for an empty list, on every backbone)."""
         texts = check_texts(texts)
+        if not texts:  # a transformer backbone raises inside transformers on an empty batch
+            return torch.zeros(0, self.head.net[0].in_features, device=self.device)
         if isinstance(self.backbone, EncoderBackbone):
             return self.backbone.encode(texts).to(self.device)
         if self._prefix_cache is not None:
@@ -262,7 +265,7 @@ class GaussianEmbedder(nn.Module):
         return self.backbone(feats)["sentence_embedding"]
 
     def forward(self, texts: list[str]) -> torch.Tensor:
-        """Embed ``texts`` with gradients: ``(B, D) x float``."""
+        """Embed ``texts`` with gradients: ``(B, D) x float`` (``(0, D)`` for an empty list)."""
         return self.head(self.backbone_features(texts))
 
     def encode(self, texts: list[str], *, batch_size: int = 32, normalize: bool = False, show_progress: bool = False) -> torch.Tensor:

@@ -192,3 +192,19 @@ def test_minilm_partially_frozen_training_smoke(minilm_path, tmp_path) -> None:
     assert out["steps"] == 2 and all(torch.isfinite(torch.tensor(out["history"]["step_loss"])))
     model = GaussianEmbedder.load(tmp_path / "run" / "final_model", device="cpu")
     assert model.config.freeze == "first_n" and model.encode(TEXTS).shape == (4, 32)
+
+
+@pytest.mark.parametrize("setup", ["hashing", "minilm", "minilm_prefix_cache"])
+def test_forward_of_an_empty_list_is_empty_on_every_backbone(setup: str) -> None:
+    """forward([]) gave (0, D) on the hashing backbone but a ValueError from inside transformers
+    ("You must specify exactly one of input_ids or inputs_embeds") on MiniLM."""
+    if setup == "hashing":
+        model = GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8), device="cpu")
+    else:
+        model = GaussianEmbedder(GaussianConfig(output_dim=8, freeze="first_n", freeze_layers=3), device="cpu")
+        if setup == "minilm_prefix_cache":
+            model.enable_prefix_cache()
+    out = model([])
+    assert out.shape == (0, 8) and out.dtype == torch.float32
+    assert model.backbone_features([]).shape == (0, model.head.net[0].in_features)
+    assert model(["one text"]).shape == (1, 8)  # the model still works after it
