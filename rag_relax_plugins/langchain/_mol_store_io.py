@@ -51,13 +51,35 @@ def _check_keys(value: Any, where: str) -> None:
             _check_keys(item, f"{where}[{i}]")
 
 
+def _numpy_scalar(value: Any) -> Any:
+    """``json.dumps`` ``default``: a numpy scalar (``np.float32(0.5)``, ``np.int64(3)``,
+    ``np.bool_(True)`` ...) as the Python value it holds; anything else is refused."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _unsaveable(docs: Docs, exc: BaseException) -> ValueError:
+    """The error for metadata ``json.dumps`` refused, naming the first id whose metadata it refuses."""
+    for i, (_, metadata) in docs.items():
+        try:
+            json.dumps(metadata, default=_numpy_scalar)
+        except (TypeError, ValueError, RecursionError) as own:
+            return ValueError(f"the metadata of id {i!r} is not JSON-serialisable ({own}): the store was not "
+                              "saved; nothing was written")
+    return ValueError(f"metadata must be JSON-serialisable to save the store: {exc}")
+
+
 def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_head: bool = False) -> None:
     """Write ``docs`` (id -> (text, metadata)) and ``index`` to ``folder`` atomically.
 
+    Numpy scalars in metadata are written as the Python values they hold (they load as ``float``,
+    ``int``, ``bool`` ...).
+
     Raises:
-        ValueError: a metadata value is not JSON-serialisable, a key is not a string, or a text
-            or string holds a lone surrogate (nothing is written; an earlier save in ``folder`` is
-            untouched).
+        ValueError: a metadata value is not JSON-serialisable (the message names the first such
+            id), a key is not a string, or a text or string holds a lone surrogate (nothing is
+            written; an earlier save in ``folder`` is untouched).
     """
     ids = list(docs)
     for i in ids:
@@ -71,9 +93,9 @@ def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_
         "metadatas": [docs[i][1] for i in ids],
     }
     try:
-        encoded = json.dumps(payload, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata must be JSON-serialisable to save the store: {exc}") from exc
+        encoded = json.dumps(payload, ensure_ascii=False, default=_numpy_scalar)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _unsaveable(docs, exc) from exc
     try:
         data = encoded.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate in a text or a metadata string

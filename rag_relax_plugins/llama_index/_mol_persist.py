@@ -176,8 +176,16 @@ def _checked_records(data: dict[str, Any], path: Path) -> tuple[list[str], list[
 
 
 def record_of(node: BaseNode) -> Record:
-    """``(type, ref doc id, metadata copy, node JSON without the embedding)``, see :data:`Record`."""
-    data = node.to_dict(mode="json")  # JSON types, as core's node_to_metadata_dict (datetime -> str)
+    """``(type, ref doc id, metadata copy, node JSON without the embedding)``, see :data:`Record`.
+
+    Raises:
+        ValueError: a node field (its metadata ...) JSON cannot hold, naming the node.
+    """
+    try:
+        data = node.to_dict(mode="json")  # JSON types, as core's node_to_metadata_dict (datetime -> str)
+    except ValueError as exc:  # pydantic's PydanticSerializationError: a numpy value in metadata ...
+        raise ValueError(f"node {node.node_id!r} cannot be stored: its fields must be JSON-serialisable ({exc}); "
+                         "nothing was added") from exc
     data["embedding"] = None
     encoded = json.dumps(data)
     return (node.class_name(), node.ref_doc_id, json.loads(encoded).get("metadata", {}), encoded)

@@ -277,6 +277,25 @@ def test_load_names_the_kind_of_a_save_of_another_kind(store: MoLVectorStore, tm
         MoLVectorStore.load_local(inner[0], HashingEmbeddings())
     assert len(MoLIndex.load(inner[0])) == len(TEXTS)
 
+
+def test_save_writes_numpy_scalars_as_python_values_and_names_a_bad_id(tmp_path: Path) -> None:
+    """Metadata from numpy (``np.float32`` scores, ``np.int64`` counts) failed the save with
+    "Object of type float32 is not JSON serializable", naming no document; only at save time."""
+    import numpy as np
+
+    metas = [{"score": np.float32(0.5), "n": np.int64(3)}, {"ok": np.bool_(True), "nested": [np.float64(1.25)]}]
+    store = MoLVectorStore.from_texts(["first", "second"], HashingEmbeddings(), metadatas=metas, ids=["a", "b"])
+    store.save_local(tmp_path / "s")
+    loaded = MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
+    got = {d.id: d.metadata for d in loaded.get_by_ids(["a", "b"])}
+    assert got == {"a": {"score": 0.5, "n": 3}, "b": {"ok": True, "nested": [1.25]}}
+    assert [type(v) for v in got["a"].values()] == [float, int] and type(got["b"]["ok"]) is bool
+    assert type(metas[0]["score"]) is np.float32  # the caller's metadata untouched
+    store.add_texts(["third"], [{"vector": np.zeros(2)}], ids=["c"])  # an array is no scalar: refused
+    with pytest.raises(ValueError, match=r"the metadata of id 'c' is not JSON-serialisable \(.*ndarray"):
+        store.save_local(tmp_path / "s")
+    assert MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings()).get_by_ids(["c"]) == []
+
 def test_save_rejects_non_json_metadata(tmp_path: Path) -> None:
     store = MoLVectorStore.from_texts(["x"], HashingEmbeddings(), metadatas=[{"obj": object()}])
     with pytest.raises(ValueError, match="JSON"):

@@ -112,6 +112,20 @@ def test_add_returns_ids_and_does_not_mutate_inputs() -> None:
     assert len(s) == 4
 
 
+
+def test_a_node_json_cannot_hold_is_refused_by_name_and_nothing_is_added() -> None:
+    """A numpy value in metadata raised pydantic's bare "Unable to serialize unknown type", naming
+    no node."""
+    import numpy as np
+
+    nodes = _nodes()
+    bad = nodes[2].model_copy(update={"metadata": {"score": np.float32(0.5)}})
+    s = MoLVectorStore()
+    with pytest.raises(ValueError, match=rf"node {bad.node_id!r} cannot be stored: its fields must be JSON-serialisable"):
+        s.add([nodes[0], bad])
+    assert len(s) == 0
+    assert s.add(nodes) == list(TEXTS)
+
 def test_self_is_best_match_and_scores_are_cosine(store: MoLVectorStore) -> None:
     for id_, (text, _, _) in TEXTS.items():
         res = run(store, _q(text, k=2))
