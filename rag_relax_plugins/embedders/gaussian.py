@@ -94,6 +94,7 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, dropout: float, init: str = "identity") -> None:
         super().__init__()
+        self.in_dim = in_dim
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim)
         )
@@ -254,7 +255,7 @@ class GaussianEmbedder(nn.Module):
         (``(0, H)`` for an empty list, on every backbone)."""
         texts = check_texts(texts)
         if not texts:  # a transformer backbone raises inside transformers on an empty batch
-            return torch.zeros(0, self.head.net[0].in_features, device=self.device)
+            return torch.zeros(0, self.head.in_dim, device=self.device)
         if isinstance(self.backbone, EncoderBackbone):
             return self.backbone.encode(texts).to(self.device)
         if self._prefix_cache is not None:

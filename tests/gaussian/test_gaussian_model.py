@@ -206,5 +206,5 @@ def test_forward_of_an_empty_list_is_empty_on_every_backbone(setup: str) -> None
             model.enable_prefix_cache()
     out = model([])
     assert out.shape == (0, 8) and out.dtype == torch.float32
-    assert model.backbone_features([]).shape == (0, model.head.net[0].in_features)
+    assert model.backbone_features([]).shape == (0, model.head.in_dim)
     assert model(["one text"]).shape == (1, 8)  # the model still works after it
