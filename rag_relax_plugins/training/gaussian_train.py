@@ -291,6 +291,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             scaler.step(opt)
             scaler.update()
             opt.zero_grad(set_to_none=True)
+            lr = sched.get_last_lr()[0]  # the LR this step used (logged), before the schedule moves on
             sched.step()
             step += 1
             steps_done += 1
@@ -299,7 +300,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             bar.update(1)
             bar.set_postfix(loss=f"{history['step_loss'][-1]:.4f}")
             log.info("epoch %d step %d loss %.5f %s lr %.3g", epoch + 1, step, history["step_loss"][-1],
-                     {k: round(v, 5) for k, v in parts.items()}, sched.get_last_lr()[0])
+                     {k: round(v, 5) for k, v in parts.items()}, lr)
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
         history["train_loss"].append(sum(epoch_losses) / max(1, len(epoch_losses)))

@@ -137,7 +137,8 @@ def test_batches_seeded_and_accumulation_steps(tmp_path, pairs_file) -> None:
     out = train(_cfg(tmp_path, pairs_file, epochs=2, batch_size=2, grad_accum_steps=4, warmup_steps=1))
     assert out["steps"] == 4  # 6 batches per epoch -> groups of 4 and 2 -> 2 optimiser steps per epoch
     lrs = [float(line.rsplit("lr ", 1)[1]) for line in (tmp_path / "run" / "training.log").read_text().splitlines() if " lr " in line]
-    assert lrs == pytest.approx([1e-2 * x for x in (1.0, 2 / 3, 1 / 3, 0.0)], rel=1e-3)  # stepped per optimiser step
+    # stepped per optimiser step, each line with the LR its step used (it showed the next step's: 1, 2/3, 1/3, 0)
+    assert lrs == pytest.approx([1e-2 * x for x in (1 / 2, 1.0, 2 / 3, 1 / 3)], rel=1e-3)
 
 
 def test_predictor_mixed_precision_and_resume_with_predictor(tmp_path, pairs_file) -> None:
