@@ -74,6 +74,8 @@ def embedding_diagnostics(x: torch.Tensor, *, seed: int = 0) -> dict[str, Any]:
         ``sigreg`` (mean Epps-Pulley statistic; ``sigreg_null_mean`` is its value for ideal
         ``N(0, I)`` samples), ``effective_rank``, ``dim``, ``std_mean/min/max``, ``per_dim_std``.
     """
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"x must be (N, D) embeddings with N >= 2, got shape {tuple(x.shape)}")
     x = x.detach().float().cpu()
     std = x.std(dim=0)
     return {
@@ -101,6 +103,7 @@ def evaluate_model(model: Any, data: Mapping[str, Any], *, batch_size: int = 64,
     Returns:
         ``{"metrics": {name: mean}, "diagnostics": ..., "geometry", "num_queries", "num_docs"}``;
         queries with no relevant document (no qrels, or only grades <= 0) are left out of the means.
+        ``diagnostics`` is ``{}`` for a one-document corpus (its statistics need two).
     """
     corpus, queries, qrels = data["corpus"], data["queries"], data["qrels"]
     qids = [q for q in queries if any(g > 0 for g in (qrels.get(q) or {}).values())]  # others have nothing to find
@@ -111,7 +114,8 @@ def evaluate_model(model: Any, data: Mapping[str, Any], *, batch_size: int = 64,
     d = model.encode([corpus[i] for i in doc_ids], batch_size=batch_size, show_progress=show_progress).cpu()
     q = model.encode([queries[i] for i in qids], batch_size=batch_size, show_progress=show_progress).cpu()
     metrics = retrieval_metrics(q, d, doc_ids, [qrels[i] for i in qids], geometry=geo)
-    return {"metrics": metrics, "diagnostics": embedding_diagnostics(d), "geometry": geo, "num_queries": len(qids), "num_docs": len(doc_ids)}
+    diagnostics = embedding_diagnostics(d) if len(doc_ids) >= 2 else {}
+    return {"metrics": metrics, "diagnostics": diagnostics, "geometry": geo, "num_queries": len(qids), "num_docs": len(doc_ids)}
 
 
 def format_table(result: Mapping[str, Any]) -> str:

@@ -24,6 +24,23 @@ def test_queries_judged_only_non_relevant_are_left_out() -> None:
         evaluate_model(model, {**DATA, "qrels": {"q1": {"d1": 0}}})
 
 
+
+def test_a_one_document_corpus_gives_its_metrics_without_diagnostics(tmp_path, capsys) -> None:
+    """The SIGReg diagnostics need two documents: a one-document corpus lost its metrics to
+    "z must hold at least 2 samples, got shape (1, 64)"."""
+    from rag_relax_plugins.training.gaussian_eval import embedding_diagnostics
+
+    model = GaussianEmbedder(GaussianConfig(backbone="hashing:64", output_dim=64, freeze="all"), device="cpu")
+    data = {"corpus": {"d0": "cats purr"}, "queries": {"q0": "cats purr"}, "qrels": {"q0": {"d0": 1}}}
+    result = evaluate_model(model, data)
+    assert result["metrics"]["recall@1"] == 1.0 and result["diagnostics"] == {} and result["num_docs"] == 1
+    with pytest.raises(ValueError, match=r"x must be \(N, D\) embeddings with N >= 2, got shape \(1, 64\)"):
+        embedding_diagnostics(model.encode(["cats purr"]))
+    model.save(tmp_path / "m")
+    (tmp_path / "eval.json").write_text(json.dumps(data), encoding="utf-8")
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json")]) == 0
+    assert "recall@1" in capsys.readouterr().out
+
 @pytest.mark.parametrize("explicit", [False, True], ids=["default_baseline", "explicit_backbone"])
 def test_baseline_reads_as_many_tokens_as_the_model(minilm_path, tmp_path, explicit) -> None:
     from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
