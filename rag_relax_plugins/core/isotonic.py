@@ -9,24 +9,31 @@ Djolonga, "Fast Differentiable Sorting and Ranking" (ICML 2020), section 5 and t
 - ``"kl"``: ``v* = argmin_{v_1 >= ... >= v_n} <exp(a - v), 1> + <exp(b), v>``; a pooled block takes
   ``logsumexp(a_B) - logsumexp(b_B)``.
 
-Departure from the paper's sequential PAV: blocks are merged in parallel rounds. In each round every
-maximal chain of adjacent violating blocks (``v_B < v_B'`` for consecutive ``B, B'``) is pooled at
-once, for all rows of the batch together, with segment reductions (``index_add_``/``scatter_reduce_``).
-A chain of strictly increasing blocks pools to the same result as merging its pairs one by one (the
-pooled value always lies between its parts' values, for both regularisations), and PAV's answer does
-not depend on the merge order, so the result is the exact PAV solution. Each round costs O(#blocks)
-tensor work; typical inputs need a handful of rounds, adversarial ones (one block absorbing one
-neighbour per round) up to O(n) rounds. Everything runs on the input's device; no numpy, no copy to
-the CPU.
+Departure from the paper's sequential PAV: blocks are first merged in parallel rounds. In each round
+every maximal chain of adjacent violating blocks (``v_B < v_B'`` for consecutive ``B, B'``) is pooled
+at once, for all rows of the batch together, with segment reductions (``index_add_``/
+``scatter_reduce_``). A chain of strictly increasing blocks pools to the same result as merging its
+pairs one by one (the pooled value always lies between its parts' values, for both regularisations),
+and PAV's answer does not depend on the merge order, so the result is the exact PAV solution. Each
+round costs O(#blocks) tensor work and typical inputs need a handful of rounds, but some need O(n)
+(one block absorbing one neighbour per round: O(n^2) in all). So after ``max_rounds`` rounds
+(default ``bit_length(n)``, about ``log2(n)``) the blocks left in the rows that still violate are
+handed to the paper's sequential PAV (one stack per row, O(#blocks), a Python loop on the host), which
+only decides the remaining merges; the pooled sums are then formed by the same segment reductions.
+In all: O(n log n) per row. The parallel rounds run on the input's device; the fallback copies the
+block sums of the unfinished rows to the host once.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["IsotonicSolution", "isotonic_decreasing", "isotonic_vjp"]
+from rag_relax_plugins.core.validation import check_count
+
+__all__ = ["IsotonicSolution", "isotonic_decreasing", "isotonic_vjp", "segment_logsumexp"]
 
 _REGULARIZATIONS = ("l2", "kl")
 
@@ -45,6 +52,7 @@ class IsotonicSolution:
         block_lse_b: ``(num_blocks,)`` x float, ``logsumexp(b_B)`` per block (``"kl"`` only).
         block_sizes: ``(num_blocks,)`` x int64, number of elements per block.
         rounds: number of parallel merge rounds used.
+        sequential_blocks: number of blocks handed to the sequential fallback (0: none was needed).
     """
 
     values: torch.Tensor
@@ -54,36 +62,101 @@ class IsotonicSolution:
     block_lse_b: torch.Tensor
     block_sizes: torch.Tensor
     rounds: int
+    sequential_blocks: int = 0
 
 
-def _segment_lse(x: torch.Tensor, ids: torch.Tensor, m: int) -> torch.Tensor:
-    """``logsumexp`` of ``x`` (N,) over the segments ``ids`` (N,) -> (m,)."""
+def segment_logsumexp(x: torch.Tensor, ids: torch.Tensor, m: int) -> torch.Tensor:
+    """``logsumexp`` of ``x`` (N,) over the segments ``ids`` (N,) -> (m,); differentiable in ``x``
+    (the shift by the segment maximum is detached: the value does not depend on it)."""
     top = torch.full((m,), float("-inf"), dtype=x.dtype, device=x.device)
-    top.scatter_reduce_(0, ids, x, reduce="amax", include_self=True)
-    acc = torch.zeros(m, dtype=x.dtype, device=x.device)
-    acc.index_add_(0, ids, torch.exp(x - top[ids]))
+    top = top.scatter_reduce(0, ids, x.detach(), reduce="amax", include_self=True)
+    acc = torch.zeros(m, dtype=x.dtype, device=x.device).index_add(0, ids, torch.exp(x - top[ids]))
     return top + torch.log(acc)
 
 
-def isotonic_decreasing(a: torch.Tensor, b: torch.Tensor, regularization: str = "l2") -> IsotonicSolution:
+def _sequential_keep(s1: list[float], s2: list[float], first: list[bool], kl: bool) -> list[bool]:
+    """Sequential PAV over blocks given by their sums (one stack per row, as the paper's code).
+
+    Args:
+        s1, s2: per block, ``sum(a - b)`` and its size (``"l2"``) or ``logsumexp(a_B)`` and
+            ``logsumexp(b_B)`` (``"kl"``), in row-major order.
+        first: per block, whether it opens a row.
+        kl: the regularisation.
+
+    Returns:
+        Per block, whether it opens a pooled block of the PAV solution (the others join the block
+        on their left).
+    """
+    keep = [False] * len(s1)
+    starts: list[int] = []  # the stack of the current row: first block, sums
+    a: list[float] = []
+    b: list[float] = []
+    for j, opens in enumerate(first):
+        if opens:
+            for k in starts:
+                keep[k] = True
+            starts, a, b = [], [], []
+        starts.append(j)
+        a.append(s1[j])
+        b.append(s2[j])
+        if kl:
+            while len(a) > 1 and a[-2] - b[-2] < a[-1] - b[-1]:  # the value rises: a violation
+                starts.pop()
+                x, y = a.pop(), b.pop()
+                a[-1] = max(a[-1], x) + math.log1p(math.exp(-abs(a[-1] - x)))  # logaddexp
+                b[-1] = max(b[-1], y) + math.log1p(math.exp(-abs(b[-1] - y)))
+        else:
+            while len(a) > 1 and a[-2] / b[-2] < a[-1] / b[-1]:
+                starts.pop()
+                x, y = a.pop(), b.pop()
+                a[-1] += x
+                b[-1] += y
+    for k in starts:
+        keep[k] = True
+    return keep
+
+
+def _fallback_keep(
+    s1: torch.Tensor, s2: torch.Tensor, first_of_row: torch.Tensor, viol: torch.Tensor, kl: bool
+) -> tuple[torch.Tensor, int]:
+    """The merge mask of :func:`_sequential_keep` for the rows that still violate (others keep
+    every block); returns it and the number of blocks handed over."""
+    row = torch.cumsum(first_of_row, 0) - 1  # (num_blocks,) row of each block
+    bad = torch.zeros(int(row[-1].item()) + 1, dtype=torch.bool, device=row.device)
+    bad[row[1:][viol]] = True
+    sel = bad[row]  # blocks of the unfinished rows
+    kept = _sequential_keep(s1[sel].tolist(), s2[sel].tolist(), first_of_row[sel].tolist(), kl)
+    keep = torch.ones_like(first_of_row)
+    keep[sel] = torch.tensor(kept, dtype=torch.bool, device=keep.device)
+    return keep, len(kept)
+
+
+def isotonic_decreasing(
+    a: torch.Tensor, b: torch.Tensor, regularization: str = "l2", *, max_rounds: int | None = None
+) -> IsotonicSolution:
     """Solve the decreasing isotonic problem of every row (see the module docstring).
 
     Args:
         a: ``(B, n)`` x float, first input (``"l2"`` regresses ``a - b``).
         b: ``(B, n)`` x float, second input, same shape, dtype and device as ``a``.
         regularization: ``"l2"`` or ``"kl"``.
+        max_rounds: parallel merge rounds before the sequential fallback, an int ``>= 0``;
+            ``None`` (default) for ``n.bit_length()``. ``0`` is the sequential PAV alone, a
+            value ``>= n`` the parallel rounds alone (O(n^2) in the worst case).
 
     Returns:
         An :class:`IsotonicSolution`; ``values`` has ``a``'s shape, dtype and device.
 
     Raises:
-        ValueError: ``regularization`` unknown or ``a``/``b`` not 2-D of the same shape.
+        ValueError: ``regularization`` unknown, ``a``/``b`` not 2-D of the same shape, or
+            ``max_rounds`` not ``None`` or an int ``>= 0``.
     """
     if regularization not in _REGULARIZATIONS:
         raise ValueError(f"regularization must be 'l2' or 'kl', got {regularization!r}")
     if a.dim() != 2 or a.shape != b.shape:
         raise ValueError(f"a and b must be 2-D of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     rows, n = a.shape
+    limit = n.bit_length() if max_rounds is None else check_count("max_rounds", max_rounds)
     total = rows * n
     dev = a.device
     kl = regularization == "kl"
@@ -99,22 +172,25 @@ def isotonic_decreasing(a: torch.Tensor, b: torch.Tensor, regularization: str = 
     sizes = torch.ones(total, dtype=torch.long, device=dev)
     first_of_row = torch.zeros(total, dtype=torch.bool, device=dev)
     first_of_row[::n] = True
-    rounds = 0
-    while val.numel() > 1:
+    rounds = handed = 0
+    while val.numel() > 1 and not handed:
         # viol[j]: blocks j and j+1 are in the same row and violate v_j >= v_{j+1}
         viol = (val[:-1] < val[1:]) & ~first_of_row[1:]
         if not bool(viol.any()):
             break
-        rounds += 1
-        keep = torch.ones_like(first_of_row)
-        keep[1:] = ~viol  # a block that violates with its left neighbour joins it
+        if rounds < limit:
+            rounds += 1
+            keep = torch.ones_like(first_of_row)
+            keep[1:] = ~viol  # a block that violates with its left neighbour joins it
+        else:  # the last merges, decided by sequential PAV; pooled below as a round would
+            keep, handed = _fallback_keep(s1, s2, first_of_row, viol, kl)
         new_id = torch.cumsum(keep, 0) - 1
         m = int(new_id[-1].item()) + 1
         sizes = torch.zeros(m, dtype=torch.long, device=dev).index_add_(0, new_id, sizes)
         first_of_row = first_of_row[keep]
         if kl:
-            s1 = _segment_lse(s1, new_id, m)
-            s2 = _segment_lse(s2, new_id, m)
+            s1 = segment_logsumexp(s1, new_id, m)
+            s2 = segment_logsumexp(s2, new_id, m)
             val = s1 - s2
         else:
             s1 = torch.zeros(m, dtype=a.dtype, device=dev).index_add_(0, new_id, s1)
@@ -132,6 +208,7 @@ def isotonic_decreasing(a: torch.Tensor, b: torch.Tensor, regularization: str = 
         block_lse_b=s2 if kl else empty,
         block_sizes=sizes,
         rounds=rounds,
+        sequential_blocks=handed,
     )
 
 
@@ -156,8 +233,3 @@ def isotonic_vjp(grad: torch.Tensor, sol: IsotonicSolution, weights: torch.Tenso
         per = sums / sol.block_sizes.to(grad.dtype)
         return per[sol.block_ids].reshape(grad.shape)
     return (weights.reshape(-1) * sums[sol.block_ids]).reshape(grad.shape)
-
-
-def block_softmax(z: torch.Tensor, sol: IsotonicSolution, block_lse: torch.Tensor) -> torch.Tensor:
-    """``softmax`` of ``z`` (B, n) within each pooled block, given the blocks' ``logsumexp(z_B)``."""
-    return torch.exp(z.reshape(-1) - block_lse[sol.block_ids]).reshape(z.shape)

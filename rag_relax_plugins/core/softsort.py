@@ -2,9 +2,11 @@
 
 - :func:`soft_sort`, :func:`soft_rank`: projections onto the permutahedron, Blondel, Teboul, Berthet
   and Djolonga, "Fast Differentiable Sorting and Ranking" (ICML 2020). O(n log n): one sort plus an
-  isotonic regression solved by pool-adjacent-violators (:mod:`.isotonic`), with exact gradients
-  (block-wise averaging Jacobian, never materialised). Same conventions as their reference code and
-  as ``torchsort``: ranks are 1-based, ascending by default (rank 1 = smallest).
+  isotonic regression solved by pool-adjacent-violators (:mod:`.isotonic`: about ``log2(n)``
+  parallel merge rounds, then a sequential pass, so the worst case stays O(n log n)), with exact
+  gradients (block-wise averaging Jacobian, never materialised) and exact second derivatives
+  (``create_graph=True``). Same conventions as their reference code and as ``torchsort``: ranks
+  are 1-based, ascending by default (rank 1 = smallest).
 - :func:`neural_sort` (Grover, Wang, Zweig, Ermon, "Stochastic Optimization of Sorting Networks via
   Continuous Relaxations", ICLR 2019) and :func:`soft_sort_matrix` (Prillo and Eisenschlos,
   "SoftSort: A Continuous Relaxation for the argsort Operator", ICML 2020): relaxed permutation
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.device import work_dtype
-from rag_relax_plugins.core.isotonic import block_softmax, isotonic_decreasing, isotonic_vjp
+from rag_relax_plugins.core.isotonic import isotonic_decreasing, isotonic_vjp, segment_logsumexp
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,
@@ -90,8 +92,25 @@ def argsort_descending(v: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(perm.astype(np.int64, copy=False))
 
 
+def _kl_block_softmax(z: torch.Tensor, ctx: Any) -> torch.Tensor:
+    """``softmax`` of the sorted ``z`` (B, n) within each pooled block of ``ctx.sol``.
+
+    Recomputed from the saved input in the backward pass, with differentiable ops, so that double
+    backward (``create_graph=True``) sees how the Jacobian depends on the input (the block structure
+    is piecewise constant and taken as fixed, as for the first derivative).
+    """
+    sol = ctx.sol
+    s = z.to(ctx.wd).gather(1, ctx.perm)  # (B, n), sorted as in the forward pass
+    lse = segment_logsumexp(s.reshape(-1), sol.block_ids, sol.num_blocks)  # (num_blocks,)
+    return torch.exp(s.reshape(-1) - lse[sol.block_ids]).reshape(s.shape)
+
+
 class _SoftRank(torch.autograd.Function):
-    """``soft_rank`` on ``(B, n)``; ``theta = sign * x / strength`` is computed by the caller."""
+    """``soft_rank`` on ``(B, n)``; ``theta = sign * x / strength`` is computed by the caller.
+
+    Twice differentiable: the backward pass is made of differentiable ops of ``theta`` (``"kl"``)
+    or is linear with a constant Jacobian (``"l2"``, whose second derivative is 0 between kinks).
+    """
 
     @staticmethod
     def forward(ctx: Any, theta: torch.Tensor, regularization: str) -> torch.Tensor:
@@ -107,25 +126,33 @@ class _SoftRank(torch.autograd.Function):
         primal = s - sol.values  # sorted order
         out_sorted = torch.exp(primal) if regularization == "kl" else primal
         out = torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
-        weights = block_softmax(s, sol, sol.block_lse_a) if regularization == "kl" else None
-        ctx.sol, ctx.perm, ctx.weights, ctx.regularization = sol, perm, weights, regularization
-        ctx.save_for_backward(out)
+        ctx.sol, ctx.perm, ctx.wd, ctx.regularization = sol, perm, wd, regularization
+        if regularization == "kl":
+            ctx.save_for_backward(theta)
         return out.to(theta.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None]:
-        (out,) = ctx.saved_tensors
-        g = grad_out.to(out.dtype)
+        g_sorted = grad_out.to(ctx.wd).gather(1, ctx.perm)
         if ctx.regularization == "kl":
-            g = g * out  # d exp(primal)
-        g_sorted = g.gather(1, ctx.perm)
-        g_sorted = g_sorted - isotonic_vjp(g_sorted, ctx.sol, ctx.weights)  # (I - J)^T g
-        grad = torch.empty_like(g_sorted).scatter_(1, ctx.perm, g_sorted)
+            (theta,) = ctx.saved_tensors
+            sol = ctx.sol
+            p = _kl_block_softmax(theta, ctx)  # d v_B / d s_j within a block
+            # the output, exp(s - v) = p * sum of w over the block (lse of log w), in sorted order
+            out_sorted = p * torch.exp(sol.block_lse_b[sol.block_ids]).reshape(p.shape)
+            g_sorted = g_sorted * out_sorted  # d exp(primal)
+            g_sorted = g_sorted - isotonic_vjp(g_sorted, sol, p)  # (I - J)^T g
+        else:
+            g_sorted = g_sorted - isotonic_vjp(g_sorted, ctx.sol)
+        grad = torch.zeros_like(g_sorted).scatter(1, ctx.perm, g_sorted)
         return grad.to(grad_out.dtype), None
 
 
 class _SoftSort(torch.autograd.Function):
-    """``soft_sort`` on ``(B, n)`` of ``values = sign * x``; output in the sign-flipped frame."""
+    """``soft_sort`` on ``(B, n)`` of ``values = sign * x``; output in the sign-flipped frame.
+
+    Twice differentiable, as :class:`_SoftRank`.
+    """
 
     @staticmethod
     def forward(ctx: Any, values: torch.Tensor, strength: float, regularization: str) -> torch.Tensor:
@@ -137,14 +164,19 @@ class _SoftSort(torch.autograd.Function):
         w = (torch.arange(n, 0, -1, dtype=wd, device=v.device) / strength).expand(rows, n)
         sol = isotonic_decreasing(w, s, regularization)
         out = w - sol.values  # (B, n), sorted descending
-        weights = block_softmax(s, sol, sol.block_lse_b) if regularization == "kl" else None
-        ctx.sol, ctx.perm, ctx.weights, ctx.wd = sol, perm, weights, wd
+        ctx.sol, ctx.perm, ctx.wd, ctx.regularization = sol, perm, wd, regularization
+        if regularization == "kl":
+            ctx.save_for_backward(values)
         return out.to(values.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
-        g = isotonic_vjp(grad_out.to(ctx.wd), ctx.sol, ctx.weights)  # J^T g w.r.t. sorted values
-        grad = torch.empty_like(g).scatter_(1, ctx.perm, g)
+        weights = None
+        if ctx.regularization == "kl":
+            (values,) = ctx.saved_tensors
+            weights = _kl_block_softmax(values, ctx)  # d v_B / d s_j within a block
+        g = isotonic_vjp(grad_out.to(ctx.wd), ctx.sol, weights)  # J^T g w.r.t. sorted values
+        grad = torch.zeros_like(g).scatter(1, ctx.perm, g)
         return grad.to(grad_out.dtype), None, None
 
 
@@ -158,10 +190,12 @@ def soft_rank(
 
     Ranks are 1-based. ``descending=False`` (default, as ``torchsort``): rank 1 is the smallest
     value, rank n the largest; ``descending=True``: rank 1 is the largest. As
-    ``regularization_strength -> 0`` the result tends to the hard ranks (ties broken by position,
-    as a stable sort); as it grows, every rank tends to the mean ``(n + 1) / 2`` (``"l2"``). With
-    ``"l2"`` each row sums to ``n (n + 1) / 2``; ``"kl"`` gives positive ranks (the projection in
-    log space). Gradients are exact (custom autograd, O(n) backward after the sort).
+    ``regularization_strength -> 0`` the result tends to the hard ranks, with tied values getting
+    their average rank (``[1, 1, 2, 0]`` gives ``[2.5, 2.5, 4, 1]``: the projection pools them); as
+    it grows, every rank tends to the mean ``(n + 1) / 2`` (``"l2"``). With ``"l2"`` each row sums
+    to ``n (n + 1) / 2``; ``"kl"`` gives positive ranks (the projection in log space). Gradients
+    are exact (custom autograd, O(n) backward after the sort), and so are second derivatives
+    (double backward), between the kinks where the sorting order or the pooled blocks change.
 
     Args:
         x: ``(n,)`` or ``(B, n)`` x float, finite.
