@@ -10,7 +10,8 @@
 
 A ranking may be a 1-D integer ``torch.Tensor``, read as its list of ids (as in
 :mod:`.metrics`). Scores may be any finite real numbers (``numbers.Real``: ``int``, ``float``,
-numpy scalars), taken as Python floats.
+numpy scalars), taken as Python floats; the options ``k`` and ``top_n`` take numpy integers too
+(``bool`` is refused).
 
 Every function returns ``[(doc_id, fused_score), ...]`` best first. Ties keep the order in which
 documents first appear: list by list in the order given, and within a list by rank (for score
@@ -25,6 +26,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 
 from rag_relax_plugins.core.metrics import DocId, Ranking, _tensor_ranking
+from rag_relax_plugins.core.scalars import check_count, check_optional_count
 
 __all__ = [
     "comb_mnz",
@@ -50,9 +52,9 @@ def _check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
     return [float(w) for w in weights]
 
 
-def _check_top_n(top_n: int | None) -> None:
-    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
-        raise ValueError(f"top_n must be an int >= 1 or None, got {top_n!r}")
+def _check_top_n(top_n: object) -> int | None:
+    """``top_n`` as an ``int >= 1`` (numpy integers included, ``bool`` refused) or ``None``."""
+    return check_optional_count("top_n", top_n, 1)
 
 
 def _finish(scores: dict[DocId, float], first_seen: dict[DocId, int], top_n: int | None) -> Fused:
@@ -81,10 +83,9 @@ def reciprocal_rank_fusion(
         raise ValueError("rankings must hold at least one ranking")
     if isinstance(rankings, (str, bytes)):
         raise TypeError("rankings must be a sequence of rankings, not a string")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValueError(f"k must be an int >= 0, got {k!r}")
+    k = check_count("k", k, 0)
     ws = _check_weights(weights, len(rankings))
-    _check_top_n(top_n)
+    top_n = _check_top_n(top_n)
     scores: dict[DocId, float] = {}
     first: dict[DocId, int] = {}
     for i, (w, ranking) in enumerate(zip(ws, rankings, strict=True)):
@@ -152,7 +153,7 @@ def _combine(
     if normalization not in ("minmax", "zscore", "none", "dbsf"):
         raise ValueError(f"normalization must be 'minmax', 'zscore', 'dbsf' or 'none', got {normalization!r}")
     ws = _check_weights(weights, len(score_lists))
-    _check_top_n(top_n)
+    top_n = _check_top_n(top_n)
     scores: dict[DocId, float] = {}
     hits: dict[DocId, int] = {}
     first: dict[DocId, int] = {}

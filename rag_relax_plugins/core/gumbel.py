@@ -43,6 +43,7 @@ from rag_relax_plugins.core.validation import (
     check_mask,
     check_ndim,
     check_positive,
+    check_real,
 )
 
 __all__ = [
@@ -294,8 +295,7 @@ def attention_log_mask(mask: torch.Tensor, *, floor: float | None = None) -> tor
         raise ValueError("mask values must lie in [0, 1]")
     lowest = torch.finfo(mask.dtype).min
     if floor is not None:
-        if isinstance(floor, bool) or not isinstance(floor, (int, float)):
-            raise TypeError(f"floor must be a number, got {type(floor).__name__}")
+        floor = check_real("floor", floor)  # numpy scalars too
         if not lowest <= floor <= 0:
             raise ValueError(f"floor must lie in [{lowest:.4g}, 0] for {mask.dtype}, got {floor}")
     low = lowest / 2 if floor is None else float(floor)

@@ -21,7 +21,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
+from rag_relax_plugins.core.validation import (
+    check_count,
+    check_finite,
+    check_floating,
+    check_ndim,
+    check_positive,
+)
 
 __all__ = [
     "PredictorHead",
@@ -63,10 +69,8 @@ def sample_slices(
     Returns:
         ``(D, S) x float``: columns of unit norm.
     """
-    if dim < 1:
-        raise ValueError(f"dim must be >= 1, got {dim}")
-    if num_slices < 1:
-        raise ValueError(f"num_slices must be >= 1, got {num_slices}")
+    dim = check_count("dim", dim, 1)  # ints (numpy ones too), a named error for 2.0 or True
+    num_slices = check_count("num_slices", num_slices, 1)
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
     a = torch.randn(dim, num_slices, generator=generator, dtype=torch.float64)
@@ -76,6 +80,11 @@ def sample_slices(
     if dist.is_available() and dist.is_initialized():
         dist.broadcast(a, src=0)
     return a
+
+
+def _check_quadrature(num_points: object, t_max: object) -> tuple[int, float]:
+    """``num_points`` as an int ``>= 2`` and ``t_max`` as a finite float ``> 0``, named when wrong."""
+    return check_count("num_points", num_points, 2), check_positive("t_max", t_max)
 
 
 def _trapezoid_weights(num_points: int, t_max: float, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,18 +104,20 @@ def epps_pulley(z: torch.Tensor, *, num_points: int = 17, t_max: float = 3.0) ->
 
     Args:
         z: ``(N, S) x float``: ``N`` samples of ``S`` 1-D projections.
-        num_points: trapezoid points (>= 2).
-        t_max: upper integration limit (> 0).
+        num_points: trapezoid points, an int ``>= 2``.
+        t_max: upper integration limit, a finite number ``> 0``.
 
     Returns:
         ``(S,) x float`` statistics; their null expectation is :func:`epps_pulley_null_mean`.
+
+    Raises:
+        TypeError: ``z`` not a floating tensor, ``t_max`` not a number.
+        ValueError: ``z`` not 2-D or with fewer than 2 samples, ``num_points`` not an int
+            ``>= 2``, ``t_max <= 0`` or not finite.
     """
     z = check_floating("z", z)
     check_ndim("z", z, 2)
-    if num_points < 2:
-        raise ValueError(f"num_points must be >= 2, got {num_points}")
-    if not t_max > 0:
-        raise ValueError(f"t_max must be > 0, got {t_max}")
+    num_points, t_max = _check_quadrature(num_points, t_max)
     n = z.shape[0]
     if n < 2:
         raise ValueError(f"z must hold at least 2 samples, got shape {tuple(z.shape)}")
@@ -124,6 +135,7 @@ def epps_pulley_null_mean(*, num_points: int = 17, t_max: float = 3.0) -> float:
 
     ``E|phi_N(t) - phi(t)|^2 = (1 - exp(-t^2)) / N``, so the expectation does not depend on ``N``.
     """
+    num_points, t_max = _check_quadrature(num_points, t_max)
     t, w = _trapezoid_weights(num_points, t_max, torch.zeros((), dtype=torch.float64))
     return float(2.0 * ((1 - torch.exp(-t * t)) * torch.exp(-0.5 * t * t) * w).sum())
 

@@ -12,11 +12,14 @@ Three layouts are provided:
 - :func:`maxsim_packed`: documents stored back to back ``(T, D)`` with offsets -> ``(B, N)``.
 
 Padding never wins a max: padded document tokens get a ``-inf`` bias fused into the matrix
-product, and a document with no valid token scores 0. Padded query tokens contribute nothing.
+product, and a document with no valid token (by its mask or its offsets, not by the value
+``-inf``) scores 0. Padded query tokens contribute nothing.
 All forms are differentiable; :func:`maxsim` chunks over documents to bound memory.
 
 Non-finite token embeddings are detected on the (small) output rather than by scanning the token
-tensors, which would cost more than the scoring itself; the error names both inputs. The (small)
+tensors, which would cost more than the scoring itself; the error names both inputs. A similarity of
+``-inf`` from a valid token (an inf in the tokens, or a float16 product below -65504) is caught
+this way too, as ``+inf`` is: it made the score 0 before (review 2026-12). The (small)
 ``query_weights`` are checked directly.
 """
 
@@ -27,7 +30,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
+from rag_relax_plugins.core.validation import check_count, check_finite, check_floating, check_ndim
 
 __all__ = ["maxsim", "maxsim_packed", "maxsim_pairwise"]
 
@@ -89,18 +92,23 @@ def maxsim(
         d_mask: ``(N, Ld) x bool``, True at real document tokens.
         similarity: ``"dot"`` or ``"cosine"`` (tokens L2-normalised first).
         query_weights: optional ``(B, Lq) x float`` per-query-token weights.
-        chunk_size: documents scored per chunk (bounds the ``(B, Lq, chunk, Ld)`` buffer).
+        chunk_size: documents scored per chunk, an int ``>= 1`` (bounds the ``(B, Lq, chunk, Ld)``
+            buffer).
 
     Returns:
-        ``(B, N) x float`` scores.
+        ``(B, N) x float`` scores; 0 for a document without any valid token.
+
+    Raises:
+        TypeError: non-float tokens, masks not bool, ``d`` of another dtype than ``q``.
+        ValueError: wrong shapes, ``chunk_size`` not an int ``>= 1``, or a non-finite score (NaN
+            or inf in the tokens, or a similarity that overflows the dtype).
     """
     qm = _check_tokens("q", q, "q_mask", q_mask)
     dm = _check_tokens("d", d, "d_mask", d_mask)
     if q.shape[-1] != d.shape[-1]:
         raise ValueError(f"q and d must share the embedding dimension, got {q.shape[-1]} and {d.shape[-1]}")
     _check_dtypes(q, "d", d)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk_size = check_count("chunk_size", chunk_size, 1)
     q, weights = _prep_query(q, qm, query_weights, similarity)
     if similarity == "cosine":
         d = F.normalize(d, dim=-1)
@@ -123,7 +131,8 @@ def maxsim(
             bias = torch.zeros(mc.shape, dtype=q.dtype, device=q.device).masked_fill_(~mc, float("-inf"))
             sim = torch.addmm(bias, flat, q_t)  # padded tokens get -inf, fused into the GEMM
         best = sim.view(n, ld, b * lq).amax(dim=1)  # (n, B*Lq): best document token per query token
-        best = torch.where(best == float("-inf"), torch.zeros_like(best), best)  # empty documents
+        if not all_valid:  # documents without a valid token score 0 (their best is the bias, -inf)
+            best = best.masked_fill(~dm[start : start + chunk_size].any(dim=1, keepdim=True), 0.0)
         # (n, B, Lq) weighted sum over query tokens -> (B, n)
         out.append((best.view(n, b, lq) * weights.unsqueeze(0)).sum(-1).transpose(0, 1))
     scores = torch.cat(out, dim=1) if out else q.new_zeros(b, 0)
@@ -133,7 +142,10 @@ def maxsim(
 
 def _check_output(scores: torch.Tensor) -> None:
     if not bool(torch.isfinite(scores).all()):
-        raise ValueError("q or d contains NaN or inf values (the scores are not finite)")
+        raise ValueError(
+            f"q or d contains NaN or inf values, or a similarity overflows {scores.dtype} "
+            "(the scores are not finite)"
+        )
 
 
 def maxsim_pairwise(
@@ -151,7 +163,10 @@ def maxsim_pairwise(
         q: ``(B, Lq, D) x float``; d: ``(B, Ld, D) x float``; masks ``(B, Lq)`` / ``(B, Ld)`` bool.
 
     Returns:
-        ``(B,) x float`` scores.
+        ``(B,) x float`` scores; 0 for a document without any valid token.
+
+    Raises:
+        ValueError: as :func:`maxsim` (a non-finite score included).
     """
     qm = _check_tokens("q", q, "q_mask", q_mask)
     dm = _check_tokens("d", d, "d_mask", d_mask)
@@ -164,8 +179,7 @@ def maxsim_pairwise(
     if similarity == "cosine":
         d = F.normalize(d, dim=-1)
     sim = torch.bmm(q, d.transpose(1, 2)).masked_fill(~dm.unsqueeze(1), float("-inf"))  # (B, Lq, Ld)
-    best = sim.amax(dim=-1)
-    best = torch.where(best == float("-inf"), torch.zeros_like(best), best)
+    best = sim.amax(dim=-1).masked_fill(~dm.any(dim=1, keepdim=True), 0.0)  # (B, Lq); empty documents: 0
     scores = (best * weights).sum(-1)
     _check_output(scores)
     return scores
@@ -190,7 +204,10 @@ def maxsim_packed(
         q_mask, similarity, query_weights: as in :func:`maxsim`.
 
     Returns:
-        ``(B, N) x float`` scores.
+        ``(B, N) x float`` scores; 0 for an empty document.
+
+    Raises:
+        ValueError: bad offsets or shapes, or a non-finite score (as :func:`maxsim`).
     """
     qm = _check_tokens("q", q, "q_mask", q_mask)
     check_floating("doc_tokens", doc_tokens)
@@ -222,7 +239,7 @@ def maxsim_packed(
     best = sim.new_full((n_docs, b * lq), float("-inf")).scatter_reduce(
         0, owner.unsqueeze(1).expand_as(sim), sim, reduce="amax", include_self=True
     )
-    best = torch.where(best == float("-inf"), torch.zeros_like(best), best)
+    best = best.masked_fill((lengths == 0).to(best.device).unsqueeze(1), 0.0)  # empty documents: 0
     scores = (best.view(n_docs, b, lq) * weights.unsqueeze(0)).sum(-1).T
     _check_output(scores)
     return scores

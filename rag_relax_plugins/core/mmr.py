@@ -28,6 +28,7 @@ from rag_relax_plugins.core.validation import (
     check_k,
     check_ndim,
     check_positive,
+    check_real,
 )
 
 __all__ = ["check_lambda_mult", "mmr_select", "mmr_select_by_embeddings", "mmr_select_mol", "mmr_select_reference"]
@@ -52,16 +53,15 @@ def _check_inputs(
 
 
 def check_lambda_mult(lambda_mult: object) -> float:
-    """``lambda_mult`` as a float in ``[0, 1]``.
+    """``lambda_mult`` as a float in ``[0, 1]``; any real number (``numpy.float32`` included).
 
     Raises:
         TypeError: not a number (``bool`` included). ValueError: outside ``[0, 1]`` or not finite.
     """
-    if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)):
-        raise TypeError(f"lambda_mult must be a number, got {type(lambda_mult).__name__}")
-    if not math.isfinite(lambda_mult) or not 0.0 <= lambda_mult <= 1.0:
-        raise ValueError(f"lambda_mult must lie in [0, 1], got {lambda_mult}")
-    return float(lambda_mult)
+    value = check_real("lambda_mult", lambda_mult)  # numpy scalars too
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"lambda_mult must lie in [0, 1], got {value}")
+    return value
 
 
 def mmr_select(
@@ -122,7 +122,12 @@ def mmr_select_by_embeddings(
 
     Returns:
         ``(min(k, N),) x long`` candidate positions in selection order.
+
+    Raises:
+        TypeError / ValueError: as :func:`mmr_select`, and ``embeddings`` not ``(N, D)``.
     """
+    check_floating("relevance", relevance)  # first: its length is what embeddings must match
+    check_ndim("relevance", relevance, 1)
     check_floating("embeddings", embeddings)
     check_ndim("embeddings", embeddings, 2)
     if embeddings.shape[0] != relevance.shape[0]:
@@ -161,6 +166,7 @@ def mmr_select_mol(
     """
     tau = check_positive("tau", tau)
     check_floating("scores", scores)
+    check_ndim("scores", scores, 1)  # named here: further down it is the relevance
     return mmr_select_by_embeddings(scores.to(torch.float64) * tau, embeddings, k, lambda_mult)
 
 

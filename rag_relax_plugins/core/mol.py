@@ -34,7 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from rag_relax_plugins.core.mol_config import MoLConfig, MoLItemState, MoLQueryState
-from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
+from rag_relax_plugins.core.validation import (
+    check_finite,
+    check_floating,
+    check_ndim,
+    check_optional_count,
+)
 
 __all__ = [
     "MoLConfig",
@@ -261,10 +266,7 @@ class MoLSimilarity(nn.Module):
         Raises:
             ValueError: ``chunk_size`` is not ``None`` or an int ``>= 1``; mismatched shapes.
         """
-        if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        ):
-            raise ValueError(f"chunk_size must be an int >= 1 or None, got {chunk_size!r}")
+        chunk_size = check_optional_count("chunk_size", chunk_size, 1)  # numpy integers too
         self._check_pair(queries, items)
         if items.components.dim() != 3:
             raise ValueError(

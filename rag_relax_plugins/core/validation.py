@@ -1,12 +1,21 @@
 """Boundary checks shared by the core ops: each raises ``ValueError``/``TypeError`` naming the
-argument and what was received. Pure functions, no device movement."""
+argument and what was received. Pure functions, no device movement.
+
+The checks of plain numbers live in :mod:`.scalars` (no torch import, for the torch-free
+:mod:`.metrics` / :mod:`.fusion`) and are re-exported here."""
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
+
+from rag_relax_plugins.core.scalars import (
+    check_count,
+    check_k,
+    check_nonnegative,
+    check_optional_count,
+    check_positive,
+    check_real,
+)
 
 __all__ = [
     "MASK_HINT",
@@ -17,7 +26,9 @@ __all__ = [
     "check_mask",
     "check_ndim",
     "check_nonnegative",
+    "check_optional_count",
     "check_positive",
+    "check_real",
     "check_same_shape",
 ]
 
@@ -47,57 +58,6 @@ def check_finite(name: str, x: torch.Tensor, *, hint: str = "") -> None:
     pass :data:`MASK_HINT`: masked positions should be handled by a mask, not by inf)."""
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf values" + (f"; {hint}" if hint else ""))
-
-
-def check_k(name: str, k: object, n: int | None = None, what: str = "the number of items") -> int:
-    """Require an integer ``1 <= k`` (and ``k <= n`` when ``n`` is given; ``what`` names ``n``).
-
-    Any ``numbers.Integral`` but ``bool`` is accepted (``numpy.int64`` included) and returned as
-    a Python ``int``.
-    """
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
-    k = int(k)
-    if k < 1:
-        raise ValueError(f"{name} must be >= 1, got {k}")
-    if n is not None and k > n:
-        raise ValueError(f"{name} must be <= {n} ({what}), got {k}")
-    return k
-
-
-def check_positive(name: str, value: float) -> float:
-    """Require a finite, strictly positive number.
-
-    Any ``numbers.Real`` but ``bool`` is accepted (``numpy.float32`` included) and returned as a
-    Python ``float``.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
-
-
-def check_nonnegative(name: str, value: object) -> float:
-    """Require a finite number ``>= 0``; like :func:`check_positive`, but the error is a
-    ``ValueError`` for a wrong type too (these options always raised ``ValueError``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out) or out < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return out
-
-
-def check_count(name: str, value: object, low: int = 0) -> int:
-    """Require an integer ``>= low`` (``numpy`` integers included; ``bool`` refused), as an ``int``.
-
-    Raises ``ValueError`` for a wrong type too (the options checked with it always did).
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:

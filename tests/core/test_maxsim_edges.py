@@ -83,3 +83,58 @@ def test_non_finite_query_weights_are_named(bad):
     ok = torch.rand(2, 3, generator=torch.Generator().manual_seed(0))
     sim = torch.einsum("bqd,ntd->bnqt", q, d).amax(-1)  # (B, N, Lq)
     torch.testing.assert_close(calls[0](ok), (sim * ok.unsqueeze(1)).sum(-1))
+
+
+def _three_forms(q: torch.Tensor, d: torch.Tensor, d_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Score the aligned pairs ``q[i]``, ``d[i]`` in each layout (the packed one from the mask)."""
+    dm = torch.ones(d.shape[:2], dtype=torch.bool) if d_mask is None else d_mask
+    lengths = dm.sum(dim=1)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(lengths, 0)])
+    packed = maxsim_packed(q, d[dm], offsets)  # (B, N): row i against every document
+    return {
+        "maxsim": maxsim(q, d, d_mask=d_mask).diagonal(),
+        "maxsim_pairwise": maxsim_pairwise(q, d, d_mask=d_mask),
+        "maxsim_packed": packed.diagonal(),
+    }
+
+
+@pytest.mark.parametrize("form", ["maxsim", "maxsim_pairwise", "maxsim_packed"])
+def test_a_minus_inf_similarity_is_an_error_not_an_empty_document(form):
+    """-inf from a valid token used to be taken for 'no valid token' and scored 0 (review 2026-12)."""
+    q = torch.tensor([[[1.0, 0.0]]])
+    d = torch.tensor([[[float("-inf"), 0.0]]])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        _three_forms(q, d)[form]
+    with pytest.raises(ValueError, match="NaN or inf"):  # masked: the -inf token is a valid one
+        _three_forms(q, torch.tensor([[[float("-inf"), 0.0], [0.0, 0.0]]]), torch.tensor([[True, False]]))[form]
+    # float16: finite tokens whose product overflows below -65504, as the positive overflow does
+    qh = torch.tensor([[[300.0, 0.0]]], dtype=torch.float16)
+    dh = torch.tensor([[[-300.0, 0.0]]], dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"overflows torch\.float16"):
+        _three_forms(qh, dh)[form]
+    with pytest.raises(ValueError, match=r"overflows torch\.float16"):
+        _three_forms(qh, -dh)[form]
+
+
+@pytest.mark.parametrize("form", ["maxsim", "maxsim_pairwise", "maxsim_packed"])
+def test_documents_without_a_valid_token_still_score_zero(form):
+    g = torch.Generator().manual_seed(0)
+    q, d = torch.randn(3, 2, 4, generator=g), torch.randn(3, 5, 4, generator=g)
+    dm = torch.tensor([[True, False, True, False, False], [False] * 5, [True] * 5])
+    out = _three_forms(q, d, dm)[form]
+    assert out[1].item() == 0.0
+    want = torch.stack([(q[i] @ d[i][dm[i]].T).amax(dim=1).sum() for i in (0, 2)])
+    torch.testing.assert_close(out[[0, 2]], want)
+
+
+@pytest.mark.parametrize("bad", [2.0, True, 0, "8", None])
+def test_maxsim_chunk_size_is_checked_by_name(bad):
+    q, d = torch.randn(1, 2, 3), torch.randn(4, 2, 3)
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1"):
+        maxsim(q, d, chunk_size=bad)
+
+
+def test_maxsim_chunk_size_takes_numpy_integers():
+    np = pytest.importorskip("numpy")
+    q, d = torch.randn(1, 2, 3), torch.randn(4, 2, 3)
+    torch.testing.assert_close(maxsim(q, d, chunk_size=np.int64(3)), maxsim(q, d, chunk_size=3))

@@ -66,3 +66,19 @@ def test_by_embeddings_uses_cosine() -> None:
     assert mmr_select_by_embeddings(rel, emb, 2, 1.0).tolist() == [0, 1]
     with pytest.raises(ValueError, match="embeddings"):
         mmr_select_by_embeddings(rel, emb[:2], 2)
+
+
+def test_by_embeddings_checks_relevance_first() -> None:
+    """A wrongly shaped relevance was blamed on embeddings; a list raised AttributeError."""
+    from rag_relax_plugins.core.mmr import mmr_select_by_embeddings, mmr_select_mol
+
+    with pytest.raises(ValueError, match="relevance must be 1-D, got shape \\(1, 3\\)"):
+        mmr_select_by_embeddings(torch.rand(1, 3), torch.randn(3, 2), 2)
+    with pytest.raises(TypeError, match=r"relevance must be a torch\.Tensor, got list"):
+        mmr_select_by_embeddings([0.1, 0.2], torch.randn(2, 2), 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="relevance must be a floating-point tensor"):
+        mmr_select_by_embeddings(torch.tensor([1, 2]), torch.randn(2, 2), 1)
+    with pytest.raises(ValueError, match="embeddings must have one row per candidate \\(3\\)"):
+        mmr_select_by_embeddings(torch.rand(3), torch.randn(2, 2), 1)  # still named when it is embeddings
+    with pytest.raises(ValueError, match="scores must be 1-D"):
+        mmr_select_mol(torch.rand(1, 3), torch.randn(3, 2), 2, tau=0.5)

@@ -100,3 +100,62 @@ def test_numpy_bools_become_bools() -> None:
     assert MoLTrainConfig(logq_correction=np.False_).logq_correction is False
     with pytest.raises((TypeError, ValueError), match="epochs"):
         TrainConfig(epochs=np.True_)  # a flag where a count is due: refused, as True is
+
+
+def test_fusion_options_take_numpy_integers_and_refuse_bools():
+    from rag_relax_plugins.core.fusion import (
+        comb_mnz,
+        comb_sum,
+        distribution_based_fusion,
+        reciprocal_rank_fusion,
+    )
+
+    runs = [["a", "b", "c"], ["c", "a"]]
+    lists = [{"a": 1.0, "b": 2.0, "c": 0.5}, {"c": 3.0, "a": 1.0}]
+    assert reciprocal_rank_fusion(runs, k=np.int64(60)) == reciprocal_rank_fusion(runs, k=60)
+    assert reciprocal_rank_fusion(runs, k=np.uint8(0)) == reciprocal_rank_fusion(runs, k=0)
+    assert reciprocal_rank_fusion(runs, top_n=np.int64(2)) == reciprocal_rank_fusion(runs, top_n=2)
+    assert len(reciprocal_rank_fusion(runs, top_n=np.int32(1))) == 1
+    for fuse in (comb_sum, comb_mnz, distribution_based_fusion):
+        assert fuse(lists, top_n=np.int64(2)) == fuse(lists, top_n=2)
+    for bad in (True, np.float64(60.0), -1):
+        with pytest.raises(ValueError, match="k must be an int >= 0"):
+            reciprocal_rank_fusion(runs, k=bad)
+    for bad in (True, np.float32(1.0), 0):
+        with pytest.raises(ValueError, match="top_n must be an int >= 1 or None"):
+            reciprocal_rank_fusion(runs, top_n=bad)
+        with pytest.raises(ValueError, match="top_n must be an int >= 1 or None"):
+            comb_sum(lists, top_n=bad)
+
+
+def test_mmr_gumbel_and_mol_options_take_numpy_scalars():
+    from rag_relax_plugins.core.gumbel import attention_log_mask
+    from rag_relax_plugins.core.mmr import check_lambda_mult, mmr_select
+    from rag_relax_plugins.core.mol import MoLSimilarity
+
+    torch.manual_seed(0)
+    rel, emb = torch.rand(6), torch.randn(6, 3)
+    sim = torch.nn.functional.normalize(emb, dim=1) @ torch.nn.functional.normalize(emb, dim=1).T
+    assert torch.equal(mmr_select(rel, sim, 4, np.float32(0.25)), mmr_select(rel, sim, 4, 0.25))
+    assert torch.equal(mmr_select(rel, sim, 4, np.float64(0.7)), mmr_select(rel, sim, 4, 0.7))
+    assert type(check_lambda_mult(np.float32(0.5))) is float
+    for bad in (True, np.True_, "0.5"):
+        with pytest.raises(TypeError, match="lambda_mult must be a number"):
+            mmr_select(rel, sim, 2, bad)
+    with pytest.raises(ValueError, match="lambda_mult must lie in"):
+        mmr_select(rel, sim, 2, np.float32(1.5))
+
+    mask = torch.tensor([1.0, 0.5, 0.0])
+    assert torch.equal(attention_log_mask(mask, floor=np.float32(-1e4)), attention_log_mask(mask, floor=-1e4))
+    assert torch.equal(attention_log_mask(mask, floor=np.int64(-50)), attention_log_mask(mask, floor=-50))
+    with pytest.raises(TypeError, match="floor must be a number"):
+        attention_log_mask(mask, floor=True)
+    with pytest.raises(ValueError, match="floor must lie in"):
+        attention_log_mask(mask, floor=np.float32(5.0))
+
+    mol = MoLSimilarity.cosine(4)
+    q, x = mol.encode_queries(torch.randn(2, 4)), mol.encode_items(torch.randn(5, 4))
+    torch.testing.assert_close(mol.score_all(q, x, chunk_size=np.int64(2)), mol.score_all(q, x, chunk_size=2))
+    for bad in (True, np.float64(2.0)):
+        with pytest.raises(ValueError, match="chunk_size must be an int >= 1 or None"):
+            mol.score_all(q, x, chunk_size=bad)

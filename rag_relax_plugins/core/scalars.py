@@ -1,0 +1,92 @@
+"""Checks of plain number options (counts, sizes, temperatures, weights), shared by the core ops.
+
+Each raises an error naming the argument and the value received. Any ``numbers.Integral`` /
+``numbers.Real`` is accepted (``numpy.int64``, ``numpy.float32``: a value from a ``numpy.arange``
+sweep) and returned as a Python ``int`` / ``float``; ``bool`` (and ``numpy.bool_``, which is not a
+``numbers.Real``) is refused where a number is due. No torch import: :mod:`.fusion` and
+:mod:`.metrics` load without it. Re-exported by :mod:`.validation`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+__all__ = [
+    "check_count",
+    "check_k",
+    "check_nonnegative",
+    "check_optional_count",
+    "check_positive",
+    "check_real",
+]
+
+
+def check_k(name: str, k: object, n: int | None = None, what: str = "the number of items") -> int:
+    """Require an integer ``1 <= k`` (and ``k <= n`` when ``n`` is given; ``what`` names ``n``).
+
+    Any ``numbers.Integral`` but ``bool`` is accepted (``numpy.int64`` included) and returned as
+    a Python ``int``.
+    """
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"{name} must be >= 1, got {k}")
+    if n is not None and k > n:
+        raise ValueError(f"{name} must be <= {n} ({what}), got {k}")
+    return k
+
+
+def check_positive(name: str, value: object) -> float:
+    """Require a finite, strictly positive number.
+
+    Any ``numbers.Real`` but ``bool`` is accepted (``numpy.float32`` included) and returned as a
+    Python ``float``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def check_nonnegative(name: str, value: object) -> float:
+    """Require a finite number ``>= 0``; like :func:`check_positive`, but the error is a
+    ``ValueError`` for a wrong type too (these options always raised ``ValueError``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out) or out < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return out
+
+
+def check_count(name: str, value: object, low: int = 0) -> int:
+    """Require an integer ``>= low`` (``numpy`` integers included; ``bool`` refused), as an ``int``.
+
+    Raises ``ValueError`` for a wrong type too (the options checked with it always did).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_optional_count(name: str, value: object, low: int = 0) -> int | None:
+    """``None``, or as :func:`check_count` (a ``ValueError`` whose message says ``or None``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low} or None, got {value!r}")
+    return int(value)
+
+
+def check_real(name: str, value: object) -> float:
+    """Require a real number (any ``numbers.Real`` but ``bool``), as a Python ``float``.
+
+    Raises ``TypeError`` otherwise; the range (finite, bounds) is left to the caller.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    return float(value)
