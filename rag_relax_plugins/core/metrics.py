@@ -211,6 +211,21 @@ def _parse(name: str) -> tuple[str, int | None]:
     return base, (int(k) if k is not None else None)
 
 
+def _parse_metrics(metrics: Sequence[str]) -> list[tuple[str, str, int | None]]:
+    """``(name, base, k)`` per metric name; a name given twice is refused (its per-query list
+    would hold every query twice, and :func:`paired_difference` would count them twice)."""
+    if isinstance(metrics, str):
+        raise TypeError("metrics must be a sequence of metric names, not a single string")
+    seen: set[str] = set()
+    for name in metrics:
+        if not isinstance(name, str):
+            raise TypeError(f"metrics must hold metric names (str), got {type(name).__name__}")
+        if name in seen:
+            raise ValueError(f"metrics must name each metric once, got {name!r} more than once")
+        seen.add(name)
+    return [(name, *_parse(name)) for name in metrics]
+
+
 def _from_grades(base: str, k: int | None, grades: list[float], qrels: Qrels, n_rel: int) -> float:
     """One metric from the grades of the ranked documents (validation already done)."""
     cut = grades if k is None else grades[:k]
@@ -257,12 +272,15 @@ def evaluate_per_query(
 
     Returns:
         ``{metric: [value per kept query]}``.
+
+    Raises:
+        TypeError: ``metrics`` is a single string; a ranking of the wrong type.
+        ValueError: unknown metric, a metric named twice, ``rankings`` and ``qrels`` of different
+            lengths, a ranking holding an id twice.
     """
     if len(rankings) != len(qrels):
         raise ValueError(f"rankings and qrels must have the same length, got {len(rankings)} and {len(qrels)}")
-    if isinstance(metrics, str):
-        raise TypeError("metrics must be a sequence of metric names, not a single string")
-    parsed = [(name, *_parse(name)) for name in metrics]
+    parsed = _parse_metrics(metrics)
     # grades are needed up to the largest cut-off; an uncut "mrr" needs the whole ranking
     depth = None if any(k is None for _, _, k in parsed) else max((k or 0 for _, _, k in parsed), default=0)
     out: dict[str, list[float]] = {name: [] for name in metrics}
@@ -288,7 +306,9 @@ def evaluate(
     *,
     skip_empty: bool = False,
 ) -> dict[str, float]:
-    """Mean of each metric over queries (see :func:`evaluate_per_query` for the arguments)."""
+    """Mean of each metric over queries (see :func:`evaluate_per_query` for the arguments and
+    errors; a metric named twice is refused there too)."""
+    _parse_metrics(metrics)
     if len(rankings) == 0:
         raise ValueError("rankings must hold at least one query")
     per = evaluate_per_query(rankings, qrels, metrics, skip_empty=skip_empty)

@@ -227,3 +227,17 @@ def test_a_list_of_zero_d_tensors_is_refused():
         M.evaluate([list(top)], [qrels], ["mrr"])
     with pytest.raises(TypeError, match=r"rankings\[1\] holds torch tensors"):
         reciprocal_rank_fusion([[0, 2], list(top)])
+
+
+def test_a_metric_named_twice_is_refused():
+    """It doubled that metric's per-query list: paired_difference then counted every query twice."""
+    rankings, qrels = [["a", "b"], ["b", "a"]], [{"a": 1}, {"a": 1}]
+    for entry in (M.evaluate_per_query, M.evaluate):
+        with pytest.raises(ValueError, match="'mrr' more than once"):
+            entry(rankings, qrels, ["mrr", "recall@1", "mrr"])
+        with pytest.raises(ValueError, match="'ndcg@10' more than once"):
+            entry(rankings, qrels, ("ndcg@10", "ndcg@10"))
+        with pytest.raises(TypeError, match="metric names"):
+            entry(rankings, qrels, ["mrr", 10])  # type: ignore[list-item]
+    per = M.evaluate_per_query(rankings, qrels, ["mrr", "mrr@1", "recall@1"])  # distinct names
+    assert per == {"mrr": [1.0, 0.5], "mrr@1": [1.0, 0.0], "recall@1": [1.0, 0.0]}
