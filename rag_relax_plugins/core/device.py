@@ -28,8 +28,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     ``None`` resolves to CUDA, then Apple MPS, then CPU.
 
     Raises:
-        ValueError: for an unknown or unsupported device (``"meta"``, ``"xpu"``), or a CUDA/MPS
-            device that is not available.
+        ValueError: for an unknown or unsupported device (``"meta"``, ``"xpu"``), a CUDA/MPS
+            device that is not available, or a CUDA index beyond ``torch.cuda.device_count()``
+            (``"cuda:3"`` on a one-GPU machine).
     """
     if device is None:
         if torch.cuda.is_available():
@@ -46,6 +47,12 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'mps' or None, got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(
+            f"device {device!r} was requested but only {count} CUDA device(s) are visible "
+            f"(indices 0 to {count - 1})"
+        )
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():

@@ -79,3 +79,17 @@ def test_fork_device_rngs_restores_the_mps_generator(monkeypatch: pytest.MonkeyP
         seed_device_rngs(4, mps)
         raise RuntimeError("boom")
     assert state["rng"].tolist() == [1, 2, 3]
+
+
+def test_resolve_rejects_a_cuda_index_beyond_the_visible_devices(monkeypatch):
+    """The docstring promises a ValueError for an unavailable device; "cuda:3" on a one-GPU machine
+    was returned as is and failed later with "invalid device ordinal" (review 2026-12)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    assert resolve_device("cuda") == torch.device("cuda")
+    for spec in ("cuda:1", "cuda:3", torch.device("cuda", 7)):
+        with pytest.raises(ValueError, match="only 1 CUDA device"):
+            resolve_device(spec)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert resolve_device("cuda:3") == torch.device("cuda", 3)
