@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "TextTable",
     "TokenCache",
     "backbone_hidden_size",
+    "check_groups",
     "evidence_groups",
     "hotpot_groups",
     "hotpot_split",
@@ -60,6 +62,37 @@ class QueryGroup:
     candidates: tuple[int, ...]
     gold: tuple[int, ...]
     type: str = ""
+
+
+def _index(value: object, size: int) -> bool:
+    """``value`` is an integer (numpy's included, ``bool`` not) in ``[0, size)``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) < size
+
+
+def check_groups(name: str, groups: Sequence[QueryGroup], num_queries: int, num_texts: int) -> None:
+    """Refuse a group the trainer cannot use, naming it: not a :class:`QueryGroup`, a query or
+    candidate row outside the tables (``num_queries`` / ``num_texts`` rows), no candidates, no
+    gold, or a gold position outside its candidates.
+
+    Raises:
+        TypeError / ValueError: ``"<name>[i]: ..."``.
+    """
+    for i, g in enumerate(groups):
+        where = f"{name}[{i}]"
+        if not isinstance(g, QueryGroup):
+            raise TypeError(f"{where} must be a QueryGroup, got {type(g).__name__}")
+        if not _index(g.query, num_queries):
+            raise ValueError(f"{where}: query row {g.query!r} is not a row of the {num_queries} query strings")
+        if not g.candidates:
+            raise ValueError(f"{where}: no candidates")
+        bad = [c for c in g.candidates if not _index(c, num_texts)]
+        if bad:
+            raise ValueError(f"{where}: candidate row {bad[0]!r} is not a row of the {num_texts} text strings")
+        if not g.gold:
+            raise ValueError(f"{where}: no gold candidate (a group needs at least one positive)")
+        bad = [j for j in g.gold if not _index(j, len(g.candidates))]
+        if bad:
+            raise ValueError(f"{where}: gold position {bad[0]!r} is outside its {len(g.candidates)} candidates")
 
 
 class TextTable:

@@ -73,7 +73,12 @@ from rag_relax_plugins.training.maxsim_checkpoint import (
     plot_history,
     save_checkpoint,
 )
-from rag_relax_plugins.training.maxsim_data import QueryGroup, TokenCache, backbone_hidden_size
+from rag_relax_plugins.training.maxsim_data import (
+    QueryGroup,
+    TokenCache,
+    backbone_hidden_size,
+    check_groups,
+)
 from rag_relax_plugins.training.maxsim_objective import (
     batch_scores,
     evaluate_groups,
@@ -241,12 +246,15 @@ def train_maxsim(
 
     Raises:
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
-        ValueError: fewer than 2 groups; ``reranker`` differs from options ``cfg`` sets; a resume
+        ValueError: fewer than 2 groups; a group with a row outside the tables, no gold or a
+            gold position outside its candidates (:func:`~.maxsim_data.check_groups`); ``reranker`` differs from options ``cfg`` sets; a resume
             whose options differ from the checkpoint's, runtime-only ones aside; a fresh run into a
             folder whose ``best_model/`` is not a MaxSim save (all raised before anything is written).
     """
     if len(groups) < 2:  # fewer: no batch (a batch needs 2 queries), an epoch of zero steps
         raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
+    check_groups("groups", groups, len(query_strings), len(text_strings))  # not an IndexError mid-run
+    check_groups("val_groups", val_groups, len(query_strings), len(text_strings))
     if reranker is not None:
         cfg = adopt_reranker_config(cfg, reranker.config)
     ck, options = checked_resume(cfg)

@@ -215,6 +215,29 @@ def test_train_rejects_bad_input(tmp_path: Path) -> None:
         train_maxsim(bad, groups, queries.texts, texts.texts, reranker=make_reranker())
 
 
+
+@pytest.mark.parametrize(("where", "damage", "match"), [
+    ("groups", lambda g: QueryGroup(g.query, g.candidates, (), g.type), r"groups\[5\]: no gold candidate"),
+    ("groups", lambda g: QueryGroup(g.query, g.candidates, (7,), g.type), r"groups\[5\]: gold position 7 is outside its 4"),
+    ("groups", lambda g: QueryGroup(g.query, (*g.candidates[:3], 999), g.gold, g.type),
+     r"groups\[5\]: candidate row 999 is not a row of the \d+ text strings"),
+    ("groups", lambda g: QueryGroup(999, g.candidates, g.gold, g.type), r"groups\[5\]: query row 999"),
+    ("val_groups", lambda g: QueryGroup(g.query, (*g.candidates[:3], 999), g.gold, g.type), r"val_groups\[5\]: candidate row 999"),
+])
+def test_a_bad_group_is_refused_by_name_before_anything_is_written(tmp_path: Path, where: str, damage, match: str) -> None:  # type: ignore[no-untyped-def]
+    """A group with no gold, a gold position or a row out of range failed mid-run ("gold[1] must
+    hold at least one positive column", IndexError) after the token cache and train_config.json
+    were written; a bad validation group only after the first epoch's training."""
+    groups, queries, texts = synthetic()
+    bad = list(groups)
+    bad[5] = damage(bad[5])
+    train_groups, val = (bad, []) if where == "groups" else (groups, bad)
+    cfg = MaxSimTrainConfig(output_dir=str(tmp_path / "run"), show_progress=False, batch_size=2, hard_negatives=2)
+    with pytest.raises(ValueError, match=match):
+        train_maxsim(cfg, train_groups, queries.texts, texts.texts, val_groups=val, reranker=make_reranker())
+    assert not (tmp_path / "run").exists()
+
+
 def test_hotpot_split(data_dir: Path) -> None:
     split = hotpot_split(data_dir, train_rows=400, val_rows=40, evidence=False)
     assert 300 < len(split.train) <= 360 and 0 < len(split.val) <= 40 and 60 < len(split.test) <= 100
