@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 __all__ = ["DictConfig", "plain_scalars"]
 
 _C = TypeVar("_C", bound="DictConfig")
+_FLOATS = ("float", "float | None", float)  # annotations of number fields (strings: postponed annotations)
 
 
 def plain_scalars(config: object) -> None:
@@ -24,18 +25,30 @@ def plain_scalars(config: object) -> None:
     for ``int`` / ``float``, and the config stays JSON-ready. A ``numpy.bool_`` becomes a ``bool``
     (a flag from a numpy mask); a ``bool`` is never turned into a number, for the checks to refuse
     it where a number is due.
+
+    Two checks every config shares are made here, by the fields' annotations: a ``bool`` field
+    must hold ``True`` or ``False`` (``"no"`` is truthy: it switched a flag on), and a ``float``
+    field must not hold a ``bool`` (``lr=True`` trained at 1.0).
+
+    Raises:
+        TypeError: a ``bool`` field holding anything else, or a ``float`` (or ``float | None``)
+            field holding a ``bool``.
     """
     np = sys.modules.get("numpy")  # a numpy scalar implies numpy was imported: never import it here
     for field in dataclasses.fields(config):  # type: ignore[arg-type]
         value = getattr(config, field.name)
-        if type(value) in (bool, int, float):
-            continue
-        if np is not None and isinstance(value, np.bool_):
-            object.__setattr__(config, field.name, bool(value))
-        elif isinstance(value, numbers.Integral):
-            object.__setattr__(config, field.name, int(value))
-        elif isinstance(value, numbers.Real):
-            object.__setattr__(config, field.name, float(value))
+        if type(value) not in (bool, int, float):
+            if np is not None and isinstance(value, np.bool_):
+                value = bool(value)
+            elif isinstance(value, numbers.Integral):
+                value = int(value)
+            elif isinstance(value, numbers.Real):
+                value = float(value)
+            object.__setattr__(config, field.name, value)
+        if field.type in ("bool", bool) and not isinstance(value, bool):
+            raise TypeError(f"{field.name} must be True or False, got {value!r}")
+        if field.type in _FLOATS and isinstance(value, bool):
+            raise TypeError(f"{field.name} must be a number, not a bool, got {value!r}")
 
 
 class DictConfig:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,15 @@ MODEL_KIND = "mol-model"  # the kind save_recipe_model records (atomic_folder)
 
 RECIPE_FORMAT = "rag-relax-mol-recipe"
 RECIPE_VERSION = 1
+
+
+def _within(value: float, what: str) -> bool:
+    """``value`` is in the range ``what`` names (``"> 0"``, ``"in [0, 1)"``, ``">= 0"`` ...)."""
+    if what == "> 0":
+        return value > 0
+    if what == "in [0, 1)":
+        return 0 <= value < 1
+    return value >= 0
 
 
 @dataclass(frozen=True)
@@ -129,10 +139,20 @@ class RecipeConfig(DictConfig):
             raise TypeError(f"user_embedding must be a bool, got {self.user_embedding!r}")
         if isinstance(self.user_dropout, bool) or not isinstance(self.user_dropout, (int, float)) or not 0 <= self.user_dropout < 1:
             raise ValueError(f"user_dropout must be a number in [0, 1), got {self.user_dropout!r}")
-        for name, low in (("num_interests", 1), ("item_mlp_hidden", 0)):
+        if self.encoder not in ("pool", "transformer"):
+            raise ValueError(f"encoder must be 'pool' or 'transformer', got {self.encoder!r}")
+        for name, low in (("num_interests", 1), ("item_mlp_hidden", 0), ("embedding_dim", 1), ("max_len", 1),
+                          ("num_query_embeddings", 1), ("num_item_embeddings", 1), ("gate_hidden_dim", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        noise = self.warm_start_noise
+        for name, ok, what in (("tau", self.tau, "> 0"), ("dropout", self.dropout, "in [0, 1)"),
+                               ("softmax_dropout", self.softmax_dropout, "in [0, 1)"),
+                               ("mi_loss_weight", self.mi_loss_weight, ">= 0"),
+                               ("warm_start_noise", 0.0 if noise is None else noise, ">= 0 or None")):
+            if not (isinstance(ok, (int, float)) and math.isfinite(ok) and _within(ok, what)):
+                raise ValueError(f"{name} must be a finite number {what}, got {getattr(self, name)!r}")
         cd = self.component_dim  # None picks the default; 0 used to mean it too, silently
         if cd is not None and (isinstance(cd, bool) or not isinstance(cd, int) or cd < 1):
             raise ValueError(f"component_dim must be an int >= 1 or None (the default), got {cd!r}")
