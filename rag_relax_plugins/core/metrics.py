@@ -46,6 +46,7 @@ __all__ = [
     "Qrels",
     "Ranking",
     "average_precision_at_k",
+    "check_metrics",
     "evaluate",
     "evaluate_per_query",
     "hit_rate_at_k",
@@ -209,6 +210,19 @@ def _parse(name: str) -> tuple[str, int | None]:
     if k is not None and int(k) < 1:
         raise ValueError(f"metric {name!r}: the cut-off k must be >= 1, got {int(k)}")
     return base, (int(k) if k is not None else None)
+
+
+def check_metrics(metrics: Sequence[str]) -> list[str]:
+    """The metric names of ``metrics`` as a list, checked as :func:`evaluate` checks them: call it
+    before expensive work (encoding a corpus) whose result is scored with them.
+
+    Raises:
+        TypeError: a single string (``list("mrr")`` would ask for ``"m"``, ``"r"``, ``"r"``), or
+            a name that is not a string.
+        ValueError: an unknown metric, a missing or bad cut-off, a metric named twice.
+    """
+    _parse_metrics(metrics)
+    return list(metrics)
 
 
 def _parse_metrics(metrics: Sequence[str]) -> list[tuple[str, str, int | None]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins.core.metrics import DocId, evaluate
+from rag_relax_plugins.core.metrics import DocId, check_metrics, evaluate
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample
 from rag_relax_plugins.embedders.base import TextEncoder
 
@@ -84,8 +84,13 @@ def rerank_hotpot(
         :class:`HotpotRerankResult`.
 
     Raises:
+        TypeError / ValueError: ``metrics`` a single string, an unknown or repeated metric
+            (checked before anything is encoded).
         ValueError: ``examples`` is empty or no question has a paragraph.
     """
+    if isinstance(metrics, str):  # list("mrr") would ask for metrics "m", "r", "r"
+        raise TypeError(f"metrics must be a sequence of metric names, got the string {metrics!r}; pass [{metrics!r}]")
+    metrics = check_metrics(metrics)  # a typo is refused now, not after encoding every paragraph
     if len(examples) == 0:
         raise ValueError("examples must hold at least one question")
     texts: dict[str, int] = {}  # unique paragraph text -> row in the paragraph matrix
@@ -122,8 +127,6 @@ def rerank_hotpot(
         row[: len(rows)] for row, rows in zip(order, para_rows, strict=True)
     ]
 
-    if isinstance(metrics, str):  # list("mrr") would ask for metrics "m", "r", "r"
-        raise TypeError(f"metrics must be a sequence of metric names, got the string {metrics!r}; pass [{metrics!r}]")
     gen = torch.Generator().manual_seed(seed)
     random_rankings = [torch.randperm(len(rows), generator=gen).tolist() for rows in para_rows]
     data_rankings = [list(range(len(rows))) for rows in para_rows]
@@ -136,7 +139,7 @@ def rerank_hotpot(
     if evaluated == 0:
         raise ValueError("no question has a gold paragraph among its context paragraphs")
     results = {
-        name: evaluate(rankings, qrels, list(metrics), skip_empty=True)
+        name: evaluate(rankings, qrels, metrics, skip_empty=True)
         for name, rankings in (
             ("data order", data_rankings),
             ("random", random_rankings),

@@ -241,3 +241,13 @@ def test_a_metric_named_twice_is_refused():
             entry(rankings, qrels, ["mrr", 10])  # type: ignore[list-item]
     per = M.evaluate_per_query(rankings, qrels, ["mrr", "mrr@1", "recall@1"])  # distinct names
     assert per == {"mrr": [1.0, 0.5], "mrr@1": [1.0, 0.0], "recall@1": [1.0, 0.0]}
+
+
+def test_check_metrics_is_the_check_evaluate_makes() -> None:
+    assert M.check_metrics(("mrr", "ndcg@10")) == ["mrr", "ndcg@10"]
+    for bad, error in (("mrr", TypeError), (["ndcg"], ValueError), (["recall@0"], ValueError),
+                       (["mrr", "mrr"], ValueError), ([3], TypeError)):
+        with pytest.raises(error):
+            M.check_metrics(bad)
+        with pytest.raises(error):
+            M.evaluate([["a"]], [{"a": 1}], bad)
