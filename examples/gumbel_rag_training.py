@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+from pathlib import Path
 
 from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor
 from rag_relax_plugins.readers.causal_lm import CausalLMReader
@@ -28,7 +30,9 @@ def main() -> None:
     ap.add_argument("--test-rows", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--output", default="runs/example_grerank")
+    # RAG_RELAX_EXAMPLE_OUT redirects the run's folder (the tests write it to a temporary folder)
+    out = Path(os.environ.get("RAG_RELAX_EXAMPLE_OUT") or "runs") / "example_grerank"
+    ap.add_argument("--output", default=str(out), help=f"run folder (default {out})")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
 

@@ -7,6 +7,7 @@ in the default suite. Each runs in a fresh interpreter, offline, from the reposi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 SLOW = {"gumbel_rag_training.py"}
+# the quality lines the RAG apps print, with floors well below what they give (0.833 on 2026-12-03,
+# 2-core CPU) and far above a broken pipeline's 0: an exit status of 0 alone let Recall@2 0.000 pass
+FLOORS = {
+    "langchain_rag_app.py": [(r"MoL store   Recall@2 ([0-9.]+)", 0.6), (r"Recall@10 ([0-9.]+)", 0.8),
+                             (r"\+ MaxSim    Recall@2 ([0-9.]+)", 0.6)],
+    "llamaindex_rag_app.py": [(r"MaxSim top 2: Recall@2 ([0-9.]+)", 0.6)],
+}
+WRITES = {"gumbel_rag_training.py": "example_grerank"}  # folder each writes under RAG_RELAX_EXAMPLE_OUT
 
 
 def test_examples_exist():
@@ -34,3 +43,9 @@ def test_example_runs(script: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert proc.stdout.strip(), f"{script.name} printed nothing"
+    for pattern, floor in FLOORS.get(script.name, ()):
+        found = re.findall(pattern, proc.stdout)
+        assert found, f"{script.name} printed no line matching {pattern!r}:\n{proc.stdout[-3000:]}"
+        assert float(found[-1]) >= floor, f"{script.name}: {pattern!r} gave {found[-1]} < {floor}"
+    if script.name in WRITES:  # its files go to RAG_RELAX_EXAMPLE_OUT, not into the checkout
+        assert (tmp_path / WRITES[script.name]).is_dir(), f"{script.name} wrote nothing to {tmp_path}"
