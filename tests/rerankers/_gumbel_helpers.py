@@ -81,3 +81,21 @@ def grerank_config(output_dir: Any, **kw: object) -> Any:
     )
     base.update(kw)
     return GRerankConfig(**base)  # type: ignore[arg-type]
+
+
+def write_hotpot(path: Any, rows: int = 2) -> Any:
+    """A HotpotQA distractor JSONL file of ``rows`` synthetic rows (as :func:`example` builds them)."""
+    import json
+    from pathlib import Path
+
+    lines = []
+    for i in range(rows):
+        ex = example(i)
+        lines.append(json.dumps({
+            "_id": ex.id, "question": ex.question, "answer": ex.answer, "type": ex.type, "level": ex.level,
+            "context": [[title, list(sents)] for title, sents in ex.paragraphs],
+            "supporting_facts": [list(f) for f in ex.supporting_facts],
+        }))
+    out = Path(path)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
