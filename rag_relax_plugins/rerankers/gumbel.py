@@ -248,7 +248,7 @@ class GumbelReranker(BaseReranker):
             FileNotFoundError: no ``config.json``. ValueError: a save of another kind (named);
                 unsupported format version; a folder of another model type (``"type"`` other
                 than ``"gumbel"``; saves without a type, from before it was written, are
-                accepted); a corrupt ``config.json``,
+                accepted); a corrupt ``config.json`` (one lacking a field, or with a bad value),
                 ``scorer.json`` or ``model.safetensors`` (the message names the file).
         """
         root = find_saved_folder(folder, "config.json", what="saved Gumbel reranker", kind=cls.SAVE_KIND)
@@ -261,12 +261,32 @@ class GumbelReranker(BaseReranker):
             raise ValueError(
                 f"unsupported format_version {cfg.get('format_version')!r} in {cfg_file}"
             )
-        return cls(
-            load_scorer(root),
-            k=int(cfg["k"]),
-            mode=cfg["mode"],
-            tau=float(cfg["tau"]),
-            kappa=float(cfg["kappa"]),
-            batch_size=int(cfg["batch_size"]),
-            device=device,
-        )
+        settings = _saved_settings(cfg, cfg_file)  # checked before the scorer is read
+        return cls(load_scorer(root), **settings, device=device)
+
+
+_SAVED_FIELDS = ("k", "mode", "tau", "kappa", "batch_size")
+
+
+def _saved_settings(cfg: dict[str, Any], cfg_file: Path) -> dict[str, Any]:
+    """The selection settings a ``config.json`` records, checked as the constructor checks them.
+
+    Raises:
+        ValueError: a missing field or a bad value; the message names ``cfg_file``.
+    """
+    missing = [name for name in _SAVED_FIELDS if name not in cfg]
+    if missing:
+        raise ValueError(f"{cfg_file} lacks {', '.join(map(repr, missing))} (corrupt, or not written by "
+                         "GumbelReranker.save_pretrained)")
+    try:
+        if cfg["mode"] not in ("l2x", "subset"):
+            raise ValueError(f"mode must be 'l2x' or 'subset', got {cfg['mode']!r}")
+        return {
+            "k": check_k("k", cfg["k"]),
+            "mode": cfg["mode"],
+            "tau": check_positive("tau", cfg["tau"]),
+            "kappa": check_positive("kappa", cfg["kappa"]),
+            "batch_size": check_count("batch_size", cfg["batch_size"], 1),
+        }
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{cfg_file}: {exc}") from exc
