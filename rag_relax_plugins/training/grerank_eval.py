@@ -42,6 +42,12 @@ def hotpot_split(
     return list(examples[:train_size]), list(examples[train_size:])
 
 
+def _check_metrics(metrics: Sequence[str]) -> None:
+    """Refuse a plain string: ``list("mrr")`` would ask for the metrics ``"m"``, ``"r"``, ``"r"``."""
+    if isinstance(metrics, str):
+        raise TypeError(f"metrics must be a sequence of metric names, got the string {metrics!r}; pass [{metrics!r}]")
+
+
 def rank_examples(reranker: BaseReranker, examples: Sequence[HotpotExample]) -> list[list[int]]:
     """Paragraph indices of each example, best first, by ``reranker.score``."""
     out: list[list[int]] = []
@@ -65,7 +71,9 @@ def evaluate_rankings(
 
     Raises:
         ValueError: ``rankings`` and ``examples`` differ in length.
+        TypeError: ``metrics`` is a single string (``"mrr"``: pass ``["mrr"]``).
     """
+    _check_metrics(metrics)
     if len(rankings) != len(examples):
         raise ValueError(f"rankings has {len(rankings)} rows, examples {len(examples)}")
     groups: dict[str, list[int]] = {"all": list(range(len(examples)))}
@@ -89,5 +97,10 @@ def evaluate_reranker(
     examples: Sequence[HotpotExample],
     metrics: Sequence[str] = HOTPOT_METRICS,
 ) -> dict[str, Any]:
-    """:func:`evaluate_rankings` of :func:`rank_examples`."""
+    """:func:`evaluate_rankings` of :func:`rank_examples` (``metrics`` checked before any scoring).
+
+    Raises:
+        TypeError: ``metrics`` is a single string (``"mrr"``: pass ``["mrr"]``).
+    """
+    _check_metrics(metrics)
     return evaluate_rankings(examples, rank_examples(reranker, examples), metrics)

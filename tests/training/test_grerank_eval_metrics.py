@@ -1,0 +1,43 @@
+"""evaluate_reranker / evaluate_rankings refuse metrics="mrr" (a str) up front: list("mrr") asked
+for the metrics "m", "r", "r" and failed with "unknown metric 'm'" after every question was scored."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rerankers"))
+from _gumbel_helpers import example
+
+from rag_relax_plugins.training.grerank_eval import evaluate_rankings, evaluate_reranker
+
+EXAMPLES = [example(i) for i in range(3)]
+
+
+class CountingReranker:
+    """Scores paragraph 0 highest and counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def score(self, query: str, documents: list[str]) -> torch.Tensor:
+        self.calls += 1
+        return -torch.arange(len(documents), dtype=torch.float32)
+
+
+def test_a_metric_string_is_refused_before_any_scoring() -> None:
+    r = CountingReranker()
+    with pytest.raises(TypeError, match=r"got the string 'mrr'; pass \['mrr'\]"):
+        evaluate_reranker(r, EXAMPLES, metrics="mrr")  # type: ignore[arg-type]
+    assert r.calls == 0
+    with pytest.raises(TypeError, match=r"pass \['recall@2'\]"):
+        evaluate_rankings(EXAMPLES, [[0, 1, 2, 3]] * 3, metrics="recall@2")
+
+
+def test_a_list_of_one_metric_still_works() -> None:
+    r = CountingReranker()
+    res = evaluate_reranker(r, EXAMPLES, metrics=["mrr"])  # type: ignore[arg-type]
+    assert r.calls == 3 and res["all"] == {"mrr": 1.0, "n": 3}
