@@ -7,22 +7,27 @@ The floor is the faster of two ways to compute the same (1000, 32, 180) similari
 product ``maxsim`` itself runs; a floor slower than ``maxsim`` would not be a floor. Every side gets
 the same warm-up and repeat count.
 
-Run: ``.venv/bin/python benchmarks/bench_maxsim.py`` (writes results/maxsim.json).
+Run: ``.venv/bin/python benchmarks/bench_maxsim.py`` (writes results/maxsim.json). The bars (the
+MaxSim rows of ``render_core_table.ROWS``) are checked after the results are written; the exit
+status is 1 when one is missed.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_time, print_table, write_results
+from _common import best_time, check_bars, print_table, write_results
+from render_core_table import row_bars
 
 from rag_relax_plugins.core.maxsim import maxsim, maxsim_packed
 
 LQ, DIM, N_DOCS, LD = 32, 128, 1000, 180
+BAR_KEYS = ("maxsim_ratio_to_matmul", "maxsim_speedup_vs_loop", "maxsim_max_abs_err_vs_loop")
 
 
 def measure(repeats: int = 15) -> dict[str, float]:
@@ -69,7 +74,11 @@ def measure(repeats: int = 15) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        description="MaxSim speed against the matmul floor and a per-document loop (issue 2), one "
+        "thread. Writes benchmarks/results/maxsim.json; exits 1 when a bar is missed."
+    ).parse_args(argv)
     r = measure()
     print_table(
         [
@@ -84,7 +93,8 @@ def main() -> None:
         ("1 thread, fp32", "ms", "ratio to floor"),
     )
     print(f"wrote {write_results('maxsim', r)}")
+    return check_bars(row_bars(r, BAR_KEYS))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

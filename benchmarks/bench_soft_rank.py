@@ -12,10 +12,14 @@ of ``benchmarks/bench_core_ops.py``).
 - torchsort, when importable: the time ratio ours / torchsort at n = 1000 (goal: within 2x).
 - The sort inside ``soft_rank`` on the CPU (``argsort_descending``) against the stable
   ``torch.argsort`` it replaced, (32, 1000) float64 rows (a report, no bar).
+
+The bars (the soft-rank rows of ``render_core_table.ROWS``) are checked after the results are
+written; the exit status is 1 when one is missed.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -23,7 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import best_time, print_table, write_results
+from _common import best_time, check_bars, print_table, write_results
+from render_core_table import row_bars
 from softsort_reference import soft_rank_np, soft_sort_np
 
 from rag_relax_plugins.core.softsort import (
@@ -34,6 +39,7 @@ from rag_relax_plugins.core.softsort import (
 )
 
 B = 32
+BAR_KEYS = ("soft_rank_speedup_vs_pairwise_n1000", "soft_rank_max_abs_err_vs_reference", "soft_rank_ms_n100000")
 
 
 def _fwd_bwd(fn, x: torch.Tensor):  # type: ignore[no-untyped-def]
@@ -118,7 +124,12 @@ def _measure(repeats: int) -> dict[str, float | None]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        description="Soft rank speed (vs the pairwise-sigmoid rank, and torchsort when installed) and "
+        "accuracy (vs the numpy reference), issue 2. Writes benchmarks/results/soft_rank.json; exits "
+        "1 when a bar is missed."
+    ).parse_args(argv)
     r = measure()
 
     def f(key: str, spec: str) -> str:
@@ -142,7 +153,8 @@ def main() -> None:
         ("measure (B=32)", "value", "bar"),
     )
     print(f"wrote {write_results('soft_rank', r)}")
+    return check_bars(row_bars(r, BAR_KEYS))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -6,9 +6,11 @@ benchmark), so the page always shows the figures of the last recorded run.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -58,6 +60,27 @@ ROWS = [
 ]
 
 
+def row_bars(results: Mapping[str, object], keys: Iterable[str] | None = None) -> list[Bar]:
+    """The bars of :data:`ROWS` (goals left out) on a results dict.
+
+    ``keys``: only the rows of these result keys (a standalone script checks the bars of what it
+    measures); each must be the key of a bar row. A key missing from ``results`` gives a missed bar.
+    """
+    bar_rows = [r for r in ROWS if r.bar is not None]
+    if keys is not None:
+        wanted = set(keys)
+        unknown = wanted - {r.key for r in bar_rows}
+        if unknown:
+            raise ValueError(f"keys must name bar rows of ROWS, got {sorted(unknown)}")
+        bar_rows = [r for r in bar_rows if r.key in wanted]
+
+    def value(key: str) -> float | None:
+        v = results.get(key)
+        return None if v is None else float(v)  # type: ignore[arg-type]
+
+    return [Bar(r.bar, value(r.key), r.op, r.threshold, r.unit) for r in bar_rows if r.bar is not None]
+
+
 def met(row: Row, value: float) -> bool:
     """Whether ``value`` reaches the row's threshold (bars and goals alike)."""
     return Bar(row.label, value, row.op, row.threshold).met
@@ -80,7 +103,11 @@ def render(results: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(
+        description="Render the core-ops table of docs/benchmarks.md (between its core-ops markers) "
+        "from benchmarks/results/core_ops.json: rewrites docs/benchmarks.md and prints the table."
+    ).parse_args(argv)
     results = json.loads((ROOT / "benchmarks/results/core_ops.json").read_text(encoding="utf-8"))
     page = ROOT / "docs/benchmarks.md"
     text = page.read_text(encoding="utf-8")
