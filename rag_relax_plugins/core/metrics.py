@@ -221,8 +221,7 @@ def check_metrics(metrics: Sequence[str]) -> list[str]:
             a name that is not a string.
         ValueError: an unknown metric, a missing or bad cut-off, a metric named twice.
     """
-    _parse_metrics(metrics)
-    return list(metrics)
+    return [name for name, _, _ in _parse_metrics(metrics)]
 
 
 def _parse_metrics(metrics: Sequence[str]) -> list[tuple[str, str, int | None]]:
@@ -230,6 +229,7 @@ def _parse_metrics(metrics: Sequence[str]) -> list[tuple[str, str, int | None]]:
     would hold every query twice, and :func:`paired_difference` would count them twice)."""
     if isinstance(metrics, str):
         raise TypeError("metrics must be a sequence of metric names, not a single string")
+    metrics = list(metrics)  # read once: a generator would be empty the second time
     seen: set[str] = set()
     for name in metrics:
         if not isinstance(name, str):
@@ -297,7 +297,7 @@ def evaluate_per_query(
     parsed = _parse_metrics(metrics)
     # grades are needed up to the largest cut-off; an uncut "mrr" needs the whole ranking
     depth = None if any(k is None for _, _, k in parsed) else max((k or 0 for _, _, k in parsed), default=0)
-    out: dict[str, list[float]] = {name: [] for name in metrics}
+    out: dict[str, list[float]] = {name: [] for name, _, _ in parsed}
     for i, (ranking, q) in enumerate(zip(rankings, qrels, strict=True)):
         try:
             ranking = _check_ranking(ranking)
@@ -322,10 +322,10 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean of each metric over queries (see :func:`evaluate_per_query` for the arguments and
     errors; a metric named twice is refused there too)."""
-    _parse_metrics(metrics)
+    names = check_metrics(metrics)  # a generator is read here, once
     if len(rankings) == 0:
         raise ValueError("rankings must hold at least one query")
-    per = evaluate_per_query(rankings, qrels, metrics, skip_empty=skip_empty)
+    per = evaluate_per_query(rankings, qrels, names, skip_empty=skip_empty)
     return {name: (sum(vals) / len(vals) if vals else 0.0) for name, vals in per.items()}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins.core.metrics import evaluate
+from rag_relax_plugins.core.metrics import check_metrics, evaluate
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample
 from rag_relax_plugins.rerankers.base import BaseReranker
 
@@ -42,10 +42,12 @@ def hotpot_split(
     return list(examples[:train_size]), list(examples[train_size:])
 
 
-def _check_metrics(metrics: Sequence[str]) -> None:
-    """Refuse a plain string: ``list("mrr")`` would ask for the metrics ``"m"``, ``"r"``, ``"r"``."""
+def _check_metrics(metrics: Sequence[str]) -> list[str]:
+    """The metric names, checked (:func:`~rag_relax_plugins.core.metrics.check_metrics`); a plain
+    string is refused with a hint: ``list("mrr")`` would ask for the metrics ``"m"``, ``"r"``, ``"r"``."""
     if isinstance(metrics, str):
         raise TypeError(f"metrics must be a sequence of metric names, got the string {metrics!r}; pass [{metrics!r}]")
+    return check_metrics(metrics)
 
 
 def rank_examples(reranker: BaseReranker, examples: Sequence[HotpotExample]) -> list[list[int]]:
@@ -70,10 +72,10 @@ def evaluate_rankings(
     Each group also carries ``"n"``, the number of judged questions in it.
 
     Raises:
-        ValueError: ``rankings`` and ``examples`` differ in length.
+        ValueError: ``rankings`` and ``examples`` differ in length; an unknown or repeated metric.
         TypeError: ``metrics`` is a single string (``"mrr"``: pass ``["mrr"]``).
     """
-    _check_metrics(metrics)
+    metrics = _check_metrics(metrics)
     if len(rankings) != len(examples):
         raise ValueError(f"rankings has {len(rankings)} rows, examples {len(examples)}")
     groups: dict[str, list[int]] = {"all": list(range(len(examples)))}
@@ -87,7 +89,7 @@ def evaluate_rankings(
         judged = sum(1 for q in qrels if q)
         if judged == 0:
             continue
-        res = evaluate([list(rankings[i]) for i in idx], qrels, list(metrics), skip_empty=True)
+        res = evaluate([list(rankings[i]) for i in idx], qrels, metrics, skip_empty=True)
         out[name] = {**{m: float(v) for m, v in res.items()}, "n": judged}
     return out
 
@@ -101,6 +103,7 @@ def evaluate_reranker(
 
     Raises:
         TypeError: ``metrics`` is a single string (``"mrr"``: pass ``["mrr"]``).
+        ValueError: an unknown or repeated metric name.
     """
-    _check_metrics(metrics)
+    metrics = _check_metrics(metrics)
     return evaluate_rankings(examples, rank_examples(reranker, examples), metrics)

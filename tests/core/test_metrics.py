@@ -251,3 +251,11 @@ def test_check_metrics_is_the_check_evaluate_makes() -> None:
             M.check_metrics(bad)
         with pytest.raises(error):
             M.evaluate([["a"]], [{"a": 1}], bad)
+
+
+def test_metrics_given_as_a_generator_are_read_once() -> None:
+    """A generator of names was read twice (the check, then the scoring): the result was {}."""
+    rankings, qrels = [["a", "b"]], [{"b": 1}]
+    assert M.evaluate(rankings, qrels, (m for m in ["mrr", "recall@1"])) == {"mrr": 0.5, "recall@1": 0.0}
+    assert M.evaluate_per_query(rankings, qrels, iter(["mrr"])) == {"mrr": [0.5]}
+    assert M.check_metrics(m for m in ["mrr"]) == ["mrr"]

@@ -41,3 +41,15 @@ def test_a_list_of_one_metric_still_works() -> None:
     r = CountingReranker()
     res = evaluate_reranker(r, EXAMPLES, metrics=["mrr"])  # type: ignore[arg-type]
     assert r.calls == 3 and res["all"] == {"mrr": 1.0, "n": 3}
+
+
+@pytest.mark.parametrize(("metrics", "match"), [(["recal@2"], "unknown metric 'recal@2'"),
+                                                (["mrr", "mrr"], "'mrr' more than once")])
+def test_a_misspelled_or_repeated_metric_is_refused_before_any_scoring(metrics: list[str], match: str) -> None:
+    """Only a plain string was checked first: a typo was refused after every question was scored."""
+    r = CountingReranker()
+    with pytest.raises(ValueError, match=match):
+        evaluate_reranker(r, EXAMPLES, metrics=metrics)  # type: ignore[arg-type]
+    assert r.calls == 0
+    res = evaluate_reranker(r, EXAMPLES, metrics=(m for m in ["mrr"]))  # type: ignore[arg-type]
+    assert res["all"] == {"mrr": 1.0, "n": 3}
