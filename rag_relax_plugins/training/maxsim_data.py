@@ -69,10 +69,13 @@ def _index(value: object, size: int) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) < size
 
 
-def check_groups(name: str, groups: Sequence[QueryGroup], num_queries: int, num_texts: int) -> None:
+def check_groups(
+    name: str, groups: Sequence[QueryGroup], num_queries: int, num_texts: int, *, require_gold: bool = True
+) -> None:
     """Refuse a group the trainer cannot use, naming it: not a :class:`QueryGroup`, a query or
     candidate row outside the tables (``num_queries`` / ``num_texts`` rows), no candidates, no
-    gold, or a gold position outside its candidates.
+    gold (unless ``require_gold`` is false: validation leaves such a question out of its MRR), or
+    a gold position outside its candidates.
 
     Raises:
         TypeError / ValueError: ``"<name>[i]: ..."``.
@@ -88,7 +91,7 @@ def check_groups(name: str, groups: Sequence[QueryGroup], num_queries: int, num_
         bad = [c for c in g.candidates if not _index(c, num_texts)]
         if bad:
             raise ValueError(f"{where}: candidate row {bad[0]!r} is not a row of the {num_texts} text strings")
-        if not g.gold:
+        if require_gold and not g.gold:
             raise ValueError(f"{where}: no gold candidate (a group needs at least one positive)")
         bad = [j for j in g.gold if not _index(j, len(g.candidates))]
         if bad:

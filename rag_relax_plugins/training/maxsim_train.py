@@ -254,7 +254,7 @@ def train_maxsim(
     if len(groups) < 2:  # fewer: no batch (a batch needs 2 queries), an epoch of zero steps
         raise ValueError(f"groups must hold at least 2 queries, got {len(groups)}")
     check_groups("groups", groups, len(query_strings), len(text_strings))  # not an IndexError mid-run
-    check_groups("val_groups", val_groups, len(query_strings), len(text_strings))
+    check_groups("val_groups", val_groups, len(query_strings), len(text_strings), require_gold=False)
     if reranker is not None:
         cfg = adopt_reranker_config(cfg, reranker.config)
     ck, options = checked_resume(cfg)

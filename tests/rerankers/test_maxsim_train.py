@@ -238,6 +238,18 @@ def test_a_bad_group_is_refused_by_name_before_anything_is_written(tmp_path: Pat
     assert not (tmp_path / "run").exists()
 
 
+
+def test_a_validation_group_without_gold_is_left_out_of_the_mrr_not_refused(tmp_path: Path) -> None:
+    """Validation scores with skip_empty (hotpot_groups(skip_no_gold=False) makes such groups):
+    only training groups need a gold candidate."""
+    groups, queries, texts = synthetic()
+    val = [groups[0], QueryGroup(groups[1].query, groups[1].candidates, (), groups[1].type)]
+    cfg = MaxSimTrainConfig(output_dir=str(tmp_path / "run"), show_progress=False, batch_size=2, hard_negatives=2,
+                            epochs=1)
+    out = train_maxsim(cfg, groups, queries.texts, texts.texts, val_groups=val, reranker=make_reranker())
+    assert len(out["history"]["val_mrr"]) == 1
+
+
 def test_hotpot_split(data_dir: Path) -> None:
     split = hotpot_split(data_dir, train_rows=400, val_rows=40, evidence=False)
     assert 300 < len(split.train) <= 360 and 0 < len(split.val) <= 40 and 60 < len(split.test) <= 100
