@@ -55,7 +55,9 @@ def _numpy_scalar(value: Any) -> Any:
     """``json.dumps`` ``default``: a numpy scalar (``np.float32(0.5)``, ``np.int64(3)``,
     ``np.bool_(True)`` ...) as the Python value it holds; anything else is refused."""
     if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
-        return value.item()
+        plain = value.item()
+        if type(plain).__module__ != "numpy":  # np.longdouble(1.5).item() is a longdouble again
+            return plain
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 

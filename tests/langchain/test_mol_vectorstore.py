@@ -295,6 +295,10 @@ def test_save_writes_numpy_scalars_as_python_values_and_names_a_bad_id(tmp_path:
     with pytest.raises(ValueError, match=r"the metadata of id 'c' is not JSON-serialisable \(.*ndarray"):
         store.save_local(tmp_path / "s")
     assert MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings()).get_by_ids(["c"]) == []
+    store.delete(["c"])
+    store.add_texts(["fourth"], [{"x": np.longdouble(1.5)}], ids=["d"])  # .item() gives a longdouble again
+    with pytest.raises(ValueError, match=r"the metadata of id 'd' is not JSON-serialisable \(Object of type longdouble"):
+        store.save_local(tmp_path / "s")
 
 def test_save_rejects_non_json_metadata(tmp_path: Path) -> None:
     store = MoLVectorStore.from_texts(["x"], HashingEmbeddings(), metadatas=[{"obj": object()}])
