@@ -37,14 +37,6 @@ MISSED = {  # one bar of each missed
 }
 
 
-@pytest.fixture
-def results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "results"
-    folder.mkdir()
-    monkeypatch.setattr(_common, "RESULTS", folder)
-    return folder
-
-
 def _module(name: str) -> types.ModuleType:
     return __import__(name)
 

@@ -16,18 +16,8 @@ import torch
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-import _common  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture
-def results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty results folder in place of benchmarks/results."""
-    folder = tmp_path / "results"
-    folder.mkdir()
-    monkeypatch.setattr(_common, "RESULTS", folder)
-    return folder
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
