@@ -132,7 +132,8 @@ def maxsim(
             sim = torch.addmm(bias, flat, q_t)  # padded tokens get -inf, fused into the GEMM
         best = sim.view(n, ld, b * lq).amax(dim=1)  # (n, B*Lq): best document token per query token
         if not all_valid:  # documents without a valid token score 0 (their best is the bias, -inf)
-            best = best.masked_fill(~dm[start : start + chunk_size].any(dim=1, keepdim=True), 0.0)
+            empty = ~dm[start : start + chunk_size].any(dim=1, keepdim=True)
+            best = best.masked_fill(empty & (best == float("-inf")), 0.0)  # NaN in its padding stays NaN
         # (n, B, Lq) weighted sum over query tokens -> (B, n)
         out.append((best.view(n, b, lq) * weights.unsqueeze(0)).sum(-1).transpose(0, 1))
     scores = torch.cat(out, dim=1) if out else q.new_zeros(b, 0)
@@ -179,7 +180,8 @@ def maxsim_pairwise(
     if similarity == "cosine":
         d = F.normalize(d, dim=-1)
     sim = torch.bmm(q, d.transpose(1, 2)).masked_fill(~dm.unsqueeze(1), float("-inf"))  # (B, Lq, Ld)
-    best = sim.amax(dim=-1).masked_fill(~dm.any(dim=1, keepdim=True), 0.0)  # (B, Lq); empty documents: 0
+    best = sim.amax(dim=-1)  # (B, Lq)
+    best = best.masked_fill(~dm.any(dim=1, keepdim=True) & (best == float("-inf")), 0.0)  # empty documents: 0
     scores = (best * weights).sum(-1)
     _check_output(scores)
     return scores
@@ -239,7 +241,8 @@ def maxsim_packed(
     best = sim.new_full((n_docs, b * lq), float("-inf")).scatter_reduce(
         0, owner.unsqueeze(1).expand_as(sim), sim, reduce="amax", include_self=True
     )
-    best = best.masked_fill((lengths == 0).to(best.device).unsqueeze(1), 0.0)  # empty documents: 0
+    empty = (lengths == 0).to(best.device).unsqueeze(1)
+    best = best.masked_fill(empty & (best == float("-inf")), 0.0)  # empty documents: 0
     scores = (best.view(n_docs, b, lq) * weights.unsqueeze(0)).sum(-1).T
     _check_output(scores)
     return scores

@@ -127,6 +127,18 @@ def test_documents_without_a_valid_token_still_score_zero(form):
     torch.testing.assert_close(out[[0, 2]], want)
 
 
+
+def test_nan_in_the_padding_of_an_empty_document_still_raises_in_maxsim():
+    """The mask fix of 2026-12-03 zeroed every empty document by mask, which also hid a NaN in its
+    padding (the fused bias keeps it): only a -inf best (the bias alone) is an empty score now."""
+    q, d = torch.randn(1, 2, 4), torch.randn(2, 3, 4)
+    d[1] = float("nan")
+    dm = torch.tensor([[True, True, False], [False, False, False]])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        maxsim(q, d, d_mask=dm)
+    d[1] = 0.0  # finite padding: the empty document scores 0
+    assert maxsim(q, d, d_mask=dm)[0, 1].item() == 0.0
+
 @pytest.mark.parametrize("bad", [2.0, True, 0, "8", None])
 def test_maxsim_chunk_size_is_checked_by_name(bad):
     q, d = torch.randn(1, 2, 3), torch.randn(4, 2, 3)
