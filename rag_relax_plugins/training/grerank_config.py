@@ -71,6 +71,7 @@ class GRerankConfig(DictConfig):
         if self.mode not in ("l2x", "subset"):  # relaxed_topk knows more, GumbelReranker only these
             raise ValueError(f"mode must be 'l2x' or 'subset', got {self.mode!r}")
         for name in (
+            "train_size",
             "epochs",
             "grad_accum_steps",
             "doc_tokens",
@@ -89,7 +90,8 @@ class GRerankConfig(DictConfig):
             check_positive(name, getattr(self, name))
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
-        for name, least in (("scorer_max_length", 8), ("trainable_layers", -1)):  # as PairScorer checks
+        # scorer_max_length and trainable_layers as PairScorer checks them
+        for name, least in (("scorer_max_length", 8), ("trainable_layers", -1), ("seed", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {v!r}")

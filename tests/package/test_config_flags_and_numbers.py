@@ -103,3 +103,15 @@ def test_plain_scalars_on_a_bare_dataclass() -> None:
     with pytest.raises(TypeError, match="rate must be a number, not a bool"):
         Options(rate=False)
     assert Options(count=True).count is True  # ints are each config's own check (bool refused there)
+
+
+@pytest.mark.parametrize(("cls", "base"), [*CONFIGS, (MaxSimConfig, {}), (FirstStageConfig, {})],
+                         ids=[c.__name__ for c, _ in CONFIGS] + ["MaxSimConfig", "FirstStageConfig"])
+def test_every_int_option_refuses_a_bool(cls: type, base: dict) -> None:
+    """Each config checks its ints itself; GRerankConfig took seed=True (run with seed 1) and
+    train_size=True."""
+    ints = _fields(cls, ("int", "int | None"))
+    assert ints
+    for name in ints:
+        with pytest.raises((TypeError, ValueError), match=name):
+            cls(**base, **{name: True})
