@@ -227,8 +227,8 @@ def check_metrics(metrics: Sequence[str]) -> list[str]:
 def _parse_metrics(metrics: Sequence[str]) -> list[tuple[str, str, int | None]]:
     """``(name, base, k)`` per metric name; a name given twice is refused (its per-query list
     would hold every query twice, and :func:`paired_difference` would count them twice)."""
-    if isinstance(metrics, str):
-        raise TypeError("metrics must be a sequence of metric names, not a single string")
+    if isinstance(metrics, str):  # list("mrr") would ask for the metrics "m", "r", "r"
+        raise TypeError(f"metrics must be a sequence of metric names, got the string {metrics!r}; pass [{metrics!r}]")
     metrics = list(metrics)  # read once: a generator would be empty the second time
     seen: set[str] = set()
     for name in metrics:

@@ -88,8 +88,6 @@ def rerank_hotpot(
             (checked before anything is encoded).
         ValueError: ``examples`` is empty or no question has a paragraph.
     """
-    if isinstance(metrics, str):  # list("mrr") would ask for metrics "m", "r", "r"
-        raise TypeError(f"metrics must be a sequence of metric names, got the string {metrics!r}; pass [{metrics!r}]")
     metrics = check_metrics(metrics)  # a typo is refused now, not after encoding every paragraph
     if len(examples) == 0:
         raise ValueError("examples must hold at least one question")

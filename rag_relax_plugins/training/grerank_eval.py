@@ -42,14 +42,6 @@ def hotpot_split(
     return list(examples[:train_size]), list(examples[train_size:])
 
 
-def _check_metrics(metrics: Sequence[str]) -> list[str]:
-    """The metric names, checked (:func:`~rag_relax_plugins.core.metrics.check_metrics`); a plain
-    string is refused with a hint: ``list("mrr")`` would ask for the metrics ``"m"``, ``"r"``, ``"r"``."""
-    if isinstance(metrics, str):
-        raise TypeError(f"metrics must be a sequence of metric names, got the string {metrics!r}; pass [{metrics!r}]")
-    return check_metrics(metrics)
-
-
 def rank_examples(reranker: BaseReranker, examples: Sequence[HotpotExample]) -> list[list[int]]:
     """Paragraph indices of each example, best first, by ``reranker.score``."""
     out: list[list[int]] = []
@@ -75,7 +67,7 @@ def evaluate_rankings(
         ValueError: ``rankings`` and ``examples`` differ in length; an unknown or repeated metric.
         TypeError: ``metrics`` is a single string (``"mrr"``: pass ``["mrr"]``).
     """
-    metrics = _check_metrics(metrics)
+    metrics = check_metrics(metrics)
     if len(rankings) != len(examples):
         raise ValueError(f"rankings has {len(rankings)} rows, examples {len(examples)}")
     groups: dict[str, list[int]] = {"all": list(range(len(examples)))}
@@ -105,5 +97,5 @@ def evaluate_reranker(
         TypeError: ``metrics`` is a single string (``"mrr"``: pass ``["mrr"]``).
         ValueError: an unknown or repeated metric name.
     """
-    metrics = _check_metrics(metrics)
+    metrics = check_metrics(metrics)
     return evaluate_rankings(examples, rank_examples(reranker, examples), metrics)
