@@ -69,15 +69,6 @@ RECIPE_FORMAT = "rag-relax-mol-recipe"
 RECIPE_VERSION = 1
 
 
-def _within(value: float, what: str) -> bool:
-    """``value`` is in the range ``what`` names (``"> 0"``, ``"in [0, 1)"``, ``">= 0"`` ...)."""
-    if what == "> 0":
-        return value > 0
-    if what == "in [0, 1)":
-        return 0 <= value < 1
-    return value >= 0
-
-
 @dataclass(frozen=True)
 class RecipeConfig(DictConfig):
     """Model sizes shared by both recipes.
@@ -146,13 +137,20 @@ class RecipeConfig(DictConfig):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        def number(v: object) -> bool:
+            return isinstance(v, (int, float)) and math.isfinite(v)
+
+        if not (number(self.tau) and self.tau > 0):
+            raise ValueError(f"tau must be a finite number > 0, got {self.tau!r}")
+        for name in ("dropout", "softmax_dropout"):
+            v = getattr(self, name)
+            if not (number(v) and 0 <= v < 1):
+                raise ValueError(f"{name} must be a finite number in [0, 1), got {v!r}")
         noise = self.warm_start_noise
-        for name, ok, what in (("tau", self.tau, "> 0"), ("dropout", self.dropout, "in [0, 1)"),
-                               ("softmax_dropout", self.softmax_dropout, "in [0, 1)"),
-                               ("mi_loss_weight", self.mi_loss_weight, ">= 0"),
-                               ("warm_start_noise", 0.0 if noise is None else noise, ">= 0 or None")):
-            if not (isinstance(ok, (int, float)) and math.isfinite(ok) and _within(ok, what)):
-                raise ValueError(f"{name} must be a finite number {what}, got {getattr(self, name)!r}")
+        if not (number(self.mi_loss_weight) and self.mi_loss_weight >= 0):
+            raise ValueError(f"mi_loss_weight must be a finite number >= 0, got {self.mi_loss_weight!r}")
+        if noise is not None and not (number(noise) and noise >= 0):
+            raise ValueError(f"warm_start_noise must be a finite number >= 0 or None, got {noise!r}")
         cd = self.component_dim  # None picks the default; 0 used to mean it too, silently
         if cd is not None and (isinstance(cd, bool) or not isinstance(cd, int) or cd < 1):
             raise ValueError(f"component_dim must be an int >= 1 or None (the default), got {cd!r}")
