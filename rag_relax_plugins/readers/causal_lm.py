@@ -23,7 +23,6 @@ from rag_relax_plugins.readers.dma import (
     ReaderLayout,
     build_layout,
     dma_attention_mask,
-    document_token_counts,
 )
 from rag_relax_plugins.readers.loading import load_causal_lm
 
@@ -374,7 +373,7 @@ class CausalLMReader:
             doc_tokens=self.doc_tokens,
             instruction=self.instruction,
         )  # checks the documents
-        cut = sum(n > self.doc_tokens for n in document_token_counts(self.tokenizer, documents))
+        cut = layout.cut_documents
         if cut:
             log.warning("generate: %d of %d documents cut to the reader's doc_tokens=%d tokens (the rest is "
                         "not read)", cut, len(documents), self.doc_tokens)

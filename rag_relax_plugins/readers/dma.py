@@ -48,7 +48,7 @@ import torch
 from rag_relax_plugins.core.gumbel import attention_log_mask
 from rag_relax_plugins.core.validation import check_floating, check_ndim
 
-__all__ = ["DMAVariant", "ReaderLayout", "build_layout", "dma_attention_mask", "document_token_counts"]
+__all__ = ["DMAVariant", "ReaderLayout", "build_layout", "dma_attention_mask"]
 
 DMAVariant = Literal["independent", "concatenated"]
 _VARIANTS = ("independent", "concatenated")
@@ -67,6 +67,7 @@ class ReaderLayout:
         num_docs: ``N``.
         answer_start: index of the first answer token (``T`` when there is no answer).
         variant: ``"independent"`` or ``"concatenated"``.
+        cut_documents: how many documents were longer than ``doc_tokens`` and cut to it.
     """
 
     input_ids: torch.Tensor
@@ -75,6 +76,7 @@ class ReaderLayout:
     num_docs: int
     answer_start: int
     variant: DMAVariant
+    cut_documents: int = 0
 
     @property
     def length(self) -> int:
@@ -110,12 +112,6 @@ def _text_ids(tokenizer: Any, text: str, specials: list[str]) -> list[int]:
     if not any(s in text for s in specials):
         return _ids(tokenizer, text)
     return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
-
-
-def document_token_counts(tokenizer: Any, documents: Sequence[str]) -> list[int]:
-    """Tokens of each document as :func:`build_layout` tokenises it, before its cut to ``doc_tokens``."""
-    specials = _special_strings(tokenizer)
-    return [len(_text_ids(tokenizer, d, specials)) for d in documents]
 
 
 def build_layout(
@@ -172,7 +168,8 @@ def build_layout(
         tokenizer, f"<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\nDocuments:\n"
     )
     specials = _special_strings(tokenizer)  # once per layout
-    docs = [_text_ids(tokenizer, d, specials)[:doc_tokens] + newline for d in documents]
+    full = [_text_ids(tokenizer, d, specials) for d in documents]
+    docs = [t[:doc_tokens] + newline for t in full]
     suffix_end = "<|im_end|>\n<|im_start|>assistant\n"
     if any(sp in question for sp in specials):  # keep the question plain text
         suffix = _ids(tokenizer, "Question:") + _text_ids(tokenizer, " " + question, specials) + _ids(tokenizer, suffix_end)
@@ -203,6 +200,7 @@ def build_layout(
         num_docs=n,
         answer_start=answer_start,
         variant=variant,
+        cut_documents=sum(len(t) > doc_tokens for t in full),
     )
 
 
