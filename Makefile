@@ -79,6 +79,8 @@ bench: $(VENV)/.dev $(VENV)/.torchsort
 	run bench_core_ops $(PY) benchmarks/bench_core_ops.py; \
 	$(PY) benchmarks/render_core_table.py || failed="$$failed render_core_table"; \
 	run bench_neg_l2 $(PY) benchmarks/bench_neg_l2.py; \
+	run bench_isotonic_worst_case $(PY) benchmarks/bench_isotonic_worst_case.py; \
+	run bench_dma_layout_gap $(PY) benchmarks/bench_dma_layout_gap.py; \
 	run bench_mol_scale $(PY) benchmarks/bench_mol_scale.py; \
 	run bench_mol_adapters $(PY) benchmarks/bench_mol_adapters.py; \
 	run bench_mol_quality_movielens $(PY) benchmarks/bench_mol_quality.py --skip-hotpot --jobs 3; \

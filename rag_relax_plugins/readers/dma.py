@@ -24,7 +24,7 @@ Neither layout's ``m_i = 0`` is the pruned prompt that
 :meth:`CausalLMReader.generate <rag_relax_plugins.readers.causal_lm.CausalLMReader.generate>` reads
 at inference (the kept documents concatenated: contiguous positions, each document attending to
 the earlier ones). On SmolLM2 the answer NLL differs from that prompt's
-(``tests/readers/test_layout_vs_generate_prompt.py`` measures it): independent 0.21-0.69 nats on its 3-document
+(``benchmarks/bench_dma_layout_gap.py`` measures it, 2026-12-03): independent 0.21-0.69 nats on its 3-document
 example (doc_tokens 8) and a median of 0.34 (max 0.58) over 20 deletions on two HotpotQA rows
 (doc_tokens 48); concatenated 0.13-0.52 and a median of 0.10 (max 0.36). Training uses
 ``"independent"`` for the larger gold-vs-distractor NLL gap it gives SmolLM2 (docs/gumbel_reranker.md)
