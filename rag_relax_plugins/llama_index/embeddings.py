@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 __all__ = ["GaussianEmbedding"]
 
 _DIGEST_NAME = re.compile(r"gaussian-embedder@[0-9a-f]{16}")  # what _instance_name writes
+_UNSET = object()
 
 
 class GaussianEmbedding(BaseEmbedding):
@@ -57,17 +58,19 @@ class GaussianEmbedding(BaseEmbedding):
             index = VectorStoreIndex.from_documents(docs, embed_model=embed_model)
     """
 
-    model_path: str | None = Field(default=None, description="folder of a saved Gaussian embedder")
-    device: str | None = Field(default=None, description="cpu, cuda, mps or None (best available)")
+    # fixed at construction, when the model is loaded: assigning them later would change nothing
+    model_path: str | None = Field(default=None, frozen=True, description="folder of a saved Gaussian embedder")
+    device: str | None = Field(default=None, frozen=True, description="cpu, cuda, mps or None (best available)")
     query_instruction: str = Field(default="", description="prefix added to queries")
     text_instruction: str = Field(default="", description="prefix added to documents")
     cosine_max_norm: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, description="enable the cosine-compatible transform"
     )
     model_instance: bool = Field(
-        default=False, description="built around a model= instance, which to_dict cannot hold (set by __init__)"
+        default=False, frozen=True, description="built around a model= instance, which to_dict cannot hold (set by __init__)"
     )
-    model_config = ConfigDict(extra="forbid")
+    # assignments are validated too (see __setattr__)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
     _model: Any = PrivateAttr()
 
     def __init__(self, model_path: str | None = None, *, model: Any = None, **kwargs: Any) -> None:
@@ -100,6 +103,18 @@ class GaussianEmbedding(BaseEmbedding):
             # LlamaIndex's concurrent async batches cannot turn dropout back on for each other
             model.eval()
         self._model = model
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Validate an assignment as the constructor would (``emb.embeddings_cache = kv`` beside a
+        ``query_instruction``, ``emb.cosine_max_norm = -1``) and, when it is refused, leave the
+        field as it was: pydantic has already stored the value when a model validator fails."""
+        old = self.__dict__.get(name, _UNSET) if name in type(self).model_fields else _UNSET
+        try:
+            super().__setattr__(name, value)
+        except ValueError:  # pydantic's ValidationError included
+            if old is not _UNSET:
+                self.__dict__[name] = old
+            raise
 
     @model_validator(mode="before")
     @classmethod

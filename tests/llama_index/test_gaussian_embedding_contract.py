@@ -81,3 +81,29 @@ def test_model_dump_round_trip_and_explicit_names() -> None:
     assert again.model_name == e.model_name and again.query_instruction == "q: "
     named = GaussianEmbedding(model=m, model_name="gaussian-embedder-finetuned-v3")
     assert named.model_name == "gaussian-embedder-finetuned-v3"
+
+
+def test_an_assignment_is_checked_as_the_constructor_checks_it() -> None:
+    """Assignments were not validated: ``emb.embeddings_cache = kv`` beside a query instruction
+    brought back the shared query/text cache entry, and ``cosine_max_norm = -1`` was kept."""
+    e = GaussianEmbedding(model=_model(0), query_instruction="q: ")
+    with pytest.raises(ValueError, match="embeddings_cache is not supported"):
+        e.embeddings_cache = SimpleKVStore()
+    assert e.embeddings_cache is None  # the refused value is not kept
+    cached = GaussianEmbedding(model=_model(0), embeddings_cache=SimpleKVStore())
+    with pytest.raises(ValueError, match="embeddings_cache is not supported"):
+        cached.query_instruction = "q: "
+    assert cached.query_instruction == ""
+    with pytest.raises(ValueError, match="greater than 0"):
+        e.cosine_max_norm = -1.0
+    assert e.cosine_max_norm is None
+    e.cosine_max_norm, e.embed_batch_size = 100.0, 4  # valid assignments still work
+    assert len(e.get_query_embedding("x")) == len(e.get_text_embedding("x"))
+
+
+@pytest.mark.parametrize(("field", "value"), [("model_path", "elsewhere"), ("device", "cpu"), ("model_instance", False)])
+def test_fields_read_at_loading_are_frozen(field: str, value: object) -> None:
+    """Assigning them after the model was loaded changed nothing but the config."""
+    e = GaussianEmbedding(model=_model(0))
+    with pytest.raises(ValueError, match="frozen"):
+        setattr(e, field, value)
