@@ -69,7 +69,8 @@ def cosine_compatible_documents(docs: torch.Tensor, geometry: str, max_norm: flo
     norms = x.norm(dim=-1, keepdim=True)
     if x.shape[0] and float(norms.max()) > m:
         raise ValueError(
-            f"max_norm must bound every document's norm: got max_norm={m}, largest norm {float(norms.max()):.4g}"
+            f"max_norm (cosine_max_norm of the embedding wrappers) must bound every document's norm"
+            f"{' |[d, -|d|^2/2]|' if geometry == 'euclidean' else ''}: got {m}, largest {float(norms.max()):.6g}"
         )
     x = x / m
     pad = torch.sqrt((1 - (x * x).sum(-1, keepdim=True)).clamp_min(0.0))  # (N, 1) unit-norm rows

@@ -18,13 +18,14 @@ class GaussianEmbeddings(Embeddings):
     (``"euclidean"`` or ``"inner_product"``, from the model config):
 
     - by default the raw, un-normalised vectors are returned: use a store with the matching
-      distance (the MoL store, or FAISS with :attr:`distance_strategy`), or score them with
-      :meth:`similarity`;
+      distance (FAISS with :attr:`distance_strategy`), or score them with :meth:`similarity`;
     - with ``cosine_max_norm=M`` the vectors are transformed
-      (:mod:`rag_relax_plugins.embedders.gaussian_transforms`) so that a cosine-only store such
-      as ``InMemoryVectorStore`` ranks exactly like the model's geometry; ``M`` must bound the
-      document norms (an error says so otherwise), e.g. ``4 * D`` Euclidean, ``4 * sqrt(D)``
-      inner product for a model trained toward ``N(0, I_D)``.
+      (:mod:`rag_relax_plugins.embedders.gaussian_transforms`) so that a store that ranks by
+      angle ranks exactly like the model's geometry: ``InMemoryVectorStore``, and the MoL store
+      too (its heads normalise their components, so raw vectors would be ranked by angle).
+      ``M`` must bound every document's transformed norm, ``|[d, -|d|^2/2]|`` (Euclidean) or
+      ``|d|`` (inner product); an error gives the largest one otherwise. For a model trained
+      toward ``N(0, I_D)``, e.g. ``4 * D`` Euclidean, ``4 * sqrt(D)`` inner product.
 
     Setup:
         ``pip install "rag-relax-plugins[langchain,st]"``

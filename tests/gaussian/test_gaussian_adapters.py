@@ -158,3 +158,14 @@ def test_similarity_uses_geometry() -> None:
         GaussianEmbeddings(model=object())
     with pytest.raises(ValueError, match="batch_size"):
         GaussianEmbeddings(model=model, batch_size=0)
+
+
+def test_cosine_max_norm_bounds_the_transformed_document_norm() -> None:
+    """The docstring said M bounds the document norms and the error named ``max_norm``; for the
+    Euclidean geometry the bound is on ``|[d, -|d|^2/2]|``, which the message now names."""
+    model = _random_head_model("euclidean")
+    d = model.encode(CORPUS).double()
+    lifted = float(torch.cat([d, -0.5 * (d * d).sum(-1, keepdim=True)], dim=-1).norm(dim=-1).max())
+    GaussianEmbeddings(model=model, cosine_max_norm=lifted * 1.001).embed_documents(CORPUS)
+    with pytest.raises(ValueError, match=r"cosine_max_norm .*\|\[d, -\|d\|\^2/2\]\|: got .*, largest"):
+        GaussianEmbeddings(model=model, cosine_max_norm=lifted * 0.999).embed_documents(CORPUS)
