@@ -114,7 +114,18 @@ def assign_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
             raise TypeError(f"ids[{i}] must be a str or None, got {type(given).__name__}")
         if given == "":
             raise ValueError(f"ids[{i}] must not be empty")
-        out.append(str(uuid.uuid4()) if given is None else given)
+        out.append(str(uuid.uuid4()) if given is None else str(given))  # np.str_ -> str
     if len(set(out)) != n:
         raise ValueError("ids must be unique within one call")
     return out
+
+
+def id_list(name: str, ids: Any) -> Any:
+    """``ids`` itself, unless it is one string (``delete("abc")`` would delete ``a``, ``b``, ``c``).
+
+    Raises:
+        TypeError: ``ids`` is a ``str`` or ``bytes``.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be a list of ids, got a {type(ids).__name__}: pass [{ids!r}] for one id")
+    return ids

@@ -36,8 +36,15 @@ FORMAT_VERSION = 1
 Docs = dict[str, tuple[str, dict[str, Any]]]
 
 
-def _check_keys(value: Any, where: str) -> None:
-    """Raise ``ValueError`` on a dict key that is not a ``str`` anywhere inside ``value``."""
+def _check_keys(value: Any, where: str, active: set[int] | None = None) -> None:
+    """Raise ``ValueError`` on a dict key that is not a ``str`` anywhere inside ``value``, or on a
+    container that holds itself (``json.dumps`` would raise ``ValueError`` too; this is first)."""
+    if not isinstance(value, (dict, list, tuple)):
+        return
+    active = set() if active is None else active  # the containers on the path to ``value``
+    if id(value) in active:
+        raise ValueError(f"{where} holds itself (a circular reference): JSON cannot save it")
+    active.add(id(value))
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -45,10 +52,11 @@ def _check_keys(value: Any, where: str) -> None:
                     f"metadata keys must be strings to save the store (JSON would turn {key!r} into "
                     f"{json.dumps(str(key))}); got {type(key).__name__} key {key!r} in {where}"
                 )
-            _check_keys(item, f"{where}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
+            _check_keys(item, f"{where}[{key!r}]", active)
+    else:
         for i, item in enumerate(value):
-            _check_keys(item, f"{where}[{i}]")
+            _check_keys(item, f"{where}[{i}]", active)
+    active.discard(id(value))
 
 
 def _numpy_scalar(value: Any) -> Any:

@@ -39,6 +39,7 @@ from rag_relax_plugins.langchain._mol_checks import (
     check_search_kwargs,
     copy_metadata,
     filter_ids,
+    id_list,
 )
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 
@@ -218,7 +219,8 @@ class MoLVectorStore(VectorStore):
         for i, doc in enumerate(documents):
             if not isinstance(doc, Document):
                 raise TypeError(f"documents[{i}] must be a langchain Document, got {type(doc).__name__}")
-        chosen: list[str | None] = list(ids) if ids else [doc.id for doc in documents]
+        given = None if ids is None else list(id_list("ids", ids))  # an array's truth value is ambiguous
+        chosen: list[str | None] = given if given else [doc.id for doc in documents]
         return self.add_texts(
             [doc.page_content for doc in documents],
             [doc.metadata for doc in documents],
@@ -230,6 +232,7 @@ class MoLVectorStore(VectorStore):
         """Delete ``ids`` (missing ids are ignored); ``ids=None`` deletes everything."""
         if kwargs:
             raise TypeError(f"delete got unexpected keyword arguments {sorted(kwargs)}")
+        ids = None if ids is None else id_list("ids", ids)
         with self._lock:
             targets = list(self._docs) if ids is None else [i for i in dict.fromkeys(ids) if i in self._docs]
             if targets and self._index is not None:
@@ -240,6 +243,7 @@ class MoLVectorStore(VectorStore):
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """Documents of ``ids`` in the given order; unknown ids are skipped."""
+        ids = id_list("ids", ids)
         with self._lock:
             return [self._document(i) for i in ids if i in self._docs]
 

@@ -486,3 +486,31 @@ def test_add_texts_takes_numpy_arrays_of_ids_and_metadatas() -> None:
     store = MoLVectorStore(HashingEmbeddings())
     added = store.add_texts(TEXTS[:2], metadatas=np.array([{"n": 1}, {"n": 2}]), ids=np.array(["x", "y"]))
     assert added == ["x", "y"] and [d.metadata for d in store.get_by_ids(["x", "y"])] == [{"n": 1}, {"n": 2}]
+    assert all(type(i) is str for i in added)  # not np.str_
+    docs = [Document(page_content=t) for t in TEXTS[2:]]  # add_documents took the array for its truth value
+    assert store.add_documents(docs, ids=np.array(["z", "w"])) == ["z", "w"]
+    assert [d.id for d in store.get_by_ids(["z", "w"])] == ["z", "w"]
+
+
+@pytest.mark.parametrize("call", ["delete", "get_by_ids"])
+def test_one_string_is_not_taken_as_a_list_of_ids(store: MoLVectorStore, call: str) -> None:
+    """``delete("abc")`` deleted the ids "a", "b" and "c", one per character."""
+    store.add_texts(["abc text"], ids=["abc"])
+    with pytest.raises(TypeError, match=r"ids must be a list of ids, got a str: pass \['abc'\]"):
+        getattr(store, call)("abc")
+    assert len(store) == 5 and [d.id for d in store.get_by_ids(["a", "b", "c", "abc"])] == ["a", "b", "c", "abc"]
+
+
+def test_save_names_circular_metadata(tmp_path: Path) -> None:
+    """A metadata dict that holds itself raised RecursionError, not the documented ValueError."""
+    circular: dict[str, Any] = {"name": "x"}
+    circular["self"] = circular
+    shared = {"k": 1}
+    store = MoLVectorStore.from_texts(["x", "y"], HashingEmbeddings(), metadatas=[{"a": shared, "b": [shared]}, circular],
+                                      ids=["x", "y"])
+    with pytest.raises(ValueError, match=r"the metadata of id 'y'\['self'\] holds itself"):
+        store.save_local(tmp_path / "s")
+    store.delete(["y"])
+    store.save_local(tmp_path / "s")  # a value shared by two keys is no cycle
+    assert MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings()).get_by_ids(["x"])[0].metadata == {
+        "a": {"k": 1}, "b": [{"k": 1}]}
