@@ -128,13 +128,25 @@ def write_store(
         "records": [{"type": t, "ref_doc_id": r, "metadata": m, "node": n} for t, r, m, n in records],
     }
     try:  # the manifest's rename reaches the disk (folder flushed) before the old index is deleted
-        atomic_write_text(path, json.dumps(manifest, ensure_ascii=False))
+        atomic_write_text(path, _manifest_text(manifest))
     except BaseException:
         if folder is not None:
             shutil.rmtree(path.parent / folder, ignore_errors=True)
         raise
     if old and old != folder:
         shutil.rmtree(path.parent / old, ignore_errors=True)
+
+
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    """The manifest as JSON: UTF-8 text as is, or ASCII escapes when some string holds a lone
+    surrogate (a non-UTF-8 file name in metadata, as ``SimpleDirectoryReader`` records it), which
+    UTF-8 cannot encode; ``json.loads`` reads both back alike."""
+    text = json.dumps(manifest, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(manifest)
+    return text
 
 
 def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex | None, dict[str, Record], bool]:

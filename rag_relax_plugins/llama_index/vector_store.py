@@ -19,6 +19,7 @@ folder; see :mod:`rag_relax_plugins.llama_index._mol_persist` for the layout and
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import threading
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from pydantic import PrivateAttr
 from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.index import MoLIndex, Strategy
+from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.llama_index._mol_filters import (
     NODE_FIELDS,
     check_filters,
@@ -121,16 +123,22 @@ class MoLVectorStore(BasePydanticVectorStore):
         cache_dtype: str = "fp32",
         **kwargs: Any,
     ) -> None:
+        unknown = sorted(set(kwargs) - set(type(self).model_fields))
+        if unknown:  # pydantic would drop them: a misspelt embed_modl= surfaced at the first add
+            raise TypeError(f"MoLVectorStore got unexpected keyword arguments {unknown}")
         super().__init__(**kwargs)
         if similarity is not None and not isinstance(similarity, MoLSimilarity):
             raise TypeError(f"similarity must be a MoLSimilarity, got {type(similarity).__name__}")
         if embed_model is not None and not isinstance(embed_model, BaseEmbedding):
             raise TypeError(f"embed_model must be a llama_index BaseEmbedding, got {type(embed_model).__name__}")
         self._embed_model = embed_model
-        self._strategy = strategy
+        self._strategy = None if strategy is None else check_strategy(strategy)
         self._index_kwargs = {"device": device, "first_stage": first_stage, "cache_dtype": cache_dtype}
-        if similarity is not None:
-            self._index = MoLIndex(similarity, **self._index_kwargs)
+        # without a head the index is built at the first add: its options are checked now, on a
+        # throwaway one (a few ms), not then
+        self._index = MoLIndex(similarity or MoLSimilarity.cosine(1), **self._index_kwargs)
+        if similarity is None:
+            self._index = None
 
     @classmethod
     def class_name(cls) -> str:
@@ -179,7 +187,13 @@ class MoLVectorStore(BasePydanticVectorStore):
         return ids
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-        """Delete every node whose ``ref_doc_id`` is ``ref_doc_id`` (none: no-op)."""
+        """Delete every node whose ``ref_doc_id`` is ``ref_doc_id`` (none: no-op).
+
+        ``None`` deletes nothing (``index.delete_ref_doc(node.ref_doc_id)`` of a node without a
+        source document would otherwise delete every such node), as upstream.
+        """
+        if ref_doc_id is None:
+            return
         with self._lock:
             self._remove([i for i, rec in self._nodes.items() if rec[1] == ref_doc_id])
 
@@ -217,8 +231,9 @@ class MoLVectorStore(BasePydanticVectorStore):
         if not isinstance(query, VectorStoreQuery):
             raise TypeError(f"query must be a VectorStoreQuery, got {type(query).__name__}")
         k = query.similarity_top_k
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if isinstance(k, bool) or not hasattr(k, "__index__") or k < 1:
             raise ValueError(f"query.similarity_top_k must be an int >= 1, got {k!r}")
+        k = operator.index(k)  # a numpy integer too, as upstream
         if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
             raise ValueError(f"query.mode {query.mode!r} is not supported (DEFAULT or MMR)")
         filters = check_filters(query.filters)
@@ -278,6 +293,9 @@ class MoLVectorStore(BasePydanticVectorStore):
         self, node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None = None
     ) -> list[str]:
         """Stored ids in ``node_ids`` (all when ``None``) of ``doc_ids`` that pass ``filters``."""
+        for name, given in (("node_ids", node_ids), ("doc_ids", doc_ids)):
+            if isinstance(given, (str, bytes)):  # else read one character at a time
+                raise TypeError(f"{name} must be a list of ids, got a {type(given).__name__}: pass [{given!r}] for one id")
         candidates = list(self._nodes) if node_ids is None else [i for i in dict.fromkeys(node_ids) if i in self._nodes]
         refs = None if doc_ids is None else set(doc_ids)
         node_fields = filters is not None and bool(filter_keys(filters) & NODE_FIELDS)

@@ -100,3 +100,71 @@ def test_explicit_strategy_none_keeps_the_store_strategy(monkeypatch: pytest.Mon
     monkeypatch.setattr(store.client, "search", spy)
     store.query(VectorStoreQuery(query_embedding=EMB.get_query_embedding("a"), similarity_top_k=1), strategy=None)
     assert seen == [TopKAvg(2)]
+
+
+def test_a_non_utf8_file_name_in_metadata_and_doc_id_persists_and_loads(tmp_path: Path) -> None:
+    """A lone surrogate (how a non-UTF-8 file name decodes) made every persist() fail with a bare
+    UnicodeEncodeError, while the default stores saved it."""
+    from llama_index.core import load_index_from_storage
+
+    name = b"caf\xe9.txt".decode("utf-8", errors="surrogateescape")
+    docs = [Document(id_="/data/" + name, text="a cafe menu", metadata={"file_name": name},
+                     excluded_embed_metadata_keys=["file_name"])]
+    ctx = StorageContext.from_defaults(vector_store=MoLVectorStore())
+    VectorStoreIndex.from_documents(docs, storage_context=ctx, embed_model=EMB)
+    ctx.persist(tmp_path)
+    back = load_index_from_storage(StorageContext.from_defaults(
+        persist_dir=str(tmp_path), vector_store=MoLVectorStore.from_persist_dir(str(tmp_path))), embed_model=EMB)
+    hit = back.as_retriever(similarity_top_k=1).retrieve("cafe")[0]
+    assert hit.node.metadata["file_name"] == name and hit.node.ref_doc_id == "/data/" + name
+    plain = tmp_path / "plain"  # UTF-8 text without surrogates stays as is, unescaped
+    store = MoLVectorStore()
+    store.add([TextNode(text="é", id_="é", embedding=EMB.get_text_embedding("é"))])
+    store.persist(str(plain))
+    assert '"é"' in plain.read_text(encoding="utf-8")
+
+
+def test_delete_ref_doc_none_deletes_nothing() -> None:
+    """``delete(None)`` matched, and deleted, every node without a source document."""
+    store = MoLVectorStore()
+    store.add([TextNode(text=t, id_=t, embedding=EMB.get_text_embedding(t)) for t in ("a", "b")])
+    index = VectorStoreIndex.from_vector_store(store, embed_model=EMB)
+    index.delete_ref_doc(store.get_nodes(["a"])[0].ref_doc_id)  # None
+    assert len(store) == 2 and sorted(n.node_id for n in store.get_nodes()) == ["a", "b"]
+
+
+def test_one_string_is_not_taken_as_a_list_of_ids() -> None:
+    """``get_nodes("abc")`` returned the nodes "a" and "b"; ``delete_nodes("abc")`` deleted them."""
+    store = MoLVectorStore()
+    store.add([TextNode(text=t, id_=t, embedding=EMB.get_text_embedding(t)) for t in ("a", "b", "abc")])
+    with pytest.raises(TypeError, match=r"node_ids must be a list of ids, got a str: pass \['abc'\]"):
+        store.get_nodes("abc")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="node_ids must be a list of ids"):
+        store.delete_nodes("abc")  # type: ignore[arg-type]
+    for field in ("node_ids", "doc_ids"):
+        query = VectorStoreQuery(query_embedding=EMB.get_query_embedding("a"), similarity_top_k=2)
+        setattr(query, field, "abc")
+        with pytest.raises(TypeError, match=f"{field} must be a list of ids"):
+            store.query(query)
+    assert len(store) == 3
+
+
+def test_a_numpy_integer_top_k_is_taken() -> None:
+    import numpy as np
+
+    store = MoLVectorStore()
+    store.add([TextNode(text=t, id_=t, embedding=EMB.get_text_embedding(t)) for t in ("a b", "c d", "a")])
+    got = store.query(VectorStoreQuery(query_embedding=EMB.get_query_embedding("a b"), similarity_top_k=np.int64(2)))
+    assert len(got.ids or []) == 2 and (got.ids or [])[0] == "a b"
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), [
+    ({"embed_modl": None}, TypeError, r"unexpected keyword arguments \['embed_modl'\]"),
+    ({"first_stage": "hnws"}, ValueError, "hnws"),
+    ({"cache_dtype": "fp8"}, ValueError, "cache_dtype"),
+    ({"strategy": "fast"}, TypeError, "strategy must be"),
+])
+def test_options_are_checked_when_the_store_is_built(kwargs: dict[str, Any], exc: type[Exception], match: str) -> None:
+    """They were accepted and failed at the first add (a misspelt keyword: "no embed_model")."""
+    with pytest.raises(exc, match=match):
+        MoLVectorStore(**kwargs)
