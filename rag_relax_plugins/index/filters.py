@@ -24,6 +24,7 @@ that share a row subset.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -140,7 +141,7 @@ def check_ids(name: str, ids: object, *, unique: bool) -> list[str]:
         for i in out:
             _check_utf8(f"{name} entry {i!r}", i)
     if unique and len(set(out)) != len(out):
-        dups = sorted({i for i in out if out.count(i) > 1})[:5]
+        dups = sorted(i for i, c in Counter(out).items() if c > 1)[:5]  # linear: list.count was quadratic
         raise ValueError(f"{name} must be unique, got duplicates {dups!r}")
     return out
 

@@ -13,6 +13,7 @@ to the usual approximation). FAISS is optional; ``kind="torch"`` needs nothing b
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +24,8 @@ import torch
 
 from rag_relax_plugins._errors import require
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "STAGES",
@@ -50,7 +53,10 @@ class FirstStageConfig(DictConfig):
         hnsw_m: HNSW graph degree.
         hnsw_ef_construction: HNSW build beam width.
         hnsw_ef_search: HNSW search beam width (raised to ``n`` when a search asks for more).
-        ivf_nlist: IVF cells; ``None`` picks ``4 * sqrt(M)`` (at most ``M / 39``, at least 1).
+        ivf_nlist: IVF cells; ``None`` picks ``4 * sqrt(M)``. Either is capped at ``M // 39``
+            (at least 1: FAISS's k-means wants 39 training points per cell); an explicit value
+            that is capped logs a warning. ``M`` is the number of vectors of the stage (``N``
+            for ``TopKAvg``, ``N * P_x`` for ``TopKPerEmbd``).
         ivf_nprobe: IVF cells visited per query.
         seed: k-means seed for IVF training (deterministic builds).
     """
@@ -167,8 +173,11 @@ class FaissSearcher(VectorSearcher):
             index = faiss.IndexHNSWFlat(d, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = config.hnsw_ef_construction
         elif config.kind == "ivf":
-            nlist = config.ivf_nlist or int(4 * math.sqrt(max(m, 1)))
-            nlist = max(1, min(nlist, m // 39 if m >= 39 else 1))
+            wanted = config.ivf_nlist or int(4 * math.sqrt(max(m, 1)))
+            nlist = max(1, min(wanted, m // 39 if m >= 39 else 1))
+            if config.ivf_nlist is not None and nlist < config.ivf_nlist:
+                logger.warning("ivf_nlist=%d is capped at %d cells for %d vectors (39 training points per cell)",
+                               config.ivf_nlist, nlist, m)
             quantizer = faiss.IndexFlatIP(d)
             index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
             index.cp.seed = config.seed

@@ -96,18 +96,27 @@ class MoLIndex:
             raise ValueError(
                 f"cache_dtype must be one of {sorted(_CACHE_DTYPES)}, got {cache_dtype!r}"
             )
-        exact_filter_threshold = check_k("exact_filter_threshold", exact_filter_threshold)  # a Python int
         check_float32_module("similarity", similarity)
         self.device = resolve_device(device)
         self.similarity = similarity.to(self.device).eval()
         self._first_stages = FirstStages(first_stage)
         self.cache_dtype = cache_dtype
-        self.exact_filter_threshold = exact_filter_threshold
+        self.exact_filter_threshold = exact_filter_threshold  # checked by the setter
         c = similarity.config
         self._ids: list[str] = []
         self._rows: dict[str, int] = {}
         self._metadata: list[dict[str, Any]] = []
         self._store = ItemStore(c, _CACHE_DTYPES[cache_dtype], self.device)
+
+    @property
+    def exact_filter_threshold(self) -> int:
+        """Filtered subsets up to this many items are scored by brute force (an int ``>= 1``;
+        checked when set, so that ``save`` can write it and ``search`` compare with it)."""
+        return self._exact_filter_threshold
+
+    @exact_filter_threshold.setter
+    def exact_filter_threshold(self, value: int) -> None:
+        self._exact_filter_threshold = check_k("exact_filter_threshold", value)  # a Python int
 
     @property
     def first_stage(self) -> FirstStageConfig:

@@ -176,3 +176,44 @@ def test_operator_dict_filters_are_refused_by_the_index_too() -> None:
     idx.add(["a"], torch.randn(1, 10), metadata=[{"n": 1}])
     with pytest.raises(TypeError, match="operator filters"):
         idx.search(torch.randn(1, 12), 1, filter={"n": {"$in": [1]}})  # matched nothing silently
+
+
+def test_a_duplicate_id_is_named_in_linear_time() -> None:
+    """The duplicate check counted every id in the whole list (quadratic): 20,000 ids with one
+    duplicate took seconds before the error; a million would take hours."""
+    import time
+
+    ids = [f"d{i}" for i in range(30_000)] + ["d7"]
+    idx = MoLIndex(MoLSimilarity.cosine(4), device="cpu")
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"ids must be unique, got duplicates \['d7'\]"):
+        idx.add(ids, torch.zeros(len(ids), 4))
+    assert time.perf_counter() - start < 3.0  # linear: milliseconds (quadratic: about 25 s)
+    assert len(idx) == 0
+
+
+def test_exact_filter_threshold_is_checked_when_set(tmp_path: Path) -> None:
+    """Set after construction, a numpy integer made every save fail (not JSON) and None made
+    every filtered search fail."""
+    import numpy as np
+
+    idx = MoLIndex(MoLSimilarity.cosine(4), device="cpu")
+    idx.add(["a", "b"], torch.randn(2, 4))
+    idx.exact_filter_threshold = np.int64(5)  # type: ignore[assignment]
+    assert type(idx.exact_filter_threshold) is int
+    idx.save(tmp_path / "ix")
+    assert MoLIndex.load(tmp_path / "ix").exact_filter_threshold == 5
+    for bad in (None, 0, 2.5, True):
+        with pytest.raises((TypeError, ValueError), match="exact_filter_threshold"):
+            idx.exact_filter_threshold = bad  # type: ignore[assignment]
+    assert idx.exact_filter_threshold == 5 and idx.search(torch.randn(1, 4), 1, filter=["a"])[1] == [["a"]]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss not installed")
+def test_an_explicit_ivf_nlist_that_is_capped_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """``ivf_nlist=256`` over 1,000 items silently built 25 cells."""
+    idx = MoLIndex(MoLSimilarity.cosine(8), device="cpu", first_stage=FirstStageConfig(kind="ivf", ivf_nlist=256))
+    idx.add([f"d{i}" for i in range(1000)], torch.randn(1000, 8))
+    with caplog.at_level("WARNING", logger="rag_relax_plugins.index.first_stage"):
+        idx.search(torch.randn(1, 8), 3, strategy=TopKAvg(10))
+    assert "ivf_nlist=256 is capped at 25 cells for 1000 vectors" in caplog.text
