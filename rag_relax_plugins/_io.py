@@ -251,8 +251,8 @@ def atomic_folder(
     there are deleted once the new folder is in place.
 
     Every folder written gets a small JSON marker file :data:`SAVE_MARKER` (loaders ignore it).
-    An existing ``target`` is replaced only when it is a save and nothing of the user's can be
-    lost; that is, when it
+    An existing ``target`` is replaced only when it is a save, so that no folder of the user's
+    is lost; that is, when it
 
     - is empty, or
     - holds :data:`SAVE_MARKER` (written by this function), or
@@ -262,7 +262,8 @@ def atomic_folder(
       older save of the same layout, whose every file is about to be replaced anyway.
 
     Anything else (``index.save("data/")`` on a folder with the user's files) raises
-    ``ValueError`` and changes nothing. A save of one ``kind`` never replaces a save whose marker
+    ``ValueError`` and changes nothing. A save's folder belongs to the library: replacing it
+    replaces all of it, files added to it by hand included. A save of one ``kind`` never replaces a save whose marker
     names another kind (``index.save`` onto a LangChain store's folder); saves without a kind,
     older ones included, do not take part in that check.
 

@@ -49,7 +49,9 @@ can return fewer. Padding convention: the score tensor is ``(B, K)`` with ``K`` 
 of any query; a query with fewer has ``-inf`` scores in its trailing columns and a shorter id list.
 
 Approximate strategies equal :class:`BruteForce` when their candidates cover the corpus (e.g.
-``n >= N`` with an exact first stage).
+``n >= N`` with an exact first stage), as :class:`ExactTwoPass` always does, up to float32
+rounding: the rerank and BruteForce compute scores with different kernels (about one ulp apart),
+so two items whose scores are that close at the ``k``-th place may be exchanged.
 """
 
 from __future__ import annotations
