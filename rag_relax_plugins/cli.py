@@ -53,8 +53,10 @@ def _check_output(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     out = getattr(args, "output", None)
-    if not out:
+    if out is None:
         return
+    if not str(out).strip():  # an unset shell variable: files would land in the working folder
+        raise ValueError(f"--output must not be empty, got {out!r}")
     path = Path(out)
     if args._output_kind == "dir" and path.exists() and not path.is_dir():
         raise ValueError(f"--output {out} is an existing file; give a folder (new or from an earlier run)")

@@ -64,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
         check_report_path(args.output, model=args.model, eval_file=args.eval_file, overwrite=args.overwrite)
     # checked before the evaluation file is read; the backup of an interrupted save counts
     find_saved_folder(args.model, "config.json", what="saved model", kind=GaussianEmbedder.SAVE_KIND)
+    if args.baseline and args.baseline != "auto":  # refused now, not after the model's evaluation
+        from rag_relax_plugins.embedders.sentence_transformer import resolve_model_path
+
+        try:
+            resolve_model_path(args.baseline)
+        except (FileNotFoundError, ValueError) as exc:
+            raise ValueError(f"--baseline {args.baseline}: {str(exc).split('. ')[0]}") from exc
     data = load_eval_file(args.eval_file)
     model = GaussianEmbedder.load(args.model, device=args.device)
     result = evaluate_model(model, data, batch_size=args.batch_size)

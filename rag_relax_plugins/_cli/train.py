@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 NAME = "train"
 HELP = "train the isotropic Gaussian embedder (contrastive + SIGReg)"
@@ -72,8 +73,19 @@ def run(args: argparse.Namespace) -> int:
         cache_frozen_prefix=args.cache_frozen_prefix,
     )
     result = train(cfg)
-    what = "validation loss" if args.val_file else "training loss (no --val-file)"
+    what = _selected_by(result, args.val_file is not None)
     logging.getLogger(__name__).info(
         "trained %d steps; best_model by %s %.5f; outputs in %s", result["steps"], what, result["best_val_loss"], result["output_dir"]
     )
     return 0
+
+
+def _selected_by(result: dict[str, Any], val_file: bool) -> str:
+    """What ``best_model/`` was chosen by: the validation loss of its epoch when that was measured
+    and finite, else the training loss (no --val-file, one validation pair, a loss that was not
+    finite)."""
+    history, epoch = result["history"], result["best_epoch"]
+    val = history["val_loss"][epoch - 1] if epoch and len(history["val_loss"]) >= epoch else None
+    if val is not None and val == result["best_val_loss"]:
+        return "validation loss"
+    return "training loss (no --val-file)" if not val_file else "training loss (no usable validation loss)"

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--val-rows", type=int, default=40,
       help="last M training rows select best_model by MRR (default 40; 0: none, the epoch with the lowest "
            "mean training loss is best)")
-    a("--evidence", action="store_true", help="add hotpotqa/evidence_500.jsonl as extra training pairs")
+    a("--evidence", action="store_true",
+      help="add evidence_500.jsonl, read from the folder of --data, as extra training pairs")
     a("--backbone", default=None, help="local sentence-transformers folder (default: offline MiniLM)")
     a("--projection-dim", type=int, default=128, help="projection size (default 128; 0: no projection, needs --train-last-layers > 0)")
     a("--max-seq-length", type=int, default=256)
@@ -54,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cache_dir is not None and (not str(args.cache_dir).strip() or (
+            Path(args.cache_dir).exists() and not Path(args.cache_dir).is_dir())):
+        raise ValueError(f"--cache-dir {args.cache_dir!r} must name a folder (new or an earlier cache), "
+                         "not an existing file or an empty string")
     from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
     from rag_relax_plugins.training.maxsim_checkpoint import adopt_reranker_config, checked_resume
     from rag_relax_plugins.training.maxsim_data import TokenCache, hotpot_split
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     reranker = MaxSimReranker(cfg.model_config(), device=cfg.device)
     cfg = adopt_reranker_config(cfg, reranker.config)  # what train_maxsim checks and records
     report: dict[str, object] = {}
-    cache_dir = cfg.cache_dir or f"{cfg.output_dir}/token_cache"
+    cache_dir = cfg.cache_dir or str(Path(cfg.output_dir) / "token_cache")
 
     def test_metrics(model: MaxSimReranker) -> dict[str, dict[str, float]]:
         q = TokenCache.build(model, split.queries.texts, marker=model.config.query_marker, cache_dir=cache_dir)

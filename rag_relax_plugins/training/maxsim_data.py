@@ -292,7 +292,11 @@ def hotpot_split(
             beside it is read, with a folder its ``hotpotqa/evidence_500.jsonl`` (or
             ``evidence_500.jsonl``).
     """
-    from rag_relax_plugins.datasets.hotpotqa import load_hotpotqa_distractor, load_hotpotqa_evidence
+    from rag_relax_plugins.datasets.hotpotqa import (
+        EVIDENCE_FILE,
+        load_hotpotqa_distractor,
+        load_hotpotqa_evidence,
+    )
 
     if not 0 <= val_rows < train_rows:
         raise ValueError(f"val_rows must satisfy 0 <= val_rows < train_rows, got {val_rows} and {train_rows}")
@@ -309,6 +313,11 @@ def hotpot_split(
         if data is not None:
             p = Path(data)
             folder = p.parent if p.is_file() else p  # the evidence file beside the distractor file
+            if folder.is_dir() and not any((folder / f).is_file() for f in (EVIDENCE_FILE, EVIDENCE_FILE.name)):
+                raise FileNotFoundError(
+                    f"evidence=True reads {EVIDENCE_FILE.name} from the folder of the data, and there is "
+                    f"none in {folder.resolve()}: put it beside {p.name if p.is_file() else EVIDENCE_FILE.parent}"
+                )
         train += evidence_groups(load_hotpotqa_evidence(folder), queries, texts)
     return HotpotSplit(train=train, val=val, test=test, queries=queries, texts=texts)
 

@@ -183,3 +183,23 @@ def test_refused_training_leaves_no_new_folder(tmp_path) -> None:  # type: ignor
     with pytest.raises(FileNotFoundError, match="pairs file"):
         train(_cfg(tmp_path / "new", tmp_path / "missing.jsonl"))
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(("val_pairs", "said"), [(1, "training loss (no usable validation loss)"), (3, "validation loss"),
+                                                 (0, "training loss (no --val-file)")])
+def test_the_closing_line_names_what_best_model_was_chosen_by(tmp_path, caplog, val_pairs, said) -> None:  # type: ignore[no-untyped-def]
+    """With one validation pair (no in-batch negative) the library chose by the training loss and
+    said so, and the command's last line still said "best_model by validation loss"."""
+    import json
+    import logging
+
+    train_file, val_file = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train_file.write_text("".join(json.dumps({"query": f"topic {i}", "positive": f"about topic {i}"}) + "\n"
+                                  for i in range(8)))
+    val_file.write_text("".join(json.dumps({"query": f"theme {i}", "positive": f"about theme {i}"}) + "\n"
+                                for i in range(val_pairs)))
+    with caplog.at_level(logging.INFO, logger="rag_relax_plugins._cli.train"):
+        assert main(["train", "--train-file", str(train_file), *(["--val-file", str(val_file)] if val_pairs else []),
+                     "--output", str(tmp_path / "run"), "--backbone", "hashing:32", "--output-dim", "8",
+                     "--max-steps", "1", "--batch-size", "4", "--no-checkpoints", "--no-progress", "--device", "cpu"]) == 0
+    assert f"best_model by {said} " in caplog.text

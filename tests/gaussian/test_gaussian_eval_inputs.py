@@ -89,3 +89,15 @@ def test_evaluate_output_never_destroys_inputs_or_other_files(tmp_path, capsys) 
     assert main([*base, "--output", str(report)]) == 0  # an earlier report is replaced
     assert main([*base, "--output", str(notes), "--overwrite"]) == 0
     assert "metrics" in json.loads(notes.read_text())
+
+
+def test_a_missing_baseline_is_refused_before_the_evaluation(tmp_path, capsys, monkeypatch) -> None:
+    """``--baseline /nonexistent`` was refused after the model's whole evaluation, whose report was lost."""
+    import rag_relax_plugins.training.gaussian_eval as ge
+
+    (tmp_path / "eval.json").write_text(json.dumps(DATA))
+    GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8), device="cpu").save(tmp_path / "m")
+    monkeypatch.setattr(ge, "evaluate_model", lambda *a, **k: pytest.fail("evaluated before the baseline check"))
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json"),
+                 "--baseline", str(tmp_path / "nothing"), "--device", "cpu"]) == 2
+    assert f"error: --baseline {tmp_path / 'nothing'}: model_name_or_path" in capsys.readouterr().err
