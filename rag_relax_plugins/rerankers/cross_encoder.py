@@ -12,9 +12,9 @@ with gradients, used by :class:`~rag_relax_plugins.rerankers.gumbel.GumbelRerank
   all-MiniLM-L6-v2 does), score ``scale * cos(q, d)`` with a learnable ``scale``; untrained it is the
   MiniLM cosine ranking.
 
-Persistence: a folder with ``config.json`` (scorer kind and hyper-parameters, format version),
-``backbone/`` (the backbone's transformers config), the tokenizer files and ``model.safetensors``
-(backbone + head weights). No pickle.
+Persistence (:meth:`PairScorer.save_into`, inside the reranker's folder): ``scorer.json`` (scorer
+kind and hyper-parameters), ``backbone/`` (the backbone's transformers config), ``tokenizer/`` and
+``model.safetensors`` (backbone + head weights). No pickle.
 """
 
 from __future__ import annotations

@@ -177,6 +177,13 @@ class MaxSimReranker(BaseReranker):
             raise ValueError(
                 f"encoder token size {token_dim} does not match config.token_dim={config.token_dim}"
             )
+        length = getattr(encoder, "max_seq_length", None)
+        if isinstance(length, int) and not isinstance(length, bool) and length != config.max_seq_length:
+            # save() records config.max_seq_length: a reload would truncate elsewhere, other scores
+            raise ValueError(
+                f"the encoder truncates at {length} tokens but config.max_seq_length={config.max_seq_length} "
+                f"(what save() records): pass MaxSimConfig(max_seq_length={length}, ...)"
+            )
         self.config = config
         self.encoder = encoder
         self.device = torch.device(getattr(encoder, "device", "cpu"))

@@ -19,7 +19,7 @@ class MaxSimConfig(DictConfig):
         projection_dim: output size of the linear projection; ``None`` = no projection.
         query_marker: prefix added to queries before encoding.
         document_marker: prefix added to documents before encoding.
-        max_seq_length: word pieces kept per text (special tokens and marker included).
+        max_seq_length: word pieces kept per text (special tokens and marker included), >= 8.
         token_dim: size of the backbone token vectors (384 for MiniLM); checked at load.
         trained_layers: number of final backbone layers whose weights are stored with the
             reranker (set by training with ``train_last_layers``; 0 = backbone as shipped).
@@ -39,8 +39,10 @@ class MaxSimConfig(DictConfig):
 
     def __post_init__(self) -> None:
         plain_scalars(self)
-        for name in ("max_seq_length", "token_dim"):
-            check_int(name, getattr(self, name), 1)
+        # [CLS], [SEP] and a marker such as "[D] " take about 5 word pieces: below 8 every text is
+        # cut to about the marker alone and all candidates score alike (as PairScorer's floor)
+        check_int("max_seq_length", self.max_seq_length, 8)
+        check_int("token_dim", self.token_dim, 1)
         if self.projection_dim is not None:
             check_int("projection_dim", self.projection_dim, 1)
         check_int("trained_layers", self.trained_layers, 0)

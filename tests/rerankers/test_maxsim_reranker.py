@@ -113,6 +113,24 @@ def test_config_validation() -> None:
     assert MaxSimConfig.from_dict(cfg.to_dict()) == cfg and cfg.output_dim == DIM
 
 
+@pytest.mark.parametrize("length", [1, 4, 7])
+def test_a_max_seq_length_that_leaves_no_room_for_text_is_refused(length: int) -> None:
+    """At 4 or 5 word pieces every document was cut to about its marker: all scored alike."""
+    with pytest.raises(ValueError, match="max_seq_length must be >= 8"):
+        MaxSimConfig(max_seq_length=length)
+    assert MaxSimConfig(max_seq_length=8).max_seq_length == 8
+
+
+def test_an_encoder_that_truncates_elsewhere_than_the_config_is_refused() -> None:
+    """save() recorded config.max_seq_length, which the encoder never used: the reloaded reranker
+    truncated elsewhere and ranked differently."""
+    enc = HashingEncoder(dim=DIM)
+    enc.max_seq_length = 16  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"the encoder truncates at 16 tokens but config.max_seq_length=256"):
+        MaxSimReranker(MaxSimConfig(token_dim=DIM), encoder=enc)
+    assert MaxSimReranker(MaxSimConfig(token_dim=DIM, max_seq_length=16), encoder=enc).config.max_seq_length == 16
+
+
 def test_pack_tokens_matches_mask_order() -> None:
     emb = torch.arange(2 * 3 * 2, dtype=torch.float32).view(2, 3, 2)
     mask = torch.tensor([[True, True, False], [True, False, False]])

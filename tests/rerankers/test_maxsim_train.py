@@ -96,13 +96,16 @@ def test_token_cache_is_keyed_by_the_encoder_actually_used(tmp_path: Path) -> No
     assert not torch.equal(ca.packed.tokens, cb.packed.tokens)
     direct = b.backbone_tokens(texts, marker="[D] ").tokens
     torch.testing.assert_close(cb.packed.tokens.float(), direct, atol=2e-3, rtol=2e-3)
-    # an encoder's own truncation length is part of the key (SentenceTransformerEncoder.max_seq_length)
-    long_enc, short_enc = HashingEncoder(dim=32, seed=1), HashingEncoder(dim=32, seed=1)
-    long_enc.max_seq_length, short_enc.max_seq_length = 256, 16  # type: ignore[attr-defined]
-    fl = _fingerprint(MaxSimReranker(cfg, encoder=long_enc), "[D] ", texts)
-    fs = _fingerprint(MaxSimReranker(cfg, encoder=short_enc), "[D] ", texts)
-    assert fl != fs
-    assert fl == _fingerprint(MaxSimReranker(cfg, encoder=long_enc), "[D] ", texts)  # deterministic
+    # an encoder's own truncation length is part of the key (SentenceTransformerEncoder.max_seq_length),
+    # also when it is changed after the reranker was built (the constructor requires the config's)
+    enc = HashingEncoder(dim=32, seed=1)
+    enc.max_seq_length = cfg.max_seq_length  # type: ignore[attr-defined]
+    rr = MaxSimReranker(cfg, encoder=enc)
+    fl = _fingerprint(rr, "[D] ", texts)
+    enc.max_seq_length = 16  # type: ignore[attr-defined]
+    assert _fingerprint(rr, "[D] ", texts) != fl
+    enc.max_seq_length = cfg.max_seq_length  # type: ignore[attr-defined]
+    assert fl == _fingerprint(rr, "[D] ", texts)  # deterministic
 
 
 def test_model_config_token_dim_follows_the_backbone(tmp_path: Path, minilm_path: str) -> None:
