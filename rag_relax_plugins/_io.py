@@ -250,6 +250,9 @@ def atomic_folder(
     the recovery of the instant between the two renames. Backups that an earlier crash left
     there are deleted once the new folder is in place.
 
+    A ``target`` that is a symbolic link is saved through: the folder it points to is replaced
+    and the link kept.
+
     Every folder written gets a small JSON marker file :data:`SAVE_MARKER` (loaders ignore it).
     An existing ``target`` is replaced only when it is a save, so that no folder of the user's
     is lost; that is, when it
@@ -282,6 +285,8 @@ def atomic_folder(
             (see above); the temporary folder is removed and ``target`` left as it was.
     """
     target = Path(target)
+    if target.is_symlink():  # save through the link: renaming the link itself would leave it behind
+        target = target.resolve()
     names = tuple(replace_if_contains)
     if not all(isinstance(n, str) and n and "/" not in n for n in names):
         raise ValueError(f"replace_if_contains must hold plain file names, got {names!r}")
@@ -353,8 +358,8 @@ def find_saved_folder(
         raise ValueError(f"{folder} holds a saved {other}, not a {kind}{hint}")
     if (folder / marker).is_file():
         return folder
-    if not folder.exists():
-        backups = [p for p in _backups(folder) if (p / marker).is_file()]
+    if not folder.exists():  # a dangling link: its target's backups (atomic_folder saves through links)
+        backups = [p for p in _backups(folder.resolve() if folder.is_symlink() else folder) if (p / marker).is_file()]
         if backups:
             return max(backups, key=lambda p: p.stat().st_mtime)
     raise FileNotFoundError(f"{what} not found: {folder} (expected {marker} inside)")

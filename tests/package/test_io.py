@@ -369,3 +369,19 @@ def test_find_saved_folder_refuses_a_save_of_another_kind(tmp_path: Path) -> Non
     assert find_saved_folder(outer, "state.json") == outer  # no kind asked: not checked
     (inner / SAVE_MARKER).unlink()  # a save from before the markers
     assert find_saved_folder(inner, "data.txt", kind="model-b") == inner
+
+
+def test_a_save_through_a_symlink_replaces_its_target_and_keeps_the_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link itself was renamed aside and replaced by a real folder: the folder it named kept the
+    old save, and the renamed link (a ``.latest.old-*`` symlink) was never deleted."""
+    real, link = tmp_path / "run_1", tmp_path / "latest"
+    atomic_folder(real, _write("v1"))
+    link.symlink_to(real, target_is_directory=True)
+    atomic_folder(link, _write("v2"))
+    atomic_folder(link, _write("v3"))
+    assert link.is_symlink() and (real / "data.txt").read_text(encoding="utf-8") == "v3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "run_1"]
+    _crash_between_the_renames(link, monkeypatch)  # the link dangles; its target's backup is found
+    assert not real.exists() and (find_saved_folder(link) / "data.txt").read_text(encoding="utf-8") == "v1"
