@@ -31,6 +31,7 @@ from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
+from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.langchain._mol_checks import (
     as_matrix,
     assign_ids,
@@ -121,13 +122,15 @@ class MoLVectorStore(VectorStore):
         if index is not None and len(index):
             raise ValueError("index must be empty (use load_local to reopen a saved store)")
         self._embedding = embedding
-        self._strategy = strategy
+        self._strategy = None if strategy is None else check_strategy(strategy)
         self._index_kwargs: dict[str, Any] = {
             "device": device, "first_stage": first_stage, "cache_dtype": cache_dtype,
         }
         self._index: MoLIndex | None = index
         if similarity is not None:
             self._index = MoLIndex(similarity, **self._index_kwargs)
+        elif index is None:  # the head is built at the first add: its options are checked now
+            MoLIndex(MoLSimilarity.cosine(1), **self._index_kwargs)
         # True while the head is the cosine the store built itself (its width may change when empty)
         self._auto_head = False
         self._docs: dict[str, tuple[str, dict[str, Any]]] = {}

@@ -514,3 +514,14 @@ def test_save_names_circular_metadata(tmp_path: Path) -> None:
     store.save_local(tmp_path / "s")  # a value shared by two keys is no cycle
     assert MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings()).get_by_ids(["x"])[0].metadata == {
         "a": {"k": 1}, "b": [{"k": 1}]}
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), [
+    ({"first_stage": "hnws"}, ValueError, "hnws"),
+    ({"cache_dtype": "fp8"}, ValueError, "cache_dtype"),
+    ({"strategy": "fast"}, TypeError, "strategy must be"),
+])
+def test_options_are_checked_when_the_store_is_built(kwargs: dict[str, Any], exc: type[Exception], match: str) -> None:
+    """Without a head they were only used, and refused, at the first add."""
+    with pytest.raises(exc, match=match):
+        MoLVectorStore(HashingEmbeddings(), **kwargs)
