@@ -1,11 +1,14 @@
-"""Property test: any sequence of adds, upserts and deletes leaves the LangChain MoLVectorStore
-equal to a plain dict model, and its search equal to brute-force cosine over that model."""
+"""Property test: any sequence of adds, upserts, deletes and save / load round trips leaves the
+LangChain MoLVectorStore equal to a plain dict model, and its search equal to brute-force cosine
+over that model."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -30,12 +33,13 @@ ids = st.sampled_from([f"id{i}" for i in range(6)])
 op = st.one_of(
     st.tuples(st.just("add"), ids, texts, st.integers(0, 3)),
     st.tuples(st.just("delete"), ids, st.just(""), st.just(0)),
+    st.tuples(st.just("reload"), st.just(""), st.just(""), st.just(0)),
 )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(op, max_size=12), query=texts, k=st.integers(1, 7))
-def test_store_matches_dict_model(ops: list[tuple[str, str, str, int]], query: str, k: int) -> None:
+def test_store_matches_dict_model(tmp_path: Path, ops: list[tuple[str, str, str, int]], query: str, k: int) -> None:
     emb = BagOfWords()
     store = MoLVectorStore(emb)
     model: dict[str, tuple[str, dict[str, int]]] = {}
@@ -43,9 +47,12 @@ def test_store_matches_dict_model(ops: list[tuple[str, str, str, int]], query: s
         if kind == "add":
             store.add_documents([Document(page_content=text, metadata={"tag": tag}, id=id_)])
             model[id_] = (text, {"tag": tag})
-        else:
+        elif kind == "delete":
             store.delete([id_])
             model.pop(id_, None)
+        else:
+            store.save_local(tmp_path / "store")  # replaces the previous example's save
+            store = MoLVectorStore.load_local(tmp_path / "store", emb)
     assert len(store) == len(model)
     assert store.get_by_ids(sorted(model)) == [
         Document(page_content=t, metadata=m, id=i) for i, (t, m) in sorted(model.items())
