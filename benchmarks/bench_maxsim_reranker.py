@@ -155,7 +155,8 @@ def bench_quality(
         if not torch.allclose(direct, cached, atol=5e-3):
             raise RuntimeError(f"cached scores differ from MaxSimReranker.score by {float((direct - cached).abs().max()):.2e}")
     table["untrained_no_projection"] = evaluate_groups(
-        MaxSimReranker(MaxSimConfig(projection_dim=None), encoder=enc), split.test, q, t)
+        MaxSimReranker(MaxSimConfig(projection_dim=None, max_seq_length=rr.config.max_seq_length), encoder=enc),
+        split.test, q, t)
     table["untrained_projection_128"] = evaluate_groups(rr, split.test, q, t)
     if trained_model is None:  # train here (same options as `rag-relax train-maxsim`)
         cfg = MaxSimTrainConfig(output_dir=out_dir, epochs=epochs, cache_dir=cache_dir, show_progress=False)
@@ -219,7 +220,11 @@ def main() -> int:
     ap.add_argument("--trained-model", default=None,
                     help="evaluate this best_model folder of a `rag-relax train-maxsim` run instead of training")
     args = ap.parse_args()
-    rr = MaxSimReranker(MaxSimConfig(projection_dim=128), device="cpu", batch_size=32)
+    length = MaxSimConfig().max_seq_length
+    if args.trained_model is not None:  # read as many tokens as the trained model (its token cache too)
+        saved = json.loads((Path(args.trained_model) / "config.json").read_text(encoding="utf-8"))
+        length = int(saved.get("max_seq_length", length))
+    rr = MaxSimReranker(MaxSimConfig(projection_dim=128, max_seq_length=length), device="cpu", batch_size=32)
     update: dict[str, Any] = {"machine": machine(), "date": today(), "maxsim_machine": machine(), "maxsim_date": today()}
     bars: list[Bar] = []
     if not args.skip_speed:

@@ -85,7 +85,9 @@ def _selected_by(result: dict[str, Any], val_file: bool) -> str:
     and finite, else the training loss (no --val-file, one validation pair, a loss that was not
     finite)."""
     history, epoch = result["history"], result["best_epoch"]
-    val = history["val_loss"][epoch - 1] if epoch and len(history["val_loss"]) >= epoch else None
+    if epoch is None:  # resumed from a checkpoint that did not record it: the options tell
+        return "validation loss" if val_file else "training loss (no --val-file)"
+    val = history["val_loss"][epoch - 1] if len(history["val_loss"]) >= epoch else None
     if val is not None and val == result["best_val_loss"]:
         return "validation loss"
     return "training loss (no --val-file)" if not val_file else "training loss (no usable validation loss)"

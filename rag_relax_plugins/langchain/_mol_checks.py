@@ -105,6 +105,7 @@ def assign_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
         ValueError: a count other than ``n``, an empty id, or duplicates within the call.
         TypeError: an id that is neither ``str`` nor ``None``.
     """
+    ids = None if ids is None else id_list("ids", ids)
     if ids is not None and len(ids) != n:
         raise ValueError(f"ids must have one entry per text ({n}), got {len(ids)}")
     out: list[str] = []
@@ -114,7 +115,7 @@ def assign_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
             raise TypeError(f"ids[{i}] must be a str or None, got {type(given).__name__}")
         if given == "":
             raise ValueError(f"ids[{i}] must not be empty")
-        out.append(str(uuid.uuid4()) if given is None else str(given))  # np.str_ -> str
+        out.append(str(uuid.uuid4()) if given is None else str.__str__(given))  # np.str_, a str enum -> its text
     if len(set(out)) != n:
         raise ValueError("ids must be unique within one call")
     return out

@@ -190,7 +190,7 @@ class MoLVectorStore(VectorStore):
         n = len(texts)
         if metadatas is not None and len(metadatas) == 0:  # [] means none given, as in InMemoryVectorStore
             metadatas = None
-        if ids is not None and len(ids) == 0:
+        if ids is not None and len(id_list("ids", ids)) == 0:
             ids = None
         if metadatas is not None and len(metadatas) != n:
             raise ValueError(f"metadatas must have one dict per text ({n}), got {len(metadatas)}")

@@ -132,7 +132,8 @@ class GaussianEmbedding(BaseEmbedding):
             raise ValueError(
                 "embeddings_cache is not supported with query_instruction / text_instruction that differ "
                 "or with cosine_max_norm: LlamaIndex caches query and text vectors under the same raw "
-                "text, and here they differ (cache at the IngestionPipeline instead)"
+                "text, and here they differ (cache at the IngestionPipeline instead; to change both "
+                "instructions of a cached embedding, set embeddings_cache = None first)"
             )
         return self
 

@@ -123,6 +123,8 @@ class MoLVectorStore(BasePydanticVectorStore):
         cache_dtype: str = "fp32",
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("class_name") == self.class_name():  # model_dump() adds it: accept it back
+            kwargs = {k: v for k, v in kwargs.items() if k != "class_name"}
         unknown = sorted(set(kwargs) - set(type(self).model_fields))
         if unknown:  # pydantic would drop them: a misspelt embed_modl= surfaced at the first add
             raise TypeError(f"MoLVectorStore got unexpected keyword arguments {unknown}")

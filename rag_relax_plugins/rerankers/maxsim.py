@@ -137,8 +137,8 @@ class MaxSimReranker(BaseReranker):
         encoder: any :class:`~rag_relax_plugins.embedders.base.TokenEncoder` to use instead of
             loading ``config.backbone`` (e.g. a shared ``SentenceTransformerEncoder``, or the
             ``HashingEncoder`` test double); its token size must equal ``config.token_dim``, and
-            its own truncation length applies (``config.max_seq_length`` is used only when the
-            reranker loads the backbone itself).
+            an encoder with a ``max_seq_length`` must truncate at ``config.max_seq_length``
+            (what :meth:`save` records, so that a reload scores alike).
         device: where the backbone and projection run (``None``: best available). Ignored for
             a given ``encoder``, whose device is used.
         batch_size: texts per backbone forward pass.
@@ -182,7 +182,8 @@ class MaxSimReranker(BaseReranker):
             # save() records config.max_seq_length: a reload would truncate elsewhere, other scores
             raise ValueError(
                 f"the encoder truncates at {length} tokens but config.max_seq_length={config.max_seq_length} "
-                f"(what save() records): pass MaxSimConfig(max_seq_length={length}, ...)"
+                f"(what save() records): give an encoder built with max_seq_length={config.max_seq_length}, "
+                f"or a config with max_seq_length={length}"
             )
         self.config = config
         self.encoder = encoder

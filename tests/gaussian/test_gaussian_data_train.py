@@ -203,3 +203,15 @@ def test_the_closing_line_names_what_best_model_was_chosen_by(tmp_path, caplog, 
                      "--output", str(tmp_path / "run"), "--backbone", "hashing:32", "--output-dim", "8",
                      "--max-steps", "1", "--batch-size", "4", "--no-checkpoints", "--no-progress", "--device", "cpu"]) == 0
     assert f"best_model by {said} " in caplog.text
+
+
+def test_the_closing_line_of_a_resumed_run_without_best_epoch_follows_the_options() -> None:
+    """A checkpoint of an older format records no best epoch: the line said "training loss" for
+    a run selected by its validation loss."""
+    from rag_relax_plugins._cli.train import _selected_by
+
+    result = {"history": {"val_loss": [0.9, 0.8]}, "best_epoch": None, "best_val_loss": 0.8}
+    assert _selected_by(result, val_file=True) == "validation loss"
+    assert _selected_by(result, val_file=False) == "training loss (no --val-file)"
+    result["best_epoch"] = 2
+    assert _selected_by(result, val_file=True) == "validation loss"

@@ -525,3 +525,19 @@ def test_options_are_checked_when_the_store_is_built(kwargs: dict[str, Any], exc
     """Without a head they were only used, and refused, at the first add."""
     with pytest.raises(exc, match=match):
         MoLVectorStore(HashingEmbeddings(), **kwargs)
+
+
+def test_ids_that_are_str_subclasses_keep_their_text_and_one_string_is_refused_by_add_texts() -> None:
+    """``str(given)`` (for numpy ids) turned a ``str`` enum member into 'DocId.INTRO'; and
+    ``add_texts(texts, ids="ab")`` gave the ids "a" and "b"."""
+    from enum import Enum
+
+    class DocId(str, Enum):
+        INTRO = "intro"
+
+    store = MoLVectorStore(HashingEmbeddings())
+    assert store.add_texts(["hello"], ids=[DocId.INTRO]) == ["intro"]
+    assert [d.id for d in store.get_by_ids(["intro"])] == ["intro"]
+    with pytest.raises(TypeError, match="ids must be a list of ids, got a str"):
+        store.add_texts(["one", "two"], ids="ab")  # type: ignore[arg-type]
+    assert len(store) == 1

@@ -91,9 +91,12 @@ def test_an_assignment_is_checked_as_the_constructor_checks_it() -> None:
         e.embeddings_cache = SimpleKVStore()
     assert e.embeddings_cache is None  # the refused value is not kept
     cached = GaussianEmbedding(model=_model(0), embeddings_cache=SimpleKVStore())
-    with pytest.raises(ValueError, match="embeddings_cache is not supported"):
+    with pytest.raises(ValueError, match=r"embeddings_cache is not supported.*set embeddings_cache = None first"):
         cached.query_instruction = "q: "
     assert cached.query_instruction == ""
+    cached.embeddings_cache = None  # the way to change both instructions
+    cached.query_instruction = cached.text_instruction = "x: "
+    cached.embeddings_cache = SimpleKVStore()
     with pytest.raises(ValueError, match="greater than 0"):
         e.cosine_max_norm = -1.0
     assert e.cosine_max_norm is None

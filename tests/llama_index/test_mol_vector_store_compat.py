@@ -168,3 +168,12 @@ def test_options_are_checked_when_the_store_is_built(kwargs: dict[str, Any], exc
     """They were accepted and failed at the first add (a misspelt keyword: "no embed_model")."""
     with pytest.raises(exc, match=match):
         MoLVectorStore(**kwargs)
+
+
+def test_a_model_dump_builds_the_store_again() -> None:
+    """``model_dump()`` adds ``class_name``; the unknown-keyword check refused it."""
+    store = MoLVectorStore()
+    again = MoLVectorStore(**store.model_dump())
+    assert isinstance(again, MoLVectorStore) and again.stores_text
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['class_name'\]"):
+        MoLVectorStore(class_name="SimpleVectorStore")
