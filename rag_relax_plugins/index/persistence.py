@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
+from rag_relax_plugins._io import (
+    atomic_folder,
+    find_saved_folder,
+    read_json,
+    read_tensors,
+    read_whole_save,
+)
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
 
@@ -234,7 +240,10 @@ def load_index(folder: Path, *, device: str | torch.device | None = None) -> MoL
             config key, or files that are inconsistent with each other (the message names the
             file and what is wrong).
     """
-    folder = _resolve_folder(Path(folder))
+    return read_whole_save(folder, lambda: _load_index(_resolve_folder(Path(folder)), device))
+
+
+def _load_index(folder: Path, device: str | torch.device | None) -> MoLIndex:
     config = _read_config(folder)
     index = _build(folder, config, device)
     n = config["num_items"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_whole_save
 from rag_relax_plugins.index import MoLIndex
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_store", "write_store"]
@@ -132,6 +132,10 @@ def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[M
         FileNotFoundError: no complete save at ``folder``.
         ValueError: another format or version, or ``store.json`` and ``index/`` disagree.
     """
+    return read_whole_save(folder, lambda: _read_store(Path(folder), device))
+
+
+def _read_store(folder: Path, device: str | torch.device | None) -> tuple[MoLIndex | None, Docs, bool]:
     try:
         folder = find_saved_folder(folder, "store.json", kind=STORE_KIND)
     except FileNotFoundError as exc:

@@ -136,6 +136,22 @@ class MoLVectorStore(VectorStore):
         self._docs: dict[str, tuple[str, dict[str, Any]]] = {}
         self._lock = threading.RLock()
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickling is refused with a way out (it failed on the lock: "cannot pickle '_thread.RLock'")."""
+        raise TypeError(
+            "a MoLVectorStore cannot be pickled or deep-copied (it holds a lock and a MoL index): "
+            "save_local(folder) it and load MoLVectorStore.load_local(folder, embedding) where it is needed"
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MoLVectorStore:
+        return self.__reduce_ex__(4)  # type: ignore[no-any-return]  # raises
+
+    def __copy__(self) -> MoLVectorStore:
+        """A shallow copy, as before: the same documents, index and lock."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
     # ------------------------------------------------------------------ properties
     @property
     def embeddings(self) -> Embeddings:

@@ -150,11 +150,31 @@ def _manifest_text(manifest: dict[str, Any]) -> str:
 
 
 def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex | None, dict[str, Record], bool]:
-    """``(index or None, {node id: record}, auto_head)`` from a manifest written by :func:`write_store`."""
+    """``(index or None, {node id: record}, auto_head)`` from a manifest written by :func:`write_store`.
+
+    A ``persist`` to the same path from another thread or process replaces the manifest, then
+    deletes the index folder the old one named: when loading that folder fails and the manifest
+    has changed meanwhile, the new manifest is read again (up to 5 times).
+    """
+    for _ in range(4):
+        if not path.is_file():
+            break
+        data = _read_manifest(path)
+        folder = _index_folder(data, path)
+        try:
+            return _read_with(path, data, folder, device)
+        except (OSError, ValueError):
+            if not path.is_file() or _index_folder(_read_manifest(path), path) == folder:
+                raise  # the same manifest: a real problem, not a replacement
     if not path.is_file():
         raise FileNotFoundError(f"no MoL vector store manifest at {path}")
     data = _read_manifest(path)
-    folder = _index_folder(data, path)
+    return _read_with(path, data, _index_folder(data, path), device)
+
+
+def _read_with(
+    path: Path, data: dict[str, Any], folder: str | None, device: str | torch.device | None
+) -> tuple[MoLIndex | None, dict[str, Record], bool]:
     index = None if folder is None else MoLIndex.load(path.parent / folder, device=device)
     ids, records = _checked_records(data, path)
     held = set() if index is None else set(index.ids)

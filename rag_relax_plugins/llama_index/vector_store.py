@@ -146,6 +146,17 @@ class MoLVectorStore(BasePydanticVectorStore):
     def class_name(cls) -> str:
         return "MoLVectorStore"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Refused: LlamaIndex's pickling keeps only the public fields, so the copy came back
+        empty (no nodes, no index) without an error."""
+        raise TypeError(
+            "a MoLVectorStore cannot be pickled or deep-copied (its nodes and MoL index would be lost): "
+            "persist(path) it and load MoLVectorStore.from_persist_path(path) where it is needed"
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> MoLVectorStore:
+        return self.__getstate__()  # type: ignore[return-value]  # raises
+
     @property
     def client(self) -> MoLIndex | None:
         """The underlying :class:`MoLIndex` (``None`` until the first add when no head was given)."""

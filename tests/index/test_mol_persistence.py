@@ -233,3 +233,51 @@ def test_load_reports_corrupt_files_as_value_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=rf"similarity\.safetensors: {re.escape(name)} is torch\.int64, not a float"):
         MoLIndex.load(f)
     assert len(MoLIndex.load(good, device="cpu")) == 10  # the untouched copy still loads
+
+
+def test_a_load_overlapping_a_save_returns_one_whole_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save from another thread or process between two of a load's file reads gave the ids of
+    one save with the vectors of the other (every check passed) or a missing file."""
+    folder = tmp_path / "ix"
+    a = MoLIndex(MoLSimilarity.cosine(4), device="cpu")
+    a.add(["a0", "a1"], torch.eye(4)[:2])
+    a.save(folder)
+    b = MoLIndex(MoLSimilarity.cosine(4), device="cpu")
+    b.add(["b0", "b1"], torch.eye(4)[2:])
+    real = persistence._read_tensors
+    calls: list[str] = []
+
+    def read_then_b_is_saved(where: Path, name: str) -> dict[str, torch.Tensor]:
+        out = real(where, name)
+        if name == "items.safetensors" and "items.safetensors" not in calls:
+            b.save(folder)  # lands between this read and ids.json
+        calls.append(name)
+        return out
+
+    monkeypatch.setattr(persistence, "_read_tensors", read_then_b_is_saved)
+    loaded = MoLIndex.load(folder)
+    assert loaded.ids == ["b0", "b1"] and torch.equal(loaded.get_features(["b0", "b1"]), b.get_features(["b0", "b1"]))
+    assert calls.count("items.safetensors") == 2  # read again, once
+
+
+def test_a_save_without_a_save_id_is_read_once(tmp_path: Path) -> None:
+    """Saves from before the save id (and folders whose marker is unreadable) load as before."""
+    from rag_relax_plugins._io import read_whole_save
+
+    folder = tmp_path / "ix"
+    a = MoLIndex(MoLSimilarity.cosine(4), device="cpu")
+    a.add(["a0"], torch.eye(4)[:1])
+    a.save(folder)
+    marker = json.loads((folder / SAVE_MARKER).read_text(encoding="utf-8"))
+    del marker["save_id"]
+    (folder / SAVE_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    assert MoLIndex.load(folder).ids == ["a0"]
+    calls: list[int] = []
+
+    def failing() -> None:
+        calls.append(1)
+        raise ValueError("corrupt")
+
+    with pytest.raises(ValueError, match="corrupt"):
+        read_whole_save(folder, failing)
+    assert calls == [1]

@@ -541,3 +541,38 @@ def test_ids_that_are_str_subclasses_keep_their_text_and_one_string_is_refused_b
     with pytest.raises(TypeError, match="ids must be a list of ids, got a str"):
         store.add_texts(["one", "two"], ids="ab")  # type: ignore[arg-type]
     assert len(store) == 1
+
+
+def test_the_store_refuses_pickling_and_deep_copies_with_a_way_out(store: MoLVectorStore) -> None:
+    """It failed with "cannot pickle '_thread.RLock' object", naming no way out."""
+    import copy
+    import pickle
+
+    for dump in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match=r"cannot be pickled or deep-copied .*load_local"):
+            dump(store)
+    shallow = copy.copy(store)  # as before: the same documents
+    assert shallow is not store and shallow.get_by_ids(["a"]) == store.get_by_ids(["a"])
+
+
+def test_a_load_overlapping_a_save_returns_one_whole_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save between the reads of store.json and index/ gave the texts of one save with the
+    vectors of the other (every check passed)."""
+    from rag_relax_plugins.index import MoLIndex
+
+    first = MoLVectorStore.from_texts(["cat", "dog"], HashingEmbeddings(), ids=["x", "y"])
+    second = MoLVectorStore.from_texts(["stock", "market"], HashingEmbeddings(), ids=["x", "y"])
+    first.save_local(tmp_path / "s")
+    real = MoLIndex.load.__func__  # type: ignore[attr-defined]
+    loads: list[int] = []
+
+    def save_meanwhile(cls: type, folder: Any, **kwargs: Any) -> Any:
+        loads.append(1)
+        if len(loads) == 1:
+            second.save_local(tmp_path / "s")  # after store.json was read
+        return real(cls, folder, **kwargs)
+
+    monkeypatch.setattr(MoLIndex, "load", classmethod(save_meanwhile))
+    back = MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
+    assert [d.page_content for d in back.get_by_ids(["x", "y"])] == ["stock", "market"]
+    assert back.similarity_search("stock", k=1)[0].page_content == "stock"  # texts match their vectors

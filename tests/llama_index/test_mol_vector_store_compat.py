@@ -177,3 +177,40 @@ def test_a_model_dump_builds_the_store_again() -> None:
     assert isinstance(again, MoLVectorStore) and again.stores_text
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['class_name'\]"):
         MoLVectorStore(class_name="SimpleVectorStore")
+
+
+def test_a_load_overlapping_a_persist_reads_the_new_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A persist from elsewhere deletes the index folder the old manifest named: the load failed
+    with "not a complete MoL index" (about 15% of loads beside a saver in a loop)."""
+    from rag_relax_plugins.index import MoLIndex
+
+    path = str(tmp_path / "store.json")
+    first, second = MoLVectorStore(), MoLVectorStore()
+    first.add([TextNode(text="a", id_="a", embedding=EMB.get_text_embedding("a"))])
+    second.add([TextNode(text="b", id_="b", embedding=EMB.get_text_embedding("b"))])
+    first.persist(path)
+    real = MoLIndex.load.__func__  # type: ignore[attr-defined]
+    loads: list[str] = []
+
+    def persist_meanwhile(cls: type, folder: Any, **kwargs: Any) -> Any:
+        loads.append(str(folder))
+        if len(loads) == 1:
+            second.persist(path)  # replaces the manifest, deletes the folder being loaded
+        return real(cls, folder, **kwargs)
+
+    monkeypatch.setattr(MoLIndex, "load", classmethod(persist_meanwhile))
+    back = MoLVectorStore.from_persist_path(path)
+    assert [n.node_id for n in back.get_nodes()] == ["b"] and len(loads) == 2
+
+
+def test_the_store_refuses_pickling_and_deep_copies_with_a_way_out() -> None:
+    """LlamaIndex's pickling kept only the public fields: the copy came back empty, silently."""
+    import copy
+    import pickle
+
+    store = MoLVectorStore()
+    store.add([TextNode(text="a", id_="a", embedding=EMB.get_text_embedding("a"))])
+    for dump in (pickle.dumps, copy.deepcopy):
+        with pytest.raises(TypeError, match=r"cannot be pickled or deep-copied .*from_persist_path"):
+            dump(store)
+    assert len(store.model_copy()) == 1  # a shallow copy shares the nodes, as before
