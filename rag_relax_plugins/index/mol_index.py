@@ -57,11 +57,17 @@ _ENCODE_BATCH = 65536
 class MoLIndex:
     """A searchable set of items scored by a MoL similarity.
 
+    Not thread-safe: no search while another thread adds, deletes or re-encodes (it can fail on
+    shapes caught mid-update). The LangChain and LlamaIndex stores lock around their index; a
+    bare index shared between threads needs the caller's lock.
+
     Args:
         similarity: the :class:`MoLSimilarity` (moved to ``device``, put in eval mode), with
             float32 parameters. ``add``, ``search`` and ``reencode`` always run it in eval mode
-            (and restore its mode afterwards), so a training loop sharing the module cannot make
-            search random. For an untrained cosine index use ``MoLSimilarity.cosine(dim)``.
+            (and restore its mode afterwards), so a training loop that shares the module and
+            alternates with searches cannot make them random. The switch is not thread-safe:
+            to train while another thread searches, train a copy of the module. For an
+            untrained cosine index use ``MoLSimilarity.cosine(dim)``.
         first_stage: :class:`FirstStageConfig` or a kind (``"torch"``, ``"flat"``, ``"hnsw"``,
             ``"ivf"``) for the approximate strategies' candidate generation.
         cache_dtype: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` for cached components.
