@@ -34,11 +34,10 @@ import re
 import shutil
 import stat
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = [
     "SAVE_MARKER",
@@ -50,14 +49,12 @@ __all__ = [
     "find_saved_folder",
     "read_json",
     "read_tensors",
-    "read_whole_save",
     "saved_kind",
 ]
 
 _OLD = ".old-"
 SAVE_MARKER = ".rag_relax_save.json"
 """Marker file :func:`atomic_folder` writes into every folder it saves (JSON; loaders ignore it)."""
-_T = TypeVar("_T")
 _MARKER_FORMAT = "rag-relax-plugins-save"
 _MARKER_NOTE = "written by rag_relax_plugins; the next save to this folder replaces it whole"
 
@@ -301,7 +298,7 @@ def atomic_folder(
         _usual_mode(tmp, 0o777, like=target)
         write(tmp)
         marker = {"format": _MARKER_FORMAT, "format_version": 1, "note": _MARKER_NOTE,
-                  "save_id": uuid.uuid4().hex}  # read_whole_save tells one save from the next
+                  "save_id": uuid.uuid4().hex}  # _whole_save tells one save from the next
         if kind is not None:
             marker["kind"] = kind
         (tmp / SAVE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
@@ -368,50 +365,6 @@ def find_saved_folder(
         if backups:
             return max(backups, key=lambda p: p.stat().st_mtime)
     raise FileNotFoundError(f"{what} not found: {folder} (expected {marker} inside)")
-
-
-def _save_state(folder: Path) -> str | None:
-    """``folder``'s save id, ``""`` when it is missing (mid-replacement), ``None`` when its save
-    records none (older saves, or not one of this package): then a change cannot be seen."""
-    if not folder.exists():
-        return ""
-    try:
-        marker = json.loads((folder / SAVE_MARKER).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    sid = marker.get("save_id") if isinstance(marker, dict) else None
-    return sid if isinstance(sid, str) and sid else None
-
-
-def read_whole_save(folder: str | os.PathLike[str], read: Callable[[], _T], *, attempts: int = 10) -> _T:
-    """``read()`` of the save at ``folder``, repeated when another save replaced ``folder`` meanwhile.
-
-    A loader reads a save's files one by one, by path; a save to the same folder from another
-    thread or process can swap the folder between two reads, which gives files of two saves (that
-    may pass every check) or a file missing mid-read. Every save records a fresh ``save_id`` in
-    its marker: the read is kept only when the id is the same before and after it. A read that
-    fails while the folder changed is repeated too; one that fails on an unchanged folder raises
-    as it is, and each repeat waits a little longer (10 ms more each time) so that a reader is not
-    starved by a writer saving in a loop. Saves without a ``save_id`` (older ones) are read once,
-    as before.
-
-    Raises:
-        whatever ``read`` raises on an unchanged folder; ``OSError`` when the folder changed
-        during each of ``attempts`` reads.
-    """
-    folder = Path(folder)
-    for attempt in range(attempts):
-        time.sleep(0.01 * attempt)
-        before = _save_state(folder)
-        try:
-            out = read()
-        except (OSError, ValueError):
-            if before is None or _save_state(folder) == before:
-                raise
-            continue
-        if before is None or _save_state(folder) == before:
-            return out
-    raise OSError(f"{folder} was replaced by other saves during each of {attempts} reads; load it again")
 
 
 def read_json(path: str | os.PathLike[str], *, object_only: bool = True) -> Any:

@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
+from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.embedders._gaussian_backbone import (
     EncoderBackbone,
@@ -348,6 +349,7 @@ class GaussianEmbedder(nn.Module):
         return atomic_folder(path, write, replace_if_contains=self.SAVE_LEGACY_FILES, kind=self.SAVE_KIND)
 
     @classmethod
+    @reads_whole_save(1)  # a save replacing the folder mid-read (best_model/ during training) is read again
     def load(cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None, **overrides: Any) -> GaussianEmbedder:
         """Load a folder written by :meth:`save` onto ``device`` (CPU, CUDA or MPS), in eval mode.
 

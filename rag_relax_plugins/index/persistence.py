@@ -34,13 +34,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import save_file
 
-from rag_relax_plugins._io import (
-    atomic_folder,
-    find_saved_folder,
-    read_json,
-    read_tensors,
-    read_whole_save,
-)
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
+from rag_relax_plugins._whole_save import read_whole_save
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
 

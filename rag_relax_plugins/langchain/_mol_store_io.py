@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_whole_save
+from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json
+from rag_relax_plugins._whole_save import read_whole_save
 from rag_relax_plugins.index import MoLIndex
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_store", "write_store"]

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import torch
 
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json
+from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.gumbel import RelaxedTopKMode, hard_topk_mask, relaxed_topk
 from rag_relax_plugins.core.modes import eval_mode
@@ -236,6 +237,7 @@ class GumbelReranker(BaseReranker):
         return atomic_folder(folder, write, kind=self.SAVE_KIND)
 
     @classmethod
+    @reads_whole_save(1)  # a save replacing the folder mid-read is read again
     def from_pretrained(
         cls, folder: str | os.PathLike[str], *, device: str | torch.device | None = None
     ) -> GumbelReranker:

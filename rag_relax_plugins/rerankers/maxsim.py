@@ -42,6 +42,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
+from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.maxsim import maxsim_packed
 from rag_relax_plugins.embedders.base import TokenEmbeddings, TokenEncoder
 from rag_relax_plugins.rerankers.base import (
@@ -347,6 +348,7 @@ class MaxSimReranker(BaseReranker):
         return atomic_folder(path, write, kind=self.SAVE_KIND)
 
     @classmethod
+    @reads_whole_save(1)  # a save replacing the folder mid-read is read again
     def load(
         cls,
         path: str | os.PathLike[str],

@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import save_file
 
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
+from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
 from rag_relax_plugins.training.mol_checkpoint import (
@@ -339,6 +340,7 @@ def load_similarity(folder: str | os.PathLike[str]) -> MoLSimilarity:
     return sim.eval()
 
 
+@reads_whole_save(0)  # a save replacing the folder mid-read is read again
 def load_recipe_model(
     folder: str | os.PathLike[str],
     *,

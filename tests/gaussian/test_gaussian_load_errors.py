@@ -108,3 +108,30 @@ def test_a_damaged_saved_backbone_is_named(good, tmp_path, minilm_path, damage, 
     eval_file = tmp_path / "eval.json"
     eval_file.write_text(json.dumps({"corpus": {"d": "x"}, "queries": {"q": "x"}, "qrels": {"q": {"d": 1}}}))
     assert main(["evaluate", "--model", str(folder), "--eval-file", str(eval_file), "--device", "cpu"]) == 2
+
+
+def test_a_load_overlapping_a_save_returns_the_whole_new_model(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A save of best_model/ (training) between a server's reads of config.json and the head gave
+    one save's config with the other's weights, or a file missing mid-read."""
+    import rag_relax_plugins.embedders.gaussian as gaussian
+
+    def model(seed: int) -> GaussianEmbedder:
+        torch.manual_seed(seed)
+        return GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8, head_init="random"), device="cpu")
+
+    a, b = model(1), model(2)
+    a.save(tmp_path / "best_model")
+    real = gaussian.read_tensors
+    reads: list[int] = []
+
+    def save_meanwhile(path):  # type: ignore[no-untyped-def]
+        reads.append(1)
+        if len(reads) == 1:
+            b.save(tmp_path / "best_model")
+        return real(path)
+
+    monkeypatch.setattr(gaussian, "read_tensors", save_meanwhile)
+    loaded = GaussianEmbedder.load(tmp_path / "best_model", device="cpu")
+    assert len(reads) == 2
+    for got, want in zip(loaded.head.state_dict().values(), b.head.state_dict().values(), strict=True):
+        assert torch.equal(got, want)

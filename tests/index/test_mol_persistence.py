@@ -262,7 +262,7 @@ def test_a_load_overlapping_a_save_returns_one_whole_save(tmp_path: Path, monkey
 
 def test_a_save_without_a_save_id_is_read_once(tmp_path: Path) -> None:
     """Saves from before the save id (and folders whose marker is unreadable) load as before."""
-    from rag_relax_plugins._io import read_whole_save
+    from rag_relax_plugins._whole_save import read_whole_save
 
     folder = tmp_path / "ix"
     a = MoLIndex(MoLSimilarity.cosine(4), device="cpu")
