@@ -9,6 +9,7 @@ marker; :func:`read_whole_save` keeps a read only when that id is the same befor
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import time
@@ -65,14 +66,20 @@ def read_whole_save(folder: str | os.PathLike[str], read: Callable[[], _T], *, a
     raise OSError(f"{folder} was replaced by other saves during each of {attempts} reads; load it again")
 
 
-def reads_whole_save(path_arg: int) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:
+def reads_whole_save(param: str) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:
     """Decorator: the loader reads its save with :func:`read_whole_save`, the folder being its
-    positional argument ``path_arg`` (``1`` under a ``classmethod``: after ``cls``)."""
+    parameter ``param`` (given by position or by keyword)."""
 
     def wrap(load: Callable[_P, _T]) -> Callable[_P, _T]:
+        signature = inspect.signature(load)
+
         @functools.wraps(load)
         def whole(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-            return read_whole_save(args[path_arg], lambda: load(*args, **kwargs))  # type: ignore[arg-type]
+            try:
+                folder = signature.bind(*args, **kwargs).arguments[param]
+            except (TypeError, KeyError):  # bad arguments: the loader's own error
+                return load(*args, **kwargs)
+            return read_whole_save(folder, lambda: load(*args, **kwargs))
 
         return whole
 

@@ -349,7 +349,7 @@ class GaussianEmbedder(nn.Module):
         return atomic_folder(path, write, replace_if_contains=self.SAVE_LEGACY_FILES, kind=self.SAVE_KIND)
 
     @classmethod
-    @reads_whole_save(1)  # a save replacing the folder mid-read (best_model/ during training) is read again
+    @reads_whole_save("path")  # a save replacing the folder mid-read (best_model/ during training) is read again
     def load(cls, path: str | os.PathLike[str], *, device: str | torch.device | None = None, **overrides: Any) -> GaussianEmbedder:
         """Load a folder written by :meth:`save` onto ``device`` (CPU, CUDA or MPS), in eval mode.
 

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -154,11 +155,14 @@ def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex 
 
     A ``persist`` to the same path from another thread or process replaces the manifest, then
     deletes the index folder the old one named: when loading that folder fails and the manifest
-    has changed meanwhile, the new manifest is read again (up to 5 times).
+    has changed meanwhile, the new manifest is read again (up to 10 reads, each repeat waiting
+    10 ms longer, as :func:`~rag_relax_plugins._whole_save.read_whole_save`).
     """
-    for _ in range(4):
+    attempts = 10
+    for attempt in range(attempts):
+        time.sleep(0.01 * attempt)
         if not path.is_file():
-            break
+            raise FileNotFoundError(f"no MoL vector store manifest at {path}")
         data = _read_manifest(path)
         folder = _index_folder(data, path)
         try:
@@ -166,10 +170,7 @@ def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex 
         except (OSError, ValueError):
             if not path.is_file() or _index_folder(_read_manifest(path), path) == folder:
                 raise  # the same manifest: a real problem, not a replacement
-    if not path.is_file():
-        raise FileNotFoundError(f"no MoL vector store manifest at {path}")
-    data = _read_manifest(path)
-    return _read_with(path, data, _index_folder(data, path), device)
+    raise OSError(f"{path} was replaced by other persists during each of {attempts} reads; load it again")
 
 
 def _read_with(

@@ -237,7 +237,7 @@ class GumbelReranker(BaseReranker):
         return atomic_folder(folder, write, kind=self.SAVE_KIND)
 
     @classmethod
-    @reads_whole_save(1)  # a save replacing the folder mid-read is read again
+    @reads_whole_save("folder")  # a save replacing the folder mid-read is read again
     def from_pretrained(
         cls, folder: str | os.PathLike[str], *, device: str | torch.device | None = None
     ) -> GumbelReranker:

@@ -348,7 +348,7 @@ class MaxSimReranker(BaseReranker):
         return atomic_folder(path, write, kind=self.SAVE_KIND)
 
     @classmethod
-    @reads_whole_save(1)  # a save replacing the folder mid-read is read again
+    @reads_whole_save("path")  # a save replacing the folder mid-read is read again
     def load(
         cls,
         path: str | os.PathLike[str],

@@ -340,7 +340,7 @@ def load_similarity(folder: str | os.PathLike[str]) -> MoLSimilarity:
     return sim.eval()
 
 
-@reads_whole_save(0)  # a save replacing the folder mid-read is read again
+@reads_whole_save("folder")  # a save replacing the folder mid-read is read again
 def load_recipe_model(
     folder: str | os.PathLike[str],
     *,

@@ -135,3 +135,11 @@ def test_a_load_overlapping_a_save_returns_the_whole_new_model(tmp_path, monkeyp
     assert len(reads) == 2
     for got, want in zip(loaded.head.state_dict().values(), b.head.state_dict().values(), strict=True):
         assert torch.equal(got, want)
+
+
+def test_the_folder_can_be_passed_by_keyword(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The re-read decorator took the folder by position: ``load(path=...)`` was an IndexError."""
+    GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8), device="cpu").save(tmp_path / "m")
+    assert isinstance(GaussianEmbedder.load(path=tmp_path / "m", device="cpu"), GaussianEmbedder)
+    with pytest.raises(FileNotFoundError, match="no Gaussian embedder"):
+        GaussianEmbedder.load(path=tmp_path / "missing")

@@ -214,3 +214,23 @@ def test_the_store_refuses_pickling_and_deep_copies_with_a_way_out() -> None:
         with pytest.raises(TypeError, match=r"cannot be pickled or deep-copied .*from_persist_path"):
             dump(store)
     assert len(store.model_copy()) == 1  # a shallow copy shares the nodes, as before
+
+
+def test_a_load_beside_a_persist_at_every_read_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It gave up after 5 reads with "no MoL index found ... (config.json missing)", which reads
+    like a damaged store."""
+    from rag_relax_plugins.index import MoLIndex
+
+    path = str(tmp_path / "store.json")
+    store = MoLVectorStore()
+    store.add([TextNode(text="a", id_="a", embedding=EMB.get_text_embedding("a"))])
+    store.persist(path)
+    real = MoLIndex.load.__func__  # type: ignore[attr-defined]
+
+    def persist_meanwhile(cls: type, folder: Any, **kwargs: Any) -> Any:
+        store.persist(path)  # every read overlaps a persist
+        return real(cls, folder, **kwargs)
+
+    monkeypatch.setattr(MoLIndex, "load", classmethod(persist_meanwhile))
+    with pytest.raises(OSError, match="replaced by other persists during each of 10 reads; load it again"):
+        MoLVectorStore.from_persist_path(path)
