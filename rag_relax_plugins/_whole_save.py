@@ -19,7 +19,7 @@ from typing import ParamSpec, TypeVar
 
 from rag_relax_plugins._io import SAVE_MARKER
 
-__all__ = ["read_whole_save", "reads_whole_save"]
+__all__ = ["read_while_steady", "read_whole_save", "reads_whole_save"]
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -52,18 +52,34 @@ def read_whole_save(folder: str | os.PathLike[str], read: Callable[[], _T], *, a
         during each of ``attempts`` reads.
     """
     folder = Path(folder)
+    return read_while_steady(lambda: _save_state(folder), read, what=f"{folder} was replaced by other saves",
+                             attempts=attempts)
+
+
+def read_while_steady(
+    state: Callable[[], object], read: Callable[[], _T], *, what: str, attempts: int = 10, whole: bool = False
+) -> _T:
+    """``read()``, kept when ``state()`` is the same before and after it, else repeated (see
+    :func:`read_whole_save`); a ``None`` state cannot tell a change, so that read is kept as is.
+    ``whole=True``: a read that succeeds is kept anyway (what it read cannot mix two saves); only
+    a failure beside a changed state is repeated.
+
+    Raises:
+        whatever ``read`` raises on an unchanged state; ``OSError`` ("``what`` during each of
+        ``attempts`` reads") when the state changed during every read.
+    """
     for attempt in range(attempts):
         time.sleep(0.01 * attempt)
-        before = _save_state(folder)
+        before = state()
         try:
             out = read()
         except (OSError, ValueError):
-            if before is None or _save_state(folder) == before:
+            if before is None or state() == before:
                 raise
             continue
-        if before is None or _save_state(folder) == before:
+        if whole or before is None or state() == before:
             return out
-    raise OSError(f"{folder} was replaced by other saves during each of {attempts} reads; load it again")
+    raise OSError(f"{what} during each of {attempts} reads; load it again")
 
 
 def reads_whole_save(param: str) -> Callable[[Callable[_P, _T]], Callable[_P, _T]]:

@@ -125,6 +125,18 @@ def metadata_matches(metadata: Mapping[str, Any], want: Mapping[str, Any]) -> bo
     return all(k in metadata and _json_equal(metadata[k], v) for k, v in want.items())
 
 
+def id_list(name: str, ids: Any) -> Any:
+    """``ids`` itself, unless it is one string (the adapters' ``delete("abc")`` would otherwise
+    take ``a``, ``b``, ``c``); the items are left to the caller (numpy arrays pass).
+
+    Raises:
+        TypeError: ``ids`` is a ``str`` or ``bytes``.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be a list of ids, got a {type(ids).__name__}: pass [{ids!r}] for one id")
+    return ids
+
+
 def check_ids(name: str, ids: object, *, unique: bool) -> list[str]:
     """Require a sequence of ``str`` ids, UTF-8 encodable (unique when ``unique``); returns it as a list."""
     if isinstance(ids, str) or not isinstance(ids, Sequence):

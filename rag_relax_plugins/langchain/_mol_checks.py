@@ -13,7 +13,7 @@ from langchain_core.documents import Document
 
 from rag_relax_plugins.core.mmr import check_lambda_mult
 from rag_relax_plugins.core.validation import check_k
-from rag_relax_plugins.index.filters import ids_matching
+from rag_relax_plugins.index.filters import id_list, ids_matching
 
 __all__ = [
     "IGNORED_SEARCH_KWARGS",
@@ -120,13 +120,3 @@ def assign_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
         raise ValueError("ids must be unique within one call")
     return out
 
-
-def id_list(name: str, ids: Any) -> Any:
-    """``ids`` itself, unless it is one string (``delete("abc")`` would delete ``a``, ``b``, ``c``).
-
-    Raises:
-        TypeError: ``ids`` is a ``str`` or ``bytes``.
-    """
-    if isinstance(ids, (str, bytes)):
-        raise TypeError(f"{name} must be a list of ids, got a {type(ids).__name__}: pass [{ids!r}] for one id")
-    return ids

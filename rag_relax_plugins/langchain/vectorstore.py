@@ -31,6 +31,7 @@ from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
+from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.langchain._mol_checks import (
     as_matrix,
@@ -40,7 +41,6 @@ from rag_relax_plugins.langchain._mol_checks import (
     check_search_kwargs,
     copy_metadata,
     filter_ids,
-    id_list,
 )
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import torch
 from llama_index.core.schema import BaseNode, ImageNode, IndexNode, Node, TextNode
 
 from rag_relax_plugins._io import atomic_write_text, read_json
+from rag_relax_plugins._whole_save import read_while_steady
 from rag_relax_plugins.index import MoLIndex
 
 __all__ = [
@@ -156,35 +156,36 @@ def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex 
     A ``persist`` to the same path from another thread or process replaces the manifest, then
     deletes the index folder the old one named: when loading that folder fails and the manifest
     has changed meanwhile, the new manifest is read again (up to 10 reads, each repeat waiting
-    10 ms longer, as :func:`~rag_relax_plugins._whole_save.read_whole_save`).
+    10 ms longer: :func:`~rag_relax_plugins._whole_save.read_while_steady`).
     """
-    attempts = 10
-    for attempt in range(attempts):
-        time.sleep(0.01 * attempt)
+    def read() -> tuple[MoLIndex | None, dict[str, Record], bool]:
         if not path.is_file():
             raise FileNotFoundError(f"no MoL vector store manifest at {path}")
         data = _read_manifest(path)
         folder = _index_folder(data, path)
-        try:
-            return _read_with(path, data, folder, device)
-        except (OSError, ValueError):
-            if not path.is_file() or _index_folder(_read_manifest(path), path) == folder:
-                raise  # the same manifest: a real problem, not a replacement
-    raise OSError(f"{path} was replaced by other persists during each of {attempts} reads; load it again")
+        index = None if folder is None else MoLIndex.load(path.parent / folder, device=device)
+        ids, records = _checked_records(data, path)
+        held = set() if index is None else set(index.ids)
+        if len(ids) != len(records) or set(ids) != held:
+            raise ValueError(f"{path}: the manifest and its index folder disagree on the stored ids")
+        nodes = {
+            i: (rec["type"], rec["ref_doc_id"], rec["metadata"], rec["node"]) for i, rec in zip(ids, records, strict=True)
+        }
+        return index, nodes, data.get("auto_head") is True
+
+    # whole: the manifest names an index folder that no persist rewrites, so a read that succeeds
+    # is one persist's; only a folder deleted mid-read (a newer manifest) is read again
+    return read_while_steady(lambda: _manifest_state(path), read, what=f"{path} was replaced by other persists",
+                             whole=True)
 
 
-def _read_with(
-    path: Path, data: dict[str, Any], folder: str | None, device: str | torch.device | None
-) -> tuple[MoLIndex | None, dict[str, Record], bool]:
-    index = None if folder is None else MoLIndex.load(path.parent / folder, device=device)
-    ids, records = _checked_records(data, path)
-    held = set() if index is None else set(index.ids)
-    if len(ids) != len(records) or set(ids) != held:
-        raise ValueError(f"{path}: the manifest and its index folder disagree on the stored ids")
-    nodes = {
-        i: (rec["type"], rec["ref_doc_id"], rec["metadata"], rec["node"]) for i, rec in zip(ids, records, strict=True)
-    }
-    return index, nodes, data.get("auto_head") is True
+def _manifest_state(path: Path) -> tuple[int, int, int] | str:
+    """Which manifest is at ``path``: ``os.replace`` (every persist) puts a new file there."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 _NODE_TYPES: dict[str, type[BaseNode]] = {

@@ -19,7 +19,6 @@ folder; see :mod:`rag_relax_plugins.llama_index._mol_persist` for the layout and
 from __future__ import annotations
 
 import asyncio
-import operator
 import os
 import threading
 from collections.abc import Sequence
@@ -41,7 +40,9 @@ from pydantic import PrivateAttr
 
 from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
+from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
+from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.llama_index._mol_filters import (
     NODE_FIELDS,
@@ -243,10 +244,7 @@ class MoLVectorStore(BasePydanticVectorStore):
         """Top ``similarity_top_k`` nodes for ``query`` (``DEFAULT`` or ``MMR`` mode)."""
         if not isinstance(query, VectorStoreQuery):
             raise TypeError(f"query must be a VectorStoreQuery, got {type(query).__name__}")
-        k = query.similarity_top_k
-        if isinstance(k, bool) or not hasattr(k, "__index__") or k < 1:
-            raise ValueError(f"query.similarity_top_k must be an int >= 1, got {k!r}")
-        k = operator.index(k)  # a numpy integer too, as upstream
+        k = check_k("query.similarity_top_k", query.similarity_top_k)  # a numpy integer too, as upstream
         if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
             raise ValueError(f"query.mode {query.mode!r} is not supported (DEFAULT or MMR)")
         filters = check_filters(query.filters)
@@ -306,9 +304,8 @@ class MoLVectorStore(BasePydanticVectorStore):
         self, node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None = None
     ) -> list[str]:
         """Stored ids in ``node_ids`` (all when ``None``) of ``doc_ids`` that pass ``filters``."""
-        for name, given in (("node_ids", node_ids), ("doc_ids", doc_ids)):
-            if isinstance(given, (str, bytes)):  # else read one character at a time
-                raise TypeError(f"{name} must be a list of ids, got a {type(given).__name__}: pass [{given!r}] for one id")
+        id_list("node_ids", node_ids)  # one string would be read one character at a time
+        id_list("doc_ids", doc_ids)
         candidates = list(self._nodes) if node_ids is None else [i for i in dict.fromkeys(node_ids) if i in self._nodes]
         refs = None if doc_ids is None else set(doc_ids)
         node_fields = filters is not None and bool(filter_keys(filters) & NODE_FIELDS)
