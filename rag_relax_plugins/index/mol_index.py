@@ -92,18 +92,8 @@ class MoLIndex:
     ) -> None:
         if not isinstance(similarity, MoLSimilarity):
             raise TypeError(f"similarity must be a MoLSimilarity, got {type(similarity).__name__}")
-        if isinstance(first_stage, str):
-            first_stage = FirstStageConfig(kind=first_stage)  # type: ignore[arg-type]
-        if not isinstance(first_stage, FirstStageConfig):
-            raise TypeError(
-                f"first_stage must be a FirstStageConfig or a kind string, got {type(first_stage).__name__}"
-            )
-        if cache_dtype not in _CACHE_DTYPES:
-            raise ValueError(
-                f"cache_dtype must be one of {sorted(_CACHE_DTYPES)}, got {cache_dtype!r}"
-            )
+        first_stage, self.device = self.check_options(first_stage, cache_dtype, device)
         check_float32_module("similarity", similarity)
-        self.device = resolve_device(device)
         self.similarity = similarity.to(self.device).eval()
         self._first_stages = FirstStages(first_stage)
         self.cache_dtype = cache_dtype
@@ -113,6 +103,26 @@ class MoLIndex:
         self._rows: dict[str, int] = {}
         self._metadata: list[dict[str, Any]] = []
         self._store = ItemStore(c, _CACHE_DTYPES[cache_dtype], self.device)
+
+    @staticmethod
+    def check_options(
+        first_stage: FirstStageConfig | str, cache_dtype: str, device: str | torch.device | None
+    ) -> tuple[FirstStageConfig, torch.device]:
+        """The constructor's checks of its options (the stores run them before they build their
+        index at the first add): ``(first-stage config, resolved device)``.
+
+        Raises:
+            TypeError / ValueError: a bad option, named.
+        """
+        if isinstance(first_stage, str):
+            first_stage = FirstStageConfig(kind=first_stage)  # type: ignore[arg-type]
+        if not isinstance(first_stage, FirstStageConfig):
+            raise TypeError(
+                f"first_stage must be a FirstStageConfig or a kind string, got {type(first_stage).__name__}"
+            )
+        if cache_dtype not in _CACHE_DTYPES:
+            raise ValueError(f"cache_dtype must be one of {sorted(_CACHE_DTYPES)}, got {cache_dtype!r}")
+        return first_stage, resolve_device(device)
 
     @property
     def exact_filter_threshold(self) -> int:

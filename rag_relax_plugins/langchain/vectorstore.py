@@ -130,7 +130,7 @@ class MoLVectorStore(VectorStore):
         if similarity is not None:
             self._index = MoLIndex(similarity, **self._index_kwargs)
         elif index is None:  # the head is built at the first add: its options are checked now
-            MoLIndex(MoLSimilarity.cosine(1), **self._index_kwargs)
+            MoLIndex.check_options(first_stage, cache_dtype, device)
         # True while the head is the cosine the store built itself (its width may change when empty)
         self._auto_head = False
         self._docs: dict[str, tuple[str, dict[str, Any]]] = {}

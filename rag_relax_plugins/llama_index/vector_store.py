@@ -137,11 +137,10 @@ class MoLVectorStore(BasePydanticVectorStore):
         self._embed_model = embed_model
         self._strategy = None if strategy is None else check_strategy(strategy)
         self._index_kwargs = {"device": device, "first_stage": first_stage, "cache_dtype": cache_dtype}
-        # without a head the index is built at the first add: its options are checked now, on a
-        # throwaway one (a few ms), not then
-        self._index = MoLIndex(similarity or MoLSimilarity.cosine(1), **self._index_kwargs)
-        if similarity is None:
-            self._index = None
+        if similarity is not None:
+            self._index = MoLIndex(similarity, **self._index_kwargs)
+        else:  # the index is built at the first add: its options are checked now, not then
+            MoLIndex.check_options(first_stage, cache_dtype, device)
 
     @classmethod
     def class_name(cls) -> str:
