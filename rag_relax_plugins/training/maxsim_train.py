@@ -92,9 +92,10 @@ log = logging.getLogger(__name__)
 
 # integer options and their least values; a batch needs 2 queries (in-batch negatives): smaller
 # batches are dropped, so batch_size=1 trained nothing and wrote an untrained final_model/
-_INTS = {"epochs": 1, "batch_size": 2, "max_seq_length": 1, "train_rows": 1, "val_rows": 0,
+_INTS = {"epochs": 1, "batch_size": 2, "max_seq_length": 8, "train_rows": 1, "val_rows": 0,
          "hard_negatives": 0, "train_last_layers": 0, "seed": 0}
-_INT_NOTES = {"batch_size": " (a batch needs 2 queries: the other queries' candidates are the in-batch negatives)"}
+_INT_NOTES = {"batch_size": " (a batch needs 2 queries: the other queries' candidates are the in-batch negatives)",
+              "max_seq_length": " (the reranker's own least: MaxSimConfig)"}
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,10 @@ def test_config_validation() -> None:
         MaxSimTrainConfig(train_rows=10, val_rows=10)
     with pytest.raises(ValueError, match="temperature"):
         MaxSimTrainConfig(temperature=0)
+    # the reranker's own least (MaxSimConfig): refused with the options, not later by the model
+    with pytest.raises(ValueError, match=r"max_seq_length must be an int >= 8, got 4 \(the reranker"):
+        MaxSimTrainConfig(max_seq_length=4)
+    assert MaxSimTrainConfig(max_seq_length=8).max_seq_length == 8
     with pytest.raises(ValueError, match="unknown"):
         MaxSimTrainConfig.from_dict({"lr": 1})
     cfg = MaxSimTrainConfig(epochs=2)
