@@ -50,6 +50,10 @@ __all__ = ["MoLVectorStore"]
 DocFilter = dict[str, Any] | Callable[[Document], bool]
 
 
+# what LangChain's own components pass to any store's add_documents, unused here (the rest is refused)
+_PASSED_THROUGH = frozenset({"current_time"})
+
+
 class MoLVectorStore(VectorStore):
     """A LangChain vector store scored by a Mixture-of-Logits similarity (RAILS index).
 
@@ -192,12 +196,16 @@ class MoLVectorStore(VectorStore):
             batch_size: texts per ``embed_documents`` call (``None``: one call); every text is
                 embedded before anything is added, so a failing batch adds nothing.
                 ``langchain_core.indexing.index`` passes it.
+            **kwargs: only ``current_time``, which ``TimeWeightedVectorStoreRetriever`` passes to
+                its store (the time is in the metadata it adds), is accepted, and unused; any
+                other keyword is an error, so that a misspelt ``metadata=`` is not dropped.
 
         Returns:
             The ``N`` ids, in input order.
         """
-        if kwargs:
-            raise TypeError(f"add_texts got unexpected keyword arguments {sorted(kwargs)}")
+        unknown = sorted(set(kwargs) - _PASSED_THROUGH)
+        if unknown:
+            raise TypeError(f"add_texts got unexpected keyword arguments {unknown}")
         batch = check_batch_size(batch_size)
         texts = list(texts)
         for i, t in enumerate(texts):

@@ -114,3 +114,25 @@ def test_callable_filter_cannot_change_stored_metadata() -> None:
 
     assert len(store.similarity_search("x", k=1, filter=mutate)) == 1
     assert store.get_by_ids(["x"])[0].metadata == {"tags": ["a"]}
+
+
+async def test_time_weighted_retriever_adds_with_current_time() -> None:
+    """``TimeWeightedVectorStoreRetriever.add_documents(docs, current_time=...)`` passes
+    ``current_time`` on to the store: refused, it left the retriever's memory stream holding
+    documents that the store did not."""
+    import datetime
+
+    from langchain_classic.retrievers import TimeWeightedVectorStoreRetriever
+
+    store = MoLVectorStore(HashingEmbeddings())
+    retriever = TimeWeightedVectorStoreRetriever(vectorstore=store, decay_rate=0.01, k=1)
+    yesterday = datetime.datetime.now() - datetime.timedelta(days=1)
+    retriever.add_documents(_docs(), current_time=yesterday)
+    await retriever.aadd_documents([Document("a bird in a tree", metadata={"source": "s3"})], current_time=yesterday)
+    assert len(retriever.memory_stream) == 3
+    assert len(store.similarity_search("x", k=5)) == 3  # the store holds what the memory stream does
+    assert [d.page_content for d in retriever.invoke("a cat on a mat")] == ["a cat on a mat"]
+    # any other keyword is still refused: a misspelt one is not dropped
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['metadata'\]"):
+        store.add_documents(_docs(), metadata=[{}, {}], current_time=yesterday)
+    assert len(store) == 3
