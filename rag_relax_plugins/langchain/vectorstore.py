@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,14 @@ __all__ = ["MoLVectorStore"]
 
 
 DocFilter = dict[str, Any] | Callable[[Document], bool]
+
+
+@dataclass
+class _Contents:
+    """The index of a store and of its shallow copies; ``auto_head``: the store built its head."""
+
+    index: MoLIndex | None
+    auto_head: bool = False
 
 
 # what LangChain's own components pass to any store's add_documents, unused here (the rest is refused)
@@ -130,13 +139,13 @@ class MoLVectorStore(VectorStore):
         self._index_kwargs: dict[str, Any] = {
             "device": device, "first_stage": first_stage, "cache_dtype": cache_dtype,
         }
-        self._index: MoLIndex | None = index
+        # the index and whether the store built its head live in one holder, which a shallow
+        # copy shares: a new index (the first add, a new width after delete()) reaches both
+        self._contents = _Contents(index)
         if similarity is not None:
             self._index = MoLIndex(similarity, **self._index_kwargs)
         elif index is None:  # the head is built at the first add: its options are checked now
             MoLIndex.check_options(first_stage, cache_dtype, device)
-        # True while the head is the cosine the store built itself (its width may change when empty)
-        self._auto_head = False
         self._docs: dict[str, tuple[str, dict[str, Any]]] = {}
         self._lock = threading.RLock()
 
@@ -151,10 +160,27 @@ class MoLVectorStore(VectorStore):
         return self.__reduce_ex__(4)  # type: ignore[no-any-return]  # raises
 
     def __copy__(self) -> MoLVectorStore:
-        """A shallow copy, as before: the same documents, index and lock."""
+        """A shallow copy, as before: the same documents, index and lock (one store, two names)."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         return new
+
+    @property
+    def _index(self) -> MoLIndex | None:
+        return self._contents.index
+
+    @_index.setter
+    def _index(self, index: MoLIndex | None) -> None:
+        self._contents.index = index
+
+    @property
+    def _auto_head(self) -> bool:
+        """True while the head is the cosine the store built itself (its width may change when empty)."""
+        return self._contents.auto_head
+
+    @_auto_head.setter
+    def _auto_head(self, value: bool) -> None:
+        self._contents.auto_head = value
 
     # ------------------------------------------------------------------ properties
     @property

@@ -555,6 +555,22 @@ def test_the_store_refuses_pickling_and_deep_copies_with_a_way_out(store: MoLVec
     assert shallow is not store and shallow.get_by_ids(["a"]) == store.get_by_ids(["a"])
 
 
+def test_a_shallow_copy_shares_the_index_the_store_builds_later(tmp_path: Path) -> None:
+    """A copy of an empty store shared the documents but not the index built at the first add:
+    the original listed a document that its search never returned, and its save did not load."""
+    import copy
+
+    store = MoLVectorStore(HashingEmbeddings())
+    other = copy.copy(store)
+    other.add_texts(["the cat sat"], ids=["a"])
+    store.add_texts(["a dog barks"], ids=["b"])
+    for view in (store, other):
+        assert view.index is store.index and len(view) == len(view.index) == 2  # type: ignore[arg-type]
+        assert view.similarity_search("the cat sat", k=1)[0].id == "a"
+    store.save_local(tmp_path / "s")
+    assert sorted(str(d.id) for d in MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings()).similarity_search("x", k=5)) == ["a", "b"]
+
+
 def test_a_load_overlapping_a_save_returns_one_whole_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A save between the reads of store.json and index/ gave the texts of one save with the
     vectors of the other (every check passed)."""
