@@ -26,6 +26,16 @@ class GaussianEmbeddings(Embeddings):
       ``M`` must bound every document's transformed norm, ``|[d, -|d|^2/2]|`` (Euclidean) or
       ``|d|`` (inner product); an error gives the largest one otherwise. For a model trained
       toward ``N(0, I_D)``, e.g. ``4 * D`` Euclidean, ``4 * sqrt(D)`` inner product.
+      The transform keeps the *ranking*, not the size of the scores: the cosines of transformed
+      vectors all lie close to 0, so relevance scores sit near the middle of their range, a
+      ``similarity_score_threshold`` retriever's threshold does not mean what it usually does,
+      and MMR, which measures redundancy as the cosine between two stored vectors, sees every
+      pair as near duplicates. Use similarity search with these vectors.
+
+    Caching: give LangChain's ``CacheBackedEmbeddings`` ``namespace=emb.cache_namespace`` (not
+    ``emb.model``), and leave ``query_embedding_cache`` off when query and document vectors differ
+    (a ``query_instruction`` or ``document_instruction``, or ``cosine_max_norm``): that cache
+    shares the document store's keys, so a query equal to a stored text gets the text's vector.
 
     Setup:
         ``pip install "rag-relax-plugins[langchain,st]"``
@@ -98,6 +108,28 @@ class GaussianEmbeddings(Embeddings):
     def geometry(self) -> str:
         """The model's retrieval geometry: ``"euclidean"`` or ``"inner_product"``."""
         return str(self.model.geometry)
+
+    @property
+    def model_name(self) -> str:
+        """``gaussian-embedder@<16 hex>``: a digest of the model's config and weights, which tells two
+        trained models apart (the LlamaIndex ``GaussianEmbedding``'s default ``model_name``).
+        Computed on each read: a few hundred ms for MiniLM on a CPU."""
+        from rag_relax_plugins.embedders._wrapper_checks import model_digest_name
+
+        return model_digest_name(self.model)
+
+    @property
+    def cache_namespace(self) -> str:
+        """The ``namespace`` for LangChain's ``CacheBackedEmbeddings``: :attr:`model_name` and a
+        digest of the options that change document vectors (``document_instruction``,
+        ``cosine_max_norm``). LangChain's examples use ``namespace=embeddings.model``: here that
+        is the model object, whose text is the same for two trained models of one architecture,
+        so they would share cache entries."""
+        import hashlib
+        import json
+
+        options = json.dumps([self.document_instruction, self.cosine_max_norm]).encode()
+        return f"{self.model_name}/{hashlib.sha256(options).hexdigest()[:8]}"
 
     @property
     def distance_strategy(self) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import re
 from typing import Any
 
@@ -13,7 +11,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 __all__ = ["GaussianEmbedding"]
 
-_DIGEST_NAME = re.compile(r"gaussian-embedder@[0-9a-f]{16}")  # what _instance_name writes
+_DIGEST_NAME = re.compile(r"gaussian-embedder@[0-9a-f]{16}")  # what model_digest_name writes
 _UNSET = object()
 
 
@@ -84,13 +82,16 @@ class GaussianEmbedding(BaseEmbedding):
             raise ValueError("pass model_path (a saved Gaussian embedder folder) or model")
         if model is not None and not all(hasattr(model, a) for a in ("encode", "score", "geometry")):
             raise TypeError(f"model must be a GaussianEmbedder, got {type(model).__name__}")
-        from rag_relax_plugins.embedders._wrapper_checks import check_model_arguments
+        from rag_relax_plugins.embedders._wrapper_checks import (
+            check_model_arguments,
+            model_digest_name,
+        )
 
         check_model_arguments(model, model_path, kwargs.get("device"))
         kwargs["model_instance"] = model is not None
         name = kwargs.get("model_name")
         if model is not None and (name is None or name == "gaussian-embedder" or _DIGEST_NAME.fullmatch(str(name))):
-            kwargs["model_name"] = _instance_name(model)  # also replaces a saved config's digest
+            kwargs["model_name"] = model_digest_name(model)  # also replaces a saved config's digest
         else:
             kwargs.setdefault("model_name", str(model_path))
         super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)  # type: ignore[call-arg]
@@ -200,21 +201,3 @@ class GaussianEmbedding(BaseEmbedding):
         a = torch.tensor([embedding1], dtype=torch.float32)
         b = torch.tensor([embedding2], dtype=torch.float32)
         return float(self._model.score(a, b)[0, 0])
-
-
-def _instance_name(model: Any) -> str:
-    """``gaussian-embedder@<16 hex>``: a digest of the model's config and weights (a cache key
-    that tells two loaded models apart; a few hundred ms for MiniLM on a CPU)."""
-    h = hashlib.sha256()
-    config = getattr(model, "config", None)
-    to_dict = getattr(config, "to_dict", None)
-    h.update(json.dumps(to_dict() if callable(to_dict) else repr(config), sort_keys=True, default=str).encode())
-    state_dict = getattr(model, "state_dict", None)
-    if callable(state_dict):
-        import torch
-
-        for name, tensor in sorted(state_dict().items()):
-            t = tensor.detach().to("cpu").contiguous()
-            h.update(f"{name}\0{tuple(t.shape)}\0{t.dtype}\n".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return f"gaussian-embedder@{h.hexdigest()[:16]}"
