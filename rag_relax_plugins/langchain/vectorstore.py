@@ -53,7 +53,8 @@ DocFilter = dict[str, Any] | Callable[[Document], bool]
 
 @dataclass
 class _Contents:
-    """The index of a store and of its shallow copies; ``auto_head``: the store built its head."""
+    """The index of a store and of its shallow copies; ``auto_head``: the head is the cosine the
+    store built itself (its width may change when the store is empty)."""
 
     index: MoLIndex | None
     auto_head: bool = False
@@ -143,7 +144,7 @@ class MoLVectorStore(VectorStore):
         # copy shares: a new index (the first add, a new width after delete()) reaches both
         self._contents = _Contents(index)
         if similarity is not None:
-            self._index = MoLIndex(similarity, **self._index_kwargs)
+            self._contents.index = MoLIndex(similarity, **self._index_kwargs)
         elif index is None:  # the head is built at the first add: its options are checked now
             MoLIndex.check_options(first_stage, cache_dtype, device)
         self._docs: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -165,23 +166,6 @@ class MoLVectorStore(VectorStore):
         new.__dict__.update(self.__dict__)
         return new
 
-    @property
-    def _index(self) -> MoLIndex | None:
-        return self._contents.index
-
-    @_index.setter
-    def _index(self, index: MoLIndex | None) -> None:
-        self._contents.index = index
-
-    @property
-    def _auto_head(self) -> bool:
-        """True while the head is the cosine the store built itself (its width may change when empty)."""
-        return self._contents.auto_head
-
-    @_auto_head.setter
-    def _auto_head(self, value: bool) -> None:
-        self._contents.auto_head = value
-
     # ------------------------------------------------------------------ properties
     @property
     def embeddings(self) -> Embeddings:
@@ -191,7 +175,7 @@ class MoLVectorStore(VectorStore):
     @property
     def index(self) -> MoLIndex | None:
         """The underlying MoL index (``None`` until the first add when no head was given)."""
-        return self._index
+        return self._contents.index
 
     def __len__(self) -> int:
         """Number of stored documents."""
@@ -288,8 +272,8 @@ class MoLVectorStore(VectorStore):
         ids = None if ids is None else id_list("ids", ids)
         with self._lock:
             targets = list(self._docs) if ids is None else [i for i in dict.fromkeys(ids) if i in self._docs]
-            if targets and self._index is not None:
-                self._index.delete(targets, missing_ok=True)
+            if targets and self._contents.index is not None:
+                self._contents.index.delete(targets, missing_ok=True)
             for i in targets:
                 del self._docs[i]
         return True
@@ -333,7 +317,7 @@ class MoLVectorStore(VectorStore):
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         """``phi -> (1 + tau * phi) / 2`` in ``[0, 1]`` (see the module docstring)."""
-        tau = self._index.similarity.config.tau if self._index is not None else 1.0
+        tau = self._contents.index.similarity.config.tau if self._contents.index is not None else 1.0
         return lambda score: min(1.0, max(0.0, (1.0 + tau * score) / 2.0))
 
     def max_marginal_relevance_search(
@@ -367,29 +351,29 @@ class MoLVectorStore(VectorStore):
             scores, ids = self._search(embedding, max(k, fetch_k), kwargs.get("filter"), kwargs.get("strategy"))
             if not ids:
                 return []
-            if self._index is None:  # pragma: no cover - _search returned hits, so it exists
+            if self._contents.index is None:  # pragma: no cover - _search returned hits, so it exists
                 return []
-            feats = self._index.get_features(ids)
+            feats = self._contents.index.get_features(ids)
             phi = torch.tensor(scores, dtype=torch.float64, device=feats.device)
-            picks = mmr_select_mol(phi, feats, k, lambda_mult, tau=self._index.similarity.config.tau)
+            picks = mmr_select_mol(phi, feats, k, lambda_mult, tau=self._contents.index.similarity.config.tau)
             return [self._document(ids[p]) for p in picks.tolist()]
 
     def _search(
         self, embedding: Sequence[float], k: int, filter: DocFilter | None, strategy: Strategy | None
     ) -> tuple[list[float], list[str]]:
         """Raw ``(scores, ids)`` of one query vector, best first; ``[]`` when nothing matches."""
-        if self._index is None or not self._docs:
+        if self._contents.index is None or not self._docs:
             return [], []
         allowed = None if filter is None else self._filter_ids(filter)
         if allowed is not None and not allowed:
             return [], []
         query = as_matrix([embedding], 1, "embedding")
-        if query.shape[1] != self._index.similarity.config.query_dim:
+        if query.shape[1] != self._contents.index.similarity.config.query_dim:
             raise ValueError(
                 f"the query embedding has {query.shape[1]} dimensions but the similarity expects "
-                f"query_dim={self._index.similarity.config.query_dim}"
+                f"query_dim={self._contents.index.similarity.config.query_dim}"
             )
-        scores, ids = self._index.search(
+        scores, ids = self._contents.index.search(
             query, k, strategy=strategy if strategy is not None else self._strategy, filter=allowed
         )
         hits = ids[0]
@@ -424,7 +408,7 @@ class MoLVectorStore(VectorStore):
         :mod:`rag_relax_plugins.langchain._mol_store_io`.
         """
         with self._lock:
-            write_store(folder, self._index, self._docs, auto_head=self._auto_head)
+            write_store(folder, self._contents.index, self._docs, auto_head=self._contents.auto_head)
 
     @classmethod
     def load_local(
@@ -441,20 +425,20 @@ class MoLVectorStore(VectorStore):
         between the two renames of a replacing save is recovered (the previous save is loaded).
         """
         store = cls(embeddings, strategy=strategy, device=device)
-        store._index, store._docs, store._auto_head = read_store(folder, device)
+        store._contents.index, store._docs, store._contents.auto_head = read_store(folder, device)
         return store
 
     # ------------------------------------------------------------------ helpers
     def _ensure_index(self, dim: int) -> MoLIndex:
-        if self._index is None:
-            self._index = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs)
-            self._auto_head = True
-        elif self._auto_head and not self._docs and len(self._index) == 0 and dim != self._index.similarity.config.item_dim:
-            self._index = self._index.empty_like(MoLSimilarity.cosine(dim))  # empty self-built head: follow the embedding
-        c = self._index.similarity.config
+        held = self._contents
+        if held.index is None:
+            held.index, held.auto_head = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs), True
+        elif held.auto_head and not self._docs and len(held.index) == 0 and dim != held.index.similarity.config.item_dim:
+            held.index = held.index.empty_like(MoLSimilarity.cosine(dim))  # empty self-built head: follow the embedding
+        c = held.index.similarity.config
         if dim != c.item_dim:
             raise ValueError(f"the embedding gives {dim}-d vectors but the similarity expects item_dim={c.item_dim}")
-        return self._index
+        return held.index
 
     def _document(self, id_: str) -> Document:
         text, meta = self._docs[id_]
