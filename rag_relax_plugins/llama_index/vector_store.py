@@ -28,7 +28,7 @@ from typing import Any
 import fsspec
 import torch
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.schema import BaseNode, MetadataMode
+from llama_index.core.schema import BaseNode, ImageNode, IndexNode, MetadataMode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     MetadataFilters,
@@ -61,6 +61,9 @@ from rag_relax_plugins.llama_index._mol_persist import (
 )
 
 __all__ = ["MoLVectorStore"]
+
+# the node types a VectorStoreIndex over a store that keeps text lists in its index struct
+_IMAGE_OR_INDEX = frozenset({ImageNode.class_name(), IndexNode.class_name()})
 
 DEFAULT_PERSIST_FNAME = "vector_store.json"
 
@@ -99,7 +102,11 @@ class MoLVectorStore(BasePydanticVectorStore):
     ``similarity_top_k * mmr_prefetch_factor`` best, factor 4 by default).
     ``query(..., strategy=...)`` (or ``vector_store_kwargs={"strategy": ...}`` on a retriever)
     overrides the store's strategy for one query.
-    ``node_ids`` / ``doc_ids`` restrict the search when non-empty (``[]`` means no restriction).
+    ``node_ids`` / ``doc_ids`` restrict the search when non-empty (``[]`` means no restriction),
+    except ``node_ids`` that name only ``ImageNode`` / ``IndexNode`` records: that is what
+    ``VectorStoreIndex.as_retriever`` passes for a store that keeps text (its index struct lists
+    only those nodes), so it is read as no restriction; restrict to such nodes with a filter on
+    ``_node_type``.
     """
 
     stores_text: bool = True
@@ -179,24 +186,29 @@ class MoLVectorStore(BasePydanticVectorStore):
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         """Add nodes (upsert by ``node_id``); the caller's nodes are not modified.
 
-        Each node needs an embedding, or an ``embed_model`` must be set on the store.
+        Each node needs an embedding, or an ``embed_model`` must be set on the store. A
+        ``node_id`` repeated within the call is an upsert too: the last node with it is kept, as
+        in ``SimpleVectorStore`` (an ``IngestionPipeline`` fed one document twice does that).
+
+        Returns:
+            The ``node_id`` of each node, in input order.
         """
         nodes = list(nodes)
         for i, node in enumerate(nodes):
             if not isinstance(node, BaseNode):
                 raise TypeError(f"nodes[{i}] must be a llama_index BaseNode, got {type(node).__name__}")
         ids = [node.node_id for node in nodes]
-        if len(set(ids)) != len(ids):
-            raise ValueError("nodes must have unique node_id values within one add call")
         if not nodes:
             return []
-        vectors = self._node_vectors(nodes)
-        records = [record_of(node) for node in nodes]
+        last = {id_: i for i, id_ in enumerate(ids)}  # a repeated node_id: the last node wins
+        kept = [nodes[i] for i in sorted(last.values())]
+        vectors = self._node_vectors(kept)
+        records = [record_of(node) for node in kept]
         with self._lock:
             index = self._ensure_index(vectors.shape[1])
-            index.add(ids, vectors)
-            for id_, rec in zip(ids, records, strict=True):
-                self._nodes[id_] = rec
+            index.add([node.node_id for node in kept], vectors)
+            for node, rec in zip(kept, records, strict=True):
+                self._nodes[node.node_id] = rec
         return ids
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -293,11 +305,21 @@ class MoLVectorStore(BasePydanticVectorStore):
     ) -> list[str] | None:
         """Query restriction: ids passing every given restriction, ``None`` when there is none.
 
-        Empty ``node_ids`` / ``doc_ids`` mean no restriction (``VectorStoreIndex`` passes ``[]``).
+        Empty ``node_ids`` / ``doc_ids`` mean no restriction (``VectorStoreIndex`` passes ``[]``),
+        and so do ``node_ids`` whose stored nodes are all ``ImageNode`` / ``IndexNode``: that is
+        what ``VectorStoreIndex.as_retriever`` passes for a store that keeps text (its index
+        struct lists only those), and as a restriction it hid every text node.
         """
+        if node_ids and self._only_image_or_index_nodes(node_ids):
+            node_ids = None
         if not node_ids and not doc_ids and filters is None:
             return None
         return self._subset(node_ids or None, filters, doc_ids or None)
+
+    def _only_image_or_index_nodes(self, node_ids: list[str]) -> bool:
+        id_list("node_ids", node_ids)
+        stored = [self._nodes[i][0] for i in node_ids if i in self._nodes]
+        return bool(stored) and all(kind in _IMAGE_OR_INDEX for kind in stored)
 
     def _subset(
         self, node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None = None

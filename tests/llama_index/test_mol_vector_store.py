@@ -329,8 +329,6 @@ def test_validation_errors(store: MoLVectorStore) -> None:
         store.add([TextNode(id_="x", text="no vector")])
     with pytest.raises(ValueError, match="item_dim"):
         store.add([TextNode(id_="x", text="t", embedding=[1.0, 2.0])])
-    with pytest.raises(ValueError, match="unique"):
-        store.add([TextNode(id_="x", text="t", embedding=[1.0] * DIM)] * 2)
     with pytest.raises(TypeError, match="filters"):
         store.get_nodes(filters={"animal": "cat"})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="similarity"):

@@ -12,7 +12,7 @@ import pytest
 from llama_index.core import Document, StorageContext, VectorStoreIndex, load_index_from_storage
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import MockLLM
-from llama_index.core.schema import TextNode
+from llama_index.core.schema import ImageNode, IndexNode, TextNode
 from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters, VectorStoreQuery
 
 from rag_relax_plugins.embedders.hashing import HashingEncoder
@@ -325,3 +325,56 @@ def test_manifest_rename_is_flushed_before_the_old_index_is_deleted(tmp_path: Pa
     store.persist(str(path))
     renamed, deleted = events.index("rename to store.json"), events.index("delete old index")
     assert f"flush {tmp_path.name}" in events[renamed:deleted], events
+
+
+def _texts() -> list[TextNode]:
+    return [TextNode(text=f"paris france capital {i}", id_=f"t{i}") for i in range(4)]
+
+
+@pytest.mark.parametrize("how", ["objects", "insert_image", "reloaded"])
+def test_an_image_or_index_node_does_not_hide_the_text_nodes(tmp_path: Path, how: str) -> None:
+    """VectorStoreIndex.as_retriever passes node_ids=the ids its index struct lists: for a store
+    that keeps text, only the ImageNode / IndexNode ones. Taken as a restriction, one such node
+    hid every text node (the retriever returned only it), in the objects= (recursive retrieval)
+    pattern, after insert_nodes and after a reload."""
+    store = MoLVectorStore()
+    ctx = StorageContext.from_defaults(vector_store=store)
+    if how == "insert_image":
+        index = VectorStoreIndex(_texts(), storage_context=ctx, embed_model=EMB)
+        index.insert_nodes([ImageNode(text="a photo", image="aGVsbG8=", id_="other")])
+    else:
+        objects = [IndexNode(text="summary of a sub index", id_="other", index_id="sub")]
+        index = VectorStoreIndex(_texts(), objects=objects, storage_context=ctx, embed_model=EMB)
+    if how == "reloaded":
+        ctx.persist(str(tmp_path))
+        loaded = MoLVectorStore.from_persist_dir(str(tmp_path))
+        index = load_index_from_storage(StorageContext.from_defaults(persist_dir=str(tmp_path), vector_store=loaded),
+                                        embed_model=EMB)
+    got = {n.node.node_id for n in index.as_retriever(similarity_top_k=5).retrieve("paris france capital")}
+    assert got == {"t0", "t1", "t2", "t3", "other"}
+    # an explicit restriction that names a text node still restricts; a _node_type filter picks the others
+    vec = EMB.get_query_embedding("paris")
+    both = store.query(VectorStoreQuery(query_embedding=vec, similarity_top_k=5, node_ids=["t1", "other"]))
+    assert set(both.ids or []) == {"t1", "other"}
+    kind = ImageNode.class_name() if how == "insert_image" else IndexNode.class_name()
+    only = MetadataFilters(filters=[MetadataFilter(key="_node_type", value=kind)])
+    assert store.query(VectorStoreQuery(query_embedding=vec, similarity_top_k=5, filters=only)).ids == ["other"]
+
+
+def test_a_node_id_repeated_in_one_add_is_an_upsert_as_in_simple_vector_store() -> None:
+    """It was refused; an IngestionPipeline fed one document twice (no docstore, or a docstore
+    that records hashes before the add) then failed, and its retry left the store stale."""
+    from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+
+    docs = [Document(text="apple v1", doc_id="d1"), Document(text="apple v2", doc_id="d1"),
+            Document(text="banana", doc_id="d2")]
+    store = MoLVectorStore()
+    IngestionPipeline(transformations=[EMB], vector_store=store, docstore=SimpleDocumentStore(),
+                      docstore_strategy=DocstoreStrategy.DUPLICATES_ONLY).run(documents=docs)
+    found = VectorStoreIndex.from_vector_store(store, embed_model=EMB).as_retriever(similarity_top_k=5).retrieve("apple")
+    assert sorted((n.node.node_id, n.node.get_content()) for n in found) == [("d1", "apple v2"), ("d2", "banana")]
+    nodes = [TextNode(id_=i, text=t, embedding=EMB.get_text_embedding(t)) for i, t in (("a", "x"), ("b", "y"), ("a", "z"))]
+    store = MoLVectorStore()
+    assert store.add(nodes) == ["a", "b", "a"]  # one id per node, as upstream
+    assert len(store) == 2 and store.get_nodes(["a"])[0].get_content() == "z"
