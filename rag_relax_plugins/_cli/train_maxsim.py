@@ -60,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--cache-dir {args.cache_dir!r} must name a folder (new or an earlier cache), "
                          "not an existing file or an empty string")
     from rag_relax_plugins.rerankers.maxsim import MaxSimReranker
-    from rag_relax_plugins.training.maxsim_checkpoint import adopt_reranker_config, checked_resume
+    from rag_relax_plugins.training.maxsim_checkpoint import (
+        adopt_reranker_config,
+        checked_resume,
+        training_data_sha256,
+    )
     from rag_relax_plugins.training.maxsim_data import TokenCache, hotpot_split
     from rag_relax_plugins.training.maxsim_train import (
         MaxSimTrainConfig,
@@ -90,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         return evaluate_groups(model, split.test, q, t)
 
     if args.eval:  # before training; with --train-last-layers its cache is keyed by those layers' weights
-        checked_resume(cfg)  # a bad --resume-from is refused now, not after this evaluation
+        # a bad --resume-from is refused now, not after this evaluation
+        checked_resume(cfg, training_data_sha256(split.train, split.val, split.queries.texts, split.texts.texts))
         report["test_before"] = test_metrics(reranker)
     result = train_maxsim(cfg, split.train, split.queries.texts, split.texts.texts,
                           val_groups=split.val, reranker=reranker)

@@ -19,7 +19,8 @@ from typing import Any
 
 from rag_relax_plugins._io import read_json
 
-__all__ = ["ResumePolicy", "check_checkpoint_options", "check_resume_options", "resume_options", "stored_options"]
+__all__ = ["TRAINING_DATA", "ResumePolicy", "check_checkpoint_options", "check_resume_options", "data_sha256",
+           "resume_options", "stored_options"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,26 @@ def resume_options(config: Mapping[str, Any], paths: Iterable[str] = ()) -> dict
             if path.is_file():
                 out[f"{name}_sha256"] = _sha256(path)
     return out
+
+
+# the checkpoint option holding data_sha256 of what a run trains on, whichever way it was given
+TRAINING_DATA = "training_data_sha256"
+
+
+def data_sha256(value: Any) -> str:
+    """SHA-256 of ``value`` as JSON (dataclasses as dicts, tuples as lists): the training data
+    a run was actually given, stored beside the options so that a resume on other data is
+    refused even when the options do not name it (data passed to the Python API, or the default
+    data file edited in place)."""
+    import dataclasses
+    import json
+
+    def plain(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return dataclasses.asdict(obj)
+        raise TypeError(f"cannot fingerprint a {type(obj).__name__}")
+
+    return hashlib.sha256(json.dumps(value, default=plain, sort_keys=True).encode()).hexdigest()
 
 
 def _sha256(path: Path) -> str:

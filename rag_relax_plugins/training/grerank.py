@@ -41,6 +41,7 @@ from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
 from rag_relax_plugins.readers.dma import ReaderLayout
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
+from rag_relax_plugins.training._resume_check import TRAINING_DATA, data_sha256
 from rag_relax_plugins.training._run_files import EarlierCheckpoints, prune_checkpoints
 from rag_relax_plugins.training.grerank_checkpoint import (
     check_resume,
@@ -207,7 +208,15 @@ def train_grerank(
             a ``reader`` whose ``variant`` or ``doc_tokens`` differ from ``cfg``'s; a reader
             folder that is not a causal LM (all raised before anything is written).
     """
+    if examples is None:
+        examples = hotpot_split(load_hotpotqa_distractor(cfg.data_path), cfg.train_size)[0]
+    if cfg.max_train_rows is not None:
+        examples = examples[: cfg.max_train_rows]
+    if not examples:
+        raise ValueError("no training examples")
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
+    # the questions themselves: cfg.data_path names the default file as None, examples= none at all
+    options[TRAINING_DATA] = data_sha256(list(examples))
     ck = checkpoint_folder(cfg.resume_from, trainer="train-reranker") if cfg.resume_from is not None else None
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(ck, options)  # the scorer options aside: the checkpoint's reranker decides them
@@ -224,12 +233,6 @@ def train_grerank(
                   if getattr(cfg, name) != getattr(_DEFAULTS, name)]
         if unused:
             log.warning("supervision='labels' trains without a reader: %s not used", ", ".join(unused))
-    if examples is None:
-        examples = hotpot_split(load_hotpotqa_distractor(cfg.data_path), cfg.train_size)[0]
-    if cfg.max_train_rows is not None:
-        examples = examples[: cfg.max_train_rows]
-    if not examples:
-        raise ValueError("no training examples")
     most = max(len(ex.paragraphs) for ex in examples)
     if cfg.supervision == "reader" and cfg.mode == "subset" and cfg.k >= most:
         # l2x is not concerned: its mask is a max over k draws, not all ones for k >= N

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +28,27 @@ import torch
 from rag_relax_plugins._io import atomic_folder, saved_kind
 from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
-from rag_relax_plugins.training._resume_check import ResumePolicy
+from rag_relax_plugins.training._resume_check import TRAINING_DATA, ResumePolicy, data_sha256
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
 
 if TYPE_CHECKING:
+    from rag_relax_plugins.training.maxsim_data import QueryGroup
     from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig
 
-__all__ = ["MODEL_OPTIONS", "RESUME_RUNTIME_ONLY", "adopt_reranker_config", "check_best_model_folder", "check_resume",
-           "checked_resume",
-           "checkpoint_options", "clear_earlier_best_model", "load_optimizer", "plot_history", "save_checkpoint"]
+__all__ = [
+    "MODEL_OPTIONS",
+    "RESUME_RUNTIME_ONLY",
+    "adopt_reranker_config",
+    "check_best_model_folder",
+    "check_resume",
+    "checked_resume",
+    "checkpoint_options",
+    "clear_earlier_best_model",
+    "load_optimizer",
+    "plot_history",
+    "save_checkpoint",
+    "training_data_sha256",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +112,26 @@ def plot_history(history: dict[str, list[float]], path: Path) -> None:
     save_png(fig, path)
 
 
-def checked_resume(cfg: MaxSimTrainConfig) -> tuple[Path | None, dict[str, Any]]:
+def training_data_sha256(groups: Sequence[QueryGroup], val_groups: Sequence[QueryGroup],
+                         query_strings: Sequence[str], text_strings: Sequence[str]) -> str:
+    """:func:`data_sha256` of what ``train_maxsim`` is given: groups and both text tables."""
+    return data_sha256([list(groups), list(val_groups), list(query_strings), list(text_strings)])
+
+
+def checked_resume(cfg: MaxSimTrainConfig, training_data: str) -> tuple[Path | None, dict[str, Any]]:
     """The checkpoint ``cfg.resume_from`` names (``None`` without one) and the run's checkpoint
-    options (data files hashed), after refusing a missing checkpoint or one with other options.
+    options (data files hashed, and ``training_data``, the :func:`training_data_sha256` of the
+    groups and texts the run is given), after refusing a missing checkpoint or one with other
+    options or data.
 
     Raises:
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
-        ValueError: its options differ from ``cfg``'s, runtime-only ones aside.
+        ValueError: its options differ from ``cfg``'s, runtime-only ones aside, or it was trained
+            on other data.
     """
     ck = checkpoint_folder(cfg.resume_from, trainer="train-maxsim") if cfg.resume_from else None
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
+    options[TRAINING_DATA] = training_data  # the split itself: cfg.data / rows describe the CLI's only
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(ck, options)
     return ck, options

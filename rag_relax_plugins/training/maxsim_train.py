@@ -72,6 +72,7 @@ from rag_relax_plugins.training.maxsim_checkpoint import (
     load_optimizer,
     plot_history,
     save_checkpoint,
+    training_data_sha256,
 )
 from rag_relax_plugins.training.maxsim_data import (
     QueryGroup,
@@ -258,7 +259,7 @@ def train_maxsim(
     check_groups("val_groups", val_groups, len(query_strings), len(text_strings), require_gold=False)
     if reranker is not None:
         cfg = adopt_reranker_config(cfg, reranker.config)
-    ck, options = checked_resume(cfg)
+    ck, options = checked_resume(cfg, training_data_sha256(groups, val_groups, query_strings, text_strings))
     if ck is None:
         check_best_model_folder(Path(cfg.output_dir))
     check_save_target(Path(cfg.output_dir) / "final_model", kind=MaxSimReranker.SAVE_KIND)  # now, not after training

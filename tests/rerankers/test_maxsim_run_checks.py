@@ -174,3 +174,31 @@ def test_history_json_is_never_written_in_place(tmp_path: Path, monkeypatch: pyt
     result = train_maxsim(MaxSimTrainConfig(output_dir=str(out), **BASE), groups, queries.texts, texts.texts,
                           reranker=make_reranker())
     assert json.loads((out / "history.json").read_text(encoding="utf-8")) == result["history"]
+
+
+def test_cli_resume_with_the_default_data_file_edited_in_place_is_refused(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --data the option is None and no file was hashed: a resume after the default data
+    file changed trained on the new rows. The split's digest is checked now, --eval's early check
+    included."""
+    from rag_relax_plugins.cli import main
+
+    _hashing_reranker_class(monkeypatch)
+    rows = (data_dir / "hotpotqa" / "distractor_500.jsonl").read_text(encoding="utf-8").splitlines()[:30]
+    data = tmp_path / "data" / "hotpotqa" / "distractor_500.jsonl"
+    data.parent.mkdir(parents=True)
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    monkeypatch.setenv("RAG_RELAX_DATA", str(tmp_path / "data"))
+    out = tmp_path / "o"
+    common = ["-o", str(out), "--train-rows", "20", "--val-rows", "4", "--epochs", "2", "--batch-size", "4",
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(["train-maxsim", *common, "--max-steps", "2"]) == 0
+    rows[0] = rows[0].replace('"question": "', '"question": "Edited: ', 1)
+    assert "Edited: " in rows[0]
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    resume = ["--resume-from", str(out / "checkpoint_epoch_1")]
+    for extra in ([], ["--eval"]):
+        capsys.readouterr()
+        assert main(["train-maxsim", *common, *resume, *extra]) == 2
+        assert "different options: training_data_sha256" in capsys.readouterr().err

@@ -200,6 +200,31 @@ def test_maxsim_resume_with_other_options_is_refused_and_runtime_only_changes_ru
     assert res["history"]["step_loss"][:4] == pytest.approx(full["history"]["step_loss"][:4])
 
 
+def test_maxsim_resume_on_other_training_data_is_refused(tmp_path: Path) -> None:
+    """Data given to the Python API (or the default data file, edited in place) is named by no
+    option: a resume on another split was accepted, and train_config.json named the defaults."""
+    groups, queries, texts = _maxsim_data()
+    base: dict[str, Any] = dict(epochs=2, batch_size=2, hard_negatives=2, seed=1, val_rows=0, train_rows=10,
+                                show_progress=False)
+    run = tmp_path / "run"
+    train_maxsim(MaxSimTrainConfig(output_dir=str(run), max_steps=2, **base), groups, queries, texts,
+                 reranker=_maxsim_reranker())
+    ck = run / "checkpoint_epoch_1"
+    before = snapshot(run)
+    edited = [*texts[:-1], texts[-1] + " (edited)"]
+    for other in ((groups[:6], queries, texts), (groups, queries, edited), (groups[1:] + groups[:1], queries, texts)):
+        with pytest.raises(ValueError, match=r"different options: training_data_sha256 \(checkpoint '[0-9a-f]{64}'"):
+            train_maxsim(MaxSimTrainConfig(output_dir=str(run), resume_from=str(ck), **base), *other,
+                         reranker=_maxsim_reranker())
+    with pytest.raises(ValueError, match="training_data_sha256"):  # the validation groups are data too
+        train_maxsim(MaxSimTrainConfig(output_dir=str(run), resume_from=str(ck), **base), groups, queries, texts,
+                     val_groups=groups[:2], reranker=_maxsim_reranker())
+    assert snapshot(run) == before
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(run), resume_from=str(ck), **base), groups, queries, texts,
+                       reranker=_maxsim_reranker())  # the same data: resumes
+    assert res["steps"] == 8
+
+
 # --- rag-relax train-reranker (G-Rerank) -------------------------------------------------------
 
 EXAMPLES = [example(i) for i in range(4)]
@@ -245,3 +270,20 @@ def test_grerank_resume_may_raise_epochs_and_change_checkpointing(minilm_path: s
     assert len(res.history["loss"]) == 8
     q, docs = EXAMPLES[0].question, EXAMPLES[0].paragraph_texts()
     assert torch.allclose(resumed.score(q, docs), full.score(q, docs), atol=1e-5)
+
+
+def test_grerank_resume_on_other_training_questions_is_refused(minilm_path: str, tmp_path: Path) -> None:
+    """examples= (or the default data file, whose data_path is None) is named by no option: a
+    resume on other questions was accepted."""
+    run = tmp_path / "run"
+    train_grerank(_gr_config(run, max_steps=2), examples=EXAMPLES, reranker=_gr_reranker(minilm_path),
+                  reader=FakeReader())
+    ck = run / "checkpoint_step_2"
+    before = snapshot(run)
+    for other in (EXAMPLES[:3], [example(i) for i in range(1, 5)]):
+        with pytest.raises(ValueError, match=r"different options: training_data_sha256 \(checkpoint '[0-9a-f]{64}'"):
+            train_grerank(_gr_config(run, resume_from=str(ck)), examples=other, reranker=_gr_reranker(minilm_path),
+                          reader=FakeReader())
+    assert snapshot(run) == before
+    train_grerank(_gr_config(run, resume_from=str(ck)), examples=list(EXAMPLES), reranker=_gr_reranker(minilm_path),
+                  reader=FakeReader())  # the same questions: resumes
