@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,12 @@ def data_sha256(value: Any) -> str:
     def plain(obj: Any) -> Any:
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             return dataclasses.asdict(obj)
+        if isinstance(obj, numbers.Integral):  # numpy integers, as the data checks accept them
+            return int(obj)
+        if isinstance(obj, numbers.Real):
+            return float(obj)
+        if callable(getattr(obj, "tolist", None)):  # numpy arrays
+            return obj.tolist()
         raise TypeError(f"cannot fingerprint a {type(obj).__name__}")
 
     return hashlib.sha256(json.dumps(value, default=plain, sort_keys=True).encode()).hexdigest()

@@ -198,6 +198,12 @@ def test_cli_resume_with_the_default_data_file_edited_in_place_is_refused(
     assert "Edited: " in rows[0]
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
     resume = ["--resume-from", str(out / "checkpoint_epoch_1")]
+
+    def no_evaluation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("--eval evaluated before the resume was checked")
+
+    # --eval checks the resume before its test-split evaluation
+    monkeypatch.setattr("rag_relax_plugins.training.maxsim_train.evaluate_groups", no_evaluation)
     for extra in ([], ["--eval"]):
         capsys.readouterr()
         assert main(["train-maxsim", *common, *resume, *extra]) == 2

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -220,8 +221,11 @@ def test_maxsim_resume_on_other_training_data_is_refused(tmp_path: Path) -> None
         train_maxsim(MaxSimTrainConfig(output_dir=str(run), resume_from=str(ck), **base), groups, queries, texts,
                      val_groups=groups[:2], reranker=_maxsim_reranker())
     assert snapshot(run) == before
-    res = train_maxsim(MaxSimTrainConfig(output_dir=str(run), resume_from=str(ck), **base), groups, queries, texts,
-                       reranker=_maxsim_reranker())  # the same data: resumes
+    # the same data resumes, its numbers as numpy integers too (check_groups accepts them)
+    as_numpy = [QueryGroup(np.int64(g.query), tuple(np.int64(c) for c in g.candidates), tuple(np.int64(x) for x in g.gold),
+                           g.type) for g in groups]
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(run), resume_from=str(ck), **base), as_numpy, queries, texts,
+                       reranker=_maxsim_reranker())
     assert res["steps"] == 8
 
 
