@@ -4,8 +4,8 @@ folder, no pickle): :func:`record_of` / :func:`node_from_record` convert a node 
 
 ``persist_path`` (e.g. ``storage/default__vector_store.json``, what ``StorageContext.persist``
 asks for) is a JSON manifest: format name and version, the node ids, one record per node (node
-type, ref doc id, metadata, and the node JSON without its embedding as a string) and the name of
-a sibling folder
+type, ref doc id, metadata, and the node JSON without its embedding as a string), the ids ever
+added as ``ImageNode`` / ``IndexNode`` and the name of a sibling folder
 ``<manifest name>.index-<random>`` written by :meth:`MoLIndex.save`.
 
 Crash safety: the new index folder is written completely (atomically, by the index) before the
@@ -106,9 +106,12 @@ def _previous_folder(path: Path) -> str | None:
 
 
 def write_store(
-    path: Path, index: MoLIndex | None, ids: list[str], records: list[Record], *, auto_head: bool = False
+    path: Path, index: MoLIndex | None, ids: list[str], records: list[Record], *, auto_head: bool = False,
+    image_or_index_ids: list[str] | None = None,
 ) -> None:
-    """Write ``index`` and the node records under ``path`` (see the module docstring).
+    """Write ``index`` and the node records under ``path`` (see the module docstring);
+    ``image_or_index_ids``: every id added to the store as an ``ImageNode`` / ``IndexNode``,
+    deleted ones included (what a ``VectorStoreIndex``'s index struct may still list).
 
     Raises:
         ValueError: the existing manifest at ``path`` names an index folder that is not a plain
@@ -125,6 +128,7 @@ def write_store(
         "format_version": FORMAT_VERSION,
         "index_folder": folder,
         "auto_head": auto_head,
+        "image_or_index_ids": list(image_or_index_ids or []),
         "ids": ids,
         "records": [{"type": t, "ref_doc_id": r, "metadata": m, "node": n} for t, r, m, n in records],
     }
@@ -150,15 +154,18 @@ def _manifest_text(manifest: dict[str, Any]) -> str:
     return text
 
 
-def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex | None, dict[str, Record], bool]:
-    """``(index or None, {node id: record}, auto_head)`` from a manifest written by :func:`write_store`.
+def read_store(
+    path: Path, device: str | torch.device | None
+) -> tuple[MoLIndex | None, dict[str, Record], bool, set[str]]:
+    """``(index or None, {node id: record}, auto_head, image_or_index_ids)`` from a manifest
+    written by :func:`write_store` (a manifest without ``image_or_index_ids``: an empty set).
 
     A ``persist`` to the same path from another thread or process replaces the manifest, then
     deletes the index folder the old one named: when loading that folder fails and the manifest
     has changed meanwhile, the new manifest is read again (up to 10 reads, each repeat waiting
     10 ms longer: :func:`~rag_relax_plugins._whole_save.read_while_steady`).
     """
-    def read() -> tuple[MoLIndex | None, dict[str, Record], bool]:
+    def read() -> tuple[MoLIndex | None, dict[str, Record], bool, set[str]]:
         if not path.is_file():
             raise FileNotFoundError(f"no MoL vector store manifest at {path}")
         data = _read_manifest(path)
@@ -171,7 +178,10 @@ def read_store(path: Path, device: str | torch.device | None) -> tuple[MoLIndex 
         nodes = {
             i: (rec["type"], rec["ref_doc_id"], rec["metadata"], rec["node"]) for i, rec in zip(ids, records, strict=True)
         }
-        return index, nodes, data.get("auto_head") is True
+        seen = data.get("image_or_index_ids", [])
+        if not (isinstance(seen, list) and all(isinstance(i, str) for i in seen)):
+            raise ValueError(f"{path}: 'image_or_index_ids' must be a list of strings (corrupt manifest)")
+        return index, nodes, data.get("auto_head") is True, set(seen)
 
     # whole: the manifest names an index folder that no persist rewrites, so a read that succeeds
     # is one persist's; only a folder deleted mid-read (a newer manifest) is read again

@@ -103,10 +103,11 @@ class MoLVectorStore(BasePydanticVectorStore):
     ``query(..., strategy=...)`` (or ``vector_store_kwargs={"strategy": ...}`` on a retriever)
     overrides the store's strategy for one query.
     ``node_ids`` / ``doc_ids`` restrict the search when non-empty (``[]`` means no restriction),
-    except ``node_ids`` that name only ``ImageNode`` / ``IndexNode`` records: that is what
-    ``VectorStoreIndex.as_retriever`` passes for a store that keeps text (its index struct lists
-    only those nodes), so it is read as no restriction; restrict to such nodes with a filter on
-    ``_node_type``.
+    except the ``node_ids`` that ``VectorStoreIndex.as_retriever`` passes for a store that keeps
+    text: its index struct lists only the ``ImageNode`` / ``IndexNode`` records (deleted ones
+    too), and as a restriction they hid every text node. Ids that all were added as such nodes,
+    none now a text node, listing every such node stored now, are read as no restriction; to
+    search those nodes alone, filter on ``_node_type``.
     """
 
     stores_text: bool = True
@@ -118,6 +119,9 @@ class MoLVectorStore(BasePydanticVectorStore):
     _strategy: Strategy | None = PrivateAttr(default=None)
     _index_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
     _auto_head: bool = PrivateAttr(default=False)
+    # every id added as an ImageNode / IndexNode, deleted ones included: what a VectorStoreIndex's
+    # index struct lists (it keeps them after a delete when the store keeps text); persisted
+    _image_or_index_ids: set[str] = PrivateAttr(default_factory=set)
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
 
     def __init__(
@@ -200,15 +204,17 @@ class MoLVectorStore(BasePydanticVectorStore):
         ids = [node.node_id for node in nodes]
         if not nodes:
             return []
-        last = {id_: i for i, id_ in enumerate(ids)}  # a repeated node_id: the last node wins
-        kept = [nodes[i] for i in sorted(last.values())]
-        vectors = self._node_vectors(kept)
+        positions = sorted({id_: i for i, id_ in enumerate(ids)}.values())  # a repeated node_id: the last wins
+        kept = [nodes[i] for i in positions]
+        vectors = self._node_vectors(kept, positions)
         records = [record_of(node) for node in kept]
         with self._lock:
             index = self._ensure_index(vectors.shape[1])
             index.add([node.node_id for node in kept], vectors)
             for node, rec in zip(kept, records, strict=True):
                 self._nodes[node.node_id] = rec
+                if rec[0] in _IMAGE_OR_INDEX:
+                    self._image_or_index_ids.add(node.node_id)
         return ids
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -306,20 +312,29 @@ class MoLVectorStore(BasePydanticVectorStore):
         """Query restriction: ids passing every given restriction, ``None`` when there is none.
 
         Empty ``node_ids`` / ``doc_ids`` mean no restriction (``VectorStoreIndex`` passes ``[]``),
-        and so do ``node_ids`` whose stored nodes are all ``ImageNode`` / ``IndexNode``: that is
-        what ``VectorStoreIndex.as_retriever`` passes for a store that keeps text (its index
-        struct lists only those), and as a restriction it hid every text node.
+        and so do the ``node_ids`` a ``VectorStoreIndex`` passes for a store that keeps text
+        (:meth:`_index_struct_ids`): as a restriction they hid every text node.
         """
-        if node_ids and self._only_image_or_index_nodes(node_ids):
+        if node_ids and self._index_struct_ids(node_ids):
             node_ids = None
         if not node_ids and not doc_ids and filters is None:
             return None
         return self._subset(node_ids or None, filters, doc_ids or None)
 
-    def _only_image_or_index_nodes(self, node_ids: list[str]) -> bool:
+    def _index_struct_ids(self, node_ids: list[str]) -> bool:
+        """``node_ids`` are what ``VectorStoreIndex.as_retriever`` passes for a store that keeps
+        text: the ids its index struct lists, i.e. every ``ImageNode`` / ``IndexNode`` added
+        through it, deleted ones included. Told by: every id was added here as such a node, none
+        is now a text node, and every such node stored now is listed. (A restriction to exactly
+        all of them is read the same way: a filter on ``_node_type`` gives it.)"""
         id_list("node_ids", node_ids)
-        stored = [self._nodes[i][0] for i in node_ids if i in self._nodes]
-        return bool(stored) and all(kind in _IMAGE_OR_INDEX for kind in stored)
+        listed = set(node_ids)
+        if not listed <= self._image_or_index_ids:
+            return False
+        if any(i in self._nodes and self._nodes[i][0] not in _IMAGE_OR_INDEX for i in listed):
+            return False
+        return all(i in listed for i in self._image_or_index_ids
+                   if i in self._nodes and self._nodes[i][0] in _IMAGE_OR_INDEX)
 
     def _subset(
         self, node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None = None
@@ -370,7 +385,8 @@ class MoLVectorStore(BasePydanticVectorStore):
         check_local_fs(fs)
         with self._lock:
             ids = list(self._nodes)
-            write_store(Path(persist_path), self._index, ids, [self._nodes[i] for i in ids], auto_head=self._auto_head)
+            write_store(Path(persist_path), self._index, ids, [self._nodes[i] for i in ids], auto_head=self._auto_head,
+                        image_or_index_ids=sorted(self._image_or_index_ids))
 
     @classmethod
     def from_persist_path(
@@ -389,7 +405,8 @@ class MoLVectorStore(BasePydanticVectorStore):
         """
         check_local_fs(fs)
         store = cls(embed_model=embed_model, strategy=strategy, device=device)
-        store._index, store._nodes, store._auto_head = read_store(Path(persist_path), device)
+        store._index, store._nodes, store._auto_head, seen = read_store(Path(persist_path), device)
+        store._image_or_index_ids = seen | {i for i, rec in store._nodes.items() if rec[0] in _IMAGE_OR_INDEX}
         return store
 
     @classmethod
@@ -416,10 +433,11 @@ class MoLVectorStore(BasePydanticVectorStore):
             )
         return self._index
 
-    def _node_vectors(self, nodes: list[BaseNode]) -> torch.Tensor:
+    def _node_vectors(self, nodes: list[BaseNode], positions: list[int]) -> torch.Tensor:
+        """``(N, D)`` vectors of ``nodes``, which are the caller's ``nodes[positions[i]]``."""
         missing = [i for i, node in enumerate(nodes) if node.embedding is None]
         if missing and self._embed_model is None:
-            raise ValueError(f"nodes[{missing[0]}] has no embedding and the store has no embed_model")
+            raise ValueError(f"nodes[{positions[missing[0]]}] has no embedding and the store has no embed_model")
         rows: list[list[float] | None] = [node.embedding for node in nodes]
         if missing and self._embed_model is not None:
             texts = [nodes[i].get_content(metadata_mode=MetadataMode.EMBED) for i in missing]

@@ -350,6 +350,7 @@ def test_an_image_or_index_node_does_not_hide_the_text_nodes(tmp_path: Path, how
         loaded = MoLVectorStore.from_persist_dir(str(tmp_path))
         index = load_index_from_storage(StorageContext.from_defaults(persist_dir=str(tmp_path), vector_store=loaded),
                                         embed_model=EMB)
+        store = loaded
     got = {n.node.node_id for n in index.as_retriever(similarity_top_k=5).retrieve("paris france capital")}
     assert got == {"t0", "t1", "t2", "t3", "other"}
     # an explicit restriction that names a text node still restricts; a _node_type filter picks the others
@@ -359,6 +360,28 @@ def test_an_image_or_index_node_does_not_hide_the_text_nodes(tmp_path: Path, how
     kind = ImageNode.class_name() if how == "insert_image" else IndexNode.class_name()
     only = MetadataFilters(filters=[MetadataFilter(key="_node_type", value=kind)])
     assert store.query(VectorStoreQuery(query_embedding=vec, similarity_top_k=5, filters=only)).ids == ["other"]
+    # the index struct of a store that keeps text keeps a deleted node's id: the texts stay found
+    index.delete_nodes(["other"])
+    got = {n.node.node_id for n in index.as_retriever(similarity_top_k=5).retrieve("paris france capital")}
+    assert got == {"t0", "t1", "t2", "t3"}
+    ctx = index.storage_context
+    ctx.persist(str(tmp_path / "after"))
+    again = load_index_from_storage(StorageContext.from_defaults(
+        persist_dir=str(tmp_path / "after"), vector_store=MoLVectorStore.from_persist_dir(str(tmp_path / "after"))),
+        embed_model=EMB)
+    got = {n.node.node_id for n in again.as_retriever(similarity_top_k=5).retrieve("paris france capital")}
+    assert got == {"t0", "t1", "t2", "t3"}
+
+
+def test_an_explicit_restriction_to_some_image_or_index_nodes_is_kept() -> None:
+    store = MoLVectorStore(embed_model=EMB)
+    objects = [IndexNode(text=f"summary {i}", id_=f"o{i}", index_id=f"sub{i}") for i in range(2)]
+    index = VectorStoreIndex(_texts(), objects=objects, storage_context=StorageContext.from_defaults(vector_store=store),
+                             embed_model=EMB)
+    vec = EMB.get_query_embedding("summary")
+    assert store.query(VectorStoreQuery(query_embedding=vec, similarity_top_k=5, node_ids=["o1"])).ids == ["o1"]
+    assert store.query(VectorStoreQuery(query_embedding=vec, similarity_top_k=5, node_ids=["t-gone"])).ids == []
+    assert len(index.as_retriever(similarity_top_k=9).retrieve("summary")) == 6  # what the index lists: no restriction
 
 
 def test_a_node_id_repeated_in_one_add_is_an_upsert_as_in_simple_vector_store() -> None:
@@ -378,3 +401,5 @@ def test_a_node_id_repeated_in_one_add_is_an_upsert_as_in_simple_vector_store() 
     store = MoLVectorStore()
     assert store.add(nodes) == ["a", "b", "a"]  # one id per node, as upstream
     assert len(store) == 2 and store.get_nodes(["a"])[0].get_content() == "z"
+    with pytest.raises(ValueError, match=r"nodes\[2\] has no embedding"):  # the caller's position
+        store.add([*nodes[:2], TextNode(id_="a", text="no vector")])
