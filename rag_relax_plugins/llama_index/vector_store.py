@@ -28,7 +28,7 @@ from typing import Any
 import fsspec
 import torch
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.schema import BaseNode, ImageNode, IndexNode, MetadataMode
+from llama_index.core.schema import BaseNode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     MetadataFilters,
@@ -51,6 +51,12 @@ from rag_relax_plugins.llama_index._mol_filters import (
     matches,
     with_node_fields,
 )
+from rag_relax_plugins.llama_index._mol_inputs import (
+    IMAGE_OR_INDEX,
+    index_struct_ids,
+    mmr_weight,
+    node_vectors,
+)
 from rag_relax_plugins.llama_index._mol_persist import (
     Record,
     check_local_fs,
@@ -62,8 +68,6 @@ from rag_relax_plugins.llama_index._mol_persist import (
 
 __all__ = ["MoLVectorStore"]
 
-# the node types a VectorStoreIndex over a store that keeps text lists in its index struct
-_IMAGE_OR_INDEX = frozenset({ImageNode.class_name(), IndexNode.class_name()})
 
 DEFAULT_PERSIST_FNAME = "vector_store.json"
 
@@ -206,14 +210,14 @@ class MoLVectorStore(BasePydanticVectorStore):
             return []
         positions = sorted({id_: i for i, id_ in enumerate(ids)}.values())  # a repeated node_id: the last wins
         kept = [nodes[i] for i in positions]
-        vectors = self._node_vectors(kept, positions)
+        vectors = node_vectors(kept, positions, self._embed_model)
         records = [record_of(node) for node in kept]
         with self._lock:
             index = self._ensure_index(vectors.shape[1])
             index.add([node.node_id for node in kept], vectors)
             for node, rec in zip(kept, records, strict=True):
                 self._nodes[node.node_id] = rec
-                if rec[0] in _IMAGE_OR_INDEX:
+                if rec[0] in IMAGE_OR_INDEX:
                     self._image_or_index_ids.add(node.node_id)
         return ids
 
@@ -266,7 +270,7 @@ class MoLVectorStore(BasePydanticVectorStore):
             raise ValueError(f"query.mode {query.mode!r} is not supported (DEFAULT or MMR)")
         filters = check_filters(query.filters)
         mmr = query.mode == VectorStoreQueryMode.MMR
-        lam = _mmr_weight(kwargs.get("mmr_threshold"), query.mmr_threshold) if mmr else 0.5
+        lam = mmr_weight(kwargs.get("mmr_threshold"), query.mmr_threshold) if mmr else 0.5
         prefetch = kwargs.get("mmr_prefetch_factor", 4)
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ValueError(f"mmr_prefetch_factor must be an int >= 1, got {prefetch!r}")
@@ -313,28 +317,13 @@ class MoLVectorStore(BasePydanticVectorStore):
 
         Empty ``node_ids`` / ``doc_ids`` mean no restriction (``VectorStoreIndex`` passes ``[]``),
         and so do the ``node_ids`` a ``VectorStoreIndex`` passes for a store that keeps text
-        (:meth:`_index_struct_ids`): as a restriction they hid every text node.
+        (:func:`~._mol_inputs.index_struct_ids`): as a restriction they hid every text node.
         """
-        if node_ids and self._index_struct_ids(node_ids):
+        if node_ids and index_struct_ids(node_ids, self._nodes, self._image_or_index_ids):
             node_ids = None
         if not node_ids and not doc_ids and filters is None:
             return None
         return self._subset(node_ids or None, filters, doc_ids or None)
-
-    def _index_struct_ids(self, node_ids: list[str]) -> bool:
-        """``node_ids`` are what ``VectorStoreIndex.as_retriever`` passes for a store that keeps
-        text: the ids its index struct lists, i.e. every ``ImageNode`` / ``IndexNode`` added
-        through it, deleted ones included. Told by: every id was added here as such a node, none
-        is now a text node, and every such node stored now is listed. (A restriction to exactly
-        all of them is read the same way: a filter on ``_node_type`` gives it.)"""
-        id_list("node_ids", node_ids)
-        listed = set(node_ids)
-        if not listed <= self._image_or_index_ids:
-            return False
-        if any(i in self._nodes and self._nodes[i][0] not in _IMAGE_OR_INDEX for i in listed):
-            return False
-        return all(i in listed for i in self._image_or_index_ids
-                   if i in self._nodes and self._nodes[i][0] in _IMAGE_OR_INDEX)
 
     def _subset(
         self, node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None = None
@@ -406,7 +395,7 @@ class MoLVectorStore(BasePydanticVectorStore):
         check_local_fs(fs)
         store = cls(embed_model=embed_model, strategy=strategy, device=device)
         store._index, store._nodes, store._auto_head, seen = read_store(Path(persist_path), device)
-        store._image_or_index_ids = seen | {i for i, rec in store._nodes.items() if rec[0] in _IMAGE_OR_INDEX}
+        store._image_or_index_ids = seen | {i for i, rec in store._nodes.items() if rec[0] in IMAGE_OR_INDEX}
         return store
 
     @classmethod
@@ -432,32 +421,3 @@ class MoLVectorStore(BasePydanticVectorStore):
                 f"node embeddings are {dim}-d but the similarity expects item_dim={self._index.similarity.config.item_dim}"
             )
         return self._index
-
-    def _node_vectors(self, nodes: list[BaseNode], positions: list[int]) -> torch.Tensor:
-        """``(N, D)`` vectors of ``nodes``, which are the caller's ``nodes[positions[i]]``."""
-        missing = [i for i, node in enumerate(nodes) if node.embedding is None]
-        if missing and self._embed_model is None:
-            raise ValueError(f"nodes[{positions[missing[0]]}] has no embedding and the store has no embed_model")
-        rows: list[list[float] | None] = [node.embedding for node in nodes]
-        if missing and self._embed_model is not None:
-            texts = [nodes[i].get_content(metadata_mode=MetadataMode.EMBED) for i in missing]
-            for i, emb in zip(missing, self._embed_model.get_text_embedding_batch(texts), strict=True):
-                rows[i] = emb
-        widths = {len(r) for r in rows if r is not None}
-        if len(widths) != 1 or 0 in widths:
-            raise ValueError(f"node embeddings must be non-empty and of one width, got widths {sorted(widths)}")
-        return torch.tensor(rows, dtype=torch.float32)
-
-
-def _mmr_weight(from_kwargs: object, from_query: object) -> float:
-    """The MMR relevance weight: ``query(mmr_threshold=...)``, else the query's, else 0.5."""
-    name, lam = "mmr_threshold", from_kwargs
-    if lam is None:
-        name, lam = "query.mmr_threshold", from_query
-    if lam is None:
-        return 0.5
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
-        raise TypeError(f"{name} must be a number in [0, 1] (the relevance weight), got {type(lam).__name__}")
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1] (the relevance weight), got {lam}")
-    return float(lam)

@@ -1,0 +1,69 @@
+"""What the LlamaIndex MoL store is given, read: node vectors, the MMR weight, and the node ids
+a ``VectorStoreIndex`` passes for a store that keeps text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.schema import BaseNode, ImageNode, IndexNode, MetadataMode
+
+from rag_relax_plugins.index.filters import id_list
+from rag_relax_plugins.llama_index._mol_persist import Record
+
+__all__ = ["IMAGE_OR_INDEX", "index_struct_ids", "mmr_weight", "node_vectors"]
+
+# the node types a VectorStoreIndex over a store that keeps text lists in its index struct
+IMAGE_OR_INDEX = frozenset({ImageNode.class_name(), IndexNode.class_name()})
+
+
+def node_vectors(nodes: list[BaseNode], positions: list[int], embed_model: BaseEmbedding | None) -> torch.Tensor:
+    """``(N, D)`` vectors of ``nodes``, which are the caller's ``nodes[positions[i]]``."""
+    missing = [i for i, node in enumerate(nodes) if node.embedding is None]
+    if missing and embed_model is None:
+        raise ValueError(f"nodes[{positions[missing[0]]}] has no embedding and the store has no embed_model")
+    rows: list[list[float] | None] = [node.embedding for node in nodes]
+    if missing and embed_model is not None:
+        texts = [nodes[i].get_content(metadata_mode=MetadataMode.EMBED) for i in missing]
+        for i, emb in zip(missing, embed_model.get_text_embedding_batch(texts), strict=True):
+            rows[i] = emb
+    widths = {len(r) for r in rows if r is not None}
+    if len(widths) != 1 or 0 in widths:
+        raise ValueError(f"node embeddings must be non-empty and of one width, got widths {sorted(widths)}")
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def index_struct_ids(node_ids: list[str], nodes: Mapping[str, Record], seen: set[str]) -> bool:
+    """``node_ids`` are what ``VectorStoreIndex.as_retriever`` passes for a store that keeps
+    text: the ids its index struct lists, i.e. every ``ImageNode`` / ``IndexNode`` added
+    through it, deleted ones included. Told by: every id was added here as such a node, none
+    is now a text node, and every such node stored now is listed. (A restriction to exactly
+    all of them is read the same way: a filter on ``_node_type`` gives it.)
+
+    Args:
+        node_ids: the query's non-empty ``node_ids``.
+        nodes: the store's records by node id.
+        seen: every id ever added to the store as an ``ImageNode`` / ``IndexNode``.
+    """
+    id_list("node_ids", node_ids)
+    listed = set(node_ids)
+    if not listed <= seen:
+        return False
+    if any(i in nodes and nodes[i][0] not in IMAGE_OR_INDEX for i in listed):
+        return False
+    return all(i in listed for i in seen if i in nodes and nodes[i][0] in IMAGE_OR_INDEX)
+
+
+def mmr_weight(from_kwargs: object, from_query: object) -> float:
+    """The MMR relevance weight: ``query(mmr_threshold=...)``, else the query's, else 0.5."""
+    name, lam = "mmr_threshold", from_kwargs
+    if lam is None:
+        name, lam = "query.mmr_threshold", from_query
+    if lam is None:
+        return 0.5
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+        raise TypeError(f"{name} must be a number in [0, 1] (the relevance weight), got {type(lam).__name__}")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1] (the relevance weight), got {lam}")
+    return float(lam)
