@@ -34,25 +34,32 @@ def node_vectors(nodes: list[BaseNode], positions: list[int], embed_model: BaseE
     return torch.tensor(rows, dtype=torch.float32)
 
 
-def index_struct_ids(node_ids: list[str], nodes: Mapping[str, Record], seen: set[str]) -> bool:
+def index_struct_ids(node_ids: list[str], nodes: Mapping[str, Record], seen: set[str] | None) -> bool:
     """``node_ids`` are what ``VectorStoreIndex.as_retriever`` passes for a store that keeps
-    text: the ids its index struct lists, i.e. every ``ImageNode`` / ``IndexNode`` added
-    through it, deleted ones included. Told by: every id was added here as such a node, none
-    is now a text node, and every such node stored now is listed. (A restriction to exactly
-    all of them is read the same way: a filter on ``_node_type`` gives it.)
+    text: the ids its index struct lists, which are ``ImageNode`` / ``IndexNode`` ids only, kept
+    there after a delete or an upsert as another type, and not always all of the store's (two
+    indexes over one store; a node the store holds before the index lists it). Told by: every
+    id was added to this store as such a node at some time. Such ids are then no restriction
+    (they hid every text node); a user's restriction to some of those nodes alone reads the
+    same, and a filter (on ``_node_type``, or a metadata key) gives it.
 
     Args:
         node_ids: the query's non-empty ``node_ids``.
         nodes: the store's records by node id.
-        seen: every id ever added to the store as an ``ImageNode`` / ``IndexNode``.
+        seen: every id ever added to the store as an ``ImageNode`` / ``IndexNode``; ``None``
+            for a store loaded from a manifest written before that was recorded, whose deleted
+            ids are unknown (an id it does not hold is then taken as one of them).
     """
     id_list("node_ids", node_ids)
-    listed = set(node_ids)
-    if not listed <= seen:
+    for i in set(node_ids):
+        if seen is not None and i in seen:
+            continue
+        if i in nodes and nodes[i][0] in IMAGE_OR_INDEX:  # (seen is None) stored as such a node
+            continue
+        if seen is None and i not in nodes:  # an older manifest: perhaps a deleted one
+            continue
         return False
-    if any(i in nodes and nodes[i][0] not in IMAGE_OR_INDEX for i in listed):
-        return False
-    return all(i in listed for i in seen if i in nodes and nodes[i][0] in IMAGE_OR_INDEX)
+    return True
 
 
 def mmr_weight(from_kwargs: object, from_query: object) -> float:

@@ -107,11 +107,12 @@ def _previous_folder(path: Path) -> str | None:
 
 def write_store(
     path: Path, index: MoLIndex | None, ids: list[str], records: list[Record], *, auto_head: bool = False,
-    image_or_index_ids: list[str] | None = None,
+    image_or_index_ids: list[str] | None,
 ) -> None:
     """Write ``index`` and the node records under ``path`` (see the module docstring);
     ``image_or_index_ids``: every id added to the store as an ``ImageNode`` / ``IndexNode``,
-    deleted ones included (what a ``VectorStoreIndex``'s index struct may still list).
+    deleted ones included (what a ``VectorStoreIndex``'s index struct may still list); ``None``
+    (written as ``null``) when unknown: a store loaded from an older manifest.
 
     Raises:
         ValueError: the existing manifest at ``path`` names an index folder that is not a plain
@@ -128,7 +129,7 @@ def write_store(
         "format_version": FORMAT_VERSION,
         "index_folder": folder,
         "auto_head": auto_head,
-        "image_or_index_ids": list(image_or_index_ids or []),
+        "image_or_index_ids": None if image_or_index_ids is None else list(image_or_index_ids),
         "ids": ids,
         "records": [{"type": t, "ref_doc_id": r, "metadata": m, "node": n} for t, r, m, n in records],
     }
@@ -156,16 +157,17 @@ def _manifest_text(manifest: dict[str, Any]) -> str:
 
 def read_store(
     path: Path, device: str | torch.device | None
-) -> tuple[MoLIndex | None, dict[str, Record], bool, set[str]]:
+) -> tuple[MoLIndex | None, dict[str, Record], bool, set[str] | None]:
     """``(index or None, {node id: record}, auto_head, image_or_index_ids)`` from a manifest
-    written by :func:`write_store` (a manifest without ``image_or_index_ids``: an empty set).
+    written by :func:`write_store` (``None`` for ``image_or_index_ids`` when the manifest has no
+    such list: written before it was recorded, or from such a store).
 
     A ``persist`` to the same path from another thread or process replaces the manifest, then
     deletes the index folder the old one named: when loading that folder fails and the manifest
     has changed meanwhile, the new manifest is read again (up to 10 reads, each repeat waiting
     10 ms longer: :func:`~rag_relax_plugins._whole_save.read_while_steady`).
     """
-    def read() -> tuple[MoLIndex | None, dict[str, Record], bool, set[str]]:
+    def read() -> tuple[MoLIndex | None, dict[str, Record], bool, set[str] | None]:
         if not path.is_file():
             raise FileNotFoundError(f"no MoL vector store manifest at {path}")
         data = _read_manifest(path)
@@ -178,10 +180,10 @@ def read_store(
         nodes = {
             i: (rec["type"], rec["ref_doc_id"], rec["metadata"], rec["node"]) for i, rec in zip(ids, records, strict=True)
         }
-        seen = data.get("image_or_index_ids", [])
-        if not (isinstance(seen, list) and all(isinstance(i, str) for i in seen)):
-            raise ValueError(f"{path}: 'image_or_index_ids' must be a list of strings (corrupt manifest)")
-        return index, nodes, data.get("auto_head") is True, set(seen)
+        seen = data.get("image_or_index_ids")
+        if not (seen is None or (isinstance(seen, list) and all(isinstance(i, str) for i in seen))):
+            raise ValueError(f"{path}: 'image_or_index_ids' must be a list of strings or null (corrupt manifest)")
+        return index, nodes, data.get("auto_head") is True, None if seen is None else set(seen)
 
     # whole: the manifest names an index folder that no persist rewrites, so a read that succeeds
     # is one persist's; only a folder deleted mid-read (a newer manifest) is read again

@@ -108,10 +108,10 @@ class MoLVectorStore(BasePydanticVectorStore):
     overrides the store's strategy for one query.
     ``node_ids`` / ``doc_ids`` restrict the search when non-empty (``[]`` means no restriction),
     except the ``node_ids`` that ``VectorStoreIndex.as_retriever`` passes for a store that keeps
-    text: its index struct lists only the ``ImageNode`` / ``IndexNode`` records (deleted ones
-    too), and as a restriction they hid every text node. Ids that all were added as such nodes,
-    none now a text node, listing every such node stored now, are read as no restriction; to
-    search those nodes alone, filter on ``_node_type``.
+    text: its index struct lists only ``ImageNode`` / ``IndexNode`` ids (deleted ones too), and as
+    a restriction they hid every text node. Ids that were all added to this store as such nodes
+    are read as no restriction; to search some of those nodes alone, use a filter (on
+    ``_node_type``, or a metadata key).
     """
 
     stores_text: bool = True
@@ -124,8 +124,9 @@ class MoLVectorStore(BasePydanticVectorStore):
     _index_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
     _auto_head: bool = PrivateAttr(default=False)
     # every id added as an ImageNode / IndexNode, deleted ones included: what a VectorStoreIndex's
-    # index struct lists (it keeps them after a delete when the store keeps text); persisted
-    _image_or_index_ids: set[str] = PrivateAttr(default_factory=set)
+    # index struct lists (it keeps them after a delete when the store keeps text); persisted.
+    # None: loaded from a manifest written before it was (its deleted ids are unknown)
+    _image_or_index_ids: set[str] | None = PrivateAttr(default_factory=set)
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
 
     def __init__(
@@ -217,7 +218,7 @@ class MoLVectorStore(BasePydanticVectorStore):
             index.add([node.node_id for node in kept], vectors)
             for node, rec in zip(kept, records, strict=True):
                 self._nodes[node.node_id] = rec
-                if rec[0] in IMAGE_OR_INDEX:
+                if rec[0] in IMAGE_OR_INDEX and self._image_or_index_ids is not None:
                     self._image_or_index_ids.add(node.node_id)
         return ids
 
@@ -375,7 +376,7 @@ class MoLVectorStore(BasePydanticVectorStore):
         with self._lock:
             ids = list(self._nodes)
             write_store(Path(persist_path), self._index, ids, [self._nodes[i] for i in ids], auto_head=self._auto_head,
-                        image_or_index_ids=sorted(self._image_or_index_ids))
+                        image_or_index_ids=None if (seen := self._image_or_index_ids) is None else sorted(seen))
 
     @classmethod
     def from_persist_path(
@@ -395,7 +396,7 @@ class MoLVectorStore(BasePydanticVectorStore):
         check_local_fs(fs)
         store = cls(embed_model=embed_model, strategy=strategy, device=device)
         store._index, store._nodes, store._auto_head, seen = read_store(Path(persist_path), device)
-        store._image_or_index_ids = seen | {i for i, rec in store._nodes.items() if rec[0] in IMAGE_OR_INDEX}
+        store._image_or_index_ids = seen
         return store
 
     @classmethod

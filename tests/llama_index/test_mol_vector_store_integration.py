@@ -373,15 +373,68 @@ def test_an_image_or_index_node_does_not_hide_the_text_nodes(tmp_path: Path, how
     assert got == {"t0", "t1", "t2", "t3"}
 
 
-def test_an_explicit_restriction_to_some_image_or_index_nodes_is_kept() -> None:
+def test_which_node_ids_still_restrict() -> None:
+    """Ids that were all added as ImageNode / IndexNode read as the index struct's list, not as a
+    restriction; an id never added as one (a text node, an unknown id) keeps the restriction."""
     store = MoLVectorStore(embed_model=EMB)
     objects = [IndexNode(text=f"summary {i}", id_=f"o{i}", index_id=f"sub{i}") for i in range(2)]
-    index = VectorStoreIndex(_texts(), objects=objects, storage_context=StorageContext.from_defaults(vector_store=store),
-                             embed_model=EMB)
-    vec = EMB.get_query_embedding("summary")
-    assert store.query(VectorStoreQuery(query_embedding=vec, similarity_top_k=5, node_ids=["o1"])).ids == ["o1"]
-    assert store.query(VectorStoreQuery(query_embedding=vec, similarity_top_k=5, node_ids=["t-gone"])).ids == []
-    assert len(index.as_retriever(similarity_top_k=9).retrieve("summary")) == 6  # what the index lists: no restriction
+    VectorStoreIndex(_texts(), objects=objects, storage_context=StorageContext.from_defaults(vector_store=store),
+                     embed_model=EMB)
+
+    def ids(node_ids: list[str]) -> set[str]:
+        query = VectorStoreQuery(query_embedding=EMB.get_query_embedding("summary"), similarity_top_k=9,
+                                 node_ids=node_ids)
+        return set(store.query(query).ids or [])
+
+    assert ids(["t1"]) == {"t1"} and ids(["t1", "o1"]) == {"t1", "o1"} and ids(["gone"]) == set()
+    assert len(ids(["o1"])) == 6  # documented: read as the index struct's list (filter on _node_type instead)
+
+
+def test_two_indexes_over_one_store_each_find_every_text() -> None:
+    """Each index struct lists only its own IndexNode: reading "every stored such node must be
+    listed" as the sign of an index struct hid the texts from both."""
+    store = MoLVectorStore()
+    found = []
+    for name in ("a", "b"):
+        index = VectorStoreIndex(_texts() if name == "a" else [], objects=[IndexNode(text=f"sub {name}", id_=f"o{name}",
+                                 index_id=name)], storage_context=StorageContext.from_defaults(vector_store=store),
+                                 embed_model=EMB)
+        found.append(index)
+    for index in found:
+        got = {n.node.node_id for n in index.as_retriever(similarity_top_k=9).retrieve("paris france capital")}
+        assert {"t0", "t1", "t2", "t3"} <= got
+
+
+def test_an_index_node_upserted_as_a_text_node_does_not_restrict() -> None:
+    store = MoLVectorStore()
+    index = VectorStoreIndex(_texts(), objects=[IndexNode(text="sub", id_="x", index_id="s")],
+                             storage_context=StorageContext.from_defaults(vector_store=store), embed_model=EMB)
+    index.insert_nodes([TextNode(text="now a text", id_="x")])  # the index struct still lists x
+    got = {n.node.node_id for n in index.as_retriever(similarity_top_k=9).retrieve("paris france capital")}
+    assert got == {"t0", "t1", "t2", "t3", "x"}
+
+
+def test_a_manifest_without_the_image_or_index_ids_reads_deleted_ids_as_such(tmp_path: Path) -> None:
+    """A manifest written before the ids were recorded: its deleted IndexNode ids are unknown,
+    and an id the store does not hold is taken as one (it hid every text node)."""
+    store = MoLVectorStore()
+    ctx = StorageContext.from_defaults(vector_store=store)
+    objects = [IndexNode(text=f"summary {i}", id_=f"o{i}", index_id=f"sub{i}") for i in range(2)]
+    index = VectorStoreIndex(_texts(), objects=objects, storage_context=ctx, embed_model=EMB)
+    index.delete_nodes(["o0"])
+    ctx.persist(str(tmp_path))
+    manifest = tmp_path / "default__vector_store.json"
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    assert data.pop("image_or_index_ids") == ["o0", "o1"]
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    for _ in range(2):  # and again after a persist of the loaded store (null: still unknown)
+        loaded = MoLVectorStore.from_persist_dir(str(tmp_path))
+        again = load_index_from_storage(StorageContext.from_defaults(persist_dir=str(tmp_path), vector_store=loaded),
+                                        embed_model=EMB)
+        got = {n.node.node_id for n in again.as_retriever(similarity_top_k=9).retrieve("paris france capital")}
+        assert got == {"t0", "t1", "t2", "t3", "o1"}
+        again.storage_context.persist(str(tmp_path))
+    assert json.loads(manifest.read_text(encoding="utf-8"))["image_or_index_ids"] is None
 
 
 def test_a_node_id_repeated_in_one_add_is_an_upsert_as_in_simple_vector_store() -> None:
