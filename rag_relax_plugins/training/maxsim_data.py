@@ -86,6 +86,9 @@ def check_groups(
             raise TypeError(f"{where} must be a QueryGroup, got {type(g).__name__}")
         if not _index(g.query, num_queries):
             raise ValueError(f"{where}: query row {g.query!r} is not a row of the {num_queries} query strings")
+        for field in ("candidates", "gold"):  # a numpy array failed with "truth value ... ambiguous"
+            if not isinstance(getattr(g, field), (tuple, list)):
+                raise TypeError(f"{where}: {field} must be a tuple of ints, got {type(getattr(g, field)).__name__}")
         if not g.candidates:
             raise ValueError(f"{where}: no candidates")
         bad = [c for c in g.candidates if not _index(c, num_texts)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -230,6 +231,9 @@ def test_train_rejects_bad_input(tmp_path: Path) -> None:
      r"groups\[5\]: candidate row 999 is not a row of the \d+ text strings"),
     ("groups", lambda g: QueryGroup(999, g.candidates, g.gold, g.type), r"groups\[5\]: query row 999"),
     ("val_groups", lambda g: QueryGroup(g.query, (*g.candidates[:3], 999), g.gold, g.type), r"val_groups\[5\]: candidate row 999"),
+    # a numpy array failed with "the truth value of an array ... is ambiguous"
+    ("groups", lambda g: QueryGroup(g.query, np.array(g.candidates), g.gold, g.type),
+     r"groups\[5\]: candidates must be a tuple of ints, got ndarray"),
 ])
 def test_a_bad_group_is_refused_by_name_before_anything_is_written(tmp_path: Path, where: str, damage, match: str) -> None:  # type: ignore[no-untyped-def]
     """A group with no gold, a gold position or a row out of range failed mid-run ("gold[1] must
@@ -240,7 +244,7 @@ def test_a_bad_group_is_refused_by_name_before_anything_is_written(tmp_path: Pat
     bad[5] = damage(bad[5])
     train_groups, val = (bad, []) if where == "groups" else (groups, bad)
     cfg = MaxSimTrainConfig(output_dir=str(tmp_path / "run"), show_progress=False, batch_size=2, hard_negatives=2)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         train_maxsim(cfg, train_groups, queries.texts, texts.texts, val_groups=val, reranker=make_reranker())
     assert not (tmp_path / "run").exists()
 
