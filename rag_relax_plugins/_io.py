@@ -388,9 +388,14 @@ def read_json(path: str | os.PathLike[str], *, object_only: bool = True) -> Any:
 def read_tensors(path: str | os.PathLike[str], *, device: str = "cpu") -> dict[str, Any]:
     """The tensors of the safetensors file at ``path`` (``{name: torch.Tensor}``, on ``device``).
 
+    Every file this package saves holds finite floats: a NaN or inf is damage (or a run that
+    diverged), refused here, where the file can still be named, rather than found later as NaN
+    scores or embeddings.
+
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: not a readable safetensors file; the message names the file.
+        ValueError: not a readable safetensors file, or a float tensor holding NaN or inf; the
+            message names the file (and the tensor).
     """
     from safetensors import SafetensorError  # here, not at import: this module stays light
     from safetensors.torch import load_file
@@ -399,6 +404,11 @@ def read_tensors(path: str | os.PathLike[str], *, device: str = "cpu") -> dict[s
     if not file.is_file():
         raise FileNotFoundError(f"no such file: {file}")
     try:
-        return load_file(str(file), device=device)
+        tensors: dict[str, Any] = load_file(str(file), device=device)
     except SafetensorError as exc:
         raise ValueError(f"{file}: not a readable safetensors file (corrupt or truncated?): {exc}") from exc
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(t.isfinite().all()):
+            raise ValueError(f"{file}: {name} contains NaN or inf values (a damaged file, or a run that "
+                             "diverged); nothing was loaded")
+    return tensors

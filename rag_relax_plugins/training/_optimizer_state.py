@@ -41,8 +41,9 @@ def load_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
 
     Raises:
         ValueError: the checkpoint's number of parameter groups differs from ``opt``'s (the
-            message ends with ``hint``, e.g. which options must match to resume), or a corrupt
-            ``optimizer.json`` / ``optimizer.safetensors`` (named).
+            message ends with ``hint``, e.g. which options must match to resume), a corrupt
+            ``optimizer.json`` / ``optimizer.safetensors`` (named), or a moment whose shape is not
+            its parameter's.
     """
     meta_file = folder / "optimizer.json"
     meta = read_json(meta_file)
@@ -63,4 +64,12 @@ def load_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
             f"checkpoint {folder} has {len(meta['param_groups'])} optimiser parameter groups, the "
             f"current run {len(opt.param_groups)}{': ' + hint if hint else ''}"
         )
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for index, entry in state.items():  # a mis-shaped moment failed only at the first step
+        if not 0 <= index < len(params):
+            raise ValueError(f"{folder}/optimizer.safetensors: state of parameter {index}, but the run has {len(params)}")
+        for key, t in entry.items():
+            if hasattr(t, "shape") and t.dim() > 0 and tuple(t.shape) != tuple(params[index].shape):
+                raise ValueError(f"{folder}/optimizer.safetensors: {index}.{key} has shape {tuple(t.shape)}, "
+                                 f"its parameter {tuple(params[index].shape)}")
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -249,6 +249,32 @@ def test_read_json_and_read_tensors_name_the_corrupt_file(tmp_path: Path) -> Non
         read_tensors(tmp_path / "missing.safetensors")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_read_tensors_refuses_non_finite_floats_naming_file_and_tensor(tmp_path: Path, bad: float) -> None:
+    """A NaN weight loaded silently (the Gaussian embedder then returned NaN embeddings; MaxSim
+    and the Gumbel scorer failed at the first score, naming no file)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from rag_relax_plugins._io import read_tensors
+    from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+    from rag_relax_plugins.embedders.gaussian_config import GaussianConfig
+
+    t = tmp_path / "t.safetensors"
+    save_file({"ids": torch.arange(3), "w": torch.tensor([1.0, bad], dtype=torch.float16)}, str(t))
+    with pytest.raises(ValueError, match=r"t\.safetensors: w contains NaN or inf values"):
+        read_tensors(t)
+    model = GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8, dropout=0.0), device="cpu")
+    model.save(tmp_path / "g")
+    [head] = [f for f in (tmp_path / "g").glob("*.safetensors")]
+    weights = read_tensors(head)
+    name = next(iter(weights))
+    weights[name] = torch.full_like(weights[name], bad)
+    save_file(weights, str(head))
+    with pytest.raises(ValueError, match=rf"{head.name}: {name} contains NaN or inf"):
+        GaussianEmbedder.load(tmp_path / "g")
+
+
 def test_checkpoint_readers_of_every_trainer_name_a_corrupt_file(tmp_path: Path) -> None:
     """The optimiser state (shared by the four trainers, MaxSim's included) and the MoL weights:
     a truncated safetensors file was a raw SafetensorError, which the CLI does not report."""

@@ -229,6 +229,34 @@ def test_maxsim_resume_on_other_training_data_is_refused(tmp_path: Path) -> None
     assert res["steps"] == 8
 
 
+@pytest.mark.parametrize("damage", ["nan_weights", "moment_shape"])
+def test_a_damaged_maxsim_checkpoint_is_refused_before_anything_is_written(tmp_path: Path, damage: str) -> None:
+    """NaN weights loaded, and a mis-shaped optimiser moment failed only at the first step: by
+    then best_model/ had been replaced by the checkpoint's (NaN) one and train_config.json
+    rewritten."""
+    from safetensors.torch import load_file, save_file
+
+    groups, queries, texts = _maxsim_data()
+    base: dict[str, Any] = dict(epochs=2, batch_size=2, hard_negatives=2, seed=1, val_rows=2, train_rows=10,
+                                show_progress=False)
+    run = tmp_path / "run"
+    train_maxsim(MaxSimTrainConfig(output_dir=str(run), **base), groups[:6], queries, texts,
+                 val_groups=groups[6:], reranker=_maxsim_reranker())
+    ck = run / "checkpoint_epoch_1"
+    file = ck / "model" / "model.safetensors" if damage == "nan_weights" else ck / "optimizer.safetensors"
+    tensors = load_file(str(file))
+    name = next(k for k, t in tensors.items() if t.is_floating_point() and t.dim() > 0)
+    tensors[name] = (torch.full_like(tensors[name], float("nan")) if damage == "nan_weights"
+                     else torch.zeros(tensors[name].numel() + 1))
+    save_file(tensors, str(file))
+    before = snapshot(run)
+    want = "contains NaN or inf" if damage == "nan_weights" else "has shape"
+    with pytest.raises(ValueError, match=want):
+        train_maxsim(MaxSimTrainConfig(output_dir=str(run), resume_from=str(ck), **base), groups[:6], queries,
+                     texts, val_groups=groups[6:], reranker=_maxsim_reranker())
+    assert snapshot(run) == before
+
+
 # --- rag-relax train-reranker (G-Rerank) -------------------------------------------------------
 
 EXAMPLES = [example(i) for i in range(4)]
