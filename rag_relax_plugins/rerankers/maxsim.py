@@ -406,6 +406,11 @@ class MaxSimReranker(BaseReranker):
             missing = sorted(set(params) - set(tensors))
             if missing:
                 raise ValueError(f"{folder}/{_WEIGHTS} lacks trained backbone tensors, e.g. {missing[0]}")
+            for name, p in params.items():  # copy_ broadcast a (1,) tensor over a whole LayerNorm
+                t = tensors[name]
+                if tuple(t.shape) != tuple(p.shape) or not t.is_floating_point():
+                    raise ValueError(f"{folder}/{_WEIGHTS}: {name} is {t.dtype} {tuple(t.shape)}, the backbone's "
+                                     f"{p.dtype} {tuple(p.shape)}")
             with torch.no_grad():
                 for name, p in params.items():
                     p.copy_(tensors[name].to(p.device, p.dtype))

@@ -77,6 +77,16 @@ def test_trained_layers_are_saved_and_restored(tmp_path: Path, minilm_path: str)
     torch.testing.assert_close(back.score(QUERY, DOCS), before, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="last_layers"):
         rr.trainable_backbone_parameters(7)
+    # a stored layer tensor of another shape or dtype is refused (copy_ broadcast a (1,) tensor)
+    from safetensors.torch import load_file, save_file
+
+    key = "backbone.layer.5.output.LayerNorm.weight"
+    weights = tmp_path / "m" / "model.safetensors"
+    good = load_file(str(weights))
+    for bad in (good[key][:1], good[key].int()):
+        save_file({**good, key: bad}, str(weights))
+        with pytest.raises(ValueError, match=rf"model\.safetensors: {key} is torch\.\w+ \({bad.numel()},\)"):
+            MaxSimReranker.load(tmp_path / "m", device="cpu", encoder=fresh)
 
 
 def test_train_last_layers_gradients_reach_only_the_unfrozen_layers(minilm_path: str) -> None:
