@@ -153,7 +153,7 @@ def _read_store(folder: Path, device: str | torch.device | None) -> tuple[MoLInd
         raise ValueError(f"{path}: 'ids' and 'texts' must be lists of strings and 'metadatas' a list of objects "
                          "(corrupt store.json)")
     held = set() if index is None else set(index.ids)
-    if not (len(ids) == len(texts) == len(metas)) or set(ids) != held:
-        raise ValueError(f"{folder}: store.json and index/ disagree on the stored ids")
+    if not (len(ids) == len(texts) == len(metas)) or len(set(ids)) != len(ids) or set(ids) != held:
+        raise ValueError(f"{folder}: store.json and index/ disagree on the stored ids (or store.json lists one twice)")
     docs = {i: (t, m) for i, t, m in zip(ids, texts, metas, strict=True)}
     return index, docs, data.get("auto_head") is True

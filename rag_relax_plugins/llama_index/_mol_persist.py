@@ -175,8 +175,8 @@ def read_store(
         index = None if folder is None else MoLIndex.load(path.parent / folder, device=device)
         ids, records = _checked_records(data, path)
         held = set() if index is None else set(index.ids)
-        if len(ids) != len(records) or set(ids) != held:
-            raise ValueError(f"{path}: the manifest and its index folder disagree on the stored ids")
+        if len(ids) != len(records) or len(set(ids)) != len(ids) or set(ids) != held:
+            raise ValueError(f"{path}: the manifest and its index folder disagree on the stored ids (or the manifest lists one twice)")
         nodes = {
             i: (rec["type"], rec["ref_doc_id"], rec["metadata"], rec["node"]) for i, rec in zip(ids, records, strict=True)
         }

@@ -592,3 +592,17 @@ def test_a_load_overlapping_a_save_returns_one_whole_store(tmp_path: Path, monke
     back = MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
     assert [d.page_content for d in back.get_by_ids(["x", "y"])] == ["stock", "market"]
     assert back.similarity_search("stock", k=1)[0].page_content == "stock"  # texts match their vectors
+
+
+def test_a_store_file_repeating_an_id_is_refused(tmp_path: Path) -> None:
+    """A damaged store.json listing an id twice loaded, and the later text silently won."""
+    import json
+
+    MoLVectorStore.from_texts(["cat", "dog"], HashingEmbeddings(), ids=["a", "b"]).save_local(tmp_path / "s")
+    file = tmp_path / "s" / "store.json"
+    data = json.loads(file.read_text(encoding="utf-8"))
+    for key, extra in (("ids", "a"), ("texts", "injected"), ("metadatas", {})):
+        data[key].append(extra)
+    file.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="disagree on the stored ids"):
+        MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())

@@ -456,3 +456,16 @@ def test_a_node_id_repeated_in_one_add_is_an_upsert_as_in_simple_vector_store() 
     assert len(store) == 2 and store.get_nodes(["a"])[0].get_content() == "z"
     with pytest.raises(ValueError, match=r"nodes\[2\] has no embedding"):  # the caller's position
         store.add([*nodes[:2], TextNode(id_="a", text="no vector")])
+
+
+def test_a_manifest_repeating_an_id_is_refused(tmp_path: Path) -> None:
+    """A damaged manifest listing an id twice loaded, and a query returned that node twice."""
+    store = MoLVectorStore()
+    store.add([TextNode(id_=i, text=i, embedding=EMB.get_text_embedding(i)) for i in ("n1", "n2")])
+    store.persist(str(tmp_path / "m.json"))
+    data = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
+    data["ids"].append("n2")
+    data["records"].append(data["records"][1])
+    (tmp_path / "m.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="disagree on the stored ids"):
+        MoLVectorStore.from_persist_path(str(tmp_path / "m.json"))
