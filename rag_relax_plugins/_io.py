@@ -361,7 +361,11 @@ def find_saved_folder(
     if (folder / marker).is_file():
         return folder
     if not folder.exists():  # a dangling link: its target's backups (atomic_folder saves through links)
-        backups = [p for p in _backups(folder.resolve() if folder.is_symlink() else folder) if (p / marker).is_file()]
+        try:
+            base = folder.resolve() if folder.is_symlink() else folder
+        except (RuntimeError, OSError) as exc:  # a symbolic link loop
+            raise FileNotFoundError(f"{what} not found: {folder} is a symbolic link that leads nowhere ({exc})") from exc
+        backups = [p for p in _backups(base) if (p / marker).is_file()]
         if backups:
             return max(backups, key=lambda p: p.stat().st_mtime)
     raise FileNotFoundError(f"{what} not found: {folder} (expected {marker} inside)")

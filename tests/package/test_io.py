@@ -411,3 +411,18 @@ def test_a_save_through_a_symlink_replaces_its_target_and_keeps_the_link(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "run_1"]
     _crash_between_the_renames(link, monkeypatch)  # the link dangles; its target's backup is found
     assert not real.exists() and (find_saved_folder(link) / "data.txt").read_text(encoding="utf-8") == "v1"
+
+
+def test_a_symlink_loop_is_not_found_not_a_runtime_error(tmp_path: Path) -> None:
+    """``Path.resolve`` raised RuntimeError("Symlink loop") out of every loader (the CLI printed
+    a traceback)."""
+    from rag_relax_plugins._io import find_saved_folder
+    from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(FileNotFoundError, match="symbolic link that leads nowhere"):
+        find_saved_folder(a, "config.json")
+    with pytest.raises(FileNotFoundError, match="no Gaussian embedder at"):
+        GaussianEmbedder.load(a)
