@@ -230,15 +230,27 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
     kind = cfg.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"unknown scorer kind {kind!r} in {cfg_file}")
-    bcfg = transformers.AutoConfig.from_pretrained(str(root / "backbone"))
-    tok = transformers.AutoTokenizer.from_pretrained(str(root / "tokenizer"))
-    scorer = _KINDS[kind](
-        None,
-        max_length=int(cfg["max_length"]),
-        trainable_layers=int(cfg["trainable_layers"]),
-        seed=int(cfg["seed"]),
-        _config=bcfg,
-        _tokenizer=tok,
-    )
-    scorer.load_state_dict(read_tensors(root / "model.safetensors"))
+    settings = {}
+    for name in ("max_length", "trainable_layers", "seed"):  # int("64") and int(64.9) were taken
+        value = cfg.get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{cfg_file}: {name} must be an int, got {value!r} (corrupt file?)")
+        settings[name] = value
+    for part in ("backbone", "tokenizer"):  # transformers read a missing folder as a hub repo id
+        if not (root / part).is_dir():
+            raise FileNotFoundError(f"no {part}/ folder in {root} (a scorer saved by save_into has one)")
+    try:
+        bcfg = transformers.AutoConfig.from_pretrained(str(root / "backbone"))
+        tok = transformers.AutoTokenizer.from_pretrained(str(root / "tokenizer"))
+    except (OSError, ValueError) as exc:  # a damaged config.json / tokenizer.json
+        raise ValueError(f"{root}: the saved backbone config or tokenizer cannot be read: {exc}") from exc
+    try:
+        scorer = _KINDS[kind](None, **settings, _config=bcfg, _tokenizer=tok)
+    except ValueError as exc:  # a setting out of range (max_length 0 ...)
+        raise ValueError(f"{cfg_file}: {exc}") from exc
+    weights = root / "model.safetensors"
+    try:
+        scorer.load_state_dict(read_tensors(weights))
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+        raise ValueError(f"{weights} does not match scorer.json ({kind}): {exc}") from exc
     return scorer

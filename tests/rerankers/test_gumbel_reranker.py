@@ -321,3 +321,31 @@ def test_scoring_locks_are_per_scorer_and_reentrant(minilm_path: str) -> None:
     assert done.wait(30), "deadlock"
     worker.join()
     assert torch.equal(seen["b"], want) and "a" in seen  # type: ignore[arg-type]
+
+
+def test_a_damaged_scorer_folder_is_refused_naming_the_file(reranker: GumbelReranker, tmp_path: Path) -> None:
+    """scorer.json's "64" or 64.9 were taken as ints, a missing key was a KeyError, a tensor of
+    another shape a raw RuntimeError, and a missing backbone/ folder read as a hub repo id."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = reranker.save_pretrained(tmp_path / "m")
+    good = json.loads((folder / "scorer.json").read_text())
+    for bad in ({**good, "max_length": "64"}, {**good, "max_length": 64.9},
+                {k: v for k, v in good.items() if k != "seed"}):
+        (folder / "scorer.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=r"scorer\.json: (max_length|seed) must be an int"):
+            GumbelReranker.from_pretrained(folder)
+    (folder / "scorer.json").write_text(json.dumps({**good, "max_length": 0}))
+    with pytest.raises(ValueError, match=r"scorer\.json: max_length must be an int >= 8"):
+        GumbelReranker.from_pretrained(folder)
+    (folder / "scorer.json").write_text(json.dumps(good))
+    weights = load_file(str(folder / "model.safetensors"))
+    save_file({**weights, "head.weight": weights["head.weight"][:, :-1].contiguous()}, str(folder / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"model\.safetensors does not match scorer\.json"):
+        GumbelReranker.from_pretrained(folder)
+    save_file(weights, str(folder / "model.safetensors"))
+    shutil.rmtree(folder / "backbone")
+    with pytest.raises(FileNotFoundError, match="no backbone/ folder"):
+        GumbelReranker.from_pretrained(folder)
