@@ -335,8 +335,14 @@ def load_similarity(folder: str | os.PathLike[str]) -> MoLSimilarity:
     cfg_file, weights = path / "similarity_config.json", path / "similarity.safetensors"
     if not (cfg_file.is_file() and weights.is_file()):
         raise FileNotFoundError(f"no MoL head at {path} (expected similarity_config.json and similarity.safetensors)")
-    sim = MoLSimilarity(MoLConfig.from_dict(read_json(cfg_file)))
-    sim.load_state_dict(read_tensors(weights))
+    try:
+        sim = MoLSimilarity(MoLConfig.from_dict(read_json(cfg_file)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{cfg_file}: not a valid MoL similarity config: {exc}") from exc
+    try:
+        sim.load_state_dict(read_tensors(weights))
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+        raise ValueError(f"{weights} does not match {cfg_file.name}: {exc}") from exc
     return sim.eval()
 
 
@@ -361,14 +367,22 @@ def load_recipe_model(
     meta: dict[str, Any] = read_json(cfg_file)
     if meta.get("format") != RECIPE_FORMAT or meta.get("format_version") != RECIPE_VERSION:
         raise ValueError(f"{cfg_file} is not a {RECIPE_FORMAT} v{RECIPE_VERSION} model")
-    recipe = RecipeConfig.from_dict(meta["recipe"])
-    if meta["dataset"] == "movielens":
-        model = build_movielens_model(int(meta["num_items"]), recipe, num_users=int(meta.get("num_users", 0)))
-    elif meta["dataset"] == "hotpotqa":
+    try:
+        recipe = RecipeConfig.from_dict(meta["recipe"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{cfg_file}: no valid 'recipe' ({exc!r})") from exc
+    dataset = meta.get("dataset")
+    if dataset == "movielens":
+        counts = {name: meta.get(name, 0 if name == "num_users" else None) for name in ("num_items", "num_users")}
+        for name, value in counts.items():  # int(9.7) was taken, a missing num_items a KeyError
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{cfg_file}: {name} must be an int >= 0, got {value!r}")
+        model = build_movielens_model(counts["num_items"], recipe, num_users=counts["num_users"])
+    elif dataset == "hotpotqa":
         if query_features is None or doc_features is None:
             raise ValueError("query_features and doc_features are required to load a HotpotQA model")
         model = build_hotpot_model(query_features, doc_features, recipe)
     else:
-        raise ValueError(f"unknown dataset {meta['dataset']!r} in {cfg_file}")
+        raise ValueError(f"unknown dataset {dataset!r} in {cfg_file}")
     load_model_weights(model, path)
     return model.eval(), meta

@@ -151,3 +151,33 @@ def test_loaders_find_the_model_a_crash_left_between_the_two_renames(tmp_path):
     h = torch.tensor([[0, 1, 2]])
     torch.testing.assert_close(score_all(loaded, h), score_all(model, h), rtol=0, atol=0)
     assert load_similarity(tmp_path / "m").config == model.similarity.config
+
+
+def test_damaged_recipe_saves_are_refused_naming_the_file(tmp_path):
+    """A missing recipe / dataset / num_items was a KeyError, num_items 9.7 loaded, and a head
+    whose tensors do not fit its config a raw RuntimeError."""
+    from safetensors.torch import load_file, save_file
+
+    recipe = RecipeConfig(embedding_dim=8, max_len=3, num_query_embeddings=2, num_item_embeddings=2)
+    save_recipe_model(build_movielens_model(9, recipe), tmp_path / "m", dataset="movielens", recipe=recipe)
+    file = tmp_path / "m" / "config.json"
+    good = json.loads(file.read_text())
+    cases = [({k: v for k, v in good.items() if k != "recipe"}, "no valid 'recipe'"),
+             ({k: v for k, v in good.items() if k != "num_items"}, r"num_items must be an int >= 0, got None"),
+             ({**good, "num_items": 9.7}, r"num_items must be an int >= 0, got 9\.7"),
+             ({k: v for k, v in good.items() if k != "dataset"}, "unknown dataset None")]
+    for bad, match in cases:
+        file.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=match):
+            load_recipe_model(tmp_path / "m")
+    file.write_text(json.dumps(good))
+    feats = F.normalize(torch.randn(5, 8), dim=-1)
+    hot_recipe = RecipeConfig(num_query_embeddings=2, num_item_embeddings=2)
+    save_recipe_model(build_hotpot_model(feats[:2], feats, hot_recipe), tmp_path / "h", dataset="hotpotqa",
+                      recipe=hot_recipe)
+    weights = tmp_path / "h" / "similarity.safetensors"
+    tensors = load_file(str(weights))
+    name = next(k for k, t in tensors.items() if t.dim() == 2)
+    save_file({**tensors, name: tensors[name][:, :-1].contiguous()}, str(weights))
+    with pytest.raises(ValueError, match=r"similarity\.safetensors does not match similarity_config\.json"):
+        load_similarity(tmp_path / "h")
