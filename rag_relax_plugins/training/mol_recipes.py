@@ -373,10 +373,12 @@ def load_recipe_model(
         raise ValueError(f"{cfg_file}: no valid 'recipe' ({exc!r})") from exc
     dataset = meta.get("dataset")
     if dataset == "movielens":
-        counts = {name: meta.get(name, 0 if name == "num_users" else None) for name in ("num_items", "num_users")}
-        for name, value in counts.items():  # int(9.7) was taken, a missing num_items a KeyError
+        counts: dict[str, int] = {}
+        for name, default in (("num_items", None), ("num_users", 0)):  # 9.7 was taken, no num_items a KeyError
+            value = meta.get(name, default)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{cfg_file}: {name} must be an int >= 0, got {value!r}")
+            counts[name] = value
         model = build_movielens_model(counts["num_items"], recipe, num_users=counts["num_users"])
     elif dataset == "hotpotqa":
         if query_features is None or doc_features is None:
