@@ -20,7 +20,8 @@ from typing import Any
 
 from rag_relax_plugins._io import read_json
 
-__all__ = ["TRAINING_DATA", "ResumePolicy", "check_checkpoint_options", "check_resume_options", "data_sha256",
+__all__ = ["TRAINING_DATA", "ResumePolicy", "check_checkpoint_options", "check_resume_options", "check_state_fields",
+           "data_sha256",
            "resume_options", "stored_options"]
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,34 @@ def data_sha256(value: Any) -> str:
         raise TypeError(f"cannot fingerprint a {type(obj).__name__}")
 
     return hashlib.sha256(json.dumps(value, default=plain, sort_keys=True).encode()).hexdigest()
+
+
+# the fields of trainer_state.json every trainer's resume reads, and their JSON types
+STATE_FIELDS: dict[str, tuple[type, ...]] = {
+    "scheduler": (dict,), "epoch": (int,), "step": (int,), "best": (int, float), "history": (dict,),
+}
+
+
+def check_state_fields(file: Path, state: Any, names: Iterable[str]) -> None:
+    """Refuse a ``trainer_state.json`` (``file``) that lacks a field a resume reads (``names``, of
+    :data:`STATE_FIELDS`) or holds one of another type, naming the file and the field: it was a
+    ``KeyError``, or a ``TypeError`` deep in the training loop after files had been written.
+    ``history`` must map names to lists.
+
+    Raises:
+        ValueError: ``"<file>: 'step' is missing or not int ..."``.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"{file}: expected a JSON object (a damaged checkpoint?)")
+    for name in names:
+        value, types = state.get(name), STATE_FIELDS[name]
+        ok = isinstance(value, types) and not isinstance(value, bool)
+        if ok and name == "history" and isinstance(value, dict):
+            ok = all(isinstance(v, list) for v in value.values())
+        if not ok:
+            kind = " or ".join(t.__name__ for t in types) + (" of lists" if name == "history" else "")
+            raise ValueError(f"{file}: {name!r} is missing or not {kind}, got {value!r:.80} (a damaged checkpoint?); "
+                             "nothing was changed")
 
 
 def _sha256(path: Path) -> str:

@@ -29,6 +29,7 @@ from rag_relax_plugins.training._optimizer_state import load_optimizer_state, sa
 from rag_relax_plugins.training._resume_check import (
     ResumePolicy,
     check_resume_options,
+    check_state_fields,
     stored_options,
 )
 from rag_relax_plugins.training._run_files import restore_best_model  # re-exported: shared
@@ -166,6 +167,7 @@ def load_checkpoint_state(
     if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_VERSION:
         version = state.get("format_version") if isinstance(state, dict) else None
         raise ValueError(f"unsupported checkpoint format_version {version!r} in {folder}")
+    check_state_fields(file, state, ("scheduler", "epoch", "step", "best", "history"))
     load_optimizer_state(optimizer, folder, hint="resume with the same freezing and predictor options")
     scheduler.load_state_dict(state["scheduler"])
     rng = read_tensors(folder / "rng.safetensors")

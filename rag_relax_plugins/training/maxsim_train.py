@@ -57,6 +57,7 @@ from rag_relax_plugins.rerankers.maxsim import (
     PackedTokens,
     pack_tokens,
 )
+from rag_relax_plugins.training._resume_check import check_state_fields
 from rag_relax_plugins.training._run_files import (
     EPOCH_CHECKPOINT_PREFIX,
     EarlierCheckpoints,
@@ -310,6 +311,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
     resumed_rng: list[int] | None = None  # negative-sampling generator state at that stop
     if ck is not None:
         state = read_json(ck / "trainer_state.json")
+        check_state_fields(ck / "trainer_state.json", state, ("scheduler", "epoch", "step", "best", "history"))
         load_optimizer(opt, ck)
         sched.load_state_dict(state["scheduler"])
         # the saved groups hold the stopped run's last lr (0 after a max_steps stop): the next step

@@ -25,6 +25,7 @@ from torch import nn
 
 from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
+from rag_relax_plugins.training._resume_check import check_state_fields
 from rag_relax_plugins.training._run_files import checkpoint_folder
 
 __all__ = [
@@ -123,6 +124,9 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"checkpoint {path} has format_version {version!r}; this version reads {FORMAT_VERSION}")
+    check_state_fields(path / "trainer_state.json", state, ("step", "history"))
+    if not isinstance(state.get("config"), dict):
+        raise ValueError(f"{path / 'trainer_state.json'}: 'config' is missing or not an object (a damaged checkpoint?)")
     return state
 
 

@@ -229,7 +229,7 @@ def test_maxsim_resume_on_other_training_data_is_refused(tmp_path: Path) -> None
     assert res["steps"] == 8
 
 
-@pytest.mark.parametrize("damage", ["nan_weights", "moment_shape"])
+@pytest.mark.parametrize("damage", ["nan_weights", "moment_shape", "no_history", "step_text"])
 def test_a_damaged_maxsim_checkpoint_is_refused_before_anything_is_written(tmp_path: Path, damage: str) -> None:
     """NaN weights loaded, and a mis-shaped optimiser moment failed only at the first step: by
     then best_model/ had been replaced by the checkpoint's (NaN) one and train_config.json
@@ -243,14 +243,24 @@ def test_a_damaged_maxsim_checkpoint_is_refused_before_anything_is_written(tmp_p
     train_maxsim(MaxSimTrainConfig(output_dir=str(run), **base), groups[:6], queries, texts,
                  val_groups=groups[6:], reranker=_maxsim_reranker())
     ck = run / "checkpoint_epoch_1"
-    file = ck / "model" / "model.safetensors" if damage == "nan_weights" else ck / "optimizer.safetensors"
-    tensors = load_file(str(file))
-    name = next(k for k, t in tensors.items() if t.is_floating_point() and t.dim() > 0)
-    tensors[name] = (torch.full_like(tensors[name], float("nan")) if damage == "nan_weights"
-                     else torch.zeros(tensors[name].numel() + 1))
-    save_file(tensors, str(file))
+    if damage in ("no_history", "step_text"):  # a KeyError, or a TypeError deep in the loop
+        state = json.loads((ck / "trainer_state.json").read_text())
+        if damage == "no_history":
+            del state["history"]
+        else:
+            state["step"] = str(state["step"])
+        (ck / "trainer_state.json").write_text(json.dumps(state))
+    else:
+        file = ck / "model" / "model.safetensors" if damage == "nan_weights" else ck / "optimizer.safetensors"
+        tensors = load_file(str(file))
+        name = next(k for k, t in tensors.items() if t.is_floating_point() and t.dim() > 0)
+        tensors[name] = (torch.full_like(tensors[name], float("nan")) if damage == "nan_weights"
+                         else torch.zeros(tensors[name].numel() + 1))
+        save_file(tensors, str(file))
     before = snapshot(run)
-    want = "contains NaN or inf" if damage == "nan_weights" else "has shape"
+    want = {"nan_weights": "contains NaN or inf", "moment_shape": "has shape",
+            "no_history": r"trainer_state\.json: 'history' is missing or not dict of lists",
+            "step_text": r"trainer_state\.json: 'step' is missing or not int"}[damage]
     with pytest.raises(ValueError, match=want):
         train_maxsim(MaxSimTrainConfig(output_dir=str(run), resume_from=str(ck), **base), groups[:6], queries,
                      texts, val_groups=groups[6:], reranker=_maxsim_reranker())
