@@ -101,6 +101,18 @@ def check_groups(
             raise ValueError(f"{where}: gold position {bad[0]!r} is outside its {len(g.candidates)} candidates")
 
 
+def _check_packed(packed: PackedTokens, n: int, dim: int) -> None:
+    """Refuse cached token vectors that cannot be ``n`` texts' ``dim``-d tokens (a damaged or
+    foreign file: half-width rows or broken offsets failed later, in training, or were used)."""
+    tokens, offsets = packed.tokens, packed.offsets
+    if offsets.dim() != 1 or offsets.numel() != n + 1 or offsets.is_floating_point():
+        raise ValueError(f"offsets of shape {tuple(offsets.shape)} for {n} texts")
+    if tokens.dim() != 2 or tokens.shape[1] != dim or not tokens.is_floating_point():
+        raise ValueError(f"token vectors {tokens.dtype} {tuple(tokens.shape)}, expected (T, {dim}) floats")
+    if int(offsets[0]) != 0 or int(offsets[-1]) != tokens.shape[0] or bool((offsets[1:] < offsets[:-1]).any()):
+        raise ValueError(f"offsets do not split the {tokens.shape[0]} token rows")
+
+
 class TextTable:
     """Unique strings with stable row ids (first occurrence order)."""
 
@@ -207,10 +219,9 @@ class TokenCache:
             path = Path(cache_dir) / f"tokens-{_fingerprint(reranker, marker, texts)}.safetensors"
             if path.is_file():
                 try:  # a cache: a corrupt or truncated file is encoded again, not an error
-                    t = read_tensors(path)
+                    t = read_tensors(path)  # NaN / inf refused there
                     cached = PackedTokens(tokens=t["tokens"], offsets=t["offsets"])
-                    if cached.offsets.numel() != len(texts) + 1:
-                        raise ValueError(f"{cached.offsets.numel() - 1} sequences for {len(texts)} texts")
+                    _check_packed(cached, len(texts), reranker.config.token_dim)
                 except (ValueError, KeyError, OSError) as exc:
                     log.warning("%s is not a readable token cache (%s): encoding again", path, exc)
                 else:

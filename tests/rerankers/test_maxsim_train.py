@@ -317,3 +317,27 @@ def test_corrupt_token_cache_is_encoded_again(tmp_path: Path, caplog: pytest.Log
         again = TokenCache.build(rr, texts, marker="[D] ", cache_dir=tmp_path)
     assert "not a readable token cache" in caplog.text
     assert torch.equal(again.packed.tokens, first.packed.tokens)
+
+
+@pytest.mark.parametrize("damage", ["nan", "half_width", "offsets"])
+def test_a_damaged_token_cache_is_encoded_again_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                         damage: str) -> None:
+    """NaN or half-width token vectors were used silently; broken offsets failed later, in training."""
+    from safetensors.torch import load_file, save_file
+
+    rr = make_reranker()
+    texts = ["one two three", "four", "five six"]
+    first = TokenCache.build(rr, texts, marker="[D] ", cache_dir=tmp_path)
+    (file,) = tmp_path.iterdir()
+    t = load_file(str(file))
+    if damage == "nan":
+        t["tokens"] = torch.full_like(t["tokens"], float("nan"))
+    elif damage == "half_width":
+        t["tokens"] = t["tokens"][:, : t["tokens"].shape[1] // 2].contiguous()
+    else:
+        t["offsets"] = t["offsets"].flip(0).contiguous()
+    save_file(t, str(file))
+    with caplog.at_level("WARNING"):
+        again = TokenCache.build(rr, texts, marker="[D] ", cache_dir=tmp_path)
+    assert "not a readable token cache" in caplog.text
+    assert torch.equal(again.packed.tokens, first.packed.tokens) and torch.equal(again.packed.offsets, first.packed.offsets)
