@@ -113,6 +113,11 @@ def load_checkpoint(
         )
     load_optimizer_state(optimizer, folder)
     rng = read_tensors(folder / "rng.safetensors")
+    bad = [k for k in ("gumbel", "torch") if k not in rng or rng[k].dtype != torch.uint8]
+    if bad:  # a KeyError or torch's RuntimeError before
+        raise ValueError(f"{folder / 'rng.safetensors'}: no uint8 generator state {bad[0]!r} (a damaged checkpoint?)")
+    if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
+        raise ValueError(f"{folder / 'trainer_state.json'}: no int 'step' (a damaged checkpoint?)")
     here = generator.device.type
     saved = state.get("noise_device")  # absent before it was recorded: the state's size tells
     if saved == here or (saved is None and rng["gumbel"].numel() == generator.get_state().numel()):
@@ -134,7 +139,10 @@ def load_checkpoint_weights(reranker: GumbelReranker, folder: Path) -> None:
     file = checkpoint_folder(folder) / "reranker" / "model.safetensors"
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected reranker/model.safetensors inside)")
-    reranker.scorer.load_state_dict(read_tensors(file))
+    try:
+        reranker.scorer.load_state_dict(read_tensors(file))
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+        raise ValueError(f"{file} does not fit the reranker's scorer: {exc}") from exc
 
 
 def curve_series(history: Mapping[str, list[Any]]) -> tuple[torch.Tensor, int, torch.Tensor | None]:

@@ -329,3 +329,22 @@ def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(minilm_path: str, tmp_
     assert sorted(p.name for p in tmp_path.glob("checkpoint_step_*")) == ["checkpoint_step_4", "checkpoint_step_6"]
     train_grerank(cfg(tmp_path, max_steps=2), examples=EXAMPLES, reranker=make(minilm_path), reader=FakeReader())
     assert sorted(p.name for p in tmp_path.glob("checkpoint_step_*")) == ["checkpoint_step_2"]
+
+
+def test_a_damaged_checkpoint_is_refused_naming_the_file(minilm_path: str, tmp_path: Path) -> None:
+    """A missing generator state was a KeyError, and scorer weights that do not fit a raw
+    RuntimeError; both are ValueErrors naming the file now."""
+    from safetensors.torch import load_file, save_file
+
+    _, ckpt = _full_and_interrupted(minilm_path, tmp_path)
+    rng = load_file(str(ckpt / "rng.safetensors"))
+    save_file({k: v for k, v in rng.items() if k != "torch"}, str(ckpt / "rng.safetensors"))
+    with pytest.raises(ValueError, match=r"rng\.safetensors: no uint8 generator state 'torch'"):
+        train_grerank(cfg(tmp_path / "e", resume_from=str(ckpt)), examples=EXAMPLES, reader=FakeReader())
+    save_file(rng, str(ckpt / "rng.safetensors"))
+    weights = ckpt / "reranker" / "model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({**tensors, "head.weight": tensors["head.weight"][:, :-1].contiguous()}, str(weights))
+    with pytest.raises(ValueError, match=r"model\.safetensors does not fit the reranker's scorer"):
+        train_grerank(cfg(tmp_path / "f", resume_from=str(ckpt)), examples=EXAMPLES, reranker=make(minilm_path),
+                      reader=FakeReader())
