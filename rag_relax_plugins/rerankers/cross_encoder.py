@@ -246,8 +246,8 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
         raise ValueError(f"{root}: the saved backbone config or tokenizer cannot be read: {exc}") from exc
     try:
         scorer = _KINDS[kind](None, **settings, _config=bcfg, _tokenizer=tok)
-    except ValueError as exc:  # a setting out of range (max_length 0 ...)
-        raise ValueError(f"{cfg_file}: {exc}") from exc
+    except ValueError as exc:  # a setting out of range (max_length 0 ...), or the backbone's config
+        raise ValueError(f"{root}: scorer.json and backbone/config.json do not build a scorer: {exc}") from exc
     weights = root / "model.safetensors"
     try:
         scorer.load_state_dict(read_tensors(weights))

@@ -67,7 +67,8 @@ def load_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
     params = [p for group in opt.param_groups for p in group["params"]]
     for index, entry in state.items():  # a mis-shaped moment failed only at the first step
         if not 0 <= index < len(params):
-            raise ValueError(f"{folder}/optimizer.safetensors: state of parameter {index}, but the run has {len(params)}")
+            raise ValueError(f"{folder}: optimizer.json / optimizer.safetensors hold a state of parameter {index}, "
+                             f"but the run has {len(params)}")
         for key, t in entry.items():
             if hasattr(t, "shape") and t.dim() > 0 and tuple(t.shape) != tuple(params[index].shape):
                 raise ValueError(f"{folder}/optimizer.safetensors: {index}.{key} has shape {tuple(t.shape)}, "

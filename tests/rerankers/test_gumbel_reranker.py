@@ -338,7 +338,7 @@ def test_a_damaged_scorer_folder_is_refused_naming_the_file(reranker: GumbelRera
         with pytest.raises(ValueError, match=r"scorer\.json: (max_length|seed) must be an int"):
             GumbelReranker.from_pretrained(folder)
     (folder / "scorer.json").write_text(json.dumps({**good, "max_length": 0}))
-    with pytest.raises(ValueError, match=r"scorer\.json: max_length must be an int >= 8"):
+    with pytest.raises(ValueError, match=r"scorer\.json and backbone/config\.json do not build a scorer: max_length must be an int >= 8"):
         GumbelReranker.from_pretrained(folder)
     (folder / "scorer.json").write_text(json.dumps(good))
     weights = load_file(str(folder / "model.safetensors"))
