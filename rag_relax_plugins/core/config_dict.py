@@ -11,7 +11,7 @@ import numbers
 import sys
 from typing import Any, TypeVar
 
-__all__ = ["DictConfig", "plain_scalars"]
+__all__ = ["DictConfig", "plain_scalars", "require_saved_keys"]
 
 _C = TypeVar("_C", bound="DictConfig")
 _FLOATS = ("float", "float | None", float)  # annotations of number fields (strings: postponed annotations)
@@ -78,3 +78,17 @@ class DictConfig:
         if unknown:
             raise ValueError(f"unknown {cls._config_name}: {unknown}")
         return cls(**data)
+
+
+def require_saved_keys(data: Any, keys: tuple[str, ...], where: object) -> None:
+    """Refuse a saved config (``where``: its file) that lacks one of ``keys``, options every save
+    of that format has written and whose default would silently change the results (a Gaussian
+    embedder's ``geometry``, a MoL head's ``tau``): a damaged file, not an older save.
+
+    Raises:
+        ValueError: ``"<where>: no 'tau' ..."``.
+    """
+    missing = [k for k in keys if not (isinstance(data, dict) and k in data)]
+    if missing:
+        raise ValueError(f"{where}: no {missing[0]!r} (every save writes it; its default would change the "
+                         "results: a damaged file?)")

@@ -31,6 +31,7 @@ from torch import nn
 
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins._whole_save import reads_whole_save
+from rag_relax_plugins.core.config_dict import require_saved_keys
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.embedders._gaussian_backbone import (
     EncoderBackbone,
@@ -396,6 +397,7 @@ class GaussianEmbedder(nn.Module):
             config = GaussianConfig.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{cfg_file}: not a Gaussian embedder config ({exc})") from exc
+        require_saved_keys(data, ("geometry", "max_seq_length"), cfg_file)
         if overrides:  # checked apart, so a bad keyword is not blamed on the file
             try:
                 config = GaussianConfig.from_dict({**data, **overrides})

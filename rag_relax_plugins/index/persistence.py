@@ -36,6 +36,7 @@ from safetensors.torch import save_file
 
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins._whole_save import read_whole_save
+from rag_relax_plugins.core.config_dict import require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
 
@@ -171,6 +172,7 @@ def _build(folder: Path, config: dict[str, Any], device: str | torch.device | No
         first_stage = FirstStageConfig.from_dict(config["first_stage"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{folder}/config.json holds an invalid configuration: {exc}") from exc
+    require_saved_keys(config["similarity"], ("tau",), f"{folder}/config.json (similarity)")
     weights = _read_tensors(folder, "similarity.safetensors")
     try:
         similarity.load_state_dict(weights)

@@ -36,7 +36,7 @@ from safetensors.torch import save_file
 
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins._whole_save import reads_whole_save
-from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
+from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars, require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
 from rag_relax_plugins.training.mol_checkpoint import (
     load_model_weights,
@@ -335,10 +335,12 @@ def load_similarity(folder: str | os.PathLike[str]) -> MoLSimilarity:
     cfg_file, weights = path / "similarity_config.json", path / "similarity.safetensors"
     if not (cfg_file.is_file() and weights.is_file()):
         raise FileNotFoundError(f"no MoL head at {path} (expected similarity_config.json and similarity.safetensors)")
+    saved = read_json(cfg_file)
     try:
-        sim = MoLSimilarity(MoLConfig.from_dict(read_json(cfg_file)))
+        sim = MoLSimilarity(MoLConfig.from_dict(saved))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{cfg_file}: not a valid MoL similarity config: {exc}") from exc
+    require_saved_keys(saved, ("tau",), cfg_file)
     try:
         sim.load_state_dict(read_tensors(weights))
     except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors

@@ -426,3 +426,45 @@ def test_a_symlink_loop_is_not_found_not_a_runtime_error(tmp_path: Path) -> None
         find_saved_folder(a, "config.json")
     with pytest.raises(FileNotFoundError, match="no Gaussian embedder at"):
         GaussianEmbedder.load(a)
+
+
+def test_a_saved_config_missing_a_key_every_save_writes_is_refused(tmp_path: Path) -> None:
+    """A Gaussian save without 'geometry' loaded as Euclidean, a MoL index or head without 'tau'
+    with 0.05: a damaged file changed the results silently."""
+    import json
+
+    import torch
+
+    from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+    from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+    from rag_relax_plugins.embedders.gaussian_config import GaussianConfig
+    from rag_relax_plugins.index import MoLIndex
+    from rag_relax_plugins.training.mol_recipes import (
+        RecipeConfig,
+        build_hotpot_model,
+        load_similarity,
+        save_recipe_model,
+    )
+
+    def drop(file: Path, key: str, inner: str | None = None) -> None:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        del (data[inner] if inner else data)[key]
+        file.write_text(json.dumps(data), encoding="utf-8")
+
+    GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8, dropout=0.0, geometry="inner_product"),
+                     device="cpu").save(tmp_path / "g")
+    drop(tmp_path / "g" / "config.json", "geometry")
+    with pytest.raises(ValueError, match=r"config\.json: no 'geometry'"):
+        GaussianEmbedder.load(tmp_path / "g")
+    index = MoLIndex(MoLSimilarity(MoLConfig(query_dim=8, item_dim=8, tau=0.2)))
+    index.add(["a", "b"], torch.randn(2, 8))
+    index.save(tmp_path / "i")
+    drop(tmp_path / "i" / "config.json", "tau", inner="similarity")
+    with pytest.raises(ValueError, match=r"config\.json \(similarity\): no 'tau'"):
+        MoLIndex.load(tmp_path / "i")
+    feats = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    recipe = RecipeConfig(num_query_embeddings=2, num_item_embeddings=2)
+    save_recipe_model(build_hotpot_model(feats[:2], feats, recipe), tmp_path / "h", dataset="hotpotqa", recipe=recipe)
+    drop(tmp_path / "h" / "similarity_config.json", "tau")
+    with pytest.raises(ValueError, match=r"similarity_config\.json: no 'tau'"):
+        load_similarity(tmp_path / "h")
