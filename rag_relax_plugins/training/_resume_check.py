@@ -21,8 +21,7 @@ from typing import Any
 from rag_relax_plugins._io import read_json
 
 __all__ = ["TRAINING_DATA", "ResumePolicy", "check_checkpoint_options", "check_resume_options", "check_state_fields",
-           "data_sha256",
-           "resume_options", "stored_options"]
+           "data_sha256", "resume_options", "stored_options"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +77,7 @@ def data_sha256(value: Any) -> str:
 # the fields of trainer_state.json every trainer's resume reads, and their JSON types
 STATE_FIELDS: dict[str, tuple[type, ...]] = {
     "scheduler": (dict,), "epoch": (int,), "step": (int,), "best": (int, float), "history": (dict,),
+    "config": (dict,),
 }
 
 

@@ -22,7 +22,11 @@ from safetensors.torch import save_file
 from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
-from rag_relax_plugins.training._resume_check import ResumePolicy, stored_options
+from rag_relax_plugins.training._resume_check import (
+    ResumePolicy,
+    check_state_fields,
+    stored_options,
+)
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
 from rag_relax_plugins.training.grerank_init import SCORER_OPTIONS
 
@@ -111,13 +115,12 @@ def load_checkpoint(
         raise ValueError(
             f"unsupported checkpoint format_version {state.get('format_version')!r} in {folder}"
         )
+    check_state_fields(folder / "trainer_state.json", state, ("step",))  # before the optimiser is changed
     load_optimizer_state(optimizer, folder)
     rng = read_tensors(folder / "rng.safetensors")
     bad = [k for k in ("gumbel", "torch") if k not in rng or rng[k].dtype != torch.uint8]
     if bad:  # a KeyError or torch's RuntimeError before
         raise ValueError(f"{folder / 'rng.safetensors'}: no uint8 generator state {bad[0]!r} (a damaged checkpoint?)")
-    if isinstance(state.get("step"), bool) or not isinstance(state.get("step"), int):
-        raise ValueError(f"{folder / 'trainer_state.json'}: no int 'step' (a damaged checkpoint?)")
     here = generator.device.type
     saved = state.get("noise_device")  # absent before it was recorded: the state's size tells
     if saved == here or (saved is None and rng["gumbel"].numel() == generator.get_state().numel()):

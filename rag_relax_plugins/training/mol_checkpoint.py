@@ -124,9 +124,7 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"checkpoint {path} has format_version {version!r}; this version reads {FORMAT_VERSION}")
-    check_state_fields(path / "trainer_state.json", state, ("step", "history"))
-    if not isinstance(state.get("config"), dict):
-        raise ValueError(f"{path / 'trainer_state.json'}: 'config' is missing or not an object (a damaged checkpoint?)")
+    check_state_fields(path / "trainer_state.json", state, ("step", "history", "config"))
     return state
 
 
