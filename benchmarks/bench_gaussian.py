@@ -19,6 +19,12 @@ held-out validation questions.
 Also: FAISS HNSW recall@10 relative to exact search (base cosine vs trained Euclidean),
 encode throughput against bare sentence-transformers, training steps/s on CPU.
 
+This script runs the stages and merges their results; its parts live next to it:
+``_gaussian_data.py`` (data), ``_gaussian_feats.py`` (cached features), ``_gaussian_head.py``
+(the head trained and evaluated on them), ``_gaussian_unfrozen.py`` (one unfrozen run),
+``_gaussian_measure.py`` (metrics, HNSW recall, mean and std, the speed part) and
+``_gaussian_report.py`` (the quality table, the recorded-headline line, the bars).
+
 Run (``--help`` for the knobs): the commands of docs/gaussian.md ("Benchmarks"), which produced
 the recorded figures. The reported "trained" model is the unfrozen SIGReg recipe::
 
@@ -59,10 +65,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -70,9 +74,20 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, Bar, check_bars, print_table, write_results
+from _common import RESULTS, check_bars, print_table, write_results
 from _gaussian_data import hotpot, snli_pairs, snli_test
-from _gaussian_feats import FeatureTable, encode_cached
+from _gaussian_feats import encode_cached
+from _gaussian_head import evaluate_head, train_head
+from _gaussian_measure import _metrics, hnsw_recall, ms, speed
+from _gaussian_report import (
+    ENCODE_OVERHEAD_BAR,
+    GAIN_BAR_POINTS,
+    TABLE_HEADER,
+    gaussian_bars,
+    recorded_headline,
+    table_rows,
+)
+from _gaussian_unfrozen import _pair_rows, _val_items, unfrozen_run
 
 from rag_relax_plugins.embedders.gaussian import (
     GaussianEmbedder,
@@ -80,191 +95,21 @@ from rag_relax_plugins.embedders.gaussian import (
     default_backbone_path,
 )
 from rag_relax_plugins.embedders.gaussian_config import GaussianConfig
-from rag_relax_plugins.training.gaussian_eval import embedding_diagnostics, retrieval_metrics
-from rag_relax_plugins.training.gaussian_objective import TrainConfig, lr_at, training_loss
+from rag_relax_plugins.training.gaussian_objective import TrainConfig
 
-GAIN_BAR_POINTS = 2.0  # trained nDCG@10 - untrained nDCG@10, in points (x 100)
-ENCODE_OVERHEAD_BAR = 1.10  # GaussianEmbedder.encode time / bare sentence-transformers
-TABLE_HEADER = ("model", "seeds", "HotpotQA nDCG@10", "HotpotQA R@10", "SNLI R@10", "SIGReg", "eff. rank")
+# the helpers moved to the _gaussian_*.py modules stay importable from here (gaussian_batch_audit.py
+# reads _pair_rows and _val_items; the tests patch the stages' helpers on this module)
+__all__ = [
+    "ENCODE_OVERHEAD_BAR", "GAIN_BAR_POINTS", "TABLE_HEADER", "VARIANTS", "_pair_rows", "_val_items",
+    "evaluate_head", "gaussian_bars", "hnsw_recall", "main", "merge_unfrozen", "ms", "recorded_headline",
+    "run_merge", "run_unfrozen", "speed", "table_rows", "train_head", "unfrozen_run", "untrained_cosine",
+]
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "none": {"isotropy": "none"},
     "covariance": {"isotropy": "covariance"},
     "sigreg": {"isotropy": "sigreg"},
 }
-
-
-def _metrics(q: torch.Tensor, d: torch.Tensor, ids: list[str], qrels: list[dict[str, int]], geometry: str) -> dict[str, float]:
-    return retrieval_metrics(q, d, ids, qrels, geometry=geometry)
-
-
-def _batches(data: dict[str, Any], snli: list[tuple[str, str]], bs: int, g: random.Random, snli_per_epoch: int, m: int) -> list[dict[str, Any]]:
-    """One epoch of single-source batches: HotpotQA (with ``m`` hard negatives), evidence, SNLI."""
-    hp: list[tuple[Any, ...]] = [(it["query"], p, [g.choice(it["negatives"]) for _ in range(m)])
-                                 for it in data["train_items"] for p in it["positives"]]
-    ev: list[tuple[Any, ...]] = list(data["evidence_pairs"])
-    sn: list[tuple[Any, ...]] = list(g.sample(snli, min(snli_per_epoch, len(snli))))
-    out = []
-    for rows in (hp, ev, sn):
-        g.shuffle(rows)
-        for s in range(0, len(rows) - 1, bs):
-            chunk = rows[s : s + bs]
-            if len(chunk) >= 2:
-                out.append({"q": [r[0] for r in chunk], "d": [r[1] for r in chunk],
-                            "n": [t for r in chunk for t in r[2]] if len(chunk[0]) == 3 else []})
-    g.shuffle(out)
-    return out
-
-
-def train_head(f: FeatureTable, data: dict[str, Any], snli: list[tuple[str, str]], cfg: TrainConfig, args: argparse.Namespace) -> tuple[ProjectionHead, dict[str, Any]]:
-    """Train the head on cached features; keep the epoch with the best validation nDCG@10."""
-    torch.manual_seed(cfg.seed)
-    g = random.Random(cfg.seed)
-    head = ProjectionHead(f.matrix.shape[1], 2 * f.matrix.shape[1], args.output_dim, cfg.dropout)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.head_learning_rate or 1e-3, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(_batches(data, snli, cfg.batch_size, random.Random(0), args.snli_per_epoch, args.negatives))
-    total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, warmup_steps=cfg.warmup_steps, total_steps=total))
-    corpus = f(data["corpus"].values())
-    vq, vids = f(data["val_queries"].values()), list(data["val_queries"])
-    best, best_state, curve, step = -1.0, copy.deepcopy(head.state_dict()), [], 0
-    t0 = time.perf_counter()
-    for _ in range(cfg.epochs):
-        head.train()
-        for b in _batches(data, snli, cfg.batch_size, g, args.snli_per_epoch, args.negatives):
-            q, d = head(f(b["q"])), head(f(b["d"]))
-            n = head(f(b["n"])).reshape(q.shape[0], args.negatives, -1) if b["n"] else None  # (B, M, D)
-            loss, _ = training_loss(q, d, n, cfg, step, geometry=args.geometry)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.max_grad_norm)
-            opt.step()
-            sched.step()
-            step += 1
-        head.eval()
-        with torch.inference_mode():
-            val = _metrics(head(vq), head(corpus), list(data["corpus"]), [data["val_qrels"][k] for k in vids], args.geometry)["ndcg@10"]
-        curve.append(val)
-        print(f"  epoch {len(curve)}: val nDCG@10 {val:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        if val > best:
-            best, best_state = val, copy.deepcopy(head.state_dict())
-    head.load_state_dict(best_state)
-    return head.eval(), {"val_ndcg10_curve": curve, "best_epoch": curve.index(best) + 1, "steps": step,
-                         "head_steps_per_s": step / (time.perf_counter() - t0)}
-
-
-@torch.inference_mode()
-def evaluate_head(head: torch.nn.Module, f: FeatureTable, data: dict[str, Any], sn: dict[str, Any], geometry: str) -> dict[str, Any]:
-    """HotpotQA test and SNLI test metrics plus diagnostics of the corpus embeddings."""
-    c = head(f(data["corpus"].values()))
-    hp = _metrics(head(f(data["queries"].values())), c, list(data["corpus"]), [data["qrels"][k] for k in data["queries"]], geometry)
-    s = _metrics(head(f(sn["queries"].values())), head(f(sn["corpus"].values())), list(sn["corpus"]), [sn["qrels"][k] for k in sn["queries"]], geometry)
-    diag = {k: v for k, v in embedding_diagnostics(c).items() if k != "per_dim_std"}
-    return {"hotpot": hp, "snli": s, "diag": diag}
-
-
-def hnsw_recall(docs: torch.Tensor, queries: torch.Tensor, metric: str, *, k: int = 10, ef_search: int = 16) -> float:
-    """Recall@k of FAISS ``IndexHNSWFlat`` (M=16, efConstruction=40) against exact search."""
-    import faiss
-
-    x, qx = docs.contiguous().numpy().astype("float32"), queries.contiguous().numpy().astype("float32")
-    if metric == "cosine":
-        faiss.normalize_L2(x)
-        faiss.normalize_L2(qx)
-    mt = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
-    exact = faiss.IndexFlat(x.shape[1], mt)
-    exact.add(x)
-    hn = faiss.IndexHNSWFlat(x.shape[1], 16, mt)
-    hn.hnsw.efConstruction = 40
-    hn.add(x)
-    hn.hnsw.efSearch = ef_search
-    _, ie = exact.search(qx, k)
-    _, ih = hn.search(qx, k)
-    return float(sum(len(set(a) & set(b)) for a, b in zip(ie.tolist(), ih.tolist(), strict=True)) / (k * len(qx)))
-
-
-def ms(xs: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation."""
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
-def _pair_rows(items: list[dict[str, Any]], g: random.Random) -> list[dict[str, str]]:
-    """(question, gold paragraph, one random distractor of the same question) rows."""
-    return [{"query": it["query"], "positive": p, "negative": g.choice(it["negatives"])} for it in items for p in it["positives"]]
-
-
-def _val_items(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Training-style items of the held-out validation questions (gold + distractors from the corpus)."""
-    from rag_relax_plugins.datasets import load_hotpotqa_distractor
-
-    by_q = {ex.question: ex for ex in load_hotpotqa_distractor()}
-    items = []
-    for q in data["val_queries"].values():
-        ex = by_q[q]
-        pos = [data["corpus"][t] for t in ex.gold_titles if t in data["corpus"]]
-        neg = [data["corpus"][t] for t in ex.titles if t not in set(ex.gold_titles) and t in data["corpus"]]
-        if pos and neg:
-            items.append({"query": q, "positives": pos, "negatives": neg})
-    return items
-
-
-def unfrozen_run(data: dict[str, Any], args: argparse.Namespace, seed: int, model: GaussianEmbedder | None = None) -> dict[str, Any]:
-    """Train MiniLM's last ``6 - unfreeze_freeze`` layers + the head end to end (library ``train``).
-
-    Starts from the identity head (the untrained model ranks like cosine MiniLM), trains on the
-    HotpotQA training pairs, each with a hard negative, then encodes the corpus and evaluates.
-    With ``--unfreeze-val`` the held-out validation questions' pairs pick ``best_model`` (lowest
-    validation loss over epochs), which is evaluated. ``model`` (already built, with its prefix
-    cache enabled under ``--unfreeze-cache``) is trained in place instead of a new one.
-    """
-    from rag_relax_plugins.training.gaussian_train import train
-
-    g = random.Random(seed)
-    rows = _pair_rows(data["train_items"], g)
-    val_rows = _pair_rows(_val_items(data), g) if args.unfreeze_val else []
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
-        if val_rows:
-            (Path(tmp) / "val.jsonl").write_text("\n".join(json.dumps(r) for r in val_rows), encoding="utf-8")
-        cfg = TrainConfig(train_file=str(Path(tmp) / "train.jsonl"), output_dir=str(Path(tmp) / "run"), output_dim=args.output_dim,
-                          val_file=str(Path(tmp) / "val.jsonl") if val_rows else None,
-                          geometry=args.geometry, freeze_early_layers=args.unfreeze_freeze, batch_size=args.unfreeze_batch,
-                          epochs=1000, max_steps=args.unfreeze_steps, learning_rate=args.unfreeze_lr, head_learning_rate=args.head_lr,
-                          warmup_steps=args.unfreeze_warmup, seed=seed, isotropy=args.unfreeze_isotropy, lambda_isotropy=args.lambda_isotropy,
-                          save_checkpoints=False, show_progress=False, device="cpu", cache_frozen_prefix=args.unfreeze_cache)
-        t0 = time.perf_counter()
-        out = train(cfg, model=model)
-        train_s = time.perf_counter() - t0
-        chosen = "best_model" if val_rows else "final_model"
-        if model is not None and val_rows:
-            state = GaussianEmbedder.load(Path(tmp) / "run" / chosen, device="cpu").state_dict()
-            model.load_state_dict(state)  # the cache (frozen layers) stays valid: only trained weights change
-        elif model is None:
-            model = GaussianEmbedder.load(Path(tmp) / "run" / chosen, device="cpu")
-            if args.unfreeze_cache:
-                model.enable_prefix_cache()
-    chosen_epoch = out["best_epoch"] if val_rows else None
-    t0 = time.perf_counter()
-    c = model.encode(list(data["corpus"].values()), batch_size=32)
-    q = model.encode(list(data["queries"].values()), batch_size=32)
-    met = _metrics(q, c, list(data["corpus"]), [data["qrels"][k] for k in data["queries"]], args.geometry)
-    res = {"ndcg10": met["ndcg@10"], "recall10": met["recall@10"], "mrr": met["mrr"], "steps": out["steps"],
-           "train_seconds": train_s, "train_steps_per_s": out["steps_per_second"],
-           "encode_eval_seconds": time.perf_counter() - t0, "pairs": len(rows)}
-    diag = embedding_diagnostics(c)
-    res.update({"sigreg": diag["sigreg"], "effective_rank": diag["effective_rank"]})
-    sn = data.get("snli_test")
-    if sn is not None:
-        s = _metrics(model.encode(list(sn["queries"].values()), batch_size=64), model.encode(list(sn["corpus"].values()), batch_size=64),
-                     list(sn["corpus"]), [sn["qrels"][k] for k in sn["queries"]], args.geometry)
-        res["snli_recall10"] = s["recall@10"]
-    qa = model.encode(data["all_questions"], batch_size=32)
-    for ef in (16, 64):
-        res[f"hnsw_recall10_ratio_ef{ef}"] = hnsw_recall(c, qa, args.geometry, ef_search=ef)
-    if val_rows:
-        vq = model.encode(list(data["val_queries"].values()), batch_size=32)
-        vm = _metrics(vq, c, list(data["corpus"]), [data["val_qrels"][k] for k in data["val_queries"]], args.geometry)
-        res.update({"val_ndcg10": vm["ndcg@10"], "best_epoch": chosen_epoch, "val_loss": out["history"]["val_loss"]})
-    return res
 
 
 def untrained_cosine(model: GaussianEmbedder, data: dict[str, Any]) -> dict[str, float]:
@@ -384,55 +229,6 @@ def merge_unfrozen(res: dict[str, Any], rows: list[tuple[str, ...]], names: str,
     res["train_steps_per_s_cpu_unfrozen_run"] = agg["train_steps_per_s"][0]
 
 
-def table_rows(res: dict[str, Any]) -> list[tuple[str, ...]]:
-    """The quality table from the results dict: base, then every ablation entry."""
-    base = res["base"]
-    rows: list[tuple[str, ...]] = [("MiniLM, cosine (untrained)", "-", f"{base['hotpot']['ndcg@10']:.4f}", f"{base['hotpot']['recall@10']:.4f}",
-             f"{base['snli']['recall@10']:.4f}", f"{base['diag']['sigreg']:.1f}", f"{base['diag']['effective_rank']:.0f}")]
-    for key, entry in res["ablation"].items():
-        agg, n = entry["mean_std"], str(len(entry["runs"]))
-        def cell(k: str, agg: dict[str, Any] = agg) -> str:
-            return f"{agg[k][0]:.4f} ± {agg[k][1]:.4f}" if k in agg else "-"
-        def one(k: str, fmt: str, agg: dict[str, Any] = agg) -> str:
-            return format(agg[k][0], fmt) if k in agg else "-"
-        if key.startswith("frozen/"):
-            label = f"frozen backbone, isotropy={key.split('/')[1]}"
-        else:
-            a = entry["args"]
-            label = (f"last {6 - a['unfreeze_freeze']} layers unfrozen, {a['unfreeze_steps']} steps, lr {a['unfreeze_lr']:g}, "
-                     f"isotropy={a.get('unfreeze_isotropy', 'sigreg')}" + (", best epoch by val. loss" if a.get("unfreeze_val") else ""))
-        rows.append((label, n, cell("ndcg10"), cell("recall10"), cell("snli_recall10"), one("sigreg", ".1f"), one("effective_rank", ".0f")))
-    return rows
-
-
-def recorded_headline(res: dict[str, Any]) -> str:
-    """One line naming where a merged ``--headline``'s figures come from (``""`` when none was merged)."""
-    rec = res.get("trained_model_recorded")
-    if rec is None:
-        return ""
-    where = ", ".join(f"{f} ({d or 'undated'})" for f, d in zip(rec["files"], rec["dates"] or [None] * len(rec["files"]), strict=True))
-    return (f"trained model {res['trained_model']}: recorded from {where}, not re-measured: HotpotQA nDCG@10 "
-            f"{res['hotpot_ndcg10_trained_mean']:.4f}, {res['hotpot_ndcg10_gain_points']:+.2f} points over "
-            f"{rec['gain_baseline']}; no bar checked on it here (the unfrozen stage checks it in one run)")
-
-
-def gaussian_bars(res: dict[str, Any], *, quality: bool, speed: bool) -> list[Bar]:
-    """Issue 4's bars on a results dict, for the sections this run computed.
-
-    ``quality``: the trained-vs-untrained nDCG@10 gain was computed in this run
-    (``hotpot_ndcg10_gain_points``, missed when absent); ``speed``: the encode timing was run
-    (``encode_overhead_ratio``).
-    """
-    bars = []
-    if quality:
-        bars.append(Bar("HotpotQA nDCG@10 gain, trained - untrained (points)", res.get("hotpot_ndcg10_gain_points"),
-                        ">=", GAIN_BAR_POINTS))
-    if speed:
-        bars.append(Bar("encode time / bare sentence-transformers", res.get("encode_overhead_ratio"),
-                        "<=", ENCODE_OVERHEAD_BAR, "x"))
-    return bars
-
-
 def run_merge(args: argparse.Namespace) -> int:
     """Merge a finished unfrozen stage into an existing ``results/gaussian.json`` and print the table."""
     res = json.loads((RESULTS / "gaussian.json").read_text(encoding="utf-8"))
@@ -447,36 +243,6 @@ def run_merge(args: argparse.Namespace) -> int:
     # a merge measures nothing: the trained figures come from the unfrozen files, the base and the
     # encode ratio from the run that wrote gaussian.json
     return check_bars([], none_reason="a merge measures nothing (bars: the frozen and unfrozen stages)")
-
-
-def speed(st: Any, texts: list[str], pairs: list[tuple[str, str]], repeats: int) -> dict[str, float]:
-    """Encode overhead vs bare sentence-transformers and CPU training steps/s (batch 16 pairs)."""
-    g = GaussianEmbedder(GaussianConfig(freeze="all", dropout=0.0), device="cpu", backbone=st)
-    tb, tg = [], []
-    for _ in range(repeats):  # interleaved, so both see the same machine load
-        t0 = time.perf_counter()
-        st.encode(texts, batch_size=32, convert_to_tensor=True)
-        tb.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        g.encode(texts, batch_size=32)
-        tg.append(time.perf_counter() - t0)
-    res = {"encode_overhead_ratio": min(tg) / min(tb), "encode_texts_per_s_bare": len(texts) / min(tb),
-           "encode_texts_per_s_gaussian": len(texts) / min(tg)}
-    for name, freeze in (("full", "none"), ("frozen", "all")):
-        model = GaussianEmbedder(GaussianConfig(freeze=freeze), device="cpu", backbone=copy.deepcopy(st)).train()
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5)
-        cfg, times = TrainConfig(train_file="-"), []
-        for i in range(4):
-            batch = pairs[16 * i : 16 * i + 16]
-            t0 = time.perf_counter()
-            out = model([p[0] for p in batch] + [p[1] for p in batch])
-            loss, _ = training_loss(out[:16], out[16:], None, cfg, i)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            times.append(time.perf_counter() - t0)
-        res[f"train_steps_per_s_cpu_{name}_b16"] = 1 / statistics.median(times[1:])
-    return res
 
 
 def main(argv: list[str] | None = None) -> int:

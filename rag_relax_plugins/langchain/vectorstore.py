@@ -12,6 +12,12 @@ With no trained head the store uses ``MoLSimilarity.cosine(dim)``, so ``phi`` is
 ``(1 + tau * phi) / 2``: for the cosine head (``tau = 1``) the usual ``(1 + cos) / 2``; for a
 trained head ``tau * phi`` is a convex mix of cosines (the gate is a softmax), so it also lies in
 ``[-1, 1]`` and the mapping is exact and monotone, not a heuristic squashing.
+
+Private modules next to this one hold the parts of the store: ``_mol_checks`` (argument checks,
+the ``filter=`` evaluation), ``_mol_inputs`` (reading an ``add_texts`` call and embedding its
+texts), ``_mol_contents`` (the index holder shared by shallow copies, and the self-built cosine
+head), ``_mol_search`` (one query vector's search, the MMR choice) and ``_mol_store_io`` (the
+on-disk layout).
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,40 +33,18 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
-from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.index.strategies import check_strategy
-from rag_relax_plugins.langchain._mol_checks import (
-    as_matrix,
-    assign_ids,
-    check_batch_size,
-    check_mmr_args,
-    check_search_kwargs,
-    copy_metadata,
-    filter_ids,
-)
+from rag_relax_plugins.langchain._mol_checks import check_mmr_args, check_search_kwargs
+from rag_relax_plugins.langchain._mol_contents import Contents
+from rag_relax_plugins.langchain._mol_inputs import embed_texts, read_add_args
+from rag_relax_plugins.langchain._mol_search import DocFilter, mmr_picks, search
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 
 __all__ = ["MoLVectorStore"]
-
-
-DocFilter = dict[str, Any] | Callable[[Document], bool]
-
-
-@dataclass
-class _Contents:
-    """The index of a store and of its shallow copies; ``auto_head``: the head is the cosine the
-    store built itself (its width may change when the store is empty)."""
-
-    index: MoLIndex | None
-    auto_head: bool = False
-
-
-# what LangChain's own components pass to any store's add_documents, unused here (the rest is refused)
-_PASSED_THROUGH = frozenset({"current_time"})
 
 
 class MoLVectorStore(VectorStore):
@@ -142,7 +125,7 @@ class MoLVectorStore(VectorStore):
         }
         # the index and whether the store built its head live in one holder, which a shallow
         # copy shares: a new index (the first add, a new width after delete()) reaches both
-        self._contents = _Contents(index)
+        self._contents = Contents(index)
         if similarity is not None:
             self._contents.index = MoLIndex(similarity, **self._index_kwargs)
         elif index is None:  # the head is built at the first add: its options are checked now
@@ -213,32 +196,12 @@ class MoLVectorStore(VectorStore):
         Returns:
             The ``N`` ids, in input order.
         """
-        unknown = sorted(set(kwargs) - _PASSED_THROUGH)
-        if unknown:
-            raise TypeError(f"add_texts got unexpected keyword arguments {unknown}")
-        batch = check_batch_size(batch_size)
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
-        n = len(texts)
-        if metadatas is not None and len(metadatas) == 0:  # [] means none given, as in InMemoryVectorStore
-            metadatas = None
-        if ids is not None and len(id_list("ids", ids)) == 0:
-            ids = None
-        if metadatas is not None and len(metadatas) != n:
-            raise ValueError(f"metadatas must have one dict per text ({n}), got {len(metadatas)}")
-        metas = [{} if metadatas is None else copy_metadata(metadatas[i], i) for i in range(n)]
-        out = assign_ids(ids, n)
-        if n == 0:
+        texts, metas, out, batch = read_add_args(texts, metadatas, ids, batch_size, kwargs)
+        if not texts:
             return []
-        step = n if batch is None else batch
-        vectors = torch.cat([
-            as_matrix(self._embedding.embed_documents(texts[s : s + step]), len(texts[s : s + step]), "embed_documents")
-            for s in range(0, n, step)
-        ])
+        vectors = embed_texts(self._embedding, texts, batch)
         with self._lock:
-            index = self._ensure_index(vectors.shape[1])
+            index = self._contents.ensure_index(vectors.shape[1], has_docs=bool(self._docs), index_kwargs=self._index_kwargs)
             index.add(out, vectors)
             for id_, text, meta in zip(out, texts, metas, strict=True):
                 self._docs[id_] = (text, meta)
@@ -353,35 +316,15 @@ class MoLVectorStore(VectorStore):
                 return []
             if self._contents.index is None:  # pragma: no cover - _search returned hits, so it exists
                 return []
-            feats = self._contents.index.get_features(ids)
-            phi = torch.tensor(scores, dtype=torch.float64, device=feats.device)
-            picks = mmr_select_mol(phi, feats, k, lambda_mult, tau=self._contents.index.similarity.config.tau)
-            return [self._document(ids[p]) for p in picks.tolist()]
+            picks = mmr_picks(self._contents.index, scores, ids, k, lambda_mult)
+            return [self._document(ids[p]) for p in picks]
 
     def _search(
         self, embedding: Sequence[float], k: int, filter: DocFilter | None, strategy: Strategy | None
     ) -> tuple[list[float], list[str]]:
-        """Raw ``(scores, ids)`` of one query vector, best first; ``[]`` when nothing matches."""
-        if self._contents.index is None or not self._docs:
-            return [], []
-        allowed = None if filter is None else self._filter_ids(filter)
-        if allowed is not None and not allowed:
-            return [], []
-        query = as_matrix([embedding], 1, "embedding")
-        if query.shape[1] != self._contents.index.similarity.config.query_dim:
-            raise ValueError(
-                f"the query embedding has {query.shape[1]} dimensions but the similarity expects "
-                f"query_dim={self._contents.index.similarity.config.query_dim}"
-            )
-        scores, ids = self._contents.index.search(
-            query, k, strategy=strategy if strategy is not None else self._strategy, filter=allowed
-        )
-        hits = ids[0]
-        return scores[0, : len(hits)].tolist(), hits
-
-    def _filter_ids(self, filter: DocFilter) -> list[str]:
-        """Ids whose document passes ``filter`` (the pre-filter subset handed to the index)."""
-        return filter_ids(self._docs, filter)
+        """Raw ``(scores, ids)`` of one query vector, best first (:func:`~._mol_search.search`)."""
+        return search(self._contents.index, self._docs, embedding, k, filter=filter,
+                      strategy=strategy if strategy is not None else self._strategy)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -429,17 +372,6 @@ class MoLVectorStore(VectorStore):
         return store
 
     # ------------------------------------------------------------------ helpers
-    def _ensure_index(self, dim: int) -> MoLIndex:
-        held = self._contents
-        if held.index is None:
-            held.index, held.auto_head = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs), True
-        elif held.auto_head and not self._docs and len(held.index) == 0 and dim != held.index.similarity.config.item_dim:
-            held.index = held.index.empty_like(MoLSimilarity.cosine(dim))  # empty self-built head: follow the embedding
-        c = held.index.similarity.config
-        if dim != c.item_dim:
-            raise ValueError(f"the embedding gives {dim}-d vectors but the similarity expects item_dim={c.item_dim}")
-        return held.index
-
     def _document(self, id_: str) -> Document:
         text, meta = self._docs[id_]
         return Document(page_content=text, metadata=copy.deepcopy(meta), id=id_)

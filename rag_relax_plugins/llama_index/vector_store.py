@@ -14,6 +14,11 @@ softmax-weighted mix of cosines).
 
 Persistence: ``persist(path)`` writes the JSON manifest ``path`` and the index into a sibling
 folder; see :mod:`rag_relax_plugins.llama_index._mol_persist` for the layout and crash safety.
+
+Private modules next to this one hold the parts of the store: ``_mol_inputs`` (node vectors, the
+MMR weight, the ``node_ids`` of a ``VectorStoreIndex``), ``_mol_query`` (the query vector, and the
+id subset that ``node_ids`` / ``doc_ids`` / filters select), ``_mol_filters`` (``MetadataFilters``
+on a node's metadata) and ``_mol_persist`` (node records, the on-disk layout).
 """
 
 from __future__ import annotations
@@ -40,23 +45,11 @@ from pydantic import PrivateAttr
 
 from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
-from rag_relax_plugins.core.validation import check_k
+from rag_relax_plugins.core.validation import check_count, check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
-from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.index.strategies import check_strategy
-from rag_relax_plugins.llama_index._mol_filters import (
-    NODE_FIELDS,
-    check_filters,
-    filter_keys,
-    matches,
-    with_node_fields,
-)
-from rag_relax_plugins.llama_index._mol_inputs import (
-    IMAGE_OR_INDEX,
-    index_struct_ids,
-    mmr_weight,
-    node_vectors,
-)
+from rag_relax_plugins.llama_index._mol_filters import check_filters
+from rag_relax_plugins.llama_index._mol_inputs import IMAGE_OR_INDEX, mmr_weight, node_vectors
 from rag_relax_plugins.llama_index._mol_persist import (
     Record,
     check_local_fs,
@@ -65,6 +58,7 @@ from rag_relax_plugins.llama_index._mol_persist import (
     record_of,
     write_store,
 )
+from rag_relax_plugins.llama_index._mol_query import query_embedding, query_vector, select, subset
 
 __all__ = ["MoLVectorStore"]
 
@@ -241,7 +235,7 @@ class MoLVectorStore(BasePydanticVectorStore):
     ) -> None:
         """Delete the nodes in ``node_ids`` that pass ``filters`` (``None`` = no restriction, as upstream)."""
         with self._lock:
-            self._remove(self._subset(node_ids, check_filters(filters)))
+            self._remove(subset(self._nodes, node_ids, check_filters(filters)))
 
     def clear(self) -> None:
         """Remove every node."""
@@ -260,7 +254,7 @@ class MoLVectorStore(BasePydanticVectorStore):
     ) -> list[BaseNode]:
         """Nodes in ``node_ids`` (in that order; unknown ids skipped) that pass ``filters``."""
         with self._lock:
-            return [node_from_record(self._nodes[i]) for i in self._subset(node_ids, check_filters(filters))]
+            return [node_from_record(self._nodes[i]) for i in subset(self._nodes, node_ids, check_filters(filters))]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Top ``similarity_top_k`` nodes for ``query`` (``DEFAULT`` or ``MMR`` mode)."""
@@ -272,14 +266,12 @@ class MoLVectorStore(BasePydanticVectorStore):
         filters = check_filters(query.filters)
         mmr = query.mode == VectorStoreQueryMode.MMR
         lam = mmr_weight(kwargs.get("mmr_threshold"), query.mmr_threshold) if mmr else 0.5
-        prefetch = kwargs.get("mmr_prefetch_factor", 4)
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
-            raise ValueError(f"mmr_prefetch_factor must be an int >= 1, got {prefetch!r}")
-        vector = self._query_vector(query)
+        prefetch = check_count("mmr_prefetch_factor", kwargs.get("mmr_prefetch_factor", 4), 1)
+        vector = query_vector(query_embedding(query, self._embed_model), self._index, bool(self._nodes))
         with self._lock:
             if self._index is None or not self._nodes:
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
-            allowed = self._select(query.node_ids, filters, query.doc_ids)
+            allowed = select(self._nodes, self._image_or_index_ids, query.node_ids, filters, query.doc_ids)
             if allowed is not None and not allowed:
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
             fetch = k * prefetch if mmr else k
@@ -294,57 +286,6 @@ class MoLVectorStore(BasePydanticVectorStore):
                 picks = mmr_select_mol(phi, feats, k, lam, tau=self._index.similarity.config.tau).tolist()
                 ids, scores = [ids[p] for p in picks], [scores[p] for p in picks]
             return VectorStoreQueryResult(nodes=[node_from_record(self._nodes[i]) for i in ids], similarities=scores, ids=ids)
-
-    def _query_vector(self, query: VectorStoreQuery) -> torch.Tensor:
-        if query.query_embedding is not None:
-            emb = query.query_embedding
-        elif query.query_str is not None and self._embed_model is not None:
-            emb = self._embed_model.get_query_embedding(query.query_str)
-        else:
-            raise ValueError("query.query_embedding is None: pass an embedding or set embed_model on the store")
-        if len(emb) == 0:
-            raise ValueError("query.query_embedding must be a non-empty vector")
-        if self._index is not None and self._nodes and len(emb) != self._index.similarity.config.query_dim:
-            raise ValueError(
-                f"query.query_embedding has {len(emb)} dimensions but the similarity expects "
-                f"query_dim={self._index.similarity.config.query_dim}"
-            )
-        return torch.tensor([list(emb)], dtype=torch.float32)
-
-    def _select(
-        self, node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None
-    ) -> list[str] | None:
-        """Query restriction: ids passing every given restriction, ``None`` when there is none.
-
-        Empty ``node_ids`` / ``doc_ids`` mean no restriction (``VectorStoreIndex`` passes ``[]``),
-        and so do the ``node_ids`` a ``VectorStoreIndex`` passes for a store that keeps text
-        (:func:`~._mol_inputs.index_struct_ids`): as a restriction they hid every text node.
-        """
-        if node_ids and index_struct_ids(node_ids, self._nodes, self._image_or_index_ids):
-            node_ids = None
-        if not node_ids and not doc_ids and filters is None:
-            return None
-        return self._subset(node_ids or None, filters, doc_ids or None)
-
-    def _subset(
-        self, node_ids: list[str] | None, filters: MetadataFilters | None, doc_ids: list[str] | None = None
-    ) -> list[str]:
-        """Stored ids in ``node_ids`` (all when ``None``) of ``doc_ids`` that pass ``filters``."""
-        id_list("node_ids", node_ids)  # one string would be read one character at a time
-        id_list("doc_ids", doc_ids)
-        candidates = list(self._nodes) if node_ids is None else [i for i in dict.fromkeys(node_ids) if i in self._nodes]
-        refs = None if doc_ids is None else set(doc_ids)
-        node_fields = filters is not None and bool(filter_keys(filters) & NODE_FIELDS)
-
-        def passes(rec: Record) -> bool:
-            if filters is None:
-                return True
-            return matches(filters, with_node_fields(rec[2], rec[0], rec[1]) if node_fields else rec[2])
-
-        return [
-            i for i in candidates
-            if (refs is None or self._nodes[i][1] in refs) and passes(self._nodes[i])
-        ]
 
     # ------------------------------------------------------------------ async (worker thread)
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
