@@ -31,11 +31,12 @@ would match no qrels entry; a sequence holding such tensors (``list(tensor)``) i
 from __future__ import annotations
 
 import math
-import numbers
 import re
 import sys
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING
+
+from rag_relax_plugins.core.scalars import check_k
 
 if TYPE_CHECKING:
     import torch
@@ -66,16 +67,6 @@ Qrels = Mapping[DocId, float]
 
 METRIC_NAMES = ("recall", "precision", "hit_rate", "mrr", "ndcg", "ndcg_linear", "map")
 _METRIC_RE = re.compile(r"^(recall|precision|hit_rate|mrr|ndcg|ndcg_linear|map)(?:@(\d+))?$")
-
-
-def _check_k(k: object, name: str = "k") -> int:
-    """Any ``numbers.Integral`` ``>= 1`` but ``bool`` (``numpy.int64`` included), as an ``int``."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(k).__name__}")
-    k = int(k)
-    if k < 1:
-        raise ValueError(f"{name} must be >= 1, got {k}")
-    return k
 
 
 def _tensor_ranking(ranking: object, name: str) -> object:
@@ -121,7 +112,7 @@ def _relevant(qrels: Qrels) -> int:
 
 def recall_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """Fraction of the relevant documents found in the top ``k`` (0 when none is relevant)."""
-    k = _check_k(k)
+    k = check_k("k", k)
     ranking = _check_ranking(ranking)
     n_rel = _relevant(qrels)
     if n_rel == 0:
@@ -131,14 +122,14 @@ def recall_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
 
 def precision_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """Relevant documents in the top ``k`` divided by ``k``."""
-    k = _check_k(k)
+    k = check_k("k", k)
     ranking = _check_ranking(ranking)
     return sum(1 for d in ranking[:k] if qrels.get(d, 0) > 0) / k
 
 
 def hit_rate_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """1.0 when at least one relevant document is in the top ``k``, else 0.0."""
-    k = _check_k(k)
+    k = check_k("k", k)
     ranking = _check_ranking(ranking)
     return 1.0 if any(qrels.get(d, 0) > 0 for d in ranking[:k]) else 0.0
 
@@ -146,7 +137,7 @@ def hit_rate_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
 def reciprocal_rank(ranking: Ranking, qrels: Qrels, k: int | None = None) -> float:
     """``1 / rank`` of the first relevant document within the top ``k`` (all when ``None``)."""
     if k is not None:
-        k = _check_k(k)
+        k = check_k("k", k)
     ranking = _check_ranking(ranking)
     cut = ranking if k is None else ranking[:k]
     for i, d in enumerate(cut, start=1):
@@ -168,7 +159,7 @@ def ndcg_at_k(ranking: Ranking, qrels: Qrels, k: int, gain: str = "exponential")
         k: cut-off.
         gain: ``"exponential"`` (``2**g - 1``) or ``"linear"`` (``g``, as trec_eval).
     """
-    k = _check_k(k)
+    k = check_k("k", k)
     ranking = _check_ranking(ranking)
     if gain not in ("exponential", "linear"):
         raise ValueError(f"gain must be 'exponential' or 'linear', got {gain!r}")
@@ -184,7 +175,7 @@ def ndcg_at_k(ranking: Ranking, qrels: Qrels, k: int, gain: str = "exponential")
 
 def average_precision_at_k(ranking: Ranking, qrels: Qrels, k: int) -> float:
     """Average precision over the top ``k``, divided by the total number of relevant documents."""
-    k = _check_k(k)
+    k = check_k("k", k)
     ranking = _check_ranking(ranking)
     n_rel = _relevant(qrels)
     if n_rel == 0:
@@ -385,7 +376,7 @@ def rankings_from_scores(
     check_ndim("scores", scores, 2)
     check_finite("scores", scores)
     n = scores.shape[1]
-    top = n if cut is None else _check_k(cut)
+    top = n if cut is None else check_k("k", cut)
     if id_list is not None and len(id_list) != n:
         raise ValueError(f"ids must have one entry per column of scores ({n}), got {len(id_list)}")
     order = torch.sort(scores.detach(), dim=1, descending=True, stable=True).indices[:, : min(top, n)]

@@ -12,17 +12,11 @@ from dataclasses import dataclass
 import torch
 
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
+from rag_relax_plugins.core.scalars import check_int
 
 __all__ = ["MIN_TAU", "MoLConfig", "MoLItemState", "MoLQueryState"]
 
 MIN_TAU = 1e-6  # the smallest temperature: scores stay below 1e6 in magnitude
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -60,12 +54,12 @@ class MoLConfig(DictConfig):
 
     def __post_init__(self) -> None:
         plain_scalars(self)
-        _check_int("query_dim", self.query_dim, 1)
-        _check_int("item_dim", self.item_dim, 1)
-        _check_int("num_query_embeddings", self.num_query_embeddings, 1)
-        _check_int("num_item_embeddings", self.num_item_embeddings, 1)
-        _check_int("component_dim", self.component_dim, 1)
-        _check_int("gate_hidden_dim", self.gate_hidden_dim, 1)
+        check_int("query_dim", self.query_dim, 1)
+        check_int("item_dim", self.item_dim, 1)
+        check_int("num_query_embeddings", self.num_query_embeddings, 1)
+        check_int("num_item_embeddings", self.num_item_embeddings, 1)
+        check_int("component_dim", self.component_dim, 1)
+        check_int("gate_hidden_dim", self.gate_hidden_dim, 1)
         for name in ("tau", "softmax_dropout", "mi_loss_weight"):
             value = getattr(self, name)
             if (

@@ -14,6 +14,7 @@ import numbers
 
 __all__ = [
     "check_count",
+    "check_int",
     "check_k",
     "check_nonnegative",
     "check_optional_count",
@@ -63,13 +64,51 @@ def check_nonnegative(name: str, value: object) -> float:
     return out
 
 
-def check_count(name: str, value: object, low: int = 0) -> int:
-    """Require an integer ``>= low`` (``numpy`` integers included; ``bool`` refused), as an ``int``.
+def _int_range(low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f" in [{low}, {high}]"
+    if low is not None:
+        return f" >= {low}"
+    return f" <= {high}" if high is not None else ""
+
+
+def _in_range(value: int, low: int | None, high: int | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def check_int(name: str, value: object, low: int | None = None, high: int | None = None, *, hint: str = "") -> int:
+    """Require an integer in ``[low, high]`` (either bound may be ``None``), as a Python ``int``.
+
+    Any ``numbers.Integral`` but ``bool`` is accepted: ``numpy.int64`` from ``len`` of a numpy
+    array or a pandas ``nunique()`` is a count like any other. ``hint`` (the bounds' reason) is put
+    in the range error after the range.
+
+    Raises:
+        TypeError: not an integer (the message names the type received).
+        ValueError: out of range.
+    """
+    note = f" ({hint})" if hint else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    out = int(value)
+    if not _in_range(out, low, high):
+        raise ValueError(f"{name} must be{_int_range(low, high)}{note}, got {value!r}")
+    return out
+
+
+def check_count(name: str, value: object, low: int = 0, high: int | None = None, *, hint: str = "") -> int:
+    """Require an integer in ``[low, high]`` (``numpy`` integers included; ``bool`` refused), as
+    an ``int``; ``hint`` as in :func:`check_int`.
 
     Raises ``ValueError`` for a wrong type too (the options checked with it always did).
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    note = f" ({hint})" if hint else ""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not _in_range(int(value), low, high)
+    ):
+        raise ValueError(f"{name} must be an int{_int_range(low, high)}{note}, got {value!r}")
     return int(value)
 
 

@@ -10,6 +10,7 @@ import torch
 
 from rag_relax_plugins.core.scalars import (
     check_count,
+    check_int,
     check_k,
     check_nonnegative,
     check_optional_count,
@@ -22,6 +23,7 @@ __all__ = [
     "check_count",
     "check_finite",
     "check_floating",
+    "check_int",
     "check_k",
     "check_mask",
     "check_ndim",

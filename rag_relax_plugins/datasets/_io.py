@@ -9,18 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rag_relax_plugins.core.scalars import check_int
+
 __all__ = ["check_limit", "iter_jsonl", "iter_lines", "require_keys"]
 
 
 def check_limit(limit: object) -> int | None:
     """Return ``limit`` if it is None or an int >= 0, else raise ``TypeError``/``ValueError``."""
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise TypeError(f"limit must be an int or None, got {type(limit).__name__}")
-    if limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    return limit
+    return None if limit is None else check_int("limit", limit, 0)
 
 
 def iter_lines(path: Path, *, start: int = 1) -> Iterator[tuple[int, str]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from rag_relax_plugins.core.scalars import check_count
 from rag_relax_plugins.datasets._io import iter_lines
 from rag_relax_plugins.datasets.paths import data_root, require_file
 
@@ -236,8 +237,7 @@ def leave_last_out(
     Returns:
         ``(train, valid, test)`` lists of :class:`Rating`, each sorted by time.
     """
-    if isinstance(min_train, bool) or not isinstance(min_train, int) or min_train < 0:
-        raise ValueError(f"min_train must be an int >= 0, got {min_train!r}")
+    min_train = check_count("min_train", min_train, 0)
     ratings = sorted(ml.interactions, key=lambda r: r.timestamp)  # stable: ties keep their order
     by_user: dict[int, list[int]] = defaultdict(list)
     for pos, r in enumerate(ratings):

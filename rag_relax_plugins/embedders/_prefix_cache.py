@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rag_relax_plugins.core.validation import check_k
+from rag_relax_plugins.core.validation import check_count, check_k
 
 __all__ = ["FrozenPrefixCache"]
 
@@ -81,8 +81,7 @@ class FrozenPrefixCache:
         layers = getattr(getattr(auto, "encoder", None), "layer", None)
         if auto is None or getattr(auto, "embeddings", None) is None or layers is None:
             raise ValueError("the frozen-prefix cache needs a BERT-like backbone (auto_model.embeddings + encoder.layer)")
-        if isinstance(num_frozen, bool) or not isinstance(num_frozen, int) or not 1 <= num_frozen <= len(layers):
-            raise ValueError(f"num_frozen must be an int in [1, {len(layers)}], got {num_frozen!r}")
+        num_frozen = check_count("num_frozen", num_frozen, 1, len(layers))
         check_k("max_texts", max_texts)
         check_k("chunk", chunk)
         self.backbone = backbone

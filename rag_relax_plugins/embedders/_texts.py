@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rag_relax_plugins.core.scalars import check_int
+
 __all__ = ["check_batch_size", "check_texts"]
 
 
@@ -28,8 +30,4 @@ def check_texts(texts: object, name: str = "texts") -> list[str]:
 
 def check_batch_size(batch_size: object) -> int:
     """Return ``batch_size`` if it is an int >= 1, else raise ``TypeError``/``ValueError``."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return batch_size
+    return check_int("batch_size", batch_size, 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
+from rag_relax_plugins.core.scalars import check_int
 
 __all__ = ["FORMAT_VERSION", "FREEZE_MODES", "GEOMETRIES", "HEAD_INITS", "GaussianConfig"]
 
@@ -14,16 +15,6 @@ FORMAT_VERSION = 1
 GEOMETRIES = ("euclidean", "inner_product")
 FREEZE_MODES = ("none", "all", "first_n")
 HEAD_INITS = ("identity", "random")
-
-
-def _check_int(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        what = "an int" + (" or None" if optional else "")
-        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -63,10 +54,11 @@ class GaussianConfig(DictConfig):
         plain_scalars(self)
         if self.backbone is not None and not isinstance(self.backbone, str):
             raise TypeError(f"backbone must be a str path or None, got {type(self.backbone).__name__}")
-        _check_int("output_dim", self.output_dim, 1)
-        _check_int("hidden_dim", self.hidden_dim, 1, optional=True)
-        _check_int("freeze_layers", self.freeze_layers, 0)
-        _check_int("max_seq_length", self.max_seq_length, 1, optional=True)
+        check_int("output_dim", self.output_dim, 1)
+        check_int("freeze_layers", self.freeze_layers, 0)
+        for name in ("hidden_dim", "max_seq_length"):  # None: the output width / the backbone's own
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
         if (
             isinstance(self.dropout, bool)
             or not isinstance(self.dropout, (int, float))

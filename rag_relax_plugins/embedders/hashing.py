@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import torch
 
 from rag_relax_plugins.core.device import resolve_device
+from rag_relax_plugins.core.scalars import check_count
 from rag_relax_plugins.embedders._texts import check_batch_size, check_texts
 from rag_relax_plugins.embedders.base import TokenEmbeddings
 
@@ -77,17 +78,13 @@ class HashingEncoder:
         normalize: bool = False,
         device: str | torch.device | None = None,
     ) -> None:
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be an int >= 1, got {dim!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")  # an 8-byte hash key
-        self._dim = dim
-        self._seed = seed
+        self._dim = check_count("dim", dim, 1)
+        self._seed = check_count("seed", seed, 0, 2**64 - 1, hint="an 8-byte hash key")
         self.ngram_range = _check_range(ngram_range, "ngram_range")
         self.char_ngram_range = _check_range(char_ngram_range, "char_ngram_range", allow_zero=True)
         self.normalize = bool(normalize)
         self.device = resolve_device(device) if device is not None else torch.device("cpu")
-        self._key = seed.to_bytes(8, "little")
+        self._key = self._seed.to_bytes(8, "little")
         self._cache: dict[str, tuple[int, float]] = {}
 
     @property

@@ -25,6 +25,7 @@ import torch
 from rag_relax_plugins._errors import require
 from rag_relax_plugins._io import saved_kind
 from rag_relax_plugins.core.device import resolve_device
+from rag_relax_plugins.core.scalars import check_optional_count
 from rag_relax_plugins.embedders._texts import check_batch_size, check_texts
 from rag_relax_plugins.embedders.base import TokenEmbeddings
 
@@ -186,12 +187,7 @@ class SentenceTransformerEncoder:
         batch_size: int = 32,
     ) -> None:
         self.batch_size = check_batch_size(batch_size)
-        if max_seq_length is not None and (
-            isinstance(max_seq_length, bool)
-            or not isinstance(max_seq_length, int)
-            or max_seq_length < 1
-        ):
-            raise ValueError(f"max_seq_length must be an int >= 1 or None, got {max_seq_length!r}")
+        max_seq_length = check_optional_count("max_seq_length", max_seq_length, 1)
         self.model_path = resolve_model_path(model_name_or_path)
         self._device = resolve_device(device)
         self.model: SentenceTransformer = load_local_model(self.model_path, str(self._device))

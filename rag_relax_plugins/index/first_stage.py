@@ -24,6 +24,7 @@ import torch
 
 from rag_relax_plugins._errors import require
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
+from rag_relax_plugins.core.scalars import check_count, check_optional_count
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +77,9 @@ class FirstStageConfig(DictConfig):
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
         for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if self.ivf_nlist is not None and (
-            isinstance(self.ivf_nlist, bool) or not isinstance(self.ivf_nlist, int) or self.ivf_nlist < 1
-        ):
-            raise ValueError(f"ivf_nlist must be None or an int >= 1, got {self.ivf_nlist!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
-            raise ValueError(f"seed must be an int in [0, 2**31) (FAISS k-means seed), got {self.seed!r}")
+            check_count(name, getattr(self, name), 1)
+        check_optional_count("ivf_nlist", self.ivf_nlist, 1)
+        check_count("seed", self.seed, 0, 2**31 - 1, hint="FAISS k-means seed")
 
 
 class VectorSearcher:

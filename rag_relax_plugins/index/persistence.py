@@ -38,6 +38,7 @@ from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, r
 from rag_relax_plugins._whole_save import read_whole_save
 from rag_relax_plugins.core.config_dict import require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
+from rag_relax_plugins.core.scalars import check_count
 from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
 
 if TYPE_CHECKING:
@@ -152,9 +153,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     missing = [key for key in _CONFIG_KEYS if key not in config]
     if missing:
         raise ValueError(f"{folder}/config.json is missing the key(s) {missing}")
-    n = config["num_items"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"{folder}/config.json: num_items must be an int >= 0, got {n!r}")
+    check_count(f"{folder}/config.json: num_items", config["num_items"], 0)
     faiss_files = config.get("faiss_files", [])
     if not isinstance(faiss_files, list) or not all(isinstance(f, str) and f in STAGES for f in faiss_files):
         raise ValueError(

@@ -59,6 +59,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rag_relax_plugins.core.config_dict import plain_scalars
+from rag_relax_plugins.core.scalars import check_int
 
 __all__ = [
     "BruteForce",
@@ -69,13 +70,6 @@ __all__ = [
     "TopKPerEmbd",
     "check_strategy",
 ]
-
-
-def _check_n(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 @dataclass(frozen=True)
@@ -91,7 +85,7 @@ class TopKPerEmbd:
 
     def __post_init__(self) -> None:
         plain_scalars(self)
-        _check_n("n", self.n)
+        check_int("n", self.n, 1)
 
 
 @dataclass(frozen=True)
@@ -102,7 +96,7 @@ class TopKAvg:
 
     def __post_init__(self) -> None:
         plain_scalars(self)
-        _check_n("n", self.n)
+        check_int("n", self.n, 1)
 
 
 @dataclass(frozen=True)
@@ -114,8 +108,8 @@ class Combined:
 
     def __post_init__(self) -> None:
         plain_scalars(self)
-        _check_n("n_per_embd", self.n_per_embd)
-        _check_n("n_avg", self.n_avg)
+        check_int("n_per_embd", self.n_per_embd, 1)
+        check_int("n_avg", self.n_avg, 1)
 
 
 @dataclass(frozen=True)
@@ -126,7 +120,7 @@ class ExactTwoPass:
 
     def __post_init__(self) -> None:
         plain_scalars(self)
-        _check_n("budget", self.budget)
+        check_int("budget", self.budget, 1)
 
 
 Strategy = BruteForce | TopKPerEmbd | TopKAvg | Combined | ExactTwoPass

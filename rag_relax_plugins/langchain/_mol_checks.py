@@ -12,7 +12,7 @@ import torch
 from langchain_core.documents import Document
 
 from rag_relax_plugins.core.mmr import check_lambda_mult
-from rag_relax_plugins.core.validation import check_k
+from rag_relax_plugins.core.validation import check_k, check_optional_count
 from rag_relax_plugins.index.filters import id_list, ids_matching
 
 __all__ = [
@@ -71,11 +71,7 @@ def check_mmr_args(k: int, fetch_k: int, lambda_mult: float, kwargs: dict[str, A
 
 def check_batch_size(batch_size: object) -> int | None:
     """``None`` or an int ``>= 1`` (texts per ``embed_documents`` call)."""
-    if batch_size is None:
-        return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
-    return batch_size
+    return check_optional_count("batch_size", batch_size, 1)
 
 
 def filter_ids(

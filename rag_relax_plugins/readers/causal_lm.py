@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.device import resolve_device
+from rag_relax_plugins.core.scalars import check_count
 from rag_relax_plugins.readers.dma import (
     DEFAULT_INSTRUCTION,
     DMAVariant,
@@ -194,9 +195,7 @@ class CausalLMReader:
         pos = layout.position_ids.to(self.device).unsqueeze(0).expand(b, -1)  # (B, T)
         start = 0 if keep_from is None else keep_from
         # keep_from = T would pass logits_to_keep=0, which transformers reads as "all positions"
-        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < layout.length:
-            raise ValueError(f"keep_from must be an int in [0, {layout.length - 1}] (T = {layout.length}), "
-                             f"got {keep_from!r}")
+        start = check_count("keep_from", start, 0, layout.length - 1, hint=f"T = {layout.length}")
         out = self.model(
             input_ids=ids,
             attention_mask=attn,
@@ -358,12 +357,7 @@ class CausalLMReader:
         Raises:
             ValueError: ``max_new_tokens`` is not an int >= 1.
         """
-        if (
-            isinstance(max_new_tokens, bool)
-            or not isinstance(max_new_tokens, int)
-            or max_new_tokens < 1
-        ):
-            raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+        max_new_tokens = check_count("max_new_tokens", max_new_tokens, 1)
         layout = build_layout(
             self.tokenizer,
             question,

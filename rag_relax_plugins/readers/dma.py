@@ -46,7 +46,7 @@ from typing import Any, Literal
 import torch
 
 from rag_relax_plugins.core.gumbel import attention_log_mask
-from rag_relax_plugins.core.validation import check_floating, check_ndim
+from rag_relax_plugins.core.validation import check_count, check_floating, check_ndim
 
 __all__ = ["DMAVariant", "ReaderLayout", "build_layout", "dma_attention_mask"]
 
@@ -147,8 +147,7 @@ def build_layout(
     """
     if variant not in _VARIANTS:
         raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
-    if isinstance(doc_tokens, bool) or not isinstance(doc_tokens, int) or doc_tokens < 1:
-        raise ValueError(f"doc_tokens must be an int >= 1, got {doc_tokens!r}")
+    doc_tokens = check_count("doc_tokens", doc_tokens, 1)
     if not isinstance(question, str):
         raise TypeError(f"question must be a str, got {type(question).__name__}")
     if answer is not None and not isinstance(answer, str):

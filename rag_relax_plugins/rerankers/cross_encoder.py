@@ -29,6 +29,7 @@ from torch import nn
 
 from rag_relax_plugins._errors import require
 from rag_relax_plugins._io import read_json, read_tensors
+from rag_relax_plugins.core.scalars import check_count
 
 __all__ = ["BiEncoderScorer", "CrossEncoderScorer", "PairScorer", "load_scorer"]
 
@@ -79,14 +80,8 @@ class PairScorer(nn.Module):
         _tokenizer: Any = None,
     ) -> None:
         super().__init__()
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8:
-            raise ValueError(f"max_length must be an int >= 8, got {max_length!r}")
-        if (
-            isinstance(trainable_layers, bool)
-            or not isinstance(trainable_layers, int)
-            or trainable_layers < -1
-        ):
-            raise ValueError(f"trainable_layers must be an int >= -1, got {trainable_layers!r}")
+        max_length = check_count("max_length", max_length, 8)
+        trainable_layers = check_count("trainable_layers", trainable_layers, -1)
         transformers = require("transformers", "st")
         if _config is None:
             folder = _backbone_folder(backbone)

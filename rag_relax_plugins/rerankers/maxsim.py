@@ -44,13 +44,14 @@ from torch import nn
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.maxsim import maxsim_packed
+from rag_relax_plugins.core.scalars import check_int
 from rag_relax_plugins.embedders.base import TokenEmbeddings, TokenEncoder
 from rag_relax_plugins.rerankers.base import (
     BaseReranker,
     check_candidates,
     distinct_texts,
 )
-from rag_relax_plugins.rerankers.maxsim_config import MaxSimConfig, check_int
+from rag_relax_plugins.rerankers.maxsim_config import MaxSimConfig
 
 __all__ = ["FORMAT_VERSION", "MaxSimConfig", "MaxSimHead", "MaxSimReranker", "PackedTokens", "pack_tokens"]
 

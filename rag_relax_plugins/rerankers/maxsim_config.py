@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
+from rag_relax_plugins.core.scalars import check_int
 
 __all__ = ["MaxSimConfig", "check_int"]
 
@@ -59,11 +59,3 @@ class MaxSimConfig(DictConfig):
         return self.token_dim if self.projection_dim is None else self.projection_dim
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """Require an integer (``numpy`` ones included, not a bool) ``>= minimum``, returned as an
-    ``int``; the error names the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)

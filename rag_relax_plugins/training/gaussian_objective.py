@@ -25,7 +25,12 @@ from rag_relax_plugins.core.isotropy import (
     sigreg,
     variance_regularization,
 )
-from rag_relax_plugins.core.validation import check_mask
+from rag_relax_plugins.core.validation import (
+    check_count,
+    check_int,
+    check_mask,
+    check_optional_count,
+)
 from rag_relax_plugins.embedders.gaussian_config import GEOMETRIES, GaussianConfig
 
 __all__ = ["TrainConfig", "contrastive_loss", "false_negative_mask", "isotropy_loss", "lr_at", "training_loss"]
@@ -93,14 +98,9 @@ class TrainConfig(DictConfig):
     def __post_init__(self) -> None:
         plain_scalars(self)
         for name, low in _INTS.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
-            if v < low:
-                raise ValueError(f"{name} must be >= {low}, got {v!r}")
-        for name, v in (("output_dim", self.output_dim), ("max_steps", self.max_steps)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be an int >= 1 or None, got {v!r}")
+            check_int(name, getattr(self, name), low)
+        for name in ("output_dim", "max_steps"):
+            check_optional_count(name, getattr(self, name), 1)
         for name in ("learning_rate", "target_std", "max_grad_norm", "head_learning_rate", "temperature"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -111,8 +111,7 @@ class TrainConfig(DictConfig):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if self.dropout >= 1:
             raise ValueError(f"dropout must be < 1, got {self.dropout!r}")
-        if isinstance(self.freeze_early_layers, bool) or not isinstance(self.freeze_early_layers, int) or self.freeze_early_layers < -1:
-            raise ValueError(f"freeze_early_layers must be an int >= -1, got {self.freeze_early_layers!r}")
+        check_count("freeze_early_layers", self.freeze_early_layers, -1)
         choices = {"loss": ("infonce", "triplet"), "isotropy": ("sigreg", "covariance", "none"),
                    "mixed_precision": ("no", "bf16", "fp16")}
         for name, allowed in choices.items():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
-from rag_relax_plugins.core.validation import check_positive
+from rag_relax_plugins.core.validation import check_count, check_optional_count, check_positive
 from rag_relax_plugins.rerankers.gumbel import DEFAULT_KAPPA, DEFAULT_TAU
 
 __all__ = ["GRerankConfig", "GRerankResult"]
@@ -79,22 +79,16 @@ class GRerankConfig(DictConfig):
             "save_every_steps",
             "keep_checkpoints",
         ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            check_count(name, getattr(self, name), 1)
         for name in ("max_train_rows", "max_steps"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
+            check_optional_count(name, getattr(self, name), 1)
         for name in ("learning_rate", "head_learning_rate", "tau", "kappa", "max_grad_norm"):  # inf: NaN model
             check_positive(name, getattr(self, name))
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         # scorer_max_length and trainable_layers as PairScorer checks them
         for name, least in (("scorer_max_length", 8), ("trainable_layers", -1), ("seed", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < least:
-                raise ValueError(f"{name} must be an int >= {least}, got {v!r}")
+            check_count(name, getattr(self, name), least)
         if self.cache_reader_states and self.variant != "independent":
             raise ValueError(
                 "cache_reader_states needs variant='independent' (document states depend on the mask otherwise)"

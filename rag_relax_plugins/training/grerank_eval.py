@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.metrics import check_metrics, evaluate
+from rag_relax_plugins.core.scalars import check_count
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample
 from rag_relax_plugins.rerankers.base import BaseReranker
 
@@ -31,14 +32,7 @@ def hotpot_split(
     examples: Sequence[HotpotExample], train_size: int = 400
 ) -> tuple[list[HotpotExample], list[HotpotExample]]:
     """The fixed split of the shared file: first ``train_size`` rows train, the rest test."""
-    if (
-        isinstance(train_size, bool)
-        or not isinstance(train_size, int)
-        or not 0 < train_size < len(examples)
-    ):
-        raise ValueError(
-            f"train_size must be an int in [1, {len(examples) - 1}], got {train_size!r}"
-        )
+    train_size = check_count("train_size", train_size, 1, len(examples) - 1)
     return list(examples[:train_size]), list(examples[train_size:])
 
 

@@ -50,7 +50,7 @@ import torch
 
 from rag_relax_plugins._io import atomic_write_json, atomic_write_text, check_save_target, read_json
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
-from rag_relax_plugins.core.validation import check_positive
+from rag_relax_plugins.core.validation import check_int, check_optional_count, check_positive
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
     MaxSimReranker,
@@ -96,8 +96,8 @@ log = logging.getLogger(__name__)
 # batches are dropped, so batch_size=1 trained nothing and wrote an untrained final_model/
 _INTS = {"epochs": 1, "batch_size": 2, "max_seq_length": 8, "train_rows": 1, "val_rows": 0,
          "hard_negatives": 0, "train_last_layers": 0, "seed": 0}
-_INT_NOTES = {"batch_size": " (a batch needs 2 queries: the other queries' candidates are the in-batch negatives)",
-              "max_seq_length": " (the reranker's own least: MaxSimConfig)"}
+_INT_NOTES = {"batch_size": "a batch needs 2 queries: the other queries' candidates are the in-batch negatives",
+              "max_seq_length": "the reranker's own least: MaxSimConfig"}
 
 
 @dataclass(frozen=True)
@@ -133,15 +133,9 @@ class MaxSimTrainConfig(DictConfig):
     def __post_init__(self) -> None:
         plain_scalars(self)
         for name, low in _INTS.items():  # int() accepted epochs=2.5 and hard_negatives=True
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
-            if v < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {v!r}" + _INT_NOTES.get(name, ""))
+            check_int(name, getattr(self, name), low, hint=_INT_NOTES.get(name, ""))
         for name in ("projection_dim", "max_steps"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be an int >= 1 or None, got {v!r}")
+            check_optional_count(name, getattr(self, name), 1)
         if self.val_rows >= self.train_rows:
             raise ValueError(f"val_rows must be < train_rows ({self.train_rows}), got {self.val_rows}")
         for name in ("learning_rate", "backbone_learning_rate", "temperature"):  # inf: NaN scores

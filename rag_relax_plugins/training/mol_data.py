@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from rag_relax_plugins.core.scalars import check_count
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, hotpot_open_corpus
 from rag_relax_plugins.datasets.movielens import MovieLens, leave_last_out
 from rag_relax_plugins.training.mol_train import PairData
@@ -114,8 +115,7 @@ def movielens_next_item(ml: MovieLens, *, max_len: int = 50, split: str = "test"
         max_len: history length ``L`` of a query.
         split: ``"test"`` or ``"valid"``.
     """
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValueError(f"max_len must be an int >= 1, got {max_len!r}")
+    max_len = check_count("max_len", max_len, 1)
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     train, valid, test = leave_last_out(ml, valid=split == "valid")

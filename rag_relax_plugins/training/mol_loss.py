@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from rag_relax_plugins.core.validation import (
+    check_count,
     check_finite,
     check_floating,
     check_ndim,
@@ -166,15 +167,12 @@ def mixed_log_q(
     """
     check_floating("item_probs", item_probs)
     check_ndim("item_probs", item_probs, 1)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if isinstance(num_uniform, bool) or not isinstance(num_uniform, int) or num_uniform < 0:
-        raise ValueError(f"num_uniform must be an int >= 0, got {num_uniform!r}")
+    batch_size = check_count("batch_size", batch_size, 1)
+    num_uniform = check_count("num_uniform", num_uniform, 0)
     n = item_probs.shape[0]
     if num_sampleable is None:
         num_sampleable = n
-    if isinstance(num_sampleable, bool) or not isinstance(num_sampleable, int) or not 1 <= num_sampleable <= n:
-        raise ValueError(f"num_sampleable must be an int in [1, {n}], got {num_sampleable!r}")
+    num_sampleable = check_count("num_sampleable", num_sampleable, 1, n)
     if not isinstance(candidate_ids, torch.Tensor) or candidate_ids.dtype != torch.long:
         raise TypeError("candidate_ids must be a long tensor")
     check_ndim("candidate_ids", candidate_ids, 1)

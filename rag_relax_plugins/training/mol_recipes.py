@@ -38,6 +38,7 @@ from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, r
 from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars, require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+from rag_relax_plugins.core.scalars import check_count, check_optional_count
 from rag_relax_plugins.training.mol_checkpoint import (
     load_model_weights,
     save_model_weights,
@@ -135,9 +136,7 @@ class RecipeConfig(DictConfig):
             raise ValueError(f"encoder must be 'pool' or 'transformer', got {self.encoder!r}")
         for name, low in (("num_interests", 1), ("item_mlp_hidden", 0), ("embedding_dim", 1), ("max_len", 1),
                           ("num_query_embeddings", 1), ("num_item_embeddings", 1), ("gate_hidden_dim", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+            check_count(name, getattr(self, name), low)
         def number(v: object) -> bool:
             return isinstance(v, (int, float)) and math.isfinite(v)
 
@@ -152,9 +151,8 @@ class RecipeConfig(DictConfig):
             raise ValueError(f"mi_loss_weight must be a finite number >= 0, got {self.mi_loss_weight!r}")
         if noise is not None and not (number(noise) and noise >= 0):
             raise ValueError(f"warm_start_noise must be a finite number >= 0 or None, got {noise!r}")
-        cd = self.component_dim  # None picks the default; 0 used to mean it too, silently
-        if cd is not None and (isinstance(cd, bool) or not isinstance(cd, int) or cd < 1):
-            raise ValueError(f"component_dim must be an int >= 1 or None (the default), got {cd!r}")
+        # None picks the default; 0 used to mean it too, silently
+        check_optional_count("component_dim", self.component_dim, 1)
 
     def mol_config(self, query_dim: int, item_dim: int, default_component_dim: int) -> MoLConfig:
         """The :class:`MoLConfig` for towers of the given widths."""
@@ -377,10 +375,7 @@ def load_recipe_model(
     if dataset == "movielens":
         counts: dict[str, int] = {}
         for name, default in (("num_items", None), ("num_users", 0)):  # 9.7 was taken, no num_items a KeyError
-            value = meta.get(name, default)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{cfg_file}: {name} must be an int >= 0, got {value!r}")
-            counts[name] = value
+            counts[name] = check_count(f"{cfg_file}: {name}", meta.get(name, default), 0)
         model = build_movielens_model(counts["num_items"], recipe, num_users=counts["num_users"])
     elif dataset == "hotpotqa":
         if query_features is None or doc_features is None:

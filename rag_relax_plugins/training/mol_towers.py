@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rag_relax_plugins.core.validation import check_finite, check_floating, check_ndim
+from rag_relax_plugins.core.validation import check_count, check_finite, check_floating, check_ndim
 
 __all__ = [
     "DotProductSimilarity",
@@ -112,8 +112,7 @@ class IdEmbeddingTower(nn.Module):
         super().__init__()
         if num_items < 1 or dim < 1:
             raise ValueError(f"num_items and dim must be >= 1, got {num_items} and {dim}")
-        if isinstance(mlp_hidden, bool) or not isinstance(mlp_hidden, int) or mlp_hidden < 0:
-            raise ValueError(f"mlp_hidden must be an int >= 0, got {mlp_hidden!r}")
+        mlp_hidden = check_count("mlp_hidden", mlp_hidden, 0)
         self.embedding = nn.Embedding(num_items, dim, padding_idx=padding_idx)
         nn.init.normal_(self.embedding.weight, std=init_std)
         if padding_idx is not None:
@@ -186,8 +185,7 @@ class HistoryQueryTower(nn.Module):
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         if encoder not in ("pool", "transformer"):
             raise ValueError(f"encoder must be 'pool' or 'transformer', got {encoder!r}")
-        if isinstance(num_interests, bool) or not isinstance(num_interests, int) or num_interests < 1:
-            raise ValueError(f"num_interests must be an int >= 1, got {num_interests!r}")
+        num_interests = check_count("num_interests", num_interests, 1)
         if num_interests > 1 and encoder != "pool":
             raise ValueError("num_interests > 1 needs encoder='pool'")
         if interest_combine not in ("concat", "linear"):
@@ -322,8 +320,7 @@ class TwoTowerModel(nn.Module):
         excluded_items: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
-        if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
-            raise ValueError(f"num_items must be an int >= 1, got {num_items!r}")
+        num_items = check_count("num_items", num_items, 1)
         self.query_tower = query_tower
         self.item_tower = item_tower
         self.similarity = similarity

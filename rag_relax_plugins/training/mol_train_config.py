@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
+from rag_relax_plugins.core.scalars import check_count, check_optional_count
 
 __all__ = ["MoLTrainConfig", "PairData"]
 
@@ -65,22 +66,16 @@ class MoLTrainConfig(DictConfig):
     def __post_init__(self) -> None:
         plain_scalars(self)
         for name in ("epochs", "batch_size", "keep_checkpoints"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            check_count(name, getattr(self, name), 1)
         for name in ("warmup_steps", "num_negatives", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+            check_count(name, getattr(self, name), 0)
         if self.batch_size < 2 and self.num_negatives == 0:
             raise ValueError(
                 "batch_size 1 with num_negatives 0 leaves every row with its positive alone (loss 0, "
                 "nothing learned): use batch_size >= 2 or num_negatives >= 1"
             )
         for name in ("save_every_steps", "max_steps"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be None or an int >= 1, got {v!r}")
+            check_optional_count(name, getattr(self, name), 1)
         for name in ("lr", "temperature"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rag_relax_plugins.core.validation import check_ndim
+from rag_relax_plugins.core.validation import check_count, check_ndim
 from rag_relax_plugins.training.mol_towers import HistoryQueryTower, _check_ids
 
 __all__ = ["UserQueryTower"]
@@ -48,8 +48,7 @@ class UserQueryTower(nn.Module):
         init_std: float = 0.02,
     ) -> None:
         super().__init__()
-        if isinstance(num_users, bool) or not isinstance(num_users, int) or num_users < 2:
-            raise ValueError(f"num_users must be an int >= 2 (id 0 is the unknown user), got {num_users!r}")
+        num_users = check_count("num_users", num_users, 2, hint="id 0 is the unknown user")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if combine not in ("concat", "sum"):

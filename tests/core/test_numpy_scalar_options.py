@@ -159,3 +159,43 @@ def test_mmr_gumbel_and_mol_options_take_numpy_scalars():
     for bad in (True, np.float64(2.0)):
         with pytest.raises(ValueError, match="chunk_size must be an int >= 1 or None"):
             mol.score_all(q, x, chunk_size=bad)
+
+
+def test_check_int_and_check_count_ranges_hints_and_types():
+    from rag_relax_plugins.core.scalars import check_count, check_int
+
+    assert check_int("n", np.int64(3), 1, 5) == 3 and type(check_int("n", np.uint8(3))) is int
+    assert check_int("n", -7) == -7  # no bound given: any integer
+    with pytest.raises(ValueError, match=r"^n must be in \[1, 5\] \(why\), got 6$"):
+        check_int("n", 6, 1, 5, hint="why")
+    with pytest.raises(ValueError, match=r"^n must be <= 5, got 6$"):
+        check_int("n", 6, high=5)
+    for bad in (True, np.True_, 2.0, np.float32(2.0), "2", None):
+        with pytest.raises(TypeError, match=r"^n must be an int, got"):
+            check_int("n", bad, 1, hint="not in a type error")
+    assert check_count("c", np.int32(0)) == 0
+    with pytest.raises(ValueError, match=r"^c must be an int in \[0, 9\] \(T = 10\), got 10$"):
+        check_count("c", 10, 0, 9, hint="T = 10")
+    for bad in (True, 1.5, "1"):  # check_count raises ValueError for a wrong type, as it always did
+        with pytest.raises(ValueError, match="c must be an int >= 0"):
+            check_count("c", bad)
+
+
+def test_counts_from_numpy_are_taken_outside_configs():
+    """A count read off a numpy array or a pandas ``nunique()`` is a ``numpy.int64``: these were
+    refused with 'must be an int >= 1, got 1682', a message that names a valid value."""
+    from rag_relax_plugins.embedders.hashing import HashingEncoder
+    from rag_relax_plugins.training.mol_loss import mixed_log_q
+    from rag_relax_plugins.training.mol_towers import IdEmbeddingTower
+
+    plain, numpy_made = HashingEncoder(dim=32, seed=5), HashingEncoder(dim=np.int64(32), seed=np.uint64(5))
+    assert numpy_made.dim == 32 and type(numpy_made.dim) is int
+    torch.testing.assert_close(numpy_made.encode(["a b", "c"]), plain.encode(["a b", "c"]))
+    ids, probs = torch.tensor([0, 2]), torch.tensor([0.5, 0.25, 0.25])
+    torch.testing.assert_close(
+        mixed_log_q(ids, probs, batch_size=np.int64(4), num_uniform=np.int64(2), num_sampleable=np.int64(3)),
+        mixed_log_q(ids, probs, batch_size=4, num_uniform=2, num_sampleable=3),
+    )
+    assert IdEmbeddingTower(np.int64(10), 4, mlp_hidden=np.int64(3)) is not None
+    with pytest.raises(ValueError, match="num_sampleable must be an int in \\[1, 3\\]"):
+        mixed_log_q(ids, probs, batch_size=4, num_uniform=2, num_sampleable=4)
