@@ -3,7 +3,8 @@
 A ``checkpoint_epoch_N/`` folder holds ``model/`` (the reranker), the optimiser state,
 ``best_model/`` when the best epoch so far (``"best_epoch"`` in the state) is not the one ``model/``
 holds (an earlier epoch; for a checkpoint of an epoch stopped part-way, any), and
-``trainer_state.json``, whose ``"config"`` holds the run's options, compared on resume
+``trainer_state.json`` (:data:`CHECKPOINT_VERSION`; checkpoints written before it had none and
+read as version 1), whose ``"config"`` holds the run's options, compared on resume
 (:func:`check_resume`). A resume restores the best model into its output folder
 (:func:`~rag_relax_plugins.training._run_files.restore_best_model`, shared with the Gaussian
 trainer), so ``best_model/`` there matches ``best_val_mrr`` also in a new folder.
@@ -21,14 +22,19 @@ import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder, saved_kind
+from rag_relax_plugins._io import atomic_folder, read_json, saved_kind
 from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
-from rag_relax_plugins.training._resume_check import TRAINING_DATA, ResumePolicy, data_sha256
+from rag_relax_plugins.training._resume_check import (
+    TRAINING_DATA,
+    ResumePolicy,
+    check_state_fields,
+    data_sha256,
+)
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
 
 if TYPE_CHECKING:
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
     from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig
 
 __all__ = [
+    "CHECKPOINT_VERSION",
     "MODEL_OPTIONS",
     "RESUME_RUNTIME_ONLY",
     "adopt_reranker_config",
@@ -46,11 +53,14 @@ __all__ = [
     "clear_earlier_best_model",
     "load_optimizer",
     "plot_history",
+    "read_trainer_state",
     "save_checkpoint",
     "training_data_sha256",
 ]
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1  # of trainer_state.json; bump when a resume can no longer read older states
 
 # MaxSimTrainConfig options that define the model (MaxSimConfig fields of the same name). ``seed``
 # is not one of them for a passed reranker: it also seeds the shuffles and the negative sampling,
@@ -89,9 +99,28 @@ def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Opt
         if best_model is not None:
             shutil.copytree(best_model, tmp / "best_model")
         save_optimizer_state(opt, tmp)
-        (tmp / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
+        full = {"format_version": CHECKPOINT_VERSION, **state}
+        (tmp / "trainer_state.json").write_text(json.dumps(full), encoding="utf-8")
 
     return atomic_folder(folder, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
+
+
+def read_trainer_state(folder: Path) -> dict[str, Any]:
+    """The ``trainer_state.json`` of checkpoint ``folder``, with the fields a resume reads checked.
+
+    Raises:
+        ValueError: an unreadable file, a missing or mistyped field, or a ``format_version`` this
+            library does not read (a checkpoint of a newer version); each names the file.
+    """
+    file = folder / "trainer_state.json"
+    state = read_json(file)
+    version = state.get("format_version", 1) if isinstance(state, dict) else None
+    if isinstance(state, dict) and version != CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{file}: unsupported checkpoint format_version {version!r}; this library reads {CHECKPOINT_VERSION}"
+        )
+    check_state_fields(file, state, ("scheduler", "epoch", "step", "best", "history"))
+    return cast("dict[str, Any]", state)
 
 
 def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:

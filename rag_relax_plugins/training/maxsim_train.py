@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_write_json, atomic_write_text, check_save_target, read_json
+from rag_relax_plugins._io import atomic_write_json, atomic_write_text, check_save_target
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 from rag_relax_plugins.core.validation import check_int, check_optional_count, check_positive
 from rag_relax_plugins.rerankers.maxsim import (
@@ -57,7 +57,6 @@ from rag_relax_plugins.rerankers.maxsim import (
     PackedTokens,
     pack_tokens,
 )
-from rag_relax_plugins.training._resume_check import check_state_fields
 from rag_relax_plugins.training._run_files import (
     EPOCH_CHECKPOINT_PREFIX,
     EarlierCheckpoints,
@@ -72,6 +71,7 @@ from rag_relax_plugins.training.maxsim_checkpoint import (
     clear_earlier_best_model,
     load_optimizer,
     plot_history,
+    read_trainer_state,
     save_checkpoint,
     training_data_sha256,
 )
@@ -304,8 +304,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
     resumed_losses: list[float] = []  # losses of the batches done in start_epoch before a mid-epoch stop
     resumed_rng: list[int] | None = None  # negative-sampling generator state at that stop
     if ck is not None:
-        state = read_json(ck / "trainer_state.json")
-        check_state_fields(ck / "trainer_state.json", state, ("scheduler", "epoch", "step", "best", "history"))
+        state = read_trainer_state(ck)
         load_optimizer(opt, ck)
         sched.load_state_dict(state["scheduler"])
         # the saved groups hold the stopped run's last lr (0 after a max_steps stop): the next step

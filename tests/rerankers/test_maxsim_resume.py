@@ -205,3 +205,27 @@ def test_cli_eval_after_a_resume_of_an_old_checkpoint_into_a_new_folder(
     assert not (tmp_path / "o2" / "best_model").exists()
     assert report["evaluated_model"] == str(tmp_path / "o2" / "final_model")
     assert "final_model" in err and "best_model" in err
+
+
+def test_trainer_state_carries_a_format_version_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    """``trainer_state.json`` records its format version; a checkpoint of another version is
+    refused naming the file; one written before the version existed (no key) reads as version 1
+    and resumes."""
+    groups, queries, texts = synthetic()
+    base = dict(epochs=2, batch_size=2, hard_negatives=2, learning_rate=0.1, val_rows=0, train_rows=10,
+                show_progress=False)
+    train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "a"), max_steps=3, **base), groups,
+                 queries.texts, texts.texts, reranker=make_reranker())
+    ck = tmp_path / "a" / "checkpoint_epoch_1"
+    file = ck / "trainer_state.json"
+    state = json.loads(file.read_text())
+    assert state["format_version"] == 1
+    file.write_text(json.dumps({**state, "format_version": 2}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"trainer_state\.json: unsupported checkpoint format_version 2"):
+        train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "a"), resume_from=str(ck), **base), groups,
+                     queries.texts, texts.texts, reranker=make_reranker())
+    del state["format_version"]  # as written before the key existed
+    file.write_text(json.dumps(state), encoding="utf-8")
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "a"), resume_from=str(ck), **base), groups,
+                       queries.texts, texts.texts, reranker=make_reranker())
+    assert res["steps"] == 8
