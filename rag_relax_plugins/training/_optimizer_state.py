@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from rag_relax_plugins._io import read_json, read_tensors
 
-__all__ = ["load_optimizer_state", "save_optimizer_state"]
+__all__ = ["load_optimizer_state", "read_optimizer_state", "save_optimizer_state"]
 
 
 def save_optimizer_state(opt: torch.optim.Optimizer, folder: Path) -> None:
@@ -38,6 +38,16 @@ def load_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
     """Load what :func:`save_optimizer_state` wrote into ``opt``.
 
     ``Optimizer.load_state_dict`` moves the moments to each parameter's device and dtype.
+
+    Raises:
+        ValueError: as :func:`read_optimizer_state`.
+    """
+    opt.load_state_dict(read_optimizer_state(opt, folder, hint=hint))
+
+
+def read_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str = "") -> dict[str, Any]:
+    """What :func:`save_optimizer_state` wrote, checked against ``opt`` and not yet loaded into it:
+    the ``opt.load_state_dict`` argument. A resume checks it before it replaces the model's weights.
 
     Raises:
         ValueError: the checkpoint's number of parameter groups differs from ``opt``'s (the
@@ -73,4 +83,4 @@ def load_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
             if hasattr(t, "shape") and t.dim() > 0 and tuple(t.shape) != tuple(params[index].shape):
                 raise ValueError(f"{folder}/optimizer.safetensors: {index}.{key} has shape {tuple(t.shape)}, "
                                  f"its parameter {tuple(params[index].shape)}")
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return {"state": state, "param_groups": meta["param_groups"]}

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
-from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
+from rag_relax_plugins.training._optimizer_state import read_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import check_state_fields
 from rag_relax_plugins.training._run_files import checkpoint_folder
 
@@ -58,6 +58,11 @@ def load_model_weights(model: nn.Module, folder: str | os.PathLike[str]) -> None
         raise FileNotFoundError(f"no model weights at {path}")
     state = read_tensors(path)
     own = model.state_dict()
+    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+    if missing or unexpected:  # checked first: load_state_dict copies the matching keys, then raises
+        raise ValueError(
+            f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}"
+        )
     shapes = sorted(k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape))
     if shapes:
         k = shapes[0]
@@ -65,12 +70,7 @@ def load_model_weights(model: nn.Module, folder: str | os.PathLike[str]) -> None
             f"checkpoint {path} does not match the model: {len(shapes)} weight(s) of another shape, e.g. "
             f"{k} {tuple(state[k].shape)} saved vs {tuple(own[k].shape)} now (a different size option?)"
         )
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint {path} does not match the model: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}"
-        )
+    model.load_state_dict(state)
 
 
 def save_checkpoint(
@@ -105,9 +105,12 @@ def load_checkpoint(
     """
     path = checkpoint_folder(folder)
     state = read_trainer_state(path)
+    # every file is read and checked before the model or the optimiser changes: a refused
+    # checkpoint leaves both as they were
+    moments = None if optimizer is None else read_optimizer_state(optimizer, path)
     load_model_weights(model, path)
-    if optimizer is not None:
-        load_optimizer_state(optimizer, path)
+    if optimizer is not None and moments is not None:
+        optimizer.load_state_dict(moments)
     return state
 
 
@@ -121,6 +124,7 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """
     path = checkpoint_folder(folder)
     state: dict[str, Any] = read_json(path / "trainer_state.json")
+    check_state_fields(path / "trainer_state.json", state, ())  # a JSON object, not a list
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(f"checkpoint {path} has format_version {version!r}; this version reads {FORMAT_VERSION}")

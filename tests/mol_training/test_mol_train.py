@@ -203,6 +203,34 @@ def test_checkpoints_are_pruned_versioned_and_checked(tmp_path):
         load_checkpoint(tmp_path / "nope", _model())
 
 
+def test_a_refused_checkpoint_leaves_the_model_and_optimiser_as_they_were(tmp_path):
+    """A checkpoint missing one weight, or whose optimiser state does not fit, is refused before
+    anything is loaded: load_state_dict(strict=False) had copied every matching weight first."""
+    from safetensors.torch import load_file, save_file
+
+    ck = tmp_path / "ck"
+    train_retrieval(_model(), _toy(), _cfg(epochs=1, checkpoint_dir=str(ck)))
+    folder = latest_checkpoint(ck)
+    weights = load_file(str(folder / "model.safetensors"))
+    dropped = sorted(weights)[0]
+    save_file({k: v for k, v in weights.items() if k != dropped}, str(folder / "model.safetensors"))
+    model = _model(seed=7)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=rf"does not match the model: missing \['{dropped}'\]"):
+        load_checkpoint(folder, model, opt)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    save_file(weights, str(folder / "model.safetensors"))  # the weights fit again; the optimiser not:
+    two_groups = torch.optim.AdamW([{"params": [p]} for p in model.parameters()], lr=0.1)
+    with pytest.raises(ValueError, match="optimiser parameter groups"):
+        load_checkpoint(folder, model, two_groups)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    load_checkpoint(folder, model, opt)  # the intact checkpoint loads both
+    assert torch.equal(model.state_dict()[dropped], weights[dropped]) and opt.state
+
+
 def test_feature_towers_keep_features_out_of_checkpoints(tmp_path):
     feats = torch.randn(12, 8, generator=torch.Generator().manual_seed(0))
     model = TwoTowerModel(FeatureTower(feats), FeatureTower(feats, adapter="linear"), DotProductSimilarity(True, 0.1), 12)
@@ -403,3 +431,4 @@ def test_checkpoints_from_before_saves_recorded_their_kind_are_replaced_too(tmp_
         (folder / SAVE_MARKER).write_text("{}", encoding="utf-8")
     train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), lr=0.01, max_steps=7))
     assert sorted(p.name for p in ck.iterdir()) == ["checkpoint_step_6", "checkpoint_step_7"]
+
