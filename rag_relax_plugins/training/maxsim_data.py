@@ -245,14 +245,16 @@ class TokenCache:
         Returns:
             :class:`PackedTokens` ``(T', D)`` with ``(len(rows) + 1,)`` offsets.
         """
-        off = self.packed.offsets
+        # the index arithmetic runs on the CPU: the offsets of an online (train_last_layers > 0)
+        # cache live on the accelerator, and the aranges below would be CPU tensors beside them
+        off = self.packed.offsets.cpu()
         starts, ends = off[list(rows)], off[[r + 1 for r in rows]]
         lengths = ends - starts  # (n,)
         # token index of every gathered row: start of its text + position inside it
         owner = torch.repeat_interleave(torch.arange(len(rows)), lengths)
         first = torch.cumsum(lengths, 0) - lengths
         idx = starts[owner] + torch.arange(int(lengths.sum())) - first[owner]
-        tokens = self.packed.tokens[idx].to(device, torch.float32)
+        tokens = self.packed.tokens[idx.to(self.packed.tokens.device)].to(device, torch.float32)
         offsets = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)]).to(device)
         return PackedTokens(tokens=tokens, offsets=offsets)
 

@@ -342,3 +342,24 @@ def test_a_damaged_token_cache_is_encoded_again_not_used(tmp_path: Path, caplog:
     assert "not a readable token cache" in caplog.text
     assert torch.equal(again.packed.tokens, first.packed.tokens) and torch.equal(again.packed.offsets, first.packed.offsets)
 
+
+_ACCELERATORS = [d for d, ok in (("cuda", torch.cuda.is_available()), ("mps", torch.backends.mps.is_available())) if ok]
+
+
+@pytest.mark.parametrize("where", [
+    "cpu", *[pytest.param(d, marks=pytest.mark.gpu) for d in _ACCELERATORS],
+])
+def test_token_cache_gathers_from_a_cache_on_any_device(where: str) -> None:
+    """train_last_layers > 0 builds its TokenCache from tokens encoded on the run's device; the
+    gather's index aranges were CPU tensors beside those offsets: a device-mismatch RuntimeError
+    at the first step on CUDA / MPS (found with an emulated device; this case runs on a real one)."""
+    from rag_relax_plugins.rerankers.maxsim import PackedTokens
+
+    tokens, offsets = torch.randn(7, 4), torch.tensor([0, 3, 5, 7])
+    expected, expected_mask = TokenCache(PackedTokens(tokens, offsets)).padded([2, 0], torch.device("cpu"))
+    dev = torch.device(where)
+    cache = TokenCache(PackedTokens(tokens.to(dev), offsets.to(dev)))
+    got, mask = cache.padded([2, 0], dev)
+    assert got.device.type == where and mask.device.type == where
+    assert torch.equal(got.cpu(), expected) and torch.equal(mask.cpu(), expected_mask)
+    assert expected_mask.sum(1).tolist() == [2, 3] and torch.equal(expected[0, :2], tokens[5:7])
