@@ -139,6 +139,26 @@ def save_checkpoint(
     return atomic_folder(target, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
 
 
+def _restore_cuda_rng(rng: dict[str, torch.Tensor], file: Path) -> None:
+    """Restore the ``cuda<i>`` generator states of ``rng`` to the GPUs this process sees.
+
+    A checkpoint holds one state per GPU its process saw. ``set_rng_state_all`` of them failed
+    with an IndexError where fewer GPUs are visible (``CUDA_VISIBLE_DEVICES``, a smaller
+    machine), and the keys sorted as strings put ``cuda10`` before ``cuda2``. Each state now goes
+    to its own index; the GPUs this process lacks are skipped, the ones the checkpoint lacks keep
+    their seeded state.
+    """
+    count = torch.cuda.device_count()
+    for key, state in rng.items():
+        if not key.startswith("cuda"):
+            continue
+        index = key[len("cuda"):]
+        if not index.isdigit():
+            raise ValueError(f"{file}: unknown generator state {key!r} (a damaged checkpoint?)")
+        if int(index) < count:
+            torch.cuda.set_rng_state(state, int(index))
+
+
 def load_checkpoint_state(
     folder: Path,
     *,
@@ -175,9 +195,7 @@ def load_checkpoint_state(
         raise ValueError(f"{folder / 'rng.safetensors'}: no 'torch' generator state")
     torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available():
-        cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda"))]
-        if cuda:
-            torch.cuda.set_rng_state_all(cuda)
+        _restore_cuda_rng(rng, folder / "rng.safetensors")
     if "mps" in rng and _mps_available():
         torch.mps.set_rng_state(rng["mps"])
     if predictor is not None:

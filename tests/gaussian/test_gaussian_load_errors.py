@@ -143,3 +143,39 @@ def test_the_folder_can_be_passed_by_keyword(tmp_path) -> None:  # type: ignore[
     assert isinstance(GaussianEmbedder.load(path=tmp_path / "m", device="cpu"), GaussianEmbedder)
     with pytest.raises(FileNotFoundError, match="no Gaussian embedder"):
         GaussianEmbedder.load(path=tmp_path / "missing")
+
+
+def test_cuda_generator_states_go_to_their_own_gpus_and_missing_gpus_are_skipped(
+    good, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint saved where three GPUs were visible, resumed where one is: set_rng_state_all
+    raised IndexError (torch indexes its per-GPU generators), and the string sort put cuda10
+    before cuda2. No GPU here: torch.cuda's generator functions are stood in for."""
+    from safetensors.torch import load_file, save_file
+
+    model = GaussianEmbedder.load(good, device="cpu")
+    opt = torch.optim.AdamW(model.head.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    ck = tmp_path / "ck"
+    ckpt.save_checkpoint(ck, model=model, optimizer=opt, scheduler=sched, predictor=None,
+                         state={"epoch": 1, "step": 1, "best": 1.0, "best_epoch": 1, "history": {}})
+    rng = load_file(str(ck / "rng.safetensors"))
+    states = {f"cuda{i}": torch.full((4,), i, dtype=torch.uint8) for i in (0, 2, 10)}
+    save_file({**rng, **states}, str(ck / "rng.safetensors"))
+    restored: dict[int, list[int]] = {}
+
+    def set_rng_state(state: torch.Tensor, device: int | str = "cuda") -> None:
+        index = device if isinstance(device, int) else 0
+        if index >= 3:
+            raise IndexError("tuple index out of range")  # torch's default_generators[index]
+        restored[index] = state.tolist()
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)  # what set_rng_state_all calls
+    ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None)
+    assert restored == {0: [0] * 4, 2: [2] * 4}  # cuda10 skipped: this process sees 3 GPUs
+    save_file({**rng, "cudaX": states["cuda0"]}, str(ck / "rng.safetensors"))
+    with pytest.raises(ValueError, match=r"rng.safetensors: unknown generator state 'cudaX'"):
+        ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None)
