@@ -15,6 +15,7 @@ __all__ = [
     "autocast",
     "fork_device_rngs",
     "fork_rng_devices",
+    "precision_notes",
     "resolve_device",
     "seed_device_rngs",
     "supports_dtype",
@@ -132,3 +133,23 @@ def fork_device_rngs(device: torch.device) -> Iterator[None]:
     finally:
         if mps_state is not None:
             torch.mps.set_rng_state(mps_state)
+
+
+def precision_notes(dev: torch.device, amp: str | None) -> list[str]:
+    """Warnings for ``mixed_precision`` ``amp`` (``None`` or ``"no"``, ``"bf16"``, ``"fp16"``) on
+    ``dev``, which a trainer logs before its first step (the Gaussian and the MoL trainers).
+
+    bf16 autocast runs on CUDA devices that support it; fp16 on CUDA (with loss scaling) and on
+    MPS (without: ``GradScaler`` is CUDA-only here). bf16 on MPS is not enabled
+    (:func:`~rag_relax_plugins.core.device.supports_dtype`), so there it falls back to float32,
+    as everything does on CPU.
+    """
+    if amp is None or amp == "no":
+        return []
+    if not supports_dtype(dev, torch.bfloat16 if amp == "bf16" else torch.float16):
+        return [f"mixed_precision={amp} is not supported on {dev}; training in float32"]
+    if amp == "fp16" and dev.type == "mps":
+        return ["mixed_precision=fp16 on MPS runs without loss scaling, so small gradients can underflow; "
+                "train in float32 (mixed_precision='no') if the loss stalls or turns non-finite "
+                "(bf16 autocast is not available on MPS)"]
+    return []

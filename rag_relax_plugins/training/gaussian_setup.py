@@ -3,8 +3,9 @@
 Used by :func:`~rag_relax_plugins.training.gaussian_train.train`: options that the model would
 silently ignore are refused (:func:`check_against_model`); the dropout and freezing the run
 trains with are resolved before the options are stored in checkpoints (:func:`effective_config`),
-so a resume rebuilds the same model; :func:`precision_notes` says what mixed precision does on a
-device.
+so a resume rebuilds the same model; :func:`precision_notes` (from
+:mod:`rag_relax_plugins.core.device`, shared with the MoL trainer) says what mixed precision does
+on a device.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins._io import read_json
-from rag_relax_plugins.core.device import supports_dtype
+from rag_relax_plugins.core.device import precision_notes
 from rag_relax_plugins.embedders._gaussian_backbone import embedding_dim
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training.gaussian_objective import TrainConfig
@@ -110,25 +111,6 @@ def effective_config(cfg: TrainConfig, model: GaussianEmbedder | None) -> TrainC
     defaults = TrainConfig()
     keep = {k: v for k, v in settings.items() if getattr(cfg, k) == getattr(defaults, k)}
     return dataclasses.replace(cfg, **keep)
-
-
-def precision_notes(dev: torch.device, amp: str | None) -> list[str]:
-    """Warnings for ``mixed_precision`` ``amp`` (``None``, ``"bf16"`` or ``"fp16"``) on ``dev``.
-
-    bf16 autocast runs on CUDA devices that support it; fp16 on CUDA (with loss scaling) and on
-    MPS (without: ``GradScaler`` is CUDA-only here). bf16 on MPS is not enabled
-    (:func:`~rag_relax_plugins.core.device.supports_dtype`), so there it falls back to float32,
-    as everything does on CPU.
-    """
-    if amp is None:
-        return []
-    if not supports_dtype(dev, torch.bfloat16 if amp == "bf16" else torch.float16):
-        return [f"mixed_precision={amp} is not supported on {dev}; training in float32"]
-    if amp == "fp16" and dev.type == "mps":
-        return ["mixed_precision=fp16 on MPS runs without loss scaling, so small gradients can underflow; "
-                "train in float32 (mixed_precision='no') if the loss stalls or turns non-finite "
-                "(bf16 autocast is not available on MPS)"]
-    return []
 
 
 def build_model(cfg: TrainConfig, dev: torch.device) -> GaussianEmbedder:

@@ -41,6 +41,7 @@ import torch
 from rag_relax_plugins.core.device import (
     autocast,
     fork_device_rngs,
+    precision_notes,
     resolve_device,
     seed_device_rngs,
 )
@@ -284,6 +285,8 @@ def train_retrieval(
     signature = run_signature(model, data) if resume is not False or cfg.checkpoint_dir else {}
     # fp16 autocast needs loss scaling (gradients underflow otherwise); a no-op in every other case
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.mixed_precision == "fp16" and dev.type == "cuda")
+    for note in precision_notes(dev, cfg.mixed_precision):  # fp16 on MPS: no scaling; CPU: float32
+        log.warning(note)
     if resume is not False:
         src: Path | None
         if isinstance(resume, (str, os.PathLike)):

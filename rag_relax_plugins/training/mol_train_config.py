@@ -33,7 +33,8 @@ class MoLTrainConfig(DictConfig):
         max_grad_norm: gradient clipping norm (``None``: no clipping).
         seed: seeds batch order, negatives, dropout and nothing else global.
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None`` (best available).
-        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (autocast; a no-op on CPU).
+        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (autocast; float32 on CPU, fp16 only
+            on MPS, where it runs without loss scaling; the run logs a warning for each).
         checkpoint_dir: folder for ``checkpoint_step_N``; ``None`` disables checkpoints.
         save_every_steps: also checkpoint every N steps (``None``: at the end of each epoch only).
         keep_checkpoints: how many most recent checkpoints to keep.

@@ -432,3 +432,16 @@ def test_checkpoints_from_before_saves_recorded_their_kind_are_replaced_too(tmp_
     train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), lr=0.01, max_steps=7))
     assert sorted(p.name for p in ck.iterdir()) == ["checkpoint_step_6", "checkpoint_step_7"]
 
+
+def test_mixed_precision_the_device_cannot_run_is_said(caplog):
+    """train-mol trained fp16 on MPS without loss scaling, and bf16 / fp16 on CPU in float32,
+    saying nothing; the Gaussian trainer's precision notes are logged now (shared in core.device)."""
+    import logging
+
+    from rag_relax_plugins.core.device import precision_notes
+
+    with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.training.mol_train"):
+        train_retrieval(_model(), _toy(), _cfg(epochs=1, mixed_precision="bf16"))
+    assert "mixed_precision=bf16 is not supported on cpu; training in float32" in caplog.text
+    assert "without loss scaling" in precision_notes(torch.device("mps"), "fp16")[0]
+    assert precision_notes(torch.device("cpu"), "no") == []
