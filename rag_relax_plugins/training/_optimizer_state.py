@@ -50,8 +50,9 @@ def read_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
     the ``opt.load_state_dict`` argument. A resume checks it before it replaces the model's weights.
 
     Raises:
-        ValueError: the checkpoint's number of parameter groups differs from ``opt``'s (the
-            message ends with ``hint``, e.g. which options must match to resume), a corrupt
+        ValueError: the checkpoint's number of parameter groups, or of parameters in a group,
+            differs from ``opt``'s (the message ends with ``hint``, e.g. which options must match
+            to resume), a corrupt
             ``optimizer.json`` / ``optimizer.safetensors`` (named), or a moment whose shape is not
             its parameter's.
     """
@@ -73,6 +74,14 @@ def read_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
         raise ValueError(
             f"checkpoint {folder} has {len(meta['param_groups'])} optimiser parameter groups, the "
             f"current run {len(opt.param_groups)}{': ' + hint if hint else ''}"
+        )
+    saved_sizes = [len(g["params"]) if isinstance(g, dict) and isinstance(g.get("params"), list) else None
+                   for g in meta["param_groups"]]
+    sizes = [len(g["params"]) for g in opt.param_groups]
+    if saved_sizes != sizes:  # Optimizer.load_state_dict refuses it too, but only when it is called
+        raise ValueError(
+            f"{meta_file}: its parameter groups hold {saved_sizes} parameters, the current run's "
+            f"{sizes}{': ' + hint if hint else ''}"
         )
     params = [p for group in opt.param_groups for p in group["params"]]
     for index, entry in state.items():  # a mis-shaped moment failed only at the first step

@@ -48,8 +48,8 @@ from rag_relax_plugins.training.grerank_checkpoint import (
     checkpoint_folder,
     checkpoint_options,
     load_checkpoint,
-    load_checkpoint_weights,
     plot_curves,
+    read_checkpoint_weights,
     save_checkpoint,
     stored_options,
 )
@@ -251,10 +251,11 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
     """The run of :func:`train_grerank`, once its options are checked (under a forked RNG)."""
     from tqdm.auto import tqdm
 
+    resumed_weights = None  # a passed reranker's, loaded once the whole checkpoint is read
     if reranker is None:
         reranker = _reranker(cfg, ck)
     elif ck is not None:
-        load_checkpoint_weights(reranker, ck)
+        resumed_weights = read_checkpoint_weights(reranker, ck)
     _apply_selection(reranker, cfg)
     if cfg.supervision == "reader" and reader is None:
         from rag_relax_plugins.readers.causal_lm import CausalLMReader
@@ -280,6 +281,8 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
     }
     if ck is not None:
         state = load_checkpoint(ck, optimizer=opt, generator=gen, seed=cfg.seed)
+        if resumed_weights is not None:  # in place: the optimiser holds these parameters
+            reranker.scorer.load_state_dict(resumed_weights)
     history: dict[str, list[Any]] = state["history"]
     n = len(examples)
     per_epoch = -(-n // cfg.grad_accum_steps)

@@ -28,6 +28,7 @@ from rag_relax_plugins.training._resume_check import (
     stored_options,
 )
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
+from rag_relax_plugins.training._weights import weights_mismatch
 from rag_relax_plugins.training.grerank_init import SCORER_OPTIONS
 
 __all__ = [
@@ -38,8 +39,8 @@ __all__ = [
     "checkpoint_options",
     "curve_series",
     "load_checkpoint",
-    "load_checkpoint_weights",
     "plot_curves",
+    "read_checkpoint_weights",
     "save_checkpoint",
     "stored_options",
 ]
@@ -137,15 +138,24 @@ def load_checkpoint(
     return state
 
 
-def load_checkpoint_weights(reranker: GumbelReranker, folder: Path) -> None:
-    """Load the scorer weights of checkpoint ``folder`` into a caller-supplied ``reranker``."""
+def read_checkpoint_weights(reranker: GumbelReranker, folder: Path) -> dict[str, torch.Tensor]:
+    """The scorer weights of checkpoint ``folder``, checked against a caller-supplied
+    ``reranker`` and not loaded: a resume loads them (``reranker.scorer.load_state_dict``) once
+    every other file of the checkpoint has been read, so a refused resume leaves ``reranker`` as
+    it was.
+
+    Raises:
+        FileNotFoundError: no ``reranker/model.safetensors`` in ``folder``.
+        ValueError: weights missing, unexpected or of another shape than the scorer's (named).
+    """
     file = checkpoint_folder(folder) / "reranker" / "model.safetensors"
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected reranker/model.safetensors inside)")
-    try:
-        reranker.scorer.load_state_dict(read_tensors(file))
-    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
-        raise ValueError(f"{file} does not fit the reranker's scorer: {exc}") from exc
+    weights = read_tensors(file)
+    problem = weights_mismatch(reranker.scorer, weights)
+    if problem is not None:
+        raise ValueError(f"{file} does not fit the reranker's scorer: {problem}")
+    return weights
 
 
 def curve_series(history: Mapping[str, list[Any]]) -> tuple[torch.Tensor, int, torch.Tensor | None]:

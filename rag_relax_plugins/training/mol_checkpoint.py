@@ -27,6 +27,7 @@ from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
 from rag_relax_plugins.training._optimizer_state import read_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import check_state_fields
 from rag_relax_plugins.training._run_files import checkpoint_folder
+from rag_relax_plugins.training._weights import weights_mismatch
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,24 +53,19 @@ def save_model_weights(model: nn.Module, folder: Path) -> None:
 
 
 def load_model_weights(model: nn.Module, folder: str | os.PathLike[str]) -> None:
-    """Load ``folder/model.safetensors`` into ``model`` (strict: every key must match)."""
+    """Load ``folder/model.safetensors`` into ``model`` (strict: every key must match).
+
+    The keys and shapes are compared with ``model.state_dict()`` before anything is loaded, so a
+    refused file leaves ``model`` as it was; a module's load hooks (which may rename old keys) do
+    not run before that check. :func:`save_model_weights` writes exactly those keys.
+    """
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"no model weights at {path}")
     state = read_tensors(path)
-    own = model.state_dict()
-    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
-    if missing or unexpected:  # checked first: load_state_dict copies the matching keys, then raises
-        raise ValueError(
-            f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}"
-        )
-    shapes = sorted(k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape))
-    if shapes:
-        k = shapes[0]
-        raise ValueError(
-            f"checkpoint {path} does not match the model: {len(shapes)} weight(s) of another shape, e.g. "
-            f"{k} {tuple(state[k].shape)} saved vs {tuple(own[k].shape)} now (a different size option?)"
-        )
+    problem = weights_mismatch(model, state)  # load_state_dict copies the matching keys, then raises
+    if problem is not None:
+        raise ValueError(f"checkpoint {path} does not match the model: {problem}")
     model.load_state_dict(state)
 
 

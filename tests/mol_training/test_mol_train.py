@@ -13,6 +13,7 @@ from rag_relax_plugins.training.mol_checkpoint import (
     FORMAT_VERSION,
     latest_checkpoint,
     load_checkpoint,
+    save_checkpoint,
 )
 from rag_relax_plugins.training.mol_eval import next_item_metrics, score_all
 from rag_relax_plugins.training.mol_towers import (
@@ -225,6 +226,15 @@ def test_a_refused_checkpoint_leaves_the_model_and_optimiser_as_they_were(tmp_pa
     two_groups = torch.optim.AdamW([{"params": [p]} for p in model.parameters()], lr=0.1)
     with pytest.raises(ValueError, match="optimiser parameter groups"):
         load_checkpoint(folder, model, two_groups)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    params = list(model.parameters())  # as many groups as saved (1), split otherwise: torch refused
+    other_split = torch.optim.AdamW([{"params": params[:2]}, {"params": params[2:]}], lr=0.1)  # it late
+    saved_split = torch.optim.AdamW([{"params": params[:1]}, {"params": params[1:]}], lr=0.1)
+    two = tmp_path / "two_groups"
+    save_checkpoint(two, _model(), saved_split, json.loads((folder / "trainer_state.json").read_text()))
+    with pytest.raises(ValueError, match=r"optimizer.json: its parameter groups hold \[1, \d+\] parameters"):
+        load_checkpoint(two, model, other_split)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     load_checkpoint(folder, model, opt)  # the intact checkpoint loads both

@@ -333,7 +333,9 @@ def test_a_fresh_run_replaces_an_earlier_runs_checkpoints(minilm_path: str, tmp_
 
 def test_a_damaged_checkpoint_is_refused_naming_the_file(minilm_path: str, tmp_path: Path) -> None:
     """A missing generator state was a KeyError, and scorer weights that do not fit a raw
-    RuntimeError; both are ValueErrors naming the file now."""
+    RuntimeError; both are ValueErrors naming the file now. A passed reranker is left as it was
+    by a refused resume: its weights were loaded first (and strict load_state_dict copies the keys
+    that fit before it raises)."""
     from safetensors.torch import load_file, save_file
 
     _, ckpt = _full_and_interrupted(minilm_path, tmp_path)
@@ -341,10 +343,21 @@ def test_a_damaged_checkpoint_is_refused_naming_the_file(minilm_path: str, tmp_p
     save_file({k: v for k, v in rng.items() if k != "torch"}, str(ckpt / "rng.safetensors"))
     with pytest.raises(ValueError, match=r"rng\.safetensors: no uint8 generator state 'torch'"):
         train_grerank(cfg(tmp_path / "e", resume_from=str(ckpt)), examples=EXAMPLES, reader=FakeReader())
+    passed = make(minilm_path)
+    before = {k: v.clone() for k, v in passed.scorer.state_dict().items()}
+
+    def unchanged() -> bool:
+        return all(torch.equal(v, before[k]) for k, v in passed.scorer.state_dict().items())
+
+    with pytest.raises(ValueError, match=r"rng\.safetensors: no uint8 generator state 'torch'"):
+        train_grerank(cfg(tmp_path / "e2", resume_from=str(ckpt)), examples=EXAMPLES, reranker=passed,
+                      reader=FakeReader())
+    assert unchanged()
     save_file(rng, str(ckpt / "rng.safetensors"))
     weights = ckpt / "reranker" / "model.safetensors"
     tensors = load_file(str(weights))
     save_file({**tensors, "head.weight": tensors["head.weight"][:, :-1].contiguous()}, str(weights))
-    with pytest.raises(ValueError, match=r"model\.safetensors does not fit the reranker's scorer"):
-        train_grerank(cfg(tmp_path / "f", resume_from=str(ckpt)), examples=EXAMPLES, reranker=make(minilm_path),
+    with pytest.raises(ValueError, match=r"model\.safetensors does not fit the reranker's scorer: 1 weight"):
+        train_grerank(cfg(tmp_path / "f", resume_from=str(ckpt)), examples=EXAMPLES, reranker=passed,
                       reader=FakeReader())
+    assert unchanged()
