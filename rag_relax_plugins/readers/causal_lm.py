@@ -142,7 +142,7 @@ class CausalLMReader:
             p.requires_grad_(False)
         self.tokenizer = tokenizer
         self.variant: DMAVariant = variant
-        self.doc_tokens = doc_tokens
+        self.doc_tokens = check_count("doc_tokens", doc_tokens, 1)  # a numpy int as a plain one
         self.instruction = instruction
         build_layout(
             tokenizer, "q", ["d"], "a", variant=variant, doc_tokens=doc_tokens

@@ -125,6 +125,8 @@ class PairData:
             )
         if self.items.shape[0] < 2:
             raise ValueError(f"need at least 2 training pairs (in-batch negatives), got {self.items.shape[0]}")
+        # a numpy count (pandas nunique()) as an int: it goes into the checkpoints' JSON signature
+        object.__setattr__(self, "num_items", check_count("num_items", self.num_items, 1))
         if int(self.items.min()) < 0 or int(self.items.max()) >= self.num_items:
             raise ValueError(f"items must lie in [0, num_items={self.num_items})")
         if self.query_keys is not None and (

@@ -199,3 +199,23 @@ def test_counts_from_numpy_are_taken_outside_configs():
     assert IdEmbeddingTower(np.int64(10), 4, mlp_hidden=np.int64(3)) is not None
     with pytest.raises(ValueError, match="num_sampleable must be an int in \\[1, 3\\]"):
         mixed_log_q(ids, probs, batch_size=4, num_uniform=2, num_sampleable=4)
+
+
+def test_pair_data_takes_a_numpy_catalogue_size_as_an_int(tmp_path):
+    """PairData kept num_items=np.int64(12) as it was: a checkpointed train_retrieval then failed
+    in json.dumps of its run signature."""
+    from rag_relax_plugins.core.mol import MoLSimilarity
+    from rag_relax_plugins.training.mol_towers import IdEmbeddingTower, TwoTowerModel
+    from rag_relax_plugins.training.mol_train import MoLTrainConfig, PairData, train_retrieval
+
+    q = torch.arange(24) % 12
+    data = PairData(q, (5 * q + 1) % 12, np.int64(12))
+    assert type(data.num_items) is int and data.num_items == 12
+    for bad in (12.0, True, 0):
+        with pytest.raises(ValueError, match="num_items must be an int >= 1"):
+            PairData(q, (5 * q + 1) % 12, bad)
+    model = TwoTowerModel(IdEmbeddingTower(12, 8, padding_idx=None), IdEmbeddingTower(12, 8, padding_idx=None),
+                          MoLSimilarity.cosine(8), np.int64(12))
+    cfg = MoLTrainConfig(epochs=1, batch_size=8, checkpoint_dir=str(tmp_path), show_progress=False, device="cpu")
+    train_retrieval(model, data, cfg)
+    assert (tmp_path / "checkpoint_step_3" / "trainer_state.json").is_file()
