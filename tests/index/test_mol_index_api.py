@@ -333,3 +333,16 @@ def test_empty_like_keeps_the_settings_and_takes_a_new_similarity() -> None:
     assert twin.similarity.config.item_dim == 16
     twin.add(["b"], torch.randn(1, 16))
     assert twin.search(torch.randn(1, 16), k=1)[1] == [["b"]]
+
+
+def test_dict_filters_compare_json_scalars_exactly_in_the_fast_path() -> None:
+    """One-key filters skip the generic comparison for str / int / float / None values."""
+    idx = MoLIndex(_sim(), device="cpu")
+    meta = [{"k": "1"}, {"k": 1}, {"k": None}, {"k": 1.5, "j": "x"}, {"k": 1.5, "j": "y"}, {"j": "x"}]
+    idx.add(list("abcdef"), torch.randn(6, 8), metadata=meta)
+    assert idx.ids_where({"k": "1"}) == ["a"]
+    assert idx.ids_where({"k": 1}) == ["b"]
+    assert idx.ids_where({"k": None}) == ["c"]  # a missing key is not None
+    assert idx.ids_where({"k": 1.5, "j": "x"}) == ["d"]
+    assert idx.ids_where({"j": "x"}) == ["d", "f"]
+
