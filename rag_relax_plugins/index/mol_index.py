@@ -179,7 +179,8 @@ class MoLIndex:
         """Cached state: components ``(N, P_x, d_P)`` in the cache dtype, gate ``(N, P)``.
 
         The index's own tensors (no copy), computed under ``torch.inference_mode``: treat them as
-        read-only, and ``.clone()`` them before an in-place change or use in autograd.
+        read-only, and ``.clone()`` them before an in-place change or use in autograd, or to keep
+        them past an ``add``, ``delete`` or ``reencode`` (which may change them in place).
         """
         return self._items
 
@@ -257,21 +258,28 @@ class MoLIndex:
             self._store.append(feats[new], state.select(new))
             self._first_stages.append(state.components[new])
 
+    @torch.inference_mode()
     def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> None:
         """Remove ``ids``; unknown ids raise ``ValueError`` unless ``missing_ok=True``."""
         ids = check_ids("ids", ids, unique=False)
         if not missing_ok:
             self._rows_of("ids", ids)
-        gone = {i for i in ids if i in self._rows}
-        if not gone:
+        gone_rows = sorted({self._rows[i] for i in ids if i in self._rows})
+        if not gone_rows:
             return
-        keep_rows = [r for r, i in enumerate(self._ids) if i not in gone]
-        keep = torch.tensor(keep_rows, dtype=torch.long, device=self.device)
-        self._ids = [self._ids[r] for r in keep_rows]
-        self._metadata = [self._metadata[r] for r in keep_rows]
-        self._rows = {i: r for r, i in enumerate(self._ids)}
-        self._features = self._features[keep]
-        self._items = self._items.select(keep)
+        # rows before the first deleted one keep their place: only the tail is renumbered and moved
+        first, n = gone_rows[0], len(self._ids)
+        kept = torch.ones(n, dtype=torch.bool)
+        kept[gone_rows] = False
+        gone_set = set(gone_rows)
+        tail = [r for r in range(first, n) if r not in gone_set]
+        for r in gone_rows:
+            del self._rows[self._ids[r]]
+        self._ids[first:] = [self._ids[r] for r in tail]
+        self._metadata[first:] = [self._metadata[r] for r in tail]
+        for r in range(first, len(self._ids)):
+            self._rows[self._ids[r]] = r
+        self._store.keep(kept.nonzero().squeeze(1).to(self.device), first)
         self._first_stages.invalidate()
 
     @torch.inference_mode()

@@ -346,3 +346,28 @@ def test_dict_filters_compare_json_scalars_exactly_in_the_fast_path() -> None:
     assert idx.ids_where({"k": 1.5, "j": "x"}) == ["d"]
     assert idx.ids_where({"j": "x"}) == ["d", "f"]
 
+
+def test_delete_keeps_room_for_the_next_add_and_equals_a_fresh_index() -> None:
+    """A delete gathered an exact-size cache, so the next single add copied the whole cache again
+    (115 ms at 100k items, against 1 ms); rows before the first deleted one keep their place."""
+    torch.manual_seed(0)
+    feats = torch.randn(40, 8)
+    idx = MoLIndex(_sim(), device="cpu")
+    idx.add([f"i{r}" for r in range(40)], feats, metadata=[{"r": r} for r in range(40)])
+    idx.delete(["i5", "i17", "i39", "i6"])
+    buffer = idx._store.features
+    assert buffer._buf.shape[0] > len(buffer) == 36  # room left
+    before = buffer._buf.data_ptr()
+    idx.add(["new"], torch.randn(1, 8))
+    assert buffer._buf.data_ptr() == before  # appended in place, no regrow
+    kept = [r for r in range(40) if r not in (5, 6, 17, 39)]
+    assert idx.ids == [f"i{r}" for r in kept] + ["new"]
+    assert all(idx.get_metadata([f"i{r}"]) == [{"r": r}] for r in kept)
+    fresh = MoLIndex(_sim(), device="cpu")
+    fresh.add([f"i{r}" for r in kept], feats[kept])
+    torch.testing.assert_close(idx.item_state.components[:36], fresh.item_state.components, rtol=0, atol=0)
+    torch.testing.assert_close(idx.get_features([f"i{r}" for r in kept]), feats[kept], rtol=0, atol=0)
+    q = torch.randn(3, 8)
+    assert idx.search(q, 5, filter=[f"i{r}" for r in kept])[1] == fresh.search(q, 5)[1]
+    idx.delete([f"i{r}" for r in kept])  # most rows gone: the buffer gives memory back
+    assert idx.ids == ["new"] and buffer._buf.shape[0] <= 16
