@@ -201,3 +201,14 @@ def test_adapter_ratios_put_the_adapter_over_the_index() -> None:
     med = {"langchain_retriever_invoke": 10.5, "langchain_index_search": 10.0,
            "llamaindex_retriever_retrieve": 13.0, "llamaindex_index_search": 10.0}
     assert adapters.adapter_ratios(med) == pytest.approx((1.05, 1.3))
+
+
+def test_mol_updates_bar_and_a_small_run(capsys: pytest.CaptureFixture[str]) -> None:
+    updates = pytest.importorskip("bench_mol_updates")
+    recorded = json.loads((BENCH / "results" / "mol_updates.json").read_text())["updates"]
+    assert all(b.met for b in updates.update_bars(recorded))
+    regressed = {"100000": {"add_1_ms": 0.63, "add_1_after_delete_ms": 168.0}}  # the code before the fix
+    assert not any(b.met for b in updates.update_bars(regressed))
+    assert updates.main(["--sizes", "300", "--repeats", "3", "--stages", "flat", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert "add 1 after delete" in out and "flat   300" in out and "bar add 1 after a delete / add 1 at N=300" in out
