@@ -148,6 +148,13 @@ class TorchSearcher(VectorSearcher):
         return best_i.masked_fill(torch.isinf(best_s), -1)
 
 
+def ivf_cells(config: FirstStageConfig, m: int) -> int:
+    """The number of IVF cells a build over ``m`` vectors uses: ``config.ivf_nlist``, else
+    ``4 sqrt(m)``, capped at one cell per 39 training points."""
+    wanted = config.ivf_nlist or int(4 * math.sqrt(max(m, 1)))
+    return max(1, min(wanted, m // 39 if m >= 39 else 1))
+
+
 class FaissSearcher(VectorSearcher):
     """A FAISS index (flat, HNSW or IVF) over inner product; positions are FAISS sequential ids."""
 
@@ -155,6 +162,7 @@ class FaissSearcher(VectorSearcher):
         self.config = config
         self.index = index
         self.exact = config.kind == "flat"
+        self.built_on = int(index.ntotal)  # vectors at the build (or the read): IVF cells fit these
 
     @classmethod
     def build(cls, config: FirstStageConfig, vectors: torch.Tensor) -> FaissSearcher:
@@ -168,8 +176,7 @@ class FaissSearcher(VectorSearcher):
             index = faiss.IndexHNSWFlat(d, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = config.hnsw_ef_construction
         elif config.kind == "ivf":
-            wanted = config.ivf_nlist or int(4 * math.sqrt(max(m, 1)))
-            nlist = max(1, min(wanted, m // 39 if m >= 39 else 1))
+            nlist = ivf_cells(config, m)
             if config.ivf_nlist is not None and nlist < config.ivf_nlist:
                 logger.warning("ivf_nlist=%d is capped at %d cells for %d vectors (39 training points per cell)",
                                config.ivf_nlist, nlist, m)
@@ -187,7 +194,7 @@ class FaissSearcher(VectorSearcher):
             raise ValueError(f"not a FAISS kind: {config.kind!r}")
         if m:
             index.add(x)
-        return cls(config, index)
+        return cls(config, index)  # built_on = m
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -283,6 +290,7 @@ class FirstStages:
     def __init__(self, config: FirstStageConfig) -> None:
         self.config = config
         self._searchers: dict[str, VectorSearcher | None] = dict.fromkeys(STAGES)
+        self._outgrown_warned: set[str] = set()
 
     def invalidate(self, names: Sequence[str] = STAGES) -> None:
         """Drop the stages ``names`` (default both; the next search rebuilds what it needs)."""
@@ -307,6 +315,7 @@ class FirstStages:
         if searcher is None:
             searcher = build_searcher(self.config, stage_vectors(name, components))
             self._searchers[name] = searcher
+            self._outgrown_warned.discard(name)  # a new build: new cells
         return searcher
 
     def append(self, components: torch.Tensor) -> None:
@@ -318,6 +327,22 @@ class FirstStages:
                 self._searchers[name] = None  # a view of the cache; rebuilt for free
             else:
                 searcher.add(stage_vectors(name, components))
+                if isinstance(searcher, FaissSearcher):
+                    self._warn_if_outgrown(name, searcher)
+
+    def _warn_if_outgrown(self, name: str, searcher: FaissSearcher) -> None:
+        """Warn once when an IVF stage holds 4x the vectors its cells were trained for: adds go to
+        the trained cells, which fill up (searches slow down; ``build()`` retrains)."""
+        if self.config.kind != "ivf" or name in self._outgrown_warned:
+            return
+        if len(searcher) >= 4 * max(searcher.built_on, 1):
+            self._outgrown_warned.add(name)
+            logger.warning(
+                "the IVF first stage %r was trained with %d cells on %d vectors and now holds %d: each "
+                "searched cell holds more and more vectors (a build would use %d cells). MoLIndex.build() "
+                "retrains it", name, int(searcher.index.nlist), searcher.built_on, len(searcher),
+                ivf_cells(self.config, len(searcher)),
+            )
 
     def configure(self, **changes: Any) -> FirstStageConfig:
         """Change search-time knobs (``hnsw_ef_search``, ``ivf_nprobe``) of both stages in place.
@@ -349,3 +374,4 @@ class FirstStages:
         if name not in STAGES:
             raise ValueError(f"first stage must be one of {STAGES}, got {name!r}")
         self._searchers[name] = searcher
+        self._outgrown_warned.discard(name)

@@ -104,3 +104,27 @@ def test_first_stages_extend_faiss_on_append_and_share_search_knobs() -> None:
         stages.configure(hnsw_m=8)
     stages.invalidate()
     assert stages.current("per_embd", more) is None
+
+
+def test_an_outgrown_ivf_stage_is_warned_about_once_and_a_build_resets_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Adds go to the cells an IVF stage was trained with; at 4x its build size a warning says so
+    (once) and names build(), after which the count starts again."""
+    pytest.importorskip("faiss")
+    import logging
+
+    from rag_relax_plugins.core.mol import MoLSimilarity
+    from rag_relax_plugins.index import MoLIndex, TopKPerEmbd
+
+    torch.manual_seed(0)
+    idx = MoLIndex(MoLSimilarity.cosine(16), first_stage="ivf")
+    idx.add([f"a{i}" for i in range(500)], torch.randn(500, 16))
+    idx.search(torch.randn(1, 16), 5, strategy=TopKPerEmbd(20))  # builds the per-component stage
+    with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.index.first_stage"):
+        for b in range(5):
+            idx.add([f"b{b}_{i}" for i in range(500)], torch.randn(500, 16))
+            assert ("trained with" in caplog.text) == (len(idx) >= 2000), len(idx)
+        assert caplog.text.count("MoLIndex.build() retrains it") == 1
+        idx.build()
+        caplog.clear()
+        idx.add([f"c{i}" for i in range(500)], torch.randn(500, 16))
+        assert "trained with" not in caplog.text
