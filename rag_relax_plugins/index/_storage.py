@@ -3,8 +3,8 @@
 Vector stores often add a few items at a time; concatenating the whole cache on every ``add``
 would cost O(N) per call (O(N^2) over a corpus). :class:`RowBuffer` keeps a capacity that
 grows by half when full and exposes the filled rows as a view. A delete gathers the kept rows
-into a buffer of the same capacity (:meth:`RowBuffer.keep`): an exact-size copy left no room, so
-the next single ``add`` copied the whole cache again.
+into a buffer with the same room to grow (:meth:`RowBuffer.kept`): an exact-size copy left none,
+so the next single ``add`` copied the whole cache again.
 """
 
 from __future__ import annotations
@@ -50,29 +50,28 @@ class RowBuffer:
         self._buf[self._n : need] = rows.to(self._buf.dtype)
         self._n = need
 
-    def keep(self, rows: torch.Tensor, first: int = 0) -> None:
-        """Keep only ``rows`` (ascending positions; the first ``first`` of them are ``0..first-1``),
-        in a buffer of the same capacity (unless it exceeds four times the rows kept), so the next
-        append has room.
+    def kept(self, rows: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """A new buffer holding only ``rows`` (ascending positions; the first ``first`` of them
+        are ``0..first-1``), with room to grow: capacity ``1.5 m`` (at most the current one), the
+        growth :meth:`append` uses. Install it with :meth:`replace`; ``self`` is not changed.
 
         Args:
             rows: ``(m,) x long`` positions to keep, ascending, on the buffer's device.
             first: how many leading rows stay where they are (the first deleted position).
         """
         m = int(rows.shape[0])
-        capacity = self._buf.shape[0]
-        if capacity > max(4 * m, _MIN_CAPACITY):  # give most of the memory back
-            capacity = max(2 * m, _MIN_CAPACITY)
+        capacity = min(self._buf.shape[0], max(m + (m + 1) // 2, _MIN_CAPACITY))
         # one read and one write of each kept row (an in-place gather would copy the tail twice)
         out = torch.empty((capacity, *self._buf.shape[1:]), dtype=self._buf.dtype, device=self._buf.device)
         out[:first] = self._buf[:first]
         torch.index_select(self._buf, 0, rows[first:], out=out[first:m])
-        self._buf, self._n = out, m
+        return out
 
-    def replace(self, data: torch.Tensor) -> None:
-        """Use ``data`` as the new rows (e.g. after deleting rows)."""
+    def replace(self, data: torch.Tensor, n: int | None = None) -> None:
+        """Use ``data`` as the buffer, its first ``n`` rows (default all) filled (e.g. after deleting rows)."""
         self._buf = data
-        self._n = int(data.shape[0])
+        self._n = int(data.shape[0]) if n is None else n
+
 
 
 class ItemStore:
@@ -98,9 +97,12 @@ class ItemStore:
         self.gate.replace(state.gate)
 
     def keep(self, rows: torch.Tensor, first: int = 0) -> None:
-        """:meth:`RowBuffer.keep` of every cache."""
-        for buffer in (self.features, self.components, self.gate):
-            buffer.keep(rows, first)
+        """Keep only ``rows`` in every cache (:meth:`RowBuffer.kept`); all three are built before
+        any is installed, so a failed allocation leaves the caches as they were."""
+        buffers = (self.features, self.components, self.gate)
+        new = [buffer.kept(rows, first) for buffer in buffers]
+        for buffer, data in zip(buffers, new, strict=True):
+            buffer.replace(data, int(rows.shape[0]))
 
     def append(self, features: torch.Tensor, state: MoLItemState) -> None:
         self.features.append(features)

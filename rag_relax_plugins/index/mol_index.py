@@ -273,13 +273,13 @@ class MoLIndex:
         kept[gone_rows] = False
         gone_set = set(gone_rows)
         tail = [r for r in range(first, n) if r not in gone_set]
+        self._store.keep(kept.nonzero().squeeze(1).to(self.device), first)  # first: it may fail (memory)
         for r in gone_rows:
             del self._rows[self._ids[r]]
         self._ids[first:] = [self._ids[r] for r in tail]
         self._metadata[first:] = [self._metadata[r] for r in tail]
         for r in range(first, len(self._ids)):
             self._rows[self._ids[r]] = r
-        self._store.keep(kept.nonzero().squeeze(1).to(self.device), first)
         self._first_stages.invalidate()
 
     @torch.inference_mode()

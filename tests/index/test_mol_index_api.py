@@ -371,3 +371,30 @@ def test_delete_keeps_room_for_the_next_add_and_equals_a_fresh_index() -> None:
     assert idx.search(q, 5, filter=[f"i{r}" for r in kept])[1] == fresh.search(q, 5)[1]
     idx.delete([f"i{r}" for r in kept])  # most rows gone: the buffer gives memory back
     assert idx.ids == ["new"] and buffer._buf.shape[0] <= 16
+
+
+def test_a_delete_that_fails_to_allocate_leaves_the_index_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ids were renumbered and the feature cache replaced before the component cache was
+    gathered: an out-of-memory error there left 39 ids beside 40 component rows."""
+    from rag_relax_plugins.index import _storage
+
+    torch.manual_seed(0)
+    idx = MoLIndex(_sim(), device="cpu")
+    idx.add([f"i{r}" for r in range(40)], torch.randn(40, 8))
+    q = torch.randn(2, 8)
+    before = idx.search(q, 5)
+    real, calls = _storage.RowBuffer.kept, []
+
+    def kept(self: _storage.RowBuffer, rows: torch.Tensor, first: int = 0) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real(self, rows, first)
+
+    monkeypatch.setattr(_storage.RowBuffer, "kept", kept)
+    with pytest.raises(torch.OutOfMemoryError):
+        idx.delete(["i3"])
+    assert len(idx) == 40 and idx.ids == [f"i{r}" for r in range(40)] and "i3" in idx
+    assert idx.item_state.components.shape[0] == 40 and idx._store.features.data.shape[0] == 40
+    after = idx.search(q, 5)
+    assert after[1] == before[1] and torch.equal(after[0], before[0])
