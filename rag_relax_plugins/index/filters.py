@@ -120,6 +120,20 @@ def _json_equal(a: object, b: object) -> bool:
     return a == b
 
 
+def _plain(value: object) -> object:
+    """A filter value as the JSON value it stands for: numpy scalars and arrays (a value read from a
+    DataFrame) become Python ones, inside lists and dicts too. ``np.bool_(True)`` never matched a
+    stored ``True``, and a numpy scalar compared with a stored list raised numpy's "truth value
+    of an array is ambiguous"."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def metadata_matches(metadata: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     """Whether ``metadata`` has every ``key: value`` of ``want`` (JSON equality).
 
@@ -254,7 +268,7 @@ def ids_matching(
     """
     if isinstance(predicate, Mapping):
         check_dict_filter(predicate)
-        want = dict(predicate)
+        want = {key: _plain(value) for key, value in predicate.items()}
         if len(want) == 1:  # the usual filter, without a generator per item (3x faster at 100k)
             ((key, value),) = want.items()
             return [i for i, m in zip(ids, metadata, strict=True) if key in m and _json_equal(m[key], value)]

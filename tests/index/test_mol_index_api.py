@@ -398,3 +398,19 @@ def test_a_delete_that_fails_to_allocate_leaves_the_index_as_it_was(monkeypatch:
     assert idx.item_state.components.shape[0] == 40 and idx._store.features.data.shape[0] == 40
     after = idx.search(q, 5)
     assert after[1] == before[1] and torch.equal(after[0], before[0])
+
+
+def test_dict_filter_values_from_numpy_match_as_the_json_values_they_hold() -> None:
+    """A value read from a DataFrame is a numpy scalar: np.bool_(True) never matched a stored True,
+    and one compared with a stored list raised numpy's 'truth value ... is ambiguous'."""
+    import numpy as np
+
+    idx = MoLIndex(_sim(), device="cpu")
+    meta = [{"flag": True, "year": 2020}, {"flag": [1, 2], "year": [2020]}, {"flag": False, "year": 2021.0}]
+    idx.add(list("abc"), torch.randn(3, 8), metadata=meta)
+    assert idx.ids_where({"flag": np.bool_(True)}) == ["a"]
+    assert idx.ids_where({"flag": np.array([1, 2])}) == ["b"]
+    assert idx.ids_where({"year": np.int64(2020)}) == ["a"]
+    assert idx.ids_where({"year": np.float32(2021.0)}) == ["c"]
+    assert idx.ids_where({"year": [np.int64(2020)]}) == ["b"]
+    assert idx.ids_where({"flag": np.int64(1)}) == []  # a number never matches a boolean
