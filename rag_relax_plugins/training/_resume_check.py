@@ -21,7 +21,7 @@ from typing import Any
 from rag_relax_plugins._io import read_json
 
 __all__ = ["TRAINING_DATA", "ResumePolicy", "check_checkpoint_options", "check_resume_options", "check_state_fields",
-           "data_sha256", "resume_options", "stored_options"]
+           "data_sha256", "read_trainer_state", "resume_options", "stored_options"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,34 @@ def check_state_fields(file: Path, state: Any, names: Iterable[str]) -> None:
             kind = " or ".join(t.__name__ for t in types) + (" of lists" if name == "history" else "")
             raise ValueError(f"{file}: {name!r} is missing or not {kind}, got {value!r:.80} (a damaged checkpoint?); "
                              "nothing was changed")
+
+
+def read_trainer_state(
+    folder: Path, *, version: int, fields: Iterable[str], unversioned: int | None = None
+) -> dict[str, Any]:
+    """The ``trainer_state.json`` of checkpoint ``folder``: a JSON object of format ``version``
+    holding ``fields`` (:func:`check_state_fields`), read before a resume changes anything.
+
+    Args:
+        folder: the checkpoint folder.
+        version: the trainer's checkpoint format version.
+        fields: the fields its resume reads.
+        unversioned: the version of a state without ``format_version`` (written before the key
+            existed); ``None`` refuses such a state.
+
+    Raises:
+        FileNotFoundError: no ``trainer_state.json``.
+        ValueError: not a JSON object, another format version, or a field missing or mistyped
+            (each naming the file).
+    """
+    file = folder / "trainer_state.json"
+    state = read_json(file)
+    check_state_fields(file, state, ())  # a JSON object, not a list
+    found = state.get("format_version", unversioned)
+    if found != version:
+        raise ValueError(f"{file}: unsupported checkpoint format_version {found!r}; this library reads {version}")
+    check_state_fields(file, state, fields)
+    return dict(state)
 
 
 def _sha256(path: Path) -> str:

@@ -24,12 +24,12 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
+from rag_relax_plugins._io import atomic_folder, read_tensors
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import (
     ResumePolicy,
     check_resume_options,
-    check_state_fields,
+    read_trainer_state,
     stored_options,
 )
 from rag_relax_plugins.training._run_files import restore_best_model  # re-exported: shared
@@ -183,11 +183,8 @@ def load_checkpoint_state(
     file = folder / "trainer_state.json"
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
-    state: dict[str, Any] = read_json(file)
-    if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_VERSION:
-        version = state.get("format_version") if isinstance(state, dict) else None
-        raise ValueError(f"unsupported checkpoint format_version {version!r} in {folder}")
-    check_state_fields(file, state, ("scheduler", "epoch", "step", "best", "history"))
+    state = read_trainer_state(folder, version=CHECKPOINT_VERSION,
+                               fields=("scheduler", "epoch", "step", "best", "history"))
     load_optimizer_state(optimizer, folder, hint="resume with the same freezing and predictor options")
     scheduler.load_state_dict(state["scheduler"])
     rng = read_tensors(folder / "rng.safetensors")

@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
+from rag_relax_plugins._io import atomic_folder, read_tensors
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import (
     ResumePolicy,
-    check_state_fields,
+    read_trainer_state,
     stored_options,
 )
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
@@ -111,12 +111,7 @@ def load_checkpoint(
         FileNotFoundError: ``folder`` is not a checkpoint. ValueError: unknown format version.
     """
     folder = checkpoint_folder(folder)
-    state: dict[str, Any] = read_json(folder / "trainer_state.json")
-    if state.get("format_version") != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"unsupported checkpoint format_version {state.get('format_version')!r} in {folder}"
-        )
-    check_state_fields(folder / "trainer_state.json", state, ("step",))  # before the optimiser is changed
+    state = read_trainer_state(folder, version=CHECKPOINT_VERSION, fields=("step",))  # before the optimiser changes
     load_optimizer_state(optimizer, folder)
     rng = read_tensors(folder / "rng.safetensors")
     bad = [k for k in ("gumbel", "torch") if k not in rng or rng[k].dtype != torch.uint8]

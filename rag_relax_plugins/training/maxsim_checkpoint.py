@@ -22,19 +22,19 @@ import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder, read_json, saved_kind
+from rag_relax_plugins._io import atomic_folder, saved_kind
 from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import (
     TRAINING_DATA,
     ResumePolicy,
-    check_state_fields,
     data_sha256,
 )
+from rag_relax_plugins.training._resume_check import read_trainer_state as read_state
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
 
 if TYPE_CHECKING:
@@ -106,21 +106,15 @@ def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Opt
 
 
 def read_trainer_state(folder: Path) -> dict[str, Any]:
-    """The ``trainer_state.json`` of checkpoint ``folder``, with the fields a resume reads checked.
+    """The ``trainer_state.json`` of checkpoint ``folder`` (:func:`~._resume_check.read_trainer_state`:
+    version and the fields a resume reads checked; a state without a version is version 1).
 
     Raises:
-        ValueError: an unreadable file, a missing or mistyped field, or a ``format_version`` this
-            library does not read (a checkpoint of a newer version); each names the file.
+        ValueError: an unreadable file, a missing or mistyped field, or another ``format_version``
+            (each names the file).
     """
-    file = folder / "trainer_state.json"
-    state = read_json(file)
-    version = state.get("format_version", 1) if isinstance(state, dict) else None
-    if isinstance(state, dict) and version != CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{file}: unsupported checkpoint format_version {version!r}; this library reads {CHECKPOINT_VERSION}"
-        )
-    check_state_fields(file, state, ("scheduler", "epoch", "step", "best", "history"))
-    return cast("dict[str, Any]", state)
+    return read_state(folder, version=CHECKPOINT_VERSION, fields=("scheduler", "epoch", "step", "best", "history"),
+                      unversioned=1)
 
 
 def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:

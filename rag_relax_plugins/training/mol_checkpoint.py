@@ -23,9 +23,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from rag_relax_plugins._io import atomic_folder, read_json, read_tensors
+from rag_relax_plugins._io import atomic_folder, read_tensors
 from rag_relax_plugins.training._optimizer_state import read_optimizer_state, save_optimizer_state
-from rag_relax_plugins.training._resume_check import check_state_fields
+from rag_relax_plugins.training._resume_check import read_trainer_state as read_state
 from rag_relax_plugins.training._run_files import checkpoint_folder
 from rag_relax_plugins.training._weights import weights_mismatch
 
@@ -118,14 +118,7 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: ``folder`` is not a checkpoint.
         ValueError: unknown format version.
     """
-    path = checkpoint_folder(folder)
-    state: dict[str, Any] = read_json(path / "trainer_state.json")
-    check_state_fields(path / "trainer_state.json", state, ())  # a JSON object, not a list
-    version = state.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"checkpoint {path} has format_version {version!r}; this version reads {FORMAT_VERSION}")
-    check_state_fields(path / "trainer_state.json", state, ("step", "history", "config"))
-    return state
+    return read_state(checkpoint_folder(folder), version=FORMAT_VERSION, fields=("step", "history", "config"))
 
 
 def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
