@@ -62,9 +62,21 @@ def test_exact_two_pass_stays_exact_at_tiny_tau(tau: float) -> None:
     x = torch.randn(500, d)
     x = x - (x @ qn).unsqueeze(1) * qn + 1e-5 * torch.randn(500, 1) * qn
     idx.add([f"d{i}" for i in range(500)], x)
-    exact = idx.search(q, 10)
+    every = idx.search(q, 500)  # brute force: all items, best first
     got = idx.search(q, 10, strategy=ExactTwoPass())
-    assert [len(r) for r in got[1]] == [10] * 4 and got[1] == exact[1]
+    # the two paths score with different kernels, whose float32 rounding of these ~1e-6 logits
+    # differs by a few 1e-8 (it orders near-ties differently on AMD and Intel CPUs): the result
+    # must be a top 10 up to that rounding, an item clearly above the cut is never dropped
+    tol = 1e-7 / tau  # 1e-7 in logit units, in score units
+    for b in range(4):
+        scores = dict(zip(every[1][b], every[0][b].tolist(), strict=True))
+        kth = every[0][b, 9].item()
+        must = {i for i, s in scores.items() if s > kth + tol}
+        may = {i for i, s in scores.items() if s >= kth - tol}
+        assert len(got[1][b]) == 10 and must <= set(got[1][b]) <= may, b
+        assert len(must) >= 5, "the check must bind"
+        for i, s in zip(got[1][b], got[0][b].tolist(), strict=True):
+            assert abs(s - scores[i]) <= tol
 
 
 def test_mol_config_refuses_a_tau_that_overflows_float32_scores() -> None:
