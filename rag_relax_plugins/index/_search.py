@@ -23,7 +23,6 @@ from rag_relax_plugins.core.mol import (
     MoLSimilarity,
     mol_component_dots,
 )
-from rag_relax_plugins.index.first_stage import VectorSearcher
 from rag_relax_plugins.index.strategies import (
     BruteForce,
     Combined,
@@ -52,6 +51,11 @@ _RANGE_ELEMENTS = 1 << 22  # (B, n, P) elements per range-search chunk
 _BOUND_MARGIN = 1e-4
 
 
+FirstStageSearch = Callable[[torch.Tensor, int, torch.Tensor | None], torch.Tensor]
+"""``(queries (Q, d_P), n, allowed (N,) x bool or None) -> item rows (Q, n') x long`` of the best
+``n`` first-stage vectors per query, ``-1`` where fewer were found (rows may repeat)."""
+
+
 @dataclass
 class SearchContext:
     """What a strategy needs: the similarity, the cached items and lazily built first stages.
@@ -59,14 +63,14 @@ class SearchContext:
     Attributes:
         similarity: the (eval-mode) MoL similarity.
         items: cached state, components ``(N, P_x, d_P)``, gate ``(N, P)``.
-        per_embd: returns the first stage over the ``N * P_x`` component vectors.
-        avg: returns the first stage over the ``N`` mean item components.
+        per_embd: searches the first stage over the ``N * P_x`` component vectors.
+        avg: searches the first stage over the ``N`` mean item components.
     """
 
     similarity: MoLSimilarity
     items: MoLItemState
-    per_embd: Callable[[], VectorSearcher]
-    avg: Callable[[], VectorSearcher]
+    per_embd: FirstStageSearch
+    avg: FirstStageSearch
 
 
 def _finish(scores: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,19 +195,14 @@ def _per_embd_candidates(
     ctx: SearchContext, queries: MoLQueryState, n: int, allowed: torch.Tensor | None
 ) -> torch.Tensor:
     b, p_q, d = queries.components.shape
-    p_x = ctx.items.components.shape[1]
-    vec_allowed = None if allowed is None else allowed.repeat_interleave(p_x)
-    pos = ctx.per_embd().search(
-        queries.components.reshape(b * p_q, d), n, vec_allowed
-    )  # (B*P_q, n')
-    rows = torch.where(pos >= 0, torch.div(pos, p_x, rounding_mode="floor"), pos)
+    rows = ctx.per_embd(queries.components.reshape(b * p_q, d), n, allowed)  # (B*P_q, n')
     return rows.reshape(b, -1)  # (B, P_q * n')
 
 
 def _avg_candidates(
     ctx: SearchContext, queries: MoLQueryState, n: int, allowed: torch.Tensor | None
 ) -> torch.Tensor:
-    return ctx.avg().search(queries.components.mean(dim=1), n, allowed)  # (B, n')
+    return ctx.avg(queries.components.mean(dim=1), n, allowed)  # (B, n')
 
 
 def _range_mask(

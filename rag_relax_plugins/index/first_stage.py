@@ -2,8 +2,9 @@
 
 A first stage searches a set of ``M`` vectors by inner product and returns, per query, the
 positions of the best ``n`` vectors. The MoL index keeps two: one over the ``N * P_x`` item
-component vectors (``TopKPerEmbd``; vector ``v`` belongs to item row ``v // P_x``) and one over
-the ``N`` mean item components (``TopKAvg``).
+component vectors (``TopKPerEmbd``) and one over the ``N`` mean item components (``TopKAvg``).
+Which item row each vector belongs to, through upserts and deletes, is kept by
+:mod:`rag_relax_plugins.index.stages`.
 
 Filters are applied *before* scoring: the torch backend masks the score matrix chunk by chunk,
 FAISS receives an ``IDSelectorBitmap`` in its search parameters (flat, HNSW and IVF all honour
@@ -15,8 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -32,10 +32,10 @@ __all__ = [
     "STAGES",
     "FaissSearcher",
     "FirstStageConfig",
-    "FirstStages",
     "TorchSearcher",
     "VectorSearcher",
     "build_searcher",
+    "ivf_cells",
     "stage_vectors",
 ]
 
@@ -98,7 +98,10 @@ class VectorSearcher:
         Args:
             queries: ``(Q, d) x float``.
             n: vectors per query.
-            allowed: ``(M,) x bool`` mask of searchable vectors, or ``None`` for all.
+            allowed: ``(M,) x bool`` mask of searchable vectors, or ``None`` for all. A FAISS
+                searcher reuses the bitmap it packed for the last mask when given the same
+                tensor object again (the live mask of an edited stage, one tensor until the
+                next edit): never change a mask in place between searches.
 
         Returns:
             ``(Q, n') x long`` positions, best first, ``n' = min(n, M)``; ``-1`` where fewer
@@ -163,6 +166,7 @@ class FaissSearcher(VectorSearcher):
         self.index = index
         self.exact = config.kind == "flat"
         self.built_on = int(index.ntotal)  # vectors at the build (or the read): IVF cells fit these
+        self._bits: tuple[torch.Tensor, np.ndarray] | None = None  # the last mask and its bitmap
 
     @classmethod
     def build(cls, config: FirstStageConfig, vectors: torch.Tensor) -> FaissSearcher:
@@ -206,8 +210,10 @@ class FaissSearcher(VectorSearcher):
         faiss = require("faiss", "faiss")
         kwargs: dict[str, Any] = {}
         if allowed is not None:
-            bits = np.packbits(allowed.detach().to("cpu").numpy().astype(bool), bitorder="little")
-            kwargs["sel"] = faiss.IDSelectorBitmap(bits)
+            if self._bits is None or self._bits[0] is not allowed:
+                packed = np.packbits(allowed.detach().to("cpu").numpy().astype(bool), bitorder="little")
+                self._bits = (allowed, packed)
+            kwargs["sel"] = faiss.IDSelectorBitmap(self._bits[1])
         if self.config.kind == "hnsw":
             return faiss.SearchParametersHNSW(efSearch=max(self.config.hnsw_ef_search, n), **kwargs)
         if self.config.kind == "ivf":
@@ -273,105 +279,3 @@ def stage_vectors(name: str, components: torch.Tensor) -> torch.Tensor:
     if name == "avg":
         return components.to(torch.float32).mean(dim=1)  # (N, d_P)
     raise ValueError(f"first stage must be one of {STAGES}, got {name!r}")
-
-
-class FirstStages:
-    """The MoL index's two first stages (:data:`STAGES`) over its cached item components.
-
-    Each is built at its first use (:meth:`get`), extended when items are appended
-    (:meth:`append`; a torch stage, a view of the cache, is simply dropped and rebuilt for free),
-    and dropped when rows change in place or disappear (:meth:`invalidate`: upsert, delete,
-    re-encode). A stage whose length no longer matches the cache is rebuilt, never searched.
-
-    Args:
-        config: the :class:`FirstStageConfig` both stages use.
-    """
-
-    def __init__(self, config: FirstStageConfig) -> None:
-        self.config = config
-        self._searchers: dict[str, VectorSearcher | None] = dict.fromkeys(STAGES)
-        self._outgrown_warned: set[str] = set()
-
-    def invalidate(self, names: Sequence[str] = STAGES) -> None:
-        """Drop the stages ``names`` (default both; the next search rebuilds what it needs)."""
-        for name in names:
-            self._searchers[name] = None
-
-    @staticmethod
-    def _expected_len(name: str, components: torch.Tensor) -> int:
-        n, p_x = int(components.shape[0]), int(components.shape[1])
-        return n * p_x if name == "per_embd" else n
-
-    def current(self, name: str, components: torch.Tensor) -> VectorSearcher | None:
-        """The stage ``name`` if it is built and matches ``components`` ``(N, P_x, d_P)``, else ``None``."""
-        searcher = self._searchers[name]
-        if searcher is None or len(searcher) != self._expected_len(name, components):
-            return None
-        return searcher
-
-    def get(self, name: str, components: torch.Tensor) -> VectorSearcher:
-        """The stage ``name`` over ``components`` ``(N, P_x, d_P)``, built now if needed."""
-        searcher = self.current(name, components)
-        if searcher is None:
-            searcher = build_searcher(self.config, stage_vectors(name, components))
-            self._searchers[name] = searcher
-            self._outgrown_warned.discard(name)  # a new build: new cells
-        return searcher
-
-    def append(self, components: torch.Tensor) -> None:
-        """Extend the built stages with the components ``(m, P_x, d_P)`` of appended items."""
-        for name, searcher in self._searchers.items():
-            if searcher is None:
-                continue
-            if isinstance(searcher, TorchSearcher):
-                self._searchers[name] = None  # a view of the cache; rebuilt for free
-            else:
-                searcher.add(stage_vectors(name, components))
-                if isinstance(searcher, FaissSearcher):
-                    self._warn_if_outgrown(name, searcher)
-
-    def _warn_if_outgrown(self, name: str, searcher: FaissSearcher) -> None:
-        """Warn once when an IVF stage holds 4x the vectors its cells were trained for: adds go to
-        the trained cells, which fill up (searches slow down; ``build()`` retrains)."""
-        if self.config.kind != "ivf" or name in self._outgrown_warned:
-            return
-        if len(searcher) >= 4 * max(searcher.built_on, 1):
-            self._outgrown_warned.add(name)
-            logger.warning(
-                "the IVF first stage %r was trained with %d cells on %d vectors and now holds %d: each "
-                "searched cell holds more and more vectors (a build would use %d cells). MoLIndex.build() "
-                "retrains it", name, int(searcher.index.nlist), searcher.built_on, len(searcher),
-                ivf_cells(self.config, len(searcher)),
-            )
-
-    def configure(self, **changes: Any) -> FirstStageConfig:
-        """Change search-time knobs (``hnsw_ef_search``, ``ivf_nprobe``) of both stages in place.
-
-        Raises:
-            ValueError: any other field (those shape a build: make a new index).
-        """
-        allowed = {"hnsw_ef_search", "ivf_nprobe"}
-        unknown = sorted(set(changes) - allowed)
-        if unknown:
-            raise ValueError(f"only {sorted(allowed)} can change after construction, got {unknown}")
-        self.config = replace(self.config, **changes)
-        for searcher in self._searchers.values():
-            if isinstance(searcher, FaissSearcher):
-                searcher.config = self.config
-        return self.config
-
-    def faiss_files(self, components: torch.Tensor) -> dict[str, FaissSearcher]:
-        """The built FAISS stages that match ``components`` (what a save writes), by name."""
-        out = {}
-        for name in STAGES:
-            searcher = self.current(name, components)
-            if isinstance(searcher, FaissSearcher):
-                out[name] = searcher
-        return out
-
-    def restore(self, name: str, searcher: FaissSearcher) -> None:
-        """Install a stage read from a save (checked against the cache at its first use)."""
-        if name not in STAGES:
-            raise ValueError(f"first stage must be one of {STAGES}, got {name!r}")
-        self._searchers[name] = searcher
-        self._outgrown_warned.discard(name)

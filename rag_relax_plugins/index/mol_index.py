@@ -38,12 +38,8 @@ from rag_relax_plugins.index.filters import (
     group_filter,
     ids_matching,
 )
-from rag_relax_plugins.index.first_stage import (
-    STAGES,
-    FaissSearcher,
-    FirstStageConfig,
-    FirstStages,
-)
+from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
+from rag_relax_plugins.index.stages import FirstStages
 from rag_relax_plugins.index.strategies import BruteForce, Strategy, check_strategy
 
 __all__ = ["Filter", "MoLIndex"]
@@ -242,12 +238,16 @@ class MoLIndex:
         if bool(exists.any()):
             pos = exists.nonzero().squeeze(1)
             rows = torch.tensor([self._rows[ids[int(p)]] for p in pos], device=self.device)
-            self._features[rows] = feats[pos]
-            self._items.components[rows] = state.components[pos]
-            self._items.gate[rows] = state.gate[pos]
+            try:
+                self._features[rows] = feats[pos]
+                self._items.components[rows] = state.components[pos]
+                self._items.gate[rows] = state.gate[pos]
+            except BaseException:  # e.g. an interrupt: the first stages may not match the cache now
+                self._first_stages.invalidate()
+                raise
             for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
                 self._metadata[r] = metas[p]
-            self._first_stages.invalidate()
+            self._first_stages.replace(rows, state.components[pos], len(self._ids))
         new = (~exists).nonzero().squeeze(1)
         if len(new):
             start = len(self._ids)
@@ -256,7 +256,7 @@ class MoLIndex:
                 self._ids.append(ids[p])
                 self._metadata.append(metas[p])
             self._store.append(feats[new], state.select(new))
-            self._first_stages.append(state.components[new])
+            self._first_stages.append(state.components[new], start)
 
     @torch.inference_mode()
     def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> None:
@@ -280,7 +280,7 @@ class MoLIndex:
         self._metadata[first:] = [self._metadata[r] for r in tail]
         for r in range(first, len(self._ids)):
             self._rows[self._ids[r]] = r
-        self._first_stages.invalidate()
+        self._first_stages.delete(kept.to(self.device))
 
     @torch.inference_mode()
     def reencode(self) -> None:
@@ -321,8 +321,10 @@ class MoLIndex:
         """(Re)build first stages now from the cache: both by default, or ``"per_embd"`` /
         ``"avg"`` (the ``TopKPerEmbd`` and ``TopKAvg`` candidates).
 
-        They are otherwise built at the first search that needs them, extended on ``add`` and
-        rebuilt after an upsert or delete. Call this after large additions to an IVF stage: its
+        They are otherwise built at the first search that needs them and kept in step with
+        ``add``, upserts and deletes (:mod:`~rag_relax_plugins.index.stages`: a FAISS stage keeps
+        replaced and deleted vectors as dead labels until they reach a quarter of the live ones,
+        then is rebuilt at its next use). Call this after large additions to an IVF stage: its
         cells were trained on the vectors present at its last build.
         """
         unknown = [s for s in stages if s not in STAGES]
@@ -383,11 +385,12 @@ class MoLIndex:
         queries = self.similarity.encode_queries(feats)
         check_encoded("query_features", queries.components, queries.gate)
         comps = self._items.components
+        stages = self._first_stages
         ctx = SearchContext(
             self.similarity,
             self._items,
-            lambda: self._first_stages.get("per_embd", comps),
-            lambda: self._first_stages.get("avg", comps),
+            lambda q, n, allowed: stages.search("per_embd", comps, q, n, allowed),
+            lambda q, n, allowed: stages.search("avg", comps, q, n, allowed),
         )
         groups = group_filter(filter, b, self._rows_of, self.ids_where, self.device)
         scores, rows = search_groups(
@@ -402,15 +405,17 @@ class MoLIndex:
         metadata: list[dict[str, Any]],
         features: torch.Tensor,
         state: MoLItemState,
-        stages: Mapping[str, FaissSearcher],
+        stages: Mapping[str, tuple[FaissSearcher, torch.Tensor | None]],
     ) -> None:
-        """Fill this empty index with checked contents read by :func:`~.persistence.load_index`."""
+        """Fill this empty index with checked contents read by :func:`~.persistence.load_index`:
+        ``stages`` maps a first stage's name to its searcher and label map (``None``: identity)."""
         self._ids, self._metadata = list(ids), list(metadata)
         self._rows = {i: r for r, i in enumerate(self._ids)}
         self._features = features
         self._items = state
-        for name, searcher in stages.items():
-            self._first_stages.restore(name, searcher)
+        for name, (searcher, rows) in stages.items():
+            per_item = int(state.components.shape[1]) if name == "per_embd" else 1
+            self._first_stages.restore(name, searcher, per_item, None if rows is None else rows.to(self.device))
 
     def save(self, folder: str | Path) -> None:
         """Write the index to ``folder`` atomically (see :mod:`rag_relax_plugins.index.persistence`)."""

@@ -9,6 +9,10 @@ Layout of an index folder (``FORMAT_VERSION`` 1)::
     metadata.json           the N metadata dicts, in row order
     per_embd.faiss          FAISS first stages (faiss.write_index), only when built and current
     avg.faiss
+    stage_rows.safetensors  the item row of each vector of a FAISS stage edited since its build
+                            (int64, -1 for a replaced or deleted vector; see index.stages), one
+                            tensor per stage named in config.json "faiss_rows"; absent when no
+                            saved stage was edited (its vectors are then the cache rows in order)
     .rag_relax_save.json    the save marker of :func:`~rag_relax_plugins._io.atomic_folder`
 
 Atomic save: everything is written into a temporary sibling folder ``.<name>.tmp-<random>``;
@@ -40,6 +44,7 @@ from rag_relax_plugins.core.config_dict import require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 from rag_relax_plugins.core.scalars import check_count
 from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
+from rag_relax_plugins.index.stages import StageLabels
 
 if TYPE_CHECKING:
     from rag_relax_plugins.index.mol_index import MoLIndex
@@ -66,10 +71,14 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 def _write_contents(index: MoLIndex, tmp: Path) -> None:
     """Write every file of the index into ``tmp`` (an empty folder)."""
-    written = []
-    for name, searcher in index._first_stages.faiss_files(index.item_state.components).items():
+    written, label_maps = [], {}
+    for name, (searcher, rows) in index._first_stages.faiss_files(index.item_state.components).items():
         searcher.write(str(tmp / f"{name}.faiss"))  # only stages that match the cache
         written.append(name)
+        if rows is not None:
+            label_maps[name] = rows
+    if label_maps:
+        _write_tensors(tmp / "stage_rows.safetensors", label_maps)
     config = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -79,6 +88,7 @@ def _write_contents(index: MoLIndex, tmp: Path) -> None:
         "exact_filter_threshold": index.exact_filter_threshold,
         "num_items": len(index),
         "faiss_files": written,
+        "faiss_rows": sorted(label_maps),
     }
     _write_tensors(tmp / "similarity.safetensors", dict(index.similarity.state_dict()))
     items = index.item_state
@@ -158,6 +168,11 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if not isinstance(faiss_files, list) or not all(isinstance(f, str) and f in STAGES for f in faiss_files):
         raise ValueError(
             f"{folder}/config.json: faiss_files must be a list of {list(STAGES)}, got {faiss_files!r}"
+        )
+    faiss_rows = config.get("faiss_rows", [])  # absent from saves made before 2026-12-04
+    if not isinstance(faiss_rows, list) or not all(isinstance(f, str) and f in faiss_files for f in faiss_rows):
+        raise ValueError(
+            f"{folder}/config.json: faiss_rows must be a list of names in faiss_files {faiss_files}, got {faiss_rows!r}"
         )
     return config
 
@@ -259,7 +274,19 @@ def _load_index(folder: Path, device: str | torch.device | None) -> MoLIndex:
             f"{folder}/metadata.json: every row must be a JSON object, row {bad_rows[0]} is "
             f"{type(metadata[bad_rows[0]]).__name__}"
         )
-    stages = {}
+    stages = _read_stages(folder, config, index, n)
+    dev = index.device
+    state = MoLItemState(tensors["components"].to(dev), tensors["gate"].to(dev))
+    index._restore(ids, metadata, tensors["features"].to(dev), state, stages)
+    return index
+
+
+def _read_stages(
+    folder: Path, config: dict[str, Any], index: MoLIndex, n: int
+) -> dict[str, tuple[FaissSearcher, torch.Tensor | None]]:
+    """The saved FAISS first stages, each with its checked label map (``None``: the identity)."""
+    maps = _read_tensors(folder, "stage_rows.safetensors") if config.get("faiss_rows") else {}
+    stages: dict[str, tuple[FaissSearcher, torch.Tensor | None]] = {}
     for name in config.get("faiss_files", []):
         path = folder / f"{name}.faiss"
         if not path.is_file():
@@ -274,8 +301,21 @@ def _load_index(folder: Path, device: str | torch.device | None) -> MoLIndex:
                 f"{path} holds {d}-d vectors, but the index components are "
                 f"{index.similarity.config.component_dim}-d"
             )
-        stages[name] = searcher
-    dev = index.device
-    state = MoLItemState(tensors["components"].to(dev), tensors["gate"].to(dev))
-    index._restore(ids, metadata, tensors["features"].to(dev), state, stages)
-    return index
+        rows = None
+        per_item = index.similarity.config.num_item_embeddings if name == "per_embd" else 1
+        if name not in config.get("faiss_rows", []) and len(searcher) != n * per_item:
+            # not a file this save wrote for these items (copied from another folder?): rebuilt
+            # at its first use instead (an edit could otherwise make it look current)
+            logger.warning("%s holds %d vectors, not the %d of the %d items: not used, the stage is rebuilt",
+                           path, len(searcher), n * per_item, n)
+            continue
+        if name in config.get("faiss_rows", []):
+            if name not in maps:
+                raise ValueError(f"{folder}/stage_rows.safetensors has no {name!r} tensor")
+            rows = maps[name]
+            problem = StageLabels.check_rows(rows, len(searcher), n, per_item)
+            if problem is not None:
+                raise ValueError(f"{folder}/stage_rows.safetensors: {name} does not match {path.name} "
+                                 f"and the {n} items: {problem}")
+        stages[name] = (searcher, rows)
+    return stages

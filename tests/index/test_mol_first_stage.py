@@ -9,6 +9,7 @@ import torch
 
 from rag_relax_plugins.index import first_stage as fs
 from rag_relax_plugins.index.first_stage import FirstStageConfig, TorchSearcher, build_searcher
+from rag_relax_plugins.index.stages import FirstStages
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
 
@@ -71,7 +72,7 @@ def test_config_validation() -> None:
 def test_first_stages_build_lazily_extend_and_rebuild_when_stale() -> None:
     torch.manual_seed(2)
     comps = torch.randn(30, 3, 4)  # (N, P_x, d_P)
-    stages = fs.FirstStages(FirstStageConfig(kind="torch"))
+    stages = FirstStages(FirstStageConfig(kind="torch"))
     assert stages.current("avg", comps) is None  # nothing built yet
     avg = stages.get("avg", comps)
     assert len(avg) == 30 and stages.get("avg", comps) is avg  # built once, reused
@@ -79,7 +80,7 @@ def test_first_stages_build_lazily_extend_and_rebuild_when_stale() -> None:
     per = stages.get("per_embd", comps)
     assert len(per) == 90 and torch.equal(per.vectors[4], comps[1, 1])  # vector v -> row v // P_x
     more = torch.cat([comps, torch.randn(5, 3, 4)])
-    stages.append(more[30:])
+    stages.append(more[30:], 30)
     assert stages.current("avg", more) is None  # a torch stage is dropped (a view), rebuilt free
     assert len(stages.get("avg", more)) == 35
     assert stages.current("per_embd", comps) is None  # length no longer matches: never searched
@@ -91,10 +92,10 @@ def test_first_stages_build_lazily_extend_and_rebuild_when_stale() -> None:
 def test_first_stages_extend_faiss_on_append_and_share_search_knobs() -> None:
     torch.manual_seed(3)
     comps = torch.randn(40, 2, 4)
-    stages = fs.FirstStages(FirstStageConfig(kind="hnsw"))
+    stages = FirstStages(FirstStageConfig(kind="hnsw"))
     per = stages.get("per_embd", comps)
     more = torch.cat([comps, torch.randn(6, 2, 4)])
-    stages.append(more[40:])
+    stages.append(more[40:], 40)
     assert stages.current("per_embd", more) is per and len(per) == 92  # extended in place
     assert set(stages.faiss_files(more)) == {"per_embd"}  # "avg" never built: nothing to save
     assert stages.faiss_files(comps) == {}  # a stage that does not match the cache is not saved
@@ -119,7 +120,7 @@ def test_an_outgrown_ivf_stage_is_warned_about_once_and_a_build_resets_it(caplog
     idx = MoLIndex(MoLSimilarity.cosine(16), first_stage="ivf")
     idx.add([f"a{i}" for i in range(500)], torch.randn(500, 16))
     idx.search(torch.randn(1, 16), 5, strategy=TopKPerEmbd(20))  # builds the per-component stage
-    with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.index.first_stage"):
+    with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.index.stages"):
         for b in range(5):
             idx.add([f"b{b}_{i}" for i in range(500)], torch.randn(500, 16))
             assert ("trained with" in caplog.text) == (len(idx) >= 2000), len(idx)
