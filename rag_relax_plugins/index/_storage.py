@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from rag_relax_plugins.core.mol import MoLConfig, MoLItemState
+from rag_relax_plugins.core.modes import eval_mode
+from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 
-__all__ = ["ItemStore", "RowBuffer"]
+__all__ = ["ItemStore", "RowBuffer", "encode_item_states"]
 
 _MIN_CAPACITY = 16
+_ENCODE_BATCH = 65536
 
 
 class RowBuffer:
@@ -108,3 +110,17 @@ class ItemStore:
         self.features.append(features)
         self.components.append(state.components)
         self.gate.append(state.gate)
+
+
+def encode_item_states(similarity: MoLSimilarity, feats: torch.Tensor, dtype: torch.dtype) -> MoLItemState:
+    """The item towers of ``similarity`` (run in eval mode, ``_ENCODE_BATCH`` rows at a time) over
+    ``feats`` ``(N, D_x)``: components ``(N, P_x, d_P)`` in ``dtype``, gate ``(N, P)`` float32."""
+    with eval_mode(similarity):
+        parts = [similarity.encode_items(feats[s : s + _ENCODE_BATCH]) for s in range(0, len(feats), _ENCODE_BATCH)]
+    if not parts:
+        c = similarity.config
+        return MoLItemState(
+            torch.empty(0, c.num_item_embeddings, c.component_dim, dtype=dtype, device=feats.device),
+            torch.empty(0, c.num_pairs, device=feats.device),
+        )
+    return MoLItemState(torch.cat([p.components for p in parts]).to(dtype), torch.cat([p.gate for p in parts]))

@@ -35,6 +35,7 @@ __all__ = [
     "TorchSearcher",
     "VectorSearcher",
     "build_searcher",
+    "first_stage_config",
     "ivf_cells",
     "stage_vectors",
 ]
@@ -80,6 +81,19 @@ class FirstStageConfig(DictConfig):
             check_count(name, getattr(self, name), 1)
         check_optional_count("ivf_nlist", self.ivf_nlist, 1)
         check_count("seed", self.seed, 0, 2**31 - 1, hint="FAISS k-means seed")
+
+
+def first_stage_config(first_stage: FirstStageConfig | str) -> FirstStageConfig:
+    """``first_stage`` itself, or the config of a kind string (``"torch"``, ``"flat"``, ...).
+
+    Raises:
+        TypeError: neither; ValueError: an unknown kind.
+    """
+    if isinstance(first_stage, str):
+        return FirstStageConfig(kind=first_stage)  # type: ignore[arg-type]
+    if not isinstance(first_stage, FirstStageConfig):
+        raise TypeError(f"first_stage must be a FirstStageConfig or a kind string, got {type(first_stage).__name__}")
+    return first_stage
 
 
 class VectorSearcher:

@@ -24,13 +24,9 @@ from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.mol import MoLItemState, MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
-from rag_relax_plugins.index._guards import (
-    check_encoded,
-    check_float32_module,
-    float32_features,
-)
+from rag_relax_plugins.index._guards import check_encoded, check_float32_module, float32_features
 from rag_relax_plugins.index._search import SearchContext, search_groups
-from rag_relax_plugins.index._storage import ItemStore
+from rag_relax_plugins.index._storage import ItemStore, encode_item_states
 from rag_relax_plugins.index.filters import (
     Filter,
     check_ids,
@@ -38,7 +34,12 @@ from rag_relax_plugins.index.filters import (
     group_filter,
     ids_matching,
 )
-from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
+from rag_relax_plugins.index.first_stage import (
+    STAGES,
+    FaissSearcher,
+    FirstStageConfig,
+    first_stage_config,
+)
 from rag_relax_plugins.index.stages import FirstStages
 from rag_relax_plugins.index.strategies import BruteForce, Strategy, check_strategy
 
@@ -47,7 +48,6 @@ __all__ = ["Filter", "MoLIndex"]
 logger = logging.getLogger(__name__)
 
 _CACHE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_ENCODE_BATCH = 65536
 
 
 class MoLIndex:
@@ -105,20 +105,12 @@ class MoLIndex:
         first_stage: FirstStageConfig | str, cache_dtype: str, device: str | torch.device | None
     ) -> tuple[FirstStageConfig, torch.device]:
         """The constructor's checks of its options (the stores run them before they build their
-        index at the first add): ``(first-stage config, resolved device)``.
-
-        Raises:
-            TypeError / ValueError: a bad option, named.
-        """
-        if isinstance(first_stage, str):
-            first_stage = FirstStageConfig(kind=first_stage)  # type: ignore[arg-type]
-        if not isinstance(first_stage, FirstStageConfig):
-            raise TypeError(
-                f"first_stage must be a FirstStageConfig or a kind string, got {type(first_stage).__name__}"
-            )
+        index at the first add): ``(first-stage config, resolved device)``; a bad option raises
+        ``TypeError`` / ``ValueError`` naming it."""
+        config = first_stage_config(first_stage)
         if cache_dtype not in _CACHE_DTYPES:
             raise ValueError(f"cache_dtype must be one of {sorted(_CACHE_DTYPES)}, got {cache_dtype!r}")
-        return first_stage, resolve_device(device)
+        return config, resolve_device(device)
 
     @property
     def exact_filter_threshold(self) -> int:
@@ -297,17 +289,7 @@ class MoLIndex:
 
     def _encode(self, feats: torch.Tensor) -> MoLItemState:
         check_float32_module("similarity", self.similarity)
-        with eval_mode(self.similarity):
-            parts = [
-                self.similarity.encode_items(feats[s : s + _ENCODE_BATCH])
-                for s in range(0, len(feats), _ENCODE_BATCH)
-            ]
-        if not parts:
-            return self._items.select(torch.empty(0, dtype=torch.long, device=self.device))
-        dtype = _CACHE_DTYPES[self.cache_dtype]
-        return MoLItemState(
-            torch.cat([p.components for p in parts]).to(dtype), torch.cat([p.gate for p in parts])
-        )
+        return encode_item_states(self.similarity, feats, _CACHE_DTYPES[self.cache_dtype])
 
     # ------------------------------------------------------------------ first stages
     def configure_first_stage(self, **changes: Any) -> None:
