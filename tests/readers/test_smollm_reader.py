@@ -1,8 +1,8 @@
 """DMA on the real SmolLM2 (a few tokens): all-ones == ordinary attention, zero == removal, gradients.
 
-Uses the converted cache (``rag_relax_plugins.readers.loading``, the ``reader`` fixture of conftest.py);
-when it does not exist yet these tests skip, and the slow test below performs the one-off conversion
-(~1-2 minutes).
+Uses the converted cache (``rag_relax_plugins.readers.loading``, the ``reader`` fixture of conftest.py),
+which the fixture creates at its first use on a machine (about 30 s); the slow test below checks a
+conversion into a temporary folder.
 """
 
 from __future__ import annotations
