@@ -39,6 +39,7 @@ __all__ = [
     "group_filter",
     "ids_matching",
     "metadata_matches",
+    "positions_matching",
 ]
 
 Filter = (
@@ -54,7 +55,7 @@ def group_filter(
     filter: Filter,
     b: int,
     rows_of: Callable[[str, Sequence[str]], torch.Tensor],
-    ids_where: Callable[[Any], list[str]],
+    rows_where: Callable[[Any], torch.Tensor],
     device: torch.device,
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Resolve ``filter`` into groups of query indices sharing one row subset.
@@ -63,7 +64,7 @@ def group_filter(
         filter: see :data:`Filter`.
         b: number of queries ``B``.
         rows_of: maps ``(argument name, ids)`` to ``(m,) x long`` rows, raising on unknown ids.
-        ids_where: maps a dict or predicate to the matching ids.
+        rows_where: maps a dict or predicate to the ``(m,) x long`` matching rows, ascending.
         device: device of the returned tensors.
 
     Returns:
@@ -73,7 +74,7 @@ def group_filter(
     if filter is None:
         return [(everyone, None)]
     if isinstance(filter, Mapping) or callable(filter):
-        return [(everyone, rows_of("filter", ids_where(filter)).unique())]
+        return [(everyone, rows_where(filter))]
     if isinstance(filter, str) or not isinstance(filter, Sequence):
         raise TypeError(
             f"filter must be None, a sequence of ids, a list of per-query id lists, a dict or a callable, got {type(filter).__name__}"
@@ -259,20 +260,33 @@ def ids_matching(
     metadata: Sequence[dict[str, Any]],
     predicate: Callable[[Mapping[str, Any]], bool] | Mapping[str, Any],
 ) -> list[str]:
-    """The ``ids`` whose ``metadata`` (aligned with them) passes a dict or a predicate.
+    """The ``ids`` whose ``metadata`` (aligned with them) passes a dict or a predicate
+    (:func:`positions_matching`), in order."""
+    return [ids[p] for p in positions_matching(metadata, predicate)]
 
-    A dict matches by :func:`metadata_matches` (operator dicts refused: :func:`check_dict_filter`);
-    a predicate gets a read-only view of each stored
-    dict (no copy: a filter is O(N) per query and must stay cheap; nested values are the stored
-    ones, and a predicate must not modify them).
+
+def positions_matching(
+    metadata: Sequence[dict[str, Any]],
+    predicate: Callable[[Mapping[str, Any]], bool] | Mapping[str, Any],
+) -> list[int]:
+    """The ascending positions of the ``metadata`` dicts that pass a dict or a predicate.
+
+    A dict matches by :func:`metadata_matches` (operator dicts refused: :func:`check_dict_filter`),
+    one key at a time: the first key scans every item, each further key only the items left (a
+    two-key filter cost 2.2x a one-key one when every item was checked against both keys). A
+    predicate gets a read-only view of each stored dict (no copy: a filter is O(N) per query
+    and must stay cheap; nested values are the stored ones, and a predicate must not modify them).
     """
     if isinstance(predicate, Mapping):
         check_dict_filter(predicate)
-        want = {key: _plain(value) for key, value in predicate.items()}
-        if len(want) == 1:  # the usual filter, without a generator per item (3x faster at 100k)
-            ((key, value),) = want.items()
-            return [i for i, m in zip(ids, metadata, strict=True) if key in m and _json_equal(m[key], value)]
-        return [i for i, m in zip(ids, metadata, strict=True) if metadata_matches(m, want)]
+        want = [(key, _plain(value)) for key, value in predicate.items()]
+        if not want:
+            return list(range(len(metadata)))
+        key, value = want[0]
+        kept = [p for p, m in enumerate(metadata) if key in m and _json_equal(m[key], value)]
+        for key, value in want[1:]:
+            kept = [p for p in kept if key in metadata[p] and _json_equal(metadata[p][key], value)]
+        return kept
     if not callable(predicate):
         raise TypeError(f"predicate must be a callable or a dict, got {type(predicate).__name__}")
-    return [i for i, m in zip(ids, metadata, strict=True) if predicate(MappingProxyType(m))]
+    return [p for p, m in enumerate(metadata) if predicate(MappingProxyType(m))]

@@ -33,6 +33,7 @@ from rag_relax_plugins.index.filters import (
     check_metadata,
     group_filter,
     ids_matching,
+    positions_matching,
 )
 from rag_relax_plugins.index.first_stage import (
     STAGES,
@@ -198,6 +199,10 @@ class MoLIndex:
         are the stored ones: do not modify them).
         """
         return ids_matching(self._ids, self._metadata, predicate)
+
+    def _rows_where(self, predicate: Callable[[Mapping[str, Any]], bool] | Mapping[str, Any]) -> torch.Tensor:
+        """``(m,) x long`` rows (ascending) whose metadata passes ``predicate`` (:meth:`ids_where`)."""
+        return torch.tensor(positions_matching(self._metadata, predicate), dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------ mutation
     @torch.inference_mode()
@@ -374,7 +379,7 @@ class MoLIndex:
             lambda q, n, allowed: stages.search("per_embd", comps, q, n, allowed),
             lambda q, n, allowed: stages.search("avg", comps, q, n, allowed),
         )
-        groups = group_filter(filter, b, self._rows_of, self.ids_where, self.device)
+        groups = group_filter(filter, b, self._rows_of, self._rows_where, self.device)
         scores, rows = search_groups(
             ctx, queries, k, strategy, groups, exact_filter_threshold=self.exact_filter_threshold
         )

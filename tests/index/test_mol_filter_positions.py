@@ -1,0 +1,37 @@
+"""Dict filters narrow one key at a time (positions_matching): the same matches as checking every
+key of every item (metadata_matches), on random metadata with JSON's awkward values."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from rag_relax_plugins.core.mol import MoLSimilarity
+from rag_relax_plugins.index import MoLIndex
+from rag_relax_plugins.index.filters import metadata_matches, positions_matching
+
+VALUES = [0, 1, 1.0, 2, True, False, None, "1", "a", [1], [True], {"x": 1}, {"x": True}]
+
+
+def test_key_by_key_narrowing_matches_the_all_keys_reference() -> None:
+    rng = random.Random(3)
+    keys = ["a", "b", "c"]
+    metadata = [{k: rng.choice(VALUES) for k in keys if rng.random() < 0.8} for _ in range(400)]
+    for _ in range(300):
+        want = {k: rng.choice(VALUES) for k in rng.sample(keys, rng.randint(0, 3))}
+        expected = [p for p, m in enumerate(metadata) if metadata_matches(m, want)]
+        assert positions_matching(metadata, want) == expected, want
+
+
+def test_a_filtered_search_uses_the_matching_rows() -> None:
+    index = MoLIndex(MoLSimilarity.cosine(4), device="cpu", exact_filter_threshold=1)
+    metas = [{"p": i % 2, "q": i % 3} for i in range(30)]
+    index.add([f"d{i}" for i in range(30)], torch.randn(30, 4), metas)
+    q = torch.randn(2, 4)
+    allowed = [f"d{i}" for i in range(30) if i % 2 == 1 and i % 3 == 0]
+    assert index.ids_where({"p": 1, "q": 0}) == allowed
+    got = index.search(q, 30, filter={"p": 1, "q": 0})
+    ref = index.search(q, 30, filter=allowed)
+    assert got[1] == ref[1] and sorted(got[1][0]) == sorted(allowed)
+    assert index.search(q, 3, filter={})[1] == index.search(q, 3)[1]  # no keys: everything
