@@ -136,3 +136,19 @@ async def test_time_weighted_retriever_adds_with_current_time() -> None:
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['metadata'\]"):
         store.add_documents(_docs(), metadata=[{}, {}], current_time=yesterday)
     assert len(store) == 3
+
+
+def test_results_and_filter_documents_copy_nested_containers() -> None:
+    """Stored metadata is copied container by container (copy_stored), tuples of lists included:
+    neither a callable filter nor a caller holding a result can reach the stored lists."""
+    store = MoLVectorStore(HashingEmbeddings())
+    store.add_texts(["x"], [{"t": ([1],), "d": {"l": [2]}}], ids=["x"])
+
+    def mutate(doc: Document) -> bool:
+        doc.metadata["t"][0].append("MUT")
+        doc.metadata["d"]["l"].append("MUT")
+        return True
+
+    (got,) = store.similarity_search("x", k=1, filter=mutate)
+    got.metadata["t"][0].append("MUT2")
+    assert store.get_by_ids(["x"])[0].metadata == {"t": ([1],), "d": {"l": [2]}}
