@@ -12,8 +12,9 @@ A save never leaves a half-written file or folder where a reader looks:
   :data:`SAVE_MARKER` file, and an existing folder is only replaced when it is a save (never a
   folder of the user's that happens to be at the target path).
 
-:func:`read_json` and :func:`read_tensors` read a saved file back; a corrupt or truncated one is a
-``ValueError`` naming the file (the CLI reports those as messages, not tracebacks).
+:func:`read_json` and :func:`read_tensors` (defined in :mod:`rag_relax_plugins._io_read`, re-exported
+here) read a saved file back; a corrupt or truncated one is a ``ValueError`` naming the file (the
+CLI reports those as messages, not tracebacks).
 
 Durability: file contents and folder entries are flushed to disk (``fsync``) before each rename
 makes them visible, and the parent folder after it, so a power loss cannot leave a renamed-in
@@ -38,6 +39,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rag_relax_plugins._io_read import read_json, read_tensors
 
 __all__ = [
     "SAVE_MARKER",
@@ -369,50 +372,3 @@ def find_saved_folder(
         if backups:
             return max(backups, key=lambda p: p.stat().st_mtime)
     raise FileNotFoundError(f"{what} not found: {folder} (expected {marker} inside)")
-
-
-def read_json(path: str | os.PathLike[str], *, object_only: bool = True) -> Any:
-    """The JSON value saved at ``path``: an object (``dict``) unless ``object_only=False``.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: invalid UTF-8 or JSON (corrupt, truncated, or not a file this package wrote),
-            or not an object when one is expected; the message names the file.
-    """
-    file = Path(path)
-    try:
-        value = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{file}: not a readable JSON file (corrupt or truncated?): {exc}") from exc
-    if object_only and not isinstance(value, dict):
-        raise ValueError(f"{file}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def read_tensors(path: str | os.PathLike[str], *, device: str = "cpu") -> dict[str, Any]:
-    """The tensors of the safetensors file at ``path`` (``{name: torch.Tensor}``, on ``device``).
-
-    Every file this package saves holds finite floats: a NaN or inf is damage (or a run that
-    diverged), refused here, where the file can still be named, rather than found later as NaN
-    scores or embeddings.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: not a readable safetensors file, or a float tensor holding NaN or inf; the
-            message names the file (and the tensor).
-    """
-    from safetensors import SafetensorError  # here, not at import: this module stays light
-    from safetensors.torch import load_file
-
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"no such file: {file}")
-    try:
-        tensors: dict[str, Any] = load_file(str(file), device=device)
-    except SafetensorError as exc:
-        raise ValueError(f"{file}: not a readable safetensors file (corrupt or truncated?): {exc}") from exc
-    for name, t in tensors.items():
-        if t.is_floating_point() and not bool(t.isfinite().all()):
-            raise ValueError(f"{file}: {name} contains NaN or inf values (a damaged file, or a run that "
-                             "diverged); nothing was loaded")
-    return tensors
