@@ -12,8 +12,8 @@ show whether an operation's cost follows ``N`` where it should not:
 - ``search, 1-key dict filter / search``: the filter scans every item's metadata in Python;
 - for the FAISS ``flat`` and ``ivf`` first stages (HNSW, slow to build, only with ``--hnsw``):
   an approximate search right after an upsert or a delete, against a steady one. Until
-  2026-12-04 an edit dropped the stage and that search rebuilt it (IVF: k-means again, 7,600x a
-  search at 100,000 items); now the stage keeps replaced and deleted vectors as dead labels
+  2026-12-04 an edit dropped the stage and that search rebuilt it (IVF: k-means again, 11,347x
+  a search at 100,000 items, commit b850353 on an AMD EPYC); now the stage keeps replaced and deleted vectors as dead labels
   (``rag_relax_plugins.index.stages``). Also the recall@10 of ``TopKPerEmbd(10)`` (ten
   first-stage candidates: the stage's own recall; against BruteForce) after a churn of 15% of the items (5% upserted, 5% deleted, 5%
   added: below the rebuild point), against the same stage rebuilt from scratch. These first-stage

@@ -224,10 +224,11 @@ class FaissSearcher(VectorSearcher):
         faiss = require("faiss", "faiss")
         kwargs: dict[str, Any] = {}
         if allowed is not None:
-            if self._bits is None or self._bits[0] is not allowed:
-                packed = np.packbits(allowed.detach().to("cpu").numpy().astype(bool), bitorder="little")
-                self._bits = (allowed, packed)
-            kwargs["sel"] = faiss.IDSelectorBitmap(self._bits[1])
+            bits = self._bits  # one read: a concurrent search may replace the cache meanwhile
+            if bits is None or bits[0] is not allowed:
+                bits = (allowed, np.packbits(allowed.detach().to("cpu").numpy().astype(bool), bitorder="little"))
+                self._bits = bits
+            kwargs["sel"] = faiss.IDSelectorBitmap(bits[1])
         if self.config.kind == "hnsw":
             return faiss.SearchParametersHNSW(efSearch=max(self.config.hnsw_ef_search, n), **kwargs)
         if self.config.kind == "ivf":

@@ -239,12 +239,12 @@ class MoLIndex:
                 self._features[rows] = feats[pos]
                 self._items.components[rows] = state.components[pos]
                 self._items.gate[rows] = state.gate[pos]
+                for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
+                    self._metadata[r] = metas[p]
+                self._first_stages.replace(rows, state.components[pos], len(self._ids))
             except BaseException:  # e.g. an interrupt: the first stages may not match the cache now
                 self._first_stages.invalidate()
                 raise
-            for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
-                self._metadata[r] = metas[p]
-            self._first_stages.replace(rows, state.components[pos], len(self._ids))
         new = (~exists).nonzero().squeeze(1)
         if len(new):
             start = len(self._ids)

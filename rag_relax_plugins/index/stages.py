@@ -2,7 +2,7 @@
 
 A FAISS index numbers its vectors ``0, 1, ...`` in insertion order (its *labels*) and cannot
 change or drop a vector cheaply: an HNSW graph cannot drop one at all, and rebuilding an IVF
-stage trains k-means again (9 s at 100,000 items on 2 CPU cores). So edits do not rebuild it:
+stage trains k-means again (10.5 s at 100,000 items on 2 CPU cores). So edits do not rebuild it:
 
 - a stage built over the cache holds, for item row ``r``, the labels ``r * per_item + j`` (its
   ``per_item`` vectors: ``P_x`` components for ``"per_embd"``, one mean for ``"avg"``), the
@@ -47,6 +47,17 @@ logger = logging.getLogger(__name__)
 MAX_DEAD_FRACTION = 0.25
 """A FAISS stage with more dead labels than this fraction of its live ones is rebuilt at its
 next use (amortised over the edits that made them: a quarter of the corpus)."""
+
+
+def _with_room(data: torch.Tensor) -> RowBuffer:
+    """A :class:`RowBuffer` of ``data`` with room for half as many rows again, the growth its
+    appends use (an exact-size buffer would copy the whole map at the next add)."""
+    n = int(data.shape[0])
+    buf = torch.empty(n + (n + 1) // 2, dtype=data.dtype, device=data.device)
+    buf[:n] = data
+    out = RowBuffer(buf)
+    out.replace(buf, n)
+    return out
 
 
 class StageLabels:
@@ -136,8 +147,8 @@ class StageLabels:
         safe = rows.clamp_min(0)
         shift = torch.cumsum(~kept, dim=0) - (~kept).long()  # deleted rows before each row
         keep = live & kept[safe]
-        self._rows = RowBuffer(torch.where(keep, safe - shift[safe], torch.full_like(rows, -1)))
-        self._first = RowBuffer(first.data[kept])
+        self._rows = _with_room(torch.where(keep, safe - shift[safe], torch.full_like(rows, -1)))
+        self._first = _with_room(first.data[kept])
         self.dead += int((live & ~keep).sum())
         self._live = None
 
@@ -267,13 +278,13 @@ class FirstStages:
         """Apply ``edit(name, searcher, labels)`` to every built FAISS stage that matches the
         ``n_before`` item rows the cache held before the change; a torch, stale or mismatched
         stage is dropped (an edit could make a mismatched one look current). Each stage is out
-        of the set while its edit runs and put back only when it succeeded, so a failure or an
-        interrupt (``KeyboardInterrupt`` inside a long FAISS add) leaves it dropped, to be
-        rebuilt at its next use, never half-edited; the cache, already changed, stays consistent."""
-        for name, stage in self._stages.items():
-            if stage is None:
-                continue
-            self._stages[name] = None
+        of the set from before the first edit until its own succeeded, so a failure or an
+        interrupt (``KeyboardInterrupt`` inside a long FAISS add) leaves it and every stage not
+        yet edited dropped, to be rebuilt at its next use, never half-edited; the cache, already
+        changed, stays consistent."""
+        built = {name: stage for name, stage in self._stages.items() if stage is not None}
+        self.invalidate()  # all out before any edit: an interrupt inside one leaves none half-edited
+        for name, stage in built.items():
             searcher, labels = stage
             if (
                 isinstance(searcher, TorchSearcher)  # a view of the cache or a mean of it: rebuilt for free

@@ -305,16 +305,16 @@ def test_mixed_adds_filters_and_the_stored_vectors_after_random_edits() -> None:
 
 
 @needs_faiss
-def test_an_interrupt_inside_an_upsert_leaves_no_half_edited_stage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A KeyboardInterrupt after the per-component stage took the new vectors and before the
-    mean stage did: neither may serve the replaced vector afterwards (the avg stage once did,
-    as its live count still matched the cache)."""
+@pytest.mark.parametrize("stage", ["per_embd", "avg"])  # the first and the second stage edited
+def test_an_interrupt_inside_an_upsert_leaves_no_half_edited_stage(monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
+    """A KeyboardInterrupt inside one stage's FAISS add: no stage may serve the replaced vector
+    afterwards (the avg stage once did, edited or not, as its live count still matched the cache)."""
     index = MoLIndex(MoLSimilarity.cosine(8), first_stage="flat", device="cpu")
     torch.manual_seed(4)
     q = torch.nn.functional.normalize(torch.randn(1, 8), dim=1)
     index.add(["a", *[f"x{i}" for i in range(99)]], torch.cat([q, torch.randn(99, 8)]))
     index.build()
-    avg = index._first_stages.current("avg", index.item_state.components)
+    avg = index._first_stages.current(stage, index.item_state.components)
     assert avg is not None
 
     def interrupted(vectors: torch.Tensor) -> None:
@@ -350,3 +350,29 @@ def test_a_faiss_file_of_other_items_is_not_used(tmp_path: Path, caplog: pytest.
     loaded.add(["d100"], torch.randn(1, 8))
     q = torch.randn(3, 8)
     assert loaded.search(q, 3, strategy=TopKAvg(101))[1] == loaded.search(q, 3)[1]
+
+
+@needs_faiss
+def test_the_packed_bitmap_of_a_search_is_its_own_even_if_another_search_replaces_the_cache() -> None:
+    """FaissSearcher caches the bitmap of the last mask; a concurrent search replacing that cache
+    between the write and the read once handed FAISS the other search's filter (items outside
+    the filter came back). Simulated deterministically: every write of mask B's bitmap is at
+    once replaced by mask A's, as another thread's search would."""
+    import numpy as np
+
+    from rag_relax_plugins.index import first_stage as fs
+
+    mask_a, mask_b = torch.arange(64) < 32, torch.arange(64) >= 32
+    other = (mask_a, np.packbits(mask_a.numpy(), bitorder="little"))
+
+    class Racing(fs.FaissSearcher):
+        def __setattr__(self, name: str, value: object) -> None:
+            raced = name == "_bits" and isinstance(value, tuple) and value[0] is mask_b
+            super().__setattr__(name, other if raced else value)
+
+    built = fs.build_searcher(fs.FirstStageConfig(kind="flat"), torch.randn(64, 4))
+    assert isinstance(built, fs.FaissSearcher)
+    searcher = Racing(built.config, built.index)
+    got = searcher.search(torch.randn(3, 4), 10, mask_b)
+    assert bool((got >= 32).all()), got  # only mask B's vectors
+    assert searcher._bits is other  # the race did happen
