@@ -42,17 +42,25 @@ def copy_metadata(meta: object, i: int) -> dict[str, Any]:
     return copy.deepcopy(meta)
 
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
 def copy_stored(value: Any) -> Any:
-    """A copy of stored metadata (JSON values: dicts, lists, tuples, immutable scalars) whose
-    containers are new, so a caller cannot change the store through it; twice as fast as
-    ``copy.deepcopy``, which filters with a callable pay once per stored document."""
-    if isinstance(value, dict):
+    """A copy of stored metadata as ``copy.deepcopy`` makes it, faster for JSON-like values:
+    plain dicts, lists and tuples are rebuilt, ``str`` / numbers / ``None`` shared (immutable),
+    anything else (a set, a numpy array, a subclass of dict or tuple...) deep-copied. Callable
+    filters pay this once per stored document: about half the time of ``copy.deepcopy`` on
+    flat metadata."""
+    kind = type(value)
+    if kind is dict:
         return {k: copy_stored(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if kind is list:
         return [copy_stored(v) for v in value]
-    if isinstance(value, tuple):  # kept as the caller passed it (JSON saves make it a list)
+    if kind is tuple:
         return tuple(copy_stored(v) for v in value)
-    return value
+    if kind in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value)
 
 
 def as_matrix(rows: Sequence[Sequence[float]], n: int, name: str) -> torch.Tensor:

@@ -152,3 +152,29 @@ def test_results_and_filter_documents_copy_nested_containers() -> None:
     (got,) = store.similarity_search("x", k=1, filter=mutate)
     got.metadata["t"][0].append("MUT2")
     assert store.get_by_ids(["x"])[0].metadata == {"t": ([1],), "d": {"l": [2]}}
+
+
+def test_other_mutable_metadata_values_are_deep_copied() -> None:
+    """The store accepts any metadata until a save: sets, arrays and dict / tuple subclasses are
+    deep-copied (copy_stored once shared them), keeping their types."""
+    from collections import OrderedDict, namedtuple
+
+    import numpy as np
+
+    point = namedtuple("point", "x y")
+    store = MoLVectorStore(HashingEmbeddings())
+    meta = {"s": {"x"}, "a": np.array([1, 2]), "o": OrderedDict(k=[1]), "p": point([1], 2)}
+    store.add_texts(["x"], [meta], ids=["x"])
+
+    def mutate(doc: Document) -> bool:
+        doc.metadata["s"].add("LEAK")
+        doc.metadata["a"][0] = 99
+        doc.metadata["o"]["k"].append("LEAK")
+        doc.metadata["p"].x.append("LEAK")
+        return True
+
+    (got,) = store.similarity_search("x", k=1, filter=mutate)
+    mutate(got)
+    again = store.get_by_ids(["x"])[0].metadata
+    assert again["s"] == {"x"} and again["a"].tolist() == [1, 2] and again["o"] == {"k": [1]}
+    assert again["p"].x == [1] and type(again["o"]) is OrderedDict and type(again["p"]) is point
