@@ -8,6 +8,7 @@ import json
 import logging
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -157,14 +158,20 @@ def test_a_replaced_vector_is_never_a_candidate_again(kind: str) -> None:
     assert best_other[0][0] not in index.search(q, 10, strategy=TopKAvg(10))[1][0]
 
 
+def _with_avg_stage(kind: str, n: int, queries: int) -> tuple[MoLIndex, torch.Tensor, Any]:
+    """A cosine index of ``n`` random 8-d items whose mean stage is built, queries, that stage."""
+    index = MoLIndex(MoLSimilarity.cosine(8), first_stage=kind, device="cpu")
+    index.add([f"d{i}" for i in range(n)], torch.randn(n, 8))
+    q = torch.randn(queries, 8)
+    index.search(q, 3, strategy=TopKAvg(10))
+    stage = index._first_stages.current("avg", index.item_state.components)
+    assert stage is not None
+    return index, q, stage
+
+
 @needs_faiss
 def test_a_stage_with_too_many_dead_vectors_is_rebuilt(caplog: pytest.LogCaptureFixture) -> None:
-    index = MoLIndex(MoLSimilarity.cosine(8), first_stage="hnsw", device="cpu")
-    index.add([f"d{i}" for i in range(200)], torch.randn(200, 8))
-    q = torch.randn(2, 8)
-    index.search(q, 3, strategy=TopKAvg(10))
-    comps = index.item_state.components
-    first = index._first_stages.current("avg", comps)
+    index, q, first = _with_avg_stage("hnsw", 200, 2)
     limit = int(MAX_DEAD_FRACTION * 150)  # dead labels allowed once 50 items are gone
     index.delete([f"d{i}" for i in range(limit)])
     assert index._first_stages.current("avg", index.item_state.components) is first
@@ -180,12 +187,7 @@ def test_a_stage_with_too_many_dead_vectors_is_rebuilt(caplog: pytest.LogCapture
 
 @needs_faiss
 def test_a_failed_faiss_edit_drops_the_stage_and_keeps_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
-    index = MoLIndex(MoLSimilarity.cosine(8), first_stage="flat", device="cpu")
-    index.add([f"d{i}" for i in range(50)], torch.randn(50, 8))
-    q = torch.randn(1, 8)
-    index.search(q, 3, strategy=TopKAvg(5))
-    stage = index._first_stages.current("avg", index.item_state.components)
-    assert stage is not None
+    index, q, stage = _with_avg_stage("flat", 50, 1)
 
     def fail(vectors: torch.Tensor) -> None:
         raise MemoryError("simulated")
