@@ -46,18 +46,26 @@ _IMMUTABLE = (str, int, float, bool, type(None))
 
 
 def copy_stored(value: Any) -> Any:
-    """A copy of stored metadata as ``copy.deepcopy`` makes it, faster for JSON-like values:
-    plain dicts, lists and tuples are rebuilt, ``str`` / numbers / ``None`` shared (immutable),
-    anything else (a set, a numpy array, a subclass of dict or tuple...) deep-copied. Callable
-    filters pay this once per stored document, so it skips ``copy.deepcopy``'s memo bookkeeping
-    for the usual flat JSON metadata."""
+    """A copy of stored metadata that no caller can change the store through, faster than
+    ``copy.deepcopy`` for JSON-like values: plain dicts, lists and tuples are rebuilt,
+    ``str`` / numbers / ``None`` shared (immutable), anything else (a set, a numpy array, a
+    subclass of dict or tuple...) deep-copied. Callable filters pay this once per stored
+    document. Unlike ``copy.deepcopy``, a container referenced twice becomes two copies; a value
+    that contains itself (the store accepts any metadata until a save) is deep-copied whole."""
+    try:
+        return _copy_plain(value)
+    except RecursionError:  # a cycle (or absurd nesting): deepcopy keeps its memo
+        return copy.deepcopy(value)
+
+
+def _copy_plain(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
-        return {k: copy_stored(v) for k, v in value.items()}
+        return {k: _copy_plain(v) for k, v in value.items()}
     if kind is list:
-        return [copy_stored(v) for v in value]
+        return [_copy_plain(v) for v in value]
     if kind is tuple:
-        return tuple(copy_stored(v) for v in value)
+        return tuple(_copy_plain(v) for v in value)
     if kind in _IMMUTABLE:
         return value
     return copy.deepcopy(value)

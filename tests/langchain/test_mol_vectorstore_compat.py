@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.documents import Document
@@ -178,3 +179,15 @@ def test_other_mutable_metadata_values_are_deep_copied() -> None:
     again = store.get_by_ids(["x"])[0].metadata
     assert again["s"] == {"x"} and again["a"].tolist() == [1, 2] and again["o"] == {"k": [1]}
     assert again["p"].x == [1] and type(again["o"]) is OrderedDict and type(again["p"]) is point
+
+
+def test_metadata_that_contains_itself_is_still_readable() -> None:
+    """The store accepts any metadata until a save; a list holding itself once made every read
+    of its document (and every search with a callable filter) a RecursionError."""
+    store = MoLVectorStore(HashingEmbeddings())
+    loop: list[Any] = []
+    loop.append(loop)
+    store.add_texts(["x"], [{"l": loop}], ids=["x"])
+    got = store.get_by_ids(["x"])[0].metadata["l"]
+    assert got[0] is got and got is not loop
+    assert len(store.similarity_search("x", k=1, filter=lambda d: True)) == 1
