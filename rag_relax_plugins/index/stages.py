@@ -50,7 +50,7 @@ next use (amortised over the edits that made them: a quarter of the corpus)."""
 
 
 def _with_room(data: torch.Tensor) -> RowBuffer:
-    """A :class:`RowBuffer` of ``data`` with room for half as many rows again, the growth its
+    """A :class:`RowBuffer` of 1-D ``data`` with room for half as many rows again, the growth its
     appends use (an exact-size buffer would copy the whole map at the next add)."""
     n = int(data.shape[0])
     buf = torch.empty(n + (n + 1) // 2, dtype=data.dtype, device=data.device)

@@ -378,3 +378,38 @@ def test_the_packed_bitmap_of_a_search_is_its_own_even_if_another_search_replace
     got = searcher.search(torch.randn(3, 4), 10, mask_b)
     assert bool((got >= 32).all()), got  # only mask B's vectors
     assert searcher._bits is other  # the race did happen
+
+
+@needs_faiss
+def test_an_interrupt_in_one_stage_leaves_the_other_stage_out_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FirstStages alone (no MoLIndex around it to invalidate): a KeyboardInterrupt inside the
+    per-component stage's add during an upsert must not leave the mean stage in use, unedited,
+    with its live count still matching the cache."""
+    from rag_relax_plugins.index.first_stage import FirstStageConfig
+    from rag_relax_plugins.index.stages import FirstStages
+
+    comps = torch.randn(20, 2, 4)
+    stages = FirstStages(FirstStageConfig(kind="flat"))
+    per_embd, avg = stages.get("per_embd", comps), stages.get("avg", comps)
+
+    def interrupted(vectors: torch.Tensor) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(per_embd, "add", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        stages.replace(torch.tensor([3]), torch.randn(1, 2, 4), 20)
+    assert stages.current("per_embd", comps) is None and stages.current("avg", comps) is None
+    assert avg is not stages.get("avg", comps)  # rebuilt
+
+
+def test_a_delete_leaves_the_label_map_room_to_grow() -> None:
+    """After a delete the next append writes into the same buffers (no copy of the whole map)."""
+    labels = StageLabels(2, 2 * 100)
+    labels.delete(torch.arange(100) % 10 != 0)  # 90 rows left
+    rows = labels.rows
+    assert rows is not None and rows.shape[0] == 200
+    before = rows.data_ptr()
+    labels.append(90, 5)
+    after = labels.rows
+    assert after is not None and after.data_ptr() == before and after.shape[0] == 210
+    assert after[200:].tolist() == [r for r in range(90, 95) for _ in range(2)]
