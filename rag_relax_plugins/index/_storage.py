@@ -20,6 +20,11 @@ _MIN_CAPACITY = 16
 _ENCODE_BATCH = 65536
 
 
+def _room(n: int) -> int:
+    """Capacity for ``n`` rows with room to grow by half."""
+    return max(n + (n + 1) // 2, _MIN_CAPACITY)
+
+
 class RowBuffer:
     """Rows ``(n, *shape)`` stored in a buffer of capacity ``>= n``.
 
@@ -30,6 +35,16 @@ class RowBuffer:
     def __init__(self, data: torch.Tensor) -> None:
         self._buf = data
         self._n = int(data.shape[0])
+
+    @classmethod
+    def with_room(cls, data: torch.Tensor) -> RowBuffer:
+        """A buffer holding a copy of ``data`` with room to grow (capacity ``1.5 n``, the growth
+        :meth:`append` uses), so that the next append does not copy it all again."""
+        n = int(data.shape[0])
+        out = cls(torch.empty((_room(n), *data.shape[1:]), dtype=data.dtype, device=data.device))
+        out._buf[:n] = data
+        out._n = n
+        return out
 
     def __len__(self) -> int:
         return self._n
@@ -62,7 +77,7 @@ class RowBuffer:
             first: how many leading rows stay where they are (the first deleted position).
         """
         m = int(rows.shape[0])
-        capacity = min(self._buf.shape[0], max(m + (m + 1) // 2, _MIN_CAPACITY))
+        capacity = min(self._buf.shape[0], _room(m))
         # one read and one write of each kept row (an in-place gather would copy the tail twice)
         out = torch.empty((capacity, *self._buf.shape[1:]), dtype=self._buf.dtype, device=self._buf.device)
         out[:first] = self._buf[:first]

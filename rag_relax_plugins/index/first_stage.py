@@ -38,6 +38,7 @@ __all__ = [
     "first_stage_config",
     "ivf_cells",
     "stage_vectors",
+    "vectors_per_item",
 ]
 
 Kind = Literal["torch", "flat", "hnsw", "ivf"]
@@ -281,6 +282,14 @@ def build_searcher(config: FirstStageConfig, vectors: torch.Tensor) -> VectorSea
 
 
 STAGES = ("per_embd", "avg")
+
+
+def vectors_per_item(name: str, p_x: int) -> int:
+    """How many vectors of the first stage ``name`` belong to one item: ``P_x`` for
+    ``"per_embd"``, 1 for ``"avg"``."""
+    if name not in STAGES:
+        raise ValueError(f"first stage must be one of {STAGES}, got {name!r}")
+    return p_x if name == "per_embd" else 1
 
 
 def stage_vectors(name: str, components: torch.Tensor) -> torch.Tensor:

@@ -401,8 +401,8 @@ class MoLIndex:
         self._features = features
         self._items = state
         for name, (searcher, rows) in stages.items():
-            per_item = int(state.components.shape[1]) if name == "per_embd" else 1
-            self._first_stages.restore(name, searcher, per_item, None if rows is None else rows.to(self.device))
+            p_x = int(state.components.shape[1])
+            self._first_stages.restore(name, searcher, p_x, None if rows is None else rows.to(self.device))
 
     def save(self, folder: str | Path) -> None:
         """Write the index to ``folder`` atomically (see :mod:`rag_relax_plugins.index.persistence`)."""

@@ -43,7 +43,12 @@ from rag_relax_plugins._whole_save import read_whole_save
 from rag_relax_plugins.core.config_dict import require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 from rag_relax_plugins.core.scalars import check_count
-from rag_relax_plugins.index.first_stage import STAGES, FaissSearcher, FirstStageConfig
+from rag_relax_plugins.index.first_stage import (
+    STAGES,
+    FaissSearcher,
+    FirstStageConfig,
+    vectors_per_item,
+)
 from rag_relax_plugins.index.stages import StageLabels
 
 if TYPE_CHECKING:
@@ -302,7 +307,7 @@ def _read_stages(
                 f"{index.similarity.config.component_dim}-d"
             )
         rows = None
-        per_item = index.similarity.config.num_item_embeddings if name == "per_embd" else 1
+        per_item = vectors_per_item(name, index.similarity.config.num_item_embeddings)
         if name not in config.get("faiss_rows", []) and len(searcher) != n * per_item:
             # not a file this save wrote for these items (copied from another folder?): rebuilt
             # at its first use instead (an edit could otherwise make it look current)

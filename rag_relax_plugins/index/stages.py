@@ -38,6 +38,7 @@ from rag_relax_plugins.index.first_stage import (
     build_searcher,
     ivf_cells,
     stage_vectors,
+    vectors_per_item,
 )
 
 __all__ = ["MAX_DEAD_FRACTION", "FirstStages", "StageLabels"]
@@ -49,15 +50,12 @@ MAX_DEAD_FRACTION = 0.25
 next use (amortised over the edits that made them: a quarter of the corpus)."""
 
 
-def _with_room(data: torch.Tensor) -> RowBuffer:
-    """A :class:`RowBuffer` of 1-D ``data`` with room for half as many rows again, the growth its
-    appends use (an exact-size buffer would copy the whole map at the next add)."""
-    n = int(data.shape[0])
-    buf = torch.empty(n + (n + 1) // 2, dtype=data.dtype, device=data.device)
-    buf[:n] = data
-    out = RowBuffer(buf)
-    out.replace(buf, n)
-    return out
+def _first_labels(rows: torch.Tensor, n_items: int) -> torch.Tensor:
+    """``(N,) x long``: the lowest live label of each item row in a label map ``rows`` ``(L,)``
+    (``L`` for a row that has none)."""
+    live = rows >= 0
+    first = torch.full((n_items,), rows.shape[0], dtype=torch.long, device=rows.device)
+    return first.scatter_reduce(0, rows[live], live.nonzero().squeeze(1), "amin")
 
 
 class StageLabels:
@@ -87,10 +85,8 @@ class StageLabels:
             live = rows >= 0
             self.dead = int((~live).sum())
             n_items = (total - self.dead) // per_item
-            labels = live.nonzero().squeeze(1)
-            first = torch.full((n_items,), total, dtype=torch.long, device=rows.device)
-            self._rows = RowBuffer(rows)
-            self._first = RowBuffer(first.scatter_reduce(0, rows[live], labels, "amin"))
+            self._rows = RowBuffer.with_room(rows)
+            self._first = RowBuffer.with_room(_first_labels(rows, n_items))
 
     @property
     def rows(self) -> torch.Tensor | None:
@@ -110,8 +106,8 @@ class StageLabels:
     def _mapped(self, device: torch.device) -> tuple[RowBuffer, RowBuffer]:
         if self._rows is None or self._first is None:
             n_items = self.total // self.per_item
-            self._rows = RowBuffer(torch.arange(self.total, device=device) // self.per_item)  # (L,)
-            self._first = RowBuffer(torch.arange(n_items, device=device) * self.per_item)  # (N,)
+            self._rows = RowBuffer.with_room(torch.arange(self.total, device=device) // self.per_item)  # (L,)
+            self._first = RowBuffer.with_room(torch.arange(n_items, device=device) * self.per_item)  # (N,)
         return self._rows, self._first
 
     def append(self, start: int, m: int) -> None:
@@ -147,8 +143,9 @@ class StageLabels:
         safe = rows.clamp_min(0)
         shift = torch.cumsum(~kept, dim=0) - (~kept).long()  # deleted rows before each row
         keep = live & kept[safe]
-        self._rows = _with_room(torch.where(keep, safe - shift[safe], torch.full_like(rows, -1)))
-        self._first = _with_room(first.data[kept])
+        rows.copy_(torch.where(keep, safe - shift[safe], torch.full_like(rows, -1)))  # the same labels, renumbered
+        kept_rows = kept.nonzero().squeeze(1)
+        first.replace(first.kept(kept_rows), int(kept_rows.shape[0]))
         self.dead += int((live & ~keep).sum())
         self._live = None
 
@@ -187,9 +184,7 @@ class StageLabels:
         counts = torch.bincount(rows[live], minlength=n_items)
         if counts.shape[0] != n_items or bool((counts != per_item).any()):
             return f"every item row must have {per_item} live label(s)"
-        first = torch.full((n_items,), total, dtype=torch.long).scatter_reduce(
-            0, rows[live], live.nonzero().squeeze(1), "amin"
-        )
+        first = _first_labels(rows, n_items)
         block = (first.unsqueeze(1) + torch.arange(per_item)).clamp_max(total - 1)  # (N, per_item)
         if n_items and bool((rows[block] != torch.arange(n_items).unsqueeze(1)).any()):
             return "every item row's live labels must be consecutive"
@@ -221,7 +216,7 @@ class FirstStages:
 
     @staticmethod
     def _per_item(name: str, components: torch.Tensor) -> int:
-        return int(components.shape[1]) if name == "per_embd" else 1
+        return vectors_per_item(name, int(components.shape[1]))
 
     def current(self, name: str, components: torch.Tensor) -> VectorSearcher | None:
         """The stage ``name`` if it is built, matches ``components`` ``(N, P_x, d_P)`` and has
@@ -366,10 +361,9 @@ class FirstStages:
                 out[name] = (searcher, stage[1].rows)
         return out
 
-    def restore(self, name: str, searcher: FaissSearcher, per_item: int, rows: torch.Tensor | None = None) -> None:
+    def restore(self, name: str, searcher: FaissSearcher, p_x: int, rows: torch.Tensor | None = None) -> None:
         """Install a stage read from a save, with its checked label map (``None``: the identity);
-        it is checked against the cache again at its first use."""
-        if name not in STAGES:
-            raise ValueError(f"first stage must be one of {STAGES}, got {name!r}")
-        self._stages[name] = (searcher, StageLabels(per_item, len(searcher), rows))
+        it is checked against the cache again at its first use (an unknown ``name`` raises
+        ``ValueError``)."""
+        self._stages[name] = (searcher, StageLabels(vectors_per_item(name, p_x), len(searcher), rows))
         self._outgrown_warned.discard(name)
