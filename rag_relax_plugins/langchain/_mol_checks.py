@@ -24,7 +24,6 @@ __all__ = [
     "check_mmr_args",
     "check_search_kwargs",
     "copy_metadata",
-    "copy_stored",
     "filter_ids",
 ]
 
@@ -40,35 +39,6 @@ def copy_metadata(meta: object, i: int) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise TypeError(f"metadatas[{i}] must be a dict, got {type(meta).__name__}")
     return copy.deepcopy(meta)
-
-
-_IMMUTABLE = (str, int, float, bool, type(None))
-
-
-def copy_stored(value: Any) -> Any:
-    """A copy of stored metadata that no caller can change the store through, faster than
-    ``copy.deepcopy`` for JSON-like values: plain dicts, lists and tuples are rebuilt,
-    ``str`` / numbers / ``None`` shared (immutable), anything else (a set, a numpy array, a
-    subclass of dict or tuple...) deep-copied. Callable filters pay this once per stored
-    document. Unlike ``copy.deepcopy``, a container referenced twice becomes two copies; a value
-    that contains itself (the store accepts any metadata until a save) is deep-copied whole."""
-    try:
-        return _copy_plain(value)
-    except RecursionError:  # a cycle (or absurd nesting): deepcopy keeps its memo
-        return copy.deepcopy(value)
-
-
-def _copy_plain(value: Any) -> Any:
-    kind = type(value)
-    if kind is dict:
-        return {k: _copy_plain(v) for k, v in value.items()}
-    if kind is list:
-        return [_copy_plain(v) for v in value]
-    if kind is tuple:
-        return tuple(_copy_plain(v) for v in value)
-    if kind in _IMMUTABLE:
-        return value
-    return copy.deepcopy(value)
 
 
 def as_matrix(rows: Sequence[Sequence[float]], n: int, name: str) -> torch.Tensor:
@@ -111,15 +81,15 @@ def filter_ids(
     """Ids of ``docs`` (``id -> (text, metadata)``) that pass ``filter``, in storage order.
 
     A dict matches metadata values by JSON equality (operator dicts refused:
-    :func:`~rag_relax_plugins.index.filters.ids_matching`); a callable receives a ``Document`` with a copy of the
-    metadata (:func:`copy_stored`), so it cannot change the store.
+    :func:`~rag_relax_plugins.index.filters.ids_matching`); a callable receives a ``Document`` with a deep copy of the
+    metadata, so it cannot change the store.
     """
     if isinstance(filter, dict):
         return ids_matching(list(docs), [m for _, m in docs.values()], filter)
     if callable(filter):
         return [
             i for i, (text, m) in docs.items()
-            if filter(Document(page_content=text, metadata=copy_stored(m), id=i))
+            if filter(Document(page_content=text, metadata=copy.deepcopy(m), id=i))
         ]
     raise TypeError(f"filter must be a dict of metadata values or a callable, got {type(filter).__name__}")
 

@@ -140,7 +140,7 @@ async def test_time_weighted_retriever_adds_with_current_time() -> None:
 
 
 def test_results_and_filter_documents_copy_nested_containers() -> None:
-    """Stored metadata is copied container by container (copy_stored), tuples of lists included:
+    """Stored metadata is deep-copied, tuples of lists included:
     neither a callable filter nor a caller holding a result can reach the stored lists."""
     store = MoLVectorStore(HashingEmbeddings())
     store.add_texts(["x"], [{"t": ([1],), "d": {"l": [2]}}], ids=["x"])
@@ -157,7 +157,7 @@ def test_results_and_filter_documents_copy_nested_containers() -> None:
 
 def test_other_mutable_metadata_values_are_deep_copied() -> None:
     """The store accepts any metadata until a save: sets, arrays and dict / tuple subclasses are
-    deep-copied (copy_stored once shared them), keeping their types."""
+    deep-copied (a container-by-container copy tried on 2026-12-04 shared them), keeping their types."""
     from collections import OrderedDict, namedtuple
 
     import numpy as np
