@@ -10,16 +10,17 @@ show whether an operation's cost follows ``N`` where it should not:
   exact-size cache, and the next add copied all of it: 110 ms at 100k items against 1 ms);
 - ``delete 1``, ``delete 100``: O(N) today (the caches are compacted), reported per N;
 - ``search, 1-key dict filter / search``: the filter scans every item's metadata in Python;
-- for the FAISS ``flat`` and ``ivf`` first stages (HNSW, slow to build, only with ``--hnsw``):
-  an approximate search right after an upsert or a delete, against a steady one. Until
-  2026-12-04 an edit dropped the stage and that search rebuilt it (IVF: k-means again, 11,347x
-  a search at 100,000 items: this script at commit b850353, 2026-12-04, 2-core AMD EPYC); now
-  the stage keeps replaced and deleted vectors as dead labels (``rag_relax_plugins.index.stages``). Also the recall@10 of ``TopKPerEmbd(10)`` (ten
-  first-stage candidates: the stage's own recall; against BruteForce) after a churn of 15% of the items (5% upserted, 5% deleted, 5%
-  added: below the rebuild point), against the same stage rebuilt from scratch. These first-stage
-  figures use clustered vectors (``N / 100`` random centres, cosine about 0.32 to the own
-  centre) and 200 queries drawn the same way: on the plain random vectors of the other figures, which have
-  no neighbours, IVF and HNSW recall is near chance for any build.
+- for the FAISS ``flat`` and ``ivf`` first stages (HNSW, slow to build, only with ``--hnsw``): an
+  approximate search right after an upsert or a delete, against a steady one. Until 2026-12-04 an
+  edit dropped the stage and that search rebuilt it (IVF: k-means again, 11,347x a search at
+  100,000 items: this script at commit b850353, 2026-12-04, 2-core AMD EPYC); now the stage keeps
+  replaced and deleted vectors as dead labels (``rag_relax_plugins.index.stages``). Also the
+  recall@10 of ``TopKPerEmbd(10)`` (ten first-stage candidates: the stage's own recall; against
+  BruteForce) after a churn of 15% of the items (5% upserted, 5% deleted, 5% added: below the
+  rebuild point), against the same stage rebuilt from scratch. These first-stage figures use
+  clustered vectors (``N / 100`` random centres, cosine about 0.32 to the own centre) and 200
+  queries drawn the same way: on the plain random vectors of the other figures, which have no
+  neighbours, IVF and HNSW recall is near chance for any build.
 
 Setup: random unit item vectors (``D`` = 384, seeded), the untrained cosine MoL head, metadata
 ``{"cat": i % 10, "src": "doc<i % 1000>"}`` (the filter ``{"cat": 3}`` matches 10%), ``k`` = 10,
