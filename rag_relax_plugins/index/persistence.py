@@ -317,7 +317,7 @@ def _read_stages(
         if name in config.get("faiss_rows", []):
             if name not in maps:
                 raise ValueError(f"{folder}/stage_rows.safetensors has no {name!r} tensor")
-            rows = maps[name].clone()  # an own copy, as for items.safetensors (not the file's buffer)
+            rows = maps[name]  # StageLabels copies it into its own buffer (RowBuffer.with_room)
             problem = StageLabels.check_rows(rows, len(searcher), n, per_item)
             if problem is not None:
                 raise ValueError(f"{folder}/stage_rows.safetensors: {name} does not match {path.name} "
