@@ -67,8 +67,9 @@ test-slow: $(VENV)/.dev
 # Issue 4's gain bar is checked instead on one seed of the reported recipe (~10-15 min), which measures
 # the untrained and the trained model in the same run (results/gaussian_unfrozen_make_bench.json).
 # Not run either: the G-Rerank quality run (docs/gumbel_reranker.md,
-# ~1 h on this CPU) and signal run (GPU; benchmarks/gpu/run_grerank_gpu.sh); cuda_check.py /
-# cuda_mol_check.py prove the CUDA path on a GPU machine.
+# ~1 h on this CPU) and signal run (GPU; benchmarks/gpu/run_grerank_gpu.sh); the CUDA checks
+# (cuda_check.py, cuda_mol_edits_check.py, cuda_mol_check.py, ...) run on a GPU machine in one
+# call: benchmarks/gpu/run_cuda_checks.sh.
 GAUSSIAN_UNFROZEN := gaussian_unfrozen,gaussian_unfrozen_s1,gaussian_unfrozen_s2;gaussian_unfrozen_long120;gaussian_unfrozen_cached_valsel;gaussian_unfrozen_cached_none;gaussian_unfrozen_cached_cov;gaussian_unfrozen_cached_final
 MAXSIM_RUN := runs/maxsim
 

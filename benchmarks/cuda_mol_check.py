@@ -1,9 +1,9 @@
 """MoL / RAILS on CUDA: the index gives the same results on the GPU as on the CPU, then the
 strategies' recall and latency at N = 1,000,000 on the GPU (the paper's setting).
 
-Run on a machine with a GPU: ``PYTHONPATH=. python benchmarks/cuda_mol_check.py``
-(torch only; FAISS is not needed: the first stage is the exact torch matmul). Writes
-``results/cuda_mol.json``. Same synthetic data and head as ``bench_mol_scale.py``; the
+Run on a machine with a GPU: ``PYTHONPATH=. python benchmarks/cuda_mol_check.py [--profile]``
+(torch only; FAISS is not needed: the first stage is the exact torch matmul; ``--profile`` also
+prints where a ``TopKAvg(500)`` search spends its time). Writes ``results/cuda_mol.json``. Same synthetic data and head as ``bench_mol_scale.py``; the
 "flat" baseline here is a plain torch matmul top-100 over the N x 64 mean item components.
 
 Exit status 1 (after writing) when the CPU and GPU indexes disagree (``cpu_gpu_agree`` false):
@@ -45,6 +45,22 @@ def build(sim: MoLSimilarity, items: torch.Tensor, device: str) -> MoLIndex:
         stop = min(start + 250_000, len(items))
         index.add([str(i) for i in range(start, stop)], items[start:stop])
     return index
+
+
+def profile(index: MoLIndex, queries: torch.Tensor) -> None:
+    """Print where one ``TopKAvg(500)`` search spends its time (torch profiler, 3 searches):
+    the operators by GPU time, then by CPU time (launch overhead and host-side work)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    index.search(queries, 100, strategy=TopKAvg(500))
+    torch.cuda.synchronize()
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            index.search(queries, 100, strategy=TopKAvg(500))
+        torch.cuda.synchronize()
+    for key in ("cuda_time_total", "cpu_time_total"):
+        print(prof.key_averages().table(sort_by=key, row_limit=14, max_name_column_width=48))
 
 
 def main() -> int:
@@ -114,6 +130,8 @@ def main() -> int:
     if best is not None:
         results.update(gpu_best_strategy=best[0], gpu_best_relative_recall=best[1],
                        gpu_best_speedup_vs_bruteforce=t_brute / best[2])
+    if "--profile" in sys.argv[1:]:
+        profile(index, qg)
     print(f"wrote {write_results('cuda_mol', results)}")
     return check_bars(agreement)
 
