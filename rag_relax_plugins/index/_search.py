@@ -355,7 +355,7 @@ def search_groups(
     """
     b, n_items = len(queries), len(ctx.items)
     device = queries.components.device
-    results: list[tuple[torch.Tensor, torch.Tensor]] = [(torch.empty(0), torch.empty(0))] * b
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for qidx, rows in groups:
         sub = MoLQueryState(queries.components[qidx], queries.gate[qidx])
         if rows is None:
@@ -366,13 +366,28 @@ def search_groups(
             allowed = torch.zeros(n_items, dtype=torch.bool, device=device)
             allowed[rows] = True
             s, r = run_strategy(ctx, sub, k, strategy, allowed)
-        for j, q in enumerate(qidx.tolist()):
-            results[q] = (s[j], r[j])
-    width = max(int((r >= 0).sum()) for _, r in results)
+        parts.append((qidx, s, r))
+    return _assemble(parts, b, device)
+
+
+def _assemble(
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], b: int, device: torch.device
+) -> tuple[torch.Tensor, list[list[int]]]:
+    """The groups' ``(query indices, scores, rows)`` as one padded result, each query's found
+    rows moved to the front in their order. Whole-batch tensor ops and one copy to the host: a
+    loop over queries cost several device round trips each (about 10 ms of a 13.5 ms
+    ``TopKAvg(500)`` search of 32 queries on an H200, ``cuda_mol_check.py --profile``)."""
+    width = max((r.shape[1] for _, _, r in parts), default=0)
     scores = torch.full((b, width), -math.inf, device=device)
-    out_rows: list[list[int]] = []
-    for q, (s, r) in enumerate(results):
-        valid = r >= 0
-        scores[q, : int(valid.sum())] = s[valid][:width].float()
-        out_rows.append(r[valid][:width].tolist())
-    return scores, out_rows
+    rows = torch.full((b, width), -1, dtype=torch.long, device=device)
+    for qidx, s, r in parts:
+        scores[qidx, : r.shape[1]] = s.float()
+        rows[qidx, : r.shape[1]] = r
+    valid = rows >= 0
+    order = torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)  # found rows first
+    scores, rows = scores.gather(1, order), rows.gather(1, order)
+    counts = valid.sum(dim=1)
+    host = torch.cat([counts.unsqueeze(1), rows], dim=1).cpu()  # one copy to the host
+    kept = int(host[:, 0].max()) if b else 0
+    scores = scores[:, :kept].masked_fill(torch.arange(kept, device=device) >= counts.unsqueeze(1), -math.inf)
+    return scores, [row[1 : 1 + n] for row, n in zip(host.tolist(), host[:, 0].tolist(), strict=True)]
