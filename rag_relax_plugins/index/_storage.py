@@ -14,7 +14,7 @@ import torch
 from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 
-__all__ = ["ItemStore", "RowBuffer", "encode_item_states"]
+__all__ = ["ItemStore", "RowBuffer", "StoreSnapshot", "encode_item_states"]
 
 _MIN_CAPACITY = 16
 _ENCODE_BATCH = 65536
@@ -84,6 +84,10 @@ class RowBuffer:
         torch.index_select(self._buf, 0, rows[first:], out=out[first:m])
         return out
 
+    def truncate(self, n: int) -> None:
+        """Drop the rows from ``n`` on (the buffer keeps its capacity); undoes an append."""
+        self._n = min(self._n, n)
+
     def replace(self, data: torch.Tensor, n: int | None = None) -> None:
         """Use ``data`` as the buffer, its first ``n`` rows (default all) filled (e.g. after deleting rows)."""
         self._buf = data
@@ -122,9 +126,43 @@ class ItemStore:
             buffer.replace(data, int(rows.shape[0]))
 
     def append(self, features: torch.Tensor, state: MoLItemState) -> None:
-        self.features.append(features)
-        self.components.append(state.components)
-        self.gate.append(state.gate)
+        """Append rows to every cache; on a failure (a buffer that cannot grow: out of memory) or
+        an interrupt, none keeps them."""
+        n = len(self.features)
+        try:
+            self.features.append(features)
+            self.components.append(state.components)
+            self.gate.append(state.gate)
+        except BaseException:
+            self.truncate(n)
+            raise
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def snapshot(self, rows: torch.Tensor) -> StoreSnapshot:
+        """Copies of ``rows`` of every cache and the row count, to undo a change
+        (:meth:`StoreSnapshot.restore`)."""
+        return StoreSnapshot(self, rows)
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` rows of every cache."""
+        for buffer in (self.features, self.components, self.gate):
+            buffer.truncate(n)
+
+
+class StoreSnapshot:
+    """Some rows of an :class:`ItemStore` and its length, as they were (see ``snapshot``)."""
+
+    def __init__(self, store: ItemStore, rows: torch.Tensor) -> None:
+        self.n, self.rows = len(store), rows
+        self.values = [b.data[rows].clone() for b in (store.features, store.components, store.gate)]
+
+    def restore(self, store: ItemStore) -> None:
+        """Drop the rows appended since, and put the copied rows back."""
+        store.truncate(self.n)
+        for buffer, values in zip((store.features, store.components, store.gate), self.values, strict=True):
+            buffer.data[self.rows] = values
 
 
 def encode_item_states(similarity: MoLSimilarity, feats: torch.Tensor, dtype: torch.dtype) -> MoLItemState:

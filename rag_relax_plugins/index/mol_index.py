@@ -222,6 +222,8 @@ class MoLIndex:
         Raises:
             ValueError: bad shapes, NaN/inf features, features beyond the float32 range, or
                 features whose encoded states are not finite; nothing is added then.
+            MemoryError: a cache could not grow; like an interrupt, it undoes the whole add
+                (replaced rows restored, no new id kept; edited first stages are rebuilt).
         """
         ids = check_ids("ids", ids, unique=True)
         dim = self.similarity.config.item_dim
@@ -232,28 +234,38 @@ class MoLIndex:
         state = self._encode(feats)
         check_encoded("item_features", state.components, state.gate)
         exists = torch.tensor([i in self._rows for i in ids], device=self.device)
-        if bool(exists.any()):
-            pos = exists.nonzero().squeeze(1)
-            rows = torch.tensor([self._rows[ids[int(p)]] for p in pos], device=self.device)
-            try:
+        pos, new = exists.nonzero().squeeze(1), (~exists).nonzero().squeeze(1)
+        rows = torch.tensor([self._rows[ids[p]] for p in pos.tolist()], dtype=torch.long, device=self.device)
+        before, n = self._store.snapshot(rows), len(self._ids)  # to undo a failed add
+        old_metadata, stages_edited = [self._metadata[r] for r in rows.tolist()], False
+        try:
+            if len(pos):
                 self._features[rows] = feats[pos]
                 self._items.components[rows] = state.components[pos]
                 self._items.gate[rows] = state.gate[pos]
                 for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
                     self._metadata[r] = metas[p]
+                stages_edited = True
                 self._first_stages.replace(rows, state.components[pos], len(self._ids))
-            except BaseException:  # e.g. an interrupt: the first stages may not match the cache now
+            if len(new):
+                start = len(self._ids)
+                self._store.append(feats[new], state.select(new))  # may fail (memory): nothing kept
+                for j, p in enumerate(new.tolist()):
+                    self._rows[ids[p]] = start + j
+                    self._ids.append(ids[p])
+                    self._metadata.append(metas[p])
+                stages_edited = True
+                self._first_stages.append(state.components[new], start)
+        except BaseException:  # out of memory, an interrupt: the index is put back as it was
+            for p in new.tolist():
+                self._rows.pop(ids[p], None)  # ids that were not in the index before
+            del self._ids[n:], self._metadata[n:]
+            for r, meta in zip(rows.tolist(), old_metadata, strict=True):
+                self._metadata[r] = meta
+            before.restore(self._store)
+            if stages_edited:  # they may hold the new vectors: rebuilt at their next use
                 self._first_stages.invalidate()
-                raise
-        new = (~exists).nonzero().squeeze(1)
-        if len(new):
-            start = len(self._ids)
-            for j, p in enumerate(new.tolist()):
-                self._rows[ids[p]] = start + j
-                self._ids.append(ids[p])
-                self._metadata.append(metas[p])
-            self._store.append(feats[new], state.select(new))
-            self._first_stages.append(state.components[new], start)
+            raise
 
     @torch.inference_mode()
     def delete(self, ids: Sequence[str], *, missing_ok: bool = False) -> None:
@@ -416,3 +428,4 @@ class MoLIndex:
         from rag_relax_plugins.index.persistence import load_index
 
         return load_index(Path(folder), device=device)
+
