@@ -214,7 +214,7 @@ def test_exact_filter_threshold_is_checked_when_set(tmp_path: Path) -> None:
     idx.exact_filter_threshold = np.int64(5)  # type: ignore[assignment]
     assert type(idx.exact_filter_threshold) is int
     idx.save(tmp_path / "ix")
-    assert MoLIndex.load(tmp_path / "ix").exact_filter_threshold == 5
+    assert MoLIndex.load(tmp_path / "ix", device="cpu").exact_filter_threshold == 5
     for bad in (None, 0, 2.5, True):
         with pytest.raises((TypeError, ValueError), match="exact_filter_threshold"):
             idx.exact_filter_threshold = bad  # type: ignore[assignment]

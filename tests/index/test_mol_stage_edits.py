@@ -211,7 +211,7 @@ def test_an_edited_stage_is_saved_with_its_label_map_and_loads_unrebuilt(kind: s
     index.save(tmp_path / "ix")
     config = json.loads((tmp_path / "ix" / "config.json").read_text())
     assert config["faiss_rows"] == ["avg", "per_embd"] and (tmp_path / "ix" / "stage_rows.safetensors").is_file()
-    loaded = MoLIndex.load(tmp_path / "ix")
+    loaded = MoLIndex.load(tmp_path / "ix", device="cpu")
     comps = loaded.item_state.components
     searchers = [loaded._first_stages.current(name, comps) for name in ("per_embd", "avg")]
     assert all(s is not None for s in searchers)  # read, not rebuilt
@@ -255,7 +255,7 @@ def test_a_damaged_label_map_is_refused_by_name(tmp_path: Path) -> None:
     config.pop("faiss_rows")
     config_path.write_text(json.dumps(config))
     path.unlink()
-    old = MoLIndex.load(tmp_path / "ix")
+    old = MoLIndex.load(tmp_path / "ix", device="cpu")
     q = torch.randn(2, 8)
     assert old.search(q, 4, strategy=TopKAvg(59))[1] == old.search(q, 4)[1]  # mismatched stage: rebuilt
 
@@ -353,7 +353,7 @@ def test_a_faiss_file_of_other_items_is_not_used(tmp_path: Path, caplog: pytest.
     big.save(tmp_path / "big")
     shutil.copy(tmp_path / "small" / "avg.faiss", tmp_path / "big" / "avg.faiss")
     with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.index.persistence"):
-        loaded = MoLIndex.load(tmp_path / "big")
+        loaded = MoLIndex.load(tmp_path / "big", device="cpu")
     assert "holds 100 vectors, not the 101" in caplog.text
     loaded.add(["d100"], torch.randn(1, 8))
     q = torch.randn(3, 8)
