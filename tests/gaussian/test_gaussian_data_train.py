@@ -215,3 +215,20 @@ def test_the_closing_line_of_a_resumed_run_without_best_epoch_follows_the_option
     assert _selected_by(result, val_file=False) == "training loss (no --val-file)"
     result["best_epoch"] = 2
     assert _selected_by(result, val_file=True) == "validation loss"
+
+
+def test_a_cpu_run_leaves_the_cuda_rngs_and_the_callers_generator_alone(tmp_path, pairs_file, monkeypatch) -> None:
+    """The run seeded with torch.manual_seed: every CUDA device reseeded (fork_rng does not
+    restore them) and the caller's CPU generator left at the run's state. Now only the CPU
+    generator and the run's own device are seeded, inside a fork."""
+    import torch
+
+    torch.manual_seed(123)
+    calls: list[object] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(("all", seed)))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(("one", seed)))
+    before = torch.get_rng_state()
+    first = train(_cfg(tmp_path / "a", pairs_file, seed=5))
+    assert calls == [] and torch.equal(torch.get_rng_state(), before)
+    torch.rand(7)  # another caller state: the run is still seeded by cfg.seed alone
+    assert train(_cfg(tmp_path / "b", pairs_file, seed=5))["history"]["step_loss"] == first["history"]["step_loss"]

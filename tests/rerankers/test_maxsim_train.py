@@ -363,3 +363,25 @@ def test_token_cache_gathers_from_a_cache_on_any_device(where: str) -> None:
     assert got.device.type == where and mask.device.type == where
     assert torch.equal(got.cpu(), expected) and torch.equal(mask.cpu(), expected_mask)
     assert expected_mask.sum(1).tolist() == [2, 3] and torch.equal(expected[0, :2], tokens[5:7])
+
+
+def test_a_cpu_run_leaves_the_cuda_rngs_and_the_callers_generator_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.manual_seed reseeded every CUDA device and left the caller's CPU generator at the
+    run's state; now only the run's devices are seeded, inside a fork."""
+    groups, queries, texts = synthetic()
+    torch.manual_seed(123)
+    calls: list[object] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(("all", seed)))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(("one", seed)))
+
+    def run(folder: str, reranker: MaxSimReranker) -> list[float]:
+        cfg = MaxSimTrainConfig(output_dir=str(tmp_path / folder), epochs=1, batch_size=4, hard_negatives=2,
+                                learning_rate=0.05, temperature=0.1, seed=1, show_progress=False)
+        return train_maxsim(cfg, groups, queries.texts, texts.texts, reranker=reranker)["history"]["step_loss"]
+
+    reranker = make_reranker()  # (building it draws from the caller's generator: before the snapshot)
+    before = torch.get_rng_state()
+    first = run("a", reranker)
+    assert calls == [] and torch.equal(torch.get_rng_state(), before)
+    torch.rand(7)
+    assert run("b", make_reranker()) == first
