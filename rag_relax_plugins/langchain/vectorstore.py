@@ -202,9 +202,9 @@ class MoLVectorStore(VectorStore):
         vectors = embed_texts(self._embedding, texts, batch)
         with self._lock:
             index = self._contents.ensure_index(vectors.shape[1], has_docs=bool(self._docs), index_kwargs=self._index_kwargs)
-            index.add(out, vectors)
-            for id_, text, meta in zip(out, texts, metas, strict=True):
-                self._docs[id_] = (text, meta)
+            new = {id_: (text, meta) for id_, text, meta in zip(out, texts, metas, strict=True)}
+            index.add(out, vectors)  # all or nothing; then one update, which an interrupt cannot split
+            self._docs.update(new)
         return out
 
     def add_documents(

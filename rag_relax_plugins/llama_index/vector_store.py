@@ -209,11 +209,12 @@ class MoLVectorStore(BasePydanticVectorStore):
         records = [record_of(node) for node in kept]
         with self._lock:
             index = self._ensure_index(vectors.shape[1])
-            index.add([node.node_id for node in kept], vectors)
-            for node, rec in zip(kept, records, strict=True):
-                self._nodes[node.node_id] = rec
-                if rec[0] in IMAGE_OR_INDEX and self._image_or_index_ids is not None:
-                    self._image_or_index_ids.add(node.node_id)
+            new = {node.node_id: rec for node, rec in zip(kept, records, strict=True)}
+            special = [i for i, rec in new.items() if rec[0] in IMAGE_OR_INDEX]
+            index.add(list(new), vectors)  # all or nothing; then single updates, not a loop to interrupt
+            self._nodes.update(new)
+            if self._image_or_index_ids is not None:
+                self._image_or_index_ids.update(special)
         return ids
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
