@@ -156,7 +156,7 @@ class StoreSnapshot:
 
     def __init__(self, store: ItemStore, rows: torch.Tensor) -> None:
         self.n, self.rows = len(store), rows
-        self.values = [b.data[rows].clone() for b in (store.features, store.components, store.gate)]
+        self.values = [b.data[rows] for b in (store.features, store.components, store.gate)]  # copies
 
     def restore(self, store: ItemStore) -> None:
         """Drop the rows appended since, and put the copied rows back."""

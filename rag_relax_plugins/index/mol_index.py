@@ -223,7 +223,9 @@ class MoLIndex:
             ValueError: bad shapes, NaN/inf features, features beyond the float32 range, or
                 features whose encoded states are not finite; nothing is added then.
             MemoryError: a cache could not grow; like an interrupt, it undoes the whole add
-                (replaced rows restored, no new id kept; edited first stages are rebuilt).
+                (replaced rows restored, no new id kept). A first stage it may have edited is
+                dropped and rebuilt at its next use: an IVF stage is retrained then, so the
+                approximate strategies' results can differ from before the failed add.
         """
         ids = check_ids("ids", ids, unique=True)
         dim = self.similarity.config.item_dim

@@ -1,5 +1,6 @@
 """A failed ``MoLIndex.add`` (out of memory while a cache grows, an interrupt) leaves the index as
-it was: ids, metadata, cached rows and search results, with the first stages consistent.
+it was: ids, metadata, cached rows and search results, with the first stages consistent (torch
+and flat stages here: a dropped IVF stage is retrained at its next use, with other cells).
 
 Before, the append path registered the new ids before the caches grew (a ``MemoryError`` in the
 second cache left ids without cache rows and the three caches of different lengths), and an
