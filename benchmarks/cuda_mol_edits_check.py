@@ -92,11 +92,13 @@ class Pair:
             s_d, i_d = dev.search(q.to(dev.device), K, strategy=strategy, filter=flt)  # type: ignore[arg-type]
             if s_d.device.type != dev.device.type:
                 self.failures.append(f"{self.name} {step} {name}: scores on {s_d.device}")
-            for index, ids in [(cpu, x) for x in i_c] + [(dev, x) for x in i_d]:
-                if self.deleted & set(ids):
-                    self.failures.append(f"{self.name} {step} {name}: deleted id returned")
-                if ok is not None and not all(ok(i, m) for i, m in zip(ids, index.get_metadata(ids), strict=True)):  # type: ignore[operator]
-                    self.failures.append(f"{self.name} {step} {name}: a result fails the filter")
+            for index, results in ((cpu, i_c), (dev, i_d)):
+                for b, ids in enumerate(results):  # b: the query, whose own filter ``ok`` checks
+                    if self.deleted & set(ids):
+                        self.failures.append(f"{self.name} {step} {name}: deleted id returned")
+                    metas = index.get_metadata(ids)
+                    if ok is not None and not all(ok(b, i, m) for i, m in zip(ids, metas, strict=True)):  # type: ignore[operator]
+                        self.failures.append(f"{self.name} {step} {name}: a result fails its query's filter")
             if name == "BruteForce":
                 exact_ids = {"cpu": i_c, "dev": i_d}
             if name in EXACT or self.approx_exact:
@@ -136,7 +138,7 @@ def run_pair(sim: MoLSimilarity, data: Synthetic, stage: str, device: str, cache
     g = torch.Generator().manual_seed(7)
     items = data.items(torch.randint(0, CLUSTERS, (N,), generator=data.g))
     ids = [f"d{i}" for i in range(N)]
-    meta = [{"shard": i % 4, "even": i % 2 == 0} for i in range(N)]
+    meta = [{"shard": i % 4, "even": i // 4 % 2 == 0} for i in range(N)]  # independent keys
     pair.apply("add", ids, items, metadata=meta)
     q, _ = data.queries(B)
     if stage != "torch":
@@ -158,16 +160,17 @@ def run_pair(sim: MoLSimilarity, data: Synthetic, stage: str, device: str, cache
                metadata=[{"shard": i % 4, "even": True} for i in range(300)])
     pair.compare("append 300", q)
 
-    pair.compare("filter 1 key", q, {"shard": 2}, lambda i, m: m["shard"] == 2)
-    pair.compare("filter 2 keys", q, {"shard": 1, "even": True}, lambda i, m: m == {"shard": 1, "even": True})
-    pair.compare("filter callable", q, lambda m: m["shard"] != 3, lambda i, m: m["shard"] != 3)
-    subset = pair.cpu.ids[::3]  # every third id: shard and parity cycle through all values
+    # every filter leaves more than exact_filter_threshold (500) items: they go through the masks
+    pair.compare("filter 1 key", q, {"shard": 2}, lambda b, i, m: m["shard"] == 2)
+    pair.compare("filter 2 keys", q, {"shard": 1, "even": True}, lambda b, i, m: m == {"shard": 1, "even": True})
+    pair.compare("filter callable", q, lambda m: m["shard"] != 3, lambda b, i, m: m["shard"] != 3)
+    subset = pair.cpu.ids[::3]
     allowed = set(subset)
-    pair.compare("filter id list", q, subset, lambda i, m: i in allowed)
-    odd = pair.cpu.ids[1::3]
-    per_query = [subset if j % 2 else odd for j in range(B)]  # two groups of queries
-    either = allowed | set(odd)
-    pair.compare("filter per query", q, per_query, lambda i, m: i in either)
+    pair.compare("filter id list", q, subset, lambda b, i, m: i in allowed)
+    other = pair.cpu.ids[1::3]
+    per_query = [subset if j % 2 else other for j in range(B)]  # two groups of queries
+    own = [set(ids) for ids in per_query]
+    pair.compare("filter per query", q, per_query, lambda b, i, m: i in own[b])
 
     with tempfile.TemporaryDirectory() as tmp:
         pair.cpu.save(Path(tmp, "cpu"))
