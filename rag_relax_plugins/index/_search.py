@@ -375,8 +375,9 @@ def _assemble(
 ) -> tuple[torch.Tensor, list[list[int]]]:
     """The groups' ``(query indices, scores, rows)`` as one padded result, each query's found
     rows moved to the front in their order. Whole-batch tensor ops and one copy to the host: a
-    loop over queries cost several device round trips each (about 10 ms of a 13.5 ms
-    ``TopKAvg(500)`` search of 32 queries on an H200, ``cuda_mol_check.py --profile``)."""
+    loop over queries cost several device round trips each (a ``TopKAvg(500)`` search of 32
+    queries over 1M items on an H200: 9.1-10.3 ms with the loop, 3.5-3.7 ms without;
+    ``cuda_mol_check.py``, 2026-12-04, ``benchmarks/results/cuda_mol_assembly_ab.json``)."""
     width = max((r.shape[1] for _, _, r in parts), default=0)
     scores = torch.full((b, width), -math.inf, device=device)
     rows = torch.full((b, width), -1, dtype=torch.long, device=device)
