@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA checks, in one call of the device tool (about 3 minutes on an H200):
+# The CUDA checks, in one call of the device tool (about 2 minutes on an H200):
 #   here, once: python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl faiss-cpu==1.15.1
 #   then: bash benchmarks/gpu/run_cuda_checks.sh   (carry .whl; without it FAISS stages are skipped)
@@ -28,7 +28,7 @@ step edits 150 python3 benchmarks/cuda_mol_edits_check.py
 step core 90 python3 benchmarks/cuda_check.py
 step mol 200 python3 benchmarks/cuda_mol_check.py --profile
 step neg_l2 60 python3 benchmarks/bench_neg_l2.py --device cuda --no-step
-step pytest_gpu 90 python3 -m pytest -m gpu -q -p no:cacheprovider tests/core/test_device.py tests/rerankers/test_maxsim_train.py
+step pytest_gpu 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/core/test_device.py tests/rerankers/test_maxsim_train.py tests/gaussian/test_gaussian_data_train.py
 # the index and core suites under the image's torch and numpy (other versions than CI's; they
 # run on the CPU: the tests pin their device)
 step pytest_index_core 300 python3 -m pytest -q -p no:cacheprovider -x tests/index tests/core

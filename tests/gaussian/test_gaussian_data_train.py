@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -232,3 +233,15 @@ def test_a_cpu_run_leaves_the_cuda_rngs_and_the_callers_generator_alone(tmp_path
     assert calls == [] and torch.equal(torch.get_rng_state(), before)
     torch.rand(7)  # another caller state: the run is still seeded by cfg.seed alone
     assert train(_cfg(tmp_path / "b", pairs_file, seed=5))["history"]["step_loss"] == first["history"]["step_loss"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_run_leaves_the_callers_cuda_and_cpu_generators_as_they_were(tmp_path, pairs_file) -> None:
+    import torch
+
+    torch.manual_seed(123)
+    before = (torch.get_rng_state(), torch.cuda.get_rng_state())
+    out = train(_cfg(tmp_path, pairs_file, device="cuda", seed=5))
+    assert out["steps"] > 0 and all(math.isfinite(x) for x in out["history"]["step_loss"])
+    assert torch.equal(torch.get_rng_state(), before[0]) and torch.equal(torch.cuda.get_rng_state(), before[1])

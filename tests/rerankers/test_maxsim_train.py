@@ -385,3 +385,18 @@ def test_a_cpu_run_leaves_the_cuda_rngs_and_the_callers_generator_alone(tmp_path
     assert calls == [] and torch.equal(torch.get_rng_state(), before)
     torch.rand(7)
     assert run("b", make_reranker()) == first
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_run_leaves_the_callers_cuda_and_cpu_generators_as_they_were(tmp_path: Path) -> None:
+    groups, queries, texts = synthetic()
+    reranker = MaxSimReranker(MaxSimConfig(projection_dim=8, token_dim=DIM, seed=0),
+                              encoder=HashingEncoder(dim=DIM, seed=2), device="cuda")
+    torch.manual_seed(123)
+    before = (torch.get_rng_state(), torch.cuda.get_rng_state())
+    cfg = MaxSimTrainConfig(output_dir=str(tmp_path / "a"), epochs=1, batch_size=4, hard_negatives=2,
+                            learning_rate=0.05, temperature=0.1, seed=1, show_progress=False)
+    result = train_maxsim(cfg, groups, queries.texts, texts.texts, reranker=reranker)
+    assert result["steps"] == 2 and all(np.isfinite(result["history"]["step_loss"]))
+    assert torch.equal(torch.get_rng_state(), before[0]) and torch.equal(torch.cuda.get_rng_state(), before[1])
