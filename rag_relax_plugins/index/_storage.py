@@ -145,6 +145,15 @@ class ItemStore:
         (:meth:`StoreSnapshot.restore`)."""
         return StoreSnapshot(self, rows)
 
+    def buffers(self) -> list[tuple[torch.Tensor, int]]:
+        """The caches' current buffers and row counts (references, no copy), for
+        :meth:`restore_buffers` after a change that replaced them (a delete)."""
+        return [(b._buf, b._n) for b in (self.features, self.components, self.gate)]
+
+    def restore_buffers(self, buffers: list[tuple[torch.Tensor, int]]) -> None:
+        for buffer, (data, n) in zip((self.features, self.components, self.gate), buffers, strict=True):
+            buffer.replace(data, n)
+
     def truncate(self, n: int) -> None:
         """Keep the first ``n`` rows of every cache."""
         for buffer in (self.features, self.components, self.gate):

@@ -284,14 +284,26 @@ class MoLIndex:
         kept[gone_rows] = False
         gone_set = set(gone_rows)
         tail = [r for r in range(first, n) if r not in gone_set]
+        old_ids, old_metadata = self._ids[first:], self._metadata[first:]  # to undo (references)
+        before = self._store.buffers()
         self._store.keep(kept.nonzero().squeeze(1).to(self.device), first)  # first: it may fail (memory)
-        for r in gone_rows:
-            del self._rows[self._ids[r]]
-        self._ids[first:] = [self._ids[r] for r in tail]
-        self._metadata[first:] = [self._metadata[r] for r in tail]
-        for r in range(first, len(self._ids)):
-            self._rows[self._ids[r]] = r
-        self._first_stages.delete(kept.to(self.device))
+        stages_edited = False
+        try:
+            for r in gone_rows:
+                del self._rows[self._ids[r]]
+            self._ids[first:] = [old_ids[r - first] for r in tail]
+            self._metadata[first:] = [old_metadata[r - first] for r in tail]
+            for r in range(first, len(self._ids)):
+                self._rows[self._ids[r]] = r
+            stages_edited = True
+            self._first_stages.delete(kept.to(self.device))
+        except BaseException:  # an interrupt: the index is put back as it was
+            self._store.restore_buffers(before)
+            self._ids[first:], self._metadata[first:] = old_ids, old_metadata
+            self._rows.update((i, first + j) for j, i in enumerate(old_ids))
+            if stages_edited:
+                self._first_stages.invalidate()
+            raise
 
     @torch.inference_mode()
     def reencode(self) -> None:

@@ -128,3 +128,54 @@ def test_an_interrupt_while_upserted_rows_are_written_puts_them_back(monkeypatch
             index.add(["d1", "d2"], torch.randn(2, 16) * 5, [{"x": 1}, {"x": 2}])
     _assert_same(_snapshot(index, q), before)
     assert torch.equal(index._items.components, comps)
+
+
+class _InterruptingRows(dict):  # type: ignore[type-arg]
+    """The index's id -> row map, interrupted at its ``after``-th write (a KeyboardInterrupt in
+    the middle of a delete's renumbering)."""
+
+    def __init__(self, rows: dict[str, int], after: int) -> None:
+        super().__init__(rows)
+        self.left = after
+
+    def _tick(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+
+    def __setitem__(self, key: str, value: int) -> None:
+        self._tick()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._tick()
+        super().__delitem__(key)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("after", [1, 3, 20])
+def test_an_interrupt_inside_a_delete_leaves_the_index_as_it_was(kind: str, after: int) -> None:
+    """A delete compacts the caches, then renumbers the ids after the first deleted row: an
+    interrupt in between left the caches compacted and the ids half renumbered (rows of other
+    items: wrong results, or an IndexError past the end). Now the caches and ids are put back."""
+    index, q = _index(kind), torch.randn(20, 16)
+    before = _snapshot(index, q)
+    rows = index._rows
+    index._rows = _InterruptingRows(rows, after)
+    with pytest.raises(KeyboardInterrupt):
+        index.delete(["d4", "d17", "d30"])
+    index._rows = dict(index._rows)
+    _assert_same(_snapshot(index, q), before)
+    index.delete(["d4", "d17", "d30"])
+    assert len(index) == 37 and "d17" not in index and index.search(q, 37)[1][0].count("d18") == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_interrupt_in_the_first_stages_delete_undoes_the_delete(monkeypatch, kind: str) -> None:
+    index, q = _index(kind), torch.randn(20, 16)
+    before = _snapshot(index, q)
+    with monkeypatch.context() as m:
+        _fail_on_call(m, FirstStages, "delete", 1, KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            index.delete(["d0", "d39"])
+    _assert_same(_snapshot(index, q), before)
