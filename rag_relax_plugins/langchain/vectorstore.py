@@ -236,9 +236,14 @@ class MoLVectorStore(VectorStore):
         with self._lock:
             targets = list(self._docs) if ids is None else [i for i in dict.fromkeys(ids) if i in self._docs]
             if targets and self._contents.index is not None:
-                self._contents.index.delete(targets, missing_ok=True)
-            for i in targets:
-                del self._docs[i]
+                self._contents.index.delete(targets, missing_ok=True)  # all or nothing
+            try:
+                for i in targets:
+                    del self._docs[i]
+            except BaseException:  # an interrupt: the index no longer holds them, nor may the store
+                for i in targets:
+                    self._docs.pop(i, None)
+                raise
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:

@@ -245,9 +245,14 @@ class MoLVectorStore(BasePydanticVectorStore):
 
     def _remove(self, ids: list[str]) -> None:
         if ids and self._index is not None:
-            self._index.delete(ids, missing_ok=True)
-        for i in ids:
-            self._nodes.pop(i, None)
+            self._index.delete(ids, missing_ok=True)  # all or nothing
+        try:
+            for i in ids:
+                self._nodes.pop(i, None)
+        except BaseException:  # an interrupt: the index no longer holds them, nor may the store
+            for i in ids:
+                self._nodes.pop(i, None)
+            raise
 
     # ------------------------------------------------------------------ reading
     def get_nodes(
