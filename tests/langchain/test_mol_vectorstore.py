@@ -606,3 +606,27 @@ def test_a_store_file_repeating_an_id_is_refused(tmp_path: Path) -> None:
     file.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match="disagree on the stored ids"):
         MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
+
+
+class _InterruptedDelete(dict):  # type: ignore[type-arg]
+    """The store's document map, interrupted at its second deletion."""
+
+    def __init__(self, docs: dict[str, Any]) -> None:
+        super().__init__(docs)
+        self.deletions = 0
+
+    def __delitem__(self, key: str) -> None:
+        self.deletions += 1
+        if self.deletions == 2:
+            raise KeyboardInterrupt
+        super().__delitem__(key)
+
+
+def test_an_interrupt_after_the_index_delete_still_removes_every_document(store: MoLVectorStore) -> None:
+    """The index drops the ids all at once; the store then dropped its documents one by one, and an
+    interrupt left some that the index no longer held (len and get_by_ids disagreed with search)."""
+    store._docs = _InterruptedDelete(store._docs)
+    with pytest.raises(KeyboardInterrupt):
+        store.delete(["a", "b", "c"])
+    assert len(store) == 1 and store.get_by_ids(["a", "b", "c", "d"])[0].id == "d"
+    assert [d.id for d in store.similarity_search(TEXTS[0], k=4)] == ["d"]

@@ -423,3 +423,26 @@ async def test_concurrent_adds_and_queries_stay_consistent() -> None:
         *[s.aquery(_q("text", k=3)) for _ in range(10)],
     )
     assert len(s) == 20 and sorted(s.client.ids) == sorted(n.node_id for n in nodes)  # type: ignore[union-attr]
+
+
+class _InterruptedPop(dict):  # type: ignore[type-arg]
+    """The store's node map, interrupted at its second pop."""
+
+    def __init__(self, nodes: dict[str, Any]) -> None:
+        super().__init__(nodes)
+        self.pops = 0
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.pops += 1
+        if self.pops == 2:
+            raise KeyboardInterrupt
+        return super().pop(key, *default)
+
+
+def test_an_interrupt_after_the_index_delete_still_removes_every_node(store: MoLVectorStore) -> None:
+    """The index drops the ids all at once; the store then popped its nodes one by one, and an
+    interrupt left some that the index no longer held."""
+    store._nodes = _InterruptedPop(store._nodes)
+    with pytest.raises(KeyboardInterrupt):
+        store.delete_nodes(["n1", "n2", "n3"])
+    assert sorted(store._nodes) == ["n4"] and run(store, _q(TEXTS["n4"][0])).ids == ["n4"]
