@@ -84,6 +84,10 @@ class RowBuffer:
         torch.index_select(self._buf, 0, rows[first:], out=out[first:m])
         return out
 
+    def state(self) -> tuple[torch.Tensor, int]:
+        """``(buffer, filled rows)``: the buffer itself, not a copy (for :meth:`replace`)."""
+        return self._buf, self._n
+
     def truncate(self, n: int) -> None:
         """Drop the rows from ``n`` on (the buffer keeps its capacity); undoes an append."""
         self._n = min(self._n, n)
@@ -147,10 +151,11 @@ class ItemStore:
 
     def buffers(self) -> list[tuple[torch.Tensor, int]]:
         """The caches' current buffers and row counts (references, no copy), for
-        :meth:`restore_buffers` after a change that replaced them (a delete)."""
-        return [(b._buf, b._n) for b in (self.features, self.components, self.gate)]
+        :meth:`restore_buffers` after a change that replaced them (a delete: :meth:`keep`)."""
+        return [b.state() for b in (self.features, self.components, self.gate)]
 
     def restore_buffers(self, buffers: list[tuple[torch.Tensor, int]]) -> None:
+        """Put back what :meth:`buffers` returned (whichever of the caches were replaced since)."""
         for buffer, (data, n) in zip((self.features, self.components, self.gate), buffers, strict=True):
             buffer.replace(data, n)
 

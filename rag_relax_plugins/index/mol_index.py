@@ -284,11 +284,10 @@ class MoLIndex:
         kept[gone_rows] = False
         gone_set = set(gone_rows)
         tail = [r for r in range(first, n) if r not in gone_set]
-        old_ids, old_metadata = self._ids[first:], self._metadata[first:]  # to undo (references)
-        before = self._store.buffers()
-        self._store.keep(kept.nonzero().squeeze(1).to(self.device), first)  # first: it may fail (memory)
-        stages_edited = False
+        old_ids, old_metadata = self._ids[first:], self._metadata[first:]  # copies of the tails, to undo
+        before, stages_edited = self._store.buffers(), False  # the buffers themselves: keep builds new ones
         try:
+            self._store.keep(kept.nonzero().squeeze(1).to(self.device), first)  # first: it may fail (memory)
             for r in gone_rows:
                 del self._rows[self._ids[r]]
             self._ids[first:] = [old_ids[r - first] for r in tail]
@@ -300,7 +299,7 @@ class MoLIndex:
         except BaseException:  # an interrupt: the index is put back as it was
             self._store.restore_buffers(before)
             self._ids[first:], self._metadata[first:] = old_ids, old_metadata
-            self._rows.update((i, first + j) for j, i in enumerate(old_ids))
+            self._rows.update(zip(old_ids, range(first, n), strict=True))  # one C call: no interrupt inside
             if stages_edited:
                 self._first_stages.invalidate()
             raise

@@ -179,3 +179,27 @@ def test_an_interrupt_in_the_first_stages_delete_undoes_the_delete(monkeypatch, 
         with pytest.raises(KeyboardInterrupt):
             index.delete(["d0", "d39"])
     _assert_same(_snapshot(index, q), before)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("call", [1, 2, 3])
+def test_an_interrupt_while_the_compacted_caches_are_installed_undoes_the_delete(monkeypatch, kind: str, call: int) -> None:
+    """A delete installs its three compacted caches one after another: an interrupt after the
+    first left caches of different lengths (found by review with a real SIGINT)."""
+    index, q = _index(kind), torch.randn(20, 16)
+    before = _snapshot(index, q)
+    store = index._store
+    original, calls = RowBuffer.replace, [0]
+
+    def replace_then_interrupt(self: RowBuffer, data: torch.Tensor, n: int | None = None) -> None:
+        original(self, data, n)
+        if any(self is b for b in (store.features, store.components, store.gate)):
+            calls[0] += 1
+            if calls[0] == call:
+                raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(RowBuffer, "replace", replace_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            index.delete(["d4", "d17"])
+    _assert_same(_snapshot(index, q), before)
