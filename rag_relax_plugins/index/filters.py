@@ -111,6 +111,8 @@ _SCALARS = frozenset({str, int, float, type(None)})  # exact types: bool is not 
 def _json_equal(a: object, b: object) -> bool:
     if type(a) in _SCALARS and type(b) in _SCALARS:  # the usual case, first: a filter scans every item
         return a == b
+    if type(a).__module__ == "numpy" or type(b).__module__ == "numpy":  # a stored numpy scalar (the
+        return _json_equal(_plain(a), _plain(b))  # LangChain store keeps them): np.int64(1) == [1, 2] is an array
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, Mapping) and isinstance(b, Mapping):
@@ -265,6 +267,23 @@ def ids_matching(
     return [ids[p] for p in positions_matching(metadata, predicate)]
 
 
+_MISSING = object()
+_FAST_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _positions_where(metadata: Sequence[Mapping[str, Any]], positions: Sequence[int], key: str, value: object) -> list[int]:
+    """The ``positions`` whose metadata has ``key`` equal to the (plain) filter ``value``, in
+    order, by :func:`_json_equal`. For a string, number, boolean or ``None`` the usual case is
+    decided inline (a stored value of the same type that ``==`` the value: no call per item, a
+    filter scans every item); only a value that ``==`` it with another type (``True == 1``,
+    ``1.0 == 1``, a numpy scalar) goes through :func:`_json_equal`."""
+    t = type(value)
+    if t in _FAST_TYPES:
+        return [p for p in positions
+                if (v := metadata[p].get(key, _MISSING)) == value and (type(v) is t or _json_equal(v, value))]
+    return [p for p in positions if key in metadata[p] and _json_equal(metadata[p][key], value)]
+
+
 def positions_matching(
     metadata: Sequence[dict[str, Any]],
     predicate: Callable[[Mapping[str, Any]], bool] | Mapping[str, Any],
@@ -282,11 +301,10 @@ def positions_matching(
         want = [(key, _plain(value)) for key, value in predicate.items()]
         if not want:
             return list(range(len(metadata)))
-        key, value = want[0]
-        kept = [p for p, m in enumerate(metadata) if key in m and _json_equal(m[key], value)]
-        for key, value in want[1:]:
-            kept = [p for p in kept if key in metadata[p] and _json_equal(metadata[p][key], value)]
-        return kept
+        kept: Sequence[int] = range(len(metadata))
+        for key, value in want:
+            kept = _positions_where(metadata, kept, key, value)
+        return list(kept)
     if not callable(predicate):
         raise TypeError(f"predicate must be a callable or a dict, got {type(predicate).__name__}")
     return [p for p, m in enumerate(metadata) if predicate(MappingProxyType(m))]

@@ -5,23 +5,36 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import torch
 
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.index import MoLIndex
 from rag_relax_plugins.index.filters import metadata_matches, positions_matching
 
-VALUES = [0, 1, 1.0, 2, True, False, None, "1", "a", [1], [True], {"x": 1}, {"x": True}]
+VALUES = [0, 1, 1.0, 2, -0.0, float("nan"), True, False, None, "1", "a", "", [1], [True], [], {"x": 1}, {"x": True},
+          np.int64(1), np.float32(1.0), np.bool_(True), np.str_("a")]
 
 
 def test_key_by_key_narrowing_matches_the_all_keys_reference() -> None:
     rng = random.Random(3)
     keys = ["a", "b", "c"]
     metadata = [{k: rng.choice(VALUES) for k in keys if rng.random() < 0.8} for _ in range(400)]
-    for _ in range(300):
+    for _ in range(1_000):  # the filter values as a filter gives them (numpy ones become plain)
         want = {k: rng.choice(VALUES) for k in rng.sample(keys, rng.randint(0, 3))}
         expected = [p for p, m in enumerate(metadata) if metadata_matches(m, want)]
         assert positions_matching(metadata, want) == expected, want
+
+
+def test_a_stored_numpy_scalar_against_a_list_value_neither_matches_nor_raises() -> None:
+    """np.int64(1) == [1] is array([True]) (it matched) and np.int64(1) == [1, 2] an array whose
+    truth value raised; stored numpy scalars compare as the Python values they hold."""
+    metadata = [{"n": np.int64(1)}, {"n": [1]}, {"n": np.bool_(True)}, {"n": np.float32(0.5)}]
+    assert positions_matching(metadata, {"n": [1]}) == [1]
+    assert positions_matching(metadata, {"n": [1, 2]}) == []
+    assert positions_matching(metadata, {"n": 1}) == [0]  # np.bool_(True) is a boolean, not the number 1
+    assert positions_matching(metadata, {"n": True}) == [2]
+    assert positions_matching(metadata, {"n": 0.5}) == [3]
 
 
 def test_a_filtered_search_uses_the_matching_rows() -> None:

@@ -630,3 +630,16 @@ def test_an_interrupt_after_the_index_delete_still_removes_every_document(store:
         store.delete(["a", "b", "c"])
     assert len(store) == 1 and store.get_by_ids(["a", "b", "c", "d"])[0].id == "d"
     assert [d.id for d in store.similarity_search(TEXTS[0], k=4)] == ["d"]
+
+
+def test_list_filters_against_numpy_scalar_metadata() -> None:
+    """The store keeps numpy scalars in metadata (a value read from a DataFrame); a list filter
+    value compared with one raised numpy's "truth value of an array is ambiguous" ({"n": [1, 2]})
+    or matched it ({"n": [1]} against np.int64(1))."""
+    import numpy as np
+
+    s = MoLVectorStore.from_texts(["a b", "c d"], HashingEmbeddings(), metadatas=[{"n": np.int64(1)}, {"n": [1, 2]}],
+                                  ids=["x", "y"])
+    assert [d.id for d in s.similarity_search("a b", k=2, filter={"n": [1, 2]})] == ["y"]
+    assert [d.id for d in s.similarity_search("a b", k=2, filter={"n": [1]})] == []
+    assert [d.id for d in s.similarity_search("a b", k=2, filter={"n": 1})] == ["x"]
