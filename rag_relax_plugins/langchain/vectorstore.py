@@ -37,6 +37,7 @@ from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.index.filters import id_list
+from rag_relax_plugins.index.store_sync import add_in_step, delete_in_step
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.langchain._mol_checks import check_mmr_args, check_search_kwargs
 from rag_relax_plugins.langchain._mol_contents import Contents
@@ -203,8 +204,7 @@ class MoLVectorStore(VectorStore):
         with self._lock:
             index = self._contents.ensure_index(vectors.shape[1], has_docs=bool(self._docs), index_kwargs=self._index_kwargs)
             new = {id_: (text, meta) for id_, text, meta in zip(out, texts, metas, strict=True)}
-            index.add(out, vectors)  # all or nothing; then one update, which an interrupt cannot split
-            self._docs.update(new)
+            add_in_step(index, out, vectors, lambda: self._docs.update(new))  # one update, in step
         return out
 
     def add_documents(
@@ -235,15 +235,7 @@ class MoLVectorStore(VectorStore):
         ids = None if ids is None else id_list("ids", ids)
         with self._lock:
             targets = list(self._docs) if ids is None else [i for i in dict.fromkeys(ids) if i in self._docs]
-            if targets and self._contents.index is not None:
-                self._contents.index.delete(targets, missing_ok=True)  # all or nothing
-            try:
-                for i in targets:
-                    del self._docs[i]
-            except BaseException:  # an interrupt: the index no longer holds them, nor may the store
-                for i in targets:
-                    self._docs.pop(i, None)
-                raise
+            delete_in_step(self._contents.index, targets, lambda i: self._docs.pop(i, None))
         return True
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:

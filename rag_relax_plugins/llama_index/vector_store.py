@@ -47,6 +47,7 @@ from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_count, check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
+from rag_relax_plugins.index.store_sync import add_in_step, delete_in_step
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.llama_index._mol_filters import check_filters
 from rag_relax_plugins.llama_index._mol_inputs import IMAGE_OR_INDEX, mmr_weight, node_vectors
@@ -211,10 +212,13 @@ class MoLVectorStore(BasePydanticVectorStore):
             index = self._ensure_index(vectors.shape[1])
             new = {node.node_id: rec for node, rec in zip(kept, records, strict=True)}
             special = [i for i, rec in new.items() if rec[0] in IMAGE_OR_INDEX]
-            index.add(list(new), vectors)  # all or nothing; then single updates, not a loop to interrupt
-            self._nodes.update(new)
-            if self._image_or_index_ids is not None:
-                self._image_or_index_ids.update(special)
+
+            def record() -> None:
+                self._nodes.update(new)
+                if self._image_or_index_ids is not None:
+                    self._image_or_index_ids.update(special)
+
+            add_in_step(index, list(new), vectors, record)
         return ids
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -244,15 +248,7 @@ class MoLVectorStore(BasePydanticVectorStore):
             self._remove(list(self._nodes))
 
     def _remove(self, ids: list[str]) -> None:
-        if ids and self._index is not None:
-            self._index.delete(ids, missing_ok=True)  # all or nothing
-        try:
-            for i in ids:
-                self._nodes.pop(i, None)
-        except BaseException:  # an interrupt: the index no longer holds them, nor may the store
-            for i in ids:
-                self._nodes.pop(i, None)
-            raise
+        delete_in_step(self._index, ids, lambda i: self._nodes.pop(i, None))
 
     # ------------------------------------------------------------------ reading
     def get_nodes(

@@ -24,6 +24,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from rag_relax_plugins.embedders.hashing import HashingEncoder
+from rag_relax_plugins.index import MoLIndex
 from rag_relax_plugins.llama_index.vector_store import MoLVectorStore
 
 DIM = 64
@@ -446,3 +447,42 @@ def test_an_interrupt_after_the_index_delete_still_removes_every_node(store: MoL
     with pytest.raises(KeyboardInterrupt):
         store.delete_nodes(["n1", "n2", "n3"])
     assert sorted(store._nodes) == ["n4"] and run(store, _q(TEXTS["n4"][0])).ids == ["n4"]
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_an_interrupt_around_the_index_add_leaves_store_and_index_in_step(
+    store: MoLVectorStore, monkeypatch: pytest.MonkeyPatch, committed: bool
+) -> None:
+    """An interrupt right after the index committed an add (it can arrive before the store records
+    it) or before: either way the store then holds exactly the ids the index holds."""
+    original = MoLIndex.add
+
+    def interrupted_add(self: MoLIndex, *args: Any, **kwargs: Any) -> None:
+        if committed:
+            original(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    node = TextNode(id_="n9", text="a brand new text", embedding=EMB.get_text_embedding("a brand new text"))
+    with monkeypatch.context() as m:
+        m.setattr(MoLIndex, "add", interrupted_add)
+        with pytest.raises(KeyboardInterrupt):
+            store.add([node])
+    assert store._index is not None and sorted(store._nodes) == sorted(store._index.ids)
+    assert ("n9" in store._nodes) == committed
+    assert set(run(store, _q("a brand new text", k=10)).ids) == set(store._index.ids)  # no KeyError
+
+
+def test_an_interrupt_after_the_index_delete_committed_leaves_the_store_in_step(
+    store: MoLVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = MoLIndex.delete
+
+    def interrupted_delete(self: MoLIndex, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(MoLIndex, "delete", interrupted_delete)
+        with pytest.raises(KeyboardInterrupt):
+            store.delete_nodes(["n1", "n2"])
+    assert sorted(store._nodes) == ["n3", "n4"] and sorted(run(store, _q("cat", k=10)).ids) == ["n3", "n4"]
