@@ -83,6 +83,12 @@ class Synthetic:
         return q.reshape(b, D_QUERY), interests[torch.arange(b), pick]
 
 
+def head_config() -> MoLConfig:
+    """The issue's MoL head: P_q x P_x = 4 x 4, d_P = 64 (also the CUDA checks' head)."""
+    return MoLConfig(query_dim=D_QUERY, item_dim=D_ITEM, num_query_embeddings=4, num_item_embeddings=4,
+                     component_dim=64, tau=0.05, gate_hidden_dim=64, softmax_dropout=0.1)
+
+
 def train(sim: MoLSimilarity, data: Synthetic, steps: int, batch: int) -> float:
     opt = torch.optim.Adam(sim.parameters(), lr=3e-3)
     sim.train()
@@ -154,17 +160,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     data = Synthetic(args.seed)
-    cfg = MoLConfig(
-        query_dim=D_QUERY,
-        item_dim=D_ITEM,
-        num_query_embeddings=4,
-        num_item_embeddings=4,
-        component_dim=64,
-        tau=0.05,
-        gate_hidden_dim=64,
-        softmax_dropout=0.1,
-    )
-    sim = MoLSimilarity(cfg)
+    sim = MoLSimilarity(head_config())
     train_s = train(sim, data, args.steps, batch=args.batch)
     print(f"trained {args.steps} steps in {train_s:.1f} s", flush=True)
 

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Bar, best_time, check_bars, print_table, write_results
-from bench_mol_scale import CLUSTERS, D_ITEM, D_QUERY, Synthetic, train
+from bench_mol_scale import CLUSTERS, D_ITEM, Synthetic, head_config, train
 
-from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.index import (
     BruteForce,
     Combined,
@@ -68,9 +68,7 @@ def main() -> int:
         raise SystemExit("no CUDA device")
     torch.manual_seed(0)
     data = Synthetic(0)
-    cfg = MoLConfig(query_dim=D_QUERY, item_dim=D_ITEM, num_query_embeddings=4, num_item_embeddings=4,
-                    component_dim=64, tau=0.05, gate_hidden_dim=64, softmax_dropout=0.1)
-    sim = MoLSimilarity(cfg)
+    sim = MoLSimilarity(head_config())
     train(sim, data, steps=150, batch=256)
     q, _ = data.queries(32)
     results: dict[str, object] = {}

@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Bar, check_bars, print_table, write_results
-from bench_mol_scale import CLUSTERS, D_ITEM, D_QUERY, Synthetic, train
+from bench_mol_scale import CLUSTERS, Synthetic, head_config, train
 
-from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
+from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.index import (
     BruteForce,
     Combined,
@@ -199,9 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no CUDA device (use --device cpu for a dry run)")
     torch.manual_seed(0)
     data = Synthetic(0)
-    cfg = MoLConfig(query_dim=D_QUERY, item_dim=D_ITEM, num_query_embeddings=4, num_item_embeddings=4,
-                    component_dim=64, tau=0.05, gate_hidden_dim=64, softmax_dropout=0.1)
-    sim = MoLSimilarity(cfg)
+    sim = MoLSimilarity(head_config())
     train(sim, data, steps=60, batch=256)
     stages = ["torch"] + (["flat", "ivf", "hnsw"] if importlib.util.find_spec("faiss") else [])
     cases = [(s, "fp32") for s in stages] + [("torch", "bf16")]

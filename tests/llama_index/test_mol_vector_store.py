@@ -24,7 +24,6 @@ from llama_index.core.vector_stores.types import (
 )
 
 from rag_relax_plugins.embedders.hashing import HashingEncoder
-from rag_relax_plugins.index import MoLIndex
 from rag_relax_plugins.llama_index.vector_store import MoLVectorStore
 
 DIM = 64
@@ -426,24 +425,10 @@ async def test_concurrent_adds_and_queries_stay_consistent() -> None:
     assert len(s) == 20 and sorted(s.client.ids) == sorted(n.node_id for n in nodes)  # type: ignore[union-attr]
 
 
-class _InterruptedPop(dict):  # type: ignore[type-arg]
-    """The store's node map, interrupted at its second pop."""
-
-    def __init__(self, nodes: dict[str, Any]) -> None:
-        super().__init__(nodes)
-        self.pops = 0
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self.pops += 1
-        if self.pops == 2:
-            raise KeyboardInterrupt
-        return super().pop(key, *default)
-
-
-def test_an_interrupt_after_the_index_delete_still_removes_every_node(store: MoLVectorStore) -> None:
+def test_an_interrupt_after_the_index_delete_still_removes_every_node(store: MoLVectorStore, interrupted_at_pop) -> None:  # type: ignore[no-untyped-def]
     """The index drops the ids all at once; the store then popped its nodes one by one, and an
     interrupt left some that the index no longer held."""
-    store._nodes = _InterruptedPop(store._nodes)
+    store._nodes = interrupted_at_pop(store._nodes)
     with pytest.raises(KeyboardInterrupt):
         store.delete_nodes(["n1", "n2", "n3"])
     assert sorted(store._nodes) == ["n4"] and run(store, _q(TEXTS["n4"][0])).ids == ["n4"]
@@ -451,38 +436,23 @@ def test_an_interrupt_after_the_index_delete_still_removes_every_node(store: MoL
 
 @pytest.mark.parametrize("committed", [True, False])
 def test_an_interrupt_around_the_index_add_leaves_store_and_index_in_step(
-    store: MoLVectorStore, monkeypatch: pytest.MonkeyPatch, committed: bool
+    store: MoLVectorStore, interrupt_index: Any, committed: bool
 ) -> None:
     """An interrupt right after the index committed an add (it can arrive before the store records
     it) or before: either way the store then holds exactly the ids the index holds."""
-    original = MoLIndex.add
-
-    def interrupted_add(self: MoLIndex, *args: Any, **kwargs: Any) -> None:
-        if committed:
-            original(self, *args, **kwargs)
-        raise KeyboardInterrupt
-
+    interrupt_index("add", committed)
     node = TextNode(id_="n9", text="a brand new text", embedding=EMB.get_text_embedding("a brand new text"))
-    with monkeypatch.context() as m:
-        m.setattr(MoLIndex, "add", interrupted_add)
-        with pytest.raises(KeyboardInterrupt):
-            store.add([node])
+    with pytest.raises(KeyboardInterrupt):
+        store.add([node])
     assert store._index is not None and sorted(store._nodes) == sorted(store._index.ids)
     assert ("n9" in store._nodes) == committed
     assert set(run(store, _q("a brand new text", k=10)).ids) == set(store._index.ids)  # no KeyError
 
 
 def test_an_interrupt_after_the_index_delete_committed_leaves_the_store_in_step(
-    store: MoLVectorStore, monkeypatch: pytest.MonkeyPatch
+    store: MoLVectorStore, interrupt_index: Any
 ) -> None:
-    original = MoLIndex.delete
-
-    def interrupted_delete(self: MoLIndex, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(MoLIndex, "delete", interrupted_delete)
-        with pytest.raises(KeyboardInterrupt):
-            store.delete_nodes(["n1", "n2"])
+    interrupt_index("delete")
+    with pytest.raises(KeyboardInterrupt):
+        store.delete_nodes(["n1", "n2"])
     assert sorted(store._nodes) == ["n3", "n4"] and sorted(run(store, _q("cat", k=10)).ids) == ["n3", "n4"]
