@@ -37,7 +37,6 @@ from rag_relax_plugins.index.filters import (
 )
 from rag_relax_plugins.index.first_stage import (
     STAGES,
-    FaissSearcher,
     FirstStageConfig,
     first_stage_config,
 )
@@ -411,24 +410,6 @@ class MoLIndex:
         return scores, [[self._ids[r] for r in row] for row in rows]
 
     # ------------------------------------------------------------------ persistence
-    def _restore(
-        self,
-        ids: list[str],
-        metadata: list[dict[str, Any]],
-        features: torch.Tensor,
-        state: MoLItemState,
-        stages: Mapping[str, tuple[FaissSearcher, torch.Tensor | None]],
-    ) -> None:
-        """Fill this empty index with checked contents read by :func:`~.persistence.load_index`:
-        ``stages`` maps a first stage's name to its searcher and label map (``None``: identity)."""
-        self._ids, self._metadata = list(ids), list(metadata)
-        self._rows = {i: r for r, i in enumerate(self._ids)}
-        self._features = features
-        self._items = state
-        for name, (searcher, rows) in stages.items():
-            p_x = int(state.components.shape[1])
-            self._first_stages.restore(name, searcher, p_x, None if rows is None else rows.to(self.device))
-
     def save(self, folder: str | Path) -> None:
         """Write the index to ``folder`` atomically (see :mod:`rag_relax_plugins.index.persistence`)."""
         from rag_relax_plugins.index.persistence import save_index
@@ -441,4 +422,3 @@ class MoLIndex:
         from rag_relax_plugins.index.persistence import load_index
 
         return load_index(Path(folder), device=device)
-

@@ -280,10 +280,29 @@ def _load_index(folder: Path, device: str | torch.device | None) -> MoLIndex:
             f"{type(metadata[bad_rows[0]]).__name__}"
         )
     stages = _read_stages(folder, config, index, n)
+    _fill(index, ids, metadata, tensors, stages)
+    return index
+
+
+def _fill(
+    index: MoLIndex,
+    ids: list[str],
+    metadata: list[dict[str, Any]],
+    tensors: dict[str, torch.Tensor],
+    stages: dict[str, tuple[FaissSearcher, torch.Tensor | None]],
+) -> None:
+    """Fill the empty ``index`` with the checked contents read above (``tensors``: the items'
+    features, components and gate): ``stages`` maps a first stage's name to its searcher and
+    label map (``None``: the identity)."""
     dev = index.device
     state = MoLItemState(tensors["components"].to(dev), tensors["gate"].to(dev))
-    index._restore(ids, metadata, tensors["features"].to(dev), state, stages)
-    return index
+    index._ids, index._metadata = list(ids), list(metadata)
+    index._rows = {i: r for r, i in enumerate(index._ids)}
+    index._features = tensors["features"].to(dev)
+    index._items = state
+    for name, (searcher, rows) in stages.items():
+        p_x = int(state.components.shape[1])
+        index._first_stages.restore(name, searcher, p_x, None if rows is None else rows.to(index.device))
 
 
 def _read_stages(
