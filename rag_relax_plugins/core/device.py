@@ -18,6 +18,7 @@ __all__ = [
     "precision_notes",
     "resolve_device",
     "seed_device_rngs",
+    "seeded_rngs",
     "supports_dtype",
     "work_dtype",
 ]
@@ -133,6 +134,16 @@ def fork_device_rngs(device: torch.device) -> Iterator[None]:
     finally:
         if mps_state is not None:
             torch.mps.set_rng_state(mps_state)
+
+
+@contextlib.contextmanager
+def seeded_rngs(seed: int, device: torch.device) -> Iterator[None]:
+    """Run the body with the CPU generator and ``device``'s own forked (:func:`fork_device_rngs`)
+    and seeded with ``seed`` (:func:`seed_device_rngs`): a seeded run that leaves the caller's
+    random numbers, and every other GPU's, as they were."""
+    with fork_device_rngs(device):
+        seed_device_rngs(seed, device)
+        yield
 
 
 def precision_notes(dev: torch.device, amp: str | None) -> list[str]:

@@ -40,12 +40,7 @@ import torch
 
 from rag_relax_plugins._io import atomic_write_json, check_save_target
 from rag_relax_plugins._progress import library_progress
-from rag_relax_plugins.core.device import (
-    autocast,
-    fork_device_rngs,
-    resolve_device,
-    seed_device_rngs,
-)
+from rag_relax_plugins.core.device import autocast, resolve_device, seeded_rngs
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training._run_files import (
@@ -205,21 +200,20 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     # show_progress=False also silences transformers' bars while the backbone is loaded or saved
     # the run seeds the CPU generator and its own device's, and leaves the caller's as they were
     with library_progress(cfg.show_progress), run_folder_with_log(cfg.output_dir, log) as out, \
-            fork_device_rngs(resolve_device(cfg.device)):
+            seeded_rngs(cfg.seed, resolve_device(cfg.device)):
         return _train(cfg, out, model, options)  # the folder is removed again if a refused run leaves only an empty log
 
 
 def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options: dict[str, Any]) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    dev = resolve_device(cfg.device)
-    seed_device_rngs(cfg.seed, dev)  # not torch.manual_seed: it reseeds every CUDA device
     train_pairs = load_pairs(cfg.train_file)
     val_pairs = load_pairs(cfg.val_file) if cfg.val_file else []
     if len(val_pairs) == 1:  # no in-batch negative: its loss (the isotropy term alone) cannot select
         log.warning("val_file %s holds 1 pair: its loss cannot rank epochs (no in-batch negative); best_model/ "
                     "follows the training loss, as without a validation file", cfg.val_file)
         val_pairs = []
+    dev = resolve_device(cfg.device)
     amp = None if cfg.mixed_precision == "no" else cfg.mixed_precision
     for note in precision_notes(dev, amp) + ignored_options(cfg):
         log.warning("%s", note)

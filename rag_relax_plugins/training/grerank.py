@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rag_relax_plugins._io import atomic_write_json, atomic_write_text, check_save_target
-from rag_relax_plugins.core.device import fork_device_rngs, resolve_device, seed_device_rngs
+from rag_relax_plugins.core.device import resolve_device, seeded_rngs
 from rag_relax_plugins.core.ranking_losses import list_net_loss
 from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_distractor
 from rag_relax_plugins.readers.dma import ReaderLayout
@@ -241,8 +241,7 @@ def train_grerank(
     dev = reranker.device if reranker is not None else resolve_device(cfg.device)
     # the run seeds (and a resume restores) the generators dropout draws from: forked, so the
     # caller's global RNG is as it was
-    with fork_device_rngs(dev):
-        seed_device_rngs(cfg.seed, dev)
+    with seeded_rngs(cfg.seed, dev):
         return _train(cfg, ck=ck, options=options, used=used, examples=examples, reranker=reranker, reader=reader)
 
 

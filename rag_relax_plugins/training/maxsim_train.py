@@ -50,7 +50,7 @@ import torch
 
 from rag_relax_plugins._io import atomic_write_json, atomic_write_text, check_save_target
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
-from rag_relax_plugins.core.device import fork_device_rngs, resolve_device, seed_device_rngs
+from rag_relax_plugins.core.device import resolve_device, seeded_rngs
 from rag_relax_plugins.core.validation import check_int, check_optional_count, check_positive
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
@@ -261,7 +261,7 @@ def train_maxsim(
     check_save_target(Path(cfg.output_dir) / "final_model", kind=MaxSimReranker.SAVE_KIND)  # now, not after training
     dev = reranker.device if reranker is not None else resolve_device(cfg.device)
     # removed again if refused before writing anything; the caller's RNG states are restored
-    with run_folder_with_log(cfg.output_dir, log) as out, fork_device_rngs(dev):
+    with run_folder_with_log(cfg.output_dir, log) as out, seeded_rngs(cfg.seed, dev):
         return _train(cfg, out, groups, query_strings=query_strings, text_strings=text_strings,
                       val_groups=val_groups, reranker=reranker, options=options, ck=ck)
 
@@ -271,8 +271,6 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
            reranker: MaxSimReranker | None, options: dict[str, Any], ck: Path | None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    # not torch.manual_seed: it reseeds every CUDA device (the run's device is the one seeded)
-    seed_device_rngs(cfg.seed, reranker.device if reranker is not None else resolve_device(cfg.device))
     if reranker is None:
         reranker = (MaxSimReranker.load(ck / "model", device=cfg.device) if ck is not None
                     else MaxSimReranker(cfg.model_config(), device=cfg.device))

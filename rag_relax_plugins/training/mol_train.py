@@ -38,13 +38,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins.core.device import (
-    autocast,
-    fork_device_rngs,
-    precision_notes,
-    resolve_device,
-    seed_device_rngs,
-)
+from rag_relax_plugins.core.device import autocast, precision_notes, resolve_device, seeded_rngs
 from rag_relax_plugins.training._resume_check import check_resume_options
 from rag_relax_plugins.training._run_files import (
     EarlierCheckpoints,
@@ -327,9 +321,8 @@ def train_retrieval(
         order = _epoch_order(n, cfg.seed, epoch)
         idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         model.train()
-        with fork_device_rngs(dev):
-            seed = _step_seed(cfg.seed, step)
-            seed_device_rngs(seed, dev)
+        seed = _step_seed(cfg.seed, step)
+        with seeded_rngs(seed, dev):
             g = torch.Generator().manual_seed(seed)
             negs = _sample_negatives(data, cfg.num_negatives, g).to(dev)
             with autocast(dev, cfg.mixed_precision):

@@ -93,3 +93,14 @@ def test_resolve_rejects_a_cuda_index_beyond_the_visible_devices(monkeypatch):
             resolve_device(spec)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert resolve_device("cuda:3") == torch.device("cuda", 3)
+
+
+def test_seeded_rngs_seeds_inside_and_restores_after() -> None:
+    from rag_relax_plugins.core.device import seeded_rngs
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    with seeded_rngs(7, torch.device("cpu")):
+        inside = torch.rand(3)
+    assert torch.equal(inside, torch.rand(3, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(torch.get_rng_state(), before)
