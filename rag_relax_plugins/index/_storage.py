@@ -130,16 +130,11 @@ class ItemStore:
             buffer.replace(data, int(rows.shape[0]))
 
     def append(self, features: torch.Tensor, state: MoLItemState) -> None:
-        """Append rows to every cache; on a failure (a buffer that cannot grow: out of memory) or
-        an interrupt, none keeps them."""
-        n = len(self.features)
-        try:
-            self.features.append(features)
-            self.components.append(state.components)
-            self.gate.append(state.gate)
-        except BaseException:
-            self.truncate(n)
-            raise
+        """Append rows to every cache (one after another: after a failure, a :class:`StoreSnapshot`
+        taken before puts the lengths back)."""
+        self.features.append(features)
+        self.components.append(state.components)
+        self.gate.append(state.gate)
 
     def __len__(self) -> int:
         return len(self.features)

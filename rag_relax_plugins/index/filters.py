@@ -298,12 +298,9 @@ def positions_matching(
     """
     if isinstance(predicate, Mapping):
         check_dict_filter(predicate)
-        want = [(key, _plain(value)) for key, value in predicate.items()]
-        if not want:
-            return list(range(len(metadata)))
         kept: Sequence[int] = range(len(metadata))
-        for key, value in want:
-            kept = _positions_where(metadata, kept, key, value)
+        for key, value in predicate.items():
+            kept = _positions_where(metadata, kept, key, _plain(value))
         return list(kept)
     if not callable(predicate):
         raise TypeError(f"predicate must be a callable or a dict, got {type(predicate).__name__}")

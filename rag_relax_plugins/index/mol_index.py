@@ -247,16 +247,15 @@ class MoLIndex:
                 for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
                     self._metadata[r] = metas[p]
                 stages_edited = True
-                self._first_stages.replace(rows, state.components[pos], len(self._ids))
+                self._first_stages.replace(rows, state.components[pos], n)
             if len(new):
-                start = len(self._ids)
-                self._store.append(feats[new], state.select(new))  # may fail (memory): nothing kept
+                self._store.append(feats[new], state.select(new))  # may fail (memory): undone below
                 for j, p in enumerate(new.tolist()):
-                    self._rows[ids[p]] = start + j
+                    self._rows[ids[p]] = n + j
                     self._ids.append(ids[p])
                     self._metadata.append(metas[p])
                 stages_edited = True
-                self._first_stages.append(state.components[new], start)
+                self._first_stages.append(state.components[new], n)
         except BaseException:  # out of memory, an interrupt: the index is put back as it was
             for p in new.tolist():
                 self._rows.pop(ids[p], None)  # ids that were not in the index before
