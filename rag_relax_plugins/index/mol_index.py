@@ -25,6 +25,7 @@ from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.mol import MoLItemState, MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index._guards import check_encoded, check_float32_module, float32_features
+from rag_relax_plugins.index._item_table import ItemTable
 from rag_relax_plugins.index._search import SearchContext, search_groups
 from rag_relax_plugins.index._storage import ItemStore, encode_item_states
 from rag_relax_plugins.index.filters import (
@@ -94,11 +95,8 @@ class MoLIndex:
         self._first_stages = FirstStages(first_stage)
         self.cache_dtype = cache_dtype
         self.exact_filter_threshold = exact_filter_threshold  # checked by the setter
-        c = similarity.config
-        self._ids: list[str] = []
-        self._rows: dict[str, int] = {}
-        self._metadata: list[dict[str, Any]] = []
-        self._store = ItemStore(c, _CACHE_DTYPES[cache_dtype], self.device)
+        self._table = ItemTable()
+        self._store = ItemStore(similarity.config, _CACHE_DTYPES[cache_dtype], self.device)
 
     @staticmethod
     def check_options(
@@ -132,17 +130,9 @@ class MoLIndex:
     def _features(self) -> torch.Tensor:
         return self._store.features.data  # (N, D_x) fp32 raw features
 
-    @_features.setter
-    def _features(self, value: torch.Tensor) -> None:
-        self._store.features.replace(value)
-
     @property
     def _items(self) -> MoLItemState:
         return self._store.state
-
-    @_items.setter
-    def _items(self, state: MoLItemState) -> None:
-        self._store.set_state(state)
 
     def empty_like(self, similarity: MoLSimilarity) -> MoLIndex:
         """A new, empty index over ``similarity`` with this one's settings (first stage, cache
@@ -152,15 +142,15 @@ class MoLIndex:
 
     # ------------------------------------------------------------------ inspection
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._table)
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._rows
+        return item_id in self._table.rows
 
     @property
     def ids(self) -> list[str]:
         """All ids, in storage order (a copy)."""
-        return list(self._ids)
+        return list(self._table.ids)
 
     @property
     def item_state(self) -> MoLItemState:
@@ -174,14 +164,15 @@ class MoLIndex:
 
     def _rows_of(self, name: str, ids: Sequence[str]) -> torch.Tensor:
         ids = check_ids(name, ids, unique=False)
-        missing = [i for i in ids if i not in self._rows]
+        rows = self._table.rows
+        missing = [i for i in ids if i not in rows]
         if missing:
             raise ValueError(f"{name} contains {len(missing)} unknown id(s), e.g. {missing[:5]!r}")
-        return torch.tensor([self._rows[i] for i in ids], dtype=torch.long, device=self.device)
+        return torch.tensor([rows[i] for i in ids], dtype=torch.long, device=self.device)
 
     def get_metadata(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Metadata dicts (copies) of ``ids``, in order; unknown ids raise ``ValueError``."""
-        return [json.loads(json.dumps(self._metadata[int(r)])) for r in self._rows_of("ids", ids)]
+        return [json.loads(json.dumps(self._table.metadata[int(r)])) for r in self._rows_of("ids", ids)]
 
     def get_features(self, ids: Sequence[str]) -> torch.Tensor:
         """Raw item features ``(len(ids), D_x) x float32`` of ``ids``, in order."""
@@ -197,11 +188,11 @@ class MoLIndex:
         a read-only mapping of each item's metadata (``MappingProxyType``; nested lists and dicts
         are the stored ones: do not modify them).
         """
-        return ids_matching(self._ids, self._metadata, predicate)
+        return ids_matching(self._table.ids, self._table.metadata, predicate)
 
     def _rows_where(self, predicate: Callable[[Mapping[str, Any]], bool] | Mapping[str, Any]) -> torch.Tensor:
         """``(m,) x long`` rows (ascending) whose metadata passes ``predicate`` (:meth:`ids_where`)."""
-        return torch.tensor(positions_matching(self._metadata, predicate), dtype=torch.long, device=self.device)
+        return torch.tensor(positions_matching(self._table.metadata, predicate), dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------ mutation
     @torch.inference_mode()
@@ -234,34 +225,30 @@ class MoLIndex:
             return
         state = self._encode(feats)
         check_encoded("item_features", state.components, state.gate)
-        exists = torch.tensor([i in self._rows for i in ids], device=self.device)
+        table = self._table
+        exists = torch.tensor([i in table.rows for i in ids], device=self.device)
         pos, new = exists.nonzero().squeeze(1), (~exists).nonzero().squeeze(1)
-        rows = torch.tensor([self._rows[ids[p]] for p in pos.tolist()], dtype=torch.long, device=self.device)
-        before, n = self._store.snapshot(rows), len(self._ids)  # to undo a failed add
-        old_metadata, stages_edited = [self._metadata[r] for r in rows.tolist()], False
+        replaced = [table.rows[ids[p]] for p in pos.tolist()]
+        rows = torch.tensor(replaced, dtype=torch.long, device=self.device)
+        before, n = self._store.snapshot(rows), len(table)  # to undo a failed add
+        old_metadata, new_ids = [table.metadata[r] for r in replaced], [ids[p] for p in new.tolist()]
+        stages_edited = False
         try:
             if len(pos):
                 self._features[rows] = feats[pos]
                 self._items.components[rows] = state.components[pos]
                 self._items.gate[rows] = state.gate[pos]
-                for p, r in zip(pos.tolist(), rows.tolist(), strict=True):
-                    self._metadata[r] = metas[p]
+                table.set_metadata(replaced, [metas[p] for p in pos.tolist()])
                 stages_edited = True
                 self._first_stages.replace(rows, state.components[pos], n)
             if len(new):
                 self._store.append(feats[new], state.select(new))  # may fail (memory): undone below
-                for j, p in enumerate(new.tolist()):
-                    self._rows[ids[p]] = n + j
-                    self._ids.append(ids[p])
-                    self._metadata.append(metas[p])
+                table.append(new_ids, [metas[p] for p in new.tolist()])
                 stages_edited = True
                 self._first_stages.append(state.components[new], n)
         except BaseException:  # out of memory, an interrupt: the index is put back as it was
-            for p in new.tolist():
-                self._rows.pop(ids[p], None)  # ids that were not in the index before
-            del self._ids[n:], self._metadata[n:]
-            for r, meta in zip(rows.tolist(), old_metadata, strict=True):
-                self._metadata[r] = meta
+            table.undo_append(n, new_ids)
+            table.set_metadata(replaced, old_metadata)
             before.restore(self._store)
             if stages_edited:  # they may hold the new vectors: rebuilt at their next use
                 self._first_stages.invalidate()
@@ -273,31 +260,24 @@ class MoLIndex:
         ids = check_ids("ids", ids, unique=False)
         if not missing_ok:
             self._rows_of("ids", ids)
-        gone_rows = sorted({self._rows[i] for i in ids if i in self._rows})
+        table = self._table
+        gone_rows = sorted({table.rows[i] for i in ids if i in table.rows})
         if not gone_rows:
             return
         # rows before the first deleted one keep their place: only the tail is renumbered and moved
-        first, n = gone_rows[0], len(self._ids)
-        kept = torch.ones(n, dtype=torch.bool)
+        first = gone_rows[0]
+        kept = torch.ones(len(table), dtype=torch.bool)
         kept[gone_rows] = False
-        gone_set = set(gone_rows)
-        tail = [r for r in range(first, n) if r not in gone_set]
-        old_ids, old_metadata = self._ids[first:], self._metadata[first:]  # copies of the tails, to undo
+        tail = table.tail(first)  # copies, to undo
         before, stages_edited = self._store.buffers(), False  # the buffers themselves: keep builds new ones
         try:
             self._store.keep(kept.nonzero().squeeze(1).to(self.device), first)  # first: it may fail (memory)
-            for r in gone_rows:
-                del self._rows[self._ids[r]]
-            self._ids[first:] = [old_ids[r - first] for r in tail]
-            self._metadata[first:] = [old_metadata[r - first] for r in tail]
-            for r in range(first, len(self._ids)):
-                self._rows[self._ids[r]] = r
+            table.remove(gone_rows)
             stages_edited = True
             self._first_stages.delete(kept.to(self.device))
         except BaseException:  # an interrupt: the index is put back as it was
             self._store.restore_buffers(before)
-            self._ids[first:], self._metadata[first:] = old_ids, old_metadata
-            self._rows.update(zip(old_ids, range(first, n), strict=True))  # one C call: no interrupt inside
+            table.restore_tail(first, tail)
             if stages_edited:
                 self._first_stages.invalidate()
             raise
@@ -312,7 +292,7 @@ class MoLIndex:
         """
         state = self._encode(self._features)
         check_encoded("the stored features", state.components, state.gate)
-        self._items = state
+        self._store.set_state(state)
         self._first_stages.invalidate()
 
     def _encode(self, feats: torch.Tensor) -> MoLItemState:
@@ -406,7 +386,8 @@ class MoLIndex:
         scores, rows = search_groups(
             ctx, queries, k, strategy, groups, exact_filter_threshold=self.exact_filter_threshold
         )
-        return scores, [[self._ids[r] for r in row] for row in rows]
+        item_ids = self._table.ids
+        return scores, [[item_ids[r] for r in row] for row in rows]
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> None:

@@ -43,6 +43,7 @@ from rag_relax_plugins._whole_save import read_whole_save
 from rag_relax_plugins.core.config_dict import require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 from rag_relax_plugins.core.scalars import check_count
+from rag_relax_plugins.index._item_table import ItemTable
 from rag_relax_plugins.index.first_stage import (
     STAGES,
     FaissSearcher,
@@ -102,7 +103,7 @@ def _write_contents(index: MoLIndex, tmp: Path) -> None:
         {"features": index._features, "components": items.components, "gate": items.gate},
     )
     _write_json(tmp / "ids.json", index.ids)
-    _write_json(tmp / "metadata.json", index._metadata)
+    _write_json(tmp / "metadata.json", index._table.metadata)
     _write_json(tmp / "config.json", config)  # last: a folder without it is never complete
 
 
@@ -296,10 +297,9 @@ def _fill(
     label map (``None``: the identity)."""
     dev = index.device
     state = MoLItemState(tensors["components"].to(dev), tensors["gate"].to(dev))
-    index._ids, index._metadata = list(ids), list(metadata)
-    index._rows = {i: r for r, i in enumerate(index._ids)}
-    index._features = tensors["features"].to(dev)
-    index._items = state
+    index._table = ItemTable(ids, metadata)
+    index._store.features.replace(tensors["features"].to(dev))
+    index._store.set_state(state)
     for name, (searcher, rows) in stages.items():
         p_x = int(state.components.shape[1])
         index._first_stages.restore(name, searcher, p_x, None if rows is None else rows.to(index.device))

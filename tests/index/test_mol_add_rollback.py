@@ -37,7 +37,7 @@ def _snapshot(index: MoLIndex, q: torch.Tensor) -> dict[str, Any]:
     store = index._store
     return {
         "ids": list(index.ids),
-        "rows": dict(index._rows),
+        "rows": dict(index._table.rows),
         "metadata": index.get_metadata(index.ids),
         "features": index.get_features(index.ids).clone(),
         "lengths": (len(store.features), len(store.components), len(store.gate)),
@@ -113,7 +113,7 @@ def test_an_interrupt_while_upserted_rows_are_written_puts_them_back(monkeypatch
     index, q = _index("torch"), torch.randn(20, 16)
     before = _snapshot(index, q)
     comps = index._items.components.clone()
-    original, store, row = RowBuffer.data, index._store, index._rows["d1"]
+    original, store, row = RowBuffer.data, index._store, index._table.rows["d1"]
     old_features = store.features.data[row].clone()
 
     class Interrupting:  # the components cache, read once the features were overwritten
@@ -160,11 +160,11 @@ def test_an_interrupt_inside_a_delete_leaves_the_index_as_it_was(kind: str, afte
     items: wrong results, or an IndexError past the end). Now the caches and ids are put back."""
     index, q = _index(kind), torch.randn(20, 16)
     before = _snapshot(index, q)
-    rows = index._rows
-    index._rows = _InterruptingRows(rows, after)
+    rows = index._table.rows
+    index._table.rows = _InterruptingRows(rows, after)
     with pytest.raises(KeyboardInterrupt):
         index.delete(["d4", "d17", "d30"])
-    index._rows = dict(index._rows)
+    index._table.rows = dict(index._table.rows)
     _assert_same(_snapshot(index, q), before)
     index.delete(["d4", "d17", "d30"])
     assert len(index) == 37 and "d17" not in index and index.search(q, 37)[1][0].count("d18") == 1
