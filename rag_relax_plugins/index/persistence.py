@@ -7,8 +7,9 @@ Layout of an index folder (``FORMAT_VERSION`` 1)::
     items.safetensors       features (N, D_x) fp32, components (N, P_x, d_P), gate (N, P)
     ids.json                the N ids, in row order
     metadata.json           the N metadata dicts, in row order
-    per_embd.faiss          FAISS first stages (faiss.write_index), only when built and current
-    avg.faiss
+    per_embd.faiss          FAISS first stages (faiss.write_index), only when built and current;
+    avg.faiss               config.json "faiss_sha256" holds each one's SHA-256 (a file changed
+                            since, or copied from another save, is not used: the stage is rebuilt)
     stage_rows.safetensors  the item row of each vector of a FAISS stage edited since its build
                             (int64, -1 for a replaced or deleted vector; see index.stages), one
                             tensor per stage named in config.json "faiss_rows"; absent when no
@@ -29,6 +30,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -75,12 +77,21 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _write_contents(index: MoLIndex, tmp: Path) -> None:
     """Write every file of the index into ``tmp`` (an empty folder)."""
-    written, label_maps = [], {}
+    written, label_maps, digests = [], {}, {}
     for name, (searcher, rows) in index._first_stages.faiss_files(index.item_state.components).items():
         searcher.write(str(tmp / f"{name}.faiss"))  # only stages that match the cache
         written.append(name)
+        digests[name] = _sha256(tmp / f"{name}.faiss")
         if rows is not None:
             label_maps[name] = rows
     if label_maps:
@@ -95,6 +106,7 @@ def _write_contents(index: MoLIndex, tmp: Path) -> None:
         "num_items": len(index),
         "faiss_files": written,
         "faiss_rows": sorted(label_maps),
+        "faiss_sha256": digests,
     }
     _write_tensors(tmp / "similarity.safetensors", dict(index.similarity.state_dict()))
     items = index.item_state
@@ -179,6 +191,14 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if not isinstance(faiss_rows, list) or not all(isinstance(f, str) and f in faiss_files for f in faiss_rows):
         raise ValueError(
             f"{folder}/config.json: faiss_rows must be a list of names in faiss_files {faiss_files}, got {faiss_rows!r}"
+        )
+    digests = config.get("faiss_sha256", {})  # absent from saves made before the evening of 2026-12-04
+    if not isinstance(digests, dict) or not all(
+        k in faiss_files and isinstance(v, str) and len(v) == 64 for k, v in digests.items()
+    ):
+        raise ValueError(
+            f"{folder}/config.json: faiss_sha256 must map names in faiss_files {faiss_files} to "
+            f"64-digit SHA-256 strings, got {digests!r}"
         )
     return config
 
@@ -315,6 +335,13 @@ def _read_stages(
         path = folder / f"{name}.faiss"
         if not path.is_file():
             raise ValueError(f"{folder} is not a complete MoL index: {path.name} is missing")
+        digest = config.get("faiss_sha256", {}).get(name)
+        if digest is not None and _sha256(path) != digest:
+            # changed since the save (damaged, or copied from another folder): its vectors could
+            # belong to other items. The stage is derived from the cache: rebuilt at its first use
+            logger.warning("%s is not the file saved with this index (its SHA-256 differs): not used, "
+                           "the stage is rebuilt", path)
+            continue
         try:
             searcher = FaissSearcher.read(index.first_stage, str(path))
         except RuntimeError as exc:  # FAISS reports a corrupt or truncated file this way

@@ -152,10 +152,18 @@ def _saved(tmp_path: Path, kind: str = "flat") -> Path:
     return tmp_path / "ix"
 
 
+def _without_digests(folder: Path) -> None:
+    """Make ``folder`` a save from before the evening of 2026-12-04, which recorded no FAISS file digests."""
+    config = json.loads((folder / "config.json").read_text())
+    del config["faiss_sha256"]
+    (folder / "config.json").write_text(json.dumps(config))
+
+
 @pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
 @pytest.mark.parametrize("content", [b"garbage", b"", None])
-def test_a_corrupt_faiss_file_is_a_value_error_naming_it(tmp_path: Path, content: bytes | None) -> None:
+def test_a_corrupt_faiss_file_of_an_old_save_is_a_value_error_naming_it(tmp_path: Path, content: bytes | None) -> None:
     folder = _saved(tmp_path)
+    _without_digests(folder)
     path = folder / "avg.faiss"
     path.write_bytes(path.read_bytes()[:40] if content is None else content)
     with pytest.raises(ValueError, match=r"avg\.faiss"):
@@ -163,12 +171,45 @@ def test_a_corrupt_faiss_file_is_a_value_error_naming_it(tmp_path: Path, content
 
 
 @pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
-def test_a_faiss_file_of_another_width_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", [b"garbage", b"", None])
+def test_a_damaged_faiss_file_is_left_out_and_its_stage_rebuilt(
+    tmp_path: Path, content: bytes | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The save recorded the file's SHA-256: a changed file is not read, and the stage (derived
+    from the cached components) is rebuilt at its first use, as if it had not been saved."""
+    folder = _saved(tmp_path)
+    expected = MoLIndex.load(folder, device="cpu")
+    path = folder / "avg.faiss"
+    path.write_bytes(path.read_bytes()[:40] if content is None else content)
+    with caplog.at_level("WARNING", logger="rag_relax_plugins.index.persistence"):
+        loaded = MoLIndex.load(folder, device="cpu")
+    assert "avg.faiss is not the file saved with this index" in caplog.text
+    q = torch.randn(4, 12)  # flat stages: the rebuilt one finds what the saved one finds
+    assert loaded.search(q, 5, strategy=TopKAvg(10))[1] == expected.search(q, 5, strategy=TopKAvg(10))[1]
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+def test_a_faiss_file_of_another_width_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import faiss
 
     folder = _saved(tmp_path)
     faiss.write_index(faiss.IndexFlatIP(5), str(folder / "avg.faiss"))
+    with caplog.at_level("WARNING", logger="rag_relax_plugins.index.persistence"):
+        assert len(MoLIndex.load(folder, device="cpu")) == 60  # not the saved file: left out
+    assert "not the file saved" in caplog.text
+    _without_digests(folder)
     with pytest.raises(ValueError, match="5-d vectors"):
+        MoLIndex.load(folder)
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+@pytest.mark.parametrize("digests", [["avg"], {"avg": "00"}, {"mean": "0" * 64}, {"avg": 1}])
+def test_malformed_faiss_digests_are_value_errors(tmp_path: Path, digests: object) -> None:
+    folder = _saved(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["faiss_sha256"] = digests
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="faiss_sha256"):
         MoLIndex.load(folder)
 
 

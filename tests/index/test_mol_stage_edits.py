@@ -339,7 +339,8 @@ def test_an_interrupt_inside_an_upsert_leaves_no_half_edited_stage(monkeypatch: 
 @needs_faiss
 def test_a_faiss_file_of_other_items_is_not_used(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """An avg.faiss copied from a 100-item save into a 101-item one: loading warns and leaves
-    the stage out, so that an upsert cannot make it look current (it then gave wrong results)."""
+    the stage out, so that an upsert cannot make it look current (it then gave wrong results).
+    Its SHA-256 tells (saves since 2026-12-04 evening); in an older save, its vector count."""
     import shutil
 
     small = MoLIndex(MoLSimilarity.cosine(8), first_stage="flat", device="cpu")
@@ -352,12 +353,42 @@ def test_a_faiss_file_of_other_items_is_not_used(tmp_path: Path, caplog: pytest.
     big.build(["avg"])
     big.save(tmp_path / "big")
     shutil.copy(tmp_path / "small" / "avg.faiss", tmp_path / "big" / "avg.faiss")
+    config_path = tmp_path / "big" / "config.json"
+    config = json.loads(config_path.read_text())
+    for digests in (config["faiss_sha256"], None):
+        if digests is None:  # a save from before the digests
+            del config["faiss_sha256"]
+            config_path.write_text(json.dumps(config))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.index.persistence"):
+            loaded = MoLIndex.load(tmp_path / "big", device="cpu")
+        assert ("holds 100 vectors, not the 101" if digests is None else "SHA-256 differs") in caplog.text
+        loaded.add(["d100"], torch.randn(1, 8))
+        q = torch.randn(3, 8)
+        assert loaded.search(q, 3, strategy=TopKAvg(101))[1] == loaded.search(q, 3)[1]
+
+
+@needs_faiss
+def test_a_faiss_file_of_another_save_of_as_many_items_is_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two saves of 100 items each, different vectors: the vector count cannot tell their avg.faiss
+    files apart; the SHA-256 recorded at save does. Loaded with the other save's file, approximate
+    search returned the neighbours of the other items' vectors."""
+    import shutil
+
+    for name, seed in (("a", 0), ("b", 1)):
+        index = MoLIndex(MoLSimilarity.cosine(8), first_stage="flat", device="cpu")
+        index.add([f"d{i}" for i in range(100)], torch.randn(100, 8, generator=torch.Generator().manual_seed(seed)))
+        index.build(["avg"])
+        index.save(tmp_path / name)
+    shutil.copy(tmp_path / "a" / "avg.faiss", tmp_path / "b" / "avg.faiss")
     with caplog.at_level(logging.WARNING, logger="rag_relax_plugins.index.persistence"):
-        loaded = MoLIndex.load(tmp_path / "big", device="cpu")
-    assert "holds 100 vectors, not the 101" in caplog.text
-    loaded.add(["d100"], torch.randn(1, 8))
-    q = torch.randn(3, 8)
-    assert loaded.search(q, 3, strategy=TopKAvg(101))[1] == loaded.search(q, 3)[1]
+        loaded = MoLIndex.load(tmp_path / "b", device="cpu")
+    assert "avg.faiss is not the file saved with this index" in caplog.text
+    q = torch.randn(20, 8, generator=torch.Generator().manual_seed(2))
+    # a flat stage over one vector per item: its 10 candidates hold the exact top 5
+    assert loaded.search(q, 5, strategy=TopKAvg(10))[1] == loaded.search(q, 5)[1]
 
 
 @needs_faiss
