@@ -68,6 +68,32 @@ def interrupted_at_pop():  # type: ignore[no-untyped-def]
     return lambda data, at=2: _PopInterrupted(data, at)
 
 
+class _WriteInterrupted(dict):  # type: ignore[type-arg]
+    def __init__(self, data: dict, at: int) -> None:  # type: ignore[type-arg]
+        super().__init__(data)
+        self.writes_left = at
+
+    def _tick(self) -> None:
+        self.writes_left -= 1
+        if self.writes_left == 0:
+            raise KeyboardInterrupt
+
+    def __setitem__(self, key, value) -> None:  # type: ignore[no-untyped-def]
+        self._tick()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:  # type: ignore[no-untyped-def]
+        self._tick()
+        super().__delitem__(key)
+
+
+@pytest.fixture
+def interrupted_at_write():  # type: ignore[no-untyped-def]
+    """``make(d, at)``: a copy of the dict ``d`` whose ``at``-th item write or ``del`` raises
+    ``KeyboardInterrupt`` (an interrupt in the middle of an id table's renumbering)."""
+    return _WriteInterrupted
+
+
 @pytest.fixture
 def interrupt_index(monkeypatch):  # type: ignore[no-untyped-def]
     """``interrupt_index(name, committed=True)``: from now on ``MoLIndex.<name>`` (``"add"`` or

@@ -30,32 +30,11 @@ def test_remove_matches_a_list_filter(seed: int) -> None:
     assert table.rows == {i: r for r, i in enumerate(want)}
 
 
-class _StopAfter(dict):  # type: ignore[type-arg]
-    """A row map that raises KeyboardInterrupt at its ``after``-th write or delete."""
-
-    def __init__(self, rows: dict[str, int], after: int) -> None:
-        super().__init__(rows)
-        self.left = after
-
-    def _tick(self) -> None:
-        self.left -= 1
-        if self.left == 0:
-            raise KeyboardInterrupt
-
-    def __setitem__(self, key: str, value: int) -> None:
-        self._tick()
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self._tick()
-        super().__delitem__(key)
-
-
 @pytest.mark.parametrize("after", range(1, 12))
-def test_restore_tail_undoes_a_remove_stopped_anywhere(after: int) -> None:
+def test_restore_tail_undoes_a_remove_stopped_anywhere(after: int, interrupted_at_write) -> None:  # type: ignore[no-untyped-def]
     table = _table(10)
     before = _state(table)
-    table.rows = _StopAfter(table.rows, after)
+    table.rows = interrupted_at_write(table.rows, after)
     tail = table.tail(2)
     with pytest.raises(KeyboardInterrupt):
         table.remove([2, 5, 9])  # 3 deletes and 6 renumbered rows: 9 writes, then no interrupt
@@ -66,10 +45,10 @@ def test_restore_tail_undoes_a_remove_stopped_anywhere(after: int) -> None:
 
 
 @pytest.mark.parametrize("after", range(1, 5))
-def test_undo_append_undoes_an_append_stopped_anywhere(after: int) -> None:
+def test_undo_append_undoes_an_append_stopped_anywhere(after: int, interrupted_at_write) -> None:  # type: ignore[no-untyped-def]
     table = _table(5)
     before = _state(table)
-    table.rows = _StopAfter(table.rows, after)
+    table.rows = interrupted_at_write(table.rows, after)
     with pytest.raises(KeyboardInterrupt):
         table.append(["x", "y", "z"], [{}, {}, {}])
         raise KeyboardInterrupt

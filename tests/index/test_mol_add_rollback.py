@@ -130,38 +130,16 @@ def test_an_interrupt_while_upserted_rows_are_written_puts_them_back(monkeypatch
     assert torch.equal(index._items.components, comps)
 
 
-class _InterruptingRows(dict):  # type: ignore[type-arg]
-    """The index's id -> row map, interrupted at its ``after``-th write (a KeyboardInterrupt in
-    the middle of a delete's renumbering)."""
-
-    def __init__(self, rows: dict[str, int], after: int) -> None:
-        super().__init__(rows)
-        self.left = after
-
-    def _tick(self) -> None:
-        self.left -= 1
-        if self.left == 0:
-            raise KeyboardInterrupt
-
-    def __setitem__(self, key: str, value: int) -> None:
-        self._tick()
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self._tick()
-        super().__delitem__(key)
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("after", [1, 3, 20])
-def test_an_interrupt_inside_a_delete_leaves_the_index_as_it_was(kind: str, after: int) -> None:
+def test_an_interrupt_inside_a_delete_leaves_the_index_as_it_was(kind: str, after: int, interrupted_at_write) -> None:  # type: ignore[no-untyped-def]
     """A delete compacts the caches, then renumbers the ids after the first deleted row: an
     interrupt in between left the caches compacted and the ids half renumbered (rows of other
     items: wrong results, or an IndexError past the end). Now the caches and ids are put back."""
     index, q = _index(kind), torch.randn(20, 16)
     before = _snapshot(index, q)
     rows = index._table.rows
-    index._table.rows = _InterruptingRows(rows, after)
+    index._table.rows = interrupted_at_write(rows, after)
     with pytest.raises(KeyboardInterrupt):
         index.delete(["d4", "d17", "d30"])
     index._table.rows = dict(index._table.rows)
