@@ -16,10 +16,14 @@ VALUES = [0, 1, 1.0, 2, -0.0, float("nan"), True, False, None, "1", "a", "", [1]
           np.int64(1), np.float32(1.0), np.bool_(True), np.str_("a")]
 
 
+# stored values that are not JSON (the LangChain store keeps metadata as given): never a filter's
+STORED = [*VALUES, np.array([2, 3]), np.array([1]), np.array(1), torch.tensor([1, 2]), torch.tensor(1)]
+
+
 def test_key_by_key_narrowing_matches_the_all_keys_reference() -> None:
     rng = random.Random(3)
     keys = ["a", "b", "c"]
-    metadata = [{k: rng.choice(VALUES) for k in keys if rng.random() < 0.8} for _ in range(400)]
+    metadata = [{k: rng.choice(STORED) for k in keys if rng.random() < 0.8} for _ in range(400)]
     for _ in range(1_000):  # the filter values as a filter gives them (numpy ones become plain)
         want = {k: rng.choice(VALUES) for k in rng.sample(keys, rng.randint(0, 3))}
         expected = [p for p, m in enumerate(metadata) if metadata_matches(m, want)]
@@ -35,6 +39,16 @@ def test_a_stored_numpy_scalar_against_a_list_value_neither_matches_nor_raises()
     assert positions_matching(metadata, {"n": 1}) == [0]  # np.bool_(True) is a boolean, not the number 1
     assert positions_matching(metadata, {"n": True}) == [2]
     assert positions_matching(metadata, {"n": 0.5}) == [3]
+
+
+def test_a_stored_array_or_tensor_under_the_key_neither_matches_a_scalar_nor_raises() -> None:
+    """The inline comparison of a scalar filter value ran ``stored == value`` first: for a stored
+    numpy array or torch tensor that is an array, whose truth value raised (found by review: one
+    such document broke every search on its key)."""
+    metadata = [{"page": 1}, {"page": np.array([2, 3])}, {"page": torch.tensor([1, 1])}, {"page": np.array(1)}]
+    assert positions_matching(metadata, {"page": 1}) == [0, 3]  # a 0-d array holds the number 1
+    assert positions_matching(metadata, {"page": [2, 3]}) == [1]
+    assert positions_matching(metadata, {"page": "1"}) == []
 
 
 def test_a_filtered_search_uses_the_matching_rows() -> None:
