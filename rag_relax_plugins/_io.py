@@ -238,6 +238,16 @@ def _refuse(target: Path) -> ValueError:
     )
 
 
+def _holds_cwd(target: Path) -> bool:
+    """Whether ``target`` is the current working directory or a folder above it."""
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the working directory was deleted: nothing to protect
+        return False
+    resolved = target.resolve()
+    return resolved == cwd or resolved in cwd.parents
+
+
 def atomic_folder(
     target: str | os.PathLike[str],
     write: Callable[[Path], None],
@@ -286,11 +296,17 @@ def atomic_folder(
 
     Raises:
         ValueError: ``target`` exists and is not a folder, or is a folder that is not a save
-            (see above); the temporary folder is removed and ``target`` left as it was.
+            (see above), or is the current working directory or a folder above it; the temporary
+            folder is removed and ``target`` left as it was.
     """
-    target = Path(target)
+    target = Path(os.path.abspath(target))  # "." has no name, and its parent is itself
     if target.is_symlink():  # save through the link: renaming the link itself would leave it behind
         target = target.resolve()
+    if _holds_cwd(target):
+        raise ValueError(
+            f"cannot save into {target}: it is the current working directory or a folder above it, "
+            "which a save would replace (rename) under the running process; save into a subfolder"
+        )
     names = tuple(replace_if_contains)
     if not all(isinstance(n, str) and n and "/" not in n for n in names):
         raise ValueError(f"replace_if_contains must hold plain file names, got {names!r}")

@@ -468,3 +468,21 @@ def test_a_saved_config_missing_a_key_every_save_writes_is_refused(tmp_path: Pat
     drop(tmp_path / "h" / "similarity_config.json", "tau")
     with pytest.raises(ValueError, match=r"similarity_config\.json: no 'tau'"):
         load_similarity(tmp_path / "h")
+
+
+@pytest.mark.parametrize("spelling", [".", "cwd", "parent", "sub/.."])
+def test_the_working_directory_and_folders_above_it_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    """``save(".")`` made its temporary folder inside the target and blamed it ("not empty");
+    ``save(os.getcwd())`` renamed the process's working directory away (a later relative load
+    failed). Both now raise before anything is written."""
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    target = {".": ".", "cwd": os.getcwd(), "parent": str(tmp_path), "sub/..": "sub/.."}[spelling]
+    with pytest.raises(ValueError, match="current working directory"):
+        atomic_folder(target, _write("v1"))
+    assert sorted(p.name for p in work.iterdir()) == ["sub"] and Path.cwd() == work.resolve()
+    assert atomic_folder("sub", _write("v1")) == work / "sub"  # a relative subfolder is fine
+    assert (work / "sub" / "data.txt").read_text(encoding="utf-8") == "v1"
