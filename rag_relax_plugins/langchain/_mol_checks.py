@@ -38,17 +38,38 @@ def copy_metadata(meta: object, i: int) -> dict[str, Any]:
     """A deep copy of ``metadatas[i]`` (the caller's dict is never stored or mutated)."""
     if not isinstance(meta, dict):
         raise TypeError(f"metadatas[{i}] must be a dict, got {type(meta).__name__}")
-    return copy.deepcopy(meta)
+    try:
+        return copy.deepcopy(meta)
+    except Exception as exc:  # a lock, a connection, an open file: what pickling refuses
+        raise TypeError(f"metadatas[{i}] cannot be copied (the store keeps a copy): {exc}") from exc
+
+
+def _row(row: object) -> object:
+    """An embedding row as a Python list: numpy arrays and tensors converted once (a list of
+    numpy rows given to ``torch.tensor`` is slow, and it warns)."""
+    tolist = getattr(row, "tolist", None)
+    return tolist() if callable(tolist) and not isinstance(row, list) else row
 
 
 def as_matrix(rows: Sequence[Sequence[float]], n: int, name: str) -> torch.Tensor:
-    """``(n, D) x float32`` from embedding rows, checking the count and a common width."""
+    """``(n, D) x float32`` from ``n`` embedding rows (lists of floats, or numpy / torch
+    vectors), checking the count, a common width and that each row is a flat vector."""
     if len(rows) != n:
         raise ValueError(f"{name} returned {len(rows)} vectors for {n} inputs")
-    widths = {len(r) for r in rows}
+    plain: list[Any] = [_row(r) for r in rows]
+    bad = next((i for i, r in enumerate(plain) if isinstance(r, (str, bytes)) or not isinstance(r, Sequence)), None)
+    if bad is not None:
+        raise TypeError(f"{name}: vector {bad} must be a sequence of floats, got {type(plain[bad]).__name__}")
+    widths = {len(r) for r in plain}
     if len(widths) != 1 or 0 in widths:
         raise ValueError(f"{name} must give non-empty vectors of one width, got widths {sorted(widths)}")
-    return torch.tensor(rows if isinstance(rows, list) else list(rows), dtype=torch.float32)
+    try:
+        matrix = torch.tensor(plain, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as exc:  # a row of strings, of ragged lists
+        raise TypeError(f"{name} must give flat vectors of floats: {exc}") from exc
+    if matrix.dim() != 2:
+        raise ValueError(f"{name} must give flat vectors of floats, got vectors of shape {tuple(matrix.shape[1:])}")
+    return matrix
 
 
 def check_search_kwargs(kwargs: dict[str, Any]) -> None:
@@ -95,10 +116,12 @@ def filter_ids(
 
 
 def assign_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
-    """The ``n`` ids of an ``add_texts`` call: the given ones, a fresh ``uuid4`` for ``None``.
+    """The ``n`` ids of an ``add_texts`` call: the given ones, a fresh ``uuid4`` for ``None`` or
+    ``""`` (as ``InMemoryVectorStore``, and as ``from_documents`` gives documents whose ids are
+    all empty). An id may repeat (the store keeps the last of its texts).
 
     Raises:
-        ValueError: a count other than ``n``, an empty id, or duplicates within the call.
+        ValueError: a count other than ``n``.
         TypeError: an id that is neither ``str`` nor ``None``.
     """
     ids = None if ids is None else id_list("ids", ids)
@@ -109,10 +132,6 @@ def assign_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
         given = None if ids is None else ids[i]
         if given is not None and not isinstance(given, str):
             raise TypeError(f"ids[{i}] must be a str or None, got {type(given).__name__}")
-        if given == "":
-            raise ValueError(f"ids[{i}] must not be empty")
-        out.append(str(uuid.uuid4()) if given is None else str.__str__(given))  # np.str_, a str enum -> its text
-    if len(set(out)) != n:
-        raise ValueError("ids must be unique within one call")
+        out.append(str.__str__(given) if given else str(uuid.uuid4()))  # np.str_, a str enum -> its text
     return out
 

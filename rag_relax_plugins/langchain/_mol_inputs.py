@@ -3,7 +3,7 @@ call (checked, copied and completed, in that order) and the texts' embeddings, i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -40,12 +40,17 @@ def read_add_args(
     Returns:
         ``(texts, metadatas, ids, batch_size)``: the texts as a list, a deep copy of each
         metadata dict (``{}`` when none was given), the given ids with a fresh ``uuid4`` for
-        each ``None`` (:func:`~._mol_checks.assign_ids`), and ``None`` or an int ``>= 1``.
+        each ``None`` or ``""`` (:func:`~._mol_checks.assign_ids`; an id may repeat), and
+        ``None`` or an int ``>= 1``.
     """
     unknown = sorted(set(kwargs) - PASSED_THROUGH)
     if unknown:
         raise TypeError(f"add_texts got unexpected keyword arguments {unknown}")
     batch = check_batch_size(batch_size)
+    if isinstance(texts, str):  # list("hello") would add five one-letter documents
+        raise TypeError("texts must be a list of str, got a str: pass [text] for one text")
+    if isinstance(metadatas, Mapping):
+        raise TypeError("metadatas must be a list of dicts, one per text, got a dict: pass [metadata] for one text")
     texts = list(texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):

@@ -37,7 +37,7 @@ from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.index.filters import id_list
-from rag_relax_plugins.index.store_sync import add_in_step, delete_in_step
+from rag_relax_plugins.index.store_sync import delete_in_step
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.langchain._mol_checks import check_mmr_args, check_search_kwargs
 from rag_relax_plugins.langchain._mol_contents import Contents
@@ -86,7 +86,12 @@ class MoLVectorStore(VectorStore):
     save/load round trip; operator dicts such as ``{"$in": [...]}`` raise ``TypeError``) or a
     callable ``Document -> bool`` (it receives copies: it cannot change the store). They select
     an id subset that the index searches; the result has ``k`` documents whenever at least ``k``
-    pass.
+    pass, with the default exact search (or an approximate strategy over a subset of at most the
+    index's ``exact_filter_threshold`` items, scored exactly); an approximate strategy over a
+    FAISS IVF / HNSW first stage may return fewer for a larger subset (``index.strategies``).
+
+    ``k`` (and ``fetch_k``) must be ``>= 1``: ``k=0`` is a ``ValueError`` (``InMemoryVectorStore``
+    returns ``[]``).
 
     Search keyword arguments: ``filter`` and ``strategy`` (the index's retrieval strategy for one
     call). ``fetch_k``, ``lambda_mult`` and ``score_threshold`` are accepted and ignored by the
@@ -185,8 +190,9 @@ class MoLVectorStore(VectorStore):
             texts: ``N`` strings.
             metadatas: ``N`` dicts (deep-copied; the caller's are never mutated), or ``None`` /
                 ``[]`` (empty metadata, as ``InMemoryVectorStore``).
-            ids: ``N`` ids; ``None`` entries (or ``ids=None`` / ``[]``, as ``InMemoryVectorStore``)
-                get a fresh ``uuid4``.
+            ids: ``N`` ids; ``None`` or ``""`` entries (or ``ids=None`` / ``[]``, as
+                ``InMemoryVectorStore``) get a fresh ``uuid4``. An id given twice keeps its last
+                text and metadata (as ``InMemoryVectorStore``; only that one is embedded).
             batch_size: texts per ``embed_documents`` call (``None``: one call); every text is
                 embedded before anything is added, so a failing batch adds nothing.
                 ``langchain_core.indexing.index`` passes it.
@@ -195,16 +201,18 @@ class MoLVectorStore(VectorStore):
                 other keyword is an error, so that a misspelt ``metadata=`` is not dropped.
 
         Returns:
-            The ``N`` ids, in input order.
+            The ``N`` ids, in input order (a repeated id as often as given).
         """
         texts, metas, out, batch = read_add_args(texts, metadatas, ids, batch_size, kwargs)
         if not texts:
             return []
-        vectors = embed_texts(self._embedding, texts, batch)
+        last = sorted({id_: i for i, id_ in enumerate(out)}.values())  # a repeated id: the last wins
+        kept_ids = [out[i] for i in last]
+        vectors = embed_texts(self._embedding, [texts[i] for i in last], batch)
         with self._lock:
-            index = self._contents.ensure_index(vectors.shape[1], has_docs=bool(self._docs), index_kwargs=self._index_kwargs)
-            new = {id_: (text, meta) for id_, text, meta in zip(out, texts, metas, strict=True)}
-            add_in_step(index, out, vectors, lambda: self._docs.update(new))  # one update, in step
+            new = {out[i]: (texts[i], metas[i]) for i in last}
+            self._contents.add(kept_ids, vectors, has_docs=bool(self._docs), index_kwargs=self._index_kwargs,
+                               record=lambda: self._docs.update(new))  # one update, in step
         return out
 
     def add_documents(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -347,10 +349,12 @@ def test_validation_names_the_argument(store: MoLVectorStore) -> None:
         store.add_texts(["a", "b"], [{}])
     with pytest.raises(ValueError, match="ids"):
         store.add_texts(["a", "b"], ids=["1"])
-    with pytest.raises(ValueError, match="unique"):
-        store.add_texts(["a", "b"], ids=["1", "1"])
-    with pytest.raises(ValueError, match=r"ids\[0\] must not be empty"):
-        store.add_texts(["a"], ids=[""])
+    with pytest.raises(TypeError, match=r"texts must be a list of str, got a str"):
+        store.add_texts("hello")  # list("hello") added five one-letter documents
+    with pytest.raises(TypeError, match=r"metadatas must be a list of dicts"):
+        store.add_texts(["a"], metadatas={"k": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"metadatas\[0\] cannot be copied"):
+        store.add_texts(["a"], metadatas=[{"lock": threading.Lock()}])
     with pytest.raises(TypeError, match=r"ids\[0\]"):
         store.add_texts(["a"], ids=[3])  # type: ignore[list-item]
     with pytest.raises(TypeError, match=r"texts\[1\]"):
@@ -366,6 +370,39 @@ def test_validation_names_the_argument(store: MoLVectorStore) -> None:
     with pytest.raises(TypeError, match="embedding"):
         MoLVectorStore("not an embedding")  # type: ignore[arg-type]
     assert len(store) == 4  # failed calls changed nothing
+
+
+def test_repeated_and_empty_ids_behave_as_in_memory_vector_store() -> None:
+    """An id given twice in one call keeps its last text (it raised); ``""`` gets a uuid like
+    ``None`` (it raised, while ``from_documents`` turned all-empty ids into uuids)."""
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    for cls in (InMemoryVectorStore, MoLVectorStore):
+        store = cls(HashingEmbeddings())
+        assert store.add_texts(["v1", "v2", "w"], ids=["x", "x", "y"]) == ["x", "x", "y"]
+        assert [d.page_content for d in store.get_by_ids(["x", "y"])] == ["v2", "w"], cls
+        empty = store.add_texts(["e"], ids=[""])
+        assert len(empty) == 1 and empty[0] and store.get_by_ids(empty)[0].page_content == "e"
+        assert len(store.similarity_search("v2", k=10)) == 3
+
+
+def test_embedding_rows_may_be_numpy_or_tensors_and_nested_ones_are_refused() -> None:
+    import numpy as np
+
+    class ArrayEmbeddings(HashingEmbeddings):
+        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
+            return [np.asarray(v, dtype=np.float32) for v in super().embed_documents(texts)]
+
+    store, plain = MoLVectorStore(ArrayEmbeddings()), MoLVectorStore(HashingEmbeddings())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warned that a list of numpy rows is extremely slow
+        store.add_texts(TEXTS, ids=["a", "b", "c", "d"])
+    plain.add_texts(TEXTS, ids=["a", "b", "c", "d"])
+    q = HashingEmbeddings().embed_query("cat")
+    assert store.similarity_search_with_score_by_vector(q, k=4) == plain.similarity_search_with_score_by_vector(q, k=4)
+    assert store.similarity_search_by_vector(torch.tensor(q), k=2) == plain.similarity_search_by_vector(q, k=2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="flat vectors of floats, got vectors of shape"):
+        store.similarity_search_by_vector([q], k=1)  # type: ignore[list-item]
 
 
 def test_strategy_per_call_matches_brute_force(store: MoLVectorStore) -> None:
@@ -632,6 +669,32 @@ def test_an_interrupt_around_the_index_add_leaves_store_and_index_in_step(
     assert ("n" in store._docs) == committed
     assert (store.get_by_ids(["a"])[0].page_content == "the cat sat on the mat again") == committed
     assert {d.id for d in store.similarity_search("a new text", k=5)} == set(index.ids)  # no KeyError
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_a_first_add_publishes_its_index_only_when_the_index_holds_the_texts(
+    interrupt_index: Any, committed: bool
+) -> None:
+    """The index a first add builds became the store's before the add: a failed first add left
+    ``store.index`` set on an empty store (documented as ``None`` until the first add)."""
+    store = MoLVectorStore(HashingEmbeddings())
+    interrupt_index("add", committed)
+    with pytest.raises(KeyboardInterrupt):
+        store.add_texts(["a new text"], ids=["n"])
+    assert (store.index is not None) == committed and sorted(store._docs) == (["n"] if committed else [])
+    if committed:
+        assert [d.id for d in store.similarity_search("a new text", k=2)] == ["n"]
+
+
+def test_a_first_add_of_non_finite_vectors_builds_no_index() -> None:
+    class NaNEmbeddings(HashingEmbeddings):
+        def embed_documents(self, texts):  # type: ignore[no-untyped-def]
+            return [[float("nan")] * DIM for _ in texts]
+
+    store = MoLVectorStore(NaNEmbeddings())
+    with pytest.raises(ValueError, match="NaN"):
+        store.add_texts(["x"])
+    assert store.index is None and len(store) == 0
 
 
 def test_an_interrupt_after_the_index_delete_committed_leaves_the_store_in_step(
