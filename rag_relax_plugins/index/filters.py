@@ -275,16 +275,18 @@ _FAST_TYPES = frozenset({str, int, float, bool, type(None)})
 def _positions_where(metadata: Sequence[Mapping[str, Any]], positions: Sequence[int], key: str, value: object) -> list[int]:
     """The ``positions`` whose metadata has ``key`` equal to the (plain) filter ``value``, in
     order, by :func:`_json_equal`. For a string, number, boolean or ``None`` the usual case is
-    decided inline (a stored value of the filter value's type: ``==``, no call per item, a filter
-    scans every item). A stored value of another type goes through :func:`_json_equal`: a
-    string, number, boolean or ``None`` only when it ``==`` the value (``True == 1`` is no match,
-    ``1.0 == 1`` is), anything else always (a numpy scalar or array, a list: ``==`` would give an
-    array, whose truth value raises)."""
+    decided inline (a stored value of the same type that ``==`` the value: no call per item, a
+    filter scans every item); only a value that ``==`` it with another type (``True == 1``,
+    ``1.0 == 1``, a numpy scalar, a one-element array) goes through :func:`_json_equal`. A stored
+    value whose ``==`` gives an array whose truth value raises (a numpy array or torch tensor,
+    which the LangChain store keeps as given) sends the whole scan the general way."""
     t = type(value)
     if t in _FAST_TYPES:
-        return [p for p in positions
-                if ((tv := type(v := metadata[p].get(key, _MISSING))) is t and v == value)
-                or (tv is not t and v is not _MISSING and (tv not in _FAST_TYPES or v == value) and _json_equal(v, value))]
+        try:
+            return [p for p in positions
+                    if (v := metadata[p].get(key, _MISSING)) == value and (type(v) is t or _json_equal(v, value))]
+        except (ValueError, RuntimeError):  # "the truth value of an array ... is ambiguous"
+            pass
     return [p for p in positions if key in metadata[p] and _json_equal(metadata[p][key], value)]
 
 
