@@ -3,7 +3,9 @@
 A saved store is a folder::
 
     store.json   format name and version, the ids and, in the same order, texts and metadata,
-                 and whether the store built its cosine head itself (``auto_head``, optional)
+                 and whether the store built its cosine head itself (``auto_head``, optional);
+                 for a store saved before its first add (no ``index/``), the options of the
+                 index it will build (``index_options``: :mod:`rag_relax_plugins.index.store_options`)
     index/       the MoLIndex folder (config.json, similarity.safetensors, items.safetensors, ...)
 
 The folder is written into a temporary sibling and renamed into place
@@ -27,6 +29,7 @@ import torch
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json
 from rag_relax_plugins._whole_save import read_whole_save
 from rag_relax_plugins.index import MoLIndex
+from rag_relax_plugins.index.store_options import options_json, read_options
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "read_store", "write_store"]
 
@@ -81,8 +84,12 @@ def _unsaveable(docs: Docs, exc: BaseException) -> ValueError:
     return ValueError(f"metadata must be JSON-serialisable to save the store: {exc}")
 
 
-def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_head: bool = False) -> None:
-    """Write ``docs`` (id -> (text, metadata)) and ``index`` to ``folder`` atomically.
+def write_store(
+    folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_head: bool = False,
+    index_kwargs: dict[str, Any] | None = None,
+) -> None:
+    """Write ``docs`` (id -> (text, metadata)) and ``index`` to ``folder`` atomically;
+    ``index_kwargs``: the store's options of an index not built yet (saved when ``index`` is ``None``).
 
     Numpy scalars in metadata are written as the Python values they hold (they load as ``float``,
     ``int``, ``bool`` ...).
@@ -103,6 +110,8 @@ def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_
         "texts": [docs[i][0] for i in ids],
         "metadatas": [docs[i][1] for i in ids],
     }
+    if index is None and index_kwargs is not None:
+        payload["index_options"] = options_json(index_kwargs)
     try:
         encoded = json.dumps(payload, ensure_ascii=False, default=_numpy_scalar)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -123,8 +132,12 @@ def write_store(folder: str | Path, index: MoLIndex | None, docs: Docs, *, auto_
     atomic_folder(folder, write, replace_if_contains=("store.json",), kind=STORE_KIND)
 
 
-def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[MoLIndex | None, Docs, bool]:
-    """``(index or None, docs, auto_head)`` from a folder written by :func:`write_store`.
+def read_store(
+    folder: str | Path, device: str | torch.device | None
+) -> tuple[MoLIndex | None, Docs, bool, dict[str, Any] | None]:
+    """``(index or None, docs, auto_head, index options or None)`` from a folder written by
+    :func:`write_store` (the options: ``first_stage`` and ``cache_dtype`` of the index a store
+    saved before its first add will build; ``None`` when not recorded).
 
     The format version is checked; ``folder`` may also be recovered from the ``.<name>.old-*``
     sibling a crash between the two renames of a replacing save leaves behind.
@@ -136,7 +149,9 @@ def read_store(folder: str | Path, device: str | torch.device | None) -> tuple[M
     return read_whole_save(folder, lambda: _read_store(Path(folder), device))
 
 
-def _read_store(folder: Path, device: str | torch.device | None) -> tuple[MoLIndex | None, Docs, bool]:
+def _read_store(
+    folder: Path, device: str | torch.device | None
+) -> tuple[MoLIndex | None, Docs, bool, dict[str, Any] | None]:
     try:
         folder = find_saved_folder(folder, "store.json", kind=STORE_KIND)
     except FileNotFoundError as exc:
@@ -156,4 +171,5 @@ def _read_store(folder: Path, device: str | torch.device | None) -> tuple[MoLInd
     if not (len(ids) == len(texts) == len(metas)) or len(set(ids)) != len(ids) or set(ids) != held:
         raise ValueError(f"{folder}: store.json and index/ disagree on the stored ids (or store.json lists one twice)")
     docs = {i: (t, m) for i, t, m in zip(ids, texts, metas, strict=True)}
-    return index, docs, data.get("auto_head") is True
+    options = None if index is not None or "index_options" not in data else read_options(data["index_options"], str(path))
+    return index, docs, data.get("auto_head") is True, options

@@ -356,7 +356,8 @@ class MoLVectorStore(VectorStore):
         :mod:`rag_relax_plugins.langchain._mol_store_io`.
         """
         with self._lock:
-            write_store(folder, self._contents.index, self._docs, auto_head=self._contents.auto_head)
+            write_store(folder, self._contents.index, self._docs, auto_head=self._contents.auto_head,
+                        index_kwargs=self._index_kwargs)
 
     @classmethod
     def load_local(
@@ -371,9 +372,13 @@ class MoLVectorStore(VectorStore):
 
         Neither the embedding model nor the search strategy is saved: pass them again. A crash
         between the two renames of a replacing save is recovered (the previous save is loaded).
+        A store saved before its first add builds its index with the ``first_stage`` and
+        ``cache_dtype`` it was created with (``device``: this call's).
         """
         store = cls(embeddings, strategy=strategy, device=device)
-        store._contents.index, store._docs, store._contents.auto_head = read_store(folder, device)
+        store._contents.index, store._docs, store._contents.auto_head, options = read_store(folder, device)
+        if options is not None:
+            store._index_kwargs.update(options)
         return store
 
     # ------------------------------------------------------------------ helpers

@@ -11,6 +11,9 @@ nested ``MetadataFilters`` and the ``NOT`` condition:
   a string field) and need one of them / all of them; ``TEXT_MATCH`` is a substring test
   (``TEXT_MATCH_INSENSITIVE`` case-insensitive); ``IS_EMPTY`` matches missing, ``""`` or ``[]``;
 - an ordering between incomparable types (``"a" > 1``) is a non-match, not an error;
+- unlike upstream, a single string given to ``IN NIN ANY ALL`` is one value (upstream iterates
+  its characters: ``IN "en"`` matched ``"e"`` and ``"n"``), and ``CONTAINS ANY ALL`` on a
+  dict-valued field never match (upstream tests the dict's keys);
 - ``AND`` needs every filter, ``OR`` any, ``NOT`` none of them; an empty filter list matches all;
 - the keys llama-index-core adds to every stored node's metadata (``node_to_metadata_dict``) can
   be filtered on as in ``SimpleVectorStore``: ``doc_id``, ``ref_doc_id`` and ``document_id``

@@ -3,6 +3,7 @@ a ``VectorStoreIndex`` passes for a store that keeps text."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 import torch
@@ -69,8 +70,9 @@ def mmr_weight(from_kwargs: object, from_query: object) -> float:
         name, lam = "query.mmr_threshold", from_query
     if lam is None:
         return 0.5
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):  # numpy floats too
         raise TypeError(f"{name} must be a number in [0, 1] (the relevance weight), got {type(lam).__name__}")
-    if not 0.0 <= lam <= 1.0:
+    value = float(lam)
+    if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1] (the relevance weight), got {lam}")
-    return float(lam)
+    return value

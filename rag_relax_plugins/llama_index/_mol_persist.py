@@ -17,8 +17,10 @@ The manifest names its index folder; only a plain sibling name of the pattern th
 (``<name>.index-<12 hex digits>``: no path separator, no ``..``) is accepted, by
 :func:`read_store` and before :func:`write_store` deletes the previous folder. A crafted manifest
 (``"../victim"``, an absolute path) is a ``ValueError`` and nothing is loaded, written or deleted.
-The manifest also records whether the store built its cosine head itself (``auto_head``). The
-embedding model and the search strategy are not persisted.
+The manifest also records whether the store built its cosine head itself (``auto_head``) and,
+for a store persisted before its first add (no index folder), the options of the index it will
+build (``index_options``: :mod:`rag_relax_plugins.index.store_options`). The embedding model and
+the search strategy are not persisted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from llama_index.core.schema import BaseNode, ImageNode, IndexNode, Node, TextNo
 from rag_relax_plugins._io import atomic_write_text, read_json
 from rag_relax_plugins._whole_save import read_while_steady
 from rag_relax_plugins.index import MoLIndex
+from rag_relax_plugins.index.store_options import options_json, read_options
 
 __all__ = [
     "FORMAT_NAME",
@@ -107,12 +110,13 @@ def _previous_folder(path: Path) -> str | None:
 
 def write_store(
     path: Path, index: MoLIndex | None, ids: list[str], records: list[Record], *, auto_head: bool = False,
-    image_or_index_ids: list[str] | None,
+    image_or_index_ids: list[str] | None, index_kwargs: dict[str, Any] | None = None,
 ) -> None:
     """Write ``index`` and the node records under ``path`` (see the module docstring);
     ``image_or_index_ids``: every id added to the store as an ``ImageNode`` / ``IndexNode``,
     deleted ones included (what a ``VectorStoreIndex``'s index struct may still list); ``None``
-    (written as ``null``) when unknown: a store loaded from an older manifest.
+    (written as ``null``) when unknown: a store loaded from an older manifest. ``index_kwargs``:
+    the store's options of an index not built yet (recorded when ``index`` is ``None``).
 
     Raises:
         ValueError: the existing manifest at ``path`` names an index folder that is not a plain
@@ -133,6 +137,8 @@ def write_store(
         "ids": ids,
         "records": [{"type": t, "ref_doc_id": r, "metadata": m, "node": n} for t, r, m, n in records],
     }
+    if index is None and index_kwargs is not None:
+        manifest["index_options"] = options_json(index_kwargs)
     try:  # the manifest's rename reaches the disk (folder flushed) before the old index is deleted
         atomic_write_text(path, _manifest_text(manifest))
     except BaseException:
@@ -157,17 +163,18 @@ def _manifest_text(manifest: dict[str, Any]) -> str:
 
 def read_store(
     path: Path, device: str | torch.device | None
-) -> tuple[MoLIndex | None, dict[str, Record], bool, set[str] | None]:
-    """``(index or None, {node id: record}, auto_head, image_or_index_ids)`` from a manifest
-    written by :func:`write_store` (``None`` for ``image_or_index_ids`` when the manifest has no
-    such list: written before it was recorded, or from such a store).
+) -> tuple[MoLIndex | None, dict[str, Record], bool, set[str] | None, dict[str, Any] | None]:
+    """``(index or None, {node id: record}, auto_head, image_or_index_ids, index options or None)``
+    from a manifest written by :func:`write_store` (``None`` for ``image_or_index_ids`` when the
+    manifest has no such list: written before it was recorded, or from such a store; the options
+    of the index a store persisted before its first add will build, ``None`` when not recorded).
 
     A ``persist`` to the same path from another thread or process replaces the manifest, then
     deletes the index folder the old one named: when loading that folder fails and the manifest
     has changed meanwhile, the new manifest is read again (up to 10 reads, each repeat waiting
     10 ms longer: :func:`~rag_relax_plugins._whole_save.read_while_steady`).
     """
-    def read() -> tuple[MoLIndex | None, dict[str, Record], bool, set[str] | None]:
+    def read() -> tuple[MoLIndex | None, dict[str, Record], bool, set[str] | None, dict[str, Any] | None]:
         if not path.is_file():
             raise FileNotFoundError(f"no MoL vector store manifest at {path}")
         data = _read_manifest(path)
@@ -183,7 +190,8 @@ def read_store(
         seen = data.get("image_or_index_ids")
         if not (seen is None or (isinstance(seen, list) and all(isinstance(i, str) for i in seen))):
             raise ValueError(f"{path}: 'image_or_index_ids' must be a list of strings or null (corrupt manifest)")
-        return index, nodes, data.get("auto_head") is True, None if seen is None else set(seen)
+        options = None if index is not None or "index_options" not in data else read_options(data["index_options"], str(path))
+        return index, nodes, data.get("auto_head") is True, None if seen is None else set(seen), options
 
     # whole: the manifest names an index folder that no persist rewrites, so a read that succeeds
     # is one persist's; only a folder deleted mid-read (a newer manifest) is read again

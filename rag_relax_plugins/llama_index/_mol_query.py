@@ -92,5 +92,5 @@ def subset(
 
     return [
         i for i in candidates
-        if (refs is None or nodes[i][1] in refs) and passes(nodes[i])
+        if (refs is None or (nodes[i][1] or "None") in refs) and passes(nodes[i])
     ]

@@ -24,6 +24,7 @@ on a node's metadata) and ``_mol_persist`` (node records, the on-disk layout).
 from __future__ import annotations
 
 import asyncio
+import numbers
 import os
 import threading
 from collections.abc import Sequence
@@ -168,6 +169,15 @@ class MoLVectorStore(BasePydanticVectorStore):
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> MoLVectorStore:
         return self.__getstate__()  # type: ignore[return-value]  # raises
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> MoLVectorStore:  # type: ignore[override]
+        """Refused, as pickling: ``to_dict()`` / ``to_json()`` hold only the public fields, so a
+        store rebuilt from them (``from_dict`` / ``from_json``) came back empty without an error."""
+        raise TypeError(
+            "a MoLVectorStore cannot be rebuilt from to_dict() / to_json() (they hold no nodes and no index): "
+            "persist(path) it and load MoLVectorStore.from_persist_path(path)"
+        )
+
     @property
     def client(self) -> MoLIndex | None:
         """The underlying :class:`MoLIndex` (``None`` until the first add when no head was given)."""
@@ -209,11 +219,13 @@ class MoLVectorStore(BasePydanticVectorStore):
         vectors = node_vectors(kept, positions, self._embed_model)
         records = [record_of(node) for node in kept]
         with self._lock:
-            index = self._ensure_index(vectors.shape[1])
+            index = self._index_for(vectors.shape[1])
             new = {node.node_id: rec for node, rec in zip(kept, records, strict=True)}
             special = [i for i, rec in new.items() if rec[0] in IMAGE_OR_INDEX]
 
-            def record() -> None:
+            def record() -> None:  # idempotent (add_in_step); a new index is the store's from here on
+                if index is not self._index:
+                    self._index, self._auto_head = index, True
                 self._nodes.update(new)
                 if self._image_or_index_ids is not None:
                     self._image_or_index_ids.update(special)
@@ -225,12 +237,14 @@ class MoLVectorStore(BasePydanticVectorStore):
         """Delete every node whose ``ref_doc_id`` is ``ref_doc_id`` (none: no-op).
 
         ``None`` deletes nothing (``index.delete_ref_doc(node.ref_doc_id)`` of a node without a
-        source document would otherwise delete every such node), as upstream.
+        source document would otherwise delete every such node), as upstream; the string
+        ``"None"`` deletes the nodes without a source document, as in ``SimpleVectorStore``
+        (and as the ``doc_id`` filter key reads them).
         """
         if ref_doc_id is None:
             return
-        with self._lock:
-            self._remove([i for i, rec in self._nodes.items() if rec[1] == ref_doc_id])
+        with self._lock:  # "None": the nodes without a source document, as the doc_id filter key reads them
+            self._remove([i for i, rec in self._nodes.items() if (rec[1] or "None") == ref_doc_id])
 
     def delete_nodes(
         self,
@@ -259,10 +273,13 @@ class MoLVectorStore(BasePydanticVectorStore):
             return [node_from_record(self._nodes[i]) for i in subset(self._nodes, node_ids, check_filters(filters))]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Top ``similarity_top_k`` nodes for ``query`` (``DEFAULT`` or ``MMR`` mode)."""
+        """Top ``similarity_top_k`` nodes for ``query`` (``DEFAULT`` or ``MMR`` mode); ``None`` or
+        ``0`` for every node, as in ``SimpleVectorStore``."""
         if not isinstance(query, VectorStoreQuery):
             raise TypeError(f"query must be a VectorStoreQuery, got {type(query).__name__}")
-        k = check_k("query.similarity_top_k", query.similarity_top_k)  # a numpy integer too, as upstream
+        top_k = query.similarity_top_k  # None or 0: every node, as upstream (get_top_k_embeddings)
+        every = top_k is None or (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool) and top_k == 0)
+        k = 0 if every else check_k("query.similarity_top_k", top_k)  # a numpy integer too, as upstream
         if query.mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
             raise ValueError(f"query.mode {query.mode!r} is not supported (DEFAULT or MMR)")
         filters = check_filters(query.filters)
@@ -276,6 +293,7 @@ class MoLVectorStore(BasePydanticVectorStore):
             allowed = select(self._nodes, self._image_or_index_ids, query.node_ids, filters, query.doc_ids)
             if allowed is not None and not allowed:
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+            k = k or len(self._nodes)
             fetch = k * prefetch if mmr else k
             strategy = kwargs.get("strategy")
             strategy = self._strategy if strategy is None else strategy
@@ -319,7 +337,8 @@ class MoLVectorStore(BasePydanticVectorStore):
         with self._lock:
             ids = list(self._nodes)
             write_store(Path(persist_path), self._index, ids, [self._nodes[i] for i in ids], auto_head=self._auto_head,
-                        image_or_index_ids=None if (seen := self._image_or_index_ids) is None else sorted(seen))
+                        image_or_index_ids=None if (seen := self._image_or_index_ids) is None else sorted(seen),
+                        index_kwargs=self._index_kwargs)
 
     @classmethod
     def from_persist_path(
@@ -334,12 +353,16 @@ class MoLVectorStore(BasePydanticVectorStore):
         """Load a store written by :meth:`persist` (format version checked).
 
         Neither the embedding model nor the strategy is persisted: pass ``embed_model=`` again for
-        queries that carry only ``query_str`` (``VectorStoreIndex`` embeds queries itself).
+        queries that carry only ``query_str`` (``VectorStoreIndex`` embeds queries itself). A
+        store persisted before its first add builds its index with the ``first_stage`` and
+        ``cache_dtype`` it was created with (``device``: this call's).
         """
         check_local_fs(fs)
         store = cls(embed_model=embed_model, strategy=strategy, device=device)
-        store._index, store._nodes, store._auto_head, seen = read_store(Path(persist_path), device)
+        store._index, store._nodes, store._auto_head, seen, options = read_store(Path(persist_path), device)
         store._image_or_index_ids = seen
+        if options is not None:
+            store._index_kwargs.update(options)
         return store
 
     @classmethod
@@ -354,14 +377,15 @@ class MoLVectorStore(BasePydanticVectorStore):
         return cls.from_persist_path(os.path.join(persist_dir, f"{namespace}__{DEFAULT_PERSIST_FNAME}"), fs, **kwargs)
 
     # ------------------------------------------------------------------ helpers
-    def _ensure_index(self, dim: int) -> MoLIndex:
-        if self._index is None:
-            self._index = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs)
-            self._auto_head = True
-        elif self._auto_head and not self._nodes and len(self._index) == 0 and dim != self._index.similarity.config.item_dim:
-            self._index = self._index.empty_like(MoLSimilarity.cosine(dim))  # empty self-built head: follow the width
-        if dim != self._index.similarity.config.item_dim:
-            raise ValueError(
-                f"node embeddings are {dim}-d but the similarity expects item_dim={self._index.similarity.config.item_dim}"
-            )
-        return self._index
+    def _index_for(self, dim: int) -> MoLIndex:
+        """The index ``dim``-d vectors go to: the store's, or a new self-built one (at the first
+        add, or anew for an empty self-built head of another width), which :meth:`add` makes the
+        store's only once the add succeeded."""
+        index = self._index
+        if index is None:
+            index = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs)
+        elif self._auto_head and not self._nodes and len(index) == 0 and dim != index.similarity.config.item_dim:
+            index = index.empty_like(MoLSimilarity.cosine(dim))  # empty self-built head: follow the width
+        if dim != index.similarity.config.item_dim:
+            raise ValueError(f"node embeddings are {dim}-d but the similarity expects item_dim={index.similarity.config.item_dim}")
+        return index

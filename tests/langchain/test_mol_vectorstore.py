@@ -686,6 +686,21 @@ def test_a_first_add_publishes_its_index_only_when_the_index_holds_the_texts(
         assert [d.id for d in store.similarity_search("a new text", k=2)] == ["n"]
 
 
+def test_a_store_saved_before_its_first_add_keeps_its_index_options(tmp_path: Path) -> None:
+    """Without an index folder nothing recorded first_stage / cache_dtype: the reloaded store built
+    an fp32 torch-stage index (found in the LlamaIndex store by review; the same here)."""
+    MoLVectorStore(HashingEmbeddings(), device="cpu", cache_dtype="bf16", first_stage="flat").save_local(tmp_path / "s")
+    back = MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings(), device="cpu")
+    back.add_texts(TEXTS)
+    assert back.index is not None and back.index.cache_dtype == "bf16" and back.index.first_stage.kind == "flat"
+    store_json = tmp_path / "s" / "store.json"
+    data = json.loads(store_json.read_text())
+    data["index_options"]["cache_dtype"] = "fp8"
+    store_json.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"invalid 'index_options'.*cache_dtype"):
+        MoLVectorStore.load_local(tmp_path / "s", HashingEmbeddings())
+
+
 def test_a_first_add_of_non_finite_vectors_builds_no_index() -> None:
     class NaNEmbeddings(HashingEmbeddings):
         def embed_documents(self, texts):  # type: ignore[no-untyped-def]

@@ -314,7 +314,7 @@ def test_mmr_threshold_from_kwargs_first_then_query_then_default() -> None:
 
 def test_validation_errors(store: MoLVectorStore) -> None:
     with pytest.raises(ValueError, match="similarity_top_k"):
-        run(store, _q("cat", k=0))
+        run(store, _q("cat", k=-1))
     with pytest.raises(ValueError, match="mode"):
         run(store, _q("cat", mode=VectorStoreQueryMode.SPARSE))
     with pytest.raises(ValueError, match="mmr_threshold"):

@@ -234,3 +234,89 @@ def test_a_load_beside_a_persist_at_every_read_says_so(tmp_path: Path, monkeypat
     monkeypatch.setattr(MoLIndex, "load", classmethod(persist_meanwhile))
     with pytest.raises(OSError, match="replaced by other persists during each of 10 reads; load it again"):
         MoLVectorStore.from_persist_path(path)
+
+
+def _orphans_and_one_child() -> list[TextNode]:
+    """Two nodes without a source document (ref_doc_id None) and one of document "d"."""
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo
+
+    nodes = [TextNode(text=t, id_=t, embedding=EMB.get_text_embedding(t)) for t in ("a b", "c d", "e f")]
+    nodes[2].relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id="d")
+    return nodes
+
+
+def test_the_string_none_names_the_nodes_without_a_source_document_as_in_simple_vector_store() -> None:
+    """The doc_id filter key read a missing ref doc as "None" (as core does), but delete("None")
+    and doc_ids=["None"] compared with the raw None and reached nothing (review). SimpleVectorStore
+    ignores doc_ids; this store restricts to them, and "None" now names the same nodes there."""
+    mol, simple = MoLVectorStore(), SimpleVectorStore()
+    for store in (mol, simple):
+        store.add(_orphans_and_one_child())
+    q = VectorStoreQuery(query_embedding=EMB.get_query_embedding("a b"), similarity_top_k=3, doc_ids=["None"])
+    by_filter = VectorStoreQuery(query_embedding=EMB.get_query_embedding("a b"), similarity_top_k=3,
+                                 filters=MetadataFilters(filters=[MetadataFilter(key="doc_id", value="None")]))
+    assert sorted(mol.query(q).ids or []) == sorted(mol.query(by_filter).ids or []) == ["a b", "c d"]
+    for store in (mol, simple):
+        store.delete("None")
+    q = VectorStoreQuery(query_embedding=EMB.get_query_embedding("a b"), similarity_top_k=3)
+    assert mol.query(q).ids == simple.query(q).ids == ["e f"]
+
+
+@pytest.mark.parametrize("top_k", [None, 0])
+def test_similarity_top_k_none_or_zero_returns_every_node_as_simple_vector_store(top_k: int | None) -> None:
+    """They raised; core's get_top_k_embeddings reads them as "every node"."""
+    mol, simple = MoLVectorStore(), SimpleVectorStore()
+    for store in (mol, simple):
+        store.add(_orphans_and_one_child())
+    for mode in ("default", "mmr"):
+        q = VectorStoreQuery(query_embedding=EMB.get_query_embedding("a b"), similarity_top_k=top_k, mode=mode)
+        got, want = mol.query(q), simple.query(q)
+        assert sorted(got.ids or []) == sorted(want.ids or []) == ["a b", "c d", "e f"], mode
+    q = VectorStoreQuery(query_embedding=EMB.get_query_embedding("a b"), similarity_top_k=top_k)
+    assert mol.query(q).ids == simple.query(q).ids  # the same order: the exact scores
+
+
+def test_a_numpy_float_mmr_threshold_is_taken() -> None:
+    import numpy as np
+
+    store = MoLVectorStore()
+    store.add(_orphans_and_one_child())
+    q = VectorStoreQuery(query_embedding=EMB.get_query_embedding("a b"), similarity_top_k=2, mode="mmr")
+    assert store.query(q, mmr_threshold=np.float32(0.25)).ids == store.query(q, mmr_threshold=0.25).ids
+
+
+def test_from_dict_and_from_json_are_refused_as_pickling_is() -> None:
+    """to_dict() holds only the public fields: from_dict / from_json gave an empty store, silently."""
+    store = MoLVectorStore()
+    store.add(_orphans_and_one_child())
+    assert store.to_dict()["class_name"] == "MoLVectorStore"  # dumping stays possible (callbacks do)
+    for rebuild in (lambda: MoLVectorStore.from_dict(store.to_dict()), lambda: MoLVectorStore.from_json(store.to_json())):
+        with pytest.raises(TypeError, match=r"cannot be rebuilt from to_dict\(\).*from_persist_path"):
+            rebuild()
+
+
+def test_a_store_persisted_before_its_first_add_keeps_its_index_options(tmp_path: Path) -> None:
+    """Nothing recorded first_stage / cache_dtype without an index folder: the reloaded store built
+    an fp32 torch-stage index (review)."""
+    path = str(tmp_path / "store.json")
+    MoLVectorStore(device="cpu", cache_dtype="bf16", first_stage="flat").persist(path)
+    back = MoLVectorStore.from_persist_path(path, device="cpu")
+    back.add(_orphans_and_one_child())
+    assert back.client is not None and back.client.cache_dtype == "bf16" and back.client.first_stage.kind == "flat"
+
+
+def test_a_failed_first_add_leaves_the_store_without_an_index() -> None:
+    store = MoLVectorStore()
+    with pytest.raises(ValueError, match="NaN"):
+        store.add([TextNode(text="x", id_="x", embedding=[float("nan"), 1.0])])
+    assert store.client is None and len(store) == 0
+
+
+@pytest.mark.parametrize(("op", "want"), [("in", ["en"]), ("nin", ["de", "e", "n"]), ("any", ["en"]), ("all", ["en"])])
+def test_a_single_string_filter_value_is_one_value_not_its_characters(op: str, want: list[str]) -> None:
+    """The documented departure from build_metadata_filter_fn (upstream: IN "en" matches "e", "n")."""
+    store = MoLVectorStore()
+    store.add([TextNode(text=t, id_=t, metadata={"lang": t}, embedding=EMB.get_text_embedding(t)) for t in ("en", "e", "n", "de")])
+    filters = MetadataFilters(filters=[MetadataFilter(key="lang", value="en", operator=op)])
+    q = VectorStoreQuery(query_embedding=EMB.get_query_embedding("en"), similarity_top_k=4, filters=filters)
+    assert sorted(store.query(q).ids or []) == want
