@@ -205,9 +205,10 @@ def check_save_target(target: str | os.PathLike[str], *, kind: str, replace_if_c
     older save of this package either). Anything else is left to :func:`atomic_folder`.
 
     Raises:
-        ValueError: as :func:`atomic_folder` would, with "nothing was changed".
+        ValueError: as :func:`atomic_folder` would, with "nothing was changed" (the working
+            directory or a folder above it too).
     """
-    path = Path(target)
+    path = _save_path(target)
     _check_target(path, kind)
     if not path.is_dir():
         return
@@ -238,14 +239,32 @@ def _refuse(target: Path) -> ValueError:
     )
 
 
-def _holds_cwd(target: Path) -> bool:
-    """Whether ``target`` is the current working directory or a folder above it."""
+def _save_path(target: str | os.PathLike[str]) -> Path:
+    """The folder a save to ``target`` replaces: ``target`` made absolute (without collapsing
+    ``..`` as text: the OS resolves ``link/..`` through the link), resolved when its last part
+    names no folder of its own (``".."``) or is a symbolic link (a save goes through the link:
+    renaming the link itself would leave it behind).
+
+    Raises:
+        ValueError: it is the current working directory or a folder above it, which the save would
+            rename away under the running process (``save(".")`` made its temporary folder inside
+            the target and blamed it; ``save(os.getcwd())`` moved the working directory aside).
+    """
+    path = Path(target)
     try:
-        cwd = Path.cwd().resolve()
-    except OSError:  # the working directory was deleted: nothing to protect
-        return False
-    resolved = target.resolve()
-    return resolved == cwd or resolved in cwd.parents
+        path = path.absolute()  # Path(".") has no name and is its own parent; absolute() gives both
+        cwd: Path | None = Path.cwd().resolve()
+    except OSError:  # the working directory was deleted: a relative target fails later, as before
+        cwd = None
+    if path.name in ("", "..") or path.is_symlink():
+        path = path.resolve()
+    resolved = path.resolve()
+    if cwd is not None and (resolved == cwd or resolved in cwd.parents):
+        raise ValueError(
+            f"cannot save into {target}: it is the current working directory or a folder above it, "
+            "which a save would replace (rename) under the running process; save into a subfolder"
+        )
+    return path
 
 
 def atomic_folder(
@@ -292,21 +311,15 @@ def atomic_folder(
         kind: what is saved (e.g. ``"mol-index"``), recorded in the marker.
 
     Returns:
-        ``target`` as a :class:`~pathlib.Path`.
+        The folder written: ``target`` as an absolute :class:`~pathlib.Path` (through a symbolic
+        link: the folder it points to).
 
     Raises:
         ValueError: ``target`` exists and is not a folder, or is a folder that is not a save
             (see above), or is the current working directory or a folder above it; the temporary
             folder is removed and ``target`` left as it was.
     """
-    target = Path(os.path.abspath(target))  # "." has no name, and its parent is itself
-    if target.is_symlink():  # save through the link: renaming the link itself would leave it behind
-        target = target.resolve()
-    if _holds_cwd(target):
-        raise ValueError(
-            f"cannot save into {target}: it is the current working directory or a folder above it, "
-            "which a save would replace (rename) under the running process; save into a subfolder"
-        )
+    target = _save_path(target)
     names = tuple(replace_if_contains)
     if not all(isinstance(n, str) and n and "/" not in n for n in names):
         raise ValueError(f"replace_if_contains must hold plain file names, got {names!r}")

@@ -486,3 +486,42 @@ def test_the_working_directory_and_folders_above_it_are_refused(
     assert sorted(p.name for p in work.iterdir()) == ["sub"] and Path.cwd() == work.resolve()
     assert atomic_folder("sub", _write("v1")) == work / "sub"  # a relative subfolder is fine
     assert (work / "sub" / "data.txt").read_text(encoding="utf-8") == "v1"
+
+
+def test_check_save_target_refuses_the_working_directory_as_the_save_will(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run checks its target before training: "." passed there (an empty folder, or one with a
+    config.json) and the save refused it at the end, after the whole run (review)."""
+    from rag_relax_plugins._io import check_save_target
+
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for target in (".", os.getcwd()):
+        with pytest.raises(ValueError, match="current working directory"):
+            check_save_target(target, kind="mol-model")
+    check_save_target("sub", kind="mol-model")  # a subfolder is fine
+
+
+def test_a_target_through_a_symlink_then_dotdot_is_the_folder_the_os_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``os.path.abspath`` collapsed ``link/..`` as text: the save went beside the link, and a
+    load of the same path (which the OS resolves through the link) found nothing (review)."""
+    (tmp_path / "other" / "dir").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "link").symlink_to(tmp_path / "other" / "dir")
+    monkeypatch.chdir(tmp_path / "work")
+    written = atomic_folder("link/../x", _write("v1"))
+    assert written.resolve() == (tmp_path / "other" / "x").resolve()
+    assert Path("link/../x/data.txt").read_text(encoding="utf-8") == "v1"
+    assert not (tmp_path / "work" / "x").exists()
+
+
+def test_an_absolute_target_saves_from_a_deleted_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    atomic_folder(tmp_path / "x", _write("v1"))
+    assert (tmp_path / "x" / "data.txt").read_text(encoding="utf-8") == "v1"
