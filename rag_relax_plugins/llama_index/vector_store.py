@@ -28,6 +28,7 @@ import numbers
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,15 @@ __all__ = ["MoLVectorStore"]
 
 
 DEFAULT_PERSIST_FNAME = "vector_store.json"
+
+
+@dataclass
+class _IndexHolder:
+    """A store's index (``None`` until the first add when no head was given) and whether the
+    store built that head itself (its width may then follow the embedding once it is empty)."""
+
+    index: MoLIndex | None = None
+    auto_head: bool = False
 
 
 class MoLVectorStore(BasePydanticVectorStore):
@@ -113,12 +123,14 @@ class MoLVectorStore(BasePydanticVectorStore):
     stores_text: bool = True
     flat_metadata: bool = False
 
-    _index: MoLIndex | None = PrivateAttr(default=None)
+    # the index and whether the store built its head, in one holder that shallow copies share
+    # (pydantic copies the private attributes' dict, not the objects in it): a first add through
+    # a copy reached only the copy, and the original's queries then found nothing
+    _held: _IndexHolder = PrivateAttr(default_factory=_IndexHolder)
     _nodes: dict[str, Record] = PrivateAttr(default_factory=dict)
     _embed_model: BaseEmbedding | None = PrivateAttr(default=None)
     _strategy: Strategy | None = PrivateAttr(default=None)
     _index_kwargs: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _auto_head: bool = PrivateAttr(default=False)
     # every id added as an ImageNode / IndexNode, deleted ones included: what a VectorStoreIndex's
     # index struct lists (it keeps them after a delete when the store keeps text); persisted.
     # None: loaded from a manifest written before it was (its deleted ids are unknown)
@@ -150,7 +162,7 @@ class MoLVectorStore(BasePydanticVectorStore):
         self._strategy = None if strategy is None else check_strategy(strategy)
         self._index_kwargs = {"device": device, "first_stage": first_stage, "cache_dtype": cache_dtype}
         if similarity is not None:
-            self._index = MoLIndex(similarity, **self._index_kwargs)
+            self._held.index = MoLIndex(similarity, **self._index_kwargs)
         else:  # the index is built at the first add: its options are checked now, not then
             MoLIndex.check_options(first_stage, cache_dtype, device)
 
@@ -181,7 +193,7 @@ class MoLVectorStore(BasePydanticVectorStore):
     @property
     def client(self) -> MoLIndex | None:
         """The underlying :class:`MoLIndex` (``None`` until the first add when no head was given)."""
-        return self._index
+        return self._held.index
 
     def __len__(self) -> int:
         """Number of stored documents."""
@@ -193,7 +205,7 @@ class MoLVectorStore(BasePydanticVectorStore):
 
     def relevance(self, score: float) -> float:
         """Relevance in ``[0, 1]`` of a raw score: ``(1 + tau * score) / 2`` with the head's ``tau``."""
-        tau = self._index.similarity.config.tau if self._index is not None else 1.0
+        tau = self._held.index.similarity.config.tau if self._held.index is not None else 1.0
         return min(1.0, max(0.0, (1.0 + tau * score) / 2.0))
 
     # ------------------------------------------------------------------ writing
@@ -224,8 +236,8 @@ class MoLVectorStore(BasePydanticVectorStore):
             special = [i for i, rec in new.items() if rec[0] in IMAGE_OR_INDEX]
 
             def record() -> None:  # idempotent (add_in_step); a new index is the store's from here on
-                if index is not self._index:
-                    self._index, self._auto_head = index, True
+                if index is not self._held.index:
+                    self._held.index, self._held.auto_head = index, True
                 self._nodes.update(new)
                 if self._image_or_index_ids is not None:
                     self._image_or_index_ids.update(special)
@@ -262,7 +274,7 @@ class MoLVectorStore(BasePydanticVectorStore):
             self._remove(list(self._nodes))
 
     def _remove(self, ids: list[str]) -> None:
-        delete_in_step(self._index, ids, lambda i: self._nodes.pop(i, None))
+        delete_in_step(self._held.index, ids, lambda i: self._nodes.pop(i, None))
 
     # ------------------------------------------------------------------ reading
     def get_nodes(
@@ -286,9 +298,9 @@ class MoLVectorStore(BasePydanticVectorStore):
         mmr = query.mode == VectorStoreQueryMode.MMR
         lam = mmr_weight(kwargs.get("mmr_threshold"), query.mmr_threshold) if mmr else 0.5
         prefetch = check_count("mmr_prefetch_factor", kwargs.get("mmr_prefetch_factor", 4), 1)
-        vector = query_vector(query_embedding(query, self._embed_model), self._index, bool(self._nodes))
+        vector = query_vector(query_embedding(query, self._embed_model), self._held.index, bool(self._nodes))
         with self._lock:
-            if self._index is None or not self._nodes:
+            if self._held.index is None or not self._nodes:
                 return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
             allowed = select(self._nodes, self._image_or_index_ids, query.node_ids, filters, query.doc_ids)
             if allowed is not None and not allowed:
@@ -297,13 +309,13 @@ class MoLVectorStore(BasePydanticVectorStore):
             fetch = k * prefetch if mmr else k
             strategy = kwargs.get("strategy")
             strategy = self._strategy if strategy is None else strategy
-            scores_t, hits = self._index.search(vector, fetch, strategy=strategy, filter=allowed)
+            scores_t, hits = self._held.index.search(vector, fetch, strategy=strategy, filter=allowed)
             ids = hits[0]
             scores = scores_t[0, : len(ids)].tolist()
             if mmr and ids:
                 phi = torch.tensor(scores, dtype=torch.float64)
-                feats = self._index.get_features(ids).cpu()
-                picks = mmr_select_mol(phi, feats, k, lam, tau=self._index.similarity.config.tau).tolist()
+                feats = self._held.index.get_features(ids).cpu()
+                picks = mmr_select_mol(phi, feats, k, lam, tau=self._held.index.similarity.config.tau).tolist()
                 ids, scores = [ids[p] for p in picks], [scores[p] for p in picks]
             return VectorStoreQueryResult(nodes=[node_from_record(self._nodes[i]) for i in ids], similarities=scores, ids=ids)
 
@@ -336,7 +348,7 @@ class MoLVectorStore(BasePydanticVectorStore):
         check_local_fs(fs)
         with self._lock:
             ids = list(self._nodes)
-            write_store(Path(persist_path), self._index, ids, [self._nodes[i] for i in ids], auto_head=self._auto_head,
+            write_store(Path(persist_path), self._held.index, ids, [self._nodes[i] for i in ids], auto_head=self._held.auto_head,
                         image_or_index_ids=None if (seen := self._image_or_index_ids) is None else sorted(seen),
                         index_kwargs=self._index_kwargs)
 
@@ -359,7 +371,7 @@ class MoLVectorStore(BasePydanticVectorStore):
         """
         check_local_fs(fs)
         store = cls(embed_model=embed_model, strategy=strategy, device=device)
-        store._index, store._nodes, store._auto_head, seen, options = read_store(Path(persist_path), device)
+        store._held.index, store._nodes, store._held.auto_head, seen, options = read_store(Path(persist_path), device)
         store._image_or_index_ids = seen
         if options is not None:
             store._index_kwargs.update(options)
@@ -381,10 +393,10 @@ class MoLVectorStore(BasePydanticVectorStore):
         """The index ``dim``-d vectors go to: the store's, or a new self-built one (at the first
         add, or anew for an empty self-built head of another width), which :meth:`add` makes the
         store's only once the add succeeded."""
-        index = self._index
+        index = self._held.index
         if index is None:
             index = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs)
-        elif self._auto_head and not self._nodes and len(index) == 0 and dim != index.similarity.config.item_dim:
+        elif self._held.auto_head and not self._nodes and len(index) == 0 and dim != index.similarity.config.item_dim:
             index = index.empty_like(MoLSimilarity.cosine(dim))  # empty self-built head: follow the width
         if dim != index.similarity.config.item_dim:
             raise ValueError(f"node embeddings are {dim}-d but the similarity expects item_dim={index.similarity.config.item_dim}")

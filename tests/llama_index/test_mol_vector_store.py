@@ -444,9 +444,9 @@ def test_an_interrupt_around_the_index_add_leaves_store_and_index_in_step(
     node = TextNode(id_="n9", text="a brand new text", embedding=EMB.get_text_embedding("a brand new text"))
     with pytest.raises(KeyboardInterrupt):
         store.add([node])
-    assert store._index is not None and sorted(store._nodes) == sorted(store._index.ids)
+    assert store._held.index is not None and sorted(store._nodes) == sorted(store._held.index.ids)
     assert ("n9" in store._nodes) == committed
-    assert set(run(store, _q("a brand new text", k=10)).ids) == set(store._index.ids)  # no KeyError
+    assert set(run(store, _q("a brand new text", k=10)).ids) == set(store._held.index.ids)  # no KeyError
 
 
 def test_an_interrupt_after_the_index_delete_committed_leaves_the_store_in_step(

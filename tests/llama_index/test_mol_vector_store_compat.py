@@ -320,3 +320,19 @@ def test_a_single_string_filter_value_is_one_value_not_its_characters(op: str, w
     filters = MetadataFilters(filters=[MetadataFilter(key="lang", value="en", operator=op)])
     q = VectorStoreQuery(query_embedding=EMB.get_query_embedding("en"), similarity_top_k=4, filters=filters)
     assert sorted(store.query(q).ids or []) == want
+
+
+def test_shallow_copies_share_the_index_a_first_add_builds() -> None:
+    """pydantic's shallow copy shares the node dict but copied the index reference: after a first
+    add through the copy the original held the nodes and no index (queries found nothing), and
+    its next add built a second index holding only its own node (review)."""
+    import copy
+
+    for make_copy in (copy.copy, lambda s: s.model_copy()):
+        original = MoLVectorStore()
+        twin = make_copy(original)
+        twin.add(_orphans_and_one_child())
+        q = VectorStoreQuery(query_embedding=EMB.get_query_embedding("a b"), similarity_top_k=3)
+        assert original.client is twin.client and original.query(q).ids == twin.query(q).ids
+        original.add([TextNode(text="g h", id_="g h", embedding=EMB.get_text_embedding("g h"))])
+        assert original.client is not None and sorted(original.client.ids) == ["a b", "c d", "e f", "g h"]
