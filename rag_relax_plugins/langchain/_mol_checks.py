@@ -25,6 +25,7 @@ __all__ = [
     "check_search_kwargs",
     "copy_metadata",
     "filter_ids",
+    "fresh_metadata",
 ]
 
 SEARCH_KWARGS = frozenset({"filter", "strategy"})
@@ -42,6 +43,19 @@ def copy_metadata(meta: object, i: int) -> dict[str, Any]:
         return copy.deepcopy(meta)
     except Exception as exc:  # a lock, a connection, an open file: what pickling refuses
         raise TypeError(f"metadatas[{i}] cannot be copied (the store keeps a copy): {exc}") from exc
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+
+
+def fresh_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """A copy of stored metadata that its receiver cannot use to change the store, equal to a deep
+    copy: strings, numbers, booleans and ``None`` are immutable and kept, every other value is
+    deep-copied (one memo for the dict, so values that share an object still share their copy).
+    Half the cost of ``copy.deepcopy`` for flat metadata, where a callable filter gets one per
+    stored document per query (benchmarks/bench_lc_filters.py)."""
+    memo: dict[int, Any] = {}
+    return {k: v if type(v) in _IMMUTABLE else copy.deepcopy(v, memo) for k, v in meta.items()}
 
 
 def _row(row: object) -> object:
@@ -102,15 +116,15 @@ def filter_ids(
     """Ids of ``docs`` (``id -> (text, metadata)``) that pass ``filter``, in storage order.
 
     A dict matches metadata values by JSON equality (operator dicts refused:
-    :func:`~rag_relax_plugins.index.filters.ids_matching`); a callable receives a ``Document`` with a deep copy of the
-    metadata, so it cannot change the store.
+    :func:`~rag_relax_plugins.index.filters.ids_matching`); a callable receives a ``Document`` with a copy of the
+    metadata (:func:`fresh_metadata`), so it cannot change the store.
     """
     if isinstance(filter, dict):
         return ids_matching(list(docs), [m for _, m in docs.values()], filter)
     if callable(filter):
         return [
             i for i, (text, m) in docs.items()
-            if filter(Document(page_content=text, metadata=copy.deepcopy(m), id=i))
+            if filter(Document(page_content=text, metadata=fresh_metadata(m), id=i))
         ]
     raise TypeError(f"filter must be a dict of metadata values or a callable, got {type(filter).__name__}")
 

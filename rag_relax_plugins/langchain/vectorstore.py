@@ -22,7 +22,6 @@ on-disk layout).
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -39,7 +38,11 @@ from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.index.store_sync import delete_in_step
 from rag_relax_plugins.index.strategies import check_strategy
-from rag_relax_plugins.langchain._mol_checks import check_mmr_args, check_search_kwargs
+from rag_relax_plugins.langchain._mol_checks import (
+    check_mmr_args,
+    check_search_kwargs,
+    fresh_metadata,
+)
 from rag_relax_plugins.langchain._mol_contents import Contents
 from rag_relax_plugins.langchain._mol_inputs import embed_texts, read_add_args
 from rag_relax_plugins.langchain._mol_search import DocFilter, mmr_picks, search
@@ -384,4 +387,4 @@ class MoLVectorStore(VectorStore):
     # ------------------------------------------------------------------ helpers
     def _document(self, id_: str) -> Document:
         text, meta = self._docs[id_]
-        return Document(page_content=text, metadata=copy.deepcopy(meta), id=id_)
+        return Document(page_content=text, metadata=fresh_metadata(meta), id=id_)

@@ -117,6 +117,36 @@ def test_callable_filter_cannot_change_stored_metadata() -> None:
     assert store.get_by_ids(["x"])[0].metadata == {"tags": ["a"]}
 
 
+def test_flat_metadata_copies_are_plain_copies_and_nested_ones_deep() -> None:
+    """fresh_metadata copies a flat dict (what a deep copy gives: its values are immutable) and
+    deep-copies one with a list or dict inside; the receiver changes neither the store's dict nor
+    its nested values, and a filter sees equal metadata either way."""
+    import copy
+
+    from rag_relax_plugins.langchain._mol_checks import fresh_metadata
+
+    flat = {"s": "a", "i": 1, "f": 0.5, "b": True, "n": None}
+    nested = {**flat, "tags": ["x", {"y": [1]}]}
+    for meta in (flat, nested):
+        got = fresh_metadata(meta)
+        assert got == meta == copy.deepcopy(meta) and got is not meta
+        got["s"] = "changed"
+        assert meta["s"] == "a"
+    deep = fresh_metadata(nested)
+    deep["tags"][1]["y"].append(2)
+    assert nested["tags"] == ["x", {"y": [1]}]
+    shared = [1]
+    twice = fresh_metadata({"a": shared, "b": shared})
+    assert twice["a"] is twice["b"] and twice["a"] is not shared  # aliasing kept, as deepcopy keeps it
+    store = MoLVectorStore(HashingEmbeddings())
+    store.add_texts(["p", "q"], [flat, nested], ids=["p", "q"])
+    seen: list[dict] = []
+    store.similarity_search("p", k=2, filter=lambda d: seen.append(d.metadata) or True)
+    for m in seen:
+        m["s"] = "mutated"
+    assert [d.metadata for d in store.get_by_ids(["p", "q"])] == [flat, nested]
+
+
 async def test_time_weighted_retriever_adds_with_current_time() -> None:
     """``TimeWeightedVectorStoreRetriever.add_documents(docs, current_time=...)`` passes
     ``current_time`` on to the store: refused, it left the retriever's memory stream holding
