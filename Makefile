@@ -85,6 +85,7 @@ bench: $(VENV)/.dev $(VENV)/.torchsort
 	run bench_mol_scale $(PY) benchmarks/bench_mol_scale.py; \
 	run bench_mol_adapters $(PY) benchmarks/bench_mol_adapters.py; \
 	run bench_mol_updates $(PY) benchmarks/bench_mol_updates.py; \
+	run bench_lc_filters $(PY) benchmarks/bench_lc_filters.py; \
 	run bench_mol_quality_movielens $(PY) benchmarks/bench_mol_quality.py --skip-hotpot --jobs 3; \
 	run bench_mol_quality_hotpot $(PY) benchmarks/bench_mol_quality.py --skip-movielens; \
 	run bench_gaussian $(PY) benchmarks/bench_gaussian.py --seeds 3 --epochs 10 --negatives 7 \

@@ -89,12 +89,12 @@ def measure(n: int, nested: bool, repeats: int) -> dict[str, float]:
     return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=N_DOCS)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     results: dict[str, Any] = {"n_docs": args.docs, "dim": DIM, "k": K, "repeats": args.repeats, "median_ms": {}}
     rows: list[list[str]] = []
