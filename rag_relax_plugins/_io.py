@@ -71,7 +71,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically; creates the parent folder. Returns the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # the temporary file beside the target as the OS reads the path (``link/..``: the link's parent;
+    # mkstemp collapses ".." as text from Python 3.12, which would put it elsewhere)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=os.path.realpath(target.parent))
     tmp = Path(tmp_name)
     try:
         _usual_mode(tmp, 0o666, like=target)
@@ -240,25 +242,36 @@ def _refuse(target: Path) -> ValueError:
 
 
 def _save_path(target: str | os.PathLike[str]) -> Path:
-    """The folder a save to ``target`` replaces: ``target`` made absolute (without collapsing
-    ``..`` as text: the OS resolves ``link/..`` through the link), resolved when its last part
-    names no folder of its own (``".."``) or is a symbolic link (a save goes through the link:
-    renaming the link itself would leave it behind).
+    """The folder a save to ``target`` replaces, as the OS reads ``target``: its parent's real path
+    (``link/..`` is the link's parent folder, not the folder beside the link: collapsing ``..`` as
+    text wrote elsewhere than a load of the same string read) and its name; through a symbolic
+    link, the folder it points to (renaming the link itself would leave it behind).
 
     Raises:
         ValueError: it is the current working directory or a folder above it, which the save would
             rename away under the running process (``save(".")`` made its temporary folder inside
-            the target and blamed it; ``save(os.getcwd())`` moved the working directory aside).
+            the target and blamed it; ``save(os.getcwd())`` moved the working directory aside); or
+            a symbolic link loop.
+        FileNotFoundError: a relative ``target`` while the working directory no longer exists.
     """
-    path = Path(target)
     try:
-        path = path.absolute()  # Path(".") has no name and is its own parent; absolute() gives both
-        cwd: Path | None = Path.cwd().resolve()
-    except OSError:  # the working directory was deleted: a relative target fails later, as before
+        cwd = Path.cwd().resolve()
+    except OSError as exc:  # the working directory was deleted
+        if not Path(target).is_absolute():
+            raise FileNotFoundError(
+                f"cannot save into {target}: a relative path, and the working directory no longer exists"
+            ) from exc
         cwd = None
-    if path.name in ("", "..") or path.is_symlink():
-        path = path.resolve()
-    resolved = path.resolve()
+    try:
+        path = Path(target).absolute()
+        if path.name in ("", ".."):  # "." has no name; ".." names the folder above its parent
+            path = path.resolve()
+        path = Path(os.path.realpath(path.parent)) / path.name
+        if path.is_symlink():
+            path = path.resolve(strict=False)
+        resolved = path.resolve()
+    except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before Python 3.13)
+        raise ValueError(f"cannot save into {target}: {exc}") from exc
     if cwd is not None and (resolved == cwd or resolved in cwd.parents):
         raise ValueError(
             f"cannot save into {target}: it is the current working directory or a folder above it, "

@@ -525,3 +525,48 @@ def test_an_absolute_target_saves_from_a_deleted_working_directory(tmp_path: Pat
     gone.rmdir()
     atomic_folder(tmp_path / "x", _write("v1"))
     assert (tmp_path / "x" / "data.txt").read_text(encoding="utf-8") == "v1"
+
+
+def test_a_missing_folder_then_dotdot_then_a_link_saves_through_the_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``a/../lnk`` with no ``a`` yet: the link test ran on the path as written (no such link, as
+    ``a`` was missing), and the save then renamed the link itself away (review)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "lnk").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    atomic_folder("a/../lnk", _write("v1"))
+    assert (tmp_path / "lnk").is_symlink() and (tmp_path / "real" / "data.txt").read_text(encoding="utf-8") == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lnk", "real"]
+
+
+def test_a_symlink_loop_target_is_a_value_error(tmp_path: Path) -> None:
+    from rag_relax_plugins._io import check_save_target
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for save in (lambda t: atomic_folder(t, _write("v1")), lambda t: check_save_target(t, kind="mol-model")):
+        with pytest.raises(ValueError, match="cannot save into"):
+            save(tmp_path / "loop")
+
+
+def test_a_relative_target_from_a_deleted_working_directory_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(FileNotFoundError, match="cannot save into x: a relative path, and the working directory"):
+        atomic_folder("x", _write("v1"))
+
+
+def test_an_atomic_file_write_through_link_dotdot_lands_where_the_os_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary file was made in the parent as written, with ".." collapsed as text (from
+    Python 3.12, tempfile does that): not beside the target, so the rename failed (review)."""
+    (tmp_path / "other" / "dir").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "lnk").symlink_to(tmp_path / "other" / "dir")
+    monkeypatch.chdir(tmp_path / "work")
+    atomic_write_text("lnk/../x.json", "{}")
+    assert (tmp_path / "other" / "x.json").read_text(encoding="utf-8") == "{}"
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["dir", "x.json"]
