@@ -272,6 +272,8 @@ def _save_path(target: str | os.PathLike[str]) -> Path:
         resolved = path.resolve()
     except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before Python 3.13)
         raise ValueError(f"cannot save into {target}: {exc}") from exc
+    if path.is_symlink():  # still a link once resolved: a loop (Python 3.13 resolves it to itself)
+        raise ValueError(f"cannot save into {target}: a symbolic link loop")
     if cwd is not None and (resolved == cwd or resolved in cwd.parents):
         raise ValueError(
             f"cannot save into {target}: it is the current working directory or a folder above it, "
