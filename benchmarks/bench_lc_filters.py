@@ -2,7 +2,8 @@
 
 A callable filter (``filter=lambda doc: ...``) is evaluated on every stored document per query:
 each gets a ``Document`` built for it, with a copy of its metadata so that the callable cannot
-change the store (``InMemoryVectorStore`` hands it the stored metadata dict itself). A dict
+change the store (``InMemoryVectorStore``'s ``Document`` holds a shallow copy: nested values are
+the stored ones). A dict
 filter is evaluated on the stored metadata directly. This prints both against the same
 callable filter in ``InMemoryVectorStore`` and the unfiltered search, for flat metadata
 (strings and numbers only) and for metadata with a nested list.
@@ -14,8 +15,10 @@ Medians of ``--repeats`` (9) queries per path, the paths interleaved query by qu
 thread.
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/bench_lc_filters.py`` (writes
-``benchmarks/results/lc_filters.json``; ``--no-write`` prints only). No bar: a measurement of
-what a filter costs, for docs/mol_adapters.md.
+``benchmarks/results/lc_filters.json``, or ``<--name>.json``; ``--no-write`` prints only). No
+bar: a measurement of what a filter costs, for docs/mol_adapters.md. The figures before the
+metadata copy was made cheaper: the same script run on the package of commit 7aa23ee
+(``PYTHONPATH=<that package> ... --name lc_filters_deepcopy``).
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=N_DOCS)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--name", default="lc_filters", help="results file name (benchmarks/results/<name>.json)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -107,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.docs:,} documents, dim {DIM}, k={K}, exact search, medians of {args.repeats} queries (ms)")
     print_table(rows, ["metadata", "path", "ms per query", "x InMemoryVectorStore callable"])
     if not args.no_write:
-        print(f"wrote {write_results('lc_filters', results)}")
+        import rag_relax_plugins.langchain._mol_checks as checks
+
+        results["package"] = str(Path(checks.__file__).resolve().parents[2])  # which code was measured
+        print(f"wrote {write_results(args.name, results)}")
     return 0
 
 

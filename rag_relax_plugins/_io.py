@@ -250,8 +250,8 @@ def _save_path(target: str | os.PathLike[str]) -> Path:
     Raises:
         ValueError: it is the current working directory or a folder above it, which the save would
             rename away under the running process (``save(".")`` made its temporary folder inside
-            the target and blamed it; ``save(os.getcwd())`` moved the working directory aside); or
-            a symbolic link loop.
+            the target and blamed it; ``save(os.getcwd())`` moved the working directory aside); a
+            symbolic link loop; or a file (or a loop) where the path needs a folder.
         FileNotFoundError: a relative ``target`` while the working directory no longer exists.
     """
     try:
@@ -262,8 +262,14 @@ def _save_path(target: str | os.PathLike[str]) -> Path:
                 f"cannot save into {target}: a relative path, and the working directory no longer exists"
             ) from exc
         cwd = None
+    typed = Path(target).absolute()
+    ancestor = typed.parent  # the nearest entry on the way to the target that exists must be a folder
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():  # a file, a dangling link or a symbolic link loop
+        raise ValueError(f"cannot save into {target}: {ancestor} is not a folder")
     try:
-        path = Path(target).absolute()
+        path = typed
         if path.name in ("", ".."):  # "." has no name; ".." names the folder above its parent
             path = path.resolve()
         path = Path(os.path.realpath(path.parent)) / path.name
@@ -326,15 +332,18 @@ def atomic_folder(
         kind: what is saved (e.g. ``"mol-index"``), recorded in the marker.
 
     Returns:
-        The folder written: ``target`` as an absolute :class:`~pathlib.Path` (through a symbolic
-        link: the folder it points to).
+        The folder written, as an absolute :class:`~pathlib.Path`: the real path of ``target``'s
+        parent and its name (through a symbolic link: the folder it points to).
 
     Raises:
         ValueError: ``target`` exists and is not a folder, or is a folder that is not a save
             (see above), or is the current working directory or a folder above it; the temporary
             folder is removed and ``target`` left as it was.
     """
-    target = _save_path(target)
+    typed, target = target, _save_path(target)
+    # the parent folders as written ("a/../b" needs "a", as the OS reads it: a loader given the
+    # same string finds the save only then); the path above already is what they resolve to
+    Path(typed).absolute().parent.mkdir(parents=True, exist_ok=True)
     names = tuple(replace_if_contains)
     if not all(isinstance(n, str) and n and "/" not in n for n in names):
         raise ValueError(f"replace_if_contains must hold plain file names, got {names!r}")

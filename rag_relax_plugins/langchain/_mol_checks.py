@@ -50,12 +50,16 @@ _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 def fresh_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     """A copy of stored metadata that its receiver cannot use to change the store, equal to a deep
-    copy: strings, numbers, booleans and ``None`` are immutable and kept, every other value is
-    deep-copied (one memo for the dict, so values that share an object still share their copy).
-    Half the cost of ``copy.deepcopy`` for flat metadata, where a callable filter gets one per
-    stored document per query (benchmarks/bench_lc_filters.py)."""
+    copy: keys and values of the exact types ``str``, ``int``, ``float``, ``bool`` and ``None``
+    are immutable and kept, every other key or value is deep-copied (key first, one memo for the
+    dict, as ``copy.deepcopy`` does: objects shared within the dict stay shared in the copy).
+    Cheaper than ``copy.deepcopy`` of the dict, which a callable filter would pay per stored
+    document per query (benchmarks/bench_lc_filters.py)."""
     memo: dict[int, Any] = {}
-    return {k: v if type(v) in _IMMUTABLE else copy.deepcopy(v, memo) for k, v in meta.items()}
+    return {
+        (k if type(k) in _IMMUTABLE else copy.deepcopy(k, memo)): (v if type(v) in _IMMUTABLE else copy.deepcopy(v, memo))
+        for k, v in meta.items()
+    }
 
 
 def _row(row: object) -> object:

@@ -138,6 +138,23 @@ def test_flat_metadata_copies_are_plain_copies_and_nested_ones_deep() -> None:
     shared = [1]
     twice = fresh_metadata({"a": shared, "b": shared})
     assert twice["a"] is twice["b"] and twice["a"] is not shared  # aliasing kept, as deepcopy keeps it
+
+    class Key:  # a mutable, hashable key: the LangChain store keeps non-str keys in memory
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __hash__(self) -> int:
+            return 0
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Key)
+
+    key = Key("stored")
+    got = fresh_metadata({key: key})
+    (copied,) = got
+    assert copied is not key and got[copied] is copied  # key copied, and shared with its value
+    copied.name = "changed by a filter"
+    assert key.name == "stored"
     store = MoLVectorStore(HashingEmbeddings())
     store.add_texts(["p", "q"], [flat, nested], ids=["p", "q"])
     seen: list[dict] = []
