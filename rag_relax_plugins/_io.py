@@ -241,17 +241,30 @@ def _refuse(target: Path) -> ValueError:
     )
 
 
+def _need_folder(where: Path, target: object) -> None:
+    """Refuse when the nearest entry of ``where`` or above it that exists is not a folder (a
+    file, a dangling link or a symbolic link loop): the save could not create its folders."""
+    while not os.path.lexists(where) and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise ValueError(f"cannot save into {target}: {where} is not a folder")
+
+
 def _save_path(target: str | os.PathLike[str]) -> Path:
     """The folder a save to ``target`` replaces, as the OS reads ``target``: its parent's real path
     (``link/..`` is the link's parent folder, not the folder beside the link: collapsing ``..`` as
     text wrote elsewhere than a load of the same string read) and its name; through a symbolic
-    link, the folder it points to (renaming the link itself would leave it behind).
+    link, the folder it points to (renaming the link itself would leave it behind). A loader
+    given the same string finds the save.
 
     Raises:
         ValueError: it is the current working directory or a folder above it, which the save would
             rename away under the running process (``save(".")`` made its temporary folder inside
-            the target and blamed it; ``save(os.getcwd())`` moved the working directory aside); a
-            symbolic link loop; or a file (or a loop) where the path needs a folder.
+            the target and blamed it; ``save(os.getcwd())`` moved the working directory aside);
+            ``..`` after a part that is not an existing folder (``a/../b`` without ``a``: the OS
+            cannot read that path); a path that passes through the folder it replaces
+            (``x/sub/..``); a file, a dangling link or a symbolic link loop where a folder is
+            needed.
         FileNotFoundError: a relative ``target`` while the working directory no longer exists.
     """
     try:
@@ -263,18 +276,19 @@ def _save_path(target: str | os.PathLike[str]) -> Path:
             ) from exc
         cwd = None
     typed = Path(target).absolute()
-    ancestor = typed.parent  # the nearest entry on the way to the target that exists must be a folder
-    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():  # a file, a dangling link or a symbolic link loop
-        raise ValueError(f"cannot save into {target}: {ancestor} is not a folder")
+    parts = typed.parts
+    for i, part in enumerate(parts):
+        if part == ".." and not Path(*parts[:i]).is_dir():
+            raise ValueError(f"cannot save into {target}: {Path(*parts[:i])} is not an existing folder, "
+                             "and the path goes up from it ('..')")
     try:
-        path = typed
-        if path.name in ("", ".."):  # "." has no name; ".." names the folder above its parent
-            path = path.resolve()
-        path = Path(os.path.realpath(path.parent)) / path.name
+        if typed.name in ("", ".."):  # "." has no name; ".." names the folder above its parent
+            typed = Path(os.path.realpath(typed))
+        path = Path(os.path.realpath(typed.parent)) / typed.name  # every ".." is now after a real folder
+        _need_folder(path.parent, target)
         if path.is_symlink():
             path = path.resolve(strict=False)
+            _need_folder(path.parent, target)  # where the link points
         resolved = path.resolve()
     except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before Python 3.13)
         raise ValueError(f"cannot save into {target}: {exc}") from exc
@@ -285,6 +299,11 @@ def _save_path(target: str | os.PathLike[str]) -> Path:
             f"cannot save into {target}: it is the current working directory or a folder above it, "
             "which a save would replace (rename) under the running process; save into a subfolder"
         )
+    for i in range(1, len(parts) - 1):  # the folders the typed path goes through, before its last part
+        through = Path(os.path.realpath(Path(*parts[: i + 1])))
+        if through == resolved or resolved in through.parents:
+            raise ValueError(f"cannot save into {target}: the path goes through the folder the save "
+                             f"replaces ({through})")
     return path
 
 
@@ -340,10 +359,7 @@ def atomic_folder(
             (see above), or is the current working directory or a folder above it; the temporary
             folder is removed and ``target`` left as it was.
     """
-    typed, target = target, _save_path(target)
-    # the parent folders as written ("a/../b" needs "a", as the OS reads it: a loader given the
-    # same string finds the save only then); the path above already is what they resolve to
-    Path(typed).absolute().parent.mkdir(parents=True, exist_ok=True)
+    target = _save_path(target)
     names = tuple(replace_if_contains)
     if not all(isinstance(n, str) and n and "/" not in n for n in names):
         raise ValueError(f"replace_if_contains must hold plain file names, got {names!r}")

@@ -527,31 +527,47 @@ def test_an_absolute_target_saves_from_a_deleted_working_directory(tmp_path: Pat
     assert (tmp_path / "x" / "data.txt").read_text(encoding="utf-8") == "v1"
 
 
-def test_a_missing_folder_then_dotdot_then_a_link_saves_through_the_link(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("target", ["a/../lnk", "a/../b", "d/missing/../x", "f/../x"])
+def test_dotdot_after_a_missing_folder_or_a_file_is_refused_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
-    """``a/../lnk`` with no ``a`` yet: the link test ran on the path as written (no such link, as
-    ``a`` was missing), and the save then renamed the link itself away (review)."""
+    """The OS cannot read ``a/../b`` without ``a``: a save there went to ``b`` (a loader given the
+    same string found nothing), or, through a link ``lnk``, renamed the link away (review)."""
+    from rag_relax_plugins._io import check_save_target
+
     (tmp_path / "real").mkdir()
     (tmp_path / "lnk").symlink_to(tmp_path / "real")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("a file", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    atomic_folder("a/../lnk", _write("v1"))
-    assert (tmp_path / "lnk").is_symlink() and (tmp_path / "real" / "data.txt").read_text(encoding="utf-8") == "v1"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "lnk", "real"]  # "a": the path needs it
-    assert (find_saved_folder("a/../lnk") / "data.txt").read_text(encoding="utf-8") == "v1"
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    for save in (lambda t: atomic_folder(t, _write("v1")), lambda t: check_save_target(t, kind="mol-model")):
+        with pytest.raises(ValueError, match=r"is not an existing folder, and the path goes up from it"):
+            save(target)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 
-def test_a_missing_folder_then_dotdot_is_created_so_the_same_string_loads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("target", ["x/sub/..", "x/sub/../../x", "x/sub/../sub2"])
+def test_a_path_through_the_folder_it_replaces_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
-    """``a/../b`` with no ``a``: the save went to ``b`` without creating ``a``, and a load of
-    ``a/../b`` (which the OS reads through ``a``) found nothing (review)."""
+    """``x/sub/..`` is ``x``: replacing ``x`` removes ``sub``, and a loader given the same string
+    (or the recovery of a crash between the two renames) found nothing (review)."""
+    from rag_relax_plugins._io import check_save_target
+
+    (tmp_path / "x" / "sub").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    atomic_folder("a/../b", _write("v1"))
-    assert (find_saved_folder("a/../b") / "data.txt").read_text(encoding="utf-8") == "v1"
+    if target == "x/sub/../sub2":  # inside x, not through the folder it replaces: fine
+        atomic_folder(target, _write("v1"))
+        assert (find_saved_folder(target) / "data.txt").read_text(encoding="utf-8") == "v1"
+        return
+    for save in (lambda t: atomic_folder(t, _write("v1")), lambda t: check_save_target(t, kind="mol-model")):
+        with pytest.raises(ValueError, match="goes through the folder the save replaces"):
+            save(target)
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["sub"]
 
 
-@pytest.mark.parametrize("blocker", ["file", "loop", "dangling"])
+@pytest.mark.parametrize("blocker", ["file", "loop", "link to a file's child"])
 def test_a_file_or_a_link_loop_on_the_way_is_refused_before_anything_is_written(tmp_path: Path, blocker: str) -> None:
     """``f/x`` with ``f`` a file passed the early check (the run then failed at its final save);
     a loop on the way did too on Python 3.13 (review)."""
@@ -560,12 +576,26 @@ def test_a_file_or_a_link_loop_on_the_way_is_refused_before_anything_is_written(
     way = tmp_path / "way"
     if blocker == "file":
         way.write_text("not a folder", encoding="utf-8")
-    else:
-        way.symlink_to(way if blocker == "loop" else tmp_path / "missing")
+    elif blocker == "loop":
+        way.symlink_to(way)
+    else:  # way/x is a link to f/x, f a file: the folder the link points into cannot exist
+        way.mkdir()
+        (tmp_path / "f").write_text("a file", encoding="utf-8")
+        (way / "x").symlink_to(tmp_path / "f" / "x")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     for save in (lambda t: atomic_folder(t, _write("v1")), lambda t: check_save_target(t, kind="mol-model")):
         with pytest.raises(ValueError, match="is not a folder"):
             save(way / "x")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["way"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_dangling_link_on_the_way_is_followed_and_its_folder_created(tmp_path: Path) -> None:
+    """The save lands where the path points once the link's destination exists: a loader given the
+    same string finds it."""
+    (tmp_path / "way").symlink_to(tmp_path / "missing")
+    atomic_folder(tmp_path / "way" / "x", _write("v1"))
+    assert (find_saved_folder(tmp_path / "way" / "x") / "data.txt").read_text(encoding="utf-8") == "v1"
+    assert (tmp_path / "missing" / "x").is_dir() and (tmp_path / "way").is_symlink()
 
 
 def test_a_symlink_loop_target_is_a_value_error(tmp_path: Path) -> None:
