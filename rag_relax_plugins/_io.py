@@ -241,20 +241,50 @@ def _refuse(target: Path) -> ValueError:
     )
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # no permission to look, a name too long: not a folder the save can use
+        return False
+
+
 def _need_folder(where: Path, target: object) -> None:
-    """Refuse when the nearest entry of ``where`` or above it that exists is not a folder (a
-    file, a dangling link or a symbolic link loop): the save could not create its folders."""
+    """Refuse when the nearest entry of ``where`` or above it that exists, as the OS reads the
+    path, is not a folder (a file, a dangling link, a symbolic link loop): the save could not
+    create its folders there, or a loader given the same string could not follow them."""
     while not os.path.lexists(where) and where != where.parent:
         where = where.parent
-    if not where.is_dir():
+    if not _is_dir(where):
         raise ValueError(f"cannot save into {target}: {where} is not a folder")
 
 
+def _os_path(typed: Path, target: object) -> Path:
+    """The folder the absolute path ``typed`` names, as the OS reads it: the real path of its
+    parent and its name, following a symbolic link at the last part (at most 40 of them, as the
+    OS does). Every ``..`` must come after an existing folder, and the nearest existing entry
+    above the name must be a folder, in ``typed`` and in each link's destination."""
+    for _ in range(40):
+        parts = typed.parts
+        for i, part in enumerate(parts):
+            if part == ".." and not _is_dir(Path(*parts[:i])):
+                raise ValueError(f"cannot save into {target}: {Path(*parts[:i])} is not an existing folder, "
+                                 "and the path goes up from it ('..')")
+        if typed.name in ("", ".."):  # "/" has no name; ".." names the folder above its parent
+            typed = Path(os.path.realpath(typed))
+        _need_folder(typed.parent, target)
+        path = Path(os.path.realpath(typed.parent)) / typed.name
+        if not path.is_symlink():
+            return path
+        destination = Path(os.readlink(path))  # a link at the last part: the save goes through it
+        typed = destination if destination.is_absolute() else path.parent / destination
+    raise ValueError(f"cannot save into {target}: a symbolic link loop")
+
+
 def _save_path(target: str | os.PathLike[str]) -> Path:
-    """The folder a save to ``target`` replaces, as the OS reads ``target``: its parent's real path
-    (``link/..`` is the link's parent folder, not the folder beside the link: collapsing ``..`` as
-    text wrote elsewhere than a load of the same string read) and its name; through a symbolic
-    link, the folder it points to (renaming the link itself would leave it behind). A loader
+    """The folder a save to ``target`` replaces, as the OS reads ``target`` (:func:`_os_path`):
+    ``link/..`` is the link's parent folder, not the folder beside the link (collapsing ``..`` as
+    text wrote elsewhere than a load of the same string read), and through a symbolic link at the
+    last part, the folder it points to (renaming the link itself would leave it behind). A loader
     given the same string finds the save.
 
     Raises:
@@ -276,34 +306,23 @@ def _save_path(target: str | os.PathLike[str]) -> Path:
             ) from exc
         cwd = None
     typed = Path(target).absolute()
-    parts = typed.parts
-    for i, part in enumerate(parts):
-        if part == ".." and not Path(*parts[:i]).is_dir():
-            raise ValueError(f"cannot save into {target}: {Path(*parts[:i])} is not an existing folder, "
-                             "and the path goes up from it ('..')")
     try:
-        if typed.name in ("", ".."):  # "." has no name; ".." names the folder above its parent
-            typed = Path(os.path.realpath(typed))
-        path = Path(os.path.realpath(typed.parent)) / typed.name  # every ".." is now after a real folder
-        _need_folder(path.parent, target)
-        if path.is_symlink():
-            path = path.resolve(strict=False)
-            _need_folder(path.parent, target)  # where the link points
+        path = _os_path(typed, target)
         resolved = path.resolve()
-    except (RuntimeError, OSError) as exc:  # a symbolic link loop (RuntimeError before Python 3.13)
+    except (RuntimeError, OSError) as exc:  # a loop further up (RuntimeError before Python 3.13)
         raise ValueError(f"cannot save into {target}: {exc}") from exc
-    if path.is_symlink():  # still a link once resolved: a loop (Python 3.13 resolves it to itself)
-        raise ValueError(f"cannot save into {target}: a symbolic link loop")
     if cwd is not None and (resolved == cwd or resolved in cwd.parents):
         raise ValueError(
             f"cannot save into {target}: it is the current working directory or a folder above it, "
             "which a save would replace (rename) under the running process; save into a subfolder"
         )
-    for i in range(1, len(parts) - 1):  # the folders the typed path goes through, before its last part
-        through = Path(os.path.realpath(Path(*parts[: i + 1])))
-        if through == resolved or resolved in through.parents:
-            raise ValueError(f"cannot save into {target}: the path goes through the folder the save "
-                             f"replaces ({through})")
+    parts = typed.parts
+    if ".." in parts:  # only a path that goes up can pass through the folder it names
+        for i in range(1, len(parts) - 1):
+            through = Path(os.path.realpath(Path(*parts[: i + 1])))
+            if through == resolved or resolved in through.parents:
+                raise ValueError(f"cannot save into {target}: the path goes through the folder the save "
+                                 f"replaces ({through})")
     return path
 
 

@@ -567,7 +567,7 @@ def test_a_path_through_the_folder_it_replaces_is_refused(
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["sub"]
 
 
-@pytest.mark.parametrize("blocker", ["file", "loop", "link to a file's child"])
+@pytest.mark.parametrize("blocker", ["file", "loop", "link to a file's child", "dangling"])
 def test_a_file_or_a_link_loop_on_the_way_is_refused_before_anything_is_written(tmp_path: Path, blocker: str) -> None:
     """``f/x`` with ``f`` a file passed the early check (the run then failed at its final save);
     a loop on the way did too on Python 3.13 (review)."""
@@ -578,6 +578,8 @@ def test_a_file_or_a_link_loop_on_the_way_is_refused_before_anything_is_written(
         way.write_text("not a folder", encoding="utf-8")
     elif blocker == "loop":
         way.symlink_to(way)
+    elif blocker == "dangling":
+        way.symlink_to(tmp_path / "missing")
     else:  # way/x is a link to f/x, f a file: the folder the link points into cannot exist
         way.mkdir()
         (tmp_path / "f").write_text("a file", encoding="utf-8")
@@ -589,13 +591,42 @@ def test_a_file_or_a_link_loop_on_the_way_is_refused_before_anything_is_written(
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 
-def test_a_dangling_link_on_the_way_is_followed_and_its_folder_created(tmp_path: Path) -> None:
-    """The save lands where the path points once the link's destination exists: a loader given the
-    same string finds it."""
-    (tmp_path / "way").symlink_to(tmp_path / "missing")
-    atomic_folder(tmp_path / "way" / "x", _write("v1"))
-    assert (find_saved_folder(tmp_path / "way" / "x") / "data.txt").read_text(encoding="utf-8") == "v1"
-    assert (tmp_path / "missing" / "x").is_dir() and (tmp_path / "way").is_symlink()
+@pytest.mark.parametrize("shape", ["dangling", "missing/../real", "f/../real"])
+@pytest.mark.parametrize("at_last_part", [False, True])
+def test_a_link_the_os_cannot_follow_is_refused_on_the_way_and_at_the_last_part(
+    tmp_path: Path, shape: str, at_last_part: bool
+) -> None:
+    """A link to ``missing/../real`` (or ``f/../real``, ``f`` a file): the save went to ``real``
+    while the OS, and so a loader given the same string, cannot follow the link (review); a
+    dangling link on the way is refused too. A dangling link as the save folder itself is fine:
+    the save creates the folder it points to."""
+    from rag_relax_plugins._io import check_save_target
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "f").write_text("a file", encoding="utf-8")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "gone" if shape == "dangling" else Path(shape))
+    target = link if at_last_part else link / "x"
+    if shape == "dangling" and at_last_part:
+        atomic_folder(target, _write("v1"))
+        assert (find_saved_folder(target) / "data.txt").read_text(encoding="utf-8") == "v1" and link.is_symlink()
+        return
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    for save in (lambda t: atomic_folder(t, _write("v1")), lambda t: check_save_target(t, kind="mol-model")):
+        with pytest.raises(ValueError, match=r"is not a folder|is not an existing folder"):
+            save(target)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_chain_of_links_at_the_last_part_is_saved_through(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "one").symlink_to("two")
+    (tmp_path / "two").symlink_to("real")
+    atomic_folder(tmp_path / "one", _write("v1"))
+    atomic_folder(tmp_path / "one", _write("v2"))
+    assert (tmp_path / "real" / "data.txt").read_text(encoding="utf-8") == "v2"
+    assert (tmp_path / "one").is_symlink() and (tmp_path / "two").is_symlink()
+    assert (find_saved_folder(tmp_path / "one") / "data.txt").read_text(encoding="utf-8") == "v2"
 
 
 def test_a_symlink_loop_target_is_a_value_error(tmp_path: Path) -> None:
