@@ -263,7 +263,7 @@ def _os_path(typed: Path, target: object) -> Path:
     parent and its name, following a symbolic link at the last part (at most 40 of them, as the
     OS does). Every ``..`` must come after an existing folder, and the nearest existing entry
     above the name must be a folder, in ``typed`` and in each link's destination."""
-    for _ in range(40):
+    for _ in range(41):  # the path and 40 links, as Linux follows
         parts = typed.parts
         for i, part in enumerate(parts):
             if part == ".." and not _is_dir(Path(*parts[:i])):
@@ -293,8 +293,9 @@ def _save_path(target: str | os.PathLike[str]) -> Path:
             the target and blamed it; ``save(os.getcwd())`` moved the working directory aside);
             ``..`` after a part that is not an existing folder (``a/../b`` without ``a``: the OS
             cannot read that path); a path that passes through the folder it replaces
-            (``x/sub/..``); a file, a dangling link or a symbolic link loop where a folder is
-            needed.
+            (``x/sub/..``, ``x/up/x`` with a link ``x/up -> ..``); a file, a dangling link or a
+            symbolic link loop where a folder is needed (a dangling link only as the save folder
+            itself is followed: the save creates the folder it points to).
         FileNotFoundError: a relative ``target`` while the working directory no longer exists.
     """
     try:
@@ -317,7 +318,8 @@ def _save_path(target: str | os.PathLike[str]) -> Path:
             "which a save would replace (rename) under the running process; save into a subfolder"
         )
     parts = typed.parts
-    if ".." in parts:  # only a path that goes up can pass through the folder it names
+    # only a path that goes up (by "..", or by a link on the way) can pass through the folder it names
+    if ".." in parts or os.path.realpath(typed.parent) != str(typed.parent):
         for i in range(1, len(parts) - 1):
             through = Path(os.path.realpath(Path(*parts[: i + 1])))
             if through == resolved or resolved in through.parents:

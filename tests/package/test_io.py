@@ -547,7 +547,7 @@ def test_dotdot_after_a_missing_folder_or_a_file_is_refused_and_creates_nothing(
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 
-@pytest.mark.parametrize("target", ["x/sub/..", "x/sub/../../x", "x/sub/../sub2"])
+@pytest.mark.parametrize("target", ["x/sub/..", "x/sub/../../x", "x/sub/../sub2", "x/up/x"])
 def test_a_path_through_the_folder_it_replaces_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
@@ -556,6 +556,7 @@ def test_a_path_through_the_folder_it_replaces_is_refused(
     from rag_relax_plugins._io import check_save_target
 
     (tmp_path / "x" / "sub").mkdir(parents=True)
+    (tmp_path / "x" / "up").symlink_to("..")  # x/up/x is x, through a link that goes up
     monkeypatch.chdir(tmp_path)
     if target == "x/sub/../sub2":  # inside x, not through the folder it replaces: fine
         atomic_folder(target, _write("v1"))
@@ -564,7 +565,7 @@ def test_a_path_through_the_folder_it_replaces_is_refused(
     for save in (lambda t: atomic_folder(t, _write("v1")), lambda t: check_save_target(t, kind="mol-model")):
         with pytest.raises(ValueError, match="goes through the folder the save replaces"):
             save(target)
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["sub"]
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["sub", "up"]
 
 
 @pytest.mark.parametrize("blocker", ["file", "loop", "link to a file's child", "dangling"])
