@@ -6,17 +6,22 @@ just after it committed and before the store recorded it: the store then lagged 
 id the index returns and the store does not know: ``KeyError`` at the next search). These two
 functions run the index edit and the store's update together, and after an interrupt or a
 failure make the store agree with what the index holds, whichever side of the commit it hit.
+:class:`StoreIndex` holds a store's index, builds it at the first add and publishes it only
+once that add succeeded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.index.mol_index import MoLIndex
 
-__all__ = ["add_in_step", "delete_in_step"]
+__all__ = ["StoreIndex", "add_in_step", "delete_in_step"]
 
 
 def _holds(index: MoLIndex, ids: Sequence[str], vectors: torch.Tensor) -> bool:
@@ -58,3 +63,55 @@ def delete_in_step(index: MoLIndex | None, ids: Sequence[str], forget: Callable[
             if index is None or i not in index:
                 forget(i)
         raise
+
+
+@dataclass
+class StoreIndex:
+    """A vector store's index (``None`` until the first add when no head was given), in one
+    holder that the store's shallow copies share (a first add through a copy reaches the
+    original too); ``auto_head``: the head is the cosine the store built itself (its width may
+    change when the store is empty)."""
+
+    index: MoLIndex | None = None
+    auto_head: bool = False
+
+    def add(
+        self,
+        ids: list[str],
+        vectors: torch.Tensor,
+        *,
+        has_docs: bool,
+        index_kwargs: dict[str, Any],
+        record: Callable[[], None],
+    ) -> None:
+        """Add ``dim``-d document vectors to the index, building it at the first add (or anew
+        for an empty self-built head of another width); ``record()`` is the store's own update,
+        run in step with the index (:func:`add_in_step`). A
+        new index replaces the current one only when the add succeeded: after a failed first
+        add, :attr:`index` is still ``None``.
+
+        Args:
+            ids / vectors: unique ids and their ``(N, dim)`` vectors.
+            has_docs: whether the store holds documents.
+            index_kwargs: ``device`` / ``first_stage`` / ``cache_dtype`` of an index built here.
+
+        Raises:
+            ValueError: ``dim`` is not the head's ``item_dim`` (a given head, or a self-built one
+                while the store holds documents); or what ``MoLIndex.add`` raises.
+        """
+        dim = int(vectors.shape[1])
+        index, built = self.index, False
+        if index is None:
+            index, built = MoLIndex(MoLSimilarity.cosine(dim), **index_kwargs), True
+        elif self.auto_head and not has_docs and len(index) == 0 and dim != index.similarity.config.item_dim:
+            index, built = index.empty_like(MoLSimilarity.cosine(dim)), True  # empty self-built head: follow the embedding
+        c = index.similarity.config
+        if dim != c.item_dim:
+            raise ValueError(f"the embeddings are {dim}-d but the similarity expects item_dim={c.item_dim}")
+
+        def publish_and_record() -> None:  # idempotent, as add_in_step needs
+            if built:
+                self.index, self.auto_head = index, True
+            record()
+
+        add_in_step(index, ids, vectors, publish_and_record)

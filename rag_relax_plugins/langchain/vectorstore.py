@@ -15,8 +15,7 @@ trained head ``tau * phi`` is a convex mix of cosines (the gate is a softmax), s
 
 Private modules next to this one hold the parts of the store: ``_mol_checks`` (argument checks,
 the ``filter=`` evaluation), ``_mol_inputs`` (reading an ``add_texts`` call and embedding its
-texts), ``_mol_contents`` (the index holder shared by shallow copies, and the self-built cosine
-head), ``_mol_search`` (one query vector's search, the MMR choice) and ``_mol_store_io`` (the
+texts), ``_mol_search`` (one query vector's search, the MMR choice) and ``_mol_store_io`` (the
 on-disk layout).
 """
 
@@ -36,14 +35,13 @@ from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.index.filters import id_list
-from rag_relax_plugins.index.store_sync import delete_in_step
+from rag_relax_plugins.index.store_sync import StoreIndex, delete_in_step
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.langchain._mol_checks import (
     check_mmr_args,
     check_search_kwargs,
     fresh_metadata,
 )
-from rag_relax_plugins.langchain._mol_contents import Contents
 from rag_relax_plugins.langchain._mol_inputs import embed_texts, read_add_args
 from rag_relax_plugins.langchain._mol_search import DocFilter, mmr_picks, search
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
@@ -134,7 +132,7 @@ class MoLVectorStore(VectorStore):
         }
         # the index and whether the store built its head live in one holder, which a shallow
         # copy shares: a new index (the first add, a new width after delete()) reaches both
-        self._contents = Contents(index)
+        self._contents = StoreIndex(index)
         if similarity is not None:
             self._contents.index = MoLIndex(similarity, **self._index_kwargs)
         elif index is None:  # the head is built at the first add: its options are checked now

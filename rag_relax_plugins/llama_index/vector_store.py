@@ -28,7 +28,6 @@ import numbers
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_count, check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
-from rag_relax_plugins.index.store_sync import add_in_step, delete_in_step
+from rag_relax_plugins.index.store_sync import StoreIndex, delete_in_step
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.llama_index._mol_filters import check_filters
 from rag_relax_plugins.llama_index._mol_inputs import IMAGE_OR_INDEX, mmr_weight, node_vectors
@@ -67,15 +66,6 @@ __all__ = ["MoLVectorStore"]
 
 
 DEFAULT_PERSIST_FNAME = "vector_store.json"
-
-
-@dataclass
-class _IndexHolder:
-    """A store's index (``None`` until the first add when no head was given) and whether the
-    store built that head itself (its width may then follow the embedding once it is empty)."""
-
-    index: MoLIndex | None = None
-    auto_head: bool = False
 
 
 class MoLVectorStore(BasePydanticVectorStore):
@@ -126,7 +116,7 @@ class MoLVectorStore(BasePydanticVectorStore):
     # the index and whether the store built its head, in one holder that shallow copies share
     # (pydantic copies the private attributes' dict, not the objects in it): a first add through
     # a copy reached only the copy, and the original's queries then found nothing
-    _held: _IndexHolder = PrivateAttr(default_factory=_IndexHolder)
+    _held: StoreIndex = PrivateAttr(default_factory=StoreIndex)
     _nodes: dict[str, Record] = PrivateAttr(default_factory=dict)
     _embed_model: BaseEmbedding | None = PrivateAttr(default=None)
     _strategy: Strategy | None = PrivateAttr(default=None)
@@ -231,18 +221,16 @@ class MoLVectorStore(BasePydanticVectorStore):
         vectors = node_vectors(kept, positions, self._embed_model)
         records = [record_of(node) for node in kept]
         with self._lock:
-            index = self._index_for(vectors.shape[1])
             new = {node.node_id: rec for node, rec in zip(kept, records, strict=True)}
             special = [i for i, rec in new.items() if rec[0] in IMAGE_OR_INDEX]
 
-            def record() -> None:  # idempotent (add_in_step); a new index is the store's from here on
-                if index is not self._held.index:
-                    self._held.index, self._held.auto_head = index, True
+            def record() -> None:  # idempotent, as add_in_step needs
                 self._nodes.update(new)
                 if self._image_or_index_ids is not None:
                     self._image_or_index_ids.update(special)
 
-            add_in_step(index, list(new), vectors, record)
+            self._held.add(list(new), vectors, has_docs=bool(self._nodes), index_kwargs=self._index_kwargs,
+                           record=record)
         return ids
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -387,17 +375,3 @@ class MoLVectorStore(BasePydanticVectorStore):
     ) -> MoLVectorStore:
         """Load ``<persist_dir>/<namespace>__vector_store.json`` (what ``StorageContext.persist`` writes)."""
         return cls.from_persist_path(os.path.join(persist_dir, f"{namespace}__{DEFAULT_PERSIST_FNAME}"), fs, **kwargs)
-
-    # ------------------------------------------------------------------ helpers
-    def _index_for(self, dim: int) -> MoLIndex:
-        """The index ``dim``-d vectors go to: the store's, or a new self-built one (at the first
-        add, or anew for an empty self-built head of another width), which :meth:`add` makes the
-        store's only once the add succeeded."""
-        index = self._held.index
-        if index is None:
-            index = MoLIndex(MoLSimilarity.cosine(dim), **self._index_kwargs)
-        elif self._held.auto_head and not self._nodes and len(index) == 0 and dim != index.similarity.config.item_dim:
-            index = index.empty_like(MoLSimilarity.cosine(dim))  # empty self-built head: follow the width
-        if dim != index.similarity.config.item_dim:
-            raise ValueError(f"node embeddings are {dim}-d but the similarity expects item_dim={index.similarity.config.item_dim}")
-        return index
