@@ -29,6 +29,7 @@ mode the replaced one had (``tempfile`` alone gives 0600 / 0700).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -60,6 +61,15 @@ SAVE_MARKER = ".rag_relax_save.json"
 """Marker file :func:`atomic_folder` writes into every folder it saves (JSON; loaders ignore it)."""
 _MARKER_FORMAT = "rag-relax-plugins-save"
 _MARKER_NOTE = "written by rag_relax_plugins; the next save to this folder replaces it whole"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file's bytes, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

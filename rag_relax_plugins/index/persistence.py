@@ -30,7 +30,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -40,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import save_file
 
-from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
+from rag_relax_plugins._io import (
+    atomic_folder,
+    file_sha256,
+    find_saved_folder,
+    read_json,
+    read_tensors,
+)
 from rag_relax_plugins._whole_save import read_whole_save
 from rag_relax_plugins.core.config_dict import require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
@@ -77,21 +82,13 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_contents(index: MoLIndex, tmp: Path) -> None:
     """Write every file of the index into ``tmp`` (an empty folder)."""
     written, label_maps, digests = [], {}, {}
     for name, (searcher, rows) in index._first_stages.faiss_files(index.item_state.components).items():
         searcher.write(str(tmp / f"{name}.faiss"))  # only stages that match the cache
         written.append(name)
-        digests[name] = _sha256(tmp / f"{name}.faiss")
+        digests[name] = file_sha256(tmp / f"{name}.faiss")
         if rows is not None:
             label_maps[name] = rows
     if label_maps:
@@ -336,7 +333,7 @@ def _read_stages(
         if not path.is_file():
             raise ValueError(f"{folder} is not a complete MoL index: {path.name} is missing")
         digest = config.get("faiss_sha256", {}).get(name)
-        if digest is not None and _sha256(path) != digest:
+        if digest is not None and file_sha256(path) != digest:
             # changed since the save (damaged, or copied from another folder): its vectors could
             # belong to other items. The stage is derived from the cache: rebuilt at its first use
             logger.warning("%s is not the file saved with this index (its SHA-256 differs): not used, "

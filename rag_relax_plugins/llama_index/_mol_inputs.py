@@ -3,13 +3,13 @@ a ``VectorStoreIndex`` passes for a store that keeps text."""
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 
 import torch
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import BaseNode, ImageNode, IndexNode, MetadataMode
 
+from rag_relax_plugins.core.scalars import check_real
 from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.llama_index._mol_persist import Record
 
@@ -70,9 +70,7 @@ def mmr_weight(from_kwargs: object, from_query: object) -> float:
         name, lam = "query.mmr_threshold", from_query
     if lam is None:
         return 0.5
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):  # numpy floats too
-        raise TypeError(f"{name} must be a number in [0, 1] (the relevance weight), got {type(lam).__name__}")
-    value = float(lam)
+    value = check_real(name, lam)  # numpy floats too
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1] (the relevance weight), got {lam}")
     return value

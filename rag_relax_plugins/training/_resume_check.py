@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag_relax_plugins._io import read_json
+from rag_relax_plugins._io import file_sha256, read_json
 
 __all__ = ["TRAINING_DATA", "ResumePolicy", "check_checkpoint_options", "check_resume_options", "check_state_fields",
            "data_sha256", "read_trainer_state", "resume_options", "stored_options"]
@@ -44,7 +44,7 @@ def resume_options(config: Mapping[str, Any], paths: Iterable[str] = ()) -> dict
             if path.exists():
                 out[name] = str(path.resolve())
             if path.is_file():
-                out[f"{name}_sha256"] = _sha256(path)
+                out[f"{name}_sha256"] = file_sha256(path)
     return out
 
 
@@ -129,14 +129,6 @@ def read_trainer_state(
         raise ValueError(f"{file}: unsupported checkpoint format_version {found!r}; this library reads {version}")
     check_state_fields(file, state, fields)
     return dict(state)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_resume_options(
