@@ -34,7 +34,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
 )
 
-__all__ = ["NODE_FIELDS", "check_filters", "filter_keys", "matches", "with_node_fields"]
+__all__ = ["NODE_FIELDS", "check_filters", "doc_key", "filter_keys", "matches", "with_node_fields"]
 
 NODE_FIELDS = frozenset({"doc_id", "ref_doc_id", "document_id", "_node_type"})
 
@@ -128,7 +128,13 @@ def filter_keys(filters: MetadataFilters) -> set[str]:
     return keys
 
 
+def doc_key(ref_doc_id: str | None) -> str:
+    """A node's source document as core stores it (``"None"`` for a node without one): what the
+    ``doc_id`` filter keys, ``delete(ref_doc_id)`` and ``doc_ids`` compare with."""
+    return ref_doc_id or "None"
+
+
 def with_node_fields(metadata: Mapping[str, Any], node_type: str, ref_doc_id: str | None) -> dict[str, Any]:
     """``metadata`` plus the :data:`NODE_FIELDS` core's ``node_to_metadata_dict`` stores (a new dict)."""
-    ref = ref_doc_id or "None"
+    ref = doc_key(ref_doc_id)
     return {**metadata, "_node_type": node_type, "document_id": ref, "doc_id": ref, "ref_doc_id": ref}

@@ -15,6 +15,7 @@ from rag_relax_plugins.index import MoLIndex
 from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.llama_index._mol_filters import (
     NODE_FIELDS,
+    doc_key,
     filter_keys,
     matches,
     with_node_fields,
@@ -92,5 +93,5 @@ def subset(
 
     return [
         i for i in candidates
-        if (refs is None or (nodes[i][1] or "None") in refs) and passes(nodes[i])
+        if (refs is None or doc_key(nodes[i][1]) in refs) and passes(nodes[i])
     ]

@@ -50,7 +50,7 @@ from rag_relax_plugins.core.validation import check_count, check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.index.store_sync import StoreIndex, delete_in_step
 from rag_relax_plugins.index.strategies import check_strategy
-from rag_relax_plugins.llama_index._mol_filters import check_filters
+from rag_relax_plugins.llama_index._mol_filters import check_filters, doc_key
 from rag_relax_plugins.llama_index._mol_inputs import IMAGE_OR_INDEX, mmr_weight, node_vectors
 from rag_relax_plugins.llama_index._mol_persist import (
     Record,
@@ -243,8 +243,8 @@ class MoLVectorStore(BasePydanticVectorStore):
         """
         if ref_doc_id is None:
             return
-        with self._lock:  # "None": the nodes without a source document, as the doc_id filter key reads them
-            self._remove([i for i, rec in self._nodes.items() if (rec[1] or "None") == ref_doc_id])
+        with self._lock:
+            self._remove([i for i, rec in self._nodes.items() if doc_key(rec[1]) == ref_doc_id])
 
     def delete_nodes(
         self,
