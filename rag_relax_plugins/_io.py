@@ -211,10 +211,15 @@ def saved_kind(folder: Path) -> str | None:
 
 
 def check_save_target(target: str | os.PathLike[str], *, kind: str, replace_if_contains: tuple[str, ...] = ()) -> None:
-    """Refuse, before a run does any work, a ``target`` that :func:`atomic_folder` will refuse at
+    """Refuse, before a run does any work, a ``target`` that :func:`atomic_folder` could refuse at
     the end: an existing file, a save of another ``kind``, or a non-empty folder with no save
-    marker, no ``replace_if_contains`` file and no ``config.json`` / ``*.safetensors`` (so not an
-    older save of this package either). Anything else is left to :func:`atomic_folder`.
+    marker and no ``replace_if_contains`` file. A target this passes is one the final save
+    accepts (unless it changes meanwhile), so a run never fails at its last step.
+
+    Stricter than :func:`atomic_folder` in one case: a folder without a marker whose entries the
+    save would all write again (a save of this package made before the marker existed) is
+    refused here, since what the save writes is only known at the end; delete it or pick
+    another folder.
 
     Raises:
         ValueError: as :func:`atomic_folder` would, with "nothing was changed" (the working
@@ -222,11 +227,7 @@ def check_save_target(target: str | os.PathLike[str], *, kind: str, replace_if_c
     """
     path = _save_path(target)
     _check_target(path, kind)
-    if not path.is_dir():
-        return
-    if not _replaceable(path, tuple(replace_if_contains)) and not (
-        (path / "config.json").is_file() or any(path.glob("*.safetensors"))
-    ):
+    if path.is_dir() and not _replaceable(path, tuple(replace_if_contains)):
         raise _refuse(path)
 
 

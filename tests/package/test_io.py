@@ -660,3 +660,30 @@ def test_an_atomic_file_write_through_link_dotdot_lands_where_the_os_says(
     atomic_write_text("lnk/../x.json", "{}")
     assert (tmp_path / "other" / "x.json").read_text(encoding="utf-8") == "{}"
     assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["dir", "x.json"]
+
+
+def test_check_save_target_passes_only_targets_the_final_save_accepts(tmp_path: Path) -> None:
+    """The early check let through a folder of the user's holding a config.json (or a
+    *.safetensors) beside other files; the save refused it at the end, after the whole run
+    (review). Now what the check passes the save accepts, and a marker-less folder is refused."""
+    from rag_relax_plugins._io import check_save_target
+
+    mine = _folder(tmp_path / "mine", {"config.json": '{"mine": 1}', "notes.md": "keep"})
+    weights = _folder(tmp_path / "weights", {"model.safetensors": "x", "README.md": "keep"})
+    for folder in (mine, weights):
+        with pytest.raises(ValueError, match="not written by a rag-relax-plugins save"):
+            check_save_target(folder, kind="mol-model")
+        with pytest.raises(ValueError, match="not written by a rag-relax-plugins save"):
+            atomic_folder(folder, _write("v1"), kind="mol-model")
+    assert (mine / "notes.md").read_text() == "keep" and (mine / "config.json").read_text() == '{"mine": 1}'
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    legacy = _folder(tmp_path / "legacy", {"trainer_state.json": "{}", "other.bin": "x"})
+    saved = tmp_path / "saved"
+    atomic_folder(saved, _write("v0"), kind="mol-model")
+    for folder, names in ((empty, ()), (legacy, ("trainer_state.json",)), (saved, ()),
+                          (tmp_path / "new", ())):
+        check_save_target(folder, kind="mol-model", replace_if_contains=names)
+        atomic_folder(folder, _write("v1"), replace_if_contains=names, kind="mol-model")
+        assert (folder / "data.txt").read_text(encoding="utf-8") == "v1"
