@@ -6,13 +6,17 @@ MiniLM, the store is :class:`rag_relax_plugins.langchain.MoLVectorStore` (untrai
 cosine; pass a head trained with ``rag-relax train-mol`` to learn the similarity) and the
 reranker is the ColBERT-style :class:`rag_relax_plugins.langchain.MaxSimReranker`. It prints
 Recall@2 of the gold paragraphs after retrieval and after reranking, then the prompt a generator
-would receive for one question. ``ContextualCompressionRetriever`` (langchain-classic) wraps the
+would receive for one question, and saves the store, loads it back and checks that it retrieves
+the same paragraphs. ``ContextualCompressionRetriever`` (langchain-classic) wraps the
 same two pieces into one retriever if you prefer.
 
 Run: ``python examples/langchain_rag_app.py``
 """
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -71,6 +75,15 @@ def main() -> None:
     context = "\n".join(f"- {d.page_content[:160]}... (relevance {d.metadata['relevance_score']:.3f})" for d in top)
     print(f"\nPrompt for the generator:\nAnswer from the context.\nContext:\n{context}\nQuestion: {ex.question}\n"
           f"(gold answer: {ex.answer})")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "store"
+        store.save_local(folder)  # atomic: store.json + index/ (the embedding model is not saved)
+        loaded = MoLVectorStore.load_local(folder, MiniLMEmbeddings(encoder))
+        titles = [d.metadata["title"] for d in loaded.as_retriever(search_kwargs={"k": 10}).invoke(ex.question)]
+        assert titles == retrieved[0], (titles, retrieved[0])
+        print(f"\nreloaded {len(loaded.get_by_ids([d.id for d in docs]))} paragraphs from {folder.name}/; "
+              f"'{ex.question[:60]}...' -> the same top 10")
 
 
 if __name__ == "__main__":
