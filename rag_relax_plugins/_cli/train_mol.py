@@ -22,6 +22,7 @@ Writes ``checkpoints/checkpoint_step_N``, ``model/`` (config.json + model.safete
 from __future__ import annotations
 
 import argparse
+import math
 
 NAME = "train-mol"
 HELP = "train a Mixture-of-Logits retriever (MovieLens next item or HotpotQA open corpus) and evaluate it"
@@ -81,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     from rag_relax_plugins.training.mol_train import MoLTrainConfig, plot_loss_curve
 
     ml = args.dataset == "movielens"
+    if not math.isfinite(args.warm_start_noise):  # -inf is not "any negative value": refused like nan
+        raise ValueError(f"--warm-start-noise must be a finite number, got {args.warm_start_noise}")
+
     def pick(value: object, movielens: object, hotpot: object) -> Any:
         return (movielens if ml else hotpot) if value is None else value
 

@@ -194,9 +194,10 @@ def prune_checkpoints(directory: Path, keep: int, *, current: int) -> None:
     """Keep the ``keep`` newest checkpoints up to step ``current`` (the one just written among them).
 
     Checkpoints of later steps (left by an earlier run when this one resumed from an older
-    checkpoint) are neither counted nor deleted; a warning names them.
+    checkpoint) are neither counted nor deleted; a warning names them. A folder named like a
+    checkpoint that this package did not write as one is neither counted nor deleted.
     """
-    found = checkpoint_steps(directory)
+    found = [(s, p) for s, p in checkpoint_steps(directory) if _is_checkpoint(p)]
     later = [p.name for s, p in found if s > current]
     if later:
         log.warning("%s holds checkpoints past step %d from an earlier run: %s", directory, current, later)

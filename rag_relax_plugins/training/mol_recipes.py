@@ -38,7 +38,7 @@ from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, r
 from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars, require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
-from rag_relax_plugins.core.scalars import check_count, check_optional_count
+from rag_relax_plugins.core.scalars import check_count, check_optional_count, check_real
 from rag_relax_plugins.training.mol_checkpoint import (
     load_model_weights,
     save_model_weights,
@@ -220,7 +220,17 @@ def build_movielens_model(num_items: int, recipe: RecipeConfig, *, num_users: in
                 )
             identity_warm_start(mol, recipe.warm_start_noise, seed=int(torch.randint(0, 2**31 - 1, ()).item()))
         sim = mol
-    return TwoTowerModel(query, items, sim, num_items, excluded_items=(0,))
+    model = TwoTowerModel(query, items, sim, num_items, excluded_items=(0,))
+    if recipe.similarity != "dot" and recipe.warm_start_noise is not None:
+        _record_warm_start(model, recipe.warm_start_noise)
+    return model
+
+
+def _record_warm_start(model: TwoTowerModel, noise: float) -> None:
+    """Note the warm start on the model: a public attribute, so that the resume check
+    (:func:`~rag_relax_plugins.training.mol_train.run_signature`) refuses a resume whose warm
+    start differs (the checkpoint's weights started from the other one)."""
+    model.warm_start_noise = float(noise)
 
 
 @torch.no_grad()
@@ -238,6 +248,9 @@ def identity_warm_start(sim: MoLSimilarity, noise: float = 0.0, *, seed: int = 0
     as that map applied to block ``i mod k`` (zero on the other blocks), so each component reads
     one interest and the untrained MoL mixes the cosines of the interests.
     """
+    noise = check_real("noise", noise)
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"warm start noise must be a finite number >= 0, got {noise!r}")
     c = sim.config
     if c.query_dim % c.item_dim:
         raise ValueError(
@@ -288,7 +301,10 @@ def build_hotpot_model(
         mol = MoLSimilarity(recipe.mol_config(query_features.shape[1], d, d))
         identity_warm_start(mol, warm_start_noise, seed=seed)
         sim = mol
-    return TwoTowerModel(qt, it, sim, doc_features.shape[0])
+    model = TwoTowerModel(qt, it, sim, doc_features.shape[0])
+    if recipe.similarity != "dot":
+        _record_warm_start(model, warm_start_noise)
+    return model
 
 
 def save_recipe_model(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins._io import check_save_target, read_tensors
+from rag_relax_plugins._io import atomic_write_bytes, check_save_target, read_tensors
 from rag_relax_plugins.core.modes import eval_mode
+from rag_relax_plugins.core.scalars import check_real
 from rag_relax_plugins.embedders.base import encoder_settings
 from rag_relax_plugins.training.mol_data import (
     NextItemData,
@@ -179,7 +181,7 @@ def encode_hotpot(
             first question and the first paragraph matches the stored rows; else
             everything is encoded again and the file replaced.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     def enc(texts: list[str]) -> torch.Tensor:
         return encoder.encode(texts, batch_size=batch_size, normalize=True, show_progress=show_progress).float().cpu()
@@ -205,13 +207,10 @@ def encode_hotpot(
 
     feats = HotpotFeatures(split, enc(split.train_questions), enc(split.test_questions), enc(split.doc_texts))
     if cache is not None:
-        path = Path(cache)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one writer per process
         tensors = {"train_queries": feats.train_queries, "test_queries": feats.test_queries, "docs": feats.docs}
         meta = {"texts_sha256": digest, "encoder": enc_key}
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        # atomic, and an interrupt leaves no temporary file behind
+        atomic_write_bytes(cache, save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta))
     return feats
 
 
@@ -257,6 +256,9 @@ def run_hotpot(
         save_to: write the trained model there.
         warm_start_noise: noise of the identity warm start of the MoL projections.
     """
+    noise = check_real("warm_start_noise", warm_start_noise)
+    if not (math.isfinite(noise) and noise >= 0):  # refused before the corpus is encoded
+        raise ValueError(f"warm_start_noise must be a finite number >= 0, got {warm_start_noise!r}")
     if save_to is not None:  # refused now, not after the training
         check_save_target(save_to, kind=MODEL_KIND)
     if features is None:

@@ -310,6 +310,10 @@ class TwoTowerModel(nn.Module):
         excluded_items: ids that are never candidates (e.g. the padding id 0).
     """
 
+    # set by the recipes when the similarity starts from the identity warm start (absent
+    # otherwise): a plain attribute, so the resume check compares it
+    warm_start_noise: float
+
     def __init__(
         self,
         query_tower: nn.Module,

@@ -183,12 +183,19 @@ def run_signature(model: TwoTowerModel, data: PairData) -> dict[str, str]:
     may change their last bits too, and is refused as well: resume with the same features file).
     """
     parts: list[Any] = []
+    settings: dict[str, Any] = {}  # the same, flat: a refused resume names what changed
     for name, mod in model.named_modules():
         attrs = {k: v for k, v in sorted(vars(mod).items())
                  if not k.startswith("_") and k != "training" and isinstance(v, _SIMPLE)}
         to_dict = getattr(getattr(mod, "config", None), "to_dict", None)
         conf = to_dict() if callable(to_dict) else None
         parts.append([name, type(mod).__name__, mod.extra_repr(), attrs, conf])
+        where = name or "model"
+        settings[f"{where} (class)"] = type(mod).__name__
+        if mod.extra_repr():
+            settings[f"{where} ({type(mod).__name__})"] = mod.extra_repr()
+        settings.update({f"{where}.{k}": v for k, v in attrs.items()})
+        settings.update({f"{where}.config.{k}": v for k, v in (conf or {}).items()})
     model_hash = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
     h = hashlib.sha256(json.dumps([data.num_items, sorted(data.excluded_items)]).encode())
     for t in (data.queries, data.items, data.query_keys):
@@ -204,22 +211,43 @@ def run_signature(model: TwoTowerModel, data: PairData) -> dict[str, str]:
             continue
         f.update(f"{name}{buf.dtype}{tuple(buf.shape)}".encode())
         f.update(buf.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return {"model": model_hash, "data": h.hexdigest(), "features": f.hexdigest()}
+    return {"model": model_hash, "data": h.hexdigest(), "features": f.hexdigest(),
+            _SETTINGS: json.dumps(settings, sort_keys=True, default=str)}
 
 
-def _check_resume_signature(saved: dict[str, str] | None, now: dict[str, str]) -> None:
+_SETTINGS = "model_settings"  # not a fingerprint: the model's settings, read to name a change
+
+
+def _changed_settings(saved: str | None, now: str | None) -> str:
+    """``" (changed: similarity.tau (checkpoint 0.05, now 0.1), ...)"``, or ``""`` when either side
+    is missing (a checkpoint from before the settings were recorded)."""
+    try:
+        before, after = json.loads(saved or ""), json.loads(now or "")
+    except ValueError:
+        return ""
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return ""
+    missing = object()
+    changes = [f"{k} (checkpoint {before.get(k, 'unset')!r}, now {after.get(k, 'unset')!r})"
+               for k in sorted(before.keys() | after.keys()) if before.get(k, missing) != after.get(k, missing)]
+    return f" (changed: {', '.join(changes[:6])}{', ...' if len(changes) > 6 else ''})" if changes else ""
+
+
+def _check_resume_signature(saved: dict[str, str] | None, now: dict[str, str], src: Path | None = None) -> None:
     if saved is None:  # a checkpoint written before signatures existed
         log.warning("checkpoint has no model/data signature; resuming without checking them")
         return
-    unknown = sorted(k for k in now if k not in saved)  # keys newer than the checkpoint
+    unknown = sorted(k for k in now if k not in saved and k != _SETTINGS)  # keys newer than the checkpoint
     if unknown:
         log.warning("checkpoint predates the %s signature; resuming without checking it", ", ".join(unknown))
-    diff = sorted(k for k in now if k in saved and saved[k] != now[k])
+    diff = sorted(k for k in now if k in saved and k != _SETTINGS and saved[k] != now[k])
     if diff:
-        what = {"model": "a different model configuration (e.g. tau, dropout, MoL options)",
+        what = {"model": "a different model configuration (e.g. tau, dropout, MoL options, warm start)"
+                + _changed_settings(saved.get(_SETTINGS), now.get(_SETTINGS)),
                 "data": "different training data",
                 "features": "different frozen features (another encoder, edited texts, or recomputed features)"}
-        raise ValueError("cannot resume: the checkpoint was trained with " + " and ".join(what[k] for k in diff))
+        raise ValueError(f"cannot resume{f' from {src}' if src is not None else ''}: the checkpoint was trained "
+                         "with " + " and ".join(what[k] for k in diff))
 
 
 def train_retrieval(
@@ -238,7 +266,7 @@ def train_retrieval(
             ``model.excluded_items`` (e.g. the padding id 0).
         cfg: options.
         resume: ``True`` resumes from the latest checkpoint in ``cfg.checkpoint_dir`` (if any;
-            none found starts fresh, with a log message), a path (``str`` or ``PathLike``)
+            none found starts fresh, with a log message; no ``checkpoint_dir``: ``ValueError``), a path (``str`` or ``PathLike``)
             resumes from that checkpoint folder, ``False`` starts fresh. The checkpoint must come
             from the same training options (runtime-only ones aside), model configuration and
             data (:func:`run_signature`), else ``ValueError``.
@@ -255,6 +283,9 @@ def train_retrieval(
         raise TypeError(f"model must be a TwoTowerModel, got {type(model).__name__}")
     if data.num_items != model.num_items:
         raise ValueError(f"data.num_items ({data.num_items}) must equal model.num_items ({model.num_items})")
+    if resume is True and not cfg.checkpoint_dir:
+        raise ValueError("resume=True looks for the latest checkpoint in cfg.checkpoint_dir, which is not set: "
+                         "set it, or pass the checkpoint folder as resume")
     missing = sorted(set(model.excluded_items) - set(data.excluded_items))
     if missing:  # the model's never-candidates (e.g. padding) are never negatives either
         log.info("excluding the model's excluded_items %s from the negatives as well", missing)
@@ -291,7 +322,7 @@ def train_retrieval(
             checkpoint_folder(src, trainer="train-mol")  # refuses another trainer's checkpoint
             saved = read_trainer_state(src)  # checked before any weight of the caller's is replaced
             check_resume_options(saved["config"], cfg.to_dict(), _RUNTIME_ONLY, src)
-            _check_resume_signature(saved.get("signature"), signature)
+            _check_resume_signature(saved.get("signature"), signature, src)
             state = load_checkpoint(src, model, opt)
             if scaler.is_enabled() and state.get("grad_scaler"):
                 scaler.load_state_dict(state["grad_scaler"])
@@ -334,7 +365,8 @@ def train_retrieval(
                 )
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss is {loss_value} at step {step}")
+                raise ValueError(f"training diverged at step {step + 1} (loss is {loss_value}): lower the learning "
+                                 "rate or the loss weights (mi_weight); the checkpoints written so far are kept")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.max_grad_norm is not None:
@@ -368,8 +400,12 @@ def train_retrieval(
 def plot_loss_curve(history: dict[str, Any], path: str | Path, *, title: str = "MoL training") -> Path | None:
     """Write the per-step loss (and per-epoch eval metrics, if any) as a PNG (matplotlib, Agg).
 
-    Returns the path, or ``None`` when matplotlib (the ``plot`` extra) is not installed.
+    Returns the path, or ``None`` when matplotlib (the ``plot`` extra) is not installed or the
+    history holds no step (e.g. HotpotQA with the dot product, which trains nothing): no file.
     """
+    if not history.get("step_loss"):
+        log.info("no training steps: no loss curve written to %s", path)
+        return None
     plt = pyplot()
     if plt is None:
         return None

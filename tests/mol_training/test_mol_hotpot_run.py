@@ -105,3 +105,27 @@ def test_corrupt_feature_cache_is_encoded_again(tmp_path, caplog):
     torch.testing.assert_close(a.docs, b.docs)
     c = encode_hotpot(split, HashingEncoder(dim=64), cache=cache)  # the rewritten file serves again
     torch.testing.assert_close(a.docs, c.docs)
+
+
+@pytest.mark.parametrize("noise", [float("nan"), float("inf"), -0.5])
+def test_a_bad_warm_start_noise_is_refused_before_encoding(tmp_path, noise):
+    """nan / inf went through, and the run failed after encoding the corpus with "scores contains
+    NaN" (review); nothing is read or encoded now."""
+    cfg = MoLTrainConfig(epochs=1, batch_size=4, device="cpu", show_progress=False)
+    with pytest.raises(ValueError, match="warm_start_noise must be a finite number >= 0"):
+        run_hotpot(cfg, RecipeConfig(), data=tmp_path / "missing.jsonl", warm_start_noise=noise)
+
+
+def test_an_interrupted_feature_cache_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """The cache was written to a temp file then renamed outside any clean-up (review)."""
+    import rag_relax_plugins._io as io_module
+
+    def interrupted(src, dst):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    split = hotpot_open_split(_examples())
+    monkeypatch.setattr(io_module.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        encode_hotpot(split, HashingEncoder(dim=32), cache=tmp_path / "f.safetensors")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []

@@ -273,18 +273,21 @@ def test_resume_rejects_a_changed_model_or_data_and_takes_a_path(tmp_path):
     data = _toy()
     train_retrieval(_model(), data, _cfg(checkpoint_dir=str(ck), max_steps=4))
     state = json.loads((ck / "checkpoint_step_4" / "trainer_state.json").read_text())
-    assert set(state["signature"]) == {"model", "data", "features"}
+    assert set(state["signature"]) == {"model", "data", "features", "model_settings"}
     other_tau = _model()
     other_tau.similarity.config = MoLConfig.from_dict({**other_tau.similarity.config.to_dict(), "tau": 0.5})
-    with pytest.raises(ValueError, match="different model configuration"):
+    with pytest.raises(ValueError, match="different model configuration") as err:
         train_retrieval(other_tau, data, _cfg(checkpoint_dir=str(ck)), resume=True)
+    # the message names the checkpoint and what changed (it said only "e.g. tau, dropout, ...")
+    assert str(ck / "checkpoint_step_4") in str(err.value)
+    assert "(changed: similarity.config.tau (checkpoint 0.05, now 0.5))" in str(err.value)
     with pytest.raises(ValueError, match="different training data"):
         train_retrieval(_model(), _toy(seed=1), _cfg(checkpoint_dir=str(ck)), resume=True)
     dot = TwoTowerModel(IdEmbeddingTower(12, 8, padding_idx=None), IdEmbeddingTower(12, 8, padding_idx=None),
                         DotProductSimilarity(normalize=True, tau=0.1), 12)
     train_retrieval(dot, data, _cfg(checkpoint_dir=str(tmp_path / "dot"), max_steps=2))
     dot.similarity.tau = 0.2
-    with pytest.raises(ValueError, match="different model configuration"):
+    with pytest.raises(ValueError, match=r"changed: similarity.tau \(checkpoint 0.1, now 0.2\)"):
         train_retrieval(dot, data, _cfg(checkpoint_dir=str(tmp_path / "dot")), resume=True)
     # a pathlib.Path resumes from that folder, with no checkpoint_dir in the new options
     by_path = train_retrieval(_model(seed=7), data, _cfg(max_steps=6), resume=ck / "checkpoint_step_4")
@@ -455,3 +458,32 @@ def test_mixed_precision_the_device_cannot_run_is_said(caplog):
     assert "mixed_precision=bf16 is not supported on cpu; training in float32" in caplog.text
     assert "without loss scaling" in precision_notes(torch.device("mps"), "fp16")[0]
     assert precision_notes(torch.device("cpu"), "no") == []
+
+
+def test_a_diverged_run_is_a_value_error_naming_the_step():
+    """A non-finite loss raised FloatingPointError, which the CLI showed as a traceback (review)."""
+    with pytest.raises(ValueError, match=r"training diverged at step 1 \(loss is -?(inf|nan)\): lower"):
+        train_retrieval(_model(), _toy(), _cfg(epochs=1, mi_weight=1e300))
+
+
+def test_resume_true_needs_a_checkpoint_dir():
+    """``resume=True`` without ``checkpoint_dir`` logged "no checkpoint found in None" and started fresh."""
+    with pytest.raises(ValueError, match="resume=True looks for the latest checkpoint in cfg.checkpoint_dir"):
+        train_retrieval(_model(), _toy(), _cfg(epochs=1), resume=True)
+
+
+def test_no_loss_curve_without_steps(tmp_path):
+    """A run with no step (HotpotQA with the dot product) wrote an empty loss_curve.png."""
+    assert plot_loss_curve({"step_loss": []}, tmp_path / "curve.png") is None
+    assert not (tmp_path / "curve.png").exists()
+
+
+def test_pruning_leaves_folders_named_like_checkpoints_that_are_not(tmp_path):
+    """Rotation deleted any ``checkpoint_step_N`` folder by its name, a user's folder too (review)."""
+    ck = tmp_path / "ck"
+    mine = ck / "checkpoint_step_1"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep", encoding="utf-8")
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), save_every_steps=2, keep_checkpoints=2, max_steps=6))
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep"
+    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint_step_1", "checkpoint_step_4", "checkpoint_step_6"]

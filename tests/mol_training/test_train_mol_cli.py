@@ -180,3 +180,23 @@ def test_resume_takes_a_checkpoint_path(tiny_movielens, tmp_path, capsys):
     assert history == json.loads((full / "history.json").read_text())["step_loss"]
     assert main(_args(tiny_movielens, tmp_path / "x", "--resume", str(tmp_path / "nope"))) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("noise", ["nan", "-inf", "inf"])
+def test_a_non_finite_warm_start_noise_is_refused(tiny_movielens, tmp_path, capsys, noise):
+    """-inf counted as "any negative value" (a random start) and nan reached the training (review)."""
+    out = tmp_path / "run"
+    assert main(_args(tiny_movielens, out, f"--warm-start-noise={noise}")) == 2
+    assert "--warm-start-noise must be a finite number" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_with_another_warm_start_is_refused_naming_it(tiny_movielens, tmp_path, capsys):
+    """The warm start only sets the first weights: a resume with another noise was accepted and
+    the saved config recorded a value the weights never started from (review)."""
+    out = tmp_path / "run"
+    assert main(_args(tiny_movielens, out, "--max-steps", "2")) == 0
+    capsys.readouterr()
+    assert main(_args(tiny_movielens, out, "--resume", "--warm-start-noise", "0.9")) == 2
+    assert "warm_start_noise (checkpoint 0.1, now 0.9)" in capsys.readouterr().err
+    assert main(_args(tiny_movielens, out, "--resume")) == 0  # the same warm start resumes
