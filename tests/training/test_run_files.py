@@ -23,8 +23,9 @@ from rag_relax_plugins.training._run_files import (
 
 
 def _ckpts(root: Path, steps: list[int]) -> None:
-    for s in steps:
+    for s in steps:  # a trainer_state.json: what checkpoints from before saves recorded a kind hold
         (root / f"checkpoint_step_{s}").mkdir(parents=True)
+        (root / f"checkpoint_step_{s}" / "trainer_state.json").write_text("{}", encoding="utf-8")
 
 
 def _names(root: Path) -> list[str]:
@@ -51,8 +52,10 @@ def test_other_folders_and_files_are_left_alone(tmp_path: Path) -> None:
     (tmp_path / "checkpoint_step_final").mkdir()
     (tmp_path / "checkpoint_step_7").write_text("a file, not a checkpoint", encoding="utf-8")
     assert [s for s, _ in checkpoint_steps(tmp_path)] == [1, 2, 3]
+    (tmp_path / "checkpoint_step_0").mkdir()  # named like one, not written as one: kept, not counted
+    (tmp_path / "checkpoint_step_0" / "notes.txt").write_text("mine", encoding="utf-8")
     prune_checkpoints(tmp_path, 1, current=3)
-    assert _names(tmp_path) == ["checkpoint_step_3", "checkpoint_step_7", "checkpoint_step_final"]
+    assert _names(tmp_path) == ["checkpoint_step_0", "checkpoint_step_3", "checkpoint_step_7", "checkpoint_step_final"]
 
 
 def test_save_png_writes_a_png_and_nothing_else(tmp_path: Path) -> None:
