@@ -323,7 +323,11 @@ class MaxSimReranker(BaseReranker):
                              f"{sorted(meta)}); load it with the class that saved it")
         if version != FORMAT_VERSION:
             raise ValueError(f"{folder} holds format 'maxsim' v{version}; expected v{FORMAT_VERSION}")
-        rr = cls(MaxSimConfig.from_dict(meta), encoder=encoder, device=device, batch_size=batch_size)
+        try:
+            config = MaxSimConfig.from_dict(meta)
+        except (TypeError, ValueError) as exc:  # a value out of range or of the wrong type: name the file
+            raise ValueError(f"{folder / _CONFIG}: {exc} (corrupt or hand-edited file?)") from exc
+        rr = cls(config, encoder=encoder, device=device, batch_size=batch_size)
         tensors = read_tensors(folder / _WEIGHTS)
         head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
         try:

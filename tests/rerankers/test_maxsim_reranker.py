@@ -230,6 +230,18 @@ def test_load_names_the_corrupt_file(tmp_path: Path) -> None:
         MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
 
 
+@pytest.mark.parametrize("field, value", [("projection_dim", -1), ("max_seq_length", "64")])
+def test_load_names_the_config_file_holding_a_bad_value(tmp_path: Path, field: str, value: object) -> None:
+    """A bad value gave "projection_dim must be >= 1" without the file, a wrong type a TypeError
+    (review); GumbelReranker.load names the file."""
+    folder = make(16).save(tmp_path / "m")
+    meta = json.loads((folder / "config.json").read_text())
+    meta[field] = value
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"config\.json: .*{field}.*\(corrupt or hand-edited file\?\)"):
+        MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
+
+
 def test_load_refuses_a_folder_of_another_model_type(tmp_path: Path) -> None:
     """A config.json whose "type" is not "maxsim" (or, for a save without a type, whose keys are not
     MaxSimConfig fields, e.g. a Gumbel reranker's) is refused by name; an older MaxSim save
