@@ -230,6 +230,8 @@ def main() -> int:
     if not args.skip_speed:
         speed = bench_speed(rr, args.repeats)
         bars = speed_bars(speed)
+        # dated on their own: a later --skip-speed run re-dates maxsim_date, not these figures
+        update["maxsim_speed_date"], update["maxsim_speed_machine"] = today(), machine()
         update["maxsim_speed"] = speed
         update["maxsim_speedup_vs_loop"] = speed["speedup_vs_colbert_loop"]
         update["maxsim_speedup_vs_inference_loop"] = speed["speedup_vs_inference_loop"]
