@@ -33,6 +33,7 @@ from rag_relax_plugins.training._resume_check import (
     stored_options,
 )
 from rag_relax_plugins.training._run_files import restore_best_model  # re-exported: shared
+from rag_relax_plugins.training.gaussian_setup import unused_options
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ checkpoint_options = RESUME.options
 
 
 def check_resume(folder: Path, options: dict[str, Any], *, model_settings: Mapping[str, Any] | None = None) -> None:
-    """Refuse a resume from ``folder`` with options other than its own (see ``RESUME_RUNTIME_ONLY``).
+    """Refuse a resume from ``folder`` with options other than its own (see ``RESUME_RUNTIME_ONLY``;
+    an option that neither the checkpoint's options nor ``options`` use, :func:`~.gaussian_setup.unused_options`,
+    may differ too).
 
     Args:
         folder: the checkpoint.
@@ -89,7 +92,9 @@ def check_resume(folder: Path, options: dict[str, Any], *, model_settings: Mappi
                         "with the model's", folder, ", ".join(f"{k}={saved[k]!r}" for k in stale),
                         ", ".join(f"{k}={v!r}" for k, v in stale.items()))
             saved = {**saved, **stale}
-    check_resume_options(saved, options, RESUME.runtime_only, folder)
+    # an option neither run uses (a margin with InfoNCE: warned about, no effect) may differ
+    inert = unused_options(saved) & unused_options(options) if saved is not None else set()
+    check_resume_options(saved, options, (*RESUME.runtime_only, *inert), folder)
 
 
 def _mps_available() -> bool:

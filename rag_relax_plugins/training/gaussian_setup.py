@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training.gaussian_objective import TrainConfig
 
 __all__ = ["build_model", "check_against_model", "effective_config", "ignored_options", "precision_notes",
-           "saved_model_settings"]
+           "saved_model_settings", "unused_options"]
 
 log = logging.getLogger("rag_relax_plugins.training.gaussian_train")  # the trainer's log (training.log)
 
@@ -137,13 +138,25 @@ def ignored_options(cfg: TrainConfig) -> list[str]:
     target std with ``lambda_reg == 0``.
     """
     d = TrainConfig()
-    rules = [
-        ("margin", cfg.loss != "triplet", "the margin is used by the triplet loss only"),
-        ("temperature", cfg.loss != "infonce", "the temperature is used by InfoNCE only"),
-        ("num_slices", cfg.isotropy != "sigreg", "num_slices is used by isotropy='sigreg' only"),
-        ("lambda_isotropy", cfg.isotropy == "none", "lambda_isotropy has no effect with isotropy='none'"),
-        ("target_std", cfg.lambda_reg == 0, "target_std is used only with lambda_reg > 0"),
-        ("lambda_predictor", not cfg.predictor, "lambda_predictor is used only with predictor=True"),
-    ]
-    return [f"{name}={getattr(cfg, name)!r} is ignored: {why}" for name, unused, why in rules
+    return [f"{name}={getattr(cfg, name)!r} is ignored: {why}"
+            for name, unused, why in _unused_rules(lambda key: getattr(cfg, key))
             if unused and getattr(cfg, name) != getattr(d, name)]
+
+
+def unused_options(options: Mapping[str, Any]) -> set[str]:
+    """The options (``TrainConfig`` field names) that a configuration given as a mapping (e.g. a
+    checkpoint's stored options) does not use: whatever their values, the run is the same, so a
+    resume does not compare them."""
+    return {name for name, unused, _ in _unused_rules(options.get) if unused}
+
+
+def _unused_rules(value: Callable[[str], Any]) -> list[tuple[str, bool, str]]:
+    """``(option, unused in this configuration, why)``; ``value(name)`` reads the configuration."""
+    return [
+        ("margin", value("loss") != "triplet", "the margin is used by the triplet loss only"),
+        ("temperature", value("loss") != "infonce", "the temperature is used by InfoNCE only"),
+        ("num_slices", value("isotropy") != "sigreg", "num_slices is used by isotropy='sigreg' only"),
+        ("lambda_isotropy", value("isotropy") == "none", "lambda_isotropy has no effect with isotropy='none'"),
+        ("target_std", value("lambda_reg") == 0, "target_std is used only with lambda_reg > 0"),
+        ("lambda_predictor", not value("predictor"), "lambda_predictor is used only with predictor=True"),
+    ]

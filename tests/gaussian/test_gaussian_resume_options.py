@@ -91,3 +91,16 @@ def test_resume_of_a_model_run_checkpoint_written_before_the_settings_were_store
     assert explicit == full  # the model's own value, given explicitly
     with pytest.raises(ValueError, match=r"different options: dropout \(checkpoint 0.5, now 0.3\)$"):
         train(TrainConfig(output_dir=str(tmp_path / "x"), resume_from=str(ck), dropout=0.3, **base))
+
+
+def test_an_option_neither_run_uses_may_differ_on_resume(tmp_path) -> None:
+    """A margin with InfoNCE only warns "is ignored", but a resume without it was refused over it
+    (review). An option one of the two runs uses is still compared."""
+    opts = TrainConfig(train_file="t.jsonl", loss="infonce", margin=2.0, isotropy="none", num_slices=8).to_dict()
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"config": ckpt.checkpoint_options(opts)}))
+    ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "margin": 1.0, "num_slices": 256}))
+    with pytest.raises(ValueError, match=r"different options: loss \(checkpoint 'infonce', now 'triplet'\), "
+                                         r"margin \(checkpoint 2.0, now 1.0\)$"):
+        ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "loss": "triplet", "margin": 1.0}))
+    with pytest.raises(ValueError, match=r"temperature \(checkpoint None, now 0.1\)"):  # InfoNCE uses it
+        ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "temperature": 0.1}))
