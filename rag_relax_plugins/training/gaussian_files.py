@@ -47,12 +47,17 @@ def _pair_from(obj: Any, where: str) -> Pair:
         raise ValueError(f"{where}: expected an object with 'query' and 'positive', got {type(obj).__name__}")
     q, p, n = obj.get("query"), obj.get("positive"), obj.get("negative")
     if not isinstance(q, str) or not q.strip():
-        raise ValueError(f"{where}: 'query' must be a non-empty string, got {q!r}")
+        raise ValueError(f"{where}: 'query' must be a non-empty string, got {_shown(q)}")
     if not isinstance(p, str) or not p.strip():
-        raise ValueError(f"{where}: 'positive' must be a non-empty string, got {p!r}")
+        raise ValueError(f"{where}: 'positive' must be a non-empty string, got {_shown(p)}")
     if n is not None and (not isinstance(n, str) or not n.strip()):
         raise ValueError(f"{where}: 'negative' must be a non-empty string when present, got {n!r}")
     return Pair(q, p, n)
+
+
+def _shown(value: Any) -> str:
+    """A bad field for a message: a CSV's blank cell arrives as ``None``."""
+    return "a missing or blank field" if value is None else repr(value)
 
 
 def _csv_pairs(file: Path, text: str) -> list[Pair]:

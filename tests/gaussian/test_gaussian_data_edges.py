@@ -59,7 +59,7 @@ def test_jsonl_line_numbers_with_crlf(tmp_path) -> None:
 def test_csv_row_of_empty_fields_is_an_error(tmp_path, row) -> None:
     path = tmp_path / "p.csv"
     path.write_text(f"query,positive\nq1,p1\n{row}\nq2,p2\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"p.csv:3: 'query' must be a non-empty string"):
+    with pytest.raises(ValueError, match=r"p.csv:3: 'query' must be a non-empty string, got a missing or blank field$"):
         load_pairs(path)
 
 
