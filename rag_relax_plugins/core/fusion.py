@@ -119,27 +119,30 @@ def _check_score_lists(score_lists: Sequence[Mapping[DocId, float]]) -> list[Map
 def _normalise(sl: Mapping[DocId, float], how: str) -> dict[DocId, float]:
     if not sl:
         return {}
-    vals = list(sl.values())
     if how == "none":
         return dict(sl)
+    if how not in ("minmax", "zscore", "dbsf"):
+        raise ValueError(f"normalization must be 'minmax', 'zscore', 'dbsf' or 'none', got {how!r}")
+    lo, hi = min(sl.values()), max(sl.values())
+    if lo == hi or (how == "dbsf" and len(sl) < 2):  # equal scores: a mean that rounds off them
+        return dict.fromkeys(sl, {"minmax": 1.0, "zscore": 0.0, "dbsf": 0.5}[how])  # gave a spread of 1e-17
+    # every normalisation is unchanged by a positive scale: scores past 1e150 are divided by the
+    # largest magnitude first, so that spans, squares and sums stay finite (smaller ones are left
+    # as they are: a division would round results such as an exact 0.5)
+    scale = max(abs(lo), abs(hi))
+    scale = scale if scale > 1e150 else 1.0
+    vals = {d: s / scale for d, s in sl.items()}
     if how == "minmax":
-        lo, hi = min(vals), max(vals)
-        span = hi - lo
-        return {d: ((s - lo) / span if span > 0 else 1.0) for d, s in sl.items()}
+        lo, hi = lo / scale, hi / scale
+        return {d: (s - lo) / (hi - lo) for d, s in vals.items()}
+    mu = math.fsum(vals.values()) / len(vals)
+    squares = math.fsum((v - mu) ** 2 for v in vals.values())
     if how == "zscore":
-        mu = sum(vals) / len(vals)
-        sd = math.sqrt(sum((v - mu) ** 2 for v in vals) / len(vals))
-        return {d: ((s - mu) / sd if sd > 0 else 0.0) for d, s in sl.items()}
-    if how == "dbsf":
-        if len(vals) < 2:
-            return {d: 0.5 for d in sl}
-        mu = sum(vals) / len(vals)
-        sd = math.sqrt(sum((v - mu) ** 2 for v in vals) / (len(vals) - 1))  # sample std, as Qdrant
-        if sd == 0:
-            return {d: 0.5 for d in sl}
-        lo = mu - 3 * sd
-        return {d: min(1.0, max(0.0, (s - lo) / (6 * sd))) for d, s in sl.items()}
-    raise ValueError(f"normalization must be 'minmax', 'zscore', 'dbsf' or 'none', got {how!r}")
+        sd = math.sqrt(squares / len(vals))
+        return {d: (s - mu) / sd for d, s in vals.items()}
+    sd = math.sqrt(squares / (len(vals) - 1))  # dbsf: sample std, as Qdrant
+    lo = mu - 3 * sd
+    return {d: min(1.0, max(0.0, (s - lo) / (6 * sd))) for d, s in vals.items()}
 
 
 def _combine(

@@ -207,3 +207,25 @@ def test_numpy_weights_are_accepted_like_floats() -> None:
     )
     with pytest.raises(TypeError, match="real numbers"):
         comb_sum([a], weights=["1"])
+
+
+@pytest.mark.parametrize("value", [0.1, 0.7, 1 / 3, -2.9, 123.456])
+def test_a_list_of_equal_scores_is_normalised_as_documented(value):
+    """The mean of equal scores rounded off them (0.1 x 3 -> spread 1e-17): zscore gave -1 or +1
+    instead of 0, dbsf 0.408 instead of 0.5, and a constant list pushed its own documents below a
+    document it never returned (review)."""
+    same = {"a": value, "b": value, "c": value}
+    assert comb_sum([same, {"d": 0.0}], normalization="zscore") == [("a", 0.0), ("b", 0.0), ("c", 0.0), ("d", 0.0)]
+    assert distribution_based_fusion([same]) == [("a", 0.5), ("b", 0.5), ("c", 0.5)]
+    assert comb_sum([same]) == [("a", 1.0), ("b", 1.0), ("c", 1.0)]  # minmax: all at the top
+
+
+def test_scores_near_the_float_range_are_normalised_without_overflow():
+    """A span past the float range gave NaN (sorted first), squares an OverflowError (review)."""
+    huge = {"a": 1.7e308, "b": -1.7e308, "c": 0.0}
+    assert comb_sum([huge]) == [("a", 1.0), ("c", 0.5), ("b", 0.0)]
+    z = dict(comb_sum([{"a": 1e160, "b": -1e160, "c": 0.0}], normalization="zscore"))
+    assert z == pytest.approx({"a": 1.5**0.5, "b": -(1.5**0.5), "c": 0.0})
+    fused = distribution_based_fusion([{"a": 1e160, "b": -1e160, "c": 0.0}])
+    assert [d for d, _ in fused] == ["a", "c", "b"]
+    assert [s for _, s in fused] == pytest.approx([2 / 3, 0.5, 1 / 3])
