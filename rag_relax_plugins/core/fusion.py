@@ -126,11 +126,12 @@ def _normalise(sl: Mapping[DocId, float], how: str) -> dict[DocId, float]:
     lo, hi = min(sl.values()), max(sl.values())
     if lo == hi or (how == "dbsf" and len(sl) < 2):  # equal scores: a mean that rounds off them
         return dict.fromkeys(sl, {"minmax": 1.0, "zscore": 0.0, "dbsf": 0.5}[how])  # gave a spread of 1e-17
-    # every normalisation is unchanged by a positive scale: scores past 1e150 are divided by the
-    # largest magnitude first, so that spans, squares and sums stay finite (smaller ones are left
-    # as they are: a division would round results such as an exact 0.5)
+    # every normalisation is unchanged by a positive scale: scores past 1e150 or all below 1e-150
+    # are divided by the largest magnitude first, so that spans, squares and sums neither overflow
+    # nor underflow to 0 (others are left as they are: a division would round results such as an
+    # exact 0.5)
     scale = max(abs(lo), abs(hi))
-    scale = scale if scale > 1e150 else 1.0
+    scale = scale if not 1e-150 <= scale <= 1e150 else 1.0
     vals = {d: s / scale for d, s in sl.items()}
     if how == "minmax":
         lo, hi = lo / scale, hi / scale
@@ -139,8 +140,10 @@ def _normalise(sl: Mapping[DocId, float], how: str) -> dict[DocId, float]:
     squares = math.fsum((v - mu) ** 2 for v in vals.values())
     if how == "zscore":
         sd = math.sqrt(squares / len(vals))
-        return {d: (s - mu) / sd for d, s in vals.items()}
+        return {d: ((s - mu) / sd if sd > 0 else 0.0) for d, s in vals.items()}
     sd = math.sqrt(squares / (len(vals) - 1))  # dbsf: sample std, as Qdrant
+    if sd == 0:  # scores 1 ulp apart
+        return dict.fromkeys(sl, 0.5)
     lo = mu - 3 * sd
     return {d: min(1.0, max(0.0, (s - lo) / (6 * sd))) for d, s in vals.items()}
 

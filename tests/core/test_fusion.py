@@ -229,3 +229,11 @@ def test_scores_near_the_float_range_are_normalised_without_overflow():
     fused = distribution_based_fusion([{"a": 1e160, "b": -1e160, "c": 0.0}])
     assert [d for d, _ in fused] == ["a", "c", "b"]
     assert [s for _, s in fused] == pytest.approx([2 / 3, 0.5, 1 / 3])
+
+
+def test_tiny_scores_are_normalised_without_underflow():
+    """Hypothesis found 0 and 1.8e-226: the squares underflowed to 0 and zscore divided by it."""
+    tiny = {0: 0.0, 1: 1.795052854881018e-226}
+    assert comb_sum([tiny], normalization="zscore") == [(1, 1.0), (0, -1.0)]
+    assert comb_sum([tiny]) == [(1, 1.0), (0, 0.0)]
+    assert [d for d, _ in distribution_based_fusion([tiny])] == [1, 0]
