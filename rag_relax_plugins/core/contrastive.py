@@ -113,6 +113,8 @@ def _sim(a: torch.Tensor, b: torch.Tensor, similarity: str) -> torch.Tensor:
         # cdist's default mm formula |a|^2 + |b|^2 - 2 a.b (above 25 rows) cancels catastrophically
         # for large-norm embeddings; the direct differences are exact, and their gradient at zero
         # distance is 0 (cdist's backward guards the 1 / d), so identical vectors stay finite
+        if a.device.type == "cpu" and a.dtype in (torch.float16, torch.bfloat16):  # no CPU cdist for them
+            return -torch.cdist(a.float(), b.float(), compute_mode="donot_use_mm_for_euclid_dist").pow(2).to(a.dtype)
         return -torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     raise ValueError(f"similarity must be 'cosine', 'dot' or 'neg_l2', got {similarity!r}")
 
@@ -156,6 +158,6 @@ def triplet_margin(
         raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
     per = F.relu(dp - dn + margin)  # (B,)
     if mask is None:
-        return per.mean()
+        return per.mean() if per.numel() else per.sum()  # no triplet: 0 (in the graph), not NaN
     keep = ~check_mask("mask", mask, "the triplets (B,)", per).to(per.device)
     return (per * keep).sum() / keep.sum().clamp(min=1)

@@ -233,10 +233,11 @@ def effective_rank(x: torch.Tensor) -> torch.Tensor:
     """
     x = check_floating("x", x)
     check_ndim("x", x, 2)
-    s = torch.linalg.svdvals(x - x.mean(dim=0))
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # no half-precision SVD on CPU
+    s = torch.linalg.svdvals(xf - xf.mean(dim=0))
     p = s / s.sum().clamp_min(torch.finfo(s.dtype).tiny)
     p = p[p > 0]
-    return torch.exp(-(p * p.log()).sum())
+    return torch.exp(-(p * p.log()).sum()).to(x.dtype)
 
 
 class PredictorHead(nn.Module):

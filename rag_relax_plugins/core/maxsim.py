@@ -13,7 +13,8 @@ Three layouts are provided:
 
 Padding never wins a max: padded document tokens get a ``-inf`` bias fused into the matrix
 product, and a document with no valid token (by its mask or its offsets, not by the value
-``-inf``) scores 0. Padded query tokens contribute nothing.
+``-inf``) scores 0. Padded query tokens contribute nothing, if finite: the query mask is a weight
+of 0, so NaN / inf there make the scores non-finite (``ValueError``) in all three forms.
 All forms are differentiable; :func:`maxsim` chunks over documents to bound memory.
 
 Non-finite token embeddings are detected on the (small) output rather than by scanning the token

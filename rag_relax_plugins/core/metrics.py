@@ -31,6 +31,7 @@ would match no qrels entry; a sequence holding such tensors (``list(tensor)``) i
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import sys
 from collections.abc import Hashable, Mapping, Sequence
@@ -221,13 +222,15 @@ def _parse_metrics(metrics: Sequence[str]) -> list[tuple[str, str, int | None]]:
     if isinstance(metrics, str):  # list("mrr") would ask for the metrics "m", "r", "r"
         raise TypeError(f"metrics must be a sequence of metric names, got the string {metrics!r}; pass [{metrics!r}]")
     metrics = list(metrics)  # read once: a generator would be empty the second time
-    seen: set[str] = set()
+    seen: dict[tuple[str, int | None], str] = {}
     for name in metrics:
         if not isinstance(name, str):
             raise TypeError(f"metrics must hold metric names (str), got {type(name).__name__}")
-        if name in seen:
-            raise ValueError(f"metrics must name each metric once, got {name!r} more than once")
-        seen.add(name)
+        key = _parse(name)  # "mrr@1" and "mrr@01" are one metric
+        if key in seen:
+            twice = f"{name!r} more than once" if seen[key] == name else f"{seen[key]!r} and {name!r}, the same metric"
+            raise ValueError(f"metrics must name each metric once, got {twice}")
+        seen[key] = name
     return [(name, *_parse(name)) for name in metrics]
 
 
@@ -368,7 +371,7 @@ def rankings_from_scores(
 
     id_list: object = ids
     cut: object = k
-    if isinstance(ids, int) and not isinstance(ids, bool):
+    if isinstance(ids, numbers.Integral) and not isinstance(ids, bool):  # numpy ints too
         id_list, cut = k, ids  # legacy call rankings_from_scores(scores, k, ids)
     if id_list is not None and (isinstance(id_list, (str, bytes)) or not isinstance(id_list, Sequence)):
         raise TypeError(f"ids must be a sequence of document ids or None, got {type(id_list).__name__}")

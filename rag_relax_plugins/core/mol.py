@@ -93,10 +93,12 @@ def mol_mi_loss(weights: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
         eps: floor inside the logarithms.
 
     Returns:
-        ``() x float`` scalar; 0 when ``P == 1``.
+        ``() x float`` scalar; 0 when ``P == 1`` or ``M == 0`` (no pair: 0 in the graph, not NaN).
     """
     check_floating("weights", weights)
     check_ndim("weights", weights, 2)
+    if weights.shape[0] == 0:
+        return weights.sum()
     marginal = weights.mean(dim=0)
     h_marginal = -(marginal * torch.log(marginal.clamp_min(eps))).sum()
     h_conditional = -(weights * torch.log(weights.clamp_min(eps))).sum(dim=-1).mean()

@@ -364,10 +364,11 @@ def sigmoid_topk_mask(scores: torch.Tensor, k: int, tau: float = 1.0) -> torch.T
     s = scores.unsqueeze(0) if scores.dim() == 1 else scores
     n = s.shape[1]
     k = check_k("k", k, n)
+    s = s.float() if s.dtype in (torch.float16, torch.bfloat16) else s  # 40000 + 30000 overflows fp16
     if k < n:
         top = torch.topk(s, k + 1, dim=1).values  # (B, k + 1), descending
         thr = 0.5 * (top[:, k - 1] + top[:, k])  # (B,)
     else:
         thr = s.min(dim=1).values - 1.0
-    mask = torch.sigmoid((s - thr.unsqueeze(1)) / t)
+    mask = torch.sigmoid((s - thr.unsqueeze(1)) / t).to(scores.dtype)
     return mask.squeeze(0) if scores.dim() == 1 else mask

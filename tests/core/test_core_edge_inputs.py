@@ -239,3 +239,65 @@ def test_the_mask_hint_only_where_there_is_a_mask() -> None:
     assert "mask" not in str(raised.value)
     with pytest.raises(ValueError, match="scores contains NaN or inf values; pass a mask for invalid positions"):
         relaxed_topk(bad, 1)
+
+
+# ------------------------------------------------------- 2026-12-04 review of the core (s26)
+
+
+def test_sigmoid_topk_mask_half_precision_threshold_does_not_overflow() -> None:
+    """The threshold 0.5 (a + b) of two fp16 scores summing past 65504 was inf: an all-0 mask."""
+    from rag_relax_plugins.core.softsort import sigmoid_topk_mask
+
+    scores = torch.tensor([40000.0, 30000.0, 0.0])
+    half = sigmoid_topk_mask(scores.half(), 1, 100.0)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), sigmoid_topk_mask(scores, 1, 100.0), atol=1e-3, rtol=0)
+    assert half[0] > 0.99
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_info_nce_neg_l2_runs_in_half_precision_on_cpu(dtype: torch.dtype) -> None:
+    """cdist has no CPU kernel for half types: NotImplementedError (cosine and dot worked)."""
+    g = torch.Generator().manual_seed(0)
+    q, d = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    loss = info_nce(q.to(dtype), d.to(dtype), similarity="neg_l2", temperature=4.0)
+    assert loss.dtype == dtype
+    torch.testing.assert_close(loss.float(), info_nce(q, d, similarity="neg_l2", temperature=4.0), atol=0.05, rtol=0.05)
+
+
+def test_empty_batches_give_zero_not_nan() -> None:
+    """triplet_margin with B = 0 and no mask, and the MoL MI loss over 0 pairs, returned NaN."""
+    from rag_relax_plugins.core.contrastive import triplet_margin
+    from rag_relax_plugins.core.mol import mol_mi_loss
+
+    empty = torch.zeros(0, 4, requires_grad=True)
+    loss = triplet_margin(empty, empty, empty)
+    assert loss.item() == 0.0 and loss.requires_grad
+    assert mol_mi_loss(torch.zeros(0, 3)).item() == 0.0
+    sim = MoLSimilarity(MoLConfig(query_dim=5, item_dim=5, num_query_embeddings=2, num_item_embeddings=2,
+                                  component_dim=4)).train()
+    scores, aux = sim(torch.zeros(0, 5), torch.randn(3, 5))
+    assert scores.shape == (0, 3) and aux["mol_mi"].item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_effective_rank_of_half_precision_embeddings(dtype: torch.dtype) -> None:
+    """No CPU SVD for half types: NotImplementedError."""
+    from rag_relax_plugins.core.isotropy import effective_rank
+
+    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    r = effective_rank(x.to(dtype))
+    assert r.dtype == dtype
+    assert abs(r.item() - effective_rank(x).item()) < 0.1
+
+
+def test_one_metric_under_two_spellings_is_refused() -> None:
+    """"mrr@1" and "mrr@01" passed the "named twice" check (it compared the strings)."""
+    with pytest.raises(ValueError, match=r"got 'mrr@1' and 'mrr@01', the same metric"):
+        metrics.evaluate([["a"]], [{"a": 1}], ["mrr@1", "mrr@01"])
+
+
+def test_rankings_from_scores_legacy_k_may_be_a_numpy_int() -> None:
+    """The legacy call rankings_from_scores(scores, k) took only a Python int as k."""
+    scores = torch.tensor([[0.1, 0.9, 0.5]])
+    assert metrics.rankings_from_scores(scores, np.int64(2)) == metrics.rankings_from_scores(scores, 2) == [[1, 2]]

@@ -468,7 +468,7 @@ def test_a_diverged_run_is_a_value_error_naming_the_step():
 
 def test_resume_true_needs_a_checkpoint_dir():
     """``resume=True`` without ``checkpoint_dir`` logged "no checkpoint found in None" and started fresh."""
-    with pytest.raises(ValueError, match="resume=True looks for the latest checkpoint in cfg.checkpoint_dir"):
+    with pytest.raises(ValueError, match=r"resume=True looks for the latest checkpoint in cfg\.checkpoint_dir"):
         train_retrieval(_model(), _toy(), _cfg(epochs=1), resume=True)
 
 
