@@ -42,8 +42,9 @@ class GaussianEmbedding(BaseEmbedding):
     Unknown keyword arguments are an error (a misspelt ``query_instrucion=`` would otherwise be
     dropped). Built from ``model=``, the config records ``model_instance: true`` (``from_dict``
     then asks for ``model=`` again) and ``model_name`` defaults to ``gaussian-embedder@<digest>``
-    of the model's config and weights, so that caches keyed on the config (an
-    ``IngestionPipeline``'s) tell two models apart. ``embeddings_cache`` is refused when query
+    of the model's config and weights (built from ``model_path`` too: a model retrained into the
+    same folder gets a new name), so that caches keyed on the config (an ``IngestionPipeline``'s)
+    tell two models apart. ``embeddings_cache`` is refused when query
     and text vectors differ (instructions, ``cosine_max_norm``): LlamaIndex caches both under the
     raw text, so a query equal to a stored text would get the text's vector.
 
@@ -89,16 +90,18 @@ class GaussianEmbedding(BaseEmbedding):
 
         check_model_arguments(model, model_path, kwargs.get("device"))
         kwargs["model_instance"] = model is not None
-        name = kwargs.get("model_name")
-        if model is not None and (name is None or name == "gaussian-embedder" or _DIGEST_NAME.fullmatch(str(name))):
-            kwargs["model_name"] = model_digest_name(model)  # also replaces a saved config's digest
-        else:
-            kwargs.setdefault("model_name", str(model_path))
-        super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)  # type: ignore[call-arg]
         if model is None:
             from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 
-            model = GaussianEmbedder.load(str(model_path), device=self.device)
+            model = GaussianEmbedder.load(str(model_path), device=kwargs.get("device"))
+        name = kwargs.get("model_name")
+        # the default name is a digest of the model's config and weights, from model_path too: the
+        # folder's path named a model retrained into the same folder like the old one, and an
+        # IngestionPipeline's cache (keyed on the config) served the old model's vectors
+        if (name is None or name == "gaussian-embedder" or _DIGEST_NAME.fullmatch(str(name))
+                or (model_path is not None and name == str(model_path))):
+            kwargs["model_name"] = model_digest_name(model)  # also replaces a saved config's digest
+        super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)  # type: ignore[call-arg]
         if callable(getattr(model, "eval", None)):
             # inference only: eval mode once, so that encode's own eval/train switch is a no-op and
             # LlamaIndex's concurrent async batches cannot turn dropout back on for each other

@@ -194,6 +194,7 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
         ckpt = Path(cfg.resume_from)
         check_resume(ckpt, options, model_settings=saved_model_settings(ckpt))
+    _check_init_model_outside_writes(cfg)
     for name in ("best_model", "final_model"):  # a folder of the user's there: refused now, not after training
         check_save_target(Path(cfg.output_dir) / name, kind=GaussianEmbedder.SAVE_KIND,
                           replace_if_contains=GaussianEmbedder.SAVE_LEGACY_FILES)
@@ -202,6 +203,25 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     with library_progress(cfg.show_progress), run_folder_with_log(cfg.output_dir, log) as out, \
             seeded_rngs(cfg.seed, resolve_device(cfg.device)):
         return _train(cfg, out, model, options)  # the folder is removed again if a refused run leaves only an empty log
+
+
+def _check_init_model_outside_writes(cfg: TrainConfig) -> None:
+    """Refuse an ``init_model`` inside a folder this run writes: its ``best_model/``,
+    ``final_model/`` or the ``checkpoint_epoch_N/`` of an epoch it runs, which the run's own save
+    would replace (fine-tuning from ``checkpoint_epoch_1/model`` of the same ``--output`` lost it).
+    A checkpoint of a later epoch than the run reaches is kept, as the docs say."""
+    if cfg.init_model is None:
+        return
+    source = Path(cfg.init_model).resolve()
+    out = Path(cfg.output_dir).resolve()
+    written = [out / "best_model", out / "final_model"]
+    if cfg.save_checkpoints:
+        written += [out / f"{EPOCH_CHECKPOINT_PREFIX}{e}" for e in range(1, cfg.epochs + 1)]
+    for folder in written:
+        if source == folder or folder in source.parents:
+            raise ValueError(f"init_model {cfg.init_model} is inside {folder}, which this run writes and would "
+                             "replace; nothing was written. Copy the model elsewhere first, or train into "
+                             "another output_dir")
 
 
 def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options: dict[str, Any]) -> dict[str, Any]:

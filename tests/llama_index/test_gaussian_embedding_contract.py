@@ -41,6 +41,26 @@ def test_two_model_instances_do_not_share_an_ingestion_cache_entry() -> None:
     assert got[0].embedding != pytest.approx(a.get_text_embedding("paris"))
 
 
+def test_a_model_retrained_into_the_same_folder_gets_a_new_cache_entry(tmp_path) -> None:
+    """Built from model_path, model_name was the folder's path: a model retrained into the same
+    folder kept the name, and an IngestionPipeline cache returned the old model's vectors (review)."""
+    folder = tmp_path / "best_model"
+    _model(1).save(folder)
+    old = GaussianEmbedding(model_path=str(folder))
+    assert old.model_name.startswith("gaussian-embedder@")
+    cache = IngestionCache()
+    IngestionPipeline(transformations=[old], cache=cache).run(documents=[Document(text="paris", id_="d0")])
+    _model(2).save(folder)  # retrained, same folder
+    new = GaussianEmbedding(model_path=str(folder))
+    assert new.model_name != old.model_name
+    got = IngestionPipeline(transformations=[new], cache=cache).run(documents=[Document(text="paris", id_="d0")])
+    assert got[0].embedding == pytest.approx(new.get_text_embedding("paris"))
+    assert got[0].embedding != pytest.approx(old.get_text_embedding("paris"))
+    # a config saved with the path as its name (before this change) is renamed by content too
+    assert GaussianEmbedding.from_dict({**old.to_dict(), "model_name": str(folder)}).model_name == new.model_name
+    assert GaussianEmbedding(model_path=str(folder), model_name="mine").model_name == "mine"  # a name you chose stays
+
+
 def test_a_config_saved_from_an_instance_asks_for_the_model_again() -> None:
     e = GaussianEmbedding(model=_model(1), query_instruction="q: ")
     data = e.to_dict()

@@ -87,6 +87,19 @@ def test_a_fresh_gaussian_run_keeps_the_checkpoint_it_starts_from(tmp_path: Path
     assert _epochs(out) == ["checkpoint_epoch_1", "checkpoint_epoch_3"]  # epoch 2 of the earlier run goes
 
 
+def test_a_gaussian_init_model_the_run_would_overwrite_is_refused(tmp_path: Path, gaussian_base: dict) -> None:
+    """Fine-tuning from checkpoint_epoch_1/model of the same folder with epochs >= 1: the run's own
+    epoch-1 checkpoint replaced the model it started from, and the earlier run's other epochs were
+    removed: nothing of that run was left (review)."""
+    out = tmp_path / "run"
+    train(TrainConfig(output_dir=str(out), epochs=2, **gaussian_base))
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for source in (out / "checkpoint_epoch_1" / "model", out / "best_model"):
+        with pytest.raises(ValueError, match=r"init_model .* is inside .*, which this run writes"):
+            train(TrainConfig(output_dir=str(out), epochs=1, init_model=str(source), **gaussian_base))
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_fresh_maxsim_run_replaces_an_earlier_runs_epoch_checkpoints(tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parents[1] / "rerankers"))  # the MaxSim tests' helpers
     try:
