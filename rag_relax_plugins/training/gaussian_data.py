@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag_relax_plugins._io import atomic_write_json, atomic_write_text
+from rag_relax_plugins._io import atomic_write_text
 from rag_relax_plugins.training.gaussian_files import (
     Pair,
     load_eval_file,
@@ -179,8 +179,8 @@ def build_eval(test: Sequence[Pair], everything: Sequence[Pair]) -> dict[str, An
     return {"corpus": {v: k for k, v in ids.items()}, "queries": {v: k for k, v in qids.items()}, "qrels": qrels}
 
 
-def _write_jsonl(path: Path, pairs: Sequence[Pair]) -> None:
-    atomic_write_text(path, "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in pairs))
+def _jsonl(pairs: Sequence[Pair]) -> str:
+    return "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in pairs)
 
 
 def prepare_data(
@@ -245,10 +245,16 @@ def prepare_data(
                      for k, part in ((1, val), (2, test)))
     if not val and not test:
         raise ValueError(f"fractions {fractions} leave no validation or test pair to build eval.json from")
+    ev = build_eval(test if test else val, pairs)
+    texts = {"train": _jsonl(train), "val": _jsonl(val), "test": _jsonl(test),
+             "eval": json.dumps(ev, indent=1, allow_nan=False) + "\n"}
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(paths["train"], train)
-    _write_jsonl(paths["val"], val)
-    _write_jsonl(paths["test"], test)
+    # the earlier files go first: an interrupt then leaves some files missing, never new splits
+    # beside an old eval.json (whose test queries the new train.jsonl may hold)
+    for path in paths.values():
+        path.unlink(missing_ok=True)
+    for name, path in paths.items():
+        atomic_write_text(path, texts[name])
     if len(val) == 1:  # too few for train(val_file=...), which needs an in-batch negative
         log.warning("fractions %s leave 1 validation pair: train cannot select best_model by it (no in-batch "
                     "negative) and uses the training loss; raise the validation fraction to use %s as --val-file",
@@ -258,6 +264,4 @@ def prepare_data(
                     "with --val-file %s picks best_model on the queries evaluate then reports (an optimistic "
                     "score); keep a test fraction above 0 for a held-out evaluation", fractions, paths["eval"],
                     paths["val"])
-    ev = build_eval(test if test else val, pairs)
-    atomic_write_json(paths["eval"], ev, indent=1)
     return paths

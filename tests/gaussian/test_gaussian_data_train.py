@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -119,6 +120,29 @@ def test_prepare_data_never_overwrites_its_input_or_existing_files(tmp_path) -> 
     assert (out / "eval.json").read_text(encoding="utf-8") == "mine"
     prepare_data(src, out, seed=3, overwrite=True)
     assert load_eval_file(out / "eval.json")["queries"]
+
+
+def test_an_interrupted_overwrite_never_leaves_new_splits_beside_an_old_eval_file(tmp_path, monkeypatch) -> None:
+    """The four files were written one by one: an interrupt at eval.json left the new train.jsonl
+    beside the old eval.json, whose test queries it could hold (review)."""
+    import rag_relax_plugins.training.gaussian_data as gd
+
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps({"query": f"q{i}", "positive": f"p{i}"}) + "\n" for i in range(30)),
+                   encoding="utf-8")
+    out = tmp_path / "out"
+    prepare_data(src, out, seed=0)
+    write = gd.atomic_write_text
+
+    def interrupted_at_eval(path, text):  # type: ignore[no-untyped-def]
+        if Path(path).name == "eval.json":
+            raise KeyboardInterrupt
+        return write(path, text)
+
+    monkeypatch.setattr(gd, "atomic_write_text", interrupted_at_eval)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_data(src, out, seed=1, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["test.jsonl", "train.jsonl", "val.jsonl"]  # no old eval.json
 
 
 @pytest.mark.parametrize("fractions", [(float("nan"), 0.0, 0.0), (1.0, 0.0, 0.0), (0.5, float("inf"), 0.0)])
