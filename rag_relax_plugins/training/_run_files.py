@@ -25,12 +25,19 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rag_relax_plugins._io import atomic_folder, atomic_write_bytes, find_saved_folder, saved_kind
+from rag_relax_plugins._io import (
+    atomic_folder,
+    atomic_write_bytes,
+    check_save_target,
+    find_saved_folder,
+    saved_kind,
+)
 
 __all__ = [
     "CHECKPOINT_PREFIX",
     "EPOCH_CHECKPOINT_PREFIX",
     "EarlierCheckpoints",
+    "check_checkpoint_targets",
     "checkpoint_folder",
     "checkpoint_steps",
     "checkpoint_trainer",
@@ -158,6 +165,11 @@ def remove_earlier_checkpoints(
         p for _, p in checkpoint_steps(directory, prefix)
         if p != keep and _is_checkpoint(p) and not any(s == p.resolve() or p.resolve() in s.parents for s in sources)
     ]
+    links = [p for p in earlier if p.is_symlink()]  # another folder's checkpoint, linked here: not ours to delete
+    if links:
+        log.warning("a fresh run into %s: leaving the symbolic links %s to earlier checkpoints (delete them "
+                    "yourself if they are stale)", directory, [p.name for p in links])
+        earlier = [p for p in earlier if not p.is_symlink()]
     if earlier:
         log.warning("a fresh run into %s: removing an earlier run's checkpoints %s", directory,
                     [p.name for p in earlier])
@@ -185,6 +197,15 @@ class EarlierCheckpoints:
             self._pending = False
 
 
+def check_checkpoint_targets(directory: Path, prefix: str, upto: int) -> None:
+    """Refuse now, not when the run gets there, an existing ``<prefix>N/`` folder (``N <= upto``)
+    in ``directory`` that a checkpoint save of the run would refuse to replace (a folder of the
+    user's), as :func:`~rag_relax_plugins._io.check_save_target` does for the final model."""
+    for n, folder in checkpoint_steps(directory, prefix):
+        if n <= upto:
+            check_save_target(folder, kind="checkpoint", replace_if_contains=("trainer_state.json",))
+
+
 def _is_checkpoint(folder: Path) -> bool:
     kind = saved_kind(folder)
     return kind == "checkpoint" or (kind is None and (folder / "trainer_state.json").is_file())
@@ -197,7 +218,7 @@ def prune_checkpoints(directory: Path, keep: int, *, current: int) -> None:
     checkpoint) are neither counted nor deleted; a warning names them. A folder named like a
     checkpoint that this package did not write as one is neither counted nor deleted.
     """
-    found = [(s, p) for s, p in checkpoint_steps(directory) if _is_checkpoint(p)]
+    found = [(s, p) for s, p in checkpoint_steps(directory) if _is_checkpoint(p) and not p.is_symlink()]
     later = [p.name for s, p in found if s > current]
     if later:
         log.warning("%s holds checkpoints past step %d from an earlier run: %s", directory, current, later)

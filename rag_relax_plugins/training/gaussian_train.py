@@ -46,6 +46,7 @@ from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training._run_files import (
     EPOCH_CHECKPOINT_PREFIX,
     EarlierCheckpoints,
+    check_checkpoint_targets,
     checkpoint_folder,
     earlier_best_model,
     pyplot,
@@ -195,6 +196,8 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
         ckpt = Path(cfg.resume_from)
         check_resume(ckpt, options, model_settings=saved_model_settings(ckpt))
     _check_init_model_outside_writes(cfg)
+    if cfg.save_checkpoints:  # a folder of the user's named like a checkpoint of this run: refused now too
+        check_checkpoint_targets(Path(cfg.output_dir), EPOCH_CHECKPOINT_PREFIX, cfg.epochs)
     for name in ("best_model", "final_model"):  # a folder of the user's there: refused now, not after training
         check_save_target(Path(cfg.output_dir) / name, kind=GaussianEmbedder.SAVE_KIND,
                           replace_if_contains=GaussianEmbedder.SAVE_LEGACY_FILES)

@@ -137,3 +137,31 @@ def test_earlier_checkpoints_removes_once_and_only_for_a_fresh_run(tmp_path: Pat
     later = checkpoint("checkpoint_step_7")
     fresh.written(later)  # the run's own later checkpoints are never removed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_step_6", "checkpoint_step_7"]
+
+
+def test_a_user_folder_named_like_a_checkpoint_is_refused_before_training(tmp_path: Path, gaussian_base: dict) -> None:
+    """A folder of the user's at checkpoint_epoch_2 stopped the run at its epoch-2 save, after the
+    training (review); it is refused before the first step now, and left as it was."""
+    out = tmp_path / "run"
+    mine = out / "checkpoint_epoch_2"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"refusing to replace the existing folder .*checkpoint_epoch_2"):
+        train(TrainConfig(output_dir=str(out), epochs=2, **gaussian_base))
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint_epoch_2"]
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "mine"
+    train(TrainConfig(output_dir=str(out), epochs=1, **gaussian_base))  # epoch 2 is not this run's: kept
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_fresh_run_leaves_a_symbolic_link_to_an_earlier_checkpoint(tmp_path: Path, gaussian_base: dict) -> None:
+    """A link there to another run's checkpoint aborted the fresh run after epoch 1 with "Cannot
+    call rmtree on a symbolic link" (review); the link is left, with a warning."""
+    other = tmp_path / "other"
+    train(TrainConfig(output_dir=str(other), epochs=3, **gaussian_base))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint_epoch_3").symlink_to(other / "checkpoint_epoch_3", target_is_directory=True)
+    train(TrainConfig(output_dir=str(out), epochs=1, **gaussian_base))
+    assert (out / "checkpoint_epoch_3").is_symlink() and (other / "checkpoint_epoch_3" / "trainer_state.json").is_file()
+    assert (out / "final_model").is_dir()
