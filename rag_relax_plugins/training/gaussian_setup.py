@@ -155,7 +155,9 @@ def _unused_rules(value: Callable[[str], Any]) -> list[tuple[str, bool, str]]:
     return [
         ("margin", value("loss") != "triplet", "the margin is used by the triplet loss only"),
         ("temperature", value("loss") != "infonce", "the temperature is used by InfoNCE only"),
-        ("num_slices", value("isotropy") != "sigreg", "num_slices is used by isotropy='sigreg' only"),
+        ("num_slices", value("isotropy") != "sigreg" or value("lambda_isotropy") == 0,
+         "num_slices is used by isotropy='sigreg' with lambda_isotropy > 0 only"),
+        ("isotropy", value("lambda_isotropy") == 0, "the isotropy term is off with lambda_isotropy=0"),
         ("lambda_isotropy", value("isotropy") == "none", "lambda_isotropy has no effect with isotropy='none'"),
         ("target_std", value("lambda_reg") == 0, "target_std is used only with lambda_reg > 0"),
         ("lambda_predictor", not value("predictor"), "lambda_predictor is used only with predictor=True"),

@@ -104,3 +104,28 @@ def test_an_option_neither_run_uses_may_differ_on_resume(tmp_path) -> None:
         ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "loss": "triplet", "margin": 1.0}))
     with pytest.raises(ValueError, match=r"temperature \(checkpoint None, now 0.1\)"):  # InfoNCE uses it
         ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "temperature": 0.1}))
+
+
+def test_the_isotropy_options_are_unused_when_its_weight_is_zero(tmp_path) -> None:
+    """With lambda_isotropy=0 the term is skipped: num_slices and isotropy were neither warned
+    about nor allowed to differ on resume (review)."""
+    from rag_relax_plugins.training.gaussian_setup import ignored_options
+
+    cfg = TrainConfig(train_file="t.jsonl", lambda_isotropy=0.0, num_slices=8, isotropy="covariance")
+    assert any(n.startswith("num_slices=8 is ignored") for n in ignored_options(cfg))
+    assert any(n.startswith("isotropy='covariance' is ignored") for n in ignored_options(cfg))
+    opts = cfg.to_dict()
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"config": ckpt.checkpoint_options(opts)}))
+    ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "num_slices": 16, "isotropy": "sigreg"}))
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("seed", 10**14, "seed must be below 2\\*\\*32"),
+    ("learning_rate", 1e39, "learning_rate must be at most 1e30"),
+    ("head_learning_rate", 1e38, "head_learning_rate must be at most 1e30"),
+])
+def test_values_that_overflow_in_training_are_refused_up_front(option, value, message) -> None:
+    """A seed of 1e14 failed at the first step with "Overflow when unpacking long long" and a
+    learning rate of 1e39 inside AdamW, both with a traceback (review)."""
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(train_file="t.jsonl", **{option: value})
