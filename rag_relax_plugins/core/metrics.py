@@ -148,7 +148,12 @@ def reciprocal_rank(ranking: Ranking, qrels: Qrels, k: int | None = None) -> flo
 
 
 def _gain(grade: float, gain: str) -> float:
-    return float(grade) if gain == "linear" else 2.0 ** float(grade) - 1.0
+    if gain == "linear":
+        return float(grade)
+    if float(grade) > 1000:  # 2 ** 1024 overflows a float (OverflowError deep in an evaluation)
+        raise ValueError(f"relevance grade {grade!r} is too large for ndcg's exponential gain 2^grade - 1 "
+                         "(at most 1000); use ndcg_linear, or grades on a small scale (0-3 as in TREC)")
+    return 2.0 ** float(grade) - 1.0
 
 
 def ndcg_at_k(ranking: Ranking, qrels: Qrels, k: int, gain: str = "exponential") -> float:

@@ -63,6 +63,8 @@ def _shown(value: Any) -> str:
 def _csv_pairs(file: Path, text: str) -> list[Pair]:
     """Rows of a ``query,positive[,negative]`` CSV; quoted fields may span lines."""
     reader = csv.reader(io.StringIO(text, newline=""))
+    limit = csv.field_size_limit()  # 131,072 characters by default: a long passage is a valid field
+    csv.field_size_limit(max(limit, len(text) + 1))  # (process-wide; put back below)
     try:
         header = [h.strip().lower() for h in next(reader)]
         ok = header[:2] == ["query", "positive"] and (len(header) == 2 or header[2:] == ["negative"])
@@ -81,6 +83,8 @@ def _csv_pairs(file: Path, text: str) -> list[Pair]:
             pairs.append(_pair_from(dict(zip(header, cells, strict=True)), where))
     except csv.Error as exc:
         raise ValueError(f"{file}:{reader.line_num}: malformed CSV ({exc})") from exc
+    finally:
+        csv.field_size_limit(limit)
     return pairs
 
 

@@ -301,3 +301,10 @@ def test_rankings_from_scores_legacy_k_may_be_a_numpy_int() -> None:
     """The legacy call rankings_from_scores(scores, k) took only a Python int as k."""
     scores = torch.tensor([[0.1, 0.9, 0.5]])
     assert metrics.rankings_from_scores(scores, np.int64(2)) == metrics.rankings_from_scores(scores, 2) == [[1, 2]]
+
+
+def test_a_grade_too_large_for_the_exponential_gain_is_a_clear_error() -> None:
+    """A grade of 1100 raised a bare OverflowError from 2.0 ** grade, a traceback in `evaluate` (review)."""
+    with pytest.raises(ValueError, match="too large for ndcg's exponential gain"):
+        metrics.evaluate([["a"]], [{"a": 1100}], ["ndcg@10"])
+    assert metrics.evaluate([["a"]], [{"a": 1100}], ["ndcg_linear@10"])["ndcg_linear@10"] == 1.0

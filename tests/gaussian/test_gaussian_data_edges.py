@@ -153,3 +153,16 @@ def test_diverging_run_says_so(tmp_path, loss) -> None:
     with pytest.raises(ValueError, match=r"training diverged (at epoch \d+, step \d+|in the validation pass) "
                                          r"\(non-finite embeddings/loss\); lower the learning rate"):
         train(cfg)
+
+
+def test_a_csv_field_longer_than_the_csv_modules_default_limit_is_read(tmp_path) -> None:
+    """A 200 kB passage was refused ("field larger than field limit (131072)"), the same row as
+    JSONL accepted (review); the module's limit is put back afterwards."""
+    import csv
+
+    limit = csv.field_size_limit()
+    path = tmp_path / "huge.csv"
+    path.write_text("query,positive\nq1,p1\nq2," + "x" * 200_000 + "\n", encoding="utf-8")
+    pairs = load_pairs(path)
+    assert len(pairs) == 2 and len(pairs[1].positive) == 200_000
+    assert csv.field_size_limit() == limit
