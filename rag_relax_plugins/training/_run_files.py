@@ -151,7 +151,8 @@ def checkpoint_steps(directory: Path, prefix: str = CHECKPOINT_PREFIX) -> list[t
 
 
 def remove_earlier_checkpoints(
-    directory: Path, *, keep: Path, prefix: str = CHECKPOINT_PREFIX, protect: tuple[str | os.PathLike[str], ...] = ()
+    directory: Path, *, keep: Path, prefix: str = CHECKPOINT_PREFIX, protect: tuple[str | os.PathLike[str], ...] = (),
+    trainer: str | None = None,
 ) -> None:
     """Delete the ``<prefix>N/`` saves an earlier run left in ``directory``, all but ``keep`` (the
     fresh run's first checkpoint, just written: ``resume=True`` would otherwise pick the earlier
@@ -163,7 +164,8 @@ def remove_earlier_checkpoints(
     sources = [Path(p).resolve() for p in protect]
     earlier = [
         p for _, p in checkpoint_steps(directory, prefix)
-        if p != keep and _is_checkpoint(p) and not any(s == p.resolve() or p.resolve() in s.parents for s in sources)
+        if p != keep and _is_checkpoint(p) and _of_trainer(p, trainer)
+        and not any(s == p.resolve() or p.resolve() in s.parents for s in sources)
     ]
     links = [p for p in earlier if p.is_symlink()]  # another folder's checkpoint, linked here: not ours to delete
     if links:
@@ -182,18 +184,22 @@ class EarlierCheckpoints:
     (``fresh=True``) removes the checkpoints an earlier run left in the same folder
     (:func:`remove_earlier_checkpoints`); a resumed run keeps them, and so does a fresh run that
     fails before its first checkpoint. ``protect``: paths the run started from (``init_model``,
-    ``init_from``), whose checkpoint folders are kept."""
+    ``init_from``), whose checkpoint folders are kept. ``trainer``: the run's ``rag-relax``
+    command; another trainer's checkpoints are kept (and never counted by
+    :func:`prune_checkpoints`)."""
 
     def __init__(
-        self, *, fresh: bool, prefix: str = CHECKPOINT_PREFIX, protect: tuple[str | os.PathLike[str] | None, ...] = ()
+        self, *, fresh: bool, prefix: str = CHECKPOINT_PREFIX, protect: tuple[str | os.PathLike[str] | None, ...] = (),
+        trainer: str | None = None,
     ) -> None:
-        self.prefix, self._pending = prefix, fresh
+        self.prefix, self._pending, self.trainer = prefix, fresh, trainer
         self.protect = tuple(p for p in protect if p is not None)  # what the run started from: kept
 
     def written(self, path: Path) -> None:
         """``path``: the checkpoint just written (kept), a ``<prefix>N/`` folder of the run."""
         if self._pending:
-            remove_earlier_checkpoints(path.parent, keep=path, prefix=self.prefix, protect=self.protect)
+            remove_earlier_checkpoints(path.parent, keep=path, prefix=self.prefix, protect=self.protect,
+                                       trainer=self.trainer)
             self._pending = False
 
 
@@ -206,19 +212,29 @@ def check_checkpoint_targets(directory: Path, prefix: str, upto: int) -> None:
             check_save_target(folder, kind="checkpoint", replace_if_contains=("trainer_state.json",))
 
 
+def _of_trainer(folder: Path, trainer: str | None) -> bool:
+    """``folder`` may be a checkpoint of ``trainer`` (``None``: any; not told: yes)."""
+    if trainer is None:
+        return True
+    wrote = checkpoint_trainer(folder)
+    return wrote is None or wrote == trainer
+
+
 def _is_checkpoint(folder: Path) -> bool:
     kind = saved_kind(folder)
     return kind == "checkpoint" or (kind is None and (folder / "trainer_state.json").is_file())
 
 
-def prune_checkpoints(directory: Path, keep: int, *, current: int) -> None:
+def prune_checkpoints(directory: Path, keep: int, *, current: int, trainer: str | None = None) -> None:
     """Keep the ``keep`` newest checkpoints up to step ``current`` (the one just written among them).
 
     Checkpoints of later steps (left by an earlier run when this one resumed from an older
     checkpoint) are neither counted nor deleted; a warning names them. A folder named like a
-    checkpoint that this package did not write as one is neither counted nor deleted.
+    checkpoint that this package did not write as one, a symbolic link, or (with ``trainer``, the
+    ``rag-relax`` command of the run) another trainer's checkpoint is neither counted nor deleted.
     """
-    found = [(s, p) for s, p in checkpoint_steps(directory) if _is_checkpoint(p) and not p.is_symlink()]
+    found = [(s, p) for s, p in checkpoint_steps(directory)
+             if _is_checkpoint(p) and not p.is_symlink() and _of_trainer(p, trainer)]
     later = [p.name for s, p in found if s > current]
     if later:
         log.warning("%s holds checkpoints past step %d from an earlier run: %s", directory, current, later)

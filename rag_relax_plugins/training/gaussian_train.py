@@ -285,7 +285,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
         log.info("resumed from %s at epoch %d, step %d", cfg.resume_from, start_epoch, step)
     atomic_write_json(out / "train_config.json", cfg.to_dict())
     earlier = EarlierCheckpoints(fresh=cfg.resume_from is None, prefix=EPOCH_CHECKPOINT_PREFIX,
-                                 protect=(cfg.init_model,))
+                                 protect=(cfg.init_model,), trainer="train")
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train", unit="step")
     t_start, steps_done = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):

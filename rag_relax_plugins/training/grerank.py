@@ -245,6 +245,20 @@ def train_grerank(
         return _train(cfg, ck=ck, options=options, used=used, examples=examples, reranker=reranker, reader=reader)
 
 
+def _check_init_from_outside_writes(cfg: GRerankConfig, out: Path, total: int) -> None:
+    """Refuse an ``init_from`` inside a ``checkpoint_step_N/`` of ``out`` that this fresh run may
+    write (``N <= total`` steps): its own save there replaced the checkpoint it started from."""
+    if cfg.init_from is None:
+        return
+    source = Path(cfg.init_from).resolve()
+    for folder in out.resolve().glob("checkpoint_step_*"):
+        suffix = folder.name[len("checkpoint_step_"):]
+        if suffix.isdigit() and int(suffix) <= total and (source == folder or folder in source.parents):
+            raise ValueError(f"init_from {cfg.init_from} is inside {folder}, which this run ({total} steps) may "
+                             "write and would replace; nothing was written. Copy the reranker elsewhere first, "
+                             "or train into another output_dir")
+
+
 def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used: GRerankConfig,
            examples: list[HotpotExample], reranker: GumbelReranker | None, reader: Any) -> GRerankResult:
     """The run of :func:`train_grerank`, once its options are checked (under a forked RNG)."""
@@ -268,6 +282,11 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
     # point leaves an earlier run's train_config.json (and a new folder) untouched
     out = Path(cfg.output_dir)
     check_save_target(out / "final_model", kind=GumbelReranker.SAVE_KIND)  # refused now, not after the training
+    n = len(examples)
+    per_epoch = -(-n // cfg.grad_accum_steps)
+    total = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
+    if ck is None:
+        _check_init_from_outside_writes(cfg, out, total)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json", used.to_dict())
     opt = _optimizer(reranker, cfg)
@@ -283,13 +302,6 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
         if resumed_weights is not None:  # in place: the optimiser holds these parameters
             reranker.scorer.load_state_dict(resumed_weights)
     history: dict[str, list[Any]] = state["history"]
-    n = len(examples)
-    per_epoch = -(-n // cfg.grad_accum_steps)
-    total = (
-        per_epoch * cfg.epochs
-        if cfg.max_steps is None
-        else min(cfg.max_steps, per_epoch * cfg.epochs)
-    )
     layouts: dict[int, ReaderLayout] = {}
     states: dict[int, DocumentStates] = {}  # cfg.cache_reader_states: filled on first visit
     bar = tqdm(
@@ -299,7 +311,7 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
         desc=f"train ({cfg.supervision})",
     )
     step, seen, busy = int(state["step"]), 0, 0.0
-    earlier = EarlierCheckpoints(fresh=ck is None, protect=(cfg.init_from,))
+    earlier = EarlierCheckpoints(fresh=ck is None, protect=(cfg.init_from,), trainer="train-reranker")
     done = step >= total
     for epoch in range(int(state["epoch"]), cfg.epochs):
         if done:
@@ -363,7 +375,7 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
                     state=next_state,
                 )
                 earlier.written(path)  # a fresh run: an earlier run's checkpoints go
-                prune_checkpoints(out, cfg.keep_checkpoints, current=step)
+                prune_checkpoints(out, cfg.keep_checkpoints, current=step, trainer="train-reranker")
             if done:
                 break
     bar.close()

@@ -325,7 +325,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         log.info("resumed from %s at epoch %d, batch %d, step %d", ck, start_epoch, start_batch, step)
     if ck is None:  # a fresh run: an earlier run's best_model/ must not pass for this run's
         clear_earlier_best_model(out)
-    earlier = EarlierCheckpoints(fresh=ck is None, prefix=EPOCH_CHECKPOINT_PREFIX)  # and its checkpoints go
+    earlier = EarlierCheckpoints(fresh=ck is None, prefix=EPOCH_CHECKPOINT_PREFIX, trainer="train-maxsim")  # and its checkpoints go
     atomic_write_json(out / "train_config.json", cfg.to_dict())
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-maxsim")
     for epoch in range(start_epoch, cfg.epochs):

@@ -332,7 +332,7 @@ def train_retrieval(
             log.warning("resume requested but no checkpoint found in %s: starting fresh", cfg.checkpoint_dir)
     # a fresh run replaces an earlier run's checkpoints once it has written its first one (a run
     # that fails before then leaves them as they were)
-    earlier = EarlierCheckpoints(fresh=last_ckpt is None)
+    earlier = EarlierCheckpoints(fresh=last_ckpt is None, trainer="train-mol")
     stop = total if cfg.max_steps is None else min(total, cfg.max_steps)
     bar = tqdm(total=total, initial=step, disable=not cfg.show_progress, desc="train-mol")
 
@@ -344,7 +344,7 @@ def train_retrieval(
             state["grad_scaler"] = scaler.state_dict()
         path = save_checkpoint(Path(cfg.checkpoint_dir) / f"checkpoint_step_{step}", model, opt, state)
         earlier.written(path)
-        prune_checkpoints(Path(cfg.checkpoint_dir), cfg.keep_checkpoints, current=step)
+        prune_checkpoints(Path(cfg.checkpoint_dir), cfg.keep_checkpoints, current=step, trainer="train-mol")
         return path
 
     while step < stop:

@@ -220,3 +220,21 @@ def test_labels_supervision_names_the_reader_options_it_does_not_use(
                                      doc_tokens=16), examples=EXAMPLES,
                       reranker=GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu"))
     assert "trains without a reader: reader_path='nope', doc_tokens=16 not used" in caplog.text
+
+
+def test_init_from_a_checkpoint_the_run_would_overwrite_is_refused(init_folder: Path, tmp_path: Path) -> None:
+    """A fresh run into the folder of its init_from checkpoint wrote its own checkpoint_step_N over
+    it (and then pruned it): the checkpoint it started from was lost (review)."""
+    out = tmp_path / "out"
+    train_grerank(grerank_config(out, supervision="labels", init_from=str(init_folder), max_steps=2, k=1,
+                                 save_every_steps=1), examples=EXAMPLES)
+    source = out / "checkpoint_step_2" / "reranker"
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=r"init_from .* is inside .*checkpoint_step_2, which this run \(2 steps\)"):
+        train_grerank(grerank_config(out, supervision="labels", init_from=str(source), max_steps=2, k=1,
+                                     save_every_steps=1), examples=EXAMPLES)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # a run too short to reach step 2 keeps it: allowed
+    train_grerank(grerank_config(out, supervision="labels", init_from=str(source), max_steps=1, k=1),
+                  examples=EXAMPLES)
+    assert (source / "scorer.json").is_file()

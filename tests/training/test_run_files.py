@@ -125,3 +125,20 @@ def test_run_folder_removes_only_what_a_refused_run_created_and_left_empty(tmp_p
     with run_folder(tmp_path / "e") as out:
         pass
     assert out.is_dir()
+
+
+def test_rotation_leaves_another_trainers_checkpoints(tmp_path: Path) -> None:
+    """A G-Rerank run resumed into a folder holding train-mol checkpoints deleted them silently:
+    they were counted among its own (review)."""
+    from rag_relax_plugins.training._run_files import remove_earlier_checkpoints
+
+    _ckpts(tmp_path, [1, 3])
+    for s in (1, 3):  # the MoL trainer's layout
+        (tmp_path / f"checkpoint_step_{s}" / "model.safetensors").write_bytes(b"x")
+    _ckpts(tmp_path, [4, 5])
+    prune_checkpoints(tmp_path, 1, current=5, trainer="train-reranker")
+    assert _names(tmp_path) == ["checkpoint_step_1", "checkpoint_step_3", "checkpoint_step_5"]
+    remove_earlier_checkpoints(tmp_path, keep=tmp_path / "checkpoint_step_5", trainer="train-reranker")
+    assert _names(tmp_path) == ["checkpoint_step_1", "checkpoint_step_3", "checkpoint_step_5"]
+    prune_checkpoints(tmp_path, 1, current=5, trainer="train-mol")  # its own (and untold ones) are counted
+    assert _names(tmp_path) == ["checkpoint_step_5"]
