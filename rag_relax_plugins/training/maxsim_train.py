@@ -88,7 +88,7 @@ from rag_relax_plugins.training.maxsim_objective import (
     group_info_nce,
 )
 
-__all__ = ["MaxSimTrainConfig", "evaluate_groups", "group_info_nce", "train_maxsim"]
+__all__ = ["MaxSimTrainConfig", "check_output_folders", "evaluate_groups", "group_info_nce", "train_maxsim"]
 
 log = logging.getLogger(__name__)
 
@@ -256,14 +256,20 @@ def train_maxsim(
     if reranker is not None:
         cfg = adopt_reranker_config(cfg, reranker.config)
     ck, options = checked_resume(cfg, training_data_sha256(groups, val_groups, query_strings, text_strings))
-    if ck is None:
-        check_best_model_folder(Path(cfg.output_dir))
-    check_save_target(Path(cfg.output_dir) / "final_model", kind=MaxSimReranker.SAVE_KIND)  # now, not after training
+    check_output_folders(cfg)
     dev = reranker.device if reranker is not None else resolve_device(cfg.device)
     # removed again if refused before writing anything; the caller's RNG states are restored
     with run_folder_with_log(cfg.output_dir, log) as out, seeded_rngs(cfg.seed, dev):
         return _train(cfg, out, groups, query_strings=query_strings, text_strings=text_strings,
                       val_groups=val_groups, reranker=reranker, options=options, ck=ck)
+
+
+def check_output_folders(cfg: MaxSimTrainConfig) -> None:
+    """Refuse now, not after training, a ``best_model/`` or ``final_model/`` in ``cfg.output_dir``
+    that the run's saves would refuse (a folder of the user's), a resumed run's included (its
+    best_model/ save refused one after a whole epoch)."""
+    check_best_model_folder(Path(cfg.output_dir))
+    check_save_target(Path(cfg.output_dir) / "final_model", kind=MaxSimReranker.SAVE_KIND)
 
 
 def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, query_strings: Sequence[str],

@@ -50,6 +50,24 @@ def test_a_fresh_run_refuses_a_best_model_folder_it_did_not_write(tmp_path: Path
     assert _tree(out) == before
 
 
+def test_a_resumed_run_refuses_a_best_model_folder_it_did_not_write_before_training(tmp_path: Path) -> None:
+    """A resume into a folder whose best_model/ is the user's trained an epoch, then its
+    best_model/ save refused the folder: the epoch was lost (review)."""
+    groups, queries, texts = synthetic()
+    first = tmp_path / "first"
+    train_maxsim(MaxSimTrainConfig(output_dir=str(first), max_steps=2, **BASE), groups, queries.texts,
+                 texts.texts, reranker=make_reranker())
+    out = tmp_path / "run"
+    (out / "best_model").mkdir(parents=True)
+    (out / "best_model" / "notes.txt").write_text("mine", encoding="utf-8")
+    before = _tree(out)
+    ck = next(first.glob("checkpoint_epoch_*"), None) or next(first.glob("checkpoint_*"))
+    with pytest.raises(ValueError, match="best_model exists and is not a MaxSim reranker saved"):
+        train_maxsim(MaxSimTrainConfig(output_dir=str(out), resume_from=str(ck), **BASE), groups, queries.texts,
+                     texts.texts, reranker=make_reranker())
+    assert _tree(out) == before
+
+
 def test_cli_eval_of_a_fresh_run_without_a_complete_epoch_scores_its_final_model(
     tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
