@@ -90,6 +90,10 @@ class PairScorer(nn.Module):
         else:  # rebuilt by load_scorer: weights come from model.safetensors
             self.tokenizer = _tokenizer
             self.backbone = transformers.AutoModel.from_config(_config).float()
+        positions = getattr(self.backbone.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and max_length > positions:  # a longer input failed mid-training
+            raise ValueError(f"max_length {max_length} exceeds the backbone's {positions} positions "
+                             f"(max_position_embeddings); use at most {positions}")
         self.max_length = max_length
         self.trainable_layers = trainable_layers
         self.seed = seed

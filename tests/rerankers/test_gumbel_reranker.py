@@ -349,3 +349,20 @@ def test_a_damaged_scorer_folder_is_refused_naming_the_file(reranker: GumbelRera
     shutil.rmtree(folder / "backbone")
     with pytest.raises(FileNotFoundError, match="no backbone/ folder"):
         GumbelReranker.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_a_max_length_past_the_backbones_positions_is_refused(minilm_path: str, kind: str) -> None:
+    """--scorer-max-length 100000 was taken, and a 700-word paragraph then failed mid-training with
+    "The size of tensor a (716) must match the size of tensor b (512)" (review)."""
+    from transformers import AutoTokenizer, BertConfig
+
+    from rag_relax_plugins.rerankers.cross_encoder import BiEncoderScorer, CrossEncoderScorer
+
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    cls = CrossEncoderScorer if kind == "cross" else BiEncoderScorer
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    with pytest.raises(ValueError, match="max_length 129 exceeds the backbone's 128 positions"):
+        cls(None, max_length=129, _config=cfg, _tokenizer=tok)
+    assert cls(None, max_length=128, _config=cfg, _tokenizer=tok).max_length == 128
