@@ -238,3 +238,21 @@ def test_init_from_a_checkpoint_the_run_would_overwrite_is_refused(init_folder: 
     train_grerank(grerank_config(out, supervision="labels", init_from=str(source), max_steps=1, k=1),
                   examples=EXAMPLES)
     assert (source / "scorer.json").is_file()
+
+
+def test_a_passed_reranker_decides_the_scorer_and_other_explicit_values_are_refused(
+    minilm_path: str, tmp_path: Path
+) -> None:
+    """A cross scorer (max_length 64, every layer trainable) passed with trainable_layers=0,
+    scorer='bi', scorer_max_length=256 trained every layer and recorded bi/256/0 (review)."""
+    out = tmp_path / "out"
+    reranker = GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu")
+    cfg = grerank_config(out, supervision="labels", max_steps=1, k=1, scorer="bi", scorer_max_length=256,
+                         trainable_layers=0)
+    with pytest.raises(ValueError, match=r"the reranker passed decides the scorer.*scorer \(the reranker's "
+                                         r"'cross', given 'bi'\).*scorer_max_length.*trainable_layers"):
+        train_grerank(cfg, examples=EXAMPLES, reranker=reranker)
+    assert not out.exists()
+    train_grerank(grerank_config(out, supervision="labels", max_steps=1, k=1), examples=EXAMPLES, reranker=reranker)
+    logged = json.loads((out / "train_config.json").read_text())
+    assert (logged["scorer"], logged["scorer_max_length"], logged["trainable_layers"]) == ("cross", 64, -1)
