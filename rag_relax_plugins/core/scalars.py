@@ -13,6 +13,7 @@ import math
 import numbers
 
 __all__ = [
+    "MAX_STEP_SIZE",
     "check_count",
     "check_int",
     "check_k",
@@ -20,6 +21,7 @@ __all__ = [
     "check_optional_count",
     "check_positive",
     "check_real",
+    "check_step_size",
 ]
 
 
@@ -50,6 +52,20 @@ def check_positive(name: str, value: object) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+MAX_STEP_SIZE = 1e30
+"""The largest learning rate (or gradient-norm bound) a trainer takes: the optimisers work in
+float32 (max 3.4e38), and AdamW raised "value cannot be converted to type float without overflow"
+from its first step for 1e38 and above, a traceback instead of a refused option."""
+
+
+def check_step_size(name: str, value: object) -> float:
+    """:func:`check_positive`, and at most :data:`MAX_STEP_SIZE` (learning rates, gradient-norm bounds)."""
+    value = check_positive(name, value)
+    if value > MAX_STEP_SIZE:
+        raise ValueError(f"{name} must be at most {MAX_STEP_SIZE:g} (the optimiser works in float32), got {value:g}")
     return value
 
 

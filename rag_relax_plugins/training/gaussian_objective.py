@@ -25,6 +25,7 @@ from rag_relax_plugins.core.isotropy import (
     sigreg,
     variance_regularization,
 )
+from rag_relax_plugins.core.scalars import check_step_size
 from rag_relax_plugins.core.validation import (
     check_count,
     check_int,
@@ -111,10 +112,9 @@ class TrainConfig(DictConfig):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if self.seed >= 2**32:  # it is multiplied by 1,000,003 for the SIGReg slices: an overflow at step 1
             raise ValueError(f"seed must be below 2**32, got {self.seed!r}")
-        for name in ("learning_rate", "head_learning_rate", "max_grad_norm"):  # the optimiser works in float32
-            v = getattr(self, name)
-            if v is not None and v > 1e30:
-                raise ValueError(f"{name} must be at most 1e30, got {v!r}")
+        for name in ("learning_rate", "head_learning_rate", "max_grad_norm"):  # 1e38: AdamW overflowed
+            if getattr(self, name) is not None:
+                check_step_size(name, getattr(self, name))
         if self.dropout >= 1:
             raise ValueError(f"dropout must be < 1, got {self.dropout!r}")
         check_count("freeze_early_layers", self.freeze_early_layers, -1)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
+from rag_relax_plugins.core.scalars import check_step_size
 from rag_relax_plugins.core.validation import check_count, check_optional_count, check_positive
 from rag_relax_plugins.rerankers.gumbel import DEFAULT_KAPPA, DEFAULT_TAU
 
@@ -82,7 +83,9 @@ class GRerankConfig(DictConfig):
             check_count(name, getattr(self, name), 1)
         for name in ("max_train_rows", "max_steps"):
             check_optional_count(name, getattr(self, name), 1)
-        for name in ("learning_rate", "head_learning_rate", "tau", "kappa", "max_grad_norm"):  # inf: NaN model
+        for name in ("learning_rate", "head_learning_rate", "max_grad_norm"):  # 1e38: AdamW overflowed
+            check_step_size(name, getattr(self, name))
+        for name in ("tau", "kappa"):  # inf: NaN model
             check_positive(name, getattr(self, name))
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")

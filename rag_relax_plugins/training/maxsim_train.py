@@ -51,6 +51,7 @@ import torch
 from rag_relax_plugins._io import atomic_write_json, atomic_write_text, check_save_target
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
 from rag_relax_plugins.core.device import resolve_device, seeded_rngs
+from rag_relax_plugins.core.scalars import check_step_size
 from rag_relax_plugins.core.validation import check_int, check_optional_count, check_positive
 from rag_relax_plugins.rerankers.maxsim import (
     MaxSimConfig,
@@ -139,8 +140,9 @@ class MaxSimTrainConfig(DictConfig):
             check_optional_count(name, getattr(self, name), 1)
         if self.val_rows >= self.train_rows:
             raise ValueError(f"val_rows must be < train_rows ({self.train_rows}), got {self.val_rows}")
-        for name in ("learning_rate", "backbone_learning_rate", "temperature"):  # inf: NaN scores
-            check_positive(name, getattr(self, name))
+        for name in ("learning_rate", "backbone_learning_rate"):  # 1e38: AdamW overflowed at its first step
+            check_step_size(name, getattr(self, name))
+        check_positive("temperature", self.temperature)  # inf: NaN scores
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         if self.projection_dim is None and self.train_last_layers == 0:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars
-from rag_relax_plugins.core.scalars import check_count, check_optional_count
+from rag_relax_plugins.core.scalars import check_count, check_optional_count, check_step_size
 
 __all__ = ["MoLTrainConfig", "PairData"]
 
@@ -81,6 +81,7 @@ class MoLTrainConfig(DictConfig):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        check_step_size("lr", self.lr)  # 1e38: AdamW overflowed at its first step
         for name in ("weight_decay", "mi_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):

@@ -121,8 +121,8 @@ def test_the_isotropy_options_are_unused_when_its_weight_is_zero(tmp_path) -> No
 
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("seed", 10**14, "seed must be below 2\\*\\*32"),
-    ("learning_rate", 1e39, "learning_rate must be at most 1e30"),
-    ("head_learning_rate", 1e38, "head_learning_rate must be at most 1e30"),
+    ("learning_rate", 1e39, r"learning_rate must be at most 1e\+30"),
+    ("head_learning_rate", 1e38, r"head_learning_rate must be at most 1e\+30"),
 ])
 def test_values_that_overflow_in_training_are_refused_up_front(option, value, message) -> None:
     """A seed of 1e14 failed at the first step with "Overflow when unpacking long long" and a

@@ -329,3 +329,20 @@ def test_grerank_resume_on_other_training_questions_is_refused(minilm_path: str,
     assert snapshot(run) == before
     train_grerank(_gr_config(run, resume_from=str(ck)), examples=list(EXAMPLES), reranker=_gr_reranker(minilm_path),
                   reader=FakeReader())  # the same questions: resumes
+
+
+@pytest.mark.parametrize(("module", "config", "option"), [
+    ("maxsim_train", "MaxSimTrainConfig", "learning_rate"),
+    ("maxsim_train", "MaxSimTrainConfig", "backbone_learning_rate"),
+    ("grerank_config", "GRerankConfig", "learning_rate"),
+    ("grerank_config", "GRerankConfig", "max_grad_norm"),
+    ("mol_train_config", "MoLTrainConfig", "lr"),
+])
+def test_a_learning_rate_that_overflows_float32_is_refused_by_every_trainer(module: str, config: str, option: str) -> None:
+    """1e38 passed the checks and AdamW raised "value cannot be converted to type float without
+    overflow" at the first step: a traceback, exit 1 (review)."""
+    import importlib
+
+    cls = getattr(importlib.import_module(f"rag_relax_plugins.training.{module}"), config)
+    with pytest.raises(ValueError, match=rf"{option} must be at most 1e\+30 \(the optimiser works in float32\)"):
+        cls(**{option: 1e38})
