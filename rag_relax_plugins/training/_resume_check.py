@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,11 +207,17 @@ class ResumePolicy:
 
     runtime_only: frozenset[str]
     paths: tuple[str, ...] = ()
+    # the options a configuration (stored options or the new run's) does not use at all: they may
+    # differ when neither run uses them (a backbone learning rate with a frozen backbone)
+    unused: Callable[[Mapping[str, Any]], set[str]] | None = None
 
     def options(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """``config`` as stored in a checkpoint (:func:`resume_options`)."""
         return resume_options(config, self.paths)
 
     def check(self, folder: Path, options: Mapping[str, Any]) -> None:
-        """:func:`check_checkpoint_options` with this policy (``options`` from :meth:`options`)."""
-        check_checkpoint_options(folder, options, runtime_only=self.runtime_only)
+        """:func:`check_resume_options` against the options ``folder`` stored, with this policy
+        (``options`` from :meth:`options`): an option neither run uses may differ too."""
+        saved = stored_options(folder)
+        inert = self.unused(saved) & self.unused(options) if self.unused is not None and saved is not None else set()
+        check_resume_options(saved, options, self.runtime_only | inert, folder)

@@ -236,6 +236,9 @@ def train_grerank(
                   if getattr(cfg, name) != getattr(_DEFAULTS, name)]
         if unused:
             log.warning("supervision='labels' trains without a reader: %s not used", ", ".join(unused))
+    if used.trainable_layers == 0 and cfg.learning_rate != _DEFAULTS.learning_rate:
+        log.warning("learning_rate=%g (the backbone's) is not used: trainable_layers=0 trains no backbone layer",
+                    cfg.learning_rate)
     most = max(len(ex.paragraphs) for ex in examples)
     if cfg.supervision == "reader" and cfg.mode == "subset" and cfg.k >= most:
         # l2x is not concerned: its mask is a max over k draws, not all ones for k >= N

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +83,13 @@ RESUME_RUNTIME_ONLY = frozenset({
 _PATH_OPTIONS = ("data", "backbone")
 
 
-RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS)
+def unused_options(options: Mapping[str, Any]) -> set[str]:
+    """What a MaxSim configuration does not use: the backbone's learning rate with a frozen
+    backbone (``train_last_layers=0``)."""
+    return {"backbone_learning_rate"} if options.get("train_last_layers") == 0 else set()
+
+
+RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS, unused=unused_options)
 # ``MaxSimTrainConfig.to_dict()`` as stored in a checkpoint (local paths absolute), and the resume check
 checkpoint_options = RESUME.options
 check_resume = RESUME.check

@@ -287,6 +287,9 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
     if cfg.train_last_layers and reranker.config.trained_layers != cfg.train_last_layers:
         reranker.config = replace(reranker.config, trained_layers=cfg.train_last_layers)
     frozen = cfg.train_last_layers == 0
+    if frozen and cfg.backbone_learning_rate != MaxSimTrainConfig().backbone_learning_rate:
+        log.warning("backbone_learning_rate=%g is not used: train_last_layers=0 trains no backbone layer",
+                    cfg.backbone_learning_rate)
     groups_ = [{"params": list(reranker.head.parameters()), "lr": cfg.learning_rate}]
     backbone_params = list(reranker.trainable_backbone_parameters(cfg.train_last_layers).values()) if not frozen else []
     if backbone_params:  # gradients only for the unfrozen layers (the backbone stays in eval mode)

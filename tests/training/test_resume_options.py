@@ -346,3 +346,32 @@ def test_a_learning_rate_that_overflows_float32_is_refused_by_every_trainer(modu
     cls = getattr(importlib.import_module(f"rag_relax_plugins.training.{module}"), config)
     with pytest.raises(ValueError, match=rf"{option} must be at most 1e\+30 \(the optimiser works in float32\)"):
         cls(**{option: 1e38})
+
+
+def test_options_neither_run_uses_may_differ_on_resume_of_the_reranker_trainers(tmp_path: Path) -> None:
+    """A backbone learning rate with a frozen MaxSim backbone, the reader's options of a labels-
+    supervised G-Rerank run and the backbone learning rate with trainable_layers=0 change nothing,
+    yet a resume without them was refused (review); an option one of the runs uses still counts."""
+    from rag_relax_plugins.training import grerank_checkpoint, maxsim_checkpoint
+    from rag_relax_plugins.training.grerank_config import GRerankConfig
+    from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig
+
+    def stored(folder: Path, options: dict) -> Path:
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"config": options}), encoding="utf-8")
+        return folder
+
+    ms = maxsim_checkpoint.checkpoint_options
+    frozen = stored(tmp_path / "ms", ms(MaxSimTrainConfig(train_last_layers=0, backbone_learning_rate=1e-4).to_dict()))
+    maxsim_checkpoint.check_resume(frozen, ms(MaxSimTrainConfig(train_last_layers=0).to_dict()))
+    tuned = stored(tmp_path / "ms1", ms(MaxSimTrainConfig(train_last_layers=1, backbone_learning_rate=1e-4).to_dict()))
+    with pytest.raises(ValueError, match=r"backbone_learning_rate \(checkpoint 0.0001"):
+        maxsim_checkpoint.check_resume(tuned, ms(MaxSimTrainConfig(train_last_layers=1).to_dict()))
+
+    gr = grerank_checkpoint.checkpoint_options
+    labels = stored(tmp_path / "gr", gr(GRerankConfig(supervision="labels", doc_tokens=32, trainable_layers=0,
+                                                      learning_rate=1e-4).to_dict()))
+    grerank_checkpoint.check_resume(labels, gr(GRerankConfig(supervision="labels", trainable_layers=0).to_dict()))
+    reader = stored(tmp_path / "gr1", gr(GRerankConfig(doc_tokens=32).to_dict()))
+    with pytest.raises(ValueError, match=r"doc_tokens \(checkpoint 32, now 48\)"):
+        grerank_checkpoint.check_resume(reader, gr(GRerankConfig().to_dict()))
