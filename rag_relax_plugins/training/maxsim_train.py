@@ -258,6 +258,10 @@ def train_maxsim(
     if reranker is not None:
         cfg = adopt_reranker_config(cfg, reranker.config)
     ck, options = checked_resume(cfg, training_data_sha256(groups, val_groups, query_strings, text_strings))
+    if val_groups and not any(g.gold for g in val_groups):  # an MRR of 0 at every epoch picked epoch 1
+        log.warning("none of the %d validation groups has a gold text: their MRR cannot select best_model, "
+                    "which follows the training loss instead (as without validation groups)", len(val_groups))
+        val_groups = ()
     check_output_folders(cfg)
     dev = reranker.device if reranker is not None else resolve_device(cfg.device)
     # removed again if refused before writing anything; the caller's RNG states are restored

@@ -226,3 +226,19 @@ def test_cli_resume_with_the_default_data_file_edited_in_place_is_refused(
         capsys.readouterr()
         assert main(["train-maxsim", *common, *resume, *extra]) == 2
         assert "different options: training_data_sha256" in capsys.readouterr().err
+
+
+def test_validation_groups_without_gold_do_not_select_the_first_epoch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Validation groups with no gold text gave an MRR of 0 at every epoch, so best_model was
+    always epoch 1, silently (review); now a warning, and the training loss selects."""
+    from rag_relax_plugins.training.maxsim_data import QueryGroup
+
+    groups, queries, texts = synthetic()
+    val = [QueryGroup(g.query, g.candidates, (), g.type) for g in groups[:2]]
+    with caplog.at_level("WARNING"):
+        res = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "run"), **{**BASE, "epochs": 2}), groups,
+                           queries.texts, texts.texts, val_groups=val, reranker=make_reranker())
+    assert "none of the 2 validation groups has a gold text" in caplog.text
+    assert res["best_val_mrr"] < 0  # the negated training loss, as without validation groups
