@@ -38,6 +38,7 @@ __all__ = [
     "EPOCH_CHECKPOINT_PREFIX",
     "EarlierCheckpoints",
     "check_checkpoint_targets",
+    "check_not_diverged",
     "checkpoint_folder",
     "checkpoint_steps",
     "checkpoint_trainer",
@@ -210,6 +211,18 @@ def check_checkpoint_targets(directory: Path, prefix: str, upto: int) -> None:
     for n, folder in checkpoint_steps(directory, prefix):
         if n <= upto:
             check_save_target(folder, kind="checkpoint", replace_if_contains=("trainer_state.json",))
+
+
+def check_not_diverged(optimizer: Any, step: int, *, hint: str = "lower the learning rate") -> None:
+    """Raise when an optimiser step left a non-finite weight (``step``: the step just made, from 1):
+    the next forward pass failed with an error about NaN scores that did not say the run diverged."""
+    import torch
+
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if not bool(torch.isfinite(p).all()):
+                raise ValueError(f"training diverged at step {step} (a non-finite weight after the update): "
+                                 f"{hint}; the checkpoints written so far are kept")
 
 
 def _of_trainer(folder: Path, trainer: str | None) -> bool:

@@ -43,7 +43,11 @@ from rag_relax_plugins.datasets.hotpotqa import HotpotExample, load_hotpotqa_dis
 from rag_relax_plugins.readers.dma import ReaderLayout
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._resume_check import TRAINING_DATA, data_sha256
-from rag_relax_plugins.training._run_files import EarlierCheckpoints, prune_checkpoints
+from rag_relax_plugins.training._run_files import (
+    EarlierCheckpoints,
+    check_not_diverged,
+    prune_checkpoints,
+)
 from rag_relax_plugins.training.grerank_checkpoint import (
     check_resume,
     checkpoint_folder,
@@ -373,6 +377,7 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
+            check_not_diverged(opt, step)  # a NaN weight failed the next step as "scores contains NaN"
             elapsed = time.perf_counter() - t0
             busy += elapsed
             # a step whose examples all gave no signal has no loss (None, JSON null), not 0.0

@@ -62,6 +62,7 @@ from rag_relax_plugins.rerankers.maxsim import (
 from rag_relax_plugins.training._run_files import (
     EPOCH_CHECKPOINT_PREFIX,
     EarlierCheckpoints,
+    check_not_diverged,
     earlier_best_model,
     restore_best_model,
     run_folder_with_log,
@@ -362,6 +363,7 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
             opt.step()
             sched.step()
             step += 1
+            check_not_diverged(opt, step)  # a NaN weight failed the next step as "q or d contains NaN"
             losses.append(float(loss.detach()))
             history["step_loss"].append(losses[-1])
             bar.update(1)
