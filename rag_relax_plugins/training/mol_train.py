@@ -189,7 +189,10 @@ def run_signature(model: TwoTowerModel, data: PairData) -> dict[str, str]:
                  if not k.startswith("_") and k != "training" and isinstance(v, _SIMPLE)}
         to_dict = getattr(getattr(mod, "config", None), "to_dict", None)
         conf = to_dict() if callable(to_dict) else None
-        parts.append([name, type(mod).__name__, mod.extra_repr(), attrs, conf])
+        # the hash leaves the warm start out, as checkpoints before 2026-12-04 computed it (they
+        # still resume); the settings below carry it, and a checkpoint holding them compares them too
+        hashed = {k: v for k, v in attrs.items() if k != "warm_start_noise"}
+        parts.append([name, type(mod).__name__, mod.extra_repr(), hashed, conf])
         where = name or "model"
         settings[f"{where} (class)"] = type(mod).__name__
         if mod.extra_repr():
@@ -241,6 +244,8 @@ def _check_resume_signature(saved: dict[str, str] | None, now: dict[str, str], s
     if unknown:
         log.warning("checkpoint predates the %s signature; resuming without checking it", ", ".join(unknown))
     diff = sorted(k for k in now if k in saved and k != _SETTINGS and saved[k] != now[k])
+    if "model" not in diff and _SETTINGS in saved and _changed_settings(saved[_SETTINGS], now.get(_SETTINGS)):
+        diff = sorted({*diff, "model"})  # what the hash leaves out (the warm start) differs
     if diff:
         what = {"model": "a different model configuration (e.g. tau, dropout, MoL options, warm start)"
                 + _changed_settings(saved.get(_SETTINGS), now.get(_SETTINGS)),

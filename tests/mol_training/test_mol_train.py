@@ -487,3 +487,15 @@ def test_pruning_leaves_folders_named_like_checkpoints_that_are_not(tmp_path):
     train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(ck), save_every_steps=2, keep_checkpoints=2, max_steps=6))
     assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep"
     assert sorted(p.name for p in ck.iterdir()) == ["checkpoint_step_1", "checkpoint_step_4", "checkpoint_step_6"]
+
+
+def test_the_model_hash_leaves_the_warm_start_out_and_the_settings_carry_it():
+    from rag_relax_plugins.training.mol_train import run_signature
+
+    model, data = _model(), _toy()
+    before = run_signature(model, data)
+    model.warm_start_noise = 0.3
+    after = run_signature(model, data)
+    assert before["model"] == after["model"]  # what checkpoints before 2026-12-04 recorded
+    assert json.loads(after["model_settings"])["model.warm_start_noise"] == 0.3
+    assert "model.warm_start_noise" not in json.loads(before["model_settings"])

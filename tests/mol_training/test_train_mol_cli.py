@@ -200,3 +200,15 @@ def test_resume_with_another_warm_start_is_refused_naming_it(tiny_movielens, tmp
     assert main(_args(tiny_movielens, out, "--resume", "--warm-start-noise", "0.9")) == 2
     assert "warm_start_noise (checkpoint 0.1, now 0.9)" in capsys.readouterr().err
     assert main(_args(tiny_movielens, out, "--resume")) == 0  # the same warm start resumes
+
+
+def test_a_checkpoint_from_before_the_warm_start_was_recorded_still_resumes(tiny_movielens, tmp_path, capsys):
+    """Checkpoints written before 2026-12-04 hold no model settings and a model hash computed
+    without the warm start: they resume as before (the hash still leaves it out)."""
+    out = tmp_path / "run"
+    assert main(_args(tiny_movielens, out, "--max-steps", "2")) == 0
+    state_file = out / "checkpoints" / "checkpoint_step_2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["signature"]["model_settings"]
+    state_file.write_text(json.dumps(state))
+    assert main(_args(tiny_movielens, out, "--resume")) == 0
