@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from rag_relax_plugins.core.metrics import DocId, Ranking, _tensor_ranking
 from rag_relax_plugins.core.scalars import check_count, check_optional_count
@@ -124,28 +124,43 @@ def _normalise(sl: Mapping[DocId, float], how: str) -> dict[DocId, float]:
     if how not in ("minmax", "zscore", "dbsf"):
         raise ValueError(f"normalization must be 'minmax', 'zscore', 'dbsf' or 'none', got {how!r}")
     lo, hi = min(sl.values()), max(sl.values())
-    if lo == hi or (how == "dbsf" and len(sl) < 2):  # equal scores: a mean that rounds off them
-        return dict.fromkeys(sl, {"minmax": 1.0, "zscore": 0.0, "dbsf": 0.5}[how])  # gave a spread of 1e-17
-    # every normalisation is unchanged by a positive scale: scores past 1e150 or all below 1e-150
-    # are divided by the largest magnitude first, so that spans, squares and sums neither overflow
-    # nor underflow to 0 (others are left as they are: a division would round results such as an
-    # exact 0.5)
-    scale = max(abs(lo), abs(hi))
-    scale = scale if not 1e-150 <= scale <= 1e150 else 1.0
-    vals = {d: s / scale for d, s in sl.items()}
+    if lo == hi or (how == "dbsf" and len(sl) < 2):  # equal scores: their rounded mean gave a spread
+        return dict.fromkeys(sl, {"minmax": 1.0, "zscore": 0.0, "dbsf": 0.5}[how])  # of 1e-17, zscore -1
+    # every normalisation is unchanged by a positive scale: where a span, a sum or a square leaves
+    # the float range (scores near 1e308, or spreads below about 1e-154), the scores are divided by
+    # their largest magnitude and the figures computed again; ordinary lists are computed as they
+    # always were, bit for bit
     if how == "minmax":
-        lo, hi = lo / scale, hi / scale
-        return {d: (s - lo) / (hi - lo) for d, s in vals.items()}
-    mu = math.fsum(vals.values()) / len(vals)
-    squares = math.fsum((v - mu) ** 2 for v in vals.values())
+        span = hi - lo  # exact for integers (timestamps past 2**53 included)
+        if not math.isfinite(span):
+            scale = max(abs(lo), abs(hi))
+            lo, span = lo / scale, hi / scale - lo / scale
+            return {d: (s / scale - lo) / span for d, s in sl.items()}
+        return {d: (s - lo) / span for d, s in sl.items()}
+    ddof = 0 if how == "zscore" else 1  # dbsf: the sample std, as Qdrant
+    vals = dict(sl)
+    mu, sd = _mean_sd(vals.values(), ddof)
+    if not (math.isfinite(sd) and sd > 0):
+        scale = max(abs(lo), abs(hi))
+        vals = {d: s / scale for d, s in sl.items()}
+        mu, sd = _mean_sd(vals.values(), ddof)
+        if not (math.isfinite(sd) and sd > 0):  # scores a few ulps apart
+            return dict.fromkeys(sl, 0.0 if how == "zscore" else 0.5)
     if how == "zscore":
-        sd = math.sqrt(squares / len(vals))
-        return {d: ((s - mu) / sd if sd > 0 else 0.0) for d, s in vals.items()}
-    sd = math.sqrt(squares / (len(vals) - 1))  # dbsf: sample std, as Qdrant
-    if sd == 0:  # scores 1 ulp apart
-        return dict.fromkeys(sl, 0.5)
+        return {d: (s - mu) / sd for d, s in vals.items()}
     lo = mu - 3 * sd
     return {d: min(1.0, max(0.0, (s - lo) / (6 * sd))) for d, s in vals.items()}
+
+
+def _mean_sd(values: Iterable[float], ddof: int) -> tuple[float, float]:
+    """Mean and standard deviation (``ddof`` 0: population, 1: sample); ``nan`` for the deviation
+    when a sum or a square overflows (the caller scales and computes again)."""
+    vals = list(values)
+    try:
+        mu = sum(vals) / len(vals)
+        return mu, math.sqrt(sum((v - mu) ** 2 for v in vals) / (len(vals) - ddof))
+    except OverflowError:
+        return math.nan, math.nan
 
 
 def _combine(

@@ -237,3 +237,18 @@ def test_tiny_scores_are_normalised_without_underflow():
     assert comb_sum([tiny], normalization="zscore") == [(1, 1.0), (0, -1.0)]
     assert comb_sum([tiny]) == [(1, 1.0), (0, 0.0)]
     assert [d for d, _ in distribution_based_fusion([tiny])] == [1, 0]
+
+
+def test_ordinary_lists_are_normalised_as_before_and_edge_spreads_are_recovered():
+    """Large integers (2**53 + 1: nanosecond timestamps) divided by zero once turned into floats,
+    and a spread of 1e-162 at a magnitude of 1e-150 underflowed to all-0 zscores (review)."""
+    assert comb_sum([{"a": 2**53, "b": 2**53 + 1}]) == [("b", 1.0), ("a", 0.0)]
+    assert comb_sum([{"a": 10**17, "b": 10**17 + 1, "c": 10**17 + 2}]) == [("c", 1.0), ("b", 0.5), ("a", 0.0)]
+    tiny = {"a": 1e-150, "b": 1e-150 * (1 + 1e-12), "c": 1e-150 * (1 + 2e-12)}
+    z = dict(comb_sum([tiny], normalization="zscore"))
+    assert z["c"] == pytest.approx(1.5**0.5, rel=1e-3) and z["a"] == pytest.approx(-(1.5**0.5), rel=1e-3)
+    # an ordinary list: the plain formulas, bit for bit
+    sl = {"a": 0.3, "b": 0.71, "c": 0.12, "d": 0.5}
+    mu = sum(sl.values()) / 4
+    sd = math.sqrt(sum((v - mu) ** 2 for v in sl.values()) / 4)
+    assert dict(comb_sum([sl], normalization="zscore")) == {d: (v - mu) / sd for d, v in sl.items()}
