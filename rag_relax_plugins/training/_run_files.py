@@ -38,7 +38,6 @@ __all__ = [
     "EPOCH_CHECKPOINT_PREFIX",
     "EarlierCheckpoints",
     "check_checkpoint_targets",
-    "check_not_diverged",
     "checkpoint_folder",
     "checkpoint_steps",
     "checkpoint_trainer",
@@ -49,6 +48,7 @@ __all__ = [
     "restore_best_model",
     "run_folder",
     "run_folder_with_log",
+    "said_if_diverged",
     "save_png",
 ]
 
@@ -213,16 +213,20 @@ def check_checkpoint_targets(directory: Path, prefix: str, upto: int) -> None:
             check_save_target(folder, kind="checkpoint", replace_if_contains=("trainer_state.json",))
 
 
-def check_not_diverged(optimizer: Any, step: int, *, hint: str = "lower the learning rate") -> None:
-    """Raise when an optimiser step left a non-finite weight (``step``: the step just made, from 1):
-    the next forward pass failed with an error about NaN scores that did not say the run diverged."""
+@contextlib.contextmanager
+def said_if_diverged(optimizer: Any, step: int, *, hint: str = "lower the learning rate") -> Iterator[None]:
+    """Around a training step's forward pass: a ``ValueError`` it raises (the scores' "contains NaN
+    or inf") becomes "training diverged at step ``step``" when an earlier update left a non-finite
+    weight (``step``: the updates made so far). The weights are read only then: no cost per step."""
     import torch
 
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if not bool(torch.isfinite(p).all()):
-                raise ValueError(f"training diverged at step {step} (a non-finite weight after the update): "
-                                 f"{hint}; the checkpoints written so far are kept")
+    try:
+        yield
+    except ValueError as exc:
+        if step and any(not bool(torch.isfinite(p).all()) for g in optimizer.param_groups for p in g["params"]):
+            raise ValueError(f"training diverged at step {step} (a non-finite weight after the update): "
+                             f"{hint}; the checkpoints written so far are kept") from exc
+        raise
 
 
 def _of_trainer(folder: Path, trainer: str | None) -> bool:

@@ -45,8 +45,8 @@ from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._resume_check import TRAINING_DATA, data_sha256
 from rag_relax_plugins.training._run_files import (
     EarlierCheckpoints,
-    check_not_diverged,
     prune_checkpoints,
+    said_if_diverged,
 )
 from rag_relax_plugins.training.grerank_checkpoint import (
     check_resume,
@@ -358,14 +358,15 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
                 if cfg.cache_reader_states and ex.answer.strip():
                     states[i] = reader.encode_documents(layouts[i])
             if examples[i].paragraphs:
-                loss = example_loss(
-                    reranker,
-                    examples[i],
-                    reader=reader,
-                    layout=layouts.get(i),
-                    document_states=states.get(i),
-                    generator=gen,
-                )
+                with said_if_diverged(opt, step):  # a NaN weight failed the next step as "scores contains NaN"
+                    loss = example_loss(
+                        reranker,
+                        examples[i],
+                        reader=reader,
+                        layout=layouts.get(i),
+                        document_states=states.get(i),
+                        generator=gen,
+                    )
             if loss is not None:
                 (loss / _group_size(pos, n, cfg.grad_accum_steps)).backward()
                 acc += float(loss.detach())
@@ -377,7 +378,6 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            check_not_diverged(opt, step)  # a NaN weight failed the next step as "scores contains NaN"
             elapsed = time.perf_counter() - t0
             busy += elapsed
             # a step whose examples all gave no signal has no loss (None, JSON null), not 0.0

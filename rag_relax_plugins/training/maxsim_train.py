@@ -62,10 +62,10 @@ from rag_relax_plugins.rerankers.maxsim import (
 from rag_relax_plugins.training._run_files import (
     EPOCH_CHECKPOINT_PREFIX,
     EarlierCheckpoints,
-    check_not_diverged,
     earlier_best_model,
     restore_best_model,
     run_folder_with_log,
+    said_if_diverged,
 )
 from rag_relax_plugins.training.maxsim_checkpoint import (
     adopt_reranker_config,
@@ -356,14 +356,14 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
         batches = _batches(len(groups), cfg.batch_size, cfg.seed, epoch)
         done = skip
         for idx in batches[skip:]:
-            loss = training_step_loss(reranker, [groups[i] for i in idx], cfg, gen=gen, queries=q_cache,
-                                      texts=t_cache, query_strings=query_strings, text_strings=text_strings)
+            with said_if_diverged(opt, step):  # a NaN weight failed the next step as "q or d contains NaN"
+                loss = training_step_loss(reranker, [groups[i] for i in idx], cfg, gen=gen, queries=q_cache,
+                                          texts=t_cache, query_strings=query_strings, text_strings=text_strings)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
-            check_not_diverged(opt, step)  # a NaN weight failed the next step as "q or d contains NaN"
             losses.append(float(loss.detach()))
             history["step_loss"].append(losses[-1])
             bar.update(1)
