@@ -209,18 +209,16 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
 
 
 def _check_init_model_outside_writes(cfg: TrainConfig) -> None:
-    """Refuse an ``init_model`` inside a folder this run writes: its ``best_model/``,
-    ``final_model/`` or the ``checkpoint_epoch_N/`` of an epoch it runs, which the run's own save
-    would replace (fine-tuning from ``checkpoint_epoch_1/model`` of the same ``--output`` lost it).
-    A checkpoint of a later epoch than the run reaches is kept, as the docs say."""
-    if cfg.init_model is None:
+    """Refuse an ``init_model`` inside the ``checkpoint_epoch_N/`` of an epoch this run saves: its
+    own checkpoint would replace it (fine-tuning from ``checkpoint_epoch_1/model`` of the same
+    ``--output`` lost it, with the earlier run's other epochs cleaned up). A checkpoint of a later
+    epoch than the run reaches is kept, as the docs say; ``best_model/`` and ``final_model/`` may
+    be replaced (the model is loaded before anything is written, and the docs allow it)."""
+    if cfg.init_model is None or not cfg.save_checkpoints:
         return
     source = Path(cfg.init_model).resolve()
     out = Path(cfg.output_dir).resolve()
-    written = [out / "best_model", out / "final_model"]
-    if cfg.save_checkpoints:
-        written += [out / f"{EPOCH_CHECKPOINT_PREFIX}{e}" for e in range(1, cfg.epochs + 1)]
-    for folder in written:
+    for folder in (out / f"{EPOCH_CHECKPOINT_PREFIX}{e}" for e in range(1, cfg.epochs + 1)):
         if source == folder or folder in source.parents:
             raise ValueError(f"init_model {cfg.init_model} is inside {folder}, which this run writes and would "
                              "replace; nothing was written. Copy the model elsewhere first, or train into "
