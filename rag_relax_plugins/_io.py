@@ -72,13 +72,16 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, mode: int | None = None) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; creates the parent folder. Returns the path."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; creates the parent folder. Returns the path."""
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically; creates the parent folder. Returns the path.
+
+    The file gets the mode an existing ``path`` has (else ``0o666`` less the umask), or ``mode``
+    when given (set before the data is written: no moment with a wider one)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # the temporary file beside the target as the OS reads the path (``link/..``: the link's parent;
@@ -86,7 +89,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=os.path.realpath(target.parent))
     tmp = Path(tmp_name)
     try:
-        _usual_mode(tmp, 0o666, like=target)
+        if mode is None:
+            _usual_mode(tmp, 0o666, like=target)
+        elif os.name == "posix":
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

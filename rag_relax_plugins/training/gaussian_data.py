@@ -32,6 +32,7 @@ import math
 import os
 import random
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -250,11 +251,13 @@ def prepare_data(
              "eval": json.dumps(ev, indent=1, allow_nan=False) + "\n"}
     out.mkdir(parents=True, exist_ok=True)
     # the earlier files go first: an interrupt then leaves some files missing, never new splits
-    # beside an old eval.json (whose test queries the new train.jsonl may hold)
+    # beside an old eval.json (whose test queries the new train.jsonl may hold); each new file
+    # gets the mode the earlier one had (a chmod 600 kept, as every rewrite of the package does)
+    modes = {name: stat.S_IMODE(path.stat().st_mode) for name, path in paths.items() if path.is_file()}
     for path in paths.values():
         path.unlink(missing_ok=True)
     for name, path in paths.items():
-        atomic_write_text(path, texts[name])
+        atomic_write_text(path, texts[name], mode=modes.get(name))
     if len(val) == 1:  # too few for train(val_file=...), which needs an in-batch negative
         log.warning("fractions %s leave 1 validation pair: train cannot select best_model by it (no in-batch "
                     "negative) and uses the training loss; raise the validation fraction to use %s as --val-file",

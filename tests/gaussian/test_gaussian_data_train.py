@@ -134,15 +134,30 @@ def test_an_interrupted_overwrite_never_leaves_new_splits_beside_an_old_eval_fil
     prepare_data(src, out, seed=0)
     write = gd.atomic_write_text
 
-    def interrupted_at_eval(path, text):  # type: ignore[no-untyped-def]
+    def interrupted_at_eval(path, text, **kw):  # type: ignore[no-untyped-def]
         if Path(path).name == "eval.json":
             raise KeyboardInterrupt
-        return write(path, text)
+        return write(path, text, **kw)
 
     monkeypatch.setattr(gd, "atomic_write_text", interrupted_at_eval)
     with pytest.raises(KeyboardInterrupt):
         prepare_data(src, out, seed=1, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["test.jsonl", "train.jsonl", "val.jsonl"]  # no old eval.json
+
+
+def test_an_overwrite_keeps_each_files_mode(tmp_path) -> None:
+    """The earlier files are removed before the new ones are written: a chmod 600 came back 644,
+    though a rewrite keeps the mode the file has (review)."""
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps({"query": f"q{i}", "positive": f"p{i}"}) + "\n" for i in range(30)),
+                   encoding="utf-8")
+    out = tmp_path / "out"
+    paths = prepare_data(src, out, seed=0)
+    for path in paths.values():
+        path.chmod(0o600)
+    prepare_data(src, out, seed=1, overwrite=True)
+    assert {p.name: p.stat().st_mode & 0o777 for p in paths.values()} == dict.fromkeys(
+        ["train.jsonl", "val.jsonl", "test.jsonl", "eval.json"], 0o600)
 
 
 @pytest.mark.parametrize("fractions", [(float("nan"), 0.0, 0.0), (1.0, 0.0, 0.0), (0.5, float("inf"), 0.0)])
