@@ -96,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.eval:  # before training; with --train-last-layers its cache is keyed by those layers' weights
         # a bad --resume-from is refused now, not after this evaluation
-        checked_resume(cfg, training_data_sha256(split.train, split.val, split.queries.texts, split.texts.texts))
-        check_output_folders(cfg)  # and a folder of yours at best_model/ or final_model/
+        ck, _ = checked_resume(cfg, training_data_sha256(split.train, split.val, split.queries.texts, split.texts.texts))
+        check_output_folders(cfg, resumed=ck is not None)  # and a folder of yours at best_model/ or final_model/
         report["test_before"] = test_metrics(reranker)
     result = train_maxsim(cfg, split.train, split.queries.texts, split.texts.texts,
                           val_groups=split.val, reranker=reranker)

@@ -263,7 +263,7 @@ def train_maxsim(
         log.warning("none of the %d validation groups has a gold text: their MRR cannot select best_model, "
                     "which follows the training loss instead (as without validation groups)", len(val_groups))
         val_groups = ()
-    check_output_folders(cfg)
+    check_output_folders(cfg, resumed=ck is not None)
     dev = reranker.device if reranker is not None else resolve_device(cfg.device)
     # removed again if refused before writing anything; the caller's RNG states are restored
     with run_folder_with_log(cfg.output_dir, log) as out, seeded_rngs(cfg.seed, dev):
@@ -271,12 +271,18 @@ def train_maxsim(
                       val_groups=val_groups, reranker=reranker, options=options, ck=ck)
 
 
-def check_output_folders(cfg: MaxSimTrainConfig) -> None:
+def check_output_folders(cfg: MaxSimTrainConfig, *, resumed: bool) -> None:
     """Refuse now, not after training, a ``best_model/`` or ``final_model/`` in ``cfg.output_dir``
     that the run's saves would refuse (a folder of the user's), a resumed run's included (its
-    best_model/ save refused one after a whole epoch)."""
-    check_best_model_folder(Path(cfg.output_dir))
-    check_save_target(Path(cfg.output_dir) / "final_model", kind=MaxSimReranker.SAVE_KIND)
+    best_model/ save refused one after a whole epoch). A fresh run also refuses a best_model/ that
+    is not a MaxSim save (it would stay beside the run's models); a resumed run takes any save the
+    best_model/ save replaces (one from before saves recorded their kind included)."""
+    out = Path(cfg.output_dir)
+    if resumed:
+        check_save_target(out / "best_model", kind=MaxSimReranker.SAVE_KIND)
+    else:
+        check_best_model_folder(out)
+    check_save_target(out / "final_model", kind=MaxSimReranker.SAVE_KIND)
 
 
 def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, query_strings: Sequence[str],

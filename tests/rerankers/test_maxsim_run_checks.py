@@ -62,7 +62,7 @@ def test_a_resumed_run_refuses_a_best_model_folder_it_did_not_write_before_train
     (out / "best_model" / "notes.txt").write_text("mine", encoding="utf-8")
     before = _tree(out)
     ck = next(first.glob("checkpoint_epoch_*"), None) or next(first.glob("checkpoint_*"))
-    with pytest.raises(ValueError, match="best_model exists and is not a MaxSim reranker saved"):
+    with pytest.raises(ValueError, match=r"refusing to replace the existing folder .*best_model"):
         train_maxsim(MaxSimTrainConfig(output_dir=str(out), resume_from=str(ck), **BASE), groups, queries.texts,
                      texts.texts, reranker=make_reranker())
     assert _tree(out) == before
@@ -226,6 +226,25 @@ def test_cli_resume_with_the_default_data_file_edited_in_place_is_refused(
         capsys.readouterr()
         assert main(["train-maxsim", *common, *resume, *extra]) == 2
         assert "different options: training_data_sha256" in capsys.readouterr().err
+
+
+def test_a_resume_takes_a_best_model_saved_before_kinds_were_recorded(tmp_path: Path) -> None:
+    """Today's earlier check refused, on resume, a best_model/ whose marker records no kind (saves
+    before 2026-12-03), calling the resume "a new run"; the old package resumed it (review)."""
+    import json as json_
+
+    groups, queries, texts = synthetic()
+    out = tmp_path / "run"
+    train_maxsim(MaxSimTrainConfig(output_dir=str(out), **{**BASE, "epochs": 2, "max_steps": 5}), groups,
+                 queries.texts, texts.texts, reranker=make_reranker())
+    marker = out / "best_model" / ".rag_relax_save.json"
+    meta = json_.loads(marker.read_text())
+    del meta["kind"]
+    marker.write_text(json_.dumps(meta))
+    ck = out / "checkpoint_epoch_1"
+    res = train_maxsim(MaxSimTrainConfig(output_dir=str(out), resume_from=str(ck), **{**BASE, "epochs": 2}), groups,
+                       queries.texts, texts.texts, reranker=make_reranker())
+    assert res["steps"] == 8
 
 
 def test_validation_groups_without_gold_do_not_select_the_first_epoch(
