@@ -20,6 +20,7 @@ kind and hyper-parameters), ``backbone/`` (the backbone's transformers config), 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from torch import nn
 from rag_relax_plugins._errors import require
 from rag_relax_plugins._io import read_json, read_tensors
 from rag_relax_plugins.core.scalars import check_count
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BiEncoderScorer", "CrossEncoderScorer", "PairScorer", "load_scorer"]
 
@@ -90,9 +93,9 @@ class PairScorer(nn.Module):
         else:  # rebuilt by load_scorer: weights come from model.safetensors
             self.tokenizer = _tokenizer
             self.backbone = transformers.AutoModel.from_config(_config).float()
-        positions = getattr(self.backbone.config, "max_position_embeddings", None)
-        if isinstance(positions, int) and max_length > positions:  # a longer input failed mid-training
-            raise ValueError(f"max_length {max_length} exceeds the backbone's {positions} positions "
+        positions = usable_positions(self.backbone.config)
+        if positions is not None and max_length > positions:  # a longer input failed mid-training
+            raise ValueError(f"max_length {max_length} exceeds the backbone's {positions} usable positions "
                              f"(max_position_embeddings); use at most {positions}")
         self.max_length = max_length
         self.trainable_layers = trainable_layers
@@ -209,6 +212,17 @@ def build_scorer(
     return _KINDS[kind](backbone, **kwargs)
 
 
+def usable_positions(config: Any) -> int | None:
+    """Token positions a BERT-style backbone can encode (``None``: its config does not say).
+    RoBERTa-style models number positions from ``pad_token_id + 1``: 514 slots hold 512 tokens."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or isinstance(positions, bool):
+        return None
+    if "roberta" in str(getattr(config, "model_type", "")) or getattr(config, "model_type", "") == "camembert":
+        positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return positions
+
+
 def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
     """Rebuild a scorer saved by :meth:`PairScorer.save_into`.
 
@@ -243,6 +257,11 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
         tok = transformers.AutoTokenizer.from_pretrained(str(root / "tokenizer"))
     except (OSError, ValueError) as exc:  # a damaged config.json / tokenizer.json
         raise ValueError(f"{root}: the saved backbone config or tokenizer cannot be read: {exc}") from exc
+    positions = usable_positions(bcfg)
+    if positions is not None and settings["max_length"] > positions:  # saved before max_length was checked
+        log.warning("%s: max_length %d exceeds the backbone's %d usable positions; using %d (a longer input "
+                    "could not be encoded anyway)", cfg_file, settings["max_length"], positions, positions)
+        settings["max_length"] = positions
     try:
         scorer = _KINDS[kind](None, **settings, _config=bcfg, _tokenizer=tok)
     except ValueError as exc:  # a setting out of range (max_length 0 ...), or the backbone's config

@@ -363,6 +363,30 @@ def test_a_max_length_past_the_backbones_positions_is_refused(minilm_path: str, 
                      intermediate_size=64, max_position_embeddings=128)
     cls = CrossEncoderScorer if kind == "cross" else BiEncoderScorer
     tok = AutoTokenizer.from_pretrained(minilm_path)
-    with pytest.raises(ValueError, match="max_length 129 exceeds the backbone's 128 positions"):
+    with pytest.raises(ValueError, match="max_length 129 exceeds the backbone's 128 usable positions"):
         cls(None, max_length=129, _config=cfg, _tokenizer=tok)
     assert cls(None, max_length=128, _config=cfg, _tokenizer=tok).max_length == 128
+
+
+def test_roberta_style_positions_and_old_saves_past_the_limit(minilm_path: str, tmp_path: Path, caplog) -> None:
+    """RoBERTa numbers positions from pad_token_id + 1 (514 slots, 512 tokens): max_length 514
+    passed the check and failed on a long input. A scorer saved before the check with a
+    max_length past the positions no longer loaded: it loads capped, with a warning (review)."""
+    from transformers import AutoTokenizer, BertConfig, RobertaConfig
+
+    from rag_relax_plugins.rerankers.cross_encoder import CrossEncoderScorer, load_scorer, usable_positions
+
+    assert usable_positions(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
+    assert usable_positions(BertConfig(max_position_embeddings=512)) == 512
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    scorer = CrossEncoderScorer(None, max_length=64, _config=cfg, _tokenizer=tok)
+    (tmp_path / "s").mkdir()
+    scorer.save_into(tmp_path / "s")
+    meta = json.loads((tmp_path / "s" / "scorer.json").read_text())
+    meta["max_length"] = 1024  # as a save from before the check could hold
+    (tmp_path / "s" / "scorer.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        assert load_scorer(tmp_path / "s").max_length == 128
+    assert "max_length 1024 exceeds the backbone's 128 usable positions; using 128" in caplog.text
