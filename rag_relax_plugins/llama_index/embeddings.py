@@ -90,18 +90,22 @@ class GaussianEmbedding(BaseEmbedding):
 
         check_model_arguments(model, model_path, kwargs.get("device"))
         kwargs["model_instance"] = model is not None
-        if model is None:
-            from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
-
-            model = GaussianEmbedder.load(str(model_path), device=kwargs.get("device"))
         name = kwargs.get("model_name")
         # the default name is a digest of the model's config and weights, from model_path too: the
         # folder's path named a model retrained into the same folder like the old one, and an
         # IngestionPipeline's cache (keyed on the config) served the old model's vectors
-        if (name is None or name == "gaussian-embedder" or _DIGEST_NAME.fullmatch(str(name))
-                or (model_path is not None and name == str(model_path))):
-            kwargs["model_name"] = model_digest_name(model)  # also replaces a saved config's digest
+        by_digest = bool(name is None or name == "gaussian-embedder" or _DIGEST_NAME.fullmatch(str(name))
+                         or (model_path is not None and name == str(model_path)))
+        if by_digest:  # also replaces a saved config's digest; a folder's model is named once loaded
+            kwargs["model_name"] = model_digest_name(model) if model is not None else "gaussian-embedder"
+        # the options are validated before a model_path is loaded (a misspelt option: no load first)
         super().__init__(model_path=None if model_path is None else str(model_path), **kwargs)  # type: ignore[call-arg]
+        if model is None:
+            from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
+
+            model = GaussianEmbedder.load(str(model_path), device=self.device)
+            if by_digest:
+                self.model_name = model_digest_name(model)
         if callable(getattr(model, "eval", None)):
             # inference only: eval mode once, so that encode's own eval/train switch is a no-op and
             # LlamaIndex's concurrent async batches cannot turn dropout back on for each other

@@ -130,3 +130,10 @@ def test_fields_read_at_loading_are_frozen(field: str, value: object) -> None:
     e = GaussianEmbedding(model=_model(0))
     with pytest.raises(ValueError, match="frozen"):
         setattr(e, field, value)
+
+
+def test_options_are_checked_before_a_model_path_is_loaded(tmp_path) -> None:
+    """Today's first version loaded the folder before pydantic saw the options: a misspelt option
+    beside a missing folder said "no Gaussian embedder at ..." (review)."""
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        GaussianEmbedding(model_path=str(tmp_path / "missing"), query_instrucion="q: ")

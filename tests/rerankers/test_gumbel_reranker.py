@@ -374,7 +374,11 @@ def test_roberta_style_positions_and_old_saves_past_the_limit(minilm_path: str, 
     max_length past the positions no longer loaded: it loads capped, with a warning (review)."""
     from transformers import AutoTokenizer, BertConfig, RobertaConfig
 
-    from rag_relax_plugins.rerankers.cross_encoder import CrossEncoderScorer, load_scorer, usable_positions
+    from rag_relax_plugins.rerankers.cross_encoder import (
+        CrossEncoderScorer,
+        load_scorer,
+        usable_positions,
+    )
 
     assert usable_positions(RobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
     assert usable_positions(BertConfig(max_position_embeddings=512)) == 512
