@@ -131,8 +131,8 @@ def _normalise(sl: Mapping[DocId, float], how: str) -> dict[DocId, float]:
     # their largest magnitude and the figures computed again; ordinary lists are computed as they
     # always were, bit for bit
     if how == "minmax":
-        span = hi - lo  # exact for integers (timestamps past 2**53 included)
-        if not math.isfinite(span):
+        span = hi - lo  # exact for integers (timestamps past 2**53 included; int / int divides exactly)
+        if not isinstance(span, int) and not math.isfinite(span):
             scale = max(abs(lo), abs(hi))
             lo, span = lo / scale, hi / scale - lo / scale
             return {d: (s / scale - lo) / span for d, s in sl.items()}
@@ -140,7 +140,7 @@ def _normalise(sl: Mapping[DocId, float], how: str) -> dict[DocId, float]:
     ddof = 0 if how == "zscore" else 1  # dbsf: the sample std, as Qdrant
     vals = dict(sl)
     mu, sd = _mean_sd(vals.values(), ddof)
-    if not (math.isfinite(sd) and sd > 0):
+    if not (math.isfinite(sd) and sd > 1e-150):  # overflowed, or squares near or below the subnormals
         scale = max(abs(lo), abs(hi))
         vals = {d: s / scale for d, s in sl.items()}
         mu, sd = _mean_sd(vals.values(), ddof)

@@ -244,6 +244,8 @@ def test_ordinary_lists_are_normalised_as_before_and_edge_spreads_are_recovered(
     and a spread of 1e-162 at a magnitude of 1e-150 underflowed to all-0 zscores (review)."""
     assert comb_sum([{"a": 2**53, "b": 2**53 + 1}]) == [("b", 1.0), ("a", 0.0)]
     assert comb_sum([{"a": 10**17, "b": 10**17 + 1, "c": 10**17 + 2}]) == [("c", 1.0), ("b", 0.5), ("a", 0.0)]
+    assert comb_sum([{"a": -(10**308), "b": 10**308}]) == [("b", 1.0), ("a", 0.0)]  # a span no float holds
+    assert comb_sum([{"a": 0.0, "b": 1e-160}], normalization="zscore") == [("b", 1.0), ("a", -1.0)]  # subnormal squares
     tiny = {"a": 1e-150, "b": 1e-150 * (1 + 1e-12), "c": 1e-150 * (1 + 2e-12)}
     z = dict(comb_sum([tiny], normalization="zscore"))
     assert z["c"] == pytest.approx(1.5**0.5, rel=1e-3) and z["a"] == pytest.approx(-(1.5**0.5), rel=1e-3)
