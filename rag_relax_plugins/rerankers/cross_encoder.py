@@ -214,11 +214,13 @@ def build_scorer(
 
 def usable_positions(config: Any) -> int | None:
     """Token positions a BERT-style backbone can encode (``None``: its config does not say).
-    RoBERTa-style models number positions from ``pad_token_id + 1``: 514 slots hold 512 tokens."""
+    RoBERTa-style models (MPNet, Longformer ... too) number positions from ``pad_token_id + 1``:
+    514 slots hold 512 tokens. ``config``: a transformers config, or any object with its fields."""
     positions = getattr(config, "max_position_embeddings", None)
     if not isinstance(positions, int) or isinstance(positions, bool):
         return None
-    if "roberta" in str(getattr(config, "model_type", "")) or getattr(config, "model_type", "") == "camembert":
+    model_type = str(getattr(config, "model_type", ""))
+    if "roberta" in model_type or model_type in ("camembert", "mpnet", "longformer", "data2vec-text"):
         positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
     return positions
 

@@ -210,6 +210,9 @@ class ResumePolicy:
     # the options a configuration (stored options or the new run's) does not use at all: they may
     # differ when neither run uses them (a backbone learning rate with a frozen backbone)
     unused: Callable[[Mapping[str, Any]], set[str]] | None = None
+    # options the checkpoint decides on a resume (G-Rerank's scorer settings): the new run's values
+    # of these are read from the checkpoint when judging what it leaves unused
+    from_checkpoint: tuple[str, ...] = ()
 
     def options(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """``config`` as stored in a checkpoint (:func:`resume_options`)."""
@@ -219,5 +222,8 @@ class ResumePolicy:
         """:func:`check_resume_options` against the options ``folder`` stored, with this policy
         (``options`` from :meth:`options`): an option neither run uses may differ too."""
         saved = stored_options(folder)
-        inert = self.unused(saved) & self.unused(options) if self.unused is not None and saved is not None else set()
+        inert: set[str] = set()
+        if self.unused is not None and saved is not None:
+            resumed = {**options, **{k: saved[k] for k in self.from_checkpoint if k in saved}}
+            inert = self.unused(saved) & self.unused(resumed)
         check_resume_options(saved, options, self.runtime_only | inert, folder)

@@ -209,7 +209,7 @@ def check_checkpoint_targets(directory: Path, prefix: str, upto: int) -> None:
     in ``directory`` that a checkpoint save of the run would refuse to replace (a folder of the
     user's), as :func:`~rag_relax_plugins._io.check_save_target` does for the final model."""
     for n, folder in checkpoint_steps(directory, prefix):
-        if n <= upto:
+        if n <= upto and folder.name == f"{prefix}{n}":  # "checkpoint_epoch_01" is not the run's
             check_save_target(folder, kind="checkpoint", replace_if_contains=("trainer_state.json",))
 
 

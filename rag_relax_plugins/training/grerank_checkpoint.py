@@ -74,7 +74,8 @@ def unused_options(options: Mapping[str, Any]) -> set[str]:
     return unused | ({"learning_rate"} if options.get("trainable_layers") == 0 else set())
 
 
-RESUME = ResumePolicy(RESUME_RUNTIME_ONLY | frozenset(SCORER_OPTIONS), _PATH_OPTIONS, unused=unused_options)
+RESUME = ResumePolicy(RESUME_RUNTIME_ONLY | frozenset(SCORER_OPTIONS), _PATH_OPTIONS, unused=unused_options,
+                      from_checkpoint=SCORER_OPTIONS)
 # ``GRerankConfig.to_dict()`` as stored in a checkpoint (local paths absolute), and the resume check
 checkpoint_options = RESUME.options
 check_resume = RESUME.check

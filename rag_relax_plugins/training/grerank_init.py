@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from rag_relax_plugins._io import find_saved_folder, read_json
@@ -45,10 +46,18 @@ def saved_scorer_settings(folder: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no scorer.json in {root} (expected a GumbelReranker folder)")
     meta = read_json(file)
     try:
-        return {"scorer": meta["kind"], "backbone": None, "scorer_max_length": int(meta["max_length"]),
-                "trainable_layers": int(meta["trainable_layers"])}
+        settings = {"scorer": meta["kind"], "backbone": None, "scorer_max_length": int(meta["max_length"]),
+                    "trainable_layers": int(meta["trainable_layers"])}
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{file} is not a valid scorer config: {exc!r}") from exc
+    backbone = root / "backbone" / "config.json"
+    if backbone.is_file():  # the max_length load_scorer uses: capped at the backbone's positions
+        from rag_relax_plugins.rerankers.cross_encoder import usable_positions
+
+        positions = usable_positions(SimpleNamespace(**read_json(backbone)))
+        if positions is not None:
+            settings["scorer_max_length"] = min(settings["scorer_max_length"], positions)
+    return settings
 
 
 def effective_config(

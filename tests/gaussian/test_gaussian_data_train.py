@@ -284,3 +284,18 @@ def test_a_cuda_run_leaves_the_callers_cuda_and_cpu_generators_as_they_were(tmp_
     out = train(_cfg(tmp_path, pairs_file, device="cuda", seed=5))
     assert out["steps"] > 0 and all(math.isfinite(x) for x in out["history"]["step_loss"])
     assert torch.equal(torch.get_rng_state(), before[0]) and torch.equal(torch.cuda.get_rng_state(), before[1])
+
+
+def test_an_overwrite_onto_a_target_that_is_not_a_file_removes_nothing(tmp_path) -> None:
+    """The four earlier files were removed before the write found eval.json to be a folder: the
+    old splits were lost and the run failed (review)."""
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps({"query": f"q{i}", "positive": f"p{i}"}) + "\n" for i in range(30)),
+                   encoding="utf-8")
+    out = tmp_path / "out"
+    prepare_data(src, out, seed=0)
+    (out / "eval.json").unlink()
+    (out / "eval.json").mkdir()
+    with pytest.raises(ValueError, match=r"eval\.json: not a regular file"):
+        prepare_data(src, out, seed=1, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["eval.json", "test.jsonl", "train.jsonl", "val.jsonl"]

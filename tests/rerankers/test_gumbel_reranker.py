@@ -394,3 +394,25 @@ def test_roberta_style_positions_and_old_saves_past_the_limit(minilm_path: str, 
     with caplog.at_level("WARNING"):
         assert load_scorer(tmp_path / "s").max_length == 128
     assert "max_length 1024 exceeds the backbone's 128 usable positions; using 128" in caplog.text
+
+
+def test_positions_of_mpnet_style_backbones_and_the_recorded_max_length(minilm_path: str, tmp_path: Path) -> None:
+    """MPNet numbers positions from pad_token_id + 1 too; and a reranker loaded capped recorded
+    the raw scorer.json max_length in train_config.json (review)."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer, BertConfig
+
+    from rag_relax_plugins.rerankers.cross_encoder import CrossEncoderScorer, usable_positions
+    from rag_relax_plugins.training.grerank_init import saved_scorer_settings
+
+    assert usable_positions(SimpleNamespace(model_type="mpnet", max_position_embeddings=514, pad_token_id=1)) == 512
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=100)
+    folder = GumbelReranker(CrossEncoderScorer(None, max_length=64, _config=cfg, _tokenizer=tok), k=1,
+                            device="cpu").save_pretrained(tmp_path / "r")
+    meta = json.loads((folder / "scorer.json").read_text())
+    meta["max_length"] = 200
+    (folder / "scorer.json").write_text(json.dumps(meta))
+    assert saved_scorer_settings(folder)["scorer_max_length"] == 100

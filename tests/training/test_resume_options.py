@@ -375,3 +375,25 @@ def test_options_neither_run_uses_may_differ_on_resume_of_the_reranker_trainers(
     reader = stored(tmp_path / "gr1", gr(GRerankConfig(doc_tokens=32).to_dict()))
     with pytest.raises(ValueError, match=r"doc_tokens \(checkpoint 32, now 48\)"):
         grerank_checkpoint.check_resume(reader, gr(GRerankConfig().to_dict()))
+
+
+def test_a_grerank_resume_reads_the_scorer_settings_it_leaves_unused_from_the_checkpoint(tmp_path: Path) -> None:
+    """The checkpoint's reranker decides trainable_layers: a frozen run resumed without repeating
+    trainable_layers=0 was refused over the (unused) backbone learning rate (review)."""
+    from rag_relax_plugins.training import grerank_checkpoint
+    from rag_relax_plugins.training.grerank_config import GRerankConfig
+
+    gr = grerank_checkpoint.checkpoint_options
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    saved = gr(GRerankConfig(supervision="labels", trainable_layers=0, learning_rate=1e-3).to_dict())
+    (folder / "trainer_state.json").write_text(json.dumps({"config": saved}), encoding="utf-8")
+    grerank_checkpoint.check_resume(folder, gr(GRerankConfig(supervision="labels", learning_rate=2e-3).to_dict()))
+
+
+def test_a_folder_like_checkpoint_epoch_01_is_not_the_runs(tmp_path: Path) -> None:
+    from rag_relax_plugins.training._run_files import check_checkpoint_targets
+
+    (tmp_path / "checkpoint_epoch_01").mkdir()
+    (tmp_path / "checkpoint_epoch_01" / "notes.txt").write_text("mine", encoding="utf-8")
+    check_checkpoint_targets(tmp_path, "checkpoint_epoch_", 3)  # the run writes checkpoint_epoch_1
