@@ -114,8 +114,11 @@ def convert_gguf(gguf: str | os.PathLike[str], target: str | os.PathLike[str]) -
     loaded = transformers.AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name
     )
-    # save_pretrained refuses a GGUF-loaded model: rebuild a plain one and copy the weights
-    model = transformers.AutoModelForCausalLM.from_config(loaded.config)
+    # save_pretrained refuses a GGUF-loaded model: rebuild a plain one and copy the weights; the
+    # config's GGUF quantization_config goes (the weights are dequantised: kept, it made every
+    # load of the cache a "quantized" model that refused .float(), .half() and save_pretrained)
+    config = _without_gguf_quantization(loaded.config)
+    model = transformers.AutoModelForCausalLM.from_config(config)
     model.load_state_dict(loaded.state_dict())
     def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -158,9 +161,22 @@ def load_causal_lm(
         folder = Path(model_path)
         if not folder.exists():
             raise FileNotFoundError(f"model_path {str(folder)!r} does not exist")
+        if not (folder / "config.json").is_file():  # transformers' own error named neither
+            raise FileNotFoundError(f"model_path {str(folder)!r} is not a transformers model folder (no config.json)")
     tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    # a cache converted before 2026-12-04 still records the GGUF quantization: read without it
+    config = _without_gguf_quantization(transformers.AutoConfig.from_pretrained(str(folder)))
     model = transformers.AutoModelForCausalLM.from_pretrained(  # float32 whatever the folder holds
-        str(folder), attn_implementation=attn_implementation, dtype=torch.float32
+        str(folder), config=config, attn_implementation=attn_implementation, dtype=torch.float32
     )
     model.eval()
     return model, tok
+
+
+def _without_gguf_quantization(config: Any) -> Any:
+    """``config`` without a ``quantization_config`` of ``quant_method`` "gguf" (dequantised weights)."""
+    quant = getattr(config, "quantization_config", None)
+    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+    if method is not None and str(getattr(method, "value", method)).lower() == "gguf":
+        del config.quantization_config
+    return config

@@ -26,3 +26,35 @@ def test_a_half_precision_folder_loads_in_float32(minilm_path: str, tmp_path: Pa
     want = dict(reference.named_parameters())
     for name, p in model.named_parameters():  # the saved values, widened
         assert torch.equal(p.detach(), want[name].detach().float()), name
+
+
+def test_a_cache_recording_the_gguf_quantization_loads_as_a_plain_model(minilm_path: str, tmp_path: Path) -> None:
+    """The conversion copied the GGUF's quantization_config into the cache's config.json: every
+    load was a "quantized" model that refused .float(), .half() and save_pretrained (review)."""
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    from rag_relax_plugins.readers.loading import load_causal_lm
+
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(str(tmp_path / "m"))
+    transformers.AutoTokenizer.from_pretrained(minilm_path).save_pretrained(str(tmp_path / "m"))
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["quantization_config"] = {"quant_method": "gguf", "dequantize": False}
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    model, _ = load_causal_lm(tmp_path / "m")
+    model.half()
+    model.float()
+    model.save_pretrained(str(tmp_path / "again"))
+    assert "quantization_config" not in json.loads((tmp_path / "again" / "config.json").read_text())
+
+
+def test_a_folder_that_is_not_a_model_is_named(tmp_path: Path) -> None:
+    """An empty folder failed inside the tokenizer with five lines about sentencepiece (review)."""
+    pytest.importorskip("transformers")
+    from rag_relax_plugins.readers.loading import load_causal_lm
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"is not a transformers model folder \(no config\.json\)"):
+        load_causal_lm(tmp_path / "empty")
