@@ -31,15 +31,18 @@ def check_report_path(output: str, *, model: str, eval_file: str, overwrite: boo
     """Refuse an ``--output`` that would destroy an input or an unrelated file (before any work).
 
     Raises:
-        ValueError: ``output`` is the evaluation file, lies inside the model folder, or is an
-            existing file that is not an earlier report (a JSON object with ``"metrics"``) and
-            ``overwrite`` is false.
+        ValueError: ``output`` is the evaluation file, lies inside the model folder or under a
+            file, or is an existing file that is not an earlier report (a JSON object with
+            ``"metrics"``) and ``overwrite`` is false.
     """
     from pathlib import Path
 
     from rag_relax_plugins._io import read_json
 
     out = Path(output).resolve()
+    above = next((p for p in out.parents if p.exists() or p.is_symlink()), None)  # the nearest existing folder
+    if above is not None and not above.is_dir():  # found when the report was written, after the whole run
+        raise ValueError(f"--output {output}: {above} is not a folder")
     if out == Path(eval_file).resolve():
         raise ValueError(f"--output {output} is the --eval-file; choose another report path")
     if Path(model).resolve() in out.parents:

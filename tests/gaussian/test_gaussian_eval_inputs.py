@@ -91,6 +91,19 @@ def test_evaluate_output_never_destroys_inputs_or_other_files(tmp_path, capsys) 
     assert "metrics" in json.loads(notes.read_text())
 
 
+def test_an_output_under_a_file_is_refused_before_the_evaluation(tmp_path, capsys, monkeypatch) -> None:
+    """``-o notes.txt/r.json`` (notes.txt a file) was found after the whole evaluation (review)."""
+    import rag_relax_plugins.training.gaussian_eval as ge
+
+    (tmp_path / "eval.json").write_text(json.dumps(DATA))
+    GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8), device="cpu").save(tmp_path / "m")
+    (tmp_path / "notes.txt").write_text("keep me")
+    monkeypatch.setattr(ge, "evaluate_model", lambda *a, **k: pytest.fail("evaluated before the output check"))
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json"),
+                 "--output", str(tmp_path / "notes.txt" / "sub" / "r.json")]) == 2
+    assert "notes.txt is not a folder" in capsys.readouterr().err
+
+
 def test_a_missing_baseline_is_refused_before_the_evaluation(tmp_path, capsys, monkeypatch) -> None:
     """``--baseline /nonexistent`` was refused after the model's whole evaluation, whose report was lost."""
     import rag_relax_plugins.training.gaussian_eval as ge
