@@ -148,7 +148,10 @@ def _rating(value: str, path: Path, lineno: int) -> float:
 
 
 def _check_new_id(seen: dict[int, int], key: int, path: Path, lineno: int, what: str) -> None:
-    """Raise when ``key`` was already read (``seen`` maps each id to its line number)."""
+    """Raise when ``key`` is below 1 (ids are 1-based: 0 is the sequence models' padding id) or
+    was already read (``seen`` maps each id to its line number)."""
+    if key < 1:
+        raise ValueError(f"{path}: line {lineno} has {what} {key}; ids must be >= 1")
     if key in seen:
         raise ValueError(f"{path}: line {lineno} repeats {what} {key} (first on line {seen[key]})")
     seen[key] = lineno

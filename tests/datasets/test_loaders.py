@@ -176,3 +176,23 @@ def test_leave_last_out_orders_by_time_whatever_the_input_order() -> None:
     train, _valid, test = leave_last_out(MovieLens(interactions=rows, users={}, items={}), valid=False)
     assert [r.item for r in test] == [2]  # the latest rating, not the last row
     assert [r.item for r in train] == [1, 3]
+
+
+@pytest.mark.parametrize(("table", "row", "what"), [
+    ("ml-100k.user", "0\t20\tM\tx\t1", "user_id 0"),
+    ("ml-100k.item", "-3\tX\t1995\tA", "item_id -3"),
+])
+def test_movielens_table_ids_below_one_are_refused(tmp_path: Path, table: str, row: str, what: str) -> None:
+    """The docstring refuses ids below 1, but only the interactions were checked: a user or item
+    row with id 0 loaded and was counted in num_users / num_items (review)."""
+    ml = tmp_path / "ml"
+    ml.mkdir()
+    (ml / "ml-100k.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t1\t3\t100\n")
+    (ml / "ml-100k.user").write_text("user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
+                                     "1\t20\tF\tx\t1\n")
+    (ml / "ml-100k.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+                                     "1\tY\t1995\tA\n")
+    with (ml / table).open("a", encoding="utf-8") as fh:
+        fh.write(row + "\n")
+    with pytest.raises(ValueError, match=rf"{table}: line 3 has {what}; ids must be >= 1"):
+        load_movielens(ml)
