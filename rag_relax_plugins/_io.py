@@ -128,6 +128,21 @@ def _usual_mode(path: Path, mode: int, *, like: Path) -> None:
         os.chmod(path, mode & ~_umask())
 
 
+def _usual_file_modes(folder: Path) -> None:
+    """Give every file under ``folder`` the mode ``open`` gives a new file (``0o666`` less the
+    umask): safetensors writes its files ``0o600``, so a model saved for a service, or a reader
+    cache shared through ``$RAG_RELAX_CACHE``, was unreadable to other users beside ``0o644`` JSON
+    files. Symbolic links are left alone."""
+    if os.name != "posix":
+        return
+    mode = 0o666 & ~_umask()
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path) and stat.S_IMODE(os.stat(path).st_mode) != mode:
+                os.chmod(path, mode)
+
+
 def _umask() -> int:
     """The process umask, read at each call (a program may tighten it between saves)."""
     try:  # Linux: read it without changing it
@@ -407,6 +422,7 @@ def atomic_folder(
     try:
         _usual_mode(tmp, 0o777, like=target)
         write(tmp)
+        _usual_file_modes(tmp)
         marker = {"format": _MARKER_FORMAT, "format_version": 1, "note": _MARKER_NOTE,
                   "save_id": uuid.uuid4().hex}  # _whole_save tells one save from the next
         if kind is not None:

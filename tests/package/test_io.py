@@ -687,3 +687,28 @@ def test_check_save_target_passes_only_targets_the_final_save_accepts(tmp_path: 
         check_save_target(folder, kind="mol-model", replace_if_contains=names)
         atomic_folder(folder, _write("v1"), replace_if_contains=names, kind="mol-model")
         assert (folder / "data.txt").read_text(encoding="utf-8") == "v1"
+
+
+def test_files_a_library_writes_0600_in_a_save_follow_the_umask(tmp_path: Path) -> None:
+    """safetensors writes its files 0600: a saved model's weights (and a reader cache shared
+    through $RAG_RELAX_CACHE) were unreadable to other users beside 0644 JSON files (review)."""
+    import os
+    import stat
+
+    if os.name != "posix":
+        pytest.skip("POSIX modes")
+    import torch
+    from safetensors.torch import save_file
+
+    def write(tmp: Path) -> None:
+        save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))
+        (tmp / "sub").mkdir()
+        save_file({"w": torch.zeros(2)}, str(tmp / "sub" / "head.safetensors"))
+
+    old = os.umask(0o022)
+    try:
+        folder = atomic_folder(tmp_path / "m", write)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*.safetensors")}
+    assert modes == {"model.safetensors": 0o644, "head.safetensors": 0o644}
