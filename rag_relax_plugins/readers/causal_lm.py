@@ -356,12 +356,15 @@ class CausalLMReader:
 
         Raises:
             ValueError: ``max_new_tokens`` is not an int >= 1.
+            TypeError: ``documents`` is ``None`` or a single string (pass ``[]`` for none).
         """
         max_new_tokens = check_count("max_new_tokens", max_new_tokens, 1)
+        if documents is None or isinstance(documents, str):  # None ran with no document, silently
+            raise TypeError(f"documents must be a sequence of str (empty for none), got {type(documents).__name__}")
         layout = build_layout(
             self.tokenizer,
             question,
-            documents or [""],
+            list(documents) or [""],
             None,
             variant="concatenated",
             doc_tokens=self.doc_tokens,

@@ -159,7 +159,7 @@ def build_layout(
         if not isinstance(d, str):
             raise TypeError(f"documents[{j}] must be a str, got {type(d).__name__}")
     newline = _ids(tokenizer, "\n")
-    span = doc_tokens + len(newline) if doc_span is None else doc_span
+    span = doc_tokens + len(newline) if doc_span is None else check_count("doc_span", doc_span, 1)
     if span < doc_tokens + len(newline):  # else the suffix would share positions with documents
         raise ValueError(f"doc_span must be >= doc_tokens + {len(newline)} (the newline's tokens) = "
                          f"{doc_tokens + len(newline)}, got {doc_span}")

@@ -88,3 +88,15 @@ def test_generate_warns_when_it_cuts_documents(reader: Any, caplog: pytest.LogCa
         reader.generate(Q, ["Paris is in France."], max_new_tokens=1)
     assert not [r for r in caplog.records if "cut" in r.getMessage()]
     assert "doc_tokens" in (type(reader).generate.__doc__ or "")
+
+
+def test_generate_refuses_none_for_documents_and_build_layout_a_float_doc_span(reader: Any) -> None:
+    """generate(q, None) ran with no document, silently; build_layout(doc_span=20.0) raised
+    "'float' object cannot be interpreted as an integer" (review)."""
+    from rag_relax_plugins.readers.dma import build_layout
+
+    with pytest.raises(TypeError, match="documents must be a sequence of str"):
+        reader.generate(Q, None, max_new_tokens=1)
+    assert isinstance(reader.generate(Q, [], max_new_tokens=1), str)  # no documents, said so
+    with pytest.raises(ValueError, match="doc_span must be an int >= 1, got 20.0"):
+        build_layout(reader.tokenizer, Q, ["Paris."], "x", doc_span=20.0)
