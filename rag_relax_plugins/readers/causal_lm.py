@@ -133,9 +133,9 @@ class CausalLMReader:
     ) -> None:
         if (model is None) != (tokenizer is None):
             raise ValueError("model and tokenizer must be given together")
+        self.device = resolve_device(device)  # an unavailable device: refused before the model loads
         if model is None:
             model, tokenizer = load_causal_lm(model_path, cache_dir=cache_dir)
-        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         _check_causal_lm(self.model, str(model_path) if model_path is not None else type(model).__name__, self.device)
         for p in self.model.parameters():
