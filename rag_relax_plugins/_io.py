@@ -129,18 +129,22 @@ def _usual_mode(path: Path, mode: int, *, like: Path) -> None:
 
 
 def _usual_file_modes(folder: Path) -> None:
-    """Give every file under ``folder`` the mode ``open`` gives a new file (``0o666`` less the
-    umask): safetensors writes its files ``0o600``, so a model saved for a service, or a reader
-    cache shared through ``$RAG_RELAX_CACHE``, was unreadable to other users beside ``0o644`` JSON
-    files. Symbolic links are left alone."""
+    """Give every file under ``folder`` the read bits the umask allows (``0o444`` less the umask),
+    as ``open`` gives a new file: safetensors writes its files ``0o600``, so a model saved for a
+    service, or a reader cache shared through ``$RAG_RELAX_CACHE``, was unreadable to other users
+    beside ``0o644`` JSON files. Only read bits are added (execute and write bits stay as written);
+    symbolic links and files with other hard links (shared with a path outside the save) are left
+    alone."""
     if os.name != "posix":
         return
-    mode = 0o666 & ~_umask()
+    readable = 0o444 & ~_umask()
     for root, _, files in os.walk(folder):
         for name in files:
             path = os.path.join(root, name)
-            if not os.path.islink(path) and stat.S_IMODE(os.stat(path).st_mode) != mode:
-                os.chmod(path, mode)
+            info = os.lstat(path)
+            mode = stat.S_IMODE(info.st_mode)
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and mode | readable != mode:
+                os.chmod(path, mode | readable)
 
 
 def _umask() -> int:

@@ -39,10 +39,19 @@ def check_report_path(output: str, *, model: str, eval_file: str, overwrite: boo
 
     from rag_relax_plugins._io import read_json
 
+    # the parents as the OS reads them (".." after a file, a dangling link): found when the report
+    # was written, after the whole run
+    for above in Path(output).absolute().parents:
+        try:
+            present = above.exists() or above.is_symlink()
+            folder = above.is_dir()
+        except OSError:  # a link loop, a name too long
+            present, folder = True, False
+        if present:
+            if not folder:
+                raise ValueError(f"--output {output}: {above} is not a folder")
+            break
     out = Path(output).resolve()
-    above = next((p for p in out.parents if p.exists() or p.is_symlink()), None)  # the nearest existing folder
-    if above is not None and not above.is_dir():  # found when the report was written, after the whole run
-        raise ValueError(f"--output {output}: {above} is not a folder")
     if out == Path(eval_file).resolve():
         raise ValueError(f"--output {output} is the --eval-file; choose another report path")
     if Path(model).resolve() in out.parents:

@@ -222,7 +222,7 @@ def prepare_data(
     clash = [str(p) for p in paths.values() if src.is_file() and p.resolve() == src.resolve()]
     if clash:
         raise ValueError(f"refusing to write {', '.join(clash)}: it is an input file; choose another --output")
-    odd = [str(p) for p in paths.values() if (p.exists() or p.is_symlink()) and not p.is_file()]
+    odd = [str(p) for p in paths.values() if p.exists() and not p.is_file()]  # a dangling link is replaced
     if odd:  # refused before the earlier files are removed (an overwrite replaces all four or none)
         raise ValueError(f"refusing to write {', '.join(odd)}: not a regular file; move it away first")
     existing = [str(p) for p in paths.values() if p.exists()]

@@ -278,8 +278,8 @@ def check_output_folders(cfg: MaxSimTrainConfig, *, resumed: bool) -> None:
     is not a MaxSim save (it would stay beside the run's models); a resumed run takes any save the
     best_model/ save replaces (one from before saves recorded their kind included)."""
     out = Path(cfg.output_dir)
-    if resumed:  # what restore_best_model replaces (a save from before markers holds model.safetensors)
-        check_save_target(out / "best_model", kind=MaxSimReranker.SAVE_KIND, replace_if_contains=("model.safetensors",))
+    if resumed:  # what the run's best_model/ save replaces (it may have no restored copy to write)
+        check_save_target(out / "best_model", kind=MaxSimReranker.SAVE_KIND)
     else:
         check_best_model_folder(out)
     check_save_target(out / "final_model", kind=MaxSimReranker.SAVE_KIND)

@@ -99,9 +99,14 @@ def test_an_output_under_a_file_is_refused_before_the_evaluation(tmp_path, capsy
     GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8), device="cpu").save(tmp_path / "m")
     (tmp_path / "notes.txt").write_text("keep me")
     monkeypatch.setattr(ge, "evaluate_model", lambda *a, **k: pytest.fail("evaluated before the output check"))
-    assert main(["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json"),
-                 "--output", str(tmp_path / "notes.txt" / "sub" / "r.json")]) == 2
+    base = ["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json"), "--output"]
+    assert main([*base, str(tmp_path / "notes.txt" / "sub" / "r.json")]) == 2
     assert "notes.txt is not a folder" in capsys.readouterr().err
+    assert main([*base, str(tmp_path / "notes.txt" / ".." / "r.json")]) == 2  # the OS cannot read notes.txt/..
+    assert "notes.txt is not a folder" in capsys.readouterr().err
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert main([*base, str(tmp_path / "dangling" / "r.json")]) == 2
+    assert "dangling is not a folder" in capsys.readouterr().err
 
 
 def test_a_missing_baseline_is_refused_before_the_evaluation(tmp_path, capsys, monkeypatch) -> None:

@@ -712,3 +712,32 @@ def test_files_a_library_writes_0600_in_a_save_follow_the_umask(tmp_path: Path) 
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*.safetensors")}
     assert modes == {"model.safetensors": 0o644, "head.safetensors": 0o644}
+
+
+def test_the_mode_pass_adds_read_bits_only_and_leaves_shared_files_alone(tmp_path: Path) -> None:
+    """The first version set every file to 0666 less the umask: it dropped execute bits, made
+    read-only files writable, and chmod'ed a hard-linked file outside the save too (review)."""
+    import os
+    import stat
+
+    if os.name != "posix":
+        pytest.skip("POSIX modes")
+    outside = tmp_path / "private.bin"
+    outside.write_bytes(b"x")
+    outside.chmod(0o600)
+
+    def write(tmp: Path) -> None:
+        (tmp / "run.sh").write_text("#!/bin/sh\n", encoding="utf-8")
+        (tmp / "run.sh").chmod(0o700)
+        (tmp / "frozen.txt").write_text("x", encoding="utf-8")
+        (tmp / "frozen.txt").chmod(0o400)
+        os.link(outside, tmp / "linked.bin")
+
+    old = os.umask(0o022)
+    try:
+        folder = atomic_folder(tmp_path / "save", write)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir() if p.name != SAVE_MARKER}
+    assert modes == {"run.sh": 0o744, "frozen.txt": 0o444, "linked.bin": 0o600}
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o600

@@ -98,5 +98,5 @@ def test_generate_refuses_none_for_documents_and_build_layout_a_float_doc_span(r
     with pytest.raises(TypeError, match="documents must be a sequence of str"):
         reader.generate(Q, None, max_new_tokens=1)
     assert isinstance(reader.generate(Q, [], max_new_tokens=1), str)  # no documents, said so
-    with pytest.raises(ValueError, match="doc_span must be an int >= 1, got 20.0"):
+    with pytest.raises(ValueError, match=r"doc_span must be an int >= 1, got 20\.0"):
         build_layout(reader.tokenizer, Q, ["Paris."], "x", doc_span=20.0)

@@ -245,10 +245,10 @@ def test_a_resume_takes_a_best_model_saved_before_kinds_were_recorded(tmp_path: 
     res = train_maxsim(MaxSimTrainConfig(output_dir=str(out), resume_from=str(ck), **{**BASE, "epochs": 2}), groups,
                        queries.texts, texts.texts, reranker=make_reranker())
     assert res["steps"] == 8
-    (out / "best_model" / ".rag_relax_save.json").unlink()  # a save from before the markers
-    res = train_maxsim(MaxSimTrainConfig(output_dir=str(out), resume_from=str(ck), **{**BASE, "epochs": 2}), groups,
-                       queries.texts, texts.texts, reranker=make_reranker())
-    assert res["steps"] == 8
+    (out / "best_model" / ".rag_relax_save.json").unlink()  # a save from before the markers (2026-12-02)
+    with pytest.raises(ValueError, match=r"refusing to replace the existing folder .*best_model"):  # at once,
+        train_maxsim(MaxSimTrainConfig(output_dir=str(out), resume_from=str(ck), **{**BASE, "epochs": 2}), groups,
+                     queries.texts, texts.texts, reranker=make_reranker())  # not at its best_model save
 
 
 def test_validation_groups_without_gold_do_not_select_the_first_epoch(
