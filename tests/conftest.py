@@ -113,3 +113,20 @@ def interrupt_index(monkeypatch):  # type: ignore[no-untyped-def]
 
     return patch
 
+
+
+@pytest.fixture
+def diverging_adamw(monkeypatch):  # type: ignore[no-untyped-def]
+    """Every AdamW step leaves a NaN in its first parameter: a diverged run, without waiting for a
+    learning rate to blow the weights up."""
+    import torch
+
+    step = torch.optim.AdamW.step
+
+    def diverging(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", diverging)

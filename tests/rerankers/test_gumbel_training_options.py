@@ -258,18 +258,10 @@ def test_a_passed_reranker_decides_the_scorer_and_other_explicit_values_are_refu
     assert (logged["scorer"], logged["scorer_max_length"], logged["trainable_layers"]) == ("cross", 64, -1)
 
 
-def test_a_diverged_grerank_run_says_so(minilm_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("diverging_adamw")
+def test_a_diverged_grerank_run_says_so(minilm_path: str, tmp_path: Path) -> None:
     """A NaN weight after an update failed the next step with "scores contains NaN or inf values;
     pass a mask", which did not say the run diverged (review)."""
-    step = torch.optim.AdamW.step
-
-    def diverging(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        out = step(self, *args, **kwargs)
-        with torch.no_grad():
-            self.param_groups[0]["params"][0].fill_(float("nan"))
-        return out
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", diverging)
     reranker = GumbelReranker(tiny_scorer(minilm_path), k=1, device="cpu")
     with pytest.raises(ValueError, match=r"training diverged at step 1 \(a non-finite weight"):
         train_grerank(grerank_config(tmp_path / "out", supervision="labels", max_steps=2, k=1), examples=EXAMPLES,

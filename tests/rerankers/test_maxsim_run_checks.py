@@ -267,19 +267,11 @@ def test_validation_groups_without_gold_do_not_select_the_first_epoch(
     assert res["best_val_mrr"] < 0  # the negated training loss, as without validation groups
 
 
-def test_a_diverged_run_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("diverging_adamw")
+def test_a_diverged_run_says_so(tmp_path: Path) -> None:
     """At a huge learning rate the weights became NaN and the next step failed with "q or d
     contains NaN or inf values", which did not say the run diverged (review). An update that
     leaves a NaN weight stands in for the divergence here."""
-    step = torch.optim.AdamW.step
-
-    def diverging(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        out = step(self, *args, **kwargs)
-        with torch.no_grad():
-            self.param_groups[0]["params"][0].fill_(float("nan"))
-        return out
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", diverging)
     groups, queries, texts = synthetic()
     with pytest.raises(ValueError, match=r"training diverged at step 1 \(a non-finite weight after the update\): "
                                          "lower the learning rate"):
