@@ -13,8 +13,8 @@ Two variants:
   offset (shared ``position_ids``); the suffix and answer tokens attend to everything before
   them, with ``log(m_i)`` on the columns of document ``i``. Setting ``m_i = 0`` is exactly the same
   as deleting document ``i`` from this layout, i.e. the independent layout of the other documents
-  (the suffix position offset is a fixed ``doc_span``; the answer NLL agrees to float32 rounding:
-  0.4e-6 to 1.4e-6 measured, the test allows 1e-4).
+  (the suffix position offset is a fixed ``doc_span``; the answer NLL agrees to float32 rounding,
+  within 1e-4 in ``tests/readers/test_layout_vs_generate_prompt.py``).
 - ``"concatenated"``: an ordinary causal prompt with the documents one after another
   (positions ``0..T-1``), ``log(m_i)`` added to the attention of *every later token* (later
   documents, suffix, answer) to document ``i``'s tokens. ``m_i = 0`` then equals deleting
