@@ -49,6 +49,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_file_target",
     "check_save_target",
     "find_saved_folder",
     "read_json",
@@ -292,6 +293,13 @@ def _need_folder(where: Path, target: object) -> None:
         where = where.parent
     if not _is_dir(where):
         raise ValueError(f"cannot save into {target}: {where} is not a folder")
+
+
+def check_file_target(path: str | os.PathLike[str]) -> None:
+    """Refuse, before a run does its work, a file ``path`` whose folder the write could not reach:
+    the nearest existing entry above it, as the OS reads the path (``notes.txt/..``, a dangling
+    link), is not a folder (:func:`atomic_write_bytes` found it after the run). ``ValueError``."""
+    _need_folder(Path(path).absolute().parent, path)
 
 
 def _os_path(typed: Path, target: object) -> Path:

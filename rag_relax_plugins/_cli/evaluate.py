@@ -37,20 +37,9 @@ def check_report_path(output: str, *, model: str, eval_file: str, overwrite: boo
     """
     from pathlib import Path
 
-    from rag_relax_plugins._io import read_json
+    from rag_relax_plugins._io import check_file_target, read_json
 
-    # the parents as the OS reads them (".." after a file, a dangling link): found when the report
-    # was written, after the whole run
-    for above in Path(output).absolute().parents:
-        try:
-            present = above.exists() or above.is_symlink()
-            folder = above.is_dir()
-        except OSError:  # a link loop, a name too long
-            present, folder = True, False
-        if present:
-            if not folder:
-                raise ValueError(f"--output {output}: {above} is not a folder")
-            break
+    check_file_target(output)  # a file or a dangling link above it: found after the whole run before
     out = Path(output).resolve()
     if out == Path(eval_file).resolve():
         raise ValueError(f"--output {output} is the --eval-file; choose another report path")
