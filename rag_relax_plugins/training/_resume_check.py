@@ -219,11 +219,14 @@ class ResumePolicy:
         return resume_options(config, self.paths)
 
     def check(self, folder: Path, options: Mapping[str, Any]) -> None:
-        """:func:`check_resume_options` against the options ``folder`` stored, with this policy
-        (``options`` from :meth:`options`): an option neither run uses may differ too."""
-        saved = stored_options(folder)
+        """:meth:`compare` against the options ``folder`` stored (``options`` from :meth:`options`)."""
+        self.compare(stored_options(folder), options, folder)
+
+    def compare(self, saved: Mapping[str, Any] | None, options: Mapping[str, Any], where: Path) -> None:
+        """:func:`check_resume_options` with this policy: the runtime-only options, and an option
+        neither run uses (:attr:`unused`), may differ."""
         inert: set[str] = set()
         if self.unused is not None and saved is not None:
             resumed = {**options, **{k: saved[k] for k in self.from_checkpoint if k in saved}}
             inert = self.unused(saved) & self.unused(resumed)
-        check_resume_options(saved, options, self.runtime_only | inert, folder)
+        check_resume_options(saved, options, self.runtime_only | inert, where)

@@ -28,7 +28,6 @@ from rag_relax_plugins._io import atomic_folder, read_tensors
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import (
     ResumePolicy,
-    check_resume_options,
     read_trainer_state,
     stored_options,
 )
@@ -60,7 +59,7 @@ RESUME_RUNTIME_ONLY = frozenset({
 _PATH_OPTIONS = ("train_file", "val_file")
 
 
-RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS)
+RESUME = ResumePolicy(RESUME_RUNTIME_ONLY, _PATH_OPTIONS, unused=unused_options)  # a margin with InfoNCE may differ
 # ``TrainConfig.to_dict()`` as stored in a checkpoint (local paths absolute)
 checkpoint_options = RESUME.options
 
@@ -92,9 +91,7 @@ def check_resume(folder: Path, options: dict[str, Any], *, model_settings: Mappi
                         "with the model's", folder, ", ".join(f"{k}={saved[k]!r}" for k in stale),
                         ", ".join(f"{k}={v!r}" for k, v in stale.items()))
             saved = {**saved, **stale}
-    # an option neither run uses (a margin with InfoNCE: warned about, no effect) may differ
-    inert = unused_options(saved) & unused_options(options) if saved is not None else set()
-    check_resume_options(saved, options, (*RESUME.runtime_only, *inert), folder)
+    RESUME.compare(saved, options, folder)
 
 
 def _mps_available() -> bool:

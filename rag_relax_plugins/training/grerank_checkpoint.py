@@ -64,8 +64,6 @@ RESUME_RUNTIME_ONLY = frozenset({
 _PATH_OPTIONS = ("data_path", "backbone", "reader_path")
 
 
-# The scorer options are not compared with the stored ones: the checkpoint's reranker decides them
-# and ``grerank_init.effective_config`` refuses a value it would ignore.
 def unused_options(options: Mapping[str, Any]) -> set[str]:
     """What a G-Rerank configuration does not use: the reader's options with
     ``supervision="labels"`` (no reader is built), the backbone's learning rate with
@@ -74,6 +72,8 @@ def unused_options(options: Mapping[str, Any]) -> set[str]:
     return unused | ({"learning_rate"} if options.get("trainable_layers") == 0 else set())
 
 
+# The scorer options are not compared with the stored ones: the checkpoint's reranker decides them
+# and ``grerank_init.effective_config`` refuses a value it would ignore.
 RESUME = ResumePolicy(RESUME_RUNTIME_ONLY | frozenset(SCORER_OPTIONS), _PATH_OPTIONS, unused=unused_options,
                       from_checkpoint=SCORER_OPTIONS)
 # ``GRerankConfig.to_dict()`` as stored in a checkpoint (local paths absolute), and the resume check
