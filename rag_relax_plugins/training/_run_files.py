@@ -38,6 +38,7 @@ __all__ = [
     "EPOCH_CHECKPOINT_PREFIX",
     "EarlierCheckpoints",
     "check_checkpoint_targets",
+    "check_source_outside_checkpoints",
     "checkpoint_folder",
     "checkpoint_steps",
     "checkpoint_trainer",
@@ -211,6 +212,22 @@ def check_checkpoint_targets(directory: Path, prefix: str, upto: int) -> None:
     for n, folder in checkpoint_steps(directory, prefix):
         if n <= upto and folder.name == f"{prefix}{n}":  # "checkpoint_epoch_01" is not the run's
             check_save_target(folder, kind="checkpoint", replace_if_contains=("trainer_state.json",))
+
+
+def check_source_outside_checkpoints(
+    source: str | os.PathLike[str] | None, what: str, directory: Path, prefix: str, upto: int, *, run: str = "this run"
+) -> None:
+    """Refuse a model a fresh run starts from (``what``: the option naming it) that lies inside a
+    ``<prefix>N/`` folder of ``directory`` the run writes (``N <= upto``): its own checkpoint would
+    replace it (fine-tuning from an earlier epoch of the same output lost that epoch)."""
+    if source is None:
+        return
+    inside = Path(source).resolve()
+    for n, folder in checkpoint_steps(directory, prefix):
+        folder = folder.resolve()
+        if n <= upto and (inside == folder or folder in inside.parents):
+            raise ValueError(f"{what} {source} is inside {folder}, which {run} writes and would replace; nothing "
+                             f"was written. Copy it elsewhere first, or train into another output folder")
 
 
 @contextlib.contextmanager

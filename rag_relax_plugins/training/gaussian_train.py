@@ -47,6 +47,7 @@ from rag_relax_plugins.training._run_files import (
     EPOCH_CHECKPOINT_PREFIX,
     EarlierCheckpoints,
     check_checkpoint_targets,
+    check_source_outside_checkpoints,
     checkpoint_folder,
     earlier_best_model,
     pyplot,
@@ -195,7 +196,9 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
         ckpt = Path(cfg.resume_from)
         check_resume(ckpt, options, model_settings=saved_model_settings(ckpt))
-    _check_init_model_outside_writes(cfg)
+    if cfg.save_checkpoints:  # a checkpoint_epoch_N/model of the same output (best_model/ may be replaced)
+        check_source_outside_checkpoints(cfg.init_model, "init_model", Path(cfg.output_dir), EPOCH_CHECKPOINT_PREFIX,
+                                         cfg.epochs)
     if cfg.save_checkpoints:  # a folder of the user's named like a checkpoint of this run: refused now too
         check_checkpoint_targets(Path(cfg.output_dir), EPOCH_CHECKPOINT_PREFIX, cfg.epochs)
     for name in ("best_model", "final_model"):  # a folder of the user's there: refused now, not after training
@@ -206,23 +209,6 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     with library_progress(cfg.show_progress), run_folder_with_log(cfg.output_dir, log) as out, \
             seeded_rngs(cfg.seed, resolve_device(cfg.device)):
         return _train(cfg, out, model, options)  # the folder is removed again if a refused run leaves only an empty log
-
-
-def _check_init_model_outside_writes(cfg: TrainConfig) -> None:
-    """Refuse an ``init_model`` inside the ``checkpoint_epoch_N/`` of an epoch this run saves: its
-    own checkpoint would replace it (fine-tuning from ``checkpoint_epoch_1/model`` of the same
-    ``--output`` lost it, with the earlier run's other epochs cleaned up). A checkpoint of a later
-    epoch than the run reaches is kept, as the docs say; ``best_model/`` and ``final_model/`` may
-    be replaced (the model is loaded before anything is written, and the docs allow it)."""
-    if cfg.init_model is None or not cfg.save_checkpoints:
-        return
-    source = Path(cfg.init_model).resolve()
-    out = Path(cfg.output_dir).resolve()
-    for folder in (out / f"{EPOCH_CHECKPOINT_PREFIX}{e}" for e in range(1, cfg.epochs + 1)):
-        if source == folder or folder in source.parents:
-            raise ValueError(f"init_model {cfg.init_model} is inside {folder}, which this run writes and would "
-                             "replace; nothing was written. Copy the model elsewhere first, or train into "
-                             "another output_dir")
 
 
 def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options: dict[str, Any]) -> dict[str, Any]:

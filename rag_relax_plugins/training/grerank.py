@@ -44,7 +44,9 @@ from rag_relax_plugins.readers.dma import ReaderLayout
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
 from rag_relax_plugins.training._resume_check import TRAINING_DATA, data_sha256
 from rag_relax_plugins.training._run_files import (
+    CHECKPOINT_PREFIX,
     EarlierCheckpoints,
+    check_source_outside_checkpoints,
     prune_checkpoints,
     said_if_diverged,
 )
@@ -272,20 +274,6 @@ def _passed_scorer_settings(cfg: GRerankConfig, reranker: GumbelReranker) -> GRe
     return replace(cfg, **have)
 
 
-def _check_init_from_outside_writes(cfg: GRerankConfig, out: Path, total: int) -> None:
-    """Refuse an ``init_from`` inside a ``checkpoint_step_N/`` of ``out`` that this fresh run may
-    write (``N <= total`` steps): its own save there replaced the checkpoint it started from."""
-    if cfg.init_from is None:
-        return
-    source = Path(cfg.init_from).resolve()
-    for folder in out.resolve().glob("checkpoint_step_*"):
-        suffix = folder.name[len("checkpoint_step_"):]
-        if suffix.isdigit() and int(suffix) <= total and (source == folder or folder in source.parents):
-            raise ValueError(f"init_from {cfg.init_from} is inside {folder}, which this run ({total} steps) may "
-                             "write and would replace; nothing was written. Copy the reranker elsewhere first, "
-                             "or train into another output_dir")
-
-
 def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used: GRerankConfig,
            examples: list[HotpotExample], reranker: GumbelReranker | None, reader: Any) -> GRerankResult:
     """The run of :func:`train_grerank`, once its options are checked (under a forked RNG)."""
@@ -313,7 +301,8 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
     per_epoch = -(-n // cfg.grad_accum_steps)
     total = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
     if ck is None:
-        _check_init_from_outside_writes(cfg, out, total)
+        check_source_outside_checkpoints(cfg.init_from, "init_from", out, CHECKPOINT_PREFIX, total,
+                                         run=f"this run ({total} steps)")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json", used.to_dict())
     opt = _optimizer(reranker, cfg)
