@@ -38,7 +38,7 @@ from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, r
 from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.config_dict import DictConfig, plain_scalars, require_saved_keys
 from rag_relax_plugins.core.mol import MoLConfig, MoLSimilarity
-from rag_relax_plugins.core.scalars import check_count, check_optional_count, check_real
+from rag_relax_plugins.core.scalars import check_count, check_nonnegative, check_optional_count
 from rag_relax_plugins.training.mol_checkpoint import (
     load_model_weights,
     save_model_weights,
@@ -248,9 +248,7 @@ def identity_warm_start(sim: MoLSimilarity, noise: float = 0.0, *, seed: int = 0
     as that map applied to block ``i mod k`` (zero on the other blocks), so each component reads
     one interest and the untrained MoL mixes the cosines of the interests.
     """
-    noise = check_real("noise", noise)
-    if not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"warm start noise must be a finite number >= 0, got {noise!r}")
+    noise = check_nonnegative("noise", noise)
     c = sim.config
     if c.query_dim % c.item_dim:
         raise ValueError(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 
 from rag_relax_plugins._io import atomic_write_bytes, check_save_target, read_tensors
 from rag_relax_plugins.core.modes import eval_mode
-from rag_relax_plugins.core.scalars import check_real
+from rag_relax_plugins.core.scalars import check_nonnegative
 from rag_relax_plugins.embedders.base import encoder_settings
 from rag_relax_plugins.training.mol_data import (
     NextItemData,
@@ -256,9 +255,7 @@ def run_hotpot(
         save_to: write the trained model there.
         warm_start_noise: noise of the identity warm start of the MoL projections.
     """
-    noise = check_real("warm_start_noise", warm_start_noise)
-    if not (math.isfinite(noise) and noise >= 0):  # refused before the corpus is encoded
-        raise ValueError(f"warm_start_noise must be a finite number >= 0, got {warm_start_noise!r}")
+    check_nonnegative("warm_start_noise", warm_start_noise)  # refused before the corpus is encoded
     if save_to is not None:  # refused now, not after the training
         check_save_target(save_to, kind=MODEL_KIND)
     if features is None:
