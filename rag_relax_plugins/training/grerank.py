@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -233,9 +232,8 @@ def train_grerank(
         _check_reader(reader, cfg)
     # the scorer settings of init_from or of the checkpoint's reranker (conflicting ones refused):
     # what train_config.json records and every checkpoint stores
-    used = effective_config(cfg, checkpoint=ck, recorded=stored_options(ck) if ck is not None else None)
-    if reranker is not None and ck is None:
-        used = _passed_scorer_settings(used, reranker)
+    used = effective_config(cfg, checkpoint=ck, recorded=stored_options(ck) if ck is not None else None,
+                            scorer=None if reranker is None else reranker.scorer)
     options.update(checkpoint_options({name: getattr(used, name) for name in SCORER_OPTIONS}))
     if cfg.supervision == "labels":  # the reader is not built: its options would go unused
         unused = [f"{name}={getattr(cfg, name)!r}" for name in _READER_OPTIONS
@@ -255,23 +253,6 @@ def train_grerank(
     # caller's global RNG is as it was
     with seeded_rngs(cfg.seed, dev):
         return _train(cfg, ck=ck, options=options, used=used, examples=examples, reranker=reranker, reader=reader)
-
-
-def _passed_scorer_settings(cfg: GRerankConfig, reranker: GumbelReranker) -> GRerankConfig:
-    """``cfg`` with the scorer settings of the passed ``reranker``, which decides them (as a saved
-    ``init_from`` does); an explicit other value is refused: it would be ignored, and recorded in
-    train_config.json and the checkpoints as if used (a frozen backbone asked for, every layer
-    trained; review)."""
-    scorer = reranker.scorer
-    have: dict[str, Any] = {"scorer": scorer.kind, "backbone": None, "scorer_max_length": int(scorer.max_length),
-            "trainable_layers": int(scorer.trainable_layers)}
-    shown = {**have, "backbone": "own"}  # a passed scorer holds its backbone: a path given is ignored
-    clash = [f"{name} (the reranker's {shown[name]!r}, given {getattr(cfg, name)!r})" for name in SCORER_OPTIONS
-             if getattr(cfg, name) != getattr(_DEFAULTS, name) and getattr(cfg, name) != have[name]]
-    if clash:
-        raise ValueError(f"the reranker passed decides the scorer, so these options would be ignored: "
-                         f"{', '.join(clash)}; leave them at their defaults or give its values")
-    return replace(cfg, **have)
 
 
 def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used: GRerankConfig,

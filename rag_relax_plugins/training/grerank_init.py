@@ -65,6 +65,7 @@ def effective_config(
     *,
     checkpoint: Path | None = None,
     recorded: Mapping[str, Any] | None = None,
+    scorer: Any = None,
 ) -> GRerankConfig:
     """``cfg`` with the scorer settings the run trains.
 
@@ -77,15 +78,22 @@ def effective_config(
             their values are accepted too: checkpoints written before the effective settings were
             stored hold the options as given. A ``backbone`` path given is compared as
             checkpoints store it (absolute).
+        scorer: the scorer of a reranker passed to the run (without a checkpoint): it decides, as a
+            saved ``init_from`` does (a frozen backbone asked for trained every layer, and the
+            options given were recorded as if used).
 
     Raises:
         ValueError: a scorer setting differs from its default and from the folder's (and the
             recorded) value.
     """
-    if checkpoint is None and cfg.init_from is None:
+    if checkpoint is None and cfg.init_from is None and scorer is None:
         return cfg
     source = str(checkpoint) if checkpoint is not None else repr(cfg.init_from)
-    saved = saved_scorer_settings(checkpoint / "reranker" if checkpoint is not None else cfg.init_from)  # type: ignore[arg-type]
+    if checkpoint is None and scorer is not None:
+        saved = {"scorer": scorer.kind, "backbone": None, "scorer_max_length": int(scorer.max_length),
+                 "trainable_layers": int(scorer.trainable_layers)}
+    else:
+        saved = saved_scorer_settings(checkpoint / "reranker" if checkpoint is not None else cfg.init_from)  # type: ignore[arg-type]
     allowed: dict[str, list[Any]] = {name: [saved[name]] for name in SCORER_OPTIONS}
     if checkpoint is not None and recorded is None:  # no stored options: the backbone given is kept
         saved["backbone"] = cfg.backbone
@@ -102,14 +110,15 @@ def effective_config(
             given = resume_options({name: given}, (name,))[name]
         return given == default[name] or given in allowed[name]
 
+    passed = checkpoint is None and scorer is not None
     shown = {name: repr(saved[name]) for name in SCORER_OPTIONS}
     if saved["backbone"] is None:
-        shown["backbone"] = "the one inside the folder"
-    clash = [f"{name} ({'checkpoint' if checkpoint is not None else 'saved'} {shown[name]}, given "
-             f"{getattr(cfg, name)!r})" for name in SCORER_OPTIONS if not fits(name)]
+        shown["backbone"] = "its own" if passed else "the one inside the folder"
+    label = "checkpoint" if checkpoint is not None else "the reranker's" if passed else "saved"
+    clash = [f"{name} ({label} {shown[name]}, given {getattr(cfg, name)!r})" for name in SCORER_OPTIONS if not fits(name)]
     if clash:
         what, values = ((f"cannot resume from {source}: its reranker", "the checkpoint's") if checkpoint is not None
-                        else (f"init_from={source}", "the saved"))
+                        else ("the reranker passed", "its") if passed else (f"init_from={source}", "the saved"))
         raise ValueError(f"{what} decides the scorer, so these options would be ignored: {', '.join(clash)}; "
                          f"leave them at their defaults or give {values} values")
     return replace(cfg, **saved)
