@@ -18,6 +18,7 @@ import torch
 
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.scalars import check_count
+from rag_relax_plugins.core.validation import check_floating, check_ndim
 from rag_relax_plugins.readers.dma import (
     DEFAULT_INSTRUCTION,
     DMAVariant,
@@ -92,6 +93,25 @@ def _check_causal_lm(model: Any, name: str, device: torch.device) -> None:
     if cache is None or not hasattr(cache, "layers"):
         raise ValueError(f"{name} is not a decoder-only causal LM that returns a key/value cache (model type "
                          f"{kind!r}); the reader needs one, e.g. SmolLM2 (the default)")
+
+
+def _mask_rows(layout: ReaderLayout, doc_mask: object) -> torch.Tensor:
+    """``doc_mask`` as ``(B, N)`` with ``B >= 1`` and ``N = layout.num_docs``, checked before the
+    model runs (a Python list, an empty batch or an extra dimension failed inside the model).
+
+    Raises:
+        TypeError: ``doc_mask`` is not a floating-point tensor.
+        ValueError: not 1-D or 2-D, no rows, or not ``N`` documents.
+    """
+    mask = check_floating("doc_mask", doc_mask)
+    check_ndim("doc_mask", mask, (1, 2))
+    m = mask if mask.dim() == 2 else mask.unsqueeze(0)
+    if m.shape[0] == 0 or m.shape[1] != layout.num_docs:
+        raise ValueError(
+            f"doc_mask must be (N,) or (B, N) with B >= 1 and N = {layout.num_docs} documents, "
+            f"got shape {tuple(mask.shape)}"
+        )
+    return m
 
 
 def _document_end(layout: ReaderLayout) -> int:
@@ -186,9 +206,11 @@ class CausalLMReader:
             ``(B, T - keep_from, V) x float`` logits.
 
         Raises:
-            ValueError: ``keep_from`` outside ``[0, T - 1]``.
+            ValueError: ``keep_from`` outside ``[0, T - 1]``; a mask of the wrong shape or with
+                no rows.
+            TypeError: ``doc_mask`` is not a floating-point tensor.
         """
-        m = doc_mask if doc_mask.dim() == 2 else doc_mask.unsqueeze(0)
+        m = _mask_rows(layout, doc_mask)
         b = m.shape[0]
         attn = dma_attention_mask(layout, m.to(self.device), dtype=self.dtype)  # (B, 1, T, T)
         ids = layout.input_ids.to(self.device).unsqueeze(0).expand(b, -1)  # (B, T)
@@ -226,7 +248,8 @@ class CausalLMReader:
             ``(B,) x float32`` NLL in nats per answer token.
 
         Raises:
-            ValueError: empty answer, wrong mask size.
+            ValueError: empty answer; a mask of the wrong shape or with no rows.
+            TypeError: ``doc_mask`` is not a floating-point tensor.
         """
         if not isinstance(answer, str) or not answer.strip():
             raise ValueError(f"answer must be a non-empty str, got {answer!r}")
@@ -256,12 +279,13 @@ class CausalLMReader:
 
         Raises:
             ValueError: no answer tokens; caching with the concatenated variant;
-                ``document_states`` from another layout.
+                ``document_states`` from another layout; a mask of the wrong shape or with no rows.
+            TypeError: ``doc_mask`` is not a floating-point tensor.
         """
         a = layout.answer_start
         if a >= layout.length:
             raise ValueError("layout has no answer tokens")
-        m = doc_mask if doc_mask.dim() == 2 else doc_mask.unsqueeze(0)
+        m = _mask_rows(layout, doc_mask)
         independent = layout.variant == "independent"
         use_cache = (
             (independent and m.shape[0] == 1) if cache_documents is None else cache_documents

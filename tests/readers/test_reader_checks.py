@@ -100,3 +100,24 @@ def test_generate_refuses_none_for_documents_and_build_layout_a_float_doc_span(r
     assert isinstance(reader.generate(Q, [], max_new_tokens=1), str)  # no documents, said so
     with pytest.raises(ValueError, match=r"doc_span must be an int >= 1, got 20\.0"):
         build_layout(reader.tokenizer, Q, ["Paris."], "x", doc_span=20.0)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_mask_without_rows_or_not_a_tensor_is_refused_before_the_model_runs(
+    minilm_path: str, tmp_path: Path, cache: bool
+) -> None:
+    """A (0, N) mask failed inside the model ("cannot reshape tensor of 0 elements"), a list with
+    "'list' object has no attribute 'dim'", and a 3-D mask was named by its unsqueezed shape (review)."""
+    from rag_relax_plugins.readers.causal_lm import CausalLMReader
+
+    llama = CausalLMReader(_tiny_llama(tmp_path / "llama", minilm_path), device="cpu", doc_tokens=4)
+    lay = llama.layout(Q, ["Paris.", "Moon."], "Paris")
+    with pytest.raises(ValueError, match=r"B >= 1 and N = 2 documents, got shape \(0, 2\)"):
+        llama.layout_nll(lay, torch.ones(0, 2), cache_documents=cache)
+    with pytest.raises(TypeError, match=r"doc_mask must be a torch\.Tensor, got list"):
+        llama.layout_nll(lay, [1.0, 1.0], cache_documents=cache)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"1-D or 2-D, got shape \(1, 1, 2\)"):
+        llama.layout_nll(lay, torch.ones(1, 1, 2), cache_documents=cache)
+    with pytest.raises(ValueError, match=r"got shape \(0, 2\)"):
+        llama.layout_logits(lay, torch.ones(0, 2))
+    assert llama.layout_nll(lay, torch.ones(2, 2), cache_documents=cache).shape == (2,)
