@@ -84,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir, show_progress=not args.no_progress,
     )
     split = hotpot_split(cfg.data, train_rows=cfg.train_rows, val_rows=cfg.val_rows, evidence=cfg.evidence)
+    if args.eval and not split.test:  # before the test evaluation writes a token cache into --output
+        raise ValueError(f"--eval needs test questions: none of the rows after --train-rows {cfg.train_rows} "
+                         "has a gold paragraph in its context")
     reranker = MaxSimReranker(cfg.model_config(), device=cfg.device)
     cfg = adopt_reranker_config(cfg, reranker.config)  # what train_maxsim checks and records
     report: dict[str, object] = {}

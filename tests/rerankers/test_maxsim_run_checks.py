@@ -95,6 +95,28 @@ def test_cli_eval_of_a_fresh_run_without_a_complete_epoch_scores_its_final_model
     assert not torch.equal(_weights(out / "final_model"), earlier)
 
 
+def test_cli_eval_without_test_questions_is_refused_before_anything_is_written(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Test rows whose gold paragraphs are all missing from their context make no test group:
+    --eval wrote token_cache/ into the new --output, then failed with "groups must not be empty"
+    (review)."""
+    from rag_relax_plugins.cli import main
+
+    rows = [json.loads(r) for r in
+            (data_dir / "hotpotqa" / "distractor_500.jsonl").read_text(encoding="utf-8").splitlines()[:24]]
+    for row in rows[20:]:
+        row["supporting_facts"] = [["no such title", 0]]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "o"
+    argv = ["train-maxsim", "-o", str(out), "--data", str(data), "--train-rows", "20", "--val-rows", "4", "--epochs", "1",
+            "--batch-size", "4", "--no-progress", "--eval"]
+    assert main(argv) == 2
+    assert "--eval needs test questions: none of the rows after --train-rows 20" in capsys.readouterr().err
+    assert not out.exists()
+
+
 # --- 2: a passed reranker brings its model; options that contradict it are refused --------------
 
 def test_options_contradicting_the_passed_reranker_are_refused_before_anything_is_written(tmp_path: Path) -> None:
