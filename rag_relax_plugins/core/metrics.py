@@ -49,6 +49,7 @@ __all__ = [
     "Ranking",
     "average_precision_at_k",
     "check_metrics",
+    "deepest_cutoff",
     "evaluate",
     "evaluate_per_query",
     "hit_rate_at_k",
@@ -219,6 +220,13 @@ def check_metrics(metrics: Sequence[str]) -> list[str]:
         ValueError: an unknown metric, a missing or bad cut-off, a metric named twice.
     """
     return [name for name, _, _ in _parse_metrics(metrics)]
+
+
+def deepest_cutoff(metrics: Sequence[str]) -> int | None:
+    """The largest cut-off ``k`` among ``metrics`` (checked as :func:`check_metrics` checks them),
+    or ``None`` when none has one (plain ``"mrr"``): how deep a ranking must go to score them."""
+    ks = [k for _, _, k in _parse_metrics(metrics) if k is not None]
+    return max(ks) if ks else None
 
 
 def _parse_metrics(metrics: Sequence[str]) -> list[tuple[str, str, int | None]]:

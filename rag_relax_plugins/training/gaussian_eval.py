@@ -16,7 +16,7 @@ import torch
 
 from rag_relax_plugins._io import atomic_write_json
 from rag_relax_plugins.core.isotropy import effective_rank, epps_pulley_null_mean, sigreg
-from rag_relax_plugins.core.metrics import evaluate, rankings_from_scores
+from rag_relax_plugins.core.metrics import deepest_cutoff, evaluate, rankings_from_scores
 from rag_relax_plugins.embedders.gaussian import geometry_scores
 
 __all__ = ["DEFAULT_METRICS", "embedding_diagnostics", "evaluate_model", "format_table", "retrieval_metrics", "write_report"]
@@ -46,7 +46,9 @@ def retrieval_metrics(
         chunk: queries scored at once (bounds the ``(chunk, N)`` score matrix).
 
     Returns:
-        ``{metric: mean over queries}``; rankings are cut at depth ``min(100, N)``.
+        ``{metric: mean over queries}``; rankings go ``min(N, max(100, largest k))`` documents
+        deep, so every ``@k`` metric is exact and plain ``"mrr"`` counts a query whose first
+        relevant document lies deeper as 0 (at most ``1 / 101`` below the full MRR per query).
     """
     if docs.dim() != 2 or queries.dim() != 2 or docs.shape[1] != queries.shape[1]:
         raise ValueError(f"queries (Q, D) and docs (N, D) must share D, got {tuple(queries.shape)} and {tuple(docs.shape)}")
@@ -56,7 +58,8 @@ def retrieval_metrics(
         raise ValueError(f"qrels must have one entry per query ({queries.shape[0]}), got {len(qrels)}")
     if geometry == "cosine":
         queries, docs, geometry = (torch.nn.functional.normalize(queries, dim=-1), torch.nn.functional.normalize(docs, dim=-1), "inner_product")
-    depth = min(100, docs.shape[0])
+    # recall@200 was cut at depth 100 and read a gold document at rank 150 as missing
+    depth = min(docs.shape[0], max(100, deepest_cutoff(metrics) or 0))
     rankings: list[list[Any]] = []
     for s in range(0, queries.shape[0], chunk):  # chunks keep the (chunk, N) score matrix small
         rankings += rankings_from_scores(geometry_scores(queries[s : s + chunk], docs, geometry), depth, list(doc_ids))  # type: ignore[arg-type]

@@ -119,3 +119,22 @@ def test_a_missing_baseline_is_refused_before_the_evaluation(tmp_path, capsys, m
     assert main(["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json"),
                  "--baseline", str(tmp_path / "nothing"), "--device", "cpu"]) == 2
     assert f"error: --baseline {tmp_path / 'nothing'}: model_name_or_path" in capsys.readouterr().err
+
+
+def test_a_cutoff_past_100_ranks_that_deep() -> None:
+    """Rankings were cut at 100: recall@200 read a gold document at rank 151 as missing (0.0)."""
+    import torch
+
+    from rag_relax_plugins.core.metrics import deepest_cutoff
+    from rag_relax_plugins.training.gaussian_eval import retrieval_metrics
+
+    g = torch.Generator().manual_seed(0)
+    docs, query = torch.randn(300, 8, generator=g), torch.randn(1, 8, generator=g)
+    gold = str(int((query @ docs.T)[0].argsort(descending=True)[150]))  # rank 151
+    out = retrieval_metrics(query, docs, [str(i) for i in range(300)], [{gold: 1.0}], geometry="inner_product",
+                            metrics=["recall@100", "recall@200", "mrr"])
+    assert out["recall@100"] == 0.0 and out["recall@200"] == 1.0
+    assert out["mrr"] == pytest.approx(1 / 151)  # within the 200 ranked
+    assert retrieval_metrics(query, docs, [str(i) for i in range(300)], [{gold: 1.0}], geometry="inner_product",
+                             metrics=["mrr"])["mrr"] == 0.0  # plain MRR ranks 100 deep, as documented
+    assert deepest_cutoff(["mrr", "recall@5", "ndcg@10"]) == 10 and deepest_cutoff(["mrr"]) is None
