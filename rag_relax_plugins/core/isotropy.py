@@ -112,11 +112,12 @@ def epps_pulley(z: torch.Tensor, *, num_points: int = 17, t_max: float = 3.0) ->
 
     Raises:
         TypeError: ``z`` not a floating tensor, ``t_max`` not a number.
-        ValueError: ``z`` not 2-D or with fewer than 2 samples, ``num_points`` not an int
-            ``>= 2``, ``t_max <= 0`` or not finite.
+        ValueError: ``z`` not 2-D, with fewer than 2 samples or holding NaN / inf,
+            ``num_points`` not an int ``>= 2``, ``t_max <= 0`` or not finite.
     """
     z = check_floating("z", z)
     check_ndim("z", z, 2)
+    check_finite("z", z)  # NaN gave a NaN statistic, silently (sigreg refused it)
     num_points, t_max = _check_quadrature(num_points, t_max)
     n = z.shape[0]
     if n < 2:
@@ -192,6 +193,7 @@ def covariance_isotropy_penalty(x: torch.Tensor) -> torch.Tensor:
     """
     x = check_floating("x", x)
     check_ndim("x", x, 2)
+    check_finite("x", x)
     if x.shape[0] < 2:
         raise ValueError(f"x must hold at least 2 rows, got shape {tuple(x.shape)}")
     mu = x.mean(dim=0)
@@ -214,6 +216,7 @@ def variance_regularization(x: torch.Tensor, target_std: float = 1.0, eps: float
     """
     x = check_floating("x", x)
     check_ndim("x", x, 2)
+    check_finite("x", x)
     if x.shape[0] < 2:
         raise ValueError(f"x must hold at least 2 rows, got shape {tuple(x.shape)}")
     if not target_std > 0:
@@ -233,6 +236,7 @@ def effective_rank(x: torch.Tensor) -> torch.Tensor:
     """
     x = check_floating("x", x)
     check_ndim("x", x, 2)
+    check_finite("x", x)
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # no half-precision SVD on CPU
     s = torch.linalg.svdvals(xf - xf.mean(dim=0))
     p = s / s.sum().clamp_min(torch.finfo(s.dtype).tiny)

@@ -308,3 +308,17 @@ def test_a_grade_too_large_for_the_exponential_gain_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="too large for ndcg's exponential gain"):
         metrics.evaluate([["a"]], [{"a": 1100}], ["ndcg@10"])
     assert metrics.evaluate([["a"]], [{"a": 1100}], ["ndcg_linear@10"])["ndcg_linear@10"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["covariance_isotropy_penalty", "variance_regularization", "effective_rank",
+                                  "epps_pulley"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_isotropy_ops_refuse_non_finite_embeddings_as_sigreg_does(name: str, bad: float) -> None:
+    """They returned NaN (effective_rank may fail inside the SVD) where sigreg refused (review)."""
+    from rag_relax_plugins.core import isotropy
+
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    x[3, 1] = bad
+    with pytest.raises(ValueError, match=r"contains NaN or inf values"):
+        getattr(isotropy, name)(x)
+    assert torch.isfinite(getattr(isotropy, name)(x.nan_to_num(0.0, 0.0, 0.0))).all()
