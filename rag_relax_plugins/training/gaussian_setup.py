@@ -146,8 +146,12 @@ def ignored_options(cfg: TrainConfig) -> list[str]:
 def unused_options(options: Mapping[str, Any]) -> set[str]:
     """The options (``TrainConfig`` field names) that a configuration given as a mapping (e.g. a
     checkpoint's stored options) does not use: whatever their values, the run is the same, so a
-    resume does not compare them."""
-    return {name for name, unused, _ in _unused_rules(options.get) if unused}
+    resume does not compare them. With the isotropy term off either way (``isotropy='none'`` or
+    ``lambda_isotropy=0``) neither option is used: ``none`` with 0.05 resumes as ``sigreg`` with 0."""
+    unused = {name for name, off, _ in _unused_rules(options.get) if off}
+    if {"isotropy", "lambda_isotropy"} & unused:
+        unused |= {"isotropy", "lambda_isotropy"}
+    return unused
 
 
 def _unused_rules(value: Callable[[str], Any]) -> list[tuple[str, bool, str]]:

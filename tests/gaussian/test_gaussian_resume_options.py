@@ -119,6 +119,18 @@ def test_the_isotropy_options_are_unused_when_its_weight_is_zero(tmp_path) -> No
     ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "num_slices": 16, "isotropy": "sigreg"}))
 
 
+def test_a_run_with_the_isotropy_term_off_resumes_with_it_off_another_way(tmp_path) -> None:
+    """isotropy='none' (lambda 0.05) and isotropy='sigreg' with lambda 0 both train without the
+    term; the resume compared isotropy and lambda_isotropy and refused (review). Turning the term
+    on is still refused."""
+    opts = TrainConfig(train_file="t.jsonl", isotropy="none").to_dict()
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"config": ckpt.checkpoint_options(opts)}))
+    ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "isotropy": "sigreg", "lambda_isotropy": 0.0}))
+    ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "lambda_isotropy": 0.5}))
+    with pytest.raises(ValueError, match=r"isotropy \(checkpoint 'none', now 'sigreg'\)"):
+        ckpt.check_resume(tmp_path, ckpt.checkpoint_options({**opts, "isotropy": "sigreg"}))
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("seed", 10**14, "seed must be below 2\\*\\*32"),
     ("learning_rate", 1e39, r"learning_rate must be at most 1e\+30"),
