@@ -148,8 +148,13 @@ def gumbel_softmax(
     Returns:
         Tensor shaped like ``logits``, in its dtype, summing to 1 over ``dim``. float16 /
         bfloat16 logits are computed in float32 and cast back.
+
+    Raises:
+        ValueError: no class along ``dim`` (or a 0-d ``logits``), NaN / inf logits, ``tau <= 0``.
     """
     check_floating("logits", logits)
+    if logits.dim() == 0 or logits.shape[dim] == 0:  # hard=True failed inside argmax, soft gave no row summing to 1
+        raise ValueError(f"logits must hold at least one class along dim {dim}, got shape {tuple(logits.shape)}")
     check_finite("logits", logits)
     tau = check_positive("tau", tau)
     z = logits.to(work_dtype(logits.dtype))  # half precision: (logits + g) / tau overflows float16

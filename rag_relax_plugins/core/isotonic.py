@@ -171,7 +171,7 @@ def isotonic_decreasing(
         val = s1.clone()
     sizes = torch.ones(total, dtype=torch.long, device=dev)
     first_of_row = torch.zeros(total, dtype=torch.bool, device=dev)
-    first_of_row[::n] = True
+    first_of_row[:: max(n, 1)] = True  # n = 0: no element (a step of 0 raised "slice step cannot be zero")
     rounds = handed = 0
     while val.numel() > 1 and not handed:
         # viol[j]: blocks j and j+1 are in the same row and violate v_j >= v_{j+1}

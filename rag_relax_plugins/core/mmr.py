@@ -130,6 +130,7 @@ def mmr_select_by_embeddings(
     check_ndim("relevance", relevance, 1)
     check_floating("embeddings", embeddings)
     check_ndim("embeddings", embeddings, 2)
+    check_finite("embeddings", embeddings)  # named here: mmr_select would blame "similarity"
     if embeddings.shape[0] != relevance.shape[0]:
         raise ValueError(
             f"embeddings must have one row per candidate ({relevance.shape[0]}), got shape {tuple(embeddings.shape)}"

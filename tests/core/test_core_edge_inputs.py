@@ -322,3 +322,24 @@ def test_isotropy_ops_refuse_non_finite_embeddings_as_sigreg_does(name: str, bad
     with pytest.raises(ValueError, match=r"contains NaN or inf values"):
         getattr(isotropy, name)(x)
     assert torch.isfinite(getattr(isotropy, name)(x.nan_to_num(0.0, 0.0, 0.0))).all()
+
+
+def test_empty_or_misnamed_inputs_of_three_ops_get_clear_errors() -> None:
+    """gumbel_softmax with no class failed in argmax (hard) or returned rows summing to 0;
+    mmr_select_by_embeddings blamed 'similarity' for a NaN embedding; isotonic_decreasing of
+    (B, 0) raised "slice step cannot be zero" (review)."""
+    from rag_relax_plugins.core.gumbel import gumbel_softmax
+    from rag_relax_plugins.core.isotonic import isotonic_decreasing
+    from rag_relax_plugins.core.mmr import mmr_select_by_embeddings
+
+    for hard in (False, True):
+        with pytest.raises(ValueError, match=r"logits must hold at least one class along dim -1, got shape \(2, 0\)"):
+            gumbel_softmax(torch.zeros(2, 0), hard=hard)
+    with pytest.raises(ValueError, match=r"logits must hold at least one class along dim 0"):
+        gumbel_softmax(torch.zeros(0, 3), dim=0)
+    assert gumbel_softmax(torch.zeros(0, 3)).shape == (0, 3)  # no row: nothing to normalise
+    with pytest.raises(ValueError, match=r"^embeddings contains NaN or inf values"):
+        mmr_select_by_embeddings(torch.randn(3), torch.tensor([[1.0, float("inf")], [0.0, 1.0], [1.0, 0.0]]), 2)
+    for reg in ("l2", "kl"):
+        sol = isotonic_decreasing(torch.zeros(3, 0), torch.zeros(3, 0), reg)
+        assert sol.values.shape == (3, 0) and sol.num_blocks == 0
