@@ -34,7 +34,7 @@ from typing import Any
 import fsspec
 import torch
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.schema import BaseNode
+from llama_index.core.schema import BaseNode, ImageNode, IndexNode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
     MetadataFilters,
@@ -51,7 +51,7 @@ from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.index.store_sync import StoreIndex, delete_in_step
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.llama_index._mol_filters import check_filters, doc_key
-from rag_relax_plugins.llama_index._mol_inputs import IMAGE_OR_INDEX, mmr_weight, node_vectors
+from rag_relax_plugins.llama_index._mol_inputs import mmr_weight, node_vectors
 from rag_relax_plugins.llama_index._mol_persist import (
     Record,
     check_local_fs,
@@ -222,7 +222,9 @@ class MoLVectorStore(BasePydanticVectorStore):
         records = [record_of(node) for node in kept]
         with self._lock:
             new = {node.node_id: rec for node, rec in zip(kept, records, strict=True)}
-            special = [i for i, rec in new.items() if rec[0] in IMAGE_OR_INDEX]
+            # by isinstance, as VectorStoreIndex lists them: a subclass with its own class_name()
+            # was not recorded, so its id in the retriever's node_ids hid every text node
+            special = [node.node_id for node in kept if isinstance(node, (ImageNode, IndexNode))]
 
             def record() -> None:  # idempotent, as add_in_step needs
                 self._nodes.update(new)

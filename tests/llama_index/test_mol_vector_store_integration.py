@@ -373,6 +373,31 @@ def test_an_image_or_index_node_does_not_hide_the_text_nodes(tmp_path: Path, how
     assert got == {"t0", "t1", "t2", "t3"}
 
 
+class _LinkNode(IndexNode):
+    """A user's IndexNode subclass with its own serialisation key, as LlamaIndex subclasses do."""
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LinkNode"
+
+
+def test_an_index_node_subclass_does_not_hide_the_text_nodes(tmp_path: Path) -> None:
+    """VectorStoreIndex lists a node in its index struct by isinstance(ImageNode, IndexNode); the
+    store recorded such ids by class_name(), so a subclass named otherwise was a restriction: the
+    retriever returned only it, and nothing once it was deleted (review)."""
+    store = MoLVectorStore()
+    nodes = [*_texts(), _LinkNode(text="bananas are yellow", id_="l1", index_id="fruit")]
+    index = VectorStoreIndex(nodes, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=EMB)
+    assert "l1" in index.index_struct.nodes_dict
+    got = {n.node.node_id for n in index.as_retriever(similarity_top_k=4).retrieve("paris france capital")}
+    assert got == {"t0", "t1", "t2", "t3"}
+    store.persist(str(tmp_path / "s.json"))  # the id is recorded in the manifest too
+    store = MoLVectorStore.from_persist_path(str(tmp_path / "s.json"))
+    store.delete_nodes(["l1"])
+    vec = EMB.get_query_embedding("paris france capital")
+    assert len(store.query(VectorStoreQuery(query_embedding=vec, similarity_top_k=3, node_ids=["l1"])).ids or []) == 3
+
+
 def test_which_node_ids_still_restrict() -> None:
     """Ids that were all added as ImageNode / IndexNode read as the index struct's list, not as a
     restriction; an id never added as one (a text node, an unknown id) keeps the restriction."""
