@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from llama_index.core.base.embeddings.base import BaseEmbedding, SimilarityMode
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding, SimilarityMode
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 __all__ = ["GaussianEmbedding"]
+
+
+def _checked_texts(texts: object) -> list[str]:
+    """``texts`` (any iterable of str but a str) as a list; a non-text is named by its position."""
+    if isinstance(texts, str) or not isinstance(texts, Iterable):
+        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
+    return out
 
 _DIGEST_NAME = re.compile(r"gaussian-embedder@[0-9a-f]{16}")  # what model_digest_name writes
 _UNSET = object()
@@ -162,12 +174,24 @@ class GaussianEmbedding(BaseEmbedding):
         """The model's retrieval geometry: ``"euclidean"`` or ``"inner_product"``."""
         return str(self._model.geometry)
 
+    def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False, **kwargs: Any) -> list[Embedding]:
+        """LlamaIndex's batch embedding, with every text checked first: a non-text is named by
+        its position in ``texts`` (the batches it is cut into named it by its place in one)."""
+        return super().get_text_embedding_batch(_checked_texts(texts), show_progress=show_progress, **kwargs)
+
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Async :meth:`get_text_embedding_batch`."""
+        return await super().aget_text_embedding_batch(_checked_texts(texts), show_progress=show_progress, **kwargs)
+
     def _encode(self, texts: list[str], prefix: str, *, query: bool) -> list[list[float]]:
         if not texts:
             return []
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                raise TypeError(f"{'query' if query else f'texts[{i}]'} must be a str, got {type(t).__name__}")
+                what = "query" if query else "text" if len(texts) == 1 else f"texts[{i}]"
+                raise TypeError(f"{what} must be a str, got {type(t).__name__}")
         vecs = self._model.encode([prefix + t for t in texts], batch_size=self.embed_batch_size)
         if self.cosine_max_norm is not None:
             from rag_relax_plugins.embedders import gaussian_transforms as tf

@@ -92,6 +92,23 @@ def test_non_text_input_is_named() -> None:
         e.get_query_embedding(3)  # type: ignore[arg-type]
 
 
+async def test_a_non_text_is_named_by_its_place_in_the_whole_batch() -> None:
+    """get_text_embedding_batch cuts texts into embed_batch_size batches, and the fourth text was
+    named texts[1] (its place in the second batch); one text was named texts[0] (review)."""
+    e = GaussianEmbedding(model=_model(0), embed_batch_size=2)
+    with pytest.raises(TypeError, match=r"texts\[3\] must be a str, got NoneType"):
+        e.get_text_embedding_batch(["a", "b", "c", None])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"texts\[3\] must be a str, got NoneType"):
+        await e.aget_text_embedding_batch(["a", "b", "c", None])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"^text must be a str, got int"):
+        e.get_text_embedding(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="texts must be a list of str, got str"):
+        e.get_text_embedding_batch("abc")  # type: ignore[arg-type]
+    batch = e.get_text_embedding_batch(t for t in ["a", "b", "c"])  # type: ignore[arg-type]
+    one = [e.get_text_embedding(t) for t in "abc"]
+    assert all(row == pytest.approx(ref, abs=1e-6) for row, ref in zip(batch, one, strict=True))  # matmul rounding
+
+
 def test_model_dump_round_trip_and_explicit_names() -> None:
     """extra="forbid" refused the class_name that LlamaIndex's model_dump adds; an explicit
     model_name that merely started with "gaussian-embedder" was replaced by the digest."""
