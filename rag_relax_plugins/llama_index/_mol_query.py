@@ -35,7 +35,17 @@ def query_embedding(query: VectorStoreQuery, embed_model: BaseEmbedding | None) 
         emb = embed_model.get_query_embedding(query.query_str)
     else:
         raise ValueError("query.query_embedding is None: pass an embedding or set embed_model on the store")
-    if len(emb) == 0:
+    # a nested list was named by its outer length ("has 1 dimensions"), a str failed inside torch
+    flat = "query.query_embedding must be a flat (1-D) vector of numbers"
+    if isinstance(emb, (str, bytes)):
+        raise ValueError(f"{flat}, got {type(emb).__name__}")
+    try:
+        shape = tuple(torch.as_tensor(emb, dtype=torch.float64).shape)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{flat} ({exc})") from exc
+    if len(shape) != 1:
+        raise ValueError(f"{flat}, got shape {shape}")
+    if shape[0] == 0:
         raise ValueError("query.query_embedding must be a non-empty vector")
     return emb
 

@@ -336,6 +336,17 @@ def test_validation_errors(store: MoLVectorStore) -> None:
     assert len(store) == 4  # failed adds left the store unchanged
 
 
+def test_a_query_embedding_that_is_not_a_flat_vector_is_named_as_such(store: MoLVectorStore) -> None:
+    """[[1.0, 0.0]] was "has 1 dimensions but the similarity expects query_dim" (its outer
+    length); a str failed inside torch ("too many dimensions 'str'") (review)."""
+    flat = r"query\.query_embedding must be a flat \(1-D\) vector of numbers"
+    for bad, tail in (([[1.0] * DIM], r", got shape \(1, 64\)"), ("ab", ", got str"), ([1.0, "x"], " \\(")):
+        with pytest.raises(ValueError, match=flat + tail):
+            run(store, VectorStoreQuery(query_embedding=bad, similarity_top_k=1))  # type: ignore[arg-type]
+    vec = EMB.get_query_embedding("cat")
+    assert run(store, VectorStoreQuery(query_embedding=[int(v > 0) for v in vec], similarity_top_k=1)).ids
+
+
 def test_embed_model_on_store_embeds_nodes_and_query_str() -> None:
     s = MoLVectorStore(embed_model=EMB)
     s.add([TextNode(id_="x", text="purple elephants"), TextNode(id_="y", text="blue whales")])
