@@ -311,13 +311,15 @@ class MoLVectorStore(VectorStore):
         """Maximal marginal relevance (Carbonell & Goldstein, 1998).
 
         Relevance is ``tau * phi``, the MoL score of each of the ``fetch_k`` best (filtered)
-        documents on the cosine's ``[-1, 1]`` scale; the redundancy between two candidates is the
+        documents on the cosine's ``[-1, 1]`` scale (``min(k, fetch_k)`` documents come back, as
+        from ``InMemoryVectorStore``); the redundancy between two candidates is the
         cosine of their document embeddings, so ``lambda_mult`` means the same for any ``tau``.
         See :func:`rag_relax_plugins.core.mmr.mmr_select_mol`.
         """
         check_mmr_args(k, fetch_k, lambda_mult, kwargs)  # before any early return
         with self._lock:
-            scores, ids = self._search(embedding, max(k, fetch_k), kwargs.get("filter"), kwargs.get("strategy"))
+            # exactly fetch_k candidates, so min(k, fetch_k) documents, as InMemoryVectorStore
+            scores, ids = self._search(embedding, fetch_k, kwargs.get("filter"), kwargs.get("strategy"))
             if not ids:
                 return []
             if self._contents.index is None:  # pragma: no cover - _search returned hits, so it exists

@@ -88,6 +88,22 @@ def test_delete_all(store: MoLVectorStore) -> None:
     assert len(store) == 0 and store.similarity_search("cat") == []
 
 
+async def test_mmr_takes_exactly_fetch_k_candidates() -> None:
+    """fetch_k < k searched max(k, fetch_k) documents and returned k, where the docstring, the docs
+    and InMemoryVectorStore take fetch_k (review)."""
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    texts, ids = ["a cat", "a dog", "a bird"], ["1", "2", "3"]
+    ours, ref = MoLVectorStore(HashingEmbeddings()), InMemoryVectorStore(HashingEmbeddings())
+    for st in (ours, ref):
+        st.add_texts(texts, ids=ids)
+    got = [d.id for d in ours.max_marginal_relevance_search("cat", k=2, fetch_k=1)]
+    assert got == [d.id for d in ref.max_marginal_relevance_search("cat", k=2, fetch_k=1)] == ["1"]
+    assert [d.id for d in await ours.amax_marginal_relevance_search("cat", k=2, fetch_k=1)] == ["1"]
+    retriever = ours.as_retriever(search_type="mmr", search_kwargs={"k": 3, "fetch_k": 2})
+    assert len(retriever.invoke("cat")) == 2
+
+
 def test_mmr_prefers_diverse_results() -> None:
     store = MoLVectorStore(HashingEmbeddings())
     store.add_texts(["red apples and green apples", "red apples and green apples", "apples are fruit"], ids=["a", "b", "c"])
