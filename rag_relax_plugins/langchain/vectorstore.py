@@ -49,6 +49,27 @@ from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 __all__ = ["MoLVectorStore"]
 
 
+def _given_index_options(index: MoLIndex, asked: dict[str, Any]) -> dict[str, Any]:
+    """``index``'s own device / first stage / cache dtype; an option of the constructor set to
+    something else is refused (they configure an index the store builds: with ``index=`` a
+    ``cache_dtype="bf16"`` or ``device="cuda"`` was ignored, silently).
+
+    Raises:
+        ValueError: an option other than its default that differs from the index's (or is bad).
+    """
+    own = {"device": index.device, "first_stage": index.first_stage, "cache_dtype": index.cache_dtype}
+    config, device = MoLIndex.check_options(asked["first_stage"], asked["cache_dtype"], asked["device"])
+    differ = [name for name, changed, same in (
+        ("device", asked["device"] is not None, device == index.device),
+        ("first_stage", asked["first_stage"] != "torch", config == index.first_stage),
+        ("cache_dtype", asked["cache_dtype"] != "fp32", asked["cache_dtype"] == index.cache_dtype),
+    ) if changed and not same]
+    if differ:
+        said = ", ".join(f"{n}={asked[n]!r} (the index's: {own[n]!r})" for n in differ)
+        raise ValueError(f"{said}: with index= the index's own options are used; set them on the MoLIndex")
+    return own
+
+
 class MoLVectorStore(VectorStore):
     """A LangChain vector store scored by a Mixture-of-Logits similarity (RAILS index).
 
@@ -65,7 +86,9 @@ class MoLVectorStore(VectorStore):
             one (e.g. with a FAISS first stage or a custom ``exact_filter_threshold``); to reopen
             a saved store use :meth:`load_local`.
         strategy: the index's retrieval strategy (default ``BruteForce()``, exact).
-        device / first_stage / cache_dtype: passed to the ``MoLIndex`` the store builds.
+        device / first_stage / cache_dtype: passed to the ``MoLIndex`` the store builds; with
+            ``index=`` the index's own stand, and a value other than the default that differs
+            from the index's is a ``ValueError``.
 
     Instantiate:
         .. code-block:: python
@@ -130,6 +153,8 @@ class MoLVectorStore(VectorStore):
         self._index_kwargs: dict[str, Any] = {
             "device": device, "first_stage": first_stage, "cache_dtype": cache_dtype,
         }
+        if index is not None:  # its own options stand (and store.json records them)
+            self._index_kwargs = _given_index_options(index, self._index_kwargs)
         # the index and whether the store built its head live in one holder, which a shallow
         # copy shares: a new index (the first add, a new width after delete()) reaches both
         self._contents = StoreIndex(index)

@@ -456,6 +456,28 @@ def test_index_argument_must_be_empty_and_is_used() -> None:
         MoLVectorStore(HashingEmbeddings(), index=index, similarity=MoLSimilarity.cosine(DIM))
 
 
+def test_options_an_index_argument_would_ignore_are_refused(tmp_path: Path) -> None:
+    """With index= the store's device / first_stage / cache_dtype were ignored, silently (a
+    cache_dtype="bf16" store searched an fp32 cache), and a bad value passed (review)."""
+    from rag_relax_plugins.index import MoLIndex
+
+    def index() -> MoLIndex:
+        return MoLIndex(MoLSimilarity.cosine(DIM), device="cpu", first_stage="flat", cache_dtype="fp16")
+
+    with pytest.raises(ValueError, match=r"cache_dtype='bf16' \(the index's: 'fp16'\): with index= the index's own"):
+        MoLVectorStore(HashingEmbeddings(), index=index(), cache_dtype="bf16")
+    with pytest.raises(ValueError, match=r"^first_stage='hnsw' \(the index's"):
+        MoLVectorStore(HashingEmbeddings(), index=index(), first_stage="hnsw")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        MoLVectorStore(HashingEmbeddings(), index=index(), first_stage="bogus")
+    store = MoLVectorStore(HashingEmbeddings(), index=index(), cache_dtype="fp16", first_stage="flat", device="cpu")
+    store.add_texts(TEXTS, ids=["a", "b", "c", "d"])
+    store.save_local(str(tmp_path / "s"))  # store.json records the index's options, not the defaults
+    again = MoLVectorStore.load_local(str(tmp_path / "s"), HashingEmbeddings())
+    assert again.index is not None and (again.index.cache_dtype, again.index.first_stage.kind) == ("fp16", "flat")
+    assert again.similarity_search("cat", k=2) == store.similarity_search("cat", k=2)
+
+
 def test_mmr_select_mol_rescales_by_tau_and_validates_it() -> None:
     from rag_relax_plugins.core.mmr import mmr_select_by_embeddings, mmr_select_mol
 
