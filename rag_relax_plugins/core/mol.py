@@ -117,6 +117,16 @@ class _GateMLP(nn.Module):
         return self.outer(F.silu(self.inner(x)))
 
 
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """``x / ||x||`` over the last dim, 0 for a zero vector; divided by its largest magnitude
+    first, so the squares neither overflow nor underflow float32 (``F.normalize`` alone gave 0
+    for a component of norm 1e20 and 1e-13 for one of norm 1e-25: cosine scores of 0 for the
+    same direction). The divisor is a constant for autograd: the unit vector does not depend on it.
+    """
+    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    return F.normalize(x / scale, dim=-1)
+
+
 class MoLSimilarity(nn.Module):
     """Mixture-of-Logits similarity returning ``(scores, aux_losses)``.
 
@@ -192,7 +202,7 @@ class MoLSimilarity(nn.Module):
         c = self.config
         self._check_features("query_features", query_features, c.query_dim)
         comps = self.query_proj(query_features).view(-1, c.num_query_embeddings, c.component_dim)
-        return MoLQueryState(F.normalize(comps, dim=-1), self.query_gate(query_features))
+        return MoLQueryState(_unit(comps), self.query_gate(query_features))
 
     def encode_items(self, item_features: torch.Tensor) -> MoLItemState:
         """Item towers (an index runs them once per item).
@@ -207,7 +217,7 @@ class MoLSimilarity(nn.Module):
         self._check_features("item_features", item_features, c.item_dim, (2, 3))
         lead = item_features.shape[:-1]
         comps = self.item_proj(item_features).view(*lead, c.num_item_embeddings, c.component_dim)
-        return MoLItemState(F.normalize(comps, dim=-1), self.item_gate(item_features))
+        return MoLItemState(_unit(comps), self.item_gate(item_features))
 
     # ----------------------------------------------------------------- mixing
     def mix(

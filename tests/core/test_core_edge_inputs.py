@@ -343,3 +343,19 @@ def test_empty_or_misnamed_inputs_of_three_ops_get_clear_errors() -> None:
     for reg in ("l2", "kl"):
         sol = isotonic_decreasing(torch.zeros(3, 0), torch.zeros(3, 0), reg)
         assert sol.values.shape == (3, 0) and sol.num_blocks == 0
+
+
+def test_mol_components_of_huge_or_tiny_features_keep_their_direction() -> None:
+    """F.normalize squared in float32: a feature of norm 1e20 gave a zero component and one of
+    norm 1e-25 a component of length 1e-13, so the cosine head scored the same direction 0
+    (review). Ordinary features give the same unit vectors as before, up to rounding."""
+    sim = MoLSimilarity.cosine(4)
+    x = torch.tensor([[1.0, 0, 0, 0], [1e20, 0, 0, 0], [1e-25, 0, 0, 0], [0.6, 0.8, 0, 0], [0, 0, 0, 0]])
+    scores = sim.score_all(sim.encode_queries(x[:2]), sim.encode_items(x)) * sim.config.tau  # (2, 5) cosines
+    assert torch.allclose(scores, torch.tensor([[1.0, 1.0, 1.0, 0.6, 0.0]] * 2), atol=1e-6)
+    g = torch.randn(50, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    comps = sim.encode_items(g).components
+    assert torch.allclose(comps, F.normalize(g, dim=-1).unsqueeze(1), atol=1e-7)
+    (direction,) = torch.autograd.grad(comps.sum(), g)
+    (reference,) = torch.autograd.grad(F.normalize(g, dim=-1).sum(), g)
+    assert torch.allclose(direction, reference, atol=1e-6)
