@@ -4,8 +4,9 @@ Implements the strategies documented in :mod:`rag_relax_plugins.index.strategies
 Ding & Zhai, WWW 2025, Algorithms 1-3 and the exact two-pass retrieval). Every function takes the
 cached item state and returns ``(scores (B, K), rows (B, K))`` best first, where rows are
 positions in the item state; missing results have ``score = -inf`` and ``row = -1``. Equal scores
-are ordered by ascending row (:func:`topk_lowest_rows`), so exact duplicates come back in the
-same order from every strategy.
+are ordered by ascending row (:func:`topk_lowest_rows`); exact duplicates may still differ in the
+last float32 bit (the gate's product rounds a row by its position), so their order is not
+guaranteed across strategies (docs/mol.md).
 """
 
 from __future__ import annotations
