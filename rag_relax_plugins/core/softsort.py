@@ -105,6 +105,17 @@ def _kl_block_softmax(z: torch.Tensor, ctx: Any) -> torch.Tensor:
     return torch.exp(s.reshape(-1) - lse[sol.block_ids]).reshape(s.shape)
 
 
+def _shift_within_blocks(a: torch.Tensor, b: torch.Tensor, sol: Any) -> torch.Tensor:
+    """``a - sol.values`` for ``sol = isotonic_decreasing(a, b, ...)`` on sorted ``(B, n)`` rows,
+    with ``b`` itself where an element's block holds it alone (``sol.values`` is ``a - b`` there,
+    for both regularisations). At a small strength ``a`` is about ``n / strength`` and the
+    difference cancelled: ``soft_sort`` at strength 1e-15 gave ``[-1, 0, 0.25, 2]`` for
+    ``[-1.2, 0.1, 0.3, 2]`` and ``"kl"`` soft ranks above ``n``. Pooled blocks need gaps in ``b``
+    above ``1 / strength``, so ``b`` is as large as ``a`` where they occur."""
+    alone = (sol.block_sizes == 1).index_select(0, sol.block_ids).reshape(a.shape)
+    return torch.where(alone, b, a - sol.values)
+
+
 class _SoftRank(torch.autograd.Function):
     """``soft_rank`` on ``(B, n)``; ``theta = sign * x / strength`` is computed by the caller.
 
@@ -123,7 +134,7 @@ class _SoftRank(torch.autograd.Function):
         if regularization == "kl":
             w = torch.log(w)
         sol = isotonic_decreasing(s, w, regularization)
-        primal = s - sol.values  # sorted order
+        primal = _shift_within_blocks(s, w, sol)  # s - sol.values, sorted order
         out_sorted = torch.exp(primal) if regularization == "kl" else primal
         out = torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
         ctx.sol, ctx.perm, ctx.wd, ctx.regularization = sol, perm, wd, regularization
@@ -163,7 +174,7 @@ class _SoftSort(torch.autograd.Function):
         s = v.gather(1, perm)  # (B, n) sorted descending
         w = (torch.arange(n, 0, -1, dtype=wd, device=v.device) / strength).expand(rows, n)
         sol = isotonic_decreasing(w, s, regularization)
-        out = w - sol.values  # (B, n), sorted descending
+        out = _shift_within_blocks(w, s, sol)  # w - sol.values, (B, n) sorted descending
         ctx.sol, ctx.perm, ctx.wd, ctx.regularization = sol, perm, wd, regularization
         if regularization == "kl":
             ctx.save_for_backward(values)
