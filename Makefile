@@ -84,7 +84,7 @@ bench: $(VENV)/.dev $(VENV)/.torchsort
 	run bench_dma_layout_gap $(PY) benchmarks/bench_dma_layout_gap.py; \
 	run bench_mol_scale $(PY) benchmarks/bench_mol_scale.py; \
 	run bench_mol_adapters $(PY) benchmarks/bench_mol_adapters.py; \
-	run bench_mol_updates $(PY) benchmarks/bench_mol_updates.py; \
+	run bench_mol_updates $(PY) benchmarks/bench_mol_updates.py --hnsw; \
 	run bench_lc_filters $(PY) benchmarks/bench_lc_filters.py; \
 	run bench_mol_quality_movielens $(PY) benchmarks/bench_mol_quality.py --skip-hotpot --jobs 3; \
 	run bench_mol_quality_hotpot $(PY) benchmarks/bench_mol_quality.py --skip-movielens; \
