@@ -83,7 +83,9 @@ class GaussianEmbedder(nn.Module):
         config: the model configuration (see :class:`GaussianConfig`).
         device: ``None`` picks CUDA, then MPS, then CPU.
         backbone: an already loaded ``SentenceTransformer`` to use instead of loading
-            ``config.backbone`` (the config still records where it comes from).
+            ``config.backbone`` (the config still records where it comes from, as
+            ``base_backbone``). Its weights may differ from that source, so :meth:`save` writes
+            them (``backbone/``), as for a fine-tuned backbone.
 
     Example:
         >>> model = GaussianEmbedder(GaussianConfig(output_dim=128, freeze="all"), device="cpu")
@@ -100,6 +102,7 @@ class GaussianEmbedder(nn.Module):
             raise TypeError(f"config must be a GaussianConfig or None, got {type(config).__name__}")
         self.config = config or GaussianConfig()
         target = resolve_device(device)
+        passed = backbone is not None
         if backbone is None and (self.config.backbone or "").startswith("hashing:"):
             backbone = EncoderBackbone.from_spec(str(self.config.backbone))
         if backbone is None:
@@ -108,8 +111,11 @@ class GaussianEmbedder(nn.Module):
             self.config = dataclasses.replace(self.config, backbone=_absolute(self.config.backbone))
         self.base_backbone: str | None = self.config.backbone
         """Untrained source of the backbone weights: ``None`` (MiniLM package), a spec or an absolute folder."""
-        self.backbone_fine_tuned = False
-        """Whether the backbone weights may differ from :attr:`base_backbone` (set by :meth:`load`)."""
+        # a backbone passed in may have been changed elsewhere: saved, not taken for the package
+        # (a save wrote no backbone/ and the reload used the untouched MiniLM, silently)
+        self.backbone_fine_tuned = passed and not isinstance(backbone, EncoderBackbone)
+        """Whether the backbone weights may differ from :attr:`base_backbone` (a backbone passed
+        in may; :meth:`load` sets it from the save)."""
         if self.config.max_seq_length is not None:
             set_max_seq_length(backbone, self.config.max_seq_length, self.config.backbone or "MiniLM")
         self.backbone = backbone
@@ -323,15 +329,20 @@ class GaussianEmbedder(nn.Module):
             raise ValueError(f"cannot override {sorted(fixed)} when loading a saved model")
         sub = data.pop("backbone_subfolder", None)
         if sub is not None:
-            if not (folder / str(sub)).is_dir():  # not the "install the offline MiniLM" advice
+            if not isinstance(sub, str) or sub in ("", ".", "..") or Path(sub).name != sub:
+                # saves write "backbone": a path elsewhere would load weights from outside the save
+                raise ValueError(f"{cfg_file}: 'backbone_subfolder' must name a folder inside the save, got {sub!r}")
+            if not (folder / sub).is_dir():  # not the "install the offline MiniLM" advice
                 raise FileNotFoundError(f"{folder}: its saved backbone folder {sub!r} is missing")
             data["backbone"] = str((folder / sub).resolve())
         # provenance; saves older than these keys: a written backbone was trainable (its base
         # unknown, taken as the MiniLM package), a referenced one is its own base
         base = data.pop("base_backbone", None if sub is not None else data.get("backbone"))
-        fine_tuned = bool(data.pop("backbone_fine_tuned", sub is not None))
+        fine_tuned = data.pop("backbone_fine_tuned", sub is not None)
         if base is not None and not isinstance(base, str):
             raise ValueError(f"{cfg_file}: 'base_backbone' must be a string or null, got {base!r}")
+        if not isinstance(fine_tuned, bool):  # bool("false") is True
+            raise ValueError(f"{cfg_file}: 'backbone_fine_tuned' must be true or false, got {fine_tuned!r}")
         try:
             config = GaussianConfig.from_dict(data)
         except (TypeError, ValueError) as exc:

@@ -179,3 +179,35 @@ def test_cuda_generator_states_go_to_their_own_gpus_and_missing_gpus_are_skipped
     save_file({**rng, "cudaX": states["cuda0"]}, str(ck / "rng.safetensors"))
     with pytest.raises(ValueError, match=r"rng.safetensors: unknown generator state 'cudaX'"):
         ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None)
+
+
+@pytest.mark.parametrize(("key", "value", "match"), [
+    ("backbone_fine_tuned", "false", r"'backbone_fine_tuned' must be true or false, got 'false'"),
+    ("backbone_subfolder", "/elsewhere/model", r"'backbone_subfolder' must name a folder inside the save"),
+    ("backbone_subfolder", "../other", r"'backbone_subfolder' must name a folder inside the save"),
+])
+def test_provenance_keys_are_checked(good, key, value, match) -> None:
+    """bool("false") read as True, and an absolute or '..' backbone_subfolder loaded a backbone
+    from outside the save (review)."""
+    cfg = json.loads((good / "config.json").read_text(encoding="utf-8"))
+    (good / "config.json").write_text(json.dumps({**cfg, key: value}), encoding="utf-8")
+    with pytest.raises(ValueError, match=match):
+        GaussianEmbedder.load(good, device="cpu")
+
+
+def test_a_backbone_passed_in_is_saved_with_the_model(tmp_path) -> None:
+    """A MiniLM passed in with backbone= and changed elsewhere was saved without backbone/ (taken
+    for the untouched package): the reload encoded with the package's weights, silently (review)."""
+    from rag_relax_plugins.embedders._gaussian_backbone import load_sentence_transformer
+
+    st = load_sentence_transformer(None)
+    with torch.no_grad():
+        for p in st.parameters():
+            p.mul_(0.9)
+    model = GaussianEmbedder(GaussianConfig(freeze="all", dropout=0.0), device="cpu", backbone=st)
+    assert model.backbone_fine_tuned
+    folder = model.save(tmp_path / "m")
+    assert (folder / "backbone").is_dir()
+    again = GaussianEmbedder.load(folder, device="cpu")
+    assert torch.allclose(again.encode(["hello world"]), model.encode(["hello world"]), atol=1e-6)
+    assert again.base_backbone is None and again.backbone_fine_tuned  # evaluate --baseline: the MiniLM package
