@@ -244,9 +244,11 @@ class GaussianEmbedder(nn.Module):
                 elif self._prefix_cache is not None:  # sorts by length and runs chunks of batch_size itself
                     feats = self._prefix_cache.sentence_embeddings(texts, self.device, chunk=bs)
                 else:
+                    # prompt "": no default prompt of the backbone's config, which forward and
+                    # the prefix cache (tokenize) never add: encode served another function
                     feats = self.backbone.encode(
                         texts, batch_size=bs, convert_to_tensor=True,
-                        show_progress_bar=show_progress, device=str(self.device),
+                        show_progress_bar=show_progress, device=str(self.device), prompt="",
                     )
                 out = self.head(feats.to(self.device)).float()
                 if normalize:

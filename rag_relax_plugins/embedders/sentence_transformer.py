@@ -173,6 +173,10 @@ class SentenceTransformerEncoder:
             ``ValueError``.
         batch_size: default batch size of :meth:`encode` / :meth:`encode_tokens`.
 
+    A default prompt in the model's ``config_sentence_transformers.json`` is never added (the
+    token path has none, and the Gaussian embedder trains without it): prefix texts yourself, or
+    use the LangChain / LlamaIndex wrappers' query and text instructions.
+
     Example:
         >>> enc = SentenceTransformerEncoder(device="cpu")  # offline MiniLM
         >>> enc.encode(["a cat", "a dog"], normalize=True).shape
@@ -271,6 +275,7 @@ class SentenceTransformerEncoder:
                 normalize_embeddings=normalize,
                 show_progress_bar=show_progress,
                 device=str(self._device),
+                prompt="",  # no default prompt of the model's config: encode_tokens adds none either
             )
         return out.to(dtype=torch.float32).clone()  # clone outside inference mode: a normal tensor
 
