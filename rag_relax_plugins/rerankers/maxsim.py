@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import ClassVar
 
@@ -42,6 +43,7 @@ from torch import nn
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.maxsim import maxsim_packed
+from rag_relax_plugins.core.modes import eval_mode
 from rag_relax_plugins.core.scalars import check_int
 from rag_relax_plugins.embedders.base import TokenEmbeddings, TokenEncoder
 from rag_relax_plugins.rerankers.base import (
@@ -59,6 +61,31 @@ _WEIGHTS = "model.safetensors"
 _CONFIG = "config.json"
 
 
+def _check_encoder_model(encoder: object, config: MaxSimConfig) -> None:
+    """An encoder that names its model folder (``model_path``) must load ``config.backbone``,
+    what :meth:`MaxSimReranker.save` records: a reranker built on another model saved
+    ``backbone: null`` and reloaded on the offline MiniLM, scoring otherwise, silently.
+
+    Raises:
+        ValueError: the encoder's model is not ``config.backbone``'s.
+    """
+    path = getattr(encoder, "model_path", None)
+    if not isinstance(path, (str, os.PathLike)):
+        return  # an encoder without a model folder (the hashing double ...): nothing to compare
+    from rag_relax_plugins.embedders.sentence_transformer import resolve_model_path
+
+    try:
+        same = resolve_model_path(config.backbone).resolve() == Path(path).resolve()
+    except (FileNotFoundError, ValueError):  # config.backbone names no model folder
+        same = False
+    if not same:
+        raise ValueError(
+            f"the encoder's model {str(path)!r} is not config.backbone "
+            f"({config.backbone!r}{', the offline MiniLM' if config.backbone is None else ''}; what save() "
+            f"records, so a reload would score with another model): build the config with backbone={str(path)!r}"
+        )
+
+
 class MaxSimReranker(BaseReranker):
     """ColBERT-style late-interaction reranker (see the module docstring for the pipeline).
 
@@ -67,8 +94,9 @@ class MaxSimReranker(BaseReranker):
         encoder: any :class:`~rag_relax_plugins.embedders.base.TokenEncoder` to use instead of
             loading ``config.backbone`` (e.g. a shared ``SentenceTransformerEncoder``, or the
             ``HashingEncoder`` test double); its token size must equal ``config.token_dim``, and
-            an encoder with a ``max_seq_length`` must truncate at ``config.max_seq_length``
-            (what :meth:`save` records, so that a reload scores alike).
+            an encoder with a ``max_seq_length`` must truncate at ``config.max_seq_length``, and
+            one with a ``model_path`` must load ``config.backbone`` (what :meth:`save` records,
+            so that a reload scores alike).
         device: where the backbone and projection run (``None``: best available). Ignored for
             a given ``encoder``, whose device is used.
         batch_size: texts per backbone forward pass.
@@ -115,6 +143,7 @@ class MaxSimReranker(BaseReranker):
                 f"(what save() records): give an encoder built with max_seq_length={config.max_seq_length}, "
                 f"or a config with max_seq_length={length}"
             )
+        _check_encoder_model(encoder, config)
         self.config = config
         self.encoder = encoder
         self.device = torch.device(getattr(encoder, "device", "cpu"))
@@ -145,6 +174,19 @@ class MaxSimReranker(BaseReranker):
         )
         return pack_tokens(emb)
 
+    @contextmanager
+    def _inference(self) -> Iterator[None]:
+        """``torch.inference_mode`` with the head and the encoder's model in eval mode (each
+        module's own flag restored after): a shared encoder a caller put in train mode scored
+        with dropout, differently at each call (BaseReranker asks for deterministic scores)."""
+        with ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            stack.enter_context(eval_mode(self.head))
+            model = getattr(self.encoder, "model", None)
+            if isinstance(model, nn.Module):
+                stack.enter_context(eval_mode(model))
+            yield
+
     def encode_queries(self, queries: list[str]) -> TokenEmbeddings:
         """Projected, normalised query token vectors.
 
@@ -154,7 +196,7 @@ class MaxSimReranker(BaseReranker):
         Returns:
             :class:`TokenEmbeddings` ``(B, Lq, d) x float32`` (zeros at padding) with its mask.
         """
-        with torch.inference_mode():
+        with self._inference():
             emb = self.encoder.encode_tokens(
                 [self.config.query_marker + q for q in queries], batch_size=self.batch_size
             )
@@ -171,7 +213,7 @@ class MaxSimReranker(BaseReranker):
         Returns:
             :class:`PackedTokens` with ``(T, d) x float32`` rows.
         """
-        with torch.inference_mode():
+        with self._inference():
             packed = self.backbone_tokens(documents, marker=self.config.document_marker, show_progress=show_progress)
             tokens = self.head(packed.tokens)  # (T, d): projected once per real token
         return PackedTokens(tokens=tokens.clone(), offsets=packed.offsets.clone())

@@ -152,3 +152,41 @@ def test_cli_eval_refuses_a_bad_resume_before_the_first_evaluation(tmp_path: Pat
                  "--resume-from", str(tmp_path / "nope")])
     assert code == 2 and "checkpoint not found" in capsys.readouterr().err
     assert not out.exists()  # no token cache of the 'before' evaluation
+
+
+def test_an_encoder_of_another_model_than_config_backbone_is_refused(
+    encoder: SentenceTransformerEncoder, minilm_path: str, tmp_path: Path
+) -> None:
+    """save() records config.backbone: a reranker built on an encoder of another model saved
+    backbone null and reloaded on the offline MiniLM, scoring otherwise, silently (review)."""
+    import shutil
+
+    other = tmp_path / "other_minilm"
+    shutil.copytree(minilm_path, other)
+    moved = SentenceTransformerEncoder(str(other), device="cpu", max_seq_length=encoder.max_seq_length)
+    with pytest.raises(ValueError, match=r"the encoder's model .*other_minilm.* is not config.backbone \(None, the offline MiniLM"):
+        MaxSimReranker(MaxSimConfig(max_seq_length=encoder.max_seq_length), encoder=moved)
+    rr = MaxSimReranker(MaxSimConfig(backbone=str(other), max_seq_length=encoder.max_seq_length), encoder=moved)
+    again = MaxSimReranker.load(rr.save(tmp_path / "rr"), device="cpu")
+    docs = ["Paris is the capital of France.", "Bananas are yellow."]
+    assert torch.allclose(again.score("capital of France", docs), rr.score("capital of France", docs), atol=1e-5)
+    MaxSimReranker(cfg(minilm_path), encoder=encoder)  # the same folder named either way
+    MaxSimReranker(MaxSimConfig(max_seq_length=encoder.max_seq_length), encoder=encoder)
+
+
+def test_scores_are_deterministic_with_the_shared_encoder_in_train_mode(encoder: SentenceTransformerEncoder,
+                                                                        minilm_path: str) -> None:
+    """score ran under inference_mode only: an encoder someone put in train mode scored with
+    dropout, differently at each call (review). Each module's own mode is restored after."""
+    rr = MaxSimReranker(cfg(minilm_path), encoder=encoder)
+    docs = ["Paris is the capital of France.", "Bananas are yellow."]
+    expected = rr.score("capital of France", docs)
+    encoder.model.train()
+    rr.head.train()
+    try:
+        assert torch.equal(rr.score("capital of France", docs), expected)
+        assert torch.equal(rr.score("capital of France", docs), expected)
+        assert encoder.model.training and rr.head.training
+    finally:
+        encoder.model.eval()
+        rr.head.eval()
