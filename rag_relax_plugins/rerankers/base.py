@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from rag_relax_plugins.embedders._texts import check_unicode
+
 __all__ = [
     "ADAPTER_FIELDS",
     "BaseReranker",
@@ -77,15 +79,18 @@ def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:
     Raises:
         TypeError: ``query`` not a ``str``, ``documents`` not a sequence, or an entry not a ``str``
             (the message gives its position and type).
+        ValueError: the query or an entry holds a lone surrogate (not valid Unicode).
     """
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, got {type(query).__name__}")
+    check_unicode("query", query)
     if isinstance(documents, str) or not isinstance(documents, Sequence):
         raise TypeError(f"documents must be a sequence of str, got {type(documents).__name__}")
     out: list[str] = []
     for i, doc in enumerate(documents):
         if not isinstance(doc, str):
             raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
+        check_unicode(f"documents[{i}]", doc)
         out.append(doc)
     return query, out
 

@@ -175,3 +175,26 @@ def test_gaussian_hashing_spec_with_a_seed_beyond_64_bits() -> None:
 
     with pytest.raises(ValueError, match="seed must be an int in"):
         GaussianEmbedder(GaussianConfig(backbone=f"hashing:64:{2**64}"), device="cpu")
+
+
+def test_a_lone_surrogate_is_named_by_every_text_path(minilm_path: str) -> None:
+    """json.loads('"caf\\ud800e"') is a str UTF-8 cannot encode: the hashing encoder failed with
+    UnicodeEncodeError and MiniLM's tokenizer with "TextEncodeInput must be Union[...]", neither
+    naming the text (review). Rerankers' query and documents likewise."""
+    import json
+
+    from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
+    from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
+
+    bad = json.loads('"caf\\ud800e"')
+    message = r"is not valid Unicode text \(a lone surrogate at position 3\)"
+    with pytest.raises(ValueError, match=r"^texts\[1\] " + message):
+        HashingEncoder(dim=8).encode(["ok", bad])
+    with pytest.raises(ValueError, match=r"^texts\[0\] " + message):
+        SentenceTransformerEncoder(minilm_path, device="cpu").encode([bad])
+    rr = MaxSimReranker(MaxSimConfig(projection_dim=None, token_dim=8), encoder=HashingEncoder(dim=8))
+    with pytest.raises(ValueError, match=r"^documents\[2\] " + message):
+        rr.rerank("q", ["a", "b", bad])
+    with pytest.raises(ValueError, match=r"^query " + message):
+        rr.score(bad, ["a"])
+    assert HashingEncoder(dim=8).encode(["caf\u00e9"]).shape == (1, 8)  # ordinary non-ASCII text
