@@ -345,7 +345,9 @@ class MaxSimReranker(BaseReranker):
                 ``model.safetensors`` (the message names it),
                 a folder of another model type (``"type"`` other than ``"maxsim"``; a save
                 without a ``"type"`` is accepted only when its keys are all :class:`MaxSimConfig`
-                fields), unknown format version, or weights that do not match the config.
+                fields), unknown format version, a config whose values do not fit the backbone
+                (token size, trained layers, length: the message names ``config.json``), or
+                weights that do not match the config.
         """
         try:
             folder = find_saved_folder(path, _CONFIG, kind=cls.SAVE_KIND)
@@ -369,7 +371,11 @@ class MaxSimReranker(BaseReranker):
             config = MaxSimConfig.from_dict(meta)
         except (TypeError, ValueError) as exc:  # a value out of range or of the wrong type: name the file
             raise ValueError(f"{folder / _CONFIG}: {exc} (corrupt or hand-edited file?)") from exc
-        rr = cls(config, encoder=encoder, device=device, batch_size=batch_size)
+        try:  # the config's values checked against the backbone (token size, layers, length)
+            rr = cls(config, encoder=encoder, device=device, batch_size=batch_size)
+            params = rr.trainable_backbone_parameters(rr.config.trained_layers) if rr.config.trained_layers else {}
+        except (TypeError, ValueError) as exc:  # named the checks' own parameters ("last_layers must be <= 6"), not the file
+            raise ValueError(f"{folder / _CONFIG}: {exc} (the saved config does not fit the backbone)") from exc
         tensors = read_tensors(folder / _WEIGHTS)
         head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
         try:
@@ -377,7 +383,6 @@ class MaxSimReranker(BaseReranker):
         except RuntimeError as exc:
             raise ValueError(f"{folder}/{_WEIGHTS} does not match its config: {exc}") from exc
         if rr.config.trained_layers:
-            params = rr.trainable_backbone_parameters(rr.config.trained_layers)
             missing = sorted(set(params) - set(tensors))
             if missing:
                 raise ValueError(f"{folder}/{_WEIGHTS} lacks trained backbone tensors, e.g. {missing[0]}")

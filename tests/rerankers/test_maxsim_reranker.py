@@ -242,6 +242,23 @@ def test_load_names_the_config_file_holding_a_bad_value(tmp_path: Path, field: s
         MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
 
 
+@pytest.mark.parametrize("field, value, match", [
+    ("token_dim", 128, r"encoder token size 64 does not match config.token_dim=128"),
+    ("trained_layers", 99, r"train_last_layers needs a sentence-transformers BERT-like backbone"),
+])
+def test_load_names_the_config_file_whose_values_do_not_fit_the_backbone(
+    tmp_path: Path, field: str, value: object, match: str
+) -> None:
+    """Values valid alone but not for the backbone were checked by the constructor, unnamed
+    ("last_layers must be <= 6" for trained_layers 99, a parameter the user never passed; review)."""
+    folder = make(16).save(tmp_path / "m")
+    meta = json.loads((folder / "config.json").read_text())
+    meta[field] = value
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"config\.json: {match}.*does not fit the backbone"):
+        MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
+
+
 def test_load_refuses_a_folder_of_another_model_type(tmp_path: Path) -> None:
     """A config.json whose "type" is not "maxsim" (or, for a save without a type, whose keys are not
     MaxSimConfig fields, e.g. a Gumbel reranker's) is refused by name; an older MaxSim save
