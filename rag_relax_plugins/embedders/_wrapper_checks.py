@@ -1,5 +1,6 @@
 """What the LangChain and LlamaIndex embedding wrappers share: the check of options a passed model
-makes unused, and the model's digest name (a cache key)."""
+makes unused, the model's digest name (a cache key), and the check of raw vectors given back to
+them for scoring."""
 
 from __future__ import annotations
 
@@ -7,7 +8,29 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["check_model_arguments", "model_digest_name"]
+__all__ = ["check_model_arguments", "model_digest_name", "raw_vectors"]
+
+
+def raw_vectors(name: str, rows: object, dim: int) -> Any:
+    """``rows`` (a list of vectors) as a ``(N, dim) x float32`` tensor.
+
+    A vector of another width (a cosine-compatible one is ``dim + 2`` wide, a truncated one
+    shorter) was scored as if raw, and a flat list for a list of vectors failed inside torch
+    ("shape '[16, 16]' is invalid").
+
+    Raises:
+        ValueError: not a list of ``dim``-wide vectors of numbers (named ``name``).
+    """
+    import torch
+
+    try:
+        t = torch.as_tensor(rows, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name} must be a list of vectors of {dim} numbers ({exc})") from exc
+    if t.dim() != 2 or t.shape[1] != dim:
+        raise ValueError(f"{name} must be a list of vectors of {dim} numbers (the model's raw width), "
+                         f"got shape {tuple(t.shape)}")
+    return t
 
 
 def check_model_arguments(model: Any, model_path: Any, device: str | None) -> None:

@@ -174,6 +174,11 @@ class GaussianEmbeddings(Embeddings):
 
         if self.cosine_max_norm is not None:
             raise ValueError("similarity expects raw vectors; this instance returns cosine-compatible ones")
-        q = torch.tensor([query], dtype=torch.float32)
-        d = torch.tensor(documents, dtype=torch.float32).reshape(len(documents), q.shape[1])
+        from rag_relax_plugins.embedders._wrapper_checks import raw_vectors
+
+        q = raw_vectors("query", [query] if isinstance(query, (list, tuple)) else query, self.model.dim)
+        if not (isinstance(documents, (list, tuple)) and len(documents) == 0):
+            d = raw_vectors("documents", documents, self.model.dim)
+        else:
+            d = torch.zeros(0, self.model.dim)
         return [float(s) for s in self.model.score(q, d)[0].tolist()]

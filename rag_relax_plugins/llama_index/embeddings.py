@@ -227,8 +227,8 @@ class GaussianEmbedding(BaseEmbedding):
         """Similarity of two raw vectors; ``DEFAULT`` uses the model's geometry, not cosine."""
         if mode != SimilarityMode.DEFAULT or self.cosine_max_norm is not None:
             return super().similarity(embedding1, embedding2, mode)
-        import torch
+        from rag_relax_plugins.embedders._wrapper_checks import raw_vectors
 
-        a = torch.tensor([embedding1], dtype=torch.float32)
-        b = torch.tensor([embedding2], dtype=torch.float32)
+        a = raw_vectors("embedding1", [embedding1], self._model.dim)
+        b = raw_vectors("embedding2", [embedding2], self._model.dim)
         return float(self._model.score(a, b)[0, 0])

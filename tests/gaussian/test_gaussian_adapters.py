@@ -160,6 +160,27 @@ def test_similarity_uses_geometry() -> None:
         GaussianEmbeddings(model=model, batch_size=0)
 
 
+def test_similarity_refuses_vectors_of_another_width_or_shape() -> None:
+    """Cosine-compatible vectors (D + 2 wide) or truncated ones were scored as raw; a flat list for
+    the documents failed inside torch ("shape '[16, 16]' is invalid") (review)."""
+    model = _random_head_model("euclidean")
+    emb, li = GaussianEmbeddings(model=model), GaussianEmbedding(model=model)
+    cos = GaussianEmbeddings(model=model, cosine_max_norm=1e4)
+    q, docs = emb.embed_query(QUERIES[0]), emb.embed_documents(CORPUS[:2])
+    width = rf"must be a list of vectors of {model.dim} numbers"
+    with pytest.raises(ValueError, match=r"^query " + width):
+        emb.similarity(cos.embed_query(QUERIES[0]), docs)
+    with pytest.raises(ValueError, match=r"^documents " + width):
+        emb.similarity(q, cos.embed_documents(CORPUS[:2]))
+    with pytest.raises(ValueError, match=r"^documents " + width):
+        emb.similarity(q, q)  # type: ignore[arg-type]  # one vector for a list of them
+    with pytest.raises(ValueError, match=r"^query " + width):
+        emb.similarity(5, docs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^embedding2 " + width):
+        li.similarity(q, q[:-5])
+    assert emb.similarity(q, []) == []
+
+
 def test_cosine_max_norm_bounds_the_transformed_document_norm() -> None:
     """The docstring said M bounds the document norms and the error named ``max_norm``; for the
     Euclidean geometry the bound is on ``|[d, -|d|^2/2]|``, which the message now names."""
