@@ -174,7 +174,8 @@ class GaussianEmbedder(nn.Module):
         Later :meth:`forward` / :meth:`encode` calls on a cached text run only the trainable
         layers: training for several epochs over the same texts, or re-encoding a corpus after
         each epoch, gets cheaper by about ``N / L`` (see :mod:`._prefix_cache`). Calling it again
-        keeps the cached states. Call :meth:`disable_prefix_cache` before changing the frozen
+        with the same ``max_texts`` keeps the cached states; another ``max_texts`` starts an empty
+        cache. Call :meth:`disable_prefix_cache` before changing the frozen
         weights (:meth:`apply_freeze` drops the cache itself).
 
         Raises:
