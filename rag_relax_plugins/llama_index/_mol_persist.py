@@ -10,8 +10,10 @@ added as ``ImageNode`` / ``IndexNode`` and the name of a sibling folder
 
 Crash safety: the new index folder is written completely (atomically, by the index) before the
 manifest is replaced with ``os.replace`` from a temporary file in the same folder; the previous
-index folder is deleted only after that. A crash leaves either the old manifest with its old
-folder or the new manifest with its new folder (at worst an orphan folder).
+index folder is deleted only after that, and only when it bears this manifest's name (a copied
+manifest names the original's folder, which the original still uses). A crash or an interrupt
+leaves either the old manifest with its old folder or the new manifest with its new folder (at
+worst an orphan folder).
 
 The manifest names its index folder; only a plain sibling name of the pattern this module writes
 (``<name>.index-<12 hex digits>``: no path separator, no ``..``) is accepted, by
@@ -142,11 +144,23 @@ def write_store(
     try:  # the manifest's rename reaches the disk (folder flushed) before the old index is deleted
         atomic_write_text(path, _manifest_text(manifest))
     except BaseException:
-        if folder is not None:
+        # an interrupt while the folder is flushed comes after the rename: the new manifest is
+        # in place then, and deleting its index folder left a manifest naming nothing
+        if folder is not None and _named_folder(path) != folder:
             shutil.rmtree(path.parent / folder, ignore_errors=True)
         raise
-    if old and old != folder:
+    # only a folder of this manifest's name: a copy of another manifest (b.json copied from a.json)
+    # names a.json's folder, which a.json still uses
+    if old and old != folder and old.startswith(f"{path.name}.index-"):
         shutil.rmtree(path.parent / old, ignore_errors=True)
+
+
+def _named_folder(path: Path) -> str | None:
+    """The index folder the manifest at ``path`` names now (``None``: none, or no manifest)."""
+    try:
+        return _previous_folder(path)
+    except ValueError:
+        return None
 
 
 def _manifest_text(manifest: dict[str, Any]) -> str:

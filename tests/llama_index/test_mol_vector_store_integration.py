@@ -181,6 +181,46 @@ def test_failed_persist_keeps_previous_manifest(tmp_path: Path, monkeypatch: pyt
     assert len(MoLVectorStore.from_persist_path(str(path))) == 3
 
 
+def test_an_interrupt_after_the_manifest_rename_keeps_its_index_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt while the folder is flushed comes after the manifest's rename: the clean-up
+    deleted the new index folder the new manifest named, and the store no longer loaded (review)."""
+    from rag_relax_plugins import _io
+    from rag_relax_plugins.llama_index import _mol_persist
+
+    _, store = _index()
+    path = tmp_path / "vs.json"
+    store.persist(str(path))
+    real = _io.atomic_write_text
+
+    def renamed_then_interrupted(target: Path, text: str) -> None:
+        real(target, text)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_mol_persist, "atomic_write_text", renamed_then_interrupted)
+    store.add([TextNode(id_="extra", text="Lisbon", embedding=EMB.get_text_embedding("Lisbon"))])
+    with pytest.raises(KeyboardInterrupt):
+        store.persist(str(path))
+    monkeypatch.undo()
+    assert len(MoLVectorStore.from_persist_path(str(path))) == 4  # the new manifest with its folder
+
+
+def test_persisting_a_copied_manifest_keeps_the_originals_index_folder(tmp_path: Path) -> None:
+    """b.json copied from a.json names a.json's index folder; persisting b.json deleted it, and
+    a.json no longer loaded (review). Only a folder of the manifest's own name is deleted."""
+    import shutil
+
+    _, store = _index()
+    store.persist(str(tmp_path / "a.json"))
+    shutil.copy(tmp_path / "a.json", tmp_path / "b.json")
+    copy = MoLVectorStore.from_persist_path(str(tmp_path / "b.json"))
+    copy.add([TextNode(id_="extra", text="Lisbon", embedding=EMB.get_text_embedding("Lisbon"))])
+    copy.persist(str(tmp_path / "b.json"))
+    assert len(MoLVectorStore.from_persist_path(str(tmp_path / "a.json"))) == 3
+    assert len(MoLVectorStore.from_persist_path(str(tmp_path / "b.json"))) == 4
+    copy.persist(str(tmp_path / "b.json"))  # b.json's own earlier folder is replaced
+    assert sorted(p.name.split(".index-")[0] for p in tmp_path.iterdir() if p.is_dir()) == ["a.json", "b.json"]
+
+
 def test_documents_added_as_they_are_persist_and_load(tmp_path: Path) -> None:
     """An IngestionPipeline (or insert_nodes) hands Document objects to the store: it saved them
     as type "Document", which the loader refused, and the save had replaced the loadable one."""
