@@ -29,6 +29,7 @@ mode the replaced one had (``tempfile`` alone gives 0600 / 0700).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -262,6 +263,9 @@ def _check_target(target: Path, kind: str | None) -> None:
     existing file, or a save whose marker names another ``kind`` (saves without one take no part)."""
     if target.exists() and not target.is_dir():
         raise ValueError(f"target must be a directory path, got an existing file: {target}")
+    if target.is_dir() and os.path.ismount(target):  # the rename aside fails there ("Device or resource busy")
+        raise ValueError(f"cannot replace {target}: it is a mount point, which a save cannot rename; "
+                         "nothing was changed. Save into a folder inside it.")
     existing = saved_kind(target) if kind is not None and target.is_dir() else None
     if existing is not None and existing != kind:
         raise ValueError(f"refusing to replace {target}: it holds a saved {existing}, not a {kind}; "
@@ -298,7 +302,10 @@ def _need_folder(where: Path, target: object) -> None:
 def check_file_target(path: str | os.PathLike[str]) -> None:
     """Refuse, before a run does its work, a file ``path`` whose folder the write could not reach:
     the nearest existing entry above it, as the OS reads the path (``notes.txt/..``, a dangling
-    link), is not a folder (:func:`atomic_write_bytes` found it after the run). ``ValueError``."""
+    link), is not a folder (:func:`atomic_write_bytes` found it after the run), or ``path`` is
+    itself a folder. ``ValueError``."""
+    if Path(path).is_dir():  # the final rename onto it failed with IsADirectoryError
+        raise ValueError(f"cannot write the file {path}: it is a folder")
     _need_folder(Path(path).absolute().parent, path)
 
 
@@ -450,20 +457,37 @@ def atomic_folder(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    stale = _backups(target)  # left by a crash between two renames; superseded by this save
+    # left by a crash between two renames, superseded by this save: only saves (marked), not a
+    # user's folder that happens to be named ".<name>.old-keep", which a save deleted
+    stale = [b for b in _backups(target) if (b / SAVE_MARKER).is_file()]
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}{_OLD}", dir=target.parent))
         old.rmdir()  # only the unique name is wanted
-        os.replace(target, old)
-        os.replace(tmp, target)
+        _replace_or_undo(target, old, tmp, restore=None)
+        _replace_or_undo(tmp, target, tmp, restore=old)
         _fsync_dir(target.parent)
         stale.append(old)
     else:
-        os.replace(tmp, target)
+        _replace_or_undo(tmp, target, tmp, restore=None)
         _fsync_dir(target.parent)
     for backup in stale:
         shutil.rmtree(backup, ignore_errors=True)
     return target
+
+
+def _replace_or_undo(src: Path, dst: Path, tmp: Path, *, restore: Path | None) -> None:
+    """``os.replace(src, dst)`` for :func:`atomic_folder`; when it fails (a full disk, an
+    interrupt, another save that took the name meanwhile) the new save in ``tmp`` is removed and
+    ``restore`` (the previous save, moved aside) put back at ``dst`` where ``dst`` is free
+    again: a failure left a ``.tmp-*`` copy and the target missing until the next save."""
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        if restore is not None and not os.path.lexists(dst):
+            with contextlib.suppress(OSError):
+                os.replace(restore, dst)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def find_saved_folder(

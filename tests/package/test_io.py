@@ -49,14 +49,15 @@ def test_crash_during_write_keeps_the_previous_folder(tmp_path: Path) -> None:
 
 
 def _crash_between_the_renames(target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Save v1 to ``target``, then die while saving v2, after the old folder was moved aside."""
+    """Save v1 to ``target``, then die while saving v2, after the old folder was moved aside (a
+    dead process renames nothing more: the save's attempt to put v1 back fails too)."""
     atomic_folder(target, _write("v1"))
     real_replace = os.replace
     calls = []
 
     def replace_then_die(src, dst):  # type: ignore[no-untyped-def]
         calls.append((src, dst))
-        if len(calls) == 2:  # the new folder would move into place now
+        if len(calls) >= 2:  # the new folder would move into place now
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
@@ -741,3 +742,62 @@ def test_the_mode_pass_adds_read_bits_only_and_leaves_shared_files_alone(tmp_pat
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir() if p.name != SAVE_MARKER}
     assert modes == {"run.sh": 0o744, "frozen.txt": 0o444, "linked.bin": 0o600}
     assert stat.S_IMODE(outside.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("failing_call", [1, 2])
+def test_a_failed_rename_puts_the_previous_save_back_and_leaves_no_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing_call: int
+) -> None:
+    """A full disk (or an interrupt) at either rename of a replacement left the new save as a
+    .tmp-* copy and, at the second, the target missing until the next save (review)."""
+    target = tmp_path / "model"
+    atomic_folder(target, _write("v1"))
+    real, calls = os.replace, []
+
+    def replace(src: object, dst: object) -> None:
+        calls.append(dst)
+        if len(calls) == failing_call:
+            raise OSError(28, "No space left on device")
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_folder(target, _write("v2"))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (target / "data.txt").read_text(encoding="utf-8") == "v1"
+
+
+def test_a_users_folder_named_like_a_backup_is_kept(tmp_path: Path) -> None:
+    """Any '.<name>.old-<word>' sibling was deleted by the next save as a stale backup (review):
+    only one that holds the save marker is."""
+    target = tmp_path / "index"
+    atomic_folder(target, _write("v1"))
+    mine = tmp_path / ".index.old-keep"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine", encoding="utf-8")
+    atomic_folder(target, _write("v2"))
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".index.old-keep", "index"]
+
+
+def test_a_mount_point_target_and_a_folder_as_a_file_target_are_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mount point passed check_save_target, then the save's rename aside failed ("Device or
+    resource busy"); an existing folder passed check_file_target, and `evaluate --output dir/`
+    failed after the whole evaluation (review)."""
+    from rag_relax_plugins._io import check_file_target, check_save_target
+
+    target = tmp_path / "mnt"
+    atomic_folder(target, _write("v1"))
+    real = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == target or real(p))
+    with pytest.raises(ValueError, match=r"it is a mount point, which a save cannot rename; nothing was changed"):
+        check_save_target(target, kind="x")
+    with pytest.raises(ValueError, match=r"it is a mount point"):
+        atomic_folder(target, _write("v2"))
+    monkeypatch.undo()
+    assert (target / "data.txt").read_text(encoding="utf-8") == "v1"
+    with pytest.raises(ValueError, match=r"cannot write the file .*: it is a folder"):
+        check_file_target(tmp_path)
