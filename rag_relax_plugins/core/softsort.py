@@ -105,15 +105,36 @@ def _kl_block_softmax(z: torch.Tensor, ctx: Any) -> torch.Tensor:
     return torch.exp(s.reshape(-1) - lse[sol.block_ids]).reshape(s.shape)
 
 
-def _shift_within_blocks(a: torch.Tensor, b: torch.Tensor, sol: Any) -> torch.Tensor:
-    """``a - sol.values`` for ``sol = isotonic_decreasing(a, b, ...)`` on sorted ``(B, n)`` rows,
-    with ``b`` itself where an element's block holds it alone (``sol.values`` is ``a - b`` there,
-    for both regularisations). At a small strength ``a`` is about ``n / strength`` and the
-    difference cancelled: ``soft_sort`` at strength 1e-15 gave ``[-1, 0, 0.25, 2]`` for
-    ``[-1.2, 0.1, 0.3, 2]`` and ``"kl"`` soft ranks above ``n``. Pooled blocks need gaps in ``b``
-    above ``1 / strength``, so ``b`` is as large as ``a`` where they occur."""
-    alone = (sol.block_sizes == 1).index_select(0, sol.block_ids).reshape(a.shape)
-    return torch.where(alone, b, a - sol.values)
+def _shift_within_blocks(a: torch.Tensor, b: torch.Tensor, sol: Any, regularization: str) -> torch.Tensor:
+    """``a - sol.values`` for ``sol = isotonic_decreasing(a, b, regularization)`` on sorted
+    ``(B, n)`` rows, without its cancellation where ``a`` is large (a small strength: ``a`` about
+    ``n / strength``, or ``x / strength``). ``soft_sort`` at strength 1e-15 gave ``[-1, 0, 0.25, 2]``
+    for ``[-1.2, 0.1, 0.3, 2]``, ``"kl"`` soft ranks exceeded ``n``, and tied values' soft ranks
+    ``[5, 5, 1, 3]`` came out ``[3, 3, 1, 2]``.
+
+    Every element alone in its block: ``b`` exactly (``sol.values`` is ``a - b`` there). Else, when
+    the rounding of ``a`` (``eps * max|a|``) exceeds 1e-12: ``(d - centre_B(d)) + centre_B(b)`` with
+    ``d = a - max_B(a)``, the same in exact arithmetic (centre: the block's mean for ``"l2"``,
+    ``logsumexp`` for ``"kl"``); ``d`` is exact for tied values and small within a block.
+    Ordinary strengths keep the plain difference (no block sums).
+    """
+    if sol.num_blocks == a.numel():
+        return b.clone()
+    if float(a.abs().amax()) * torch.finfo(a.dtype).eps <= 1e-12:
+        return a - sol.values
+    ids, nb = sol.block_ids, sol.num_blocks
+    flat = a.reshape(-1)
+    top = torch.full((nb,), float("-inf"), dtype=a.dtype, device=a.device).scatter_reduce(
+        0, ids, flat, reduce="amax", include_self=True)
+    d = flat - top.index_select(0, ids)  # (B * n,)
+    if regularization == "kl":
+        centre_d = segment_logsumexp(d, ids, nb)
+        centre_b = sol.block_lse_b
+    else:
+        sizes = sol.block_sizes.to(a.dtype)
+        centre_d = torch.zeros(nb, dtype=a.dtype, device=a.device).index_add_(0, ids, d) / sizes
+        centre_b = torch.zeros(nb, dtype=a.dtype, device=a.device).index_add_(0, ids, b.reshape(-1)) / sizes
+    return ((d - centre_d.index_select(0, ids)) + centre_b.index_select(0, ids)).reshape(a.shape)
 
 
 class _SoftRank(torch.autograd.Function):
@@ -134,7 +155,7 @@ class _SoftRank(torch.autograd.Function):
         if regularization == "kl":
             w = torch.log(w)
         sol = isotonic_decreasing(s, w, regularization)
-        primal = _shift_within_blocks(s, w, sol)  # s - sol.values, sorted order
+        primal = _shift_within_blocks(s, w, sol, regularization)  # s - sol.values, sorted order
         out_sorted = torch.exp(primal) if regularization == "kl" else primal
         out = torch.empty_like(out_sorted).scatter_(1, perm, out_sorted)
         ctx.sol, ctx.perm, ctx.wd, ctx.regularization = sol, perm, wd, regularization
@@ -174,7 +195,7 @@ class _SoftSort(torch.autograd.Function):
         s = v.gather(1, perm)  # (B, n) sorted descending
         w = (torch.arange(n, 0, -1, dtype=wd, device=v.device) / strength).expand(rows, n)
         sol = isotonic_decreasing(w, s, regularization)
-        out = _shift_within_blocks(w, s, sol)  # w - sol.values, (B, n) sorted descending
+        out = _shift_within_blocks(w, s, sol, regularization)  # w - sol.values, (B, n) sorted descending
         ctx.sol, ctx.perm, ctx.wd, ctx.regularization = sol, perm, wd, regularization
         if regularization == "kl":
             ctx.save_for_backward(values)
@@ -202,7 +223,9 @@ def soft_rank(
     Ranks are 1-based. ``descending=False`` (default, as ``torchsort``): rank 1 is the smallest
     value, rank n the largest; ``descending=True``: rank 1 is the largest. As
     ``regularization_strength -> 0`` the result tends to the hard ranks, with tied values getting
-    their average rank (``[1, 1, 2, 0]`` gives ``[2.5, 2.5, 4, 1]``: the projection pools them); as
+    their average rank (``[1, 1, 2, 0]`` gives ``[2.5, 2.5, 4, 1]``: the projection pools them;
+    exact to about 1e-9 while ``|x| / strength`` stays below ~1e13 in float64, and no longer past
+    ~1e15, where float64 has no room for rank-sized differences); as
     it grows, every rank tends to the mean ``(n + 1) / 2`` (``"l2"``). With ``"l2"`` each row sums
     to ``n (n + 1) / 2``; ``"kl"`` gives positive ranks (the projection in log space). Gradients
     are exact (custom autograd, O(n) backward after the sort), and so are second derivatives

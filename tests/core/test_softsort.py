@@ -254,3 +254,18 @@ def test_a_tiny_strength_gives_the_hard_sort_and_ranks_without_cancellation(regu
     hard = big.argsort(dim=1).argsort(dim=1).to(torch.float64) + 1
     assert torch.allclose(soft_rank(big, strength, regularization), hard, rtol=0, atol=1e-9)
     assert torch.equal(soft_sort(big, strength, regularization), big.sort(dim=1).values)
+
+
+@pytest.mark.parametrize(("regularization", "strength"), [("l2", 1e-12), ("l2", 1e-9), ("kl", 1e-12), ("kl", 1e-9)])
+def test_tied_values_get_their_average_rank_at_a_tiny_strength(regularization: str, strength: float) -> None:
+    """Tied values pool into one block, whose ranks cancelled too: [5, 5, 1, 3] at 1e-15 gave
+    [3, 3, 1, 2] (l2) and "kl" at 1e-12 gave 3.49926 for the pair (review). (Where |x| / strength
+    reaches ~1e15 the solver itself loses the pooling: float64 has no room left for rank-sized
+    differences, e.g. one rank of 300 tied values off by 0.5 at 1e-15.)"""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 20, (2, 300), generator=g).to(torch.float64)  # many ties
+    below, equal = (x[:, None, :] < x[:, :, None]).sum(-1), (x[:, None, :] == x[:, :, None]).sum(-1)
+    average_rank = below.to(torch.float64) + (equal.to(torch.float64) + 1) / 2
+    assert torch.allclose(soft_rank(x, strength, regularization), average_rank, rtol=0, atol=1e-9)
+    four = soft_rank(torch.tensor([5.0, 5.0, 1.0, 3.0], dtype=torch.float64), strength, regularization)
+    assert torch.allclose(four, torch.tensor([3.5, 3.5, 1.0, 2.0], dtype=torch.float64), rtol=0, atol=1e-12)
