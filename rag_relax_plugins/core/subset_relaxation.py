@@ -41,6 +41,12 @@ def softmax_round(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     log_p = z - lse  # (B, N) log_softmax
     top = log_p.argmax(dim=-1, keepdim=True)  # (B, 1)
     p = log_p.exp()  # (B, N)
+    # renormalised: at |z| ~ 1e4 (scores / tau) the rounding of lse (an ulp of z) made every
+    # round's p sum to 1 - 2e-4 (k = 2 over [7, 7, -7] at tau 1e-3 gave 0.9998 twice); tied
+    # entries now share p exactly and none of them exceeds 1/2
+    total = p.sum(dim=-1, keepdim=True)  # (B, 1)
+    p = p / total
+    log_p = log_p - torch.log(total)
     p_top = p.gather(-1, top)  # (B, 1)
     p_rest = p.scatter(-1, top, 0.0)  # (B, N) top entry zeroed (its log1p may be -inf), set below
     rest = p_rest.sum(dim=-1, keepdim=True)  # (B, 1) 1 - p_top

@@ -528,3 +528,12 @@ def test_subset_mask_with_ties_matches_float64() -> None:
         single = relaxed_topk(x, 3, mode="subset", tau=tau, add_noise=False)
         double = relaxed_topk(x.double(), 3, mode="subset", tau=tau, add_noise=False)
         assert (single.double() - double).abs().max() < 1e-4, tau  # was 7.5e-3 at tau 1e-3
+
+
+def test_subset_mask_of_a_tied_top_pair_sums_to_k() -> None:
+    """At scores / tau ~ 1e4 the rounding of logsumexp made each round's softmax sum to 1 - 2e-4:
+    k = 2 over [7, 7, -7] at tau 1e-3 gave [0.9998, 0.9998, 0] (review). Each round is
+    renormalised now."""
+    for scale in (7.0, 700.0):
+        mask = relaxed_topk(torch.tensor([[scale, scale, -scale]]), 2, mode="subset", tau=1e-3, add_noise=False)
+        assert mask.tolist() == [[1.0, 1.0, 0.0]]
