@@ -122,8 +122,11 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     first, so the squares neither overflow nor underflow float32 (``F.normalize`` alone gave 0
     for a component of norm 1e20 and 1e-13 for one of norm 1e-25: cosine scores of 0 for the
     same direction). The divisor is a constant for autograd: the unit vector does not depend on it.
+    A zero vector is divided by 1 (a divisor of ``tiny`` made its gradient inf, and NaN on the
+    projection weights through a zero feature row).
     """
-    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    peak = x.detach().abs().amax(dim=-1, keepdim=True)
+    scale = torch.where(peak > 0, peak, torch.ones_like(peak))
     return F.normalize(x / scale, dim=-1)
 
 

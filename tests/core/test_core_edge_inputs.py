@@ -359,3 +359,14 @@ def test_mol_components_of_huge_or_tiny_features_keep_their_direction() -> None:
     (direction,) = torch.autograd.grad(comps.sum(), g)
     (reference,) = torch.autograd.grad(F.normalize(g, dim=-1).sum(), g)
     assert torch.allclose(direction, reference, atol=1e-6)
+
+
+def test_mol_gradients_stay_finite_for_a_zero_feature_row() -> None:
+    """The component normalisation divided a zero vector by finfo.tiny: an infinite gradient, and
+    NaN on the projection weights of the cosine head through a zero (padding) feature row (review)."""
+    sim = MoLSimilarity.cosine(8).train()
+    items = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    items[2] = 0.0
+    scores = sim.score_all(sim.encode_queries(items[:2]), sim.encode_items(items))
+    F.cross_entropy(scores, torch.tensor([0, 1])).backward()
+    assert all(torch.isfinite(p.grad).all() for p in sim.parameters() if p.grad is not None)
