@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,7 +27,7 @@ from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json
 from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.gumbel import RelaxedTopKMode, hard_topk_mask, relaxed_topk
-from rag_relax_plugins.core.modes import eval_mode
+from rag_relax_plugins.core.modes import eval_mode, module_lock
 from rag_relax_plugins.core.validation import check_count, check_k, check_positive
 from rag_relax_plugins.rerankers.base import (
     BaseReranker,
@@ -51,18 +49,7 @@ MODEL_TYPE = "gumbel"  # config.json "type": tells this folder from a MaxSim rer
 relevance = sigmoid_relevance  # the cross-encoder's mapping (module-level name kept for callers)
 
 
-_LOCKS: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def _scorer_lock(scorer: torch.nn.Module) -> threading.RLock:
-    """The lock of ``scorer`` (kept beside it, not on it: rerankers stay picklable). Re-entrant, so
-    a score call made from inside the same scorer's forward (a hook) does not block itself."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(scorer)
-        if lock is None:
-            lock = _LOCKS[scorer] = threading.RLock()
-        return lock
+_scorer_lock = module_lock  # the scorer's lock, held around its eval-mode switch
 
 
 class GumbelReranker(BaseReranker):

@@ -29,7 +29,9 @@ that is comparable across queries; :meth:`MaxSimReranker.relevance` maps it to `
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -43,7 +45,7 @@ from torch import nn
 from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, read_tensors
 from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.maxsim import maxsim_packed
-from rag_relax_plugins.core.modes import eval_mode
+from rag_relax_plugins.core.modes import eval_mode, module_lock
 from rag_relax_plugins.core.scalars import check_int
 from rag_relax_plugins.embedders.base import TokenEmbeddings, TokenEncoder
 from rag_relax_plugins.rerankers.base import (
@@ -54,11 +56,28 @@ from rag_relax_plugins.rerankers.base import (
 from rag_relax_plugins.rerankers.maxsim_config import MaxSimConfig
 from rag_relax_plugins.rerankers.maxsim_tokens import MaxSimHead, PackedTokens, pack_tokens
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["FORMAT_VERSION", "MaxSimConfig", "MaxSimHead", "MaxSimReranker", "PackedTokens", "pack_tokens"]
 
 FORMAT_VERSION = 1
 _WEIGHTS = "model.safetensors"
 _CONFIG = "config.json"
+
+
+def _other_encoder_model(encoder: object, config: MaxSimConfig) -> str | None:
+    """The encoder's model folder (``model_path``) when it is not ``config.backbone``'s, else
+    ``None`` (also for an encoder without one, such as the hashing double)."""
+    path = getattr(encoder, "model_path", None)
+    if not isinstance(path, (str, os.PathLike)):
+        return None
+    from rag_relax_plugins.embedders.sentence_transformer import resolve_model_path
+
+    try:
+        same = resolve_model_path(config.backbone).resolve() == Path(path).resolve()
+    except (FileNotFoundError, ValueError):  # config.backbone names no model folder
+        same = False
+    return None if same else str(path)
 
 
 def _check_encoder_model(encoder: object, config: MaxSimConfig) -> None:
@@ -69,16 +88,8 @@ def _check_encoder_model(encoder: object, config: MaxSimConfig) -> None:
     Raises:
         ValueError: the encoder's model is not ``config.backbone``'s.
     """
-    path = getattr(encoder, "model_path", None)
-    if not isinstance(path, (str, os.PathLike)):
-        return  # an encoder without a model folder (the hashing double ...): nothing to compare
-    from rag_relax_plugins.embedders.sentence_transformer import resolve_model_path
-
-    try:
-        same = resolve_model_path(config.backbone).resolve() == Path(path).resolve()
-    except (FileNotFoundError, ValueError):  # config.backbone names no model folder
-        same = False
-    if not same:
+    path = _other_encoder_model(encoder, config)
+    if path is not None:
         raise ValueError(
             f"the encoder's model {str(path)!r} is not config.backbone "
             f"({config.backbone!r}{', the offline MiniLM' if config.backbone is None else ''}; what save() "
@@ -179,12 +190,14 @@ class MaxSimReranker(BaseReranker):
         """``torch.inference_mode`` with the head and the encoder's model in eval mode (each
         module's own flag restored after): a shared encoder a caller put in train mode scored
         with dropout, differently at each call (BaseReranker asks for deterministic scores)."""
+        model = getattr(self.encoder, "model", None)
+        modules = [m for m in (model, self.head) if isinstance(m, nn.Module)]
         with ExitStack() as stack:
+            for m in modules:  # one order everywhere: encoder model, then head (no lock cycle)
+                stack.enter_context(module_lock(m))
             stack.enter_context(torch.inference_mode())
-            stack.enter_context(eval_mode(self.head))
-            model = getattr(self.encoder, "model", None)
-            if isinstance(model, nn.Module):
-                stack.enter_context(eval_mode(model))
+            for m in modules:
+                stack.enter_context(eval_mode(m))
             yield
 
     def encode_queries(self, queries: list[str]) -> TokenEmbeddings:
@@ -333,7 +346,9 @@ class MaxSimReranker(BaseReranker):
         Args:
             path: the folder.
             encoder: reuse an already loaded encoder of the same backbone (its trained layers, if
-                any, are overwritten with the saved ones).
+                any, are overwritten with the saved ones). Its model folder is taken as the
+                backbone where it differs from the saved ``config.backbone`` (a backbone moved
+                since the save), and a later save records it.
             device, batch_size: as in the constructor.
 
         A crash between the two renames of a replacing :meth:`save` leaves only the previous
@@ -371,6 +386,11 @@ class MaxSimReranker(BaseReranker):
             config = MaxSimConfig.from_dict(meta)
         except (TypeError, ValueError) as exc:  # a value out of range or of the wrong type: name the file
             raise ValueError(f"{folder / _CONFIG}: {exc} (corrupt or hand-edited file?)") from exc
+        moved = _other_encoder_model(encoder, config) if encoder is not None else None
+        if moved is not None:  # the backbone moved (or the caller knows better): the encoder's folder
+            logger.info("%s: loading with the given encoder's model %s (config.backbone %r)", folder, moved,
+                        config.backbone)
+            config = dataclasses.replace(config, backbone=moved)
         try:  # the config's values checked against the backbone (token size, layers, length)
             rr = cls(config, encoder=encoder, device=device, batch_size=batch_size)
             params = rr.trainable_backbone_parameters(rr.config.trained_layers) if rr.config.trained_layers else {}

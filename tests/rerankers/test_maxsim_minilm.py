@@ -190,3 +190,25 @@ def test_scores_are_deterministic_with_the_shared_encoder_in_train_mode(encoder:
     finally:
         encoder.model.eval()
         rr.head.eval()
+
+
+def test_a_save_whose_backbone_moved_loads_with_an_encoder_of_the_new_folder(
+    encoder: SentenceTransformerEncoder, minilm_path: str, tmp_path: Path
+) -> None:
+    """The constructor's check of the encoder's model refused load(encoder=...) of a save whose
+    backbone folder had moved, with no way to pass the new folder (review): load takes the
+    encoder's folder as the backbone and a later save records it."""
+    import shutil
+
+    first, moved = tmp_path / "bert_a", tmp_path / "bert_b"
+    shutil.copytree(minilm_path, first)
+    length = encoder.max_seq_length
+    rr = MaxSimReranker(MaxSimConfig(backbone=str(first), max_seq_length=length),
+                        encoder=SentenceTransformerEncoder(str(first), device="cpu", max_seq_length=length))
+    folder = rr.save(tmp_path / "rr")
+    first.rename(moved)
+    again = MaxSimReranker.load(folder, encoder=SentenceTransformerEncoder(str(moved), device="cpu", max_seq_length=length))
+    assert again.config.backbone == str(moved)
+    docs = ["Paris is the capital of France.", "Bananas are yellow."]
+    assert torch.allclose(again.score("capital of France", docs), rr.score("capital of France", docs), atol=1e-5)
+    assert MaxSimReranker.load(again.save(tmp_path / "rr2"), device="cpu").config.backbone == str(moved)

@@ -287,3 +287,34 @@ def test_load_recovers_the_backup_a_crash_left(tmp_path: Path) -> None:
     os.replace(folder, tmp_path / ".m.old-abc123")
     back = MaxSimReranker.load(tmp_path / "m", encoder=HashingEncoder(dim=DIM, seed=1))
     assert torch.equal(back.score(QUERY, DOCS), rr.score(QUERY, DOCS))
+
+
+def test_concurrent_scoring_keeps_each_modules_own_mode() -> None:
+    """Scoring switches the head (and a shared encoder's model) to eval mode and back; two threads
+    doing it at once without a lock left the head in eval mode for good (its training mode lost)
+    or scored in training mode (review). The second scorer now waits for the first."""
+    import threading
+
+    rr = make(16)
+    rr.head.train()
+    entered, release, second_in = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with rr._inference():
+            entered.set()
+            release.wait(5)
+
+    def second() -> None:
+        with rr._inference():
+            second_in.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert entered.wait(5)
+    b = threading.Thread(target=second)
+    b.start()
+    assert not second_in.wait(0.3)  # blocked while the first holds the head in eval mode
+    release.set()
+    a.join(5)
+    b.join(5)
+    assert second_in.is_set() and rr.head.training
