@@ -11,26 +11,27 @@ from typing import Any
 __all__ = ["check_model_arguments", "model_digest_name", "raw_vectors"]
 
 
-def raw_vectors(name: str, rows: object, dim: int) -> Any:
-    """``rows`` (a list of vectors) as a ``(N, dim) x float32`` tensor.
+def raw_vectors(name: str, rows: object, dim: int, *, one: bool = False) -> Any:
+    """``rows`` (a list of vectors; with ``one``, a single vector) as a ``(N, dim) x float32``
+    tensor (``N = 1`` with ``one``); lists, tuples, numpy arrays and tensors alike.
 
     A vector of another width (a cosine-compatible one is ``dim + 2`` wide, a truncated one
     shorter) was scored as if raw, and a flat list for a list of vectors failed inside torch
     ("shape '[16, 16]' is invalid").
 
     Raises:
-        ValueError: not a list of ``dim``-wide vectors of numbers (named ``name``).
+        ValueError: not that, named ``name``, with the shape given.
     """
     import torch
 
+    what = f"a vector of {dim} numbers" if one else f"a list of vectors of {dim} numbers"
     try:
         t = torch.as_tensor(rows, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{name} must be a list of vectors of {dim} numbers ({exc})") from exc
-    if t.dim() != 2 or t.shape[1] != dim:
-        raise ValueError(f"{name} must be a list of vectors of {dim} numbers (the model's raw width), "
-                         f"got shape {tuple(t.shape)}")
-    return t
+        raise ValueError(f"{name} must be {what} ({exc})") from exc
+    if t.dim() != (1 if one else 2) or t.shape[-1] != dim:
+        raise ValueError(f"{name} must be {what} (the model's raw width), got shape {tuple(t.shape)}")
+    return t.unsqueeze(0) if one else t
 
 
 def check_model_arguments(model: Any, model_path: Any, device: str | None) -> None:

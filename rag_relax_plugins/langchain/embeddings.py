@@ -176,7 +176,7 @@ class GaussianEmbeddings(Embeddings):
             raise ValueError("similarity expects raw vectors; this instance returns cosine-compatible ones")
         from rag_relax_plugins.embedders._wrapper_checks import raw_vectors
 
-        q = raw_vectors("query", [query] if isinstance(query, (list, tuple)) else query, self.model.dim)
+        q = raw_vectors("query", query, self.model.dim, one=True)
         if not (isinstance(documents, (list, tuple)) and len(documents) == 0):
             d = raw_vectors("documents", documents, self.model.dim)
         else:

@@ -229,6 +229,6 @@ class GaussianEmbedding(BaseEmbedding):
             return super().similarity(embedding1, embedding2, mode)
         from rag_relax_plugins.embedders._wrapper_checks import raw_vectors
 
-        a = raw_vectors("embedding1", [embedding1], self._model.dim)
-        b = raw_vectors("embedding2", [embedding2], self._model.dim)
+        a = raw_vectors("embedding1", embedding1, self._model.dim, one=True)
+        b = raw_vectors("embedding2", embedding2, self._model.dim, one=True)
         return float(self._model.score(a, b)[0, 0])

@@ -167,18 +167,24 @@ def test_similarity_refuses_vectors_of_another_width_or_shape() -> None:
     emb, li = GaussianEmbeddings(model=model), GaussianEmbedding(model=model)
     cos = GaussianEmbeddings(model=model, cosine_max_norm=1e4)
     q, docs = emb.embed_query(QUERIES[0]), emb.embed_documents(CORPUS[:2])
-    width = rf"must be a list of vectors of {model.dim} numbers"
-    with pytest.raises(ValueError, match=r"^query " + width):
+    width, one = rf"must be a list of vectors of {model.dim} numbers", rf"must be a vector of {model.dim} numbers"
+    with pytest.raises(ValueError, match=r"^query " + one):
         emb.similarity(cos.embed_query(QUERIES[0]), docs)
     with pytest.raises(ValueError, match=r"^documents " + width):
         emb.similarity(q, cos.embed_documents(CORPUS[:2]))
     with pytest.raises(ValueError, match=r"^documents " + width):
         emb.similarity(q, q)  # type: ignore[arg-type]  # one vector for a list of them
-    with pytest.raises(ValueError, match=r"^query " + width):
+    with pytest.raises(ValueError, match=r"^query " + one):
         emb.similarity(5, docs)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"^embedding2 " + width):
+    with pytest.raises(ValueError, match=r"^query " + one + r" .*got shape \(1, 16\)"):
+        emb.similarity([q], docs)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"^embedding2 " + one):
         li.similarity(q, q[:-5])
     assert emb.similarity(q, []) == []
+    import numpy as np
+
+    assert emb.similarity(np.array(q), np.array(docs)) == pytest.approx(emb.similarity(q, docs))  # as before
+    assert li.similarity(np.array(q), docs[0]) == pytest.approx(li.similarity(q, docs[0]))
 
 
 def test_cosine_max_norm_bounds_the_transformed_document_norm() -> None:
