@@ -10,7 +10,14 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding, SimilarityMode
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from rag_relax_plugins.embedders._texts import check_unicode
+
 __all__ = ["GaussianEmbedding"]
+
+
+def _named(query: bool, texts: list[str], i: int) -> str:
+    """How an error names ``texts[i]``: the query, the one text, or its place in a batch."""
+    return "query" if query else "text" if len(texts) == 1 else f"texts[{i}]"
 
 
 def _checked_texts(texts: object) -> list[str]:
@@ -21,6 +28,7 @@ def _checked_texts(texts: object) -> list[str]:
     for i, t in enumerate(out):
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
+        check_unicode(f"texts[{i}]", t)
     return out
 
 _DIGEST_NAME = re.compile(r"gaussian-embedder@[0-9a-f]{16}")  # what model_digest_name writes
@@ -190,8 +198,8 @@ class GaussianEmbedding(BaseEmbedding):
             return []
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                what = "query" if query else "text" if len(texts) == 1 else f"texts[{i}]"
-                raise TypeError(f"{what} must be a str, got {type(t).__name__}")
+                raise TypeError(f"{_named(query, texts, i)} must be a str, got {type(t).__name__}")
+            check_unicode(_named(query, texts, i), t)
         vecs = self._model.encode([prefix + t for t in texts], batch_size=self.embed_batch_size)
         if self.cosine_max_norm is not None:
             from rag_relax_plugins.embedders import gaussian_transforms as tf

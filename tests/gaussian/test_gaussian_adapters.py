@@ -187,6 +187,20 @@ def test_similarity_refuses_vectors_of_another_width_or_shape() -> None:
     assert li.similarity(np.array(q), docs[0]) == pytest.approx(li.similarity(q, docs[0]))
 
 
+def test_the_langchain_wrapper_names_a_bad_query_or_text_by_its_place() -> None:
+    """embed_query of a text with a lone surrogate said "texts[0]" (review)."""
+    import json
+
+    emb = GaussianEmbeddings(model=_random_head_model("euclidean"))
+    bad = json.loads('"q \\ud800"')
+    with pytest.raises(ValueError, match=r"^text is not valid Unicode text"):
+        emb.embed_query(bad)
+    with pytest.raises(ValueError, match=r"^texts\[1\] is not valid Unicode text"):
+        emb.embed_documents(["fine", bad])
+    with pytest.raises(TypeError, match=r"^text must be a str, got int"):
+        emb.embed_query(3)  # type: ignore[arg-type]
+
+
 def test_cosine_max_norm_bounds_the_transformed_document_norm() -> None:
     """The docstring said M bounds the document norms and the error named ``max_norm``; for the
     Euclidean geometry the bound is on ``|[d, -|d|^2/2]|``, which the message now names."""

@@ -104,6 +104,15 @@ async def test_a_non_text_is_named_by_its_place_in_the_whole_batch() -> None:
         e.get_text_embedding(5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="texts must be a list of str, got str"):
         e.get_text_embedding_batch("abc")  # type: ignore[arg-type]
+    import json
+
+    bad = json.loads('"q \\ud800"')  # a lone surrogate: named by its place too (review)
+    with pytest.raises(ValueError, match=r"^texts\[3\] is not valid Unicode text"):
+        e.get_text_embedding_batch(["a", "b", "c", bad])
+    with pytest.raises(ValueError, match=r"^query is not valid Unicode text"):
+        e.get_query_embedding(bad)
+    with pytest.raises(ValueError, match=r"^text is not valid Unicode text"):
+        e.get_text_embedding(bad)
     batch = e.get_text_embedding_batch(t for t in ["a", "b", "c"])  # type: ignore[arg-type]
     one = [e.get_text_embedding(t) for t in "abc"]
     assert all(row == pytest.approx(ref, abs=1e-6) for row, ref in zip(batch, one, strict=True))  # matmul rounding
