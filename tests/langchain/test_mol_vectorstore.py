@@ -472,7 +472,7 @@ def test_options_an_index_argument_would_ignore_are_refused(tmp_path: Path) -> N
         MoLVectorStore(HashingEmbeddings(), index=index(), first_stage="bogus")
     store = MoLVectorStore(HashingEmbeddings(), index=index(), cache_dtype="fp16", first_stage="flat", device="cpu")
     store.add_texts(TEXTS, ids=["a", "b", "c", "d"])
-    store.save_local(str(tmp_path / "s"))  # store.json records the index's options, not the defaults
+    store.save_local(str(tmp_path / "s"))  # the index's own options travel with its folder
     again = MoLVectorStore.load_local(str(tmp_path / "s"), HashingEmbeddings())
     assert again.index is not None and (again.index.cache_dtype, again.index.first_stage.kind) == ("fp16", "flat")
     assert again.similarity_search("cat", k=2) == store.similarity_search("cat", k=2)
