@@ -65,9 +65,10 @@ _WEIGHTS = "model.safetensors"
 _CONFIG = "config.json"
 
 
-def _other_encoder_model(encoder: object, config: MaxSimConfig) -> str | None:
+def _other_encoder_model(encoder: object, config: MaxSimConfig, *, moved_only: bool = False) -> str | None:
     """The encoder's model folder (``model_path``) when it is not ``config.backbone``'s, else
-    ``None`` (also for an encoder without one, such as the hashing double)."""
+    ``None`` (also for an encoder without one, such as the hashing double). ``moved_only``: only
+    when ``config.backbone`` names no folder any more (a backbone moved since a save)."""
     path = getattr(encoder, "model_path", None)
     if not isinstance(path, (str, os.PathLike)):
         return None
@@ -76,8 +77,8 @@ def _other_encoder_model(encoder: object, config: MaxSimConfig) -> str | None:
     try:
         same = resolve_model_path(config.backbone).resolve() == Path(path).resolve()
     except (FileNotFoundError, ValueError):  # config.backbone names no model folder
-        same = False
-    return None if same else str(path)
+        return str(Path(path).resolve())
+    return None if same or moved_only else str(path)
 
 
 def _check_encoder_model(encoder: object, config: MaxSimConfig) -> None:
@@ -346,9 +347,10 @@ class MaxSimReranker(BaseReranker):
         Args:
             path: the folder.
             encoder: reuse an already loaded encoder of the same backbone (its trained layers, if
-                any, are overwritten with the saved ones). Its model folder is taken as the
-                backbone where it differs from the saved ``config.backbone`` (a backbone moved
-                since the save), and a later save records it.
+                any, are overwritten with the saved ones). Where the saved ``config.backbone``
+                names no folder any more (a backbone moved since the save), the encoder's model
+                folder is taken as the backbone, and a later save records it; an encoder of
+                another model than a backbone still there is refused.
             device, batch_size: as in the constructor.
 
         A crash between the two renames of a replacing :meth:`save` leaves only the previous
@@ -386,8 +388,8 @@ class MaxSimReranker(BaseReranker):
             config = MaxSimConfig.from_dict(meta)
         except (TypeError, ValueError) as exc:  # a value out of range or of the wrong type: name the file
             raise ValueError(f"{folder / _CONFIG}: {exc} (corrupt or hand-edited file?)") from exc
-        moved = _other_encoder_model(encoder, config) if encoder is not None else None
-        if moved is not None:  # the backbone moved (or the caller knows better): the encoder's folder
+        moved = _other_encoder_model(encoder, config, moved_only=True) if encoder is not None else None
+        if moved is not None:  # the saved backbone folder is gone: the encoder's folder takes its place
             logger.info("%s: loading with the given encoder's model %s (config.backbone %r)", folder, moved,
                         config.backbone)
             config = dataclasses.replace(config, backbone=moved)

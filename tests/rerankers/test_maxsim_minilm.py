@@ -212,3 +212,7 @@ def test_a_save_whose_backbone_moved_loads_with_an_encoder_of_the_new_folder(
     docs = ["Paris is the capital of France.", "Bananas are yellow."]
     assert torch.allclose(again.score("capital of France", docs), rr.score("capital of France", docs), atol=1e-5)
     assert MaxSimReranker.load(again.save(tmp_path / "rr2"), device="cpu").config.backbone == str(moved)
+    # a backbone still in place is not replaced by an encoder of another model (review)
+    plain = MaxSimReranker(MaxSimConfig(max_seq_length=length), encoder=encoder).save(tmp_path / "plain")
+    with pytest.raises(ValueError, match=r"the encoder's model .*bert_b.* is not config.backbone \(None"):
+        MaxSimReranker.load(plain, encoder=SentenceTransformerEncoder(str(moved), device="cpu", max_seq_length=length))
