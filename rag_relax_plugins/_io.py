@@ -463,8 +463,8 @@ def atomic_folder(
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}{_OLD}", dir=target.parent))
         old.rmdir()  # only the unique name is wanted
-        _replace_or_undo(target, old, tmp, restore=None)
-        _replace_or_undo(tmp, target, tmp, restore=old)
+        _replace_or_undo(target, old, tmp, restore=(old, target))
+        _replace_or_undo(tmp, target, tmp, restore=(old, target))
         _fsync_dir(target.parent)
         stale.append(old)
     else:
@@ -475,17 +475,18 @@ def atomic_folder(
     return target
 
 
-def _replace_or_undo(src: Path, dst: Path, tmp: Path, *, restore: Path | None) -> None:
+def _replace_or_undo(src: Path, dst: Path, tmp: Path, *, restore: tuple[Path, Path] | None) -> None:
     """``os.replace(src, dst)`` for :func:`atomic_folder`; when it fails (a full disk, an
-    interrupt, another save that took the name meanwhile) the new save in ``tmp`` is removed and
-    ``restore`` (the previous save, moved aside) put back at ``dst`` where ``dst`` is free
-    again: a failure left a ``.tmp-*`` copy and the target missing until the next save."""
+    interrupt before or just after the rename, another save that took the name meanwhile) the
+    new save in ``tmp`` is removed and ``restore = (aside, target)``, the previous save moved
+    aside, put back where the target is free: a failure left a ``.tmp-*`` copy and the target
+    missing until the next save."""
     try:
         os.replace(src, dst)
     except BaseException:
-        if restore is not None and not os.path.lexists(dst):
+        if restore is not None and os.path.lexists(restore[0]) and not os.path.lexists(restore[1]):
             with contextlib.suppress(OSError):
-                os.replace(restore, dst)
+                os.replace(*restore)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 

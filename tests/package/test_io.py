@@ -744,21 +744,23 @@ def test_the_mode_pass_adds_read_bits_only_and_leaves_shared_files_alone(tmp_pat
     assert stat.S_IMODE(outside.stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize("failing_call", [1, 2])
+@pytest.mark.parametrize(("failing_call", "after_the_rename"), [(1, False), (2, False), (1, True)])
 def test_a_failed_rename_puts_the_previous_save_back_and_leaves_no_copy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing_call: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing_call: int, after_the_rename: bool
 ) -> None:
-    """A full disk (or an interrupt) at either rename of a replacement left the new save as a
-    .tmp-* copy and, at the second, the target missing until the next save (review)."""
+    """A full disk (or an interrupt, also one arriving just after the first rename) left the new
+    save as a .tmp-* copy and the target missing until the next save (review)."""
     target = tmp_path / "model"
     atomic_folder(target, _write("v1"))
     real, calls = os.replace, []
 
     def replace(src: object, dst: object) -> None:
         calls.append(dst)
-        if len(calls) == failing_call:
+        if len(calls) == failing_call and not after_the_rename:
             raise OSError(28, "No space left on device")
         real(src, dst)  # type: ignore[arg-type]
+        if len(calls) == failing_call:
+            raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(OSError, match="No space left"):
