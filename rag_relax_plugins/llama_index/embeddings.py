@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding, SimilarityMode
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from rag_relax_plugins.embedders._texts import check_unicode
+from rag_relax_plugins.embedders._texts import check_texts, check_unicode
 
 __all__ = ["GaussianEmbedding"]
 
@@ -21,15 +21,11 @@ def _named(query: bool, texts: list[str], i: int) -> str:
 
 
 def _checked_texts(texts: object) -> list[str]:
-    """``texts`` (any iterable of str but a str) as a list; a non-text is named by its position."""
-    if isinstance(texts, str) or not isinstance(texts, Iterable):
-        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}")
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
-        check_unicode(f"texts[{i}]", t)
-    return out
+    """``texts`` (any iterable of str but a str, as LlamaIndex iterates it) as a list, checked by
+    :func:`~rag_relax_plugins.embedders._texts.check_texts`: a bad text is named by its place."""
+    if isinstance(texts, Iterable) and not isinstance(texts, (str, bytes, Sequence)):
+        texts = list(texts)  # a generator
+    return check_texts(texts)
 
 _DIGEST_NAME = re.compile(r"gaussian-embedder@[0-9a-f]{16}")  # what model_digest_name writes
 _UNSET = object()

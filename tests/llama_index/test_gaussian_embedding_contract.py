@@ -102,7 +102,7 @@ async def test_a_non_text_is_named_by_its_place_in_the_whole_batch() -> None:
         await e.aget_text_embedding_batch(["a", "b", "c", None])  # type: ignore[list-item]
     with pytest.raises(TypeError, match=r"^text must be a str, got int"):
         e.get_text_embedding(5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="texts must be a list of str, got str"):
+    with pytest.raises(TypeError, match="texts must be a list of str, got a single str"):
         e.get_text_embedding_batch("abc")  # type: ignore[arg-type]
     import json
 

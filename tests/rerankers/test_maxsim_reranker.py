@@ -230,14 +230,20 @@ def test_load_names_the_corrupt_file(tmp_path: Path) -> None:
         MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
 
 
-@pytest.mark.parametrize("field, value", [("projection_dim", -1), ("max_seq_length", "64")])
-def test_load_names_the_config_file_holding_a_bad_value(tmp_path: Path, field: str, value: object) -> None:
-    """A bad value gave "projection_dim must be >= 1" without the file, a wrong type a TypeError
-    (review); GumbelReranker.load names the file."""
+def _saved_with(tmp_path: Path, field: str, value: object) -> Path:
+    """A saved reranker whose config.json has ``field`` set to ``value`` by hand."""
     folder = make(16).save(tmp_path / "m")
     meta = json.loads((folder / "config.json").read_text())
     meta[field] = value
     (folder / "config.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("field, value", [("projection_dim", -1), ("max_seq_length", "64")])
+def test_load_names_the_config_file_holding_a_bad_value(tmp_path: Path, field: str, value: object) -> None:
+    """A bad value gave "projection_dim must be >= 1" without the file, a wrong type a TypeError
+    (review); GumbelReranker.load names the file."""
+    folder = _saved_with(tmp_path, field, value)
     with pytest.raises(ValueError, match=rf"config\.json: .*{field}.*\(corrupt or hand-edited file\?\)"):
         MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
 
@@ -251,10 +257,7 @@ def test_load_names_the_config_file_whose_values_do_not_fit_the_backbone(
 ) -> None:
     """Values valid alone but not for the backbone were checked by the constructor, unnamed
     ("last_layers must be <= 6" for trained_layers 99, a parameter the user never passed; review)."""
-    folder = make(16).save(tmp_path / "m")
-    meta = json.loads((folder / "config.json").read_text())
-    meta[field] = value
-    (folder / "config.json").write_text(json.dumps(meta))
+    folder = _saved_with(tmp_path, field, value)
     with pytest.raises(ValueError, match=rf"config\.json: {match}.*does not fit the backbone"):
         MaxSimReranker.load(folder, encoder=HashingEncoder(dim=DIM))
 
