@@ -83,8 +83,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int |
     """Write ``data`` to ``path`` atomically; creates the parent folder. Returns the path.
 
     The file gets the mode an existing ``path`` has (else ``0o666`` less the umask), or ``mode``
-    when given (set before the data is written: no moment with a wider one)."""
+    when given (set before the data is written: no moment with a wider one). Through a symbolic
+    link the file it points to is replaced and the link kept (the link itself was replaced by a
+    plain file, and the file it named went stale), as :func:`atomic_folder` saves through one."""
     target = Path(path)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     # the temporary file beside the target as the OS reads the path (``link/..``: the link's parent;
     # mkstemp collapses ".." as text from Python 3.12, which would put it elsewhere)

@@ -124,6 +124,7 @@ def write_store(
         ValueError: the existing manifest at ``path`` names an index folder that is not a plain
             sibling name (nothing is written or deleted).
     """
+    path = _through_link(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     old = _previous_folder(path)
     folder = None
@@ -153,6 +154,12 @@ def write_store(
     # names a.json's folder, which a.json still uses
     if old and old != folder and old.startswith(f"{path.name}.index-"):
         shutil.rmtree(path.parent / old, ignore_errors=True)
+
+
+def _through_link(path: Path) -> Path:
+    """The manifest a symbolic link ``path`` points to: its index folder lives beside it (writing
+    through the link put the folder beside the link, and a load of the real file missed it)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def _named_folder(path: Path) -> str | None:
@@ -188,6 +195,8 @@ def read_store(
     has changed meanwhile, the new manifest is read again (up to 10 reads, each repeat waiting
     10 ms longer: :func:`~rag_relax_plugins._whole_save.read_while_steady`).
     """
+    path = _through_link(path)
+
     def read() -> tuple[MoLIndex | None, dict[str, Record], bool, set[str] | None, dict[str, Any] | None]:
         if not path.is_file():
             raise FileNotFoundError(f"no MoL vector store manifest at {path}")

@@ -221,6 +221,24 @@ def test_persisting_a_copied_manifest_keeps_the_originals_index_folder(tmp_path:
     assert sorted(p.name.split(".index-")[0] for p in tmp_path.iterdir() if p.is_dir()) == ["a.json", "b.json"]
 
 
+def test_a_manifest_reached_through_a_symlink_persists_and_loads_both_ways(tmp_path: Path) -> None:
+    """Persisting through a link replaced the link with a file and put the index folder beside
+    the link; a load of the real manifest missed it (review). The manifest the link points to is
+    written, with its folder beside it."""
+    _, store = _index()
+    real_dir = tmp_path / "v1"
+    real_dir.mkdir()
+    store.persist(str(real_dir / "vs.json"))
+    link = tmp_path / "current.json"
+    link.symlink_to(real_dir / "vs.json")
+    store.add([TextNode(id_="extra", text="Lisbon", embedding=EMB.get_text_embedding("Lisbon"))])
+    store.persist(str(link))
+    assert link.is_symlink()
+    for path in (link, real_dir / "vs.json"):
+        assert len(MoLVectorStore.from_persist_path(str(path))) == 4
+    assert sorted(p.name.split(".index-")[0] for p in real_dir.iterdir()) == ["vs.json", "vs.json"]
+
+
 def test_documents_added_as_they_are_persist_and_load(tmp_path: Path) -> None:
     """An IngestionPipeline (or insert_nodes) hands Document objects to the store: it saved them
     as type "Document", which the loader refused, and the save had replaced the loadable one."""

@@ -803,3 +803,14 @@ def test_a_mount_point_target_and_a_folder_as_a_file_target_are_refused_up_front
     assert (target / "data.txt").read_text(encoding="utf-8") == "v1"
     with pytest.raises(ValueError, match=r"cannot write the file .*: it is a folder"):
         check_file_target(tmp_path)
+
+
+def test_a_file_written_through_a_symlink_replaces_what_it_points_to(tmp_path: Path) -> None:
+    """The link itself was replaced by a plain file and the file it named went stale (review);
+    atomic_folder already saved through a link."""
+    real, link = tmp_path / "v1.json", tmp_path / "current.json"
+    real.write_text("old", encoding="utf-8")
+    link.symlink_to(real)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and real.read_text(encoding="utf-8") == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current.json", "v1.json"]
