@@ -32,6 +32,7 @@ __all__ = [
     "check_positive",
     "check_real",
     "check_same_shape",
+    "check_unicode",
 ]
 
 
@@ -83,3 +84,22 @@ def check_mask(name: str, mask: torch.Tensor | None, like_name: str, like: torch
             f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(mask.shape)}"
         )
     return mask
+
+
+def check_unicode(what: str, text: str, *, why: str = "decode it without surrogates (e.g. errors='replace')") -> None:
+    """Refuse a str that UTF-8 cannot encode: a lone surrogate such as ``"\\ud800"`` (from
+    ``json.loads`` of an escaped half pair, or bytes decoded with ``errors="surrogateescape"``)
+    failed inside the tokenizer ("TextEncodeInput must be Union[...]") or the hashing encoder,
+    naming neither the text nor its place.
+
+    ``why`` ends the message (the index says its saved files are UTF-8).
+
+    Raises:
+        ValueError: naming ``what`` and the position of the surrogate.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} is not valid Unicode text (a lone surrogate at position {exc.start}); {why}"
+        ) from None

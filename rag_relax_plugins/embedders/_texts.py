@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag_relax_plugins.core.scalars import check_int
+from rag_relax_plugins.core.validation import check_unicode
 
-__all__ = ["check_batch_size", "check_texts", "check_unicode"]
+__all__ = ["check_batch_size", "check_texts"]
 
 
 def check_texts(texts: object, name: str = "texts") -> list[str]:
@@ -28,24 +29,6 @@ def check_texts(texts: object, name: str = "texts") -> list[str]:
             raise TypeError(f"{name}[{i}] must be a str, got {type(item).__name__}")
         check_unicode(f"{name}[{i}]", item)
     return out
-
-
-def check_unicode(what: str, text: str) -> None:
-    """Refuse a str that UTF-8 cannot encode: a lone surrogate such as ``"\\ud800"`` (from
-    ``json.loads`` of an escaped half pair, or bytes decoded with ``errors="surrogateescape"``)
-    failed inside the tokenizer ("TextEncodeInput must be Union[...]") or the hashing encoder,
-    naming neither the text nor its place.
-
-    Raises:
-        ValueError: naming ``what`` and the position of the surrogate.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"{what} is not valid Unicode text (a lone surrogate at position {exc.start}); "
-            "decode it without surrogates (e.g. errors='replace')"
-        ) from None
 
 
 def check_batch_size(batch_size: object) -> int:

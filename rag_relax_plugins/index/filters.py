@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from rag_relax_plugins.core.validation import check_unicode
+
 __all__ = [
     "Filter",
     "check_dict_filter",
@@ -105,6 +107,7 @@ def _is_id_list(x: object) -> bool:
     return isinstance(x, Sequence) and not isinstance(x, str)
 
 
+_UTF8_FILES = "the saved files are UTF-8"  # why the index refuses such text
 _SCALARS = frozenset({str, int, float, type(None)})  # exact types: bool is not among them
 
 
@@ -174,7 +177,7 @@ def check_ids(name: str, ids: object, *, unique: bool) -> list[str]:
         "".join(out).encode("utf-8")  # one pass over all the ids; the loop below names the bad one
     except UnicodeEncodeError:
         for i in out:
-            _check_utf8(f"{name} entry {i!r}", i)
+            check_unicode(f"{name} entry {i!r}", i, why=_UTF8_FILES)
     if unique and len(set(out)) != len(out):
         dups = sorted(i for i, c in Counter(out).items() if c > 1)[:5]  # linear: list.count was quadratic
         raise ValueError(f"{name} must be unique, got duplicates {dups!r}")
@@ -209,22 +212,9 @@ def check_metadata(metadata: Sequence[dict[str, Any]] | None, n: int) -> list[di
             encoded = json.dumps(dict(m), allow_nan=False, ensure_ascii=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"metadata[{i}] must be JSON-serialisable (finite numbers): {exc}") from exc
-        _check_utf8(f"metadata[{i}]", encoded)
+        check_unicode(f"metadata[{i}]", encoded, why=_UTF8_FILES)
         out.append(json.loads(encoded))
     return out
-
-
-def _check_utf8(what: str, text: str) -> None:
-    """Refuse text that UTF-8 cannot encode (a lone surrogate such as ``"\\ud800"``, e.g. from
-    bytes decoded with ``errors="surrogateescape"``): the index's files are UTF-8, so a save would
-    fail on it for as long as it is stored."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"{what} is not valid Unicode text (a lone surrogate at position {exc.start}): the saved "
-            "files are UTF-8"
-        ) from None
 
 
 def _non_string_keys(value: object) -> list[object]:

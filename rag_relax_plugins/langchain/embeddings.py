@@ -158,7 +158,7 @@ class GaussianEmbeddings(Embeddings):
         """The query vector as a list of ``float``."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        from rag_relax_plugins.embedders._texts import check_unicode
+        from rag_relax_plugins.core.validation import check_unicode
 
         check_unicode("text", text)  # not "texts[0]"
         return self._embed([text], self.query_instruction, query=True)[0]

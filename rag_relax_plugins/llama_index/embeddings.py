@@ -10,7 +10,8 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding, SimilarityMode
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from rag_relax_plugins.embedders._texts import check_texts, check_unicode
+from rag_relax_plugins.core.validation import check_unicode
+from rag_relax_plugins.embedders._texts import check_texts
 
 __all__ = ["GaussianEmbedding"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins.embedders._texts import check_unicode
+from rag_relax_plugins.core.validation import check_unicode
 
 __all__ = [
     "ADAPTER_FIELDS",
