@@ -49,9 +49,6 @@ MODEL_TYPE = "gumbel"  # config.json "type": tells this folder from a MaxSim rer
 relevance = sigmoid_relevance  # the cross-encoder's mapping (module-level name kept for callers)
 
 
-_scorer_lock = module_lock  # the scorer's lock, held around its eval-mode switch
-
-
 class GumbelReranker(BaseReranker):
     """Trainable reranker for Gumbel Reranking (see the module docstring and docs/dev/gumbel_api.md).
 
@@ -142,7 +139,7 @@ class GumbelReranker(BaseReranker):
         if not docs:
             raise ValueError("documents must hold at least one candidate to score")
         unique, rows = distinct_texts(docs)  # each distinct text scored once
-        with _scorer_lock(self.scorer), torch.inference_mode(), eval_mode(self.scorer):
+        with module_lock(self.scorer), torch.inference_mode(), eval_mode(self.scorer):
             parts = [
                 self.scorer(query, unique[i : i + self.batch_size]).float().cpu()
                 for i in range(0, len(unique), self.batch_size)

@@ -298,7 +298,7 @@ def test_scoring_locks_are_per_scorer_and_reentrant(minilm_path: str) -> None:
     from inside another scorer's forward (a hook asking a second reranker)."""
     import threading
 
-    from rag_relax_plugins.rerankers.gumbel import _scorer_lock
+    from rag_relax_plugins.core.modes import module_lock as _scorer_lock
 
     a = GumbelReranker(tiny_scorer(minilm_path), k=2, device="cpu")
     b = GumbelReranker(tiny_scorer(minilm_path, seed=1), k=2, device="cpu")
