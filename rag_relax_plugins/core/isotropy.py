@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rag_relax_plugins.core.device import work_dtype
 from rag_relax_plugins.core.validation import (
     check_count,
     check_finite,
@@ -237,7 +238,7 @@ def effective_rank(x: torch.Tensor) -> torch.Tensor:
     x = check_floating("x", x)
     check_ndim("x", x, 2)
     check_finite("x", x)
-    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # no half-precision SVD on CPU
+    xf = x.to(work_dtype(x.dtype))  # no half-precision SVD on CPU
     s = torch.linalg.svdvals(xf - xf.mean(dim=0))
     p = s / s.sum().clamp_min(torch.finfo(s.dtype).tiny)
     p = p[p > 0]

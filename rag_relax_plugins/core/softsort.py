@@ -400,7 +400,7 @@ def sigmoid_topk_mask(scores: torch.Tensor, k: int, tau: float = 1.0) -> torch.T
     s = scores.unsqueeze(0) if scores.dim() == 1 else scores
     n = s.shape[1]
     k = check_k("k", k, n)
-    s = s.float() if s.dtype in (torch.float16, torch.bfloat16) else s  # 40000 + 30000 overflows fp16
+    s = s.to(work_dtype(s.dtype))  # 40000 + 30000 overflows fp16
     if k < n:
         top = torch.topk(s, k + 1, dim=1).values  # (B, k + 1), descending
         thr = 0.5 * (top[:, k - 1] + top[:, k])  # (B,)
