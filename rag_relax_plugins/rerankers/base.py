@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.validation import check_unicode
+from rag_relax_plugins.embedders._texts import check_texts
 
 __all__ = [
     "ADAPTER_FIELDS",
@@ -84,15 +85,7 @@ def check_candidates(query: object, documents: object) -> tuple[str, list[str]]:
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, got {type(query).__name__}")
     check_unicode("query", query)
-    if isinstance(documents, str) or not isinstance(documents, Sequence):
-        raise TypeError(f"documents must be a sequence of str, got {type(documents).__name__}")
-    out: list[str] = []
-    for i, doc in enumerate(documents):
-        if not isinstance(doc, str):
-            raise TypeError(f"documents[{i}] must be a str, got {type(doc).__name__}")
-        check_unicode(f"documents[{i}]", doc)
-        out.append(doc)
-    return query, out
+    return query, check_texts(documents, "documents")
 
 
 ADAPTER_FIELDS = ("top_n", "batch_size", "device")
