@@ -29,6 +29,8 @@ def raw_vectors(name: str, rows: object, dim: int, *, one: bool = False) -> Any:
         t = torch.as_tensor(rows, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{name} must be {what} ({exc})") from exc
+    if not one and t.shape == (0,):  # an empty list of vectors
+        return t.reshape(0, dim)
     if t.dim() != (1 if one else 2) or t.shape[-1] != dim:
         raise ValueError(f"{name} must be {what} (the model's raw width), got shape {tuple(t.shape)}")
     return t.unsqueeze(0) if one else t

@@ -173,15 +173,10 @@ class GaussianEmbeddings(Embeddings):
 
     def similarity(self, query: list[float], documents: list[list[float]]) -> list[float]:
         """Scores of raw ``documents`` vectors for a raw ``query`` vector under :attr:`geometry`."""
-        import torch
-
         if self.cosine_max_norm is not None:
             raise ValueError("similarity expects raw vectors; this instance returns cosine-compatible ones")
         from rag_relax_plugins.embedders._wrapper_checks import raw_vectors
 
         q = raw_vectors("query", query, self.model.dim, one=True)
-        if not (isinstance(documents, (list, tuple)) and len(documents) == 0):
-            d = raw_vectors("documents", documents, self.model.dim)
-        else:
-            d = torch.zeros(0, self.model.dim)
+        d = raw_vectors("documents", documents, self.model.dim)
         return [float(s) for s in self.model.score(q, d)[0].tolist()]
