@@ -196,10 +196,11 @@ def train(cfg: TrainConfig, *, model: GaussianEmbedder | None = None) -> dict[st
     if cfg.resume_from is not None:  # a missing checkpoint or other options: refused before anything is written
         ckpt = Path(cfg.resume_from)
         check_resume(ckpt, options, model_settings=saved_model_settings(ckpt))
-    if cfg.save_checkpoints:  # a checkpoint_epoch_N/model of the same output (best_model/ may be replaced)
+    if cfg.save_checkpoints:
+        # a checkpoint_epoch_N/model of the same output as init_model (best_model/ may be replaced),
+        # and a folder of the user's named like a checkpoint of this run: refused now
         check_source_outside_checkpoints(cfg.init_model, "init_model", Path(cfg.output_dir), EPOCH_CHECKPOINT_PREFIX,
                                          cfg.epochs)
-    if cfg.save_checkpoints:  # a folder of the user's named like a checkpoint of this run: refused now too
         check_checkpoint_targets(Path(cfg.output_dir), EPOCH_CHECKPOINT_PREFIX, cfg.epochs)
     for name in ("best_model", "final_model"):  # a folder of the user's there: refused now, not after training
         check_save_target(Path(cfg.output_dir) / name, kind=GaussianEmbedder.SAVE_KIND,
