@@ -57,6 +57,16 @@ def _check_top_n(top_n: object) -> int | None:
     return check_optional_count("top_n", top_n, 1)
 
 
+def _exact_sum(terms: list[float]) -> float:
+    """The sum of ``terms`` correctly rounded (``math.fsum``): the same terms give the same sum in
+    any order, so an exact tie stays a tie and first appearance decides it (a running ``+`` gave
+    two documents with the same terms sums one ulp apart). Overflow falls back to the plain sum."""
+    try:
+        return math.fsum(terms)
+    except (OverflowError, ValueError):  # a partial sum past the float range, or inf - inf
+        return sum(terms)
+
+
 def _finish(scores: dict[DocId, float], first_seen: dict[DocId, int], top_n: int | None) -> Fused:
     items = sorted(scores.items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))
     return items if top_n is None else items[:top_n]
@@ -79,14 +89,14 @@ def reciprocal_rank_fusion(
     Returns:
         ``[(doc_id, score)]`` sorted by fused score.
     """
-    if not rankings:
-        raise ValueError("rankings must hold at least one ranking")
     if isinstance(rankings, (str, bytes)):
         raise TypeError("rankings must be a sequence of rankings, not a string")
+    if len(rankings) == 0:  # not `not rankings`: a 2-D tensor or array of rankings has no truth value
+        raise ValueError("rankings must hold at least one ranking")
     k = check_count("k", k, 0)
     ws = _check_weights(weights, len(rankings))
     top_n = _check_top_n(top_n)
-    scores: dict[DocId, float] = {}
+    terms: dict[DocId, list[float]] = {}
     first: dict[DocId, int] = {}
     for i, (w, ranking) in enumerate(zip(ws, rankings, strict=True)):
         if isinstance(ranking, (str, bytes)):
@@ -96,8 +106,8 @@ def reciprocal_rank_fusion(
             raise ValueError(f"rankings[{i}] must list each document id at most once")
         for rank, doc in enumerate(ranking, start=1):
             first.setdefault(doc, len(first))
-            scores[doc] = scores.get(doc, 0.0) + w / (k + rank)
-    return _finish(scores, first, top_n)
+            terms.setdefault(doc, []).append(w / (k + rank))
+    return _finish({d: _exact_sum(t) for d, t in terms.items()}, first, top_n)
 
 
 def _check_score_lists(score_lists: Sequence[Mapping[DocId, float]]) -> list[Mapping[DocId, float]]:
@@ -175,16 +185,17 @@ def _combine(
         raise ValueError(f"normalization must be 'minmax', 'zscore', 'dbsf' or 'none', got {normalization!r}")
     ws = _check_weights(weights, len(score_lists))
     top_n = _check_top_n(top_n)
-    scores: dict[DocId, float] = {}
+    terms: dict[DocId, list[float]] = {}
     hits: dict[DocId, int] = {}
     first: dict[DocId, int] = {}
     for w, sl in zip(ws, score_lists, strict=True):
         # keep each list's own best-first order for first appearance
         for doc, s in sorted(_normalise(sl, normalization).items(), key=lambda kv: -sl[kv[0]]):
             first.setdefault(doc, len(first))
-            scores[doc] = scores.get(doc, 0.0) + w * s
+            terms.setdefault(doc, []).append(w * s)
             if w > 0:  # a weight-0 list is left out of the MNZ count, as if it were not given
                 hits[doc] = hits.get(doc, 0) + 1
+    scores = {d: _exact_sum(t) for d, t in terms.items()}
     if mnz:
         scores = {d: s * hits.get(d, 0) for d, s in scores.items()}
     return _finish(scores, first, top_n)

@@ -254,3 +254,31 @@ def test_ordinary_lists_are_normalised_as_before_and_edge_spreads_are_recovered(
     mu = sum(sl.values()) / 4
     sd = math.sqrt(sum((v - mu) ** 2 for v in sl.values()) / 4)
     assert dict(comb_sum([sl], normalization="zscore")) == {d: (v - mu) / sd for d, v in sl.items()}
+
+
+def test_exact_ties_from_three_lists_follow_first_appearance():
+    # the same terms summed in another order differed by one ulp, which decided the order instead
+    # of first appearance (review 2026-12-05)
+    out = comb_sum([{"b": 0.2, "a": 0.1}, {"a": 0.2, "b": 0.3}, {"a": 0.3, "b": 0.1}], "none")
+    assert [d for d, _ in out] == ["b", "a"] and out[0][1] == out[1][1]
+    latin = [["d0", "d1", "d2", "d3"], ["d2", "d3", "d0", "d1"], ["d1", "d2", "d3", "d0"], ["d3", "d0", "d1", "d2"]]
+    for k in (0, 60):
+        out = reciprocal_rank_fusion(latin, k=k)
+        assert [d for d, _ in out] == ["d0", "d1", "d2", "d3"] and len({s for _, s in out}) == 1
+    out = comb_mnz([{"b": 0.2, "a": 0.1}, {"a": 0.2, "b": 0.3}, {"a": 0.3, "b": 0.1}], "none")
+    assert [d for d, _ in out] == ["b", "a"]
+    # a sum past the float range still gives inf, as a running sum did
+    assert comb_sum([{"x": 1e308}, {"x": 1e308}], "none") == [("x", math.inf)]
+
+
+def test_a_2d_tensor_or_array_of_rankings_is_read_row_by_row():
+    import numpy as np
+    import torch
+
+    rows = [[0, 1, 2], [2, 1, 0]]
+    expected = reciprocal_rank_fusion(rows)
+    assert reciprocal_rank_fusion(torch.tensor(rows)) == expected
+    assert reciprocal_rank_fusion(np.array(rows)) == expected
+    assert reciprocal_rank_fusion(torch.tensor([[0]])) == [(0, 1 / 61)]
+    with pytest.raises(ValueError, match="at least one ranking"):
+        reciprocal_rank_fusion([])
