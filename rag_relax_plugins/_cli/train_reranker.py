@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trainable-layers",
         type=int,
         default=-1,
-        help="top scorer backbone layers trained; lower ones frozen (default -1: all)",
+        help="top scorer backbone layers trained, at most the backbone's layer count; lower ones frozen "
+        "(default -1: all, embeddings included)",
     )
     a("--resume-from", default=None, help="a checkpoint_step_N folder to resume from")
     a("--k", type=int, default=2)

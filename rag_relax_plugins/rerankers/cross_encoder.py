@@ -65,8 +65,9 @@ class PairScorer(nn.Module):
         backbone: local folder of a BERT-style model (``None``: the offline MiniLM).
         max_length: word pieces kept per encoded sequence (longer inputs are truncated by the
             tokenizer, documented behaviour of the scorer).
-        trainable_layers: number of top transformer layers left trainable (``-1``: all, including
-            embeddings); lower layers are frozen, which makes the backward pass cheaper.
+        trainable_layers: number of top transformer layers left trainable, at most the backbone's
+            layer count (``-1``: all, including embeddings); lower layers are frozen, which makes
+            the backward pass cheaper.
         seed: seed of the head initialisation.
     """
 
@@ -97,6 +98,14 @@ class PairScorer(nn.Module):
         if positions is not None and max_length > positions:  # a longer input failed mid-training
             raise ValueError(f"max_length {max_length} exceeds the backbone's {positions} usable positions "
                              f"(max_position_embeddings); use at most {positions}")
+        n_layers = len(self.backbone.encoder.layer)
+        if trainable_layers > n_layers:  # layers[n - t:] counted from the end: 7 of 6 trained one
+            if _config is None:
+                raise ValueError(f"trainable_layers must be <= {n_layers} (the backbone's layers) or -1 "
+                                 f"(all, embeddings included), got {trainable_layers}")
+            log.warning("the saved trainable_layers %d exceeds the backbone's %d layers: all %d are left "
+                        "trainable (versions before 2026-12-05 trained only the top %d)",
+                        trainable_layers, n_layers, n_layers, min(n_layers, trainable_layers - n_layers))
         self.max_length = max_length
         self.trainable_layers = trainable_layers
         self.seed = seed
@@ -113,8 +122,8 @@ class PairScorer(nn.Module):
             return
         for p in self.backbone.parameters():
             p.requires_grad_(False)
-        layers = self.backbone.encoder.layer
-        for layer in list(layers)[len(layers) - trainable_layers :] if trainable_layers else []:
+        layers = list(self.backbone.encoder.layer)
+        for layer in layers[max(0, len(layers) - trainable_layers) :] if trainable_layers else []:
             for p in layer.parameters():
                 p.requires_grad_(True)
 

@@ -416,3 +416,36 @@ def test_positions_of_mpnet_style_backbones_and_the_recorded_max_length(minilm_p
     meta["max_length"] = 200
     (folder / "scorer.json").write_text(json.dumps(meta))
     assert saved_scorer_settings(folder)["scorer_max_length"] == 100
+
+
+def test_trainable_layers_above_the_layer_count_is_refused(minilm_path: str) -> None:
+    # layers[n - t:] counted from the end: 7 of MiniLM's 6 trained one layer (review 2026-12-05)
+    from rag_relax_plugins.rerankers.cross_encoder import CrossEncoderScorer
+
+    with pytest.raises(ValueError, match=r"trainable_layers must be <= 6 .* got 7"):
+        CrossEncoderScorer(minilm_path, trainable_layers=7)
+    scorer = CrossEncoderScorer(minilm_path, trainable_layers=6)
+    layers = scorer.backbone.encoder.layer
+    assert all(p.requires_grad for layer in layers for p in layer.parameters())
+    assert not any(p.requires_grad for p in scorer.backbone.embeddings.parameters())
+
+
+def test_a_saved_trainable_layers_above_the_layer_count_loads_with_every_layer_trainable(
+    minilm_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rag_relax_plugins.rerankers.cross_encoder import load_scorer
+
+    scorer = tiny_scorer(minilm_path)  # 2 layers
+    folder = tmp_path / "scorer"
+    folder.mkdir()
+    scorer.save_into(folder)
+    meta = json.loads((folder / "scorer.json").read_text())
+    meta["trainable_layers"] = 3  # what an earlier version saved for a user's 3
+    (folder / "scorer.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        loaded = load_scorer(folder)
+    assert "exceeds the backbone's 2 layers" in caplog.text and "only the top 1" in caplog.text
+    assert all(p.requires_grad for layer in loaded.backbone.encoder.layer for p in layer.parameters())
+    loaded.eval(), scorer.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(Q, DOCS), scorer(Q, DOCS), atol=1e-6)  # the weights load as saved
