@@ -74,7 +74,10 @@ def evaluate_groups(
     """Rank each group's candidates with the reranker's head over cached backbone tokens.
 
     Returns:
-        ``{"all": {metric: mean}, <type>: {...}, ...}`` with ``"n"`` (questions) in each entry.
+        ``{"all": {metric: mean}, <type>: {...}, ...}`` with ``"n"`` (judged questions) in each
+        entry. A group with no gold candidate is left out of every mean and count, and a type with
+        no judged question has no entry (as :func:`~.grerank_eval.evaluate_rankings`); ``"all"``
+        is always there (its figures 0, ``n`` 0, when nothing is judged).
     """
     if not groups:
         raise ValueError("groups must not be empty")
@@ -88,7 +91,10 @@ def evaluate_groups(
     qrels: list[dict[str | int, float]] = [{i: 1.0 for i in g.gold} for g in groups]
     out: dict[str, dict[str, float]] = {}
     for name in ["all", *sorted({g.type for g in groups})]:
-        keep = [i for i, g in enumerate(groups) if name in ("all", g.type)]
-        res = evaluate([rankings[i] for i in keep], [qrels[i] for i in keep], list(metrics), skip_empty=True)
+        keep = [i for i, g in enumerate(groups) if name in ("all", g.type) and g.gold]  # judged only
+        if not keep and name != "all":  # zeros for unjudged questions read as a failed ranking
+            continue
+        rows = keep or list(range(len(groups)))  # nothing judged: evaluate's zeros, n 0
+        res = evaluate([rankings[i] for i in rows], [qrels[i] for i in rows], list(metrics), skip_empty=True)
         out[name] = {**res, "n": float(len(keep))}
     return out

@@ -400,3 +400,19 @@ def test_a_cuda_run_leaves_the_callers_cuda_and_cpu_generators_as_they_were(tmp_
     result = train_maxsim(cfg, groups, queries.texts, texts.texts, reranker=reranker)
     assert result["steps"] == 2 and all(np.isfinite(result["history"]["step_loss"]))
     assert torch.equal(torch.get_rng_state(), before[0]) and torch.equal(torch.cuda.get_rng_state(), before[1])
+
+
+def test_evaluate_groups_leaves_unjudged_groups_out() -> None:
+    # groups without gold were scored 0 and counted in "n"; a type with none judged read as a
+    # failed ranking (review 2026-12-05)
+    groups, queries, texts = synthetic()
+    rr = make_reranker()
+    q = TokenCache(rr.backbone_tokens(queries.texts, marker="[Q] "))
+    t = TokenCache(rr.backbone_tokens(texts.texts, marker="[D] "))
+    judged = [g for g in groups if g.type == "comparison"]
+    mixed = [g if g.type == "comparison" else QueryGroup(g.query, g.candidates, (), g.type) for g in groups]
+    got, ref = evaluate_groups(rr, mixed, q, t), evaluate_groups(rr, judged, q, t)
+    assert set(got) == {"all", "comparison"} and got["all"]["n"] == 4
+    assert got["all"] == ref["all"] and got["comparison"] == ref["comparison"]
+    none = evaluate_groups(rr, [QueryGroup(g.query, g.candidates, (), g.type) for g in groups], q, t)
+    assert set(none) == {"all"} and none["all"]["n"] == 0 and none["all"]["mrr"] == 0.0
