@@ -153,7 +153,7 @@ class MoLVectorStore(VectorStore):
         self._index_kwargs: dict[str, Any] = {
             "device": device, "first_stage": first_stage, "cache_dtype": cache_dtype,
         }
-        if index is not None:  # its own options stand (and store.json records them)
+        if index is not None:  # its own options stand (the saved index/ folder records them)
             self._index_kwargs = _given_index_options(index, self._index_kwargs)
         # the index and whether the store built its head live in one holder, which a shallow
         # copy shares: a new index (the first add, a new width after delete()) reaches both
