@@ -3,8 +3,9 @@
 The :class:`~rag_relax_plugins.core.mol.MoLSimilarity` an index scores with is the caller's module:
 a training loop may switch it back to train mode (softmax dropout would then make search random
 and :class:`~rag_relax_plugins.index.ExactTwoPass` inexact) or cast it to another dtype. Every
-index operation therefore runs it under :func:`~rag_relax_plugins.core.modes.eval_mode` and
-checks its dtype first.
+index operation therefore runs it under :func:`~rag_relax_plugins.core.modes.eval_mode`, held
+under the module's :func:`~rag_relax_plugins.core.modes.module_lock` (two threads switching its
+flags at once left it in the wrong mode), and checks its dtype first.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from rag_relax_plugins.core.modes import eval_mode
+from rag_relax_plugins.core.modes import eval_mode, module_lock
 from rag_relax_plugins.core.mol import MoLConfig, MoLItemState, MoLSimilarity
 
 __all__ = ["ItemStore", "RowBuffer", "StoreSnapshot", "encode_item_states"]
@@ -177,7 +177,7 @@ class StoreSnapshot:
 def encode_item_states(similarity: MoLSimilarity, feats: torch.Tensor, dtype: torch.dtype) -> MoLItemState:
     """The item towers of ``similarity`` (run in eval mode, ``_ENCODE_BATCH`` rows at a time) over
     ``feats`` ``(N, D_x)``: components ``(N, P_x, d_P)`` in ``dtype``, gate ``(N, P)`` float32."""
-    with eval_mode(similarity):
+    with module_lock(similarity), eval_mode(similarity):  # threads sharing the module: one at a time
         parts = [similarity.encode_items(feats[s : s + _ENCODE_BATCH]) for s in range(0, len(feats), _ENCODE_BATCH)]
     if not parts:
         c = similarity.config

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from rag_relax_plugins.core.device import resolve_device
-from rag_relax_plugins.core.modes import eval_mode
+from rag_relax_plugins.core.modes import eval_mode, module_lock
 from rag_relax_plugins.core.mol import MoLItemState, MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index._guards import check_encoded, check_float32_module, float32_features
@@ -59,11 +59,15 @@ class MoLIndex:
     bare index shared between threads needs the caller's lock.
 
     Args:
-        similarity: the :class:`MoLSimilarity` (moved to ``device``, put in eval mode), with
-            float32 parameters. ``add``, ``search`` and ``reencode`` always run it in eval mode
-            (and restore its mode afterwards), so a training loop that shares the module and
-            alternates with searches cannot make them random. The switch is not thread-safe:
-            to train while another thread searches, train a copy of the module. For an
+        similarity: the :class:`MoLSimilarity` (moved to ``device`` and put in eval mode here:
+            a training loop that builds an index calls ``train()`` again), with float32
+            parameters. ``add``, ``search`` and ``reencode`` always run it in eval mode (and
+            restore its mode afterwards), so a training loop that shares the module and
+            alternates with searches cannot make them random. They switch it under the module's
+            lock (:func:`~rag_relax_plugins.core.modes.module_lock`), so searches from several
+            threads, or from two indexes or stores over one module, run one at a time and leave
+            its mode as it was. Training in another thread while one searches is not safe: train
+            a copy of the module. For an
             untrained cosine index use ``MoLSimilarity.cosine(dim)``.
         first_stage: :class:`FirstStageConfig` or a kind (``"torch"``, ``"flat"``, ``"hnsw"``,
             ``"ivf"``) for the approximate strategies' candidate generation.
@@ -355,7 +359,7 @@ class MoLIndex:
                 the float32 range, unknown ids in ``filter``.
             TypeError: a malformed ``filter`` or ``strategy``.
         """
-        with torch.inference_mode(), eval_mode(self.similarity):
+        with module_lock(self.similarity), torch.inference_mode(), eval_mode(self.similarity):
             scores, ids = self._search(query_features, k, strategy, filter)
         return scores.clone(), ids  # cloned outside inference mode: an ordinary tensor
 

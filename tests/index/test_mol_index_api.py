@@ -292,6 +292,49 @@ def test_search_runs_in_eval_mode_whatever_the_module_mode() -> None:
     assert sim.training and sim.query_gate.training and not sim.dot_gate.training
 
 
+def _dropout_index() -> tuple[MoLSimilarity, MoLIndex]:
+    torch.manual_seed(0)
+    cfg = MoLConfig(
+        query_dim=8, item_dim=8, num_query_embeddings=2, num_item_embeddings=2,
+        component_dim=4, gate_hidden_dim=4, softmax_dropout=0.5,
+    )
+    sim = MoLSimilarity(cfg)
+    idx = MoLIndex(sim, device="cpu")
+    idx.add([str(i) for i in range(200)], torch.randn(200, 8))
+    return sim, idx
+
+
+def test_search_and_add_switch_the_module_under_its_lock() -> None:
+    # two threads switching one module's flags left it in eval mode (a training loop then lost its
+    # dropout and MI loss) or searched with dropout on (review 2026-12-05)
+    import threading
+
+    from rag_relax_plugins.core.modes import module_lock
+
+    sim, idx = _dropout_index()
+    for call in (lambda: idx.search(torch.randn(1, 8), 3), lambda: idx.add(["late"], torch.randn(1, 8))):
+        done = threading.Event()
+        with module_lock(sim):
+            t = threading.Thread(target=lambda c=call: (c(), done.set()))
+            t.start()
+            assert not done.wait(0.3)  # blocked on the module's lock
+        t.join(10)
+        assert done.is_set()
+
+
+def test_parallel_searches_keep_the_train_mode_of_a_shared_module() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sim, idx = _dropout_index()
+    queries = torch.randn(64, 8)
+    want = idx.search(queries, 5)[1]
+    sim.train()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: idx.search(q[None], 5)[1][0], queries))
+    assert sim.training and all(m.training for m in sim.modules())
+    assert got == want
+
+
 def test_search_returns_ordinary_tensors(index: MoLIndex) -> None:
     scores, _ = index.search(torch.randn(2, 8), 3)
     assert not scores.is_inference()
