@@ -202,6 +202,9 @@ class FaissSearcher(VectorSearcher):
             quantizer = faiss.IndexFlatIP(d)
             index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
             index.cp.seed = config.seed
+            # FAISS prints (C++, past logging) a warning under 39 points per cell: fewer than 39 vectors
+            # get one cell (ivf_cells), trained as well as they can be; the clustering is the same
+            index.cp.min_points_per_centroid = min(39, max(1, m // nlist))
             if m == 0:
                 raise ValueError("cannot train an IVF first stage on zero vectors")
             sample = x

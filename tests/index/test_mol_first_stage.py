@@ -129,3 +129,17 @@ def test_an_outgrown_ivf_stage_is_warned_about_once_and_a_build_resets_it(caplog
         caplog.clear()
         idx.add([f"c{i}" for i in range(500)], torch.randn(500, 16))
         assert "trained with" not in caplog.text
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
+def test_a_small_ivf_stage_trains_without_faiss_printing_a_warning(capfd: pytest.CaptureFixture[str]) -> None:
+    # fewer than 39 vectors get one cell; FAISS still printed "please provide at least 39 training
+    # points" to stderr at every build, past logging (review 2026-12-05)
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(10, 8), dim=1)
+    searcher = build_searcher(FirstStageConfig(kind="ivf"), x)
+    got = searcher.search(x[:2], 3)
+    assert torch.equal(got, _reference(x[:2], x, 3, None))  # one cell: every vector visited
+    assert "training points" not in capfd.readouterr().err
+    build_searcher(FirstStageConfig(kind="ivf", ivf_nlist=4), torch.randn(200, 8))  # 50 per cell: default rule
+    assert "training points" not in capfd.readouterr().err
