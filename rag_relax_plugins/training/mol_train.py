@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -260,7 +261,7 @@ def train_retrieval(
     data: PairData,
     cfg: MoLTrainConfig,
     *,
-    resume: bool | str | os.PathLike[str] = False,
+    resume: bool | str | os.PathLike[str] | None = False,
     eval_fn: Callable[[TwoTowerModel], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data``; see the module docstring for the loss and determinism.
@@ -272,7 +273,8 @@ def train_retrieval(
         cfg: options.
         resume: ``True`` resumes from the latest checkpoint in ``cfg.checkpoint_dir`` (if any;
             none found starts fresh, with a log message; no ``checkpoint_dir``: ``ValueError``), a path (``str`` or ``PathLike``)
-            resumes from that checkpoint folder, ``False`` starts fresh. The checkpoint must come
+            resumes from that checkpoint folder, ``False`` or ``None`` starts fresh (any other
+            value: ``TypeError``). The checkpoint must come
             from the same training options (runtime-only ones aside), model configuration and
             data (:func:`run_signature`), else ``ValueError``.
         eval_fn: called on the model (in eval mode) after each epoch; its metrics go to
@@ -288,6 +290,12 @@ def train_retrieval(
         raise TypeError(f"model must be a TwoTowerModel, got {type(model).__name__}")
     if data.num_items != model.num_items:
         raise ValueError(f"data.num_items ({data.num_items}) must equal model.num_items ({model.num_items})")
+    if resume is None:  # no checkpoint given (e.g. an absent option): a fresh run
+        resume = False
+    elif (np := sys.modules.get("numpy")) is not None and isinstance(resume, np.bool_):  # a numpy flag
+        resume = bool(resume)
+    if not isinstance(resume, (bool, str, os.PathLike)):  # 0 or [] resumed from the latest checkpoint
+        raise TypeError(f"resume must be True, False, None or a checkpoint folder (str or PathLike), got {resume!r}")
     if resume is True and not cfg.checkpoint_dir:
         raise ValueError("resume=True looks for the latest checkpoint in cfg.checkpoint_dir, which is not set: "
                          "set it, or pass the checkpoint folder as resume")

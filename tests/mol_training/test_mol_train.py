@@ -472,6 +472,28 @@ def test_resume_true_needs_a_checkpoint_dir():
         train_retrieval(_model(), _toy(), _cfg(epochs=1), resume=True)
 
 
+def test_resume_none_starts_fresh_and_other_values_are_refused(tmp_path):
+    """``resume=None`` (an absent option), ``0`` or ``[]`` resumed from the latest checkpoint: the
+    new model got the earlier run's weights and trained no step (review 2026-12-05)."""
+    import numpy as np
+
+    d = str(tmp_path / "ck")
+    train_retrieval(_model(seed=1), _toy(), _cfg(epochs=1, checkpoint_dir=d))  # an earlier run's checkpoints
+    fresh_model, ref_model = _model(), _model()
+    fresh = train_retrieval(fresh_model, _toy(), _cfg(epochs=1, checkpoint_dir=d), resume=None)
+    ref = train_retrieval(ref_model, _toy(), _cfg(epochs=1))
+    assert fresh.history["step_loss"] == ref.history["step_loss"]  # a fresh run, not the earlier one
+    assert all(torch.equal(v, ref_model.state_dict()[k]) for k, v in fresh_model.state_dict().items())
+    model = _model()
+    again = train_retrieval(model, _toy(), _cfg(epochs=1, checkpoint_dir=d), resume=np.bool_(True))
+    assert again.history["step_loss"] == fresh.history["step_loss"]  # resumed at the end: no new step
+    got, want = model.state_dict(), fresh_model.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)  # the checkpoint's weights, loaded
+    for bad in (0, [], 1.0):
+        with pytest.raises(TypeError, match="resume must be True, False, None or a checkpoint folder"):
+            train_retrieval(_model(), _toy(), _cfg(epochs=1, checkpoint_dir=d), resume=bad)
+
+
 def test_no_loss_curve_without_steps(tmp_path):
     """A run with no step (HotpotQA with the dot product) wrote an empty loss_curve.png."""
     assert plot_loss_curve({"step_loss": []}, tmp_path / "curve.png") is None
