@@ -207,7 +207,7 @@ def run_signature(model: TwoTowerModel, data: PairData) -> dict[str, str]:
             h.update(b"none")
             continue
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # bf16 too
     persistent = set(model.state_dict())
     f = hashlib.sha256()
     for name, buf in sorted(model.named_buffers()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +36,8 @@ class MoLTrainConfig(DictConfig):
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``None`` (best available).
         mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (autocast; float32 on CPU, fp16 only
             on MPS, where it runs without loss scaling; the run logs a warning for each).
-        checkpoint_dir: folder for ``checkpoint_step_N``; ``None`` disables checkpoints.
+        checkpoint_dir: folder for ``checkpoint_step_N`` (a str or PathLike, kept as a str); ``None``
+            disables checkpoints.
         save_every_steps: also checkpoint every N steps (``None``: at the end of each epoch only).
         keep_checkpoints: how many most recent checkpoints to keep.
         max_steps: stop after this many steps in total (the schedule still spans ``epochs``).
@@ -66,6 +68,11 @@ class MoLTrainConfig(DictConfig):
 
     def __post_init__(self) -> None:
         plain_scalars(self)
+        ck = self.checkpoint_dir  # a Path failed at the first checkpoint (not JSON), after an epoch
+        if isinstance(ck, os.PathLike):
+            object.__setattr__(self, "checkpoint_dir", os.fspath(ck))
+        elif ck is not None and not isinstance(ck, str):
+            raise TypeError(f"checkpoint_dir must be a str, a PathLike or None, got {type(ck).__name__}")
         for name in ("epochs", "batch_size", "keep_checkpoints"):
             check_count(name, getattr(self, name), 1)
         for name in ("warmup_steps", "num_negatives", "seed"):

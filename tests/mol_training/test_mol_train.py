@@ -494,6 +494,30 @@ def test_resume_none_starts_fresh_and_other_values_are_refused(tmp_path):
             train_retrieval(_model(), _toy(), _cfg(epochs=1, checkpoint_dir=d), resume=bad)
 
 
+def test_a_path_checkpoint_dir_is_kept_as_a_string(tmp_path):
+    """A ``Path`` was accepted, then failed at the first checkpoint, after an epoch (JSON)."""
+    cfg = _cfg(epochs=1, checkpoint_dir=tmp_path / "ck")
+    assert cfg.checkpoint_dir == str(tmp_path / "ck")
+    assert MoLTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    result = train_retrieval(_model(), _toy(), cfg)
+    assert result.checkpoint is not None and result.checkpoint.parent == tmp_path / "ck"
+    with pytest.raises(TypeError, match="checkpoint_dir must be a str, a PathLike or None, got int"):
+        _cfg(checkpoint_dir=3)
+
+
+def test_bfloat16_query_inputs_checkpoint_and_resume(tmp_path):
+    """The run signature hashed queries through numpy, which has no bfloat16 (review 2026-12-05)."""
+    from rag_relax_plugins.training.mol_train import run_signature
+
+    data = _toy()
+    feats = PairData(torch.randn(len(data.items), 8).to(torch.bfloat16), data.items, data.num_items)
+    sig = run_signature(_model(), feats)
+    assert sig and sig == run_signature(_model(), feats)
+    other = PairData(feats.queries.clone(), data.items, data.num_items)
+    other.queries[0, 0] += 1
+    assert run_signature(_model(), other) != sig
+
+
 def test_no_loss_curve_without_steps(tmp_path):
     """A run with no step (HotpotQA with the dot product) wrote an empty loss_curve.png."""
     assert plot_loss_curve({"step_loss": []}, tmp_path / "curve.png") is None
