@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     component_dim = args.component_dim
     if ml and component_dim is None:
         component_dim = embedding_dim if noise is not None else None
+    elif ml and noise is not None and args.similarity == "mol" and 1 <= component_dim != embedding_dim:
+        raise ValueError(f"--component-dim {component_dim}: the identity warm start (--warm-start-noise "
+                         f"{args.warm_start_noise}) needs --component-dim = --embedding-dim ({embedding_dim}); "
+                         "pass --warm-start-noise -1 for a random start with another component width")
     if args.user_dropout is not None and not args.user_embedding:
         raise ValueError("--user-dropout needs --user-embedding")
     out = Path(args.output)

@@ -116,6 +116,10 @@ def test_train_mol_user_embedding_interests_and_item_mlp(tiny_movielens, tmp_pat
     assert not (tmp_path / "nodrop").exists()  # checked before the output folder is made
     assert main(_args(tiny_movielens, tmp_path / "cd0", "--component-dim", "0")) != 0  # meant "default", silently
     assert "component_dim must be an int >= 1" in capsys.readouterr().err
+    # another width than the embedding's with the default warm start named recipe fields, not flags
+    assert main(_args(tiny_movielens, tmp_path / "cd4", "--embedding-dim", "8", "--component-dim", "4")) != 0
+    err = capsys.readouterr().err
+    assert "--component-dim 4" in err and "--warm-start-noise -1" in err and not (tmp_path / "cd4").exists()
 
 
 @pytest.mark.parametrize(
