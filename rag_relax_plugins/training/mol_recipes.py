@@ -386,16 +386,19 @@ def load_recipe_model(
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{cfg_file}: no valid 'recipe' ({exc!r})") from exc
     dataset = meta.get("dataset")
+    if dataset not in ("movielens", "hotpotqa"):
+        raise ValueError(f"unknown dataset {dataset!r} in {cfg_file}")
+    if dataset == "hotpotqa" and (query_features is None or doc_features is None):
+        raise ValueError("query_features and doc_features are required to load a HotpotQA model")
+    counts: dict[str, int] = {}
     if dataset == "movielens":
-        counts: dict[str, int] = {}
         for name, default in (("num_items", None), ("num_users", 0)):  # 9.7 was taken, no num_items a KeyError
             counts[name] = check_count(f"{cfg_file}: {name}", meta.get(name, default), 0)
-        model = build_movielens_model(counts["num_items"], recipe, num_users=counts["num_users"])
-    elif dataset == "hotpotqa":
-        if query_features is None or doc_features is None:
-            raise ValueError("query_features and doc_features are required to load a HotpotQA model")
-        model = build_hotpot_model(query_features, doc_features, recipe)
-    else:
-        raise ValueError(f"unknown dataset {dataset!r} in {cfg_file}")
+    with torch.random.fork_rng(devices=[]):  # the initial weights (replaced by the load) drew from the caller's RNG
+        if dataset == "movielens":
+            model = build_movielens_model(counts["num_items"], recipe, num_users=counts["num_users"])
+        else:
+            assert query_features is not None and doc_features is not None
+            model = build_hotpot_model(query_features, doc_features, recipe)
     load_model_weights(model, path)
     return model.eval(), meta

@@ -100,6 +100,15 @@ def test_save_and_load_round_trip(tmp_path):
         load_recipe_model(tmp_path / "h")
     again, _ = load_recipe_model(tmp_path / "h", query_features=feats[:2], doc_features=feats)
     torch.testing.assert_close(score_all(again, torch.arange(2)), score_all(hot, torch.arange(2)))
+
+    # loading leaves the caller's global RNG as it was (the rebuilt model's initial weights drew
+    # from it; review 2026-12-05)
+    for folder, kw in ((tmp_path / "m", {}), (tmp_path / "h", {"query_features": feats[:2], "doc_features": feats})):
+        torch.manual_seed(0)
+        want = torch.rand(3)
+        torch.manual_seed(0)
+        load_recipe_model(folder, **kw)
+        assert torch.equal(torch.rand(3), want), folder
     head = load_similarity(tmp_path / "h")  # the MoL head alone, no features needed
     torch.testing.assert_close(head(feats[:2], feats)[0], score_all(hot, torch.arange(2)))
     dot_recipe = RecipeConfig(similarity="dot", embedding_dim=8, max_len=3)
