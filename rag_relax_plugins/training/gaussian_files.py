@@ -45,6 +45,10 @@ class Pair:
 def _pair_from(obj: Any, where: str) -> Pair:
     if not isinstance(obj, dict):
         raise ValueError(f"{where}: expected an object with 'query' and 'positive', got {type(obj).__name__}")
+    unknown = sorted(set(obj) - {"query", "positive", "negative"}, key=str)
+    if unknown:  # "negatives" or a misspelt "neg" trained without the hard negatives, silently (a CSV's refused)
+        raise ValueError(f"{where}: unknown field(s) {unknown}: a pair holds 'query', 'positive' and an optional "
+                         "'negative' (one string)")
     q, p, n = obj.get("query"), obj.get("positive"), obj.get("negative")
     if not isinstance(q, str) or not q.strip():
         raise ValueError(f"{where}: 'query' must be a non-empty string, got {_shown(q)}")
@@ -256,4 +260,7 @@ def load_eval_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     unknown = {d for rel in data["qrels"].values() for d in rel} - set(data["corpus"])
     if unknown:
         raise ValueError(f"{file}: qrels name documents missing from the corpus: {sorted(unknown)[:5]}")
+    stray = set(data["qrels"]) - set(data["queries"])
+    if stray:  # they were left out of the evaluation silently (the report's num_queries only said so)
+        raise ValueError(f"{file}: qrels name queries missing from 'queries': {sorted(stray)[:5]}")
     return data  # type: ignore[no-any-return]

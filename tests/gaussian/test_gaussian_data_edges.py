@@ -166,3 +166,31 @@ def test_a_csv_field_longer_than_the_csv_modules_default_limit_is_read(tmp_path)
     pairs = load_pairs(path)
     assert len(pairs) == 2 and len(pairs[1].positive) == 200_000
     assert csv.field_size_limit() == limit
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_an_unknown_pair_field_is_refused_like_a_csv_column(tmp_path, suffix) -> None:
+    # "negatives" (or a misspelt "neg") loaded without its hard negatives (review 2026-12-05)
+    rows = [{"query": "a b", "positive": "b c", "negatives": ["x y"]}, {"query": "c d", "positive": "d e"}]
+    f = tmp_path / f"p{suffix}"
+    f.write_text("\n".join(json.dumps(r) for r in rows) if suffix == ".jsonl" else json.dumps(rows), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"p\.json\w?:1.*unknown field\(s\) \['negatives'\]"):
+        load_pairs(f)
+    f.write_text(json.dumps({"query": "a b", "positive": "b c", "negative": "x y"}) + "\n", encoding="utf-8")
+    if suffix == ".jsonl":
+        assert load_pairs(f)[0].negative == "x y"
+
+
+def test_qrels_naming_a_query_missing_from_queries_are_refused(tmp_path) -> None:
+    # such queries were left out of the evaluation silently (review 2026-12-05)
+    from rag_relax_plugins.training.gaussian_files import load_eval_file
+
+    data = {"corpus": {"d0": "a", "d1": "b"}, "queries": {"q0": "x", "q1": "y"},
+            "qrels": {"q0": {"d0": 1}, "Q1": {"d1": 1}}}
+    f = tmp_path / "eval.json"
+    f.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"qrels name queries missing from 'queries': \['Q1'\]"):
+        load_eval_file(f)
+    data["qrels"] = {"q0": {"d0": 1}}  # a query without qrels stays allowed (no relevant document)
+    f.write_text(json.dumps(data), encoding="utf-8")
+    assert load_eval_file(f)["qrels"] == {"q0": {"d0": 1}}
