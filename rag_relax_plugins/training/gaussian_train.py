@@ -217,6 +217,12 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
 
     train_pairs = load_pairs(cfg.train_file)
     val_pairs = load_pairs(cfg.val_file) if cfg.val_file else []
+    for name, pairs in (("train_file", train_pairs), ("val_file", val_pairs)):
+        with_neg = sum(p.negative is not None for p in pairs)
+        if 0 < with_neg < len(pairs):  # a batch uses hard negatives only when each of its pairs has one
+            log.warning("%s: %d of %d pairs have a hard negative; a batch uses them only when every pair in it "
+                        "has one, so most are not used: give every pair a negative, or none", name, with_neg,
+                        len(pairs))
     if len(val_pairs) == 1:  # no in-batch negative: its loss (the isotropy term alone) cannot select
         log.warning("val_file %s holds 1 pair: its loss cannot rank epochs (no in-batch negative); best_model/ "
                     "follows the training loss, as without a validation file", cfg.val_file)
