@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 NAME = "evaluate"
 OUTPUT_KIND = "file"  # --output is a JSON file (the other commands write folders)
@@ -74,24 +75,37 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--baseline {args.baseline}: {str(exc).split('. ')[0]}") from exc
     data = load_eval_file(args.eval_file)
     model = GaussianEmbedder.load(args.model, device=args.device)
+    base = _baseline(args, model) if args.baseline else None  # loaded before the model's evaluation
     result = evaluate_model(model, data, batch_size=args.batch_size)
     sys.stdout.write(format_table(result) + "\n")
-    if args.baseline:
-        from rag_relax_plugins.embedders.gaussian import EncoderBackbone
-        from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
-
-        base: object
-        # read as many tokens as the model does, so the comparison is of the weights only
-        tokens = getattr(model.backbone, "max_seq_length", None)
-        if args.baseline != "auto":
-            base = SentenceTransformerEncoder(args.baseline, device=args.device, max_seq_length=tokens)
-        elif isinstance(model.backbone, EncoderBackbone):
-            base = model.backbone.encoder
-        else:  # the untrained source (None = the offline MiniLM); the model's own copy if untouched
-            source = model.base_backbone if model.backbone_fine_tuned else model.config.backbone
-            base = SentenceTransformerEncoder(source, device=args.device, max_seq_length=tokens)
+    if base is not None:
         result["baseline"] = evaluate_model(base, data, batch_size=args.batch_size, geometry="cosine")
         sys.stdout.write("\nbaseline (backbone, cosine)\n" + format_table(result["baseline"]) + "\n")
     if args.output:
         write_report(result, args.output)
     return 0
+
+
+def _baseline(args: argparse.Namespace, model: Any) -> object:
+    """The encoder ``--baseline`` evaluates: a path, or (``auto``) the backbone ``model`` started from.
+
+    Raises:
+        ValueError: the model's recorded source backbone cannot be loaded (moved or deleted since
+            training); before, this failed after the model's whole evaluation, with no report.
+    """
+    from rag_relax_plugins.embedders.gaussian import EncoderBackbone
+    from rag_relax_plugins.embedders.sentence_transformer import SentenceTransformerEncoder
+
+    # read as many tokens as the model does, so the comparison is of the weights only
+    tokens = getattr(model.backbone, "max_seq_length", None)
+    if args.baseline != "auto":
+        return SentenceTransformerEncoder(args.baseline, device=args.device, max_seq_length=tokens)
+    if isinstance(model.backbone, EncoderBackbone):
+        return model.backbone.encoder
+    # the untrained source (None = the offline MiniLM); the model's own copy if untouched
+    source = model.base_backbone if model.backbone_fine_tuned else model.config.backbone
+    try:
+        return SentenceTransformerEncoder(source, device=args.device, max_seq_length=tokens)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"--baseline: the backbone the model started from ({source}) cannot be loaded "
+                         f"({str(exc).split('. ')[0]}); pass --baseline PATH to a copy of it") from exc

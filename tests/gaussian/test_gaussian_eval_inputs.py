@@ -138,3 +138,24 @@ def test_a_cutoff_past_100_ranks_that_deep() -> None:
     assert retrieval_metrics(query, docs, [str(i) for i in range(300)], [{gold: 1.0}], geometry="inner_product",
                              metrics=["mrr"])["mrr"] == 0.0  # plain MRR ranks 100 deep, as documented
     assert deepest_cutoff(["mrr", "recall@5", "ndcg@10"]) == 10 and deepest_cutoff(["mrr"]) is None
+
+
+def test_an_unloadable_source_backbone_is_refused_before_the_evaluation(tmp_path, capsys, monkeypatch) -> None:
+    """``--baseline`` (auto) on a model whose recorded source backbone was moved or deleted failed
+    after the model's whole evaluation, with no report written (review 2026-12-05)."""
+    from types import SimpleNamespace
+
+    import rag_relax_plugins.training.gaussian_eval as ge
+
+    (tmp_path / "eval.json").write_text(json.dumps(DATA))
+    GaussianEmbedder(GaussianConfig(backbone="hashing:32", output_dim=8), device="cpu").save(tmp_path / "m")
+    gone = str(tmp_path / "mini")  # the local copy a model was trained from, deleted since
+    moved = SimpleNamespace(backbone=object(), backbone_fine_tuned=True, base_backbone=gone,
+                            config=SimpleNamespace(backbone=gone))
+    monkeypatch.setattr(GaussianEmbedder, "load", classmethod(lambda cls, *a, **k: moved))
+    monkeypatch.setattr(ge, "evaluate_model", lambda *a, **k: pytest.fail("evaluated before the baseline loaded"))
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--eval-file", str(tmp_path / "eval.json"),
+                 "--output", str(tmp_path / "r.json"), "--baseline", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"--baseline: the backbone the model started from ({gone}) cannot be loaded" in err
+    assert "--baseline PATH" in err and not (tmp_path / "r.json").exists()
