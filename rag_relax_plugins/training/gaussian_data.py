@@ -58,7 +58,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_SENT = re.compile(r"(?<=[.!?])\s+")
+# a sentence ends at . ! ? and whitespace, except after an initial ("George A. Smith", "e.g.") or a
+# common abbreviation ("St. Louis", "Dr. Who"): those cut queries such as "St." (Python's lookbehinds
+# are fixed-width, so one per abbreviation)
+_ABBREVIATIONS = ("Mr", "Ms", "Mrs", "Dr", "St", "Jr", "Sr", "Mt", "Co", "vs", "No", "Inc", "Ltd", "Gen", "Col",
+                  "Rev", "Sgt", "Prof", "Capt", "Lt", "Gov", "Sen", "Rep", "Fr")
+_SENT = re.compile(r"(?<=[.!?])(?<!\b[A-Za-z]\.)" + "".join(rf"(?<!\b{a}\.)" for a in _ABBREVIATIONS) + r"\s+")
 
 
 def synthesize_pairs(docs: Sequence[str], *, negatives: bool = False, seed: int = 0) -> list[Pair]:

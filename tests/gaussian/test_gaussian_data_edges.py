@@ -207,3 +207,14 @@ def test_a_file_where_only_some_pairs_have_a_negative_is_warned_about(tmp_path, 
         with caplog.at_level(logging.WARNING):
             train(cfg)
         assert ("train_file: 4 of 8 pairs have a hard negative" in caplog.text) == warned
+
+
+def test_inverse_cloze_sentences_do_not_end_at_initials_or_abbreviations() -> None:
+    # on the HotpotQA paragraphs 106 queries were two words or fewer, e.g. "St.", "T.", "Don S."
+    # (review 2026-12-05; 14 now, genuine short sentences)
+    from rag_relax_plugins.training.gaussian_data import synthesize_pairs
+
+    doc = "George A. Smith lived in St. Louis with Dr. Jones. He was born in the U.S. in 1982. It rained!"
+    queries = {synthesize_pairs([doc], seed=s)[0].query for s in range(40)}
+    assert queries == {"George A. Smith lived in St. Louis with Dr. Jones.", "He was born in the U.S. in 1982.",
+                       "It rained!"}
