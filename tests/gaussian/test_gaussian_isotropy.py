@@ -166,6 +166,24 @@ def test_epps_pulley_matches_brute_force() -> None:
     assert torch.allclose(sigreg(x, slices=slices), _epps_pulley_reference(x @ slices).mean(), rtol=1e-10)
 
 
+def test_epps_pulley_of_many_rows_is_computed_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The (N, S, T) phase tensor took ~35 kB per row: 1.4 GB for a 40k-document evaluation's
+    diagnostics (review 2026-12-05). Past a size the rows go a chunk at a time, same values and
+    gradients; a training batch is computed in one pass as before."""
+    import rag_relax_plugins.core.isotropy as iso
+
+    z = (torch.randn(103, 4, dtype=torch.float64, generator=_g(9)) * 1.3 + 0.2).requires_grad_()
+    whole = epps_pulley(z)
+    (g_whole,) = torch.autograd.grad(whole.sum(), z)
+    monkeypatch.setattr(iso, "_EP_CHUNK_ELEMENTS", 4 * 17 * 10)  # 10 rows a chunk, the last one 3
+    chunked = epps_pulley(z)
+    (g_chunked,) = torch.autograd.grad(chunked.sum(), z)
+    assert torch.allclose(chunked, whole, rtol=1e-12) and torch.allclose(chunked, _epps_pulley_reference(z.detach()))
+    assert torch.allclose(g_chunked, g_whole, rtol=1e-10, atol=1e-14)
+    monkeypatch.setattr(iso, "_EP_CHUNK_ELEMENTS", 1)  # one row a chunk
+    assert torch.allclose(epps_pulley(z), whole, rtol=1e-12)
+
+
 def test_sigreg_null_mean_matches_monte_carlo() -> None:
     stats = torch.stack([sigreg(torch.randn(256, 16, generator=_g(s)), seed=s) for s in range(20)])
     assert abs(stats.mean().item() - epps_pulley_null_mean()) < 0.1 * epps_pulley_null_mean()
