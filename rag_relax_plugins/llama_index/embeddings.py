@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from rag_relax_plugins.core.validation import check_unicode
 from rag_relax_plugins.embedders._texts import check_texts
+from rag_relax_plugins.llama_index._class_name import without_own_class_name
 
 __all__ = ["GaussianEmbedding"]
 
@@ -145,9 +146,7 @@ class GaussianEmbedding(BaseEmbedding):
     @classmethod
     def _drop_class_name(cls, data: Any) -> Any:
         """``model_dump()`` adds LlamaIndex's ``class_name``: accept it back (it names this class)."""
-        if isinstance(data, dict) and data.get("class_name") == cls.class_name():
-            data = {k: v for k, v in data.items() if k != "class_name"}
-        return data
+        return without_own_class_name(cls, data)
 
     @model_validator(mode="after")
     def _no_shared_query_text_cache(self) -> GaussianEmbedding:

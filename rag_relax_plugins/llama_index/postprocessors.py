@@ -19,11 +19,13 @@ from llama_index.core.bridge.pydantic import (
     PrivateAttr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
+from rag_relax_plugins.llama_index._class_name import without_own_class_name
 from rag_relax_plugins.rerankers.base import (
     ADAPTER_FIELDS,
     BaseReranker,
@@ -90,6 +92,12 @@ class RerankerPostprocessor(BaseNodePostprocessor):
         if not isinstance(reranker, BaseReranker):
             raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
         self._reranker = reranker
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_class_name(cls, data: Any) -> Any:
+        """``model_dump()`` adds LlamaIndex's ``class_name``: accept it back (it names this class)."""
+        return without_own_class_name(cls, data)
 
     @field_validator(*ADAPTER_FIELDS, mode="before", check_fields=False)  # some on subclasses only
     @classmethod

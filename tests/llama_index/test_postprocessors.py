@@ -152,6 +152,13 @@ def test_declarable_config_round_trip(tmp_path: Path, minilm_path: str) -> None:
     assert cfg["model_path"] == str(tmp_path / "m") and cfg["top_n"] == 2 and cfg["class_name"] == "MaxSimRerank"
     back = MaxSimRerank.from_dict(cfg)
     assert back.top_n == 2 and back.keep_retrieval_score and back.model_path == pp.model_path
+    # pydantic's own round trips: model_dump() carries LlamaIndex's class_name, which extra="forbid"
+    # refused (review 2026-12-05); a class_name naming another class still is
+    for again in (MaxSimRerank.model_validate(pp.model_dump()), MaxSimRerank(**pp.model_dump()),
+                  MaxSimRerank.model_validate_json(pp.model_dump_json())):
+        assert again.to_dict() == cfg
+    with pytest.raises(ValueError, match="class_name"):
+        MaxSimRerank.model_validate({**pp.model_dump(), "class_name": "GumbelRerank"})
     out = back.postprocess_nodes(nodes(), query_str=QUERY)
     # LlamaIndex rerankers read the node text with its embed-visible metadata ("i: 1\n\n...")
     seen = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes()]
