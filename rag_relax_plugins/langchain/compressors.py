@@ -20,6 +20,7 @@ from rag_relax_plugins.rerankers.base import (
     BaseReranker,
     adapter_field,
     check_unused_build_fields,
+    reranker_own_fields,
 )
 
 __all__ = ["GumbelReranker", "MaxSimReranker", "RerankerCompressor"]
@@ -64,11 +65,12 @@ class RerankerCompressor(BaseDocumentCompressor):
     _reranker: BaseReranker = PrivateAttr()
 
     def __init__(self, *, reranker: BaseReranker | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        own = {} if reranker is None else reranker_own_fields(reranker, self._build_fields)
+        super().__init__(**{**own, **kwargs})  # the field reports the reranker's own batch size
         if reranker is None:
             reranker = self._build_reranker()
         else:
-            check_unused_build_fields(self, self._build_fields)
+            check_unused_build_fields(self, self._build_fields, own)
         if not isinstance(reranker, BaseReranker):
             raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
         self._reranker = reranker

@@ -31,6 +31,7 @@ from rag_relax_plugins.rerankers.base import (
     BaseReranker,
     adapter_field,
     check_unused_build_fields,
+    reranker_own_fields,
 )
 
 __all__ = ["GumbelRerank", "MaxSimRerank", "RerankerPostprocessor"]
@@ -84,11 +85,12 @@ class RerankerPostprocessor(BaseNodePostprocessor):
                 "reranker=...)), or build it with model_path= for a self-contained config"
             )
         kwargs["reranker_instance"] = reranker is not None
-        super().__init__(**kwargs)
+        own = {} if reranker is None else reranker_own_fields(reranker, self._build_fields)
+        super().__init__(**{**own, **kwargs})  # the field reports the reranker's own batch size
         if reranker is None:
             reranker = self._build_reranker()
         else:
-            check_unused_build_fields(self, self._build_fields)
+            check_unused_build_fields(self, self._build_fields, own)
         if not isinstance(reranker, BaseReranker):
             raise TypeError(f"reranker must be a BaseReranker, got {type(reranker).__name__}")
         self._reranker = reranker

@@ -29,6 +29,7 @@ __all__ = [
     "check_unused_build_fields",
     "distinct_texts",
     "plain_int",
+    "reranker_own_fields",
     "sigmoid_relevance",
 ]
 
@@ -111,16 +112,33 @@ def device_name(value: object) -> object:
     return str(value) if isinstance(value, torch.device) else value
 
 
-def check_unused_build_fields(adapter: Any, names: Sequence[str]) -> None:
+_OWN_VALUES = ("batch_size",)  # build fields a reranker instance holds a value of its own for
+
+
+def reranker_own_fields(reranker: object, names: Sequence[str]) -> dict[str, Any]:
+    """The values ``reranker`` holds of its own for the adapter build fields ``names`` (its
+    ``batch_size``): an adapter given ``reranker=`` takes them for those fields, so the field (and
+    ``to_dict()``) reports the value the reranker uses, not the field's default."""
+    own = {name: getattr(reranker, name, None) for name in names if name in _OWN_VALUES}
+    return {name: value for name, value in own.items() if isinstance(value, int) and not isinstance(value, bool)}
+
+
+def check_unused_build_fields(adapter: Any, names: Sequence[str], own: dict[str, Any] | None = None) -> None:
     """Refuse, in an adapter given ``reranker=``, the pydantic fields ``names`` that only build a
-    reranker (``model_path``, ``device`` ...) when set to anything but their defaults: they would
-    be silently unused.
+    reranker (``model_path``, ``device`` ...) when set to anything but their defaults, or, for
+    those in ``own`` (:func:`reranker_own_fields`), to anything but the reranker's own value: they
+    would be silently unused.
 
     Raises:
         ValueError: naming the fields and their values.
     """
+    own = own or {}
     fields = type(adapter).model_fields
-    given = [f"{name}={getattr(adapter, name)!r}" for name in names if getattr(adapter, name) != fields[name].default]
+    given = [
+        f"{name}={getattr(adapter, name)!r}" + (f" (the reranker's own is {own[name]!r})" if name in own else "")
+        for name in names
+        if getattr(adapter, name) != own.get(name, fields[name].default)
+    ]
     if given:
         raise ValueError(f"{', '.join(given)} only build a reranker; with reranker= they would be ignored: "
                          "pass one or the other")

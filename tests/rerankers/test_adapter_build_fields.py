@@ -54,3 +54,25 @@ def test_gumbel_reranker_batch_size_takes_numpy_integers(minilm_path: str) -> No
     assert r.batch_size == 3 and type(r.batch_size) is int
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         GumbelReranker(backbone=minilm_path, max_length=16, batch_size=0, device="cpu")
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_an_adapter_given_a_reranker_reports_its_batch_size(index: int) -> None:
+    """``batch_size=32`` (the field's default) beside a reranker batching 4 was accepted and
+    reported in the field and ``to_dict()``, unused (review 2026-12-05)."""
+    from rag_relax_plugins.embedders.hashing import HashingEncoder
+    from rag_relax_plugins.rerankers.maxsim import MaxSimConfig
+    from rag_relax_plugins.rerankers.maxsim import MaxSimReranker as MaxSimModel
+
+    cls = _adapters()[index]
+    model = MaxSimModel(MaxSimConfig(projection_dim=None, token_dim=64), encoder=HashingEncoder(dim=64, seed=1),
+                        batch_size=4)
+    adapter = cls(reranker=model)
+    assert adapter.batch_size == 4
+    assert cls(reranker=model, batch_size=4).batch_size == 4  # the reranker's own value, said again
+    for other in (32, 8):
+        with pytest.raises(ValueError, match=rf"batch_size={other} \(the reranker's own is 4\) only build a reranker"):
+            cls(reranker=model, batch_size=other)
+    if index == 1:  # LlamaIndex: to_dict() reports 4 and comes back with the same reranker
+        cfg = adapter.to_dict()
+        assert cfg["batch_size"] == 4 and cls.from_dict(cfg, reranker=model).batch_size == 4
