@@ -23,11 +23,21 @@ def require(module: str, extra: str) -> ModuleType:
         The imported module.
 
     Raises:
-        MissingExtraError: when the module cannot be imported.
+        MissingExtraError: when the module is not installed (its extra's pip line), or is
+            installed but fails to import (the error, and a reinstall line).
     """
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - exercised with a fake module name in tests
+    except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if not isinstance(exc, ModuleNotFoundError) or (
+            missing is not None and module != missing and not module.startswith(missing + ".")
+        ):  # installed but broken (an ABI mismatch, a dependency of its own missing): a reinstall of
+            # the extra would not say why
+            raise MissingExtraError(
+                f"{module!r} is installed but failed to import ({exc}). Reinstall it with: "
+                f'pip install --force-reinstall "rag-relax-plugins[{extra}]"'
+            ) from exc
         raise MissingExtraError(
             f"{module!r} is required for this feature but is not installed. "
             f'Install it with: pip install "rag-relax-plugins[{extra}]"'

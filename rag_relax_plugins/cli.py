@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from types import ModuleType
 
 from rag_relax_plugins import __version__
+from rag_relax_plugins._errors import MissingExtraError
 from rag_relax_plugins._progress import library_progress
 
 __all__ = ["build_parser", "main"]
@@ -79,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _sigterm_as_interrupt(), library_progress(not getattr(args, "no_progress", False)):
             _check_output(args)
             return int(args._run(args) or 0)
-    except (ValueError, TypeError, OSError) as exc:  # OSError: missing, existing or unwritable paths
+    except (ValueError, TypeError, OSError, MissingExtraError) as exc:  # OSError: missing, existing or
+        # unwritable paths; MissingExtraError: an optional dependency, named with its pip line
         logging.getLogger(__name__).debug("rag-relax %s failed", args.command, exc_info=True)  # -v: traceback
         print(f"rag-relax {args.command}: error: {exc}", file=sys.stderr)
         return 2

