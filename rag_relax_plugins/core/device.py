@@ -15,6 +15,7 @@ __all__ = [
     "autocast",
     "fork_device_rngs",
     "fork_rng_devices",
+    "grad_scaler",
     "precision_notes",
     "resolve_device",
     "seed_device_rngs",
@@ -164,3 +165,15 @@ def precision_notes(dev: torch.device, amp: str | None) -> list[str]:
                 "train in float32 (mixed_precision='no') if the loss stalls or turns non-finite "
                 "(bf16 autocast is not available on MPS)"]
     return []
+
+
+def grad_scaler(device_type: str, *, enabled: bool) -> torch.amp.GradScaler:
+    """A loss scaler for fp16 training: ``torch.amp.GradScaler(device_type)`` (torch >= 2.3), or
+    ``torch.cuda.amp.GradScaler`` on torch 2.2, which has no ``torch.amp.GradScaler`` (the
+    trainers built it on every device: ``AttributeError`` there). Scaling is enabled on CUDA
+    only (:func:`precision_notes`), which both versions cover.
+    """
+    amp_scaler = getattr(torch.amp, "GradScaler", None)
+    if amp_scaler is not None:
+        return amp_scaler(device_type, enabled=enabled)  # type: ignore[no-any-return]
+    return torch.cuda.amp.GradScaler(enabled=enabled and device_type == "cuda")

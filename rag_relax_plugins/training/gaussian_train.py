@@ -40,7 +40,7 @@ import torch
 
 from rag_relax_plugins._io import atomic_write_json, check_save_target
 from rag_relax_plugins._progress import library_progress
-from rag_relax_plugins.core.device import autocast, resolve_device, seeded_rngs
+from rag_relax_plugins.core.device import autocast, grad_scaler, resolve_device, seeded_rngs
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training._run_files import (
@@ -255,7 +255,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
         total = min(total, cfg.max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, warmup_steps=cfg.warmup_steps, total_steps=total))
     # fp16 loss scaling on CUDA only; on MPS fp16 autocast runs unscaled (see precision_notes)
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16" and dev.type == "cuda")
+    scaler = grad_scaler(dev.type, enabled=amp == "fp16" and dev.type == "cuda")
     history: dict[str, list[Any]] = {"step_loss": [], "train_loss": [], "val_loss": [], "selection_loss": []}
     start_epoch, step, best, best_epoch = 0, 0, float("inf"), None
     if cfg.resume_from is not None:

@@ -39,7 +39,13 @@ from typing import Any
 
 import torch
 
-from rag_relax_plugins.core.device import autocast, precision_notes, resolve_device, seeded_rngs
+from rag_relax_plugins.core.device import (
+    autocast,
+    grad_scaler,
+    precision_notes,
+    resolve_device,
+    seeded_rngs,
+)
 from rag_relax_plugins.training._resume_check import check_resume_options
 from rag_relax_plugins.training._run_files import (
     EarlierCheckpoints,
@@ -322,7 +328,7 @@ def train_retrieval(
     # only a checkpoint or a resume reads it (it hashes the frozen features)
     signature = run_signature(model, data) if resume is not False or cfg.checkpoint_dir else {}
     # fp16 autocast needs loss scaling (gradients underflow otherwise); a no-op in every other case
-    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.mixed_precision == "fp16" and dev.type == "cuda")
+    scaler = grad_scaler(dev.type, enabled=cfg.mixed_precision == "fp16" and dev.type == "cuda")
     for note in precision_notes(dev, cfg.mixed_precision):  # fp16 on MPS: no scaling; CPU: float32
         log.warning(note)
     if resume is not False:

@@ -104,3 +104,21 @@ def test_seeded_rngs_seeds_inside_and_restores_after() -> None:
         inside = torch.rand(3)
     assert torch.equal(inside, torch.rand(3, generator=torch.Generator().manual_seed(7)))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_grad_scaler_works_without_torch_amp_grad_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.2 (allowed by torch>=2.2) has no torch.amp.GradScaler: both trainers built one on
+    every device and failed with AttributeError there (review 2026-12-05)."""
+    import warnings
+
+    from rag_relax_plugins.core.device import grad_scaler
+
+    scaler = grad_scaler("cpu", enabled=False)
+    assert isinstance(scaler, torch.amp.GradScaler) and not scaler.is_enabled()
+    monkeypatch.delattr(torch.amp, "GradScaler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.cuda.amp.GradScaler is deprecated on 2.13
+        old = grad_scaler("cpu", enabled=False)
+        assert isinstance(old, torch.cuda.amp.GradScaler) and not old.is_enabled()
+        loss = torch.tensor(2.0, requires_grad=True)
+        assert old.scale(loss) is loss  # disabled: a no-op, as on the CPU path of the trainers

@@ -545,3 +545,15 @@ def test_the_model_hash_leaves_the_warm_start_out_and_the_settings_carry_it():
     assert before["model"] == after["model"]  # what checkpoints before 2026-12-04 recorded
     assert json.loads(after["model_settings"])["model.warm_start_noise"] == 0.3
     assert "model.warm_start_noise" not in json.loads(before["model_settings"])
+
+
+def test_trains_on_a_torch_without_torch_amp_grad_scaler(monkeypatch):
+    """torch 2.2 has no torch.amp.GradScaler (review 2026-12-05): the trainer built one on every device."""
+    import warnings
+
+    ref = train_retrieval(_model(), _toy(), _cfg(epochs=1))
+    monkeypatch.delattr(torch.amp, "GradScaler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        got = train_retrieval(_model(), _toy(), _cfg(epochs=1))
+    assert got.history["step_loss"] == ref.history["step_loss"]
