@@ -30,3 +30,12 @@ def test_pytestmark_is_assigned_once_per_module() -> None:
         if names.count("pytestmark") > 1:
             twice.append(str(path.relative_to(TESTS)))
     assert not twice, twice
+
+
+def test_the_package_ships_its_typing_marker_and_the_repository_its_license() -> None:
+    """``Typing :: Typed`` without ``py.typed``: a user's mypy skipped every annotation; Apache-2.0
+    declared without its text (hatchling puts both in the wheel; review 2026-12-05)."""
+    root = TESTS.parent
+    assert (root / "rag_relax_plugins" / "py.typed").is_file()
+    assert 'license = "Apache-2.0"' in (root / "pyproject.toml").read_text(encoding="utf-8")
+    assert (root / "LICENSE").read_text(encoding="utf-8").lstrip().startswith("Apache License\n")
