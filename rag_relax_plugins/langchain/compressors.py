@@ -50,7 +50,8 @@ class RerankerCompressor(BaseDocumentCompressor):
             from rag_relax_plugins.langchain.compressors import RerankerCompressor
             compressor = RerankerCompressor(reranker=my_reranker, top_n=3)
 
-    Usage:
+    Usage (``ContextualCompressionRetriever`` is in ``langchain-classic``: ``pip install
+    langchain-classic``; no extra of this package installs it):
         .. code-block:: python
 
             from langchain_classic.retrievers import ContextualCompressionRetriever
