@@ -98,32 +98,45 @@ class PairScorer(nn.Module):
         if positions is not None and max_length > positions:  # a longer input failed mid-training
             raise ValueError(f"max_length {max_length} exceeds the backbone's {positions} usable positions "
                              f"(max_position_embeddings); use at most {positions}")
-        n_layers = len(self.backbone.encoder.layer)
-        if trainable_layers > n_layers:  # layers[n - t:] counted from the end: 7 of 6 trained one
-            if _config is None:
-                raise ValueError(f"trainable_layers must be <= {n_layers} (the backbone's layers) or -1 "
-                                 f"(all, embeddings included), got {trainable_layers}")
-            log.warning("the saved trainable_layers %d exceeds the backbone's %d layers: all %d are left "
-                        "trainable (versions before 2026-12-05 trained only the top %d)",
-                        trainable_layers, n_layers, n_layers, min(n_layers, trainable_layers - n_layers))
         self.max_length = max_length
         self.trainable_layers = trainable_layers
         self.seed = seed
         hidden = int(self.backbone.config.hidden_size)
         gen = torch.Generator().manual_seed(seed)
         self._build_head(hidden, gen)
-        self._freeze(trainable_layers)
+        self._freeze(trainable_layers, saved=_config is not None)
 
     def _build_head(self, hidden: int, gen: torch.Generator) -> None:
         raise NotImplementedError
 
-    def _freeze(self, trainable_layers: int) -> None:
+    def _freeze(self, trainable_layers: int, *, saved: bool) -> None:
+        """Leave the top ``trainable_layers`` transformer layers trainable (``-1``: everything).
+
+        Raises:
+            ValueError: more layers than the backbone has (a new scorer: ``layers[n - t:]``
+                counted from the end, so 7 of 6 trained one layer), or a count on a backbone
+                without BERT-style ``encoder.layer``.
+        """
         if trainable_layers < 0:
             return
+        block = getattr(getattr(self.backbone, "encoder", None), "layer", None) if trainable_layers else ()
+        if block is None:
+            raise ValueError(f"trainable_layers={trainable_layers} needs a BERT-style backbone (encoder.layer); "
+                             f"{type(self.backbone).__name__} has none: use -1 (all) or 0 (head only)")
+        layers = list(block)
+        n = len(layers)
+        if trainable_layers > n:
+            if not saved:
+                raise ValueError(f"trainable_layers must be <= {n} (the backbone's layers) or -1 "
+                                 f"(all, embeddings included), got {trainable_layers}")
+            trained = min(n, trainable_layers - n)  # what layers[n - t:] left trainable when it was saved
+            log.warning("the saved trainable_layers %d exceeds the backbone's %d layers: the top %d stay "
+                        "trainable, as the version that saved it (before 2026-12-05) trained them",
+                        trainable_layers, n, trained)
+            trainable_layers = trained
         for p in self.backbone.parameters():
             p.requires_grad_(False)
-        layers = list(self.backbone.encoder.layer)
-        for layer in layers[max(0, len(layers) - trainable_layers) :] if trainable_layers else []:
+        for layer in layers[n - trainable_layers :] if trainable_layers else []:
             for p in layer.parameters():
                 p.requires_grad_(True)
 

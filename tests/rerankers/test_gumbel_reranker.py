@@ -430,9 +430,11 @@ def test_trainable_layers_above_the_layer_count_is_refused(minilm_path: str) -> 
     assert not any(p.requires_grad for p in scorer.backbone.embeddings.parameters())
 
 
-def test_a_saved_trainable_layers_above_the_layer_count_loads_with_every_layer_trainable(
+def test_a_saved_trainable_layers_above_the_layer_count_loads_as_it_trained(
     minilm_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """An earlier version saved a user's 3 for a 2-layer backbone and trained layers[2 - 3:], the top
+    one: a load (a resume's optimiser state included) leaves that layer trainable, not all."""
     from rag_relax_plugins.rerankers.cross_encoder import load_scorer
 
     scorer = tiny_scorer(minilm_path)  # 2 layers
@@ -440,12 +442,30 @@ def test_a_saved_trainable_layers_above_the_layer_count_loads_with_every_layer_t
     folder.mkdir()
     scorer.save_into(folder)
     meta = json.loads((folder / "scorer.json").read_text())
-    meta["trainable_layers"] = 3  # what an earlier version saved for a user's 3
+    meta["trainable_layers"] = 3
     (folder / "scorer.json").write_text(json.dumps(meta))
     with caplog.at_level("WARNING"):
         loaded = load_scorer(folder)
-    assert "exceeds the backbone's 2 layers" in caplog.text and "only the top 1" in caplog.text
-    assert all(p.requires_grad for layer in loaded.backbone.encoder.layer for p in layer.parameters())
+    assert "exceeds the backbone's 2 layers: the top 1 stay trainable" in caplog.text
+    trainable = [all(p.requires_grad for p in layer.parameters()) for layer in loaded.backbone.encoder.layer]
+    assert trainable == [False, True] and loaded.trainable_layers == 3  # the recorded value, for resume checks
     loaded.eval(), scorer.eval()
     with torch.no_grad():
         assert torch.allclose(loaded(Q, DOCS), scorer(Q, DOCS), atol=1e-6)  # the weights load as saved
+
+
+def test_a_backbone_without_bert_layers_builds_and_a_layer_count_on_it_is_named(minilm_path: str) -> None:
+    """Reading encoder.layer in every constructor broke a DistilBERT scorer (transformer.layer)."""
+    from transformers import AutoTokenizer, DistilBertConfig
+
+    from rag_relax_plugins.rerankers.cross_encoder import CrossEncoderScorer
+
+    tok = AutoTokenizer.from_pretrained(minilm_path)
+    cfg = DistilBertConfig(vocab_size=tok.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                           max_position_embeddings=128)
+    scorer = CrossEncoderScorer(None, max_length=64, _config=cfg, _tokenizer=tok)
+    assert scorer(Q, DOCS[:2]).shape == (2,)
+    head_only = CrossEncoderScorer(None, max_length=64, trainable_layers=0, _config=cfg, _tokenizer=tok)
+    assert not any(p.requires_grad for p in head_only.backbone.parameters())
+    with pytest.raises(ValueError, match=r"trainable_layers=1 needs a BERT-style backbone \(encoder\.layer\)"):
+        CrossEncoderScorer(None, max_length=64, trainable_layers=1, _config=cfg, _tokenizer=tok)
