@@ -359,22 +359,25 @@ class MoLIndex:
                 the float32 range, unknown ids in ``filter``.
             TypeError: a malformed ``filter`` or ``strategy``.
         """
-        with module_lock(self.similarity), torch.inference_mode(), eval_mode(self.similarity):
-            scores, ids = self._search(query_features, k, strategy, filter)
-        return scores.clone(), ids  # cloned outside inference mode: an ordinary tensor
-
-    def _search(
-        self, query_features: torch.Tensor, k: int, strategy: Strategy | None, filter: Filter
-    ) -> tuple[torch.Tensor, list[list[str]]]:
         strategy = check_strategy(BruteForce() if strategy is None else strategy)
         check_k("k", k)
         if not len(self):
             raise ValueError("cannot search an empty index: add items first")
-        dim = self.similarity.config.query_dim
-        feats = float32_features("query_features", query_features, dim, self.device)
+        feats = float32_features("query_features", query_features, self.similarity.config.query_dim, self.device)
         b = feats.shape[0]
         if b == 0:
             return torch.empty(0, 0, device=self.device), []
+        # the filter is resolved before the module's lock: a callable filter is user code, and one
+        # taking an application lock that a thread waiting to search holds would deadlock under it
+        groups = group_filter(filter, b, self._rows_of, self._rows_where, self.device)
+        with module_lock(self.similarity), torch.inference_mode(), eval_mode(self.similarity):
+            scores, ids = self._search(feats, k, strategy, groups)
+        return scores.clone(), ids  # cloned outside inference mode: an ordinary tensor
+
+    def _search(
+        self, feats: torch.Tensor, k: int, strategy: Strategy, groups: list[tuple[torch.Tensor, torch.Tensor | None]]
+    ) -> tuple[torch.Tensor, list[list[str]]]:
+        """Search ``(B, D_q)`` checked float32 ``feats`` with the filter resolved into ``groups``."""
         check_float32_module("similarity", self.similarity)
         queries = self.similarity.encode_queries(feats)
         check_encoded("query_features", queries.components, queries.gate)
@@ -386,7 +389,6 @@ class MoLIndex:
             lambda q, n, allowed: stages.search("per_embd", comps, q, n, allowed),
             lambda q, n, allowed: stages.search("avg", comps, q, n, allowed),
         )
-        groups = group_filter(filter, b, self._rows_of, self._rows_where, self.device)
         scores, rows = search_groups(
             ctx, queries, k, strategy, groups, exact_filter_threshold=self.exact_filter_threshold
         )

@@ -322,6 +322,26 @@ def test_search_and_add_switch_the_module_under_its_lock() -> None:
         assert done.is_set()
 
 
+def test_a_callable_filter_runs_outside_the_module_lock() -> None:
+    """A predicate is user code: run under the module's lock, one taking an application lock held
+    by a thread waiting to search deadlocked both (review of 2026-12-05's lock)."""
+    import threading
+
+    _, idx = _dropout_index()
+    other_done: list[bool] = []
+
+    def predicate(meta: dict) -> bool:
+        if not other_done:  # another thread's search, started from inside the filter
+            t = threading.Thread(target=lambda: idx.search(torch.randn(1, 8), 3))
+            t.start()
+            t.join(5)
+            other_done.append(not t.is_alive())
+        return True
+
+    _, ids = idx.search(torch.randn(1, 8), 3, filter=predicate)
+    assert len(ids[0]) == 3 and other_done == [True]
+
+
 def test_parallel_searches_keep_the_train_mode_of_a_shared_module() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
