@@ -127,17 +127,19 @@ def epps_pulley(z: torch.Tensor, *, num_points: int = 17, t_max: float = 3.0) ->
     if n < 2:
         raise ValueError(f"z must hold at least 2 samples, got shape {tuple(z.shape)}")
     t, w = _trapezoid_weights(num_points, t_max, z)
-    if n * z.shape[1] * t.shape[0] <= _EP_CHUNK_ELEMENTS:  # a training batch: one pass
+    grad = torch.is_grad_enabled() and z.requires_grad  # autograd keeps every chunk anyway
+    if grad or n * z.shape[1] * t.shape[0] <= _EP_CHUNK_ELEMENTS:  # a training batch: one pass
         tz = z.unsqueeze(-1) * t  # (N, S, T)
         re = torch.cos(tz).mean(dim=0)  # (S, T) real part of the empirical CF
         im = torch.sin(tz).mean(dim=0)  # (S, T) imaginary part
     else:  # rows a chunk at a time: (N, S, T) took ~35 kB per row (34 GB for a 1M-document evaluation)
         rows = max(1, _EP_CHUNK_ELEMENTS // (z.shape[1] * t.shape[0]))
-        re = im = z.new_zeros(z.shape[1], t.shape[0])
+        acc = torch.promote_types(z.dtype, torch.float32)  # half-precision sums past 65k rows overflowed
+        re = im = z.new_zeros(z.shape[1], t.shape[0], dtype=acc)
         for start in range(0, n, rows):
             tz = z[start : start + rows].unsqueeze(-1) * t
-            re, im = re + torch.cos(tz).sum(dim=0), im + torch.sin(tz).sum(dim=0)
-        re, im = re / n, im / n
+            re, im = re + torch.cos(tz).sum(dim=0, dtype=acc), im + torch.sin(tz).sum(dim=0, dtype=acc)
+        re, im = (re / n).to(z.dtype), (im / n).to(z.dtype)
     gauss = torch.exp(-0.5 * t * t)  # (T,) CF of N(0, 1), also the weight
     err = (re - gauss) ** 2 + im**2  # (S, T)
     return 2.0 * n * (err * gauss * w).sum(dim=-1)
