@@ -78,7 +78,8 @@ class RerankerPostprocessor(BaseNodePostprocessor):
     _reranker: BaseReranker = PrivateAttr()
 
     def __init__(self, *, reranker: BaseReranker | None = None, **kwargs: Any) -> None:
-        if reranker is None and kwargs.pop("reranker_instance", False):
+        from_instance = bool(kwargs.pop("reranker_instance", False))  # a dump of an instance-built one
+        if reranker is None and from_instance:
             raise ValueError(
                 f"this {type(self).__name__} configuration was saved from a postprocessor built around a "
                 "reranker instance, which is not serialised: pass reranker= again (from_dict(data, "
@@ -86,6 +87,8 @@ class RerankerPostprocessor(BaseNodePostprocessor):
             )
         kwargs["reranker_instance"] = reranker is not None
         own = {} if reranker is None else reranker_own_fields(reranker, self._build_fields)
+        if from_instance:  # its batch size was the earlier reranker's, not a choice: the new one's stands
+            kwargs = {k: v for k, v in kwargs.items() if k not in own}
         super().__init__(**{**own, **kwargs})  # the field reports the reranker's own batch size
         if reranker is None:
             reranker = self._build_reranker()

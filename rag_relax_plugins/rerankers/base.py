@@ -120,7 +120,8 @@ def reranker_own_fields(reranker: object, names: Sequence[str]) -> dict[str, Any
     ``batch_size``): an adapter given ``reranker=`` takes them for those fields, so the field (and
     ``to_dict()``) reports the value the reranker uses, not the field's default."""
     own = {name: getattr(reranker, name, None) for name in names if name in _OWN_VALUES}
-    return {name: value for name, value in own.items() if isinstance(value, int) and not isinstance(value, bool)}
+    return {name: value for name, value in own.items()
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1}  # else not a batch size
 
 
 def check_unused_build_fields(adapter: Any, names: Sequence[str], own: dict[str, Any] | None = None) -> None:
