@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 import sys
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ __all__ = ["DictConfig", "plain_scalars", "require_saved_keys"]
 
 _C = TypeVar("_C", bound="DictConfig")
 _FLOATS = ("float", "float | None", float)  # annotations of number fields (strings: postponed annotations)
+_STRS = ("str", "str | None", str)  # annotations of text fields: a PathLike given becomes its str
 
 
 def plain_scalars(config: object) -> None:
@@ -24,7 +26,8 @@ def plain_scalars(config: object) -> None:
     A sweep that takes ``epochs`` from ``numpy.arange`` then passes the field checks, which test
     for ``int`` / ``float``, and the config stays JSON-ready. A ``numpy.bool_`` becomes a ``bool``
     (a flag from a numpy mask); a ``bool`` is never turned into a number, for the checks to refuse
-    it where a number is due.
+    it where a number is due. A ``PathLike`` in a ``str`` (or ``str | None``) field, a folder
+    given as a ``Path``, becomes its ``str`` (``to_dict`` went to JSON, which has no ``Path``).
 
     Two checks every config shares are made here, by the fields' annotations: a ``bool`` field
     must hold ``True`` or ``False`` (``"no"`` is truthy: it switched a flag on), and a ``float``
@@ -37,7 +40,10 @@ def plain_scalars(config: object) -> None:
     np = sys.modules.get("numpy")  # a numpy scalar implies numpy was imported: never import it here
     for field in dataclasses.fields(config):  # type: ignore[arg-type]
         value = getattr(config, field.name)
-        if type(value) not in (bool, int, float):
+        if isinstance(value, os.PathLike) and field.type in _STRS:  # a Path for a folder: kept JSON-ready
+            value = os.fspath(value)
+            object.__setattr__(config, field.name, value)
+        elif type(value) not in (bool, int, float):
             if np is not None and isinstance(value, np.bool_):
                 value = bool(value)
             elif isinstance(value, numbers.Integral):

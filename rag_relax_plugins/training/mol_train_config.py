@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
@@ -68,10 +67,8 @@ class MoLTrainConfig(DictConfig):
 
     def __post_init__(self) -> None:
         plain_scalars(self)
-        ck = self.checkpoint_dir  # a Path failed at the first checkpoint (not JSON), after an epoch
-        if isinstance(ck, os.PathLike):
-            object.__setattr__(self, "checkpoint_dir", os.fspath(ck))
-        elif ck is not None and not isinstance(ck, str):
+        ck = self.checkpoint_dir  # a Path is a str now (plain_scalars); it failed at the first checkpoint
+        if ck is not None and not isinstance(ck, str):
             raise TypeError(f"checkpoint_dir must be a str, a PathLike or None, got {type(ck).__name__}")
         for name in ("epochs", "batch_size", "keep_checkpoints"):
             check_count(name, getattr(self, name), 1)

@@ -115,3 +115,23 @@ def test_every_int_option_refuses_a_bool(cls: type, base: dict) -> None:
     for name in ints:
         with pytest.raises((TypeError, ValueError), match=name):
             cls(**base, **{name: True})
+
+
+def test_path_fields_are_kept_as_strings_in_every_training_config(tmp_path) -> None:
+    """A ``Path`` for a folder or file was kept as is: ``to_dict()`` then failed in ``json.dumps``
+    (train_config.json, a checkpoint after an epoch) with a message naming no field (review 2026-12-05)."""
+    import json
+
+    from rag_relax_plugins.training.gaussian_train import TrainConfig
+    from rag_relax_plugins.training.grerank_config import GRerankConfig
+    from rag_relax_plugins.training.maxsim_train import MaxSimTrainConfig
+    from rag_relax_plugins.training.mol_train_config import MoLTrainConfig
+
+    p = tmp_path / "x"
+    for cls, fields in ((GRerankConfig, ("output_dir", "init_from", "resume_from")),
+                        (TrainConfig, ("train_file", "output_dir", "val_file", "resume_from")),
+                        (MaxSimTrainConfig, ("output_dir", "resume_from", "cache_dir")),
+                        (MoLTrainConfig, ("checkpoint_dir",))):
+        cfg = cls(**dict.fromkeys(fields, p))
+        assert all(getattr(cfg, f) == str(p) and type(getattr(cfg, f)) is str for f in fields), cls
+        assert json.loads(json.dumps(cfg.to_dict()))[fields[0]] == str(p)
