@@ -24,11 +24,19 @@ from rag_relax_plugins.training.grerank import GRerankConfig, train_grerank
 from rag_relax_plugins.training.grerank_eval import evaluate_reranker, hotpot_split
 
 
+def _count(text: str) -> int:
+    """An argument count >= 1 (``--rows -3`` sliced from the end: 397 questions, hours on a CPU)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {value}")
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=4, help="training questions")
-    ap.add_argument("--test-rows", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--rows", type=_count, default=4, help="training questions (at most 400)")
+    ap.add_argument("--test-rows", type=_count, default=5, help="test questions with a gold paragraph")
+    ap.add_argument("--epochs", type=_count, default=1)
     ap.add_argument("--device", default=None)
     # RAG_RELAX_EXAMPLE_OUT redirects the run's folder (the tests write it to a temporary folder)
     out = Path(os.environ.get("RAG_RELAX_EXAMPLE_OUT") or "runs") / "example_grerank"

@@ -55,13 +55,19 @@ def evaluate_rankings(
 ) -> dict[str, Any]:
     """Mean metrics over the judged examples: ``{"all": {...}, "bridge": {...}, "comparison": {...}}``.
 
-    Each group also carries ``"n"``, the number of judged questions in it.
+    Each group also carries ``"n"``, the number of judged questions in it; a question type with
+    none judged has no entry, and ``"all"`` is always there (its figures 0, ``n`` 0, when no
+    question is judged).
 
     Raises:
-        ValueError: ``rankings`` and ``examples`` differ in length; an unknown or repeated metric.
+        ValueError: no example (a ``--test-rows 0`` returned ``{}``, and a caller's ``["all"]``
+            failed with a bare ``KeyError``); ``rankings`` and ``examples`` differ in length; an
+            unknown or repeated metric.
         TypeError: ``metrics`` is a single string (``"mrr"``: pass ``["mrr"]``).
     """
     metrics = check_metrics(metrics)
+    if len(examples) == 0:
+        raise ValueError("examples must hold at least one question")
     if len(rankings) != len(examples):
         raise ValueError(f"rankings has {len(rankings)} rows, examples {len(examples)}")
     groups: dict[str, list[int]] = {"all": list(range(len(examples)))}
@@ -73,7 +79,7 @@ def evaluate_rankings(
             {g: 1.0 for g in examples[i].gold_indices} for i in idx
         ]
         judged = sum(1 for q in qrels if q)
-        if judged == 0:
+        if judged == 0 and name != "all":  # zeros for unjudged questions read as a failed ranking
             continue
         res = evaluate([list(rankings[i]) for i in idx], qrels, metrics, skip_empty=True)
         out[name] = {**{m: float(v) for m, v in res.items()}, "n": judged}
@@ -85,11 +91,14 @@ def evaluate_reranker(
     examples: Sequence[HotpotExample],
     metrics: Sequence[str] = HOTPOT_METRICS,
 ) -> dict[str, Any]:
-    """:func:`evaluate_rankings` of :func:`rank_examples` (``metrics`` checked before any scoring).
+    """:func:`evaluate_rankings` of :func:`rank_examples` (``metrics`` and ``examples`` checked
+    before any scoring).
 
     Raises:
         TypeError: ``metrics`` is a single string (``"mrr"``: pass ``["mrr"]``).
-        ValueError: an unknown or repeated metric name.
+        ValueError: an unknown or repeated metric name; no example.
     """
     metrics = check_metrics(metrics)
+    if len(examples) == 0:
+        raise ValueError("examples must hold at least one question")
     return evaluate_rankings(examples, rank_examples(reranker, examples), metrics)

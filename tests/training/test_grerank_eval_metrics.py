@@ -53,3 +53,19 @@ def test_a_misspelled_or_repeated_metric_is_refused_before_any_scoring(metrics: 
     assert r.calls == 0
     res = evaluate_reranker(r, EXAMPLES, metrics=(m for m in ["mrr"]))  # type: ignore[arg-type]
     assert res["all"] == {"mrr": 1.0, "n": 3}
+
+
+def test_no_example_is_refused_and_all_is_always_there() -> None:
+    """``evaluate_reranker(r, [])`` returned ``{}``: ``["all"]`` then failed with a bare KeyError
+    (the example's ``--test-rows 0``; review 2026-12-05)."""
+    import dataclasses
+
+    reranker = CountingReranker()
+    for call in (lambda: evaluate_reranker(reranker, []), lambda: evaluate_rankings([], [])):
+        with pytest.raises(ValueError, match="examples must hold at least one question"):
+            call()
+    assert reranker.calls == 0
+    unjudged = [dataclasses.replace(ex, supporting_facts=()) for ex in EXAMPLES]
+    assert all(not ex.gold_indices for ex in unjudged)
+    out = evaluate_reranker(reranker, unjudged)
+    assert set(out) == {"all"} and out["all"]["n"] == 0 and out["all"]["mrr"] == 0.0
