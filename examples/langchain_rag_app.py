@@ -69,6 +69,8 @@ def main() -> None:
     print(f"{sum(1 for q in qrels if q)} questions have a gold paragraph in the corpus")
     print(f"MoL store   Recall@2 {before['recall@2']:.3f}  Recall@10 {before['recall@10']:.3f}")
     print(f"+ MaxSim    Recall@2 {after['recall@2']:.3f}")
+    moved = sum(r != h[:2] for r, h in zip(reranked, retrieved, strict=True))
+    print(f"MaxSim changed the top 2 of {moved}/{len(questions)} questions")  # an untrained MaxSim: wins and losses
 
     ex = questions[0]
     top = reranker.compress_documents(retriever.invoke(ex.question), ex.question)

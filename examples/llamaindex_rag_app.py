@@ -4,8 +4,10 @@ Offline and on CPU (about a minute): the paragraphs of the first 25 HotpotQA dis
 (``../shared/data`` or ``$RAG_RELAX_DATA``) go into a ``VectorStoreIndex`` backed by
 :class:`rag_relax_plugins.llama_index.MoLVectorStore`, embedded with the offline MiniLM; the query
 engine retrieves 10 nodes and :class:`rag_relax_plugins.llama_index.MaxSimRerank` keeps 2. The
-LLM is LlamaIndex's ``MockLLM`` (no key, no network): swap in any local LLM for real answers.
-The index is persisted and loaded back, and the reloaded engine answers the same way.
+LLM is LlamaIndex's ``MockLLM`` (no key, no network), which answers with the prompt it was given,
+so the answer printed for the first question shows the reranked context the engine sent: swap in
+any local LLM for real answers. The index is persisted and loaded back, and the reloaded engine
+gives the same answer.
 
 Run: ``python examples/llamaindex_rag_app.py``
 """
@@ -72,12 +74,16 @@ def main() -> None:
     engine = index.as_query_engine(similarity_top_k=10, node_postprocessors=[rerank], llm=MockLLM())
     print(f"indexed {len(docs)} paragraphs for {len(questions)} questions")
 
-    ranked, qrels = [], []
+    ranked, qrels, answers = [], [], []
     for ex in questions:
         response = engine.query(ex.question)
         ranked.append([n.node.metadata["title"] for n in response.source_nodes])
+        answers.append(str(response))
         qrels.append({t: 1 for t in ex.gold_titles if t in seen})  # gold paragraphs present in the data
     print(f"retrieve 10 + MaxSim top 2: Recall@2 {evaluate(ranked, qrels, ['recall@2'], skip_empty=True)['recall@2']:.3f}")
+    # the answer step ran on the two reranked nodes: MockLLM's answer is the prompt holding them
+    assert all(title in answers[0] for title in ranked[0]), answers[0][:500]
+    print(f"answer to '{questions[0].question[:60]}...' (MockLLM: the prompt it got):\n{answers[0][:300]}...")
 
     with tempfile.TemporaryDirectory() as folder:
         storage.persist(folder)
@@ -87,10 +93,11 @@ def main() -> None:
         )
         again = loaded.as_query_engine(similarity_top_k=10, node_postprocessors=[rerank], llm=MockLLM())
         ex = questions[0]
-        titles = [n.node.metadata["title"] for n in again.query(ex.question).source_nodes]
-        assert titles == ranked[0], (titles, ranked[0])
+        response = again.query(ex.question)
+        titles = [n.node.metadata["title"] for n in response.source_nodes]
+        assert titles == ranked[0] and str(response) == answers[0], (titles, ranked[0])
         print(f"reloaded from {len(list(Path(folder).iterdir()))} files; "
-              f"'{ex.question[:60]}...' -> {titles}")
+              f"'{ex.question[:60]}...' -> {titles}, the same answer")
 
 
 if __name__ == "__main__":
