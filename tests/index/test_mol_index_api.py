@@ -269,7 +269,8 @@ def test_features_beyond_float32_range_are_rejected(index: MoLIndex) -> None:
     assert "huge" not in index and bool(torch.isfinite(index.item_state.gate).all())
 
 
-def test_search_runs_in_eval_mode_whatever_the_module_mode() -> None:
+def _dropout_index(n: int = 200) -> tuple[MoLSimilarity, MoLIndex]:
+    """A MoL index of ``n`` random items whose head has softmax dropout 0.5 (random in train mode)."""
     torch.manual_seed(0)
     cfg = MoLConfig(
         query_dim=8, item_dim=8, num_query_embeddings=2, num_item_embeddings=2,
@@ -277,7 +278,12 @@ def test_search_runs_in_eval_mode_whatever_the_module_mode() -> None:
     )
     sim = MoLSimilarity(cfg)
     idx = MoLIndex(sim, device="cpu")
-    idx.add([str(i) for i in range(60)], torch.randn(60, 8))
+    idx.add([str(i) for i in range(n)], torch.randn(n, 8))
+    return sim, idx
+
+
+def test_search_runs_in_eval_mode_whatever_the_module_mode() -> None:
+    sim, idx = _dropout_index(60)
     q = torch.randn(3, 8)
     strategies = (None, ExactTwoPass(20), TopKAvg(10))
     ref = [idx.search(q, 7, strategy=s) for s in strategies]
@@ -290,18 +296,6 @@ def test_search_runs_in_eval_mode_whatever_the_module_mode() -> None:
     idx.add(["new"], torch.randn(1, 8))
     idx.reencode()
     assert sim.training and sim.query_gate.training and not sim.dot_gate.training
-
-
-def _dropout_index() -> tuple[MoLSimilarity, MoLIndex]:
-    torch.manual_seed(0)
-    cfg = MoLConfig(
-        query_dim=8, item_dim=8, num_query_embeddings=2, num_item_embeddings=2,
-        component_dim=4, gate_hidden_dim=4, softmax_dropout=0.5,
-    )
-    sim = MoLSimilarity(cfg)
-    idx = MoLIndex(sim, device="cpu")
-    idx.add([str(i) for i in range(200)], torch.randn(200, 8))
-    return sim, idx
 
 
 def test_search_and_add_switch_the_module_under_its_lock() -> None:
