@@ -14,7 +14,7 @@ from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.langchain._mol_checks import as_matrix, filter_ids
 
-__all__ = ["DocFilter", "mmr_picks", "search"]
+__all__ = ["DocFilter", "mmr_picks", "resolve_callable", "search"]
 
 DocFilter = dict[str, Any] | Callable[[Document], bool]
 
@@ -25,7 +25,7 @@ def search(
     embedding: Sequence[float],
     k: int,
     *,
-    filter: DocFilter | None,
+    filter: DocFilter | frozenset[str] | None,
     strategy: Strategy | None,
 ) -> tuple[list[float], list[str]]:
     """Raw ``(scores, ids)`` of one query vector, best first; ``[]`` when nothing matches.
@@ -35,12 +35,17 @@ def search(
         docs: the store's documents, ``id -> (text, metadata)``.
         embedding: the query vector (``query_dim`` values).
         k: how many hits at most.
-        filter: the ``filter=`` of the search (:func:`~._mol_checks.filter_ids`), or ``None``.
+        filter: the ``filter=`` of the search (:func:`~._mol_checks.filter_ids`), or ``None``;
+            a ``frozenset`` is a callable's result (:func:`resolve_callable`): those of its ids
+            ``docs`` still holds.
         strategy: the index's retrieval strategy for this search (``None``: ``BruteForce()``, exact).
     """
     if index is None or not docs:
         return [], []
-    allowed = None if filter is None else filter_ids(docs, filter)
+    if isinstance(filter, frozenset):
+        allowed: list[str] | None = [i for i in docs if i in filter]  # storage order, as filter_ids
+    else:
+        allowed = None if filter is None else filter_ids(docs, filter)
     if allowed is not None and not allowed:
         return [], []
     query = as_matrix([embedding], 1, "embedding")
@@ -52,6 +57,19 @@ def search(
     scores, ids = index.search(query, k, strategy=strategy, filter=allowed)
     hits = ids[0]
     return scores[0, : len(hits)].tolist(), hits
+
+
+def resolve_callable(
+    docs: Mapping[str, tuple[str, dict[str, Any]]], filter: DocFilter | None, lock: Any
+) -> DocFilter | frozenset[str] | None:
+    """A callable ``filter`` run over a copy of ``docs`` taken under the store's ``lock`` but
+    outside it: the ids it passes (anything else as given). A predicate is user code: run under
+    the lock, one taking an application lock held by a thread waiting on the store deadlocked."""
+    if filter is None or isinstance(filter, dict) or not callable(filter):
+        return filter
+    with lock:
+        snapshot = dict(docs)
+    return frozenset(filter_ids(snapshot, filter))
 
 
 def mmr_picks(index: MoLIndex, scores: list[float], ids: list[str], k: int, lambda_mult: float) -> list[int]:

@@ -43,7 +43,7 @@ from rag_relax_plugins.langchain._mol_checks import (
     fresh_metadata,
 )
 from rag_relax_plugins.langchain._mol_inputs import embed_texts, read_add_args
-from rag_relax_plugins.langchain._mol_search import DocFilter, mmr_picks, search
+from rag_relax_plugins.langchain._mol_search import DocFilter, mmr_picks, resolve_callable, search
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 
 __all__ = ["MoLVectorStore"]
@@ -305,8 +305,9 @@ class MoLVectorStore(VectorStore):
         """``(document, raw MoL score)`` pairs for a query vector, best first."""
         check_k("k", k)
         check_search_kwargs(kwargs)
+        resolved = resolve_callable(self._docs, kwargs.get("filter"), self._lock)  # user code: outside the lock
         with self._lock:
-            scores, ids = self._search(embedding, k, kwargs.get("filter"), kwargs.get("strategy"))
+            scores, ids = self._search(embedding, k, resolved, kwargs.get("strategy"))
             return [(self._document(i), s) for i, s in zip(ids, scores, strict=True)]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
@@ -342,9 +343,10 @@ class MoLVectorStore(VectorStore):
         See :func:`rag_relax_plugins.core.mmr.mmr_select_mol`.
         """
         check_mmr_args(k, fetch_k, lambda_mult, kwargs)  # before any early return
+        resolved = resolve_callable(self._docs, kwargs.get("filter"), self._lock)  # user code: outside the lock
         with self._lock:
             # exactly fetch_k candidates, so min(k, fetch_k) documents, as InMemoryVectorStore
-            scores, ids = self._search(embedding, fetch_k, kwargs.get("filter"), kwargs.get("strategy"))
+            scores, ids = self._search(embedding, fetch_k, resolved, kwargs.get("strategy"))
             if not ids:
                 return []
             if self._contents.index is None:  # pragma: no cover - _search returned hits, so it exists
@@ -353,7 +355,7 @@ class MoLVectorStore(VectorStore):
             return [self._document(ids[p]) for p in picks]
 
     def _search(
-        self, embedding: Sequence[float], k: int, filter: DocFilter | None, strategy: Strategy | None
+        self, embedding: Sequence[float], k: int, filter: DocFilter | frozenset[str] | None, strategy: Strategy | None
     ) -> tuple[list[float], list[str]]:
         """Raw ``(scores, ids)`` of one query vector, best first (:func:`~._mol_search.search`)."""
         return search(self._contents.index, self._docs, embedding, k, filter=filter,

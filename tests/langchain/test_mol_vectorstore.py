@@ -55,6 +55,25 @@ def test_dict_and_callable_filters(store: MoLVectorStore) -> None:
     assert store.similarity_search("cat", k=2, filter={"animal": "bird"}) == []
 
 
+@pytest.mark.parametrize("mmr", [False, True])
+def test_a_callable_filter_runs_outside_the_store_lock(store: MoLVectorStore, mmr: bool) -> None:
+    """A predicate is user code: run under the store's lock, one taking an application lock held by
+    a thread waiting to search the store deadlocked both (review 2026-12-05)."""
+    other_done: list[bool] = []
+
+    def predicate(doc: Document) -> bool:
+        if not other_done:  # another thread's search, started from inside the filter
+            t = threading.Thread(target=lambda: store.similarity_search("cat", k=1))
+            t.start()
+            t.join(5)
+            other_done.append(not t.is_alive())
+        return doc.metadata["n"] >= 2
+
+    search = store.max_marginal_relevance_search if mmr else store.similarity_search
+    docs = search("cat", k=4, filter=predicate)
+    assert sorted(str(d.id) for d in docs) == ["c", "d"] and other_done == [True]
+
+
 def test_filter_is_prefiltering_not_a_fixed_fetch() -> None:
     text = "the quick brown fox"
     store = MoLVectorStore(HashingEmbeddings())
