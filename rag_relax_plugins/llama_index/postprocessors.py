@@ -28,6 +28,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from rag_relax_plugins.llama_index._class_name import without_own_class_name
 from rag_relax_plugins.rerankers.base import (
     ADAPTER_FIELDS,
+    OWN_VALUE_FIELDS,
     BaseReranker,
     adapter_field,
     check_unused_build_fields,
@@ -88,7 +89,7 @@ class RerankerPostprocessor(BaseNodePostprocessor):
         kwargs["reranker_instance"] = reranker is not None
         own = {} if reranker is None else reranker_own_fields(reranker, self._build_fields)
         if from_instance:  # its batch size was the earlier reranker's, not a choice: the new one's stands
-            kwargs = {k: v for k, v in kwargs.items() if k not in own}
+            kwargs = {k: v for k, v in kwargs.items() if k not in OWN_VALUE_FIELDS}
         super().__init__(**{**own, **kwargs})  # the field reports the reranker's own batch size
         if reranker is None:
             reranker = self._build_reranker()

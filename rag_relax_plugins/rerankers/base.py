@@ -21,6 +21,7 @@ from rag_relax_plugins.embedders._texts import check_texts
 
 __all__ = [
     "ADAPTER_FIELDS",
+    "OWN_VALUE_FIELDS",
     "BaseReranker",
     "RerankResult",
     "adapter_field",
@@ -112,14 +113,14 @@ def device_name(value: object) -> object:
     return str(value) if isinstance(value, torch.device) else value
 
 
-_OWN_VALUES = ("batch_size",)  # build fields a reranker instance holds a value of its own for
+OWN_VALUE_FIELDS = ("batch_size",)  # build fields a reranker instance holds a value of its own for
 
 
 def reranker_own_fields(reranker: object, names: Sequence[str]) -> dict[str, Any]:
     """The values ``reranker`` holds of its own for the adapter build fields ``names`` (its
     ``batch_size``): an adapter given ``reranker=`` takes them for those fields, so the field (and
     ``to_dict()``) reports the value the reranker uses, not the field's default."""
-    own = {name: getattr(reranker, name, None) for name in names if name in _OWN_VALUES}
+    own = {name: getattr(reranker, name, None) for name in names if name in OWN_VALUE_FIELDS}
     return {name: value for name, value in own.items()
             if isinstance(value, int) and not isinstance(value, bool) and value >= 1}  # else not a batch size
 

@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from rag_relax_plugins.rerankers.base import check_top_n
+from rag_relax_plugins.rerankers.base import BaseReranker, check_top_n
+
+
+class Custom(BaseReranker):
+    """A user's reranker with an attribute named batch_size of its own meaning ("no batching")."""
+
+    batch_size = 0
+
+    def score(self, query, documents):  # type: ignore[no-untyped-def]
+        import torch
+
+        return torch.zeros(len(documents))
 
 
 def _adapters():  # type: ignore[no-untyped-def]
@@ -80,20 +91,11 @@ def test_an_adapter_given_a_reranker_reports_its_batch_size(index: int) -> None:
         other = MaxSimModel(MaxSimConfig(projection_dim=None, token_dim=64), encoder=HashingEncoder(dim=64, seed=1),
                             batch_size=32)
         assert cls.from_dict(cfg, reranker=other).batch_size == 32
+        assert cls.from_dict(cfg, reranker=Custom()).batch_size == 32  # no batch size of its own: the default
         assert cls.from_dict({k: v for k, v in cfg.items() if k != "reranker_instance"}, reranker=model).batch_size == 4
 
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_a_custom_reranker_whose_batch_size_is_no_count_leaves_the_field_alone(index: int) -> None:
-    from rag_relax_plugins.rerankers.base import BaseReranker
-
-    class Custom(BaseReranker):
-        batch_size = 0  # its own meaning, e.g. "no batching"
-
-        def score(self, query, documents):  # type: ignore[no-untyped-def]
-            import torch
-
-            return torch.zeros(len(documents))
-
     adapter = _adapters()[index](reranker=Custom())
     assert adapter.batch_size == 32  # the field's default, not a ValidationError about batch_size=0
