@@ -77,7 +77,7 @@ def data_sha256(value: Any) -> str:
 # the fields of trainer_state.json every trainer's resume reads, and their JSON types
 STATE_FIELDS: dict[str, tuple[type, ...]] = {
     "scheduler": (dict,), "epoch": (int,), "step": (int,), "best": (int, float), "history": (dict,),
-    "config": (dict,),
+    "config": (dict,), "pos": (int,),
 }
 
 

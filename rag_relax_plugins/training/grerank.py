@@ -284,8 +284,6 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
     if ck is None:
         check_source_outside_checkpoints(cfg.init_from, "init_from", out, CHECKPOINT_PREFIX, total,
                                          run=f"this run ({total} steps)")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "train_config.json", used.to_dict())
     opt = _optimizer(reranker, cfg)
     gen = torch.Generator(device=reranker.device).manual_seed(cfg.seed)
     state: dict[str, Any] = {
@@ -294,10 +292,12 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
         "step": 0,
         "history": {"loss": [], "seconds": []},
     }
-    if ck is not None:
+    if ck is not None:  # every file read and checked before the caller's reranker changes
         state = load_checkpoint(ck, optimizer=opt, generator=gen, seed=cfg.seed)
         if resumed_weights is not None:  # in place: the optimiser holds these parameters
             reranker.scorer.load_state_dict(resumed_weights)
+    out.mkdir(parents=True, exist_ok=True)  # after the checkpoint is read: a damaged one leaves no folder
+    atomic_write_json(out / "train_config.json", used.to_dict())
     history: dict[str, list[Any]] = state["history"]
     layouts: dict[int, ReaderLayout] = {}
     states: dict[int, DocumentStates] = {}  # cfg.cache_reader_states: filled on first visit

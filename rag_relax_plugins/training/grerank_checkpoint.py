@@ -117,10 +117,17 @@ def load_checkpoint(
     ``generator``'s device when the checkpoint holds it.
 
     Raises:
-        FileNotFoundError: ``folder`` is not a checkpoint. ValueError: unknown format version.
+        FileNotFoundError: ``folder`` is not a checkpoint. ValueError: unknown format version; a
+            field of ``trainer_state.json`` missing or of another type (named).
     """
     folder = checkpoint_folder(folder)
-    state = read_trainer_state(folder, version=CHECKPOINT_VERSION, fields=("step",))  # before the optimiser changes
+    # every field the run reads, before the optimiser changes (a missing 'history' was a KeyError
+    # after the caller's reranker had taken the checkpoint's weights)
+    state = read_trainer_state(folder, version=CHECKPOINT_VERSION, fields=("epoch", "pos", "step", "history"))
+    history = state["history"]
+    if not all(isinstance(history.get(key), list) for key in ("loss", "seconds")):
+        raise ValueError(f"{folder / 'trainer_state.json'}: 'history' must hold the lists 'loss' and 'seconds' "
+                         "(a damaged checkpoint?)")
     load_optimizer_state(optimizer, folder)
     rng = read_tensors(folder / "rng.safetensors")
     bad = [k for k in ("gumbel", "torch") if k not in rng or rng[k].dtype != torch.uint8]

@@ -361,3 +361,15 @@ def test_a_damaged_checkpoint_is_refused_naming_the_file(minilm_path: str, tmp_p
         train_grerank(cfg(tmp_path / "f", resume_from=str(ckpt)), examples=EXAMPLES, reranker=passed,
                       reader=FakeReader())
     assert unchanged()
+    save_file(tensors, str(weights))
+    # a trainer_state.json missing a field the loop reads: a KeyError after the passed reranker
+    # had taken the checkpoint's weights, and train_config.json written (review 2026-12-05)
+    state_file = ckpt / "trainer_state.json"
+    saved = json.loads(state_file.read_text())
+    for field, bad in (("history", None), ("epoch", None), ("pos", None), ("history", {"loss": []})):
+        state_file.write_text(json.dumps({k: v for k, v in saved.items() if k != field}
+                                         | ({} if bad is None else {field: bad})))
+        with pytest.raises(ValueError, match=rf"trainer_state\.json: '{field}' (is missing|must hold)"):
+            train_grerank(cfg(tmp_path / "g", resume_from=str(ckpt)), examples=EXAMPLES, reranker=passed,
+                          reader=FakeReader())
+        assert unchanged() and not (tmp_path / "g").exists()
