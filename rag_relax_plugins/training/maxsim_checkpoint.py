@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder, saved_kind
+from rag_relax_plugins._io import atomic_folder, read_json, read_tensors, saved_kind
 from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import (
@@ -156,13 +156,18 @@ def checked_resume(cfg: MaxSimTrainConfig, training_data: str) -> tuple[Path | N
     Raises:
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
         ValueError: its options differ from ``cfg``'s, runtime-only ones aside, or it was trained
-            on other data.
+            on other data; a damaged ``trainer_state.json`` or optimiser file (named).
     """
     ck = checkpoint_folder(cfg.resume_from, trainer="train-maxsim") if cfg.resume_from else None
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
     options[TRAINING_DATA] = training_data  # the split itself: cfg.data / rows describe the CLI's only
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(ck, options)
+        # a damaged state or optimiser file too, before the checkpoint's model is loaded (into a
+        # passed reranker's encoder, whose trained layers it replaces) and the token cache is built
+        read_trainer_state(ck)
+        read_json(ck / "optimizer.json")
+        read_tensors(ck / "optimizer.safetensors")
     return ck, options
 
 

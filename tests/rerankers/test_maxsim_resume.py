@@ -238,3 +238,26 @@ def test_trainer_state_carries_a_format_version_and_a_newer_one_is_refused(tmp_p
     res = train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "a"), resume_from=str(ck), **base), groups,
                        queries.texts, texts.texts, reranker=make_reranker())
     assert res["steps"] == 8
+
+
+@pytest.mark.parametrize("damage", ["optimizer.safetensors", "optimizer.json", "trainer_state.json"])
+def test_a_damaged_checkpoint_is_refused_before_the_model_loads_or_the_cache_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """A damaged optimiser or state file was refused only after the checkpoint's model had been
+    loaded into the passed reranker's encoder (its trained layers replaced) and the token cache
+    built into a new output folder (review 2026-12-05)."""
+    groups, queries, texts = synthetic()
+    base = dict(epochs=2, batch_size=4, hard_negatives=2, val_rows=0, train_rows=10, show_progress=False)
+    train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "a"), max_steps=2, **base), groups, queries.texts,
+                 texts.texts, reranker=make_reranker())
+    ck = tmp_path / "a" / "checkpoint_epoch_1"
+    (ck / damage).write_bytes((ck / damage).read_bytes()[:40])
+    loads: list[Path] = []
+    real_load = MaxSimReranker.load.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(MaxSimReranker, "load", classmethod(lambda cls, folder, **kw: loads.append(folder)
+                                                            or real_load(cls, folder, **kw)))
+    with pytest.raises(ValueError, match=damage.replace(".", r"\.")):
+        train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "b"), resume_from=str(ck), **base), groups,
+                     queries.texts, texts.texts, reranker=make_reranker())
+    assert loads == [] and not (tmp_path / "b").exists()
