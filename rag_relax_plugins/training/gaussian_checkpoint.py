@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import save_file
 
 from rag_relax_plugins._io import atomic_folder, read_tensors
+from rag_relax_plugins.core.device import fork_rng_devices
 from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import (
     ResumePolicy,
@@ -141,23 +142,24 @@ def save_checkpoint(
     return atomic_folder(target, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
 
 
-def _restore_cuda_rng(rng: dict[str, torch.Tensor], file: Path) -> None:
-    """Restore the ``cuda<i>`` generator states of ``rng`` to the GPUs this process sees.
+def _restore_cuda_rng(rng: dict[str, torch.Tensor], file: Path, device: torch.device) -> None:
+    """Restore the ``cuda<i>`` generator state of ``rng`` for the GPU the run uses (``device``).
 
     A checkpoint holds one state per GPU its process saw. ``set_rng_state_all`` of them failed
     with an IndexError where fewer GPUs are visible (``CUDA_VISIBLE_DEVICES``, a smaller
-    machine), and the keys sorted as strings put ``cuda10`` before ``cuda2``. Each state now goes
-    to its own index; the GPUs this process lacks are skipped, the ones the checkpoint lacks keep
-    their seeded state.
+    machine), and the keys sorted as strings put ``cuda10`` before ``cuda2``. Only the run's own
+    GPU is restored now: the others are the caller's, which the run leaves as they were (a CPU
+    run restored every GPU's state from the checkpoint); a GPU the checkpoint lacks keeps its
+    seeded state.
     """
-    count = torch.cuda.device_count()
+    own = set(fork_rng_devices(device)) if device.type == "cuda" and torch.cuda.is_available() else set()
     for key, state in rng.items():
         if not key.startswith("cuda"):
             continue
         index = key[len("cuda"):]
         if not index.isdigit():
             raise ValueError(f"{file}: unknown generator state {key!r} (a damaged checkpoint?)")
-        if int(index) < count:
+        if int(index) in own:
             torch.cuda.set_rng_state(state, int(index))
 
 
@@ -168,8 +170,12 @@ def load_checkpoint_state(
     scheduler: Any,
     predictor: torch.nn.Module | None,
     scaler: torch.amp.GradScaler | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
     """Restore optimiser, scheduler, RNG, predictor and loss scaler from ``folder``; return the trainer state.
+
+    The generators restored are the CPU one and the run's own device's (``device``, default the
+    CPU: that CUDA device, or MPS); another device's generator is the caller's and is left alone.
 
     A checkpoint without scaler state (written without fp16 scaling, or by an older version)
     leaves an enabled ``scaler`` at its initial scale, with a warning.
@@ -193,9 +199,9 @@ def load_checkpoint_state(
     if "torch" not in rng:
         raise ValueError(f"{folder / 'rng.safetensors'}: no 'torch' generator state")
     torch.set_rng_state(rng["torch"])
-    if torch.cuda.is_available():
-        _restore_cuda_rng(rng, folder / "rng.safetensors")
-    if "mps" in rng and _mps_available():
+    device = torch.device("cpu") if device is None else device
+    _restore_cuda_rng(rng, folder / "rng.safetensors", device)  # its keys are checked on every device
+    if device.type == "mps" and "mps" in rng and _mps_available():
         torch.mps.set_rng_state(rng["mps"])
     if predictor is not None:
         pfile = folder / "predictor.safetensors"

@@ -260,7 +260,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
     start_epoch, step, best, best_epoch = 0, 0, float("inf"), None
     if cfg.resume_from is not None:
         state = load_checkpoint_state(Path(cfg.resume_from), optimizer=opt, scheduler=sched, predictor=predictor,
-                                      scaler=scaler)
+                                      scaler=scaler, device=dev)
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
         if "selection_loss" not in history:  # older checkpoints stored the selection loss as val_loss
             history["selection_loss"] = list(history["val_loss"])

@@ -150,7 +150,8 @@ def test_cuda_generator_states_go_to_their_own_gpus_and_missing_gpus_are_skipped
 ) -> None:
     """A checkpoint saved where three GPUs were visible, resumed where one is: set_rng_state_all
     raised IndexError (torch indexes its per-GPU generators), and the string sort put cuda10
-    before cuda2. No GPU here: torch.cuda's generator functions are stood in for."""
+    before cuda2 (cuda10 is never restored now: no run uses it). No GPU here: torch.cuda's
+    generator functions are stood in for."""
     from safetensors.torch import load_file, save_file
 
     model = GaussianEmbedder.load(good, device="cpu")
@@ -174,11 +175,18 @@ def test_cuda_generator_states_go_to_their_own_gpus_and_missing_gpus_are_skipped
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
     monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)  # what set_rng_state_all calls
-    ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None)
-    assert restored == {0: [0] * 4, 2: [2] * 4}  # cuda10 skipped: this process sees 3 GPUs
+    # only the run's own GPU is restored: the others are the caller's, which a CPU run restored
+    # from the checkpoint too (review 2026-12-05)
+    for device, want in (("cuda:2", {2: [2] * 4}), ("cuda:0", {0: [0] * 4}), ("cuda:1", {}), ("cpu", {}),
+                         (None, {})):
+        restored.clear()
+        ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None,
+                                   device=None if device is None else torch.device(device))
+        assert restored == want, device  # cuda:1: the checkpoint has no state for it (seeded state kept)
     save_file({**rng, "cudaX": states["cuda0"]}, str(ck / "rng.safetensors"))
-    with pytest.raises(ValueError, match=r"rng.safetensors: unknown generator state 'cudaX'"):
-        ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None)
+    for device in ("cuda:0", "cpu"):
+        with pytest.raises(ValueError, match=r"rng.safetensors: unknown generator state 'cudaX'"):
+            ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None, device=torch.device(device))
 
 
 @pytest.mark.parametrize(("key", "value", "match"), [

@@ -55,8 +55,12 @@ def test_mps_generator_state_is_checkpointed(tmp_path, monkeypatch) -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     ckpt.save_checkpoint(tmp_path / "ck", model=model, optimizer=opt, scheduler=sched, predictor=None,
                          state={"epoch": 1, "step": 0, "best": 1.0, "best_epoch": 1, "history": {}})
-    ckpt.load_checkpoint_state(tmp_path / "ck", optimizer=opt, scheduler=sched, predictor=None)
+    ckpt.load_checkpoint_state(tmp_path / "ck", optimizer=opt, scheduler=sched, predictor=None,
+                               device=torch.device("mps"))
     assert len(restored) == 1 and torch.equal(restored[0], state)
+    ckpt.load_checkpoint_state(tmp_path / "ck", optimizer=opt, scheduler=sched, predictor=None,
+                               device=torch.device("cpu"))
+    assert len(restored) == 1  # a CPU run leaves the caller's MPS generator alone
 
 
 def test_resume_from_a_checkpoint_with_the_older_history(tmp_path, base) -> None:
