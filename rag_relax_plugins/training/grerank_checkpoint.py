@@ -97,6 +97,8 @@ def save_checkpoint(
         rng = {"gumbel": generator.get_state(), "torch": torch.get_rng_state()}  # torch: dropout
         if generator.device.type == "cuda":  # the run's device only (dropout there)
             rng[f"cuda{generator.device.index or 0}"] = torch.cuda.get_rng_state(generator.device)
+        elif generator.device.type == "mps":  # dropout on MPS draws from the MPS generator
+            rng["mps"] = torch.mps.get_rng_state()
         save_file(rng, str(tmp / "rng.safetensors"))
         full = {"format_version": CHECKPOINT_VERSION, **state, "noise_device": generator.device.type}
         (tmp / "trainer_state.json").write_text(json.dumps(full), encoding="utf-8")
@@ -113,8 +115,8 @@ def load_checkpoint(
     "reranker")``) before the optimiser is built. A checkpoint written on another device type
     (CPU and CUDA generators have states of different kinds) reseeds ``generator`` with ``seed``
     plus the checkpoint's step, with a warning: the run goes on, with other noise than an
-    uninterrupted run would draw. The CPU generator (dropout) is restored, and the CUDA one of
-    ``generator``'s device when the checkpoint holds it.
+    uninterrupted run would draw. The CPU generator (dropout) is restored, and the CUDA (or MPS)
+    one of ``generator``'s device when the checkpoint holds it.
 
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint. ValueError: unknown format version; a
@@ -143,9 +145,13 @@ def load_checkpoint(
                     "generator; the noise is reseeded (seed + step), so this run draws other noise than "
                     "an uninterrupted one", folder, saved or "another device type", here)
     torch.set_rng_state(rng["torch"])
-    own = f"cuda{generator.device.index or 0}"
-    if here == "cuda" and own in rng:
-        torch.cuda.set_rng_state(rng[own], generator.device)
+    if here == "cuda":  # the state saved for the run's GPU; one saved on another index (cuda:0 -> cuda:1) too
+        own, saved_gpus = f"cuda{generator.device.index or 0}", [k for k in rng if k.startswith("cuda")]
+        key = own if own in rng else (saved_gpus[0] if len(saved_gpus) == 1 else None)
+        if key is not None:
+            torch.cuda.set_rng_state(rng[key], generator.device)
+    elif here == "mps" and "mps" in rng:  # saved since 2026-12-05: dropout there was not resumed exactly
+        torch.mps.set_rng_state(rng["mps"])
     return state
 
 
