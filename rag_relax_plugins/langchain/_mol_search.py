@@ -14,7 +14,7 @@ from rag_relax_plugins.core.mmr import mmr_select_mol
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.langchain._mol_checks import as_matrix, filter_ids
 
-__all__ = ["DocFilter", "mmr_picks", "resolve_callable", "search"]
+__all__ = ["DocFilter", "Passed", "mmr_picks", "resolve_callable", "search"]
 
 DocFilter = dict[str, Any] | Callable[[Document], bool]
 
@@ -25,7 +25,7 @@ def search(
     embedding: Sequence[float],
     k: int,
     *,
-    filter: DocFilter | frozenset[str] | None,
+    filter: DocFilter | Passed | None,
     strategy: Strategy | None,
 ) -> tuple[list[float], list[str]]:
     """Raw ``(scores, ids)`` of one query vector, best first; ``[]`` when nothing matches.
@@ -36,14 +36,14 @@ def search(
         embedding: the query vector (``query_dim`` values).
         k: how many hits at most.
         filter: the ``filter=`` of the search (:func:`~._mol_checks.filter_ids`), or ``None``;
-            a ``frozenset`` is a callable's result (:func:`resolve_callable`): those of its ids
-            ``docs`` still holds.
+            :class:`Passed` is a callable's result (:func:`resolve_callable`): the entries it
+            passed that ``docs`` still holds unchanged.
         strategy: the index's retrieval strategy for this search (``None``: ``BruteForce()``, exact).
     """
     if index is None or not docs:
         return [], []
-    if isinstance(filter, frozenset):
-        allowed: list[str] | None = [i for i in docs if i in filter]  # storage order, as filter_ids
+    if isinstance(filter, Passed):  # deleted or replaced since the predicate saw it: out
+        allowed: list[str] | None = [i for i, entry in docs.items() if filter.entries.get(i) is entry]
     else:
         allowed = None if filter is None else filter_ids(docs, filter)
     if allowed is not None and not allowed:
@@ -59,17 +59,29 @@ def search(
     return scores[0, : len(hits)].tolist(), hits
 
 
+class Passed:
+    """The entries a callable filter passed (:func:`resolve_callable`): ``id -> (text, metadata)``
+    as the predicate saw them. A search keeps an id only while the store holds that same entry,
+    so a document deleted or replaced since is left out."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        self.entries = entries
+
+
 def resolve_callable(
     docs: Mapping[str, tuple[str, dict[str, Any]]], filter: DocFilter | None, lock: Any
-) -> DocFilter | frozenset[str] | None:
+) -> DocFilter | Passed | None:
     """A callable ``filter`` run over a copy of ``docs`` taken under the store's ``lock`` but
-    outside it: the ids it passes (anything else as given). A predicate is user code: run under
-    the lock, one taking an application lock held by a thread waiting on the store deadlocked."""
+    outside it: the entries it passes (anything else as given). A predicate is user code: run
+    under the lock, one taking an application lock held by a thread waiting on the store
+    deadlocked."""
     if filter is None or isinstance(filter, dict) or not callable(filter):
         return filter
     with lock:
         snapshot = dict(docs)
-    return frozenset(filter_ids(snapshot, filter))
+    return Passed({i: snapshot[i] for i in filter_ids(snapshot, filter)})
 
 
 def mmr_picks(index: MoLIndex, scores: list[float], ids: list[str], k: int, lambda_mult: float) -> list[int]:

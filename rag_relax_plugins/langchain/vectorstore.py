@@ -43,7 +43,13 @@ from rag_relax_plugins.langchain._mol_checks import (
     fresh_metadata,
 )
 from rag_relax_plugins.langchain._mol_inputs import embed_texts, read_add_args
-from rag_relax_plugins.langchain._mol_search import DocFilter, mmr_picks, resolve_callable, search
+from rag_relax_plugins.langchain._mol_search import (
+    DocFilter,
+    Passed,
+    mmr_picks,
+    resolve_callable,
+    search,
+)
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 
 __all__ = ["MoLVectorStore"]
@@ -355,7 +361,7 @@ class MoLVectorStore(VectorStore):
             return [self._document(ids[p]) for p in picks]
 
     def _search(
-        self, embedding: Sequence[float], k: int, filter: DocFilter | frozenset[str] | None, strategy: Strategy | None
+        self, embedding: Sequence[float], k: int, filter: DocFilter | Passed | None, strategy: Strategy | None
     ) -> tuple[list[float], list[str]]:
         """Raw ``(scores, ids)`` of one query vector, best first (:func:`~._mol_search.search`)."""
         return search(self._contents.index, self._docs, embedding, k, filter=filter,

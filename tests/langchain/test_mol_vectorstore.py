@@ -74,6 +74,25 @@ def test_a_callable_filter_runs_outside_the_store_lock(store: MoLVectorStore, mm
     assert sorted(str(d.id) for d in docs) == ["c", "d"] and other_done == [True]
 
 
+def test_a_document_replaced_while_a_callable_filter_runs_is_not_returned(store: MoLVectorStore) -> None:
+    """The predicate passed "d" as it was; an upsert of "d" meanwhile made it fail, yet it was
+    returned (review of the outside-the-lock filter, 2026-12-05)."""
+    seen: list[int] = []
+
+    def predicate(doc: Document) -> bool:
+        if not seen:
+            seen.append(1)
+            t = threading.Thread(target=lambda: store.add_texts(["now about dogs"], [{"animal": "dog", "n": 9}],
+                                                                ids=["d"]))
+            t.start()
+            t.join(5)
+        return doc.metadata.get("animal") == "cat"
+
+    assert [d.id for d in store.similarity_search("cat", k=4, filter=predicate)] == ["a"]
+    with pytest.raises(TypeError, match="filter must be a dict of metadata values or a callable, got frozenset"):
+        store.similarity_search("cat", k=4, filter=frozenset({"a"}))  # not an id whitelist
+
+
 def test_filter_is_prefiltering_not_a_fixed_fetch() -> None:
     text = "the quick brown fox"
     store = MoLVectorStore(HashingEmbeddings())
