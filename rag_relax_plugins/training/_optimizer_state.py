@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from rag_relax_plugins._io import read_json, read_tensors
 
-__all__ = ["load_optimizer_state", "read_optimizer_state", "save_optimizer_state"]
+__all__ = ["load_optimizer_state", "read_optimizer_files", "read_optimizer_state", "save_optimizer_state"]
 
 
 def save_optimizer_state(opt: torch.optim.Optimizer, folder: Path) -> None:
@@ -45,16 +45,13 @@ def load_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
     opt.load_state_dict(read_optimizer_state(opt, folder, hint=hint))
 
 
-def read_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str = "") -> dict[str, Any]:
-    """What :func:`save_optimizer_state` wrote, checked against ``opt`` and not yet loaded into it:
-    the ``opt.load_state_dict`` argument. A resume checks it before it replaces the model's weights.
+def read_optimizer_files(folder: Path) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """``optimizer.json`` and ``optimizer.safetensors`` of ``folder`` read and checked for their
+    form, without an optimiser: ``(meta, state by parameter index)``. A resume calls it before
+    it changes anything (:func:`read_optimizer_state` checks the result against the optimiser).
 
     Raises:
-        ValueError: the checkpoint's number of parameter groups, or of parameters in a group,
-            differs from ``opt``'s (the message ends with ``hint``, e.g. which options must match
-            to resume), a corrupt
-            ``optimizer.json`` / ``optimizer.safetensors`` (named), or a moment whose shape is not
-            its parameter's.
+        ValueError: either file unreadable or not an optimiser state written by this package (named).
     """
     meta_file = folder / "optimizer.json"
     meta = read_json(meta_file)
@@ -70,6 +67,22 @@ def read_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str 
             state.setdefault(int(pid), {}).update(extra)
     except (ValueError, AttributeError, TypeError) as exc:  # a key not "<int>.<name>", scalars not a mapping
         raise ValueError(f"{folder}: not an optimiser state written by this package ({exc})") from exc
+    return meta, state
+
+
+def read_optimizer_state(opt: torch.optim.Optimizer, folder: Path, *, hint: str = "") -> dict[str, Any]:
+    """What :func:`save_optimizer_state` wrote, checked against ``opt`` and not yet loaded into it:
+    the ``opt.load_state_dict`` argument. A resume checks it before it replaces the model's weights.
+
+    Raises:
+        ValueError: the checkpoint's number of parameter groups, or of parameters in a group,
+            differs from ``opt``'s (the message ends with ``hint``, e.g. which options must match
+            to resume), a corrupt
+            ``optimizer.json`` / ``optimizer.safetensors`` (named), or a moment whose shape is not
+            its parameter's.
+    """
+    meta_file = folder / "optimizer.json"
+    meta, state = read_optimizer_files(folder)
     if len(meta["param_groups"]) != len(opt.param_groups):
         raise ValueError(
             f"checkpoint {folder} has {len(meta['param_groups'])} optimiser parameter groups, the "

@@ -26,9 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rag_relax_plugins._io import atomic_folder, read_json, read_tensors, saved_kind
+from rag_relax_plugins._io import atomic_folder, saved_kind
 from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
-from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
+from rag_relax_plugins.training._optimizer_state import (
+    load_optimizer_state,
+    read_optimizer_files,
+    save_optimizer_state,
+)
 from rag_relax_plugins.training._resume_check import (
     TRAINING_DATA,
     ResumePolicy,
@@ -119,8 +123,12 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
         ValueError: an unreadable file, a missing or mistyped field, or another ``format_version``
             (each names the file).
     """
-    return read_state(folder, version=CHECKPOINT_VERSION, fields=("scheduler", "epoch", "step", "best", "history"),
-                      unversioned=1)
+    state = read_state(folder, version=CHECKPOINT_VERSION, fields=("scheduler", "epoch", "step", "best", "history"),
+                       unversioned=1)
+    if not all(isinstance(state["history"].get(key), list) for key in ("step_loss", "train_loss", "val_mrr")):
+        raise ValueError(f"{folder / 'trainer_state.json'}: 'history' must hold the lists 'step_loss', 'train_loss' "
+                         "and 'val_mrr' (a damaged checkpoint?)")  # a KeyError in the loop, after the model loaded
+    return state
 
 
 def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
@@ -166,8 +174,7 @@ def checked_resume(cfg: MaxSimTrainConfig, training_data: str) -> tuple[Path | N
         # a damaged state or optimiser file too, before the checkpoint's model is loaded (into a
         # passed reranker's encoder, whose trained layers it replaces) and the token cache is built
         read_trainer_state(ck)
-        read_json(ck / "optimizer.json")
-        read_tensors(ck / "optimizer.safetensors")
+        read_optimizer_files(ck)
     return ck, options
 
 

@@ -240,7 +240,8 @@ def test_trainer_state_carries_a_format_version_and_a_newer_one_is_refused(tmp_p
     assert res["steps"] == 8
 
 
-@pytest.mark.parametrize("damage", ["optimizer.safetensors", "optimizer.json", "trainer_state.json"])
+@pytest.mark.parametrize("damage", ["optimizer.safetensors", "optimizer.json", "optimizer.json:{}",
+                                    "trainer_state.json:scheduler", "trainer_state.json:history"])
 def test_a_damaged_checkpoint_is_refused_before_the_model_loads_or_the_cache_is_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
 ) -> None:
@@ -252,12 +253,20 @@ def test_a_damaged_checkpoint_is_refused_before_the_model_loads_or_the_cache_is_
     train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "a"), max_steps=2, **base), groups, queries.texts,
                  texts.texts, reranker=make_reranker())
     ck = tmp_path / "a" / "checkpoint_epoch_1"
-    (ck / damage).write_bytes((ck / damage).read_bytes()[:40])
+    name, _, what = damage.partition(":")
+    if not what:  # truncated
+        (ck / name).write_bytes((ck / name).read_bytes()[:40])
+    elif what == "{}":  # readable JSON, not an optimiser state
+        (ck / name).write_text("{}")
+    else:  # a field missing, or the history without its lists
+        state = json.loads((ck / name).read_text())
+        state[what] = {} if what == "history" else state.pop(what) and None
+        (ck / name).write_text(json.dumps({k: v for k, v in state.items() if v is not None}))
     loads: list[Path] = []
     real_load = MaxSimReranker.load.__func__  # type: ignore[attr-defined]
     monkeypatch.setattr(MaxSimReranker, "load", classmethod(lambda cls, folder, **kw: loads.append(folder)
                                                             or real_load(cls, folder, **kw)))
-    with pytest.raises(ValueError, match=damage.replace(".", r"\.")):
+    with pytest.raises(ValueError, match=name.replace(".", r"\.")):
         train_maxsim(MaxSimTrainConfig(output_dir=str(tmp_path / "b"), resume_from=str(ck), **base), groups,
                      queries.texts, texts.texts, reranker=make_reranker())
     assert loads == [] and not (tmp_path / "b").exists()
