@@ -142,25 +142,33 @@ def save_checkpoint(
     return atomic_folder(target, write, replace_if_contains=("trainer_state.json",), kind="checkpoint")
 
 
-def _restore_cuda_rng(rng: dict[str, torch.Tensor], file: Path, device: torch.device) -> None:
-    """Restore the ``cuda<i>`` generator state of ``rng`` for the GPU the run uses (``device``).
+def _restore_cuda_rng(rng: dict[str, torch.Tensor], file: Path, device: torch.device, saved: object = None) -> None:
+    """Restore, into the GPU the run uses (``device``), the ``cuda<j>`` generator state of ``rng``
+    of the GPU the saved run drew from (``saved``, its ``rng_device``, e.g. ``"cuda:0"``; a
+    checkpoint without one: the same index).
 
     A checkpoint holds one state per GPU its process saw. ``set_rng_state_all`` of them failed
     with an IndexError where fewer GPUs are visible (``CUDA_VISIBLE_DEVICES``, a smaller
     machine), and the keys sorted as strings put ``cuda10`` before ``cuda2``. Only the run's own
     GPU is restored now: the others are the caller's, which the run leaves as they were (a CPU
-    run restored every GPU's state from the checkpoint); a GPU the checkpoint lacks keeps its
-    seeded state.
+    run restored every GPU's state from the checkpoint), and a run resumed on another GPU index
+    takes the state its run drew from (it took that index's, another GPU's); a state the
+    checkpoint lacks leaves the seeded one.
     """
-    own = set(fork_rng_devices(device)) if device.type == "cuda" and torch.cuda.is_available() else set()
-    for key, state in rng.items():
-        if not key.startswith("cuda"):
-            continue
-        index = key[len("cuda"):]
-        if not index.isdigit():
+    for key in rng:
+        if key.startswith("cuda") and not key[len("cuda"):].isdigit():
             raise ValueError(f"{file}: unknown generator state {key!r} (a damaged checkpoint?)")
-        if int(index) in own:
-            torch.cuda.set_rng_state(state, int(index))
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return
+    (own,) = fork_rng_devices(device)
+    source = own
+    if isinstance(saved, str) and saved.startswith("cuda"):
+        try:
+            source = torch.device(saved).index or 0
+        except RuntimeError as exc:  # an edited trainer_state.json
+            raise ValueError(f"{file.parent / 'trainer_state.json'}: rng_device {saved!r} is not a device") from exc
+    if f"cuda{source}" in rng:
+        torch.cuda.set_rng_state(rng[f"cuda{source}"], own)
 
 
 def load_checkpoint_state(
@@ -200,7 +208,7 @@ def load_checkpoint_state(
         raise ValueError(f"{folder / 'rng.safetensors'}: no 'torch' generator state")
     torch.set_rng_state(rng["torch"])
     device = torch.device("cpu") if device is None else device
-    _restore_cuda_rng(rng, folder / "rng.safetensors", device)  # its keys are checked on every device
+    _restore_cuda_rng(rng, folder / "rng.safetensors", device, state.get("rng_device"))  # keys checked on any device
     if device.type == "mps" and "mps" in rng and _mps_available():
         torch.mps.set_rng_state(rng["mps"])
     if predictor is not None:

@@ -337,7 +337,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             model.save(out / "best_model")
         if cfg.save_checkpoints:
             state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
-                     "config": options}
+                     "config": options, "rng_device": str(dev)}  # whose GPU generator a resume restores
             path = save_checkpoint(out / f"{EPOCH_CHECKPOINT_PREFIX}{epoch + 1}", model=model, optimizer=opt,
                                    scheduler=sched, predictor=predictor, state=state, scaler=scaler,
                                    best_model=earlier_best_model(out, best_epoch, own_epoch=epoch + 1))

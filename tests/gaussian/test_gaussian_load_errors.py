@@ -183,6 +183,16 @@ def test_cuda_generator_states_go_to_their_own_gpus_and_missing_gpus_are_skipped
         ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None,
                                    device=None if device is None else torch.device(device))
         assert restored == want, device  # cuda:1: the checkpoint has no state for it (seeded state kept)
+    # a run that drew from cuda:2, resumed on cuda:0: its own state, not cuda:0's (another GPU's)
+    state = json.loads((ck / "trainer_state.json").read_text())
+    (ck / "trainer_state.json").write_text(json.dumps({**state, "rng_device": "cuda:2"}))
+    restored.clear()
+    ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None, device=torch.device("cuda:0"))
+    assert restored == {0: [2] * 4}
+    (ck / "trainer_state.json").write_text(json.dumps({**state, "rng_device": "cuda:x"}))
+    with pytest.raises(ValueError, match=r"rng_device 'cuda:x' is not a device"):
+        ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None, device=torch.device("cuda:0"))
+    (ck / "trainer_state.json").write_text(json.dumps(state))
     save_file({**rng, "cudaX": states["cuda0"]}, str(ck / "rng.safetensors"))
     for device in ("cuda:0", "cpu"):
         with pytest.raises(ValueError, match=r"rng.safetensors: unknown generator state 'cudaX'"):
