@@ -164,9 +164,10 @@ def _restore_cuda_rng(rng: dict[str, torch.Tensor], file: Path, device: torch.de
     source = own
     if isinstance(saved, str) and saved.startswith("cuda"):
         try:
-            source = torch.device(saved).index or 0
+            index = torch.device(saved).index
         except RuntimeError as exc:  # an edited trainer_state.json
             raise ValueError(f"{file.parent / 'trainer_state.json'}: rng_device {saved!r} is not a device") from exc
+        source = own if index is None else index  # "cuda": the current GPU, as the run used
     if f"cuda{source}" in rng:
         torch.cuda.set_rng_state(rng[f"cuda{source}"], own)
 

@@ -40,7 +40,13 @@ import torch
 
 from rag_relax_plugins._io import atomic_write_json, check_save_target
 from rag_relax_plugins._progress import library_progress
-from rag_relax_plugins.core.device import autocast, grad_scaler, resolve_device, seeded_rngs
+from rag_relax_plugins.core.device import (
+    autocast,
+    fork_rng_devices,
+    grad_scaler,
+    resolve_device,
+    seeded_rngs,
+)
 from rag_relax_plugins.core.isotropy import PredictorHead
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.training._run_files import (
@@ -109,6 +115,12 @@ def _embed(model: GaussianEmbedder, batch: list[Pair]) -> tuple[torch.Tensor, to
     b = len(batch)
     mask = false_negative_mask(queries, positives, [[n] for n in negs] if has_neg else None)
     return out[:b], out[b : 2 * b], (out[2 * b :] if has_neg else None), mask
+
+
+def _rng_device(dev: torch.device) -> str:
+    """The device whose generator a run draws from, named with its index: a ``"cuda"`` run draws
+    from the current GPU's (:func:`~rag_relax_plugins.core.device.fork_rng_devices`)."""
+    return f"cuda:{fork_rng_devices(dev)[0]}" if dev.type == "cuda" else str(dev)
 
 
 def _diverged(epoch: int | None, step: int | None) -> ValueError:
@@ -337,7 +349,7 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             model.save(out / "best_model")
         if cfg.save_checkpoints:
             state = {"epoch": epoch + 1, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
-                     "config": options, "rng_device": str(dev)}  # whose GPU generator a resume restores
+                     "config": options, "rng_device": _rng_device(dev)}  # whose GPU generator a resume restores
             path = save_checkpoint(out / f"{EPOCH_CHECKPOINT_PREFIX}{epoch + 1}", model=model, optimizer=opt,
                                    scheduler=sched, predictor=predictor, state=state, scaler=scaler,
                                    best_model=earlier_best_model(out, best_epoch, own_epoch=epoch + 1))

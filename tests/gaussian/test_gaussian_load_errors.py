@@ -189,6 +189,15 @@ def test_cuda_generator_states_go_to_their_own_gpus_and_missing_gpus_are_skipped
     restored.clear()
     ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None, device=torch.device("cuda:0"))
     assert restored == {0: [2] * 4}
+    # "cuda" without an index (written before the index was recorded): the current GPU, as the run used
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    (ck / "trainer_state.json").write_text(json.dumps({**state, "rng_device": "cuda"}))
+    restored.clear()
+    ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None, device=torch.device("cuda"))
+    assert restored == {2: [2] * 4}
+    from rag_relax_plugins.training.gaussian_train import _rng_device
+
+    assert _rng_device(torch.device("cuda")) == "cuda:2" and _rng_device(torch.device("cpu")) == "cpu"
     (ck / "trainer_state.json").write_text(json.dumps({**state, "rng_device": "cuda:x"}))
     with pytest.raises(ValueError, match=r"rng_device 'cuda:x' is not a device"):
         ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None, device=torch.device("cuda:0"))
