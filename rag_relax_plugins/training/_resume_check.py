@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import numbers
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,8 @@ def check_state_fields(file: Path, state: Any, names: Iterable[str]) -> None:
 
 
 def read_trainer_state(
-    folder: Path, *, version: int, fields: Iterable[str], unversioned: int | None = None
+    folder: Path, *, version: int, fields: Iterable[str], unversioned: int | None = None,
+    history_lists: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The ``trainer_state.json`` of checkpoint ``folder``: a JSON object of format ``version``
     holding ``fields`` (:func:`check_state_fields`), read before a resume changes anything.
@@ -115,6 +116,8 @@ def read_trainer_state(
         fields: the fields its resume reads.
         unversioned: the version of a state without ``format_version`` (written before the key
             existed); ``None`` refuses such a state.
+        history_lists: the lists ``history`` must hold (the loop indexes them: a missing one was
+            a ``KeyError`` after the model had loaded).
 
     Raises:
         FileNotFoundError: no ``trainer_state.json``.
@@ -128,6 +131,11 @@ def read_trainer_state(
     if found != version:
         raise ValueError(f"{file}: unsupported checkpoint format_version {found!r}; this library reads {version}")
     check_state_fields(file, state, fields)
+    history = state.get("history")
+    if history_lists and not (isinstance(history, dict) and all(isinstance(history.get(k), list) for k in history_lists)):
+        names = [repr(k) for k in history_lists]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        raise ValueError(f"{file}: 'history' must hold the lists {listed} (a damaged checkpoint?)")
     return dict(state)
 
 

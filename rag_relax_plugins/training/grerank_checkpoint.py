@@ -125,11 +125,8 @@ def load_checkpoint(
     folder = checkpoint_folder(folder)
     # every field the run reads, before the optimiser changes (a missing 'history' was a KeyError
     # after the caller's reranker had taken the checkpoint's weights)
-    state = read_trainer_state(folder, version=CHECKPOINT_VERSION, fields=("epoch", "pos", "step", "history"))
-    history = state["history"]
-    if not all(isinstance(history.get(key), list) for key in ("loss", "seconds")):
-        raise ValueError(f"{folder / 'trainer_state.json'}: 'history' must hold the lists 'loss' and 'seconds' "
-                         "(a damaged checkpoint?)")
+    state = read_trainer_state(folder, version=CHECKPOINT_VERSION, fields=("epoch", "pos", "step", "history"),
+                               history_lists=("loss", "seconds"))
     load_optimizer_state(optimizer, folder)
     rng = read_tensors(folder / "rng.safetensors")
     bad = [k for k in ("gumbel", "torch") if k not in rng or rng[k].dtype != torch.uint8]

@@ -123,12 +123,8 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
         ValueError: an unreadable file, a missing or mistyped field, or another ``format_version``
             (each names the file).
     """
-    state = read_state(folder, version=CHECKPOINT_VERSION, fields=("scheduler", "epoch", "step", "best", "history"),
-                       unversioned=1)
-    if not all(isinstance(state["history"].get(key), list) for key in ("step_loss", "train_loss", "val_mrr")):
-        raise ValueError(f"{folder / 'trainer_state.json'}: 'history' must hold the lists 'step_loss', 'train_loss' "
-                         "and 'val_mrr' (a damaged checkpoint?)")  # a KeyError in the loop, after the model loaded
-    return state
+    return read_state(folder, version=CHECKPOINT_VERSION, fields=("scheduler", "epoch", "step", "best", "history"),
+                      unversioned=1, history_lists=("step_loss", "train_loss", "val_mrr"))
 
 
 def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
