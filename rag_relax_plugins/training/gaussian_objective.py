@@ -156,7 +156,7 @@ def lr_at(step: int, *, warmup_steps: int, total_steps: int) -> float:
 
 
 def false_negative_mask(
-    queries: Sequence[str], positives: Sequence[str], negatives: Sequence[Sequence[str]] | None
+    queries: Sequence[str], positives: Sequence[str], negatives: Sequence[Sequence[str | None]] | None
 ) -> torch.Tensor | None:
     """Candidates of an InfoNCE batch that repeat a row's own positive text (false negatives).
 
@@ -176,7 +176,9 @@ def false_negative_mask(
     Args:
         queries: ``B`` query texts.
         positives: ``B`` positive texts (row ``i``'s target).
-        negatives: ``B`` lists of ``M`` hard-negative texts each, or ``None``.
+        negatives: ``B`` lists of ``M`` hard-negative texts each, or ``None``; a ``None`` entry is an
+            absent negative (a placeholder column, see ``neg_present`` of :func:`contrastive_loss`):
+            it matches no text.
 
     Returns:
         ``(B, B * (1 + M)) x bool`` in the candidate layout of :func:`contrastive_loss` (row
@@ -189,7 +191,7 @@ def false_negative_mask(
     if negatives is not None and any(len(n) != per_row - 1 for n in negatives):
         raise ValueError("every row needs the same number of negatives")
     columns = [t for j, p in enumerate(positives) for t in [p, *(negatives[j] if negatives else [])]]
-    where: dict[str, list[int]] = {}  # text -> its candidate columns (one pass, not B x B(1+M))
+    where: dict[str | None, list[int]] = {}  # text -> its candidate columns (one pass, not B x B(1+M))
     for c, t in enumerate(columns):
         where.setdefault(t, []).append(c)
     hits = [(i, c) for i, p in enumerate(positives) for c in where[p] if c != i * per_row]
@@ -201,7 +203,7 @@ def false_negative_mask(
 
 
 def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None, cfg: TrainConfig, geometry: str, *,
-                     mask: torch.Tensor | None = None) -> torch.Tensor:
+                     mask: torch.Tensor | None = None, neg_present: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE (in-batch negatives, ``neg`` as extra hard negatives) or triplet loss under ``geometry``.
 
     Args:
@@ -213,6 +215,12 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None,
         mask: ``(B, B * (1 + M)) x bool`` false negatives (:func:`false_negative_mask`): InfoNCE
             leaves them out of row ``i``'s softmax, the triplet loss drops the triplets whose
             negative is masked. ``None`` (or all ``False``) gives the unmasked loss exactly.
+        neg_present: ``(B,)`` or ``(B, M) x bool``, which hard negatives exist (a batch where only
+            some pairs have one); the entries of ``neg`` where it is ``False`` are placeholders
+            (any finite value). InfoNCE leaves an absent negative out of every row's softmax, so a
+            row's candidates are exactly the batch's positives and its present negatives; the
+            triplet loss gives a row with no negative another row's positive, as without ``neg``,
+            and drops its other absent slots. ``None`` (or all ``True``) means all present.
 
     Returns:
         ``() x float``.
@@ -226,10 +234,14 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None,
         check_mask("mask", mask, "(B, B * (1 + M))", torch.empty(b, b * per_row, device="meta"))
         if not mask.any():
             mask = None  # the unmasked loss, bit for bit
+    present = _present_slots(neg_present, neg, b)
     if cfg.loss == "infonce":
         temp = cfg.temperature or (0.1 if geometry == "euclidean" else 0.05) * q.shape[-1]
         docs = d if neg is None else torch.cat([d[:, None], neg], dim=1)  # (B, 1 + M, D): positive first
         sim: Literal["neg_l2", "dot"] = "neg_l2" if geometry == "euclidean" else "dot"
+        if present is not None:  # an absent negative's column is nobody's candidate, (B, B * (1 + M))
+            absent = torch.cat([present.new_zeros(b, 1), ~present], dim=1).reshape(1, -1).expand(b, -1)
+            mask = absent if mask is None else mask.to(q.device) | absent
         return info_nce(q, docs, temperature=temp, similarity=sim, mask=mask)
     if neg is None:
         neg = d.roll(1, dims=0)[:, None]  # another row's positive as the negative, (B, 1, D)
@@ -237,10 +249,20 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None,
         neg_cols = neg_cols[:, None]  # (B, 1)
     else:
         neg_cols = (torch.arange(b, device=q.device) * per_row)[:, None] + torch.arange(1, per_row, device=q.device)  # (B, M)
+    absent_dropped = None
+    if present is not None:  # a row without any negative takes the previous row's positive in slot 0
+        rolled = present.new_zeros(present.shape)
+        rolled[:, 0] = ~present.any(dim=1)
+        prev_pos_col = (((torch.arange(b, device=q.device) - 1) % b) * per_row)[:, None]  # (B, 1)
+        neg = torch.where(rolled[..., None], d.roll(1, dims=0)[:, None], neg)
+        neg_cols = torch.where(rolled, prev_pos_col, neg_cols)
+        absent_dropped = (~present & ~rolled).reshape(-1)  # (B * M,)
     m = neg.shape[1]
     qm, dm, nm = (x.reshape(-1, q.shape[1]) for x in (q.repeat_interleave(m, 0), d.repeat_interleave(m, 0), neg))
     # triplets whose negative is masked, (B * M,), row-major like (qm, dm, nm)
     dropped = None if mask is None else mask.to(q.device).gather(1, neg_cols).reshape(-1)
+    if absent_dropped is not None:
+        dropped = absent_dropped if dropped is None else dropped | absent_dropped
     if geometry == "euclidean":
         return triplet_margin(qm, dm, nm, margin=cfg.margin, distance="euclidean", mask=dropped)
     per = torch.relu(cfg.margin - (qm * dm).sum(-1) + (qm * nm).sum(-1))  # inner product: no core distance
@@ -248,6 +270,20 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None,
         return per.mean()
     keep = ~dropped
     return (per * keep).sum() / keep.sum().clamp(min=1)
+
+
+def _present_slots(neg_present: torch.Tensor | None, neg: torch.Tensor | None, b: int) -> torch.Tensor | None:
+    """``neg_present`` checked and broadcast to ``(B, M)`` on ``neg``'s device; ``None`` when every
+    hard negative is present (the loss of a full ``neg``, bit for bit)."""
+    if neg_present is None:
+        return None
+    if neg is None:
+        raise ValueError("neg_present needs neg (the hard negatives it describes)")
+    m = neg.shape[1]
+    if isinstance(neg_present, torch.Tensor) and neg_present.dim() == 1 and neg_present.shape[0] == b:
+        neg_present = neg_present[:, None].expand(b, m)
+    present = check_mask("neg_present", neg_present, "(B, M)", torch.empty(b, m, device="meta")).to(neg.device)
+    return None if present.all() else present
 
 
 def isotropy_loss(x: torch.Tensor, cfg: TrainConfig, step: int) -> torch.Tensor:
@@ -265,19 +301,25 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
 
 def training_loss(q: torch.Tensor, d: torch.Tensor, neg: torch.Tensor | None, cfg: TrainConfig, step: int, *,
                   geometry: str = "euclidean", predictor: PredictorHead | None = None,
-                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  mask: torch.Tensor | None = None,
+                  neg_present: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its weighted parts from query / positive / negative embeddings.
 
     Shapes: ``q`` and ``d`` ``(B, D)``, ``neg`` ``(B, D)``, ``(B, M, D)`` or ``None``; ``mask``
-    the false negatives of the contrastive term (see :func:`contrastive_loss`).
+    the false negatives of the contrastive term and ``neg_present`` which negatives exist (see
+    :func:`contrastive_loss`).
 
-    The regularisers see every embedding of the batch (queries, positives, negatives). Half
-    precision inputs (autocast) are upcast, so the loss is computed in float32 (or float64).
+    The regularisers see every embedding of the batch (queries, positives, present negatives).
+    Half precision inputs (autocast) are upcast, so the loss is computed in float32 (or float64).
     """
     q, d = _upcast(q), _upcast(d)
     neg = None if neg is None else _upcast(neg)
-    parts = {"contrastive": contrastive_loss(q, d, neg, cfg, geometry, mask=mask)}
-    both = torch.cat([q, d] if neg is None else [q, d, neg.reshape(-1, q.shape[1])])  # every embedding, (N, D)
+    parts = {"contrastive": contrastive_loss(q, d, neg, cfg, geometry, mask=mask, neg_present=neg_present)}
+    if neg is not None and neg.dim() == 2:
+        neg = neg[:, None]  # (B, 1, D), checked by contrastive_loss
+    present = _present_slots(neg_present, neg, q.shape[0])
+    negs = None if neg is None else neg.reshape(-1, q.shape[1]) if present is None else neg[present]  # (K, D)
+    both = torch.cat([q, d] if negs is None else [q, d, negs])  # every real embedding, (N, D)
     if cfg.lambda_isotropy > 0 and cfg.isotropy != "none":
         parts["isotropy"] = cfg.lambda_isotropy * isotropy_loss(both, cfg, step)
     if cfg.lambda_reg > 0:

@@ -101,20 +101,31 @@ def make_batches(pairs: Sequence[Pair], batch_size: int, seed: int, epoch: int, 
     return [[pairs[i] for i in c] for c in chunks if len(c) >= min_size]
 
 
-def _embed(model: GaussianEmbedder, batch: list[Pair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """One forward pass over queries, positives (and negatives when every pair has one).
+Embedded = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+
+
+def _embed(model: GaussianEmbedder, batch: list[Pair]) -> Embedded:
+    """One forward pass over the queries, positives and the hard negatives the pairs have.
 
     Returns:
-        ``(B, D)`` queries, ``(B, D)`` positives, ``(B, D)`` negatives or ``None``, and the
-        false-negative mask of the batch (:func:`false_negative_mask`) or ``None``.
+        ``(B, D)`` queries, ``(B, D)`` positives, ``(B, D)`` negatives or ``None`` (no pair has
+        one; a pair without one gets a zero placeholder), the false-negative mask of the batch
+        (:func:`false_negative_mask`) or ``None``, and ``(B,) x bool`` which pairs have a
+        negative (``neg_present`` of :func:`training_loss`) or ``None`` when all or none do.
     """
-    negs = [p.negative for p in batch if p.negative is not None]
-    has_neg = len(negs) == len(batch)
     queries, positives = [p.query for p in batch], [p.positive for p in batch]
-    out = model(queries + positives + (negs if has_neg else []))
+    negs = [p.negative for p in batch]
+    present = [n is not None for n in negs]
     b = len(batch)
-    mask = false_negative_mask(queries, positives, [[n] for n in negs] if has_neg else None)
-    return out[:b], out[b : 2 * b], (out[2 * b :] if has_neg else None), mask
+    out = model(queries + positives + [n for n in negs if n is not None])
+    if not any(present):
+        return out[:b], out[b : 2 * b], None, false_negative_mask(queries, positives, None), None
+    mask = false_negative_mask(queries, positives, [[n] for n in negs])
+    if all(present):
+        return out[:b], out[b : 2 * b], out[2 * b :], mask, None
+    where = torch.tensor(present, device=out.device)
+    neg = out.new_zeros(b, out.shape[1]).index_put((where,), out[2 * b :])  # placeholders stay zero
+    return out[:b], out[b : 2 * b], neg, mask, where
 
 
 def _rng_device(dev: torch.device) -> str:
@@ -159,9 +170,10 @@ def _val_loss(model: GaussianEmbedder, pairs: Sequence[Pair], cfg: TrainConfig, 
     total, count = 0.0, 0
     for batch in _val_batches(pairs, cfg.batch_size, cfg.seed):
         with autocast(dev, None if cfg.mixed_precision == "no" else cfg.mixed_precision):
-            q, d, n, mask = _embed(model, batch)
+            q, d, n, mask, present = _embed(model, batch)
         with _divergence_check(None, None, q, d, n):
-            total += training_loss(q, d, n, cfg, step=0, geometry=model.geometry, mask=mask)[0].item() * len(batch)
+            total += training_loss(q, d, n, cfg, step=0, geometry=model.geometry, mask=mask,
+                                   neg_present=present)[0].item() * len(batch)
         count += len(batch)
     model.train()
     return total / count if count else float("nan")
@@ -229,12 +241,6 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
 
     train_pairs = load_pairs(cfg.train_file)
     val_pairs = load_pairs(cfg.val_file) if cfg.val_file else []
-    for name, pairs in (("train_file", train_pairs), ("val_file", val_pairs)):
-        with_neg = sum(p.negative is not None for p in pairs)
-        if 0 < with_neg < len(pairs):  # a batch uses hard negatives only when each of its pairs has one
-            log.warning("%s: %d of %d pairs have a hard negative; a batch uses them only when every pair in it "
-                        "has one, so most are not used: give every pair a negative, or none", name, with_neg,
-                        len(pairs))
     if len(val_pairs) == 1:  # no in-batch negative: its loss (the isotropy term alone) cannot select
         log.warning("val_file %s holds 1 pair: its loss cannot rank epochs (no in-batch negative); best_model/ "
                     "follows the training loss, as without a validation file", cfg.val_file)
@@ -302,9 +308,10 @@ def _train(cfg: TrainConfig, out: Path, model: GaussianEmbedder | None, options:
             group_start = i - i % cfg.grad_accum_steps
             group_size = min(cfg.grad_accum_steps, len(batches) - group_start)  # last group may be short
             with autocast(dev, amp):
-                q, d, n, mask = _embed(model, batch)
+                q, d, n, mask, present = _embed(model, batch)
             with _divergence_check(epoch, step + 1, q, d, n):  # step + 1: the optimiser step being made
-                loss, parts = training_loss(q, d, n, cfg, step, geometry=model.geometry, predictor=predictor, mask=mask)
+                loss, parts = training_loss(q, d, n, cfg, step, geometry=model.geometry, predictor=predictor, mask=mask,
+                                              neg_present=present)
             value = loss.item()  # the host sync the step log needs anyway
             if not math.isfinite(value):
                 raise _diverged(epoch, step + 1)
