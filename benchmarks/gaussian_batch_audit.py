@@ -35,8 +35,8 @@ from rag_relax_plugins.training.gaussian_train import _val_batches, make_batches
 def _count(batches: Sequence[Sequence[Pair]]) -> dict[str, int]:
     masked = same_query_batches = same_query_rows = 0
     for b in batches:
-        negatives = [[p.negative] for p in b] if all(p.negative is not None for p in b) else None
-        masked += false_negative_mask([p.query for p in b], [p.positive for p in b], negatives) is not None  # type: ignore[arg-type]
+        negatives = [[p.negative] for p in b] if any(p.negative is not None for p in b) else None  # as training's _embed
+        masked += false_negative_mask([p.query for p in b], [p.positive for p in b], negatives) is not None
         queries = [p.query for p in b]
         rows = sum(queries.count(q) > 1 for q in queries)
         same_query_batches += rows > 0
