@@ -57,7 +57,9 @@ class NextItemData:
         test_targets: ``(U,) x long`` held-out last item of each test user.
         test_seen: ``(U, num_items) x bool`` True at the user's training items and at id 0: these
             are excluded from the ranking.
-        num_items: ``max item id + 1`` (id 0 is padding and never a candidate).
+        num_items: ``max item id + 1``. Id 0 is padding; it and the ids of no movie (gaps in the
+            catalogue's ids, as in MovieLens-1M) are never candidates: they are ``train``'s
+            ``excluded_items`` and set in every row of ``test_seen``.
         max_len: ``L``.
         split: ``"test"`` (the ``test_*`` fields hold each user's last item) or ``"valid"``
             (they hold the second-to-last item; the last one is in no field).
@@ -143,8 +145,10 @@ def movielens_next_item(ml: MovieLens, *, max_len: int = 50, split: str = "test"
     seen = torch.zeros(len(test_users), num_items, dtype=torch.bool)
     for row, u in enumerate(test_users):
         seen[row, torch.tensor(seqs[u], dtype=torch.long)] = True
-    seen[:, 0] = True
-    pairs = PairData(torch.cat(hist), torch.cat(nxt), num_items, excluded_items=(0,))
+    real = set(ml.items) | {r.item for r in ml.interactions}
+    ghosts = tuple(i for i in range(num_items) if i not in real)  # padding 0 and ids of no movie: never candidates
+    seen[:, list(ghosts)] = True
+    pairs = PairData(torch.cat(hist), torch.cat(nxt), num_items, excluded_items=ghosts)
     num_users = max(max(ml.users, default=0), max(seqs, default=0)) + 1
     return NextItemData(
         pairs, histories, targets, seen, num_items, max_len, split,

@@ -125,7 +125,7 @@ def run_movielens(
         "train_seconds": seconds,
         "num_train_pairs": int(d.train.items.shape[0]),
         "num_test_users": int(d.test_targets.shape[0]),
-        "num_items": d.num_items - 1,
+        "num_items": d.num_items - len(d.train.excluded_items),  # the catalogue: not padding nor id gaps
         "test_ranks": ranks.tolist(),
         "history": result.history,
     }

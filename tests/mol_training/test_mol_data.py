@@ -45,6 +45,23 @@ def test_movielens_next_item_pairs_and_test_queries():
         movielens_next_item(_ml(), max_len=0)
 
 
+def test_item_ids_of_no_movie_are_never_candidates():
+    # a catalogue with id gaps (MovieLens-1M: 3,883 movies, ids up to 3,952): the missing ids were
+    # ranked (untrained, all tied) and drawn as negatives (review 2026-12-05)
+    from rag_relax_plugins.training.mol_eval import target_ranks
+
+    items = {i: Movie(i, f"m{i}", 1990, ()) for i in (1, 2, 3, 1000)}
+    rows = [(1, 1, 0), (1, 2, 1), (1, 3, 2), (2, 2, 3), (2, 3, 4), (2, 1000, 5)]
+    d = movielens_next_item(MovieLens(tuple(Rating(u, i, 4.0, t) for u, i, t in rows), {}, items), max_len=2)
+    assert d.num_items == 1001
+    assert set(d.train.excluded_items) == set(range(1001)) - {1, 2, 3, 1000}
+    assert (~d.test_seen).sum(1).tolist() == [2, 2]  # the catalogue minus each user's training items
+    assert target_ranks(torch.zeros(2, d.num_items), d.test_targets, d.test_seen).tolist() == [1, 2]
+    # a rated id missing from the movie table is still an item
+    d = movielens_next_item(MovieLens(tuple(Rating(u, i, 4.0, t) for u, i, t in rows), {}, {1: items[1]}), max_len=2)
+    assert set(d.train.excluded_items) == set(range(1001)) - {1, 2, 3, 1000}
+
+
 def _examples(n: int = 6) -> list[HotpotExample]:
     out = []
     for i in range(n):
@@ -63,7 +80,7 @@ def test_hotpot_open_split_is_fixed_and_disjoint():
     assert len(a.doc_ids) == 13  # 2 gold per question + one shared distractor
     # two present gold paragraphs per training question; "Missing" is not in the corpus
     assert a.train_pairs.items.shape == (6,)
-    assert all(set(q) == {t for t in q} and len(q) == 2 for q in a.test_qrels)
+    assert all(set(q.values()) == {1} and len(q) == 2 for q in a.test_qrels)  # two gold paragraphs each
     for qi, di in zip(a.train_pairs.queries.tolist(), a.train_pairs.items.tolist()):
         assert a.doc_ids[di] in a.train_qrels[qi]
     assert torch.equal(a.train_pairs.query_keys, a.train_pairs.queries)
