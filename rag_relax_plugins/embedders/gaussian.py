@@ -33,6 +33,7 @@ from rag_relax_plugins._io import atomic_folder, find_saved_folder, read_json, r
 from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.config_dict import require_saved_keys
 from rag_relax_plugins.core.device import resolve_device
+from rag_relax_plugins.core.modes import eval_mode, module_lock
 from rag_relax_plugins.embedders._gaussian_backbone import (
     EncoderBackbone,
     default_backbone_path,
@@ -235,27 +236,26 @@ class GaussianEmbedder(nn.Module):
         bs = check_batch_size(batch_size)
         if not texts:
             return torch.zeros(0, self.dim, device=self.device)
-        was_training = self.training
-        self.eval()
-        try:
-            # the prefix cache keeps tensors for later training steps: no inference tensors there
-            with torch.no_grad() if self._prefix_cache is not None else torch.inference_mode():
-                if isinstance(self.backbone, EncoderBackbone):
-                    feats = self.backbone.encode(texts)
-                elif self._prefix_cache is not None:  # sorts by length and runs chunks of batch_size itself
-                    feats = self._prefix_cache.sentence_embeddings(texts, self.device, chunk=bs)
-                else:
-                    # prompt "": no default prompt of the backbone's config, which forward and
-                    # the prefix cache (tokenize) never add: encode served another function
-                    feats = self.backbone.encode(
-                        texts, batch_size=bs, convert_to_tensor=True,
-                        show_progress_bar=show_progress, device=str(self.device), prompt="",
-                    )
-                out = self.head(feats.to(self.device)).float()
-                if normalize:
-                    out = torch.nn.functional.normalize(out, dim=-1)
-        finally:
-            self.train(was_training)
+        # under the module's lock: two threads switching the flags of one model left one encoding
+        # with dropout and the caller's training mode lost (as the rerankers, core.modes)
+        # the prefix cache keeps tensors for later training steps: no inference tensors there
+        with module_lock(self), eval_mode(self), (
+            torch.no_grad() if self._prefix_cache is not None else torch.inference_mode()
+        ):
+            if isinstance(self.backbone, EncoderBackbone):
+                feats = self.backbone.encode(texts)
+            elif self._prefix_cache is not None:  # sorts by length and runs chunks of batch_size itself
+                feats = self._prefix_cache.sentence_embeddings(texts, self.device, chunk=bs)
+            else:
+                # prompt "": no default prompt of the backbone's config, which forward and
+                # the prefix cache (tokenize) never add: encode served another function
+                feats = self.backbone.encode(
+                    texts, batch_size=bs, convert_to_tensor=True,
+                    show_progress_bar=show_progress, device=str(self.device), prompt="",
+                )
+            out = self.head(feats.to(self.device)).float()
+            if normalize:
+                out = torch.nn.functional.normalize(out, dim=-1)
         return out.clone()  # outside inference mode: a normal tensor
 
     def score(self, queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:

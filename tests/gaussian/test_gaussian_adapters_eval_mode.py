@@ -53,3 +53,19 @@ def test_langchain_concurrent_async_calls_equal_the_sync_embeddings(tmp_path: Pa
         return list(await asyncio.gather(*(emb.aembed_documents(TEXTS) for _ in range(6))))
 
     assert all(out == sync for out in asyncio.run(run()))
+
+
+def test_concurrent_encodes_of_a_training_model_keep_its_mode_and_no_dropout(tmp_path: Path) -> None:
+    # a model served while being fine-tuned (train mode after the adapter's eval()): encode's own
+    # eval()/train(was) of two threads interleaved, one encoded with dropout and the training
+    # mode was lost (9 of 60 calls differed, 8 of 10 trials lost it; review 2026-12-05)
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = GaussianEmbedder.load(_saved(tmp_path), device="cpu")
+    want = model.encode(TEXTS)
+    model.train()
+    with ThreadPoolExecutor(6) as pool:
+        for _ in range(5):
+            outs = list(pool.map(lambda _: model.encode(TEXTS, batch_size=4), range(12)))
+            assert all(torch.equal(o, want) for o in outs)
+            assert model.training and all(m.training for m in model.head.modules())
