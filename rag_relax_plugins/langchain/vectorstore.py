@@ -22,6 +22,7 @@ on-disk layout).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,10 @@ from rag_relax_plugins.langchain._mol_search import (
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 
 __all__ = ["MoLVectorStore"]
+
+
+# the store each given index serves (weakly: an index whose store was collected may serve another)
+_OWNERS: weakref.WeakKeyDictionary[MoLIndex, weakref.ref[MoLVectorStore]] = weakref.WeakKeyDictionary()
 
 
 def _given_index_options(index: MoLIndex, asked: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +95,8 @@ class MoLVectorStore(VectorStore):
             builds ``MoLSimilarity.cosine(dim)`` at the first ``add`` (exactly cosine).
         index: an *empty* :class:`~rag_relax_plugins.index.MoLIndex` to use instead of building
             one (e.g. with a FAISS first stage or a custom ``exact_filter_threshold``); to reopen
-            a saved store use :meth:`load_local`.
+            a saved store use :meth:`load_local`. An index serves one store (a second store given
+            it while the first lives is a ``ValueError``: ``index.empty_like(index.similarity)``).
         strategy: the index's retrieval strategy (default ``BruteForce()``, exact).
         device / first_stage / cache_dtype: passed to the ``MoLIndex`` the store builds; with
             ``index=`` the index's own stand, and a value other than the default that differs
@@ -154,6 +160,11 @@ class MoLVectorStore(VectorStore):
             raise TypeError(f"index must be a MoLIndex, got {type(index).__name__}")
         if index is not None and len(index):
             raise ValueError("index must be empty (use load_local to reopen a saved store)")
+        if index is not None and (owner := _OWNERS.get(index)) is not None and owner() is not None:
+            # both stores' documents landed in the one index: searches of either store met the
+            # other's ids and failed with a KeyError
+            raise ValueError("index is already used by another MoLVectorStore: give each store its own "
+                             "(index.empty_like(index.similarity))")
         self._embedding = embedding
         self._strategy = None if strategy is None else check_strategy(strategy)
         self._index_kwargs: dict[str, Any] = {
@@ -161,6 +172,7 @@ class MoLVectorStore(VectorStore):
         }
         if index is not None:  # its own options stand (the saved index/ folder records them)
             self._index_kwargs = _given_index_options(index, self._index_kwargs)
+            _OWNERS[index] = weakref.ref(self)
         # the index and whether the store built its head live in one holder, which a shallow
         # copy shares: a new index (the first add, a new width after delete()) reaches both
         self._contents = StoreIndex(index)

@@ -494,6 +494,27 @@ def test_index_argument_must_be_empty_and_is_used() -> None:
         MoLVectorStore(HashingEmbeddings(), index=index, similarity=MoLSimilarity.cosine(DIM))
 
 
+def test_one_index_serves_one_living_store() -> None:
+    # two stores given one empty index both added to it: each store's searches met the other's
+    # ids and failed with KeyError (review 2026-12-05)
+    import gc
+
+    from rag_relax_plugins.index import MoLIndex
+
+    index = MoLIndex(MoLSimilarity.cosine(DIM), device="cpu")
+    first = MoLVectorStore(HashingEmbeddings(), index=index)
+    with pytest.raises(ValueError, match=r"already used by another MoLVectorStore.*empty_like"):
+        MoLVectorStore(HashingEmbeddings(), index=index)
+    other = MoLVectorStore(HashingEmbeddings(), index=index.empty_like(index.similarity))
+    other.add_texts(["dogs bark"], ids=["b1"])
+    first.add_texts(["cats purr"], ids=["a1"])
+    assert [d.id for d in first.similarity_search("cats", k=2)] == ["a1"]
+    del first
+    gc.collect()
+    index.delete(["a1"])  # emptied: the collected store's index may serve a new one
+    MoLVectorStore(HashingEmbeddings(), index=index)
+
+
 def test_options_an_index_argument_would_ignore_are_refused(tmp_path: Path) -> None:
     """With index= the store's device / first_stage / cache_dtype were ignored, silently (a
     cache_dtype="bf16" store searched an fp32 cache), and a bad value passed (review)."""
