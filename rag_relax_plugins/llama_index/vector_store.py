@@ -68,6 +68,9 @@ __all__ = ["MoLVectorStore"]
 DEFAULT_PERSIST_FNAME = "vector_store.json"
 
 
+_QUERY_KWARGS = frozenset({"mmr_threshold", "mmr_prefetch_factor", "strategy"})
+
+
 class MoLVectorStore(BasePydanticVectorStore):
     """A LlamaIndex vector store scored by a Mixture-of-Logits similarity (RAILS index).
 
@@ -276,9 +279,18 @@ class MoLVectorStore(BasePydanticVectorStore):
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Top ``similarity_top_k`` nodes for ``query`` (``DEFAULT`` or ``MMR`` mode); ``None`` or
-        ``0`` for every node, as in ``SimpleVectorStore``."""
+        ``0`` for every node, as in ``SimpleVectorStore``.
+
+        Keyword arguments (a retriever's ``vector_store_kwargs``): ``mmr_threshold``,
+        ``mmr_prefetch_factor`` and ``strategy``; any other is a ``TypeError`` (a misspelt
+        ``mmr_treshold`` gave the default weight silently; ``SimpleVectorStore`` ignores them).
+        """
         if not isinstance(query, VectorStoreQuery):
             raise TypeError(f"query must be a VectorStoreQuery, got {type(query).__name__}")
+        unknown = sorted(set(kwargs) - _QUERY_KWARGS)
+        if unknown:
+            raise TypeError(f"query got unexpected keyword arguments {unknown} (accepted: "
+                            f"{', '.join(sorted(_QUERY_KWARGS))})")
         top_k = query.similarity_top_k  # None or 0: every node, as upstream (get_top_k_embeddings)
         every = top_k is None or (isinstance(top_k, numbers.Integral) and not isinstance(top_k, bool) and top_k == 0)
         k = 0 if every else check_k("query.similarity_top_k", top_k)  # a numpy integer too, as upstream

@@ -8,6 +8,7 @@ query engines (MockLLM, no OpenAI), sync and async.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, NamedTuple
 
 import pytest
@@ -310,6 +311,11 @@ def test_mmr_threshold_from_kwargs_first_then_query_then_default() -> None:
         mmr(mmr_threshold=1.5)
     with pytest.raises(TypeError, match="mmr_threshold"):
         mmr(mmr_threshold="0.5")
+    # a misspelt keyword (a retriever's vector_store_kwargs) gave the default weight silently
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['mmr_treshold'\] \(accepted: mmr_prefetch"):
+        mmr(mmr_treshold=0.0)
+    with pytest.raises(TypeError, match="mmr_treshold"):
+        asyncio.run(s.aquery(_q("cat", k=3, mode=VectorStoreQueryMode.MMR), mmr_treshold=0.0))
 
 
 def test_validation_errors(store: MoLVectorStore) -> None:
