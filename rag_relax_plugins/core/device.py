@@ -13,6 +13,7 @@ import torch
 
 __all__ = [
     "autocast",
+    "autocast_enabled",
     "fork_device_rngs",
     "fork_rng_devices",
     "grad_scaler",
@@ -67,6 +68,17 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 for the half-precision types (too coarse for logs of probabilities, and overflowing
     at scores over a small temperature), else ``dtype``: the precision core ops compute in."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` now (``torch.is_autocast_enabled`` takes the
+    device type from torch 2.4 on; ``torch>=2.2`` is allowed)."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: one function per device type
+        if device_type == "cpu":
+            return bool(torch.is_autocast_cpu_enabled())
+        return device_type == "cuda" and bool(torch.is_autocast_enabled())
 
 
 def supports_dtype(device: torch.device, dtype: torch.dtype) -> bool:

@@ -123,6 +123,8 @@ def epps_pulley(z: torch.Tensor, *, num_points: int = 17, t_max: float = 3.0) ->
     check_ndim("z", z, 2)
     check_finite("z", z)  # NaN gave a NaN statistic, silently (sigreg refused it)
     num_points, t_max = _check_quadrature(num_points, t_max)
+    out_dtype = z.dtype
+    z = z.to(work_dtype(z.dtype))  # N * |phi_N - phi|^2 with phi_N rounded to bf16 was biased upwards
     n = z.shape[0]
     if n < 2:
         raise ValueError(f"z must hold at least 2 samples, got shape {tuple(z.shape)}")
@@ -142,7 +144,7 @@ def epps_pulley(z: torch.Tensor, *, num_points: int = 17, t_max: float = 3.0) ->
         re, im = (re / n).to(z.dtype), (im / n).to(z.dtype)
     gauss = torch.exp(-0.5 * t * t)  # (T,) CF of N(0, 1), also the weight
     err = (re - gauss) ** 2 + im**2  # (S, T)
-    return 2.0 * n * (err * gauss * w).sum(dim=-1)
+    return (2.0 * n * (err * gauss * w).sum(dim=-1)).to(out_dtype)
 
 
 def epps_pulley_null_mean(*, num_points: int = 17, t_max: float = 3.0) -> float:
@@ -188,12 +190,13 @@ def sigreg(
     x = check_floating("x", x)
     check_ndim("x", x, 2)
     check_finite("x", x)
+    work = work_dtype(x.dtype)
     if slices is None:
-        slices = sample_slices(x.shape[1], num_slices, seed=seed, device=x.device, dtype=x.dtype)
+        slices = sample_slices(x.shape[1], num_slices, seed=seed, device=x.device, dtype=work)
     elif slices.dim() != 2 or slices.shape[0] != x.shape[1]:
         raise ValueError(f"slices must have shape (D={x.shape[1]}, S), got {tuple(slices.shape)}")
-    z = x @ slices.to(dtype=x.dtype, device=x.device)  # (N, S) projections
-    return epps_pulley(z, num_points=num_points, t_max=t_max).mean()
+    z = x.to(work) @ slices.to(dtype=work, device=x.device)  # (N, S) projections
+    return epps_pulley(z, num_points=num_points, t_max=t_max).mean().to(x.dtype)
 
 
 def covariance_isotropy_penalty(x: torch.Tensor) -> torch.Tensor:
@@ -210,11 +213,12 @@ def covariance_isotropy_penalty(x: torch.Tensor) -> torch.Tensor:
     check_finite("x", x)
     if x.shape[0] < 2:
         raise ValueError(f"x must hold at least 2 rows, got shape {tuple(x.shape)}")
-    mu = x.mean(dim=0)
-    xc = x - mu
+    xw = x.to(work_dtype(x.dtype))  # xc.T @ xc sums N products: past 65504 in float16
+    mu = xw.mean(dim=0)
+    xc = xw - mu
     cov = xc.T @ xc / (x.shape[0] - 1)  # (D, D)
-    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    return ((cov - eye) ** 2).sum() / x.shape[1] + (mu**2).sum()
+    eye = torch.eye(x.shape[1], dtype=xw.dtype, device=x.device)
+    return (((cov - eye) ** 2).sum() / x.shape[1] + (mu**2).sum()).to(x.dtype)
 
 
 def variance_regularization(x: torch.Tensor, target_std: float = 1.0, eps: float = 1e-4) -> torch.Tensor:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rag_relax_plugins.core.device import autocast_enabled, work_dtype
 from rag_relax_plugins.core.mol_config import MoLConfig, MoLItemState, MoLQueryState
 from rag_relax_plugins.core.validation import (
     check_finite,
@@ -99,10 +100,11 @@ def mol_mi_loss(weights: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
     check_ndim("weights", weights, 2)
     if weights.shape[0] == 0:
         return weights.sum()
-    marginal = weights.mean(dim=0)
+    w = weights.to(work_dtype(weights.dtype))  # eps = 1e-9 is 0 in float16: 0 * log(0) = NaN
+    marginal = w.mean(dim=0)
     h_marginal = -(marginal * torch.log(marginal.clamp_min(eps))).sum()
-    h_conditional = -(weights * torch.log(weights.clamp_min(eps))).sum(dim=-1).mean()
-    return h_conditional - h_marginal
+    h_conditional = -(w * torch.log(w.clamp_min(eps))).sum(dim=-1).mean()
+    return (h_conditional - h_marginal).to(weights.dtype)
 
 
 class _GateMLP(nn.Module):
@@ -192,6 +194,10 @@ class MoLSimilarity(nn.Module):
         check_ndim(name, x, ndims)
         if x.shape[-1] != dim:
             raise ValueError(f"{name} must have last dimension {dim}, got shape {tuple(x.shape)}")
+        wdt = self.query_proj.weight.dtype
+        if x.dtype != wdt and not autocast_enabled(x.device.type):  # was "expected m1 and m2 to have the same dtype"
+            raise TypeError(f"{name} must have the similarity's dtype {wdt}, got {x.dtype}; "
+                            f"cast the features ({name}.to({wdt})) or the module (.to({x.dtype}))")
 
     def encode_queries(self, query_features: torch.Tensor) -> MoLQueryState:
         """Query towers.

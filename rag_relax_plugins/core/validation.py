@@ -42,6 +42,8 @@ def check_floating(name: str, x: object) -> torch.Tensor:
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.is_meta:  # every check that reads a value failed with "Tensor.item() cannot be called on meta tensors"
+        raise ValueError(f"{name} is on the 'meta' device (shapes only, no values): materialise it first")
     return x
 
 
@@ -61,6 +63,18 @@ def check_finite(name: str, x: torch.Tensor, *, hint: str = "") -> None:
     pass :data:`MASK_HINT`: masked positions should be handled by a mask, not by inf)."""
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf values" + (f"; {hint}" if hint else ""))
+
+
+NONFINITE_VECTOR = (f"holds NaN, inf or values beyond the float32 range (|x| > {torch.finfo(torch.float32).max:.2e}) "
+                    "the index computes in")
+
+
+def first_nonfinite_row(matrix: torch.Tensor) -> int | None:
+    """Index of the first row of a 2-D ``matrix`` holding NaN or inf (values beyond float32's range
+    become inf when cast to it), or ``None``: for adapters to name the caller's vector, not the
+    index's internal argument."""
+    bad = (~torch.isfinite(matrix)).any(dim=1)
+    return int(bad.nonzero()[0]) if bool(bad.any()) else None
 
 
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:

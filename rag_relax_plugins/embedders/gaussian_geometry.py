@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from rag_relax_plugins.core.validation import check_floating
 from rag_relax_plugins.embedders.gaussian_config import GEOMETRIES
 
 __all__ = ["geometry_scores", "relevance_from_scores"]
@@ -41,10 +42,21 @@ def geometry_scores(queries: torch.Tensor, docs: torch.Tensor, geometry: str) ->
         raise ValueError(
             f"queries and docs must share the last dimension, got {queries.shape[-1]} and {docs.shape[-1]}"
         )
+    check_floating("queries", queries)
+    check_floating("docs", docs)
+    if queries.dtype != docs.dtype:
+        raise TypeError(f"docs must have the dtype of queries ({queries.dtype}), got {docs.dtype}")
     if geometry == "euclidean":
-        # exact distances (cdist's matmul shortcut loses precision for nearby points)
-        return -torch.cdist(queries, docs, compute_mode="donot_use_mm_for_euclid_dist")
-    return queries @ docs.T
+        # exact distances (cdist's matmul shortcut loses precision for nearby points); CPU cdist
+        # has no float16 / bfloat16 kernel
+        half = queries.device.type == "cpu" and queries.dtype in (torch.float16, torch.bfloat16)
+        q, d = (queries.float(), docs.float()) if half else (queries, docs)
+        scores = -torch.cdist(q, d, compute_mode="donot_use_mm_for_euclid_dist").to(queries.dtype)
+    else:
+        scores = queries @ docs.T
+    if not bool(torch.isfinite(scores).all()):  # on the (small) output, as maxsim does
+        raise ValueError("queries or docs contain NaN or inf values (the scores are not finite)")
+    return scores
 
 
 def relevance_from_scores(scores: torch.Tensor, geometry: str, dim: int) -> torch.Tensor:
