@@ -12,7 +12,12 @@ import torch
 from langchain_core.documents import Document
 
 from rag_relax_plugins.core.mmr import check_lambda_mult
-from rag_relax_plugins.core.validation import check_k, check_optional_count
+from rag_relax_plugins.core.validation import (
+    NONFINITE_VECTOR,
+    check_k,
+    check_optional_count,
+    first_nonfinite_row,
+)
 from rag_relax_plugins.index.filters import id_list, ids_matching
 
 __all__ = [
@@ -87,6 +92,9 @@ def as_matrix(rows: Sequence[Sequence[float]], n: int, name: str) -> torch.Tenso
         raise TypeError(f"{name} must give flat vectors of floats: {exc}") from exc
     if matrix.dim() != 2:
         raise ValueError(f"{name} must give flat vectors of floats, got vectors of shape {tuple(matrix.shape[1:])}")
+    row = first_nonfinite_row(matrix)
+    if row is not None:  # named here: the index blamed "query_features" / "item_features"
+        raise ValueError(f"{name}: vector {row} {NONFINITE_VECTOR}")
     return matrix
 
 

@@ -11,6 +11,7 @@ import torch
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQuery
 
+from rag_relax_plugins.core.validation import NONFINITE_VECTOR, first_nonfinite_row
 from rag_relax_plugins.index import MoLIndex
 from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.llama_index._mol_filters import (
@@ -59,7 +60,10 @@ def query_vector(emb: list[float], index: MoLIndex | None, has_nodes: bool) -> t
             f"query.query_embedding has {len(emb)} dimensions but the similarity expects "
             f"query_dim={index.similarity.config.query_dim}"
         )
-    return torch.tensor([list(emb)], dtype=torch.float32)
+    vector = torch.tensor([list(emb)], dtype=torch.float32)
+    if first_nonfinite_row(vector) is not None:  # named here: the index blamed "query_features"
+        raise ValueError(f"query.query_embedding {NONFINITE_VECTOR}")
+    return vector
 
 
 def select(

@@ -829,3 +829,23 @@ def test_list_filters_against_numpy_scalar_metadata() -> None:
     assert [d.id for d in s.similarity_search("a b", k=2, filter={"n": [1, 2]})] == ["y"]
     assert [d.id for d in s.similarity_search("a b", k=2, filter={"n": [1]})] == []
     assert [d.id for d in s.similarity_search("a b", k=2, filter={"n": 1})] == ["x"]
+
+
+def test_non_finite_vectors_are_named_as_the_callers() -> None:
+    # a finite 1e39 (beyond float32) was reported as "query_features contains NaN or inf values",
+    # the index's internal name (review 2026-12-05)
+    class Huge(HashingEmbeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            rows = super().embed_documents(texts)
+            rows[-1][0] = 1e39
+            return rows
+
+    store = MoLVectorStore(HashingEmbeddings())
+    store.add_texts(TEXTS)
+    with pytest.raises(ValueError, match=r"embedding: vector 0 holds NaN, inf or values beyond the float32 range"):
+        store.similarity_search_by_vector([1e39] + [0.0] * (DIM - 1), k=1)
+    with pytest.raises(ValueError, match=r"vector 1 holds NaN"):
+        MoLVectorStore(Huge()).add_texts(["a", "b"])
+    with pytest.raises(ValueError, match=r"vector 0 holds NaN"):
+        store.similarity_search_by_vector([float("nan")] * DIM, k=1)
+    assert len(store.get_by_ids(store.index.ids)) == len(TEXTS)  # nothing lost

@@ -473,3 +473,17 @@ def test_an_interrupt_after_the_index_delete_committed_leaves_the_store_in_step(
     with pytest.raises(KeyboardInterrupt):
         store.delete_nodes(["n1", "n2"])
     assert sorted(store._nodes) == ["n3", "n4"] and sorted(run(store, _q("cat", k=10)).ids) == ["n3", "n4"]
+
+
+def test_non_finite_vectors_are_named_as_the_callers() -> None:
+    # NaN or a finite 1e39 (beyond float32) was reported by the index as "query_features" /
+    # "item_features contains NaN or inf values" (review 2026-12-05)
+    s = MoLVectorStore()
+    s.add(_nodes())
+    huge = [1e39] + [0.0] * (len(EMB.get_query_embedding("x")) - 1)
+    with pytest.raises(ValueError, match=r"^query.query_embedding holds NaN, inf or values beyond the float32 range"):
+        s.query(VectorStoreQuery(query_embedding=huge, similarity_top_k=1))
+    bad = TextNode(id_="bad", text="x", embedding=[float("nan")] * len(huge))
+    with pytest.raises(ValueError, match=r"^nodes\[1\] embedding holds NaN"):
+        s.add([TextNode(id_="ok", text="y", embedding=EMB.get_text_embedding("y")), bad])
+    assert len(s.get_nodes()) == len(_nodes())  # nothing added
