@@ -193,8 +193,8 @@ def sigreg(
     work = work_dtype(x.dtype)
     if slices is None:
         slices = sample_slices(x.shape[1], num_slices, seed=seed, device=x.device, dtype=work)
-    elif slices.dim() != 2 or slices.shape[0] != x.shape[1]:
-        raise ValueError(f"slices must have shape (D={x.shape[1]}, S), got {tuple(slices.shape)}")
+    elif slices.dim() != 2 or slices.shape[0] != x.shape[1] or slices.shape[1] == 0:  # S = 0: a NaN mean
+        raise ValueError(f"slices must have shape (D={x.shape[1]}, S) with S >= 1, got {tuple(slices.shape)}")
     z = x.to(work) @ slices.to(dtype=work, device=x.device)  # (N, S) projections
     return epps_pulley(z, num_points=num_points, t_max=t_max).mean().to(x.dtype)
 
@@ -239,6 +239,8 @@ def variance_regularization(x: torch.Tensor, target_std: float = 1.0, eps: float
         raise ValueError(f"x must hold at least 2 rows, got shape {tuple(x.shape)}")
     if not target_std > 0:
         raise ValueError(f"target_std must be > 0, got {target_std}")
+    if not eps >= 0:  # a negative eps gave NaN (sqrt of a negative variance)
+        raise ValueError(f"eps must be >= 0, got {eps}")
     std = torch.sqrt(x.var(dim=0) + eps)
     return torch.relu(target_std - std).mean()
 

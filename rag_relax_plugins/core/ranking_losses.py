@@ -79,9 +79,13 @@ def _prepare(scores: torch.Tensor, relevance: torch.Tensor, mask: torch.Tensor |
 
 
 def _check_gains(relevance: torch.Tensor, mask: torch.Tensor) -> None:
-    """NDCG gains ``2^rel - 1`` need ``rel >= 0`` on the valid items."""
+    """NDCG gains ``2^rel - 1`` need ``rel >= 0`` on the valid items, and a finite ideal DCG."""
     if bool((relevance < 0).logical_and(mask).any()):
         raise ValueError("relevance must be >= 0 on valid items for NDCG-based losses")
+    ideal = (torch.pow(2.0, relevance) - 1.0).masked_fill(~mask, 0.0).sum(dim=-1)  # bounds every DCG of a row
+    if not bool(torch.isfinite(ideal).all()):  # 2^128 is inf in float32: the loss was NaN, silently
+        raise ValueError(f"relevance is too large for the NDCG gain 2^rel - 1 in {relevance.dtype} (the ideal DCG "
+                         "overflows); use grades on a small scale (0-4 as in TREC) or float64")
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
