@@ -56,8 +56,21 @@ from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 __all__ = ["MoLVectorStore"]
 
 
-# the store each given index serves (weakly: an index whose store was collected may serve another)
-_OWNERS: weakref.WeakKeyDictionary[MoLIndex, weakref.ref[MoLVectorStore]] = weakref.WeakKeyDictionary()
+# the holder (shared by a store and its shallow copies) of each index a store uses, weakly: an
+# index whose stores were collected, or which its store replaced, may serve another store
+_OWNERS: weakref.WeakKeyDictionary[MoLIndex, weakref.ref[StoreIndex]] = weakref.WeakKeyDictionary()
+
+
+def _claim(contents: StoreIndex) -> None:
+    """Record that ``contents`` holds its index (given, built, or read by ``load_local``)."""
+    if contents.index is not None:
+        _OWNERS[contents.index] = weakref.ref(contents)
+
+
+def _used_elsewhere(index: MoLIndex) -> bool:
+    owner = _OWNERS.get(index)
+    holder = owner() if owner is not None else None
+    return holder is not None and holder.index is index
 
 
 def _given_index_options(index: MoLIndex, asked: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +173,7 @@ class MoLVectorStore(VectorStore):
             raise TypeError(f"index must be a MoLIndex, got {type(index).__name__}")
         if index is not None and len(index):
             raise ValueError("index must be empty (use load_local to reopen a saved store)")
-        if index is not None and (owner := _OWNERS.get(index)) is not None and owner() is not None:
+        if index is not None and _used_elsewhere(index):
             # both stores' documents landed in the one index: searches of either store met the
             # other's ids and failed with a KeyError
             raise ValueError("index is already used by another MoLVectorStore: give each store its own "
@@ -172,7 +185,6 @@ class MoLVectorStore(VectorStore):
         }
         if index is not None:  # its own options stand (the saved index/ folder records them)
             self._index_kwargs = _given_index_options(index, self._index_kwargs)
-            _OWNERS[index] = weakref.ref(self)
         # the index and whether the store built its head live in one holder, which a shallow
         # copy shares: a new index (the first add, a new width after delete()) reaches both
         self._contents = StoreIndex(index)
@@ -180,6 +192,7 @@ class MoLVectorStore(VectorStore):
             self._contents.index = MoLIndex(similarity, **self._index_kwargs)
         elif index is None:  # the head is built at the first add: its options are checked now
             MoLIndex.check_options(first_stage, cache_dtype, device)
+        _claim(self._contents)
         self._docs: dict[str, tuple[str, dict[str, Any]]] = {}
         self._lock = threading.RLock()
 
@@ -257,6 +270,7 @@ class MoLVectorStore(VectorStore):
             new = {out[i]: (texts[i], metas[i]) for i in last}
             self._contents.add(kept_ids, vectors, has_docs=bool(self._docs), index_kwargs=self._index_kwargs,
                                record=lambda: self._docs.update(new))  # one update, in step
+            _claim(self._contents)  # an index built by this add
         return out
 
     def add_documents(
@@ -425,6 +439,7 @@ class MoLVectorStore(VectorStore):
         """
         store = cls(embeddings, strategy=strategy, device=device)
         store._contents.index, store._docs, store._contents.auto_head, options = read_store(folder, device)
+        _claim(store._contents)
         if options is not None:
             store._index_kwargs.update(options)
         return store

@@ -497,6 +497,7 @@ def test_index_argument_must_be_empty_and_is_used() -> None:
 def test_one_index_serves_one_living_store() -> None:
     # two stores given one empty index both added to it: each store's searches met the other's
     # ids and failed with KeyError (review 2026-12-05)
+    import copy
     import gc
 
     from rag_relax_plugins.index import MoLIndex
@@ -513,6 +514,24 @@ def test_one_index_serves_one_living_store() -> None:
     gc.collect()
     index.delete(["a1"])  # emptied: the collected store's index may serve a new one
     MoLVectorStore(HashingEmbeddings(), index=index)
+
+    # an index the store built, or read by load_local, and a store's shallow copy (diff review)
+    built = MoLVectorStore(HashingEmbeddings(), similarity=MoLSimilarity.cosine(DIM))
+    with pytest.raises(ValueError, match="already used by another MoLVectorStore"):
+        MoLVectorStore(HashingEmbeddings(), index=built.index)
+    added = MoLVectorStore(HashingEmbeddings())
+    added.add_texts(["x"])
+    added.delete()
+    with pytest.raises(ValueError, match="already used by another MoLVectorStore"):
+        MoLVectorStore(HashingEmbeddings(), index=added.index)
+    fresh = MoLIndex(MoLSimilarity.cosine(DIM), device="cpu")
+    original = MoLVectorStore(HashingEmbeddings(), index=fresh)
+    twin = copy.copy(original)
+    del original
+    gc.collect()
+    with pytest.raises(ValueError, match="already used by another MoLVectorStore"):
+        MoLVectorStore(HashingEmbeddings(), index=fresh)
+    assert twin.index is fresh
 
 
 def test_options_an_index_argument_would_ignore_are_refused(tmp_path: Path) -> None:
