@@ -29,6 +29,7 @@ device) or an explicit ``noise`` tensor, so results are reproducible.
 
 from __future__ import annotations
 
+import operator
 from typing import Literal
 
 import torch
@@ -153,9 +154,15 @@ def gumbel_softmax(
         ValueError: no class along ``dim`` (or a 0-d ``logits``), NaN / inf logits, ``tau <= 0``.
     """
     check_floating("logits", logits)
-    if logits.dim() and (isinstance(dim, bool) or not isinstance(dim, int) or not -logits.dim() <= dim < logits.dim()):
-        raise ValueError(f"dim must be an int in [{-logits.dim()}, {logits.dim() - 1}] for logits of shape "
-                         f"{tuple(logits.shape)}, got {dim!r}")  # was a bare IndexError
+    if logits.dim():  # a bad dim was a bare IndexError
+        try:  # a numpy / 0-d tensor integer is a dim too, as torch takes it
+            axis = -1 - logits.dim() if isinstance(dim, bool) else operator.index(dim)
+        except TypeError:
+            axis = -1 - logits.dim()
+        if not -logits.dim() <= axis < logits.dim():
+            raise ValueError(f"dim must be an int in [{-logits.dim()}, {logits.dim() - 1}] for logits of shape "
+                             f"{tuple(logits.shape)}, got {dim!r}")
+        dim = axis
     if logits.dim() == 0 or logits.shape[dim] == 0:  # hard=True failed inside argmax, soft gave no row summing to 1
         raise ValueError(f"logits must hold at least one class along dim {dim}, got shape {tuple(logits.shape)}")
     check_finite("logits", logits)

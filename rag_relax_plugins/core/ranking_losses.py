@@ -78,14 +78,18 @@ def _prepare(scores: torch.Tensor, relevance: torch.Tensor, mask: torch.Tensor |
     return scores.to(work), relevance.to(work), mask
 
 
-def _check_gains(relevance: torch.Tensor, mask: torch.Tensor) -> None:
-    """NDCG gains ``2^rel - 1`` need ``rel >= 0`` on the valid items, and a finite ideal DCG."""
+def _check_gains(relevance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """NDCG gains ``2^rel - 1`` need ``rel >= 0`` on the valid items, and a finite ideal DCG.
+
+    Returns ``relevance`` with masked items' grades set to 0: a huge masked grade gave an inf gain
+    that the later mask multiplied by 0 (a finite loss with NaN gradients)."""
     if bool((relevance < 0).logical_and(mask).any()):
         raise ValueError("relevance must be >= 0 on valid items for NDCG-based losses")
     ideal = (torch.pow(2.0, relevance) - 1.0).masked_fill(~mask, 0.0).sum(dim=-1)  # bounds every DCG of a row
     if not bool(torch.isfinite(ideal).all()):  # 2^128 is inf in float32: the loss was NaN, silently
         raise ValueError(f"relevance is too large for the NDCG gain 2^rel - 1 in {relevance.dtype} (the ideal DCG "
                          "overflows); use grades on a small scale (0-4 as in TREC) or float64")
+    return relevance.masked_fill(~mask, 0.0)
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -207,7 +211,7 @@ def approx_ndcg_loss(
         Scalar loss, or ``(B,) x float`` per-row losses for ``reduction="none"``.
     """
     s, r, m = _prepare(scores, relevance, mask)
-    _check_gains(r, m)
+    r = _check_gains(r, m)
     temperature = check_positive("temperature", temperature)
     if k is not None:
         k = check_k("k", k)
@@ -249,7 +253,7 @@ def lambda_loss(
         Scalar loss, or ``(B,) x float`` per-row losses for ``reduction="none"``.
     """
     s, r, m = _prepare(scores, relevance, mask)
-    _check_gains(r, m)
+    r = _check_gains(r, m)
     sigma = check_positive("sigma", sigma)
     mu = check_nonnegative("mu", mu)
     n = s.shape[1]
@@ -333,7 +337,7 @@ def neural_ndcg_loss(
         Scalar loss, or ``(B,) x float`` per-row losses for ``reduction="none"``.
     """
     s, r, m = _prepare(scores, relevance, mask)
-    _check_gains(r, m)
+    r = _check_gains(r, m)
     temperature = check_positive("temperature", temperature)
     if k is not None:
         k = check_k("k", k)

@@ -109,7 +109,14 @@ def test_ndcg_losses_refuse_grades_whose_gain_overflows() -> None:
             fn(s, torch.tensor([[128.0, 1.0, 0.0, 0.0]]))
         assert torch.isfinite(fn(s.double(), torch.tensor([[128.0, 1.0, 0.0, 0.0]], dtype=torch.float64)))
         masked = torch.tensor([[True, True, True, False]])  # a masked item's grade does not count
-        assert torch.isfinite(fn(s, torch.tensor([[1.0, 1.0, 0.0, 500.0]]), mask=masked))
+        x = s.clone().requires_grad_(True)
+        loss = fn(x, torch.tensor([[1.0, 1.0, 0.0, 500.0]]), mask=masked)
+        loss.backward()  # inf gain * 0 gave NaN gradients behind a finite loss (diff review)
+        assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+        y = s.clone().requires_grad_(True)
+        same = fn(y, torch.tensor([[1.0, 1.0, 0.0, 3.0]]), mask=masked)
+        same.backward()
+        assert loss.item() == pytest.approx(same.item()) and torch.allclose(x.grad, y.grad)
 
 
 def test_mmr_select_mol_rescales_the_relevance_by_tau() -> None:

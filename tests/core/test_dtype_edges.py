@@ -74,6 +74,24 @@ def test_mol_features_of_another_dtype_are_refused_by_name_unless_autocast() -> 
         assert sim.encode_queries(q.bfloat16()) is not None  # autocast casts for the matmuls itself
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_a_dynamically_quantized_mol_similarity_still_scores() -> None:
+    # the dtype check read query_proj.weight.dtype: a method on a quantized Linear (diff review)
+    from rag_relax_plugins.index import MoLIndex
+
+    torch.manual_seed(0)
+    sim = MoLSimilarity(MoLConfig(query_dim=8, item_dim=8, num_query_embeddings=2, num_item_embeddings=2,
+                                  component_dim=4)).eval()
+    quantize = getattr(getattr(torch.ao, "quantization", None), "quantize_dynamic", None)
+    if quantize is None:
+        pytest.skip("this torch has no torch.ao.quantization.quantize_dynamic")
+    quantized = quantize(sim, {torch.nn.Linear}, dtype=torch.qint8)
+    index = MoLIndex(quantized, device="cpu")
+    index.add([f"d{i}" for i in range(20)], torch.randn(20, 8))
+    scores, ids = index.search(torch.randn(2, 8), 3)
+    assert len(ids) == 2 and all(len(row) == 3 for row in ids) and bool(torch.isfinite(scores).all())
+
+
 def test_info_nce_refuses_mixed_dtypes_by_name() -> None:
     q, d = torch.randn(4, 6), torch.randn(4, 6)
     for similarity in ("cosine", "dot", "neg_l2"):
@@ -95,5 +113,11 @@ def test_gumbel_softmax_names_a_bad_dim() -> None:
     with pytest.raises(ValueError, match="dim must be an int"):
         gumbel_softmax(logits, dim=True)
     assert gumbel_softmax(logits, dim=-2).sum(0).allclose(torch.ones(3))
+    import numpy as np
+
+    for dim in (np.int64(-1), np.int32(1), torch.tensor(1)):  # integers torch takes (diff review)
+        assert gumbel_softmax(logits, dim=dim).sum(1).allclose(torch.ones(2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="dim must be an int"):
+        gumbel_softmax(logits, dim="x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least one class"):
         gumbel_softmax(torch.tensor(1.0), dim=-1)  # 0-d: the class message, whatever dim
