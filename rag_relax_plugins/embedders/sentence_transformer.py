@@ -36,6 +36,7 @@ __all__ = [
     "SentenceTransformerEncoder",
     "default_model_path",
     "load_local_model",
+    "offset_positions",
     "position_limit",
     "resolve_model_path",
     "set_max_seq_length",
@@ -51,7 +52,15 @@ _INSTALL_HINT = (
 
 # model types whose position ids start at padding_idx + 1 (RoBERTa's scheme): max_position_embeddings
 # counts those offset slots too, e.g. 514 positions for 512 tokens
-_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "mpnet", "longformer"})
+_OFFSET_POSITIONS = frozenset({"camembert", "mpnet", "longformer", "data2vec-text"})
+
+
+def offset_positions(model_type: object) -> bool:
+    """Whether a transformers ``model_type`` numbers positions from ``pad_token_id + 1``: every
+    RoBERTa variant (``xlm-roberta-xl``, ``roberta-prelayernorm`` ... too), CamemBERT, MPNet,
+    Longformer, data2vec-text. One list for the embedders and the cross-encoder scorer."""
+    name = str(model_type or "")
+    return "roberta" in name or name in _OFFSET_POSITIONS
 
 
 def position_limit(model: Any) -> int | None:
@@ -67,7 +76,7 @@ def position_limit(model: Any) -> int | None:
     n = getattr(config, "max_position_embeddings", None)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         return None
-    if getattr(config, "model_type", None) in _OFFSET_POSITIONS:
+    if offset_positions(getattr(config, "model_type", None)):  # data2vec-text, xlm-roberta-xl were missed
         n -= int(getattr(config, "pad_token_id", None) or 0) + 1
     return n
 

@@ -31,6 +31,7 @@ from torch import nn
 from rag_relax_plugins._errors import require
 from rag_relax_plugins._io import read_json, read_tensors
 from rag_relax_plugins.core.scalars import check_count
+from rag_relax_plugins.embedders.sentence_transformer import offset_positions
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +242,7 @@ def usable_positions(config: Any) -> int | None:
     positions = getattr(config, "max_position_embeddings", None)
     if not isinstance(positions, int) or isinstance(positions, bool):
         return None
-    model_type = str(getattr(config, "model_type", ""))
-    if "roberta" in model_type or model_type in ("camembert", "mpnet", "longformer", "data2vec-text"):
+    if offset_positions(getattr(config, "model_type", None)):
         positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
     return positions
 

@@ -194,3 +194,19 @@ def test_a_default_prompt_of_the_backbone_is_added_by_no_path(prompted_minilm: s
     assert torch.allclose(model.encode(TEXTS), trained_function, atol=1e-5)
     model.enable_prefix_cache()
     assert torch.allclose(model.encode(TEXTS), trained_function, atol=1e-5)
+
+
+def test_position_limit_knows_every_roberta_style_numbering() -> None:
+    # data2vec-text, xlm-roberta-xl, roberta-prelayernorm number positions from pad_token_id + 1 but
+    # were missed: max_seq_length 514 accepted, and a long text crashed in the model (review 2026-12-05)
+    from types import SimpleNamespace
+
+    from rag_relax_plugins.embedders.sentence_transformer import offset_positions
+    from rag_relax_plugins.rerankers.cross_encoder import usable_positions
+
+    for model_type, want in (("roberta", 512), ("data2vec-text", 512), ("xlm-roberta-xl", 512),
+                             ("roberta-prelayernorm", 512), ("mpnet", 512), ("bert", 514)):
+        config = SimpleNamespace(model_type=model_type, max_position_embeddings=514, pad_token_id=1)
+        assert position_limit([SimpleNamespace(auto_model=SimpleNamespace(config=config))]) == want, model_type
+        assert usable_positions(config) == want, model_type  # one rule for the scorer and the embedders
+        assert offset_positions(model_type) == (want == 512)
