@@ -15,6 +15,7 @@ than unrelated texts. There is no learning and no semantics beyond surface overl
 from __future__ import annotations
 
 import hashlib
+import numbers
 import re
 from collections.abc import Iterable
 
@@ -39,10 +40,10 @@ def _check_range(value: object, name: str, allow_zero: bool = False) -> tuple[in
     if (
         not isinstance(value, tuple)
         or len(value) != 2
-        or not all(isinstance(v, int) for v in value)
-    ):
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+    ):  # numpy integers are counts, bools are not (True, True) was accepted, np.int64 refused
         raise TypeError(f"{name} must be a tuple of two ints (min_n, max_n), got {value!r}")
-    lo, hi = value
+    lo, hi = int(value[0]), int(value[1])
     if (lo < 1 and not (allow_zero and lo == hi == 0)) or hi < lo:
         raise ValueError(f"{name} must satisfy 1 <= min_n <= max_n, got {value!r}")
     return lo, hi
