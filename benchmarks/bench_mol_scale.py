@@ -13,8 +13,8 @@ then the best of two calls, in each interleaved round; the FAISS flat baseline t
 (favouring the baseline).
 
 Bars (issue 3, defined on N = 1,000,000 and K = 100; a smaller run checks none of these): the
-best approximate strategy (the fastest with relative recall@100 >= 0.99, else the one with the
-highest recall) has relative recall@100 >= 0.99, is >= 50x faster than BruteForce and <= 1.5x
+best approximate strategy (of those with relative recall@100 >= 0.99 the one with the highest
+worst-round speedup, else the one with the highest recall) has relative recall@100 >= 0.99, is >= 50x faster than BruteForce and <= 1.5x
 FAISS flat (worst round). At any size: ExactTwoPass equals BruteForce (relative recall 1, scores
 within 1e-4). The figures are written first; the exit status is 1 when a bar is missed.
 
@@ -109,13 +109,16 @@ def train(sim: MoLSimilarity, data: Synthetic, steps: int, batch: int) -> float:
 def best_approximate(results: dict[str, dict[str, float]]) -> str:
     """Name of the best approximate strategy in ``results`` (``{name: {"recall", "ms", ...}}``).
 
-    The fastest one with relative recall@100 >= 0.99; when none reaches it, the one with the
-    highest recall (whose recall bar is then missed). BruteForce and ExactTwoPass are exact.
+    Among those with relative recall@100 >= 0.99, the one with the highest worst-round speedup
+    over BruteForce (the figure the bars check; then the lower best latency): picked by the best
+    round's latency, a strategy slowed in one round could miss the speed bar another one met. When
+    none reaches the recall, the one with the highest recall (whose recall bar is then missed).
+    BruteForce and ExactTwoPass are exact.
     """
     approx = {n: r for n, r in results.items() if n not in ("BruteForce", EXACT)}
     ok = {n: r for n, r in approx.items() if r["recall"] >= 0.99}
     if ok:
-        return min(ok, key=lambda n: ok[n]["ms"])
+        return max(ok, key=lambda n: (ok[n].get("speedup", 0.0), -ok[n]["ms"]))
     return max(approx, key=lambda n: approx[n]["recall"])
 
 

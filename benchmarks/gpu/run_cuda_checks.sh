@@ -4,10 +4,13 @@
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl faiss-cpu==1.15.1
 #   then: bash benchmarks/gpu/run_cuda_checks.sh   (carry .whl; without it FAISS stages are skipped)
 # Each step has its own time limit and a failing step does not stop the next. The steps' output
-# (logs.txt) and the results/*.json files they write go to $OUT (or /tmp/cuda_checks_out).
+# (logs.txt) and the results/*.json files they wrote in this call go to $OUT (or
+# /tmp/cuda_checks_out); the exit status is 1 when a step failed (the failed ones are named).
 set -uo pipefail
 OUTDIR="${OUT:-/tmp/cuda_checks_out}"
 mkdir -p "$OUTDIR"
+STAMP=$(mktemp)  # a results file older than this is the committed one, not this call's
+failed=""
 if ls .whl/faiss_cpu-*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/faiss_cpu-*.whl
 fi
@@ -17,6 +20,7 @@ step() {  # step NAME LIMIT_S COMMAND...
   local t0=$SECONDS
   timeout "$limit" "$@" >/tmp/step.log 2>&1
   local rc=$?
+  [ "$rc" -eq 0 ] || failed="$failed $name"
   { echo "======== $name: rc $rc, $((SECONDS - t0)) s: $*"; cat /tmp/step.log; } >>"$OUTDIR/logs.txt"
   echo "== $name: rc $rc, $((SECONDS - t0)) s"
   grep -E "^bar |MISSED|FAILED|Error|error:|passed|failed" /tmp/step.log | tail -12
@@ -33,6 +37,7 @@ step pytest_gpu 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/core/t
 # run on the CPU: the tests pin their device)
 step pytest_index_core 300 python3 -m pytest -q -p no:cacheprovider -x tests/index tests/core
 for f in cuda_mol_edits cuda_check cuda_mol neg_l2_cuda; do
-  cp "benchmarks/results/$f.json" "$OUTDIR/" 2>/dev/null
+  if [ "benchmarks/results/$f.json" -nt "$STAMP" ]; then cp "benchmarks/results/$f.json" "$OUTDIR/"; fi
 done
 ls "$OUTDIR"
+if [ -n "$failed" ]; then echo "== failed steps:$failed"; exit 1; fi
