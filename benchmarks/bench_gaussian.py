@@ -180,6 +180,16 @@ def _group_key(a: dict[str, Any]) -> str:
     return f"last{6 - a['unfreeze_freeze']}_unfrozen_{a['unfreeze_steps']}steps{sel}/{a.get('unfreeze_isotropy', 'sigreg')}"
 
 
+def headline_keys(names: str) -> list[str]:
+    """The ablation keys :func:`merge_unfrozen` adds for ``names`` (groups with a file present)."""
+    keys = []
+    for group in filter(None, names.split(";")):
+        found = [RESULTS / f"{n}.json" for n in group.split(",") if (RESULTS / f"{n}.json").is_file()]
+        if found:
+            keys.append(_group_key(json.loads(found[0].read_text(encoding="utf-8"))["args"]))
+    return keys
+
+
 def merge_unfrozen(res: dict[str, Any], rows: list[tuple[str, ...]], names: str, headline: str | None = None) -> None:
     """Add unfrozen stages to the results: ``names`` = groups separated by ``;``, files of a group
     (seeds of one configuration) separated by ``,`` and pooled.
@@ -283,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="write no results file (benchmarks/results/gaussian.json, or the unfrozen stage's file)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)  # on a shared machine one thread avoids oversubscription stalls
+    if args.stage != "unfrozen" and args.headline is not None and args.headline not in headline_keys(args.unfrozen_name):
+        # checked before measuring: a KeyError after the frozen stage's ~35 minutes lost every figure
+        raise SystemExit(f"--headline {args.headline!r} is not a group of --unfrozen-name {args.unfrozen_name!r} "
+                         f"(its groups: {headline_keys(args.unfrozen_name)})")
     if args.stage == "unfrozen":  # the gain bar on this run's trained model against this run's baseline
         return check_bars(gaussian_bars(run_unfrozen(args), quality=True, speed=False))
     if args.stage == "merge":

@@ -291,6 +291,13 @@ def main() -> int:
         raise SystemExit("--split valid is for MovieLens only: add --skip-hotpot")
     if len(set(args.seeds)) < 3 and Path(args.output).resolve() == (RESULTS / "mol.json").resolve():
         raise SystemExit("mol.json records figures averaged over 3 seeds: pass at least 3 --seeds, or another --output")
+    # a one-model test run is a side run: refused before any training (it was refused after it)
+    one_model_test = not args.skip_movielens and args.split == "test" and len(set(args.models)) < 2
+    if one_model_test and Path(args.output).resolve() == (RESULTS / "mol.json").resolve():
+        raise SystemExit("one model on the test split writes only to another --output file "
+                         "(mol.json needs both models: --models dot mol)")
+    if one_model_test and not args.trial_name:
+        raise SystemExit("a one-model test run needs --trial-name (its key in --output)")
 
     import torch
 
@@ -336,12 +343,7 @@ def main() -> int:
                 "trials": [*trials, trial]})
             print(f"appended trial {args.trial_name!r} to {log_path}")
             return 0
-        if gain is None:  # one model on the test split: a side run, never into mol.json
-            if Path(args.output).resolve() == (RESULTS / "mol.json").resolve():
-                raise SystemExit("one model on the test split writes only to another --output file "
-                                 "(mol.json needs both models: --models dot mol)")
-            if not args.trial_name:
-                raise SystemExit("a one-model test run needs --trial-name (its key in --output)")
+        if gain is None:  # one model on the test split: a side run, never into mol.json (checked in main)
             merge_results(Path(args.output), {"machine": machine(), "runs": {args.trial_name: {
                 "command": command.strip(), "date": today(), "summary": summary, "config": ml["config"],
                 "train_seconds": train_seconds}}}, nested=("runs",))
