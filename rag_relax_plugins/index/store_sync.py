@@ -12,6 +12,7 @@ once that add succeeded.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,18 @@ def delete_in_step(index: MoLIndex | None, ids: Sequence[str], forget: Callable[
         raise
 
 
+# the holder of each index a store uses (LangChain or LlamaIndex), weakly: an index whose stores
+# were collected, or which its store replaced, may serve another store
+_OWNERS: weakref.WeakKeyDictionary[MoLIndex, weakref.ref[StoreIndex]] = weakref.WeakKeyDictionary()
+
+
+def index_in_use(index: MoLIndex) -> bool:
+    """Whether a living store (its :class:`StoreIndex`, shared with its shallow copies) holds ``index``."""
+    owner = _OWNERS.get(index)
+    holder = owner() if owner is not None else None
+    return holder is not None and holder.index is index
+
+
 @dataclass
 class StoreIndex:
     """A vector store's index (``None`` until the first add when no head was given), in one
@@ -74,6 +87,11 @@ class StoreIndex:
 
     index: MoLIndex | None = None
     auto_head: bool = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "index" and value is not None:  # every way a store comes to hold an index
+            _OWNERS[value] = weakref.ref(self)
 
     def add(
         self,

@@ -22,7 +22,6 @@ on-disk layout).
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.index.filters import id_list
-from rag_relax_plugins.index.store_sync import StoreIndex, delete_in_step
+from rag_relax_plugins.index.store_sync import StoreIndex, delete_in_step, index_in_use
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.langchain._mol_checks import (
     check_mmr_args,
@@ -54,23 +53,6 @@ from rag_relax_plugins.langchain._mol_search import (
 from rag_relax_plugins.langchain._mol_store_io import read_store, write_store
 
 __all__ = ["MoLVectorStore"]
-
-
-# the holder (shared by a store and its shallow copies) of each index a store uses, weakly: an
-# index whose stores were collected, or which its store replaced, may serve another store
-_OWNERS: weakref.WeakKeyDictionary[MoLIndex, weakref.ref[StoreIndex]] = weakref.WeakKeyDictionary()
-
-
-def _claim(contents: StoreIndex) -> None:
-    """Record that ``contents`` holds its index (given, built, or read by ``load_local``)."""
-    if contents.index is not None:
-        _OWNERS[contents.index] = weakref.ref(contents)
-
-
-def _used_elsewhere(index: MoLIndex) -> bool:
-    owner = _OWNERS.get(index)
-    holder = owner() if owner is not None else None
-    return holder is not None and holder.index is index
 
 
 def _given_index_options(index: MoLIndex, asked: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +155,7 @@ class MoLVectorStore(VectorStore):
             raise TypeError(f"index must be a MoLIndex, got {type(index).__name__}")
         if index is not None and len(index):
             raise ValueError("index must be empty (use load_local to reopen a saved store)")
-        if index is not None and _used_elsewhere(index):
+        if index is not None and index_in_use(index):
             # both stores' documents landed in the one index: searches of either store met the
             # other's ids and failed with a KeyError
             raise ValueError("index is already used by another MoLVectorStore: give each store its own "
@@ -192,7 +174,6 @@ class MoLVectorStore(VectorStore):
             self._contents.index = MoLIndex(similarity, **self._index_kwargs)
         elif index is None:  # the head is built at the first add: its options are checked now
             MoLIndex.check_options(first_stage, cache_dtype, device)
-        _claim(self._contents)
         self._docs: dict[str, tuple[str, dict[str, Any]]] = {}
         self._lock = threading.RLock()
 
@@ -270,7 +251,6 @@ class MoLVectorStore(VectorStore):
             new = {out[i]: (texts[i], metas[i]) for i in last}
             self._contents.add(kept_ids, vectors, has_docs=bool(self._docs), index_kwargs=self._index_kwargs,
                                record=lambda: self._docs.update(new))  # one update, in step
-            _claim(self._contents)  # an index built by this add
         return out
 
     def add_documents(
@@ -439,7 +419,6 @@ class MoLVectorStore(VectorStore):
         """
         store = cls(embeddings, strategy=strategy, device=device)
         store._contents.index, store._docs, store._contents.auto_head, options = read_store(folder, device)
-        _claim(store._contents)
         if options is not None:
             store._index_kwargs.update(options)
         return store

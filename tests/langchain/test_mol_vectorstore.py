@@ -532,6 +532,13 @@ def test_one_index_serves_one_living_store() -> None:
     with pytest.raises(ValueError, match="already used by another MoLVectorStore"):
         MoLVectorStore(HashingEmbeddings(), index=fresh)
     assert twin.index is fresh
+    # an index a LlamaIndex store holds (its client): both stores wrote into it (diff review)
+    pytest.importorskip("llama_index.core")
+    from rag_relax_plugins.llama_index import MoLVectorStore as LlamaStore
+
+    llama = LlamaStore(MoLSimilarity.cosine(DIM))
+    with pytest.raises(ValueError, match="already used by another MoLVectorStore"):
+        MoLVectorStore(HashingEmbeddings(), index=llama.client)
 
 
 def test_options_an_index_argument_would_ignore_are_refused(tmp_path: Path) -> None:
