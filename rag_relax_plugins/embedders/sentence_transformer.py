@@ -52,13 +52,16 @@ _INSTALL_HINT = (
 
 # model types whose position ids start at padding_idx + 1 (RoBERTa's scheme): max_position_embeddings
 # counts those offset slots too, e.g. 514 positions for 512 tokens
-_OFFSET_POSITIONS = frozenset({"camembert", "mpnet", "longformer", "data2vec-text"})
+_OFFSET_POSITIONS = frozenset({"camembert", "mpnet", "longformer", "data2vec-text", "xmod", "ibert", "luke",
+                               "markuplm", "layoutlmv3", "lilt", "esm"})
 
 
 def offset_positions(model_type: object) -> bool:
     """Whether a transformers ``model_type`` numbers positions from ``pad_token_id + 1``: every
     RoBERTa variant (``xlm-roberta-xl``, ``roberta-prelayernorm`` ... too), CamemBERT, MPNet,
-    Longformer, data2vec-text. One list for the embedders and the cross-encoder scorer."""
+    Longformer, data2vec-text, X-MOD, I-BERT, LUKE, MarkupLM, LayoutLMv3, LiLT, ESM (the types whose
+    position embeddings have a ``padding_idx`` in transformers 5). One list for the embedders and
+    the cross-encoder scorer."""
     name = str(model_type or "")
     return "roberta" in name or name in _OFFSET_POSITIONS
 

@@ -107,6 +107,8 @@ def test_max_seq_length_beyond_position_embeddings_refused(minilm_path: str) -> 
     """MiniLM embeds 512 positions: a longer limit was accepted and every long text then crashed."""
     with pytest.raises(ValueError, match="max_seq_length 1024 exceeds the 512 word pieces"):
         SentenceTransformerEncoder(minilm_path, device="cpu", max_seq_length=1024)
+    with pytest.raises(ValueError, match="max_seq_length 513 exceeds the 512 word pieces"):
+        SentenceTransformerEncoder(minilm_path, device="cpu", max_seq_length=513)  # the bound is exact
     enc = SentenceTransformerEncoder(minilm_path, device="cpu", max_seq_length=512)
     assert position_limit(enc.model) == 512
     assert enc.encode_tokens(["word " * 700]).lengths.tolist() == [512]
@@ -205,7 +207,8 @@ def test_position_limit_knows_every_roberta_style_numbering() -> None:
     from rag_relax_plugins.rerankers.cross_encoder import usable_positions
 
     for model_type, want in (("roberta", 512), ("data2vec-text", 512), ("xlm-roberta-xl", 512),
-                             ("roberta-prelayernorm", 512), ("mpnet", 512), ("bert", 514)):
+                             ("roberta-prelayernorm", 512), ("mpnet", 512), ("xmod", 512), ("ibert", 512),
+                             ("luke", 512), ("esm", 512), ("bert", 514), ("distilbert", 514)):
         config = SimpleNamespace(model_type=model_type, max_position_embeddings=514, pad_token_id=1)
         assert position_limit([SimpleNamespace(auto_model=SimpleNamespace(config=config))]) == want, model_type
         assert usable_positions(config) == want, model_type  # one rule for the scorer and the embedders
