@@ -194,8 +194,9 @@ class MoLSimilarity(nn.Module):
         check_ndim(name, x, ndims)
         if x.shape[-1] != dim:
             raise ValueError(f"{name} must have last dimension {dim}, got shape {tuple(x.shape)}")
-        weight = getattr(self.query_proj, "weight", None)  # a method on a dynamically quantized Linear
-        wdt = weight.dtype if isinstance(weight, torch.Tensor) and weight.is_floating_point() else x.dtype
+        weight = getattr(self.query_proj, "weight", None)  # a method on a dynamically quantized Linear,
+        # which takes float32 activations
+        wdt = weight.dtype if isinstance(weight, torch.Tensor) and weight.is_floating_point() else torch.float32
         if x.dtype != wdt and not autocast_enabled(x.device.type):  # was "expected m1 and m2 to have the same dtype"
             raise TypeError(f"{name} must have the similarity's dtype {wdt}, got {x.dtype}; "
                             f"cast the features ({name}.to({wdt})) or the module (.to({x.dtype}))")

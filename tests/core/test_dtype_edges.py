@@ -90,6 +90,8 @@ def test_a_dynamically_quantized_mol_similarity_still_scores() -> None:
     index.add([f"d{i}" for i in range(20)], torch.randn(20, 8))
     scores, ids = index.search(torch.randn(2, 8), 3)
     assert len(ids) == 2 and all(len(row) == 3 for row in ids) and bool(torch.isfinite(scores).all())
+    with pytest.raises(TypeError, match=r"query_features must have the similarity's dtype torch\.float32"):
+        quantized.encode_queries(torch.randn(2, 8, dtype=torch.float64))  # a quantized Linear takes float32
 
 
 def test_info_nce_refuses_mixed_dtypes_by_name() -> None:

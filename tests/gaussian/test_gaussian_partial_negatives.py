@@ -99,17 +99,24 @@ def test_all_present_is_the_full_loss_bit_for_bit(loss) -> None:
     assert torch.equal(full, training_loss(q, d, neg, cfg, 0, neg_present=torch.ones(B, 1, dtype=torch.bool))[0])
 
 
-def test_one_present_negative_row_is_the_loss_without_negatives_plus_that_column() -> None:
-    # no present negative at all: the InfoNCE candidates are the batch's positives, as with neg=None
+def test_no_present_negative_is_the_loss_without_negatives_and_one_adds_its_column() -> None:
     g = torch.Generator().manual_seed(2)
     q, d, neg = (torch.randn(B, D, generator=g, dtype=torch.float64) for _ in range(3))
-    cfg = TrainConfig(train_file="x", temperature=0.9)
-    none = torch.zeros(B, dtype=torch.bool)
+    none, one = torch.zeros(B, dtype=torch.bool), torch.zeros(B, dtype=torch.bool)
+    one[3] = True
     for loss in ("infonce", "triplet"):
         c = TrainConfig(train_file="x", temperature=0.9, loss=loss)
+        # no present negative: the batch's positives alone (InfoNCE), previous rows' positives (triplet)
         assert contrastive_loss(q, d, neg, c, "euclidean", neg_present=none).item() == pytest.approx(
             contrastive_loss(q, d, None, c, "euclidean").item(), rel=1e-12)
-    assert cfg.loss == "infonce"
+        got = contrastive_loss(q, d, neg, c, "euclidean", neg_present=one).item()
+        ref = _infonce_reference if loss == "infonce" else None
+        if ref is not None:  # every row meets row 3's negative as one more candidate
+            assert got == pytest.approx(ref(q, d, neg[:, None], one[:, None], None, "euclidean", 0.9).item(), rel=1e-12)
+        else:  # row 3's triplet uses its own negative, the others the previous row's positive
+            assert got == pytest.approx(_triplet_reference(q, d, neg[:, None], one[:, None], None, "euclidean", 1.0).item(),
+                                        rel=1e-12)
+        assert got != pytest.approx(contrastive_loss(q, d, None, c, "euclidean").item(), rel=1e-9)
 
 
 def test_the_regularisers_see_only_present_negatives() -> None:

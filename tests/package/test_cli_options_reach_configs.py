@@ -34,15 +34,30 @@ def _captured(monkeypatch: pytest.MonkeyPatch, cli: str, module: str, cls: str,
 
 
 def _changed_numbers(cli: str, skip: set[str]) -> list[str]:
-    """``--flag value`` for every int/float option of ``cli`` with a default: default + 1 (ints) or x 0.5."""
+    """``--flag value`` for every int/float option of ``cli`` with a default: default + 1 (ints),
+    x 0.5 (floats; 0.25 for a default of 0, which x 0.5 kept), and for an option with choices the
+    first choice other than its default (a default of None included)."""
     parser = argparse.ArgumentParser()
     importlib.import_module(f"rag_relax_plugins._cli.{cli}").add_arguments(parser)
     argv: list[str] = []
     for a in parser._actions:
-        if a.dest in skip or a.type not in (int, float) or a.default is None or not a.option_strings:
+        if a.dest in skip or not a.option_strings:
             continue
-        argv += [a.option_strings[0], str(a.default + 1 if a.type is int else a.default * 0.5)]
+        if a.choices is not None and not isinstance(a.default, bool):
+            other = [c for c in a.choices if c != a.default]
+            if other:
+                argv += [a.option_strings[0], str(other[0])]
+        elif a.type in (int, float) and a.default is not None:
+            argv += [a.option_strings[0], str(a.default + 1 if a.type is int else (a.default * 0.5 or 0.25))]
     return argv
+
+
+def _chosen(args: argparse.Namespace, cli: str, skip: set[str]) -> list[str]:
+    """The options of ``cli`` with choices that :func:`_changed_numbers` set."""
+    parser = argparse.ArgumentParser()
+    importlib.import_module(f"rag_relax_plugins._cli.{cli}").add_arguments(parser)
+    return [a.dest for a in parser._actions if a.choices is not None and a.option_strings and a.dest not in skip
+            and len([c for c in a.choices if c != a.default]) > 0 and not isinstance(a.default, bool)]
 
 
 def _numbers(args: argparse.Namespace) -> list[str]:
@@ -59,8 +74,9 @@ def test_train_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
             *_changed_numbers("train", set())]
     seen, args = _captured(monkeypatch, "train", "rag_relax_plugins.training.gaussian_train", "TrainConfig", argv)
     numbers = _numbers(args)
-    assert "margin" in numbers
-    _check_same_names(seen, args, numbers)
+    assert {"margin", "lambda_reg"} <= set(numbers)
+    assert {"loss", "geometry", "isotropy"} <= set(_chosen(args, "train", set()))
+    _check_same_names(seen, args, numbers + _chosen(args, "train", set()))
     assert seen["save_checkpoints"] is False
 
 
@@ -70,7 +86,7 @@ def test_train_maxsim_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_p
                            "MaxSimTrainConfig", argv)
     numbers = [a for a in _numbers(args) if a != "projection_dim"]
     assert "hard_negatives" in numbers
-    _check_same_names(seen, args, numbers)
+    _check_same_names(seen, args, numbers + _chosen(args, "train_maxsim", {"projection_dim"}))
 
 
 def test_train_maxsim_projection_dim_0_means_none(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -82,9 +98,9 @@ def test_train_maxsim_projection_dim_0_means_none(monkeypatch: pytest.MonkeyPatc
 def test_train_reranker_passes_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     argv = ["--output", str(tmp_path / "o"), *_changed_numbers("train_reranker", set())]
     seen, args = _captured(monkeypatch, "train_reranker", "rag_relax_plugins.training.grerank", "GRerankConfig", argv)
-    numbers = [a for a in _numbers(args) if a in seen]
-    assert "seed" in numbers
-    _check_same_names(seen, args, numbers)
+    numbers = _numbers(args)  # an option not handed over is a KeyError, not skipped
+    assert {"seed", "weight_decay"} <= set(numbers)
+    _check_same_names(seen, args, numbers + _chosen(args, "train_reranker", set()))
 
 
 def test_train_mol_passes_the_training_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
