@@ -111,22 +111,30 @@ def add_negatives(pairs: Sequence[Pair], *, pool: Sequence[Pair] | None = None, 
     Args:
         pairs: the pairs of one split; their existing negatives are replaced.
         pool: pairs whose positives are drawn from; ``None`` uses ``pairs`` themselves. A pair's
-            own positive is never its negative.
+            own positive is never its negative, nor is another positive of the same query text
+            (two documents with one synthetic query, e.g. boilerplate: both are relevant to it).
         seed: seed of the draws.
 
     Returns:
-        New pairs; a pair whose pool holds no other positive keeps ``negative=None``.
+        New pairs; a pair whose pool holds no other allowed positive keeps ``negative=None``.
     """
-    candidates = list(dict.fromkeys(p.positive for p in (pairs if pool is None else pool)))
+    source = pairs if pool is None else pool
+    candidates = list(dict.fromkeys(p.positive for p in source))
     index = {c: i for i, c in enumerate(candidates)}
+    relevant: dict[str, set[str]] = {}  # query text -> its positives (in the split and the pool)
+    for p in (*pairs, *source):
+        relevant.setdefault(p.query, set()).add(p.positive)
     rng = random.Random(seed)
     out = []
     for p in pairs:
         own = index.get(p.positive)
-        n = len(candidates) - (own is not None)  # candidates other than the pair's own positive
+        others = relevant[p.query] - {p.positive}
         neg = None
-        if n > 0:
-            k = rng.randrange(n)
+        if others:  # the query has other positives: none of them is its negative either
+            allowed = [c for c in candidates if c != p.positive and c not in others]
+            neg = allowed[rng.randrange(len(allowed))] if allowed else None
+        elif len(candidates) - (own is not None) > 0:  # the draw of every other pair, as before
+            k = rng.randrange(len(candidates) - (own is not None))
             neg = candidates[k + 1 if own is not None and k >= own else k]
         out.append(Pair(p.query, p.positive, neg))
     return out

@@ -205,3 +205,25 @@ def test_inverse_cloze_sentences_do_not_end_at_initials_or_abbreviations() -> No
     queries = {synthesize_pairs([doc], seed=s)[0].query for s in range(40)}
     assert queries == {"George A. Smith lived in St. Louis with Dr. Jones.", "He was born in the U.S. in 1982.",
                        "It rained!"}
+
+
+def test_a_hard_negative_is_never_another_positive_of_the_same_query(tmp_path) -> None:
+    # two documents with one synthetic query ("Copyright notice here."): each was drawn as the
+    # other's hard negative though eval.json lists both as relevant (review 2026-12-05)
+    docs = ["Copyright notice here. Alpha beta gamma delta.", "Copyright notice here. Epsilon zeta eta theta."] + [
+        f"Doc number {i} talks about topic {i}. It has a second sentence {i}." for i in range(8)]
+    src = tmp_path / "docs.txt"
+    src.write_text("\n\n".join(docs), encoding="utf-8")
+    for seed in range(8):
+        paths = prepare_data(src, tmp_path / "o", negatives=True, seed=seed, overwrite=True)
+        for split in ("train", "val", "test"):
+            rows = [json.loads(line) for line in paths[split].read_text(encoding="utf-8").splitlines()]
+            relevant: dict[str, set[str]] = {}
+            for r in rows:
+                relevant.setdefault(r["query"], set()).add(r["positive"])
+            assert not [r for r in rows if r.get("negative") in relevant[r["query"]]], (seed, split)
+    from rag_relax_plugins.training.gaussian_data import Pair, add_negatives
+
+    pairs = [Pair("q", "A"), Pair("q", "B"), Pair("r", "C")]
+    assert [p.negative for p in add_negatives(pairs, seed=0)][:2] == ["C", "C"]  # the only allowed one
+    assert add_negatives([Pair("q", "A"), Pair("q", "B")], seed=0) == [Pair("q", "A"), Pair("q", "B")]  # none left
