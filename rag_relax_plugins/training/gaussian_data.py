@@ -78,7 +78,8 @@ def synthesize_pairs(docs: Sequence[str], *, negatives: bool = False, seed: int 
 
     Args:
         docs: ``N`` non-empty documents.
-        negatives: add a negative to every pair (needs ``N >= 2``).
+        negatives: add a negative to every pair (needs ``N >= 2``): never a positive of the
+            pair's query text (``None`` when no other document is left).
         seed: seed of the sentence and negative choices.
     """
     if len(docs) == 0:
@@ -95,12 +96,19 @@ def synthesize_pairs(docs: Sequence[str], *, negatives: bool = False, seed: int 
         else:
             words = doc.split()
             base.append((" ".join(words[: max(1, len(words) // 2)]), doc))
+    relevant: dict[str, set[str]] = {}  # query text -> the positives of its documents
+    for query, positive in base:
+        relevant.setdefault(query, set()).add(positive)
+    redraw = random.Random(f"synthesize_pairs/{seed}")  # only for a draw that hit a positive of the query
     pairs = []
     for i, (query, positive) in enumerate(base):
         neg = None
         if negatives:
             k = rng.randrange(len(base) - 1)
             neg = base[k if k < i else k + 1][1]
+            if neg in relevant[query]:  # a repeated document, or two with one query: both relevant to it
+                allowed = [b[1] for j, b in enumerate(base) if j != i and b[1] not in relevant[query]]
+                neg = allowed[redraw.randrange(len(allowed))] if allowed else None
         pairs.append(Pair(query, positive, neg))
     return pairs
 
@@ -125,17 +133,19 @@ def add_negatives(pairs: Sequence[Pair], *, pool: Sequence[Pair] | None = None, 
     for p in (*pairs, *source):
         relevant.setdefault(p.query, set()).add(p.positive)
     rng = random.Random(seed)
+    redraw = random.Random(f"add_negatives/{seed}")  # only for a draw that hit another positive of the query
     out = []
     for p in pairs:
         own = index.get(p.positive)
-        others = relevant[p.query] - {p.positive}
+        n = len(candidates) - (own is not None)  # candidates other than the pair's own positive
         neg = None
-        if others:  # the query has other positives: none of them is its negative either
-            allowed = [c for c in candidates if c != p.positive and c not in others]
-            neg = allowed[rng.randrange(len(allowed))] if allowed else None
-        elif len(candidates) - (own is not None) > 0:  # the draw of every other pair, as before
-            k = rng.randrange(len(candidates) - (own is not None))
+        if n > 0:  # the draw of every pair, as before (later pairs' draws do not move)
+            k = rng.randrange(n)
             neg = candidates[k + 1 if own is not None and k >= own else k]
+        others = relevant[p.query] - {p.positive}
+        if neg is not None and neg in others:  # uniform over the allowed texts
+            allowed = [c for c in candidates if c != p.positive and c not in others]
+            neg = allowed[redraw.randrange(len(allowed))] if allowed else None
         out.append(Pair(p.query, p.positive, neg))
     return out
 

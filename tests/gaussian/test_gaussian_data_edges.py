@@ -227,3 +227,27 @@ def test_a_hard_negative_is_never_another_positive_of_the_same_query(tmp_path) -
     pairs = [Pair("q", "A"), Pair("q", "B"), Pair("r", "C")]
     assert [p.negative for p in add_negatives(pairs, seed=0)][:2] == ["C", "C"]  # the only allowed one
     assert add_negatives([Pair("q", "A"), Pair("q", "B")], seed=0) == [Pair("q", "A"), Pair("q", "B")]  # none left
+
+
+def test_a_same_query_conflict_moves_no_other_pairs_negative() -> None:
+    # the first fix redrew from the main generator: every later pair's negative moved (diff review)
+    import random
+
+    from rag_relax_plugins.training.gaussian_data import Pair, add_negatives, synthesize_pairs
+
+    for seed in range(200):
+        r = random.Random(seed)
+        rest = [Pair(f"q{i}", f"P{i}") for i in range(r.randint(2, 6))]
+        conflict = [Pair("qa", "A"), Pair("qa", "B"), *rest]
+        renamed = [Pair("qa", "A"), Pair("qb", "B"), *rest]  # the same candidates, no conflict
+        got, plain = add_negatives(conflict, seed=seed), add_negatives(renamed, seed=seed)
+        assert [p.negative for p in got[2:]] == [p.negative for p in plain[2:]]
+        assert got[0].negative not in ("A", "B") and got[1].negative not in ("A", "B")
+    docs = ["Copyright notice here. Alpha beta gamma.", "Copyright notice here. Delta epsilon zeta."] + [
+        f"Doc {i} one. Doc {i} two." for i in range(3)]
+    for seed in range(50):  # synthesize_pairs(negatives=True) drew them too
+        pairs = synthesize_pairs(docs, negatives=True, seed=seed)
+        relevant: dict[str, set[str]] = {}
+        for p in pairs:
+            relevant.setdefault(p.query, set()).add(p.positive)
+        assert all(p.negative not in relevant[p.query] for p in pairs), seed
