@@ -12,6 +12,7 @@ once that add succeeded.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ def delete_in_step(index: MoLIndex | None, ids: Sequence[str], forget: Callable[
 # the holder of each index a store uses (LangChain or LlamaIndex), weakly: an index whose stores
 # were collected, or which its store replaced, may serve another store
 _OWNERS: weakref.WeakKeyDictionary[MoLIndex, weakref.ref[StoreIndex]] = weakref.WeakKeyDictionary()
+_CLAIM = threading.Lock()  # the check and the registration of a given index, as one step
 
 
 def index_in_use(index: MoLIndex) -> bool:
@@ -76,6 +78,21 @@ def index_in_use(index: MoLIndex) -> bool:
     owner = _OWNERS.get(index)
     holder = owner() if owner is not None else None
     return holder is not None and holder.index is index
+
+
+def hold(index: MoLIndex | None) -> StoreIndex:
+    """A new :class:`StoreIndex` of a store given ``index`` (``None``: built later).
+
+    Raises:
+        ValueError: a living store holds ``index`` (both stores' documents landed in it and each
+            one's searches failed with ``KeyError``); checked and registered under one lock, so
+            two threads building stores on one index cannot both pass.
+    """
+    with _CLAIM:
+        if index is not None and index_in_use(index):
+            raise ValueError("index is already used by another MoLVectorStore: give each store its own "
+                             "(index.empty_like(index.similarity))")
+        return StoreIndex(index)
 
 
 @dataclass

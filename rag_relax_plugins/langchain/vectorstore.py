@@ -35,7 +35,7 @@ from rag_relax_plugins.core.mol import MoLSimilarity
 from rag_relax_plugins.core.validation import check_k
 from rag_relax_plugins.index import MoLIndex, Strategy
 from rag_relax_plugins.index.filters import id_list
-from rag_relax_plugins.index.store_sync import StoreIndex, delete_in_step, index_in_use
+from rag_relax_plugins.index.store_sync import delete_in_step, hold
 from rag_relax_plugins.index.strategies import check_strategy
 from rag_relax_plugins.langchain._mol_checks import (
     check_mmr_args,
@@ -155,11 +155,6 @@ class MoLVectorStore(VectorStore):
             raise TypeError(f"index must be a MoLIndex, got {type(index).__name__}")
         if index is not None and len(index):
             raise ValueError("index must be empty (use load_local to reopen a saved store)")
-        if index is not None and index_in_use(index):
-            # both stores' documents landed in the one index: searches of either store met the
-            # other's ids and failed with a KeyError
-            raise ValueError("index is already used by another MoLVectorStore: give each store its own "
-                             "(index.empty_like(index.similarity))")
         self._embedding = embedding
         self._strategy = None if strategy is None else check_strategy(strategy)
         self._index_kwargs: dict[str, Any] = {
@@ -169,7 +164,7 @@ class MoLVectorStore(VectorStore):
             self._index_kwargs = _given_index_options(index, self._index_kwargs)
         # the index and whether the store built its head live in one holder, which a shallow
         # copy shares: a new index (the first add, a new width after delete()) reaches both
-        self._contents = StoreIndex(index)
+        self._contents = hold(index)  # refuses an index another living store holds
         if similarity is not None:
             self._contents.index = MoLIndex(similarity, **self._index_kwargs)
         elif index is None:  # the head is built at the first add: its options are checked now
