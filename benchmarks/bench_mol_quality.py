@@ -285,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = build_parser().parse_args()
+    args.models = list(dict.fromkeys(args.models))  # --models mol mol trained MoL twice per seed
     if args.output is None:
         args.output = str(RESULTS / ("mol.json" if args.split == "test" else "mol_validation.json"))
     if args.split == "valid" and not args.skip_hotpot:
@@ -298,6 +299,8 @@ def main() -> int:
                          "(mol.json needs both models: --models dot mol)")
     if one_model_test and not args.trial_name:
         raise SystemExit("a one-model test run needs --trial-name (its key in --output)")
+    if one_model_test and not args.skip_hotpot:  # the side run returns before the HotpotQA section
+        raise SystemExit("a one-model test run is MovieLens only: add --skip-hotpot")
 
     import torch
 

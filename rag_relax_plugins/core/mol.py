@@ -198,8 +198,9 @@ class MoLSimilarity(nn.Module):
         # which takes float32 activations
         wdt = weight.dtype if isinstance(weight, torch.Tensor) and weight.is_floating_point() else torch.float32
         if x.dtype != wdt and not autocast_enabled(x.device.type):  # was "expected m1 and m2 to have the same dtype"
+            module = f" or the module (.to({x.dtype}))" if isinstance(weight, torch.Tensor) else ""  # not a quantized one
             raise TypeError(f"{name} must have the similarity's dtype {wdt}, got {x.dtype}; "
-                            f"cast the features ({name}.to({wdt})) or the module (.to({x.dtype}))")
+                            f"cast the features ({name}.to({wdt})){module}")
 
     def encode_queries(self, query_features: torch.Tensor) -> MoLQueryState:
         """Query towers.
