@@ -26,7 +26,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from rag_relax_plugins.core.device import autocast_enabled
 from rag_relax_plugins.core.validation import (
     check_finite,
     check_floating,
@@ -34,6 +33,7 @@ from rag_relax_plugins.core.validation import (
     check_ndim,
     check_nonnegative,
     check_positive,
+    check_same_dtype,
 )
 
 __all__ = ["info_nce", "triplet_margin"]
@@ -79,8 +79,7 @@ def info_nce(
     check_finite("query", query)
     check_finite("docs", docs)
     temperature = check_positive("temperature", temperature)
-    if docs.dtype != query.dtype and not autocast_enabled(query.device.type):  # was torch's "expected m1 and m2 ..."
-        raise TypeError(f"docs must have the dtype of query ({query.dtype}), got {docs.dtype}")
+    check_same_dtype("docs", docs, "query", query, under_autocast=True)
     b = query.shape[0]
     if docs.shape[0] != b or docs.shape[-1] != query.shape[-1]:
         raise ValueError(f"docs must be (B, D) or (B, 1+M, D) matching query {tuple(query.shape)}, got {tuple(docs.shape)}")

@@ -31,7 +31,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from rag_relax_plugins.core.validation import check_count, check_finite, check_floating, check_ndim
+from rag_relax_plugins.core.validation import (
+    check_count,
+    check_finite,
+    check_floating,
+    check_ndim,
+    check_same_dtype,
+)
 
 __all__ = ["maxsim", "maxsim_packed", "maxsim_pairwise"]
 
@@ -48,11 +54,6 @@ def _check_tokens(name: str, x: torch.Tensor, mask_name: str, mask: torch.Tensor
     if mask.shape != x.shape[:2]:
         raise ValueError(f"{mask_name} must have shape {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
     return mask
-
-
-def _check_dtypes(q: torch.Tensor, name: str, d: torch.Tensor) -> None:
-    if d.dtype != q.dtype:
-        raise TypeError(f"{name} must have the dtype of q ({q.dtype}), got {d.dtype}")
 
 
 def _prep_query(
@@ -108,7 +109,7 @@ def maxsim(
     dm = _check_tokens("d", d, "d_mask", d_mask)
     if q.shape[-1] != d.shape[-1]:
         raise ValueError(f"q and d must share the embedding dimension, got {q.shape[-1]} and {d.shape[-1]}")
-    _check_dtypes(q, "d", d)
+    check_same_dtype("d", d, "q", q)
     chunk_size = check_count("chunk_size", chunk_size, 1)
     q, weights = _prep_query(q, qm, query_weights, similarity)
     if similarity == "cosine":
@@ -174,7 +175,7 @@ def maxsim_pairwise(
     dm = _check_tokens("d", d, "d_mask", d_mask)
     if q.shape[0] != d.shape[0] or q.shape[-1] != d.shape[-1]:
         raise ValueError(f"q and d must have the same batch and dimension, got {tuple(q.shape)} and {tuple(d.shape)}")
-    _check_dtypes(q, "d", d)
+    check_same_dtype("d", d, "q", q)
     q, weights = _prep_query(q, qm, query_weights, similarity)  # validates even for empty documents
     if d.shape[1] == 0:  # empty documents score 0
         return q.new_zeros(q.shape[0])
@@ -226,7 +227,7 @@ def maxsim_packed(
         )
     if q.shape[-1] != doc_tokens.shape[-1]:
         raise ValueError(f"q and doc_tokens must share the dimension, got {q.shape[-1]} and {doc_tokens.shape[-1]}")
-    _check_dtypes(q, "doc_tokens", doc_tokens)
+    check_same_dtype("doc_tokens", doc_tokens, "q", q)
     q, weights = _prep_query(q, qm, query_weights, similarity)
     if similarity == "cosine":
         doc_tokens = F.normalize(doc_tokens, dim=-1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from rag_relax_plugins.core.device import autocast_enabled
 from rag_relax_plugins.core.scalars import (
     check_count,
     check_int,
@@ -31,6 +32,7 @@ __all__ = [
     "check_optional_count",
     "check_positive",
     "check_real",
+    "check_same_dtype",
     "check_same_shape",
     "check_unicode",
 ]
@@ -75,6 +77,15 @@ def first_nonfinite_row(matrix: torch.Tensor) -> int | None:
     index's internal argument."""
     bad = (~torch.isfinite(matrix)).any(dim=1)
     return int(bad.nonzero()[0]) if bool(bad.any()) else None
+
+
+def check_same_dtype(name: str, x: torch.Tensor, like_name: str, like: torch.Tensor, *,
+                     under_autocast: bool = False) -> None:
+    """Refuse ``x`` in another dtype than ``like`` (torch's own error was "expected m1 and m2 to
+    have the same dtype"); ``under_autocast``: allowed while autocast is on for ``x``'s device,
+    which casts the matmuls itself."""
+    if x.dtype != like.dtype and not (under_autocast and autocast_enabled(x.device.type)):
+        raise TypeError(f"{name} must have the dtype of {like_name} ({like.dtype}), got {x.dtype}")
 
 
 def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:

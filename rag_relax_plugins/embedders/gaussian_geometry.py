@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from rag_relax_plugins.core.validation import check_floating
+from rag_relax_plugins.core.validation import check_floating, check_same_dtype
 from rag_relax_plugins.embedders.gaussian_config import GEOMETRIES
 
 __all__ = ["geometry_scores", "relevance_from_scores"]
@@ -44,8 +44,7 @@ def geometry_scores(queries: torch.Tensor, docs: torch.Tensor, geometry: str) ->
         )
     check_floating("queries", queries)
     check_floating("docs", docs)
-    if queries.dtype != docs.dtype:
-        raise TypeError(f"docs must have the dtype of queries ({queries.dtype}), got {docs.dtype}")
+    check_same_dtype("docs", docs, "queries", queries)
     if geometry == "euclidean":
         # exact distances (cdist's matmul shortcut loses precision for nearby points); CPU cdist
         # has no float16 / bfloat16 kernel
