@@ -40,6 +40,7 @@ __all__ = [
     "position_limit",
     "resolve_model_path",
     "set_max_seq_length",
+    "usable_positions",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,20 @@ def offset_positions(model_type: object) -> bool:
     return "roberta" in name or name in _OFFSET_POSITIONS
 
 
+def usable_positions(config: Any) -> int | None:
+    """Token positions a transformers ``config``'s position embeddings hold (``None``: it does not
+    say): ``max_position_embeddings`` less the offset of RoBERTa-style numbering
+    (:func:`offset_positions`; ``pad_token_id`` 1 when the config names none). ``config``: a
+    transformers config, or any object with its fields (a ``config.json`` read as a namespace).
+    The one rule for the embedders (:func:`position_limit`) and the cross-encoder scorer."""
+    n = getattr(config, "max_position_embeddings", None)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        return None
+    if offset_positions(getattr(config, "model_type", None)):  # data2vec-text, xlm-roberta-xl were missed
+        n -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return n
+
+
 def position_limit(model: Any) -> int | None:
     """The most word pieces a sentence-transformers ``model`` can embed, or ``None`` if unknown.
 
@@ -76,12 +91,7 @@ def position_limit(model: Any) -> int | None:
         config = getattr(getattr(model[0], "auto_model", None), "config", None)
     except (TypeError, IndexError, KeyError):
         return None
-    n = getattr(config, "max_position_embeddings", None)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        return None
-    if offset_positions(getattr(config, "model_type", None)):  # data2vec-text, xlm-roberta-xl were missed
-        n -= int(getattr(config, "pad_token_id", None) or 0) + 1
-    return n
+    return usable_positions(config)
 
 
 def set_max_seq_length(model: Any, max_seq_length: int, source: object) -> None:

@@ -31,7 +31,7 @@ from torch import nn
 from rag_relax_plugins._errors import require
 from rag_relax_plugins._io import read_json, read_tensors
 from rag_relax_plugins.core.scalars import check_count
-from rag_relax_plugins.embedders.sentence_transformer import offset_positions
+from rag_relax_plugins.embedders.sentence_transformer import usable_positions
 
 log = logging.getLogger(__name__)
 
@@ -233,18 +233,6 @@ def build_scorer(
     if kind not in _KINDS:
         raise ValueError(f"scorer must be one of {sorted(_KINDS)} or a PairScorer, got {kind!r}")
     return _KINDS[kind](backbone, **kwargs)
-
-
-def usable_positions(config: Any) -> int | None:
-    """Token positions a BERT-style backbone can encode (``None``: its config does not say).
-    RoBERTa-style models (MPNet, Longformer ... too) number positions from ``pad_token_id + 1``:
-    514 slots hold 512 tokens. ``config``: a transformers config, or any object with its fields."""
-    positions = getattr(config, "max_position_embeddings", None)
-    if not isinstance(positions, int) or isinstance(positions, bool):
-        return None
-    if offset_positions(getattr(config, "model_type", None)):
-        positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
-    return positions
 
 
 def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:

@@ -52,7 +52,7 @@ def saved_scorer_settings(folder: str | Path) -> dict[str, Any]:
         raise ValueError(f"{file} is not a valid scorer config: {exc!r}") from exc
     backbone = root / "backbone" / "config.json"
     if backbone.is_file():  # the max_length load_scorer uses: capped at the backbone's positions
-        from rag_relax_plugins.rerankers.cross_encoder import usable_positions
+        from rag_relax_plugins.embedders.sentence_transformer import usable_positions
 
         positions = usable_positions(SimpleNamespace(**read_json(backbone)))
         if positions is not None:
