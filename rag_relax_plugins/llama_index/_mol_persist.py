@@ -22,7 +22,9 @@ The manifest names its index folder; only a plain sibling name of the pattern th
 The manifest also records whether the store built its cosine head itself (``auto_head``) and,
 for a store persisted before its first add (no index folder), the options of the index it will
 build (``index_options``: :mod:`rag_relax_plugins.index.store_options`). The embedding model and
-the search strategy are not persisted.
+the search strategy are not persisted. The manifest's ``embedding_dict`` key holds a string, so
+that LlamaIndex's default loader (``StorageContext.from_defaults(persist_dir=...)`` without
+``vector_store=``) fails on the file instead of reading it as an empty ``SimpleVectorStore``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ __all__ = [
 
 FORMAT_NAME = "rag-relax-mol-llamaindex-store"
 FORMAT_VERSION = 1
+_FOREIGN_GUARD_KEY = "embedding_dict"  # SimpleVectorStoreData's field, read by no code of ours
+_FOREIGN_GUARD = ("not a SimpleVectorStore: load it with MoLVectorStore.from_persist_dir(dir) and "
+                  "pass StorageContext.from_defaults(persist_dir=dir, vector_store=...)")
 _INDEX_FOLDER = re.compile(r"[^/\\]+\.index-[0-9a-f]{12}")
 
 Record = tuple[str, "str | None", dict[str, Any], str]
@@ -139,6 +144,10 @@ def write_store(
         "image_or_index_ids": None if image_or_index_ids is None else list(image_or_index_ids),
         "ids": ids,
         "records": [{"type": t, "ref_doc_id": r, "metadata": m, "node": n} for t, r, m, n in records],
+        # a load through StorageContext.from_defaults(persist_dir=...) without vector_store= reads
+        # this file (default__vector_store.json) as a SimpleVectorStore, which ignored the keys above
+        # and answered every query with nothing; a non-dict under its key makes that load fail
+        _FOREIGN_GUARD_KEY: _FOREIGN_GUARD,
     }
     if index is None and index_kwargs is not None:
         manifest["index_options"] = options_json(index_kwargs)

@@ -133,6 +133,17 @@ def test_storage_context_persist_and_load_index(tmp_path: Path) -> None:
     assert [s for _, s in after] == pytest.approx([s for _, s in before], abs=1e-6)
 
 
+def test_loading_the_persist_dir_without_vector_store_fails_instead_of_an_empty_index(tmp_path: Path) -> None:
+    # LlamaIndex's default loader reads default__vector_store.json as a SimpleVectorStore: our
+    # manifest was parsed as an empty one and every query answered nothing, without an error
+    index, _ = _index()
+    index.storage_context.persist(persist_dir=str(tmp_path))
+    with pytest.raises(AttributeError):
+        StorageContext.from_defaults(persist_dir=str(tmp_path))
+    ctx = StorageContext.from_defaults(persist_dir=str(tmp_path), vector_store=MoLVectorStore.from_persist_dir(str(tmp_path)))
+    assert load_index_from_storage(ctx, embed_model=EMB).as_retriever(similarity_top_k=1).retrieve("capital of Germany")
+
+
 def test_persist_layout_is_json_and_safetensors_and_replaces_old_folder(tmp_path: Path) -> None:
     _, store = _index()
     path = tmp_path / "vs.json"
