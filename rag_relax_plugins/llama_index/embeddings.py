@@ -40,8 +40,9 @@ class GaussianEmbedding(BaseEmbedding):
     ``_get_text_embeddings``); queries and texts can get instruction prefixes. The geometry is
     :attr:`geometry` (from the model config):
 
-    - raw, un-normalised vectors by default; :meth:`similarity` with the default mode scores
-      them under the model's geometry (other modes behave as in LlamaIndex);
+    - raw, un-normalised vectors by default; :meth:`similarity` behaves as in LlamaIndex (the
+      default mode is cosine, as LlamaIndex's components expect), and
+      ``similarity(a, b, emb.model_similarity_mode)`` is the model's own score;
     - with ``cosine_max_norm=M`` the vectors are transformed so that cosine similarity (what
       ``VectorStoreIndex``'s default ``SimpleVectorStore`` uses) ranks exactly like the model's
       geometry; see :mod:`rag_relax_plugins.embedders.gaussian_transforms`.
@@ -222,17 +223,26 @@ class GaussianEmbedding(BaseEmbedding):
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
+    @property
+    def model_similarity_mode(self) -> SimilarityMode:
+        """The :class:`SimilarityMode` whose :meth:`similarity` is the model's own score:
+        ``EUCLIDEAN`` (minus the L2 distance) for a ``"euclidean"`` model, ``DOT_PRODUCT`` for
+        ``"inner_product"``."""
+        return SimilarityMode.EUCLIDEAN if self.geometry == "euclidean" else SimilarityMode.DOT_PRODUCT
+
     def similarity(
         self,
         embedding1: list[float],
         embedding2: list[float],
         mode: SimilarityMode = SimilarityMode.DEFAULT,
     ) -> float:
-        """Similarity of two raw vectors; ``DEFAULT`` uses the model's geometry, not cosine."""
-        if mode != SimilarityMode.DEFAULT or self.cosine_max_norm is not None:
-            return super().similarity(embedding1, embedding2, mode)
-        from rag_relax_plugins.embedders._wrapper_checks import raw_vectors
+        """LlamaIndex's similarity of two vectors: ``DEFAULT`` is cosine, the scale LlamaIndex's
+        components assume (``SentenceEmbeddingOptimizer``'s ``threshold_cutoff``, the semantic
+        splitters); ``mode=self.model_similarity_mode`` gives the model's own score. Raw vectors
+        (no ``cosine_max_norm``) must have the model's width and be finite."""
+        if self.cosine_max_norm is None:
+            from rag_relax_plugins.embedders._wrapper_checks import raw_vectors
 
-        a = raw_vectors("embedding1", embedding1, self._model.dim, one=True)
-        b = raw_vectors("embedding2", embedding2, self._model.dim, one=True)
-        return float(self._model.score(a, b)[0, 0])
+            raw_vectors("embedding1", embedding1, self._model.dim, one=True)
+            raw_vectors("embedding2", embedding2, self._model.dim, one=True)
+        return super().similarity(embedding1, embedding2, mode)

