@@ -122,6 +122,13 @@ class RerankerPostprocessor(BaseNodePostprocessor):
         """The wrapped reranker."""
         return self._reranker
 
+    @property
+    def model_name(self) -> str:
+        """What the ``RERANKING`` callback event names as the model: the saved model's folder
+        (``model_path``), else the wrapped reranker's class name."""
+        path = getattr(self, "model_path", None)
+        return str(path) if path else type(self._reranker).__name__
+
     def relevance(self, score: float) -> float:
         """Map a raw score to ``[0, 1]``: the wrapped reranker's ``relevance_of(score)`` (the
         sigmoid unless the reranker knows its score's range)."""
@@ -154,6 +161,7 @@ class RerankerPostprocessor(BaseNodePostprocessor):
                 EventPayload.NODES: nodes,
                 EventPayload.QUERY_STR: query_bundle.query_str,
                 EventPayload.TOP_K: self.top_n,
+                EventPayload.MODEL_NAME: self.model_name,  # as core's rerankers label the event
             },
         ) as event:
             out = []

@@ -12,7 +12,7 @@ import torch
 pytest.importorskip("llama_index.core")
 
 from llama_index.core import Document, VectorStoreIndex
-from llama_index.core.callbacks import CallbackManager, CBEventType
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.callbacks.base_handler import BaseCallbackHandler
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import MockLLM
@@ -124,9 +124,11 @@ def test_reranking_event_is_emitted() -> None:
         def __init__(self) -> None:
             super().__init__([], [])
             self.events: list[CBEventType] = []
+            self.payloads: list[dict] = []
 
         def on_event_start(self, event_type, payload=None, event_id="", parent_id="", **kw):  # type: ignore[no-untyped-def]
             self.events.append(event_type)
+            self.payloads.append(payload or {})
             return event_id
 
         def on_event_end(self, event_type, payload=None, event_id="", **kw):  # type: ignore[no-untyped-def]
@@ -142,6 +144,9 @@ def test_reranking_event_is_emitted() -> None:
     pp = RerankerPostprocessor(reranker=OverlapReranker(), callback_manager=CallbackManager([rec]))
     pp.postprocess_nodes(nodes(), query_str=QUERY)
     assert CBEventType.RERANKING in rec.events
+    # labelled with the model, as core's SentenceTransformerRerank does (it was missing: interop review)
+    start = rec.payloads[rec.events.index(CBEventType.RERANKING)]
+    assert start[EventPayload.MODEL_NAME] == "OverlapReranker" and start[EventPayload.TOP_K] == pp.top_n
 
 
 def test_declarable_config_round_trip(tmp_path: Path, minilm_path: str) -> None:
@@ -150,6 +155,7 @@ def test_declarable_config_round_trip(tmp_path: Path, minilm_path: str) -> None:
     pp = MaxSimRerank(model_path=tmp_path / "m", device="cpu", top_n=2, keep_retrieval_score=True)
     cfg = pp.to_dict()
     assert cfg["model_path"] == str(tmp_path / "m") and cfg["top_n"] == 2 and cfg["class_name"] == "MaxSimRerank"
+    assert pp.model_name == str(tmp_path / "m")  # the RERANKING event's MODEL_NAME
     back = MaxSimRerank.from_dict(cfg)
     assert back.top_n == 2 and back.keep_retrieval_score and back.model_path == pp.model_path
     # pydantic's own round trips: model_dump() carries LlamaIndex's class_name, which extra="forbid"
