@@ -81,11 +81,14 @@ STATE_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
+_COUNTERS = ("epoch", "step", "pos")  # counts of work done: never negative
+
+
 def check_state_fields(file: Path, state: Any, names: Iterable[str]) -> None:
     """Refuse a ``trainer_state.json`` (``file``) that lacks a field a resume reads (``names``, of
     :data:`STATE_FIELDS`) or holds one of another type, naming the file and the field: it was a
     ``KeyError``, or a ``TypeError`` deep in the training loop after files had been written.
-    ``history`` must map names to lists.
+    ``history`` must map names to lists; ``epoch``, ``step`` and ``pos`` must be ``>= 0``.
 
     Raises:
         ValueError: ``"<file>: 'step' is missing or not int ..."``.
@@ -101,6 +104,8 @@ def check_state_fields(file: Path, state: Any, names: Iterable[str]) -> None:
             kind = " or ".join(t.__name__ for t in types) + (" of lists" if name == "history" else "")
             raise ValueError(f"{file}: {name!r} is missing or not {kind}, got {value!r:.80} (a damaged checkpoint?); "
                              "nothing was changed")
+        if name in _COUNTERS and isinstance(value, int) and value < 0:  # a negative pos sliced the epoch's order from its end
+            raise ValueError(f"{file}: {name!r} must be >= 0, got {value!r} (a damaged checkpoint?); nothing was changed")
 
 
 def read_trainer_state(
@@ -192,17 +197,21 @@ def check_checkpoint_options(
 
 def stored_options(folder: Path) -> dict[str, Any] | None:
     """The options checkpoint ``folder`` stored under ``"config"`` of its ``trainer_state.json``
-    (``None`` for a checkpoint written before they were).
+    (``None`` for a checkpoint written before they were: no ``"config"`` key).
 
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint (no ``trainer_state.json``).
-        ValueError: an unreadable ``trainer_state.json`` (named).
+        ValueError: an unreadable ``trainer_state.json``, or a ``"config"`` that is not a JSON
+            object (named: a damaged checkpoint resumed unchecked as if it were an older one).
     """
     file = folder / "trainer_state.json"
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
-    saved = read_json(file).get("config")
-    return saved if isinstance(saved, dict) else None
+    state = read_json(file)
+    if "config" in state and not isinstance(state["config"], dict):  # not an older format: damaged
+        raise ValueError(f"{file}: 'config' is not a JSON object, got {state['config']!r:.80} (a damaged "
+                         "checkpoint?); nothing was changed")
+    return state.get("config")
 
 
 @dataclass(frozen=True)

@@ -116,9 +116,10 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint.
-        ValueError: unknown format version.
+        ValueError: unknown format version, or a field or ``history`` list missing or mistyped.
     """
-    return read_state(checkpoint_folder(folder), version=FORMAT_VERSION, fields=("step", "history", "config"))
+    return read_state(checkpoint_folder(folder), version=FORMAT_VERSION, fields=("step", "history", "config"),
+                      history_lists=("step_loss", "step_parts", "epoch_loss", "eval"))
 
 
 def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:

@@ -557,3 +557,18 @@ def test_trains_on_a_torch_without_torch_amp_grad_scaler(monkeypatch):
         warnings.simplefilter("ignore", FutureWarning)
         got = train_retrieval(_model(), _toy(), _cfg(epochs=1))
     assert got.history["step_loss"] == ref.history["step_loss"]
+
+
+def test_a_history_missing_a_list_is_refused_before_the_model_changes(tmp_path):
+    # read_trainer_state checked no history list: {} loaded the weights, then the loop raised
+    # KeyError 'step_loss' (corrupt-file review)
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(tmp_path), save_every_steps=2, max_steps=4))
+    ck = latest_checkpoint(tmp_path)
+    state = json.loads((ck / "trainer_state.json").read_text())
+    state["history"] = {"step_loss": [], "step_parts": [], "epoch_loss": []}
+    (ck / "trainer_state.json").write_text(json.dumps(state))
+    model = _model(seed=99)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"'history' must hold the lists .*'eval'"):
+        train_retrieval(model, _toy(), _cfg(), resume=ck)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

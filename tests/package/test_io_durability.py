@@ -56,3 +56,27 @@ def test_a_history_missing_a_list_the_loop_reads_is_refused(tmp_path: Path) -> N
     folder = _state(tmp_path, history={"step_loss": [], "train_loss": []})
     with pytest.raises(ValueError, match=r"'history' must hold the lists 'step_loss', 'train_loss' and 'val_mrr'"):
         read_trainer_state(folder, version=1, fields=FIELDS, history_lists=("step_loss", "train_loss", "val_mrr"))
+
+
+@pytest.mark.parametrize("name", ["epoch", "step", "pos"])
+def test_a_negative_count_of_work_done_is_refused(tmp_path: Path, name: str) -> None:
+    # a negative pos trained on order[-3:], a negative step wrote checkpoint_step_-1 (corrupt-file review)
+    fields = (*FIELDS, "pos")
+    with pytest.raises(ValueError, match=rf"'{name}' must be >= 0, got -2"):
+        read_trainer_state(_state(tmp_path, **{"pos": 0, name: -2}), version=1, fields=fields)
+    assert read_trainer_state(_state(tmp_path, **{"pos": 0, name: 0}), version=1, fields=fields)[name] == 0
+
+
+def test_a_damaged_config_is_not_taken_for_an_older_checkpoint(tmp_path: Path) -> None:
+    # stored_options returned None for any non-dict "config": the resume went on unchecked with
+    # the "older format" warning (corrupt-file review)
+    from rag_relax_plugins.training._resume_check import stored_options
+
+    with pytest.raises(ValueError, match=r"'config' is not a JSON object, got 'x'"):
+        stored_options(_state(tmp_path, config="x"))
+    assert stored_options(_state(tmp_path, config={"lr": 1.0})) == {"lr": 1.0}
+    folder = _state(tmp_path)
+    state = json.loads((folder / "trainer_state.json").read_text())
+    state.pop("config", None)
+    (folder / "trainer_state.json").write_text(json.dumps(state))
+    assert stored_options(folder) is None  # an older checkpoint: no key at all
