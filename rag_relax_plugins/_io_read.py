@@ -17,13 +17,15 @@ def read_json(path: str | os.PathLike[str], *, object_only: bool = True) -> Any:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: invalid UTF-8 or JSON (corrupt, truncated, or not a file this package wrote),
-            or not an object when one is expected; the message names the file.
+        ValueError: invalid UTF-8 or JSON (corrupt, truncated, or not a file this package wrote;
+            nesting too deep or an integer too long for Python to read), or not an object when
+            one is expected; the message names the file.
     """
     file = Path(path)
     try:
         value = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an int past
+        # Python's digit limit; RecursionError: arrays nested thousands deep
         raise ValueError(f"{file}: not a readable JSON file (corrupt or truncated?): {exc}") from exc
     if object_only and not isinstance(value, dict):
         raise ValueError(f"{file}: expected a JSON object, got {type(value).__name__}")

@@ -44,6 +44,7 @@ __all__ = [
 Kind = Literal["torch", "flat", "hnsw", "ivf"]
 _KINDS = ("torch", "flat", "hnsw", "ivf")
 _CHUNK_ELEMENTS = 1 << 23
+_C_INT_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,12 @@ class FirstStageConfig(DictConfig):
         plain_scalars(self)
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
+        # FAISS takes them as C ints: 2**40 was accepted (and saved) and failed in the first build
         for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe"):
-            check_count(name, getattr(self, name), 1)
-        check_optional_count("ivf_nlist", self.ivf_nlist, 1)
-        check_count("seed", self.seed, 0, 2**31 - 1, hint="FAISS k-means seed")
+            check_count(name, getattr(self, name), 1, _C_INT_MAX, hint="a FAISS int")
+        if check_optional_count("ivf_nlist", self.ivf_nlist, 1) is not None:
+            check_count("ivf_nlist", self.ivf_nlist, 1, _C_INT_MAX, hint="a FAISS int")
+        check_count("seed", self.seed, 0, _C_INT_MAX, hint="FAISS k-means seed")
 
 
 def first_stage_config(first_stage: FirstStageConfig | str) -> FirstStageConfig:

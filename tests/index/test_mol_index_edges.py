@@ -143,6 +143,15 @@ def test_first_stage_config_checks_seed_and_nlist(bad: dict) -> None:
         FirstStageConfig(kind="ivf", **bad)
 
 
+@pytest.mark.parametrize("name", ["hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe", "ivf_nlist"])
+def test_first_stage_knobs_fit_a_faiss_int(name: str) -> None:
+    # 2**40 was accepted (and saved in config.json) and failed inside FAISS at the first build or
+    # search (a SWIG TypeError / OverflowError) (corrupt-file review)
+    with pytest.raises(ValueError, match=rf"{name} .*a FAISS int"):
+        FirstStageConfig(kind="hnsw", **{name: 2**40})
+    assert getattr(FirstStageConfig(kind="hnsw", **{name: 2**31 - 1}), name) == 2**31 - 1
+
+
 def _saved(tmp_path: Path, kind: str = "flat") -> Path:
     torch.manual_seed(1)
     idx = MoLIndex(_sim(), first_stage=kind, device="cpu")

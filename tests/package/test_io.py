@@ -239,6 +239,13 @@ def test_read_json_and_read_tensors_name_the_corrupt_file(tmp_path: Path) -> Non
     (tmp_path / "d.json").write_bytes(b'{"x": "\xff"}')
     with pytest.raises(ValueError, match=r"d\.json: not a readable JSON file"):
         read_json(tmp_path / "d.json")
+    # nested too deep for the decoder, an int past Python's digit limit: a RecursionError and an
+    # unnamed ValueError escaped (corrupt-file review)
+    (tmp_path / "e.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    (tmp_path / "f.json").write_text('{"n": ' + "9" * 5000 + "}", encoding="utf-8")
+    for name in ("e.json", "f.json"):
+        with pytest.raises(ValueError, match=rf"{name}: not a readable JSON file"):
+            read_json(tmp_path / name, object_only=False)
 
     t = tmp_path / "t.safetensors"
     save_file({"w": torch.arange(3.0)}, str(t))
