@@ -22,7 +22,8 @@ def weights_mismatch(module: nn.Module, state: Mapping[str, torch.Tensor]) -> st
 
     Returns:
         ``"missing [...], unexpected [...]"`` (keys), else ``"N weight(s) of another shape, e.g.
-        key (saved shape) saved vs (own shape) now (a different size option?)"``, else ``None``.
+        key (saved shape) saved vs (own shape) now (a different size option?)"``, else the same for
+        weights of another dtype, else ``None``.
     """
     own = module.state_dict()
     missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
@@ -33,4 +34,11 @@ def weights_mismatch(module: nn.Module, state: Mapping[str, torch.Tensor]) -> st
         k = shapes[0]
         return (f"{len(shapes)} weight(s) of another shape, e.g. {k} {tuple(state[k].shape)} saved vs "
                 f"{tuple(own[k].shape)} now (a different size option?)")
+    # load_state_dict casts: integer weights (damage) or float16 ones loaded silently and the
+    # resumed run differed from the interrupted one; a checkpoint holds the module's own dtypes
+    dtypes = sorted(k for k, v in state.items() if own[k].dtype != v.dtype)
+    if dtypes:
+        k = dtypes[0]
+        return (f"{len(dtypes)} weight(s) of another dtype, e.g. {k} {state[k].dtype} saved vs {own[k].dtype} "
+                "now (a damaged file, or a model converted with .half() / .to(dtype)?)")
     return None

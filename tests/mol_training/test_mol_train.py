@@ -572,3 +572,21 @@ def test_a_history_missing_a_list_is_refused_before_the_model_changes(tmp_path):
     with pytest.raises(ValueError, match=r"'history' must hold the lists .*'eval'"):
         train_retrieval(model, _toy(), _cfg(), resume=ck)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.float16])
+def test_weights_of_another_dtype_are_refused_before_the_model_changes(tmp_path, dtype):
+    # load_state_dict cast them silently and the resumed run differed (corrupt-file review)
+    from safetensors.torch import load_file, save_file
+
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(tmp_path), save_every_steps=2, max_steps=4))
+    ck = latest_checkpoint(tmp_path)
+    weights = load_file(str(ck / "model.safetensors"))
+    first = sorted(weights)[0]
+    weights[first] = weights[first].to(dtype)
+    save_file(weights, str(ck / "model.safetensors"))
+    model = _model(seed=99)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=rf"weight\(s\) of another dtype, e.g. {first} {dtype} saved vs torch.float32"):
+        train_retrieval(model, _toy(), _cfg(), resume=ck)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
