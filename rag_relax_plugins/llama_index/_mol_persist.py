@@ -249,8 +249,9 @@ back as a ``TextNode``, as core's ``metadata_dict_to_node`` does for stores that
 
 
 def _checked_records(data: dict[str, Any], path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """The manifest's ``ids`` and ``records``, their shapes checked (a corrupt manifest is a
-    ``ValueError`` naming it, not a ``KeyError`` now or a pydantic error at the first query)."""
+    """The manifest's ``ids`` and ``records``, their shapes checked and each record's node JSON
+    naming its id (a corrupt manifest is a ``ValueError`` naming it, not a ``KeyError`` now, a
+    pydantic error at the first query, or nodes answering for other ids)."""
     ids, records = data.get("ids"), data.get("records")
     if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids) and isinstance(records, list)):
         raise ValueError(f"{path}: 'ids' must be a list of strings and 'records' a list (corrupt manifest)")
@@ -258,6 +259,15 @@ def _checked_records(data: dict[str, Any], path: Path) -> tuple[list[str], list[
         if not (isinstance(rec, dict) and isinstance(rec.get("type"), str) and isinstance(rec.get("metadata"), dict)
                 and isinstance(rec.get("node"), str) and "ref_doc_id" in rec and isinstance(rec["ref_doc_id"], (str, type(None)))):
             raise ValueError(f"{path}: records[{n}] is not a stored node (type, ref_doc_id, metadata, node)")
+        # the node JSON was parsed only when a query returned it: a broken one failed queries
+        # without naming the file, and one of another node answered for ids[n] silently
+        try:
+            node = json.loads(rec["node"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: records[{n}] holds no readable node JSON ({exc}) (corrupt manifest)") from exc
+        got = node.get("id_") if isinstance(node, dict) else None
+        if n < len(ids) and got != ids[n]:
+            raise ValueError(f"{path}: records[{n}] holds the node {got!r}, but ids[{n}] is {ids[n]!r} (corrupt manifest)")
     return ids, records
 
 

@@ -350,9 +350,10 @@ def test_loaded_store_needs_embed_model_again_for_text_queries(tmp_path: Path) -
     assert res.nodes is not None and [n.ref_doc_id for n in res.nodes] == ["es"]
 
 
-@pytest.mark.parametrize("corrupt", ["no_records", "no_type", "node_not_json"])
+@pytest.mark.parametrize("corrupt", ["no_records", "no_type", "node_not_json", "ids_reversed", "node_of_another_id"])
 def test_load_names_a_corrupt_manifest(tmp_path: Path, corrupt: str) -> None:
-    """A malformed manifest raised KeyError on load, or JSONDecodeError at the first query."""
+    """A malformed manifest raised KeyError on load, or JSONDecodeError at the first query; ids
+    that disagree with their records loaded, and queries answered with the wrong nodes (review)."""
     store = MoLVectorStore()
     store.add([TextNode(id_=f"n{i}", text=t, embedding=EMB.get_text_embedding(t)) for i, t in enumerate(["a b", "c d"])])
     path = tmp_path / "store.json"
@@ -362,16 +363,19 @@ def test_load_names_a_corrupt_manifest(tmp_path: Path, corrupt: str) -> None:
         del data["records"]
     elif corrupt == "no_type":
         del data["records"][0]["type"]
-    else:
+    elif corrupt == "node_not_json":
         data["records"][0]["node"] = "not json"
-    path.write_text(json.dumps(data))
-    if corrupt == "node_not_json":
-        loaded = MoLVectorStore.from_persist_path(str(path))
-        with pytest.raises(ValueError, match="not a valid node"):
-            loaded.get_nodes(node_ids=["n0"])
+    elif corrupt == "ids_reversed":
+        data["ids"].reverse()
     else:
-        with pytest.raises(ValueError, match=r"corrupt manifest|is not a stored node"):
-            MoLVectorStore.from_persist_path(str(path))
+        data["records"][0]["node"] = data["records"][1]["node"]
+    path.write_text(json.dumps(data))
+    message = {"no_records": "corrupt manifest", "no_type": "is not a stored node",
+               "node_not_json": r"records\[0\] holds no readable node JSON",
+               "ids_reversed": r"records\[0\] holds the node 'n0', but ids\[0\] is 'n1'",
+               "node_of_another_id": r"records\[0\] holds the node 'n1', but ids\[0\] is 'n0'"}[corrupt]
+    with pytest.raises(ValueError, match=rf"{path.name}: .*{message}" if corrupt != "no_records" else message):
+        MoLVectorStore.from_persist_path(str(path))
 
 
 def test_manifest_rename_is_flushed_before_the_old_index_is_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
