@@ -33,6 +33,7 @@ from rag_relax_plugins.training._resume_check import (
     stored_options,
 )
 from rag_relax_plugins.training._run_files import restore_best_model  # re-exported: shared
+from rag_relax_plugins.training._scheduler_state import check_scheduler_state
 from rag_relax_plugins.training.gaussian_setup import unused_options
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ def load_checkpoint_state(
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
     state = read_trainer_state(folder, version=CHECKPOINT_VERSION,
                                fields=("scheduler", "epoch", "step", "best", "history"))
+    check_scheduler_state(scheduler, state["scheduler"], file)  # before the optimiser changes
     load_optimizer_state(optimizer, folder, hint="resume with the same freezing and predictor options")
     scheduler.load_state_dict(state["scheduler"])
     rng = read_tensors(folder / "rng.safetensors")

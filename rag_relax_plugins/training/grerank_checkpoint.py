@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from rag_relax_plugins._io import atomic_folder, read_tensors
 from rag_relax_plugins.rerankers.gumbel import GumbelReranker
-from rag_relax_plugins.training._optimizer_state import load_optimizer_state, save_optimizer_state
+from rag_relax_plugins.training._optimizer_state import read_optimizer_state, save_optimizer_state
 from rag_relax_plugins.training._resume_check import (
     ResumePolicy,
     read_trainer_state,
@@ -118,23 +118,45 @@ def load_checkpoint(
     uninterrupted run would draw. The CPU generator (dropout) is restored, and the CUDA (or MPS)
     one of ``generator``'s device when the checkpoint holds it.
 
+    Every file is read and checked before anything is restored: a refused checkpoint leaves the
+    optimiser and the generators as they were.
+
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint. ValueError: unknown format version; a
-            field of ``trainer_state.json`` missing or of another type (named).
+            field of ``trainer_state.json`` missing or of another type; a damaged optimiser state
+            (:func:`~._optimizer_state.read_optimizer_state`); a generator state missing, or of
+            another size than the run's generator's (each naming the file).
     """
     folder = checkpoint_folder(folder)
     # every field the run reads, before the optimiser changes (a missing 'history' was a KeyError
     # after the caller's reranker had taken the checkpoint's weights)
     state = read_trainer_state(folder, version=CHECKPOINT_VERSION, fields=("epoch", "pos", "step", "history"),
                                history_lists=("loss", "seconds"))
-    load_optimizer_state(optimizer, folder)
-    rng = read_tensors(folder / "rng.safetensors")
+    moments = read_optimizer_state(optimizer, folder)  # checked, loaded once the generator states are
+    rng_file = folder / "rng.safetensors"
+    rng = read_tensors(rng_file)
     bad = [k for k in ("gumbel", "torch") if k not in rng or rng[k].dtype != torch.uint8]
     if bad:  # a KeyError or torch's RuntimeError before
-        raise ValueError(f"{folder / 'rng.safetensors'}: no uint8 generator state {bad[0]!r} (a damaged checkpoint?)")
+        raise ValueError(f"{rng_file}: no uint8 generator state {bad[0]!r} (a damaged checkpoint?)")
     here = generator.device.type
     saved = state.get("noise_device")  # absent before it was recorded: the state's size tells
-    if saved == here or (saved is None and rng["gumbel"].numel() == generator.get_state().numel()):
+    gumbel_size = generator.get_state().numel()
+    same_device = saved == here or (saved is None and rng["gumbel"].numel() == gumbel_size)
+    sizes = {"torch": torch.get_rng_state().numel()} | ({"gumbel": gumbel_size} if same_device else {})
+    gpu_key = None
+    if here == "cuda":  # the state saved for the run's GPU; one saved on another index (cuda:0 -> cuda:1) too
+        own, saved_gpus = f"cuda{generator.device.index or 0}", [k for k in rng if k.startswith("cuda")]
+        gpu_key = own if own in rng else (saved_gpus[0] if len(saved_gpus) == 1 else None)
+        if gpu_key is not None:
+            sizes[gpu_key] = torch.cuda.get_rng_state(generator.device).numel()
+    elif here == "mps" and "mps" in rng:  # saved since 2026-12-05: dropout there was not resumed exactly
+        gpu_key, sizes["mps"] = "mps", torch.mps.get_rng_state().numel()
+    for key, size in sizes.items():  # set_state raised a raw RuntimeError, after the optimiser was loaded
+        if rng[key].dtype != torch.uint8 or rng[key].numel() != size:
+            raise ValueError(f"{rng_file}: generator state {key!r} holds {rng[key].numel()} bytes, the run's "
+                             f"generator {size} (a damaged checkpoint?); nothing was changed")
+    optimizer.load_state_dict(moments)
+    if same_device:
         generator.set_state(rng["gumbel"])
     else:
         generator.manual_seed(seed + int(state["step"]))
@@ -142,12 +164,9 @@ def load_checkpoint(
                     "generator; the noise is reseeded (seed + step), so this run draws other noise than "
                     "an uninterrupted one", folder, saved or "another device type", here)
     torch.set_rng_state(rng["torch"])
-    if here == "cuda":  # the state saved for the run's GPU; one saved on another index (cuda:0 -> cuda:1) too
-        own, saved_gpus = f"cuda{generator.device.index or 0}", [k for k in rng if k.startswith("cuda")]
-        key = own if own in rng else (saved_gpus[0] if len(saved_gpus) == 1 else None)
-        if key is not None:
-            torch.cuda.set_rng_state(rng[key], generator.device)
-    elif here == "mps" and "mps" in rng:  # saved since 2026-12-05: dropout there was not resumed exactly
+    if here == "cuda" and gpu_key is not None:
+        torch.cuda.set_rng_state(rng[gpu_key], generator.device)
+    elif here == "mps" and gpu_key is not None:
         torch.mps.set_rng_state(rng["mps"])
     return state
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from rag_relax_plugins.training._resume_check import (
 )
 from rag_relax_plugins.training._resume_check import read_trainer_state as read_state
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
+from rag_relax_plugins.training._scheduler_state import check_lambda_lr_state
 
 if TYPE_CHECKING:
     from rag_relax_plugins.training.maxsim_data import QueryGroup
@@ -51,6 +53,7 @@ __all__ = [
     "RESUME_RUNTIME_ONLY",
     "adopt_reranker_config",
     "check_best_model_folder",
+    "check_position",
     "check_resume",
     "checked_resume",
     "checkpoint_options",
@@ -117,14 +120,55 @@ def save_checkpoint(folder: Path, reranker: MaxSimReranker, opt: torch.optim.Opt
 
 def read_trainer_state(folder: Path) -> dict[str, Any]:
     """The ``trainer_state.json`` of checkpoint ``folder`` (:func:`~._resume_check.read_trainer_state`:
-    version and the fields a resume reads checked; a state without a version is version 1).
+    version and the fields a resume reads checked; a state without a version is version 1), with
+    the values the loop uses checked too (:func:`check_position`).
 
     Raises:
-        ValueError: an unreadable file, a missing or mistyped field, or another ``format_version``
-            (each names the file).
+        ValueError: an unreadable file, a missing or mistyped field, a value the loop cannot use,
+            or another ``format_version`` (each names the file).
     """
-    return read_state(folder, version=CHECKPOINT_VERSION, fields=("scheduler", "epoch", "step", "best", "history"),
-                      unversioned=1, history_lists=("step_loss", "train_loss", "val_mrr"))
+    state = read_state(folder, version=CHECKPOINT_VERSION, fields=("scheduler", "epoch", "step", "best", "history"),
+                       unversioned=1, history_lists=("step_loss", "train_loss", "val_mrr"))
+    check_position(folder / "trainer_state.json", state)
+    return state
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_position(file: Path, state: Mapping[str, Any]) -> None:
+    """Refuse values of a MaxSim ``trainer_state.json`` (``file``) the loop cannot use: ``epoch``
+    and ``step`` (and ``batch``, the position of a stop inside the epoch) integers >= 0;
+    ``epoch_losses`` a list of numbers; ``negative_rng`` ``null`` or a CPU generator state
+    (``torch.Generator().get_state()``: that many integers 0..255); ``best`` a finite number or
+    ``-Infinity``, what a run writes before its first complete epoch. They were a raw ``int()``
+    ``ValueError``, a torch ``RuntimeError`` or a ``TypeError`` after the run had written files,
+    or (a NaN ``best``) a run that never wrote ``best_model/``.
+
+    Raises:
+        ValueError: ``"<file>: 'batch' must be ...; nothing was changed"``.
+    """
+
+    def refuse(name: str, what: str) -> None:
+        raise ValueError(f"{file}: {name!r} must be {what}, got {state.get(name)!r:.80} (a damaged checkpoint?); "
+                         "nothing was changed")
+
+    for name in ("epoch", "step", "batch"):
+        value = state.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            refuse(name, "an integer >= 0")
+    losses = state.get("epoch_losses", [])
+    if not isinstance(losses, list) or not all(_is_number(v) for v in losses):
+        refuse("epoch_losses", "a list of numbers")
+    rng = state.get("negative_rng")
+    size = torch.Generator().get_state().numel()
+    if rng is not None and not (isinstance(rng, list) and len(rng) == size and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rng)):
+        refuse("negative_rng", f"null or a generator state of {size} integers 0..255")
+    best = state["best"]
+    if not (_is_number(best) and (math.isfinite(best) or best == -math.inf)):
+        refuse("best", "a finite number, or -Infinity before the first complete epoch")
 
 
 def load_optimizer(opt: torch.optim.Optimizer, folder: Path) -> None:
@@ -160,7 +204,8 @@ def checked_resume(cfg: MaxSimTrainConfig, training_data: str) -> tuple[Path | N
     Raises:
         FileNotFoundError: ``cfg.resume_from`` is not a checkpoint.
         ValueError: its options differ from ``cfg``'s, runtime-only ones aside, or it was trained
-            on other data; a damaged ``trainer_state.json`` or optimiser file (named).
+            on other data; a damaged ``trainer_state.json`` (its scheduler state included) or
+            optimiser file (named).
     """
     ck = checkpoint_folder(cfg.resume_from, trainer="train-maxsim") if cfg.resume_from else None
     options = checkpoint_options(cfg.to_dict())  # stored in every checkpoint; data files hashed once
@@ -168,9 +213,11 @@ def checked_resume(cfg: MaxSimTrainConfig, training_data: str) -> tuple[Path | N
     if ck is not None:  # a missing checkpoint or other options: refused before anything is written
         check_resume(ck, options)
         # a damaged state or optimiser file too, before the checkpoint's model is loaded (into a
-        # passed reranker's encoder, whose trained layers it replaces) and the token cache is built
-        read_trainer_state(ck)
-        read_optimizer_files(ck)
+        # passed reranker's encoder, whose trained layers it replaces) and the token cache is built;
+        # the trainer checks both again against its own optimiser and scheduler before loading them
+        state = read_trainer_state(ck)
+        meta, _ = read_optimizer_files(ck, optimizer=torch.optim.AdamW)
+        check_lambda_lr_state(state["scheduler"], ck / "trainer_state.json", groups=len(meta["param_groups"]))
     return ck, options
 
 
