@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
-from rag_relax_plugins._io import read_json, read_tensors
+from rag_relax_plugins._io import atomic_write_bytes, read_json, read_tensors
 from rag_relax_plugins.datasets.hotpotqa import HotpotEvidence, HotpotExample
 from rag_relax_plugins.embedders.base import encoder_settings
 from rag_relax_plugins.rerankers.maxsim import MaxSimReranker, PackedTokens
@@ -229,11 +229,8 @@ class TokenCache:
                     return cls(cached)
         packed = reranker.backbone_tokens(list(texts), marker=marker, show_progress=show_progress)
         packed = PackedTokens(tokens=packed.tokens.to("cpu", torch.float16), offsets=packed.offsets.cpu())
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            save_file({"tokens": packed.tokens.contiguous(), "offsets": packed.offsets.contiguous()}, str(tmp))
-            os.replace(tmp, path)
+        if path is not None:  # a unique temporary file (two runs shared "tokens-*.tmp"), umask modes
+            atomic_write_bytes(path, save({"tokens": packed.tokens.contiguous(), "offsets": packed.offsets.contiguous()}))
         return cls(packed)
 
     def __len__(self) -> int:

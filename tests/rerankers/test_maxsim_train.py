@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,10 @@ def test_token_cache_matches_direct_encoding(tmp_path: Path) -> None:
     assert float(padded[~mask].abs().sum()) == 0.0
     files = list(tmp_path.iterdir())
     assert len(files) == 1 and files[0].suffix == ".safetensors"
+    # the umask's mode, as every other file the package writes (safetensors' save_file made it 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert files[0].stat().st_mode & 0o777 == 0o666 & ~umask
     again = TokenCache.build(rr, texts, marker="[D] ", cache_dir=tmp_path)  # from the file
     assert torch.equal(again.packed.tokens, cache.packed.tokens)
     TokenCache.build(rr, texts, marker="[Q] ", cache_dir=tmp_path)  # another marker: another file
