@@ -37,7 +37,9 @@ case "${1:-run}" in
           python3 benchmarks/bench_rerankers_quality.py --variant independent --device cuda --backbone "$M" --reader-path "$W/smol" --tau "$1" --kappa "$2" --epochs ${EPOCHS:-2} --sup-epochs ${EPOCHS:-2} 2>&1 | grep -v "Warning\|it/s\]" | tail -15
           cp runs/bench_quality/grerank/curves.png "$OUTDIR/grerank_curves.png" || true
           cp runs/bench_quality/supervised/curves.png "$OUTDIR/supervised_curves.png" || true ;;
+        *) echo "unknown stage '$s' (signal, sweep, quality)" >&2; exit 2 ;;
       esac
     done
     cp benchmarks/results/*.json "$OUTDIR/" ;;
+  *) echo "usage: $0 part1 | part2 | run [signal] [sweep] [quality]" >&2; exit 2 ;;
 esac
