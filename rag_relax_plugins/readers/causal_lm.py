@@ -26,7 +26,7 @@ from rag_relax_plugins.readers.dma import (
     build_layout,
     dma_attention_mask,
 )
-from rag_relax_plugins.readers.loading import load_causal_lm
+from rag_relax_plugins.readers.loading import check_causal_lm, load_causal_lm
 
 __all__ = ["CausalLMReader", "DocumentStates"]
 
@@ -74,25 +74,6 @@ class DocumentStates:
             and torch.equal(layout.position_ids[:s], self.position_ids)
             and torch.equal(layout.segment[:s], self.segment)
         )
-
-
-def _check_causal_lm(model: Any, name: str, device: torch.device) -> None:
-    """Refuse a model that is not a decoder-only causal LM returning a key/value cache (one token
-    through it): the DMA layouts need causal attention and the cached document states need the cache.
-
-    Raises:
-        ValueError: naming ``name`` (the model folder) and the model's type.
-    """
-    config = getattr(model, "config", None)
-    kind = getattr(config, "model_type", type(model).__name__)
-    cache = None
-    if not getattr(config, "is_encoder_decoder", False):
-        with torch.inference_mode():
-            out = model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=device), use_cache=True)
-        cache = getattr(out, "past_key_values", None)
-    if cache is None or not hasattr(cache, "layers"):
-        raise ValueError(f"{name} is not a decoder-only causal LM that returns a key/value cache (model type "
-                         f"{kind!r}); the reader needs one, e.g. SmolLM2 (the default)")
 
 
 def _mask_rows(layout: ReaderLayout, doc_mask: object) -> torch.Tensor:
@@ -157,7 +138,7 @@ class CausalLMReader:
         if model is None:
             model, tokenizer = load_causal_lm(model_path, cache_dir=cache_dir)
         self.model = model.to(self.device).eval()
-        _check_causal_lm(self.model, str(model_path) if model_path is not None else type(model).__name__, self.device)
+        check_causal_lm(self.model, str(model_path) if model_path is not None else type(model).__name__, self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.tokenizer = tokenizer

@@ -26,6 +26,7 @@ __all__ = [
     "CACHE_ENV_VAR",
     "SMOLLM2_GGUF_NAME",
     "cache_root",
+    "check_causal_lm",
     "convert_gguf",
     "is_converted",
     "load_causal_lm",
@@ -148,6 +149,10 @@ def load_causal_lm(
 
     Raises:
         FileNotFoundError: ``model_path`` does not exist.
+        ValueError: the folder cannot be loaded (a truncated file ...), holds no decoder-only
+            causal LM returning a key/value cache (:func:`check_causal_lm`), or its weights file lacks
+            weights its ``config.json`` needs or holds them in other shapes (named; for the cache:
+            delete it to convert again).
         rag_relax_plugins._errors.MissingExtraError: the ``lm`` extra is missing.
     """
     import torch
@@ -163,14 +168,50 @@ def load_causal_lm(
             raise FileNotFoundError(f"model_path {str(folder)!r} does not exist")
         if not (folder / "config.json").is_file():  # transformers' own error named neither
             raise FileNotFoundError(f"model_path {str(folder)!r} is not a transformers model folder (no config.json)")
-    tok = transformers.AutoTokenizer.from_pretrained(str(folder))
-    # a cache converted before 2026-12-04 still records the GGUF quantization: read without it
-    config = _without_gguf_quantization(transformers.AutoConfig.from_pretrained(str(folder)))
-    model = transformers.AutoModelForCausalLM.from_pretrained(  # float32 whatever the folder holds
-        str(folder), config=config, attn_implementation=attn_implementation, dtype=torch.float32
-    )
+    # SafetensorError is neither an OSError nor a ValueError: the CLI's handler missed it
+    from safetensors import SafetensorError
+
+    what = "the converted SmolLM2 cache (delete it to convert again)" if model_path is None else "model_path"
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+        # a cache converted before 2026-12-04 still records the GGUF quantization: read without it
+        config = _without_gguf_quantization(transformers.AutoConfig.from_pretrained(str(folder)))
+        model, info = transformers.AutoModelForCausalLM.from_pretrained(  # float32 whatever the folder holds
+            str(folder), config=config, attn_implementation=attn_implementation, dtype=torch.float32,
+            output_loading_info=True,
+        )
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise ValueError(f"{folder}: {what} cannot be loaded ({exc})") from exc
+    check_causal_lm(model, str(folder), torch.device("cpu"))  # an encoder lacks a causal LM head's weights
+    # transformers fills missing or mis-shaped weights at random and only logs it: a damaged folder
+    # gave a reader that trained rerankers on a meaningless loss
+    broken = sorted(info.get("missing_keys") or ()) + sorted(str(k) for k in info.get("mismatched_keys") or ())
+    if broken:
+        raise ValueError(f"{folder}: {what} lacks weights its config.json needs, e.g. {broken[0]} "
+                         f"({len(broken)} in all; a damaged or incomplete folder?)")
     model.eval()
     return model, tok
+
+
+def check_causal_lm(model: Any, name: str, device: Any) -> None:
+    """Refuse a model that is not a decoder-only causal LM returning a key/value cache (one token
+    through it): the DMA layouts need causal attention and the cached document states need the cache.
+
+    Raises:
+        ValueError: naming ``name`` (the model folder) and the model's type.
+    """
+    import torch
+
+    config = getattr(model, "config", None)
+    kind = getattr(config, "model_type", type(model).__name__)
+    cache = None
+    if not getattr(config, "is_encoder_decoder", False):
+        with torch.inference_mode():
+            out = model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=device), use_cache=True)
+        cache = getattr(out, "past_key_values", None)
+    if cache is None or not hasattr(cache, "layers"):
+        raise ValueError(f"{name} is not a decoder-only causal LM that returns a key/value cache (model type "
+                         f"{kind!r}); the reader needs one, e.g. SmolLM2 (the default)")
 
 
 def _without_gguf_quantization(config: Any) -> Any:

@@ -58,3 +58,39 @@ def test_a_folder_that_is_not_a_model_is_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"is not a transformers model folder \(no config\.json\)"):
         load_causal_lm(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("damage", ["drop_weight", "extra_layer", "truncated"])
+def test_a_damaged_model_folder_is_refused_not_filled_at_random(minilm_path: str, tmp_path: Path, damage: str) -> None:
+    """transformers filled a missing weight (or a layer config.json adds) at random and only logged
+    it; a truncated weights file raised safetensors' own error, which the CLI did not catch
+    (corrupt-file review)."""
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import load_file, save_file
+
+    from rag_relax_plugins.readers.loading import load_causal_lm
+
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    folder = tmp_path / "m"
+    transformers.LlamaForCausalLM(cfg).save_pretrained(str(folder))
+    transformers.AutoTokenizer.from_pretrained(minilm_path).save_pretrained(str(folder))
+    load_causal_lm(folder)  # intact: loads
+    weights = folder / "model.safetensors"
+    if damage == "drop_weight":
+        tensors = load_file(str(weights))
+        del tensors["model.layers.0.mlp.down_proj.weight"]
+        save_file(tensors, str(weights), metadata={"format": "pt"})
+        match = r"lacks weights its config.json needs, e.g. model.layers.0.mlp.down_proj.weight"
+    elif damage == "extra_layer":
+        meta = json.loads((folder / "config.json").read_text())
+        meta["num_hidden_layers"] = 2
+        (folder / "config.json").write_text(json.dumps(meta))
+        match = r"lacks weights its config.json needs, e.g. model.layers.1\."
+    else:
+        weights.write_bytes(weights.read_bytes()[:100])
+        match = r"model_path cannot be loaded"
+    with pytest.raises(ValueError, match=rf"{folder}: .*{match}" if damage != "truncated" else match):
+        load_causal_lm(folder)
