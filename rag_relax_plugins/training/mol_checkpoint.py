@@ -116,10 +116,17 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``folder`` is not a checkpoint.
-        ValueError: unknown format version, or a field or ``history`` list missing or mistyped.
+        ValueError: unknown format version, a field or ``history`` list missing or mistyped, or a
+            ``step`` other than the number of step losses in ``history``.
     """
-    return read_state(checkpoint_folder(folder), version=FORMAT_VERSION, fields=("step", "history", "config"),
-                      history_lists=("step_loss", "step_parts", "epoch_loss", "eval"))
+    path = checkpoint_folder(folder)
+    state = read_state(path, version=FORMAT_VERSION, fields=("step", "history", "config"),
+                       history_lists=("step_loss", "step_parts", "epoch_loss", "eval"))
+    losses = len(state["history"]["step_loss"])  # one per step: a damaged step resumed past the schedule
+    if losses != state["step"]:
+        raise ValueError(f"{path / 'trainer_state.json'}: 'step' is {state['step']}, but 'history' holds {losses} "
+                         "step losses (a damaged checkpoint?); nothing was changed")
+    return state
 
 
 def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:

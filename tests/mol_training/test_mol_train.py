@@ -590,3 +590,14 @@ def test_weights_of_another_dtype_are_refused_before_the_model_changes(tmp_path,
     with pytest.raises(ValueError, match=rf"weight\(s\) of another dtype, e.g. {first} {dtype} saved vs torch.float32"):
         train_retrieval(model, _toy(), _cfg(), resume=ck)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_step_that_disagrees_with_the_history_is_refused(tmp_path):
+    # step 10**6 "resumed" past the schedule and returned without training (corrupt-file review)
+    train_retrieval(_model(), _toy(), _cfg(checkpoint_dir=str(tmp_path), save_every_steps=2, max_steps=4))
+    ck = latest_checkpoint(tmp_path)
+    state = json.loads((ck / "trainer_state.json").read_text())
+    state["step"] = 10**6
+    (ck / "trainer_state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"'step' is 1000000, but 'history' holds 4 step losses"):
+        train_retrieval(_model(seed=99), _toy(), _cfg(), resume=ck)

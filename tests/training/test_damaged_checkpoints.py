@@ -23,7 +23,9 @@ from rag_relax_plugins.training._optimizer_state import read_optimizer_files
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-_MOL_HISTORY = {"step_loss": [], "step_parts": [], "epoch_loss": [], "eval": []}  # the lists its loop reads
+def _mol_history(steps: int) -> dict[str, list]:
+    """A MoL history of ``steps`` steps: the lists its loop reads, one step loss per step."""
+    return {"step_loss": [1.0] * steps, "step_parts": [{}] * steps, "epoch_loss": [], "eval": []}
 
 def _model() -> torch.nn.Sequential:
     torch.manual_seed(0)
@@ -103,7 +105,7 @@ def test_a_damaged_optimiser_state_is_refused_before_the_model_or_optimiser_chan
 ) -> None:
     """Through a trainer's resume (MoL's load_checkpoint, which reads every file first)."""
     model, opt = _stepped()
-    ck = mol_checkpoint.save_checkpoint(tmp_path / "ck", model, opt, {"step": 2, "history": _MOL_HISTORY, "config": {}})
+    ck = mol_checkpoint.save_checkpoint(tmp_path / "ck", model, opt, {"step": 2, "history": _mol_history(2), "config": {}})
     tamper, match = DAMAGE[damage]
     tamper(ck)
     fresh_model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
@@ -126,7 +128,7 @@ def test_an_intact_optimiser_state_resumes_as_before(tmp_path: Path) -> None:
     for amsgrad in (False, True):
         model, opt = _stepped(amsgrad)
         ck = mol_checkpoint.save_checkpoint(tmp_path / f"ck{amsgrad}", model, opt,
-                                            {"step": 2, "history": _MOL_HISTORY, "config": {}})
+                                            {"step": 2, "history": _mol_history(2), "config": {}})
         read_optimizer_files(ck, optimizer=torch.optim.AdamW)
         resumed = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
         resumed_opt = _optimizer(resumed, amsgrad=amsgrad)
@@ -141,13 +143,13 @@ def test_an_intact_optimiser_state_resumes_as_before(tmp_path: Path) -> None:
     opt = _optimizer(model)
     model[0](torch.ones(2, 3)).sum().backward()  # group 1 gets no gradient
     opt.step()
-    ck = mol_checkpoint.save_checkpoint(tmp_path / "half", model, opt, {"step": 1, "history": _MOL_HISTORY, "config": {}})
+    ck = mol_checkpoint.save_checkpoint(tmp_path / "half", model, opt, {"step": 1, "history": _mol_history(1), "config": {}})
     mol_checkpoint.load_checkpoint(ck, _model(), _optimizer(_model()))
 
 
 def test_amsgrad_needs_its_extra_moment(tmp_path: Path) -> None:
     model, opt = _stepped(amsgrad=True)
-    ck = mol_checkpoint.save_checkpoint(tmp_path / "ck", model, opt, {"step": 2, "history": _MOL_HISTORY, "config": {}})
+    ck = mol_checkpoint.save_checkpoint(tmp_path / "ck", model, opt, {"step": 2, "history": _mol_history(2), "config": {}})
     _tamper_tensors(ck, lambda k: not k.endswith(".max_exp_avg_sq"))
     fresh = _model()
     with pytest.raises(ValueError, match=r"optimizer\.safetensors: .* no tensor 'max_exp_avg_sq', which AdamW needs"):
