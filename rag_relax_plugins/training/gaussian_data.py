@@ -13,11 +13,12 @@ Inputs:
   the same split* is the optional negative (so no validation or test positive is ever a
   training negative).
 
-Malformed rows (and bytes that are not UTF-8) are reported with their line number (never
-skipped). Repeated documents are kept once. The split is made by query: all pairs of a query
-text land in the same split. Outputs in ``output_dir``: ``train.jsonl``, ``val.jsonl``,
-``test.jsonl`` and ``eval.json`` (``corpus``, ``queries`` with one id per distinct test query,
-``qrels`` listing all of its positives, with every document of every split in the corpus).
+Malformed rows (and bytes that are not UTF-8, lone surrogate escapes, keys repeated in one JSON
+object) are reported with their line number (never skipped). Repeated documents are kept once.
+The split is made by query: all pairs of a query text land in the same split. Outputs in
+``output_dir``: ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` and ``eval.json`` (``corpus``,
+``queries`` with one id per distinct test query, ``qrels`` listing all of its positives, with
+every document of every split in the corpus).
 With a test fraction of 0, ``test.jsonl`` is empty and ``eval.json`` is built from the
 *validation* queries (a warning says so): ``train --val-file val.jsonl`` then picks
 ``best_model/`` on the very queries ``evaluate`` reports, an optimistic score.
@@ -39,6 +40,7 @@ from typing import Any
 
 from rag_relax_plugins._io import atomic_write_text
 from rag_relax_plugins.training.gaussian_files import (
+    DocumentsNotPairs,
     Pair,
     load_eval_file,
     load_pairs,
@@ -235,8 +237,10 @@ def prepare_data(
 
     Raises:
         ValueError: an output file is the input itself (never overwritten), output files exist and
-            ``overwrite`` is False, ``negatives`` with pairs, or the fractions leave no validation
-            or test pair for ``eval.json``; nothing is written then.
+            ``overwrite`` is False, ``negatives`` with pairs, a malformed input (with its line),
+            or the fractions leave no validation or test pair for ``eval.json``; nothing is
+            written then, and earlier outputs are kept (every new file is built and encoded
+            before any earlier one is removed).
     """
     src = Path(input_path)
     out = Path(output_dir)
@@ -251,13 +255,20 @@ def prepare_data(
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
         raise ValueError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace them")
-    if kind == "auto":
+    guessed = kind == "auto"
+    if guessed:
         kind = "documents" if src.is_dir() or src.suffix.lower() == ".txt" else "pairs"
     if kind == "pairs":
         if negatives:
             raise ValueError("negatives=True (--negatives) applies to raw documents only (--kind documents); "
                              "a pairs file brings its own optional 'negative' field")
-        pairs = load_pairs(src)
+        try:
+            pairs = load_pairs(src)
+        except DocumentsNotPairs as exc:  # a .md, or JSONL with 'text': documents the guess took for pairs
+            if not guessed:
+                raise
+            raise ValueError(f"{exc}; {src} was read as pairs (--kind auto reads only .txt files and folders as "
+                             "documents): for documents pass kind='documents' (--kind documents)") from exc
     elif kind == "documents":
         docs = read_documents(src)
         if negatives and len(docs) < 2:
@@ -275,6 +286,10 @@ def prepare_data(
     ev = build_eval(test if test else val, pairs)
     texts = {"train": _jsonl(train), "val": _jsonl(val), "test": _jsonl(test),
              "eval": json.dumps(ev, indent=1, allow_nan=False) + "\n"}
+    # every text is encoded before anything is removed: one UTF-8 cannot hold (a lone surrogate past
+    # the readers' checks) fails here with the earlier files intact, not after they were deleted
+    for text in texts.values():
+        text.encode("utf-8")
     out.mkdir(parents=True, exist_ok=True)
     # the earlier files go first: an interrupt then leaves some files missing, never new splits
     # beside an old eval.json (whose test queries the new train.jsonl may hold); each new file

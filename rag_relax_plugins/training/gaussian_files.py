@@ -3,9 +3,12 @@ r"""Reading the Gaussian embedder's data files: training pairs, raw documents an
 :func:`load_pairs` reads CSV (header ``query,positive[,negative]``), a JSON list or JSONL of
 objects with ``query``, ``positive`` and an optional ``negative``; :func:`read_documents` reads raw
 documents (a blank-line separated text file, a folder of ``.txt`` files, or JSONL ``text``);
-:func:`load_eval_file` reads and checks an evaluation set. Malformed rows and bytes that are not
-UTF-8 are ``ValueError``\ s naming the file and line (never skipped). Preparation (synthetic
-pairs, the split, the outputs) is :mod:`.gaussian_data`, which re-exports these names.
+:func:`load_eval_file` reads and checks an evaluation set. Malformed rows, bytes that are not
+UTF-8, a text holding a lone surrogate escape (``"\ud83d"``: JavaScript's ``JSON.stringify``
+writes one for a text cut inside an emoji; valid JSON, but no UTF-8 can hold it) and a key repeated
+in one JSON object (``json`` would keep the last one silently) are ``ValueError``\ s naming the
+file and line (never skipped). Preparation (synthetic pairs, the split, the outputs) is
+:mod:`.gaussian_data`, which re-exports these names.
 """
 
 from __future__ import annotations
@@ -25,6 +28,39 @@ from typing import Any
 __all__ = ["Pair", "load_eval_file", "load_pairs", "read_documents"]
 
 log = logging.getLogger(__name__)
+
+# what ``json`` leaves of a ``\uXXXX`` escape not in a valid high-low pair (a pair becomes one character)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class DocumentsNotPairs(ValueError):
+    """A file that reads as documents rather than pairs: an unsupported extension or a ``text`` field."""
+
+
+class _RepeatedKey(ValueError):
+    """A key given twice in one JSON object (raised by :func:`_unique_keys`; callers name the place)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` refusing a repeated key, which ``json`` would resolve to the last value."""
+    obj: dict[str, Any] = {}
+    for key, value in items:
+        if key in obj:
+            raise _RepeatedKey(key)
+        obj[key] = value
+    return obj
+
+
+def _check_unicode(text: str, what: str, where: str, part: str = "row") -> None:
+    """Refuse a lone surrogate in ``text``, which any later UTF-8 write or tokenizer fails on without the file."""
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        raise ValueError(f"{where}: {what} is not valid Unicode text (a lone surrogate at position {bad.start()}); "
+                         f"fix that {part} of the file")
 
 
 @dataclass(frozen=True)
@@ -47,8 +83,9 @@ def _pair_from(obj: Any, where: str) -> Pair:
         raise ValueError(f"{where}: expected an object with 'query' and 'positive', got {type(obj).__name__}")
     unknown = sorted(set(obj) - {"query", "positive", "negative"}, key=str)
     if unknown:  # "negatives" or a misspelt "neg" trained without the hard negatives, silently (a CSV's refused)
-        raise ValueError(f"{where}: unknown field(s) {unknown}: a pair holds 'query', 'positive' and an optional "
-                         "'negative' (one string)")
+        error = DocumentsNotPairs if "text" in unknown else ValueError  # a document line: prepare_data hints --kind
+        raise error(f"{where}: unknown field(s) {unknown}: a pair holds 'query', 'positive' and an optional "
+                    "'negative' (one string)")
     q, p, n = obj.get("query"), obj.get("positive"), obj.get("negative")
     if not isinstance(q, str) or not q.strip():
         raise ValueError(f"{where}: 'query' must be a non-empty string, got {_shown(q)}")
@@ -56,6 +93,9 @@ def _pair_from(obj: Any, where: str) -> Pair:
         raise ValueError(f"{where}: 'positive' must be a non-empty string, got {_shown(p)}")
     if n is not None and (not isinstance(n, str) or not n.strip()):
         raise ValueError(f"{where}: 'negative' must be a non-empty string when present, got {n!r}")
+    for name, text in (("query", q), ("positive", p), ("negative", n)):
+        if text is not None:
+            _check_unicode(text, repr(name), where)
     return Pair(q, p, n)
 
 
@@ -93,16 +133,23 @@ def _csv_pairs(file: Path, text: str) -> list[Pair]:
 
 
 def _jsonl_values(file: Path, text: str) -> Iterator[tuple[int, Any]]:
-    """``(line number, value)`` of each non-blank JSONL line; invalid JSON names file and line."""
+    """``(line number, value)`` of each non-blank JSONL line; invalid JSON or a repeated key names file and line."""
     # "\n" only (``_read_text`` has turned \r\n and \r into it): str.splitlines would also cut at
     # U+2028, U+0085, \x0c ... which json.dumps(ensure_ascii=False) leaves raw inside strings
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            yield lineno, json.loads(line)
+            value = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{file}:{lineno}: invalid JSON ({exc.msg})") from exc
+        except _RepeatedKey as exc:
+            raise ValueError(f"{file}:{lineno}: {_repeated(exc, 'field')}") from None
+        yield lineno, value
+
+
+def _repeated(exc: _RepeatedKey, what: str) -> str:
+    return f"the {what} {exc.key!r} appears twice in one object (JSON would keep only the last); fix that row of the file"
 
 
 def _jsonl_pairs(file: Path, text: str) -> list[Pair]:
@@ -133,14 +180,18 @@ def _json_array_pairs(file: Path, text: str) -> list[Pair]:
         raise ValueError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
     if not isinstance(data, list):
         raise ValueError(f"{file}:1: expected a JSON list of objects, got {type(data).__name__}")
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
     pos = text.index("[") + 1
     pairs = []
     for i in range(len(data)):
         while text[pos] in " \t\r\n,":
             pos += 1
-        obj, end = decoder.raw_decode(text, pos)
-        pairs.append(_pair_from(obj, f"{file}:{text.count(chr(10), 0, pos) + 1}: item {i}"))
+        where = f"{file}:{text.count(chr(10), 0, pos) + 1}: item {i}"
+        try:
+            obj, end = decoder.raw_decode(text, pos)
+        except _RepeatedKey as exc:
+            raise ValueError(f"{where}: {_repeated(exc, 'field')}") from None
+        pairs.append(_pair_from(obj, where))
         pos = end
     return pairs
 
@@ -153,7 +204,8 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: empty file, unknown extension or malformed row (with its line number).
+        ValueError: empty file, unknown extension or malformed row (with its line number): a
+            missing or blank field, an unknown or repeated field, a lone surrogate in a text.
     """
     file = Path(path)
     if not file.is_file():
@@ -169,7 +221,7 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
     elif suffix == ".json":
         pairs = _json_array_pairs(file, text)
     else:
-        raise ValueError(f"{file}: unsupported extension {suffix!r} (use .csv, .json or .jsonl)")
+        raise DocumentsNotPairs(f"{file}: unsupported extension {suffix!r} (use .csv, .json or .jsonl)")
     if not pairs:
         raise ValueError(f"{file} holds no pairs")
     return pairs
@@ -207,7 +259,7 @@ def read_documents(path: str | os.PathLike[str]) -> list[str]:
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: a structured suffix, invalid UTF-8 or a malformed JSONL line (with its line
-            number), or no document.
+            number: no string ``text``, a repeated field, a lone surrogate), or no document.
     """
     src = Path(path)
     if src.is_dir():
@@ -219,6 +271,7 @@ def read_documents(path: str | os.PathLike[str]) -> list[str]:
         for lineno, obj in _jsonl_values(src, _read_text(src)):
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise ValueError(f"{src}:{lineno}: expected an object with a string 'text'")
+            _check_unicode(obj["text"], "'text'", f"{src}:{lineno}")
             docs.append(obj["text"].strip())
     elif src.suffix.lower() in _NOT_PROSE:
         raise ValueError(f"{src}: a {src.suffix} file is not prose; documents are a text file (blank-line "
@@ -235,14 +288,25 @@ def read_documents(path: str | os.PathLike[str]) -> list[str]:
 
 
 def load_eval_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check an ``eval.json`` (``corpus``, ``queries``, ``qrels``)."""
+    """Read and check an ``eval.json`` (``corpus``, ``queries``, ``qrels``).
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: invalid JSON or UTF-8, an id repeated in one object (JSON would keep the last),
+            a missing or empty section, a text that is not a string, a blank query, a lone
+            surrogate in a text, non-numeric grades, or qrels naming unknown documents or queries.
+    """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"evaluation file not found: {file}")
     try:
-        data = json.loads(_read_text(file))
+        data = json.loads(_read_text(file), object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{file}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+    except _RepeatedKey as exc:  # {"d0": "paris", "d0": "berlin"} evaluated one document, silently
+        what = "key" if exc.key in ("corpus", "queries", "qrels") else "id"
+        raise ValueError(f"{file}: the {what} {exc.key!r} appears twice in one object (JSON would keep only the "
+                         "last); fix that entry of the file") from None
     if not isinstance(data, dict):
         raise ValueError(f"{file}: expected an object with 'corpus', 'queries' and 'qrels', got {type(data).__name__}")
     for key in ("corpus", "queries", "qrels"):
@@ -252,6 +316,11 @@ def load_eval_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         bad = next((k for k, v in data[key].items() if not isinstance(v, str)), None)
         if bad is not None:
             raise ValueError(f"{file}: {key}[{bad!r}] must be a string (the text), got {type(data[key][bad]).__name__}")
+        for id_, text in data[key].items():
+            _check_unicode(text, f"{key}[{id_!r}]", str(file), "entry")
+    blank = next((q for q, text in data["queries"].items() if not text.strip()), None)
+    if blank is not None:  # it was embedded and averaged into the metrics (load_pairs refuses blank queries)
+        raise ValueError(f"{file}: queries[{blank!r}] is blank; every query needs a text")
     for qid, rel in data["qrels"].items():
         if not isinstance(rel, dict) or not all(
             isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) for g in rel.values()
