@@ -42,6 +42,7 @@ from rag_relax_plugins.embedders._gaussian_backbone import (
     transformer_parts,
 )
 from rag_relax_plugins.embedders._prefix_cache import FrozenPrefixCache
+from rag_relax_plugins.embedders._saved_model_checks import check_float_weights
 from rag_relax_plugins.embedders._texts import check_batch_size, check_texts
 from rag_relax_plugins.embedders.gaussian_config import GaussianConfig
 from rag_relax_plugins.embedders.gaussian_geometry import (
@@ -313,11 +314,17 @@ class GaussianEmbedder(nn.Module):
         when ``path`` is missing (:func:`~rag_relax_plugins._io.find_saved_folder`).
 
         Raises:
-            FileNotFoundError: no ``config.json`` / ``head.safetensors`` in ``path``.
+            FileNotFoundError: no ``config.json`` / ``head.safetensors`` in ``path``, or its
+                saved ``backbone/`` folder is missing.
             ValueError: a save of another kind (a checkpoint, a MaxSim reranker ...: named), a
                 corrupt or foreign ``config.json`` or ``head.safetensors`` (the message names the
-                file), unknown format version or config keys, or a forbidden or invalid override
-                (named as an override).
+                file; integer head weights included, while half-precision ones are cast), unknown
+                format version or config keys, or a forbidden or invalid override (named as an
+                override); a damaged saved ``backbone/``: no ``modules.json`` (sentence-transformers
+                would build another pipeline, without its Normalize), a module folder missing,
+                weights missing from or foreign to its ``model.safetensors``, or a tokenizer
+                without its vocabulary (see
+                :func:`~rag_relax_plugins.embedders.sentence_transformer.load_local_model`).
         """
         try:
             folder = find_saved_folder(path, "head.safetensors", kind=cls.SAVE_KIND)
@@ -337,6 +344,9 @@ class GaussianEmbedder(nn.Module):
                 raise ValueError(f"{cfg_file}: 'backbone_subfolder' must name a folder inside the save, got {sub!r}")
             if not (folder / sub).is_dir():  # not the "install the offline MiniLM" advice
                 raise FileNotFoundError(f"{folder}: its saved backbone folder {sub!r} is missing")
+            if not (folder / sub / "modules.json").is_file():  # else a new mean pooling without Normalize
+                raise ValueError(f"{folder / sub}: no modules.json (every save writes it): a damaged backbone "
+                                 "folder, which would load as another model")
             data["backbone"] = str((folder / sub).resolve())
         # provenance; saves older than these keys: a written backbone was trainable (its base
         # unknown, taken as the MiniLM package), a referenced one is its own base
@@ -358,6 +368,7 @@ class GaussianEmbedder(nn.Module):
                 raise ValueError(f"invalid override {sorted(overrides)} of the saved config: {exc}") from exc
         head = read_tensors(head_file)
         model = cls(config, device="cpu")
+        check_float_weights(model.head.state_dict(), head, head_file)
         model.base_backbone = base
         model.backbone_fine_tuned = fine_tuned
         try:

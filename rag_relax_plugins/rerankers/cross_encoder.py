@@ -31,6 +31,7 @@ from torch import nn
 from rag_relax_plugins._errors import require
 from rag_relax_plugins._io import read_json, read_tensors
 from rag_relax_plugins.core.scalars import check_count
+from rag_relax_plugins.embedders._saved_model_checks import check_float_weights, check_tokenizer
 from rag_relax_plugins.embedders.sentence_transformer import usable_positions
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class PairScorer(nn.Module):
             folder = _backbone_folder(backbone)
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
             self.backbone = transformers.AutoModel.from_pretrained(str(folder)).float()
+            check_tokenizer(self.tokenizer, getattr(self.backbone.config, "vocab_size", None), folder)
         else:  # rebuilt by load_scorer: weights come from model.safetensors
             self.tokenizer = _tokenizer
             self.backbone = transformers.AutoModel.from_config(_config).float()
@@ -239,8 +241,12 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
     """Rebuild a scorer saved by :meth:`PairScorer.save_into`.
 
     Raises:
-        FileNotFoundError: missing files. ValueError: unknown kind or format version; a corrupt
-            ``scorer.json`` or ``model.safetensors`` (the message names the file).
+        FileNotFoundError: missing files.
+        ValueError: unknown kind or format version; a corrupt ``scorer.json`` or
+            ``model.safetensors`` (the message names the file): tensors missing, unexpected,
+            mis-shaped or integer where the scorer's are float (half-precision ones are cast); a
+            ``tokenizer/`` without its vocabulary (``tokenizer.json`` missing: every word would be
+            ``[UNK]``) or larger than ``backbone/config.json``'s ``vocab_size``.
     """
     transformers = require("transformers", "st")
     root = Path(folder)
@@ -269,6 +275,7 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
         tok = transformers.AutoTokenizer.from_pretrained(str(root / "tokenizer"))
     except (OSError, ValueError) as exc:  # a damaged config.json / tokenizer.json
         raise ValueError(f"{root}: the saved backbone config or tokenizer cannot be read: {exc}") from exc
+    check_tokenizer(tok, getattr(bcfg, "vocab_size", None), root / "tokenizer")
     positions = usable_positions(bcfg)
     if positions is not None and settings["max_length"] > positions:  # saved before max_length was checked
         log.warning("%s: max_length %d exceeds the backbone's %d usable positions; using %d (a longer input "
@@ -279,8 +286,10 @@ def load_scorer(folder: str | os.PathLike[str]) -> PairScorer:
     except ValueError as exc:  # a setting out of range (max_length 0 ...), or the backbone's config
         raise ValueError(f"{root}: scorer.json and backbone/config.json do not build a scorer: {exc}") from exc
     weights = root / "model.safetensors"
+    state = read_tensors(weights)
+    check_float_weights(scorer.state_dict(), state, weights)
     try:
-        scorer.load_state_dict(read_tensors(weights))
+        scorer.load_state_dict(state)
     except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
         raise ValueError(f"{weights} does not match scorer.json ({kind}): {exc}") from exc
     return scorer

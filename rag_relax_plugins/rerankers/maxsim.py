@@ -47,6 +47,7 @@ from rag_relax_plugins._whole_save import reads_whole_save
 from rag_relax_plugins.core.maxsim import maxsim_packed
 from rag_relax_plugins.core.modes import eval_mode, module_lock
 from rag_relax_plugins.core.scalars import check_int
+from rag_relax_plugins.embedders._saved_model_checks import check_float_weights
 from rag_relax_plugins.embedders.base import TokenEmbeddings, TokenEncoder
 from rag_relax_plugins.rerankers.base import (
     BaseReranker,
@@ -364,7 +365,10 @@ class MaxSimReranker(BaseReranker):
                 without a ``"type"`` is accepted only when its keys are all :class:`MaxSimConfig`
                 fields), unknown format version, a config whose values do not fit the backbone
                 (token size, trained layers, length: the message names ``config.json``), or
-                weights that do not match the config.
+                weights that do not match the config: head tensors missing, mis-shaped or integer
+                (half-precision ones are cast), trained-layer tensors missing, or tensors the config
+                does not use (a stray key, or ``trained_layers`` edited down). Nothing of a passed
+                ``encoder`` is changed then.
         """
         try:
             folder = find_saved_folder(path, _CONFIG, kind=cls.SAVE_KIND)
@@ -400,19 +404,25 @@ class MaxSimReranker(BaseReranker):
             raise ValueError(f"{folder / _CONFIG}: {exc} (the saved config does not fit the backbone)") from exc
         tensors = read_tensors(folder / _WEIGHTS)
         head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+        # every check before any tensor is loaded: a passed encoder's layers stay as they were
+        unused = sorted(k for k in tensors if not k.startswith("head.") and k not in params)
+        if unused:  # e.g. a trained layer whose trained_layers was edited to 0: dropped silently
+            raise ValueError(f"{folder}/{_WEIGHTS} holds tensors its config.json (trained_layers "
+                             f"{rr.config.trained_layers}) does not use, e.g. {unused[0]} ({len(unused)} in all)")
+        check_float_weights({f"head.{k}": v for k, v in rr.head.state_dict().items()}, tensors, folder / _WEIGHTS)
+        missing = sorted(set(params) - set(tensors))
+        if missing:
+            raise ValueError(f"{folder}/{_WEIGHTS} lacks trained backbone tensors, e.g. {missing[0]}")
+        for name, p in params.items():  # copy_ broadcast a (1,) tensor over a whole LayerNorm
+            t = tensors[name]
+            if tuple(t.shape) != tuple(p.shape) or not t.is_floating_point():
+                raise ValueError(f"{folder}/{_WEIGHTS}: {name} is {t.dtype} {tuple(t.shape)}, the backbone's "
+                                 f"{p.dtype} {tuple(p.shape)}")
         try:
             rr.head.load_state_dict(head, strict=True)
         except RuntimeError as exc:
             raise ValueError(f"{folder}/{_WEIGHTS} does not match its config: {exc}") from exc
-        if rr.config.trained_layers:
-            missing = sorted(set(params) - set(tensors))
-            if missing:
-                raise ValueError(f"{folder}/{_WEIGHTS} lacks trained backbone tensors, e.g. {missing[0]}")
-            for name, p in params.items():  # copy_ broadcast a (1,) tensor over a whole LayerNorm
-                t = tensors[name]
-                if tuple(t.shape) != tuple(p.shape) or not t.is_floating_point():
-                    raise ValueError(f"{folder}/{_WEIGHTS}: {name} is {t.dtype} {tuple(t.shape)}, the backbone's "
-                                     f"{p.dtype} {tuple(p.shape)}")
+        if params:
             with torch.no_grad():
                 for name, p in params.items():
                     p.copy_(tensors[name].to(p.device, p.dtype))
