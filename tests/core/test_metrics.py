@@ -259,3 +259,19 @@ def test_metrics_given_as_a_generator_are_read_once() -> None:
     assert M.evaluate(rankings, qrels, (m for m in ["mrr", "recall@1"])) == {"mrr": 0.5, "recall@1": 0.0}
     assert M.evaluate_per_query(rankings, qrels, iter(["mrr"])) == {"mrr": [0.5]}
     assert M.check_metrics(m for m in ["mrr"]) == ["mrr"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rankings_from_scores_top_k_equals_the_stable_sort(seed: int) -> None:
+    # a cut well below the row length takes torch.topk with ties put in column order and a tie at
+    # the cut repaired from the row: it must equal the first k of the stable descending sort
+    g = torch.Generator().manual_seed(seed)
+    n, k = 400, [1, 7, 20, 60][seed % 4]
+    scores = torch.randint(0, 12, (9, n), generator=g).float()  # many ties, at the cut too
+    scores[0] = 0.0
+    scores[1, ::2] = -0.0
+    want = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k].tolist()
+    assert M.rankings_from_scores(scores, k=k) == want
+    real = torch.randn(9, n, generator=g)
+    want = torch.sort(real, dim=1, descending=True, stable=True).indices[:, :k].tolist()
+    assert M.rankings_from_scores(real, k=k) == want
