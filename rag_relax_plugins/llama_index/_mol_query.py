@@ -16,9 +16,9 @@ from rag_relax_plugins.index import MoLIndex
 from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.llama_index._mol_filters import (
     NODE_FIELDS,
+    compile_filters,
     doc_key,
     filter_keys,
-    matches,
     with_node_fields,
 )
 from rag_relax_plugins.llama_index._mol_inputs import index_struct_ids
@@ -99,11 +99,12 @@ def subset(
     candidates = list(nodes) if node_ids is None else [i for i in dict.fromkeys(node_ids) if i in nodes]
     refs = None if doc_ids is None else set(doc_ids)
     node_fields = filters is not None and bool(filter_keys(filters) & NODE_FIELDS)
+    test = None if filters is None else compile_filters(filters)  # read once, not per node
 
     def passes(rec: Record) -> bool:
-        if filters is None:
+        if test is None:
             return True
-        return matches(filters, with_node_fields(rec[2], rec[0], rec[1]) if node_fields else rec[2])
+        return test(with_node_fields(rec[2], rec[0], rec[1]) if node_fields else rec[2])
 
     return [
         i for i in candidates
