@@ -18,6 +18,7 @@ from rag_relax_plugins.core.validation import (
     check_optional_count,
     first_nonfinite_row,
 )
+from rag_relax_plugins.index._guards import float_rows
 from rag_relax_plugins.index.filters import id_list, ids_matching
 
 __all__ = [
@@ -87,7 +88,7 @@ def as_matrix(rows: Sequence[Sequence[float]], n: int, name: str) -> torch.Tenso
     if len(widths) != 1 or 0 in widths:
         raise ValueError(f"{name} must give non-empty vectors of one width, got widths {sorted(widths)}")
     try:
-        matrix = torch.tensor(plain, dtype=torch.float32)
+        matrix = float_rows(plain)
     except (TypeError, ValueError, RuntimeError) as exc:  # a row of strings, of ragged lists
         raise TypeError(f"{name} must give flat vectors of floats: {exc}") from exc
     if matrix.dim() != 2:

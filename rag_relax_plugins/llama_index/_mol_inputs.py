@@ -11,6 +11,7 @@ from llama_index.core.schema import BaseNode, ImageNode, IndexNode, MetadataMode
 
 from rag_relax_plugins.core.scalars import check_real
 from rag_relax_plugins.core.validation import NONFINITE_VECTOR, first_nonfinite_row
+from rag_relax_plugins.index._guards import float_rows
 from rag_relax_plugins.index.filters import id_list
 from rag_relax_plugins.llama_index._mol_persist import Record
 
@@ -33,7 +34,7 @@ def node_vectors(nodes: list[BaseNode], positions: list[int], embed_model: BaseE
     widths = {len(r) for r in rows if r is not None}
     if len(widths) != 1 or 0 in widths:
         raise ValueError(f"node embeddings must be non-empty and of one width, got widths {sorted(widths)}")
-    matrix = torch.tensor(rows, dtype=torch.float32)
+    matrix = float_rows(rows)
     row = first_nonfinite_row(matrix)
     if row is not None:  # named here: the index blamed "item_features"
         source = "embedding" if row not in missing else "embedding from the embed_model"

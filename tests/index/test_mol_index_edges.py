@@ -272,3 +272,20 @@ def test_an_explicit_ivf_nlist_that_is_capped_is_logged(caplog: pytest.LogCaptur
     with caplog.at_level("WARNING", logger="rag_relax_plugins.index.first_stage"):
         idx.search(torch.randn(1, 8), 3, strategy=TopKAvg(10))
     assert "ivf_nlist=256 is capped at 25 cells for 1000 vectors" in caplog.text
+
+
+def test_float_rows_reads_numbers_as_torch_tensor_does() -> None:
+    # the fast numpy path for embedding rows must give torch.tensor's float32 values, and leave
+    # anything that is not numbers to torch.tensor's own errors
+    import numpy as np
+
+    from rag_relax_plugins.index._guards import float_rows
+
+    rng = np.random.default_rng(0)
+    rows = (rng.standard_normal((50, 7)) * 10.0 ** rng.integers(-40, 38, (50, 7))).tolist()
+    assert torch.equal(float_rows(rows), torch.tensor(rows, dtype=torch.float32))
+    assert torch.equal(float_rows([[1, True, 2.5]]), torch.tensor([[1.0, 1.0, 2.5]]))
+    assert float_rows([[1e39]]).isinf().all()  # beyond float32: inf, for the caller's finiteness check
+    for bad in ([["a", "b"]], [[1.0, None]], [[1.0], [2.0, 3.0]]):
+        with pytest.raises((TypeError, ValueError)):
+            float_rows(bad)
