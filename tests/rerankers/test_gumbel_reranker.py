@@ -47,6 +47,13 @@ def test_batching_does_not_change_scores(reranker: GumbelReranker) -> None:
     assert torch.allclose(small, reranker.score(Q, DOCS), atol=1e-5)
 
 
+def test_length_sorted_batches_give_each_candidate_its_own_score(reranker: GumbelReranker) -> None:
+    # batches are built longest first (less padding); the scores must come back in input order
+    alone = torch.cat([reranker.score(Q, [d]) for d in DOCS])
+    assert torch.allclose(reranker.score(Q, DOCS), alone, atol=1e-5)
+    assert torch.allclose(reranker.score(Q, DOCS[::-1]), alone.flip(0), atol=1e-5)
+
+
 def test_rerank_order_and_top_n(reranker: GumbelReranker) -> None:
     scores = reranker.score(Q, DOCS)
     res = reranker.rerank(Q, DOCS, top_n=3)
