@@ -42,7 +42,11 @@ from rag_relax_plugins.embedders._gaussian_backbone import (
     transformer_parts,
 )
 from rag_relax_plugins.embedders._prefix_cache import FrozenPrefixCache
-from rag_relax_plugins.embedders._saved_model_checks import check_float_weights
+from rag_relax_plugins.embedders._saved_model_checks import (
+    check_float_weights,
+    check_saved_weights,
+    transformer_folder,
+)
 from rag_relax_plugins.embedders._texts import check_batch_size, check_texts
 from rag_relax_plugins.embedders.gaussian_config import GaussianConfig
 from rag_relax_plugins.embedders.gaussian_geometry import (
@@ -368,6 +372,9 @@ class GaussianEmbedder(nn.Module):
                 raise ValueError(f"invalid override {sorted(overrides)} of the saved config: {exc}") from exc
         head = read_tensors(head_file)
         model = cls(config, device="cpu")
+        auto_model = getattr(model.backbone[0], "auto_model", None) if sub is not None else None
+        if isinstance(auto_model, nn.Module):  # our own save: its weights are exactly the model's
+            check_saved_weights(auto_model, transformer_folder(folder / sub))  # type: ignore[operator]
         check_float_weights(model.head.state_dict(), head, head_file)
         model.base_backbone = base
         model.backbone_fine_tuned = fine_tuned

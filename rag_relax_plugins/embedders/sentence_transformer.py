@@ -27,9 +27,7 @@ from rag_relax_plugins._io import saved_kind
 from rag_relax_plugins.core.device import resolve_device
 from rag_relax_plugins.core.scalars import check_optional_count
 from rag_relax_plugins.embedders._saved_model_checks import (
-    check_saved_weights,
     check_tokenizer,
-    transformer_folder,
 )
 from rag_relax_plugins.embedders._texts import check_batch_size, check_texts
 from rag_relax_plugins.embedders.base import TokenEmbeddings
@@ -171,19 +169,17 @@ def resolve_model_path(model_name_or_path: str | os.PathLike[str] | None) -> Pat
 def load_local_model(path: Path, device: str) -> SentenceTransformer:
     """The sentence-transformers model in local folder ``path`` (from :func:`resolve_model_path`).
 
-    The loaded model is checked against its files, since transformers only logs what it fills at
-    random: its transformer's weights against the keys of ``model.safetensors`` when it is one file
-    (:func:`~._saved_model_checks.check_saved_weights`), its tokenizer against the config
-    (:func:`~._saved_model_checks.check_tokenizer`).
+    Its tokenizer is checked against the config (:func:`~._saved_model_checks.check_tokenizer`:
+    without ``tokenizer.json`` transformers builds a specials-only one). Its weights are left to
+    transformers' own rules (legacy key names, keys a model ignores by design); a save of this
+    package checks them against its own files
+    (:func:`~._saved_model_checks.check_saved_weights`, from :meth:`GaussianEmbedder.load`).
 
     Raises:
         ValueError: a folder whose files cannot be loaded (a truncated ``model.safetensors``, a
             corrupt ``config.json``, a module folder such as ``1_Pooling/`` missing ...), named
-            with the loader's reason; a ``model.safetensors`` lacking weights of the model, holding
-            others (a ``num_hidden_layers`` edited in ``config.json`` ...) or integer weights
-            where the model's are float; a tokenizer without a vocabulary (``tokenizer.json``
-            missing) or larger than the config's ``vocab_size``. Half-precision weights are
-            accepted (transformers casts them).
+            with the loader's reason; a tokenizer without a vocabulary (``tokenizer.json``
+            missing) or larger than the config's ``vocab_size``.
     """
     from safetensors import SafetensorError
 
@@ -194,7 +190,6 @@ def load_local_model(path: Path, device: str) -> SentenceTransformer:
         raise ValueError(f"{path}: not a loadable sentence-transformers model ({exc})") from exc
     auto_model = getattr(model[0], "auto_model", None)
     if isinstance(auto_model, torch.nn.Module):
-        check_saved_weights(auto_model, transformer_folder(path))
         check_tokenizer(model.tokenizer, getattr(auto_model.config, "vocab_size", None), path)
     return model
 

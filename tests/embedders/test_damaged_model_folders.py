@@ -169,3 +169,28 @@ def test_a_task_model_checkpoint_without_pooler_still_loads(minilm_path: str, tm
     tok.save_pretrained(tmp_path)
     model = load_local_model(tmp_path, "cpu")
     assert tuple(model.encode(TEXTS, convert_to_tensor=True).shape) == (3, 32)
+
+
+def test_a_third_party_folder_with_legacy_layer_norm_names_loads_as_transformers_reads_it(
+    minilm_path: str, tmp_path: Path
+) -> None:
+    # bert-base-uncased's own file still names LayerNorm weights gamma / beta, which transformers
+    # renames on load: a weights check of plain key names refused it (diff review); only saves
+    # of this package are checked against their files
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from rag_relax_plugins.embedders.sentence_transformer import load_local_model
+
+    folder = tmp_path / "legacy"
+    shutil.copytree(minilm_path, folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+               for k, v in tensors.items()}
+    assert renamed.keys() != tensors.keys()
+    save_file(renamed, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    texts = ["Paris is the capital of France.", "bananas"]
+    want = load_local_model(Path(minilm_path), "cpu").encode(texts, convert_to_tensor=True)
+    got = load_local_model(folder, "cpu").encode(texts, convert_to_tensor=True)
+    assert torch.allclose(got, want, atol=1e-6)
