@@ -16,6 +16,11 @@ case "${1:-run}" in
   part1) cp .cache/gpu1/gguf.aa "$W/"; cp -r .cache/gpu1/gguf "$W/site/"; ls -la "$W" ;;
   part2) cp .cache/gpu2/gguf.ab "$W/"; ls -la "$W" ;;
   run)
+    shift || true
+    STAGES="${*:-signal sweep quality}"
+    for s in $STAGES; do  # all checked before anything runs: a misspelt last stage lost the earlier ones' results
+      case $s in signal|sweep|quality) ;; *) echo "unknown stage '$s' (signal, sweep, quality)" >&2; exit 2 ;; esac
+    done
     cp -r .cache/gpu3/gguf-*.dist-info "$W/site/" 2>/dev/null || true
     export PYTHONPATH="$PWD:$PWD/benchmarks:$W/site" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
     export RAG_RELAX_DATA="$PWD/.cache/gpu3/data" TOKENIZERS_PARALLELISM=false
@@ -25,8 +30,6 @@ case "${1:-run}" in
       python3 -c "from rag_relax_plugins.readers.loading import convert_gguf; convert_gguf('$W/smol.gguf', '$W/smol')"
     fi
     M="$PWD/.cache/gpu3/minilm"
-    shift || true
-    STAGES="${*:-signal sweep quality}"
     for s in $STAGES; do
       case $s in
         signal) python3 benchmarks/bench_grerank_signal.py --rows 60 --device cuda --reader-path "$W/smol" 2>&1 | grep -v Warning | tail -8 ;;
@@ -37,7 +40,6 @@ case "${1:-run}" in
           python3 benchmarks/bench_rerankers_quality.py --variant independent --device cuda --backbone "$M" --reader-path "$W/smol" --tau "$1" --kappa "$2" --epochs ${EPOCHS:-2} --sup-epochs ${EPOCHS:-2} 2>&1 | grep -v "Warning\|it/s\]" | tail -15
           cp runs/bench_quality/grerank/curves.png "$OUTDIR/grerank_curves.png" || true
           cp runs/bench_quality/supervised/curves.png "$OUTDIR/supervised_curves.png" || true ;;
-        *) echo "unknown stage '$s' (signal, sweep, quality)" >&2; exit 2 ;;
       esac
     done
     cp benchmarks/results/*.json "$OUTDIR/" ;;

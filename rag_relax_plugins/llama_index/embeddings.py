@@ -225,9 +225,13 @@ class GaussianEmbedding(BaseEmbedding):
 
     @property
     def model_similarity_mode(self) -> SimilarityMode:
-        """The :class:`SimilarityMode` whose :meth:`similarity` is the model's own score:
-        ``EUCLIDEAN`` (minus the L2 distance) for a ``"euclidean"`` model, ``DOT_PRODUCT`` for
-        ``"inner_product"``."""
+        """The :class:`SimilarityMode` whose :meth:`similarity` of raw vectors is the model's own
+        score: ``EUCLIDEAN`` (minus the L2 distance) for a ``"euclidean"`` model, ``DOT_PRODUCT``
+        for ``"inner_product"``. Not with ``cosine_max_norm`` (transformed vectors: their default
+        cosine ranks like the model, but no mode gives its score): a ``ValueError`` then."""
+        if self.cosine_max_norm is not None:
+            raise ValueError("model_similarity_mode applies to raw vectors; this instance returns cosine-compatible "
+                             "ones (cosine_max_norm), whose default cosine ranks like the model")
         return SimilarityMode.EUCLIDEAN if self.geometry == "euclidean" else SimilarityMode.DOT_PRODUCT
 
     def similarity(
