@@ -111,6 +111,7 @@ def check_state_fields(file: Path, state: Any, names: Iterable[str]) -> None:
 def read_trainer_state(
     folder: Path, *, version: int, fields: Iterable[str], unversioned: int | None = None,
     history_lists: Sequence[str] = (),
+    step_list: str | None = None,
 ) -> dict[str, Any]:
     """The ``trainer_state.json`` of checkpoint ``folder``: a JSON object of format ``version``
     holding ``fields`` (:func:`check_state_fields`), read before a resume changes anything.
@@ -123,6 +124,8 @@ def read_trainer_state(
             existed); ``None`` refuses such a state.
         history_lists: the lists ``history`` must hold (the loop indexes them: a missing one was
             a ``KeyError`` after the model had loaded).
+        step_list: the list of ``history`` holding one entry per optimiser step: its length must
+            be ``step`` (a damaged ``step`` resumed past the schedule and returned untrained).
 
     Raises:
         FileNotFoundError: no ``trainer_state.json``.
@@ -141,6 +144,9 @@ def read_trainer_state(
         names = [repr(k) for k in history_lists]
         listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
         raise ValueError(f"{file}: 'history' must hold the lists {listed} (a damaged checkpoint?)")
+    if step_list is not None and len(history[step_list]) != state["step"]:
+        raise ValueError(f"{file}: 'step' is {state['step']}, but 'history' holds {len(history[step_list])} "
+                         f"{step_list!r} entries, one per step (a damaged checkpoint?); nothing was changed")
     return dict(state)
 
 

@@ -16,6 +16,11 @@ import torch
 __all__ = ["check_lambda_lr_state", "check_scheduler_state"]
 
 
+# the keys a resume reads back (LambdaLR / LRScheduler); other public keys differ between torch
+# versions and are only type-checked when present
+_NEEDED = frozenset({"base_lrs", "last_epoch", "lr_lambdas"})
+
+
 def _json_kind(value: Any) -> str:
     """The JSON type ``value`` is written as (numbers one kind: JSON keeps ``1.0`` as ``1.0``, ``1`` as ``1``)."""
     if value is None:
@@ -51,9 +56,10 @@ def _mismatch(want: Any, got: Any) -> str | None:
 def check_scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler, saved: Any, file: Path) -> None:
     """Refuse a saved scheduler state (``saved``, read from ``file``) that ``scheduler`` cannot load.
 
-    ``saved`` must be a JSON object holding every public (non-underscore) key of
-    ``scheduler.state_dict()`` with a value of the same JSON type, lists of the same length (one
-    entry per parameter group) with elements of the same types, and ``last_epoch`` an integer
+    ``saved`` must be a JSON object holding the keys a resume reads (``base_lrs``, ``last_epoch``,
+    ``lr_lambdas`` where the scheduler has them); each public (non-underscore) key of
+    ``scheduler.state_dict()`` it holds must have a value of the same JSON type, lists of the same
+    length (one entry per parameter group) with elements of the same types; ``last_epoch`` an integer
     ``>= -1`` (torch's value before the first step; a built scheduler has taken it to 0).
     Private keys (``_step_count``, ``_last_lr`` ...) are left to torch: a missing one keeps the
     scheduler's value. Call it before anything is loaded.
@@ -71,6 +77,8 @@ def check_scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler, saved
         if key.startswith("_"):
             continue
         if key not in saved:
+            if key not in _NEEDED:  # another torch's attribute ('verbose' in 2.2-2.6): loads without it
+                continue
             refuse(f"has no {key!r} (a {type(scheduler).__name__} state holds it)")
         problem = _mismatch(want, saved[key])
         if problem is not None:

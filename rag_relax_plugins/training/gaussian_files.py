@@ -221,7 +221,9 @@ def load_pairs(path: str | os.PathLike[str]) -> list[Pair]:
     elif suffix == ".json":
         pairs = _json_array_pairs(file, text)
     else:
-        raise DocumentsNotPairs(f"{file}: unsupported extension {suffix!r} (use .csv, .json or .jsonl)")
+        # the --kind documents hint only for what read_documents takes (a .tsv of pairs is not prose)
+        error = ValueError if suffix in _NOT_PROSE else DocumentsNotPairs
+        raise error(f"{file}: unsupported extension {suffix!r} (use .csv, .json or .jsonl)")
     if not pairs:
         raise ValueError(f"{file} holds no pairs")
     return pairs

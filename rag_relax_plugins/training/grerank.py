@@ -294,6 +294,9 @@ def _train(cfg: GRerankConfig, *, ck: Path | None, options: dict[str, Any], used
     }
     if ck is not None:  # every file read and checked before the caller's reranker changes
         state = load_checkpoint(ck, optimizer=opt, generator=gen, seed=cfg.seed)
+        if state["pos"] >= n:  # a save writes (pos + 1) % n: a larger one skipped the epoch's training
+            raise ValueError(f"{ck / 'trainer_state.json'}: 'pos' is {state['pos']}, but an epoch has {n} examples "
+                             "(a damaged checkpoint?); nothing was changed")
         if resumed_weights is not None:  # in place: the optimiser holds these parameters
             reranker.scorer.load_state_dict(resumed_weights)
     out.mkdir(parents=True, exist_ok=True)  # after the checkpoint is read: a damaged one leaves no folder

@@ -131,7 +131,7 @@ def load_checkpoint(
     # every field the run reads, before the optimiser changes (a missing 'history' was a KeyError
     # after the caller's reranker had taken the checkpoint's weights)
     state = read_trainer_state(folder, version=CHECKPOINT_VERSION, fields=("epoch", "pos", "step", "history"),
-                               history_lists=("loss", "seconds"))
+                               history_lists=("loss", "seconds"), step_list="loss")
     moments = read_optimizer_state(optimizer, folder)  # checked, loaded once the generator states are
     rng_file = folder / "rng.safetensors"
     rng = read_tensors(rng_file)

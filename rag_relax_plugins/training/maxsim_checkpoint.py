@@ -128,7 +128,7 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
             or another ``format_version`` (each names the file).
     """
     state = read_state(folder, version=CHECKPOINT_VERSION, fields=("scheduler", "epoch", "step", "best", "history"),
-                       unversioned=1, history_lists=("step_loss", "train_loss", "val_mrr"))
+                       unversioned=1, history_lists=("step_loss", "train_loss", "val_mrr"), step_list="step_loss")
     check_position(folder / "trainer_state.json", state)
     return state
 

@@ -67,7 +67,6 @@ from rag_relax_plugins.training._run_files import (
     run_folder_with_log,
     said_if_diverged,
 )
-from rag_relax_plugins.training._scheduler_state import check_scheduler_state
 from rag_relax_plugins.training.maxsim_checkpoint import (
     adopt_reranker_config,
     check_best_model_folder,
@@ -330,7 +329,6 @@ def _train(cfg: MaxSimTrainConfig, out: Path, groups: Sequence[QueryGroup], *, q
     resumed_rng: list[int] | None = None  # negative-sampling generator state at that stop
     if ck is not None:
         state = read_trainer_state(ck)
-        check_scheduler_state(sched, state["scheduler"], ck / "trainer_state.json")  # before anything loads
         load_optimizer(opt, ck)
         sched.load_state_dict(state["scheduler"])
         # the saved groups hold the stopped run's last lr (0 after a max_steps stop): the next step

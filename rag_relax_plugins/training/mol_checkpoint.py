@@ -119,14 +119,8 @@ def read_trainer_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
         ValueError: unknown format version, a field or ``history`` list missing or mistyped, or a
             ``step`` other than the number of step losses in ``history``.
     """
-    path = checkpoint_folder(folder)
-    state = read_state(path, version=FORMAT_VERSION, fields=("step", "history", "config"),
-                       history_lists=("step_loss", "step_parts", "epoch_loss", "eval"))
-    losses = len(state["history"]["step_loss"])  # one per step: a damaged step resumed past the schedule
-    if losses != state["step"]:
-        raise ValueError(f"{path / 'trainer_state.json'}: 'step' is {state['step']}, but 'history' holds {losses} "
-                         "step losses (a damaged checkpoint?); nothing was changed")
-    return state
+    return read_state(checkpoint_folder(folder), version=FORMAT_VERSION, fields=("step", "history", "config"),
+                      history_lists=("step_loss", "step_parts", "epoch_loss", "eval"), step_list="step_loss")
 
 
 def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:

@@ -599,5 +599,5 @@ def test_a_step_that_disagrees_with_the_history_is_refused(tmp_path):
     state = json.loads((ck / "trainer_state.json").read_text())
     state["step"] = 10**6
     (ck / "trainer_state.json").write_text(json.dumps(state))
-    with pytest.raises(ValueError, match=r"'step' is 1000000, but 'history' holds 4 step losses"):
+    with pytest.raises(ValueError, match=r"'step' is 1000000, but 'history' holds 4 'step_loss' entries"):
         train_retrieval(_model(seed=99), _toy(), _cfg(), resume=ck)

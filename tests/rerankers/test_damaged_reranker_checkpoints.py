@@ -105,6 +105,8 @@ MAXSIM_DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
                        r"optimizer\.json: param_groups\[0\] 'params' must be the indices \[0\]"),
     "eps a string": (_optimizer(lambda m, t: m["param_groups"][0].__setitem__("eps", "x")),
                      r"optimizer\.json: param_groups\[0\] 'eps' must be a number"),
+    # step 10**6 resumed past the schedule and wrote an untrained final_model (diff review)
+    "step past the history": (_state("step", 10**6), r"'step' is 1000000, but 'history' holds \d+ 'step_loss' entries"),
 }
 
 
@@ -160,13 +162,13 @@ def test_a_repaired_maxsim_checkpoint_resumes_as_the_uninterrupted_run(
     assert res["history"]["train_loss"] == pytest.approx(full["train_loss"], rel=1e-5)
 
 
-def test_the_maxsim_loop_checks_the_scheduler_against_its_own(
+def test_a_scheduler_state_of_another_group_count_is_refused(
     stopped: tuple[Path, dict[str, list[float]]], tmp_path: Path
 ) -> None:
-    """The check before the run (against the optimiser file's groups) and the loop's own, against
-    the scheduler it built, before the optimiser loads: base_lrs matching a tampered
-    optimizer.json passes the first and is refused by the second."""
-    from rag_relax_plugins.training import maxsim_train
+    """check_scheduler_state against a built scheduler: base_lrs of another length is refused,
+    the saved state as written is accepted. (The trainer's own run refuses it earlier, against
+    the optimiser file's group count, before anything is written.)"""
+    from rag_relax_plugins.training._scheduler_state import check_scheduler_state
 
     ck = tmp_path / "ck"
     shutil.copytree(stopped[0], ck)
@@ -175,9 +177,16 @@ def test_the_maxsim_loop_checks_the_scheduler_against_its_own(
     state = json.loads((ck / "trainer_state.json").read_text())
     state["scheduler"]["base_lrs"] = [0.1, 0.1]
     with pytest.raises(ValueError, match=r"trainer_state\.json: 'scheduler' 'base_lrs' must be a list of 1"):
-        maxsim_train.check_scheduler_state(sched, state["scheduler"], ck / "trainer_state.json")
-    maxsim_train.check_scheduler_state(sched, json.loads((ck / "trainer_state.json").read_text())["scheduler"],
-                                       ck / "trainer_state.json")
+        check_scheduler_state(sched, state["scheduler"], ck / "trainer_state.json")
+    check_scheduler_state(sched, json.loads((ck / "trainer_state.json").read_text())["scheduler"],
+                          ck / "trainer_state.json")
+    del state["scheduler"]["base_lrs"]
+    with pytest.raises(ValueError, match=r"'scheduler' has no 'base_lrs'"):
+        check_scheduler_state(sched, state["scheduler"], ck / "trainer_state.json")
+    # a public key another torch version writes or not ('verbose' in 2.2-2.6) is not required
+    sched.verbose = False  # type: ignore[attr-defined]
+    check_scheduler_state(sched, json.loads((ck / "trainer_state.json").read_text())["scheduler"],
+                          ck / "trainer_state.json")
 
 
 # ---- G-Rerank: the generator states ------------------------------------------------------------
@@ -231,3 +240,17 @@ def test_a_truncated_generator_state_is_refused_before_the_optimiser_loads(
     state = load_checkpoint(ck, optimizer=opt, generator=gen)
     assert state["step"] == 1 and len(opt.state_dict()["state"]) > 0
     assert torch.equal(gen.get_state(), rng["gumbel"]) and torch.equal(torch.get_rng_state(), rng["torch"])
+
+
+def test_a_grerank_step_past_its_history_is_refused(grerank_checkpoint: tuple[Path, Any]) -> None:
+    # step 10**6 resumed past the schedule and returned an untrained reranker (diff review)
+    from rag_relax_plugins.training.grerank_checkpoint import load_checkpoint
+
+    ck, fresh = grerank_checkpoint
+    state = json.loads((ck / "trainer_state.json").read_text())
+    state["step"] = 10**6
+    (ck / "trainer_state.json").write_text(json.dumps(state))
+    _, opt = fresh()
+    with pytest.raises(ValueError, match=r"'step' is 1000000, but 'history' holds 1 'loss' entries, one per step"):
+        load_checkpoint(ck, optimizer=opt, generator=torch.Generator())
+    assert opt.state_dict()["state"] == {}

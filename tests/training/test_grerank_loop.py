@@ -430,3 +430,18 @@ def test_a_cuda_state_saved_on_one_gpu_is_restored_on_another(minilm_path: str, 
     save_checkpoint(tmp_path / "ck", reranker=reranker, optimizer=opt, generator=fake(0), state=state)
     load_checkpoint(tmp_path / "ck", optimizer=opt, generator=fake(1))
     assert len(restored) == 1 and torch.equal(restored[0][0], gpu_state) and restored[0][1] == torch.device("cuda", 1)
+
+
+def test_a_pos_past_the_epoch_is_refused_before_the_reranker_changes(minilm_path: str, tmp_path: Path) -> None:
+    # a save writes (pos + 1) % n: pos 10**6 skipped the rest of the epoch's training (diff review)
+    _, ckpt = _full_and_interrupted(minilm_path, tmp_path)
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    state["pos"] = 10**6
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    fresh = make(minilm_path, seed=1)
+    before = {k: v.clone() for k, v in fresh.scorer.state_dict().items()}
+    with pytest.raises(ValueError, match=r"'pos' is 1000000, but an epoch has 6 examples"):
+        train_grerank(cfg(tmp_path / "c", resume_from=str(ckpt)), examples=EXAMPLES, reranker=fresh,
+                      reader=FakeReader())
+    assert all(torch.equal(before[k], v) for k, v in fresh.scorer.state_dict().items())
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
