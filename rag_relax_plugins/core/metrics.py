@@ -366,8 +366,9 @@ def rankings_from_scores(
 ) -> list[list[DocId]]:
     """Top-``k`` document ids per row of a score matrix.
 
-    Ties are broken by the lower column index: a stable descending sort is used rather than
-    ``torch.topk``, whose order among equal scores is unspecified (and differs across devices).
+    Ties are broken by the lower column index, as a stable descending sort orders them (what is
+    computed; for a ``k`` well below the row length ``torch.topk``, whose order among equal scores
+    is unspecified and differs across devices, with its ties put back in that order).
 
     Args:
         scores: ``(B, N) x float`` scores, higher is better; NaN/inf are rejected.

@@ -229,6 +229,12 @@ def test_a_markdown_file_in_auto_mode_points_to_kind_documents(tmp_path: Path) -
     assert str(explicit.value) == f"{src}: unsupported extension '.md' (use .csv, .json or .jsonl)"
     paths = prepare_data(src, tmp_path / "out", kind="documents")
     assert len(load_eval_file(paths["eval"])["corpus"]) == 10
+    # a .tsv of pairs is no document file either: no hint that read_documents would refuse (review)
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("q\tp\n", encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        prepare_data(tsv, tmp_path / "out3")
+    assert str(info.value) == f"{tsv}: unsupported extension '.tsv' (use .csv, .json or .jsonl)"
 
 
 def test_a_documents_jsonl_in_auto_mode_points_to_kind_documents(tmp_path: Path) -> None:

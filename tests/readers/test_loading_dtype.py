@@ -60,7 +60,7 @@ def test_a_folder_that_is_not_a_model_is_named(tmp_path: Path) -> None:
         load_causal_lm(tmp_path / "empty")
 
 
-@pytest.mark.parametrize("damage", ["drop_weight", "extra_layer", "truncated"])
+@pytest.mark.parametrize("damage", ["drop_weight", "extra_layer", "truncated", "reshaped"])
 def test_a_damaged_model_folder_is_refused_not_filled_at_random(minilm_path: str, tmp_path: Path, damage: str) -> None:
     """transformers filled a missing weight (or a layer config.json adds) at random and only logged
     it; a truncated weights file raised safetensors' own error, which the CLI did not catch
@@ -89,6 +89,11 @@ def test_a_damaged_model_folder_is_refused_not_filled_at_random(minilm_path: str
         meta["num_hidden_layers"] = 2
         (folder / "config.json").write_text(json.dumps(meta))
         match = r"lacks weights its config.json needs, e.g. model.layers.1\."
+    elif damage == "reshaped":  # transformers raised its own RuntimeError, which the CLI did not catch
+        tensors = load_file(str(weights))
+        tensors["model.layers.0.mlp.up_proj.weight"] = torch.zeros(33, 16)
+        save_file(tensors, str(weights), metadata={"format": "pt"})
+        match = r"lacks weights its config.json needs, e.g. \('model.layers.0.mlp.up_proj.weight'"
     else:
         weights.write_bytes(weights.read_bytes()[:100])
         match = r"model_path cannot be loaded"
