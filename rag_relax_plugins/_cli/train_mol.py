@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 NAME = "train-mol"
 HELP = "train a Mixture-of-Logits retriever (MovieLens next item or HotpotQA open corpus) and evaluate it"
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, checkpoint_dir=str(out / "checkpoints"),
         save_every_steps=args.save_every_steps, keep_checkpoints=args.keep_checkpoints, max_steps=args.max_steps,
         show_progress=not args.no_progress,
+        mi_weight=_resumed_mi_weight(args.resume, out / "checkpoints"),
     )
     recipe = RecipeConfig(
         similarity=args.similarity, embedding_dim=embedding_dim, max_len=50 if args.max_len is None else args.max_len,
@@ -163,6 +165,22 @@ _TRAINING = (("--epochs", "epochs", None), ("--batch-size", "batch_size", None),
              ("--seed", "seed", 0), ("--save-every-steps", "save_every_steps", None),
              ("--keep-checkpoints", "keep_checkpoints", 2),
              ("--max-steps", "max_steps", None), ("--resume", "resume", False))
+
+
+def _resumed_mi_weight(resume: bool | str, checkpoint_dir: Path) -> float:
+    """``MoLTrainConfig.mi_weight`` of a run: no option sets it (``--mi-weight`` is the head's
+    ``mi_loss_weight``), so a resume takes the checkpoint's. Its default became 1.0 on 2026-12-02:
+    a run checkpointed before, with 0, could not be resumed by this command (different options,
+    no option to match them). 1.0 for a new run, or when the checkpoint cannot be read (the
+    resume names that problem)."""
+    from rag_relax_plugins.training.mol_checkpoint import latest_checkpoint, read_trainer_state
+
+    src = None if resume is False else Path(resume) if isinstance(resume, str) else latest_checkpoint(checkpoint_dir)
+    try:
+        saved = None if src is None else read_trainer_state(src)["config"].get("mi_weight")
+    except (OSError, ValueError):
+        saved = None
+    return float(saved) if isinstance(saved, (int, float)) and not isinstance(saved, bool) else 1.0
 
 
 def _ignored_options(args: argparse.Namespace, movielens: bool) -> str | None:

@@ -216,3 +216,23 @@ def test_a_checkpoint_from_before_the_warm_start_was_recorded_still_resumes(tiny
     del state["signature"]["model_settings"]
     state_file.write_text(json.dumps(state))
     assert main(_args(tiny_movielens, out, "--resume")) == 0
+
+
+def test_a_checkpoint_of_another_mi_weight_resumes_with_it(tiny_movielens, tmp_path, capsys):
+    """MoLTrainConfig.mi_weight has no option (its default became 1.0 on 2026-12-02): a run
+    checkpointed with 0 was refused, "mi_weight (checkpoint 0.0, now 1.0)", with no option to
+    match it (compatibility review). A resume takes the checkpoint's."""
+    out = tmp_path / "run"
+    assert main(_args(tiny_movielens, out, "--max-steps", "2", "--save-every-steps", "1")) == 0
+    for ck in (out / "checkpoints").iterdir():
+        state_file = ck / "trainer_state.json"
+        state = json.loads(state_file.read_text())
+        state["config"]["mi_weight"] = 0.0
+        state_file.write_text(json.dumps(state))
+    capsys.readouterr()
+    assert main(_args(tiny_movielens, out, "--resume")) == 0, capsys.readouterr().err
+    from rag_relax_plugins.training.mol_checkpoint import latest_checkpoint
+
+    last = latest_checkpoint(out / "checkpoints")
+    assert last is not None and last.name != "checkpoint_step_2"  # it trained on
+    assert json.loads((last / "trainer_state.json").read_text())["config"]["mi_weight"] == 0.0
