@@ -31,8 +31,19 @@ log = logging.getLogger("rag_relax_plugins.training.gaussian_train")  # the trai
 
 
 def same_backbone(a: str | None, b: str | None) -> bool:
-    """Two backbone references name the same thing (folders compared as resolved paths)."""
-    if a is None or b is None or a.startswith("hashing:") or b.startswith("hashing:"):
+    """Two backbone references name the same thing (folders compared as resolved paths; ``None``
+    is the offline MiniLM package: a config's default, and the base of a save written before
+    ``base_backbone`` was recorded, which ``GaussianEmbedder.load`` takes as that package)."""
+    if a is None or b is None:
+        if a == b:
+            return True
+        try:
+            from rag_relax_plugins.embedders._gaussian_backbone import default_backbone_path
+
+            a, b = (default_backbone_path() if x is None else x for x in (a, b))
+        except ImportError:  # MissingExtraError: without the package, None names nothing else
+            return False
+    if a.startswith("hashing:") or b.startswith("hashing:"):
         return a == b
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 

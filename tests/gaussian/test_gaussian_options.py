@@ -101,3 +101,13 @@ def test_add_negatives_pool_and_single_pair() -> None:
     assert add_negatives(pairs[:1])[0].negative is None  # no other document to draw
     single = add_negatives(pairs[:1], pool=pairs)[0]
     assert single.negative in {pairs[1].positive, pairs[2].positive}
+
+
+def test_an_unrecorded_base_backbone_is_the_offline_minilm(minilm_path: str) -> None:
+    # a save written before base_backbone was recorded loads it as None ("taken as the MiniLM
+    # package"): resuming it with backbone=<the MiniLM folder> was refused as another backbone,
+    # naming 'offline MiniLM' (compatibility review)
+    from rag_relax_plugins.training.gaussian_setup import same_backbone
+
+    assert same_backbone(None, minilm_path) and same_backbone(minilm_path, None) and same_backbone(None, None)
+    assert not same_backbone(None, "hashing:16") and not same_backbone("/elsewhere", None)
