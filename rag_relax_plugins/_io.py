@@ -280,9 +280,9 @@ def _refuse(target: Path) -> ValueError:
     sample = sorted(p.name for p in target.iterdir())
     shown = ", ".join(sample[:5]) + (", ..." if len(sample) > 5 else "")
     return ValueError(
-        f"refusing to replace the existing folder {target}: it is not empty ({shown}) and was "
-        f"not written by a rag-relax-plugins save (no {SAVE_MARKER} in it); nothing was "
-        "changed. Save into a new or empty folder, or delete this one first."
+        f"refusing to replace the existing folder {target}: it is not empty ({shown}) and holds "
+        f"no {SAVE_MARKER} (not a rag-relax-plugins save, or one made before saves were marked, "
+        "2026-12-02); nothing was changed. Save into a new or empty folder, or delete this one first."
     )
 
 

@@ -679,9 +679,9 @@ def test_check_save_target_passes_only_targets_the_final_save_accepts(tmp_path: 
     mine = _folder(tmp_path / "mine", {"config.json": '{"mine": 1}', "notes.md": "keep"})
     weights = _folder(tmp_path / "weights", {"model.safetensors": "x", "README.md": "keep"})
     for folder in (mine, weights):
-        with pytest.raises(ValueError, match="not written by a rag-relax-plugins save"):
+        with pytest.raises(ValueError, match="not a rag-relax-plugins save, or one made before saves were marked"):
             check_save_target(folder, kind="mol-model")
-        with pytest.raises(ValueError, match="not written by a rag-relax-plugins save"):
+        with pytest.raises(ValueError, match="not a rag-relax-plugins save, or one made before saves were marked"):
             atomic_folder(folder, _write("v1"), kind="mol-model")
     assert (mine / "notes.md").read_text() == "keep" and (mine / "config.json").read_text() == '{"mine": 1}'
 
