@@ -79,8 +79,9 @@ def check_saved_weights(auto_model: torch.nn.Module, folder: Path) -> None:
     file = folder / "model.safetensors"
     if not file.is_file():
         return
-    with safe_open(str(file), framework="pt") as fh:
-        raw = {k: str(fh.get_slice(k).get_dtype()) for k in fh.keys()}  # noqa: SIM118 - "F32", "I64" ...
+    with safe_open(str(file), framework="pt") as fh:  # "F32", "I64" ...; legacy LayerNorm names as
+        # transformers renames them on load (5.0-5.5 write gamma / beta in their saves)
+        raw = {_legacy_renamed(k): str(fh.get_slice(k).get_dtype()) for k in fh.keys()}  # noqa: SIM118
     own = auto_model.state_dict()
     prefix = f"{getattr(auto_model, 'base_model_prefix', '') or '?'}."
     headed = any(k.startswith(prefix) for k in raw)  # a task model's checkpoint: its base under prefix
@@ -97,3 +98,8 @@ def check_saved_weights(auto_model: torch.nn.Module, folder: Path) -> None:
     if bad:
         raise ValueError(f"{file}: {bad[0]} holds {dtypes[bad[0]]} values where the model's are "
                          f"{own[bad[0]].dtype} ({len(bad)} such tensor(s); a damaged file?)")
+
+
+def _legacy_renamed(key: str) -> str:
+    """``key`` as transformers reads it: ``LayerNorm.gamma`` / ``.beta`` are ``.weight`` / ``.bias``."""
+    return key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")

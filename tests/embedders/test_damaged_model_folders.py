@@ -131,6 +131,17 @@ def test_an_untouched_save_loads_and_scores_the_same(saved: tuple[Path, torch.Te
     assert not torch.allclose(before[0], before[1])  # the tokenizer reads words, not [UNK]s
 
 
+def test_a_save_with_legacy_layer_norm_names_loads(copy: Path, saved: tuple[Path, torch.Tensor]) -> None:
+    # transformers 5.0-5.5 save BERT's LayerNorm weights as gamma / beta (and rename them on load):
+    # the weights check refused every save such a version wrote (minimum-versions review)
+    def legacy(t: dict[str, torch.Tensor]) -> None:
+        for k in [k for k in t if "LayerNorm." in k]:
+            t[k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")] = t.pop(k)
+
+    _edit_weights("backbone/model.safetensors", legacy)(copy)
+    torch.testing.assert_close(GaussianEmbedder.load(copy, device="cpu").encode(TEXTS), saved[1], atol=1e-6, rtol=1e-6)
+
+
 def test_a_half_precision_head_is_cast_and_loads(copy: Path, saved: tuple[Path, torch.Tensor]) -> None:
     _edit_weights("head.safetensors", lambda t: t.update({k: v.half() for k, v in t.items()}))(copy)
     again = GaussianEmbedder.load(copy, device="cpu")
