@@ -567,3 +567,21 @@ def test_a_manifest_repeating_an_id_is_refused(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match="disagree on the stored ids"):
         MoLVectorStore.from_persist_path(str(tmp_path / "m.json"))
+
+
+def test_refresh_after_delete_ref_doc_needs_the_docstore_hash_removed() -> None:
+    """llama-index-core's VectorStoreIndex.delete_ref_doc(..., delete_from_docstore=True) leaves the
+    document's hash in the docstore for a store that keeps text (stores_text=True, as ours): a
+    later refresh_ref_docs of the same document skipped it and the document stayed missing. Pinned
+    here (upstream behaviour) with the workaround docs/mol_adapters.md gives."""
+    from llama_index.core.embeddings import MockEmbedding
+
+    emb = MockEmbedding(embed_dim=8)
+    index = VectorStoreIndex.from_documents([], storage_context=StorageContext.from_defaults(
+        vector_store=MoLVectorStore()), embed_model=emb)
+    assert index.refresh_ref_docs([Document(text="dog", doc_id="doc0")]) == [True]
+    index.delete_ref_doc("doc0", delete_from_docstore=True)
+    assert index.docstore.get_document_hash("doc0") is not None  # upstream: left behind
+    index.docstore.delete_document("doc0", raise_error=False)  # the workaround
+    assert index.refresh_ref_docs([Document(text="dog", doc_id="doc0")]) == [True]
+    assert [n.node.ref_doc_id for n in index.as_retriever(similarity_top_k=2).retrieve("dog")] == ["doc0"]
