@@ -213,8 +213,8 @@ def approx_ndcg_loss(
     s, r, m = _prepare(scores, relevance, mask)
     r = _check_gains(r, m)
     temperature = check_positive("temperature", temperature)
-    if k is not None:
-        k = check_k("k", k)
+    if k is not None:  # at most the list length: a k past int64 (10**30) overflowed in torch
+        k = min(check_k("k", k), s.shape[1])
     diff = (s.unsqueeze(1) - s.unsqueeze(2)) / temperature  # (B, i, j) = (s_j - s_i)/T
     pair = torch.sigmoid(diff) * m.unsqueeze(1).to(s.dtype)
     eye = torch.eye(s.shape[1], dtype=torch.bool, device=s.device)
@@ -339,8 +339,8 @@ def neural_ndcg_loss(
     s, r, m = _prepare(scores, relevance, mask)
     r = _check_gains(r, m)
     temperature = check_positive("temperature", temperature)
-    if k is not None:
-        k = check_k("k", k)
+    if k is not None:  # at most the list length: a k past int64 (10**30) overflowed in torch
+        k = min(check_k("k", k), s.shape[1])
     sinkhorn_iters = check_count("sinkhorn_iters", sinkhorn_iters, 0)
     p = _sinkhorn(_neural_sort(s, m, temperature), sinkhorn_iters)
     gains = (torch.pow(2.0, r) - 1.0).masked_fill(~m, 0.0)

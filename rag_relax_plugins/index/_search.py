@@ -257,7 +257,7 @@ def exact_two_pass(
     b = len(queries)
     out_s = torch.full((b, k), -math.inf, device=first.device)
     out_r = torch.full((b, k), -1, dtype=torch.long, device=first.device)
-    small = counts <= budget
+    small = counts <= min(budget, len(items))  # a budget past int64 (10**30) overflowed the comparison
     if bool(small.any()):
         idx = small.nonzero().squeeze(1)
         width = int(counts[idx].max())

@@ -163,3 +163,11 @@ def test_bad_input():
         triplet_margin(torch.randn(2, 3), torch.randn(2, 3), torch.randn(1, 3))
     with pytest.raises(TypeError, match="floating-point"):
         list_net_loss(torch.ones(2, 3, dtype=torch.long), torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("loss", [approx_ndcg_loss, neural_ndcg_loss])
+def test_a_cut_past_int64_is_the_whole_list(loss) -> None:
+    # k=10**30 overflowed inside torch (OverflowError); past the list it is the whole list (review)
+    g = torch.Generator().manual_seed(0)
+    s, r = torch.randn(2, 5, generator=g), torch.randint(0, 3, (2, 5), generator=g).float()
+    assert torch.equal(loss(s, r, k=10**30), loss(s, r, k=5))

@@ -289,3 +289,14 @@ def test_float_rows_reads_numbers_as_torch_tensor_does() -> None:
     for bad in ([["a", "b"]], [[1.0, None]], [[1.0], [2.0, 3.0]]):
         with pytest.raises((TypeError, ValueError)):
             float_rows(bad)
+
+
+def test_an_exact_two_pass_budget_past_int64_is_the_whole_corpus() -> None:
+    # ExactTwoPass(budget=10**30) raised OverflowError comparing it with a torch tensor (review)
+    torch.manual_seed(0)
+    idx = MoLIndex(_sim(), device="cpu")
+    idx.add([f"d{i}" for i in range(40)], torch.randn(40, 10))
+    q = torch.randn(3, 12)
+    s, ids = idx.search(q, 5, strategy=ExactTwoPass(budget=10**30))
+    want_s, want_ids = idx.search(q, 5, strategy=BruteForce())
+    assert ids == want_ids and torch.allclose(s, want_s)
