@@ -205,12 +205,25 @@ def _build(folder: Path, config: dict[str, Any], device: str | torch.device | No
     from rag_relax_plugins.index.mol_index import MoLIndex
 
     try:
-        similarity = MoLSimilarity(MoLConfig.from_dict(config["similarity"]))
+        mol = MoLConfig.from_dict(config["similarity"])
         first_stage = FirstStageConfig.from_dict(config["first_stage"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{folder}/config.json holds an invalid configuration: {exc}") from exc
     require_saved_keys(config["similarity"], ("tau",), f"{folder}/config.json (similarity)")
     weights = _read_tensors(folder, "similarity.safetensors")
+    # the shapes the config builds, on the meta device (no memory), before the module is built: a
+    # hand-edited component_dim 10**7 allocated gigabytes (10**8: a raw allocator error) first
+    try:
+        with torch.device("meta"):
+            wanted = {k: tuple(v.shape) for k, v in MoLSimilarity(mol).state_dict().items()}
+    except RuntimeError as exc:  # sizes past what a tensor can hold ("Storage size calculation overflowed")
+        raise ValueError(f"{folder}/config.json describes a similarity that cannot be built: {exc}") from exc
+    other = sorted(k for k in wanted.keys() & weights.keys() if tuple(weights[k].shape) != wanted[k])
+    if other:
+        raise ValueError(f"{folder}/similarity.safetensors does not match config.json: {other[0]} is "
+                         f"{tuple(weights[other[0]].shape)} in the file, {wanted[other[0]]} by the config "
+                         f"({len(other)} such tensor(s))")
+    similarity = MoLSimilarity(mol)
     try:
         similarity.load_state_dict(weights)
     except RuntimeError as exc:  # missing / unexpected / mis-shaped weights

@@ -300,3 +300,16 @@ def test_an_exact_two_pass_budget_past_int64_is_the_whole_corpus() -> None:
     s, ids = idx.search(q, 5, strategy=ExactTwoPass(budget=10**30))
     want_s, want_ids = idx.search(q, 5, strategy=BruteForce())
     assert ids == want_ids and torch.allclose(s, want_s)
+
+
+@pytest.mark.parametrize("key", ["component_dim", "num_item_embeddings", "gate_hidden_dim"])
+def test_a_huge_size_in_config_json_is_refused_before_the_similarity_is_built(tmp_path: Path, key: str) -> None:
+    # the similarity was built at the config's size before its weights were compared: 10**8
+    # allocated gigabytes or raised the allocator's RuntimeError (resource review)
+    folder = _saved(tmp_path, "torch")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["similarity"][key] = 10**12  # the old path's allocation fails at once at this size
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"similarity\.safetensors does not match config\.json: .* by the config|"
+                                         r"config\.json describes a similarity that cannot be built"):
+        MoLIndex.load(folder)
