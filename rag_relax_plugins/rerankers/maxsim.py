@@ -397,12 +397,17 @@ class MaxSimReranker(BaseReranker):
             logger.info("%s: loading with the given encoder's model %s (config.backbone %r)", folder, moved,
                         config.backbone)
             config = dataclasses.replace(config, backbone=moved)
+        tensors = read_tensors(folder / _WEIGHTS)
+        proj = tensors.get("head.proj.weight")
+        if config.projection_dim is not None and proj is not None and proj.shape[:1] != (config.projection_dim,):
+            # before the head is built: a hand-edited projection_dim 10**8 made it allocate gigabytes
+            raise ValueError(f"{folder}/{_WEIGHTS} does not match its config: head.proj.weight is "
+                             f"{tuple(proj.shape)}, config.json has projection_dim {config.projection_dim}")
         try:  # the config's values checked against the backbone (token size, layers, length)
             rr = cls(config, encoder=encoder, device=device, batch_size=batch_size)
             params = rr.trainable_backbone_parameters(rr.config.trained_layers) if rr.config.trained_layers else {}
         except (TypeError, ValueError) as exc:  # named the checks' own parameters ("last_layers must be <= 6"), not the file
             raise ValueError(f"{folder / _CONFIG}: {exc} (the saved config does not fit the backbone)") from exc
-        tensors = read_tensors(folder / _WEIGHTS)
         head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
         # every check before any tensor is loaded: a passed encoder's layers stay as they were
         unused = sorted(k for k in tensors if not k.startswith("head.") and k not in params)

@@ -137,6 +137,10 @@ MAXSIM_DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "stray_tensor": (lambda f: _edit_weights(f / "model.safetensors", _stray),
                      r"model\.safetensors holds tensors its config\.json \(trained_layers 1\) does not use, "
                      r"e.g. backbone\.pooler\.dense\.bias \(1 in all\)"),
+    # built at the config's size before the shapes were compared: 10**12 failed in the allocator (review)
+    "huge_projection_dim": (lambda f: _edit_json(f / "config.json", projection_dim=10**12),
+                            r"model\.safetensors does not match its config: head\.proj\.weight is \(8, 32\), "
+                            r"config\.json has projection_dim 1000000000000"),
     "integer_head": (lambda f: _edit_weights(f / "model.safetensors", _integer_head),
                      r"model\.safetensors: head\.proj\.weight holds torch\.int32 values where the model's are "
                      r"torch\.float32"),
