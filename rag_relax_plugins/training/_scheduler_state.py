@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_lambda_lr_state", "check_scheduler_state"]
+__all__ = ["check_lambda_lr_state", "check_scheduler_state", "check_scheduler_step"]
 
 
 # the keys a resume reads back (LambdaLR / LRScheduler); other public keys differ between torch
@@ -91,7 +91,7 @@ def check_scheduler_state(scheduler: torch.optim.lr_scheduler.LRScheduler, saved
 def check_lambda_lr_state(saved: Any, file: Path, *, groups: int) -> None:
     """:func:`check_scheduler_state` against a ``LambdaLR`` over ``groups`` parameter groups, for
     a check before the trainer has built its optimiser and scheduler (a resume refused before it
-    writes anything). The trainer checks again against its own scheduler before loading.
+    writes anything).
 
     Raises:
         ValueError: as :func:`check_scheduler_state`.
@@ -99,3 +99,16 @@ def check_lambda_lr_state(saved: Any, file: Path, *, groups: int) -> None:
     params = [{"params": [torch.zeros(1, requires_grad=True)]} for _ in range(max(1, groups))]
     stand_in = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD(params, lr=1.0), lambda step: 1.0)
     check_scheduler_state(stand_in, saved, file)
+
+
+def check_scheduler_step(saved: dict[str, Any], step: int, file: Path) -> None:
+    """A scheduler stepped once per optimiser step: its ``last_epoch`` must be ``step`` (a damaged
+    one set every later learning rate from another point of the schedule: 10**6 trained at 0).
+    ``saved`` has passed :func:`check_scheduler_state`.
+
+    Raises:
+        ValueError: naming ``file`` and both values.
+    """
+    if saved.get("last_epoch") != step:
+        raise ValueError(f"{file}: 'scheduler' 'last_epoch' is {saved.get('last_epoch')!r:.40}, but 'step' is {step}, "
+                         "one scheduler step per optimiser step (a damaged checkpoint?); nothing was changed")

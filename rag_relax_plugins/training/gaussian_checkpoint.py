@@ -33,7 +33,7 @@ from rag_relax_plugins.training._resume_check import (
     stored_options,
 )
 from rag_relax_plugins.training._run_files import restore_best_model  # re-exported: shared
-from rag_relax_plugins.training._scheduler_state import check_scheduler_state
+from rag_relax_plugins.training._scheduler_state import check_scheduler_state, check_scheduler_step
 from rag_relax_plugins.training.gaussian_setup import unused_options
 
 log = logging.getLogger(__name__)
@@ -202,8 +202,10 @@ def load_checkpoint_state(
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint not found: {folder} (expected trainer_state.json inside)")
     state = read_trainer_state(folder, version=CHECKPOINT_VERSION,
-                               fields=("scheduler", "epoch", "step", "best", "history"))
+                               fields=("scheduler", "epoch", "step", "best", "history"),
+                               history_lists=("step_loss", "train_loss", "val_loss"), step_list="step_loss")
     check_scheduler_state(scheduler, state["scheduler"], file)  # before the optimiser changes
+    check_scheduler_step(state["scheduler"], state["step"], file)
     load_optimizer_state(optimizer, folder, hint="resume with the same freezing and predictor options")
     scheduler.load_state_dict(state["scheduler"])
     rng = read_tensors(folder / "rng.safetensors")

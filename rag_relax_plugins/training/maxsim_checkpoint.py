@@ -41,7 +41,7 @@ from rag_relax_plugins.training._resume_check import (
 )
 from rag_relax_plugins.training._resume_check import read_trainer_state as read_state
 from rag_relax_plugins.training._run_files import checkpoint_folder, pyplot, save_png
-from rag_relax_plugins.training._scheduler_state import check_lambda_lr_state
+from rag_relax_plugins.training._scheduler_state import check_lambda_lr_state, check_scheduler_step
 
 if TYPE_CHECKING:
     from rag_relax_plugins.training.maxsim_data import QueryGroup
@@ -214,10 +214,11 @@ def checked_resume(cfg: MaxSimTrainConfig, training_data: str) -> tuple[Path | N
         check_resume(ck, options)
         # a damaged state or optimiser file too, before the checkpoint's model is loaded (into a
         # passed reranker's encoder, whose trained layers it replaces) and the token cache is built;
-        # the trainer checks both again against its own optimiser and scheduler before loading them
+        # the trainer checks the optimiser again against its own before loading it
         state = read_trainer_state(ck)
         meta, _ = read_optimizer_files(ck, optimizer=torch.optim.AdamW)
         check_lambda_lr_state(state["scheduler"], ck / "trainer_state.json", groups=len(meta["param_groups"]))
+        check_scheduler_step(state["scheduler"], state["step"], ck / "trainer_state.json")
     return ck, options
 
 

@@ -54,7 +54,7 @@ def test_corrupt_checkpoint_files_name_the_file(good, tmp_path) -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     ck = tmp_path / "ck"
     ckpt.save_checkpoint(ck, model=model, optimizer=opt, scheduler=sched, predictor=None,
-                         state={"epoch": 1, "step": 1, "best": 1.0, "best_epoch": 1, "history": {}})
+                         state={"epoch": 1, "step": 0, "best": 1.0, "best_epoch": 1, "history": {"step_loss": [], "train_loss": [], "val_loss": []}})
 
     def load():
         ckpt.load_checkpoint_state(ck, optimizer=opt, scheduler=sched, predictor=None)
@@ -159,7 +159,7 @@ def test_cuda_generator_states_go_to_their_own_gpus_and_missing_gpus_are_skipped
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     ck = tmp_path / "ck"
     ckpt.save_checkpoint(ck, model=model, optimizer=opt, scheduler=sched, predictor=None,
-                         state={"epoch": 1, "step": 1, "best": 1.0, "best_epoch": 1, "history": {}})
+                         state={"epoch": 1, "step": 0, "best": 1.0, "best_epoch": 1, "history": {"step_loss": [], "train_loss": [], "val_loss": []}})
     rng = load_file(str(ck / "rng.safetensors"))
     states = {f"cuda{i}": torch.full((4,), i, dtype=torch.uint8) for i in (0, 2, 10)}
     save_file({**rng, **states}, str(ck / "rng.safetensors"))

@@ -54,7 +54,7 @@ def test_mps_generator_state_is_checkpointed(tmp_path, monkeypatch) -> None:
     opt = torch.optim.AdamW(model.head.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     ckpt.save_checkpoint(tmp_path / "ck", model=model, optimizer=opt, scheduler=sched, predictor=None,
-                         state={"epoch": 1, "step": 0, "best": 1.0, "best_epoch": 1, "history": {}})
+                         state={"epoch": 1, "step": 0, "best": 1.0, "best_epoch": 1, "history": {"step_loss": [], "train_loss": [], "val_loss": []}})
     ckpt.load_checkpoint_state(tmp_path / "ck", optimizer=opt, scheduler=sched, predictor=None,
                                device=torch.device("mps"))
     assert len(restored) == 1 and torch.equal(restored[0], state)

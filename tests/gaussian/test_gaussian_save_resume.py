@@ -132,7 +132,7 @@ def test_grad_scaler_state_round_trip(tmp_path, caplog) -> None:
     assert want["_growth_tracker"] == 2  # not the initial state
     model = GaussianEmbedder(GaussianConfig(backbone="hashing:16", output_dim=4), device="cpu")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    state = {"epoch": 1, "step": 2, "best": 1.0, "best_epoch": 1, "history": {}}
+    state = {"epoch": 1, "step": 0, "best": 1.0, "best_epoch": 1, "history": {"step_loss": [], "train_loss": [], "val_loss": []}}
     save_checkpoint(tmp_path / "ck", model=model, optimizer=opt, scheduler=sched, predictor=None, state=state, scaler=scaler)
     assert json.loads((tmp_path / "ck" / "trainer_state.json").read_text())["grad_scaler"] == want
     fresh = torch.amp.GradScaler("cpu", init_scale=512.0, growth_interval=5, enabled=True)

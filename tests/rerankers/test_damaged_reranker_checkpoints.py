@@ -105,6 +105,9 @@ MAXSIM_DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
                        r"optimizer\.json: param_groups\[0\] 'params' must be the indices \[0\]"),
     "eps a string": (_optimizer(lambda m, t: m["param_groups"][0].__setitem__("eps", "x")),
                      r"optimizer\.json: param_groups\[0\] 'eps' must be a number"),
+    # one scheduler step per optimiser step: 10**6 trained at learning rate 0 (diff review)
+    "last_epoch past the step": (_state("scheduler.last_epoch", 10**6), r"'scheduler' 'last_epoch' is 1000000, but "
+                                                                         r"'step' is \d+"),
     # step 10**6 resumed past the schedule and wrote an untrained final_model (diff review)
     "step past the history": (_state("step", 10**6), r"'step' is 1000000, but 'history' holds \d+ 'step_loss' entries"),
 }

@@ -172,7 +172,8 @@ def _gaussian_checkpoint(tmp_path: Path) -> tuple[Path, Any, torch.optim.Optimiz
         sched.step()
     ck = tmp_path / "ck"
     gaussian_checkpoint.save_checkpoint(ck, model=model, optimizer=opt, scheduler=sched, predictor=None,
-                                        state={"epoch": 1, "step": 3, "best": 1.0, "best_epoch": 1, "history": {}})
+                                        state={"epoch": 1, "step": 3, "best": 1.0, "best_epoch": 1,
+                                               "history": {"step_loss": [1.0] * 3, "train_loss": [], "val_loss": []}})
     return ck, model, opt, sched
 
 
@@ -184,6 +185,10 @@ SCHEDULER_DAMAGE: dict[str, tuple[Any, str]] = {
     "base_lrs holding a string": ('base_lrs:["x"]', r"'base_lrs' must be a list whose element 0 is a number"),
     "last_epoch a float": ("last_epoch:2.5", r"'last_epoch' must be an integer >= -1"),
     "last_epoch below -1": ("last_epoch:-2", r"'last_epoch' must be an integer >= -1"),
+    # one scheduler step per optimiser step: 10**6 trained every later step at learning rate 0 (review)
+    "last_epoch past the step": ("last_epoch:1000000", r"'last_epoch' is 1000000, but 'step' is 3"),
+    # (not the scheduler) a step past the history's step losses: resumed past the schedule (review)
+    "step past the history": ("step:7", r"'step' is 7, but 'history' holds 3 'step_loss' entries"),
 }
 
 
@@ -198,6 +203,8 @@ def test_a_damaged_scheduler_state_is_refused_before_the_optimiser_changes(tmp_p
         state["scheduler"] = value
     elif value.startswith("drop:"):
         state["scheduler"].pop(value[5:])
+    elif value.startswith("step:"):
+        state["step"] = json.loads(value[5:])
     else:
         key, _, raw = value.partition(":")
         state["scheduler"][key] = json.loads(raw)
