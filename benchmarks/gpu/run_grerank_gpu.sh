@@ -25,6 +25,8 @@ case "${1:-run}" in
     export PYTHONPATH="$PWD:$PWD/benchmarks:$W/site" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
     export RAG_RELAX_DATA="$PWD/.cache/gpu3/data" TOKENIZERS_PARALLELISM=false
     OUTDIR="${OUT:-/tmp/grerank_out}"; mkdir -p "$OUTDIR"
+    # results of the stages that ran come back even when a later one fails (set -e exits early)
+    trap 'cp benchmarks/results/*.json "$OUTDIR/" 2>/dev/null || true' EXIT
     if [ ! -f "$W/smol/converted.ok" ]; then
       cat "$W/gguf.aa" "$W/gguf.ab" > "$W/smol.gguf"
       python3 -c "from rag_relax_plugins.readers.loading import convert_gguf; convert_gguf('$W/smol.gguf', '$W/smol')"
@@ -41,7 +43,6 @@ case "${1:-run}" in
           cp runs/bench_quality/grerank/curves.png "$OUTDIR/grerank_curves.png" || true
           cp runs/bench_quality/supervised/curves.png "$OUTDIR/supervised_curves.png" || true ;;
       esac
-    done
-    cp benchmarks/results/*.json "$OUTDIR/" ;;
+    done ;;
   *) echo "usage: $0 part1 | part2 | run [signal] [sweep] [quality]" >&2; exit 2 ;;
 esac

@@ -180,7 +180,8 @@ def _resumed_mi_weight(resume: bool | str, checkpoint_dir: Path) -> float:
         saved = None if src is None else read_trainer_state(src)["config"].get("mi_weight")
     except (OSError, ValueError):
         saved = None
-    return float(saved) if isinstance(saved, (int, float)) and not isinstance(saved, bool) else 1.0
+    usable = isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved) and saved >= 0
+    return float(saved) if usable else 1.0  # a damaged value: the resume's option check names it
 
 
 def _ignored_options(args: argparse.Namespace, movielens: bool) -> str | None:

@@ -33,6 +33,10 @@ _DIGEST_NAME = re.compile(r"gaussian-embedder@[0-9a-f]{16}")  # what model_diges
 _UNSET = object()
 
 
+class _NoModelMode(ValueError, AttributeError):
+    """No :class:`SimilarityMode` gives the model's score of cosine-compatible vectors."""
+
+
 class GaussianEmbedding(BaseEmbedding):
     """LlamaIndex embedding backed by a :class:`~rag_relax_plugins.embedders.gaussian.GaussianEmbedder`.
 
@@ -229,8 +233,8 @@ class GaussianEmbedding(BaseEmbedding):
         score: ``EUCLIDEAN`` (minus the L2 distance) for a ``"euclidean"`` model, ``DOT_PRODUCT``
         for ``"inner_product"``. Not with ``cosine_max_norm`` (transformed vectors: their default
         cosine ranks like the model, but no mode gives its score): a ``ValueError`` then."""
-        if self.cosine_max_norm is not None:
-            raise ValueError("model_similarity_mode applies to raw vectors; this instance returns cosine-compatible "
+        if self.cosine_max_norm is not None:  # an AttributeError too: hasattr() / introspection see no mode
+            raise _NoModelMode("model_similarity_mode applies to raw vectors; this instance returns cosine-compatible "
                              "ones (cosine_max_norm), whose default cosine ranks like the model")
         return SimilarityMode.EUCLIDEAN if self.geometry == "euclidean" else SimilarityMode.DOT_PRODUCT
 

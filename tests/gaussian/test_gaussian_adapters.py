@@ -157,6 +157,7 @@ def test_similarity_uses_geometry() -> None:
     assert li.model_similarity_mode is SimilarityMode.EUCLIDEAN
     with pytest.raises(ValueError, match="raw vectors"):  # transformed vectors: no mode gives the model's score
         _ = GaussianEmbedding(model=model, cosine_max_norm=1e4).model_similarity_mode
+    assert not hasattr(GaussianEmbedding(model=model, cosine_max_norm=1e4), "model_similarity_mode")  # not a crash
     assert li.similarity(q, docs[0], li.model_similarity_mode) == pytest.approx(expected[0], rel=1e-6)
     # the default mode is LlamaIndex's cosine (it was the model's minus-distance, <= 0, which
     # broke components that compare it with a cosine threshold)

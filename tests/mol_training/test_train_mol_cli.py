@@ -236,3 +236,16 @@ def test_a_checkpoint_of_another_mi_weight_resumes_with_it(tiny_movielens, tmp_p
     last = latest_checkpoint(out / "checkpoints")
     assert last is not None and last.name != "checkpoint_step_2"  # it trained on
     assert json.loads((last / "trainer_state.json").read_text())["config"]["mi_weight"] == 0.0
+
+
+def test_a_damaged_checkpoint_mi_weight_is_named_as_the_checkpoints(tiny_movielens, tmp_path, capsys):
+    # NaN / -1 from the checkpoint were refused as if --mi-weight had set them (review)
+    out = tmp_path / "run"
+    assert main(_args(tiny_movielens, out, "--max-steps", "2")) == 0
+    state_file = out / "checkpoints" / "checkpoint_step_2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["config"]["mi_weight"] = -1.0
+    state_file.write_text(json.dumps(state))
+    capsys.readouterr()
+    assert main(_args(tiny_movielens, out, "--resume")) == 2
+    assert "different options: mi_weight (checkpoint -1.0, now 1.0)" in capsys.readouterr().err
