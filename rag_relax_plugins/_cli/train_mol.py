@@ -173,6 +173,7 @@ def _resumed_mi_weight(resume: bool | str, checkpoint_dir: Path) -> float:
     a run checkpointed before, with 0, could not be resumed by this command (different options,
     no option to match them). 1.0 for a new run, or when the checkpoint cannot be read (the
     resume names that problem)."""
+    from rag_relax_plugins.core.scalars import is_number
     from rag_relax_plugins.training.mol_checkpoint import latest_checkpoint, read_trainer_state
 
     src = None if resume is False else Path(resume) if isinstance(resume, str) else latest_checkpoint(checkpoint_dir)
@@ -180,8 +181,9 @@ def _resumed_mi_weight(resume: bool | str, checkpoint_dir: Path) -> float:
         saved = None if src is None else read_trainer_state(src)["config"].get("mi_weight")
     except (OSError, ValueError):
         saved = None
-    usable = isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved) and saved >= 0
-    return float(saved) if usable else 1.0  # a damaged value: the resume's option check names it
+    if is_number(saved) and math.isfinite(saved) and saved >= 0:
+        return float(saved)
+    return 1.0  # none, or a damaged value: the resume's option check names it
 
 
 def _ignored_options(args: argparse.Namespace, movielens: bool) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import TypeGuard
 
 __all__ = [
     "MAX_STEP_SIZE",
@@ -22,6 +23,7 @@ __all__ = [
     "check_positive",
     "check_real",
     "check_step_size",
+    "is_number",
 ]
 
 
@@ -145,3 +147,8 @@ def check_real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     return float(value)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """``value`` is an ``int`` or a ``float`` (what JSON reads a number as; ``bool`` is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from rag_relax_plugins._io import read_json, read_tensors
+from rag_relax_plugins.core.scalars import is_number
 
 __all__ = [
     "load_optimizer_state",
@@ -148,18 +149,15 @@ def required_state(optimizer: type[torch.optim.Optimizer], group: Mapping[str, A
     return {}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
 
 def _kind(value: Any) -> str | None:
     """``"number"``, ``"boolean"`` or ``"list of <n> numbers"`` for the hyper-parameter values
     checked (``betas`` is a list of 2); ``None`` for the others."""
     if isinstance(value, bool):
         return "boolean"
-    if _is_number(value):
+    if is_number(value):
         return "number"
-    if isinstance(value, list | tuple) and value and all(_is_number(v) for v in value):
+    if isinstance(value, list | tuple) and value and all(is_number(v) for v in value):
         return f"list of {len(value)} numbers"
     return None
 
@@ -239,7 +237,7 @@ def _check_required_state(folder: Path, groups: list[dict[str, Any]], state: Map
                     raise ValueError(f"{folder / 'optimizer.safetensors'}: the state of parameter {j} has no "
                                      f"{'tensor ' if tensor else ''}{name!r}, which {optimizer.__name__} needs "
                                      "(a damaged checkpoint?); nothing was changed")
-                if not tensor and not ((isinstance(value, torch.Tensor) and value.numel() == 1) or _is_number(value)):
+                if not tensor and not ((isinstance(value, torch.Tensor) and value.numel() == 1) or is_number(value)):
                     raise ValueError(f"{folder}: the state of parameter {j} has a {name!r} that is not a number; "
                                      "nothing was changed")
         start += len(group["params"])

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rag_relax_plugins._io import atomic_folder, saved_kind
+from rag_relax_plugins.core.scalars import is_number
 from rag_relax_plugins.rerankers.maxsim import MaxSimConfig, MaxSimReranker
 from rag_relax_plugins.training._optimizer_state import (
     load_optimizer_state,
@@ -133,9 +134,6 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
     return state
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
 
 def check_position(file: Path, state: Mapping[str, Any]) -> None:
     """Refuse values of a MaxSim ``trainer_state.json`` (``file``) the loop cannot use: ``epoch``
@@ -159,7 +157,7 @@ def check_position(file: Path, state: Mapping[str, Any]) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             refuse(name, "an integer >= 0")
     losses = state.get("epoch_losses", [])
-    if not isinstance(losses, list) or not all(_is_number(v) for v in losses):
+    if not isinstance(losses, list) or not all(is_number(v) for v in losses):
         refuse("epoch_losses", "a list of numbers")
     rng = state.get("negative_rng")
     size = torch.Generator().get_state().numel()
@@ -167,7 +165,7 @@ def check_position(file: Path, state: Mapping[str, Any]) -> None:
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rng)):
         refuse("negative_rng", f"null or a generator state of {size} integers 0..255")
     best = state["best"]
-    if not (_is_number(best) and (math.isfinite(best) or best == -math.inf)):
+    if not (is_number(best) and (math.isfinite(best) or best == -math.inf)):
         refuse("best", "a finite number, or -Infinity before the first complete epoch")
 
 
