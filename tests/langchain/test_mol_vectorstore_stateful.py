@@ -243,7 +243,10 @@ class StoreMachine(RuleBasedStateMachine):
         ref = self.ref_scores(query, allowed)
         top = self.store.similarity_search_with_score(query, 1, **kw)
         assert picks[0] is not None and abs(ref[picks[0]] - top[0][1]) < TOL, (picks, top)  # the best first
-        candidates = sorted(allowed, key=lambda i: -ref[i])[:fetch_k]
+        ranked = sorted(allowed, key=lambda i: -ref[i])
+        cut = ref[ranked[min(fetch_k, len(ranked)) - 1]]
+        # the fetch_k best, and what ties the last of them (two documents of one text: either is fetched)
+        candidates = [i for i in ranked if ref[i] >= cut - TOL]
         unit = {i: torch.nn.functional.normalize(torch.tensor(self.emb.embed_query(self.model[i][0])), dim=0)
                 for i in candidates}
         chosen: list[str] = []
