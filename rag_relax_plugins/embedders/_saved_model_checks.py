@@ -65,10 +65,10 @@ def transformer_folder(path: Path) -> Path:
 
 def check_saved_weights(auto_model: torch.nn.Module, folder: Path) -> None:
     """Compare a loaded transformer with the keys and dtypes of ``folder/model.safetensors`` (when
-    one file; sharded or ``.bin`` weights are not checked). Allowed: saved buffers (the MiniLM
-    package's ``embeddings.position_ids``), tied weights, a missing ``pooler`` (sentence-transformers
-    never uses it), and the keys of a task model's checkpoint (``bert.`` prefixed, with its head,
-    e.g. ``cls.*``, which the base model drops by design).
+    one file; sharded or ``.bin`` weights are not checked), for a backbone this package saved
+    itself (its keys are the model's own). Allowed: saved buffers (``embeddings.position_ids``),
+    tied weights, a missing ``pooler`` (sentence-transformers never uses it), legacy LayerNorm
+    names (:func:`_legacy_renamed`).
 
     Raises:
         ValueError: weights missing (transformers fills them at random, logging only) or
@@ -79,14 +79,9 @@ def check_saved_weights(auto_model: torch.nn.Module, folder: Path) -> None:
     file = folder / "model.safetensors"
     if not file.is_file():
         return
-    with safe_open(str(file), framework="pt") as fh:  # "F32", "I64" ...; legacy LayerNorm names as
-        # transformers renames them on load (5.0-5.5 write gamma / beta in their saves)
-        raw = {_legacy_renamed(k): str(fh.get_slice(k).get_dtype()) for k in fh.keys()}  # noqa: SIM118
+    with safe_open(str(file), framework="pt") as fh:  # "F32", "I64" ...
+        dtypes = {_legacy_renamed(k): str(fh.get_slice(k).get_dtype()) for k in fh.keys()}  # noqa: SIM118
     own = auto_model.state_dict()
-    prefix = f"{getattr(auto_model, 'base_model_prefix', '') or '?'}."
-    headed = any(k.startswith(prefix) for k in raw)  # a task model's checkpoint: its base under prefix
-    dtypes = {k[len(prefix):] if k not in own and k.startswith(prefix) else k: v for k, v in raw.items()
-              if k in own or k.startswith(prefix) or not headed}
     tied = set(getattr(auto_model, "all_tied_weights_keys", None) or ())
     missing = sorted(k for k in own.keys() - dtypes.keys() - tied if not k.startswith("pooler."))
     unexpected = sorted(dtypes.keys() - own.keys() - {name for name, _ in auto_model.named_buffers()})
@@ -101,5 +96,6 @@ def check_saved_weights(auto_model: torch.nn.Module, folder: Path) -> None:
 
 
 def _legacy_renamed(key: str) -> str:
-    """``key`` as transformers reads it: ``LayerNorm.gamma`` / ``.beta`` are ``.weight`` / ``.bias``."""
+    """``key`` as transformers reads it: ``LayerNorm.gamma`` / ``.beta`` are ``.weight`` / ``.bias``
+    (transformers 5.0-5.5 write them so in their saves)."""
     return key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
