@@ -135,10 +135,13 @@ class CausalLMReader:
         if (model is None) != (tokenizer is None):
             raise ValueError("model and tokenizer must be given together")
         self.device = resolve_device(device)  # an unavailable device: refused before the model loads
-        if model is None:
+        given = model is not None
+        if not given:  # load_causal_lm checks what it loads (one token through the model)
             model, tokenizer = load_causal_lm(model_path, cache_dir=cache_dir)
         self.model = model.to(self.device).eval()
-        check_causal_lm(self.model, str(model_path) if model_path is not None else type(model).__name__, self.device)
+        if given:
+            check_causal_lm(self.model, str(model_path) if model_path is not None else type(model).__name__,
+                            self.device)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.tokenizer = tokenizer
