@@ -140,7 +140,7 @@ class GumbelReranker(BaseReranker):
             raise ValueError("documents must hold at least one candidate to score")
         unique, rows = distinct_texts(docs)  # each distinct text scored once
         # batches of similar lengths (longest first, as sentence-transformers does): a batch is
-        # padded to its longest pair, and input order padded 1.4-1.6x the real tokens
+        # padded to its longest pair, and input order padded many more tokens than it holds
         order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))
         with module_lock(self.scorer), torch.inference_mode(), eval_mode(self.scorer):
             parts = [

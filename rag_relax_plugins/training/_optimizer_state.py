@@ -149,7 +149,6 @@ def required_state(optimizer: type[torch.optim.Optimizer], group: Mapping[str, A
     return {}
 
 
-
 def _kind(value: Any) -> str | None:
     """``"number"``, ``"boolean"`` or ``"list of <n> numbers"`` for the hyper-parameter values
     checked (``betas`` is a list of 2); ``None`` for the others."""
